@@ -1,0 +1,205 @@
+#include "core/executor.h"
+
+#include <atomic>
+#include <exception>
+#include <limits>
+#include <mutex>
+#include <new>
+#include <vector>
+
+#include <opencv2/core.hpp>
+#include <tbb/blocked_range.h>
+#include <tbb/enumerable_thread_specific.h>
+#include <tbb/parallel_for.h>
+#include <tbb/task_group.h>
+
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+
+namespace stackproc::core {
+namespace {
+
+// Reports progress at most once per interval, from whichever worker finishes a slice first
+// after the interval has passed.
+class ProgressReporter {
+ public:
+  ProgressReporter(const ExecuteOptions& options, int64_t total, uint64_t slice_bytes)
+      : options_(options), total_(total), slice_bytes_(slice_bytes), start_(absl::Now()) {}
+
+  void SliceDone() {
+    int64_t done = done_.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (!options_.on_progress) return;
+    absl::Time now = absl::Now();
+    std::unique_lock lock(mutex_, std::try_to_lock);
+    if (!lock.owns_lock() || now - last_ < options_.progress_interval) return;
+    last_ = now;
+    options_.on_progress(Make(done, now));
+  }
+
+  void Finish() {
+    if (!options_.on_progress) return;
+    std::lock_guard lock(mutex_);
+    options_.on_progress(Make(total_, absl::Now()));
+  }
+
+ private:
+  Progress Make(int64_t done, absl::Time now) const {
+    Progress p;
+    p.slices_done = done;
+    p.slices_total = total_;
+    p.bytes_done = slice_bytes_ * static_cast<uint64_t>(done);
+    p.bytes_total = slice_bytes_ * static_cast<uint64_t>(total_);
+    p.elapsed = now - start_;
+    if (done > 0) p.eta = p.elapsed * (static_cast<double>(total_ - done) / done);
+    return p;
+  }
+
+  const ExecuteOptions& options_;
+  const int64_t total_;
+  const uint64_t slice_bytes_;
+  const absl::Time start_;
+  std::atomic<int64_t> done_{0};
+  std::mutex mutex_;
+  absl::Time last_ = absl::InfinitePast();
+};
+
+// Keeps the error of the lowest slice, and stops the parallel loop at the first one.
+class FirstError {
+ public:
+  explicit FirstError(tbb::task_group_context& context) : context_(context) {}
+  void Set(int64_t slice, absl::Status status) {
+    {
+      std::lock_guard lock(mutex_);
+      if (slice < slice_) {
+        slice_ = slice;
+        status_ = std::move(status);
+      }
+    }
+    context_.cancel_group_execution();
+  }
+  absl::Status Take() {
+    std::lock_guard lock(mutex_);
+    return std::move(status_);
+  }
+
+ private:
+  tbb::task_group_context& context_;
+  std::mutex mutex_;
+  int64_t slice_ = std::numeric_limits<int64_t>::max();
+  absl::Status status_;
+};
+
+cv::Mat MakeMat(const SliceFormat& f) { return cv::Mat(f.height, f.width, CvType(f.type)); }
+
+// One fused segment: steps [first, last) over every slice of `in`, into `out` (which may be
+// `in`). `formats` are the pipeline's planned formats.
+absl::Status RunSegment(Pipeline& pipeline, size_t first, size_t last,
+                        const std::vector<SliceFormat>& formats, Stack& in, Stack& out,
+                        const ExecuteOptions& options, ProgressReporter& progress) {
+  const bool in_place = &in == &out;
+  // Per-thread intermediate slices, allocated once per thread and reused for every slice.
+  tbb::enumerable_thread_specific<std::vector<cv::Mat>> scratch([&] {
+    std::vector<cv::Mat> mats;
+    for (size_t i = first; i < last; ++i) mats.push_back(MakeMat(formats[i + 1]));
+    return mats;
+  });
+  tbb::task_group_context context;
+  FirstError error(context);
+
+  auto run_slice = [&](int64_t z) -> absl::Status {
+    std::vector<cv::Mat>& tmp = scratch.local();
+    cv::Mat src = in.Slice(z);
+    cv::Mat out_slice = out.Slice(z);
+    for (size_t i = first; i < last; ++i) {
+      const Pipeline::Step& step = pipeline.step(i);
+      // The last step writes straight into the output slice unless that would alias its input.
+      const bool direct = i + 1 == last && !(in_place && i == first);
+      cv::Mat& dst = direct ? out_slice : tmp[i - first];
+      const uint8_t* before = dst.data;
+      try {
+        step.op->Apply(src, dst);
+      } catch (const std::bad_alloc&) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat("slice ", z, ": ", step.spec, ": out of memory"));
+      } catch (const std::exception& e) {
+        return absl::InternalError(absl::StrCat("slice ", z, ": ", step.spec, ": ", e.what()));
+      }
+      if (dst.data != before) {
+        return absl::InternalError(absl::StrCat("slice ", z, ": ", step.spec,
+                                                " did not write into its output slice"));
+      }
+      src = dst;
+    }
+    if (src.data != out_slice.data) src.copyTo(out_slice);
+    return absl::OkStatus();
+  };
+
+  auto body = [&](const tbb::blocked_range<int64_t>& range) {
+    for (int64_t z = range.begin(); z != range.end(); ++z) {
+      if (IsCancelled(options.cancel)) {
+        return error.Set(z, absl::CancelledError("cancelled"));
+      }
+      if (absl::Status s = run_slice(z); !s.ok()) return error.Set(z, std::move(s));
+      progress.SliceDone();
+    }
+  };
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, in.depth(), 1), body, context);
+  return error.Take();
+}
+
+absl::StatusOr<Stack> ExecuteInArena(Stack input, Pipeline& pipeline,
+                                     const ExecuteOptions& options) {
+  const SliceFormat input_format{static_cast<int>(input.shape().height),
+                                 static_cast<int>(input.shape().width), input.pixel_type()};
+  STACKPROC_ASSIGN_OR_RETURN(std::vector<SliceFormat> formats, pipeline.Plan(input_format));
+
+  // Segments start at every whole-stack step after the first: their input is materialised.
+  std::vector<size_t> starts{0};
+  for (size_t i = 1; i < pipeline.size(); ++i) {
+    if (pipeline.step(i).op->NeedsWholeStack()) starts.push_back(i);
+  }
+  const int64_t passes = pipeline.empty() ? 0 : static_cast<int64_t>(starts.size());
+  ProgressReporter progress(options, input.depth() * passes, input.slice_bytes());
+
+  StackMetadata metadata =
+      UpdateMetadata(input.metadata(),
+                     {input.depth(), formats.back().height, formats.back().width},
+                     input.pixel_type(), formats.back().type, pipeline.Geometry(input_format));
+  Stack current = std::move(input);
+  for (size_t s = 0; s < starts.size() && !pipeline.empty(); ++s) {
+    const size_t first = starts[s];
+    const size_t last = s + 1 < starts.size() ? starts[s + 1] : pipeline.size();
+    if (IsCancelled(options.cancel)) return absl::CancelledError("cancelled");
+    if (pipeline.step(first).op->NeedsWholeStack()) {
+      STACKPROC_RETURN_IF_ERROR(pipeline.step(first).op->PrepareForStack(current));
+    }
+    if (formats[first] == formats[last]) {
+      STACKPROC_RETURN_IF_ERROR(
+          RunSegment(pipeline, first, last, formats, current, current, options, progress));
+    } else {
+      const SliceFormat& f = formats[last];
+      STACKPROC_ASSIGN_OR_RETURN(
+          Stack next, Stack::Allocate({current.depth(), f.height, f.width}, f.type));
+      STACKPROC_RETURN_IF_ERROR(
+          RunSegment(pipeline, first, last, formats, current, next, options, progress));
+      current = std::move(next);  // frees the segment's input
+    }
+  }
+  if (IsCancelled(options.cancel)) return absl::CancelledError("cancelled");
+  progress.Finish();
+  current.metadata() = std::move(metadata);
+  return current;
+}
+
+}  // namespace
+
+absl::StatusOr<Stack> Execute(Stack input, Pipeline& pipeline, const ExecuteOptions& options) {
+  if (input.empty()) return absl::InvalidArgumentError("cannot run a pipeline on an empty stack");
+  if (options.arena == nullptr) return ExecuteInArena(std::move(input), pipeline, options);
+  absl::StatusOr<Stack> result = absl::InternalError("arena did not run");
+  options.arena->execute(
+      [&] { result = ExecuteInArena(std::move(input), pipeline, options); });
+  return result;
+}
+
+}  // namespace stackproc::core

@@ -1,0 +1,173 @@
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include <opencv2/core.hpp>
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_reduce.h>
+
+#include "absl/strings/str_cat.h"
+#include "core/ops/op_util.h"
+#include "core/ops/ops.h"
+#include "core/stack.h"
+
+namespace stackproc::core::ops {
+namespace {
+
+const OperationInfo& Info() {
+  static const OperationInfo info{
+      "normalize",
+      "percentile stretch: [p_low, p_high] maps to [0, full scale], per slice or over the stack",
+      {DoubleParam("low", 0.5, 0, 100, "lower percentile"),
+       DoubleParam("high", 99.5, 0, 100, "upper percentile"),
+       ChoiceParam("scope", {"slice", "stack"},
+                   "percentiles of each slice, or of the whole stack (a first pass)")},
+      {PixelType::kUint8, PixelType::kUint16, PixelType::kFloat32}};
+  return info;
+}
+
+// Bins of a histogram over [origin, origin + bins * width).
+struct Histogram {
+  double origin = 0;
+  double width = 1;
+  std::vector<uint64_t> counts;
+
+  void Add(const cv::Mat& slice) {
+    const int bins = static_cast<int>(counts.size());
+    for (int y = 0; y < slice.rows; ++y) {
+      switch (slice.depth()) {
+        case CV_8U:
+          for (const uint8_t* p = slice.ptr<uint8_t>(y), *e = p + slice.cols; p != e; ++p) {
+            ++counts[*p];
+          }
+          break;
+        case CV_16U:
+          for (const uint16_t* p = slice.ptr<uint16_t>(y), *e = p + slice.cols; p != e; ++p) {
+            ++counts[*p];
+          }
+          break;
+        default:
+          for (const float* p = slice.ptr<float>(y), *e = p + slice.cols; p != e; ++p) {
+            int bin = static_cast<int>((*p - origin) / width);
+            ++counts[std::clamp(bin, 0, bins - 1)];
+          }
+      }
+    }
+  }
+  // The value at rank floor(q * (n - 1)) of the sorted samples ("lower" percentile).
+  double Percentile(double percent) const {
+    uint64_t n = 0;
+    for (uint64_t c : counts) n += c;
+    if (n == 0) return origin;
+    auto rank = static_cast<uint64_t>(std::floor(percent / 100.0 * static_cast<double>(n - 1)));
+    uint64_t seen = 0;
+    for (size_t i = 0; i < counts.size(); ++i) {
+      seen += counts[i];
+      if (seen > rank) return origin + static_cast<double>(i) * width;
+    }
+    return origin + static_cast<double>(counts.size() - 1) * width;
+  }
+};
+
+Histogram IntegerHistogram(int depth) {
+  return {0, 1, std::vector<uint64_t>(depth == CV_8U ? 256 : 65536)};
+}
+
+// Exact percentile of a float slice: the same rank as Histogram::Percentile.
+double FloatPercentile(const cv::Mat& slice, double percent) {
+  std::vector<float> values;
+  values.reserve(slice.total());
+  for (int y = 0; y < slice.rows; ++y) {
+    values.insert(values.end(), slice.ptr<float>(y), slice.ptr<float>(y) + slice.cols);
+  }
+  auto rank = static_cast<size_t>(std::floor(percent / 100.0 * double(values.size() - 1)));
+  std::nth_element(values.begin(), values.begin() + static_cast<ptrdiff_t>(rank), values.end());
+  return values[rank];
+}
+
+void Stretch(const cv::Mat& src, cv::Mat& dst, double lo, double hi) {
+  const double full = src.depth() == CV_32F ? 1.0 : (src.depth() == CV_8U ? 255.0 : 65535.0);
+  if (hi <= lo) {
+    dst.setTo(0);  // a flat slice has no range to stretch
+    return;
+  }
+  const double alpha = full / (hi - lo);
+  src.convertTo(dst, src.type(), alpha, -lo * alpha);
+}
+
+class Normalize final : public SliceOp {
+ public:
+  Normalize(double low, double high, bool whole_stack)
+      : low_(low), high_(high), whole_stack_(whole_stack) {}
+
+  absl::StatusOr<SliceFormat> OutputFormat(const SliceFormat& in) const override {
+    if (absl::Status s = CheckPixelType(Info(), in.type); !s.ok()) return s;
+    return in;
+  }
+  bool NeedsWholeStack() const override { return whole_stack_; }
+
+  absl::Status PrepareForStack(const Stack& input) override {
+    Histogram empty;
+    if (input.pixel_type() == PixelType::kFloat32) {
+      // Two passes: the range, then 65536 bins over it (percentiles to 1/65536 of the range).
+      using Range = std::pair<double, double>;
+      Range range = tbb::parallel_reduce(
+          tbb::blocked_range<int64_t>(0, input.depth()), Range{INFINITY, -INFINITY},
+          [&](const tbb::blocked_range<int64_t>& r, Range acc) {
+            for (int64_t z = r.begin(); z != r.end(); ++z) {
+              double lo = 0, hi = 0;
+              cv::minMaxLoc(input.Slice(z), &lo, &hi);
+              acc = {std::min(acc.first, lo), std::max(acc.second, hi)};
+            }
+            return acc;
+          },
+          [](Range a, Range b) { return Range{std::min(a.first, b.first), std::max(a.second, b.second)}; });
+      empty = {range.first, std::max(range.second - range.first, 1e-30) / 65535.0,
+               std::vector<uint64_t>(65536)};
+    } else {
+      empty = IntegerHistogram(CvType(input.pixel_type()) == CV_8UC1 ? CV_8U : CV_16U);
+    }
+    Histogram total = tbb::parallel_reduce(
+        tbb::blocked_range<int64_t>(0, input.depth()), empty,
+        [&](const tbb::blocked_range<int64_t>& r, Histogram acc) {
+          for (int64_t z = r.begin(); z != r.end(); ++z) acc.Add(input.Slice(z));
+          return acc;
+        },
+        [](Histogram a, const Histogram& b) {
+          for (size_t i = 0; i < a.counts.size(); ++i) a.counts[i] += b.counts[i];
+          return a;
+        });
+    stack_lo_ = total.Percentile(low_);
+    stack_hi_ = total.Percentile(high_);
+    return absl::OkStatus();
+  }
+
+  void Apply(const cv::Mat& src, cv::Mat& dst) const override {
+    if (whole_stack_) return Stretch(src, dst, stack_lo_, stack_hi_);
+    if (src.depth() == CV_32F) {
+      return Stretch(src, dst, FloatPercentile(src, low_), FloatPercentile(src, high_));
+    }
+    Histogram h = IntegerHistogram(src.depth());
+    h.Add(src);
+    Stretch(src, dst, h.Percentile(low_), h.Percentile(high_));
+  }
+
+ private:
+  double low_, high_;
+  bool whole_stack_;
+  double stack_lo_ = 0, stack_hi_ = 0;
+};
+
+absl::StatusOr<std::unique_ptr<SliceOp>> Make(const ParamValues& p) {
+  const double low = p.Double("low"), high = p.Double("high");
+  if (low >= high) {
+    return ParamError(Info(), absl::StrCat("low=", low, " must be below high=", high));
+  }
+  return std::make_unique<Normalize>(low, high, p.Choice("scope") == "stack");
+}
+
+}  // namespace
+
+OperationDef NormalizeOperation() { return {Info(), Make}; }
+
+}  // namespace stackproc::core::ops

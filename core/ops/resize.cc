@@ -1,0 +1,87 @@
+#include <cmath>
+
+#include <opencv2/imgproc.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "core/ops/op_util.h"
+#include "core/ops/ops.h"
+
+namespace stackproc::core::ops {
+namespace {
+
+constexpr int kMaxSide = 131072;
+
+const OperationInfo& Info() {
+  static const OperationInfo info{
+      "resize",
+      "resample each slice by a scale factor or to a width/height (cv::resize)",
+      {DoubleParam("scale", 1.0, 0.001, 64, "factor for both sides (unless width/height given)"),
+       IntParam("width", 0, 0, kMaxSide, "output width; 0 follows height's aspect or scale"),
+       IntParam("height", 0, 0, kMaxSide, "output height; 0 follows width's aspect or scale"),
+       ChoiceParam("interp", {"area", "linear", "cubic", "nearest", "lanczos"},
+                   "interpolation (area is best for shrinking)")},
+      {PixelType::kUint8, PixelType::kUint16, PixelType::kFloat32}};
+  return info;
+}
+
+int Interpolation(const std::string& name) {
+  if (name == "linear") return cv::INTER_LINEAR;
+  if (name == "cubic") return cv::INTER_CUBIC;
+  if (name == "nearest") return cv::INTER_NEAREST;
+  if (name == "lanczos") return cv::INTER_LANCZOS4;
+  return cv::INTER_AREA;
+}
+
+class Resize final : public SliceOp {
+ public:
+  Resize(double scale, int width, int height, int interpolation)
+      : scale_(scale), width_(width), height_(height), interpolation_(interpolation) {}
+
+  absl::StatusOr<SliceFormat> OutputFormat(const SliceFormat& in) const override {
+    if (absl::Status s = CheckPixelType(Info(), in.type); !s.ok()) return s;
+    double w = width_, h = height_;
+    if (w == 0 && h == 0) {
+      w = std::round(in.width * scale_);
+      h = std::round(in.height * scale_);
+    } else if (w == 0) {
+      w = std::round(in.width * h / in.height);
+    } else if (h == 0) {
+      h = std::round(in.height * w / in.width);
+    }
+    if (w < 1 || h < 1 || w > kMaxSide || h > kMaxSide) {
+      return ParamError(Info(), absl::StrCat("output ", w, "x", h, " from ", in.width, "x",
+                                             in.height, " is outside 1..", kMaxSide,
+                                             " pixels per side"));
+    }
+    return SliceFormat{static_cast<int>(h), static_cast<int>(w), in.type};
+  }
+
+  void UpdateGeometry(const SliceFormat& in, PixelGeometry& geometry) const override {
+    absl::StatusOr<SliceFormat> out = OutputFormat(in);
+    if (out.ok()) {
+      geometry.Scale(double(out->width) / in.width, double(out->height) / in.height);
+    }
+  }
+
+  void Apply(const cv::Mat& src, cv::Mat& dst) const override {
+    cv::resize(src, dst, dst.size(), 0, 0, interpolation_);
+  }
+
+ private:
+  double scale_;
+  int width_, height_, interpolation_;
+};
+
+absl::StatusOr<std::unique_ptr<SliceOp>> Make(const ParamValues& p) {
+  if (p.IsSet("scale") && (p.IsSet("width") || p.IsSet("height"))) {
+    return ParamError(Info(), "give scale or width/height, not both");
+  }
+  return std::make_unique<Resize>(p.Double("scale"), p.Int("width"), p.Int("height"),
+                                  Interpolation(p.Choice("interp")));
+}
+
+}  // namespace
+
+OperationDef ResizeOperation() { return {Info(), Make}; }
+
+}  // namespace stackproc::core::ops

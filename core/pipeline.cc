@@ -1,0 +1,65 @@
+#include "core/pipeline.h"
+
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+
+namespace stackproc::core {
+
+absl::StatusOr<Pipeline> Pipeline::Parse(const std::vector<std::string>& specs,
+                                         const OperationRegistry& registry) {
+  Pipeline pipeline;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    auto located = [&](const absl::Status& s) {
+      return absl::Status(s.code(), absl::StrCat("operation ", i + 1, " (", specs[i],
+                                                 "): ", s.message()));
+    };
+    absl::StatusOr<OpSpec> spec = ParseOpSpec(specs[i]);
+    if (!spec.ok()) return located(spec.status());
+    absl::StatusOr<std::unique_ptr<SliceOp>> op = registry.Create(*spec);
+    if (!op.ok()) return located(op.status());
+    pipeline.Add(FormatOpSpec(*spec), std::move(op).value());
+  }
+  return pipeline;
+}
+
+void Pipeline::Add(std::string spec, std::unique_ptr<SliceOp> op) {
+  steps_.push_back({std::move(spec), std::move(op)});
+}
+
+absl::StatusOr<std::vector<SliceFormat>> Pipeline::Plan(const SliceFormat& input) const {
+  std::vector<SliceFormat> formats{input};
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    absl::StatusOr<SliceFormat> out = steps_[i].op->OutputFormat(formats.back());
+    if (!out.ok()) {
+      return absl::Status(out.status().code(),
+                          absl::StrCat("operation ", i + 1, " (", steps_[i].spec, ") on ",
+                                       formats.back().width, "x", formats.back().height, " ",
+                                       PixelTypeName(formats.back().type),
+                                       " slices: ", out.status().message()));
+    }
+    formats.push_back(*out);
+  }
+  return formats;
+}
+
+PixelGeometry Pipeline::Geometry(const SliceFormat& input) const {
+  PixelGeometry geometry;
+  SliceFormat format = input;
+  for (const Step& step : steps_) {
+    step.op->UpdateGeometry(format, geometry);
+    absl::StatusOr<SliceFormat> out = step.op->OutputFormat(format);
+    if (!out.ok()) break;
+    format = *out;
+  }
+  return geometry;
+}
+
+std::string Pipeline::ToString() const {
+  std::string text;
+  for (const Step& step : steps_) {
+    absl::StrAppend(&text, text.empty() ? "" : " -> ", step.spec);
+  }
+  return text.empty() ? "(no operations)" : text;
+}
+
+}  // namespace stackproc::core

@@ -1,0 +1,76 @@
+#include "core/stack.h"
+
+#include <climits>
+#include <cstdlib>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/status_macros.h"
+
+namespace stackproc::core {
+
+std::string ShapeString(const StackShape& shape) {
+  return absl::StrCat(shape.depth, "x", shape.height, "x", shape.width);
+}
+
+absl::StatusOr<size_t> SliceBytes(const StackShape& shape, PixelType type) {
+  if (shape.depth <= 0 || shape.height <= 0 || shape.width <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stack shape ", ShapeString(shape), " has a dimension that is not positive"));
+  }
+  if (shape.height > INT_MAX || shape.width > INT_MAX) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("slice ", shape.height, "x", shape.width, " is too large to index"));
+  }
+  size_t bytes = 0;
+  if (__builtin_mul_overflow(static_cast<size_t>(shape.height), static_cast<size_t>(shape.width),
+                             &bytes) ||
+      __builtin_mul_overflow(bytes, BytesPerPixel(type), &bytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("slice size of ", ShapeString(shape), " overflows"));
+  }
+  return bytes;
+}
+
+absl::StatusOr<size_t> StackBytes(const StackShape& shape, PixelType type) {
+  STACKPROC_ASSIGN_OR_RETURN(size_t slice, SliceBytes(shape, type));
+  size_t bytes = 0;
+  if (__builtin_mul_overflow(slice, static_cast<size_t>(shape.depth), &bytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stack size of ", ShapeString(shape), " overflows"));
+  }
+  return bytes;
+}
+
+void Stack::Free::operator()(uint8_t* p) const { std::free(p); }
+
+absl::StatusOr<Stack> Stack::Allocate(const StackShape& shape, PixelType type) {
+  STACKPROC_ASSIGN_OR_RETURN(size_t bytes, StackBytes(shape, type));
+  constexpr size_t kAlign = 64;  // a cache line; also what SIMD kernels like
+  size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
+  auto* p = static_cast<uint8_t*>(std::aligned_alloc(kAlign, rounded));
+  if (p == nullptr) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "cannot allocate %.2f GiB for a %s %s stack", static_cast<double>(bytes) / (1 << 30),
+        ShapeString(shape), PixelTypeName(type)));
+  }
+  Stack stack;
+  stack.shape_ = shape;
+  stack.type_ = type;
+  stack.slice_bytes_ = bytes / static_cast<size_t>(shape.depth);
+  stack.data_.reset(p);
+  return stack;
+}
+
+cv::Mat Stack::Slice(int64_t z) {
+  return cv::Mat(static_cast<int>(shape_.height), static_cast<int>(shape_.width), CvType(type_),
+                 slice_data(z));
+}
+
+cv::Mat Stack::Slice(int64_t z) const {
+  // cv::Mat has no read-only view; callers of the const overload promise not to write.
+  return cv::Mat(static_cast<int>(shape_.height), static_cast<int>(shape_.width), CvType(type_),
+                 const_cast<uint8_t*>(slice_data(z)));
+}
+
+}  // namespace stackproc::core

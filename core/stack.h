@@ -1,0 +1,78 @@
+// A 3-D image stack: one contiguous Z x Y x X buffer, slices are non-owning cv::Mat views.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <opencv2/core/mat.hpp>
+
+#include "absl/status/statusor.h"
+#include "core/metadata.h"
+#include "core/pixel_type.h"
+
+namespace stackproc::core {
+
+struct StackShape {
+  int64_t depth = 0;
+  int64_t height = 0;
+  int64_t width = 0;
+
+  friend bool operator==(const StackShape&, const StackShape&) = default;
+};
+
+// "DxHxW", e.g. "64x2048x2048".
+std::string ShapeString(const StackShape& shape);
+
+// Bytes of one slice and of the whole stack, overflow-checked. InvalidArgument when a dimension
+// is not positive, a slice side exceeds what cv::Mat can index, or the size overflows.
+absl::StatusOr<size_t> SliceBytes(const StackShape& shape, PixelType type);
+absl::StatusOr<size_t> StackBytes(const StackShape& shape, PixelType type);
+
+// Owns the pixel buffer. Move-only. Slices are views into the one buffer: a task that writes
+// slice z touches no other slice, so disjoint slices may be written concurrently without locks.
+class Stack {
+ public:
+  Stack() = default;
+  Stack(Stack&&) noexcept = default;
+  Stack& operator=(Stack&&) noexcept = default;
+
+  // Allocates an uninitialised stack. InvalidArgument for a bad shape, ResourceExhausted when
+  // the memory cannot be had (the message says how much was asked for).
+  static absl::StatusOr<Stack> Allocate(const StackShape& shape, PixelType type);
+
+  const StackShape& shape() const { return shape_; }
+  PixelType pixel_type() const { return type_; }
+  int64_t depth() const { return shape_.depth; }
+  size_t slice_bytes() const { return slice_bytes_; }
+  size_t size_bytes() const { return slice_bytes_ * static_cast<size_t>(shape_.depth); }
+  bool empty() const { return data_ == nullptr; }
+
+  uint8_t* data() { return data_.get(); }
+  const uint8_t* data() const { return data_.get(); }
+  uint8_t* slice_data(int64_t z) { return data_.get() + slice_bytes_ * static_cast<size_t>(z); }
+  const uint8_t* slice_data(int64_t z) const {
+    return data_.get() + slice_bytes_ * static_cast<size_t>(z);
+  }
+
+  // A non-owning view of slice z (0 <= z < depth). It must not outlive the stack. The const
+  // overload returns a view the caller must treat as read-only (cv::Mat has no const view).
+  cv::Mat Slice(int64_t z);
+  cv::Mat Slice(int64_t z) const;
+
+  StackMetadata& metadata() { return metadata_; }
+  const StackMetadata& metadata() const { return metadata_; }
+
+ private:
+  struct Free {
+    void operator()(uint8_t* p) const;
+  };
+  StackShape shape_;
+  PixelType type_ = PixelType::kUint8;
+  size_t slice_bytes_ = 0;
+  std::unique_ptr<uint8_t[], Free> data_;
+  StackMetadata metadata_;
+};
+
+}  // namespace stackproc::core

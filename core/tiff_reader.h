@@ -1,0 +1,60 @@
+// Reads multi-page TIFF / BigTIFF stacks into one Stack buffer.
+//
+// Supported: striped and tiled; uncompressed, LZW, Deflate (both tag values), PackBits and ZSTD;
+// horizontal and floating-point predictors; little and big endian; one sample per pixel of
+// 8/16-bit unsigned or 32-bit IEEE float. Every page is validated before anything is allocated.
+// Errors name the file, the page and the reason; libtiff's own messages never reach stderr.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <tbb/task_arena.h>
+
+#include "absl/status/statusor.h"
+#include "core/cancel.h"
+#include "core/stack.h"
+
+namespace stackproc::core {
+
+struct TiffLimits {
+  int64_t max_pages = 100'000;
+  int64_t max_side = 131'072;           // pixels along X or Y
+  uint64_t max_stack_bytes = 1ull << 40;  // 1 TiB
+};
+
+// What validation learned about a file: enough to allocate and to plan.
+struct TiffInfo {
+  StackShape shape;
+  PixelType pixel_type = PixelType::kUint8;
+  bool bigtiff = false;
+  bool big_endian = false;
+  bool tiled = false;
+  uint16_t compression = 1;          // TIFF Compression tag of the first page
+  std::vector<uint64_t> page_offsets;  // IFD offset of every page, to seek in O(1)
+  StackMetadata metadata;
+};
+
+// Walks every page and checks it: same size and type as page 0, supported layout and codec,
+// strip/tile tables that fit inside the file (a truncated file or a lying byte count fails here,
+// before any allocation). InvalidArgument for a corrupt or unsupported file, NotFound when it does
+// not exist, ResourceExhausted when it exceeds `limits`.
+absl::StatusOr<TiffInfo> ProbeTiff(const std::string& path, const TiffLimits& limits = {});
+
+struct ReadOptions {
+  TiffLimits limits;
+  tbb::task_arena* arena = nullptr;    // where to decode; nullptr: the calling thread's arena
+  const CancelToken* cancel = nullptr;  // polled between pages
+};
+
+// Probes, allocates once, then decodes pages in parallel straight into the stack buffer, each
+// worker with its own libtiff handle. Blocks until done. Returns no partial stack: any page error
+// fails the whole read with that page named; Cancelled if `cancel` fired.
+absl::StatusOr<Stack> ReadTiff(const std::string& path, const ReadOptions& options = {});
+
+// Decodes into an already allocated stack of info.shape / info.pixel_type.
+absl::Status ReadTiffInto(const std::string& path, const TiffInfo& info, Stack& stack,
+                          const ReadOptions& options = {});
+
+}  // namespace stackproc::core

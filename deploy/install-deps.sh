@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs stackproc's build and test dependencies from Debian 12 (bookworm) packages.
+# Idempotent: when every package is already installed it returns without touching apt.
+#   deploy/install-deps.sh            build + test dependencies (default)
+#   deploy/install-deps.sh --runtime  only the shared libraries the binaries need
+set -euo pipefail
+
+build_pkgs=(
+  build-essential cmake ninja-build pkg-config ccache
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libabsl-dev libtbb-dev libopencv-dev libtiff-dev libzstd-dev zlib1g-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  python3 python3-numpy python3-tifffile python3-opencv python3-grpcio libtiff-tools
+)
+runtime_pkgs=(
+  libgrpc++1.51 libprotobuf32 libtbb12 libopencv-core406 libopencv-imgproc406 libtiff6
+)
+
+pkgs=("${build_pkgs[@]}")
+[[ "${1:-}" == "--runtime" ]] && pkgs=("${runtime_pkgs[@]}")
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#pkgs[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+sudo=""
+[[ $(id -u) -ne 0 ]] && sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done"

@@ -193,8 +193,14 @@ absl::StatusOr<Stack> ExecuteInArena(Stack input, Pipeline& pipeline,
 
 }  // namespace
 
+void UseOnlyTheExecutorsThreads() {
+  static std::once_flag once;
+  std::call_once(once, [] { cv::setNumThreads(1); });
+}
+
 absl::StatusOr<Stack> Execute(Stack input, Pipeline& pipeline, const ExecuteOptions& options) {
   if (input.empty()) return absl::InvalidArgumentError("cannot run a pipeline on an empty stack");
+  UseOnlyTheExecutorsThreads();
   if (options.arena == nullptr) return ExecuteInArena(std::move(input), pipeline, options);
   absl::StatusOr<Stack> result = absl::InternalError("arena did not run");
   options.arena->execute(

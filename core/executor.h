@@ -37,6 +37,11 @@ struct ExecuteOptions {
   absl::Duration progress_interval = absl::Milliseconds(250);
 };
 
+// The executor parallelises over slices; OpenCV's own parallel loops run in a TBB arena of
+// their own that would ignore `arena`'s concurrency and oversubscribe the cores. So
+// UseOnlyTheExecutorsThreads() (called by Execute) sets cv::setNumThreads(1) once per process.
+void UseOnlyTheExecutorsThreads();
+
 // Runs `pipeline` over every slice of `input`. When no step changes the slice format the result
 // is written in place and the returned stack is `input`'s buffer; otherwise one output stack is
 // allocated. Whole-stack operations (normalize:scope=stack) get their statistics in a pass over

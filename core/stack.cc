@@ -3,6 +3,8 @@
 #include <climits>
 #include <cstdlib>
 
+#include <sys/mman.h>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/status_macros.h"
@@ -42,13 +44,30 @@ absl::StatusOr<size_t> StackBytes(const StackShape& shape, PixelType type) {
   return bytes;
 }
 
-void Stack::Free::operator()(uint8_t* p) const { std::free(p); }
+void StackBufferFree::operator()(uint8_t* p) const {
+  if (mapped_bytes != 0) {
+    ::munmap(p, mapped_bytes);
+  } else {
+    std::free(p);
+  }
+}
 
 absl::StatusOr<Stack> Stack::Allocate(const StackShape& shape, PixelType type) {
   STACKPROC_ASSIGN_OR_RETURN(size_t bytes, StackBytes(shape, type));
   constexpr size_t kAlign = 64;  // a cache line; also what SIMD kernels like
-  size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
-  auto* p = static_cast<uint8_t*>(std::aligned_alloc(kAlign, rounded));
+  constexpr size_t kMapAbove = size_t{1} << 20;
+  StackBufferFree free;
+  uint8_t* p = nullptr;
+  if (bytes >= kMapAbove) {
+    void* mapped = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (mapped != MAP_FAILED) {
+      p = static_cast<uint8_t*>(mapped);
+      free.mapped_bytes = bytes;
+    }
+  } else {
+    p = static_cast<uint8_t*>(std::aligned_alloc(kAlign, (bytes + kAlign - 1) / kAlign * kAlign));
+  }
   if (p == nullptr) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "cannot allocate %.2f GiB for a %s %s stack", static_cast<double>(bytes) / (1 << 30),
@@ -58,7 +77,7 @@ absl::StatusOr<Stack> Stack::Allocate(const StackShape& shape, PixelType type) {
   stack.shape_ = shape;
   stack.type_ = type;
   stack.slice_bytes_ = bytes / static_cast<size_t>(shape.depth);
-  stack.data_.reset(p);
+  stack.data_ = std::unique_ptr<uint8_t[], StackBufferFree>(p, free);
   return stack;
 }
 

@@ -44,7 +44,8 @@ absl::StatusOr<TiffHandle> TiffHandle::Open(const std::string& path, const char*
   // Caps any single buffer libtiff allocates itself (strip/tile scratch, tag arrays): a file
   // that declares absurd sizes fails instead of exhausting memory.
   TIFFOpenOptionsSetMaxSingleMemAlloc(options, tmsize_t{1} << 30);
-  handle.tif_ = TIFFOpenExt(path.c_str(), mode, options);
+  const std::string libtiff_mode = mode[0] == 'r' ? std::string(mode) + "m" : std::string(mode);
+  handle.tif_ = TIFFOpenExt(path.c_str(), libtiff_mode.c_str(), options);
   TIFFOpenOptionsFree(options);
   if (handle.tif_ == nullptr) {
     std::string why = handle.TakeError();

@@ -1,0 +1,104 @@
+// The operation registry: the text form, validation messages, listing.
+#include <set>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "core/operation_registry.h"
+#include "core/pipeline.h"
+#include "tests/test_util/status_matchers.h"
+
+namespace stackproc::core {
+namespace {
+
+using ::stackproc::testing::StatusIs;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+constexpr auto kInvalid = absl::StatusCode::kInvalidArgument;
+
+absl::Status CreateStatus(absl::string_view text) {
+  absl::StatusOr<OpSpec> spec = ParseOpSpec(text);
+  if (!spec.ok()) return spec.status();
+  return OperationRegistry::Builtin().Create(*spec).status();
+}
+
+TEST(OpSpecTest, ParsesTheTextForm) {
+  ASSERT_OK_AND_ASSIGN(OpSpec spec, ParseOpSpec(" resize:scale=0.5, interp=area "));
+  EXPECT_EQ(spec.name, "resize");
+  ASSERT_EQ(spec.params.size(), 2u);
+  EXPECT_EQ(spec.params[1], (std::pair<std::string, std::string>{"interp", "area"}));
+  EXPECT_EQ(FormatOpSpec(spec), "resize:scale=0.5,interp=area");
+  ASSERT_OK_AND_ASSIGN(OpSpec bare, ParseOpSpec("invert"));
+  EXPECT_TRUE(bare.params.empty());
+  EXPECT_THAT(ParseOpSpec("gaussian:ksize"), StatusIs(kInvalid, HasSubstr("has no value")));
+  EXPECT_THAT(ParseOpSpec(":ksize=3"), StatusIs(kInvalid, HasSubstr("has no name")));
+}
+
+TEST(RegistryTest, ListsEveryBuiltinWithValidDefaults) {
+  std::set<std::string> names;
+  for (const OperationInfo* info : OperationRegistry::Builtin().List()) {
+    names.insert(info->name);
+    EXPECT_FALSE(info->doc.empty()) << info->name;
+    for (const ParamSpec& p : info->params) EXPECT_FALSE(p.doc.empty()) << info->name;
+  }
+  EXPECT_EQ(names, (std::set<std::string>{"bilateral", "box", "clahe", "convert", "crop", "flip",
+                                          "gamma", "gaussian", "invert", "median", "morphology",
+                                          "normalize", "resize", "rotate90", "threshold",
+                                          "unsharp"}));
+  for (const std::string& name : names) EXPECT_OK(CreateStatus(name));
+}
+
+TEST(RegistryTest, RejectsWithMessagesThatSayWhatIsAllowed) {
+  EXPECT_THAT(CreateStatus("blur:ksize=3"),
+              StatusIs(kInvalid, AllOf(HasSubstr("unknown operation 'blur'"),
+                                       HasSubstr("gaussian"), HasSubstr("median"))));
+  EXPECT_THAT(CreateStatus("gaussian:size=3"),
+              StatusIs(kInvalid, HasSubstr("gaussian has no parameter 'size' (parameters: "
+                                           "ksize, sigma)")));
+  EXPECT_THAT(CreateStatus("gaussian:ksize=999"),
+              StatusIs(kInvalid, HasSubstr("ksize=999 is not valid (ksize: int in [0, 255])")));
+  EXPECT_THAT(CreateStatus("gaussian:ksize=4"), StatusIs(kInvalid, HasSubstr("must be odd")));
+  EXPECT_THAT(CreateStatus("gaussian:ksize=five"), StatusIs(kInvalid, HasSubstr("int in")));
+  EXPECT_THAT(CreateStatus("gaussian:ksize=0,sigma=0"),
+              StatusIs(kInvalid, HasSubstr("set ksize or sigma")));
+  EXPECT_THAT(CreateStatus("gaussian:ksize=3,ksize=5"),
+              StatusIs(kInvalid, HasSubstr("given twice")));
+  EXPECT_THAT(CreateStatus("flip:axis=diagonal"),
+              StatusIs(kInvalid, HasSubstr("one of horizontal|vertical|both")));
+  EXPECT_THAT(CreateStatus("normalize:low=60,high=40"),
+              StatusIs(kInvalid, HasSubstr("must be below")));
+  EXPECT_THAT(CreateStatus("resize:scale=0.5,width=10"),
+              StatusIs(kInvalid, HasSubstr("not both")));
+  EXPECT_THAT(CreateStatus("gamma:gamma=nan"), StatusIs(kInvalid, HasSubstr("float in")));
+}
+
+TEST(PipelineTest, ParseNamesTheFailingOperation) {
+  EXPECT_THAT(Pipeline::Parse({"gaussian:ksize=5", "clahe:clip=x"}),
+              StatusIs(kInvalid, HasSubstr("operation 2 (clahe:clip=x): clahe: clip=x")));
+  ASSERT_OK_AND_ASSIGN(Pipeline p,
+                       Pipeline::Parse({"gaussian:ksize=5", "clahe", "resize:scale=0.5"}));
+  EXPECT_EQ(p.ToString(), "gaussian:ksize=5 -> clahe -> resize:scale=0.5");
+}
+
+TEST(PipelineTest, PlanChecksEveryStepAgainstItsInput) {
+  ASSERT_OK_AND_ASSIGN(Pipeline p, Pipeline::Parse({"convert:to=float32", "clahe"}));
+  EXPECT_THAT(p.Plan({100, 80, PixelType::kUint16}),
+              StatusIs(kInvalid, AllOf(HasSubstr("operation 2 (clahe) on 80x100 float32"),
+                                       HasSubstr("pixel type float32 is not supported"),
+                                       HasSubstr("uint8 or uint16"))));
+  ASSERT_OK_AND_ASSIGN(Pipeline median, Pipeline::Parse({"median:ksize=7"}));
+  EXPECT_OK(median.Plan({10, 10, PixelType::kUint8}));
+  EXPECT_THAT(median.Plan({10, 10, PixelType::kUint16}), StatusIs(kInvalid, HasSubstr("uint8")));
+  ASSERT_OK_AND_ASSIGN(Pipeline crop, Pipeline::Parse({"crop:x=50,width=60"}));
+  EXPECT_THAT(crop.Plan({100, 100, PixelType::kUint8}),
+              StatusIs(kInvalid, HasSubstr("not inside the 100x100 slice")));
+  ASSERT_OK_AND_ASSIGN(Pipeline geometry,
+                       Pipeline::Parse({"crop:x=10,y=0,width=40,height=30", "rotate90:angle=90",
+                                        "resize:scale=0.5", "convert:to=uint8"}));
+  ASSERT_OK_AND_ASSIGN(auto formats, geometry.Plan({100, 80, PixelType::kUint16}));
+  EXPECT_EQ(formats.back(), (SliceFormat{20, 15, PixelType::kUint8}));
+}
+
+}  // namespace
+}  // namespace stackproc::core

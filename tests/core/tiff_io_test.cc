@@ -1,0 +1,140 @@
+// Our writer and reader: exact round trips, BigTIFF, atomic replacement, cancellation.
+#include <filesystem>
+#include <fstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "core/tiff_reader.h"
+#include "core/tiff_writer.h"
+#include "tests/test_util/status_matchers.h"
+#include "tests/test_util/test_util.h"
+
+namespace stackproc::core {
+namespace {
+
+namespace fs = std::filesystem;
+using ::stackproc::testing::MakeStack;
+using ::stackproc::testing::StacksEqual;
+using ::stackproc::testing::StatusIs;
+using ::stackproc::testing::TempDir;
+using ::testing::HasSubstr;
+
+constexpr Compression kCompressions[] = {Compression::kNone, Compression::kDeflate,
+                                         Compression::kZstd, Compression::kLzw};
+
+std::vector<std::string> DirEntries(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename());
+  return names;
+}
+
+TEST(TiffRoundTripTest, EveryTypeAndCompressionIsExact) {
+  TempDir dir;
+  for (PixelType type : kAllPixelTypes) {
+    for (Compression c : kCompressions) {
+      SCOPED_TRACE(absl::StrCat(PixelTypeName(type), " ", CompressionName(c)));
+      Stack stack = MakeStack({7, 130, 97}, type);
+      stack.metadata().description = "ImageJ=1.54f\nimages=7\nslices=7\nspacing=3\nunit=um\n";
+      stack.metadata().x_resolution = 2.0;
+      stack.metadata().y_resolution = 4.0;
+      stack.metadata().resolution_unit = ResolutionUnit::kCentimeter;
+      WriteOptions options;
+      options.compression = c;
+      const std::string path = dir.File("stack.tif");
+      ASSERT_OK(WriteTiff(path, stack, options));
+      ASSERT_OK_AND_ASSIGN(Stack back, ReadTiff(path));
+      EXPECT_TRUE(StacksEqual(back, stack));
+      EXPECT_EQ(back.metadata().description, stack.metadata().description);
+      EXPECT_EQ(back.metadata().x_resolution, 2.0);
+      EXPECT_EQ(back.metadata().y_resolution, 4.0);
+      EXPECT_EQ(back.metadata().resolution_unit, ResolutionUnit::kCentimeter);
+    }
+  }
+}
+
+TEST(TiffRoundTripTest, CompressionShrinksSmoothData) {
+  TempDir dir;
+  Stack stack = MakeStack({4, 256, 256}, PixelType::kUint16);
+  WriteOptions options;
+  ASSERT_OK(WriteTiff(dir.File("plain.tif"), stack, options));
+  options.compression = Compression::kZstd;
+  ASSERT_OK(WriteTiff(dir.File("zstd.tif"), stack, options));
+  EXPECT_LT(fs::file_size(dir.File("zstd.tif")), fs::file_size(dir.File("plain.tif")) * 3 / 4);
+}
+
+TEST(TiffRoundTripTest, BigTiffAboveThreshold) {
+  TempDir dir;
+  Stack stack = MakeStack({3, 40, 50}, PixelType::kUint16);
+  WriteOptions options;
+  ASSERT_OK(WriteTiff(dir.File("small.tif"), stack, options));
+  ASSERT_OK_AND_ASSIGN(TiffInfo small, ProbeTiff(dir.File("small.tif")));
+  EXPECT_FALSE(small.bigtiff);
+
+  options.bigtiff_threshold = stack.size_bytes() - 1;
+  options.compression = Compression::kDeflate;
+  ASSERT_OK(WriteTiff(dir.File("big.tif"), stack, options));
+  ASSERT_OK_AND_ASSIGN(TiffInfo big, ProbeTiff(dir.File("big.tif")));
+  EXPECT_TRUE(big.bigtiff);
+  ASSERT_OK_AND_ASSIGN(Stack back, ReadTiff(dir.File("big.tif")));
+  EXPECT_TRUE(StacksEqual(back, stack));
+}
+
+TEST(TiffRoundTripTest, DescriptionDefaultsToImageJStack) {
+  TempDir dir;
+  Stack stack = MakeStack({5, 8, 8}, PixelType::kUint8);
+  ASSERT_OK(WriteTiff(dir.File("s.tif"), stack));
+  ASSERT_OK_AND_ASSIGN(TiffInfo info, ProbeTiff(dir.File("s.tif")));
+  EXPECT_THAT(info.metadata.description, HasSubstr("images=5\nslices=5\n"));
+}
+
+TEST(TiffAtomicWriteTest, CancelledWriteKeepsTheOldFileAndLeavesNoTemp) {
+  TempDir dir;
+  const std::string path = dir.File("out.tif");
+  std::ofstream(path) << "previous result";
+  CancelToken cancel;
+  cancel.Cancel();
+  WriteOptions options;
+  options.cancel = &cancel;
+  EXPECT_THAT(WriteTiff(path, MakeStack({3, 16, 16}, PixelType::kUint8), options),
+              StatusIs(absl::StatusCode::kCancelled, HasSubstr("page 0")));
+  std::ifstream in(path);
+  std::string content((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_EQ(content, "previous result");
+  EXPECT_THAT(DirEntries(dir.path()), ::testing::ElementsAre("out.tif"));
+}
+
+TEST(TiffAtomicWriteTest, RefusesToOverwriteWhenAsked) {
+  TempDir dir;
+  const std::string path = dir.File("out.tif");
+  std::ofstream(path) << "keep me";
+  WriteOptions options;
+  options.overwrite = false;
+  EXPECT_THAT(WriteTiff(path, MakeStack({1, 4, 4}, PixelType::kUint8), options),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr(path)));
+  EXPECT_EQ(fs::file_size(path), 7u);
+  EXPECT_THAT(DirEntries(dir.path()), ::testing::ElementsAre("out.tif"));
+}
+
+TEST(TiffAtomicWriteTest, MissingDirectoryIsAClearError) {
+  TempDir dir;
+  const std::string path = dir.File("no/such/dir/out.tif");
+  absl::Status status = WriteTiff(path, MakeStack({1, 4, 4}, PixelType::kUint8));
+  EXPECT_FALSE(status.ok());
+  EXPECT_THAT(std::string(status.message()), HasSubstr("no/such/dir"));
+  EXPECT_FALSE(fs::exists(path));
+}
+
+TEST(TiffReadTest, CancelledReadReturnsCancelled) {
+  TempDir dir;
+  ASSERT_OK(WriteTiff(dir.File("s.tif"), MakeStack({6, 16, 16}, PixelType::kUint16)));
+  CancelToken cancel;
+  cancel.Cancel();
+  ReadOptions options;
+  options.cancel = &cancel;
+  EXPECT_THAT(ReadTiff(dir.File("s.tif"), options),
+              StatusIs(absl::StatusCode::kCancelled, HasSubstr("cancelled")));
+}
+
+}  // namespace
+}  // namespace stackproc::core

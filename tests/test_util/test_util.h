@@ -1,0 +1,48 @@
+// Shared test helpers: temporary directories, synthetic stacks, exact comparisons.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <opencv2/core/mat.hpp>
+
+#include "core/stack.h"
+
+namespace stackproc::testing {
+
+// A fresh directory under the system temp dir, removed with everything in it on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+  std::string File(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// A deterministic synthetic stack; aborts the test binary on failure (test setup only).
+core::Stack MakeStack(const core::StackShape& shape, core::PixelType type, uint32_t seed = 1);
+
+// A deep copy (same pixels and metadata).
+core::Stack CopyStack(const core::Stack& stack);
+
+// Whether two stacks have the same shape, type and bytes; the first differing slice is printed.
+::testing::AssertionResult StacksEqual(const core::Stack& a, const core::Stack& b);
+
+// Whether two mats have the same size, type and bytes.
+::testing::AssertionResult MatsEqual(const cv::Mat& a, const cv::Mat& b);
+
+// The source tree (for the Python helpers next to the tests).
+std::string SourceDir();
+
+// Runs a shell command, returning its exit status; output goes to the test log.
+int RunCommand(const std::string& command);
+
+}  // namespace stackproc::testing

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds stackproc and runs every test, twice: a Release build with warnings as errors, then an
+# AddressSanitizer + UndefinedBehaviorSanitizer build. Installs the Debian 12 dependencies first.
+#   tests/run.sh            both configurations
+#   tests/run.sh release    only the Release build (quicker while developing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./deploy/install-deps.sh
+
+jobs=$(nproc)
+configs=("${1:-release}")
+[[ $# -eq 0 ]] && configs=(release asan)
+
+for config in "${configs[@]}"; do
+  dir="build/$config"
+  flags=(-DSTACKPROC_WERROR=ON)
+  case "$config" in
+    release) flags+=(-DCMAKE_BUILD_TYPE=Release) ;;
+    asan) flags+=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTACKPROC_SANITIZE=ON) ;;
+    *) echo "unknown configuration '$config' (release or asan)" >&2; exit 2 ;;
+  esac
+  echo "== $config: configure and build"
+  cmake -S . -B "$dir" -G Ninja "${flags[@]}" >/dev/null
+  cmake --build "$dir" -j "$jobs"
+  echo "== $config: test"
+  # allocator_may_return_null: the allocation-failure tests ask for more than any machine has.
+  ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir "$dir" -j "$jobs" --output-on-failure
+done

@@ -1,17 +1,17 @@
 #include "core/executor.h"
 
+#include <tbb/blocked_range.h>
+#include <tbb/enumerable_thread_specific.h>
+#include <tbb/parallel_for.h>
+#include <tbb/task_group.h>
+
 #include <atomic>
 #include <exception>
 #include <limits>
 #include <mutex>
 #include <new>
-#include <vector>
-
 #include <opencv2/core.hpp>
-#include <tbb/blocked_range.h>
-#include <tbb/enumerable_thread_specific.h>
-#include <tbb/parallel_for.h>
-#include <tbb/task_group.h>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
@@ -125,8 +125,8 @@ absl::Status RunSegment(Pipeline& pipeline, size_t first, size_t last,
         return absl::InternalError(absl::StrCat("slice ", z, ": ", step.spec, ": ", e.what()));
       }
       if (dst.data != before) {
-        return absl::InternalError(absl::StrCat("slice ", z, ": ", step.spec,
-                                                " did not write into its output slice"));
+        return absl::InternalError(
+            absl::StrCat("slice ", z, ": ", step.spec, " did not write into its output slice"));
       }
       src = dst;
     }
@@ -162,8 +162,7 @@ absl::StatusOr<Stack> ExecuteInArena(Stack input, Pipeline& pipeline,
   ProgressReporter progress(options, input.depth() * passes, input.slice_bytes());
 
   StackMetadata metadata =
-      UpdateMetadata(input.metadata(),
-                     {input.depth(), formats.back().height, formats.back().width},
+      UpdateMetadata(input.metadata(), {input.depth(), formats.back().height, formats.back().width},
                      input.pixel_type(), formats.back().type, pipeline.Geometry(input_format));
   Stack current = std::move(input);
   for (size_t s = 0; s < starts.size() && !pipeline.empty(); ++s) {
@@ -178,8 +177,8 @@ absl::StatusOr<Stack> ExecuteInArena(Stack input, Pipeline& pipeline,
           RunSegment(pipeline, first, last, formats, current, current, options, progress));
     } else {
       const SliceFormat& f = formats[last];
-      STACKPROC_ASSIGN_OR_RETURN(
-          Stack next, Stack::Allocate({current.depth(), f.height, f.width}, f.type));
+      STACKPROC_ASSIGN_OR_RETURN(Stack next,
+                                 Stack::Allocate({current.depth(), f.height, f.width}, f.type));
       STACKPROC_RETURN_IF_ERROR(
           RunSegment(pipeline, first, last, formats, current, next, options, progress));
       current = std::move(next);  // frees the segment's input
@@ -203,8 +202,7 @@ absl::StatusOr<Stack> Execute(Stack input, Pipeline& pipeline, const ExecuteOpti
   UseOnlyTheExecutorsThreads();
   if (options.arena == nullptr) return ExecuteInArena(std::move(input), pipeline, options);
   absl::StatusOr<Stack> result = absl::InternalError("arena did not run");
-  options.arena->execute(
-      [&] { result = ExecuteInArena(std::move(input), pipeline, options); });
+  options.arena->execute([&] { result = ExecuteInArena(std::move(input), pipeline, options); });
   return result;
 }
 

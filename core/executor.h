@@ -3,11 +3,11 @@
 // slices, an error on one slice ending the run with that slice named.
 #pragma once
 
+#include <tbb/task_arena.h>
+
 #include <cstdint>
 #include <functional>
 #include <optional>
-
-#include <tbb/task_arena.h>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"

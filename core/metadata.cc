@@ -29,8 +29,8 @@ void SetPixelsAttribute(std::string& xml, const std::string& name, const std::st
                                  std::regex_constants::format_first_only);
   } else if (add) {
     size_t insert_at = text.size() - (absl::EndsWith(text, "/>") ? 2 : 1);
-    updated = text.substr(0, insert_at) + " " + name + "=\"" + value + "\"" +
-              text.substr(insert_at);
+    updated =
+        text.substr(0, insert_at) + " " + name + "=\"" + value + "\"" + text.substr(insert_at);
   } else {
     return;
   }
@@ -88,14 +88,14 @@ std::optional<std::string> ImageJField(const ImageJFields& fields, absl::string_
 }
 
 std::string DefaultImageJDescription(const StackShape& shape) {
-  return FormatImageJDescription(
-      {{"ImageJ", "1.11a"}, {"images", absl::StrCat(shape.depth)},
-       {"slices", absl::StrCat(shape.depth)}, {"loop", "false"}});
+  return FormatImageJDescription({{"ImageJ", "1.11a"},
+                                  {"images", absl::StrCat(shape.depth)},
+                                  {"slices", absl::StrCat(shape.depth)},
+                                  {"loop", "false"}});
 }
 
 StackMetadata UpdateMetadata(const StackMetadata& in, const StackShape& out_shape,
-                             PixelType in_type, PixelType out_type,
-                             const PixelGeometry& geometry) {
+                             PixelType in_type, PixelType out_type, const PixelGeometry& geometry) {
   StackMetadata out = in;
   const std::optional<double>& in_x = geometry.transposed ? in.y_resolution : in.x_resolution;
   const std::optional<double>& in_y = geometry.transposed ? in.x_resolution : in.y_resolution;
@@ -119,8 +119,10 @@ StackMetadata UpdateMetadata(const StackMetadata& in, const StackShape& out_shap
     case DescriptionKind::kOmeXml: {
       std::string xml = in.description;
       const bool t = geometry.transposed;
-      const std::optional<double> px = PixelsAttributeDouble(xml, t ? "PhysicalSizeY" : "PhysicalSizeX");
-      const std::optional<double> py = PixelsAttributeDouble(xml, t ? "PhysicalSizeX" : "PhysicalSizeY");
+      const std::optional<double> px =
+          PixelsAttributeDouble(xml, t ? "PhysicalSizeY" : "PhysicalSizeX");
+      const std::optional<double> py =
+          PixelsAttributeDouble(xml, t ? "PhysicalSizeX" : "PhysicalSizeY");
       SetPixelsAttribute(xml, "SizeX", absl::StrCat(out_shape.width), true);
       SetPixelsAttribute(xml, "SizeY", absl::StrCat(out_shape.height), true);
       SetPixelsAttribute(xml, "SizeZ", absl::StrCat(out_shape.depth), false);

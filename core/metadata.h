@@ -5,10 +5,10 @@
 
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <utility>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "core/pixel_type.h"
 
 namespace stackproc::core {
@@ -62,8 +62,7 @@ struct PixelGeometry {
 // SizeX/SizeY/SizeZ/Type/PhysicalSizeX/PhysicalSizeY updated; an ImageJ display range dropped
 // when the pixel type changed. A description of another kind is kept as it is.
 StackMetadata UpdateMetadata(const StackMetadata& in, const StackShape& out_shape,
-                             PixelType in_type, PixelType out_type,
-                             const PixelGeometry& geometry);
+                             PixelType in_type, PixelType out_type, const PixelGeometry& geometry);
 
 // A minimal ImageJ description for a stack that came with none, so ImageJ/Fiji open the file
 // as a Z stack.

@@ -21,8 +21,9 @@ std::string ParamSpec::AllowedText() const {
 }
 
 ParamSpec IntParam(std::string name, int default_value, int min, int max, std::string doc) {
-  return {std::move(name), ParamType::kInt, absl::StrCat(default_value), double(min),
-          double(max), {}, std::move(doc)};
+  return {std::move(name), ParamType::kInt, absl::StrCat(default_value),
+          double(min),     double(max),     {},
+          std::move(doc)};
 }
 
 ParamSpec DoubleParam(std::string name, double default_value, double min, double max,
@@ -33,13 +34,11 @@ ParamSpec DoubleParam(std::string name, double default_value, double min, double
 
 ParamSpec ChoiceParam(std::string name, std::vector<std::string> choices, std::string doc) {
   std::string first = choices.empty() ? "" : choices.front();
-  return {std::move(name), ParamType::kChoice, std::move(first), 0, 0, std::move(choices),
-          std::move(doc)};
+  return {std::move(name),    ParamType::kChoice, std::move(first), 0, 0,
+          std::move(choices), std::move(doc)};
 }
 
-int ParamValues::Int(const std::string& name) const {
-  return static_cast<int>(numbers_.at(name));
-}
+int ParamValues::Int(const std::string& name) const { return static_cast<int>(numbers_.at(name)); }
 
 double ParamValues::Double(const std::string& name) const { return numbers_.at(name); }
 
@@ -48,14 +47,13 @@ const std::string& ParamValues::Choice(const std::string& name) const { return t
 absl::Status UnsupportedType(const OperationInfo& info, PixelType type, absl::string_view hint) {
   std::vector<absl::string_view> names;
   for (PixelType t : info.pixel_types) names.push_back(PixelTypeName(t));
-  return absl::InvalidArgumentError(absl::StrCat(
-      info.name, ": pixel type ", PixelTypeName(type), " is not supported (use ",
-      absl::StrJoin(names, " or "), hint.empty() ? "" : "; ", hint, ")"));
+  return absl::InvalidArgumentError(
+      absl::StrCat(info.name, ": pixel type ", PixelTypeName(type), " is not supported (use ",
+                   absl::StrJoin(names, " or "), hint.empty() ? "" : "; ", hint, ")"));
 }
 
 absl::Status CheckPixelType(const OperationInfo& info, PixelType type, absl::string_view hint) {
-  if (std::find(info.pixel_types.begin(), info.pixel_types.end(), type) !=
-      info.pixel_types.end()) {
+  if (std::find(info.pixel_types.begin(), info.pixel_types.end(), type) != info.pixel_types.end()) {
     return absl::OkStatus();
   }
   return UnsupportedType(info, type, hint);

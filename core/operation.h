@@ -5,10 +5,9 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <opencv2/core/mat.hpp>
 #include <string>
 #include <vector>
-
-#include <opencv2/core/mat.hpp>
 
 #include "absl/status/statusor.h"
 #include "core/metadata.h"
@@ -24,8 +23,8 @@ enum class ParamType { kInt, kDouble, kChoice };
 struct ParamSpec {
   std::string name;
   ParamType type = ParamType::kDouble;
-  std::string default_value;         // text form, valid for the spec
-  double min = 0;                    // inclusive range for kInt / kDouble
+  std::string default_value;  // text form, valid for the spec
+  double min = 0;             // inclusive range for kInt / kDouble
   double max = 0;
   std::vector<std::string> choices;  // kChoice
   std::string doc;                   // one line
@@ -41,7 +40,7 @@ ParamSpec ChoiceParam(std::string name, std::vector<std::string> choices, std::s
 
 struct OperationInfo {
   std::string name;
-  std::string doc;                   // one line
+  std::string doc;  // one line
   std::vector<ParamSpec> params;
   std::vector<PixelType> pixel_types;  // input types it accepts
 };
@@ -110,7 +109,8 @@ struct OperationDef {
 };
 
 // The InvalidArgument every operation returns for a pixel type it does not take.
-absl::Status UnsupportedType(const OperationInfo& info, PixelType type, absl::string_view hint = "");
+absl::Status UnsupportedType(const OperationInfo& info, PixelType type,
+                             absl::string_view hint = "");
 // Same, looked up from the op's name: for OutputFormat implementations.
 absl::Status CheckPixelType(const OperationInfo& info, PixelType type, absl::string_view hint = "");
 

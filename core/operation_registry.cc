@@ -36,8 +36,7 @@ absl::StatusOr<OpSpec> ParseOpSpec(absl::string_view text) {
 
 std::string FormatOpSpec(const OpSpec& spec) {
   if (spec.params.empty()) return spec.name;
-  return absl::StrCat(spec.name, ":",
-                      absl::StrJoin(spec.params, ",", absl::PairFormatter("=")));
+  return absl::StrCat(spec.name, ":", absl::StrJoin(spec.params, ",", absl::PairFormatter("=")));
 }
 
 absl::Status OperationRegistry::Register(OperationDef def) {
@@ -72,8 +71,8 @@ absl::StatusOr<ParamValues> OperationRegistry::Resolve(const OperationInfo& info
       std::vector<absl::string_view> names;
       for (const ParamSpec& p : info.params) names.push_back(p.name);
       return absl::InvalidArgumentError(absl::StrCat(
-          info.name, " has no parameter '", key, "' (parameters: ",
-          names.empty() ? "none" : absl::StrJoin(names, ", "), ")"));
+          info.name, " has no parameter '", key,
+          "' (parameters: ", names.empty() ? "none" : absl::StrJoin(names, ", "), ")"));
     }
     if (!values.given_.emplace(key, true).second) {
       return absl::InvalidArgumentError(
@@ -117,9 +116,8 @@ absl::StatusOr<std::unique_ptr<SliceOp>> OperationRegistry::Create(const OpSpec&
   if (def == nullptr) {
     std::vector<absl::string_view> names;
     for (const auto& [name, unused] : ops_) names.push_back(name);
-    return absl::InvalidArgumentError(absl::StrCat("unknown operation '", spec.name,
-                                                   "' (operations: ", absl::StrJoin(names, ", "),
-                                                   ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown operation '", spec.name, "' (operations: ", absl::StrJoin(names, ", "), ")"));
   }
   STACKPROC_ASSIGN_OR_RETURN(ParamValues values, Resolve(def->info, spec));
   return def->make(values);

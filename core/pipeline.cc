@@ -10,8 +10,8 @@ absl::StatusOr<Pipeline> Pipeline::Parse(const std::vector<std::string>& specs,
   Pipeline pipeline;
   for (size_t i = 0; i < specs.size(); ++i) {
     auto located = [&](const absl::Status& s) {
-      return absl::Status(s.code(), absl::StrCat("operation ", i + 1, " (", specs[i],
-                                                 "): ", s.message()));
+      return absl::Status(s.code(),
+                          absl::StrCat("operation ", i + 1, " (", specs[i], "): ", s.message()));
     };
     absl::StatusOr<OpSpec> spec = ParseOpSpec(specs[i]);
     if (!spec.ok()) return located(spec.status());
@@ -31,11 +31,11 @@ absl::StatusOr<std::vector<SliceFormat>> Pipeline::Plan(const SliceFormat& input
   for (size_t i = 0; i < steps_.size(); ++i) {
     absl::StatusOr<SliceFormat> out = steps_[i].op->OutputFormat(formats.back());
     if (!out.ok()) {
-      return absl::Status(out.status().code(),
-                          absl::StrCat("operation ", i + 1, " (", steps_[i].spec, ") on ",
-                                       formats.back().width, "x", formats.back().height, " ",
-                                       PixelTypeName(formats.back().type),
-                                       " slices: ", out.status().message()));
+      return absl::Status(
+          out.status().code(),
+          absl::StrCat("operation ", i + 1, " (", steps_[i].spec, ") on ", formats.back().width,
+                       "x", formats.back().height, " ", PixelTypeName(formats.back().type),
+                       " slices: ", out.status().message()));
     }
     formats.push_back(*out);
   }

@@ -7,8 +7,8 @@ namespace stackproc::core {
 absl::StatusOr<ProcessSummary> ProcessFile(const ProcessRequest& request) {
   STACKPROC_ASSIGN_OR_RETURN(Pipeline pipeline, Pipeline::Parse(request.ops));
   STACKPROC_ASSIGN_OR_RETURN(TiffInfo info, ProbeTiff(request.input_path, request.limits));
-  const SliceFormat format{static_cast<int>(info.shape.height),
-                           static_cast<int>(info.shape.width), info.pixel_type};
+  const SliceFormat format{static_cast<int>(info.shape.height), static_cast<int>(info.shape.width),
+                           info.pixel_type};
   STACKPROC_RETURN_IF_ERROR(pipeline.Plan(format).status());
 
   ProcessSummary summary;

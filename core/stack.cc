@@ -1,9 +1,9 @@
 #include "core/stack.h"
 
+#include <sys/mman.h>
+
 #include <climits>
 #include <cstdlib>
-
-#include <sys/mman.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"

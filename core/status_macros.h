@@ -9,11 +9,11 @@
 #define STACKPROC_CONCAT_(a, b) STACKPROC_CONCAT_INNER_(a, b)
 
 // Returns `expr` from the calling function if it is not OK.
-#define STACKPROC_RETURN_IF_ERROR(expr)                 \
-  do {                                                  \
-    if (::absl::Status _st = (expr); !_st.ok()) {       \
-      return _st;                                       \
-    }                                                   \
+#define STACKPROC_RETURN_IF_ERROR(expr)           \
+  do {                                            \
+    if (::absl::Status _st = (expr); !_st.ok()) { \
+      return _st;                                 \
+    }                                             \
   } while (false)
 
 // `lhs = *expr` when `expr` (a StatusOr) is OK; otherwise returns its status.

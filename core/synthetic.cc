@@ -1,16 +1,15 @@
 #include "core/synthetic.h"
 
-#include <cmath>
-
-#include <opencv2/imgproc.hpp>
 #include <tbb/parallel_for.h>
+
+#include <cmath>
+#include <opencv2/imgproc.hpp>
 
 #include "core/status_macros.h"
 
 namespace stackproc::core {
 
-absl::StatusOr<Stack> MakeSyntheticStack(const StackShape& shape, PixelType type,
-                                         uint32_t seed) {
+absl::StatusOr<Stack> MakeSyntheticStack(const StackShape& shape, PixelType type, uint32_t seed) {
   STACKPROC_ASSIGN_OR_RETURN(Stack stack, Stack::Allocate(shape, type));
   const int h = static_cast<int>(shape.height), w = static_cast<int>(shape.width);
   const double top = type == PixelType::kUint8 ? 255.0 : type == PixelType::kUint16 ? 4095.0 : 1.0;

@@ -10,14 +10,13 @@
 
 namespace stackproc::core {
 
-int TiffHandle::OnError(TIFF*, void* user_data, const char* module, const char* fmt,
-                        va_list ap) {
+int TiffHandle::OnError(TIFF*, void* user_data, const char* module, const char* fmt, va_list ap) {
   auto* messages = static_cast<Messages*>(user_data);
   char buffer[512];
   std::vsnprintf(buffer, sizeof buffer, fmt, ap);
   if (!messages->error.empty()) messages->error += "; ";
-  if (messages->error.size() < 2048) absl::StrAppend(&messages->error, module ? module : "libtiff",
-                                                     ": ", buffer);
+  if (messages->error.size() < 2048)
+    absl::StrAppend(&messages->error, module ? module : "libtiff", ": ", buffer);
   return 1;  // handled: libtiff must not also print it
 }
 
@@ -50,9 +49,8 @@ absl::StatusOr<TiffHandle> TiffHandle::Open(const std::string& path, const char*
   if (handle.tif_ == nullptr) {
     std::string why = handle.TakeError();
     if (mode[0] == 'r') {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ": not a readable TIFF file (", why.empty() ? "open failed" : why,
-                       ")"));
+      return absl::InvalidArgumentError(absl::StrCat(path, ": not a readable TIFF file (",
+                                                     why.empty() ? "open failed" : why, ")"));
     }
     return absl::PermissionDeniedError(
         absl::StrCat(path, ": cannot create (", why.empty() ? "open failed" : why, ")"));

@@ -2,11 +2,11 @@
 // Internal to core/ (the reader and the writer).
 #pragma once
 
+#include <tiffio.h>
+
 #include <memory>
 #include <string>
 #include <utility>
-
-#include <tiffio.h>
 
 #include "absl/status/statusor.h"
 
@@ -15,8 +15,8 @@ namespace stackproc::core {
 class TiffHandle {
  public:
   // Opens `path` with libtiff `mode` ("r", "w", "w8"). Files read are not memory-mapped: read()
-  // into the caller's buffer avoids a page fault per 4 KiB of file. NotFound when a file to read does not
-  // exist, InvalidArgument when it is not a TIFF libtiff can open.
+  // into the caller's buffer avoids a page fault per 4 KiB of file. NotFound when a file to read
+  // does not exist, InvalidArgument when it is not a TIFF libtiff can open.
   static absl::StatusOr<TiffHandle> Open(const std::string& path, const char* mode);
 
   TiffHandle(TiffHandle&& other) noexcept

@@ -1,17 +1,16 @@
 #include "core/tiff_reader.h"
 
 #include <sys/stat.h>
+#include <tbb/blocked_range.h>
+#include <tbb/enumerable_thread_specific.h>
+#include <tbb/parallel_for.h>
+#include <tbb/task_group.h>
 
 #include <algorithm>
 #include <cstring>
 #include <limits>
 #include <mutex>
 #include <optional>
-
-#include <tbb/blocked_range.h>
-#include <tbb/enumerable_thread_specific.h>
-#include <tbb/parallel_for.h>
-#include <tbb/task_group.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -21,9 +20,9 @@
 namespace stackproc::core {
 namespace {
 
-constexpr uint16_t kSupportedCompressions[] = {
-    COMPRESSION_NONE,     COMPRESSION_LZW,      COMPRESSION_ADOBE_DEFLATE,
-    COMPRESSION_DEFLATE,  COMPRESSION_PACKBITS, COMPRESSION_ZSTD};
+constexpr uint16_t kSupportedCompressions[] = {COMPRESSION_NONE,          COMPRESSION_LZW,
+                                               COMPRESSION_ADOBE_DEFLATE, COMPRESSION_DEFLATE,
+                                               COMPRESSION_PACKBITS,      COMPRESSION_ZSTD};
 
 // Sides of one tile above this are not plausible for any writer we know of.
 constexpr uint32_t kMaxTileSide = 1 << 14;
@@ -54,8 +53,9 @@ absl::StatusOr<PixelType> PagePixelType(TIFF* tif, const std::string& path, int6
   TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLEFORMAT, &format);
   if (spp != 1) {
     return PageError(path, page,
-                     absl::StrCat(spp, " samples per pixel (RGB or multi-channel); only "
-                                       "single-channel stacks are supported"));
+                     absl::StrCat(spp,
+                                  " samples per pixel (RGB or multi-channel); only "
+                                  "single-channel stacks are supported"));
   }
   if (format == SAMPLEFORMAT_UINT && bps == 8) return PixelType::kUint8;
   if (format == SAMPLEFORMAT_UINT && bps == 16) return PixelType::kUint16;
@@ -78,9 +78,9 @@ absl::StatusOr<PageLayout> ReadLayout(TIFF* tif, const std::string& path, int64_
   }
   if (layout.width == 0 || layout.height == 0) return PageError(path, page, "empty image");
   if (layout.width > limits.max_side || layout.height > limits.max_side) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        path, ": page ", page, ": ", layout.width, "x", layout.height,
-        " pixels exceeds the limit of ", limits.max_side, " pixels per side"));
+    return absl::ResourceExhaustedError(absl::StrCat(path, ": page ", page, ": ", layout.width, "x",
+                                                     layout.height, " pixels exceeds the limit of ",
+                                                     limits.max_side, " pixels per side"));
   }
   STACKPROC_ASSIGN_OR_RETURN(layout.type, PagePixelType(tif, path, page));
   uint16_t photometric = PHOTOMETRIC_MINISBLACK;
@@ -96,8 +96,8 @@ absl::StatusOr<PageLayout> ReadLayout(TIFF* tif, const std::string& path, int64_
       !TIFFIsCODECConfigured(layout.compression)) {
     const TIFFCodec* codec = TIFFFindCODEC(layout.compression);
     return PageError(path, page,
-                     absl::StrCat("compression ", codec ? codec->name : "",
-                                  codec ? " " : "", "(", layout.compression,
+                     absl::StrCat("compression ", codec ? codec->name : "", codec ? " " : "", "(",
+                                  layout.compression,
                                   ") is not supported (supported: none, LZW, Deflate, "
                                   "PackBits, ZSTD)"));
   }
@@ -107,9 +107,9 @@ absl::StatusOr<PageLayout> ReadLayout(TIFF* tif, const std::string& path, int64_
         !TIFFGetField(tif, TIFFTAG_TILELENGTH, &layout.tile_height) || layout.tile_width == 0 ||
         layout.tile_height == 0 || layout.tile_width % 16 != 0 || layout.tile_height % 16 != 0 ||
         layout.tile_width > kMaxTileSide || layout.tile_height > kMaxTileSide) {
-      return PageError(path, page,
-                       absl::StrCat("implausible tile size ", layout.tile_width, "x",
-                                    layout.tile_height));
+      return PageError(
+          path, page,
+          absl::StrCat("implausible tile size ", layout.tile_width, "x", layout.tile_height));
     }
   } else {
     TIFFGetFieldDefaulted(tif, TIFFTAG_ROWSPERSTRIP, &layout.rows_per_strip);
@@ -146,10 +146,10 @@ absl::Status CheckStriles(TIFF* tif, const std::string& path, int64_t page,
       return PageError(path, page, absl::StrCat(what, i, " has no data"));
     }
     if (offset > file_size || bytes > file_size - offset) {
-      return PageError(path, page,
-                       absl::StrCat(what, i, " ends at byte ", offset + bytes,
-                                    " past the end of the file (", file_size,
-                                    " bytes): truncated or corrupt"));
+      return PageError(
+          path, page,
+          absl::StrCat(what, i, " ends at byte ", offset + bytes, " past the end of the file (",
+                       file_size, " bytes): truncated or corrupt"));
     }
     if (layout.compression == COMPRESSION_NONE) {
       uint64_t need;
@@ -227,14 +227,13 @@ absl::Status DecodePage(TiffHandle& handle, const std::string& path, const TiffI
     for (uint32_t x = 0; x < layout.width; x += layout.tile_width) {
       uint32_t t = TIFFComputeTile(tif, x, y, 0, 0);
       if (TIFFReadEncodedTile(tif, t, tile.data(), tile_bytes) != tile_bytes) {
-        return PageError(path, page, absl::StrCat("tile ", t, " is corrupt"),
-                         handle.TakeError());
+        return PageError(path, page, absl::StrCat("tile ", t, " is corrupt"), handle.TakeError());
       }
       size_t rows = std::min(layout.tile_height, layout.height - y);
       size_t cols = std::min(layout.tile_width, layout.width - x);
       for (size_t r = 0; r < rows; ++r) {
-        std::memcpy(dst + (y + r) * row_bytes + x * bpp,
-                    tile.data() + r * layout.tile_width * bpp, cols * bpp);
+        std::memcpy(dst + (y + r) * row_bytes + x * bpp, tile.data() + r * layout.tile_width * bpp,
+                    cols * bpp);
       }
     }
   }
@@ -257,8 +256,8 @@ absl::StatusOr<TiffInfo> ProbeTiff(const std::string& path, const TiffLimits& li
   PageLayout first;
   while (true) {
     if (page >= limits.max_pages) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          path, ": more than ", limits.max_pages, " pages (the limit of pages per stack)"));
+      return absl::ResourceExhaustedError(absl::StrCat(path, ": more than ", limits.max_pages,
+                                                       " pages (the limit of pages per stack)"));
     }
     info.page_offsets.push_back(TIFFCurrentDirOffset(tif));
     STACKPROC_ASSIGN_OR_RETURN(PageLayout layout, ReadLayout(tif, path, page, limits));
@@ -271,8 +270,7 @@ absl::StatusOr<TiffInfo> ProbeTiff(const std::string& path, const TiffLimits& li
       return PageError(path, page,
                        absl::StrCat(layout.width, "x", layout.height, " ",
                                     PixelTypeName(layout.type), " differs from page 0 (",
-                                    first.width, "x", first.height, " ",
-                                    PixelTypeName(first.type),
+                                    first.width, "x", first.height, " ", PixelTypeName(first.type),
                                     "): every page of a stack must have the same size and type"));
     }
     ++page;
@@ -287,9 +285,9 @@ absl::StatusOr<TiffInfo> ProbeTiff(const std::string& path, const TiffLimits& li
   info.compression = first.compression;
   STACKPROC_ASSIGN_OR_RETURN(size_t bytes, StackBytes(info.shape, info.pixel_type));
   if (bytes > limits.max_stack_bytes) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat(path, ": stack of ", bytes, " bytes exceeds the limit of ",
-                     limits.max_stack_bytes, " bytes"));
+    return absl::ResourceExhaustedError(absl::StrCat(path, ": stack of ", bytes,
+                                                     " bytes exceeds the limit of ",
+                                                     limits.max_stack_bytes, " bytes"));
   }
   return info;
 }
@@ -329,8 +327,8 @@ absl::Status ReadTiffInto(const std::string& path, const TiffInfo& info, Stack& 
       if (IsCancelled(options.cancel)) {
         return fail(z, absl::CancelledError(absl::StrCat(path, ": read cancelled")));
       }
-      absl::Status status = DecodePage(*worker.handle, path, info, z, stack.slice_data(z),
-                                       worker.tile);
+      absl::Status status =
+          DecodePage(*worker.handle, path, info, z, stack.slice_data(z), worker.tile);
       if (!status.ok()) return fail(z, std::move(status));
     }
   };

@@ -6,11 +6,11 @@
 // Errors name the file, the page and the reason; libtiff's own messages never reach stderr.
 #pragma once
 
+#include <tbb/task_arena.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
-
-#include <tbb/task_arena.h>
 
 #include "absl/status/statusor.h"
 #include "core/cancel.h"
@@ -20,7 +20,7 @@ namespace stackproc::core {
 
 struct TiffLimits {
   int64_t max_pages = 100'000;
-  int64_t max_side = 131'072;           // pixels along X or Y
+  int64_t max_side = 131'072;             // pixels along X or Y
   uint64_t max_stack_bytes = 1ull << 40;  // 1 TiB
 };
 
@@ -31,7 +31,7 @@ struct TiffInfo {
   bool bigtiff = false;
   bool big_endian = false;
   bool tiled = false;
-  uint16_t compression = 1;          // TIFF Compression tag of the first page
+  uint16_t compression = 1;            // TIFF Compression tag of the first page
   std::vector<uint64_t> page_offsets;  // IFD offset of every page, to seek in O(1)
   StackMetadata metadata;
 };
@@ -44,7 +44,7 @@ absl::StatusOr<TiffInfo> ProbeTiff(const std::string& path, const TiffLimits& li
 
 struct ReadOptions {
   TiffLimits limits;
-  tbb::task_arena* arena = nullptr;    // where to decode; nullptr: the calling thread's arena
+  tbb::task_arena* arena = nullptr;     // where to decode; nullptr: the calling thread's arena
   const CancelToken* cancel = nullptr;  // polled between pages
 };
 

@@ -47,8 +47,7 @@ std::string TempPathFor(const fs::path& target) {
 }
 
 absl::Status IoError(const std::string& path, absl::string_view what, std::string detail) {
-  bool full = errno == ENOSPC || errno == EDQUOT ||
-              detail.find("No space") != std::string::npos;
+  bool full = errno == ENOSPC || errno == EDQUOT || detail.find("No space") != std::string::npos;
   std::string message = absl::StrCat(path, ": ", what, detail.empty() ? "" : ": ", detail);
   return full ? absl::ResourceExhaustedError(absl::StrCat(message, " (disk full)"))
               : absl::InternalError(message);
@@ -100,9 +99,8 @@ void SetPageTags(TIFF* tif, const Stack& stack, int64_t z, uint16_t compression,
     TIFFSetField(tif, TIFFTAG_RESOLUTIONUNIT, static_cast<uint16_t>(metadata.resolution_unit));
   }
   if (z == 0) {
-    std::string description = metadata.description.empty()
-                                  ? DefaultImageJDescription(stack.shape())
-                                  : metadata.description;
+    std::string description = metadata.description.empty() ? DefaultImageJDescription(stack.shape())
+                                                           : metadata.description;
     TIFFSetField(tif, TIFFTAG_IMAGEDESCRIPTION, description.c_str());
   }
 }

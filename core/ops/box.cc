@@ -7,11 +7,10 @@ namespace stackproc::core::ops {
 namespace {
 
 const OperationInfo& Info() {
-  static const OperationInfo info{
-      "box",
-      "mean over a ksize x ksize box (cv::blur)",
-      {IntParam("ksize", 3, 1, 255, "box side")},
-      {PixelType::kUint8, PixelType::kUint16, PixelType::kFloat32}};
+  static const OperationInfo info{"box",
+                                  "mean over a ksize x ksize box (cv::blur)",
+                                  {IntParam("ksize", 3, 1, 255, "box side")},
+                                  {PixelType::kUint8, PixelType::kUint16, PixelType::kFloat32}};
   return info;
 }
 

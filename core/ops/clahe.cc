@@ -7,12 +7,11 @@ namespace stackproc::core::ops {
 namespace {
 
 const OperationInfo& Info() {
-  static const OperationInfo info{
-      "clahe",
-      "contrast-limited adaptive histogram equalisation (cv::CLAHE)",
-      {DoubleParam("clip", 2.0, 0.01, 1000, "contrast limit"),
-       IntParam("tiles", 8, 1, 256, "tiles per side of the slice")},
-      {PixelType::kUint8, PixelType::kUint16}};
+  static const OperationInfo info{"clahe",
+                                  "contrast-limited adaptive histogram equalisation (cv::CLAHE)",
+                                  {DoubleParam("clip", 2.0, 0.01, 1000, "contrast limit"),
+                                   IntParam("tiles", 8, 1, 256, "tiles per side of the slice")},
+                                  {PixelType::kUint8, PixelType::kUint16}};
   return info;
 }
 

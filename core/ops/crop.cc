@@ -29,9 +29,9 @@ class Crop final : public SliceOp {
     cv::Rect r = Region(in);
     if (x_ >= in.width || y_ >= in.height || r.width <= 0 || r.height <= 0 ||
         r.x + r.width > in.width || r.y + r.height > in.height) {
-      return ParamError(Info(), absl::StrCat("region x=", x_, ",y=", y_, ",width=", r.width,
-                                             ",height=", r.height, " is not inside the ",
-                                             in.width, "x", in.height, " slice"));
+      return ParamError(
+          Info(), absl::StrCat("region x=", x_, ",y=", y_, ",width=", r.width, ",height=", r.height,
+                               " is not inside the ", in.width, "x", in.height, " slice"));
     }
     return SliceFormat{r.height, r.width, in.type};
   }

@@ -1,7 +1,6 @@
 #include <cmath>
-#include <vector>
-
 #include <opencv2/core.hpp>
+#include <vector>
 
 #include "core/ops/op_util.h"
 #include "core/ops/ops.h"

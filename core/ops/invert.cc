@@ -7,11 +7,10 @@ namespace stackproc::core::ops {
 namespace {
 
 const OperationInfo& Info() {
-  static const OperationInfo info{
-      "invert",
-      "full scale minus value (255, 65535, or 1.0 for float32)",
-      {},
-      {PixelType::kUint8, PixelType::kUint16, PixelType::kFloat32}};
+  static const OperationInfo info{"invert",
+                                  "full scale minus value (255, 65535, or 1.0 for float32)",
+                                  {},
+                                  {PixelType::kUint8, PixelType::kUint16, PixelType::kFloat32}};
   return info;
 }
 

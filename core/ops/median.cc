@@ -8,11 +8,10 @@ namespace stackproc::core::ops {
 namespace {
 
 const OperationInfo& Info() {
-  static const OperationInfo info{
-      "median",
-      "median filter (cv::medianBlur); ksize above 5 needs uint8",
-      {IntParam("ksize", 3, 3, 255, "kernel side, odd")},
-      {PixelType::kUint8, PixelType::kUint16, PixelType::kFloat32}};
+  static const OperationInfo info{"median",
+                                  "median filter (cv::medianBlur); ksize above 5 needs uint8",
+                                  {IntParam("ksize", 3, 3, 255, "kernel side, odd")},
+                                  {PixelType::kUint8, PixelType::kUint16, PixelType::kFloat32}};
   return info;
 }
 
@@ -21,10 +20,11 @@ class Median final : public SliceOp {
   explicit Median(int ksize) : ksize_(ksize) {}
   absl::StatusOr<SliceFormat> OutputFormat(const SliceFormat& in) const override {
     if (ksize_ > 5 && in.type != PixelType::kUint8) {
-      return ParamError(Info(), absl::StrCat("ksize=", ksize_, " needs uint8 input, the slices are ",
-                                             PixelTypeName(in.type),
-                                             " (OpenCV's median for 16-bit and float takes "
-                                             "ksize 3 or 5)"));
+      return ParamError(Info(),
+                        absl::StrCat("ksize=", ksize_, " needs uint8 input, the slices are ",
+                                     PixelTypeName(in.type),
+                                     " (OpenCV's median for 16-bit and float takes "
+                                     "ksize 3 or 5)"));
     }
     return in;
   }

@@ -1,10 +1,10 @@
-#include <algorithm>
-#include <cmath>
-#include <vector>
-
-#include <opencv2/core.hpp>
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_reduce.h>
+
+#include <algorithm>
+#include <cmath>
+#include <opencv2/core.hpp>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/ops/op_util.h"
@@ -37,17 +37,17 @@ struct Histogram {
     for (int y = 0; y < slice.rows; ++y) {
       switch (slice.depth()) {
         case CV_8U:
-          for (const uint8_t* p = slice.ptr<uint8_t>(y), *e = p + slice.cols; p != e; ++p) {
+          for (const uint8_t *p = slice.ptr<uint8_t>(y), *e = p + slice.cols; p != e; ++p) {
             ++counts[*p];
           }
           break;
         case CV_16U:
-          for (const uint16_t* p = slice.ptr<uint16_t>(y), *e = p + slice.cols; p != e; ++p) {
+          for (const uint16_t *p = slice.ptr<uint16_t>(y), *e = p + slice.cols; p != e; ++p) {
             ++counts[*p];
           }
           break;
         default:
-          for (const float* p = slice.ptr<float>(y), *e = p + slice.cols; p != e; ++p) {
+          for (const float *p = slice.ptr<float>(y), *e = p + slice.cols; p != e; ++p) {
             int bin = static_cast<int>((*p - origin) / width);
             ++counts[std::clamp(bin, 0, bins - 1)];
           }
@@ -121,7 +121,9 @@ class Normalize final : public SliceOp {
             }
             return acc;
           },
-          [](Range a, Range b) { return Range{std::min(a.first, b.first), std::max(a.second, b.second)}; });
+          [](Range a, Range b) {
+            return Range{std::min(a.first, b.first), std::max(a.second, b.second)};
+          });
       empty = {range.first, std::max(range.second - range.first, 1e-30) / 65535.0,
                std::vector<uint64_t>(65536)};
     } else {

@@ -1,5 +1,4 @@
 #include <cmath>
-
 #include <opencv2/imgproc.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -49,9 +48,9 @@ class Resize final : public SliceOp {
       h = std::round(in.height * w / in.width);
     }
     if (w < 1 || h < 1 || w > kMaxSide || h > kMaxSide) {
-      return ParamError(Info(), absl::StrCat("output ", w, "x", h, " from ", in.width, "x",
-                                             in.height, " is outside 1..", kMaxSide,
-                                             " pixels per side"));
+      return ParamError(Info(),
+                        absl::StrCat("output ", w, "x", h, " from ", in.width, "x", in.height,
+                                     " is outside 1..", kMaxSide, " pixels per side"));
     }
     return SliceFormat{static_cast<int>(h), static_cast<int>(w), in.type};
   }

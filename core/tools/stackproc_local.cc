@@ -5,14 +5,13 @@
 //   stackproc-local generate OUT.tif [--shape 64x512x512] [--type uint16] [--seed 1]
 //   stackproc-local run --input IN.tif --op SPEC [--op SPEC ...] --output OUT.tif
 //                       [--compression none|deflate|zstd|lzw] [--threads N]
+#include <tbb/task_arena.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <map>
 #include <string>
 #include <vector>
-
-#include <tbb/task_arena.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
@@ -140,8 +139,8 @@ absl::Status Run(const Args& args) {
   STACKPROC_ASSIGN_OR_RETURN(request.write.compression,
                              ParseCompression(args.Get("compression", "none")));
   int threads = tbb::task_arena::automatic;
-  if (std::string t = args.Get("threads"); !t.empty() && (!absl::SimpleAtoi(t, &threads) ||
-                                                          threads < 1)) {
+  if (std::string t = args.Get("threads");
+      !t.empty() && (!absl::SimpleAtoi(t, &threads) || threads < 1)) {
     return absl::InvalidArgumentError("--threads must be a positive integer");
   }
   tbb::task_arena arena(threads);

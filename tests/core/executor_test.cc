@@ -1,18 +1,19 @@
 // The executor: parallel == serial for every operation, fused pipelines equal step-by-step
 // OpenCV calls, in-place runs copy nothing, whole-stack passes, progress, cancel, slice errors.
+#include "core/executor.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <tbb/task_arena.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <opencv2/imgproc.hpp>
 #include <thread>
 #include <vector>
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-#include <opencv2/imgproc.hpp>
-#include <tbb/task_arena.h>
-
-#include "core/executor.h"
 #include "core/pipeline.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"
@@ -40,10 +41,23 @@ absl::StatusOr<Stack> RunWith(int threads, const Stack& input,
 // One pipeline per operation (plus fused ones), each run on a 1-thread and a 2-thread arena.
 TEST(ExecutorTest, ParallelEqualsSerialForEveryOperation) {
   const std::vector<std::vector<std::string>> pipelines = {
-      {"gaussian:ksize=5"}, {"median:ksize=3"}, {"box:ksize=5"}, {"bilateral"},
-      {"unsharp"}, {"clahe"}, {"normalize"}, {"normalize:scope=stack"}, {"gamma:gamma=0.7"},
-      {"invert"}, {"threshold:method=otsu"}, {"resize:scale=0.5"}, {"crop:x=3,y=5"},
-      {"flip:axis=both"}, {"rotate90"}, {"convert:to=float32"}, {"morphology:op=open"},
+      {"gaussian:ksize=5"},
+      {"median:ksize=3"},
+      {"box:ksize=5"},
+      {"bilateral"},
+      {"unsharp"},
+      {"clahe"},
+      {"normalize"},
+      {"normalize:scope=stack"},
+      {"gamma:gamma=0.7"},
+      {"invert"},
+      {"threshold:method=otsu"},
+      {"resize:scale=0.5"},
+      {"crop:x=3,y=5"},
+      {"flip:axis=both"},
+      {"rotate90"},
+      {"convert:to=float32"},
+      {"morphology:op=open"},
       {"gaussian:ksize=5", "clahe", "resize:scale=0.5"},
       {"gaussian:sigma=1", "normalize:scope=stack", "convert:to=uint8"}};
   for (PixelType type : {PixelType::kUint8, PixelType::kUint16}) {
@@ -87,8 +101,8 @@ TEST(ExecutorTest, SameFormatRunsInPlaceOtherwiseOneNewStack) {
 TEST(ExecutorTest, NormalizeOverTheStackUsesGlobalPercentiles) {
   Stack input = MakeStack({10, 40, 50}, PixelType::kUint16, 9);
   ASSERT_OK_AND_ASSIGN(Stack blurred, RunWith(2, input, {"gaussian:ksize=3"}));
-  ASSERT_OK_AND_ASSIGN(Stack out,
-                       RunWith(2, input, {"gaussian:ksize=3", "normalize:low=1,high=99,scope=stack"}));
+  ASSERT_OK_AND_ASSIGN(
+      Stack out, RunWith(2, input, {"gaussian:ksize=3", "normalize:low=1,high=99,scope=stack"}));
   // Reference: sort every voxel of the blurred stack.
   const auto* p = reinterpret_cast<const uint16_t*>(blurred.data());
   std::vector<uint16_t> all(p, p + blurred.size_bytes() / 2);

@@ -1,7 +1,8 @@
+#include "core/metadata.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "core/metadata.h"
 #include "core/stack.h"
 
 namespace stackproc::core {

@@ -1,14 +1,14 @@
 // Every operation on every pixel type it takes, against a direct OpenCV call (or a formula
 // worked out here) on the same slice.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <opencv2/imgproc.hpp>
 #include <set>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-#include <opencv2/imgproc.hpp>
 
 #include "core/operation_registry.h"
 #include "tests/test_util/status_matchers.h"
@@ -134,8 +134,7 @@ std::vector<Case> Cases() {
          return r;
        })},
       {"normalize:low=2,high=98", kAll, same([](const cv::Mat& s) { return Stretch(s, 2, 98); })},
-      {"gamma:gamma=0.5", kAll,
-       same([](const cv::Mat& s) {
+      {"gamma:gamma=0.5", kAll, same([](const cv::Mat& s) {
          return s.depth() == CV_8U    ? GammaByHand<uint8_t>(s, 0.5)
                 : s.depth() == CV_16U ? GammaByHand<uint16_t>(s, 0.5)
                                       : GammaByHand<float>(s, 0.5);

@@ -1,8 +1,8 @@
 // The operation registry: the text form, validation messages, listing.
-#include <set>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <set>
 
 #include "core/operation_registry.h"
 #include "core/pipeline.h"
@@ -42,17 +42,17 @@ TEST(RegistryTest, ListsEveryBuiltinWithValidDefaults) {
     EXPECT_FALSE(info->doc.empty()) << info->name;
     for (const ParamSpec& p : info->params) EXPECT_FALSE(p.doc.empty()) << info->name;
   }
-  EXPECT_EQ(names, (std::set<std::string>{"bilateral", "box", "clahe", "convert", "crop", "flip",
-                                          "gamma", "gaussian", "invert", "median", "morphology",
-                                          "normalize", "resize", "rotate90", "threshold",
-                                          "unsharp"}));
+  EXPECT_EQ(names,
+            (std::set<std::string>{"bilateral", "box", "clahe", "convert", "crop", "flip", "gamma",
+                                   "gaussian", "invert", "median", "morphology", "normalize",
+                                   "resize", "rotate90", "threshold", "unsharp"}));
   for (const std::string& name : names) EXPECT_OK(CreateStatus(name));
 }
 
 TEST(RegistryTest, RejectsWithMessagesThatSayWhatIsAllowed) {
   EXPECT_THAT(CreateStatus("blur:ksize=3"),
-              StatusIs(kInvalid, AllOf(HasSubstr("unknown operation 'blur'"),
-                                       HasSubstr("gaussian"), HasSubstr("median"))));
+              StatusIs(kInvalid, AllOf(HasSubstr("unknown operation 'blur'"), HasSubstr("gaussian"),
+                                       HasSubstr("median"))));
   EXPECT_THAT(CreateStatus("gaussian:size=3"),
               StatusIs(kInvalid, HasSubstr("gaussian has no parameter 'size' (parameters: "
                                            "ksize, sigma)")));
@@ -68,8 +68,7 @@ TEST(RegistryTest, RejectsWithMessagesThatSayWhatIsAllowed) {
               StatusIs(kInvalid, HasSubstr("one of horizontal|vertical|both")));
   EXPECT_THAT(CreateStatus("normalize:low=60,high=40"),
               StatusIs(kInvalid, HasSubstr("must be below")));
-  EXPECT_THAT(CreateStatus("resize:scale=0.5,width=10"),
-              StatusIs(kInvalid, HasSubstr("not both")));
+  EXPECT_THAT(CreateStatus("resize:scale=0.5,width=10"), StatusIs(kInvalid, HasSubstr("not both")));
   EXPECT_THAT(CreateStatus("gamma:gamma=nan"), StatusIs(kInvalid, HasSubstr("float in")));
 }
 

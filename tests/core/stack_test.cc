@@ -1,11 +1,12 @@
-#include <climits>
-#include <cstdint>
+#include "core/stack.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <climits>
+#include <cstdint>
+
 #include "core/pixel_type.h"
-#include "core/stack.h"
 #include "tests/test_util/status_matchers.h"
 
 namespace stackproc::core {

@@ -1,14 +1,13 @@
 // Corrupt, truncated, lying and unsupported files: a clear error naming file, page and reason,
 // no crash, no huge allocation, nothing on stderr.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <tiffio.h>
 
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "core/tiff_reader.h"
 #include "core/tiff_writer.h"
@@ -39,7 +38,9 @@ class HandTiff {
   void Write(const std::string& path, size_t pixel_bytes) const {
     std::vector<uint8_t> b = {'I', 'I', 42, 0, 8, 0, 0, 0};
     auto put16 = [&](uint16_t v) { b.push_back(v & 0xff), b.push_back(v >> 8); };
-    auto put32 = [&](uint32_t v) { for (int i = 0; i < 4; ++i) b.push_back((v >> (8 * i)) & 0xff); };
+    auto put32 = [&](uint32_t v) {
+      for (int i = 0; i < 4; ++i) b.push_back((v >> (8 * i)) & 0xff);
+    };
     std::vector<Entry> tags = tags_;
     const uint32_t data_offset = 8 + 2 + 12 * static_cast<uint32_t>(tags.size()) + 4;
     for (Entry& e : tags) {
@@ -60,8 +61,8 @@ class HandTiff {
     }
     put32(0);  // no next page
     b.resize(b.size() + pixel_bytes, 0x5a);
-    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(b.data()),
-                                                static_cast<std::streamsize>(b.size()));
+    std::ofstream(path, std::ios::binary)
+        .write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
   }
 
  private:
@@ -157,12 +158,13 @@ TEST_F(CorruptTiffTest, StackByteLimit) {
 }
 
 TEST_F(CorruptTiffTest, UnsupportedSampleFormats) {
-  Gray(8, 8, 16, 128).Tag(TIFFTAG_SAMPLEFORMAT, SAMPLEFORMAT_INT, 3).Write(dir_.File("i16.tif"), 128);
+  Gray(8, 8, 16, 128)
+      .Tag(TIFFTAG_SAMPLEFORMAT, SAMPLEFORMAT_INT, 3)
+      .Write(dir_.File("i16.tif"), 128);
   EXPECT_THAT(ReadTiff(dir_.File("i16.tif")),
               StatusIs(kInvalid, HasSubstr("16-bit signed samples are not supported")));
   Gray(8, 8, 8, 192).Tag(TIFFTAG_SAMPLESPERPIXEL, 3, 3).Write(dir_.File("rgb.tif"), 192);
-  EXPECT_THAT(ReadTiff(dir_.File("rgb.tif")),
-              StatusIs(kInvalid, HasSubstr("3 samples per pixel")));
+  EXPECT_THAT(ReadTiff(dir_.File("rgb.tif")), StatusIs(kInvalid, HasSubstr("3 samples per pixel")));
   Gray(8, 8, 1, 8).Write(dir_.File("bilevel.tif"), 8);
   EXPECT_THAT(ReadTiff(dir_.File("bilevel.tif")),
               StatusIs(kInvalid, HasSubstr("1-bit unsigned samples are not supported")));
@@ -170,10 +172,14 @@ TEST_F(CorruptTiffTest, UnsupportedSampleFormats) {
 
 TEST_F(CorruptTiffTest, UnsupportedCompression) {
   HandTiff t;
-  t.Tag(TIFFTAG_IMAGEWIDTH, 8).Tag(TIFFTAG_IMAGELENGTH, 8).Tag(TIFFTAG_BITSPERSAMPLE, 8, 3)
+  t.Tag(TIFFTAG_IMAGEWIDTH, 8)
+      .Tag(TIFFTAG_IMAGELENGTH, 8)
+      .Tag(TIFFTAG_BITSPERSAMPLE, 8, 3)
       .Tag(TIFFTAG_COMPRESSION, COMPRESSION_LZMA, 3)
-      .Tag(TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK, 3).Tag(TIFFTAG_STRIPOFFSETS, 0)
-      .Tag(TIFFTAG_ROWSPERSTRIP, 8).Tag(TIFFTAG_STRIPBYTECOUNTS, 64);
+      .Tag(TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK, 3)
+      .Tag(TIFFTAG_STRIPOFFSETS, 0)
+      .Tag(TIFFTAG_ROWSPERSTRIP, 8)
+      .Tag(TIFFTAG_STRIPBYTECOUNTS, 64);
   t.Write(dir_.File("lzma.tif"), 64);
   EXPECT_THAT(ReadTiff(dir_.File("lzma.tif")),
               StatusIs(kInvalid, AllOf(HasSubstr("page 0"), HasSubstr("is not supported"),
@@ -233,8 +239,8 @@ TEST_F(CorruptTiffTest, GarbageInsideACompressedStrip) {
   for (size_t i = 0; i < bytes; ++i) noise[i] = static_cast<char>(i * 131 + 17);
   f.write(noise.data(), static_cast<std::streamsize>(bytes));
   f.close();
-  EXPECT_THAT(ReadTiff(path), StatusIs(kInvalid, AllOf(HasSubstr("g.tif: page 2: strip 0"),
-                                                       HasSubstr("corrupt"))));
+  EXPECT_THAT(ReadTiff(path),
+              StatusIs(kInvalid, AllOf(HasSubstr("g.tif: page 2: strip 0"), HasSubstr("corrupt"))));
 }
 
 }  // namespace

@@ -1,12 +1,12 @@
 // Files written by other tools (tifffile, libtiff's tiffcp) load exactly; files we write load
 // exactly in tifffile; metadata crosses both ways and follows geometry changes.
-#include <fstream>
-#include <sstream>
-#include <vector>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <tbb/task_arena.h>
+
+#include <fstream>
+#include <sstream>
+#include <vector>
 
 #include "core/process_file.h"
 #include "core/tiff_reader.h"
@@ -35,15 +35,16 @@ class ForeignFilesTest : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new TempDir;
     std::string listing = dir_->File("listing.txt");
-    ASSERT_EQ(RunCommand(absl::StrCat(STACKPROC_PYTHON, " ", SourceDir(), "/tests/core/tiff_variants.py ",
-                               dir_->path().string(), " > ", listing)),
-              0);
+    ASSERT_EQ(
+        RunCommand(absl::StrCat(STACKPROC_PYTHON, " ", SourceDir(), "/tests/core/tiff_variants.py ",
+                                dir_->path().string(), " > ", listing)),
+        0);
     std::ifstream in(listing);
     std::string name, kind;
     int64_t d, h, w;
     variants_ = new std::vector<Variant>;
     while (in >> name >> kind >> d >> h >> w) {
-      PixelType type = kind == "u8" ? PixelType::kUint8
+      PixelType type = kind == "u8"    ? PixelType::kUint8
                        : kind == "u16" ? PixelType::kUint16
                                        : PixelType::kFloat32;
       variants_->push_back({name, type, {d, h, w}});
@@ -57,7 +58,8 @@ class ForeignFilesTest : public ::testing::Test {
   static Stack Raw(const Variant& v) {
     absl::StatusOr<Stack> stack = Stack::Allocate(v.shape, v.type);
     std::ifstream in(dir_->File(v.name + ".raw"), std::ios::binary);
-    in.read(reinterpret_cast<char*>(stack->data()), static_cast<std::streamsize>(stack->size_bytes()));
+    in.read(reinterpret_cast<char*>(stack->data()),
+            static_cast<std::streamsize>(stack->size_bytes()));
     EXPECT_TRUE(in.good()) << v.name;
     return std::move(stack).value();
   }
@@ -117,8 +119,8 @@ TEST(OurFilesTest, TifffileReadsEveryTypeAndCompression) {
       absl::StrAppend(&args, " ", name, " ", PixelTypeName(type), " 4 61 75");
     }
   }
-  EXPECT_EQ(RunCommand(absl::StrCat(STACKPROC_PYTHON, " ", SourceDir(), "/tests/core/check_written.py ",
-                             dir.path().string(), args)),
+  EXPECT_EQ(RunCommand(absl::StrCat(STACKPROC_PYTHON, " ", SourceDir(),
+                                    "/tests/core/check_written.py ", dir.path().string(), args)),
             0);
 }
 

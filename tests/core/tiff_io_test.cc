@@ -1,9 +1,9 @@
 // Our writer and reader: exact round trips, BigTIFF, atomic replacement, cancellation.
-#include <filesystem>
-#include <fstream>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "core/tiff_reader.h"
 #include "core/tiff_writer.h"

@@ -29,23 +29,23 @@ MATCHER_P2(StatusIs, code, message_matcher, "") {
 #define STACKPROC_TEST_CONCAT_INNER_(a, b) a##b
 #define STACKPROC_TEST_CONCAT_(a, b) STACKPROC_TEST_CONCAT_INNER_(a, b)
 
-#define ASSERT_OK(expr)                                              \
-  do {                                                               \
-    const auto& _result = (expr); /* a temporary lives to the end */ \
+#define ASSERT_OK(expr)                                                \
+  do {                                                                 \
+    const auto& _result = (expr); /* a temporary lives to the end */   \
     const absl::Status& _s = ::stackproc::testing::GetStatus(_result); \
-    ASSERT_TRUE(_s.ok()) << _s.ToString();                              \
+    ASSERT_TRUE(_s.ok()) << _s.ToString();                             \
   } while (false)
 
-#define EXPECT_OK(expr)                                              \
-  do {                                                               \
-    const auto& _result = (expr); /* a temporary lives to the end */ \
+#define EXPECT_OK(expr)                                                \
+  do {                                                                 \
+    const auto& _result = (expr); /* a temporary lives to the end */   \
     const absl::Status& _s = ::stackproc::testing::GetStatus(_result); \
-    EXPECT_TRUE(_s.ok()) << _s.ToString();                              \
+    EXPECT_TRUE(_s.ok()) << _s.ToString();                             \
   } while (false)
 
 #define ASSERT_OK_AND_ASSIGN(lhs, expr) \
   ASSERT_OK_AND_ASSIGN_IMPL_(STACKPROC_TEST_CONCAT_(_statusor_, __LINE__), lhs, expr)
-#define ASSERT_OK_AND_ASSIGN_IMPL_(tmp, lhs, expr) \
-  auto tmp = (expr);                               \
+#define ASSERT_OK_AND_ASSIGN_IMPL_(tmp, lhs, expr)  \
+  auto tmp = (expr);                                \
   ASSERT_TRUE(tmp.ok()) << tmp.status().ToString(); \
   lhs = std::move(tmp).value()

@@ -1,14 +1,13 @@
 #include "tests/test_util/test_util.h"
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <random>
-
-#include <gtest/gtest.h>
 #include <opencv2/core.hpp>
+#include <random>
 
 #include "core/synthetic.h"
 
@@ -47,9 +46,9 @@ core::Stack CopyStack(const core::Stack& stack) {
 
 ::testing::AssertionResult MatsEqual(const cv::Mat& a, const cv::Mat& b) {
   if (a.size() != b.size() || a.type() != b.type()) {
-    return ::testing::AssertionFailure() << "size/type differ: " << a.cols << "x" << a.rows
-                                         << " type " << a.type() << " vs " << b.cols << "x"
-                                         << b.rows << " type " << b.type();
+    return ::testing::AssertionFailure()
+           << "size/type differ: " << a.cols << "x" << a.rows << " type " << a.type() << " vs "
+           << b.cols << "x" << b.rows << " type " << b.type();
   }
   for (int y = 0; y < a.rows; ++y) {
     if (std::memcmp(a.ptr(y), b.ptr(y), a.cols * a.elemSize()) != 0) {
@@ -63,8 +62,8 @@ core::Stack CopyStack(const core::Stack& stack) {
   if (a.shape() != b.shape() || a.pixel_type() != b.pixel_type()) {
     return ::testing::AssertionFailure()
            << "shape/type differ: " << core::ShapeString(a.shape()) << " "
-           << core::PixelTypeName(a.pixel_type()) << " vs " << core::ShapeString(b.shape())
-           << " " << core::PixelTypeName(b.pixel_type());
+           << core::PixelTypeName(a.pixel_type()) << " vs " << core::ShapeString(b.shape()) << " "
+           << core::PixelTypeName(b.pixel_type());
   }
   for (int64_t z = 0; z < a.depth(); ++z) {
     if (std::memcmp(a.slice_data(z), b.slice_data(z), a.slice_bytes()) != 0) {

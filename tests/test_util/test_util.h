@@ -1,12 +1,12 @@
 // Shared test helpers: temporary directories, synthetic stacks, exact comparisons.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <filesystem>
-#include <string>
-
-#include <gtest/gtest.h>
 #include <opencv2/core/mat.hpp>
+#include <string>
 
 #include "core/stack.h"
 

@@ -1,17 +1,31 @@
 #!/usr/bin/env bash
-# The main job, end to end on this machine: builds stackproc, generates a sample microscopy-like
-# stack, runs a pipeline over it and writes the result. Installs the Debian 12 dependencies first.
-#   deploy/demo.sh [WORKDIR]      (default: ./demo-data)
+# The main job, end to end on this machine: builds stackproc, starts the server (stackprocd) on a
+# free port over a data directory, generates a sample microscopy-like stack there, submits a
+# pipeline through the CLI (stackproc) with live progress, and prints where the output is.
+# Installs the Debian 12 dependencies first.
+#   deploy/demo.sh [DATA_DIR]      (default: ./demo-data)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./deploy/install-deps.sh
 cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build/release -j "$(nproc)" --target stackproc-local
+cmake --build build/release -j "$(nproc)" --target stackprocd stackproc stackproc-local
 
-work="${1:-demo-data}"
-mkdir -p "$work"
-tool=build/release/core/stackproc-local
-"$tool" generate "$work/sample.tif" --shape 64x1024x1024 --type uint16
-"$tool" run --input "$work/sample.tif" --output "$work/sample-processed.tif" \
-  --op gaussian:ksize=5 --op clahe:clip=2.0 --op resize:scale=0.5 --compression deflate
-echo "output: $(realpath "$work/sample-processed.tif")"
+data="$(realpath -m "${1:-demo-data}")"
+mkdir -p "$data"
+bin=build/release
+"$bin/core/stackproc-local" generate "$data/sample.tif" --shape 64x1024x1024 --type uint16
+
+log="$data/stackprocd.log"
+"$bin/server/stackprocd" --listen 127.0.0.1:0 --data-root "$data" >"$data/stackprocd.out" 2>"$log" &
+server_pid=$!
+trap 'kill -TERM $server_pid 2>/dev/null; wait $server_pid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q listening "$data/stackprocd.out" 2>/dev/null && break; sleep 0.1; done
+cat "$data/stackprocd.out"
+export STACKPROC_SERVER="127.0.0.1:$(sed -n 's/.*listening on [^:]*:\([0-9]*\).*/\1/p' "$data/stackprocd.out")"
+
+"$bin/client/stackproc" submit --input sample.tif \
+  --op gaussian:ksize=5 --op clahe:clip=2.0 --op resize:scale=0.5 \
+  --output sample-processed.tif --compression deflate --overwrite --wait
+echo "server log ($log):"
+cat "$log"
+echo "output: $data/sample-processed.tif"

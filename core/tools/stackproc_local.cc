@@ -17,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "core/cli_args.h"
 #include "core/operation_registry.h"
 #include "core/process_file.h"
 #include "core/status_macros.h"
@@ -33,40 +34,7 @@ constexpr char kUsage[] =
     "  stackproc-local run --input IN.tif --op SPEC [--op SPEC ...] --output OUT.tif\n"
     "                      [--compression none|deflate|zstd|lzw] [--threads N]\n";
 
-// --flag value pairs (repeatable) and positional arguments.
-struct Args {
-  std::multimap<std::string, std::string> flags;
-  std::vector<std::string> positional;
-
-  std::string Get(const std::string& name, std::string fallback = "") const {
-    auto it = flags.find(name);
-    return it == flags.end() ? fallback : it->second;
-  }
-  std::vector<std::string> All(const std::string& name) const {
-    std::vector<std::string> values;
-    for (auto [it, end] = flags.equal_range(name); it != end; ++it) values.push_back(it->second);
-    return values;
-  }
-};
-
-absl::StatusOr<Args> ParseArgs(int argc, char** argv, int first) {
-  Args args;
-  for (int i = first; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg.rfind("--", 0) != 0) {
-      args.positional.push_back(arg);
-      continue;
-    }
-    if (size_t eq = arg.find('='); eq != std::string::npos) {
-      args.flags.emplace(arg.substr(2, eq - 2), arg.substr(eq + 1));
-    } else if (i + 1 < argc) {
-      args.flags.emplace(arg.substr(2), argv[++i]);
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat(arg, " needs a value"));
-    }
-  }
-  return args;
-}
+using Args = CliArgs;
 
 absl::StatusOr<StackShape> ParseShape(const std::string& text) {
   std::vector<std::string> parts = absl::StrSplit(text, 'x');
@@ -171,7 +139,7 @@ int Main(int argc, char** argv) {
     return 2;
   }
   const std::string command = argv[1];
-  absl::StatusOr<Args> args = ParseArgs(argc, argv, 2);
+  absl::StatusOr<Args> args = CliArgs::Parse(argc, argv, 2);
   absl::Status status = args.status();
   if (status.ok()) {
     if (command == "ops") {

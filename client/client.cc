@@ -1,0 +1,216 @@
+#include "client/client.h"
+
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+
+#include <grpcpp/generic/generic_stub.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+
+namespace stackproc::client {
+namespace {
+
+core::PixelType FromProto(v1::PixelType type) {
+  switch (type) {
+    case v1::PIXEL_TYPE_UINT16:
+      return core::PixelType::kUint16;
+    case v1::PIXEL_TYPE_FLOAT32:
+      return core::PixelType::kFloat32;
+    default:
+      return core::PixelType::kUint8;
+  }
+}
+
+}  // namespace
+
+absl::Status ToAbslStatus(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+}
+
+absl::StatusOr<v1::OpSpec> ParseOpText(const std::string& text) {
+  v1::OpSpec op;
+  const size_t colon = text.find(':');
+  op.set_name(std::string(absl::StripAsciiWhitespace(text.substr(0, colon))));
+  if (op.name().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("operation '", text, "' has no name"));
+  }
+  if (colon == std::string::npos) return op;
+  for (absl::string_view item : absl::StrSplit(text.substr(colon + 1), ',', absl::SkipEmpty())) {
+    const size_t eq = item.find('=');
+    if (eq == absl::string_view::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("operation '", text, "': '", item, "' is not key=value"));
+    }
+    (*op.mutable_params())[std::string(absl::StripAsciiWhitespace(item.substr(0, eq)))] =
+        std::string(absl::StripAsciiWhitespace(item.substr(eq + 1)));
+  }
+  return op;
+}
+
+Client::Client(const std::string& target)
+    : channel_(grpc::CreateChannel(target, grpc::InsecureChannelCredentials())),
+      stub_(v1::StackProcessor::NewStub(channel_)) {}
+
+absl::StatusOr<v1::Job> Client::Submit(const v1::SubmitJobRequest& request) {
+  grpc::ClientContext context;
+  v1::SubmitJobResponse response;
+  grpc::Status status = stub_->SubmitJob(&context, request, &response);
+  if (!status.ok()) return ToAbslStatus(status);
+  return response.job();
+}
+
+absl::StatusOr<v1::Job> Client::Get(const std::string& job_id) {
+  grpc::ClientContext context;
+  v1::GetJobRequest request;
+  request.set_job_id(job_id);
+  v1::GetJobResponse response;
+  grpc::Status status = stub_->GetJob(&context, request, &response);
+  if (!status.ok()) return ToAbslStatus(status);
+  return response.job();
+}
+
+absl::StatusOr<std::vector<v1::Job>> Client::List() {
+  grpc::ClientContext context;
+  v1::ListJobsResponse response;
+  grpc::Status status = stub_->ListJobs(&context, v1::ListJobsRequest(), &response);
+  if (!status.ok()) return ToAbslStatus(status);
+  return std::vector<v1::Job>(response.jobs().begin(), response.jobs().end());
+}
+
+absl::StatusOr<v1::Job> Client::Cancel(const std::string& job_id) {
+  grpc::ClientContext context;
+  v1::CancelJobRequest request;
+  request.set_job_id(job_id);
+  v1::CancelJobResponse response;
+  grpc::Status status = stub_->CancelJob(&context, request, &response);
+  if (!status.ok()) return ToAbslStatus(status);
+  return response.job();
+}
+
+absl::Status Client::Delete(const std::string& job_id) {
+  grpc::ClientContext context;
+  v1::DeleteJobRequest request;
+  request.set_job_id(job_id);
+  v1::DeleteJobResponse response;
+  return ToAbslStatus(stub_->DeleteJob(&context, request, &response));
+}
+
+absl::StatusOr<std::vector<v1::OperationDescriptor>> Client::ListOperations() {
+  grpc::ClientContext context;
+  v1::ListOperationsResponse response;
+  grpc::Status status = stub_->ListOperations(&context, v1::ListOperationsRequest(), &response);
+  if (!status.ok()) return ToAbslStatus(status);
+  return std::vector<v1::OperationDescriptor>(response.operations().begin(),
+                                              response.operations().end());
+}
+
+absl::StatusOr<v1::Job> Client::Watch(const std::string& job_id,
+                                      const std::function<void(const v1::Job&)>& on_update,
+                                      int reattach) {
+  v1::WatchJobRequest request;
+  request.set_job_id(job_id);
+  v1::Job last;
+  bool seen = false;
+  for (int attempt = 0;; ++attempt) {
+    grpc::ClientContext context;
+    auto reader = stub_->WatchJob(&context, request);
+    v1::WatchJobResponse event;
+    while (reader->Read(&event)) {
+      last = event.job();
+      seen = true;
+      if (on_update) on_update(last);
+    }
+    grpc::Status status = reader->Finish();
+    const bool final_state = seen && last.state() >= v1::JOB_STATE_SUCCEEDED;
+    if (status.ok() && final_state) return last;
+    if (status.ok() || status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+      if (attempt < reattach) continue;  // the stream broke: re-attach
+    }
+    if (!status.ok()) return ToAbslStatus(status);
+    return absl::UnavailableError(absl::StrCat("watch of job ", job_id, " ended early"));
+  }
+}
+
+absl::StatusOr<core::Stack> Client::Download(const std::string& job_id) {
+  core::Stack stack;
+  int64_t slice = 0, offset = 0;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    grpc::ClientContext context;
+    v1::ReadResultRequest request;
+    request.set_job_id(job_id);
+    request.set_start_slice(slice);
+    request.set_start_offset(offset);
+    auto reader = stub_->ReadResult(&context, request);
+    v1::ReadResultResponse message;
+    while (reader->Read(&message)) {
+      if (message.has_header()) {
+        if (!stack.empty()) continue;  // a resumed stream repeats the header
+        const v1::ResultHeader& h = message.header();
+        absl::StatusOr<core::Stack> allocated = core::Stack::Allocate(
+            {h.shape().depth(), h.shape().height(), h.shape().width()},
+            FromProto(h.pixel_type()));
+        if (!allocated.ok()) return allocated.status();
+        stack = std::move(allocated).value();
+        core::StackMetadata& m = stack.metadata();
+        m.description = h.description();
+        if (h.x_resolution() > 0) m.x_resolution = h.x_resolution();
+        if (h.y_resolution() > 0) m.y_resolution = h.y_resolution();
+        m.resolution_unit = static_cast<core::ResolutionUnit>(h.resolution_unit());
+        continue;
+      }
+      const v1::ResultChunk& c = message.chunk();
+      if (stack.empty() || c.slice() < 0 || c.slice() >= stack.depth() || c.offset() < 0 ||
+          static_cast<size_t>(c.offset()) + c.data().size() > stack.slice_bytes()) {
+        return absl::DataLossError(
+            absl::StrCat("result chunk slice ", c.slice(), " offset ", c.offset(),
+                         " does not fit the announced stack"));
+      }
+      std::memcpy(stack.slice_data(c.slice()) + c.offset(), c.data().data(), c.data().size());
+      slice = c.slice();
+      offset = c.offset() + static_cast<int64_t>(c.data().size());
+    }
+    grpc::Status status = reader->Finish();
+    if (status.ok()) {
+      if (stack.empty()) return absl::DataLossError("the result stream had no header");
+      return stack;
+    }
+    if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return ToAbslStatus(status);
+  }
+  return absl::UnavailableError(absl::StrCat("download of job ", job_id, " kept breaking"));
+}
+
+absl::StatusOr<bool> Client::Healthy() {
+  // grpc.health.v1.Health/Check with an empty HealthCheckRequest (service ""). The response is
+  // one enum field: tag 0x08, then 1 for SERVING.
+  grpc::GenericStub generic(channel_);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc::ByteBuffer request, response;
+  grpc::Slice empty;
+  request = grpc::ByteBuffer(&empty, 1);
+  grpc::Status status;
+  std::mutex mutex;
+  std::condition_variable done_cv;
+  bool done = false;
+  generic.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
+                    &response, [&](grpc::Status s) {
+                      std::lock_guard lock(mutex);
+                      status = std::move(s);
+                      done = true;
+                      done_cv.notify_one();
+                    });
+  std::unique_lock lock(mutex);
+  done_cv.wait(lock, [&] { return done; });
+  if (!status.ok()) return ToAbslStatus(status);
+  std::vector<grpc::Slice> slices;
+  if (!response.Dump(&slices).ok()) return absl::DataLossError("unreadable health response");
+  std::string bytes;
+  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return bytes.size() == 2 && bytes[0] == 0x08 && bytes[1] == 0x01;
+}
+
+}  // namespace stackproc::client

@@ -1,0 +1,210 @@
+#include "client/commands.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "client/progress.h"
+#include "core/status_macros.h"
+#include "core/tiff_writer.h"
+
+namespace stackproc::client {
+namespace {
+
+using core::CliArgs;
+
+absl::StatusOr<std::string> OneJobId(const CliArgs& args, const char* command) {
+  if (args.positional.size() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(command, " needs one JOB id"));
+  }
+  return args.positional[0];
+}
+
+std::string Shape(const v1::StackShape& s) {
+  return absl::StrCat(s.depth(), "x", s.height(), "x", s.width());
+}
+
+const char* TypeName(v1::PixelType t) {
+  return t == v1::PIXEL_TYPE_UINT8    ? "uint8"
+         : t == v1::PIXEL_TYPE_UINT16 ? "uint16"
+         : t == v1::PIXEL_TYPE_FLOAT32 ? "float32"
+                                       : "?";
+}
+
+std::string OpsText(const v1::JobSpec& spec) {
+  std::vector<std::string> ops;
+  for (const v1::OpSpec& op : spec.ops()) {
+    std::vector<std::string> params;
+    for (const auto& [k, v] : op.params()) params.push_back(absl::StrCat(k, "=", v));
+    std::sort(params.begin(), params.end());
+    ops.push_back(params.empty() ? op.name()
+                                 : absl::StrCat(op.name(), ":", absl::StrJoin(params, ",")));
+  }
+  return ops.empty() ? "(none)" : absl::StrJoin(ops, " -> ");
+}
+
+void PrintJob(const v1::Job& job) {
+  absl::PrintF("job %s: %s (%s)\n", job.id(), StateName(job.state()), job.progress().stage());
+  absl::PrintF("  input    %s  %s %s\n", job.spec().input_path(), Shape(job.input_shape()),
+               TypeName(job.input_type()));
+  absl::PrintF("  ops      %s\n", OpsText(job.spec()));
+  absl::PrintF("  output   %s  %s %s\n",
+               job.spec().output().has_path() ? job.spec().output().path() : "(in memory)",
+               Shape(job.output_shape()), TypeName(job.output_type()));
+  absl::PrintF("  progress %lld/%lld slices, %.0f MB/s, %.1fs elapsed\n",
+               job.progress().slices_done(), job.progress().slices_total(),
+               job.progress().bytes_per_second() / 1e6, job.progress().elapsed_seconds());
+  if (job.has_error()) {
+    absl::PrintF("  error    %s: %s\n",
+                 absl::StatusCodeToString(static_cast<absl::StatusCode>(job.error().code())),
+                 job.error().message());
+  }
+}
+
+// Follows the job to its end; exit code 0 only when it succeeded.
+absl::StatusOr<int> Follow(Client& client, const std::string& job_id) {
+  ProgressDisplay display(stdout, ::isatty(STDOUT_FILENO));
+  STACKPROC_ASSIGN_OR_RETURN(v1::Job last,
+                             client.Watch(job_id, [&](const v1::Job& j) { display.Update(j); }));
+  display.Done();
+  if (last.state() == v1::JOB_STATE_SUCCEEDED) {
+    absl::PrintF("job %s succeeded: %s %s -> %s in %.2fs\n", last.id(), Shape(last.output_shape()),
+                 TypeName(last.output_type()),
+                 last.spec().output().has_path() ? last.spec().output().path()
+                                                 : "memory (stackproc download)",
+                 last.progress().elapsed_seconds());
+    return 0;
+  }
+  return absl::Status(static_cast<absl::StatusCode>(last.error().code()),
+                      absl::StrCat("job ", last.id(), " ", StateName(last.state()), ": ",
+                                   last.error().message()));
+}
+
+absl::StatusOr<v1::Compression> ParseCompression(const std::string& name) {
+  if (name.empty() || name == "none") return v1::COMPRESSION_NONE;
+  if (name == "deflate") return v1::COMPRESSION_DEFLATE;
+  if (name == "zstd") return v1::COMPRESSION_ZSTD;
+  if (name == "lzw") return v1::COMPRESSION_LZW;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown compression '", name, "' (use none, deflate, zstd or lzw)"));
+}
+
+absl::StatusOr<int> Submit(const CliArgs& args, Client& client) {
+  v1::SubmitJobRequest request;
+  v1::JobSpec* spec = request.mutable_spec();
+  spec->set_input_path(args.Get("input"));
+  if (spec->input_path().empty()) return absl::InvalidArgumentError("submit needs --input PATH");
+  for (const std::string& text : args.All("op")) {
+    STACKPROC_ASSIGN_OR_RETURN(*spec->add_ops(), ParseOpText(text));
+  }
+  v1::OutputSpec* output = spec->mutable_output();
+  if (args.Has("in-memory")) {
+    int64_t retention = 0;
+    if (!absl::SimpleAtoi(args.Get("retention", "0"), &retention)) {
+      return absl::InvalidArgumentError("--retention takes seconds");
+    }
+    output->mutable_in_memory()->set_retention_seconds(retention);
+  } else if (std::string path = args.Get("output"); !path.empty()) {
+    output->set_path(path);
+  } else {
+    return absl::InvalidArgumentError("submit needs --output PATH or --in-memory");
+  }
+  STACKPROC_ASSIGN_OR_RETURN(v1::Compression compression,
+                             ParseCompression(args.Get("compression")));
+  output->set_compression(compression);
+  output->set_overwrite(args.Has("overwrite"));
+  request.set_request_id(args.Get("request-id"));
+  STACKPROC_ASSIGN_OR_RETURN(v1::Job job, client.Submit(request));
+  absl::PrintF("%s\n", job.id());
+  std::fflush(stdout);
+  if (!args.Has("wait")) return 0;
+  return Follow(client, job.id());
+}
+
+absl::StatusOr<int> Ops(Client& client) {
+  STACKPROC_ASSIGN_OR_RETURN(auto ops, client.ListOperations());
+  for (const v1::OperationDescriptor& op : ops) {
+    std::vector<std::string> types;
+    for (int t : op.pixel_types()) types.push_back(TypeName(static_cast<v1::PixelType>(t)));
+    absl::PrintF("%s  (%s)\n    %s\n", op.name(), absl::StrJoin(types, ", "), op.doc());
+    for (const v1::ParamDescriptor& p : op.params()) {
+      std::string allowed =
+          p.type() == v1::PARAM_TYPE_CHOICE
+              ? absl::StrCat("one of ", absl::StrJoin(p.choices(), "|"))
+              : absl::StrCat(p.type() == v1::PARAM_TYPE_INT ? "int" : "float", " in [", p.min(),
+                             ", ", p.max(), "]");
+      absl::PrintF("    %-12s %-30s default %-8s %s\n", p.name(), allowed, p.default_value(),
+                   p.doc());
+    }
+  }
+  return 0;
+}
+
+absl::StatusOr<int> List(Client& client) {
+  STACKPROC_ASSIGN_OR_RETURN(std::vector<v1::Job> jobs, client.List());
+  absl::PrintF("%-12s %-10s %-11s %-9s %s\n", "JOB", "STATE", "STAGE", "SLICES", "INPUT -> OUTPUT");
+  for (const v1::Job& j : jobs) {
+    absl::PrintF("%-12s %-10s %-11s %4lld/%-4lld %s -> %s\n", j.id(), StateName(j.state()),
+                 j.progress().stage(), j.progress().slices_done(), j.progress().slices_total(),
+                 j.spec().input_path(),
+                 j.spec().output().has_path() ? j.spec().output().path() : "(memory)");
+  }
+  return 0;
+}
+
+absl::StatusOr<int> Download(const CliArgs& args, Client& client) {
+  STACKPROC_ASSIGN_OR_RETURN(std::string id, OneJobId(args, "download"));
+  const std::string path = args.Get("o", args.Get("output"));
+  if (path.empty()) return absl::InvalidArgumentError("download needs -o LOCAL.tif");
+  core::WriteOptions write;
+  STACKPROC_ASSIGN_OR_RETURN(write.compression,
+                             core::ParseCompression(args.Get("compression", "none")));
+  STACKPROC_ASSIGN_OR_RETURN(core::Stack stack, client.Download(id));
+  STACKPROC_RETURN_IF_ERROR(core::WriteTiff(path, stack, write));
+  absl::PrintF("wrote %s: %s %s (%.1f MB)\n", path, core::ShapeString(stack.shape()),
+               core::PixelTypeName(stack.pixel_type()), stack.size_bytes() / 1e6);
+  return 0;
+}
+
+}  // namespace
+
+const std::vector<std::string>& Switches() {
+  static const std::vector<std::string> switches = {"wait", "in-memory", "overwrite", "help"};
+  return switches;
+}
+
+absl::StatusOr<int> RunCommand(const std::string& command, const CliArgs& args, Client& client) {
+  if (command == "ops") return Ops(client);
+  if (command == "submit") return Submit(args, client);
+  if (command == "list") return List(client);
+  if (command == "download") return Download(args, client);
+  if (command == "health") {
+    STACKPROC_ASSIGN_OR_RETURN(bool serving, client.Healthy());
+    absl::PrintF("%s\n", serving ? "SERVING" : "NOT_SERVING");
+    return serving ? 0 : 1;
+  }
+  STACKPROC_ASSIGN_OR_RETURN(std::string id, OneJobId(args, command.c_str()));
+  if (command == "watch") return Follow(client, id);
+  if (command == "status") {
+    STACKPROC_ASSIGN_OR_RETURN(v1::Job job, client.Get(id));
+    PrintJob(job);
+    return 0;
+  }
+  if (command == "cancel") {
+    STACKPROC_ASSIGN_OR_RETURN(v1::Job job, client.Cancel(id));
+    absl::PrintF("job %s: %s\n", job.id(), StateName(job.state()));
+    return 0;
+  }
+  if (command == "delete") {
+    STACKPROC_RETURN_IF_ERROR(client.Delete(id));
+    absl::PrintF("job %s deleted\n", id);
+    return 0;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown command '", command, "'"));
+}
+
+}  // namespace stackproc::client

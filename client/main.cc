@@ -1,0 +1,44 @@
+// stackproc: the command-line client of stackprocd.
+#include <cstdio>
+
+#include "client/commands.h"
+
+namespace {
+
+constexpr char kUsage[] = R"(usage: stackproc [--server HOST:PORT] COMMAND [args]
+  (the server also comes from STACKPROC_SERVER; default localhost:50051)
+commands:
+  ops                                   operations and their parameters
+  submit --input PATH --op SPEC [--op SPEC ...] (--output PATH | --in-memory [--retention S])
+         [--compression none|deflate|zstd|lzw] [--overwrite] [--request-id ID] [--wait]
+                                        queue a job (paths relative to the server's data root)
+  watch JOB                             follow a job to its end
+  status JOB                            one job in detail
+  list                                  all jobs
+  cancel JOB                            stop a queued or running job
+  delete JOB                            forget a finished job and free its result
+  download JOB -o LOCAL.tif [--compression C]   save an in-memory result locally
+  health                                SERVING or NOT_SERVING
+SPEC is name:key=value,... e.g. gaussian:ksize=5 or resize:scale=0.5,interp=area.
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using stackproc::core::CliArgs;
+  absl::StatusOr<CliArgs> args = CliArgs::Parse(argc, argv, 1, stackproc::client::Switches());
+  if (!args.ok() || args->positional.empty() || args->Has("help")) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  const std::string command = args->positional.front();
+  args->positional.erase(args->positional.begin());
+  stackproc::client::Client client(args->Get("server", "localhost:50051", "STACKPROC_SERVER"));
+  absl::StatusOr<int> code = stackproc::client::RunCommand(command, *args, client);
+  if (!code.ok()) {
+    std::fprintf(stderr, "stackproc %s: %s\n", command.c_str(),
+                 std::string(code.status().message()).c_str());
+    return 1;
+  }
+  return *code;
+}

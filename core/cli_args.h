@@ -1,0 +1,68 @@
+// Command-line arguments of the stackproc tools: "--flag value", "--flag=value" or "-f value"
+// (repeatable),
+// positional arguments, and for daemons an environment variable behind every flag.
+#pragma once
+
+#include <algorithm>
+#include <cstdlib>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+
+namespace stackproc::core {
+
+struct CliArgs {
+  std::multimap<std::string, std::string> flags;
+  std::vector<std::string> positional;
+
+  // Parses argv[first..argc). Flags named in `switches` take no value ("--wait").
+  static absl::StatusOr<CliArgs> Parse(int argc, char** argv, int first,
+                                       const std::vector<std::string>& switches = {}) {
+    CliArgs args;
+    for (int i = first; i < argc; ++i) {
+      std::string arg = argv[i];
+      if (arg.size() == 2 && arg[0] == '-' && arg[1] != '-' && i + 1 < argc) {
+        args.flags.emplace(arg.substr(1), argv[++i]);  // "-o value"
+        continue;
+      }
+      if (arg.rfind("--", 0) != 0 || arg.size() == 2) {
+        args.positional.push_back(arg);
+        continue;
+      }
+      if (size_t eq = arg.find('='); eq != std::string::npos) {
+        args.flags.emplace(arg.substr(2, eq - 2), arg.substr(eq + 1));
+      } else if (std::find(switches.begin(), switches.end(), arg.substr(2)) != switches.end()) {
+        args.flags.emplace(arg.substr(2), "true");
+      } else if (i + 1 < argc) {
+        args.flags.emplace(arg.substr(2), argv[++i]);
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat(arg, " needs a value"));
+      }
+    }
+    return args;
+  }
+
+  bool Has(const std::string& name) const { return flags.count(name) > 0; }
+
+  // The flag's last value; else the environment variable `env` (when given); else `fallback`.
+  std::string Get(const std::string& name, const std::string& fallback = "",
+                  const char* env = nullptr) const {
+    auto [begin, end] = flags.equal_range(name);
+    if (begin != end) return std::prev(end)->second;
+    if (env != nullptr) {
+      if (const char* value = std::getenv(env); value != nullptr && *value != '\0') return value;
+    }
+    return fallback;
+  }
+
+  std::vector<std::string> All(const std::string& name) const {
+    std::vector<std::string> values;
+    for (auto [it, end] = flags.equal_range(name); it != end; ++it) values.push_back(it->second);
+    return values;
+  }
+};
+
+}  // namespace stackproc::core

@@ -1,0 +1,107 @@
+#include "server/job.h"
+
+namespace stackproc::server {
+
+bool IsTerminal(JobState state) {
+  return state == JobState::kSucceeded || state == JobState::kFailed ||
+         state == JobState::kCancelled;
+}
+
+const char* JobStateName(JobState state) {
+  switch (state) {
+    case JobState::kQueued:
+      return "queued";
+    case JobState::kRunning:
+      return "running";
+    case JobState::kSucceeded:
+      return "succeeded";
+    case JobState::kFailed:
+      return "failed";
+    case JobState::kCancelled:
+      return "cancelled";
+  }
+  return "unknown";
+}
+
+JobSnapshot Job::Snapshot() const {
+  std::lock_guard lock(mutex_);
+  return snapshot_;
+}
+
+int Job::Subscribe(std::function<void()> on_change) {
+  std::lock_guard lock(observers_mutex_);
+  observers_.emplace(next_handle_, std::move(on_change));
+  return next_handle_++;
+}
+
+void Job::Unsubscribe(int handle) {
+  std::lock_guard lock(observers_mutex_);
+  observers_.erase(handle);
+}
+
+template <typename F>
+void Job::Update(F&& change) {
+  {
+    std::lock_guard lock(mutex_);
+    change(snapshot_);
+    ++snapshot_.version;
+  }
+  std::lock_guard lock(observers_mutex_);
+  for (auto& [handle, on_change] : observers_) on_change();
+}
+
+void Job::Start(absl::Time now) {
+  Update([&](JobSnapshot& s) {
+    s.state = JobState::kRunning;
+    s.start_time = now;
+    s.stage = "reading";
+  });
+}
+
+void Job::SetStage(const std::string& stage) {
+  Update([&](JobSnapshot& s) { s.stage = stage; });
+}
+
+void Job::SetProgress(const core::Progress& progress) {
+  Update([&](JobSnapshot& s) { s.progress = progress; });
+}
+
+void Job::Finish(const absl::Status& status, absl::Time now,
+                 std::shared_ptr<const core::Stack> result) {
+  {
+    std::lock_guard lock(mutex_);
+    result_ = std::move(result);
+  }
+  Update([&](JobSnapshot& s) {
+    s.state = status.ok()                ? JobState::kSucceeded
+              : absl::IsCancelled(status) ? JobState::kCancelled
+                                          : JobState::kFailed;
+    s.error = status;
+    s.end_time = now;
+    s.stage = "done";
+    s.result_available = result_ != nullptr;
+    if (!status.ok()) s.memory_bytes = 0;
+  });
+}
+
+uint64_t Job::DropResult() {
+  uint64_t freed = 0;
+  {
+    std::lock_guard lock(mutex_);
+    if (result_ == nullptr) return 0;
+    freed = result_->size_bytes();
+    result_.reset();
+  }
+  Update([](JobSnapshot& s) {
+    s.result_available = false;
+    s.memory_bytes = 0;
+  });
+  return freed;
+}
+
+std::shared_ptr<const core::Stack> Job::result() const {
+  std::lock_guard lock(mutex_);
+  return result_;
+}
+
+}  // namespace stackproc::server

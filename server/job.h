@@ -1,0 +1,96 @@
+// One job: its spec, a state machine (QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED),
+// progress, its cancellation token and, for in-memory outputs, its result stack.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "core/cancel.h"
+#include "core/executor.h"
+#include "core/stack.h"
+#include "core/tiff_writer.h"
+
+namespace stackproc::server {
+
+enum class JobState { kQueued, kRunning, kSucceeded, kFailed, kCancelled };
+bool IsTerminal(JobState state);
+const char* JobStateName(JobState state);
+
+// What to do, validated (paths are relative to the data root, as the client gave them).
+struct JobSpec {
+  std::string input_path;
+  std::vector<std::string> ops;  // text form, parameters in a canonical order
+  std::optional<std::string> output_path;  // nullopt: keep the result in memory
+  core::Compression compression = core::Compression::kNone;
+  bool overwrite = false;
+  absl::Duration retention = absl::ZeroDuration();  // in-memory results; 0: server default
+
+  friend bool operator==(const JobSpec&, const JobSpec&) = default;
+};
+
+// A consistent copy of a job's state.
+struct JobSnapshot {
+  std::string id;
+  JobSpec spec;
+  std::string request_id;
+  JobState state = JobState::kQueued;
+  std::string stage = "queued";
+  core::Progress progress;
+  absl::Status error;  // FAILED / CANCELLED
+  core::StackShape input_shape, output_shape;
+  core::PixelType input_type = core::PixelType::kUint8, output_type = core::PixelType::kUint8;
+  absl::Time create_time, start_time = absl::InfinitePast(), end_time = absl::InfinitePast();
+  uint64_t memory_bytes = 0;
+  bool result_available = false;
+  uint64_t version = 0;  // grows with every change
+};
+
+// Thread-safe. Observers are called after every change, outside the job's lock, one at a time.
+class Job {
+ public:
+  explicit Job(JobSnapshot initial) : id_(initial.id), snapshot_(std::move(initial)) {}
+
+  JobSnapshot Snapshot() const;
+  const std::string& id() const { return id_; }
+  core::CancelToken& cancel_token() { return cancel_; }
+
+  // Observers: `on_change` runs after every change until Unsubscribe returns.
+  int Subscribe(std::function<void()> on_change);
+  void Unsubscribe(int handle);
+
+  // State changes (the job manager's).
+  void Start(absl::Time now);
+  void SetStage(const std::string& stage);
+  void SetProgress(const core::Progress& progress);
+  // Ends the job: OK -> SUCCEEDED, Cancelled -> CANCELLED, else FAILED.
+  void Finish(const absl::Status& status, absl::Time now,
+              std::shared_ptr<const core::Stack> result = nullptr);
+  // Drops an in-memory result (deleted or expired); returns the bytes freed.
+  uint64_t DropResult();
+
+  std::shared_ptr<const core::Stack> result() const;
+
+ private:
+  template <typename F>
+  void Update(F&& change);
+
+  const std::string id_;
+  core::CancelToken cancel_;
+  mutable std::mutex mutex_;
+  JobSnapshot snapshot_;
+  std::shared_ptr<const core::Stack> result_;
+
+  std::mutex observers_mutex_;  // held while observers run, so Unsubscribe waits for them
+  std::map<int, std::function<void()>> observers_;
+  int next_handle_ = 0;
+};
+
+}  // namespace stackproc::server

@@ -1,0 +1,333 @@
+#include "server/job_manager.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "core/executor.h"
+#include "core/pipeline.h"
+#include "core/status_macros.h"
+#include "core/tiff_reader.h"
+
+namespace stackproc::server {
+namespace {
+
+std::string Gib(uint64_t bytes) {
+  return absl::StrFormat("%.2f GiB", static_cast<double>(bytes) / (uint64_t{1} << 30));
+}
+
+uint64_t DefaultBudget() {
+  const auto pages = static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES));
+  const auto page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  return pages * page / 4 * 3;
+}
+
+// A quoted value for key=value logs.
+std::string Quote(absl::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c == '\n' ? ' ' : c;
+  }
+  return out + "\"";
+}
+
+// Memory a job needs: its input stack, and the output stack when the format changes.
+absl::StatusOr<uint64_t> JobMemory(const core::TiffInfo& info,
+                                   const std::vector<core::SliceFormat>& formats) {
+  STACKPROC_ASSIGN_OR_RETURN(size_t in, core::StackBytes(info.shape, info.pixel_type));
+  uint64_t peak = in;
+  for (size_t i = 1; i < formats.size(); ++i) {
+    if (formats[i] == formats[0]) continue;
+    STACKPROC_ASSIGN_OR_RETURN(
+        size_t out, core::StackBytes({info.shape.depth, formats[i].height, formats[i].width},
+                                     formats[i].type));
+    peak = std::max<uint64_t>(peak, in + out);
+  }
+  return peak;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(JobManagerOptions options) {
+  if (options.data_root.empty()) {
+    return absl::InvalidArgumentError("a data root is required (--data-root)");
+  }
+  STACKPROC_ASSIGN_OR_RETURN(PathResolver resolver, PathResolver::Create(options.data_root));
+  if (options.memory_budget == 0) options.memory_budget = DefaultBudget();
+  if (options.max_running_jobs < 1) {
+    return absl::InvalidArgumentError("max running jobs must be at least 1");
+  }
+  auto manager = std::unique_ptr<JobManager>(new JobManager(options, std::move(resolver)));
+  for (int i = 0; i < options.max_running_jobs; ++i) {
+    manager->workers_.emplace_back([m = manager.get()] { m->WorkerLoop(); });
+  }
+  return manager;
+}
+
+JobManager::JobManager(JobManagerOptions options, PathResolver resolver)
+    : options_(std::move(options)),
+      resolver_(std::move(resolver)),
+      arena_(options_.threads > 0 ? options_.threads : tbb::task_arena::automatic) {}
+
+JobManager::~JobManager() { Shutdown(absl::ZeroDuration()); }
+
+absl::StatusOr<std::shared_ptr<Job>> JobManager::Submit(const JobSpec& spec,
+                                                       const std::string& request_id) {
+  auto same_request = [&]() -> absl::StatusOr<std::shared_ptr<Job>> {
+    auto it = by_request_id_.find(request_id);
+    if (request_id.empty() || it == by_request_id_.end()) return nullptr;
+    std::shared_ptr<Job> job = jobs_.at(it->second);
+    if (job->Snapshot().spec == spec) return job;
+    return absl::AlreadyExistsError(absl::StrCat("request id ", request_id, " was used for job ",
+                                                 job->id(), " with a different spec"));
+  };
+  {
+    std::lock_guard lock(mutex_);
+    if (!accepting_) return absl::UnavailableError("server is shutting down");
+    STACKPROC_ASSIGN_OR_RETURN(std::shared_ptr<Job> existing, same_request());
+    if (existing) return existing;
+  }
+
+  // Validate everything the job will need, before it is queued.
+  STACKPROC_ASSIGN_OR_RETURN(std::string input, resolver_.Input(spec.input_path));
+  STACKPROC_ASSIGN_OR_RETURN(core::Pipeline pipeline, core::Pipeline::Parse(spec.ops));
+  STACKPROC_ASSIGN_OR_RETURN(core::TiffInfo info, core::ProbeTiff(input, options_.limits));
+  const core::SliceFormat format{static_cast<int>(info.shape.height),
+                                 static_cast<int>(info.shape.width), info.pixel_type};
+  STACKPROC_ASSIGN_OR_RETURN(std::vector<core::SliceFormat> formats, pipeline.Plan(format));
+  if (spec.output_path) {
+    STACKPROC_ASSIGN_OR_RETURN(std::string output, resolver_.Output(*spec.output_path));
+    if (!spec.overwrite && std::filesystem::exists(output)) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          *spec.output_path, ": exists (ask for overwrite to replace it)"));
+    }
+  }
+  STACKPROC_ASSIGN_OR_RETURN(uint64_t memory, JobMemory(info, formats));
+  if (memory > options_.memory_budget) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the job needs ", Gib(memory), " of memory and the server's memory budget is ",
+        Gib(options_.memory_budget), " (--memory-budget)"));
+  }
+
+  JobSnapshot initial;
+  initial.spec = spec;
+  initial.request_id = request_id;
+  initial.create_time = absl::Now();
+  initial.input_shape = info.shape;
+  initial.input_type = info.pixel_type;
+  initial.output_shape = {info.shape.depth, formats.back().height, formats.back().width};
+  initial.output_type = formats.back().type;
+  initial.memory_bytes = memory;
+
+  std::lock_guard lock(mutex_);
+  if (!accepting_) return absl::UnavailableError("server is shutting down");
+  STACKPROC_ASSIGN_OR_RETURN(std::shared_ptr<Job> existing, same_request());
+  if (existing) return existing;
+  static thread_local std::mt19937_64 random(std::random_device{}());
+  initial.id = absl::StrFormat("%06x%04x", random() & 0xffffff, next_id_++ & 0xffff);
+  auto job = std::make_shared<Job>(std::move(initial));
+  jobs_.emplace(job->id(), job);
+  order_.push_back(job->id());
+  if (!request_id.empty()) by_request_id_[request_id] = job->id();
+  queue_.push_back(job);
+  LogEvent(job->Snapshot(), "job_submitted",
+           absl::StrCat(" input=", Quote(spec.input_path), " ops=",
+                        Quote(absl::StrJoin(spec.ops, " -> ")), " memory_bytes=", memory));
+  changed_.notify_all();
+  return job;
+}
+
+absl::StatusOr<std::shared_ptr<Job>> JobManager::Get(const std::string& id) const {
+  std::lock_guard lock(mutex_);
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job ", id));
+  return it->second;
+}
+
+std::vector<std::shared_ptr<Job>> JobManager::List() const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::shared_ptr<Job>> jobs;
+  for (const std::string& id : order_) jobs.push_back(jobs_.at(id));
+  return jobs;
+}
+
+absl::StatusOr<std::shared_ptr<Job>> JobManager::Cancel(const std::string& id) {
+  STACKPROC_ASSIGN_OR_RETURN(std::shared_ptr<Job> job, Get(id));
+  job->cancel_token().Cancel();
+  bool was_queued = false;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = std::find(queue_.begin(), queue_.end(), job);
+    if (it != queue_.end()) {
+      queue_.erase(it);
+      was_queued = true;
+    }
+  }
+  if (was_queued) {
+    job->Finish(absl::CancelledError("cancelled while queued"), absl::Now());
+    LogEvent(job->Snapshot(), "job_cancelled");
+  }
+  return job;
+}
+
+absl::Status JobManager::Delete(const std::string& id) {
+  STACKPROC_ASSIGN_OR_RETURN(std::shared_ptr<Job> job, Get(id));
+  if (!IsTerminal(job->Snapshot().state)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", id, " has not finished (cancel it first)"));
+  }
+  std::lock_guard lock(mutex_);
+  memory_in_use_ -= job->DropResult();
+  jobs_.erase(id);
+  order_.erase(std::find(order_.begin(), order_.end(), id));
+  for (auto it = by_request_id_.begin(); it != by_request_id_.end();) {
+    it = it->second == id ? by_request_id_.erase(it) : std::next(it);
+  }
+  changed_.notify_all();
+  return absl::OkStatus();
+}
+
+uint64_t JobManager::memory_in_use() const {
+  std::lock_guard lock(mutex_);
+  return memory_in_use_;
+}
+
+void JobManager::ExpireResults(absl::Time now) {
+  // Called with mutex_ held.
+  for (auto& [id, job] : jobs_) {
+    JobSnapshot s = job->Snapshot();
+    if (!s.result_available) continue;
+    absl::Duration keep =
+        s.spec.retention > absl::ZeroDuration() ? s.spec.retention : options_.result_ttl;
+    if (now - s.end_time >= keep) {
+      memory_in_use_ -= job->DropResult();
+      LogEvent(s, "result_expired");
+    }
+  }
+}
+
+void JobManager::WorkerLoop() {
+  std::unique_lock lock(mutex_);
+  while (true) {
+    ExpireResults(absl::Now());
+    const bool fits = !queue_.empty() &&
+                      memory_in_use_ + queue_.front()->Snapshot().memory_bytes <=
+                          options_.memory_budget;
+    if (stopping_ && queue_.empty()) return;
+    if (!fits) {
+      changed_.wait_for(lock, std::chrono::seconds(1));
+      continue;
+    }
+    std::shared_ptr<Job> job = queue_.front();
+    queue_.pop_front();
+    const uint64_t memory = job->Snapshot().memory_bytes;
+    memory_in_use_ += memory;
+    ++running_;
+    lock.unlock();
+    Run(*job);
+    lock.lock();
+    --running_;
+    memory_in_use_ -= memory;
+    if (std::shared_ptr<const core::Stack> result = job->result()) {
+      memory_in_use_ += result->size_bytes();
+    }
+    changed_.notify_all();
+  }
+}
+
+void JobManager::Run(Job& job) {
+  const JobSnapshot spec_snapshot = job.Snapshot();
+  const JobSpec& spec = spec_snapshot.spec;
+  const absl::Time start = absl::Now();
+  job.Start(start);
+  LogEvent(job.Snapshot(), "job_started");
+
+  std::shared_ptr<const core::Stack> kept;
+  absl::Status status = [&]() -> absl::Status {
+    const core::CancelToken* cancel = &job.cancel_token();
+    STACKPROC_ASSIGN_OR_RETURN(std::string input, resolver_.Input(spec.input_path));
+    STACKPROC_ASSIGN_OR_RETURN(core::Pipeline pipeline, core::Pipeline::Parse(spec.ops));
+    STACKPROC_ASSIGN_OR_RETURN(core::TiffInfo info, core::ProbeTiff(input, options_.limits));
+    STACKPROC_ASSIGN_OR_RETURN(core::Stack stack,
+                               core::Stack::Allocate(info.shape, info.pixel_type));
+    STACKPROC_RETURN_IF_ERROR(
+        core::ReadTiffInto(input, info, stack, {options_.limits, &arena_, cancel}));
+    stack.metadata() = std::move(info.metadata);
+
+    job.SetStage("processing");
+    core::ExecuteOptions execute;
+    execute.arena = &arena_;
+    execute.cancel = cancel;
+    execute.on_progress = [&job](const core::Progress& p) { job.SetProgress(p); };
+    STACKPROC_ASSIGN_OR_RETURN(core::Stack result,
+                               core::Execute(std::move(stack), pipeline, execute));
+    if (!spec.output_path) {
+      kept = std::make_shared<const core::Stack>(std::move(result));
+      return absl::OkStatus();
+    }
+    job.SetStage("writing");
+    STACKPROC_ASSIGN_OR_RETURN(std::string output, resolver_.Output(*spec.output_path));
+    core::WriteOptions write;
+    write.compression = spec.compression;
+    write.overwrite = spec.overwrite;
+    write.cancel = cancel;
+    return core::WriteTiff(output, result, write);
+  }();
+  const absl::Time end = absl::Now();
+  job.Finish(status, end, status.ok() ? kept : nullptr);
+
+  const JobSnapshot s = job.Snapshot();
+  const double seconds = absl::ToDoubleSeconds(end - start);
+  std::string extra = absl::StrFormat(" duration_s=%.3f", seconds);
+  if (status.ok()) {
+    uint64_t in_bytes = core::StackBytes(s.input_shape, s.input_type).value_or(0);
+    absl::StrAppendFormat(&extra, " mb_per_s=%.1f", in_bytes / 1e6 / std::max(seconds, 1e-9));
+  } else {
+    absl::StrAppend(&extra, " code=", absl::StatusCodeToString(status.code()),
+                    " reason=", Quote(status.message()));
+  }
+  LogEvent(s, status.ok() ? "job_finished" : absl::IsCancelled(status) ? "job_cancelled" : "job_failed",
+           extra);
+}
+
+void JobManager::Shutdown(absl::Duration grace) {
+  std::vector<std::shared_ptr<Job>> queued;
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return;
+    accepting_ = false;
+    queued.assign(queue_.begin(), queue_.end());
+    queue_.clear();
+  }
+  for (auto& job : queued) {
+    job->cancel_token().Cancel();
+    job->Finish(absl::CancelledError("server shut down before the job started"), absl::Now());
+  }
+  std::unique_lock lock(mutex_);
+  changed_.wait_until(lock, absl::ToChronoTime(absl::Now() + grace),
+                      [&] { return running_ == 0; });
+  for (auto& [id, job] : jobs_) {
+    if (!IsTerminal(job->Snapshot().state)) job->cancel_token().Cancel();
+  }
+  stopping_ = true;
+  changed_.notify_all();
+  lock.unlock();
+  for (std::thread& worker : workers_) worker.join();
+}
+
+void JobManager::LogEvent(const JobSnapshot& s, const std::string& event,
+                          const std::string& extra) {
+  std::string line = absl::StrCat("ts=", absl::FormatTime(absl::RFC3339_full, absl::Now(),
+                                                          absl::UTCTimeZone()),
+                                  " event=", event, " job=", s.id,
+                                  " state=", JobStateName(s.state), extra, "\n");
+  std::fputs(line.c_str(), stderr);
+}
+
+}  // namespace stackproc::server

@@ -1,0 +1,81 @@
+// Queues, admits and runs jobs on one shared tbb::task_arena. Thread-safe.
+//
+// Admission: a job's memory (input stack, plus the output stack when the pipeline changes the
+// format) must fit the memory budget. A job that can never fit is rejected at submit; one that
+// does not fit now waits in the queue (FIFO) until running jobs and held results free enough.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <tbb/task_arena.h>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/job.h"
+#include "core/tiff_reader.h"
+#include "server/path_resolver.h"
+
+namespace stackproc::server {
+
+struct JobManagerOptions {
+  std::string data_root;                            // required
+  int threads = 0;                                  // arena concurrency; 0: all cores
+  int max_running_jobs = 1;
+  uint64_t memory_budget = 0;                       // bytes; 0: 3/4 of physical memory
+  absl::Duration result_ttl = absl::Hours(1);       // default retention of in-memory results
+  core::TiffLimits limits;
+};
+
+class JobManager {
+ public:
+  static absl::StatusOr<std::unique_ptr<JobManager>> Create(JobManagerOptions options);
+  ~JobManager();  // cancels everything and joins the workers
+
+  // Validates and queues. See service.proto SubmitJob for the error codes.
+  absl::StatusOr<std::shared_ptr<Job>> Submit(const JobSpec& spec, const std::string& request_id);
+  absl::StatusOr<std::shared_ptr<Job>> Get(const std::string& id) const;
+  std::vector<std::shared_ptr<Job>> List() const;
+  absl::StatusOr<std::shared_ptr<Job>> Cancel(const std::string& id);
+  absl::Status Delete(const std::string& id);
+
+  // Stops accepting jobs, cancels queued ones, lets running ones finish for up to `grace`, then
+  // cancels them; returns when no job runs.
+  void Shutdown(absl::Duration grace);
+
+  uint64_t memory_budget() const { return options_.memory_budget; }
+  uint64_t memory_in_use() const;
+
+ private:
+  explicit JobManager(JobManagerOptions options, PathResolver resolver);
+  void WorkerLoop();
+  void Run(Job& job);
+  void ExpireResults(absl::Time now);
+  void LogEvent(const JobSnapshot& s, const std::string& event, const std::string& extra = "");
+
+  const JobManagerOptions options_;
+  const PathResolver resolver_;
+  tbb::task_arena arena_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::map<std::string, std::shared_ptr<Job>> jobs_;         // by id
+  std::vector<std::string> order_;                           // ids, oldest first
+  std::map<std::string, std::string> by_request_id_;         // request id -> job id
+  std::deque<std::shared_ptr<Job>> queue_;
+  uint64_t memory_in_use_ = 0;   // running jobs and held results
+  int running_ = 0;
+  bool accepting_ = true;
+  bool stopping_ = false;
+  uint64_t next_id_ = 1;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace stackproc::server

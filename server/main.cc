@@ -1,0 +1,127 @@
+// stackprocd: the stackproc gRPC server. Every flag can also be set by the environment
+// variable named after it (--data-root <-> STACKPROC_DATA_ROOT).
+#include <csignal>
+#include <cstdio>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "core/cli_args.h"
+#include "core/status_macros.h"
+#include "server/server.h"
+
+namespace stackproc::server {
+namespace {
+
+constexpr char kUsage[] = R"(usage: stackprocd [flags]
+  --listen HOST:PORT        address to serve on; port 0 picks a free one (default 0.0.0.0:50051)
+  --data-root DIR           directory every job path is resolved beneath (required)
+  --threads N               worker threads for processing (default: all cores)
+  --max-running-jobs N      jobs processed at once (default 1)
+  --memory-budget SIZE      memory for running jobs and held results, e.g. 8G, 512M
+                            (default: 3/4 of physical memory)
+  --result-ttl SECONDS      how long in-memory results are kept (default 3600)
+  --shutdown-grace SECONDS  on SIGTERM/SIGINT, time running jobs get to finish (default 30)
+  --reflection              enable gRPC server reflection
+Each flag FOO-BAR can be set by the environment variable STACKPROC_FOO_BAR.
+)";
+
+std::string EnvName(const std::string& flag) {
+  std::string env = "STACKPROC_";
+  for (char c : flag) env += c == '-' ? '_' : static_cast<char>(std::toupper(c));
+  return env;
+}
+
+absl::StatusOr<uint64_t> ParseSize(const std::string& text) {
+  uint64_t multiplier = 1;
+  std::string number = text;
+  if (!number.empty()) {
+    switch (std::toupper(number.back())) {
+      case 'K': multiplier = uint64_t{1} << 10; break;
+      case 'M': multiplier = uint64_t{1} << 20; break;
+      case 'G': multiplier = uint64_t{1} << 30; break;
+      case 'T': multiplier = uint64_t{1} << 40; break;
+      default: break;
+    }
+    if (multiplier != 1) number.pop_back();
+  }
+  double value = 0;
+  if (!absl::SimpleAtod(number, &value) || value < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("memory budget '", text, "' is not a size like 8G, 512M or 1073741824"));
+  }
+  return static_cast<uint64_t>(value * static_cast<double>(multiplier));
+}
+
+absl::StatusOr<ServerOptions> ParseOptions(int argc, char** argv) {
+  STACKPROC_ASSIGN_OR_RETURN(core::CliArgs args,
+                             core::CliArgs::Parse(argc, argv, 1, {"reflection", "help"}));
+  if (args.Has("help") || !args.positional.empty()) {
+    return absl::InvalidArgumentError(kUsage);
+  }
+  auto get = [&](const std::string& flag, const std::string& fallback) {
+    std::string env = EnvName(flag);
+    return args.Get(flag, fallback, env.c_str());
+  };
+  auto get_int = [&](const std::string& flag, int fallback) -> absl::StatusOr<int> {
+    int value = 0;
+    std::string text = get(flag, std::to_string(fallback));
+    if (!absl::SimpleAtoi(text, &value) || value < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("--", flag, "=", text, " is not a count"));
+    }
+    return value;
+  };
+  ServerOptions o;
+  o.listen = get("listen", o.listen);
+  o.jobs.data_root = get("data-root", "");
+  STACKPROC_ASSIGN_OR_RETURN(o.jobs.threads, get_int("threads", 0));
+  STACKPROC_ASSIGN_OR_RETURN(o.jobs.max_running_jobs, get_int("max-running-jobs", 1));
+  STACKPROC_ASSIGN_OR_RETURN(o.jobs.memory_budget, ParseSize(get("memory-budget", "0")));
+  STACKPROC_ASSIGN_OR_RETURN(int ttl, get_int("result-ttl", 3600));
+  o.jobs.result_ttl = absl::Seconds(ttl);
+  STACKPROC_ASSIGN_OR_RETURN(int grace, get_int("shutdown-grace", 30));
+  o.shutdown_grace = absl::Seconds(grace);
+  o.reflection = get("reflection", "false") == "true";
+  return o;
+}
+
+int Main(int argc, char** argv) {
+  absl::StatusOr<ServerOptions> options = ParseOptions(argc, argv);
+  if (!options.ok()) {
+    std::fprintf(stderr, "stackprocd: %s\n", std::string(options.status().message()).c_str());
+    return 2;
+  }
+  // Signals are taken by a waiting thread, not a handler: block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(*options);
+  if (!server.ok()) {
+    std::fprintf(stderr, "stackprocd: %s\n", std::string(server.status().message()).c_str());
+    return 1;
+  }
+  const std::string host = options->listen.substr(0, options->listen.rfind(':'));
+  std::printf("stackprocd listening on %s:%d data-root=%s memory-budget=%.2fGiB\n", host.c_str(),
+              (*server)->port(), options->jobs.data_root.c_str(),
+              static_cast<double>((*server)->jobs().memory_budget()) / (uint64_t{1} << 30));
+  std::fflush(stdout);
+
+  std::thread signal_waiter([&] {
+    int signal = 0;
+    sigwait(&signals, &signal);
+    std::fprintf(stderr, "stackprocd: signal %d, shutting down (grace %llds)\n", signal,
+                 static_cast<long long>(absl::ToInt64Seconds(options->shutdown_grace)));
+    (*server)->Shutdown(options->shutdown_grace);
+  });
+  (*server)->Wait();
+  signal_waiter.join();
+  return 0;
+}
+
+}  // namespace
+}  // namespace stackproc::server
+
+int main(int argc, char** argv) { return stackproc::server::Main(argc, argv); }

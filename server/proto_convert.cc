@@ -1,0 +1,202 @@
+#include "server/proto_convert.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+
+namespace stackproc::server {
+namespace {
+
+constexpr size_t kMaxMessage = 1024;
+
+int64_t UnixMillis(absl::Time t) {
+  return t == absl::InfinitePast() ? 0 : absl::ToUnixMillis(t);
+}
+
+void ToProto(const core::StackShape& shape, v1::StackShape* out) {
+  out->set_depth(shape.depth);
+  out->set_height(shape.height);
+  out->set_width(shape.width);
+}
+
+v1::JobState ToProto(JobState state) {
+  switch (state) {
+    case JobState::kQueued:
+      return v1::JOB_STATE_QUEUED;
+    case JobState::kRunning:
+      return v1::JOB_STATE_RUNNING;
+    case JobState::kSucceeded:
+      return v1::JOB_STATE_SUCCEEDED;
+    case JobState::kFailed:
+      return v1::JOB_STATE_FAILED;
+    case JobState::kCancelled:
+      return v1::JOB_STATE_CANCELLED;
+  }
+  return v1::JOB_STATE_UNSPECIFIED;
+}
+
+v1::Compression ToProto(core::Compression c) {
+  switch (c) {
+    case core::Compression::kNone:
+      return v1::COMPRESSION_NONE;
+    case core::Compression::kDeflate:
+      return v1::COMPRESSION_DEFLATE;
+    case core::Compression::kZstd:
+      return v1::COMPRESSION_ZSTD;
+    case core::Compression::kLzw:
+      return v1::COMPRESSION_LZW;
+  }
+  return v1::COMPRESSION_NONE;
+}
+
+absl::StatusOr<core::Compression> FromProto(v1::Compression c) {
+  switch (c) {
+    case v1::COMPRESSION_UNSPECIFIED:
+    case v1::COMPRESSION_NONE:
+      return core::Compression::kNone;
+    case v1::COMPRESSION_DEFLATE:
+      return core::Compression::kDeflate;
+    case v1::COMPRESSION_ZSTD:
+      return core::Compression::kZstd;
+    case v1::COMPRESSION_LZW:
+      return core::Compression::kLzw;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("unknown compression ", c));
+  }
+}
+
+}  // namespace
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  std::string message(status.message().substr(0, kMaxMessage));
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), message);
+}
+
+v1::PixelType ToProto(core::PixelType type) {
+  switch (type) {
+    case core::PixelType::kUint8:
+      return v1::PIXEL_TYPE_UINT8;
+    case core::PixelType::kUint16:
+      return v1::PIXEL_TYPE_UINT16;
+    case core::PixelType::kFloat32:
+      return v1::PIXEL_TYPE_FLOAT32;
+  }
+  return v1::PIXEL_TYPE_UNSPECIFIED;
+}
+
+void ToProto(const core::OperationInfo& info, v1::OperationDescriptor* out) {
+  out->set_name(info.name);
+  out->set_doc(info.doc);
+  for (const core::ParamSpec& p : info.params) {
+    v1::ParamDescriptor* param = out->add_params();
+    param->set_name(p.name);
+    param->set_type(p.type == core::ParamType::kInt      ? v1::PARAM_TYPE_INT
+                    : p.type == core::ParamType::kDouble ? v1::PARAM_TYPE_FLOAT
+                                                         : v1::PARAM_TYPE_CHOICE);
+    param->set_default_value(p.default_value);
+    param->set_min(p.min);
+    param->set_max(p.max);
+    for (const std::string& c : p.choices) param->add_choices(c);
+    param->set_doc(p.doc);
+  }
+  for (core::PixelType t : info.pixel_types) out->add_pixel_types(ToProto(t));
+}
+
+void ToProto(const JobSnapshot& s, v1::Job* out) {
+  out->set_id(s.id);
+  v1::JobSpec* spec = out->mutable_spec();
+  spec->set_input_path(s.spec.input_path);
+  for (const std::string& text : s.spec.ops) {
+    v1::OpSpec* op = spec->add_ops();
+    size_t colon = text.find(':');
+    op->set_name(text.substr(0, colon));
+    if (colon == std::string::npos) continue;
+    for (absl::string_view kv : absl::StrSplit(text.substr(colon + 1), ',')) {
+      size_t eq = kv.find('=');
+      (*op->mutable_params())[std::string(kv.substr(0, eq))] = std::string(kv.substr(eq + 1));
+    }
+  }
+  if (s.spec.output_path) {
+    spec->mutable_output()->set_path(*s.spec.output_path);
+  } else {
+    spec->mutable_output()->mutable_in_memory()->set_retention_seconds(
+        absl::ToInt64Seconds(s.spec.retention));
+  }
+  spec->mutable_output()->set_compression(ToProto(s.spec.compression));
+  spec->mutable_output()->set_overwrite(s.spec.overwrite);
+  out->set_request_id(s.request_id);
+  out->set_state(ToProto(s.state));
+
+  v1::Progress* p = out->mutable_progress();
+  p->set_stage(s.stage);
+  p->set_slices_done(s.progress.slices_done);
+  p->set_slices_total(s.progress.slices_total);
+  p->set_bytes_done(static_cast<int64_t>(s.progress.bytes_done));
+  p->set_bytes_total(static_cast<int64_t>(s.progress.bytes_total));
+  const double elapsed = s.start_time == absl::InfinitePast()
+                             ? 0
+                             : absl::ToDoubleSeconds((s.end_time == absl::InfinitePast()
+                                                          ? absl::Now()
+                                                          : s.end_time) -
+                                                     s.start_time);
+  const double processing = absl::ToDoubleSeconds(s.progress.elapsed);
+  p->set_bytes_per_second(processing > 0 ? s.progress.bytes_done / processing : 0);
+  p->set_elapsed_seconds(elapsed);
+  p->set_eta_seconds(s.progress.eta ? absl::ToDoubleSeconds(*s.progress.eta) : -1);
+
+  if (!s.error.ok()) {
+    out->mutable_error()->set_code(static_cast<int32_t>(s.error.code()));
+    out->mutable_error()->set_message(std::string(s.error.message().substr(0, kMaxMessage)));
+  }
+  ToProto(s.input_shape, out->mutable_input_shape());
+  out->set_input_type(ToProto(s.input_type));
+  ToProto(s.output_shape, out->mutable_output_shape());
+  out->set_output_type(ToProto(s.output_type));
+  out->set_create_time_ms(UnixMillis(s.create_time));
+  out->set_start_time_ms(UnixMillis(s.start_time));
+  out->set_end_time_ms(UnixMillis(s.end_time));
+  out->set_memory_bytes(static_cast<int64_t>(s.memory_bytes));
+}
+
+absl::StatusOr<JobSpec> FromProto(const v1::JobSpec& in) {
+  JobSpec spec;
+  spec.input_path = in.input_path();
+  if (spec.input_path.empty()) return absl::InvalidArgumentError("input_path is empty");
+  for (const v1::OpSpec& op : in.ops()) {
+    if (op.name().empty()) return absl::InvalidArgumentError("an operation has no name");
+    // A canonical text: parameters sorted, so equal specs compare equal.
+    std::vector<std::pair<std::string, std::string>> params(op.params().begin(),
+                                                            op.params().end());
+    std::sort(params.begin(), params.end());
+    std::string text = op.name();
+    if (!params.empty()) {
+      absl::StrAppend(&text, ":", absl::StrJoin(params, ",", absl::PairFormatter("=")));
+    }
+    spec.ops.push_back(std::move(text));
+  }
+  const v1::OutputSpec& out = in.output();
+  switch (out.destination_case()) {
+    case v1::OutputSpec::kPath:
+      if (out.path().empty()) return absl::InvalidArgumentError("output path is empty");
+      spec.output_path = out.path();
+      break;
+    case v1::OutputSpec::kInMemory:
+      if (out.in_memory().retention_seconds() < 0) {
+        return absl::InvalidArgumentError("retention_seconds is negative");
+      }
+      spec.retention = absl::Seconds(out.in_memory().retention_seconds());
+      break;
+    case v1::OutputSpec::DESTINATION_NOT_SET:
+      return absl::InvalidArgumentError("output: give a path or in_memory");
+  }
+  absl::StatusOr<core::Compression> compression = FromProto(out.compression());
+  if (!compression.ok()) return compression.status();
+  spec.compression = *compression;
+  spec.overwrite = out.overwrite();
+  return spec;
+}
+
+}  // namespace stackproc::server

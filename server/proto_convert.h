@@ -1,0 +1,24 @@
+// The one place that sees both proto and core/server types.
+#pragma once
+
+#include <grpcpp/support/status.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "core/operation.h"
+#include "server/job.h"
+#include "stackproc/v1/service.pb.h"
+
+namespace stackproc::server {
+
+// absl -> gRPC status, same code, message capped at 1 KiB.
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+v1::PixelType ToProto(core::PixelType type);
+void ToProto(const core::OperationInfo& info, v1::OperationDescriptor* out);
+void ToProto(const JobSnapshot& job, v1::Job* out);
+
+// Validates the request's shape (not the pipeline: the job manager does that).
+absl::StatusOr<JobSpec> FromProto(const v1::JobSpec& spec);
+
+}  // namespace stackproc::server

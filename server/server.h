@@ -1,0 +1,48 @@
+// stackprocd as a library: an Options struct, Start, port, Shutdown, Wait.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/job_manager.h"
+#include "server/service.h"
+
+namespace stackproc::server {
+
+struct ServerOptions {
+  std::string listen = "0.0.0.0:50051";  // port 0 picks a free port
+  JobManagerOptions jobs;
+  bool reflection = false;
+  absl::Duration shutdown_grace = absl::Seconds(30);
+};
+
+class Server {
+ public:
+  // Starts serving; the health service reports SERVING.
+  static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options);
+  ~Server();
+
+  int port() const { return port_; }
+  JobManager& jobs() { return *jobs_; }
+
+  // Health goes NOT_SERVING and new jobs are refused; running jobs get `grace` to finish and are
+  // then cancelled (an unfinished output never appears under its final name); streams are
+  // cancelled and the server stops. Idempotent.
+  void Shutdown(absl::Duration grace);
+  // Blocks until the server has shut down.
+  void Wait();
+
+ private:
+  Server() = default;
+  std::unique_ptr<JobManager> jobs_;
+  std::unique_ptr<StackProcessorService> service_;
+  std::unique_ptr<grpc::Server> grpc_;
+  int port_ = 0;
+  std::once_flag shutdown_once_;
+};
+
+}  // namespace stackproc::server

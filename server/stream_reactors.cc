@@ -1,0 +1,94 @@
+#include "server/stream_reactors.h"
+
+#include "server/proto_convert.h"
+
+namespace stackproc::server {
+
+WatchReactor::WatchReactor(std::shared_ptr<Job> job) : job_(std::move(job)) {
+  subscription_ = job_->Subscribe([this] { MaybeWrite(); });
+  MaybeWrite();
+}
+
+void WatchReactor::MaybeWrite() {
+  std::lock_guard lock(mutex_);
+  if (writing_ || finished_ || sent_final_) return;
+  JobSnapshot snapshot = job_->Snapshot();
+  if (sent_any_ && snapshot.version == sent_version_) return;
+  sent_any_ = true;
+  sent_version_ = snapshot.version;
+  sent_final_ = IsTerminal(snapshot.state);
+  response_.Clear();
+  ToProto(snapshot, response_.mutable_job());
+  writing_ = true;
+  StartWrite(&response_);
+}
+
+void WatchReactor::OnWriteDone(bool ok) {
+  {
+    std::lock_guard lock(mutex_);
+    writing_ = false;
+    if (!ok || sent_final_) {
+      if (!finished_) {
+        finished_ = true;
+        Finish(ok ? grpc::Status::OK : grpc::Status(grpc::StatusCode::CANCELLED, "watch ended"));
+      }
+      return;
+    }
+  }
+  MaybeWrite();
+}
+
+void WatchReactor::OnCancel() {
+  std::lock_guard lock(mutex_);
+  if (!finished_ && !writing_) {
+    finished_ = true;
+    Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+  }
+  // A write in flight completes with ok == false and finishes there.
+}
+
+void WatchReactor::OnDone() {
+  job_->Unsubscribe(subscription_);  // waits for a notification in progress
+  delete this;
+}
+
+ReadResultReactor::ReadResultReactor(std::shared_ptr<const core::Stack> result, int64_t slice,
+                                     int64_t offset)
+    : result_(std::move(result)), slice_(slice), offset_(static_cast<size_t>(offset)) {
+  v1::ResultHeader* header = response_.mutable_header();
+  const core::StackShape& shape = result_->shape();
+  header->mutable_shape()->set_depth(shape.depth);
+  header->mutable_shape()->set_height(shape.height);
+  header->mutable_shape()->set_width(shape.width);
+  header->set_pixel_type(ToProto(result_->pixel_type()));
+  header->set_total_bytes(static_cast<int64_t>(result_->size_bytes()));
+  const core::StackMetadata& m = result_->metadata();
+  header->set_description(m.description);
+  header->set_x_resolution(m.x_resolution.value_or(0));
+  header->set_y_resolution(m.y_resolution.value_or(0));
+  header->set_resolution_unit(static_cast<int32_t>(m.resolution_unit));
+  StartWrite(&response_);
+}
+
+void ReadResultReactor::OnWriteDone(bool ok) {
+  if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+  WriteNext();
+}
+
+void ReadResultReactor::WriteNext() {
+  if (offset_ >= result_->slice_bytes()) {
+    ++slice_;
+    offset_ = 0;
+  }
+  if (slice_ >= result_->depth()) return Finish(grpc::Status::OK);
+  const size_t n = std::min(kChunkBytes, result_->slice_bytes() - offset_);
+  response_.Clear();
+  v1::ResultChunk* chunk = response_.mutable_chunk();
+  chunk->set_slice(slice_);
+  chunk->set_offset(static_cast<int64_t>(offset_));
+  chunk->set_data(result_->slice_data(slice_) + offset_, n);
+  offset_ += n;
+  StartWrite(&response_);
+}
+
+}  // namespace stackproc::server

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# End to end with the real binaries: stackprocd on a free port, driven by the stackproc CLI.
+# usage: e2e_test.sh BUILD_DIR
+set -euo pipefail
+build=$1
+server=$build/server/stackprocd
+cli=$build/client/stackproc
+local_tool=$build/core/stackproc-local
+work=$(mktemp -d)
+trap 'kill $(cat "$work/pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
+mkdir "$work/data"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+# Captures first: `cmd | grep -q` under pipefail fails when grep exits before cmd finishes.
+has() { grep -q -- "$1" <<<"$2"; }
+
+"$local_tool" generate "$work/data/in.tif" --shape 20x128x160 --type uint16 >/dev/null
+STACKPROC_DATA_ROOT="$work/data" "$server" --listen 127.0.0.1:0 >"$work/out" 2>"$work/log" &
+echo $! >"$work/pid"
+for _ in $(seq 100); do grep -q listening "$work/out" && break; sleep 0.1; done
+port=$(sed -n 's/.*listening on [^:]*:\([0-9]*\).*/\1/p' "$work/out")
+[[ -n "$port" ]] || fail "server did not start: $(cat "$work/log")"
+export STACKPROC_SERVER=127.0.0.1:$port
+
+[[ "$("$cli" health)" == SERVING ]] || fail "health"
+has '^gaussian' "$("$cli" ops)" || fail "ops lists no gaussian"
+
+# A path job, waited for, non-terminal stdout: plain progress lines then a summary.
+out=$("$cli" submit --input in.tif --op gaussian:ksize=5 --op resize:scale=0.5 --output out.tif --wait)
+has 'state=running stage=processing' "$out" || fail "no progress lines: $out"
+has 'succeeded: 20x64x80 uint16 -> out.tif' "$out" || fail "no summary: $out"
+[[ -f "$work/data/out.tif" ]] || fail "no output file"
+
+# The same pipeline through the core tool must give the same bytes.
+"$local_tool" run --input "$work/data/in.tif" --op gaussian:ksize=5 --op resize:scale=0.5 \
+  --output "$work/ref.tif" >/dev/null 2>&1
+cmp "$work/data/out.tif" "$work/ref.tif" || fail "server output differs from the core's"
+
+# In memory, then download; status and list; errors exit non-zero with one line.
+job=$("$cli" submit --input in.tif --op invert --in-memory)
+"$cli" watch "$job" >/dev/null || fail "watch"
+has succeeded "$("$cli" status "$job")" || fail "status"
+has "$job" "$("$cli" list)" || fail "list"
+has wrote "$("$cli" download "$job" -o "$work/local.tif")" || fail "download"
+"$cli" delete "$job" >/dev/null || fail "delete"
+if err=$("$cli" submit --input ../x.tif --op invert --output y.tif 2>&1); then fail "escape accepted"; fi
+[[ $(echo "$err" | wc -l) -eq 1 && "$err" == *"outside the data root"* ]] || fail "error line: $err"
+if "$cli" status nosuchjob 2>/dev/null; then fail "unknown job accepted"; fi
+
+# SIGTERM: graceful shutdown, exit 0, log lines are key=value.
+kill -TERM "$(cat "$work/pid")"
+wait "$(cat "$work/pid")" || fail "server exit code $?"
+grep -q 'event=job_finished job=[0-9a-f]* state=succeeded duration_s=' "$work/log" || fail "log"
+echo "e2e: 1 passed, 0 failed"

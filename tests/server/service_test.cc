@@ -1,0 +1,309 @@
+// The gRPC service end to end in one process: a real server on port 0, the real client.
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "client/client.h"
+#include "core/executor.h"
+#include "core/operation_registry.h"
+#include "core/tiff_reader.h"
+#include "core/tiff_writer.h"
+#include "server/server.h"
+#include "tests/test_util/status_matchers.h"
+#include "tests/test_util/test_util.h"
+
+namespace stackproc {
+namespace {
+
+namespace fs = std::filesystem;
+using ::stackproc::testing::MakeStack;
+using ::stackproc::testing::StacksEqual;
+using ::stackproc::testing::StatusIs;
+using ::stackproc::testing::TempDir;
+using ::testing::HasSubstr;
+namespace v1 = ::stackproc::v1;
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override { StartServer(uint64_t{1} << 30); }
+
+  void StartServer(uint64_t memory_budget) {
+    server::ServerOptions options;
+    options.listen = "127.0.0.1:0";
+    options.jobs.data_root = root_.path().string();
+    options.jobs.threads = 2;
+    options.jobs.memory_budget = memory_budget;
+    absl::StatusOr<std::unique_ptr<server::Server>> started = server::Server::Start(options);
+    ASSERT_OK(started);
+    server_ = std::move(started).value();
+    client_ = std::make_unique<client::Client>(absl::StrCat("127.0.0.1:", server_->port()));
+  }
+
+  // Writes a stack into the data root.
+  core::Stack Input(const std::string& name, const core::StackShape& shape,
+                    core::PixelType type = core::PixelType::kUint16) {
+    core::Stack stack = MakeStack(shape, type, 11);
+    EXPECT_OK(core::WriteTiff(root_.File(name), stack));
+    return stack;
+  }
+
+  static v1::SubmitJobRequest Request(const std::string& input,
+                                      const std::vector<std::string>& ops,
+                                      const std::string& output) {
+    v1::SubmitJobRequest request;
+    request.mutable_spec()->set_input_path(input);
+    for (const std::string& op : ops) *request.mutable_spec()->add_ops() = *client::ParseOpText(op);
+    if (output.empty()) {
+      request.mutable_spec()->mutable_output()->mutable_in_memory();
+    } else {
+      request.mutable_spec()->mutable_output()->set_path(output);
+    }
+    return request;
+  }
+
+  // The core's own result for the same input and pipeline: the reference.
+  static core::Stack CoreResult(const core::Stack& input, const std::vector<std::string>& ops) {
+    absl::StatusOr<core::Pipeline> pipeline = core::Pipeline::Parse(ops);
+    absl::StatusOr<core::Stack> out =
+        core::Execute(::stackproc::testing::CopyStack(input), *pipeline);
+    EXPECT_OK(out);
+    return std::move(out).value();
+  }
+
+  // Waits until the job is running and has done at least one slice.
+  void WaitUntilProcessing(const std::string& id) {
+    for (int i = 0; i < 2000; ++i) {
+      absl::StatusOr<v1::Job> job = client_->Get(id);
+      ASSERT_OK(job);
+      if (job->progress().slices_done() > 0) return;
+      ASSERT_LT(job->state(), v1::JOB_STATE_SUCCEEDED) << "finished before it could be observed";
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    FAIL() << "job " << id << " never started processing";
+  }
+
+  std::vector<std::string> RootEntries() const {
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(root_.path())) names.push_back(e.path().filename());
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+
+  // A job slow enough to observe and cancel: a wide bilateral filter.
+  const std::vector<std::string> kSlowOps = {"bilateral:d=25,sigma_color=50,sigma_space=9"};
+
+  TempDir root_;
+  std::unique_ptr<server::Server> server_;
+  std::unique_ptr<client::Client> client_;
+};
+
+TEST_F(ServiceTest, SubmitWatchFinishEqualsCore) {
+  core::Stack input = Input("in.tif", {12, 96, 80});
+  const std::vector<std::string> ops = {"gaussian:ksize=5", "resize:scale=0.5"};
+  ASSERT_OK_AND_ASSIGN(v1::Job job, client_->Submit(Request("in.tif", ops, "result.tif")));
+  EXPECT_EQ(job.input_shape().depth(), 12);
+  EXPECT_EQ(job.output_shape().width(), 40);
+  std::vector<v1::JobState> states;
+  ASSERT_OK_AND_ASSIGN(v1::Job last, client_->Watch(job.id(), [&](const v1::Job& j) {
+    states.push_back(j.state());
+  }));
+  EXPECT_EQ(last.state(), v1::JOB_STATE_SUCCEEDED) << last.error().message();
+  EXPECT_EQ(last.progress().slices_done(), 12);
+  ASSERT_FALSE(states.empty());
+  EXPECT_EQ(states.back(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_TRUE(std::is_sorted(states.begin(), states.end()));
+  ASSERT_OK_AND_ASSIGN(core::Stack written, core::ReadTiff(root_.File("result.tif")));
+  EXPECT_TRUE(StacksEqual(written, CoreResult(input, ops)));
+}
+
+TEST_F(ServiceTest, InMemoryResultDownloadsAndResumesFromAnOffset) {
+  core::Stack input = Input("in.tif", {5, 700, 900});  // 1.26 MB slices: two chunks each
+  const std::vector<std::string> ops = {"invert"};
+  ASSERT_OK_AND_ASSIGN(v1::Job job, client_->Submit(Request("in.tif", ops, "")));
+  ASSERT_OK(client_->Watch(job.id(), nullptr));
+  ASSERT_OK_AND_ASSIGN(core::Stack result, client_->Download(job.id()));
+  const core::Stack want = CoreResult(input, ops);
+  EXPECT_TRUE(StacksEqual(result, want));
+
+  // Resume at slice 3, byte 1000: the first chunk starts exactly there.
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = v1::StackProcessor::NewStub(channel);
+  grpc::ClientContext context;
+  v1::ReadResultRequest request;
+  request.set_job_id(job.id());
+  request.set_start_slice(3);
+  request.set_start_offset(1000);
+  auto reader = stub->ReadResult(&context, request);
+  v1::ReadResultResponse message;
+  ASSERT_TRUE(reader->Read(&message));
+  ASSERT_TRUE(message.has_header());
+  EXPECT_EQ(message.header().total_bytes(), static_cast<int64_t>(want.size_bytes()));
+  ASSERT_TRUE(reader->Read(&message));
+  ASSERT_TRUE(message.has_chunk());
+  EXPECT_EQ(message.chunk().slice(), 3);
+  EXPECT_EQ(message.chunk().offset(), 1000);
+  EXPECT_LE(message.chunk().data().size(), size_t{1} << 20);
+  EXPECT_EQ(0, std::memcmp(message.chunk().data().data(), want.slice_data(3) + 1000,
+                           message.chunk().data().size()));
+  context.TryCancel();
+}
+
+TEST_F(ServiceTest, BadRequestsGetTheRightCodes) {
+  Input("in.tif", {2, 16, 16});
+  EXPECT_THAT(client_->Submit(Request("in.tif", {"blur"}, "o.tif")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown operation 'blur'")));
+  EXPECT_THAT(client_->Submit(Request("in.tif", {"gaussian:ksize=4"}, "o.tif")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("must be odd")));
+  EXPECT_THAT(client_->Submit(Request("in.tif", {"clahe", "convert:to=float32", "clahe"}, "o.tif")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("operation 3 (clahe)")));
+  EXPECT_THAT(client_->Submit(Request("missing.tif", {"invert"}, "o.tif")),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing.tif")));
+  EXPECT_THAT(client_->Submit(Request("in.tif", {"invert"}, "no/such/dir/o.tif")),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("does not exist")));
+  std::ofstream(root_.File("corrupt.tif")) << "II*\0garbage";
+  EXPECT_THAT(client_->Submit(Request("corrupt.tif", {"invert"}, "o.tif")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("corrupt.tif")));
+  EXPECT_THAT(client_->Get("nope"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("nope")));
+  EXPECT_TRUE(RootEntries() == std::vector<std::string>({"corrupt.tif", "in.tif"}));
+}
+
+TEST_F(ServiceTest, PathsOutsideTheDataRootArePermissionDenied) {
+  Input("in.tif", {2, 16, 16});
+  TempDir outside;
+  ASSERT_OK(core::WriteTiff(outside.File("secret.tif"), MakeStack({1, 8, 8}, core::PixelType::kUint8)));
+  fs::create_symlink(outside.File("secret.tif"), root_.File("link.tif"));
+  fs::create_directory_symlink(outside.path(), root_.File("out-link"));
+  for (const std::string& input :
+       {std::string("../x.tif"), outside.File("secret.tif"), std::string("link.tif"),
+        std::string("sub/../../x.tif")}) {
+    EXPECT_THAT(client_->Submit(Request(input, {"invert"}, "o.tif")),
+                StatusIs(absl::StatusCode::kPermissionDenied, ::testing::_))
+        << input;
+  }
+  EXPECT_THAT(client_->Submit(Request("in.tif", {"invert"}, "out-link/o.tif")),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("outside")));
+  EXPECT_THAT(client_->Submit(Request("in.tif", {"invert"}, "../o.tif")),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("outside")));
+  EXPECT_FALSE(fs::exists(outside.File("o.tif")));
+}
+
+TEST_F(ServiceTest, ExistingOutputNeedsOverwrite) {
+  Input("in.tif", {2, 16, 16});
+  std::ofstream(root_.File("o.tif")) << "keep";
+  EXPECT_THAT(client_->Submit(Request("in.tif", {"invert"}, "o.tif")),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("overwrite")));
+  v1::SubmitJobRequest replace = Request("in.tif", {"invert"}, "o.tif");
+  replace.mutable_spec()->mutable_output()->set_overwrite(true);
+  ASSERT_OK_AND_ASSIGN(v1::Job job, client_->Submit(replace));
+  ASSERT_OK_AND_ASSIGN(v1::Job last, client_->Watch(job.id(), nullptr));
+  EXPECT_EQ(last.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_GT(fs::file_size(root_.File("o.tif")), 4u);
+}
+
+TEST_F(ServiceTest, CancelMidJobLeavesNoOutput) {
+  Input("in.tif", {200, 256, 256}, core::PixelType::kUint8);
+  ASSERT_OK_AND_ASSIGN(v1::Job job, client_->Submit(Request("in.tif", kSlowOps, "o.tif")));
+  WaitUntilProcessing(job.id());
+  ASSERT_OK(client_->Cancel(job.id()));
+  ASSERT_OK_AND_ASSIGN(v1::Job last, client_->Watch(job.id(), nullptr));
+  EXPECT_EQ(last.state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(last.error().code(), static_cast<int>(absl::StatusCode::kCancelled));
+  EXPECT_LT(last.progress().slices_done(), 200);
+  EXPECT_TRUE(RootEntries() == std::vector<std::string>({"in.tif"}));
+}
+
+TEST_F(ServiceTest, MemoryBudgetQueuesAndRejects) {
+  server_.reset();
+  StartServer(uint64_t{20} << 20);  // 20 MiB
+  Input("in.tif", {48, 512, 512}, core::PixelType::kUint8);    // 12 MiB: one fits at a time
+  Input("big.tif", {100, 512, 512}, core::PixelType::kUint8);  // 25 MiB: never fits
+  EXPECT_THAT(client_->Submit(Request("big.tif", {"invert"}, "o.tif")),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("memory budget")));
+  ASSERT_OK_AND_ASSIGN(v1::Job first, client_->Submit(Request("in.tif", kSlowOps, "a.tif")));
+  WaitUntilProcessing(first.id());
+  ASSERT_OK_AND_ASSIGN(v1::Job second, client_->Submit(Request("in.tif", {"invert"}, "b.tif")));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_OK_AND_ASSIGN(v1::Job waiting, client_->Get(second.id()));
+  EXPECT_EQ(waiting.state(), v1::JOB_STATE_QUEUED);  // waits for memory, not for a slot
+  ASSERT_OK(client_->Cancel(first.id()));
+  ASSERT_OK_AND_ASSIGN(v1::Job done, client_->Watch(second.id(), nullptr));
+  EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED);
+}
+
+TEST_F(ServiceTest, RequestIdMakesSubmitIdempotent) {
+  Input("in.tif", {2, 16, 16});
+  v1::SubmitJobRequest request = Request("in.tif", {"gaussian:sigma=1,ksize=3"}, "o.tif");
+  request.set_request_id("run-42");
+  ASSERT_OK_AND_ASSIGN(v1::Job a, client_->Submit(request));
+  ASSERT_OK_AND_ASSIGN(v1::Job b, client_->Submit(request));
+  EXPECT_EQ(a.id(), b.id());
+  v1::SubmitJobRequest other = Request("in.tif", {"invert"}, "o.tif");
+  other.set_request_id("run-42");
+  EXPECT_THAT(client_->Submit(other),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("run-42")));
+  ASSERT_OK_AND_ASSIGN(std::vector<v1::Job> jobs, client_->List());
+  EXPECT_EQ(jobs.size(), 1u);
+}
+
+TEST_F(ServiceTest, DroppedWatchDoesNotCancelAndReattaches) {
+  Input("in.tif", {24, 256, 256}, core::PixelType::kUint8);
+  ASSERT_OK_AND_ASSIGN(v1::Job job, client_->Submit(Request("in.tif", kSlowOps, "o.tif")));
+  {
+    auto stub = v1::StackProcessor::NewStub(grpc::CreateChannel(
+        absl::StrCat("127.0.0.1:", server_->port()), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    v1::WatchJobRequest request;
+    request.set_job_id(job.id());
+    auto reader = stub->WatchJob(&context, request);
+    v1::WatchJobResponse first;
+    ASSERT_TRUE(reader->Read(&first));  // the current state comes at once
+    EXPECT_EQ(first.job().id(), job.id());
+    context.TryCancel();  // the client goes away mid-watch
+  }
+  ASSERT_OK_AND_ASSIGN(v1::Job last, client_->Watch(job.id(), nullptr));
+  EXPECT_EQ(last.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_TRUE(fs::exists(root_.File("o.tif")));
+}
+
+TEST_F(ServiceTest, ShutdownCancelsRunningJobsWithoutPartialFiles) {
+  Input("in.tif", {200, 256, 256}, core::PixelType::kUint8);
+  ASSERT_OK_AND_ASSIGN(v1::Job job, client_->Submit(Request("in.tif", kSlowOps, "o.tif")));
+  WaitUntilProcessing(job.id());
+  server_->Shutdown(absl::ZeroDuration());
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<server::Job> record, server_->jobs().Get(job.id()));
+  EXPECT_EQ(record->Snapshot().state, server::JobState::kCancelled);
+  EXPECT_TRUE(RootEntries() == std::vector<std::string>({"in.tif"}));
+}
+
+TEST_F(ServiceTest, DeleteNeedsAFinishedJob) {
+  Input("in.tif", {200, 256, 256}, core::PixelType::kUint8);
+  ASSERT_OK_AND_ASSIGN(v1::Job job, client_->Submit(Request("in.tif", kSlowOps, "")));
+  EXPECT_THAT(client_->Delete(job.id()),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("cancel it first")));
+  EXPECT_THAT(client_->Download(job.id()),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not succeeded")));
+  ASSERT_OK(client_->Cancel(job.id()));
+  ASSERT_OK(client_->Watch(job.id(), nullptr));
+  ASSERT_OK(client_->Delete(job.id()));
+  EXPECT_THAT(client_->Get(job.id()), StatusIs(absl::StatusCode::kNotFound, HasSubstr(job.id())));
+  EXPECT_EQ(server_->jobs().memory_in_use(), 0u);
+}
+
+TEST_F(ServiceTest, HealthAndOperations) {
+  ASSERT_OK_AND_ASSIGN(bool serving, client_->Healthy());
+  EXPECT_TRUE(serving);
+  ASSERT_OK_AND_ASSIGN(auto ops, client_->ListOperations());
+  const auto local = core::OperationRegistry::Builtin().List();
+  ASSERT_EQ(ops.size(), local.size());
+  for (size_t i = 0; i < ops.size(); ++i) {
+    EXPECT_EQ(ops[i].name(), local[i]->name);
+    EXPECT_EQ(ops[i].params_size(), static_cast<int>(local[i]->params.size()));
+  }
+}
+
+}  // namespace
+}  // namespace stackproc

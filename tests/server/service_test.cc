@@ -293,6 +293,27 @@ TEST_F(ServiceTest, DeleteNeedsAFinishedJob) {
   EXPECT_EQ(server_->jobs().memory_in_use(), 0u);
 }
 
+TEST_F(ServiceTest, InMemoryResultsExpireAfterTheirRetention) {
+  Input("in.tif", {3, 32, 32});
+  v1::SubmitJobRequest request = Request("in.tif", {"invert"}, "");
+  request.mutable_spec()->mutable_output()->mutable_in_memory()->set_retention_seconds(1);
+  ASSERT_OK_AND_ASSIGN(v1::Job job, client_->Submit(request));
+  ASSERT_OK(client_->Watch(job.id(), nullptr));
+  ASSERT_OK(client_->Download(job.id()));
+  EXPECT_GT(server_->jobs().memory_in_use(), 0u);
+  // The manager looks for expired results at least once a second.
+  absl::StatusOr<core::Stack> later;
+  for (int i = 0; i < 50; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    later = client_->Download(job.id());
+    if (!later.ok()) break;
+  }
+  EXPECT_THAT(later, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("expired")));
+  EXPECT_EQ(server_->jobs().memory_in_use(), 0u);
+  ASSERT_OK_AND_ASSIGN(v1::Job still, client_->Get(job.id()));
+  EXPECT_EQ(still.state(), v1::JOB_STATE_SUCCEEDED);  // the record stays; only memory is freed
+}
+
 TEST_F(ServiceTest, HealthAndOperations) {
   ASSERT_OK_AND_ASSIGN(bool serving, client_->Healthy());
   EXPECT_TRUE(serving);

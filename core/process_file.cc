@@ -16,6 +16,10 @@ absl::StatusOr<ProcessSummary> ProcessFile(const ProcessRequest& request) {
   summary.input_shape = info.shape;
   summary.input_type = info.pixel_type;
 
+  auto stage = [&](absl::string_view name) {
+    if (request.on_stage) request.on_stage(name);
+  };
+  stage("reading");
   absl::Time t0 = absl::Now();
   STACKPROC_ASSIGN_OR_RETURN(Stack stack, Stack::Allocate(info.shape, info.pixel_type));
   ReadOptions read{request.limits, request.arena, request.cancel};
@@ -23,19 +27,25 @@ absl::StatusOr<ProcessSummary> ProcessFile(const ProcessRequest& request) {
   stack.metadata() = std::move(info.metadata);
   summary.input_bytes = stack.size_bytes();
 
+  stage("processing");
   absl::Time t1 = absl::Now();
   ExecuteOptions execute{request.arena, request.cancel, request.on_progress};
   STACKPROC_ASSIGN_OR_RETURN(Stack result, Execute(std::move(stack), pipeline, execute));
 
   absl::Time t2 = absl::Now();
-  WriteOptions write = request.write;
-  write.cancel = request.cancel;
-  STACKPROC_RETURN_IF_ERROR(WriteTiff(request.output_path, result, write));
-  absl::Time t3 = absl::Now();
-
   summary.output_shape = result.shape();
   summary.output_type = result.pixel_type();
   summary.output_bytes = result.size_bytes();
+  if (request.output_path.empty()) {
+    summary.result = std::move(result);
+  } else {
+    stage("writing");
+    WriteOptions write = request.write;
+    write.cancel = request.cancel;
+    STACKPROC_RETURN_IF_ERROR(WriteTiff(request.output_path, result, write));
+  }
+  absl::Time t3 = absl::Now();
+
   summary.read_time = t1 - t0;
   summary.process_time = t2 - t1;
   summary.write_time = t3 - t2;

@@ -1,6 +1,8 @@
 // The whole job on files: read a TIFF stack, run a pipeline over it, write the result.
 #pragma once
 
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,13 +16,15 @@ namespace stackproc::core {
 
 struct ProcessRequest {
   std::string input_path;
-  std::string output_path;
+  std::string output_path;       // empty: keep the result in ProcessSummary::result
   std::vector<std::string> ops;  // text form, e.g. {"gaussian:ksize=5", "clahe"}
   WriteOptions write;            // compression, overwrite, sync
   TiffLimits limits;
   tbb::task_arena* arena = nullptr;
   const CancelToken* cancel = nullptr;
   ProgressCallback on_progress;
+  // Called as each stage starts: "reading", "processing", "writing".
+  std::function<void(absl::string_view stage)> on_stage;
 };
 
 struct ProcessSummary {
@@ -34,11 +38,12 @@ struct ProcessSummary {
   absl::Duration read_time;
   absl::Duration process_time;
   absl::Duration write_time;
+  std::optional<Stack> result;  // when no output path was given
 };
 
 // Validates the pipeline and the file (and that the pipeline takes the file's slices) before
-// allocating anything, then reads, processes and writes atomically. Any failure leaves no
-// output file. Blocks until done.
+// allocating anything, then reads, processes and writes atomically (or keeps the result). Any
+// failure leaves no output file. Blocks until done.
 absl::StatusOr<ProcessSummary> ProcessFile(const ProcessRequest& request);
 
 }  // namespace stackproc::core

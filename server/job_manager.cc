@@ -9,8 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "core/executor.h"
 #include "core/pipeline.h"
+#include "core/process_file.h"
 #include "core/status_macros.h"
 #include "core/tiff_reader.h"
 
@@ -230,18 +230,12 @@ void JobManager::WorkerLoop() {
     memory_in_use_ += memory;
     ++running_;
     lock.unlock();
-    Run(*job);
+    Run(*job, memory);
     lock.lock();
-    --running_;
-    memory_in_use_ -= memory;
-    if (std::shared_ptr<const core::Stack> result = job->result()) {
-      memory_in_use_ += result->size_bytes();
-    }
-    changed_.notify_all();
   }
 }
 
-void JobManager::Run(Job& job) {
+void JobManager::Run(Job& job, uint64_t memory) {
   const JobSnapshot spec_snapshot = job.Snapshot();
   const JobSpec& spec = spec_snapshot.spec;
   const absl::Time start = absl::Now();
@@ -250,37 +244,35 @@ void JobManager::Run(Job& job) {
 
   std::shared_ptr<const core::Stack> kept;
   absl::Status status = [&]() -> absl::Status {
-    const core::CancelToken* cancel = &job.cancel_token();
-    STACKPROC_ASSIGN_OR_RETURN(std::string input, resolver_.Input(spec.input_path));
-    STACKPROC_ASSIGN_OR_RETURN(core::Pipeline pipeline, core::Pipeline::Parse(spec.ops));
-    STACKPROC_ASSIGN_OR_RETURN(core::TiffInfo info, core::ProbeTiff(input, options_.limits));
-    STACKPROC_ASSIGN_OR_RETURN(core::Stack stack,
-                               core::Stack::Allocate(info.shape, info.pixel_type));
-    STACKPROC_RETURN_IF_ERROR(
-        core::ReadTiffInto(input, info, stack, {options_.limits, &arena_, cancel}));
-    stack.metadata() = std::move(info.metadata);
-
-    job.SetStage("processing");
-    core::ExecuteOptions execute;
-    execute.arena = &arena_;
-    execute.cancel = cancel;
-    execute.on_progress = [&job](const core::Progress& p) { job.SetProgress(p); };
-    STACKPROC_ASSIGN_OR_RETURN(core::Stack result,
-                               core::Execute(std::move(stack), pipeline, execute));
-    if (!spec.output_path) {
-      kept = std::make_shared<const core::Stack>(std::move(result));
-      return absl::OkStatus();
+    core::ProcessRequest request;
+    STACKPROC_ASSIGN_OR_RETURN(request.input_path, resolver_.Input(spec.input_path));
+    if (spec.output_path) {
+      STACKPROC_ASSIGN_OR_RETURN(request.output_path, resolver_.Output(*spec.output_path));
     }
-    job.SetStage("writing");
-    STACKPROC_ASSIGN_OR_RETURN(std::string output, resolver_.Output(*spec.output_path));
-    core::WriteOptions write;
-    write.compression = spec.compression;
-    write.overwrite = spec.overwrite;
-    write.cancel = cancel;
-    return core::WriteTiff(output, result, write);
+    request.ops = spec.ops;
+    request.write.compression = spec.compression;
+    request.write.overwrite = spec.overwrite;
+    request.limits = options_.limits;
+    request.arena = &arena_;
+    request.cancel = &job.cancel_token();
+    request.on_progress = [&job](const core::Progress& p) { job.SetProgress(p); };
+    request.on_stage = [&job](absl::string_view stage) { job.SetStage(std::string(stage)); };
+    STACKPROC_ASSIGN_OR_RETURN(core::ProcessSummary summary, core::ProcessFile(request));
+    if (summary.result) kept = std::make_shared<const core::Stack>(*std::move(summary.result));
+    return absl::OkStatus();
   }();
   const absl::Time end = absl::Now();
-  job.Finish(status, end, status.ok() ? kept : nullptr);
+  if (!status.ok()) kept.reset();
+  {
+    // Account before the final state is published: whoever sees it finished finds its memory
+    // released (and the result's held).
+    std::lock_guard lock(mutex_);
+    --running_;
+    memory_in_use_ -= memory;
+    if (kept) memory_in_use_ += kept->size_bytes();
+    changed_.notify_all();
+  }
+  job.Finish(status, end, kept);
 
   const JobSnapshot s = job.Snapshot();
   const double seconds = absl::ToDoubleSeconds(end - start);

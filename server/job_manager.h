@@ -56,7 +56,8 @@ class JobManager {
  private:
   explicit JobManager(JobManagerOptions options, PathResolver resolver);
   void WorkerLoop();
-  void Run(Job& job);
+  // Runs `job`, which holds `memory` bytes of the budget, and releases them.
+  void Run(Job& job, uint64_t memory);
   void ExpireResults(absl::Time now);
   void LogEvent(const JobSnapshot& s, const std::string& event, const std::string& extra = "");
 

@@ -1,14 +1,17 @@
 #include "client/client.h"
 
+#include <grpcpp/generic/generic_stub.h>
+
 #include <condition_variable>
 #include <cstring>
+#include <filesystem>
 #include <mutex>
-
-#include <grpcpp/generic/generic_stub.h>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "core/tiff_reader.h"
 
 namespace stackproc::client {
 namespace {
@@ -22,6 +25,15 @@ core::PixelType FromProto(v1::PixelType type) {
     default:
       return core::PixelType::kUint8;
   }
+}
+
+core::StackMetadata MetadataFromProto(const v1::ResultHeader& h) {
+  core::StackMetadata m;
+  m.description = h.description();
+  if (h.x_resolution() > 0) m.x_resolution = h.x_resolution();
+  if (h.y_resolution() > 0) m.y_resolution = h.y_resolution();
+  m.resolution_unit = static_cast<core::ResolutionUnit>(h.resolution_unit());
+  return m;
 }
 
 }  // namespace
@@ -151,23 +163,17 @@ absl::StatusOr<core::Stack> Client::Download(const std::string& job_id) {
         if (!stack.empty()) continue;  // a resumed stream repeats the header
         const v1::ResultHeader& h = message.header();
         absl::StatusOr<core::Stack> allocated = core::Stack::Allocate(
-            {h.shape().depth(), h.shape().height(), h.shape().width()},
-            FromProto(h.pixel_type()));
+            {h.shape().depth(), h.shape().height(), h.shape().width()}, FromProto(h.pixel_type()));
         if (!allocated.ok()) return allocated.status();
         stack = std::move(allocated).value();
-        core::StackMetadata& m = stack.metadata();
-        m.description = h.description();
-        if (h.x_resolution() > 0) m.x_resolution = h.x_resolution();
-        if (h.y_resolution() > 0) m.y_resolution = h.y_resolution();
-        m.resolution_unit = static_cast<core::ResolutionUnit>(h.resolution_unit());
+        stack.metadata() = MetadataFromProto(h);
         continue;
       }
-      const v1::ResultChunk& c = message.chunk();
+      const v1::SliceChunk& c = message.chunk();
       if (stack.empty() || c.slice() < 0 || c.slice() >= stack.depth() || c.offset() < 0 ||
           static_cast<size_t>(c.offset()) + c.data().size() > stack.slice_bytes()) {
-        return absl::DataLossError(
-            absl::StrCat("result chunk slice ", c.slice(), " offset ", c.offset(),
-                         " does not fit the announced stack"));
+        return absl::DataLossError(absl::StrCat("result chunk slice ", c.slice(), " offset ",
+                                                c.offset(), " does not fit the announced stack"));
       }
       std::memcpy(stack.slice_data(c.slice()) + c.offset(), c.data().data(), c.data().size());
       slice = c.slice();
@@ -181,6 +187,171 @@ absl::StatusOr<core::Stack> Client::Download(const std::string& job_id) {
     if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return ToAbslStatus(status);
   }
   return absl::UnavailableError(absl::StrCat("download of job ", job_id, " kept breaking"));
+}
+
+namespace {
+
+v1::PixelType ToProto(core::PixelType type) {
+  switch (type) {
+    case core::PixelType::kUint8:
+      return v1::PIXEL_TYPE_UINT8;
+    case core::PixelType::kUint16:
+      return v1::PIXEL_TYPE_UINT16;
+    case core::PixelType::kFloat32:
+      return v1::PIXEL_TYPE_FLOAT32;
+  }
+  return v1::PIXEL_TYPE_UNSPECIFIED;
+}
+
+constexpr size_t kChunkBytes = 1 << 20;
+
+// Writes a streamed result to a TIFF file page by page; Commit renames it into place.
+class TiffSink final : public Client::StreamSink {
+ public:
+  TiffSink(const std::string& path, const core::WriteOptions& options)
+      : path_(path), options_(options) {}
+
+  absl::Status Begin(const core::StackShape& shape, core::PixelType type,
+                     const core::StackMetadata& metadata) override {
+    absl::StatusOr<std::unique_ptr<core::TiffPageWriter>> writer =
+        core::TiffPageWriter::Create(path_, shape, type, metadata, options_);
+    if (!writer.ok()) return writer.status();
+    writer_ = *std::move(writer);
+    return absl::OkStatus();
+  }
+  absl::Status Slice(int64_t, const uint8_t* data) override { return writer_->WritePage(data); }
+  absl::Status Commit() { return writer_->Commit(); }  // FailedPrecondition if pages are missing
+
+ private:
+  const std::string path_;
+  const core::WriteOptions options_;
+  std::unique_ptr<core::TiffPageWriter> writer_;
+};
+
+}  // namespace
+
+absl::StatusOr<v1::Job> Client::ProcessStream(
+    const StreamSource& source, const std::vector<v1::OpSpec>& ops, StreamSink& sink,
+    const std::function<void(const v1::Job&)>& on_update) {
+  absl::StatusOr<size_t> in_bytes = core::SliceBytes(source.shape, source.type);
+  if (!in_bytes.ok()) return in_bytes.status();
+  v1::ProcessStreamRequest header_message;
+  v1::StreamHeader* header = header_message.mutable_header();
+  header->mutable_shape()->set_depth(source.shape.depth);
+  header->mutable_shape()->set_height(source.shape.height);
+  header->mutable_shape()->set_width(source.shape.width);
+  header->set_pixel_type(ToProto(source.type));
+  for (const v1::OpSpec& op : ops) *header->add_ops() = op;
+  header->set_description(source.metadata.description);
+  header->set_x_resolution(source.metadata.x_resolution.value_or(0));
+  header->set_y_resolution(source.metadata.y_resolution.value_or(0));
+  header->set_resolution_unit(static_cast<int32_t>(source.metadata.resolution_unit));
+
+  grpc::ClientContext context;
+  auto stream = stub_->ProcessStream(&context);
+  // The upload runs beside the download: the server processes slices as they arrive and sends
+  // results while later slices are still on their way. Writes block while the server's window
+  // is full.
+  absl::Status upload_status;
+  std::thread uploader([&] {
+    if (!stream->Write(header_message)) return;
+    std::vector<uint8_t> slice(*in_bytes);
+    v1::ProcessStreamRequest message;
+    for (int64_t z = 0; z < source.shape.depth; ++z) {
+      if (absl::Status s = source.read_slice(z, slice.data()); !s.ok()) {
+        upload_status = s;
+        context.TryCancel();
+        return;
+      }
+      for (size_t offset = 0; offset < slice.size(); offset += kChunkBytes) {
+        const size_t n = std::min(kChunkBytes, slice.size() - offset);
+        v1::SliceChunk* chunk = message.mutable_chunk();
+        chunk->set_slice(z);
+        chunk->set_offset(static_cast<int64_t>(offset));
+        chunk->set_data(slice.data() + offset, n);
+        if (!stream->Write(message)) return;  // the call ended: its status says why
+      }
+    }
+    stream->WritesDone();
+  });
+
+  // Assembles result chunks into slices for the sink.
+  absl::Status local_status;
+  v1::Job last;
+  std::vector<uint8_t> slice;
+  core::StackShape shape;
+  int64_t z = 0;
+  size_t filled = 0;
+  bool begun = false;
+  auto take = [&](const v1::ProcessStreamResponse& message) -> absl::Status {
+    if (message.has_result_header()) {
+      const v1::ResultHeader& h = message.result_header();
+      if (begun) return absl::DataLossError("a second result header");
+      shape = {h.shape().depth(), h.shape().height(), h.shape().width()};
+      const core::PixelType type = FromProto(h.pixel_type());
+      absl::StatusOr<size_t> bytes = core::SliceBytes(shape, type);
+      if (!bytes.ok()) return bytes.status();
+      slice.resize(*bytes);
+      begun = true;
+      return sink.Begin(shape, type, MetadataFromProto(h));
+    }
+    if (!message.has_chunk()) return absl::OkStatus();
+    const v1::SliceChunk& c = message.chunk();
+    if (!begun || c.slice() != z || c.offset() != static_cast<int64_t>(filled) ||
+        filled + c.data().size() > slice.size()) {
+      return absl::DataLossError(absl::StrCat("result chunk at slice ", c.slice(), " offset ",
+                                              c.offset(), " is not the one expected"));
+    }
+    std::memcpy(slice.data() + filled, c.data().data(), c.data().size());
+    filled += c.data().size();
+    if (filled < slice.size()) return absl::OkStatus();
+    filled = 0;
+    return sink.Slice(z++, slice.data());
+  };
+  v1::ProcessStreamResponse message;
+  while (stream->Read(&message)) {
+    if (message.has_job()) {
+      last = message.job();
+      if (on_update) on_update(last);
+      continue;
+    }
+    local_status = take(message);
+    if (!local_status.ok()) {
+      context.TryCancel();
+      break;
+    }
+  }
+  uploader.join();
+  grpc::Status status = stream->Finish();
+  if (!upload_status.ok()) return upload_status;
+  if (!local_status.ok()) return local_status;
+  if (!status.ok()) return ToAbslStatus(status);
+  if (last.state() != v1::JOB_STATE_SUCCEEDED || !begun || z != shape.depth) {
+    return absl::DataLossError(absl::StrCat("the stream ended after ", z, " of ", shape.depth,
+                                            " result slices without the job's success"));
+  }
+  return last;
+}
+
+absl::StatusOr<v1::Job> Client::Process(const ProcessOptions& options) {
+  absl::StatusOr<std::unique_ptr<core::TiffPageReader>> opened =
+      core::TiffPageReader::Open(options.input_path);
+  if (!opened.ok()) return opened.status();
+  core::TiffPageReader& reader = **opened;
+  if (!options.write.overwrite && std::filesystem::exists(options.output_path)) {
+    return absl::AlreadyExistsError(
+        absl::StrCat(options.output_path, ": exists (use --overwrite to replace it)"));
+  }
+  StreamSource source;
+  source.shape = reader.info().shape;
+  source.type = reader.info().pixel_type;
+  source.metadata = reader.info().metadata;
+  source.read_slice = [&](int64_t z, uint8_t* dst) { return reader.ReadPage(z, dst); };
+  TiffSink sink(options.output_path, options.write);
+  absl::StatusOr<v1::Job> job = ProcessStream(source, options.ops, sink, options.on_update);
+  if (!job.ok()) return job.status();
+  if (absl::Status s = sink.Commit(); !s.ok()) return s;
+  return job;
 }
 
 absl::StatusOr<bool> Client::Healthy() {
@@ -209,7 +380,8 @@ absl::StatusOr<bool> Client::Healthy() {
   std::vector<grpc::Slice> slices;
   if (!response.Dump(&slices).ok()) return absl::DataLossError("unreadable health response");
   std::string bytes;
-  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  for (const grpc::Slice& s : slices)
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
   return bytes.size() == 2 && bytes[0] == 0x08 && bytes[1] == 0x01;
 }
 

@@ -2,15 +2,16 @@
 // it. Thread-compatible; each call blocks until its RPC ends.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include <grpcpp/grpcpp.h>
-
 #include "absl/status/statusor.h"
 #include "core/stack.h"
+#include "core/tiff_writer.h"
 #include "stackproc/v1/service.grpc.pb.h"
 
 namespace stackproc::client {
@@ -45,6 +46,40 @@ class Client {
   // Downloads an in-memory result into a stack (with its metadata), resuming where a broken
   // stream stopped.
   absl::StatusOr<core::Stack> Download(const std::string& job_id);
+
+  // A streamed job (ProcessStream). The source supplies input slices in order as the upload
+  // needs them; the sink gets the result's header and then its slices in order as they arrive.
+  // The upload runs on a second thread beside the download. Returns the finished job.
+  struct StreamSource {
+    core::StackShape shape;
+    core::PixelType type = core::PixelType::kUint8;
+    core::StackMetadata metadata;
+    std::function<absl::Status(int64_t z, uint8_t* dst)> read_slice;
+  };
+  class StreamSink {
+   public:
+    virtual ~StreamSink() = default;
+    virtual absl::Status Begin(const core::StackShape& shape, core::PixelType type,
+                               const core::StackMetadata& metadata) = 0;
+    // Slice z of the result, z = 0, 1, ... in order.
+    virtual absl::Status Slice(int64_t z, const uint8_t* data) = 0;
+  };
+  absl::StatusOr<v1::Job> ProcessStream(const StreamSource& source,
+                                        const std::vector<v1::OpSpec>& ops, StreamSink& sink,
+                                        const std::function<void(const v1::Job&)>& on_update);
+
+  // ProcessStream from a local TIFF file to a local TIFF file: reads `input_path` page by page
+  // and writes the result to `output_path` as it arrives (a temporary file renamed when the
+  // job has succeeded; metadata as the server updated it). Memory: about one input and one
+  // output slice. Any failure leaves no file at `output_path`.
+  struct ProcessOptions {
+    std::string input_path;
+    std::string output_path;
+    std::vector<v1::OpSpec> ops;
+    core::WriteOptions write;  // compression, overwrite
+    std::function<void(const v1::Job&)> on_update;
+  };
+  absl::StatusOr<v1::Job> Process(const ProcessOptions& options);
 
   // Whether the server's health service reports SERVING.
   absl::StatusOr<bool> Healthy();

@@ -29,8 +29,8 @@ std::string Shape(const v1::StackShape& s) {
 }
 
 const char* TypeName(v1::PixelType t) {
-  return t == v1::PIXEL_TYPE_UINT8    ? "uint8"
-         : t == v1::PIXEL_TYPE_UINT16 ? "uint16"
+  return t == v1::PIXEL_TYPE_UINT8     ? "uint8"
+         : t == v1::PIXEL_TYPE_UINT16  ? "uint16"
          : t == v1::PIXEL_TYPE_FLOAT32 ? "float32"
                                        : "?";
 }
@@ -49,11 +49,14 @@ std::string OpsText(const v1::JobSpec& spec) {
 
 void PrintJob(const v1::Job& job) {
   absl::PrintF("job %s: %s (%s)\n", job.id(), StateName(job.state()), job.progress().stage());
-  absl::PrintF("  input    %s  %s %s\n", job.spec().input_path(), Shape(job.input_shape()),
-               TypeName(job.input_type()));
+  absl::PrintF("  input    %s  %s %s\n",
+               job.spec().streamed() ? "(stream)" : job.spec().input_path(),
+               Shape(job.input_shape()), TypeName(job.input_type()));
   absl::PrintF("  ops      %s\n", OpsText(job.spec()));
   absl::PrintF("  output   %s  %s %s\n",
-               job.spec().output().has_path() ? job.spec().output().path() : "(in memory)",
+               job.spec().streamed()            ? "(stream)"
+               : job.spec().output().has_path() ? job.spec().output().path()
+                                                : "(in memory)",
                Shape(job.output_shape()), TypeName(job.output_type()));
   absl::PrintF("  progress %lld/%lld slices, %.0f MB/s, %.1fs elapsed\n",
                job.progress().slices_done(), job.progress().slices_total(),
@@ -79,9 +82,9 @@ absl::StatusOr<int> Follow(Client& client, const std::string& job_id) {
                  last.progress().elapsed_seconds());
     return 0;
   }
-  return absl::Status(static_cast<absl::StatusCode>(last.error().code()),
-                      absl::StrCat("job ", last.id(), " ", StateName(last.state()), ": ",
-                                   last.error().message()));
+  return absl::Status(
+      static_cast<absl::StatusCode>(last.error().code()),
+      absl::StrCat("job ", last.id(), " ", StateName(last.state()), ": ", last.error().message()));
 }
 
 absl::StatusOr<v1::Compression> ParseCompression(const std::string& name) {
@@ -125,6 +128,31 @@ absl::StatusOr<int> Submit(const CliArgs& args, Client& client) {
   return Follow(client, job.id());
 }
 
+absl::StatusOr<int> Process(const CliArgs& args, Client& client) {
+  if (args.positional.size() != 1) {
+    return absl::InvalidArgumentError("process needs one INPUT.tif (a local file)");
+  }
+  Client::ProcessOptions options;
+  options.input_path = args.positional[0];
+  options.output_path = args.Get("o", args.Get("output"));
+  if (options.output_path.empty()) return absl::InvalidArgumentError("process needs -o OUTPUT.tif");
+  for (const std::string& text : args.All("op")) {
+    STACKPROC_ASSIGN_OR_RETURN(options.ops.emplace_back(), ParseOpText(text));
+  }
+  STACKPROC_ASSIGN_OR_RETURN(options.write.compression,
+                             core::ParseCompression(args.Get("compression", "none")));
+  options.write.overwrite = args.Has("overwrite");
+  ProgressDisplay display(stdout, ::isatty(STDOUT_FILENO));
+  options.on_update = [&](const v1::Job& job) { display.Update(job); };
+  absl::StatusOr<v1::Job> job = client.Process(options);
+  display.Done();
+  if (!job.ok()) return job.status();
+  absl::PrintF("job %s succeeded: %s %s -> %s in %.2fs\n", job->id(), Shape(job->output_shape()),
+               TypeName(job->output_type()), options.output_path,
+               job->progress().elapsed_seconds());
+  return 0;
+}
+
 absl::StatusOr<int> Ops(Client& client) {
   STACKPROC_ASSIGN_OR_RETURN(auto ops, client.ListOperations());
   for (const v1::OperationDescriptor& op : ops) {
@@ -132,11 +160,10 @@ absl::StatusOr<int> Ops(Client& client) {
     for (int t : op.pixel_types()) types.push_back(TypeName(static_cast<v1::PixelType>(t)));
     absl::PrintF("%s  (%s)\n    %s\n", op.name(), absl::StrJoin(types, ", "), op.doc());
     for (const v1::ParamDescriptor& p : op.params()) {
-      std::string allowed =
-          p.type() == v1::PARAM_TYPE_CHOICE
-              ? absl::StrCat("one of ", absl::StrJoin(p.choices(), "|"))
-              : absl::StrCat(p.type() == v1::PARAM_TYPE_INT ? "int" : "float", " in [", p.min(),
-                             ", ", p.max(), "]");
+      std::string allowed = p.type() == v1::PARAM_TYPE_CHOICE
+                                ? absl::StrCat("one of ", absl::StrJoin(p.choices(), "|"))
+                                : absl::StrCat(p.type() == v1::PARAM_TYPE_INT ? "int" : "float",
+                                               " in [", p.min(), ", ", p.max(), "]");
       absl::PrintF("    %-12s %-30s default %-8s %s\n", p.name(), allowed, p.default_value(),
                    p.doc());
     }
@@ -150,8 +177,10 @@ absl::StatusOr<int> List(Client& client) {
   for (const v1::Job& j : jobs) {
     absl::PrintF("%-12s %-10s %-11s %4lld/%-4lld %s -> %s\n", j.id(), StateName(j.state()),
                  j.progress().stage(), j.progress().slices_done(), j.progress().slices_total(),
-                 j.spec().input_path(),
-                 j.spec().output().has_path() ? j.spec().output().path() : "(memory)");
+                 j.spec().streamed() ? "(stream)" : j.spec().input_path(),
+                 j.spec().streamed()            ? "(stream)"
+                 : j.spec().output().has_path() ? j.spec().output().path()
+                                                : "(memory)");
   }
   return 0;
 }
@@ -180,6 +209,7 @@ const std::vector<std::string>& Switches() {
 absl::StatusOr<int> RunCommand(const std::string& command, const CliArgs& args, Client& client) {
   if (command == "ops") return Ops(client);
   if (command == "submit") return Submit(args, client);
+  if (command == "process") return Process(args, client);
   if (command == "list") return List(client);
   if (command == "download") return Download(args, client);
   if (command == "health") {

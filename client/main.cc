@@ -12,6 +12,9 @@ commands:
   submit --input PATH --op SPEC [--op SPEC ...] (--output PATH | --in-memory [--retention S])
          [--compression none|deflate|zstd|lzw] [--overwrite] [--request-id ID] [--wait]
                                         queue a job (paths relative to the server's data root)
+  process INPUT.tif -o OUTPUT.tif --op SPEC [--op SPEC ...] [--compression C] [--overwrite]
+                                        stream a local stack through the server and write the
+                                        result locally as it comes back
   watch JOB                             follow a job to its end
   status JOB                            one job in detail
   list                                  all jobs
@@ -25,6 +28,7 @@ SPEC is name:key=value,... e.g. gaussian:ksize=5 or resize:scale=0.5,interp=area
 }  // namespace
 
 int main(int argc, char** argv) {
+  stackproc::core::KeepMessageBuffersInTheHeap();
   using stackproc::core::CliArgs;
   absl::StatusOr<CliArgs> args = CliArgs::Parse(argc, argv, 1, stackproc::client::Switches());
   if (!args.ok() || args->positional.empty() || args->Has("help")) {

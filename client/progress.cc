@@ -29,10 +29,10 @@ void ProgressDisplay::Update(const v1::Job& job) {
     constexpr int kWidth = 30;
     const int filled =
         p.slices_total() > 0 ? static_cast<int>(kWidth * p.slices_done() / p.slices_total()) : 0;
-    std::string line = absl::StrFormat(
-        "\r%s %-10s [%s%s] %lld/%lld slices  %.0f MB/s  ETA %s ", job.id(), p.stage(),
-        std::string(filled, '#'), std::string(kWidth - filled, '.'), p.slices_done(),
-        p.slices_total(), mbps, eta);
+    std::string line =
+        absl::StrFormat("\r%s %-10s [%s%s] %lld/%lld slices  %.0f MB/s  ETA %s ", job.id(),
+                        p.stage(), std::string(filled, '#'), std::string(kWidth - filled, '.'),
+                        p.slices_done(), p.slices_total(), mbps, eta);
     std::fputs(line.c_str(), out_);
     std::fflush(out_);
     drawn_ = true;

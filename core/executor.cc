@@ -1,19 +1,17 @@
 #include "core/executor.h"
 
 #include <tbb/blocked_range.h>
-#include <tbb/enumerable_thread_specific.h>
 #include <tbb/parallel_for.h>
 #include <tbb/task_group.h>
 
 #include <atomic>
-#include <exception>
 #include <limits>
 #include <mutex>
-#include <new>
 #include <opencv2/core.hpp>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/slice_runner.h"
 #include "core/status_macros.h"
 
 namespace stackproc::core {
@@ -89,49 +87,17 @@ class FirstError {
   absl::Status status_;
 };
 
-cv::Mat MakeMat(const SliceFormat& f) { return cv::Mat(f.height, f.width, CvType(f.type)); }
-
 // One fused segment: steps [first, last) over every slice of `in`, into `out` (which may be
 // `in`). `formats` are the pipeline's planned formats.
 absl::Status RunSegment(Pipeline& pipeline, size_t first, size_t last,
                         const std::vector<SliceFormat>& formats, Stack& in, Stack& out,
                         const ExecuteOptions& options, ProgressReporter& progress) {
-  const bool in_place = &in == &out;
-  // Per-thread intermediate slices, allocated once per thread and reused for every slice.
-  tbb::enumerable_thread_specific<std::vector<cv::Mat>> scratch([&] {
-    std::vector<cv::Mat> mats;
-    for (size_t i = first; i < last; ++i) mats.push_back(MakeMat(formats[i + 1]));
-    return mats;
-  });
+  SliceRunner runner(pipeline, formats, first, last);
   tbb::task_group_context context;
   FirstError error(context);
-
-  auto run_slice = [&](int64_t z) -> absl::Status {
-    std::vector<cv::Mat>& tmp = scratch.local();
-    cv::Mat src = in.Slice(z);
+  auto run_slice = [&](int64_t z) {
     cv::Mat out_slice = out.Slice(z);
-    for (size_t i = first; i < last; ++i) {
-      const Pipeline::Step& step = pipeline.step(i);
-      // The last step writes straight into the output slice unless that would alias its input.
-      const bool direct = i + 1 == last && !(in_place && i == first);
-      cv::Mat& dst = direct ? out_slice : tmp[i - first];
-      const uint8_t* before = dst.data;
-      try {
-        step.op->Apply(src, dst);
-      } catch (const std::bad_alloc&) {
-        return absl::ResourceExhaustedError(
-            absl::StrCat("slice ", z, ": ", step.spec, ": out of memory"));
-      } catch (const std::exception& e) {
-        return absl::InternalError(absl::StrCat("slice ", z, ": ", step.spec, ": ", e.what()));
-      }
-      if (dst.data != before) {
-        return absl::InternalError(
-            absl::StrCat("slice ", z, ": ", step.spec, " did not write into its output slice"));
-      }
-      src = dst;
-    }
-    if (src.data != out_slice.data) src.copyTo(out_slice);
-    return absl::OkStatus();
+    return runner.Run(z, in.Slice(z), out_slice);
   };
 
   auto body = [&](const tbb::blocked_range<int64_t>& range) {
@@ -204,6 +170,20 @@ absl::StatusOr<Stack> Execute(Stack input, Pipeline& pipeline, const ExecuteOpti
   absl::StatusOr<Stack> result = absl::InternalError("arena did not run");
   options.arena->execute([&] { result = ExecuteInArena(std::move(input), pipeline, options); });
   return result;
+}
+
+absl::StatusOr<uint64_t> ExecutePeakBytes(const StackShape& shape,
+                                          const std::vector<SliceFormat>& formats) {
+  STACKPROC_ASSIGN_OR_RETURN(size_t in, StackBytes(shape, formats.front().type));
+  uint64_t peak = in;
+  for (size_t i = 1; i < formats.size(); ++i) {
+    if (formats[i] == formats[0]) continue;
+    STACKPROC_ASSIGN_OR_RETURN(
+        size_t out,
+        StackBytes({shape.depth, formats[i].height, formats[i].width}, formats[i].type));
+    peak = std::max<uint64_t>(peak, in + out);
+  }
+  return peak;
 }
 
 }  // namespace stackproc::core

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -53,5 +54,10 @@ void UseOnlyTheExecutorsThreads();
 // an operation, ResourceExhausted for an allocation failure). On error nothing is returned: an
 // in-place run may have changed some slices of the consumed input.
 absl::StatusOr<Stack> Execute(Stack input, Pipeline& pipeline, const ExecuteOptions& options = {});
+
+// The most stack memory Execute holds at once for a stack of `shape` whose slices go through
+// `formats` (Pipeline::Plan): the input, plus one output stack while a step changes the format.
+absl::StatusOr<uint64_t> ExecutePeakBytes(const StackShape& shape,
+                                          const std::vector<SliceFormat>& formats);
 
 }  // namespace stackproc::core

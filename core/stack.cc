@@ -1,5 +1,6 @@
 #include "core/stack.h"
 
+#include <malloc.h>
 #include <sys/mman.h>
 
 #include <climits>
@@ -10,6 +11,12 @@
 #include "core/status_macros.h"
 
 namespace stackproc::core {
+
+void KeepMessageBuffersInTheHeap() {
+  mallopt(M_MMAP_THRESHOLD, 16 << 20);  // at most 32 MiB on 64-bit glibc
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  mallopt(M_ARENA_MAX, 1);
+}
 
 std::string ShapeString(const StackShape& shape) {
   return absl::StrCat(shape.depth, "x", shape.height, "x", shape.width);

@@ -351,4 +351,29 @@ absl::StatusOr<Stack> ReadTiff(const std::string& path, const ReadOptions& optio
   return stack;
 }
 
+absl::StatusOr<std::unique_ptr<TiffPageReader>> TiffPageReader::Open(const std::string& path,
+                                                                     const TiffLimits& limits) {
+  STACKPROC_ASSIGN_OR_RETURN(TiffInfo info, ProbeTiff(path, limits));
+  STACKPROC_ASSIGN_OR_RETURN(size_t slice_bytes, SliceBytes(info.shape, info.pixel_type));
+  STACKPROC_ASSIGN_OR_RETURN(TiffHandle handle, TiffHandle::Open(path, "r"));
+  return std::unique_ptr<TiffPageReader>(new TiffPageReader(
+      path, std::move(info), std::make_unique<TiffHandle>(std::move(handle)), slice_bytes));
+}
+
+TiffPageReader::TiffPageReader(std::string path, TiffInfo info, std::unique_ptr<TiffHandle> handle,
+                               size_t slice_bytes)
+    : path_(std::move(path)),
+      info_(std::move(info)),
+      handle_(std::move(handle)),
+      slice_bytes_(slice_bytes) {}
+
+TiffPageReader::~TiffPageReader() = default;
+
+absl::Status TiffPageReader::ReadPage(int64_t z, uint8_t* dst) {
+  if (z < 0 || z >= info_.shape.depth) {
+    return absl::OutOfRangeError(absl::StrCat(path_, ": no page ", z));
+  }
+  return DecodePage(*handle_, path_, info_, z, dst, tile_);
+}
+
 }  // namespace stackproc::core

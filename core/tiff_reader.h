@@ -9,6 +9,7 @@
 #include <tbb/task_arena.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,8 @@
 #include "core/stack.h"
 
 namespace stackproc::core {
+
+class TiffHandle;
 
 struct TiffLimits {
   int64_t max_pages = 100'000;
@@ -56,5 +59,29 @@ absl::StatusOr<Stack> ReadTiff(const std::string& path, const ReadOptions& optio
 // Decodes into an already allocated stack of info.shape / info.pixel_type.
 absl::Status ReadTiffInto(const std::string& path, const TiffInfo& info, Stack& stack,
                           const ReadOptions& options = {});
+
+// Reads a validated file one page at a time, for streaming a stack with one slice in memory.
+class TiffPageReader {
+ public:
+  // Probes the whole file first (as ReadTiff does).
+  static absl::StatusOr<std::unique_ptr<TiffPageReader>> Open(const std::string& path,
+                                                              const TiffLimits& limits = {});
+  ~TiffPageReader();
+
+  const TiffInfo& info() const { return info_; }
+  size_t slice_bytes() const { return slice_bytes_; }
+  // Decodes page `z` into `dst` (slice_bytes() bytes).
+  absl::Status ReadPage(int64_t z, uint8_t* dst);
+
+ private:
+  TiffPageReader(std::string path, TiffInfo info, std::unique_ptr<TiffHandle> handle,
+                 size_t slice_bytes);
+
+  std::string path_;
+  TiffInfo info_;
+  std::unique_ptr<TiffHandle> handle_;
+  size_t slice_bytes_;
+  std::vector<uint8_t> tile_;
+};
 
 }  // namespace stackproc::core

@@ -72,11 +72,10 @@ void SyncDirectory(const fs::path& dir) {
   }
 }
 
-void SetPageTags(TIFF* tif, const Stack& stack, int64_t z, uint16_t compression,
-                 uint32_t rows_per_strip) {
-  const PixelType type = stack.pixel_type();
-  TIFFSetField(tif, TIFFTAG_IMAGEWIDTH, static_cast<uint32_t>(stack.shape().width));
-  TIFFSetField(tif, TIFFTAG_IMAGELENGTH, static_cast<uint32_t>(stack.shape().height));
+void SetPageTags(TIFF* tif, const StackShape& shape, PixelType type, const StackMetadata& metadata,
+                 int64_t z, uint16_t compression, uint32_t rows_per_strip) {
+  TIFFSetField(tif, TIFFTAG_IMAGEWIDTH, static_cast<uint32_t>(shape.width));
+  TIFFSetField(tif, TIFFTAG_IMAGELENGTH, static_cast<uint32_t>(shape.height));
   TIFFSetField(tif, TIFFTAG_BITSPERSAMPLE, static_cast<uint16_t>(BytesPerPixel(type) * 8));
   TIFFSetField(tif, TIFFTAG_SAMPLESPERPIXEL, uint16_t{1});
   TIFFSetField(tif, TIFFTAG_SAMPLEFORMAT,
@@ -92,54 +91,16 @@ void SetPageTags(TIFF* tif, const Stack& stack, int64_t z, uint16_t compression,
   if (compression == COMPRESSION_ZSTD) TIFFSetField(tif, TIFFTAG_ZSTD_LEVEL, 3);
   if (compression == COMPRESSION_ADOBE_DEFLATE) TIFFSetField(tif, TIFFTAG_ZIPQUALITY, 6);
   TIFFSetField(tif, TIFFTAG_SOFTWARE, "stackproc");
-  const StackMetadata& metadata = stack.metadata();
   if (metadata.x_resolution && metadata.y_resolution) {
     TIFFSetField(tif, TIFFTAG_XRESOLUTION, static_cast<float>(*metadata.x_resolution));
     TIFFSetField(tif, TIFFTAG_YRESOLUTION, static_cast<float>(*metadata.y_resolution));
     TIFFSetField(tif, TIFFTAG_RESOLUTIONUNIT, static_cast<uint16_t>(metadata.resolution_unit));
   }
   if (z == 0) {
-    std::string description = metadata.description.empty() ? DefaultImageJDescription(stack.shape())
-                                                           : metadata.description;
+    std::string description =
+        metadata.description.empty() ? DefaultImageJDescription(shape) : metadata.description;
     TIFFSetField(tif, TIFFTAG_IMAGEDESCRIPTION, description.c_str());
   }
-}
-
-absl::Status WritePages(TiffHandle& handle, const std::string& path, const Stack& stack,
-                        const WriteOptions& options) {
-  TIFF* tif = handle.get();
-  const uint16_t compression = TiffCompression(options.compression);
-  const size_t row_bytes = stack.slice_bytes() / static_cast<size_t>(stack.shape().height);
-  const auto rows_per_strip = static_cast<uint32_t>(std::clamp<size_t>(
-      kTargetStripBytes / row_bytes, 1, static_cast<size_t>(stack.shape().height)));
-  // Codecs and predictors modify the buffer they are given, and the stack is const: compressed
-  // strips go through this scratch copy.
-  std::vector<uint8_t> scratch(compression == COMPRESSION_NONE ? 0 : rows_per_strip * row_bytes);
-  const auto height = static_cast<size_t>(stack.shape().height);
-  for (int64_t z = 0; z < stack.depth(); ++z) {
-    if (IsCancelled(options.cancel)) {
-      return absl::CancelledError(absl::StrCat(path, ": write cancelled at page ", z));
-    }
-    SetPageTags(tif, stack, z, compression, rows_per_strip);
-    const uint8_t* slice = stack.slice_data(z);
-    for (size_t row = 0, strip = 0; row < height; row += rows_per_strip, ++strip) {
-      size_t bytes = std::min<size_t>(rows_per_strip, height - row) * row_bytes;
-      uint8_t* data = const_cast<uint8_t*>(slice + row * row_bytes);  // not written: no codec
-      if (!scratch.empty()) {
-        std::memcpy(scratch.data(), data, bytes);
-        data = scratch.data();
-      }
-      if (TIFFWriteEncodedStrip(tif, static_cast<uint32_t>(strip), data,
-                                static_cast<tmsize_t>(bytes)) < 0) {
-        return IoError(path, absl::StrCat("writing page ", z, " failed"), handle.TakeError());
-      }
-    }
-    if (!TIFFWriteDirectory(tif)) {
-      return IoError(path, absl::StrCat("writing page ", z, " directory failed"),
-                     handle.TakeError());
-    }
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -167,8 +128,11 @@ absl::StatusOr<Compression> ParseCompression(absl::string_view name) {
       absl::StrCat("unknown compression '", name, "' (use none, deflate, zstd or lzw)"));
 }
 
-absl::Status WriteTiff(const std::string& path, const Stack& stack, const WriteOptions& options) {
-  if (stack.empty()) return absl::InvalidArgumentError("cannot write an empty stack");
+absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Create(
+    const std::string& path, const StackShape& shape, PixelType type, StackMetadata metadata,
+    const WriteOptions& options) {
+  STACKPROC_ASSIGN_OR_RETURN(size_t stack_bytes, StackBytes(shape, type));
+  STACKPROC_ASSIGN_OR_RETURN(size_t slice_bytes, SliceBytes(shape, type));
   const fs::path target(path);
   if (target.filename().empty()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": not a file name"));
@@ -177,26 +141,102 @@ absl::Status WriteTiff(const std::string& path, const Stack& stack, const WriteO
   if (!options.overwrite && fs::exists(target, ec)) {
     return absl::AlreadyExistsError(absl::StrCat(path, ": exists (overwrite not requested)"));
   }
-  const std::string temp = TempPathFor(target);
-  const bool bigtiff = stack.size_bytes() > options.bigtiff_threshold;
-  absl::Status status;
-  {
-    STACKPROC_ASSIGN_OR_RETURN(TiffHandle handle, TiffHandle::Open(temp, bigtiff ? "w8" : "w"));
-    status = WritePages(handle, path, stack, options);
-    // Close flushes the last directory: its errors count too.
-    std::string close_error = handle.Close();
-    if (status.ok() && !close_error.empty()) status = IoError(path, "closing failed", close_error);
+  std::string temp = TempPathFor(target);
+  const bool bigtiff = stack_bytes > options.bigtiff_threshold;
+  STACKPROC_ASSIGN_OR_RETURN(TiffHandle handle, TiffHandle::Open(temp, bigtiff ? "w8" : "w"));
+  return std::unique_ptr<TiffPageWriter>(
+      new TiffPageWriter(path, std::move(temp), std::make_unique<TiffHandle>(std::move(handle)),
+                         shape, type, std::move(metadata), options, slice_bytes));
+}
+
+TiffPageWriter::TiffPageWriter(std::string path, std::string temp,
+                               std::unique_ptr<TiffHandle> handle, const StackShape& shape,
+                               PixelType type, StackMetadata metadata, const WriteOptions& options,
+                               size_t slice_bytes)
+    : path_(std::move(path)),
+      temp_(std::move(temp)),
+      handle_(std::move(handle)),
+      shape_(shape),
+      type_(type),
+      metadata_(std::move(metadata)),
+      options_(options),
+      slice_bytes_(slice_bytes),
+      rows_per_strip_(static_cast<uint32_t>(
+          std::clamp<size_t>(kTargetStripBytes / (slice_bytes / static_cast<size_t>(shape.height)),
+                             1, static_cast<size_t>(shape.height)))) {
+  if (options_.compression != Compression::kNone) {
+    scratch_.resize(rows_per_strip_ * (slice_bytes_ / static_cast<size_t>(shape_.height)));
   }
-  if (status.ok() && options.sync) status = SyncFile(temp);
-  if (status.ok() && std::rename(temp.c_str(), path.c_str()) != 0) {
-    status = IoError(path, "rename of the finished file failed", std::strerror(errno));
+}
+
+TiffPageWriter::~TiffPageWriter() {
+  if (committed_) return;
+  handle_.reset();
+  std::error_code ec;
+  fs::remove(temp_, ec);
+}
+
+absl::Status TiffPageWriter::WritePage(const uint8_t* page) {
+  if (!handle_ || next_page_ >= shape_.depth) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(path_, ": page ", next_page_, " is past the stack's ", shape_.depth));
   }
-  if (!status.ok()) {
-    fs::remove(temp, ec);
-    return status;
+  TIFF* tif = handle_->get();
+  const uint16_t compression = TiffCompression(options_.compression);
+  const int64_t z = next_page_;
+  SetPageTags(tif, shape_, type_, metadata_, z, compression, rows_per_strip_);
+  const auto height = static_cast<size_t>(shape_.height);
+  const size_t row_bytes = slice_bytes_ / height;
+  for (size_t row = 0, strip = 0; row < height; row += rows_per_strip_, ++strip) {
+    size_t bytes = std::min<size_t>(rows_per_strip_, height - row) * row_bytes;
+    uint8_t* data = const_cast<uint8_t*>(page + row * row_bytes);  // not written: no codec
+    if (!scratch_.empty()) {
+      std::memcpy(scratch_.data(), data, bytes);
+      data = scratch_.data();
+    }
+    if (TIFFWriteEncodedStrip(tif, static_cast<uint32_t>(strip), data,
+                              static_cast<tmsize_t>(bytes)) < 0) {
+      return IoError(path_, absl::StrCat("writing page ", z, " failed"), handle_->TakeError());
+    }
   }
-  if (options.sync) SyncDirectory(target.parent_path());
+  if (!TIFFWriteDirectory(tif)) {
+    return IoError(path_, absl::StrCat("writing page ", z, " directory failed"),
+                   handle_->TakeError());
+  }
+  ++next_page_;
   return absl::OkStatus();
+}
+
+absl::Status TiffPageWriter::Commit() {
+  if (!handle_ || next_page_ != shape_.depth) {
+    return absl::FailedPreconditionError(absl::StrCat(path_, ": ", next_page_, " of ", shape_.depth,
+                                                      " pages written, nothing committed"));
+  }
+  // Close flushes the last directory: its errors count too.
+  std::string close_error = handle_->Close();
+  handle_.reset();
+  if (!close_error.empty()) return IoError(path_, "closing failed", close_error);
+  if (options_.sync) STACKPROC_RETURN_IF_ERROR(SyncFile(temp_));
+  if (std::rename(temp_.c_str(), path_.c_str()) != 0) {
+    return IoError(path_, "rename of the finished file failed", std::strerror(errno));
+  }
+  committed_ = true;
+  if (options_.sync) SyncDirectory(fs::path(path_).parent_path());
+  return absl::OkStatus();
+}
+
+absl::Status WriteTiff(const std::string& path, const Stack& stack, const WriteOptions& options) {
+  if (stack.empty()) return absl::InvalidArgumentError("cannot write an empty stack");
+  STACKPROC_ASSIGN_OR_RETURN(
+      std::unique_ptr<TiffPageWriter> writer,
+      TiffPageWriter::Create(path, stack.shape(), stack.pixel_type(), stack.metadata(), options));
+  for (int64_t z = 0; z < stack.depth(); ++z) {
+    if (IsCancelled(options.cancel)) {
+      return absl::CancelledError(absl::StrCat(path, ": write cancelled at page ", z));
+    }
+    STACKPROC_RETURN_IF_ERROR(writer->WritePage(stack.slice_data(z)));
+  }
+  return writer->Commit();
 }
 
 }  // namespace stackproc::core

@@ -5,7 +5,9 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -13,6 +15,8 @@
 #include "core/stack.h"
 
 namespace stackproc::core {
+
+class TiffHandle;
 
 enum class Compression { kNone, kDeflate, kZstd, kLzw };
 
@@ -38,5 +42,45 @@ struct WriteOptions {
 // ResourceExhausted (disk full) for I/O failures, with libtiff's reason.
 absl::Status WriteTiff(const std::string& path, const Stack& stack,
                        const WriteOptions& options = {});
+
+// Writes a stack one page at a time, in order, to a temporary file beside `path`; Commit
+// renames it into place. A writer destroyed before Commit removes its temporary file, so a
+// stream that breaks off leaves nothing under the final name.
+class TiffPageWriter {
+ public:
+  // Same errors as WriteTiff, before any page is written. `metadata` describes the whole stack.
+  static absl::StatusOr<std::unique_ptr<TiffPageWriter>> Create(const std::string& path,
+                                                                const StackShape& shape,
+                                                                PixelType type,
+                                                                StackMetadata metadata,
+                                                                const WriteOptions& options = {});
+  ~TiffPageWriter();
+  TiffPageWriter(const TiffPageWriter&) = delete;
+  TiffPageWriter& operator=(const TiffPageWriter&) = delete;
+
+  // Appends the next page (one slice of the shape and type, slice_bytes() bytes).
+  absl::Status WritePage(const uint8_t* data);
+  size_t slice_bytes() const { return slice_bytes_; }
+  int64_t pages_written() const { return next_page_; }
+  // Flushes, syncs and renames into place; FailedPrecondition unless every page was written.
+  absl::Status Commit();
+
+ private:
+  TiffPageWriter(std::string path, std::string temp, std::unique_ptr<TiffHandle> handle,
+                 const StackShape& shape, PixelType type, StackMetadata metadata,
+                 const WriteOptions& options, size_t slice_bytes);
+
+  const std::string path_, temp_;
+  std::unique_ptr<TiffHandle> handle_;
+  const StackShape shape_;
+  const PixelType type_;
+  const StackMetadata metadata_;
+  const WriteOptions options_;
+  const size_t slice_bytes_;
+  const uint32_t rows_per_strip_;
+  std::vector<uint8_t> scratch_;  // codecs modify the buffer they are given
+  int64_t next_page_ = 0;
+  bool committed_ = false;
+};
 
 }  // namespace stackproc::core

@@ -50,11 +50,28 @@ void Job::Update(F&& change) {
   for (auto& [handle, on_change] : observers_) on_change();
 }
 
+void Job::SetHooks(std::function<void()> on_admitted, std::function<void()> on_cancel) {
+  std::lock_guard lock(hooks_mutex_);
+  on_admitted_ = std::move(on_admitted);
+  on_cancel_ = std::move(on_cancel);
+}
+
+void Job::NotifyAdmitted() {
+  std::lock_guard lock(hooks_mutex_);
+  if (on_admitted_) on_admitted_();
+}
+
+void Job::RequestCancel() {
+  cancel_.Cancel();
+  std::lock_guard lock(hooks_mutex_);
+  if (on_cancel_) on_cancel_();
+}
+
 void Job::Start(absl::Time now) {
   Update([&](JobSnapshot& s) {
     s.state = JobState::kRunning;
     s.start_time = now;
-    s.stage = "reading";
+    s.stage = s.spec.streamed ? "streaming" : "reading";
   });
 }
 
@@ -70,10 +87,11 @@ void Job::Finish(const absl::Status& status, absl::Time now,
                  std::shared_ptr<const core::Stack> result) {
   {
     std::lock_guard lock(mutex_);
+    if (IsTerminal(snapshot_.state)) return;
     result_ = std::move(result);
   }
   Update([&](JobSnapshot& s) {
-    s.state = status.ok()                ? JobState::kSucceeded
+    s.state = status.ok()                 ? JobState::kSucceeded
               : absl::IsCancelled(status) ? JobState::kCancelled
                                           : JobState::kFailed;
     s.error = status;

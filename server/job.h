@@ -27,11 +27,12 @@ const char* JobStateName(JobState state);
 // What to do, validated (paths are relative to the data root, as the client gave them).
 struct JobSpec {
   std::string input_path;
-  std::vector<std::string> ops;  // text form, parameters in a canonical order
+  std::vector<std::string> ops;            // text form, parameters in a canonical order
   std::optional<std::string> output_path;  // nullopt: keep the result in memory
   core::Compression compression = core::Compression::kNone;
   bool overwrite = false;
   absl::Duration retention = absl::ZeroDuration();  // in-memory results; 0: server default
+  bool streamed = false;  // ProcessStream: no paths, the caller feeds and drains the job
 
   friend bool operator==(const JobSpec&, const JobSpec&) = default;
 };
@@ -60,17 +61,31 @@ class Job {
 
   JobSnapshot Snapshot() const;
   const std::string& id() const { return id_; }
+  // Names the job; before anyone else sees it (the job manager, when it queues the job).
+  void AssignId(const std::string& id) {
+    id_ = id;
+    snapshot_.id = id;
+  }
   core::CancelToken& cancel_token() { return cancel_; }
 
   // Observers: `on_change` runs after every change until Unsubscribe returns.
   int Subscribe(std::function<void()> on_change);
   void Unsubscribe(int handle);
 
+  // Streamed jobs are driven by their RPC, which the job manager reaches through these hooks:
+  // `on_admitted` when the job's memory is reserved, `on_cancel` when CancelJob or shutdown asks
+  // it to stop. They run outside the job manager's locks; clearing them (nullptr) waits for a
+  // hook that is running.
+  void SetHooks(std::function<void()> on_admitted, std::function<void()> on_cancel);
+  void NotifyAdmitted();
+  // Fires the cancel token and the cancel hook.
+  void RequestCancel();
+
   // State changes (the job manager's).
   void Start(absl::Time now);
   void SetStage(const std::string& stage);
   void SetProgress(const core::Progress& progress);
-  // Ends the job: OK -> SUCCEEDED, Cancelled -> CANCELLED, else FAILED.
+  // Ends the job: OK -> SUCCEEDED, Cancelled -> CANCELLED, else FAILED. No-op once ended.
   void Finish(const absl::Status& status, absl::Time now,
               std::shared_ptr<const core::Stack> result = nullptr);
   // Drops an in-memory result (deleted or expired); returns the bytes freed.
@@ -82,11 +97,14 @@ class Job {
   template <typename F>
   void Update(F&& change);
 
-  const std::string id_;
+  std::string id_;
   core::CancelToken cancel_;
   mutable std::mutex mutex_;
   JobSnapshot snapshot_;
   std::shared_ptr<const core::Stack> result_;
+
+  std::mutex hooks_mutex_;  // held while a hook runs
+  std::function<void()> on_admitted_, on_cancel_;
 
   std::mutex observers_mutex_;  // held while observers run, so Unsubscribe waits for them
   std::map<int, std::function<void()>> observers_;

@@ -37,21 +37,6 @@ std::string Quote(absl::string_view text) {
   return out + "\"";
 }
 
-// Memory a job needs: its input stack, and the output stack when the format changes.
-absl::StatusOr<uint64_t> JobMemory(const core::TiffInfo& info,
-                                   const std::vector<core::SliceFormat>& formats) {
-  STACKPROC_ASSIGN_OR_RETURN(size_t in, core::StackBytes(info.shape, info.pixel_type));
-  uint64_t peak = in;
-  for (size_t i = 1; i < formats.size(); ++i) {
-    if (formats[i] == formats[0]) continue;
-    STACKPROC_ASSIGN_OR_RETURN(
-        size_t out, core::StackBytes({info.shape.depth, formats[i].height, formats[i].width},
-                                     formats[i].type));
-    peak = std::max<uint64_t>(peak, in + out);
-  }
-  return peak;
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(JobManagerOptions options) {
@@ -78,7 +63,7 @@ JobManager::JobManager(JobManagerOptions options, PathResolver resolver)
 JobManager::~JobManager() { Shutdown(absl::ZeroDuration()); }
 
 absl::StatusOr<std::shared_ptr<Job>> JobManager::Submit(const JobSpec& spec,
-                                                       const std::string& request_id) {
+                                                        const std::string& request_id) {
   auto same_request = [&]() -> absl::StatusOr<std::shared_ptr<Job>> {
     auto it = by_request_id_.find(request_id);
     if (request_id.empty() || it == by_request_id_.end()) return nullptr;
@@ -104,15 +89,15 @@ absl::StatusOr<std::shared_ptr<Job>> JobManager::Submit(const JobSpec& spec,
   if (spec.output_path) {
     STACKPROC_ASSIGN_OR_RETURN(std::string output, resolver_.Output(*spec.output_path));
     if (!spec.overwrite && std::filesystem::exists(output)) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          *spec.output_path, ": exists (ask for overwrite to replace it)"));
+      return absl::AlreadyExistsError(
+          absl::StrCat(*spec.output_path, ": exists (ask for overwrite to replace it)"));
     }
   }
-  STACKPROC_ASSIGN_OR_RETURN(uint64_t memory, JobMemory(info, formats));
+  STACKPROC_ASSIGN_OR_RETURN(uint64_t memory, core::ExecutePeakBytes(info.shape, formats));
   if (memory > options_.memory_budget) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "the job needs ", Gib(memory), " of memory and the server's memory budget is ",
-        Gib(options_.memory_budget), " (--memory-budget)"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the job needs ", Gib(memory), " of memory and the server's memory budget is ",
+                     Gib(options_.memory_budget), " (--memory-budget)"));
   }
 
   JobSnapshot initial;
@@ -129,18 +114,57 @@ absl::StatusOr<std::shared_ptr<Job>> JobManager::Submit(const JobSpec& spec,
   if (!accepting_) return absl::UnavailableError("server is shutting down");
   STACKPROC_ASSIGN_OR_RETURN(std::shared_ptr<Job> existing, same_request());
   if (existing) return existing;
-  static thread_local std::mt19937_64 random(std::random_device{}());
-  initial.id = absl::StrFormat("%06x%04x", random() & 0xffffff, next_id_++ & 0xffff);
   auto job = std::make_shared<Job>(std::move(initial));
-  jobs_.emplace(job->id(), job);
-  order_.push_back(job->id());
+  Enqueue(job, absl::StrCat(" input=", Quote(spec.input_path)));
   if (!request_id.empty()) by_request_id_[request_id] = job->id();
-  queue_.push_back(job);
-  LogEvent(job->Snapshot(), "job_submitted",
-           absl::StrCat(" input=", Quote(spec.input_path), " ops=",
-                        Quote(absl::StrJoin(spec.ops, " -> ")), " memory_bytes=", memory));
-  changed_.notify_all();
   return job;
+}
+
+absl::StatusOr<std::shared_ptr<Job>> JobManager::SubmitStreamed(JobSnapshot initial,
+                                                                std::function<void()> on_admitted,
+                                                                std::function<void()> on_cancel) {
+  if (initial.memory_bytes > options_.memory_budget) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the job needs ", Gib(initial.memory_bytes),
+                     " of memory and the server's memory budget is ", Gib(options_.memory_budget),
+                     " (--memory-budget)"));
+  }
+  initial.spec.streamed = true;
+  initial.create_time = absl::Now();
+  std::lock_guard lock(mutex_);
+  if (!accepting_) return absl::UnavailableError("server is shutting down");
+  auto job = std::make_shared<Job>(std::move(initial));
+  job->SetHooks(std::move(on_admitted), std::move(on_cancel));
+  Enqueue(job, " input=stream");
+  return job;
+}
+
+void JobManager::Enqueue(std::shared_ptr<Job> job, const std::string& log_extra) {
+  static thread_local std::mt19937_64 random(std::random_device{}());
+  const std::string id = absl::StrFormat("%06x%04x", random() & 0xffffff, next_id_++ & 0xffff);
+  job->AssignId(id);
+  jobs_.emplace(id, job);
+  order_.push_back(id);
+  queue_.push_back(job);
+  const JobSnapshot s = job->Snapshot();
+  LogEvent(s, "job_submitted",
+           absl::StrCat(log_extra, " ops=", Quote(absl::StrJoin(s.spec.ops, " -> ")),
+                        " memory_bytes=", s.memory_bytes));
+  changed_.notify_all();
+}
+
+void JobManager::FinishStreamed(Job& job, const absl::Status& status) {
+  {
+    std::lock_guard lock(mutex_);
+    if (IsTerminal(job.Snapshot().state)) return;
+    auto queued = std::find_if(queue_.begin(), queue_.end(),
+                               [&](const std::shared_ptr<Job>& j) { return j.get() == &job; });
+    if (queued != queue_.end()) queue_.erase(queued);
+    if (streaming_.erase(job.id()) > 0) memory_in_use_ -= job.Snapshot().memory_bytes;
+    changed_.notify_all();
+  }
+  job.Finish(status, absl::Now());
+  LogEnd(job.Snapshot(), status);
 }
 
 absl::StatusOr<std::shared_ptr<Job>> JobManager::Get(const std::string& id) const {
@@ -159,7 +183,7 @@ std::vector<std::shared_ptr<Job>> JobManager::List() const {
 
 absl::StatusOr<std::shared_ptr<Job>> JobManager::Cancel(const std::string& id) {
   STACKPROC_ASSIGN_OR_RETURN(std::shared_ptr<Job> job, Get(id));
-  job->cancel_token().Cancel();
+  job->RequestCancel();
   bool was_queued = false;
   {
     std::lock_guard lock(mutex_);
@@ -216,9 +240,8 @@ void JobManager::WorkerLoop() {
   std::unique_lock lock(mutex_);
   while (true) {
     ExpireResults(absl::Now());
-    const bool fits = !queue_.empty() &&
-                      memory_in_use_ + queue_.front()->Snapshot().memory_bytes <=
-                          options_.memory_budget;
+    const bool fits = !queue_.empty() && memory_in_use_ + queue_.front()->Snapshot().memory_bytes <=
+                                             options_.memory_budget;
     if (stopping_ && queue_.empty()) return;
     if (!fits) {
       changed_.wait_for(lock, std::chrono::seconds(1));
@@ -228,6 +251,16 @@ void JobManager::WorkerLoop() {
     queue_.pop_front();
     const uint64_t memory = job->Snapshot().memory_bytes;
     memory_in_use_ += memory;
+    if (job->Snapshot().spec.streamed) {
+      // Its RPC runs it: this worker only hands it its memory.
+      streaming_.insert(job->id());
+      lock.unlock();
+      job->Start(absl::Now());
+      LogEvent(job->Snapshot(), "job_started");
+      job->NotifyAdmitted();
+      lock.lock();
+      continue;
+    }
     ++running_;
     lock.unlock();
     Run(*job, memory);
@@ -274,8 +307,12 @@ void JobManager::Run(Job& job, uint64_t memory) {
   }
   job.Finish(status, end, kept);
 
-  const JobSnapshot s = job.Snapshot();
-  const double seconds = absl::ToDoubleSeconds(end - start);
+  LogEnd(job.Snapshot(), status);
+}
+
+void JobManager::LogEnd(const JobSnapshot& s, const absl::Status& status) {
+  const double seconds =
+      s.start_time == absl::InfinitePast() ? 0 : absl::ToDoubleSeconds(s.end_time - s.start_time);
   std::string extra = absl::StrFormat(" duration_s=%.3f", seconds);
   if (status.ok()) {
     uint64_t in_bytes = core::StackBytes(s.input_shape, s.input_type).value_or(0);
@@ -284,7 +321,10 @@ void JobManager::Run(Job& job, uint64_t memory) {
     absl::StrAppend(&extra, " code=", absl::StatusCodeToString(status.code()),
                     " reason=", Quote(status.message()));
   }
-  LogEvent(s, status.ok() ? "job_finished" : absl::IsCancelled(status) ? "job_cancelled" : "job_failed",
+  LogEvent(s,
+           status.ok()                 ? "job_finished"
+           : absl::IsCancelled(status) ? "job_cancelled"
+                                       : "job_failed",
            extra);
 }
 
@@ -298,27 +338,28 @@ void JobManager::Shutdown(absl::Duration grace) {
     queue_.clear();
   }
   for (auto& job : queued) {
-    job->cancel_token().Cancel();
+    job->RequestCancel();
     job->Finish(absl::CancelledError("server shut down before the job started"), absl::Now());
   }
   std::unique_lock lock(mutex_);
   changed_.wait_until(lock, absl::ToChronoTime(absl::Now() + grace),
-                      [&] { return running_ == 0; });
+                      [&] { return running_ == 0 && streaming_.empty(); });
+  std::vector<std::shared_ptr<Job>> unfinished;
   for (auto& [id, job] : jobs_) {
-    if (!IsTerminal(job->Snapshot().state)) job->cancel_token().Cancel();
+    if (!IsTerminal(job->Snapshot().state)) unfinished.push_back(job);
   }
   stopping_ = true;
   changed_.notify_all();
   lock.unlock();
+  for (auto& job : unfinished) job->RequestCancel();  // hooks run outside the lock
   for (std::thread& worker : workers_) worker.join();
 }
 
 void JobManager::LogEvent(const JobSnapshot& s, const std::string& event,
                           const std::string& extra) {
-  std::string line = absl::StrCat("ts=", absl::FormatTime(absl::RFC3339_full, absl::Now(),
-                                                          absl::UTCTimeZone()),
-                                  " event=", event, " job=", s.id,
-                                  " state=", JobStateName(s.state), extra, "\n");
+  std::string line =
+      absl::StrCat("ts=", absl::FormatTime(absl::RFC3339_full, absl::Now(), absl::UTCTimeZone()),
+                   " event=", event, " job=", s.id, " state=", JobStateName(s.state), extra, "\n");
   std::fputs(line.c_str(), stderr);
 }
 

@@ -5,32 +5,35 @@
 // does not fit now waits in the queue (FIFO) until running jobs and held results free enough.
 #pragma once
 
+#include <tbb/task_arena.h>
+
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include <tbb/task_arena.h>
-
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "server/job.h"
 #include "core/tiff_reader.h"
+#include "server/job.h"
 #include "server/path_resolver.h"
 
 namespace stackproc::server {
 
 struct JobManagerOptions {
-  std::string data_root;                            // required
-  int threads = 0;                                  // arena concurrency; 0: all cores
+  std::string data_root;  // required
+  int threads = 0;        // arena concurrency; 0: all cores
   int max_running_jobs = 1;
-  uint64_t memory_budget = 0;                       // bytes; 0: 3/4 of physical memory
-  absl::Duration result_ttl = absl::Hours(1);       // default retention of in-memory results
+  uint64_t memory_budget = 0;                          // bytes; 0: 3/4 of physical memory
+  absl::Duration result_ttl = absl::Hours(1);          // default retention of in-memory results
+  uint64_t stream_window_bytes = uint64_t{256} << 20;  // slices in flight per streamed job
   core::TiffLimits limits;
 };
 
@@ -41,6 +44,16 @@ class JobManager {
 
   // Validates and queues. See service.proto SubmitJob for the error codes.
   absl::StatusOr<std::shared_ptr<Job>> Submit(const JobSpec& spec, const std::string& request_id);
+  // Queues a streamed job (ProcessStream), validated by its caller, which feeds and drains it:
+  // `initial` says what it is and how much memory it holds once admitted. `on_admitted` and
+  // `on_cancel` become the job's hooks (Job::SetHooks) before it is queued. The caller ends the
+  // job with FinishStreamed.
+  absl::StatusOr<std::shared_ptr<Job>> SubmitStreamed(JobSnapshot initial,
+                                                      std::function<void()> on_admitted,
+                                                      std::function<void()> on_cancel);
+  // Ends a streamed job with `status`, releasing its memory (or taking it off the queue).
+  void FinishStreamed(Job& job, const absl::Status& status);
+
   absl::StatusOr<std::shared_ptr<Job>> Get(const std::string& id) const;
   std::vector<std::shared_ptr<Job>> List() const;
   absl::StatusOr<std::shared_ptr<Job>> Cancel(const std::string& id);
@@ -52,6 +65,8 @@ class JobManager {
 
   uint64_t memory_budget() const { return options_.memory_budget; }
   uint64_t memory_in_use() const;
+  const JobManagerOptions& options() const { return options_; }
+  tbb::task_arena& arena() { return arena_; }
 
  private:
   explicit JobManager(JobManagerOptions options, PathResolver resolver);
@@ -59,7 +74,10 @@ class JobManager {
   // Runs `job`, which holds `memory` bytes of the budget, and releases them.
   void Run(Job& job, uint64_t memory);
   void ExpireResults(absl::Time now);
+  // Queues `job` and logs it (mutex_ held).
+  void Enqueue(std::shared_ptr<Job> job, const std::string& log_extra);
   void LogEvent(const JobSnapshot& s, const std::string& event, const std::string& extra = "");
+  void LogEnd(const JobSnapshot& s, const absl::Status& status);
 
   const JobManagerOptions options_;
   const PathResolver resolver_;
@@ -67,12 +85,13 @@ class JobManager {
 
   mutable std::mutex mutex_;
   std::condition_variable changed_;
-  std::map<std::string, std::shared_ptr<Job>> jobs_;         // by id
-  std::vector<std::string> order_;                           // ids, oldest first
-  std::map<std::string, std::string> by_request_id_;         // request id -> job id
+  std::map<std::string, std::shared_ptr<Job>> jobs_;  // by id
+  std::vector<std::string> order_;                    // ids, oldest first
+  std::map<std::string, std::string> by_request_id_;  // request id -> job id
   std::deque<std::shared_ptr<Job>> queue_;
-  uint64_t memory_in_use_ = 0;   // running jobs and held results
-  int running_ = 0;
+  uint64_t memory_in_use_ = 0;       // running jobs and held results
+  int running_ = 0;                  // path jobs on the workers
+  std::set<std::string> streaming_;  // admitted streamed jobs, by id
   bool accepting_ = true;
   bool stopping_ = false;
   uint64_t next_id_ = 1;

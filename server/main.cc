@@ -21,6 +21,7 @@ constexpr char kUsage[] = R"(usage: stackprocd [flags]
   --memory-budget SIZE      memory for running jobs and held results, e.g. 8G, 512M
                             (default: 3/4 of physical memory)
   --result-ttl SECONDS      how long in-memory results are kept (default 3600)
+  --stream-window SIZE      memory for the slices in flight of one streamed job (default 256M)
   --shutdown-grace SECONDS  on SIGTERM/SIGINT, time running jobs get to finish (default 30)
   --reflection              enable gRPC server reflection
 Each flag FOO-BAR can be set by the environment variable STACKPROC_FOO_BAR.
@@ -32,23 +33,32 @@ std::string EnvName(const std::string& flag) {
   return env;
 }
 
-absl::StatusOr<uint64_t> ParseSize(const std::string& text) {
+absl::StatusOr<uint64_t> ParseSize(const std::string& flag, const std::string& text) {
   uint64_t multiplier = 1;
   std::string number = text;
   if (!number.empty()) {
     switch (std::toupper(number.back())) {
-      case 'K': multiplier = uint64_t{1} << 10; break;
-      case 'M': multiplier = uint64_t{1} << 20; break;
-      case 'G': multiplier = uint64_t{1} << 30; break;
-      case 'T': multiplier = uint64_t{1} << 40; break;
-      default: break;
+      case 'K':
+        multiplier = uint64_t{1} << 10;
+        break;
+      case 'M':
+        multiplier = uint64_t{1} << 20;
+        break;
+      case 'G':
+        multiplier = uint64_t{1} << 30;
+        break;
+      case 'T':
+        multiplier = uint64_t{1} << 40;
+        break;
+      default:
+        break;
     }
     if (multiplier != 1) number.pop_back();
   }
   double value = 0;
   if (!absl::SimpleAtod(number, &value) || value < 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("memory budget '", text, "' is not a size like 8G, 512M or 1073741824"));
+        absl::StrCat("--", flag, "=", text, " is not a size like 8G, 512M or 1073741824"));
   }
   return static_cast<uint64_t>(value * static_cast<double>(multiplier));
 }
@@ -76,7 +86,10 @@ absl::StatusOr<ServerOptions> ParseOptions(int argc, char** argv) {
   o.jobs.data_root = get("data-root", "");
   STACKPROC_ASSIGN_OR_RETURN(o.jobs.threads, get_int("threads", 0));
   STACKPROC_ASSIGN_OR_RETURN(o.jobs.max_running_jobs, get_int("max-running-jobs", 1));
-  STACKPROC_ASSIGN_OR_RETURN(o.jobs.memory_budget, ParseSize(get("memory-budget", "0")));
+  STACKPROC_ASSIGN_OR_RETURN(o.jobs.memory_budget,
+                             ParseSize("memory-budget", get("memory-budget", "0")));
+  STACKPROC_ASSIGN_OR_RETURN(o.jobs.stream_window_bytes,
+                             ParseSize("stream-window", get("stream-window", "256M")));
   STACKPROC_ASSIGN_OR_RETURN(int ttl, get_int("result-ttl", 3600));
   o.jobs.result_ttl = absl::Seconds(ttl);
   STACKPROC_ASSIGN_OR_RETURN(int grace, get_int("shutdown-grace", 30));
@@ -86,6 +99,7 @@ absl::StatusOr<ServerOptions> ParseOptions(int argc, char** argv) {
 }
 
 int Main(int argc, char** argv) {
+  core::KeepMessageBuffersInTheHeap();
   absl::StatusOr<ServerOptions> options = ParseOptions(argc, argv);
   if (!options.ok()) {
     std::fprintf(stderr, "stackprocd: %s\n", std::string(options.status().message()).c_str());

@@ -33,8 +33,9 @@ absl::StatusOr<std::string> PathResolver::Beneath(const std::string& relative,
   const fs::path rel(relative);
   if (rel.is_absolute()) {
     return absl::PermissionDeniedError(
-        absl::StrCat(relative, ": absolute paths are not allowed (paths are relative to the "
-                           "data root)"));
+        absl::StrCat(relative,
+                     ": absolute paths are not allowed (paths are relative to the "
+                     "data root)"));
   }
   const fs::path lexical = (fs::path(root_) / rel).lexically_normal();
   if (!IsBeneath(root_, lexical)) {

@@ -11,15 +11,7 @@ namespace {
 
 constexpr size_t kMaxMessage = 1024;
 
-int64_t UnixMillis(absl::Time t) {
-  return t == absl::InfinitePast() ? 0 : absl::ToUnixMillis(t);
-}
-
-void ToProto(const core::StackShape& shape, v1::StackShape* out) {
-  out->set_depth(shape.depth);
-  out->set_height(shape.height);
-  out->set_width(shape.width);
-}
+int64_t UnixMillis(absl::Time t) { return t == absl::InfinitePast() ? 0 : absl::ToUnixMillis(t); }
 
 v1::JobState ToProto(JobState state) {
   switch (state) {
@@ -75,6 +67,37 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), message);
 }
 
+void ToProto(const core::StackShape& shape, v1::StackShape* out) {
+  out->set_depth(shape.depth);
+  out->set_height(shape.height);
+  out->set_width(shape.width);
+}
+
+absl::StatusOr<core::PixelType> FromProto(v1::PixelType type) {
+  switch (type) {
+    case v1::PIXEL_TYPE_UINT8:
+      return core::PixelType::kUint8;
+    case v1::PIXEL_TYPE_UINT16:
+      return core::PixelType::kUint16;
+    case v1::PIXEL_TYPE_FLOAT32:
+      return core::PixelType::kFloat32;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("pixel type ", type, " is not uint8, uint16 or float32"));
+  }
+}
+
+void ToProto(const core::StackShape& shape, core::PixelType type,
+             const core::StackMetadata& metadata, v1::ResultHeader* out) {
+  ToProto(shape, out->mutable_shape());
+  out->set_pixel_type(ToProto(type));
+  out->set_total_bytes(static_cast<int64_t>(core::StackBytes(shape, type).value_or(0)));
+  out->set_description(metadata.description);
+  out->set_x_resolution(metadata.x_resolution.value_or(0));
+  out->set_y_resolution(metadata.y_resolution.value_or(0));
+  out->set_resolution_unit(static_cast<int32_t>(metadata.resolution_unit));
+}
+
 v1::PixelType ToProto(core::PixelType type) {
   switch (type) {
     case core::PixelType::kUint8:
@@ -119,14 +142,18 @@ void ToProto(const JobSnapshot& s, v1::Job* out) {
       (*op->mutable_params())[std::string(kv.substr(0, eq))] = std::string(kv.substr(eq + 1));
     }
   }
-  if (s.spec.output_path) {
+  if (s.spec.streamed) {
+    spec->set_streamed(true);
+  } else if (s.spec.output_path) {
     spec->mutable_output()->set_path(*s.spec.output_path);
   } else {
     spec->mutable_output()->mutable_in_memory()->set_retention_seconds(
         absl::ToInt64Seconds(s.spec.retention));
   }
-  spec->mutable_output()->set_compression(ToProto(s.spec.compression));
-  spec->mutable_output()->set_overwrite(s.spec.overwrite);
+  if (!s.spec.streamed) {
+    spec->mutable_output()->set_compression(ToProto(s.spec.compression));
+    spec->mutable_output()->set_overwrite(s.spec.overwrite);
+  }
   out->set_request_id(s.request_id);
   out->set_state(ToProto(s.state));
 
@@ -136,12 +163,11 @@ void ToProto(const JobSnapshot& s, v1::Job* out) {
   p->set_slices_total(s.progress.slices_total);
   p->set_bytes_done(static_cast<int64_t>(s.progress.bytes_done));
   p->set_bytes_total(static_cast<int64_t>(s.progress.bytes_total));
-  const double elapsed = s.start_time == absl::InfinitePast()
-                             ? 0
-                             : absl::ToDoubleSeconds((s.end_time == absl::InfinitePast()
-                                                          ? absl::Now()
-                                                          : s.end_time) -
-                                                     s.start_time);
+  const double elapsed =
+      s.start_time == absl::InfinitePast()
+          ? 0
+          : absl::ToDoubleSeconds((s.end_time == absl::InfinitePast() ? absl::Now() : s.end_time) -
+                                  s.start_time);
   const double processing = absl::ToDoubleSeconds(s.progress.elapsed);
   p->set_bytes_per_second(processing > 0 ? s.progress.bytes_done / processing : 0);
   p->set_elapsed_seconds(elapsed);
@@ -161,22 +187,33 @@ void ToProto(const JobSnapshot& s, v1::Job* out) {
   out->set_memory_bytes(static_cast<int64_t>(s.memory_bytes));
 }
 
-absl::StatusOr<JobSpec> FromProto(const v1::JobSpec& in) {
-  JobSpec spec;
-  spec.input_path = in.input_path();
-  if (spec.input_path.empty()) return absl::InvalidArgumentError("input_path is empty");
-  for (const v1::OpSpec& op : in.ops()) {
+absl::StatusOr<std::vector<std::string>> FromProto(
+    const google::protobuf::RepeatedPtrField<v1::OpSpec>& ops) {
+  std::vector<std::string> texts;
+  for (const v1::OpSpec& op : ops) {
     if (op.name().empty()) return absl::InvalidArgumentError("an operation has no name");
     // A canonical text: parameters sorted, so equal specs compare equal.
-    std::vector<std::pair<std::string, std::string>> params(op.params().begin(),
-                                                            op.params().end());
+    std::vector<std::pair<std::string, std::string>> params(op.params().begin(), op.params().end());
     std::sort(params.begin(), params.end());
     std::string text = op.name();
     if (!params.empty()) {
       absl::StrAppend(&text, ":", absl::StrJoin(params, ",", absl::PairFormatter("=")));
     }
-    spec.ops.push_back(std::move(text));
+    texts.push_back(std::move(text));
   }
+  return texts;
+}
+
+absl::StatusOr<JobSpec> FromProto(const v1::JobSpec& in) {
+  JobSpec spec;
+  spec.input_path = in.input_path();
+  if (spec.input_path.empty()) return absl::InvalidArgumentError("input_path is empty");
+  if (in.streamed()) {
+    return absl::InvalidArgumentError("streamed jobs are submitted with ProcessStream");
+  }
+  absl::StatusOr<std::vector<std::string>> ops = FromProto(in.ops());
+  if (!ops.ok()) return ops.status();
+  spec.ops = *std::move(ops);
   const v1::OutputSpec& out = in.output();
   switch (out.destination_case()) {
     case v1::OutputSpec::kPath:

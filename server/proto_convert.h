@@ -6,6 +6,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "core/operation.h"
+#include "core/stack.h"
 #include "server/job.h"
 #include "stackproc/v1/service.pb.h"
 
@@ -15,8 +16,17 @@ namespace stackproc::server {
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
 v1::PixelType ToProto(core::PixelType type);
+absl::StatusOr<core::PixelType> FromProto(v1::PixelType type);
+void ToProto(const core::StackShape& shape, v1::StackShape* out);
+// What a stream of result chunks makes up.
+void ToProto(const core::StackShape& shape, core::PixelType type,
+             const core::StackMetadata& metadata, v1::ResultHeader* out);
 void ToProto(const core::OperationInfo& info, v1::OperationDescriptor* out);
 void ToProto(const JobSnapshot& job, v1::Job* out);
+
+// Operations in the canonical text form (parameters sorted), not yet validated.
+absl::StatusOr<std::vector<std::string>> FromProto(
+    const google::protobuf::RepeatedPtrField<v1::OpSpec>& ops);
 
 // Validates the request's shape (not the pipeline: the job manager does that).
 absl::StatusOr<JobSpec> FromProto(const v1::JobSpec& spec);

@@ -1,10 +1,10 @@
 // stackprocd as a library: an Options struct, Start, port, Shutdown, Wait.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/operation_registry.h"
+#include "server/process_stream.h"
 #include "server/proto_convert.h"
 #include "server/stream_reactors.h"
 
@@ -97,8 +98,7 @@ grpc::ServerWriteReactor<v1::ReadResultResponse>* StackProcessorService::ReadRes
                      request->start_offset(), " is outside the result (", result->depth(),
                      " slices of ", result->slice_bytes(), " bytes)")));
   }
-  return new ReadResultReactor(std::move(result), request->start_slice(),
-                               request->start_offset());
+  return new ReadResultReactor(std::move(result), request->start_slice(), request->start_offset());
 }
 
 grpc::ServerUnaryReactor* StackProcessorService::ListOperations(
@@ -108,6 +108,11 @@ grpc::ServerUnaryReactor* StackProcessorService::ListOperations(
     ToProto(*info, response->add_operations());
   }
   return Done(context, absl::OkStatus());
+}
+
+grpc::ServerBidiReactor<v1::ProcessStreamRequest, v1::ProcessStreamResponse>*
+StackProcessorService::ProcessStream(grpc::CallbackServerContext* context) {
+  return new ProcessStreamReactor(context, jobs_);
 }
 
 }  // namespace stackproc::server

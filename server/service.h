@@ -29,6 +29,8 @@ class StackProcessorService final : public v1::StackProcessor::CallbackService {
       grpc::CallbackServerContext* context, const v1::WatchJobRequest* request) override;
   grpc::ServerWriteReactor<v1::ReadResultResponse>* ReadResult(
       grpc::CallbackServerContext* context, const v1::ReadResultRequest* request) override;
+  grpc::ServerBidiReactor<v1::ProcessStreamRequest, v1::ProcessStreamResponse>* ProcessStream(
+      grpc::CallbackServerContext* context) override;
   grpc::ServerUnaryReactor* ListOperations(grpc::CallbackServerContext* context,
                                            const v1::ListOperationsRequest* request,
                                            v1::ListOperationsResponse* response) override;

@@ -55,18 +55,7 @@ void WatchReactor::OnDone() {
 ReadResultReactor::ReadResultReactor(std::shared_ptr<const core::Stack> result, int64_t slice,
                                      int64_t offset)
     : result_(std::move(result)), slice_(slice), offset_(static_cast<size_t>(offset)) {
-  v1::ResultHeader* header = response_.mutable_header();
-  const core::StackShape& shape = result_->shape();
-  header->mutable_shape()->set_depth(shape.depth);
-  header->mutable_shape()->set_height(shape.height);
-  header->mutable_shape()->set_width(shape.width);
-  header->set_pixel_type(ToProto(result_->pixel_type()));
-  header->set_total_bytes(static_cast<int64_t>(result_->size_bytes()));
-  const core::StackMetadata& m = result_->metadata();
-  header->set_description(m.description);
-  header->set_x_resolution(m.x_resolution.value_or(0));
-  header->set_y_resolution(m.y_resolution.value_or(0));
-  header->set_resolution_unit(static_cast<int32_t>(m.resolution_unit));
+  ToProto(result_->shape(), result_->pixel_type(), result_->metadata(), response_.mutable_header());
   StartWrite(&response_);
 }
 
@@ -83,7 +72,7 @@ void ReadResultReactor::WriteNext() {
   if (slice_ >= result_->depth()) return Finish(grpc::Status::OK);
   const size_t n = std::min(kChunkBytes, result_->slice_bytes() - offset_);
   response_.Clear();
-  v1::ResultChunk* chunk = response_.mutable_chunk();
+  v1::SliceChunk* chunk = response_.mutable_chunk();
   chunk->set_slice(slice_);
   chunk->set_offset(static_cast<int64_t>(offset_));
   chunk->set_data(result_->slice_data(slice_) + offset_, n);

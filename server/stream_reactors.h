@@ -1,10 +1,10 @@
 // Server-streaming reactors: one write in flight, nothing blocks inside a callback.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <mutex>
-
-#include <grpcpp/grpcpp.h>
 
 #include "server/job.h"
 #include "stackproc/v1/service.grpc.pb.h"

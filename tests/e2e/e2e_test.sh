@@ -35,6 +35,17 @@ has 'succeeded: 20x64x80 uint16 -> out.tif' "$out" || fail "no summary: $out"
   --output "$work/ref.tif" >/dev/null 2>&1
 cmp "$work/data/out.tif" "$work/ref.tif" || fail "server output differs from the core's"
 
+# A streamed job from a local file: the same bytes as the path job, listed with the others.
+out=$("$cli" process "$work/data/in.tif" -o "$work/streamed.tif" --op gaussian:ksize=5 \
+  --op resize:scale=0.5)
+has "succeeded: 20x64x80 uint16 -> $work/streamed.tif" "$out" || fail "process: $out"
+cmp "$work/streamed.tif" "$work/ref.tif" || fail "streamed output differs from the core's"
+has '(stream) -> (stream)' "$("$cli" list)" || fail "streamed job not listed"
+if err=$("$cli" process "$work/data/in.tif" -o "$work/streamed.tif" --op invert 2>&1); then
+  fail "process overwrote an existing file"
+fi
+has exists "$err" || fail "overwrite error: $err"
+
 # In memory, then download; status and list; errors exit non-zero with one line.
 job=$("$cli" submit --input in.tif --op invert --in-memory)
 "$cli" watch "$job" >/dev/null || fail "watch"

@@ -1,10 +1,10 @@
 // The gRPC service end to end in one process: a real server on port 0, the real client.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <filesystem>
 #include <fstream>
 #include <thread>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "client/client.h"
 #include "core/executor.h"
@@ -12,6 +12,7 @@
 #include "core/tiff_reader.h"
 #include "core/tiff_writer.h"
 #include "server/server.h"
+#include "tests/server/service_fixture.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"
 
@@ -24,81 +25,6 @@ using ::stackproc::testing::StacksEqual;
 using ::stackproc::testing::StatusIs;
 using ::stackproc::testing::TempDir;
 using ::testing::HasSubstr;
-namespace v1 = ::stackproc::v1;
-
-class ServiceTest : public ::testing::Test {
- protected:
-  void SetUp() override { StartServer(uint64_t{1} << 30); }
-
-  void StartServer(uint64_t memory_budget) {
-    server::ServerOptions options;
-    options.listen = "127.0.0.1:0";
-    options.jobs.data_root = root_.path().string();
-    options.jobs.threads = 2;
-    options.jobs.memory_budget = memory_budget;
-    absl::StatusOr<std::unique_ptr<server::Server>> started = server::Server::Start(options);
-    ASSERT_OK(started);
-    server_ = std::move(started).value();
-    client_ = std::make_unique<client::Client>(absl::StrCat("127.0.0.1:", server_->port()));
-  }
-
-  // Writes a stack into the data root.
-  core::Stack Input(const std::string& name, const core::StackShape& shape,
-                    core::PixelType type = core::PixelType::kUint16) {
-    core::Stack stack = MakeStack(shape, type, 11);
-    EXPECT_OK(core::WriteTiff(root_.File(name), stack));
-    return stack;
-  }
-
-  static v1::SubmitJobRequest Request(const std::string& input,
-                                      const std::vector<std::string>& ops,
-                                      const std::string& output) {
-    v1::SubmitJobRequest request;
-    request.mutable_spec()->set_input_path(input);
-    for (const std::string& op : ops) *request.mutable_spec()->add_ops() = *client::ParseOpText(op);
-    if (output.empty()) {
-      request.mutable_spec()->mutable_output()->mutable_in_memory();
-    } else {
-      request.mutable_spec()->mutable_output()->set_path(output);
-    }
-    return request;
-  }
-
-  // The core's own result for the same input and pipeline: the reference.
-  static core::Stack CoreResult(const core::Stack& input, const std::vector<std::string>& ops) {
-    absl::StatusOr<core::Pipeline> pipeline = core::Pipeline::Parse(ops);
-    absl::StatusOr<core::Stack> out =
-        core::Execute(::stackproc::testing::CopyStack(input), *pipeline);
-    EXPECT_OK(out);
-    return std::move(out).value();
-  }
-
-  // Waits until the job is running and has done at least one slice.
-  void WaitUntilProcessing(const std::string& id) {
-    for (int i = 0; i < 2000; ++i) {
-      absl::StatusOr<v1::Job> job = client_->Get(id);
-      ASSERT_OK(job);
-      if (job->progress().slices_done() > 0) return;
-      ASSERT_LT(job->state(), v1::JOB_STATE_SUCCEEDED) << "finished before it could be observed";
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    FAIL() << "job " << id << " never started processing";
-  }
-
-  std::vector<std::string> RootEntries() const {
-    std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(root_.path())) names.push_back(e.path().filename());
-    std::sort(names.begin(), names.end());
-    return names;
-  }
-
-  // A job slow enough to observe and cancel: a wide bilateral filter.
-  const std::vector<std::string> kSlowOps = {"bilateral:d=25,sigma_color=50,sigma_space=9"};
-
-  TempDir root_;
-  std::unique_ptr<server::Server> server_;
-  std::unique_ptr<client::Client> client_;
-};
 
 TEST_F(ServiceTest, SubmitWatchFinishEqualsCore) {
   core::Stack input = Input("in.tif", {12, 96, 80});
@@ -174,12 +100,12 @@ TEST_F(ServiceTest, BadRequestsGetTheRightCodes) {
 TEST_F(ServiceTest, PathsOutsideTheDataRootArePermissionDenied) {
   Input("in.tif", {2, 16, 16});
   TempDir outside;
-  ASSERT_OK(core::WriteTiff(outside.File("secret.tif"), MakeStack({1, 8, 8}, core::PixelType::kUint8)));
+  ASSERT_OK(
+      core::WriteTiff(outside.File("secret.tif"), MakeStack({1, 8, 8}, core::PixelType::kUint8)));
   fs::create_symlink(outside.File("secret.tif"), root_.File("link.tif"));
   fs::create_directory_symlink(outside.path(), root_.File("out-link"));
-  for (const std::string& input :
-       {std::string("../x.tif"), outside.File("secret.tif"), std::string("link.tif"),
-        std::string("sub/../../x.tif")}) {
+  for (const std::string& input : {std::string("../x.tif"), outside.File("secret.tif"),
+                                   std::string("link.tif"), std::string("sub/../../x.tif")}) {
     EXPECT_THAT(client_->Submit(Request(input, {"invert"}, "o.tif")),
                 StatusIs(absl::StatusCode::kPermissionDenied, ::testing::_))
         << input;
@@ -218,7 +144,7 @@ TEST_F(ServiceTest, CancelMidJobLeavesNoOutput) {
 
 TEST_F(ServiceTest, MemoryBudgetQueuesAndRejects) {
   server_.reset();
-  StartServer(uint64_t{20} << 20);  // 20 MiB
+  StartServer(uint64_t{20} << 20);                             // 20 MiB
   Input("in.tif", {48, 512, 512}, core::PixelType::kUint8);    // 12 MiB: one fits at a time
   Input("big.tif", {100, 512, 512}, core::PixelType::kUint8);  // 25 MiB: never fits
   EXPECT_THAT(client_->Submit(Request("big.tif", {"invert"}, "o.tif")),

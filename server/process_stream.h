@@ -1,0 +1,81 @@
+// ProcessStream: a streamed job on one bidirectional call. The upload fills a core::SliceStream
+// (slices are processed as they complete) and the results flow back in slice order on the same
+// call. Back-pressure both ways: the next chunk is read only when the stream's window has room
+// for it, and the next response is written only when the previous write is done; so server
+// memory is the window, whatever the stack's size and however slowly the client reads.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "core/slice_stream.h"
+#include "server/job_manager.h"
+#include "stackproc/v1/service.grpc.pb.h"
+
+namespace stackproc::server {
+
+class ProcessStreamReactor final
+    : public grpc::ServerBidiReactor<v1::ProcessStreamRequest, v1::ProcessStreamResponse> {
+ public:
+  static constexpr size_t kChunkBytes = 1 << 20;
+
+  ProcessStreamReactor(grpc::CallbackServerContext* context, JobManager& jobs);
+
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+
+ private:
+  // Validates the header, plans the stream and queues the job.
+  absl::Status StartJob(const v1::StreamHeader& header);
+  // Copies one uploaded chunk into its slice; a complete slice starts processing.
+  absl::Status TakeChunk(const v1::SliceChunk& chunk);
+  // Called from the stream's workers after a slice is processed.
+  void OnStreamChange();
+  // The rest take mutex_. Pump starts the next read and the next write when they can go.
+  void Pump();
+  // Whether the next response is a progress update, and fills it if so.
+  bool NextJobUpdate(bool force);
+  bool NextResult();
+  // Ends the job and the call with `status` (once the write in flight is done).
+  void End(const absl::Status& status);
+
+  grpc::CallbackServerContext* const context_;
+  JobManager& jobs_;
+  std::mutex mutex_;
+  v1::ProcessStreamRequest request_;
+  v1::ProcessStreamResponse response_;
+  std::unique_ptr<core::SliceStream> stream_;
+  std::shared_ptr<Job> job_;
+
+  bool admitted_ = false;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool upload_closed_ = false;  // the client half-closed after the last slice
+  bool ended_ = false;          // End ran; Finish follows when no write is in flight
+  bool finish_called_ = false;
+  bool done_ = false;  // OnDone ran: stream callbacks do nothing
+  bool sent_result_header_ = false;
+  bool sent_final_job_ = false;
+  absl::Status end_status_;
+
+  int64_t in_slice_ = 0;  // the upload's position
+  size_t in_offset_ = 0;
+  uint8_t* in_buffer_ = nullptr;
+  int64_t out_slice_ = 0;  // the results' position
+  size_t out_offset_ = 0;
+
+  uint64_t sent_job_version_ = 0;
+  JobState sent_state_ = JobState::kQueued;
+  int64_t sent_processed_ = -1;
+  absl::Time last_job_sent_ = absl::InfinitePast();
+  absl::Time started_ = absl::InfinitePast();
+};
+
+}  // namespace stackproc::server

@@ -2,22 +2,30 @@
 # Installs stackproc's build and test dependencies from Debian 12 (bookworm) packages.
 # Idempotent: when every package is already installed it returns without touching apt.
 #   deploy/install-deps.sh            build + test dependencies (default)
+#   deploy/install-deps.sh --build    only what building stackprocd and stackproc needs
 #   deploy/install-deps.sh --runtime  only the shared libraries the binaries need
 set -euo pipefail
 
-build_pkgs=(
-  build-essential cmake ninja-build pkg-config ccache
+compile_pkgs=(
+  build-essential cmake ninja-build pkg-config
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libabsl-dev libtbb-dev libopencv-dev libtiff-dev libzstd-dev zlib1g-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-numpy python3-tifffile python3-opencv python3-grpcio libtiff-tools
+)
+test_pkgs=(
+  ccache libgtest-dev libgmock-dev libbenchmark-dev
+  python3 python3-numpy python3-tifffile python3-opencv python3-grpcio python3-yaml
+  libtiff-tools
 )
 runtime_pkgs=(
   libgrpc++1.51 libprotobuf32 libtbb12 libopencv-core406 libopencv-imgproc406 libtiff6
 )
 
-pkgs=("${build_pkgs[@]}")
-[[ "${1:-}" == "--runtime" ]] && pkgs=("${runtime_pkgs[@]}")
+case "${1:-}" in
+  "") pkgs=("${compile_pkgs[@]}" "${test_pkgs[@]}") ;;
+  --build) pkgs=("${compile_pkgs[@]}") ;;
+  --runtime) pkgs=("${runtime_pkgs[@]}") ;;
+  *) echo "usage: install-deps.sh [--build | --runtime]" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -69,6 +69,7 @@ void Job::RequestCancel() {
 
 void Job::Start(absl::Time now) {
   Update([&](JobSnapshot& s) {
+    if (IsTerminal(s.state)) return;  // ended while being admitted (a streamed job's client left)
     s.state = JobState::kRunning;
     s.start_time = now;
     s.stage = s.spec.streamed ? "streaming" : "reading";

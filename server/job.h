@@ -81,7 +81,7 @@ class Job {
   // Fires the cancel token and the cancel hook.
   void RequestCancel();
 
-  // State changes (the job manager's).
+  // State changes (the job manager's). Start is a no-op on an ended job.
   void Start(absl::Time now);
   void SetStage(const std::string& stage);
   void SetProgress(const core::Progress& progress);

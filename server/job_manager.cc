@@ -4,8 +4,10 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <random>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -21,11 +23,26 @@ std::string Gib(uint64_t bytes) {
   return absl::StrFormat("%.2f GiB", static_cast<double>(bytes) / (uint64_t{1} << 30));
 }
 
-uint64_t DefaultBudget() {
+// The memory this process may use: physical memory, or the container's limit when a cgroup
+// sets one (v2 memory.max, v1 memory.limit_in_bytes). In a container the host's physical
+// memory is not ours: a budget from it would get the server OOM-killed.
+uint64_t AvailableMemory() {
   const auto pages = static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES));
   const auto page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-  return pages * page / 4 * 3;
+  uint64_t memory = pages * page;
+  for (const char* path :
+       {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    std::ifstream file(path);
+    std::string text;
+    uint64_t limit = 0;
+    if (file >> text && absl::SimpleAtoi(text, &limit) && limit > 0) {
+      memory = std::min(memory, limit);  // "max" (no limit) does not parse
+    }
+  }
+  return memory;
 }
+
+uint64_t DefaultBudget() { return AvailableMemory() / 4 * 3; }
 
 // A quoted value for key=value logs.
 std::string Quote(absl::string_view text) {

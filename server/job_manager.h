@@ -31,7 +31,7 @@ struct JobManagerOptions {
   std::string data_root;  // required
   int threads = 0;        // arena concurrency; 0: all cores
   int max_running_jobs = 1;
-  uint64_t memory_budget = 0;                          // bytes; 0: 3/4 of physical memory
+  uint64_t memory_budget = 0;  // bytes; 0: 3/4 of physical memory or of the cgroup limit
   absl::Duration result_ttl = absl::Hours(1);          // default retention of in-memory results
   uint64_t stream_window_bytes = uint64_t{256} << 20;  // slices in flight per streamed job
   core::TiffLimits limits;

@@ -19,7 +19,8 @@ constexpr char kUsage[] = R"(usage: stackprocd [flags]
   --threads N               worker threads for processing (default: all cores)
   --max-running-jobs N      jobs processed at once (default 1)
   --memory-budget SIZE      memory for running jobs and held results, e.g. 8G, 512M
-                            (default: 3/4 of physical memory)
+                            (default: 3/4 of physical memory, or of the container's
+                            memory limit when a cgroup sets one)
   --result-ttl SECONDS      how long in-memory results are kept (default 3600)
   --stream-window SIZE      memory for the slices in flight of one streamed job (default 256M)
   --shutdown-grace SECONDS  on SIGTERM/SIGINT, time running jobs get to finish (default 30)
@@ -99,6 +100,12 @@ absl::StatusOr<ServerOptions> ParseOptions(int argc, char** argv) {
 }
 
 int Main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+  }
   core::KeepMessageBuffersInTheHeap();
   absl::StatusOr<ServerOptions> options = ParseOptions(argc, argv);
   if (!options.ok()) {

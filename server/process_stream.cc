@@ -197,7 +197,8 @@ void ProcessStreamReactor::OnReadDone(bool ok) {
 void ProcessStreamReactor::OnWriteDone(bool ok) {
   std::lock_guard lock(mutex_);
   writing_ = false;
-  if (!ok) return End(absl::CancelledError("the client went away"));
+  // Pump even when the call has already ended: a Finish may be waiting for this write.
+  if (!ok) End(absl::CancelledError("the client went away"));
   Pump();
 }
 

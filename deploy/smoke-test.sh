@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Builds the Docker image and proves it serves: starts a container over a temporary data
+# directory, runs a path job and a streamed job against it with the host's stackproc CLI,
+# checks both outputs against the core run on the host, checks the container user is not root
+# and that `docker stop` (SIGTERM) ends it cleanly, and reports the image's size and build time.
+#
+# Uses `docker` when a daemon answers, else ../shared/tools/container (buildah + podman, for
+# machines without a Docker daemon); with neither it says so and exits 0.
+#   deploy/smoke-test.sh [BUILD_DIR]   host binaries from BUILD_DIR (default build/release)
+# STACKPROC_SMOKE_REUSE_IMAGE=1 skips the build when the image exists (podman engine only).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+build=$(cd "${1:-$repo/build/release}" && pwd)
+tool=${STACKPROC_CONTAINER_TOOL:-$repo/../shared/tools/container}
+tag=localhost/stackproc:smoke
+name=stackproc-smoke-$$
+cli=$build/client/stackproc
+local_tool=$build/core/stackproc-local
+say() { echo "smoke-test: $*"; }
+fail() { say "FAIL: $*" >&2; exit 1; }
+
+if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+  engine() { docker "$@"; }
+  build_image() { docker build -f "$repo/deploy/Dockerfile" -t "$tag" "$repo"; }
+elif [[ -x "$tool" ]]; then
+  engine() { "$tool" podman "$@"; }
+  build_image() { "$tool" build "$repo" "$tag" "$repo/deploy/Dockerfile"; }
+else
+  say "SKIPPED: no Docker daemon and no $tool"
+  exit 0
+fi
+
+work=$(mktemp -d)
+cleanup() {
+  engine rm -f "$name" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+if [[ -n "${STACKPROC_SMOKE_REUSE_IMAGE:-}" ]] && engine image exists "$tag" 2>/dev/null; then
+  say "reusing the image $tag (STACKPROC_SMOKE_REUSE_IMAGE)"
+else
+  t0=$SECONDS
+  build_image >"$work/build.log" 2>&1 || { tail -30 "$work/build.log"; fail "image build"; }
+  say "image $tag built in $((SECONDS - t0))s"
+fi
+size=$(engine image inspect --format '{{.Size}}' "$tag")
+say "image size $((size / 1024 / 1024)) MiB"
+
+# The container runs as uid 10001: its data directory must be writable by it.
+mkdir -m 0777 "$work/data"
+"$local_tool" generate "$work/data/in.tif" --shape 24x256x320 --type uint16 >/dev/null
+"$local_tool" run --input "$work/data/in.tif" --op gaussian:ksize=5 --op resize:scale=0.5 \
+  --output "$work/ref.tif" >/dev/null 2>&1
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# Host networking (what the no-daemon engine offers); with Docker this is the same as -p.
+engine run -d --network host --name "$name" -v "$work/data:/data" \
+  -e STACKPROC_LISTEN="127.0.0.1:$port" -e STACKPROC_MEMORY_BUDGET=1G "$tag" >/dev/null
+export STACKPROC_SERVER=127.0.0.1:$port
+for _ in $(seq 100); do "$cli" health >/dev/null 2>&1 && break; sleep 0.2; done
+[[ "$("$cli" health)" == SERVING ]] || { engine logs "$name" || true; fail "not serving"; }
+
+"$cli" submit --input in.tif --op gaussian:ksize=5 --op resize:scale=0.5 --output out.tif \
+  --wait >"$work/submit.log" || { cat "$work/submit.log"; fail "path job"; }
+cmp "$work/data/out.tif" "$work/ref.tif" || fail "path job output differs from the core's"
+say "path job: $(tail -1 "$work/submit.log")"
+
+"$cli" process "$work/data/in.tif" -o "$work/streamed.tif" --op gaussian:ksize=5 \
+  --op resize:scale=0.5 >"$work/process.log" || { cat "$work/process.log"; fail "streamed job"; }
+cmp "$work/streamed.tif" "$work/ref.tif" || fail "streamed output differs from the core's"
+say "streamed job: $(tail -1 "$work/process.log")"
+
+uid=$(engine exec "$name" id -u)
+[[ "$uid" != 0 ]] || fail "the container runs as root"
+[[ "$(engine exec "$name" stackproc --server "127.0.0.1:$port" health)" == SERVING ]] ||
+  fail "the CLI inside the image"
+say "container user uid=$uid; stackproc health inside the container: SERVING"
+
+t0=$SECONDS
+engine stop -t 20 "$name" >/dev/null
+stop_s=$((SECONDS - t0))
+code=$(engine inspect --format '{{.State.ExitCode}}' "$name")
+[[ "$code" == 0 ]] || { engine logs "$name" || true; fail "exit code $code after SIGTERM"; }
+((stop_s < 15)) || fail "SIGTERM took ${stop_s}s: the server did not shut down by itself"
+engine logs "$name" 2>&1 | grep -q 'event=job_finished' || fail "no job log lines"
+say "stopped by SIGTERM in ${stop_s}s, exit code 0"
+say "1 passed, 0 failed"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, end to end on this machine: builds stackproc, starts the server (stackprocd) on a
 # free port over a data directory, generates a sample microscopy-like stack there, submits a
-# pipeline through the CLI (stackproc) with live progress, and prints where the output is.
+# pipeline through the CLI (stackproc) with live progress, streams the same stack through the
+# server with `stackproc process`, and prints where the outputs are.
 # Installs the Debian 12 dependencies first.
 #   deploy/demo.sh [DATA_DIR]      (default: ./demo-data)
 set -euo pipefail
@@ -26,6 +27,10 @@ export STACKPROC_SERVER="127.0.0.1:$(sed -n 's/.*listening on [^:]*:\([0-9]*\).*
 "$bin/client/stackproc" submit --input sample.tif \
   --op gaussian:ksize=5 --op clahe:clip=2.0 --op resize:scale=0.5 \
   --output sample-processed.tif --compression deflate --overwrite --wait
+# The same pipeline as a streamed job: the client uploads the file, the server sends the
+# processed slices back as they are done, the client writes them locally.
+"$bin/client/stackproc" process "$data/sample.tif" -o "$data/sample-streamed.tif" \
+  --op gaussian:ksize=5 --op clahe:clip=2.0 --op resize:scale=0.5 --overwrite
 echo "server log ($log):"
 cat "$log"
-echo "output: $data/sample-processed.tif"
+echo "output: $data/sample-processed.tif (path job), $data/sample-streamed.tif (streamed job)"

@@ -4,20 +4,10 @@
 # OpenCV's GaussianBlur computed in Python on the same stack read with tifffile.
 # usage: python_client_test.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
-build=$1
-src=$2
-work=$(mktemp -d)
-trap 'kill $(cat "$work/pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
-mkdir "$work/data" "$work/stubs"
-protoc --proto_path="$src/proto" --python_out="$work/stubs" --grpc_python_out="$work/stubs" \
-  --plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin \
-  "$src/proto/stackproc/v1/operation.proto" "$src/proto/stackproc/v1/service.proto"
+source "$(dirname "$0")/common.sh" "$1" "$2"
 "$build/core/stackproc-local" generate "$work/data/in.tif" --shape 6x90x70 --type uint8 >/dev/null
-"$build/server/stackprocd" --listen 127.0.0.1:0 --data-root "$work/data" >"$work/out" 2>/dev/null &
-echo $! >"$work/pid"
-for _ in $(seq 100); do grep -q listening "$work/out" && break; sleep 0.1; done
-port=$(sed -n 's/.*listening on [^:]*:\([0-9]*\).*/\1/p' "$work/out")
-PYTHONPATH="$work/stubs" /usr/bin/python3 - "$port" "$work/data/in.tif" <<'PY'
+start_server
+/usr/bin/python3 - "$port" "$work/data/in.tif" <<'PY'
 import sys, grpc, numpy as np, tifffile, cv2
 from stackproc.v1 import service_pb2 as pb, service_pb2_grpc as rpc
 port, path = sys.argv[1], sys.argv[2]

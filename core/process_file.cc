@@ -42,6 +42,7 @@ absl::StatusOr<ProcessSummary> ProcessFile(const ProcessRequest& request) {
     stage("writing");
     WriteOptions write = request.write;
     write.cancel = request.cancel;
+    write.arena = request.arena;
     STACKPROC_RETURN_IF_ERROR(WriteTiff(request.output_path, result, write));
   }
   absl::Time t3 = absl::Now();

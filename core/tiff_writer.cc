@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <tbb/parallel_for.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
+#include "core/strip_encoder.h"
 #include "core/tiff_handle.h"
 
 namespace stackproc::core {
@@ -187,16 +189,20 @@ absl::Status TiffPageWriter::WritePage(const uint8_t* page) {
   SetPageTags(tif, shape_, type_, metadata_, z, compression, rows_per_strip_);
   const auto height = static_cast<size_t>(shape_.height);
   const size_t row_bytes = slice_bytes_ / height;
-  for (size_t row = 0, strip = 0; row < height; row += rows_per_strip_, ++strip) {
-    size_t bytes = std::min<size_t>(rows_per_strip_, height - row) * row_bytes;
-    uint8_t* data = const_cast<uint8_t*>(page + row * row_bytes);  // not written: no codec
-    if (!scratch_.empty()) {
-      std::memcpy(scratch_.data(), data, bytes);
-      data = scratch_.data();
-    }
-    if (TIFFWriteEncodedStrip(tif, static_cast<uint32_t>(strip), data,
-                              static_cast<tmsize_t>(bytes)) < 0) {
-      return IoError(path_, absl::StrCat("writing page ", z, " failed"), handle_->TakeError());
+  if (options_.parallel_compression && CanEncodeStrips(options_.compression, type_)) {
+    STACKPROC_RETURN_IF_ERROR(WriteStripsEncodedInParallel(page, height, row_bytes));
+  } else {
+    for (size_t row = 0, strip = 0; row < height; row += rows_per_strip_, ++strip) {
+      size_t bytes = std::min<size_t>(rows_per_strip_, height - row) * row_bytes;
+      uint8_t* data = const_cast<uint8_t*>(page + row * row_bytes);  // not written: no codec
+      if (!scratch_.empty()) {
+        std::memcpy(scratch_.data(), data, bytes);
+        data = scratch_.data();
+      }
+      if (TIFFWriteEncodedStrip(tif, static_cast<uint32_t>(strip), data,
+                                static_cast<tmsize_t>(bytes)) < 0) {
+        return IoError(path_, absl::StrCat("writing page ", z, " failed"), handle_->TakeError());
+      }
     }
   }
   if (!TIFFWriteDirectory(tif)) {
@@ -204,6 +210,37 @@ absl::Status TiffPageWriter::WritePage(const uint8_t* page) {
                    handle_->TakeError());
   }
   ++next_page_;
+  return absl::OkStatus();
+}
+
+absl::Status TiffPageWriter::WriteStripsEncodedInParallel(const uint8_t* page, size_t height,
+                                                          size_t row_bytes) {
+  const size_t strips = (height + rows_per_strip_ - 1) / rows_per_strip_;
+  encoded_.resize(strips);
+  std::vector<absl::Status> status(strips);
+  auto encode = [&] {
+    tbb::parallel_for(size_t{0}, strips, [&](size_t s) {
+      thread_local std::vector<uint8_t> scratch;
+      const size_t row = s * rows_per_strip_;
+      const size_t rows = std::min<size_t>(rows_per_strip_, height - row);
+      status[s] = EncodeStrip(options_.compression, type_, page + row * row_bytes, rows, row_bytes,
+                              scratch, encoded_[s]);
+    });
+  };
+  if (options_.arena != nullptr) {
+    options_.arena->execute(encode);
+  } else {
+    encode();
+  }
+  // Written in order, as libtiff would have: strip offsets grow with the strip index.
+  for (size_t s = 0; s < strips; ++s) {
+    STACKPROC_RETURN_IF_ERROR(status[s]);
+    if (TIFFWriteRawStrip(handle_->get(), static_cast<uint32_t>(s), encoded_[s].data(),
+                          static_cast<tmsize_t>(encoded_[s].size())) < 0) {
+      return IoError(path_, absl::StrCat("writing page ", next_page_, " failed"),
+                     handle_->TakeError());
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -4,6 +4,8 @@
 // (and any earlier file there untouched).
 #pragma once
 
+#include <tbb/task_arena.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -34,6 +36,10 @@ struct WriteOptions {
   // fsync the file before the rename, so a completed write survives a crash.
   bool sync = true;
   const CancelToken* cancel = nullptr;  // polled between pages
+  // Deflate and zstd strips of 8/16-bit pages are compressed many at once, in `arena` (nullptr:
+  // the calling thread's arena, all cores); false: by libtiff's codecs on the writing thread.
+  bool parallel_compression = true;
+  tbb::task_arena* arena = nullptr;
 };
 
 // Writes `stack` and its metadata to `path`. The description is written to page 0 (an ImageJ
@@ -70,6 +76,8 @@ class TiffPageWriter {
                  const StackShape& shape, PixelType type, StackMetadata metadata,
                  const WriteOptions& options, size_t slice_bytes);
 
+  absl::Status WriteStripsEncodedInParallel(const uint8_t* page, size_t height, size_t row_bytes);
+
   const std::string path_, temp_;
   std::unique_ptr<TiffHandle> handle_;
   const StackShape shape_;
@@ -78,7 +86,8 @@ class TiffPageWriter {
   const WriteOptions options_;
   const size_t slice_bytes_;
   const uint32_t rows_per_strip_;
-  std::vector<uint8_t> scratch_;  // codecs modify the buffer they are given
+  std::vector<uint8_t> scratch_;               // codecs modify the buffer they are given
+  std::vector<std::vector<uint8_t>> encoded_;  // a page's strips, compressed in parallel
   int64_t next_page_ = 0;
   bool committed_ = false;
 };

@@ -9,7 +9,7 @@ set -euo pipefail
 compile_pkgs=(
   build-essential cmake ninja-build pkg-config
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
-  libabsl-dev libtbb-dev libopencv-dev libtiff-dev libzstd-dev zlib1g-dev
+  libabsl-dev libtbb-dev libopencv-dev libtiff-dev libzstd-dev libdeflate-dev zlib1g-dev
 )
 test_pkgs=(
   ccache libgtest-dev libgmock-dev libbenchmark-dev
@@ -18,6 +18,7 @@ test_pkgs=(
 )
 runtime_pkgs=(
   libgrpc++1.51 libprotobuf32 libtbb12 libopencv-core406 libopencv-imgproc406 libtiff6
+  libdeflate0 libzstd1
 )
 
 case "${1:-}" in

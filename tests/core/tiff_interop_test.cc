@@ -124,6 +124,35 @@ TEST(OurFilesTest, TifffileReadsEveryTypeAndCompression) {
             0);
 }
 
+// Pages of several strips: deflate and zstd strips are compressed in parallel and written by
+// index; tifffile (deflate) and tiffcp (zstd) must read them back exactly.
+TEST(OurFilesTest, MultiStripPagesCompressedInParallelReadBack) {
+  TempDir dir;
+  std::string args;
+  for (PixelType type : {PixelType::kUint8, PixelType::kUint16}) {
+    for (Compression c : {Compression::kDeflate, Compression::kZstd}) {
+      // 1500 rows of 700 pixels: 749 (uint8) or 374 (uint16) rows per 512 KiB strip.
+      Stack stack = MakeStack({3, 1500, 700}, type, 77);
+      std::string name = absl::StrCat("multi_", PixelTypeName(type), "_", CompressionName(c));
+      WriteOptions options;
+      options.compression = c;
+      ASSERT_OK(WriteTiff(dir.File(name + ".tif"), stack, options));
+      ASSERT_OK_AND_ASSIGN(Stack back, ReadTiff(dir.File(name + ".tif")));
+      EXPECT_TRUE(StacksEqual(back, stack)) << name;
+      std::ofstream(dir.File(name + ".raw"), std::ios::binary)
+          .write(reinterpret_cast<const char*>(stack.data()),
+                 static_cast<std::streamsize>(stack.size_bytes()));
+      absl::StrAppend(&args, " ", name, " ", PixelTypeName(type), " 3 1500 700");
+    }
+  }
+  EXPECT_EQ(RunCommand(absl::StrCat(STACKPROC_PYTHON, " ", SourceDir(),
+                                    "/tests/core/check_written.py ", dir.path().string(), args)),
+            0);
+  EXPECT_EQ(RunCommand(absl::StrCat("tiffinfo ", dir.File("multi_uint16_zstd.tif"),
+                                    " | grep -q 'Rows/Strip: 374'")),
+            0);
+}
+
 // Runs a Python snippet with tifffile/numpy; `D` is the test's directory.
 int Python(const TempDir& dir, const std::string& code) {
   std::string script = dir.File("snippet.py");

@@ -21,9 +21,12 @@ fail() { say "FAIL: $*" >&2; exit 1; }
 
 if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
   engine() { docker "$@"; }
+  log_args=()
   build_image() { docker build -f "$repo/deploy/Dockerfile" -t "$tag" "$repo"; }
 elif [[ -x "$tool" ]]; then
   engine() { "$tool" podman "$@"; }
+  # Podman's default log driver is journald where systemd runs, which `podman logs` may not read.
+  log_args=(--log-driver k8s-file)
   build_image() { "$tool" build "$repo" "$tag" "$repo/deploy/Dockerfile"; }
 else
   say "SKIPPED: no Docker daemon and no $tool"
@@ -54,7 +57,7 @@ mkdir -m 0777 "$work/data"
   --output "$work/ref.tif" >/dev/null 2>&1
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 # Host networking (what the no-daemon engine offers); with Docker this is the same as -p.
-engine run -d --network host --name "$name" -v "$work/data:/data" \
+engine run -d --network host "${log_args[@]}" --name "$name" -v "$work/data:/data" \
   -e STACKPROC_LISTEN="127.0.0.1:$port" -e STACKPROC_MEMORY_BUDGET=1G "$tag" >/dev/null
 export STACKPROC_SERVER=127.0.0.1:$port
 for _ in $(seq 100); do "$cli" health >/dev/null 2>&1 && break; sleep 0.2; done
@@ -82,6 +85,9 @@ stop_s=$((SECONDS - t0))
 code=$(engine inspect --format '{{.State.ExitCode}}' "$name")
 [[ "$code" == 0 ]] || { engine logs "$name" || true; fail "exit code $code after SIGTERM"; }
 ((stop_s < 15)) || fail "SIGTERM took ${stop_s}s: the server did not shut down by itself"
-engine logs "$name" 2>&1 | grep -q 'event=job_finished' || fail "no job log lines"
+# To a file first: `grep -q` in a pipe under pipefail can fail the check when it stops reading early.
+engine logs "$name" >"$work/server.log" 2>&1 || true
+grep -q 'event=job_finished' "$work/server.log" || { cat "$work/server.log"; fail "no job log lines"; }
+say "server log: $(grep -c 'event=job_finished' "$work/server.log") job_finished lines"
 say "stopped by SIGTERM in ${stop_s}s, exit code 0"
 say "1 passed, 0 failed"

@@ -4,88 +4,18 @@
 #include <tbb/parallel_for.h>
 #include <tbb/task_group.h>
 
-#include <atomic>
-#include <limits>
 #include <mutex>
 #include <opencv2/core.hpp>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/first_error.h"
+#include "core/progress_reporter.h"
 #include "core/slice_runner.h"
 #include "core/status_macros.h"
 
 namespace stackproc::core {
 namespace {
-
-// Reports progress at most once per interval, from whichever worker finishes a slice first
-// after the interval has passed.
-class ProgressReporter {
- public:
-  ProgressReporter(const ExecuteOptions& options, int64_t total, uint64_t slice_bytes)
-      : options_(options), total_(total), slice_bytes_(slice_bytes), start_(absl::Now()) {}
-
-  void SliceDone() {
-    int64_t done = done_.fetch_add(1, std::memory_order_relaxed) + 1;
-    if (!options_.on_progress) return;
-    absl::Time now = absl::Now();
-    std::unique_lock lock(mutex_, std::try_to_lock);
-    if (!lock.owns_lock() || now - last_ < options_.progress_interval) return;
-    last_ = now;
-    options_.on_progress(Make(done, now));
-  }
-
-  void Finish() {
-    if (!options_.on_progress) return;
-    std::lock_guard lock(mutex_);
-    options_.on_progress(Make(total_, absl::Now()));
-  }
-
- private:
-  Progress Make(int64_t done, absl::Time now) const {
-    Progress p;
-    p.slices_done = done;
-    p.slices_total = total_;
-    p.bytes_done = slice_bytes_ * static_cast<uint64_t>(done);
-    p.bytes_total = slice_bytes_ * static_cast<uint64_t>(total_);
-    p.elapsed = now - start_;
-    if (done > 0) p.eta = p.elapsed * (static_cast<double>(total_ - done) / done);
-    return p;
-  }
-
-  const ExecuteOptions& options_;
-  const int64_t total_;
-  const uint64_t slice_bytes_;
-  const absl::Time start_;
-  std::atomic<int64_t> done_{0};
-  std::mutex mutex_;
-  absl::Time last_ = absl::InfinitePast();
-};
-
-// Keeps the error of the lowest slice, and stops the parallel loop at the first one.
-class FirstError {
- public:
-  explicit FirstError(tbb::task_group_context& context) : context_(context) {}
-  void Set(int64_t slice, absl::Status status) {
-    {
-      std::lock_guard lock(mutex_);
-      if (slice < slice_) {
-        slice_ = slice;
-        status_ = std::move(status);
-      }
-    }
-    context_.cancel_group_execution();
-  }
-  absl::Status Take() {
-    std::lock_guard lock(mutex_);
-    return std::move(status_);
-  }
-
- private:
-  tbb::task_group_context& context_;
-  std::mutex mutex_;
-  int64_t slice_ = std::numeric_limits<int64_t>::max();
-  absl::Status status_;
-};
 
 // One fused segment: steps [first, last) over every slice of `in`, into `out` (which may be
 // `in`). `formats` are the pipeline's planned formats.
@@ -94,7 +24,7 @@ absl::Status RunSegment(Pipeline& pipeline, size_t first, size_t last,
                         const ExecuteOptions& options, ProgressReporter& progress) {
   SliceRunner runner(pipeline, formats, first, last);
   tbb::task_group_context context;
-  FirstError error(context);
+  FirstError error(&context);
   auto run_slice = [&](int64_t z) {
     cv::Mat out_slice = out.Slice(z);
     return runner.Run(z, in.Slice(z), out_slice);
@@ -125,7 +55,8 @@ absl::StatusOr<Stack> ExecuteInArena(Stack input, Pipeline& pipeline,
     if (pipeline.step(i).op->NeedsWholeStack()) starts.push_back(i);
   }
   const int64_t passes = pipeline.empty() ? 0 : static_cast<int64_t>(starts.size());
-  ProgressReporter progress(options, input.depth() * passes, input.slice_bytes());
+  ProgressReporter progress(options.on_progress, options.progress_interval, input.depth() * passes,
+                            input.slice_bytes());
 
   StackMetadata metadata =
       UpdateMetadata(input.metadata(), {input.depth(), formats.back().height, formats.back().width},

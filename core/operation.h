@@ -68,6 +68,9 @@ struct SliceFormat {
   int width = 0;
   PixelType type = PixelType::kUint8;
 
+  size_t bytes() const {
+    return static_cast<size_t>(height) * static_cast<size_t>(width) * BytesPerPixel(type);
+  }
   friend bool operator==(const SliceFormat&, const SliceFormat&) = default;
 };
 

@@ -54,6 +54,13 @@ PixelGeometry Pipeline::Geometry(const SliceFormat& input) const {
   return geometry;
 }
 
+bool Pipeline::NeedsWholeStack() const {
+  for (const Step& step : steps_) {
+    if (step.op->NeedsWholeStack()) return true;
+  }
+  return false;
+}
+
 std::string Pipeline::ToString() const {
   std::string text;
   for (const Step& step : steps_) {

@@ -35,6 +35,10 @@ class Pipeline {
   // How the pipeline maps input pixels to output pixels (for metadata).
   PixelGeometry Geometry(const SliceFormat& input) const;
 
+  // Whether a step needs the whole stack (normalize:scope=stack): such a pipeline cannot run
+  // on a window of slices.
+  bool NeedsWholeStack() const;
+
   size_t size() const { return steps_.size(); }
   bool empty() const { return steps_.empty(); }
   Step& step(size_t i) { return steps_[i]; }

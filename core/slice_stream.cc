@@ -9,21 +9,6 @@
 #include "core/status_macros.h"
 
 namespace stackproc::core {
-namespace {
-
-size_t FormatBytes(const SliceFormat& f) {
-  return static_cast<size_t>(f.height) * static_cast<size_t>(f.width) * BytesPerPixel(f.type);
-}
-
-bool HasWholeStackStep(const Pipeline& pipeline) {
-  for (size_t i = 0; i < pipeline.size(); ++i) {
-    if (pipeline.step(i).op->NeedsWholeStack()) return true;
-  }
-  return false;
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<SliceStream>> SliceStream::Create(Pipeline pipeline,
                                                                  const StackShape& shape,
                                                                  PixelType type,
@@ -46,9 +31,9 @@ SliceStream::SliceStream(Pipeline pipeline, std::vector<SliceFormat> formats,
       input_shape_(shape),
       input_metadata_(std::move(metadata)),
       options_(std::move(options)),
-      in_bytes_(FormatBytes(formats_.front())),
-      out_bytes_(FormatBytes(formats_.back())),
-      whole_stack_(HasWholeStackStep(pipeline_)) {
+      in_bytes_(formats_.front().bytes()),
+      out_bytes_(formats_.back().bytes()),
+      whole_stack_(pipeline_.NeedsWholeStack()) {
   output_shape_ = {shape.depth, formats_.back().height, formats_.back().width};
   output_metadata_ = UpdateMetadata(input_metadata_, output_shape_, formats_.front().type,
                                     formats_.back().type, pipeline_.Geometry(formats_.front()));
@@ -62,7 +47,7 @@ SliceStream::SliceStream(Pipeline pipeline, std::vector<SliceFormat> formats,
   window_ = static_cast<int64_t>(std::clamp<uint64_t>(options_.window_bytes / slot_bytes, 1,
                                                       static_cast<uint64_t>(shape.depth)));
   uint64_t scratch = 0;  // per thread: one intermediate slice per step
-  for (size_t i = 1; i < formats_.size(); ++i) scratch += FormatBytes(formats_[i]);
+  for (size_t i = 1; i < formats_.size(); ++i) scratch += formats_[i].bytes();
   memory_bytes_ = static_cast<uint64_t>(window_) * slot_bytes +
                   scratch * static_cast<uint64_t>(options_.arena->max_concurrency());
   slots_.resize(static_cast<size_t>(window_));

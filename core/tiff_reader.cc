@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/first_error.h"
 #include "core/status_macros.h"
 #include "core/tiff_handle.h"
 
@@ -240,6 +241,20 @@ absl::Status DecodePage(TiffHandle& handle, const std::string& path, const TiffI
   return absl::OkStatus();
 }
 
+// One thread's libtiff handle over a file (opened on first use) and its tile buffer.
+struct PageDecoder {
+  std::optional<TiffHandle> handle;
+  std::vector<uint8_t> tile;
+
+  absl::Status Decode(const std::string& path, const TiffInfo& info, int64_t page, uint8_t* dst) {
+    if (!handle) {
+      STACKPROC_ASSIGN_OR_RETURN(TiffHandle opened, TiffHandle::Open(path, "r"));
+      handle = std::move(opened);
+    }
+    return DecodePage(*handle, path, info, page, dst, tile);
+  }
+};
+
 }  // namespace
 
 absl::StatusOr<TiffInfo> ProbeTiff(const std::string& path, const TiffLimits& limits) {
@@ -297,39 +312,17 @@ absl::Status ReadTiffInto(const std::string& path, const TiffInfo& info, Stack& 
   if (stack.shape() != info.shape || stack.pixel_type() != info.pixel_type) {
     return absl::InvalidArgumentError("ReadTiffInto: stack does not match the file");
   }
-  struct Worker {
-    std::optional<TiffHandle> handle;
-    std::vector<uint8_t> tile;
-  };
-  tbb::enumerable_thread_specific<Worker> workers;
-  std::mutex error_mutex;
-  absl::Status error;
-  int64_t error_page = std::numeric_limits<int64_t>::max();
+  tbb::enumerable_thread_specific<PageDecoder> decoders;
   tbb::task_group_context context;
-  auto fail = [&](int64_t page, absl::Status status) {
-    {
-      std::lock_guard lock(error_mutex);
-      if (page < error_page) {
-        error_page = page;
-        error = std::move(status);
-      }
-    }
-    context.cancel_group_execution();
-  };
+  FirstError error(&context);
   auto body = [&](const tbb::blocked_range<int64_t>& pages) {
-    Worker& worker = workers.local();
-    if (!worker.handle) {
-      absl::StatusOr<TiffHandle> handle = TiffHandle::Open(path, "r");
-      if (!handle.ok()) return fail(pages.begin(), handle.status());
-      worker.handle = std::move(*handle);
-    }
+    PageDecoder& decoder = decoders.local();
     for (int64_t z = pages.begin(); z != pages.end(); ++z) {
       if (IsCancelled(options.cancel)) {
-        return fail(z, absl::CancelledError(absl::StrCat(path, ": read cancelled")));
+        return error.Set(z, absl::CancelledError(absl::StrCat(path, ": read cancelled")));
       }
-      absl::Status status =
-          DecodePage(*worker.handle, path, info, z, stack.slice_data(z), worker.tile);
-      if (!status.ok()) return fail(z, std::move(status));
+      absl::Status status = decoder.Decode(path, info, z, stack.slice_data(z));
+      if (!status.ok()) return error.Set(z, std::move(status));
     }
   };
   auto run = [&] {
@@ -340,7 +333,7 @@ absl::Status ReadTiffInto(const std::string& path, const TiffInfo& info, Stack& 
   } else {
     run();
   }
-  return error;
+  return error.Take();
 }
 
 absl::StatusOr<Stack> ReadTiff(const std::string& path, const ReadOptions& options) {
@@ -351,21 +344,22 @@ absl::StatusOr<Stack> ReadTiff(const std::string& path, const ReadOptions& optio
   return stack;
 }
 
+struct TiffPageReader::Workers {
+  tbb::enumerable_thread_specific<PageDecoder> local;
+};
+
 absl::StatusOr<std::unique_ptr<TiffPageReader>> TiffPageReader::Open(const std::string& path,
                                                                      const TiffLimits& limits) {
   STACKPROC_ASSIGN_OR_RETURN(TiffInfo info, ProbeTiff(path, limits));
   STACKPROC_ASSIGN_OR_RETURN(size_t slice_bytes, SliceBytes(info.shape, info.pixel_type));
-  STACKPROC_ASSIGN_OR_RETURN(TiffHandle handle, TiffHandle::Open(path, "r"));
-  return std::unique_ptr<TiffPageReader>(new TiffPageReader(
-      path, std::move(info), std::make_unique<TiffHandle>(std::move(handle)), slice_bytes));
+  return std::unique_ptr<TiffPageReader>(new TiffPageReader(path, std::move(info), slice_bytes));
 }
 
-TiffPageReader::TiffPageReader(std::string path, TiffInfo info, std::unique_ptr<TiffHandle> handle,
-                               size_t slice_bytes)
+TiffPageReader::TiffPageReader(std::string path, TiffInfo info, size_t slice_bytes)
     : path_(std::move(path)),
       info_(std::move(info)),
-      handle_(std::move(handle)),
-      slice_bytes_(slice_bytes) {}
+      slice_bytes_(slice_bytes),
+      workers_(std::make_unique<Workers>()) {}
 
 TiffPageReader::~TiffPageReader() = default;
 
@@ -373,7 +367,7 @@ absl::Status TiffPageReader::ReadPage(int64_t z, uint8_t* dst) {
   if (z < 0 || z >= info_.shape.depth) {
     return absl::OutOfRangeError(absl::StrCat(path_, ": no page ", z));
   }
-  return DecodePage(*handle_, path_, info_, z, dst, tile_);
+  return workers_->local.local().Decode(path_, info_, z, dst);
 }
 
 }  // namespace stackproc::core

@@ -60,7 +60,7 @@ absl::StatusOr<Stack> ReadTiff(const std::string& path, const ReadOptions& optio
 absl::Status ReadTiffInto(const std::string& path, const TiffInfo& info, Stack& stack,
                           const ReadOptions& options = {});
 
-// Reads a validated file one page at a time, for streaming a stack with one slice in memory.
+// Reads a validated file one page at a time, for streaming a stack without holding it.
 class TiffPageReader {
  public:
   // Probes the whole file first (as ReadTiff does).
@@ -70,18 +70,18 @@ class TiffPageReader {
 
   const TiffInfo& info() const { return info_; }
   size_t slice_bytes() const { return slice_bytes_; }
-  // Decodes page `z` into `dst` (slice_bytes() bytes).
+  // Decodes page `z` into `dst` (slice_bytes() bytes). Thread-safe: each calling thread decodes
+  // with a libtiff handle of its own, so pages can be decoded in parallel.
   absl::Status ReadPage(int64_t z, uint8_t* dst);
 
  private:
-  TiffPageReader(std::string path, TiffInfo info, std::unique_ptr<TiffHandle> handle,
-                 size_t slice_bytes);
+  struct Workers;
+  TiffPageReader(std::string path, TiffInfo info, size_t slice_bytes);
 
   std::string path_;
   TiffInfo info_;
-  std::unique_ptr<TiffHandle> handle_;
   size_t slice_bytes_;
-  std::vector<uint8_t> tile_;
+  std::unique_ptr<Workers> workers_;
 };
 
 }  // namespace stackproc::core

@@ -165,8 +165,9 @@ TiffPageWriter::TiffPageWriter(std::string path, std::string temp,
       slice_bytes_(slice_bytes),
       rows_per_strip_(static_cast<uint32_t>(
           std::clamp<size_t>(kTargetStripBytes / (slice_bytes / static_cast<size_t>(shape.height)),
-                             1, static_cast<size_t>(shape.height)))) {
-  if (options_.compression != Compression::kNone) {
+                             1, static_cast<size_t>(shape.height)))),
+      encode_here_(options_.parallel_compression && CanEncodeStrips(options_.compression, type)) {
+  if (options_.compression != Compression::kNone && !encode_here_) {
     scratch_.resize(rows_per_strip_ * (slice_bytes_ / static_cast<size_t>(shape_.height)));
   }
 }
@@ -179,30 +180,67 @@ TiffPageWriter::~TiffPageWriter() {
 }
 
 absl::Status TiffPageWriter::WritePage(const uint8_t* page) {
+  auto encode = [&] { return Encode(page, encoded_); };
+  absl::Status status = options_.arena != nullptr ? options_.arena->execute(encode) : encode();
+  STACKPROC_RETURN_IF_ERROR(status);
+  return WriteEncoded(encoded_);
+}
+
+absl::Status TiffPageWriter::Encode(const uint8_t* page, EncodedPage& out) const {
+  out.page = page;
+  out.encoded = encode_here_;
+  if (!encode_here_) return absl::OkStatus();
+  const auto height = static_cast<size_t>(shape_.height);
+  const size_t row_bytes = slice_bytes_ / height;
+  const size_t strips = (height + rows_per_strip_ - 1) / rows_per_strip_;
+  out.strips.resize(strips);
+  std::vector<absl::Status> status(strips);
+  tbb::parallel_for(size_t{0}, strips, [&](size_t s) {
+    thread_local std::vector<uint8_t> scratch;
+    const size_t row = s * rows_per_strip_;
+    const size_t rows = std::min<size_t>(rows_per_strip_, height - row);
+    status[s] = EncodeStrip(options_.compression, type_, page + row * row_bytes, rows, row_bytes,
+                            scratch, out.strips[s]);
+  });
+  for (absl::Status& s : status) STACKPROC_RETURN_IF_ERROR(s);
+  return absl::OkStatus();
+}
+
+absl::Status TiffPageWriter::WriteEncoded(const EncodedPage& encoded) {
   if (!handle_ || next_page_ >= shape_.depth) {
     return absl::FailedPreconditionError(
         absl::StrCat(path_, ": page ", next_page_, " is past the stack's ", shape_.depth));
   }
   TIFF* tif = handle_->get();
-  const uint16_t compression = TiffCompression(options_.compression);
   const int64_t z = next_page_;
-  SetPageTags(tif, shape_, type_, metadata_, z, compression, rows_per_strip_);
+  SetPageTags(tif, shape_, type_, metadata_, z, TiffCompression(options_.compression),
+              rows_per_strip_);
+  auto write_failed = [&] {
+    return IoError(path_, absl::StrCat("writing page ", z, " failed"), handle_->TakeError());
+  };
   const auto height = static_cast<size_t>(shape_.height);
   const size_t row_bytes = slice_bytes_ / height;
-  if (options_.parallel_compression && CanEncodeStrips(options_.compression, type_)) {
-    STACKPROC_RETURN_IF_ERROR(WriteStripsEncodedInParallel(page, height, row_bytes));
-  } else {
-    for (size_t row = 0, strip = 0; row < height; row += rows_per_strip_, ++strip) {
-      size_t bytes = std::min<size_t>(rows_per_strip_, height - row) * row_bytes;
-      uint8_t* data = const_cast<uint8_t*>(page + row * row_bytes);  // not written: no codec
-      if (!scratch_.empty()) {
-        std::memcpy(scratch_.data(), data, bytes);
-        data = scratch_.data();
+  // Strips in order, as libtiff would write them: strip offsets grow with the strip index.
+  for (size_t row = 0, strip = 0; row < height; row += rows_per_strip_, ++strip) {
+    const auto s = static_cast<uint32_t>(strip);
+    if (encoded.encoded) {
+      const std::vector<uint8_t>& bytes = encoded.strips[strip];
+      if (TIFFWriteRawStrip(tif, s, const_cast<uint8_t*>(bytes.data()),
+                            static_cast<tmsize_t>(bytes.size())) < 0) {
+        return write_failed();
       }
-      if (TIFFWriteEncodedStrip(tif, static_cast<uint32_t>(strip), data,
-                                static_cast<tmsize_t>(bytes)) < 0) {
-        return IoError(path_, absl::StrCat("writing page ", z, " failed"), handle_->TakeError());
-      }
+      continue;
+    }
+    const size_t bytes = std::min<size_t>(rows_per_strip_, height - row) * row_bytes;
+    // Not written to: uncompressed strips go out as they are.
+    auto* data = const_cast<uint8_t*>(encoded.page + row * row_bytes);
+    if (options_.compression == Compression::kNone) {
+      if (TIFFWriteRawStrip(tif, s, data, static_cast<tmsize_t>(bytes)) < 0) return write_failed();
+      continue;
+    }
+    std::memcpy(scratch_.data(), data, bytes);
+    if (TIFFWriteEncodedStrip(tif, s, scratch_.data(), static_cast<tmsize_t>(bytes)) < 0) {
+      return write_failed();
     }
   }
   if (!TIFFWriteDirectory(tif)) {
@@ -210,37 +248,6 @@ absl::Status TiffPageWriter::WritePage(const uint8_t* page) {
                    handle_->TakeError());
   }
   ++next_page_;
-  return absl::OkStatus();
-}
-
-absl::Status TiffPageWriter::WriteStripsEncodedInParallel(const uint8_t* page, size_t height,
-                                                          size_t row_bytes) {
-  const size_t strips = (height + rows_per_strip_ - 1) / rows_per_strip_;
-  encoded_.resize(strips);
-  std::vector<absl::Status> status(strips);
-  auto encode = [&] {
-    tbb::parallel_for(size_t{0}, strips, [&](size_t s) {
-      thread_local std::vector<uint8_t> scratch;
-      const size_t row = s * rows_per_strip_;
-      const size_t rows = std::min<size_t>(rows_per_strip_, height - row);
-      status[s] = EncodeStrip(options_.compression, type_, page + row * row_bytes, rows, row_bytes,
-                              scratch, encoded_[s]);
-    });
-  };
-  if (options_.arena != nullptr) {
-    options_.arena->execute(encode);
-  } else {
-    encode();
-  }
-  // Written in order, as libtiff would have: strip offsets grow with the strip index.
-  for (size_t s = 0; s < strips; ++s) {
-    STACKPROC_RETURN_IF_ERROR(status[s]);
-    if (TIFFWriteRawStrip(handle_->get(), static_cast<uint32_t>(s), encoded_[s].data(),
-                          static_cast<tmsize_t>(encoded_[s].size())) < 0) {
-      return IoError(path_, absl::StrCat("writing page ", next_page_, " failed"),
-                     handle_->TakeError());
-    }
-  }
   return absl::OkStatus();
 }
 

@@ -66,6 +66,18 @@ class TiffPageWriter {
 
   // Appends the next page (one slice of the shape and type, slice_bytes() bytes).
   absl::Status WritePage(const uint8_t* data);
+
+  // WritePage in two steps, so that pages can be compressed on many threads and written in
+  // order by one: Encode prepares a page (thread-safe; deflate and zstd strips of 8/16-bit
+  // pages are compressed here, in the calling thread's arena), WriteEncoded appends it.
+  struct EncodedPage {
+    const uint8_t* page = nullptr;             // the page, until it is written
+    std::vector<std::vector<uint8_t>> strips;  // its compressed strips, when Encode made them
+    bool encoded = false;
+  };
+  absl::Status Encode(const uint8_t* page, EncodedPage& out) const;
+  // Appends the next page; `page.page` must still point at the slice's data.
+  absl::Status WriteEncoded(const EncodedPage& page);
   size_t slice_bytes() const { return slice_bytes_; }
   int64_t pages_written() const { return next_page_; }
   // Flushes, syncs and renames into place; FailedPrecondition unless every page was written.
@@ -76,8 +88,6 @@ class TiffPageWriter {
                  const StackShape& shape, PixelType type, StackMetadata metadata,
                  const WriteOptions& options, size_t slice_bytes);
 
-  absl::Status WriteStripsEncodedInParallel(const uint8_t* page, size_t height, size_t row_bytes);
-
   const std::string path_, temp_;
   std::unique_ptr<TiffHandle> handle_;
   const StackShape shape_;
@@ -86,8 +96,9 @@ class TiffPageWriter {
   const WriteOptions options_;
   const size_t slice_bytes_;
   const uint32_t rows_per_strip_;
-  std::vector<uint8_t> scratch_;               // codecs modify the buffer they are given
-  std::vector<std::vector<uint8_t>> encoded_;  // a page's strips, compressed in parallel
+  const bool encode_here_;        // deflate/zstd strips compressed by Encode
+  std::vector<uint8_t> scratch_;  // libtiff's codecs modify the buffer they are given
+  EncodedPage encoded_;           // WritePage's
   int64_t next_page_ = 0;
   bool committed_ = false;
 };

@@ -58,6 +58,10 @@ void PrintJob(const v1::Job& job) {
                : job.spec().output().has_path() ? job.spec().output().path()
                                                 : "(in memory)",
                Shape(job.output_shape()), TypeName(job.output_type()));
+  absl::PrintF("  mode     %s, %.0f MiB of server memory\n",
+               job.mode() == v1::PROCESSING_MODE_STREAMING ? "streaming (a window of slices)"
+                                                           : "in memory (the whole stack)",
+               job.memory_bytes() / 1048576.0);
   absl::PrintF("  progress %lld/%lld slices, %.0f MB/s, %.1fs elapsed\n",
                job.progress().slices_done(), job.progress().slices_total(),
                job.progress().bytes_per_second() / 1e6, job.progress().elapsed_seconds());

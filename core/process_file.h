@@ -9,10 +9,23 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "core/executor.h"
+#include "core/pipeline.h"
 #include "core/tiff_reader.h"
 #include "core/tiff_writer.h"
 
 namespace stackproc::core {
+
+// How a file job holds its stack.
+enum class ProcessMode {
+  kAuto,      // streaming when the job allows it, else in memory
+  kInMemory,  // the whole stack in one buffer shared by the slice tasks: needed by whole-stack
+              // steps (normalize:scope=stack) and by results kept in memory
+  kStreaming  // page by page through a window of slices (RunPagePipeline): memory bounded by
+              // the window, reading, processing and writing overlapped; per-slice pipelines
+              // with an output file
+};
+// "in-memory", "streaming" ("auto" for kAuto).
+absl::string_view ProcessModeName(ProcessMode mode);
 
 struct ProcessRequest {
   std::string input_path;
@@ -20,30 +33,48 @@ struct ProcessRequest {
   std::vector<std::string> ops;  // text form, e.g. {"gaussian:ksize=5", "clahe"}
   WriteOptions write;            // compression, overwrite, sync
   TiffLimits limits;
+  ProcessMode mode = ProcessMode::kAuto;
+  uint64_t window_bytes = uint64_t{256} << 20;  // streaming: memory for the slices in flight
   tbb::task_arena* arena = nullptr;
   const CancelToken* cancel = nullptr;
   ProgressCallback on_progress;
-  // Called as each stage starts: "reading", "processing", "writing".
+  // Called as each stage starts: "reading", "processing", "writing" (in memory) or "streaming".
   std::function<void(absl::string_view stage)> on_stage;
 };
 
+// What a request will do, worked out before anything is allocated.
+struct ProcessPlan {
+  Pipeline pipeline;
+  TiffInfo info;
+  std::vector<SliceFormat> formats;           // Pipeline::Plan of the file's slices
+  ProcessMode mode = ProcessMode::kInMemory;  // never kAuto
+  uint64_t memory_bytes = 0;                  // the most stack memory the run holds
+  StackShape output_shape;
+  PixelType output_type = PixelType::kUint8;
+};
+
+// Parses the pipeline, probes the file, checks that the pipeline takes its slices and picks the
+// mode. `concurrency`: the threads the run will use (per-thread scratch counts in memory_bytes).
+// InvalidArgument when kStreaming is asked for a job that cannot stream.
+absl::StatusOr<ProcessPlan> PlanProcess(const ProcessRequest& request, int concurrency);
+
 struct ProcessSummary {
   std::string pipeline;
+  ProcessMode mode = ProcessMode::kInMemory;
   StackShape input_shape;
   StackShape output_shape;
   PixelType input_type = PixelType::kUint8;
   PixelType output_type = PixelType::kUint8;
   uint64_t input_bytes = 0;
   uint64_t output_bytes = 0;
-  absl::Duration read_time;
+  absl::Duration read_time;  // in memory; streaming overlaps all three in process_time
   absl::Duration process_time;
   absl::Duration write_time;
   std::optional<Stack> result;  // when no output path was given
 };
 
-// Validates the pipeline and the file (and that the pipeline takes the file's slices) before
-// allocating anything, then reads, processes and writes atomically (or keeps the result). Any
-// failure leaves no output file. Blocks until done.
+// Plans (PlanProcess) before allocating anything, then reads, processes and writes atomically
+// (or keeps the result). Any failure leaves no output file. Blocks until done.
 absl::StatusOr<ProcessSummary> ProcessFile(const ProcessRequest& request);
 
 }  // namespace stackproc::core

@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "core/cancel.h"
 #include "core/executor.h"
+#include "core/process_file.h"
 #include "core/stack.h"
 #include "core/tiff_writer.h"
 
@@ -50,6 +51,7 @@ struct JobSnapshot {
   core::PixelType input_type = core::PixelType::kUint8, output_type = core::PixelType::kUint8;
   absl::Time create_time, start_time = absl::InfinitePast(), end_time = absl::InfinitePast();
   uint64_t memory_bytes = 0;
+  core::ProcessMode mode = core::ProcessMode::kInMemory;
   bool result_available = false;
   uint64_t version = 0;  // grows with every change
 };

@@ -97,35 +97,35 @@ absl::StatusOr<std::shared_ptr<Job>> JobManager::Submit(const JobSpec& spec,
   }
 
   // Validate everything the job will need, before it is queued.
-  STACKPROC_ASSIGN_OR_RETURN(std::string input, resolver_.Input(spec.input_path));
-  STACKPROC_ASSIGN_OR_RETURN(core::Pipeline pipeline, core::Pipeline::Parse(spec.ops));
-  STACKPROC_ASSIGN_OR_RETURN(core::TiffInfo info, core::ProbeTiff(input, options_.limits));
-  const core::SliceFormat format{static_cast<int>(info.shape.height),
-                                 static_cast<int>(info.shape.width), info.pixel_type};
-  STACKPROC_ASSIGN_OR_RETURN(std::vector<core::SliceFormat> formats, pipeline.Plan(format));
-  if (spec.output_path) {
-    STACKPROC_ASSIGN_OR_RETURN(std::string output, resolver_.Output(*spec.output_path));
-    if (!spec.overwrite && std::filesystem::exists(output)) {
-      return absl::AlreadyExistsError(
-          absl::StrCat(*spec.output_path, ": exists (ask for overwrite to replace it)"));
-    }
+  STACKPROC_ASSIGN_OR_RETURN(core::ProcessRequest request, RequestFor(spec));
+  if (!request.output_path.empty() && !spec.overwrite &&
+      std::filesystem::exists(request.output_path)) {
+    return absl::AlreadyExistsError(
+        absl::StrCat(*spec.output_path, ": exists (ask for overwrite to replace it)"));
   }
-  STACKPROC_ASSIGN_OR_RETURN(uint64_t memory, core::ExecutePeakBytes(info.shape, formats));
+  STACKPROC_ASSIGN_OR_RETURN(core::ProcessPlan plan,
+                             core::PlanProcess(request, arena_.max_concurrency()));
+  const uint64_t memory = plan.memory_bytes;
   if (memory > options_.memory_budget) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("the job needs ", Gib(memory), " of memory and the server's memory budget is ",
-                     Gib(options_.memory_budget), " (--memory-budget)"));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the job needs ", Gib(memory), " of memory (", core::ProcessModeName(plan.mode),
+        plan.mode == core::ProcessMode::kInMemory
+            ? (request.output_path.empty() ? ": the result is kept in memory"
+                                           : ": the pipeline needs the whole stack")
+            : "",
+        ") and the server's memory budget is ", Gib(options_.memory_budget), " (--memory-budget)"));
   }
 
   JobSnapshot initial;
   initial.spec = spec;
   initial.request_id = request_id;
   initial.create_time = absl::Now();
-  initial.input_shape = info.shape;
-  initial.input_type = info.pixel_type;
-  initial.output_shape = {info.shape.depth, formats.back().height, formats.back().width};
-  initial.output_type = formats.back().type;
+  initial.input_shape = plan.info.shape;
+  initial.input_type = plan.info.pixel_type;
+  initial.output_shape = plan.output_shape;
+  initial.output_type = plan.output_type;
   initial.memory_bytes = memory;
+  initial.mode = plan.mode;
 
   std::lock_guard lock(mutex_);
   if (!accepting_) return absl::UnavailableError("server is shutting down");
@@ -285,6 +285,20 @@ void JobManager::WorkerLoop() {
   }
 }
 
+absl::StatusOr<core::ProcessRequest> JobManager::RequestFor(const JobSpec& spec) const {
+  core::ProcessRequest request;
+  STACKPROC_ASSIGN_OR_RETURN(request.input_path, resolver_.Input(spec.input_path));
+  if (spec.output_path) {
+    STACKPROC_ASSIGN_OR_RETURN(request.output_path, resolver_.Output(*spec.output_path));
+  }
+  request.ops = spec.ops;
+  request.write.compression = spec.compression;
+  request.write.overwrite = spec.overwrite;
+  request.limits = options_.limits;
+  request.window_bytes = options_.stream_window_bytes;
+  return request;
+}
+
 void JobManager::Run(Job& job, uint64_t memory) {
   const JobSnapshot spec_snapshot = job.Snapshot();
   const JobSpec& spec = spec_snapshot.spec;
@@ -294,15 +308,9 @@ void JobManager::Run(Job& job, uint64_t memory) {
 
   std::shared_ptr<const core::Stack> kept;
   absl::Status status = [&]() -> absl::Status {
-    core::ProcessRequest request;
-    STACKPROC_ASSIGN_OR_RETURN(request.input_path, resolver_.Input(spec.input_path));
-    if (spec.output_path) {
-      STACKPROC_ASSIGN_OR_RETURN(request.output_path, resolver_.Output(*spec.output_path));
-    }
-    request.ops = spec.ops;
-    request.write.compression = spec.compression;
-    request.write.overwrite = spec.overwrite;
-    request.limits = options_.limits;
+    STACKPROC_ASSIGN_OR_RETURN(core::ProcessRequest request, RequestFor(spec));
+    // The mode admission reserved memory for, even if the file changed since.
+    request.mode = spec_snapshot.mode;
     request.arena = &arena_;
     request.cancel = &job.cancel_token();
     request.on_progress = [&job](const core::Progress& p) { job.SetProgress(p); };

@@ -21,6 +21,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "core/process_file.h"
 #include "core/tiff_reader.h"
 #include "server/job.h"
 #include "server/path_resolver.h"
@@ -32,8 +33,9 @@ struct JobManagerOptions {
   int threads = 0;        // arena concurrency; 0: all cores
   int max_running_jobs = 1;
   uint64_t memory_budget = 0;  // bytes; 0: 3/4 of physical memory or of the cgroup limit
-  absl::Duration result_ttl = absl::Hours(1);          // default retention of in-memory results
-  uint64_t stream_window_bytes = uint64_t{256} << 20;  // slices in flight per streamed job
+  absl::Duration result_ttl = absl::Hours(1);  // default retention of in-memory results
+  // Slices in flight per streaming job (streamed jobs, and path jobs run page by page).
+  uint64_t stream_window_bytes = uint64_t{256} << 20;
   core::TiffLimits limits;
 };
 
@@ -71,6 +73,8 @@ class JobManager {
  private:
   explicit JobManager(JobManagerOptions options, PathResolver resolver);
   void WorkerLoop();
+  // The core request for a path job: paths resolved under the data root, server limits.
+  absl::StatusOr<core::ProcessRequest> RequestFor(const JobSpec& spec) const;
   // Runs `job`, which holds `memory` bytes of the budget, and releases them.
   void Run(Job& job, uint64_t memory);
   void ExpireResults(absl::Time now);

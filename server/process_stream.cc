@@ -109,6 +109,8 @@ absl::Status ProcessStreamReactor::StartJob(const v1::StreamHeader& header) {
   initial.output_shape = stream_->output_shape();
   initial.output_type = stream_->output_type();
   initial.memory_bytes = stream_->memory_bytes();
+  initial.mode =
+      stream_->whole_stack() ? core::ProcessMode::kInMemory : core::ProcessMode::kStreaming;
   initial.progress.slices_total = shape.depth;
   initial.progress.bytes_total = stack_bytes;
   STACKPROC_ASSIGN_OR_RETURN(job_, jobs_.SubmitStreamed(

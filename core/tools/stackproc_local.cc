@@ -5,6 +5,7 @@
 //   stackproc-local generate OUT.tif [--shape 64x512x512] [--type uint16] [--seed 1]
 //   stackproc-local run --input IN.tif --op SPEC [--op SPEC ...] --output OUT.tif
 //                       [--compression none|deflate|zstd|lzw] [--threads N]
+//                       [--mode auto|in-memory|streaming] [--window-mib N]
 #include <tbb/task_arena.h>
 #include <unistd.h>
 
@@ -32,7 +33,8 @@ constexpr char kUsage[] =
     "  stackproc-local generate OUT.tif [--shape DxHxW] [--type uint8|uint16|float32] "
     "[--seed N] [--compression C]\n"
     "  stackproc-local run --input IN.tif --op SPEC [--op SPEC ...] --output OUT.tif\n"
-    "                      [--compression none|deflate|zstd|lzw] [--threads N]\n";
+    "                      [--compression none|deflate|zstd|lzw] [--threads N]\n"
+    "                      [--mode auto|in-memory|streaming] [--window-mib N]\n";
 
 using Args = CliArgs;
 
@@ -111,6 +113,21 @@ absl::Status Run(const Args& args) {
       !t.empty() && (!absl::SimpleAtoi(t, &threads) || threads < 1)) {
     return absl::InvalidArgumentError("--threads must be a positive integer");
   }
+  const std::string mode = args.Get("mode", "auto");
+  if (mode == "in-memory") {
+    request.mode = ProcessMode::kInMemory;
+  } else if (mode == "streaming") {
+    request.mode = ProcessMode::kStreaming;
+  } else if (mode != "auto") {
+    return absl::InvalidArgumentError("--mode must be auto, in-memory or streaming");
+  }
+  if (std::string w = args.Get("window-mib"); !w.empty()) {
+    uint64_t mib = 0;
+    if (!absl::SimpleAtoi(w, &mib) || mib < 1) {
+      return absl::InvalidArgumentError("--window-mib must be a positive integer");
+    }
+    request.window_bytes = mib << 20;
+  }
   tbb::task_arena arena(threads);
   request.arena = &arena;
   const bool terminal = ::isatty(STDERR_FILENO);
@@ -120,16 +137,24 @@ absl::Status Run(const Args& args) {
   auto rate = [](uint64_t bytes, absl::Duration d) {
     return bytes / 1e6 / std::max(absl::ToDoubleSeconds(d), 1e-9);
   };
-  absl::PrintF(
-      "done: %s\n  input  %s %s %s (%.1f MB)\n  output %s %s %s (%.1f MB, %s)\n"
-      "  read %.2fs (%.0f MB/s)  process %.2fs (%.0f MB/s, %d threads)  write %.2fs (%.0f MB/s)\n",
-      s.pipeline, request.input_path, ShapeString(s.input_shape), PixelTypeName(s.input_type),
-      s.input_bytes / 1e6, request.output_path, ShapeString(s.output_shape),
-      PixelTypeName(s.output_type), s.output_bytes / 1e6,
-      CompressionName(request.write.compression), absl::ToDoubleSeconds(s.read_time),
-      rate(s.input_bytes, s.read_time), absl::ToDoubleSeconds(s.process_time),
-      rate(s.input_bytes, s.process_time), arena.max_concurrency(),
-      absl::ToDoubleSeconds(s.write_time), rate(s.output_bytes, s.write_time));
+  absl::PrintF("done: %s (%s)\n  input  %s %s %s (%.1f MB)\n  output %s %s %s (%.1f MB, %s)\n",
+               s.pipeline, ProcessModeName(s.mode), request.input_path, ShapeString(s.input_shape),
+               PixelTypeName(s.input_type), s.input_bytes / 1e6, request.output_path,
+               ShapeString(s.output_shape), PixelTypeName(s.output_type), s.output_bytes / 1e6,
+               CompressionName(request.write.compression));
+  if (s.mode == ProcessMode::kStreaming) {
+    absl::PrintF("  read + process + write %.2fs (%.0f MB/s, %d threads)\n",
+                 absl::ToDoubleSeconds(s.process_time), rate(s.input_bytes, s.process_time),
+                 arena.max_concurrency());
+  } else {
+    absl::PrintF(
+        "  read %.2fs (%.0f MB/s)  process %.2fs (%.0f MB/s, %d threads)  write %.2fs (%.0f "
+        "MB/s)\n",
+        absl::ToDoubleSeconds(s.read_time), rate(s.input_bytes, s.read_time),
+        absl::ToDoubleSeconds(s.process_time), rate(s.input_bytes, s.process_time),
+        arena.max_concurrency(), absl::ToDoubleSeconds(s.write_time),
+        rate(s.output_bytes, s.write_time));
+  }
   return absl::OkStatus();
 }
 

@@ -26,7 +26,7 @@ has '^gaussian' "$("$cli" ops)" || fail "ops lists no gaussian"
 
 # A path job, waited for, non-terminal stdout: plain progress lines then a summary.
 out=$("$cli" submit --input in.tif --op gaussian:ksize=5 --op resize:scale=0.5 --output out.tif --wait)
-has 'state=running stage=processing' "$out" || fail "no progress lines: $out"
+has 'state=running stage=streaming' "$out" || fail "no progress lines: $out"
 has 'succeeded: 20x64x80 uint16 -> out.tif' "$out" || fail "no summary: $out"
 [[ -f "$work/data/out.tif" ]] || fail "no output file"
 

@@ -24,6 +24,7 @@ using ::stackproc::testing::MakeStack;
 using ::stackproc::testing::StacksEqual;
 using ::stackproc::testing::StatusIs;
 using ::stackproc::testing::TempDir;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 TEST_F(ServiceTest, SubmitWatchFinishEqualsCore) {
@@ -144,14 +145,31 @@ TEST_F(ServiceTest, CancelMidJobLeavesNoOutput) {
 
 TEST_F(ServiceTest, MemoryBudgetQueuesAndRejects) {
   server_.reset();
-  StartServer(uint64_t{20} << 20);                             // 20 MiB
-  Input("in.tif", {48, 512, 512}, core::PixelType::kUint8);    // 12 MiB: one fits at a time
-  Input("big.tif", {100, 512, 512}, core::PixelType::kUint8);  // 25 MiB: never fits
-  EXPECT_THAT(client_->Submit(Request("big.tif", {"invert"}, "o.tif")),
-              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("memory budget")));
-  ASSERT_OK_AND_ASSIGN(v1::Job first, client_->Submit(Request("in.tif", kSlowOps, "a.tif")));
+  StartServer(uint64_t{20} << 20);                           // 20 MiB, 1 MiB stream window
+  Input("in.tif", {48, 512, 512}, core::PixelType::kUint8);  // 12 MiB: one fits at a time
+  core::Stack big = Input("big.tif", {100, 512, 512}, core::PixelType::kUint8);  // 25 MiB
+  // The whole stack in memory (a whole-stack step, a result kept in memory) never fits.
+  EXPECT_THAT(client_->Submit(Request("big.tif", {"normalize:scope=stack"}, "o.tif")),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       AllOf(HasSubstr("memory budget"), HasSubstr("needs the whole stack"))));
+  EXPECT_THAT(client_->Submit(Request("big.tif", {"invert"}, "")),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("kept in memory")));
+
+  // A per-slice pipeline into a file streams through the window: larger than the budget is fine.
+  ASSERT_OK_AND_ASSIGN(v1::Job streaming,
+                       client_->Submit(Request("big.tif", {"invert"}, "big-out.tif")));
+  EXPECT_EQ(streaming.mode(), v1::PROCESSING_MODE_STREAMING);
+  EXPECT_LT(streaming.memory_bytes(), 4 << 20);
+  ASSERT_OK_AND_ASSIGN(v1::Job streamed, client_->Watch(streaming.id(), nullptr));
+  EXPECT_EQ(streamed.state(), v1::JOB_STATE_SUCCEEDED) << streamed.error().message();
+  ASSERT_OK_AND_ASSIGN(core::Stack out, core::ReadTiff(root_.File("big-out.tif")));
+  EXPECT_TRUE(StacksEqual(out, CoreResult(big, {"invert"})));
+
+  // In-memory jobs wait in the queue for memory.
+  ASSERT_OK_AND_ASSIGN(v1::Job first, client_->Submit(Request("in.tif", kSlowOps, "")));
+  EXPECT_EQ(first.mode(), v1::PROCESSING_MODE_IN_MEMORY);
   WaitUntilProcessing(first.id());
-  ASSERT_OK_AND_ASSIGN(v1::Job second, client_->Submit(Request("in.tif", {"invert"}, "b.tif")));
+  ASSERT_OK_AND_ASSIGN(v1::Job second, client_->Submit(Request("in.tif", {"invert"}, "")));
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   ASSERT_OK_AND_ASSIGN(v1::Job waiting, client_->Get(second.id()));
   EXPECT_EQ(waiting.state(), v1::JOB_STATE_QUEUED);  // waits for memory, not for a slot

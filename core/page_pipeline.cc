@@ -24,19 +24,20 @@ struct Slot {
 }  // namespace
 
 PagePipelinePlan PlanPagePipeline(const std::vector<SliceFormat>& formats, int64_t depth,
-                                  uint64_t window_bytes, int concurrency) {
+                                  uint64_t window_bytes, int concurrency, bool compressed) {
+  concurrency = std::max(concurrency, 1);
   const bool in_place = formats.front() == formats.back();
   const uint64_t out = formats.back().bytes();
-  // Input, output (unless in place) and the compressed strips (about the output's size at
-  // worst; nothing when the output is uncompressed, but the plan does not know).
-  const uint64_t slot = formats.front().bytes() + (in_place ? 0 : out) + out;
+  // Input, output (unless in place) and the compressed strips (the output's size at worst).
+  const uint64_t slot = formats.front().bytes() + (in_place ? 0 : out) + (compressed ? out : 0);
+  const int64_t most =
+      std::min<int64_t>(std::max<int64_t>(depth, 1), int64_t{kSlicesPerThread} * concurrency);
   PagePipelinePlan plan;
-  plan.window_slices = static_cast<int64_t>(std::clamp<uint64_t>(
-      window_bytes / slot, 1, static_cast<uint64_t>(std::max<int64_t>(depth, 1))));
+  plan.window_slices = std::clamp<int64_t>(static_cast<int64_t>(window_bytes / slot), 1, most);
   uint64_t scratch = 0;  // per thread: one intermediate slice per step
   for (size_t i = 1; i < formats.size(); ++i) scratch += formats[i].bytes();
   plan.memory_bytes = static_cast<uint64_t>(plan.window_slices) * slot +
-                      scratch * static_cast<uint64_t>(std::max(concurrency, 1));
+                      scratch * static_cast<uint64_t>(concurrency);
   return plan;
 }
 
@@ -52,7 +53,8 @@ absl::Status RunPagePipeline(TiffPageReader& reader, Pipeline& pipeline,
   const PagePipelinePlan plan =
       PlanPagePipeline(formats, depth, options.window_bytes,
                        options.arena != nullptr ? options.arena->max_concurrency()
-                                                : tbb::this_task_arena::max_concurrency());
+                                                : tbb::this_task_arena::max_concurrency(),
+                       writer.compressed());
   // Slice z uses slot z % window. The last stage runs in slice order and a slice enters only
   // while fewer than `window` are in flight, so slice z + window starts after slice z is written.
   std::vector<Slot> slots(static_cast<size_t>(plan.window_slices));

@@ -117,7 +117,8 @@ absl::StatusOr<ProcessPlan> PlanProcess(const ProcessRequest& request, int concu
                                                                     : ProcessMode::kStreaming;
   if (plan.mode == ProcessMode::kStreaming) {
     plan.memory_bytes =
-        PlanPagePipeline(plan.formats, plan.info.shape.depth, request.window_bytes, concurrency)
+        PlanPagePipeline(plan.formats, plan.info.shape.depth, request.window_bytes, concurrency,
+                         request.write.compression != Compression::kNone)
             .memory_bytes;
   } else {
     STACKPROC_ASSIGN_OR_RETURN(plan.memory_bytes, ExecutePeakBytes(plan.info.shape, plan.formats));

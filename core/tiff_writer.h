@@ -79,6 +79,7 @@ class TiffPageWriter {
   // Appends the next page; `page.page` must still point at the slice's data.
   absl::Status WriteEncoded(const EncodedPage& page);
   size_t slice_bytes() const { return slice_bytes_; }
+  bool compressed() const { return options_.compression != Compression::kNone; }
   int64_t pages_written() const { return next_page_; }
   // Flushes, syncs and renames into place; FailedPrecondition unless every page was written.
   absl::Status Commit();

@@ -7,7 +7,8 @@ with every method in turn, alternating, --reps times, and prints medians: wall t
 input, peak RSS of the client process and of the server, and ratios to the references.
 
   methods   cp            cp IN OUT: the physical floor (no processing)
-            core          stackproc-local run: the core in-process, no server
+            core          stackproc-local run: the core in-process, no server (streaming)
+            core-mem      the same, --mode in-memory: the whole stack read, processed, written
             path-job      stackproc submit --wait: stackprocd reads and writes under its data root
             streamed      stackproc process: the CLI uploads IN and writes OUT, through stackprocd
             seed_loop     ../shared/reference/seed_loop.py (serial Python loop)
@@ -155,6 +156,9 @@ def main():
                     "cp": ["cp", src, out],
                     "core": [f"{build}/core/stackproc-local", "run", "--input", src,
                              "--output", out, "--op", "gaussian:ksize=5"],
+                    "core-mem": [f"{build}/core/stackproc-local", "run", "--input", src,
+                                 "--output", out, "--op", "gaussian:ksize=5", "--mode",
+                                 "in-memory"],
                     "path-job": [cli, "submit", "--input", name, "--op", "gaussian:ksize=5",
                                  "--output", "out.tif", "--overwrite", "--wait"],
                     "streamed": [cli, "process", src, "-o", out, "--op", "gaussian:ksize=5",

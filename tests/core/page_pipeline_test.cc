@@ -75,8 +75,9 @@ TEST_P(StreamingEqualsInMemory, ByteForByte) {
   ASSERT_OK_AND_ASSIGN(ProcessSummary memory, ProcessFile(request));
   EXPECT_EQ(memory.mode, ProcessMode::kInMemory);
 
-  // A window of 2 to 6 slices (by type): slots are reused many times over; and one of 64 MiB.
-  for (uint64_t window : {uint64_t{2 * 70 * 90 * 4 * 3}, uint64_t{64} << 20}) {
+  // A window of one slice (nothing overlaps), of two (slots reused over and over), and a large
+  // one (kSlicesPerThread per thread).
+  for (uint64_t window : {uint64_t{1}, uint64_t{2 * 70 * 90 * 4 * 3}, uint64_t{64} << 20}) {
     request.output_path = dir.File("streamed.tif");
     request.mode = ProcessMode::kStreaming;
     request.window_bytes = window;
@@ -130,13 +131,21 @@ TEST(ProcessPlanTest, PicksStreamingWhenTheJobAllowsIt) {
   request.input_path = input;
   request.output_path = dir.File("out.tif");
   request.ops = {"gaussian:ksize=5", "resize:scale=0.5"};
-  request.window_bytes = 64 * 64 * 2 * 10;
-
+  // A slice in flight holds its input (8192 bytes) and output (2048); each thread one
+  // intermediate slice per step (gaussian's 8192, resize's 2048).
+  request.window_bytes = 3 * (8192 + 2048) + 100;
   ASSERT_OK_AND_ASSIGN(ProcessPlan plan, PlanProcess(request, 4));
   EXPECT_EQ(plan.mode, ProcessMode::kStreaming);
-  // Slot: input 8192 + output 2048 + compressed strips 2048 bytes -> 6 slices in 81920 bytes;
-  // scratch per thread: gaussian's 8192 + resize's 2048, for 4 threads.
-  EXPECT_EQ(plan.memory_bytes, 6u * (8192 + 2048 + 2048) + 4u * (8192 + 2048));
+  EXPECT_EQ(plan.memory_bytes, 3u * (8192 + 2048) + 4u * (8192 + 2048));
+  // Compressed output: its strips too (2048), so 2 slices fit.
+  request.write.compression = Compression::kZstd;
+  ASSERT_OK_AND_ASSIGN(plan, PlanProcess(request, 4));
+  EXPECT_EQ(plan.memory_bytes, 2u * (8192 + 2048 + 2048) + 4u * (8192 + 2048));
+  // A large window: no more than kSlicesPerThread per thread.
+  request.write.compression = Compression::kNone;
+  request.window_bytes = uint64_t{1} << 30;
+  ASSERT_OK_AND_ASSIGN(plan, PlanProcess(request, 2));
+  EXPECT_EQ(plan.memory_bytes, 2u * kSlicesPerThread * (8192 + 2048) + 2u * (8192 + 2048));
   EXPECT_LT(plan.memory_bytes, 200u * 8192 / 10);
 
   // What the stack is needed for whole: in memory, with the stack's memory.

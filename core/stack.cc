@@ -18,6 +18,8 @@ void KeepMessageBuffersInTheHeap() {
   mallopt(M_ARENA_MAX, 1);
 }
 
+void ReturnFreeMemory() { malloc_trim(0); }
+
 std::string ShapeString(const StackShape& shape) {
   return absl::StrCat(shape.depth, "x", shape.height, "x", shape.width);
 }

@@ -331,6 +331,7 @@ void JobManager::Run(Job& job, uint64_t memory) {
     changed_.notify_all();
   }
   job.Finish(status, end, kept);
+  core::ReturnFreeMemory();
 
   LogEnd(job.Snapshot(), status);
 }

@@ -221,6 +221,7 @@ void ProcessStreamReactor::OnDone() {
   }
   if (job_) job_->SetHooks(nullptr, nullptr);
   stream_.reset();  // waits for slices still running; their callbacks see done_
+  core::ReturnFreeMemory();
   delete this;
 }
 

@@ -31,10 +31,7 @@ struct PagePipelineOptions {
 
 // How many slices are in flight for slices of `formats` (Pipeline::Plan), and the memory the
 // run holds at most: the window's buffers plus every thread's intermediate slices. At most
-// kSlicesPerThread per thread: one being processed and one being read or written keeps the
-// threads busy, and a larger window only costs memory and cache (1 GiB uint8 stack, 2 threads:
-// 4 slices 0.65 s, 32 slices 0.93 s).
-inline constexpr int kSlicesPerThread = 2;
+// kSlicesPerThread per thread (core/executor.h).
 struct PagePipelinePlan {
   int64_t window_slices = 1;
   uint64_t memory_bytes = 0;

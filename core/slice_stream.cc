@@ -44,8 +44,10 @@ SliceStream::SliceStream(Pipeline pipeline, std::vector<SliceFormat> formats,
   }
   const bool in_place = formats_.front() == formats_.back();
   const uint64_t slot_bytes = in_bytes_ + (in_place ? 0 : out_bytes_);
-  window_ = static_cast<int64_t>(std::clamp<uint64_t>(options_.window_bytes / slot_bytes, 1,
-                                                      static_cast<uint64_t>(shape.depth)));
+  // Every thread busy, plus the slice arriving and the one leaving.
+  const int64_t most = std::min<int64_t>(
+      shape.depth, int64_t{kSlicesPerThread} * options_.arena->max_concurrency() + 2);
+  window_ = std::clamp<int64_t>(static_cast<int64_t>(options_.window_bytes / slot_bytes), 1, most);
   uint64_t scratch = 0;  // per thread: one intermediate slice per step
   for (size_t i = 1; i < formats_.size(); ++i) scratch += formats_[i].bytes();
   memory_bytes_ = static_cast<uint64_t>(window_) * slot_bytes +

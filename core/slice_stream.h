@@ -30,7 +30,9 @@ namespace stackproc::core {
 
 struct SliceStreamOptions {
   tbb::task_arena* arena = nullptr;  // required; processing runs here
-  // Memory for the slices in flight (input and output buffers); at least one slice is held.
+  // Memory for the slices in flight (input and output buffers); at least one slice is held,
+  // and no more than keep the arena's threads busy (kSlicesPerThread each, plus the slice
+  // arriving and the one leaving).
   uint64_t window_bytes = uint64_t{256} << 20;
   // Called from worker threads after a slice is processed, after the whole stack is, and on a
   // processing error. It may run concurrently with itself and with the stream's other calls.

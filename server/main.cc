@@ -22,7 +22,8 @@ constexpr char kUsage[] = R"(usage: stackprocd [flags]
                             (default: 3/4 of physical memory, or of the container's
                             memory limit when a cgroup sets one)
   --result-ttl SECONDS      how long in-memory results are kept (default 3600)
-  --stream-window SIZE      memory for the slices in flight of one streaming job (default 256M)
+  --stream-window SIZE      most memory for the slices in flight of one streaming job; fewer
+                            when 2 slices per thread keep the threads busy (default 256M)
   --shutdown-grace SECONDS  on SIGTERM/SIGINT, time running jobs get to finish (default 30)
   --reflection              enable gRPC server reflection
 Each flag FOO-BAR can be set by the environment variable STACKPROC_FOO_BAR.

@@ -178,6 +178,14 @@ void SliceStream::Release(int64_t z) {
   if (slot.state == SlotState::kDone) slot.state = SlotState::kFree;
 }
 
+void SliceStream::ReleaseLater(int64_t z) {
+  std::lock_guard lock(mutex_);
+  Spawn([this, z] {
+    Release(z);
+    if (options_.on_change) options_.on_change();
+  });
+}
+
 absl::Status SliceStream::status() const {
   std::lock_guard lock(mutex_);
   return status_;

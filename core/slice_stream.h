@@ -77,6 +77,9 @@ class SliceStream {
   const uint8_t* Result(int64_t z) const;
   // The consumer is done with result slice `z`: its buffers take a later slice.
   void Release(int64_t z);
+  // Release from any thread, also one inside a call that holds the consumer's own locks: the
+  // release, then on_change, run on the arena.
+  void ReleaseLater(int64_t z);
 
   // The first processing error (OK while none); Cancelled after Cancel().
   absl::Status status() const;

@@ -2,12 +2,16 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
+#include <utility>
 
+#include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/pipeline.h"
 #include "core/status_macros.h"
 #include "server/proto_convert.h"
+#include "server/wire.h"
 
 namespace stackproc::server {
 namespace {
@@ -49,7 +53,47 @@ absl::StatusOr<core::StackMetadata> MetadataFromHeader(const v1::StreamHeader& h
 ProcessStreamReactor::ProcessStreamReactor(grpc::CallbackServerContext* context, JobManager& jobs)
     : context_(context), jobs_(jobs) {
   reading_ = true;
-  StartRead(&request_);
+  StartRead(&request_buffer_);
+}
+
+ProcessStreamReactor::~ProcessStreamReactor() {
+  stream_.reset();  // waits for work still running; its callbacks see done_
+  core::ReturnFreeMemory();
+}
+
+void ProcessStreamReactor::Unref() {
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+}
+
+ProcessStreamReactor::ChunkLease::ChunkLease(ProcessStreamReactor* reactor, int64_t z)
+    : reactor_(reactor), z_(z) {
+  reactor_->refs_.fetch_add(1, std::memory_order_relaxed);
+  reactor_->Lend(z_);
+}
+
+ProcessStreamReactor::ChunkLease::ChunkLease(ChunkLease&& other) noexcept
+    : reactor_(std::exchange(other.reactor_, nullptr)), z_(other.z_) {}
+
+ProcessStreamReactor::ChunkLease::~ChunkLease() {
+  if (reactor_ == nullptr) return;
+  reactor_->Return(z_);
+  reactor_->Unref();
+}
+
+void ProcessStreamReactor::Lend(int64_t z) {
+  std::lock_guard lock(lease_mutex_);
+  ++lent_[z];
+}
+
+void ProcessStreamReactor::Return(int64_t z) {
+  {
+    std::lock_guard lock(lease_mutex_);
+    auto it = lent_.find(z);
+    if (--it->second > 0) return;
+    lent_.erase(it);
+  }
+  // gRPC may drop a chunk inside one of our calls that holds mutex_: Pump runs later.
+  stream_->ReleaseLater(z);
 }
 
 absl::Status ProcessStreamReactor::StartJob(const v1::StreamHeader& header) {
@@ -128,18 +172,40 @@ absl::Status ProcessStreamReactor::StartJob(const v1::StreamHeader& header) {
   return absl::OkStatus();
 }
 
-absl::Status ProcessStreamReactor::TakeChunk(const v1::SliceChunk& chunk) {
+absl::Status ProcessStreamReactor::TakeMessage() {
+  // Chunks, nearly every message, go from the received bytes straight into their slice.
+  if (stream_) {
+    if (std::optional<ChunkView> chunk =
+            ChunkView::Read(request_buffer_, v1::ProcessStreamRequest::kChunkFieldNumber)) {
+      return TakeChunk(chunk->slice(), chunk->offset(), chunk->size(),
+                       [&](uint8_t* out) { chunk->CopyTo(out); });
+    }
+  }
+  STACKPROC_RETURN_IF_ERROR(Parse(request_buffer_, request_, "ProcessStreamRequest"));
+  if (!stream_) {
+    return request_.has_header()
+               ? StartJob(request_.header())
+               : absl::InvalidArgumentError("the first message must be a StreamHeader");
+  }
+  if (request_.has_chunk()) {
+    const v1::SliceChunk& chunk = request_.chunk();
+    return TakeChunk(chunk.slice(), chunk.offset(), chunk.data().size(), [&](uint8_t* out) {
+      std::memcpy(out, chunk.data().data(), chunk.data().size());
+    });
+  }
+  return absl::InvalidArgumentError("a StreamHeader after the first message");
+}
+
+absl::Status ProcessStreamReactor::TakeChunk(int64_t slice, int64_t offset, size_t n,
+                                             absl::FunctionRef<void(uint8_t*)> copy_to) {
   const int64_t depth = stream_->input_shape().depth;
   const size_t slice_bytes = stream_->input_slice_bytes();
-  const size_t n = chunk.data().size();
-  auto where = [&] {
-    return absl::StrCat("chunk at slice ", chunk.slice(), " offset ", chunk.offset());
-  };
+  auto where = [&] { return absl::StrCat("chunk at slice ", slice, " offset ", offset); };
   if (in_slice_ >= depth) {
     return absl::InvalidArgumentError(
         absl::StrCat(where(), ": the header announced ", depth, " slices and all have arrived"));
   }
-  if (chunk.slice() != in_slice_ || chunk.offset() != static_cast<int64_t>(in_offset_)) {
+  if (slice != in_slice_ || offset != static_cast<int64_t>(in_offset_)) {
     return absl::InvalidArgumentError(absl::StrCat(where(), " is out of order: expected slice ",
                                                    in_slice_, " offset ", in_offset_));
   }
@@ -155,7 +221,7 @@ absl::Status ProcessStreamReactor::TakeChunk(const v1::SliceChunk& chunk) {
     STACKPROC_ASSIGN_OR_RETURN(in_buffer_, stream_->InputSlice(in_slice_));
     if (in_buffer_ == nullptr) return absl::InternalError("read a chunk with the window full");
   }
-  std::memcpy(in_buffer_ + in_offset_, chunk.data().data(), n);
+  copy_to(in_buffer_ + in_offset_);
   in_offset_ += n;
   if (in_offset_ == slice_bytes) {
     stream_->SliceComplete(in_slice_);
@@ -182,17 +248,7 @@ void ProcessStreamReactor::OnReadDone(bool ok) {
     upload_closed_ = true;
     return Pump();
   }
-  absl::Status status;
-  if (!stream_) {
-    status = request_.has_header()
-                 ? StartJob(request_.header())
-                 : absl::InvalidArgumentError("the first message must be a StreamHeader");
-  } else if (request_.has_chunk()) {
-    status = TakeChunk(request_.chunk());
-  } else {
-    status = absl::InvalidArgumentError("a StreamHeader after the first message");
-  }
-  if (!status.ok()) return End(status);
+  if (absl::Status status = TakeMessage(); !status.ok()) return End(status);
   Pump();
 }
 
@@ -218,11 +274,10 @@ void ProcessStreamReactor::OnDone() {
   {
     std::lock_guard lock(mutex_);
     done_ = true;
+    response_buffer_.Clear();  // our reference to the last chunk sent
   }
   if (job_) job_->SetHooks(nullptr, nullptr);
-  stream_.reset();  // waits for slices still running; their callbacks see done_
-  core::ReturnFreeMemory();
-  delete this;
+  Unref();  // the last chunk gRPC returns may outlive the call
 }
 
 void ProcessStreamReactor::End(const absl::Status& status) {
@@ -253,14 +308,14 @@ void ProcessStreamReactor::Pump() {
     if (sent_final_job_) return End(absl::OkStatus());
     if (NextJobUpdate(false) || NextResult()) {
       writing_ = true;
-      StartWrite(&response_);
+      StartWrite(&response_buffer_);
     } else if (admitted_ && upload_closed_ && out_slice_ == stream_->output_shape().depth) {
       // Every result is out and the client has half-closed: nothing stray can follow.
       jobs_.FinishStreamed(*job_, absl::OkStatus());
       NextJobUpdate(true);
       sent_final_job_ = true;
       writing_ = true;
-      StartWrite(&response_);
+      StartWrite(&response_buffer_);
     }
   }
   if (admitted_ && !reading_ && !upload_closed_) {
@@ -269,7 +324,7 @@ void ProcessStreamReactor::Pump() {
                       stream_->CanAccept(in_slice_);
     if (room) {
       reading_ = true;
-      StartRead(&request_);
+      StartRead(&request_buffer_);
     }
   }
 }
@@ -301,6 +356,7 @@ bool ProcessStreamReactor::NextJobUpdate(bool force) {
   if (!(force || first || state_changed || due)) return false;
   response_.Clear();
   ToProto(snapshot, response_.mutable_job());
+  response_buffer_ = Serialize(response_);
   sent_job_version_ = snapshot.version;
   sent_state_ = snapshot.state;
   last_job_sent_ = now;
@@ -313,6 +369,7 @@ bool ProcessStreamReactor::NextResult() {
     response_.Clear();
     ToProto(stream_->output_shape(), stream_->output_type(), stream_->output_metadata(),
             response_.mutable_result_header());
+    response_buffer_ = Serialize(response_);
     sent_result_header_ = true;
     return true;
   }
@@ -321,14 +378,13 @@ bool ProcessStreamReactor::NextResult() {
   if (data == nullptr) return false;
   const size_t slice_bytes = stream_->output_slice_bytes();
   const size_t n = std::min(kChunkBytes, slice_bytes - out_offset_);
-  response_.Clear();
-  v1::SliceChunk* chunk = response_.mutable_chunk();
-  chunk->set_slice(out_slice_);
-  chunk->set_offset(static_cast<int64_t>(out_offset_));
-  chunk->set_data(data + out_offset_, n);  // a copy: the slice's buffers can take the next one
+  if (out_offset_ == 0) Lend(out_slice_);  // held while its chunks are being made
+  response_buffer_ = ChunkMessage(v1::ProcessStreamResponse::kChunkFieldNumber, out_slice_,
+                                  static_cast<int64_t>(out_offset_),
+                                  BorrowSlice(data + out_offset_, n, ChunkLease(this, out_slice_)));
   out_offset_ += n;
   if (out_offset_ == slice_bytes) {
-    stream_->Release(out_slice_);
+    Return(out_slice_);
     ++out_slice_;
     out_offset_ = 0;
   }

@@ -5,6 +5,7 @@
 #include "server/process_stream.h"
 #include "server/proto_convert.h"
 #include "server/stream_reactors.h"
+#include "server/wire.h"
 
 namespace stackproc::server {
 namespace {
@@ -73,10 +74,14 @@ grpc::ServerWriteReactor<v1::WatchJobResponse>* StackProcessorService::WatchJob(
   return new WatchReactor(*std::move(job));
 }
 
-grpc::ServerWriteReactor<v1::ReadResultResponse>* StackProcessorService::ReadResult(
-    grpc::CallbackServerContext*, const v1::ReadResultRequest* request) {
-  using Failed = FailedStream<v1::ReadResultResponse>;
-  absl::StatusOr<std::shared_ptr<Job>> job = jobs_.Get(request->job_id());
+grpc::ServerWriteReactor<grpc::ByteBuffer>* StackProcessorService::ReadResult(
+    grpc::CallbackServerContext*, const grpc::ByteBuffer* raw_request) {
+  using Failed = FailedStream<grpc::ByteBuffer>;
+  v1::ReadResultRequest request;
+  if (absl::Status s = Parse(*raw_request, request, "ReadResultRequest"); !s.ok()) {
+    return new Failed(s);
+  }
+  absl::StatusOr<std::shared_ptr<Job>> job = jobs_.Get(request.job_id());
   if (!job.ok()) return new Failed(job.status());
   const JobSnapshot s = (*job)->Snapshot();
   std::shared_ptr<const core::Stack> result = (*job)->result();
@@ -90,15 +95,15 @@ grpc::ServerWriteReactor<v1::ReadResultResponse>* StackProcessorService::ReadRes
             : absl::StrCat("the result of job ", s.id, " has expired or was deleted");
     return new Failed(absl::FailedPreconditionError(why));
   }
-  if (request->start_slice() < 0 || request->start_slice() > result->depth() ||
-      request->start_offset() < 0 ||
-      static_cast<size_t>(request->start_offset()) > result->slice_bytes()) {
+  if (request.start_slice() < 0 || request.start_slice() > result->depth() ||
+      request.start_offset() < 0 ||
+      static_cast<size_t>(request.start_offset()) > result->slice_bytes()) {
     return new Failed(absl::OutOfRangeError(
-        absl::StrCat("resume point slice ", request->start_slice(), " offset ",
-                     request->start_offset(), " is outside the result (", result->depth(),
+        absl::StrCat("resume point slice ", request.start_slice(), " offset ",
+                     request.start_offset(), " is outside the result (", result->depth(),
                      " slices of ", result->slice_bytes(), " bytes)")));
   }
-  return new ReadResultReactor(std::move(result), request->start_slice(), request->start_offset());
+  return new ReadResultReactor(std::move(result), request.start_slice(), request.start_offset());
 }
 
 grpc::ServerUnaryReactor* StackProcessorService::ListOperations(
@@ -110,8 +115,8 @@ grpc::ServerUnaryReactor* StackProcessorService::ListOperations(
   return Done(context, absl::OkStatus());
 }
 
-grpc::ServerBidiReactor<v1::ProcessStreamRequest, v1::ProcessStreamResponse>*
-StackProcessorService::ProcessStream(grpc::CallbackServerContext* context) {
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* StackProcessorService::ProcessStream(
+    grpc::CallbackServerContext* context) {
   return new ProcessStreamReactor(context, jobs_);
 }
 

@@ -6,7 +6,19 @@
 
 namespace stackproc::server {
 
-class StackProcessorService final : public v1::StackProcessor::CallbackService {
+// The generated CallbackService, except that the two calls that carry pixels are raw (byte
+// buffers in and out, server/wire.h): their result chunks go on the wire without a copy.
+using StackProcessorBase = v1::StackProcessor::WithCallbackMethod_SubmitJob<
+    v1::StackProcessor::WithCallbackMethod_GetJob<v1::StackProcessor::WithCallbackMethod_ListJobs<
+        v1::StackProcessor::WithCallbackMethod_CancelJob<
+            v1::StackProcessor::WithCallbackMethod_DeleteJob<
+                v1::StackProcessor::WithCallbackMethod_WatchJob<
+                    v1::StackProcessor::WithRawCallbackMethod_ReadResult<
+                        v1::StackProcessor::WithCallbackMethod_ListOperations<
+                            v1::StackProcessor::WithRawCallbackMethod_ProcessStream<
+                                v1::StackProcessor::Service>>>>>>>>>;
+
+class StackProcessorService final : public StackProcessorBase {
  public:
   explicit StackProcessorService(JobManager& jobs) : jobs_(jobs) {}
 
@@ -27,9 +39,11 @@ class StackProcessorService final : public v1::StackProcessor::CallbackService {
                                       v1::DeleteJobResponse* response) override;
   grpc::ServerWriteReactor<v1::WatchJobResponse>* WatchJob(
       grpc::CallbackServerContext* context, const v1::WatchJobRequest* request) override;
-  grpc::ServerWriteReactor<v1::ReadResultResponse>* ReadResult(
-      grpc::CallbackServerContext* context, const v1::ReadResultRequest* request) override;
-  grpc::ServerBidiReactor<v1::ProcessStreamRequest, v1::ProcessStreamResponse>* ProcessStream(
+  // A v1::ReadResultRequest in, v1::ReadResultResponse messages out.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* ReadResult(grpc::CallbackServerContext* context,
+                                                         const grpc::ByteBuffer* request) override;
+  // v1::ProcessStreamRequest messages in, v1::ProcessStreamResponse messages out.
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ProcessStream(
       grpc::CallbackServerContext* context) override;
   grpc::ServerUnaryReactor* ListOperations(grpc::CallbackServerContext* context,
                                            const v1::ListOperationsRequest* request,

@@ -1,6 +1,7 @@
 #include "server/stream_reactors.h"
 
 #include "server/proto_convert.h"
+#include "server/wire.h"
 
 namespace stackproc::server {
 
@@ -55,7 +56,9 @@ void WatchReactor::OnDone() {
 ReadResultReactor::ReadResultReactor(std::shared_ptr<const core::Stack> result, int64_t slice,
                                      int64_t offset)
     : result_(std::move(result)), slice_(slice), offset_(static_cast<size_t>(offset)) {
-  ToProto(result_->shape(), result_->pixel_type(), result_->metadata(), response_.mutable_header());
+  v1::ReadResultResponse header;
+  ToProto(result_->shape(), result_->pixel_type(), result_->metadata(), header.mutable_header());
+  response_ = Serialize(header);
   StartWrite(&response_);
 }
 
@@ -71,11 +74,9 @@ void ReadResultReactor::WriteNext() {
   }
   if (slice_ >= result_->depth()) return Finish(grpc::Status::OK);
   const size_t n = std::min(kChunkBytes, result_->slice_bytes() - offset_);
-  response_.Clear();
-  v1::SliceChunk* chunk = response_.mutable_chunk();
-  chunk->set_slice(slice_);
-  chunk->set_offset(static_cast<int64_t>(offset_));
-  chunk->set_data(result_->slice_data(slice_) + offset_, n);
+  response_ =
+      ChunkMessage(v1::ReadResultResponse::kChunkFieldNumber, slice_, static_cast<int64_t>(offset_),
+                   BorrowSlice(result_->slice_data(slice_) + offset_, n, result_));
   offset_ += n;
   StartWrite(&response_);
 }

@@ -36,7 +36,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchJobResponse>
 };
 
 // Streams an in-memory result: a header, then chunks of up to 1 MiB from (slice, offset).
-class ReadResultReactor final : public grpc::ServerWriteReactor<v1::ReadResultResponse> {
+// The chunks go on the wire straight from the result's buffer, which they keep alive.
+class ReadResultReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   static constexpr size_t kChunkBytes = 1 << 20;
   ReadResultReactor(std::shared_ptr<const core::Stack> result, int64_t slice, int64_t offset);
@@ -50,7 +51,7 @@ class ReadResultReactor final : public grpc::ServerWriteReactor<v1::ReadResultRe
   std::shared_ptr<const core::Stack> result_;
   int64_t slice_;
   size_t offset_;
-  v1::ReadResultResponse response_;
+  grpc::ByteBuffer response_;
 };
 
 }  // namespace stackproc::server

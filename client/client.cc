@@ -6,12 +6,15 @@
 #include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "client/raw_bidi_call.h"
 #include "core/tiff_reader.h"
+#include "proto/wire.h"
 
 namespace stackproc::client {
 namespace {
@@ -248,31 +251,34 @@ absl::StatusOr<v1::Job> Client::ProcessStream(
   header->set_resolution_unit(static_cast<int32_t>(source.metadata.resolution_unit));
 
   grpc::ClientContext context;
-  auto stream = stub_->ProcessStream(&context);
+  grpc::GenericStub generic(channel_);
+  RawBidiCall call(generic, context,
+                   absl::StrCat("/", v1::StackProcessor::service_full_name(), "/ProcessStream"));
   // The upload runs beside the download: the server processes slices as they arrive and sends
   // results while later slices are still on their way. Writes block while the server's window
   // is full.
   absl::Status upload_status;
   std::thread uploader([&] {
-    if (!stream->Write(header_message)) return;
-    std::vector<uint8_t> slice(*in_bytes);
-    v1::ProcessStreamRequest message;
+    if (!call.Write(wire::Serialize(header_message))) return call.StopWriting();
     for (int64_t z = 0; z < source.shape.depth; ++z) {
-      if (absl::Status s = source.read_slice(z, slice.data()); !s.ok()) {
+      // Each slice is read into a buffer of its own; its chunks are views of it that gRPC
+      // sends without a copy, and it is freed when gRPC has sent the last of them.
+      grpc::Slice slice(*in_bytes);
+      if (absl::Status s = source.read_slice(z, const_cast<uint8_t*>(slice.begin())); !s.ok()) {
         upload_status = s;
         context.TryCancel();
-        return;
+        return call.StopWriting();
       }
       for (size_t offset = 0; offset < slice.size(); offset += kChunkBytes) {
         const size_t n = std::min(kChunkBytes, slice.size() - offset);
-        v1::SliceChunk* chunk = message.mutable_chunk();
-        chunk->set_slice(z);
-        chunk->set_offset(static_cast<int64_t>(offset));
-        chunk->set_data(slice.data() + offset, n);
-        if (!stream->Write(message)) return;  // the call ended: its status says why
+        if (!call.Write(wire::ChunkMessage(v1::ProcessStreamRequest::kChunkFieldNumber, z,
+                                           static_cast<int64_t>(offset),
+                                           slice.sub(offset, offset + n)))) {
+          return call.StopWriting();  // the call ended: its status says why
+        }
       }
     }
-    stream->WritesDone();
+    call.WritesDone();
   });
 
   // Assembles result chunks into slices for the sink.
@@ -283,7 +289,35 @@ absl::StatusOr<v1::Job> Client::ProcessStream(
   int64_t z = 0;
   size_t filled = 0;
   bool begun = false;
-  auto take = [&](const v1::ProcessStreamResponse& message) -> absl::Status {
+  auto take_chunk = [&](int64_t chunk_slice, int64_t offset, size_t n,
+                        const std::function<void(uint8_t*)>& copy_to) -> absl::Status {
+    if (!begun || chunk_slice != z || offset != static_cast<int64_t>(filled) ||
+        filled + n > slice.size()) {
+      return absl::DataLossError(absl::StrCat("result chunk at slice ", chunk_slice, " offset ",
+                                              offset, " is not the one expected"));
+    }
+    copy_to(slice.data() + filled);
+    filled += n;
+    if (filled < slice.size()) return absl::OkStatus();
+    filled = 0;
+    return sink.Slice(z++, slice.data());
+  };
+  auto take = [&](const grpc::ByteBuffer& buffer) -> absl::Status {
+    // Chunks, nearly every message, are copied from the received bytes straight into place.
+    if (std::optional<wire::ChunkView> chunk =
+            wire::ChunkView::Read(buffer, v1::ProcessStreamResponse::kChunkFieldNumber)) {
+      return take_chunk(chunk->slice(), chunk->offset(), chunk->size(),
+                        [&](uint8_t* out) { chunk->CopyTo(out); });
+    }
+    v1::ProcessStreamResponse message;
+    if (absl::Status s = wire::Parse(buffer, message, "ProcessStreamResponse"); !s.ok()) {
+      return absl::DataLossError(s.message());
+    }
+    if (message.has_job()) {
+      last = message.job();
+      if (on_update) on_update(last);
+      return absl::OkStatus();
+    }
     if (message.has_result_header()) {
       const v1::ResultHeader& h = message.result_header();
       if (begun) return absl::DataLossError("a second result header");
@@ -297,32 +331,19 @@ absl::StatusOr<v1::Job> Client::ProcessStream(
     }
     if (!message.has_chunk()) return absl::OkStatus();
     const v1::SliceChunk& c = message.chunk();
-    if (!begun || c.slice() != z || c.offset() != static_cast<int64_t>(filled) ||
-        filled + c.data().size() > slice.size()) {
-      return absl::DataLossError(absl::StrCat("result chunk at slice ", c.slice(), " offset ",
-                                              c.offset(), " is not the one expected"));
-    }
-    std::memcpy(slice.data() + filled, c.data().data(), c.data().size());
-    filled += c.data().size();
-    if (filled < slice.size()) return absl::OkStatus();
-    filled = 0;
-    return sink.Slice(z++, slice.data());
+    return take_chunk(c.slice(), c.offset(), c.data().size(),
+                      [&](uint8_t* out) { std::memcpy(out, c.data().data(), c.data().size()); });
   };
-  v1::ProcessStreamResponse message;
-  while (stream->Read(&message)) {
-    if (message.has_job()) {
-      last = message.job();
-      if (on_update) on_update(last);
-      continue;
-    }
-    local_status = take(message);
+  grpc::ByteBuffer buffer;
+  while (call.Read(buffer)) {
+    local_status = take(buffer);
     if (!local_status.ok()) {
       context.TryCancel();
       break;
     }
   }
   uploader.join();
-  grpc::Status status = stream->Finish();
+  grpc::Status status = call.Finish();
   if (!upload_status.ok()) return upload_status;
   if (!local_status.ok()) return local_status;
   if (!status.ok()) return ToAbslStatus(status);

@@ -10,8 +10,8 @@
 #include "absl/strings/str_format.h"
 #include "core/pipeline.h"
 #include "core/status_macros.h"
+#include "proto/wire.h"
 #include "server/proto_convert.h"
-#include "server/wire.h"
 
 namespace stackproc::server {
 namespace {
@@ -175,13 +175,13 @@ absl::Status ProcessStreamReactor::StartJob(const v1::StreamHeader& header) {
 absl::Status ProcessStreamReactor::TakeMessage() {
   // Chunks, nearly every message, go from the received bytes straight into their slice.
   if (stream_) {
-    if (std::optional<ChunkView> chunk =
-            ChunkView::Read(request_buffer_, v1::ProcessStreamRequest::kChunkFieldNumber)) {
+    if (std::optional<wire::ChunkView> chunk =
+            wire::ChunkView::Read(request_buffer_, v1::ProcessStreamRequest::kChunkFieldNumber)) {
       return TakeChunk(chunk->slice(), chunk->offset(), chunk->size(),
                        [&](uint8_t* out) { chunk->CopyTo(out); });
     }
   }
-  STACKPROC_RETURN_IF_ERROR(Parse(request_buffer_, request_, "ProcessStreamRequest"));
+  STACKPROC_RETURN_IF_ERROR(wire::Parse(request_buffer_, request_, "ProcessStreamRequest"));
   if (!stream_) {
     return request_.has_header()
                ? StartJob(request_.header())
@@ -356,7 +356,7 @@ bool ProcessStreamReactor::NextJobUpdate(bool force) {
   if (!(force || first || state_changed || due)) return false;
   response_.Clear();
   ToProto(snapshot, response_.mutable_job());
-  response_buffer_ = Serialize(response_);
+  response_buffer_ = wire::Serialize(response_);
   sent_job_version_ = snapshot.version;
   sent_state_ = snapshot.state;
   last_job_sent_ = now;
@@ -369,7 +369,7 @@ bool ProcessStreamReactor::NextResult() {
     response_.Clear();
     ToProto(stream_->output_shape(), stream_->output_type(), stream_->output_metadata(),
             response_.mutable_result_header());
-    response_buffer_ = Serialize(response_);
+    response_buffer_ = wire::Serialize(response_);
     sent_result_header_ = true;
     return true;
   }
@@ -379,9 +379,9 @@ bool ProcessStreamReactor::NextResult() {
   const size_t slice_bytes = stream_->output_slice_bytes();
   const size_t n = std::min(kChunkBytes, slice_bytes - out_offset_);
   if (out_offset_ == 0) Lend(out_slice_);  // held while its chunks are being made
-  response_buffer_ = ChunkMessage(v1::ProcessStreamResponse::kChunkFieldNumber, out_slice_,
-                                  static_cast<int64_t>(out_offset_),
-                                  BorrowSlice(data + out_offset_, n, ChunkLease(this, out_slice_)));
+  response_buffer_ = wire::ChunkMessage(
+      v1::ProcessStreamResponse::kChunkFieldNumber, out_slice_, static_cast<int64_t>(out_offset_),
+      wire::BorrowSlice(data + out_offset_, n, ChunkLease(this, out_slice_)));
   out_offset_ += n;
   if (out_offset_ == slice_bytes) {
     Return(out_slice_);

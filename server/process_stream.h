@@ -4,7 +4,7 @@
 // for it, and the next response is written only when the previous write is done; so server
 // memory is the window, whatever the stack's size and however slowly the client reads.
 //
-// The call is raw (server/wire.h): result chunks go on the wire straight from the stream's
+// The call is raw (proto/wire.h): result chunks go on the wire straight from the stream's
 // slice buffers. Each chunk lends its slice to gRPC, which may hold it after the write has
 // completed; the stream gets the slice back when the last chunk is returned, and the reactor
 // is deleted when gRPC is done with the call and with every chunk.

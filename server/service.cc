@@ -2,10 +2,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/operation_registry.h"
+#include "proto/wire.h"
 #include "server/process_stream.h"
 #include "server/proto_convert.h"
 #include "server/stream_reactors.h"
-#include "server/wire.h"
 
 namespace stackproc::server {
 namespace {
@@ -78,7 +78,7 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* StackProcessorService::ReadResult(
     grpc::CallbackServerContext*, const grpc::ByteBuffer* raw_request) {
   using Failed = FailedStream<grpc::ByteBuffer>;
   v1::ReadResultRequest request;
-  if (absl::Status s = Parse(*raw_request, request, "ReadResultRequest"); !s.ok()) {
+  if (absl::Status s = wire::Parse(*raw_request, request, "ReadResultRequest"); !s.ok()) {
     return new Failed(s);
   }
   absl::StatusOr<std::shared_ptr<Job>> job = jobs_.Get(request.job_id());

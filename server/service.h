@@ -7,7 +7,7 @@
 namespace stackproc::server {
 
 // The generated CallbackService, except that the two calls that carry pixels are raw (byte
-// buffers in and out, server/wire.h): their result chunks go on the wire without a copy.
+// buffers in and out, proto/wire.h): their result chunks go on the wire without a copy.
 using StackProcessorBase = v1::StackProcessor::WithCallbackMethod_SubmitJob<
     v1::StackProcessor::WithCallbackMethod_GetJob<v1::StackProcessor::WithCallbackMethod_ListJobs<
         v1::StackProcessor::WithCallbackMethod_CancelJob<

@@ -1,7 +1,7 @@
 #include "server/stream_reactors.h"
 
+#include "proto/wire.h"
 #include "server/proto_convert.h"
-#include "server/wire.h"
 
 namespace stackproc::server {
 
@@ -58,7 +58,7 @@ ReadResultReactor::ReadResultReactor(std::shared_ptr<const core::Stack> result, 
     : result_(std::move(result)), slice_(slice), offset_(static_cast<size_t>(offset)) {
   v1::ReadResultResponse header;
   ToProto(result_->shape(), result_->pixel_type(), result_->metadata(), header.mutable_header());
-  response_ = Serialize(header);
+  response_ = wire::Serialize(header);
   StartWrite(&response_);
 }
 
@@ -74,9 +74,9 @@ void ReadResultReactor::WriteNext() {
   }
   if (slice_ >= result_->depth()) return Finish(grpc::Status::OK);
   const size_t n = std::min(kChunkBytes, result_->slice_bytes() - offset_);
-  response_ =
-      ChunkMessage(v1::ReadResultResponse::kChunkFieldNumber, slice_, static_cast<int64_t>(offset_),
-                   BorrowSlice(result_->slice_data(slice_) + offset_, n, result_));
+  response_ = wire::ChunkMessage(
+      v1::ReadResultResponse::kChunkFieldNumber, slice_, static_cast<int64_t>(offset_),
+      wire::BorrowSlice(result_->slice_data(slice_) + offset_, n, result_));
   offset_ += n;
   StartWrite(&response_);
 }

@@ -1,4 +1,4 @@
-#include "server/wire.h"
+#include "proto/wire.h"
 
 #include <google/protobuf/io/coded_stream.h>
 #include <grpcpp/support/proto_buffer_reader.h>
@@ -9,7 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace stackproc::server {
+namespace stackproc::wire {
 namespace {
 
 using google::protobuf::io::CodedOutputStream;
@@ -180,4 +180,4 @@ absl::Status Parse(const grpc::ByteBuffer& buffer, google::protobuf::MessageLite
   return absl::OkStatus();
 }
 
-}  // namespace stackproc::server
+}  // namespace stackproc::wire

@@ -1,6 +1,6 @@
 // server/wire: the hand-made chunk encoding against protobuf's own, borrowed slices released
 // exactly when gRPC lets go, and the copy-free chunk reader against protobuf's parser.
-#include "server/wire.h"
+#include "proto/wire.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -12,7 +12,7 @@
 #include "stackproc/v1/service.pb.h"
 #include "tests/test_util/status_matchers.h"
 
-namespace stackproc::server {
+namespace stackproc::wire {
 namespace {
 
 using ::stackproc::testing::StatusIs;
@@ -162,4 +162,4 @@ TEST(WireTest, SerializeRoundTrips) {
 }
 
 }  // namespace
-}  // namespace stackproc::server
+}  // namespace stackproc::wire

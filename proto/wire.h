@@ -1,6 +1,7 @@
-// Messages as gRPC byte buffers, for the two calls that carry pixels (ReadResult and
-// ProcessStream are registered raw, see service.h): result chunks go on the wire straight from
-// the buffer that holds the slice, without the two copies that set_data and serialization make.
+// The messages that carry pixels (ReadResult, ProcessStream) as gRPC byte buffers, for the
+// server and the client that send and receive them raw: a chunk goes on the wire straight from
+// the buffer that holds its slice, without the two copies that set_data and serialization
+// make, and a received chunk is copied once, from the received bytes to where it belongs.
 #pragma once
 
 #include <google/protobuf/message_lite.h>
@@ -14,7 +15,7 @@
 
 #include "absl/status/status.h"
 
-namespace stackproc::server {
+namespace stackproc::wire {
 
 // A grpc::Slice over `size` bytes at `data`, not copied. `owner` keeps the bytes valid: it is
 // moved to the heap and destroyed when gRPC drops the slice's last reference, on whichever
@@ -61,4 +62,4 @@ grpc::ByteBuffer Serialize(const google::protobuf::MessageLite& message);
 absl::Status Parse(const grpc::ByteBuffer& buffer, google::protobuf::MessageLite& message,
                    const char* what);
 
-}  // namespace stackproc::server
+}  // namespace stackproc::wire

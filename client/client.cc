@@ -8,6 +8,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -66,12 +67,18 @@ absl::StatusOr<v1::OpSpec> ParseOpText(const std::string& text) {
   return op;
 }
 
-Client::Client(const std::string& target)
-    : channel_(grpc::CreateChannel(target, grpc::InsecureChannelCredentials())),
+Client::Client(const std::string& target, std::string token)
+    : token_(std::move(token)),
+      channel_(grpc::CreateChannel(target, grpc::InsecureChannelCredentials())),
       stub_(v1::StackProcessor::NewStub(channel_)) {}
+
+void Client::Prepare(grpc::ClientContext& context) const {
+  if (!token_.empty()) context.AddMetadata("authorization", absl::StrCat("Bearer ", token_));
+}
 
 absl::StatusOr<v1::Job> Client::Submit(const v1::SubmitJobRequest& request) {
   grpc::ClientContext context;
+  Prepare(context);
   v1::SubmitJobResponse response;
   grpc::Status status = stub_->SubmitJob(&context, request, &response);
   if (!status.ok()) return ToAbslStatus(status);
@@ -80,6 +87,7 @@ absl::StatusOr<v1::Job> Client::Submit(const v1::SubmitJobRequest& request) {
 
 absl::StatusOr<v1::Job> Client::Get(const std::string& job_id) {
   grpc::ClientContext context;
+  Prepare(context);
   v1::GetJobRequest request;
   request.set_job_id(job_id);
   v1::GetJobResponse response;
@@ -90,6 +98,7 @@ absl::StatusOr<v1::Job> Client::Get(const std::string& job_id) {
 
 absl::StatusOr<std::vector<v1::Job>> Client::List() {
   grpc::ClientContext context;
+  Prepare(context);
   v1::ListJobsResponse response;
   grpc::Status status = stub_->ListJobs(&context, v1::ListJobsRequest(), &response);
   if (!status.ok()) return ToAbslStatus(status);
@@ -98,6 +107,7 @@ absl::StatusOr<std::vector<v1::Job>> Client::List() {
 
 absl::StatusOr<v1::Job> Client::Cancel(const std::string& job_id) {
   grpc::ClientContext context;
+  Prepare(context);
   v1::CancelJobRequest request;
   request.set_job_id(job_id);
   v1::CancelJobResponse response;
@@ -108,6 +118,7 @@ absl::StatusOr<v1::Job> Client::Cancel(const std::string& job_id) {
 
 absl::Status Client::Delete(const std::string& job_id) {
   grpc::ClientContext context;
+  Prepare(context);
   v1::DeleteJobRequest request;
   request.set_job_id(job_id);
   v1::DeleteJobResponse response;
@@ -116,6 +127,7 @@ absl::Status Client::Delete(const std::string& job_id) {
 
 absl::StatusOr<std::vector<v1::OperationDescriptor>> Client::ListOperations() {
   grpc::ClientContext context;
+  Prepare(context);
   v1::ListOperationsResponse response;
   grpc::Status status = stub_->ListOperations(&context, v1::ListOperationsRequest(), &response);
   if (!status.ok()) return ToAbslStatus(status);
@@ -132,6 +144,7 @@ absl::StatusOr<v1::Job> Client::Watch(const std::string& job_id,
   bool seen = false;
   for (int attempt = 0;; ++attempt) {
     grpc::ClientContext context;
+    Prepare(context);
     auto reader = stub_->WatchJob(&context, request);
     v1::WatchJobResponse event;
     while (reader->Read(&event)) {
@@ -155,6 +168,7 @@ absl::StatusOr<core::Stack> Client::Download(const std::string& job_id) {
   int64_t slice = 0, offset = 0;
   for (int attempt = 0; attempt < 4; ++attempt) {
     grpc::ClientContext context;
+    Prepare(context);
     v1::ReadResultRequest request;
     request.set_job_id(job_id);
     request.set_start_slice(slice);
@@ -251,6 +265,8 @@ absl::StatusOr<v1::Job> Client::ProcessStream(
   header->set_resolution_unit(static_cast<int32_t>(source.metadata.resolution_unit));
 
   grpc::ClientContext context;
+
+  Prepare(context);
   grpc::GenericStub generic(channel_);
   RawBidiCall call(generic, context,
                    absl::StrCat("/", v1::StackProcessor::service_full_name(), "/ProcessStream"));
@@ -380,6 +396,7 @@ absl::StatusOr<bool> Client::Healthy() {
   // one enum field: tag 0x08, then 1 for SERVING.
   grpc::GenericStub generic(channel_);
   grpc::ClientContext context;
+  Prepare(context);
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   grpc::ByteBuffer request, response;
   grpc::Slice empty;

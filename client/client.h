@@ -26,8 +26,10 @@ absl::StatusOr<v1::OpSpec> ParseOpText(const std::string& text);
 
 class Client {
  public:
-  // `target` is HOST:PORT. Connects lazily: errors surface on the first call.
-  explicit Client(const std::string& target);
+  // `target` is HOST:PORT. Connects lazily: errors surface on the first call. `token`, when
+  // not empty, goes with every call ("authorization: Bearer TOKEN"; stackprocd
+  // --auth-token-file).
+  explicit Client(const std::string& target, std::string token = "");
 
   absl::StatusOr<v1::Job> Submit(const v1::SubmitJobRequest& request);
   absl::StatusOr<v1::Job> Get(const std::string& job_id);
@@ -85,6 +87,10 @@ class Client {
   absl::StatusOr<bool> Healthy();
 
  private:
+  // Every call's context: the token.
+  void Prepare(grpc::ClientContext& context) const;
+
+  std::string token_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::StackProcessor::Stub> stub_;
 };

@@ -5,8 +5,9 @@
 
 namespace {
 
-constexpr char kUsage[] = R"(usage: stackproc [--server HOST:PORT] COMMAND [args]
-  (the server also comes from STACKPROC_SERVER; default localhost:50051)
+constexpr char kUsage[] = R"(usage: stackproc [--server HOST:PORT] [--token TOKEN] COMMAND [args]
+  (the server also comes from STACKPROC_SERVER, default localhost:50051; the token, for a
+  server started with --auth-token-file, from STACKPROC_TOKEN)
 commands:
   ops                                   operations and their parameters
   submit --input PATH --op SPEC [--op SPEC ...] (--output PATH | --in-memory [--retention S])
@@ -37,7 +38,8 @@ int main(int argc, char** argv) {
   }
   const std::string command = args->positional.front();
   args->positional.erase(args->positional.begin());
-  stackproc::client::Client client(args->Get("server", "localhost:50051", "STACKPROC_SERVER"));
+  stackproc::client::Client client(args->Get("server", "localhost:50051", "STACKPROC_SERVER"),
+                                   args->Get("token", "", "STACKPROC_TOKEN"));
   absl::StatusOr<int> code = stackproc::client::RunCommand(command, *args, client);
   if (!code.ok()) {
     std::fprintf(stderr, "stackproc %s: %s\n", command.c_str(),

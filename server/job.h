@@ -34,6 +34,7 @@ struct JobSpec {
   bool overwrite = false;
   absl::Duration retention = absl::ZeroDuration();  // in-memory results; 0: server default
   bool streamed = false;  // ProcessStream: no paths, the caller feeds and drains the job
+  std::string owner;      // the caller that submitted it (TokenAuth); "" without tokens
 
   friend bool operator==(const JobSpec&, const JobSpec&) = default;
 };

@@ -81,8 +81,10 @@ JobManager::~JobManager() { Shutdown(absl::ZeroDuration()); }
 
 absl::StatusOr<std::shared_ptr<Job>> JobManager::Submit(const JobSpec& spec,
                                                         const std::string& request_id) {
+  // Request ids are the caller's own: two callers may pick the same one.
+  const std::string request_key = absl::StrCat(spec.owner, "\n", request_id);
   auto same_request = [&]() -> absl::StatusOr<std::shared_ptr<Job>> {
-    auto it = by_request_id_.find(request_id);
+    auto it = by_request_id_.find(request_key);
     if (request_id.empty() || it == by_request_id_.end()) return nullptr;
     std::shared_ptr<Job> job = jobs_.at(it->second);
     if (job->Snapshot().spec == spec) return job;
@@ -133,7 +135,7 @@ absl::StatusOr<std::shared_ptr<Job>> JobManager::Submit(const JobSpec& spec,
   if (existing) return existing;
   auto job = std::make_shared<Job>(std::move(initial));
   Enqueue(job, absl::StrCat(" input=", Quote(spec.input_path)));
-  if (!request_id.empty()) by_request_id_[request_id] = job->id();
+  if (!request_id.empty()) by_request_id_[request_key] = job->id();
   return job;
 }
 
@@ -166,7 +168,8 @@ void JobManager::Enqueue(std::shared_ptr<Job> job, const std::string& log_extra)
   const JobSnapshot s = job->Snapshot();
   LogEvent(s, "job_submitted",
            absl::StrCat(log_extra, " ops=", Quote(absl::StrJoin(s.spec.ops, " -> ")),
-                        " memory_bytes=", s.memory_bytes));
+                        " memory_bytes=", s.memory_bytes,
+                        s.spec.owner.empty() ? "" : " owner=" + Quote(s.spec.owner)));
   changed_.notify_all();
 }
 

@@ -91,7 +91,7 @@ class JobManager {
   std::condition_variable changed_;
   std::map<std::string, std::shared_ptr<Job>> jobs_;  // by id
   std::vector<std::string> order_;                    // ids, oldest first
-  std::map<std::string, std::string> by_request_id_;  // request id -> job id
+  std::map<std::string, std::string> by_request_id_;  // owner "\n" request id -> job id
   std::deque<std::shared_ptr<Job>> queue_;
   uint64_t memory_in_use_ = 0;       // running jobs and held results
   int running_ = 0;                  // path jobs on the workers

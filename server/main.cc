@@ -25,9 +25,16 @@ constexpr char kUsage[] = R"(usage: stackprocd [flags]
   --stream-window SIZE      most memory for the slices in flight of one streaming job; fewer
                             when 2 slices per thread keep the threads busy (default 256M)
   --shutdown-grace SECONDS  on SIGTERM/SIGINT, time running jobs get to finish (default 30)
+  --auth-token-file FILE    callers and their tokens, one "NAME TOKEN [admin]" per line: every
+                            call but health needs "authorization: Bearer TOKEN", and a caller
+                            sees only its own jobs unless it is an admin (default: none)
   --reflection              enable gRPC server reflection
 Each flag FOO-BAR can be set by the environment variable STACKPROC_FOO_BAR.
 )";
+
+bool IsLoopback(const std::string& host) {
+  return host == "localhost" || host == "[::1]" || host.rfind("127.", 0) == 0;
+}
 
 std::string EnvName(const std::string& flag) {
   std::string env = "STACKPROC_";
@@ -97,6 +104,7 @@ absl::StatusOr<ServerOptions> ParseOptions(int argc, char** argv) {
   STACKPROC_ASSIGN_OR_RETURN(int grace, get_int("shutdown-grace", 30));
   o.shutdown_grace = absl::Seconds(grace);
   o.reflection = get("reflection", "false") == "true";
+  o.auth_token_file = get("auth-token-file", "");
   return o;
 }
 
@@ -130,6 +138,12 @@ int Main(int argc, char** argv) {
               (*server)->port(), options->jobs.data_root.c_str(),
               static_cast<double>((*server)->jobs().memory_budget()) / (uint64_t{1} << 30));
   std::fflush(stdout);
+  if (options->auth_token_file.empty() && !IsLoopback(host)) {
+    std::fprintf(stderr,
+                 "stackprocd: warning: listening on %s without --auth-token-file: anyone who "
+                 "can reach this port can run jobs on files under %s and read their results\n",
+                 options->listen.c_str(), options->jobs.data_root.c_str());
+  }
 
   std::thread signal_waiter([&] {
     int signal = 0;

@@ -50,8 +50,9 @@ absl::StatusOr<core::StackMetadata> MetadataFromHeader(const v1::StreamHeader& h
 
 }  // namespace
 
-ProcessStreamReactor::ProcessStreamReactor(grpc::CallbackServerContext* context, JobManager& jobs)
-    : context_(context), jobs_(jobs) {
+ProcessStreamReactor::ProcessStreamReactor(grpc::CallbackServerContext* context, JobManager& jobs,
+                                           std::string owner)
+    : context_(context), jobs_(jobs), owner_(std::move(owner)) {
   reading_ = true;
   StartRead(&request_buffer_);
 }
@@ -148,6 +149,7 @@ absl::Status ProcessStreamReactor::StartJob(const v1::StreamHeader& header) {
 
   JobSnapshot initial;
   initial.spec.ops = std::move(ops);
+  initial.spec.owner = owner_;
   initial.input_shape = shape;
   initial.input_type = type;
   initial.output_shape = stream_->output_shape();

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 
 #include "absl/functional/function_ref.h"
@@ -32,7 +33,8 @@ class ProcessStreamReactor final
  public:
   static constexpr size_t kChunkBytes = 1 << 20;
 
-  ProcessStreamReactor(grpc::CallbackServerContext* context, JobManager& jobs);
+  // `owner`: the caller, recorded as the job's owner.
+  ProcessStreamReactor(grpc::CallbackServerContext* context, JobManager& jobs, std::string owner);
 
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override;
@@ -81,6 +83,7 @@ class ProcessStreamReactor final
 
   grpc::CallbackServerContext* const context_;
   JobManager& jobs_;
+  const std::string owner_;
   std::mutex mutex_;
   grpc::ByteBuffer request_buffer_;
   v1::ProcessStreamRequest request_;

@@ -185,6 +185,7 @@ void ToProto(const JobSnapshot& s, v1::Job* out) {
   out->set_start_time_ms(UnixMillis(s.start_time));
   out->set_end_time_ms(UnixMillis(s.end_time));
   out->set_memory_bytes(static_cast<int64_t>(s.memory_bytes));
+  out->set_owner(s.spec.owner);
   out->set_mode(s.mode == core::ProcessMode::kStreaming ? v1::PROCESSING_MODE_STREAMING
                                                         : v1::PROCESSING_MODE_IN_MEMORY);
 }

@@ -11,7 +11,11 @@ namespace stackproc::server {
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
   auto server = std::unique_ptr<Server>(new Server);
   STACKPROC_ASSIGN_OR_RETURN(server->jobs_, JobManager::Create(options.jobs));
-  server->service_ = std::make_unique<StackProcessorService>(*server->jobs_);
+  if (!options.auth_token_file.empty()) {
+    STACKPROC_ASSIGN_OR_RETURN(server->auth_, TokenAuth::Load(options.auth_token_file));
+  }
+  server->service_ = std::make_unique<StackProcessorService>(
+      *server->jobs_, server->auth_ ? &*server->auth_ : nullptr);
 
   grpc::EnableDefaultHealthCheckService(true);
   if (options.reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -4,10 +4,12 @@
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/auth.h"
 #include "server/job_manager.h"
 #include "server/service.h"
 
@@ -17,6 +19,8 @@ struct ServerOptions {
   std::string listen = "0.0.0.0:50051";  // port 0 picks a free port
   JobManagerOptions jobs;
   bool reflection = false;
+  // TokenAuth's file (server/auth.h); empty: no authentication.
+  std::string auth_token_file;
   absl::Duration shutdown_grace = absl::Seconds(30);
 };
 
@@ -39,6 +43,7 @@ class Server {
  private:
   Server() = default;
   std::unique_ptr<JobManager> jobs_;
+  std::optional<TokenAuth> auth_;
   std::unique_ptr<StackProcessorService> service_;
   std::unique_ptr<grpc::Server> grpc_;
   int port_ = 0;

@@ -24,13 +24,38 @@ class FailedStream final : public grpc::ServerWriteReactor<Response> {
   void OnDone() override { delete this; }
 };
 
+// A bidirectional stream that ends at once with `status`.
+class FailedBidi final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+ public:
+  explicit FailedBidi(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
+  void OnDone() override { delete this; }
+};
+
 }  // namespace
+
+absl::StatusOr<Caller> StackProcessorService::Authenticate(
+    const grpc::CallbackServerContext* context) const {
+  if (auth_ == nullptr) return Caller{};
+  return auth_->Authenticate(*context);
+}
+
+absl::StatusOr<std::shared_ptr<Job>> StackProcessorService::Find(const Caller& caller,
+                                                                 const std::string& id) const {
+  absl::StatusOr<std::shared_ptr<Job>> job = jobs_.Get(id);
+  if (job.ok() && !caller.admin && (*job)->Snapshot().spec.owner != caller.name) {
+    return absl::NotFoundError(absl::StrCat("no job ", id));  // as if it did not exist
+  }
+  return job;
+}
 
 grpc::ServerUnaryReactor* StackProcessorService::SubmitJob(grpc::CallbackServerContext* context,
                                                            const v1::SubmitJobRequest* request,
                                                            v1::SubmitJobResponse* response) {
+  absl::StatusOr<Caller> caller = Authenticate(context);
+  if (!caller.ok()) return Done(context, caller.status());
   absl::StatusOr<JobSpec> spec = FromProto(request->spec());
   if (!spec.ok()) return Done(context, spec.status());
+  spec->owner = caller->name;
   absl::StatusOr<std::shared_ptr<Job>> job = jobs_.Submit(*spec, request->request_id());
   if (job.ok()) ToProto((*job)->Snapshot(), response->mutable_job());
   return Done(context, job.status());
@@ -39,7 +64,9 @@ grpc::ServerUnaryReactor* StackProcessorService::SubmitJob(grpc::CallbackServerC
 grpc::ServerUnaryReactor* StackProcessorService::GetJob(grpc::CallbackServerContext* context,
                                                         const v1::GetJobRequest* request,
                                                         v1::GetJobResponse* response) {
-  absl::StatusOr<std::shared_ptr<Job>> job = jobs_.Get(request->job_id());
+  absl::StatusOr<Caller> caller = Authenticate(context);
+  if (!caller.ok()) return Done(context, caller.status());
+  absl::StatusOr<std::shared_ptr<Job>> job = Find(*caller, request->job_id());
   if (job.ok()) ToProto((*job)->Snapshot(), response->mutable_job());
   return Done(context, job.status());
 }
@@ -47,8 +74,13 @@ grpc::ServerUnaryReactor* StackProcessorService::GetJob(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* StackProcessorService::ListJobs(grpc::CallbackServerContext* context,
                                                           const v1::ListJobsRequest*,
                                                           v1::ListJobsResponse* response) {
+  absl::StatusOr<Caller> caller = Authenticate(context);
+  if (!caller.ok()) return Done(context, caller.status());
   for (const std::shared_ptr<Job>& job : jobs_.List()) {
-    ToProto(job->Snapshot(), response->add_jobs());
+    JobSnapshot snapshot = job->Snapshot();
+    if (caller->admin || snapshot.spec.owner == caller->name) {
+      ToProto(snapshot, response->add_jobs());
+    }
   }
   return Done(context, absl::OkStatus());
 }
@@ -56,6 +88,9 @@ grpc::ServerUnaryReactor* StackProcessorService::ListJobs(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* StackProcessorService::CancelJob(grpc::CallbackServerContext* context,
                                                            const v1::CancelJobRequest* request,
                                                            v1::CancelJobResponse* response) {
+  absl::StatusOr<Caller> caller = Authenticate(context);
+  if (!caller.ok()) return Done(context, caller.status());
+  if (absl::Status s = Find(*caller, request->job_id()).status(); !s.ok()) return Done(context, s);
   absl::StatusOr<std::shared_ptr<Job>> job = jobs_.Cancel(request->job_id());
   if (job.ok()) ToProto((*job)->Snapshot(), response->mutable_job());
   return Done(context, job.status());
@@ -64,24 +99,32 @@ grpc::ServerUnaryReactor* StackProcessorService::CancelJob(grpc::CallbackServerC
 grpc::ServerUnaryReactor* StackProcessorService::DeleteJob(grpc::CallbackServerContext* context,
                                                            const v1::DeleteJobRequest* request,
                                                            v1::DeleteJobResponse*) {
+  absl::StatusOr<Caller> caller = Authenticate(context);
+  if (!caller.ok()) return Done(context, caller.status());
+  if (absl::Status s = Find(*caller, request->job_id()).status(); !s.ok()) return Done(context, s);
   return Done(context, jobs_.Delete(request->job_id()));
 }
 
 grpc::ServerWriteReactor<v1::WatchJobResponse>* StackProcessorService::WatchJob(
-    grpc::CallbackServerContext*, const v1::WatchJobRequest* request) {
-  absl::StatusOr<std::shared_ptr<Job>> job = jobs_.Get(request->job_id());
-  if (!job.ok()) return new FailedStream<v1::WatchJobResponse>(job.status());
+    grpc::CallbackServerContext* context, const v1::WatchJobRequest* request) {
+  using Failed = FailedStream<v1::WatchJobResponse>;
+  absl::StatusOr<Caller> caller = Authenticate(context);
+  if (!caller.ok()) return new Failed(caller.status());
+  absl::StatusOr<std::shared_ptr<Job>> job = Find(*caller, request->job_id());
+  if (!job.ok()) return new Failed(job.status());
   return new WatchReactor(*std::move(job));
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* StackProcessorService::ReadResult(
-    grpc::CallbackServerContext*, const grpc::ByteBuffer* raw_request) {
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw_request) {
   using Failed = FailedStream<grpc::ByteBuffer>;
+  absl::StatusOr<Caller> caller = Authenticate(context);
+  if (!caller.ok()) return new Failed(caller.status());
   v1::ReadResultRequest request;
   if (absl::Status s = wire::Parse(*raw_request, request, "ReadResultRequest"); !s.ok()) {
     return new Failed(s);
   }
-  absl::StatusOr<std::shared_ptr<Job>> job = jobs_.Get(request.job_id());
+  absl::StatusOr<std::shared_ptr<Job>> job = Find(*caller, request.job_id());
   if (!job.ok()) return new Failed(job.status());
   const JobSnapshot s = (*job)->Snapshot();
   std::shared_ptr<const core::Stack> result = (*job)->result();
@@ -109,6 +152,7 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* StackProcessorService::ReadResult(
 grpc::ServerUnaryReactor* StackProcessorService::ListOperations(
     grpc::CallbackServerContext* context, const v1::ListOperationsRequest*,
     v1::ListOperationsResponse* response) {
+  if (absl::Status s = Authenticate(context).status(); !s.ok()) return Done(context, s);
   for (const core::OperationInfo* info : core::OperationRegistry::Builtin().List()) {
     ToProto(*info, response->add_operations());
   }
@@ -117,7 +161,9 @@ grpc::ServerUnaryReactor* StackProcessorService::ListOperations(
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* StackProcessorService::ProcessStream(
     grpc::CallbackServerContext* context) {
-  return new ProcessStreamReactor(context, jobs_);
+  absl::StatusOr<Caller> caller = Authenticate(context);
+  if (!caller.ok()) return new FailedBidi(caller.status());
+  return new ProcessStreamReactor(context, jobs_, caller->name);
 }
 
 }  // namespace stackproc::server

@@ -1,6 +1,10 @@
 // The StackProcessor gRPC service: thin callback handlers over the JobManager.
 #pragma once
 
+#include <memory>
+#include <string>
+
+#include "server/auth.h"
 #include "server/job_manager.h"
 #include "stackproc/v1/service.grpc.pb.h"
 
@@ -20,7 +24,8 @@ using StackProcessorBase = v1::StackProcessor::WithCallbackMethod_SubmitJob<
 
 class StackProcessorService final : public StackProcessorBase {
  public:
-  explicit StackProcessorService(JobManager& jobs) : jobs_(jobs) {}
+  // `auth`: nullptr serves everyone as one anonymous admin caller.
+  StackProcessorService(JobManager& jobs, const TokenAuth* auth) : jobs_(jobs), auth_(auth) {}
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* context,
                                       const v1::SubmitJobRequest* request,
@@ -50,7 +55,13 @@ class StackProcessorService final : public StackProcessorBase {
                                            v1::ListOperationsResponse* response) override;
 
  private:
+  // The caller of `context`: Unauthenticated without a known token when the server has tokens.
+  absl::StatusOr<Caller> Authenticate(const grpc::CallbackServerContext* context) const;
+  // Job `id` when `caller` may see it; NotFound as for an unknown id otherwise.
+  absl::StatusOr<std::shared_ptr<Job>> Find(const Caller& caller, const std::string& id) const;
+
   JobManager& jobs_;
+  const TokenAuth* const auth_;
 };
 
 }  // namespace stackproc::server

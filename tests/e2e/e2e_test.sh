@@ -61,4 +61,34 @@ if "$cli" status nosuchjob 2>/dev/null; then fail "unknown job accepted"; fi
 kill -TERM "$(cat "$work/pid")"
 wait "$(cat "$work/pid")" || fail "server exit code $?"
 grep -q 'event=job_finished job=[0-9a-f]* state=succeeded duration_s=' "$work/log" || fail "log"
+! grep -q warning "$work/log" || fail "a loopback server warned: $(cat "$work/log")"
+
+# With --auth-token-file: the CLI needs STACKPROC_TOKEN (or --token), health does not; the job
+# log names the owner. Without it beyond loopback, the server warns.
+token=e2e-token-0123456789abcdef
+printf '# e2e\nlab %s\n' "$token" >"$work/tokens"
+start() {
+  "$server" --data-root "$work/data" "$@" >"$work/out" 2>"$work/log" &
+  echo $! >"$work/pid"
+  for _ in $(seq 100); do grep -q listening "$work/out" && break; sleep 0.1; done
+  port=$(sed -n 's/.*listening on [^:]*:\([0-9]*\).*/\1/p' "$work/out")
+  [[ -n "$port" ]] || fail "server did not start: $(cat "$work/log")"
+  export STACKPROC_SERVER=127.0.0.1:$port
+}
+start --listen 127.0.0.1:0 --auth-token-file "$work/tokens"
+[[ "$("$cli" health)" == SERVING ]] || fail "health with tokens"
+if err=$("$cli" list 2>&1); then fail "list without a token"; fi
+has 'needs a token' "$err" || fail "no-token error: $err"
+if err=$("$cli" --token wrong-token-0123456789 list 2>&1); then fail "list with a wrong token"; fi
+has 'unknown token' "$err" || fail "wrong-token error: $err"
+out=$(STACKPROC_TOKEN=$token "$cli" submit --input in.tif --op invert --output tok.tif --wait)
+has 'succeeded' "$out" || fail "submit with a token: $out"
+grep -q 'event=job_submitted .* owner="lab"' "$work/log" || fail "owner not logged"
+kill -TERM "$(cat "$work/pid")"
+wait "$(cat "$work/pid")" || fail "server exit code $?"
+start --listen 0.0.0.0:0
+grep -q 'warning: listening on 0.0.0.0:0 without --auth-token-file' "$work/log" ||
+  fail "no warning: $(cat "$work/log")"
+kill -TERM "$(cat "$work/pid")"
+wait "$(cat "$work/pid")" || fail "server exit code $?"
 echo "e2e: 1 passed, 0 failed"

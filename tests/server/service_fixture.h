@@ -34,6 +34,7 @@ class ServiceTest : public ::testing::Test {
     options.jobs.threads = 2;
     options.jobs.memory_budget = memory_budget;
     options.jobs.stream_window_bytes = stream_window;
+    options.auth_token_file = auth_token_file_;
     absl::StatusOr<std::unique_ptr<server::Server>> started = server::Server::Start(options);
     ASSERT_OK(started);
     server_ = std::move(started).value();
@@ -94,6 +95,7 @@ class ServiceTest : public ::testing::Test {
   const std::vector<std::string> kSlowOps = {"bilateral:d=25,sigma_color=50,sigma_space=9"};
 
   ::stackproc::testing::TempDir root_;
+  std::string auth_token_file_;  // StartServer's --auth-token-file
   std::unique_ptr<server::Server> server_;
   std::unique_ptr<client::Client> client_;
 };

@@ -1,0 +1,44 @@
+// Bearer-token authentication (--auth-token-file). The file has one caller per line:
+//
+//   NAME TOKEN [admin]
+//
+// (blank lines and lines starting with # are ignored; tokens are at least 16 characters).
+// Every call to the StackProcessor service carries the metadata "authorization: Bearer TOKEN";
+// the health service needs none. A caller sees and cancels only the jobs it submitted, unless
+// it is an admin.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace stackproc::server {
+
+struct Caller {
+  std::string name;   // recorded as the owner of the jobs it submits; "" without a token file
+  bool admin = true;  // sees every job
+};
+
+class TokenAuth {
+ public:
+  // InvalidArgument naming the file and line for a malformed file, a short or repeated token.
+  static absl::StatusOr<TokenAuth> Load(const std::string& path);
+
+  // The caller whose token `context` carries; Unauthenticated when it carries none or an
+  // unknown one.
+  absl::StatusOr<Caller> Authenticate(const grpc::ServerContextBase& context) const;
+
+  size_t size() const { return callers_.size(); }
+
+ private:
+  struct Entry {
+    Caller caller;
+    std::string token;
+  };
+  std::vector<Entry> callers_;
+};
+
+}  // namespace stackproc::server

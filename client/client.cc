@@ -5,6 +5,8 @@
 #include <condition_variable>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -68,9 +70,48 @@ absl::StatusOr<v1::OpSpec> ParseOpText(const std::string& text) {
 }
 
 Client::Client(const std::string& target, std::string token)
+    : Client(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()), std::move(token)) {}
+
+Client::Client(std::shared_ptr<grpc::Channel> channel, std::string token)
     : token_(std::move(token)),
-      channel_(grpc::CreateChannel(target, grpc::InsecureChannelCredentials())),
+      channel_(std::move(channel)),
       stub_(v1::StackProcessor::NewStub(channel_)) {}
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Create(const std::string& target,
+                                                       const ClientOptions& options) {
+  if (options.tls_ca.empty()) {
+    if (!options.tls_cert.empty() || !options.tls_key.empty()) {
+      return absl::InvalidArgumentError("--tls-cert and --tls-key need --tls-ca");
+    }
+    return std::unique_ptr<Client>(new Client(target, options.token));
+  }
+  if (options.tls_cert.empty() != options.tls_key.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+  }
+  auto read = [](const std::string& path, const char* flag) -> absl::StatusOr<std::string> {
+    std::ifstream in(path, std::ios::binary);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (text.find("-----BEGIN ") == std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag, " ", path, ": not a readable PEM file"));
+    }
+    return text;
+  };
+  grpc::SslCredentialsOptions ssl;
+  absl::StatusOr<std::string> ca = read(options.tls_ca, "tls-ca");
+  if (!ca.ok()) return ca.status();
+  ssl.pem_root_certs = *std::move(ca);
+  if (!options.tls_cert.empty()) {
+    absl::StatusOr<std::string> cert = read(options.tls_cert, "tls-cert");
+    if (!cert.ok()) return cert.status();
+    absl::StatusOr<std::string> key = read(options.tls_key, "tls-key");
+    if (!key.ok()) return key.status();
+    ssl.pem_cert_chain = *std::move(cert);
+    ssl.pem_private_key = *std::move(key);
+  }
+  return std::unique_ptr<Client>(
+      new Client(grpc::CreateChannel(target, grpc::SslCredentials(ssl)), options.token));
+}
 
 void Client::Prepare(grpc::ClientContext& context) const {
   if (!token_.empty()) context.AddMetadata("authorization", absl::StrCat("Bearer ", token_));

@@ -24,12 +24,24 @@ absl::Status ToAbslStatus(const grpc::Status& status);
 // "gaussian:ksize=5,sigma=1" -> OpSpec. InvalidArgument for a malformed text.
 absl::StatusOr<v1::OpSpec> ParseOpText(const std::string& text);
 
+struct ClientOptions {
+  // When not empty, goes with every call ("authorization: Bearer TOKEN"; stackprocd
+  // --auth-token-file).
+  std::string token;
+  // TLS: the PEM file of the CA that signed the server's certificate (empty: plaintext), and
+  // for a server that wants mutual TLS the client's PEM certificate and key.
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
+};
+
 class Client {
  public:
-  // `target` is HOST:PORT. Connects lazily: errors surface on the first call. `token`, when
-  // not empty, goes with every call ("authorization: Bearer TOKEN"; stackprocd
-  // --auth-token-file).
+  // `target` is HOST:PORT. Connects lazily: errors surface on the first call.
   explicit Client(const std::string& target, std::string token = "");
+  // With TLS: InvalidArgument when a PEM file cannot be read.
+  static absl::StatusOr<std::unique_ptr<Client>> Create(const std::string& target,
+                                                        const ClientOptions& options);
 
   absl::StatusOr<v1::Job> Submit(const v1::SubmitJobRequest& request);
   absl::StatusOr<v1::Job> Get(const std::string& job_id);
@@ -87,6 +99,7 @@ class Client {
   absl::StatusOr<bool> Healthy();
 
  private:
+  Client(std::shared_ptr<grpc::Channel> channel, std::string token);
   // Every call's context: the token.
   void Prepare(grpc::ClientContext& context) const;
 

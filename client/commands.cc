@@ -62,6 +62,7 @@ void PrintJob(const v1::Job& job) {
                job.mode() == v1::PROCESSING_MODE_STREAMING ? "streaming (a window of slices)"
                                                            : "in memory (the whole stack)",
                job.memory_bytes() / 1048576.0);
+  if (!job.owner().empty()) absl::PrintF("  owner    %s\n", job.owner());
   absl::PrintF("  progress %lld/%lld slices, %.0f MB/s, %.1fs elapsed\n",
                job.progress().slices_done(), job.progress().slices_total(),
                job.progress().bytes_per_second() / 1e6, job.progress().elapsed_seconds());

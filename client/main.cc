@@ -5,9 +5,12 @@
 
 namespace {
 
-constexpr char kUsage[] = R"(usage: stackproc [--server HOST:PORT] [--token TOKEN] COMMAND [args]
-  (the server also comes from STACKPROC_SERVER, default localhost:50051; the token, for a
-  server started with --auth-token-file, from STACKPROC_TOKEN)
+constexpr char kUsage[] = R"(usage: stackproc [--server HOST:PORT] [--token TOKEN]
+                 [--tls-ca CA.pem [--tls-cert CERT.pem --tls-key KEY.pem]] COMMAND [args]
+  Each also comes from the environment: STACKPROC_SERVER (default localhost:50051),
+  STACKPROC_TOKEN (for a server with --auth-token-file; better than --token, which ps shows),
+  STACKPROC_TLS_CA (the CA of a TLS server's certificate), STACKPROC_TLS_CERT and
+  STACKPROC_TLS_KEY (the client's own, for a server that wants mutual TLS).
 commands:
   ops                                   operations and their parameters
   submit --input PATH --op SPEC [--op SPEC ...] (--output PATH | --in-memory [--retention S])
@@ -38,9 +41,19 @@ int main(int argc, char** argv) {
   }
   const std::string command = args->positional.front();
   args->positional.erase(args->positional.begin());
-  stackproc::client::Client client(args->Get("server", "localhost:50051", "STACKPROC_SERVER"),
-                                   args->Get("token", "", "STACKPROC_TOKEN"));
-  absl::StatusOr<int> code = stackproc::client::RunCommand(command, *args, client);
+  stackproc::client::ClientOptions options;
+  options.token = args->Get("token", "", "STACKPROC_TOKEN");
+  options.tls_ca = args->Get("tls-ca", "", "STACKPROC_TLS_CA");
+  options.tls_cert = args->Get("tls-cert", "", "STACKPROC_TLS_CERT");
+  options.tls_key = args->Get("tls-key", "", "STACKPROC_TLS_KEY");
+  absl::StatusOr<std::unique_ptr<stackproc::client::Client>> client =
+      stackproc::client::Client::Create(args->Get("server", "localhost:50051", "STACKPROC_SERVER"),
+                                        options);
+  if (!client.ok()) {
+    std::fprintf(stderr, "stackproc: %s\n", std::string(client.status().message()).c_str());
+    return 2;
+  }
+  absl::StatusOr<int> code = stackproc::client::RunCommand(command, *args, **client);
   if (!code.ok()) {
     std::fprintf(stderr, "stackproc %s: %s\n", command.c_str(),
                  std::string(code.status().message()).c_str());

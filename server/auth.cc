@@ -76,4 +76,20 @@ absl::StatusOr<Caller> TokenAuth::Authenticate(const grpc::ServerContextBase& co
   return found->caller;
 }
 
+absl::StatusOr<Caller> Access::Identify(const grpc::ServerContextBase& context) const {
+  if (tokens != nullptr) return tokens->Authenticate(context);
+  if (!certificates) return Caller{};
+  // gRPC has verified the certificate against --tls-client-ca before any call is made.
+  const std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+  const std::vector<grpc::string_ref> names =
+      auth ? auth->FindPropertyValues("x509_common_name") : std::vector<grpc::string_ref>();
+  if (names.empty() || names.front().empty()) {
+    return absl::UnauthenticatedError("the client certificate has no common name");
+  }
+  Caller caller;
+  caller.name.assign(names.front().data(), names.front().size());
+  caller.admin = admins.count(caller.name) > 0;
+  return caller;
+}
+
 }  // namespace stackproc::server

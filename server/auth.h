@@ -1,4 +1,6 @@
-// Bearer-token authentication (--auth-token-file). The file has one caller per line:
+// Who calls: bearer tokens (--auth-token-file) or client certificates (mutual TLS).
+//
+// The token file has one caller per line:
 //
 //   NAME TOKEN [admin]
 //
@@ -10,6 +12,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -39,6 +42,17 @@ class TokenAuth {
     std::string token;
   };
   std::vector<Entry> callers_;
+};
+
+// Who may call, and who each caller is.
+struct Access {
+  const TokenAuth* tokens = nullptr;  // callers by bearer token
+  bool certificates = false;          // mutual TLS: callers by their certificate's common name
+  std::set<std::string> admins;       // certificate callers who see every job
+
+  // By token when there are tokens; else by certificate under mutual TLS (Unauthenticated for
+  // a certificate without a common name); else the one anonymous admin.
+  absl::StatusOr<Caller> Identify(const grpc::ServerContextBase& context) const;
 };
 
 }  // namespace stackproc::server

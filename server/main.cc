@@ -6,6 +6,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "core/cli_args.h"
 #include "core/status_macros.h"
 #include "server/server.h"
@@ -28,6 +29,11 @@ constexpr char kUsage[] = R"(usage: stackprocd [flags]
   --auth-token-file FILE    callers and their tokens, one "NAME TOKEN [admin]" per line: every
                             call but health needs "authorization: Bearer TOKEN", and a caller
                             sees only its own jobs unless it is an admin (default: none)
+  --tls-cert FILE           serve TLS with this PEM certificate (chain) ...
+  --tls-key FILE            ... and its PEM private key (default: plaintext)
+  --tls-client-ca FILE      mutual TLS: clients need a certificate this CA signed; without a
+                            token file a caller is its certificate's common name
+  --admins NAME,NAME        certificate common names that see every job
   --reflection              enable gRPC server reflection
 Each flag FOO-BAR can be set by the environment variable STACKPROC_FOO_BAR.
 )";
@@ -105,6 +111,10 @@ absl::StatusOr<ServerOptions> ParseOptions(int argc, char** argv) {
   o.shutdown_grace = absl::Seconds(grace);
   o.reflection = get("reflection", "false") == "true";
   o.auth_token_file = get("auth-token-file", "");
+  o.tls_cert = get("tls-cert", "");
+  o.tls_key = get("tls-key", "");
+  o.tls_client_ca = get("tls-client-ca", "");
+  o.admins = absl::StrSplit(get("admins", ""), ',', absl::SkipEmpty());
   return o;
 }
 
@@ -134,15 +144,27 @@ int Main(int argc, char** argv) {
     return 1;
   }
   const std::string host = options->listen.substr(0, options->listen.rfind(':'));
-  std::printf("stackprocd listening on %s:%d data-root=%s memory-budget=%.2fGiB\n", host.c_str(),
-              (*server)->port(), options->jobs.data_root.c_str(),
-              static_cast<double>((*server)->jobs().memory_budget()) / (uint64_t{1} << 30));
+  const char* access = !options->auth_token_file.empty() ? "tokens"
+                       : !options->tls_client_ca.empty() ? "certificates"
+                                                         : "open";
+  std::printf("stackprocd listening on %s:%d data-root=%s memory-budget=%.2fGiB tls=%s access=%s\n",
+              host.c_str(), (*server)->port(), options->jobs.data_root.c_str(),
+              static_cast<double>((*server)->jobs().memory_budget()) / (uint64_t{1} << 30),
+              options->tls_cert.empty() ? "off" : "on", access);
   std::fflush(stdout);
-  if (options->auth_token_file.empty() && !IsLoopback(host)) {
-    std::fprintf(stderr,
-                 "stackprocd: warning: listening on %s without --auth-token-file: anyone who "
-                 "can reach this port can run jobs on files under %s and read their results\n",
-                 options->listen.c_str(), options->jobs.data_root.c_str());
+  if (!IsLoopback(host)) {
+    if (options->auth_token_file.empty() && options->tls_client_ca.empty()) {
+      std::fprintf(stderr,
+                   "stackprocd: warning: listening on %s without --auth-token-file or "
+                   "--tls-client-ca: anyone who can reach this port can run jobs on files "
+                   "under %s and read their results\n",
+                   options->listen.c_str(), options->jobs.data_root.c_str());
+    } else if (options->tls_cert.empty()) {
+      std::fprintf(stderr,
+                   "stackprocd: warning: listening on %s without TLS: tokens and pixels "
+                   "cross the network in the clear (--tls-cert, --tls-key)\n",
+                   options->listen.c_str());
+    }
   }
 
   std::thread signal_waiter([&] {

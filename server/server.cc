@@ -3,24 +3,68 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <fstream>
+#include <iterator>
+
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 
 namespace stackproc::server {
+namespace {
+
+absl::StatusOr<std::string> ReadPem(const std::string& path, const char* flag) {
+  std::ifstream in(path, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (text.find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, " ", path, ": not a readable PEM file"));
+  }
+  return text;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerOptions& options) {
+  if (options.tls_cert.empty() != options.tls_key.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+  }
+  if (options.tls_cert.empty()) {
+    if (!options.tls_client_ca.empty()) {
+      return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  grpc::SslServerCredentialsOptions ssl(
+      options.tls_client_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                    : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  STACKPROC_ASSIGN_OR_RETURN(pair.private_key, ReadPem(options.tls_key, "tls-key"));
+  STACKPROC_ASSIGN_OR_RETURN(pair.cert_chain, ReadPem(options.tls_cert, "tls-cert"));
+  ssl.pem_key_cert_pairs.push_back(std::move(pair));
+  if (!options.tls_client_ca.empty()) {
+    STACKPROC_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPem(options.tls_client_ca, "tls-client-ca"));
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
   auto server = std::unique_ptr<Server>(new Server);
   STACKPROC_ASSIGN_OR_RETURN(server->jobs_, JobManager::Create(options.jobs));
+  Access access;
   if (!options.auth_token_file.empty()) {
     STACKPROC_ASSIGN_OR_RETURN(server->auth_, TokenAuth::Load(options.auth_token_file));
+    access.tokens = &*server->auth_;
   }
-  server->service_ = std::make_unique<StackProcessorService>(
-      *server->jobs_, server->auth_ ? &*server->auth_ : nullptr);
+  access.certificates = !options.tls_client_ca.empty();
+  access.admins = {options.admins.begin(), options.admins.end()};
+  STACKPROC_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                             Credentials(options));
+  server->service_ = std::make_unique<StackProcessorService>(*server->jobs_, std::move(access));
 
   grpc::EnableDefaultHealthCheckService(true);
   if (options.reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(options.listen, credentials, &server->port_);
   builder.RegisterService(server->service_.get());
   server->grpc_ = builder.BuildAndStart();
   if (server->grpc_ == nullptr || server->port_ == 0) {

@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -19,8 +20,16 @@ struct ServerOptions {
   std::string listen = "0.0.0.0:50051";  // port 0 picks a free port
   JobManagerOptions jobs;
   bool reflection = false;
-  // TokenAuth's file (server/auth.h); empty: no authentication.
+  // TokenAuth's file (server/auth.h); empty: no tokens.
   std::string auth_token_file;
+  // TLS: PEM files of the server's certificate and key; empty: plaintext. With a client CA it
+  // is mutual TLS: clients without a certificate that CA signed are refused, and (without a
+  // token file) a caller is the common name of its certificate, an admin when listed in
+  // `admins`.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
+  std::vector<std::string> admins;
   absl::Duration shutdown_grace = absl::Seconds(30);
 };
 

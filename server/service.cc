@@ -33,12 +33,6 @@ class FailedBidi final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::
 
 }  // namespace
 
-absl::StatusOr<Caller> StackProcessorService::Authenticate(
-    const grpc::CallbackServerContext* context) const {
-  if (auth_ == nullptr) return Caller{};
-  return auth_->Authenticate(*context);
-}
-
 absl::StatusOr<std::shared_ptr<Job>> StackProcessorService::Find(const Caller& caller,
                                                                  const std::string& id) const {
   absl::StatusOr<std::shared_ptr<Job>> job = jobs_.Get(id);

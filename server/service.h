@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "server/auth.h"
 #include "server/job_manager.h"
@@ -24,8 +25,8 @@ using StackProcessorBase = v1::StackProcessor::WithCallbackMethod_SubmitJob<
 
 class StackProcessorService final : public StackProcessorBase {
  public:
-  // `auth`: nullptr serves everyone as one anonymous admin caller.
-  StackProcessorService(JobManager& jobs, const TokenAuth* auth) : jobs_(jobs), auth_(auth) {}
+  StackProcessorService(JobManager& jobs, Access access)
+      : jobs_(jobs), access_(std::move(access)) {}
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* context,
                                       const v1::SubmitJobRequest* request,
@@ -55,13 +56,15 @@ class StackProcessorService final : public StackProcessorBase {
                                            v1::ListOperationsResponse* response) override;
 
  private:
-  // The caller of `context`: Unauthenticated without a known token when the server has tokens.
-  absl::StatusOr<Caller> Authenticate(const grpc::CallbackServerContext* context) const;
+  // The caller of `context` (Access::Identify).
+  absl::StatusOr<Caller> Authenticate(const grpc::CallbackServerContext* context) const {
+    return access_.Identify(*context);
+  }
   // Job `id` when `caller` may see it; NotFound as for an unknown id otherwise.
   absl::StatusOr<std::shared_ptr<Job>> Find(const Caller& caller, const std::string& id) const;
 
   JobManager& jobs_;
-  const TokenAuth* const auth_;
+  const Access access_;
 };
 
 }  // namespace stackproc::server

@@ -91,4 +91,38 @@ grep -q 'warning: listening on 0.0.0.0:0 without --auth-token-file' "$work/log" 
   fail "no warning: $(cat "$work/log")"
 kill -TERM "$(cat "$work/pid")"
 wait "$(cat "$work/pid")" || fail "server exit code $?"
+
+# TLS, then mutual TLS, with certificates made here by openssl: a CA, the server's (for
+# 127.0.0.1), and a client's whose common name becomes the jobs' owner.
+tls=$work/tls
+mkdir "$tls"
+ossl() { openssl "$@" 2>>"$tls/openssl.log" >/dev/null || fail "openssl $1: $(cat "$tls/openssl.log")"; }
+ossl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=e2e-ca -keyout "$tls/ca.key" \
+  -out "$tls/ca.pem"
+for who in server alice; do
+  ossl req -newkey rsa:2048 -nodes -subj "/CN=$who" -keyout "$tls/$who.key" -out "$tls/$who.csr"
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$tls/ext"
+  ossl x509 -req -in "$tls/$who.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+    -days 2 -extfile "$tls/ext" -out "$tls/$who.pem"
+done
+start --listen 127.0.0.1:0 --tls-cert "$tls/server.pem" --tls-key "$tls/server.key"
+has 'tls=on access=open' "$(cat "$work/out")" || fail "listening line: $(cat "$work/out")"
+if "$cli" list >/dev/null 2>&1; then fail "a plaintext client reached a TLS server"; fi
+export STACKPROC_TLS_CA=$tls/ca.pem
+[[ "$("$cli" health)" == SERVING ]] || fail "health over TLS"
+has succeeded "$("$cli" submit --input in.tif --op invert --output tls.tif --overwrite --wait)" ||
+  fail "submit over TLS"
+cmp "$work/data/tls.tif" "$work/data/tok.tif" || fail "TLS job output differs"
+kill -TERM "$(cat "$work/pid")"
+wait "$(cat "$work/pid")" || fail "server exit code $?"
+
+start --listen 127.0.0.1:0 --tls-cert "$tls/server.pem" --tls-key "$tls/server.key" \
+  --tls-client-ca "$tls/ca.pem"
+if "$cli" list >/dev/null 2>&1; then fail "a client without a certificate got in"; fi
+export STACKPROC_TLS_CERT=$tls/alice.pem STACKPROC_TLS_KEY=$tls/alice.key
+job=$("$cli" submit --input in.tif --op invert --in-memory)
+has 'owner    alice' "$("$cli" status "$job")" || fail "owner is not the certificate's name"
+kill -TERM "$(cat "$work/pid")"
+wait "$(cat "$work/pid")" || fail "server exit code $?"
+unset STACKPROC_TLS_CA STACKPROC_TLS_CERT STACKPROC_TLS_KEY
 echo "e2e: 1 passed, 0 failed"

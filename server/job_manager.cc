@@ -133,6 +133,7 @@ absl::StatusOr<std::shared_ptr<Job>> JobManager::Submit(const JobSpec& spec,
   if (!accepting_) return absl::UnavailableError("server is shutting down");
   STACKPROC_ASSIGN_OR_RETURN(std::shared_ptr<Job> existing, same_request());
   if (existing) return existing;
+  STACKPROC_RETURN_IF_ERROR(CheckCallerLimits(spec));
   auto job = std::make_shared<Job>(std::move(initial));
   Enqueue(job, absl::StrCat(" input=", Quote(spec.input_path)));
   if (!request_id.empty()) by_request_id_[request_key] = job->id();
@@ -152,10 +153,33 @@ absl::StatusOr<std::shared_ptr<Job>> JobManager::SubmitStreamed(JobSnapshot init
   initial.create_time = absl::Now();
   std::lock_guard lock(mutex_);
   if (!accepting_) return absl::UnavailableError("server is shutting down");
+  STACKPROC_RETURN_IF_ERROR(CheckCallerLimits(initial.spec));
   auto job = std::make_shared<Job>(std::move(initial));
   job->SetHooks(std::move(on_admitted), std::move(on_cancel));
   Enqueue(job, " input=stream");
   return job;
+}
+
+absl::Status JobManager::CheckCallerLimits(const JobSpec& spec) const {
+  int mine = 0, streams = 0;
+  for (const auto& [id, job] : jobs_) {
+    const JobSnapshot s = job->Snapshot();
+    if (IsTerminal(s.state)) continue;
+    mine += s.spec.owner == spec.owner;
+    streams += s.spec.streamed;
+  }
+  const std::string who = spec.owner.empty() ? "the server" : spec.owner;
+  if (mine >= options_.max_jobs_per_caller) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        who, " has ", mine, " jobs queued or running, the most a caller may have at once (",
+        options_.max_jobs_per_caller, ", --max-jobs-per-caller)"));
+  }
+  if (spec.streamed && streams >= options_.max_streams) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(streams, " streamed jobs are open, the most the server takes at once (",
+                     options_.max_streams, ", --max-streams)"));
+  }
+  return absl::OkStatus();
 }
 
 void JobManager::Enqueue(std::shared_ptr<Job> job, const std::string& log_extra) {

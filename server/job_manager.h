@@ -37,6 +37,10 @@ struct JobManagerOptions {
   // Slices in flight per streaming job (streamed jobs, and path jobs run page by page).
   uint64_t stream_window_bytes = uint64_t{256} << 20;
   core::TiffLimits limits;
+  // Jobs one caller may have queued or running at once, and streamed jobs open at once (over
+  // either: ResourceExhausted naming the flag).
+  int max_jobs_per_caller = 32;
+  int max_streams = 16;
 };
 
 class JobManager {
@@ -78,6 +82,9 @@ class JobManager {
   // Runs `job`, which holds `memory` bytes of the budget, and releases them.
   void Run(Job& job, uint64_t memory);
   void ExpireResults(absl::Time now);
+  // ResourceExhausted when `spec`'s owner has max_jobs_per_caller jobs queued or running, or a
+  // streamed spec would open more than max_streams (mutex_ held).
+  absl::Status CheckCallerLimits(const JobSpec& spec) const;
   // Queues `job` and logs it (mutex_ held).
   void Enqueue(std::shared_ptr<Job> job, const std::string& log_extra);
   void LogEvent(const JobSnapshot& s, const std::string& event, const std::string& extra = "");

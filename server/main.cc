@@ -25,6 +25,11 @@ constexpr char kUsage[] = R"(usage: stackprocd [flags]
   --result-ttl SECONDS      how long in-memory results are kept (default 3600)
   --stream-window SIZE      most memory for the slices in flight of one streaming job; fewer
                             when 2 slices per thread keep the threads busy (default 256M)
+  --max-jobs-per-caller N   jobs one caller may have queued or running (default 32)
+  --max-streams N           streamed jobs open at once (default 16)
+  --max-stack-bytes SIZE    largest stack a job may read or stream (default 1T)
+  --max-slices N            most slices in a stack (default 100000)
+  --max-side N              most pixels along X or Y (default 131072)
   --shutdown-grace SECONDS  on SIGTERM/SIGINT, time running jobs get to finish (default 30)
   --auth-token-file FILE    callers and their tokens, one "NAME TOKEN [admin]" per line: every
                             call but health needs "authorization: Bearer TOKEN", and a caller
@@ -105,6 +110,17 @@ absl::StatusOr<ServerOptions> ParseOptions(int argc, char** argv) {
                              ParseSize("memory-budget", get("memory-budget", "0")));
   STACKPROC_ASSIGN_OR_RETURN(o.jobs.stream_window_bytes,
                              ParseSize("stream-window", get("stream-window", "256M")));
+  STACKPROC_ASSIGN_OR_RETURN(o.jobs.max_jobs_per_caller,
+                             get_int("max-jobs-per-caller", o.jobs.max_jobs_per_caller));
+  STACKPROC_ASSIGN_OR_RETURN(o.jobs.max_streams, get_int("max-streams", o.jobs.max_streams));
+  STACKPROC_ASSIGN_OR_RETURN(o.jobs.limits.max_stack_bytes,
+                             ParseSize("max-stack-bytes", get("max-stack-bytes", "1T")));
+  STACKPROC_ASSIGN_OR_RETURN(int max_slices,
+                             get_int("max-slices", static_cast<int>(o.jobs.limits.max_pages)));
+  STACKPROC_ASSIGN_OR_RETURN(int max_side,
+                             get_int("max-side", static_cast<int>(o.jobs.limits.max_side)));
+  o.jobs.limits.max_pages = max_slices;
+  o.jobs.limits.max_side = max_side;
   STACKPROC_ASSIGN_OR_RETURN(int ttl, get_int("result-ttl", 3600));
   o.jobs.result_ttl = absl::Seconds(ttl);
   STACKPROC_ASSIGN_OR_RETURN(int grace, get_int("shutdown-grace", 30));

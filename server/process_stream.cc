@@ -107,20 +107,20 @@ absl::Status ProcessStreamReactor::StartJob(const v1::StreamHeader& header) {
   STACKPROC_ASSIGN_OR_RETURN(core::PixelType type, FromProto(header.pixel_type()));
   const core::TiffLimits& limits = jobs_.options().limits;
   if (shape.depth > limits.max_pages) {
-    return absl::ResourceExhaustedError(absl::StrCat("header: ", shape.depth,
-                                                     " slices exceed the limit of ",
-                                                     limits.max_pages, " slices per stack"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("header: ", shape.depth, " slices exceed the limit of ", limits.max_pages,
+                     " slices per stack (--max-slices)"));
   }
   if (shape.height > limits.max_side || shape.width > limits.max_side) {
-    return absl::ResourceExhaustedError(absl::StrCat("header: slices of ", shape.height, "x",
-                                                     shape.width, " exceed the limit of ",
-                                                     limits.max_side, " pixels per side"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("header: slices of ", shape.height, "x", shape.width, " exceed the limit of ",
+                     limits.max_side, " pixels per side (--max-side)"));
   }
   STACKPROC_ASSIGN_OR_RETURN(size_t stack_bytes, core::StackBytes(shape, type));
   if (stack_bytes > limits.max_stack_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat("header: a stack of ", stack_bytes,
-                                                     " bytes exceeds the limit of ",
-                                                     limits.max_stack_bytes, " bytes"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("header: a stack of ", stack_bytes, " bytes exceeds the limit of ",
+                     limits.max_stack_bytes, " bytes (--max-stack-bytes)"));
   }
   STACKPROC_ASSIGN_OR_RETURN(std::vector<std::string> ops, FromProto(header.ops()));
   STACKPROC_ASSIGN_OR_RETURN(core::Pipeline pipeline, core::Pipeline::Parse(ops));

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -35,6 +36,7 @@ class ServiceTest : public ::testing::Test {
     options.jobs.memory_budget = memory_budget;
     options.jobs.stream_window_bytes = stream_window;
     options.auth_token_file = auth_token_file_;
+    if (configure_) configure_(options);
     absl::StatusOr<std::unique_ptr<server::Server>> started = server::Server::Start(options);
     ASSERT_OK(started);
     server_ = std::move(started).value();
@@ -95,7 +97,8 @@ class ServiceTest : public ::testing::Test {
   const std::vector<std::string> kSlowOps = {"bilateral:d=25,sigma_color=50,sigma_space=9"};
 
   ::stackproc::testing::TempDir root_;
-  std::string auth_token_file_;  // StartServer's --auth-token-file
+  std::string auth_token_file_;                            // StartServer's --auth-token-file
+  std::function<void(server::ServerOptions&)> configure_;  // more of StartServer's options
   std::unique_ptr<server::Server> server_;
   std::unique_ptr<client::Client> client_;
 };

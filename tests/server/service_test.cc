@@ -143,6 +143,24 @@ TEST_F(ServiceTest, CancelMidJobLeavesNoOutput) {
   EXPECT_TRUE(RootEntries() == std::vector<std::string>({"in.tif"}));
 }
 
+TEST_F(ServiceTest, ACallerHasAtMostItsShareOfJobsQueuedOrRunning) {
+  server_.reset();
+  configure_ = [](server::ServerOptions& options) { options.jobs.max_jobs_per_caller = 2; };
+  StartServer(uint64_t{1} << 30);
+  Input("in.tif", {200, 256, 256}, core::PixelType::kUint8);
+  ASSERT_OK_AND_ASSIGN(v1::Job running, client_->Submit(Request("in.tif", kSlowOps, "")));
+  ASSERT_OK_AND_ASSIGN(v1::Job queued, client_->Submit(Request("in.tif", kSlowOps, "")));
+  EXPECT_THAT(client_->Submit(Request("in.tif", {"invert"}, "")),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("has 2 jobs queued or running, the most a caller may have at "
+                                 "once (2, --max-jobs-per-caller)")));
+  for (const v1::Job& job : {running, queued}) {
+    ASSERT_OK(client_->Cancel(job.id()));
+    ASSERT_OK(client_->Watch(job.id(), nullptr));
+  }
+  EXPECT_OK(client_->Submit(Request("in.tif", {"invert"}, "")));  // finished jobs do not count
+}
+
 TEST_F(ServiceTest, MemoryBudgetQueuesAndRejects) {
   server_.reset();
   StartServer(uint64_t{20} << 20);                           // 20 MiB, 1 MiB stream window

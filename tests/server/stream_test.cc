@@ -288,6 +288,27 @@ TEST_F(ServiceTest, ClientThatVanishesCancelsItsJobAndFreesItsMemory) {
   EXPECT_EQ(server_->jobs().memory_in_use(), 0u);
 }
 
+TEST_F(ServiceTest, StreamsBeyondTheLimitAreRefused) {
+  server_.reset();
+  configure_ = [](server::ServerOptions& options) { options.jobs.max_streams = 1; };
+  StartServer(uint64_t{1} << 30);
+  RawStream first(server_->port());
+  ASSERT_TRUE(first.Header({10, 64, 64}, {"invert"}));
+  ASSERT_FALSE(first.JobId().empty());
+
+  RawStream second(server_->port());
+  second.Header({10, 64, 64}, {"invert"});
+  grpc::Status refused = second.End();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(refused.error_message(), HasSubstr("1 streamed jobs are open"));
+  EXPECT_THAT(refused.error_message(), HasSubstr("--max-streams"));
+
+  EXPECT_FALSE(first.End().ok());  // ends early: its job fails and frees the place
+  RawStream third(server_->port());
+  ASSERT_TRUE(third.Header({10, 64, 64}, {"invert"}));
+  EXPECT_FALSE(third.JobId().empty());
+}
+
 TEST_F(ServiceTest, CancelJobEndsAStreamedJob) {
   RawStream stream(server_->port());
   ASSERT_TRUE(stream.Header({50, 64, 64}, {"invert"}));

@@ -20,7 +20,7 @@ absl::Status ProcessInMemory(const ProcessRequest& request, ProcessPlan& plan,
   absl::Time t0 = absl::Now();
   STACKPROC_ASSIGN_OR_RETURN(Stack stack, Stack::Allocate(plan.info.shape, plan.info.pixel_type));
   ReadOptions read{request.limits, request.arena, request.cancel};
-  STACKPROC_RETURN_IF_ERROR(ReadTiffInto(request.input_path, plan.info, stack, read));
+  STACKPROC_RETURN_IF_ERROR(ReadTiffInto(*plan.input, plan.info, stack, read));
   stack.metadata() = plan.info.metadata;
 
   stage("processing");
@@ -50,11 +50,11 @@ absl::Status ProcessStreaming(const ProcessRequest& request, ProcessPlan& plan,
   if (request.on_stage) request.on_stage("streaming");
   absl::Time t0 = absl::Now();
   STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<TiffPageReader> reader,
-                             TiffPageReader::Open(request.input_path, request.limits));
+                             TiffPageReader::Open(*plan.input, request.limits));
   if (reader->info().shape != plan.info.shape ||
       reader->info().pixel_type != plan.info.pixel_type) {
     return absl::InvalidArgumentError(
-        absl::StrCat(request.input_path, ": changed since it was validated"));
+        absl::StrCat(plan.input->name(), ": changed since it was validated"));
   }
   const SliceFormat in = plan.formats.front();
   StackMetadata metadata = UpdateMetadata(reader->info().metadata, plan.output_shape, in.type,
@@ -94,7 +94,12 @@ absl::string_view ProcessModeName(ProcessMode mode) {
 absl::StatusOr<ProcessPlan> PlanProcess(const ProcessRequest& request, int concurrency) {
   ProcessPlan plan;
   STACKPROC_ASSIGN_OR_RETURN(plan.pipeline, Pipeline::Parse(request.ops));
-  STACKPROC_ASSIGN_OR_RETURN(plan.info, ProbeTiff(request.input_path, request.limits));
+  if (request.input_file) {
+    plan.input = request.input_file;
+  } else {
+    STACKPROC_ASSIGN_OR_RETURN(plan.input, InputFile::Open(request.input_path));
+  }
+  STACKPROC_ASSIGN_OR_RETURN(plan.info, ProbeTiff(*plan.input, request.limits));
   const SliceFormat format{static_cast<int>(plan.info.shape.height),
                            static_cast<int>(plan.info.shape.width), plan.info.pixel_type};
   STACKPROC_ASSIGN_OR_RETURN(plan.formats, plan.pipeline.Plan(format));

@@ -29,6 +29,9 @@ absl::string_view ProcessModeName(ProcessMode mode);
 
 struct ProcessRequest {
   std::string input_path;
+  // The input, already open (e.g. resolved beneath a data root); input_path then only names it
+  // in messages. Unset: input_path is opened.
+  std::optional<InputFile> input_file;
   std::string output_path;       // empty: keep the result in ProcessSummary::result
   std::vector<std::string> ops;  // text form, e.g. {"gaussian:ksize=5", "clahe"}
   WriteOptions write;            // compression, overwrite, sync
@@ -44,6 +47,7 @@ struct ProcessRequest {
 
 // What a request will do, worked out before anything is allocated.
 struct ProcessPlan {
+  std::optional<InputFile> input;  // open: what was validated is what is read
   Pipeline pipeline;
   TiffInfo info;
   std::vector<SliceFormat> formats;           // Pipeline::Plan of the file's slices

@@ -1,7 +1,8 @@
 #include "core/tiff_handle.h"
 
-#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <utility>
@@ -25,37 +26,96 @@ int TiffHandle::OnWarning(TIFF*, void*, const char*, const char*, va_list) {
   return 1;
 }
 
-absl::StatusOr<TiffHandle> TiffHandle::Open(const std::string& path, const char* mode) {
-  TiffHandle handle;
-  handle.messages_ = std::make_unique<Messages>();
-  if (mode[0] == 'r') {
-    struct stat st;
-    if (::stat(path.c_str(), &st) != 0) {
-      return absl::NotFoundError(absl::StrCat(path, ": no such file"));
+struct TiffHandle::Source {
+  InputFile file;
+  uint64_t offset = 0;
+
+  static tmsize_t Read(thandle_t h, void* buffer, tmsize_t size) {
+    auto* source = static_cast<Source*>(h);
+    auto* out = static_cast<char*>(buffer);
+    tmsize_t done = 0;
+    while (done < size) {
+      const ssize_t n = ::pread(source->file.fd(), out + done, static_cast<size_t>(size - done),
+                                static_cast<off_t>(source->offset));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return -1;
+      if (n == 0) break;  // end of file: libtiff sees the short read
+      done += n;
+      source->offset += static_cast<uint64_t>(n);
     }
-    if (!S_ISREG(st.st_mode)) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
-    }
+    return done;
   }
+  static tmsize_t Write(thandle_t, void*, tmsize_t) { return -1; }
+  static toff_t Seek(thandle_t h, toff_t offset, int whence) {
+    auto* source = static_cast<Source*>(h);
+    const uint64_t base = whence == SEEK_CUR   ? source->offset
+                          : whence == SEEK_END ? source->file.size()
+                                               : 0;
+    source->offset = base + offset;
+    return source->offset;
+  }
+  static int Close(thandle_t) { return 0; }  // the descriptor belongs to the InputFile
+  static toff_t Size(thandle_t h) { return static_cast<Source*>(h)->file.size(); }
+  static int Map(thandle_t, void**, toff_t*) { return 0; }
+  static void Unmap(thandle_t, void*, toff_t) {}
+};
+
+TIFFOpenOptions* TiffHandle::Options(Messages* messages) {
   TIFFOpenOptions* options = TIFFOpenOptionsAlloc();
-  TIFFOpenOptionsSetErrorHandlerExtR(options, &TiffHandle::OnError, handle.messages_.get());
-  TIFFOpenOptionsSetWarningHandlerExtR(options, &TiffHandle::OnWarning, handle.messages_.get());
+  TIFFOpenOptionsSetErrorHandlerExtR(options, &TiffHandle::OnError, messages);
+  TIFFOpenOptionsSetWarningHandlerExtR(options, &TiffHandle::OnWarning, messages);
   // Caps any single buffer libtiff allocates itself (strip/tile scratch, tag arrays): a file
   // that declares absurd sizes fails instead of exhausting memory.
   TIFFOpenOptionsSetMaxSingleMemAlloc(options, tmsize_t{1} << 30);
-  const std::string libtiff_mode = mode[0] == 'r' ? std::string(mode) + "m" : std::string(mode);
-  handle.tif_ = TIFFOpenExt(path.c_str(), libtiff_mode.c_str(), options);
+  return options;
+}
+
+absl::StatusOr<TiffHandle> TiffHandle::OpenRead(const InputFile& file) {
+  TiffHandle handle;
+  handle.messages_ = std::make_unique<Messages>();
+  handle.source_ = std::make_unique<Source>(Source{file});
+  TIFFOpenOptions* options = Options(handle.messages_.get());
+  handle.tif_ = TIFFClientOpenExt(file.name().c_str(), "rm", handle.source_.get(), &Source::Read,
+                                  &Source::Write, &Source::Seek, &Source::Close, &Source::Size,
+                                  &Source::Map, &Source::Unmap, options);
   TIFFOpenOptionsFree(options);
   if (handle.tif_ == nullptr) {
     std::string why = handle.TakeError();
-    if (mode[0] == 'r') {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": not a readable TIFF file (",
-                                                     why.empty() ? "open failed" : why, ")"));
-    }
+    return absl::InvalidArgumentError(absl::StrCat(file.name(), ": not a readable TIFF file (",
+                                                   why.empty() ? "open failed" : why, ")"));
+  }
+  return handle;
+}
+
+absl::StatusOr<TiffHandle> TiffHandle::OpenWrite(const std::string& path, const char* mode) {
+  TiffHandle handle;
+  handle.messages_ = std::make_unique<Messages>();
+  TIFFOpenOptions* options = Options(handle.messages_.get());
+  handle.tif_ = TIFFOpenExt(path.c_str(), mode, options);
+  TIFFOpenOptionsFree(options);
+  if (handle.tif_ == nullptr) {
+    std::string why = handle.TakeError();
     return absl::PermissionDeniedError(
         absl::StrCat(path, ": cannot create (", why.empty() ? "open failed" : why, ")"));
   }
   return handle;
+}
+
+TiffHandle::TiffHandle() = default;
+
+TiffHandle::TiffHandle(TiffHandle&& other) noexcept
+    : messages_(std::move(other.messages_)),
+      source_(std::move(other.source_)),
+      tif_(std::exchange(other.tif_, nullptr)) {}
+
+TiffHandle& TiffHandle::operator=(TiffHandle&& other) noexcept {
+  if (this != &other) {
+    Close();
+    messages_ = std::move(other.messages_);
+    source_ = std::move(other.source_);
+    tif_ = std::exchange(other.tif_, nullptr);
+  }
+  return *this;
 }
 
 TiffHandle::~TiffHandle() { Close(); }

@@ -9,26 +9,22 @@
 #include <utility>
 
 #include "absl/status/statusor.h"
+#include "core/file.h"
 
 namespace stackproc::core {
 
 class TiffHandle {
  public:
-  // Opens `path` with libtiff `mode` ("r", "w", "w8"). Files read are not memory-mapped: read()
-  // into the caller's buffer avoids a page fault per 4 KiB of file. NotFound when a file to read
-  // does not exist, InvalidArgument when it is not a TIFF libtiff can open.
-  static absl::StatusOr<TiffHandle> Open(const std::string& path, const char* mode);
+  // Reads `file` through its shared descriptor, with pread at this handle's own offset: many
+  // handles (one per thread) read one file at once. Not memory-mapped: a read into the caller's
+  // buffer avoids a page fault per 4 KiB of file. InvalidArgument when it is not a TIFF libtiff
+  // can open.
+  static absl::StatusOr<TiffHandle> OpenRead(const InputFile& file);
+  // Creates `path` with libtiff `mode` ("w", "w8").
+  static absl::StatusOr<TiffHandle> OpenWrite(const std::string& path, const char* mode);
 
-  TiffHandle(TiffHandle&& other) noexcept
-      : messages_(std::move(other.messages_)), tif_(std::exchange(other.tif_, nullptr)) {}
-  TiffHandle& operator=(TiffHandle&& other) noexcept {
-    if (this != &other) {
-      Close();
-      messages_ = std::move(other.messages_);
-      tif_ = std::exchange(other.tif_, nullptr);
-    }
-    return *this;
-  }
+  TiffHandle(TiffHandle&& other) noexcept;
+  TiffHandle& operator=(TiffHandle&& other) noexcept;
   ~TiffHandle();
 
   TIFF* get() const { return tif_; }
@@ -42,11 +38,14 @@ class TiffHandle {
   struct Messages {
     std::string error;
   };
-  TiffHandle() = default;
+  struct Source;  // OpenRead's file and offset
+  TiffHandle();
+  static TIFFOpenOptions* Options(Messages* messages);
   static int OnError(TIFF*, void* user_data, const char* module, const char* fmt, va_list ap);
   static int OnWarning(TIFF*, void* user_data, const char* module, const char* fmt, va_list ap);
 
   std::unique_ptr<Messages> messages_;  // stable address handed to libtiff
+  std::unique_ptr<Source> source_;      // likewise
   TIFF* tif_ = nullptr;
 };
 

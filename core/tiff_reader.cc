@@ -246,22 +246,26 @@ struct PageDecoder {
   std::optional<TiffHandle> handle;
   std::vector<uint8_t> tile;
 
-  absl::Status Decode(const std::string& path, const TiffInfo& info, int64_t page, uint8_t* dst) {
+  absl::Status Decode(const InputFile& file, const TiffInfo& info, int64_t page, uint8_t* dst) {
     if (!handle) {
-      STACKPROC_ASSIGN_OR_RETURN(TiffHandle opened, TiffHandle::Open(path, "r"));
+      STACKPROC_ASSIGN_OR_RETURN(TiffHandle opened, TiffHandle::OpenRead(file));
       handle = std::move(opened);
     }
-    return DecodePage(*handle, path, info, page, dst, tile);
+    return DecodePage(*handle, file.name(), info, page, dst, tile);
   }
 };
 
 }  // namespace
 
 absl::StatusOr<TiffInfo> ProbeTiff(const std::string& path, const TiffLimits& limits) {
-  STACKPROC_ASSIGN_OR_RETURN(TiffHandle handle, TiffHandle::Open(path, "r"));
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) return absl::NotFoundError(absl::StrCat(path, ": gone"));
-  const auto file_size = static_cast<uint64_t>(st.st_size);
+  STACKPROC_ASSIGN_OR_RETURN(InputFile file, InputFile::Open(path));
+  return ProbeTiff(file, limits);
+}
+
+absl::StatusOr<TiffInfo> ProbeTiff(const InputFile& file, const TiffLimits& limits) {
+  const std::string& path = file.name();
+  STACKPROC_ASSIGN_OR_RETURN(TiffHandle handle, TiffHandle::OpenRead(file));
+  const uint64_t file_size = file.size();
   TIFF* tif = handle.get();
 
   TiffInfo info;
@@ -307,8 +311,9 @@ absl::StatusOr<TiffInfo> ProbeTiff(const std::string& path, const TiffLimits& li
   return info;
 }
 
-absl::Status ReadTiffInto(const std::string& path, const TiffInfo& info, Stack& stack,
+absl::Status ReadTiffInto(const InputFile& file, const TiffInfo& info, Stack& stack,
                           const ReadOptions& options) {
+  const std::string& path = file.name();
   if (stack.shape() != info.shape || stack.pixel_type() != info.pixel_type) {
     return absl::InvalidArgumentError("ReadTiffInto: stack does not match the file");
   }
@@ -321,7 +326,7 @@ absl::Status ReadTiffInto(const std::string& path, const TiffInfo& info, Stack& 
       if (IsCancelled(options.cancel)) {
         return error.Set(z, absl::CancelledError(absl::StrCat(path, ": read cancelled")));
       }
-      absl::Status status = decoder.Decode(path, info, z, stack.slice_data(z));
+      absl::Status status = decoder.Decode(file, info, z, stack.slice_data(z));
       if (!status.ok()) return error.Set(z, std::move(status));
     }
   };
@@ -337,9 +342,14 @@ absl::Status ReadTiffInto(const std::string& path, const TiffInfo& info, Stack& 
 }
 
 absl::StatusOr<Stack> ReadTiff(const std::string& path, const ReadOptions& options) {
-  STACKPROC_ASSIGN_OR_RETURN(TiffInfo info, ProbeTiff(path, options.limits));
+  STACKPROC_ASSIGN_OR_RETURN(InputFile file, InputFile::Open(path));
+  return ReadTiff(file, options);
+}
+
+absl::StatusOr<Stack> ReadTiff(const InputFile& file, const ReadOptions& options) {
+  STACKPROC_ASSIGN_OR_RETURN(TiffInfo info, ProbeTiff(file, options.limits));
   STACKPROC_ASSIGN_OR_RETURN(Stack stack, Stack::Allocate(info.shape, info.pixel_type));
-  STACKPROC_RETURN_IF_ERROR(ReadTiffInto(path, info, stack, options));
+  STACKPROC_RETURN_IF_ERROR(ReadTiffInto(file, info, stack, options));
   stack.metadata() = std::move(info.metadata);
   return stack;
 }
@@ -350,13 +360,19 @@ struct TiffPageReader::Workers {
 
 absl::StatusOr<std::unique_ptr<TiffPageReader>> TiffPageReader::Open(const std::string& path,
                                                                      const TiffLimits& limits) {
-  STACKPROC_ASSIGN_OR_RETURN(TiffInfo info, ProbeTiff(path, limits));
-  STACKPROC_ASSIGN_OR_RETURN(size_t slice_bytes, SliceBytes(info.shape, info.pixel_type));
-  return std::unique_ptr<TiffPageReader>(new TiffPageReader(path, std::move(info), slice_bytes));
+  STACKPROC_ASSIGN_OR_RETURN(InputFile file, InputFile::Open(path));
+  return Open(file, limits);
 }
 
-TiffPageReader::TiffPageReader(std::string path, TiffInfo info, size_t slice_bytes)
-    : path_(std::move(path)),
+absl::StatusOr<std::unique_ptr<TiffPageReader>> TiffPageReader::Open(const InputFile& file,
+                                                                     const TiffLimits& limits) {
+  STACKPROC_ASSIGN_OR_RETURN(TiffInfo info, ProbeTiff(file, limits));
+  STACKPROC_ASSIGN_OR_RETURN(size_t slice_bytes, SliceBytes(info.shape, info.pixel_type));
+  return std::unique_ptr<TiffPageReader>(new TiffPageReader(file, std::move(info), slice_bytes));
+}
+
+TiffPageReader::TiffPageReader(InputFile file, TiffInfo info, size_t slice_bytes)
+    : file_(std::move(file)),
       info_(std::move(info)),
       slice_bytes_(slice_bytes),
       workers_(std::make_unique<Workers>()) {}
@@ -365,9 +381,9 @@ TiffPageReader::~TiffPageReader() = default;
 
 absl::Status TiffPageReader::ReadPage(int64_t z, uint8_t* dst) {
   if (z < 0 || z >= info_.shape.depth) {
-    return absl::OutOfRangeError(absl::StrCat(path_, ": no page ", z));
+    return absl::OutOfRangeError(absl::StrCat(file_.name(), ": no page ", z));
   }
-  return workers_->local.local().Decode(path_, info_, z, dst);
+  return workers_->local.local().Decode(file_, info_, z, dst);
 }
 
 }  // namespace stackproc::core

@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/cancel.h"
+#include "core/file.h"
 #include "core/stack.h"
 
 namespace stackproc::core {
@@ -44,6 +45,7 @@ struct TiffInfo {
 // before any allocation). InvalidArgument for a corrupt or unsupported file, NotFound when it does
 // not exist, ResourceExhausted when it exceeds `limits`.
 absl::StatusOr<TiffInfo> ProbeTiff(const std::string& path, const TiffLimits& limits = {});
+absl::StatusOr<TiffInfo> ProbeTiff(const InputFile& file, const TiffLimits& limits = {});
 
 struct ReadOptions {
   TiffLimits limits;
@@ -55,9 +57,10 @@ struct ReadOptions {
 // worker with its own libtiff handle. Blocks until done. Returns no partial stack: any page error
 // fails the whole read with that page named; Cancelled if `cancel` fired.
 absl::StatusOr<Stack> ReadTiff(const std::string& path, const ReadOptions& options = {});
+absl::StatusOr<Stack> ReadTiff(const InputFile& file, const ReadOptions& options = {});
 
 // Decodes into an already allocated stack of info.shape / info.pixel_type.
-absl::Status ReadTiffInto(const std::string& path, const TiffInfo& info, Stack& stack,
+absl::Status ReadTiffInto(const InputFile& file, const TiffInfo& info, Stack& stack,
                           const ReadOptions& options = {});
 
 // Reads a validated file one page at a time, for streaming a stack without holding it.
@@ -65,6 +68,8 @@ class TiffPageReader {
  public:
   // Probes the whole file first (as ReadTiff does).
   static absl::StatusOr<std::unique_ptr<TiffPageReader>> Open(const std::string& path,
+                                                              const TiffLimits& limits = {});
+  static absl::StatusOr<std::unique_ptr<TiffPageReader>> Open(const InputFile& file,
                                                               const TiffLimits& limits = {});
   ~TiffPageReader();
 
@@ -76,9 +81,9 @@ class TiffPageReader {
 
  private:
   struct Workers;
-  TiffPageReader(std::string path, TiffInfo info, size_t slice_bytes);
+  TiffPageReader(InputFile file, TiffInfo info, size_t slice_bytes);
 
-  std::string path_;
+  InputFile file_;
   TiffInfo info_;
   size_t slice_bytes_;
   std::unique_ptr<Workers> workers_;

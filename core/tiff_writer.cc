@@ -145,7 +145,7 @@ absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Create(
   }
   std::string temp = TempPathFor(target);
   const bool bigtiff = stack_bytes > options.bigtiff_threshold;
-  STACKPROC_ASSIGN_OR_RETURN(TiffHandle handle, TiffHandle::Open(temp, bigtiff ? "w8" : "w"));
+  STACKPROC_ASSIGN_OR_RETURN(TiffHandle handle, TiffHandle::OpenWrite(temp, bigtiff ? "w8" : "w"));
   return std::unique_ptr<TiffPageWriter>(
       new TiffPageWriter(path, std::move(temp), std::make_unique<TiffHandle>(std::move(handle)),
                          shape, type, std::move(metadata), options, slice_bytes));

@@ -314,7 +314,8 @@ void JobManager::WorkerLoop() {
 
 absl::StatusOr<core::ProcessRequest> JobManager::RequestFor(const JobSpec& spec) const {
   core::ProcessRequest request;
-  STACKPROC_ASSIGN_OR_RETURN(request.input_path, resolver_.Input(spec.input_path));
+  STACKPROC_ASSIGN_OR_RETURN(request.input_file, resolver_.Input(spec.input_path));
+  request.input_path = spec.input_path;
   if (spec.output_path) {
     STACKPROC_ASSIGN_OR_RETURN(request.output_path, resolver_.Output(*spec.output_path));
   }

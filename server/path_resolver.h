@@ -1,29 +1,45 @@
-// Resolves client paths beneath the server's data root.
+// Resolves client paths beneath the server's data root, by descriptor: the root is opened once,
+// and an input is opened with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) on it, so no
+// "..", absolute path or symlink can lead out, and what was checked is what is read (no
+// check-then-open race). Where openat2 is missing (Linux < 5.6, or a seccomp profile that
+// refuses it) the path is walked a component at a time with O_NOFOLLOW: every symlink is
+// refused then.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "core/file.h"
 
 namespace stackproc::server {
 
 class PathResolver {
  public:
+  // kWalk: the component walk even where openat2 works (to test it).
+  enum class Mode { kAuto, kWalk };
   // `root` must be an existing directory; it is made absolute and canonical.
-  static absl::StatusOr<PathResolver> Create(const std::string& root);
+  static absl::StatusOr<PathResolver> Create(const std::string& root, Mode mode = Mode::kAuto);
 
-  // An existing file under the root. Absolute paths, ".." that climbs out and symlinks that
-  // lead out are PermissionDenied; a missing file is NotFound.
-  absl::StatusOr<std::string> Input(const std::string& relative) const;
-  // A file to create: its directory must exist under the root (same rules as Input); the file
-  // itself may or may not exist, but must not be a symlink or a directory.
+  // The file `relative` names under the root, open for reading; messages call it `relative`.
+  // Absolute paths, ".." that climbs out and symlinks that lead out are PermissionDenied; a
+  // missing file is NotFound; a directory or device is InvalidArgument.
+  absl::StatusOr<core::InputFile> Input(const std::string& relative) const;
+  // A file to create: its directory must exist under the root (resolved as for Input); the
+  // file itself may or may not exist, but must not be a symlink or a directory. Returns its
+  // absolute path. (The writer still opens the directory by path: see the note in the .cc.)
   absl::StatusOr<std::string> Output(const std::string& relative) const;
 
   const std::string& root() const { return root_; }
 
  private:
-  absl::StatusOr<std::string> Beneath(const std::string& relative, bool must_exist) const;
+  // Opens `relative` beneath the root with `flags` (O_PATH | O_DIRECTORY for a directory).
+  absl::StatusOr<core::UniqueFd> OpenBeneath(const std::string& relative, int flags) const;
+  absl::StatusOr<core::UniqueFd> WalkBeneath(const std::string& relative, int flags) const;
+
   std::string root_;
+  std::shared_ptr<const core::UniqueFd> root_fd_;
+  Mode mode_ = Mode::kAuto;
 };
 
 }  // namespace stackproc::server

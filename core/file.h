@@ -1,0 +1,54 @@
+// Files by descriptor. Whoever opens a file decides how its path is resolved (the server:
+// beneath its data root, with openat2); from then on the file is used through its descriptor
+// and no path is looked up again, so a link swapped in later changes nothing.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/status/statusor.h"
+
+namespace stackproc::core {
+
+// An open file descriptor, closed on destruction.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept;
+  ~UniqueFd();
+
+  int get() const { return fd_; }
+  explicit operator bool() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+// A regular file open for reading, shared by every libtiff handle over it: they read with
+// pread at offsets of their own, so one descriptor serves every thread. Copies share it.
+class InputFile {
+ public:
+  // Opens `path`: NotFound when it does not exist, InvalidArgument when it is not a regular
+  // file.
+  static absl::StatusOr<InputFile> Open(const std::string& path);
+  // Takes `fd`, open for reading; `name` is what messages call the file.
+  static absl::StatusOr<InputFile> Adopt(UniqueFd fd, std::string name);
+
+  int fd() const { return fd_->get(); }
+  const std::string& name() const { return name_; }
+  uint64_t size() const { return size_; }
+
+ private:
+  InputFile(std::shared_ptr<const UniqueFd> fd, std::string name, uint64_t size)
+      : fd_(std::move(fd)), name_(std::move(name)), size_(size) {}
+
+  std::shared_ptr<const UniqueFd> fd_;
+  std::string name_;
+  uint64_t size_;
+};
+
+}  // namespace stackproc::core

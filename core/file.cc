@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 
@@ -45,6 +46,31 @@ absl::StatusOr<InputFile> InputFile::Adopt(UniqueFd fd, std::string name) {
   }
   return InputFile(std::make_shared<const UniqueFd>(std::move(fd)), std::move(name),
                    static_cast<uint64_t>(st.st_size));
+}
+
+absl::StatusOr<OutputTarget> OutputTarget::ForPath(const std::string& path) {
+  const std::filesystem::path target(path);
+  const std::string name = target.filename().string();
+  if (name.empty() || name == "." || name == "..") {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not a file name"));
+  }
+  const std::string dir = target.has_parent_path() ? target.parent_path().string() : ".";
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) {
+    return absl::NotFoundError(
+        absl::StrCat(path, ": directory ", dir, " cannot be opened (", std::strerror(errno), ")"));
+  }
+  return In(std::move(fd), name, path);
+}
+
+OutputTarget OutputTarget::In(UniqueFd dir, std::string name, std::string display) {
+  return OutputTarget(std::make_shared<const UniqueFd>(std::move(dir)), std::move(name),
+                      std::move(display));
+}
+
+bool OutputTarget::Exists() const {
+  struct stat st;
+  return ::fstatat(dir(), name_.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
 }  // namespace stackproc::core

@@ -51,4 +51,31 @@ class InputFile {
   uint64_t size_;
 };
 
+// Where a file is to be created: its directory, open by descriptor, and its name there. The
+// writer creates its temporary file, syncs, renames and cleans up relative to the descriptor,
+// so a directory swapped for a link after it was checked changes nothing. Copies share it.
+class OutputTarget {
+ public:
+  // The directory of `path`, opened now (NotFound when it does not exist), and its last
+  // component (InvalidArgument when that is not a file name).
+  static absl::StatusOr<OutputTarget> ForPath(const std::string& path);
+  // `dir` open with O_RDONLY | O_DIRECTORY; `name` one path component; `display` is what
+  // messages call the file.
+  static OutputTarget In(UniqueFd dir, std::string name, std::string display);
+
+  int dir() const { return dir_->get(); }
+  const std::string& name() const { return name_; }
+  const std::string& display() const { return display_; }
+  // Whether something (a file, a link, a directory) has the name already.
+  bool Exists() const;
+
+ private:
+  OutputTarget(std::shared_ptr<const UniqueFd> dir, std::string name, std::string display)
+      : dir_(std::move(dir)), name_(std::move(name)), display_(std::move(display)) {}
+
+  std::shared_ptr<const UniqueFd> dir_;
+  std::string name_;
+  std::string display_;
+};
+
 }  // namespace stackproc::core

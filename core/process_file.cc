@@ -6,6 +6,11 @@
 namespace stackproc::core {
 namespace {
 
+absl::StatusOr<OutputTarget> Target(const ProcessRequest& request) {
+  if (request.output_target) return *request.output_target;
+  return OutputTarget::ForPath(request.output_path);
+}
+
 int Concurrency(const ProcessRequest& request) {
   return request.arena != nullptr ? request.arena->max_concurrency()
                                   : tbb::this_task_arena::max_concurrency();
@@ -36,7 +41,8 @@ absl::Status ProcessInMemory(const ProcessRequest& request, ProcessPlan& plan,
     WriteOptions write = request.write;
     write.cancel = request.cancel;
     write.arena = request.arena;
-    STACKPROC_RETURN_IF_ERROR(WriteTiff(request.output_path, result, write));
+    STACKPROC_ASSIGN_OR_RETURN(OutputTarget target, Target(request));
+    STACKPROC_RETURN_IF_ERROR(WriteTiff(target, result, write));
   }
   absl::Time t3 = absl::Now();
   summary.read_time = t1 - t0;
@@ -62,8 +68,9 @@ absl::Status ProcessStreaming(const ProcessRequest& request, ProcessPlan& plan,
   WriteOptions write = request.write;
   write.cancel = request.cancel;
   write.arena = request.arena;
+  STACKPROC_ASSIGN_OR_RETURN(OutputTarget target, Target(request));
   STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<TiffPageWriter> writer,
-                             TiffPageWriter::Create(request.output_path, plan.output_shape,
+                             TiffPageWriter::Create(target, plan.output_shape,
                                                     plan.output_type, std::move(metadata), write));
   PagePipelineOptions options;
   options.arena = request.arena;

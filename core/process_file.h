@@ -33,6 +33,9 @@ struct ProcessRequest {
   // in messages. Unset: input_path is opened.
   std::optional<InputFile> input_file;
   std::string output_path;       // empty: keep the result in ProcessSummary::result
+  // Where the output goes, its directory already open (e.g. resolved beneath a data root);
+  // output_path then only names it in messages. Unset: output_path's directory is opened.
+  std::optional<OutputTarget> output_target;
   std::vector<std::string> ops;  // text form, e.g. {"gaussian:ksize=5", "clahe"}
   WriteOptions write;            // compression, overwrite, sync
   TiffLimits limits;

@@ -2,9 +2,11 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -26,16 +28,21 @@ int TiffHandle::OnWarning(TIFF*, void*, const char*, const char*, va_list) {
   return 1;
 }
 
+// A libtiff handle's view of a descriptor: its own offset, pread/pwrite at it. Read handles
+// keep their InputFile (and so its descriptor) alive; a write handle's descriptor belongs to
+// its caller.
 struct TiffHandle::Source {
-  InputFile file;
+  int fd = -1;
   uint64_t offset = 0;
+  uint64_t size = 0;
+  std::optional<InputFile> file;
 
   static tmsize_t Read(thandle_t h, void* buffer, tmsize_t size) {
     auto* source = static_cast<Source*>(h);
     auto* out = static_cast<char*>(buffer);
     tmsize_t done = 0;
     while (done < size) {
-      const ssize_t n = ::pread(source->file.fd(), out + done, static_cast<size_t>(size - done),
+      const ssize_t n = ::pread(source->fd, out + done, static_cast<size_t>(size - done),
                                 static_cast<off_t>(source->offset));
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return -1;
@@ -45,17 +52,31 @@ struct TiffHandle::Source {
     }
     return done;
   }
-  static tmsize_t Write(thandle_t, void*, tmsize_t) { return -1; }
+  static tmsize_t Write(thandle_t h, void* buffer, tmsize_t size) {
+    auto* source = static_cast<Source*>(h);
+    const auto* in = static_cast<const char*>(buffer);
+    tmsize_t done = 0;
+    while (done < size) {
+      const ssize_t n = ::pwrite(source->fd, in + done, static_cast<size_t>(size - done),
+                                 static_cast<off_t>(source->offset));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return -1;  // errno says why (ENOSPC: the disk is full)
+      done += n;
+      source->offset += static_cast<uint64_t>(n);
+      source->size = std::max(source->size, source->offset);
+    }
+    return done;
+  }
   static toff_t Seek(thandle_t h, toff_t offset, int whence) {
     auto* source = static_cast<Source*>(h);
     const uint64_t base = whence == SEEK_CUR   ? source->offset
-                          : whence == SEEK_END ? source->file.size()
+                          : whence == SEEK_END ? source->size
                                                : 0;
     source->offset = base + offset;
     return source->offset;
   }
-  static int Close(thandle_t) { return 0; }  // the descriptor belongs to the InputFile
-  static toff_t Size(thandle_t h) { return static_cast<Source*>(h)->file.size(); }
+  static int Close(thandle_t) { return 0; }
+  static toff_t Size(thandle_t h) { return static_cast<Source*>(h)->size; }
   static int Map(thandle_t, void**, toff_t*) { return 0; }
   static void Unmap(thandle_t, void*, toff_t) {}
 };
@@ -73,7 +94,7 @@ TIFFOpenOptions* TiffHandle::Options(Messages* messages) {
 absl::StatusOr<TiffHandle> TiffHandle::OpenRead(const InputFile& file) {
   TiffHandle handle;
   handle.messages_ = std::make_unique<Messages>();
-  handle.source_ = std::make_unique<Source>(Source{file});
+  handle.source_ = std::make_unique<Source>(Source{file.fd(), 0, file.size(), file});
   TIFFOpenOptions* options = Options(handle.messages_.get());
   handle.tif_ = TIFFClientOpenExt(file.name().c_str(), "rm", handle.source_.get(), &Source::Read,
                                   &Source::Write, &Source::Seek, &Source::Close, &Source::Size,
@@ -87,16 +108,20 @@ absl::StatusOr<TiffHandle> TiffHandle::OpenRead(const InputFile& file) {
   return handle;
 }
 
-absl::StatusOr<TiffHandle> TiffHandle::OpenWrite(const std::string& path, const char* mode) {
+absl::StatusOr<TiffHandle> TiffHandle::OpenWrite(int fd, const std::string& name,
+                                                 const char* mode) {
   TiffHandle handle;
   handle.messages_ = std::make_unique<Messages>();
+  handle.source_ = std::make_unique<Source>(Source{fd, 0, 0, std::nullopt});
   TIFFOpenOptions* options = Options(handle.messages_.get());
-  handle.tif_ = TIFFOpenExt(path.c_str(), mode, options);
+  handle.tif_ = TIFFClientOpenExt(name.c_str(), mode, handle.source_.get(), &Source::Read,
+                                  &Source::Write, &Source::Seek, &Source::Close, &Source::Size,
+                                  &Source::Map, &Source::Unmap, options);
   TIFFOpenOptionsFree(options);
   if (handle.tif_ == nullptr) {
     std::string why = handle.TakeError();
-    return absl::PermissionDeniedError(
-        absl::StrCat(path, ": cannot create (", why.empty() ? "open failed" : why, ")"));
+    return absl::InternalError(
+        absl::StrCat(name, ": cannot start the file (", why.empty() ? "open failed" : why, ")"));
   }
   return handle;
 }

@@ -20,8 +20,9 @@ class TiffHandle {
   // buffer avoids a page fault per 4 KiB of file. InvalidArgument when it is not a TIFF libtiff
   // can open.
   static absl::StatusOr<TiffHandle> OpenRead(const InputFile& file);
-  // Creates `path` with libtiff `mode` ("w", "w8").
-  static absl::StatusOr<TiffHandle> OpenWrite(const std::string& path, const char* mode);
+  // Writes a new TIFF with libtiff `mode` ("w", "w8") through `fd` (open for reading and
+  // writing, empty; it stays the caller's); `name` is what messages call it.
+  static absl::StatusOr<TiffHandle> OpenWrite(int fd, const std::string& name, const char* mode);
 
   TiffHandle(TiffHandle&& other) noexcept;
   TiffHandle& operator=(TiffHandle&& other) noexcept;
@@ -38,7 +39,7 @@ class TiffHandle {
   struct Messages {
     std::string error;
   };
-  struct Source;  // OpenRead's file and offset
+  struct Source;  // the descriptor and this handle's offset in it
   TiffHandle();
   static TIFFOpenOptions* Options(Messages* messages);
   static int OnError(TIFF*, void* user_data, const char* module, const char* fmt, va_list ap);

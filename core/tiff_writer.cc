@@ -9,7 +9,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <random>
 #include <vector>
 
@@ -20,8 +19,6 @@
 
 namespace stackproc::core {
 namespace {
-
-namespace fs = std::filesystem;
 
 // Strips of about this many bytes: large enough for few syscalls, small enough for codecs to
 // work in cache.
@@ -41,11 +38,9 @@ uint16_t TiffCompression(Compression c) {
   return COMPRESSION_NONE;
 }
 
-std::string TempPathFor(const fs::path& target) {
+std::string TempNameFor(const std::string& name) {
   std::random_device random;
-  return (target.parent_path() /
-          absl::StrCat(".", target.filename().string(), ".tmp-", ::getpid(), "-", random()))
-      .string();
+  return absl::StrCat(".", name, ".tmp-", ::getpid(), "-", random());
 }
 
 absl::Status IoError(const std::string& path, absl::string_view what, std::string detail) {
@@ -53,25 +48,6 @@ absl::Status IoError(const std::string& path, absl::string_view what, std::strin
   std::string message = absl::StrCat(path, ": ", what, detail.empty() ? "" : ": ", detail);
   return full ? absl::ResourceExhaustedError(absl::StrCat(message, " (disk full)"))
               : absl::InternalError(message);
-}
-
-absl::Status SyncFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return IoError(path, "cannot reopen to sync", std::strerror(errno));
-  int rc = ::fsync(fd);
-  int saved = errno;
-  ::close(fd);
-  errno = saved;
-  if (rc != 0) return IoError(path, "fsync failed", std::strerror(errno));
-  return absl::OkStatus();
-}
-
-void SyncDirectory(const fs::path& dir) {
-  int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::fsync(fd);  // best effort: the data itself is already durable
-    ::close(fd);
-  }
 }
 
 void SetPageTags(TIFF* tif, const StackShape& shape, PixelType type, const StackMetadata& metadata,
@@ -133,30 +109,49 @@ absl::StatusOr<Compression> ParseCompression(absl::string_view name) {
 absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Create(
     const std::string& path, const StackShape& shape, PixelType type, StackMetadata metadata,
     const WriteOptions& options) {
-  STACKPROC_ASSIGN_OR_RETURN(size_t stack_bytes, StackBytes(shape, type));
-  STACKPROC_ASSIGN_OR_RETURN(size_t slice_bytes, SliceBytes(shape, type));
-  const fs::path target(path);
-  if (target.filename().empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": not a file name"));
-  }
-  std::error_code ec;
-  if (!options.overwrite && fs::exists(target, ec)) {
-    return absl::AlreadyExistsError(absl::StrCat(path, ": exists (overwrite not requested)"));
-  }
-  std::string temp = TempPathFor(target);
-  const bool bigtiff = stack_bytes > options.bigtiff_threshold;
-  STACKPROC_ASSIGN_OR_RETURN(TiffHandle handle, TiffHandle::OpenWrite(temp, bigtiff ? "w8" : "w"));
-  return std::unique_ptr<TiffPageWriter>(
-      new TiffPageWriter(path, std::move(temp), std::make_unique<TiffHandle>(std::move(handle)),
-                         shape, type, std::move(metadata), options, slice_bytes));
+  STACKPROC_ASSIGN_OR_RETURN(OutputTarget target, OutputTarget::ForPath(path));
+  return Create(target, shape, type, std::move(metadata), options);
 }
 
-TiffPageWriter::TiffPageWriter(std::string path, std::string temp,
+absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Create(
+    const OutputTarget& target, const StackShape& shape, PixelType type, StackMetadata metadata,
+    const WriteOptions& options) {
+  STACKPROC_ASSIGN_OR_RETURN(size_t stack_bytes, StackBytes(shape, type));
+  STACKPROC_ASSIGN_OR_RETURN(size_t slice_bytes, SliceBytes(shape, type));
+  const std::string& path = target.display();
+  if (!options.overwrite && target.Exists()) {
+    return absl::AlreadyExistsError(absl::StrCat(path, ": exists (overwrite not requested)"));
+  }
+  std::string temp = TempNameFor(target.name());
+  UniqueFd fd(::openat(target.dir(), temp.c_str(),
+                       O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666));
+  if (!fd) {
+    const int error = errno;
+    if (error == EACCES || error == EPERM || error == EROFS) {
+      return absl::PermissionDeniedError(
+          absl::StrCat(path, ": cannot create a file there (", std::strerror(error), ")"));
+    }
+    return IoError(path, "cannot create its temporary file", std::strerror(error));
+  }
+  const bool bigtiff = stack_bytes > options.bigtiff_threshold;
+  absl::StatusOr<TiffHandle> handle = TiffHandle::OpenWrite(fd.get(), path, bigtiff ? "w8" : "w");
+  if (!handle.ok()) {
+    ::unlinkat(target.dir(), temp.c_str(), 0);
+    return handle.status();
+  }
+  return std::unique_ptr<TiffPageWriter>(new TiffPageWriter(
+      target, std::move(temp), std::move(fd), std::make_unique<TiffHandle>(*std::move(handle)),
+      shape, type, std::move(metadata), options, slice_bytes));
+}
+
+TiffPageWriter::TiffPageWriter(OutputTarget target, std::string temp, UniqueFd temp_fd,
                                std::unique_ptr<TiffHandle> handle, const StackShape& shape,
                                PixelType type, StackMetadata metadata, const WriteOptions& options,
                                size_t slice_bytes)
-    : path_(std::move(path)),
+    : target_(std::move(target)),
+      path_(target_.display()),
       temp_(std::move(temp)),
+      temp_fd_(std::move(temp_fd)),
       handle_(std::move(handle)),
       shape_(shape),
       type_(type),
@@ -175,8 +170,7 @@ TiffPageWriter::TiffPageWriter(std::string path, std::string temp,
 TiffPageWriter::~TiffPageWriter() {
   if (committed_) return;
   handle_.reset();
-  std::error_code ec;
-  fs::remove(temp_, ec);
+  ::unlinkat(target_.dir(), temp_.c_str(), 0);
 }
 
 absl::Status TiffPageWriter::WritePage(const uint8_t* page) {
@@ -260,23 +254,44 @@ absl::Status TiffPageWriter::Commit() {
   std::string close_error = handle_->Close();
   handle_.reset();
   if (!close_error.empty()) return IoError(path_, "closing failed", close_error);
-  if (options_.sync) STACKPROC_RETURN_IF_ERROR(SyncFile(temp_));
-  if (std::rename(temp_.c_str(), path_.c_str()) != 0) {
+  if (options_.sync && ::fsync(temp_fd_.get()) != 0) {
+    return IoError(path_, "fsync failed", std::strerror(errno));
+  }
+  const int dir = target_.dir();
+  const char* name = target_.name().c_str();
+  // Without overwrite, a file that appeared since Create is not replaced either.
+  int rc = options_.overwrite ? ::renameat(dir, temp_.c_str(), dir, name)
+                              : ::renameat2(dir, temp_.c_str(), dir, name, RENAME_NOREPLACE);
+  if (rc != 0 && !options_.overwrite && errno == EINVAL) {  // a file system without NOREPLACE
+    rc = target_.Exists() ? (errno = EEXIST, -1) : ::renameat(dir, temp_.c_str(), dir, name);
+  }
+  if (rc != 0) {
+    if (errno == EEXIST) {
+      return absl::AlreadyExistsError(
+          absl::StrCat(path_, ": appeared while it was being written (overwrite not requested)"));
+    }
     return IoError(path_, "rename of the finished file failed", std::strerror(errno));
   }
   committed_ = true;
-  if (options_.sync) SyncDirectory(fs::path(path_).parent_path());
+  if (options_.sync) ::fsync(dir);  // best effort: the data itself is already durable
   return absl::OkStatus();
 }
 
 absl::Status WriteTiff(const std::string& path, const Stack& stack, const WriteOptions& options) {
   if (stack.empty()) return absl::InvalidArgumentError("cannot write an empty stack");
+  STACKPROC_ASSIGN_OR_RETURN(OutputTarget target, OutputTarget::ForPath(path));
+  return WriteTiff(target, stack, options);
+}
+
+absl::Status WriteTiff(const OutputTarget& target, const Stack& stack,
+                       const WriteOptions& options) {
+  if (stack.empty()) return absl::InvalidArgumentError("cannot write an empty stack");
   STACKPROC_ASSIGN_OR_RETURN(
       std::unique_ptr<TiffPageWriter> writer,
-      TiffPageWriter::Create(path, stack.shape(), stack.pixel_type(), stack.metadata(), options));
+      TiffPageWriter::Create(target, stack.shape(), stack.pixel_type(), stack.metadata(), options));
   for (int64_t z = 0; z < stack.depth(); ++z) {
     if (IsCancelled(options.cancel)) {
-      return absl::CancelledError(absl::StrCat(path, ": write cancelled at page ", z));
+      return absl::CancelledError(absl::StrCat(target.display(), ": write cancelled at page ", z));
     }
     STACKPROC_RETURN_IF_ERROR(writer->WritePage(stack.slice_data(z)));
   }

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "core/cancel.h"
+#include "core/file.h"
 #include "core/stack.h"
 
 namespace stackproc::core {
@@ -48,6 +49,8 @@ struct WriteOptions {
 // ResourceExhausted (disk full) for I/O failures, with libtiff's reason.
 absl::Status WriteTiff(const std::string& path, const Stack& stack,
                        const WriteOptions& options = {});
+absl::Status WriteTiff(const OutputTarget& target, const Stack& stack,
+                       const WriteOptions& options = {});
 
 // Writes a stack one page at a time, in order, to a temporary file beside `path`; Commit
 // renames it into place. A writer destroyed before Commit removes its temporary file, so a
@@ -56,6 +59,12 @@ class TiffPageWriter {
  public:
   // Same errors as WriteTiff, before any page is written. `metadata` describes the whole stack.
   static absl::StatusOr<std::unique_ptr<TiffPageWriter>> Create(const std::string& path,
+                                                                const StackShape& shape,
+                                                                PixelType type,
+                                                                StackMetadata metadata,
+                                                                const WriteOptions& options = {});
+  // The same in a directory already open (core/file.h): nothing is resolved by path.
+  static absl::StatusOr<std::unique_ptr<TiffPageWriter>> Create(const OutputTarget& target,
                                                                 const StackShape& shape,
                                                                 PixelType type,
                                                                 StackMetadata metadata,
@@ -85,11 +94,14 @@ class TiffPageWriter {
   absl::Status Commit();
 
  private:
-  TiffPageWriter(std::string path, std::string temp, std::unique_ptr<TiffHandle> handle,
-                 const StackShape& shape, PixelType type, StackMetadata metadata,
-                 const WriteOptions& options, size_t slice_bytes);
+  TiffPageWriter(OutputTarget target, std::string temp, UniqueFd temp_fd,
+                 std::unique_ptr<TiffHandle> handle, const StackShape& shape, PixelType type,
+                 StackMetadata metadata, const WriteOptions& options, size_t slice_bytes);
 
-  const std::string path_, temp_;
+  const OutputTarget target_;
+  const std::string path_;  // the target's display name
+  const std::string temp_;  // its temporary file's name in the target's directory
+  UniqueFd temp_fd_;
   std::unique_ptr<TiffHandle> handle_;
   const StackShape shape_;
   const PixelType type_;

@@ -100,8 +100,7 @@ absl::StatusOr<std::shared_ptr<Job>> JobManager::Submit(const JobSpec& spec,
 
   // Validate everything the job will need, before it is queued.
   STACKPROC_ASSIGN_OR_RETURN(core::ProcessRequest request, RequestFor(spec));
-  if (!request.output_path.empty() && !spec.overwrite &&
-      std::filesystem::exists(request.output_path)) {
+  if (request.output_target && !spec.overwrite && request.output_target->Exists()) {
     return absl::AlreadyExistsError(
         absl::StrCat(*spec.output_path, ": exists (ask for overwrite to replace it)"));
   }
@@ -317,7 +316,8 @@ absl::StatusOr<core::ProcessRequest> JobManager::RequestFor(const JobSpec& spec)
   STACKPROC_ASSIGN_OR_RETURN(request.input_file, resolver_.Input(spec.input_path));
   request.input_path = spec.input_path;
   if (spec.output_path) {
-    STACKPROC_ASSIGN_OR_RETURN(request.output_path, resolver_.Output(*spec.output_path));
+    STACKPROC_ASSIGN_OR_RETURN(request.output_target, resolver_.Output(*spec.output_path));
+    request.output_path = *spec.output_path;
   }
   request.ops = spec.ops;
   request.write.compression = spec.compression;

@@ -127,13 +127,13 @@ absl::StatusOr<core::InputFile> PathResolver::Input(const std::string& relative)
   return core::InputFile::Adopt(*std::move(fd), relative);
 }
 
-absl::StatusOr<std::string> PathResolver::Output(const std::string& relative) const {
+absl::StatusOr<core::OutputTarget> PathResolver::Output(const std::string& relative) const {
   const fs::path rel(relative);
   if (rel.filename().empty() || rel.filename() == "." || rel.filename() == "..") {
     return absl::InvalidArgumentError(absl::StrCat(relative, ": not a file name"));
   }
   const std::string parent = rel.parent_path().empty() ? "." : rel.parent_path().string();
-  absl::StatusOr<core::UniqueFd> dir = OpenBeneath(parent, O_PATH | O_DIRECTORY);
+  absl::StatusOr<core::UniqueFd> dir = OpenBeneath(parent, O_RDONLY | O_DIRECTORY);
   if (!dir.ok()) {
     if (absl::IsNotFound(dir.status())) {
       return absl::NotFoundError(
@@ -147,14 +147,7 @@ absl::StatusOr<std::string> PathResolver::Output(const std::string& relative) co
     return absl::PermissionDeniedError(
         absl::StrCat(relative, ": exists and is a symlink or a directory"));
   }
-  // The writer creates a temporary file in this directory by path and renames it into place
-  // (rename replaces a link planted meanwhile, never follows it). The directory itself is
-  // found again by path, where it was found beneath the root: handing the writer this
-  // descriptor is the step still to take.
-  std::error_code ec;
-  fs::path where = fs::read_symlink(absl::StrCat("/proc/self/fd/", dir->get()), ec);
-  if (ec) where = (fs::path(root_) / parent).lexically_normal();  // no /proc
-  return (where / rel.filename()).string();
+  return core::OutputTarget::In(*std::move(dir), rel.filename().string(), relative);
 }
 
 }  // namespace stackproc::server

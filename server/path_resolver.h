@@ -25,10 +25,10 @@ class PathResolver {
   // Absolute paths, ".." that climbs out and symlinks that lead out are PermissionDenied; a
   // missing file is NotFound; a directory or device is InvalidArgument.
   absl::StatusOr<core::InputFile> Input(const std::string& relative) const;
-  // A file to create: its directory must exist under the root (resolved as for Input); the
-  // file itself may or may not exist, but must not be a symlink or a directory. Returns its
-  // absolute path. (The writer still opens the directory by path: see the note in the .cc.)
-  absl::StatusOr<std::string> Output(const std::string& relative) const;
+  // A file to create: its directory must exist under the root (resolved as for Input, and
+  // kept open: the writer works in it by descriptor); the file itself may or may not exist,
+  // but must not be a symlink or a directory.
+  absl::StatusOr<core::OutputTarget> Output(const std::string& relative) const;
 
   const std::string& root() const { return root_; }
 

@@ -116,6 +116,24 @@ TEST(TiffAtomicWriteTest, RefusesToOverwriteWhenAsked) {
   EXPECT_THAT(DirEntries(dir.path()), ::testing::ElementsAre("out.tif"));
 }
 
+TEST(TiffAtomicWriteTest, AFileThatAppearsDuringTheWriteIsNotReplacedWithoutOverwrite) {
+  TempDir dir;
+  const std::string path = dir.File("out.tif");
+  const Stack stack = MakeStack({2, 4, 4}, PixelType::kUint8);
+  WriteOptions options;
+  options.overwrite = false;
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<TiffPageWriter> writer,
+      TiffPageWriter::Create(path, stack.shape(), stack.pixel_type(), {}, options));
+  for (int64_t z = 0; z < 2; ++z) ASSERT_OK(writer->WritePage(stack.slice_data(z)));
+  std::ofstream(path) << "someone else's";  // between the check and the rename
+  EXPECT_THAT(writer->Commit(),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("appeared while")));
+  writer.reset();
+  EXPECT_EQ(fs::file_size(path), 14u);
+  EXPECT_THAT(DirEntries(dir.path()), ::testing::ElementsAre("out.tif"));  // no temp left
+}
+
 TEST(TiffAtomicWriteTest, MissingDirectoryIsAClearError) {
   TempDir dir;
   const std::string path = dir.File("no/such/dir/out.tif");

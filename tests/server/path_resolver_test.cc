@@ -11,6 +11,7 @@
 #include <fstream>
 #include <string>
 
+#include "core/tiff_writer.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"
 
@@ -97,8 +98,22 @@ TEST_P(PathResolverTest, MissingDirectoriesAndOddFilesAreClearErrors) {
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("does not exist")));
   EXPECT_THAT(resolver_->Output("out.tif"),
               StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("symlink")));
-  ASSERT_OK_AND_ASSIGN(std::string output, resolver_->Output("sub/new.tif"));
-  EXPECT_EQ(output, (root_.path() / "sub" / "new.tif").string());
+  ASSERT_OK_AND_ASSIGN(core::OutputTarget output, resolver_->Output("sub/new.tif"));
+  EXPECT_EQ(output.name(), "new.tif");
+  EXPECT_EQ(output.display(), "sub/new.tif");
+  EXPECT_FALSE(output.Exists());
+}
+
+TEST_P(PathResolverTest, AnOutputGoesWhereItWasCheckedEvenIfItsDirectoryIsSwapped) {
+  ASSERT_OK_AND_ASSIGN(core::OutputTarget output, resolver_->Output("sub/new.tif"));
+  fs::rename(root_.path() / "sub", root_.path() / "was-sub");
+  fs::create_directory_symlink(outside_.path(), root_.path() / "sub");
+  const core::Stack stack = ::stackproc::testing::MakeStack({2, 8, 8}, core::PixelType::kUint8);
+  ASSERT_OK(core::WriteTiff(output, stack));
+  EXPECT_TRUE(fs::exists(root_.path() / "was-sub" / "new.tif"));
+  EXPECT_FALSE(fs::exists(outside_.path() / "new.tif"));
+  EXPECT_THAT(resolver_->Output("sub/other.tif"),
+              StatusIs(absl::StatusCode::kPermissionDenied, ::testing::_));
 }
 
 TEST_P(PathResolverTest, AnOpenInputIsWhatWasCheckedEvenIfItsPathIsSwapped) {

@@ -105,7 +105,15 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Case{core::PixelType::kUint8, {"gaussian:ksize=5"}},
                       Case{core::PixelType::kUint16, {"gaussian:ksize=5"}},
                       Case{core::PixelType::kUint8, {"gaussian:ksize=3", "resize:scale=0.5"}},
-                      Case{core::PixelType::kUint16, {"clahe", "resize:scale=0.5"}}));
+                      Case{core::PixelType::kUint16, {"clahe", "resize:scale=0.5"}}),
+    [](const ::testing::TestParamInfo<Case>& param_info) {
+      // e.g. uint16_clahe_resize: the type and the operations' names.
+      std::string name(core::PixelTypeName(param_info.param.type));
+      for (const std::string& op : param_info.param.ops) {
+        absl::StrAppend(&name, "_", op.substr(0, op.find(':')));
+      }
+      return name;
+    });
 
 // File to file, as `stackproc process` does: the written file equals the path job's file,
 // metadata included (the resize halves the pixel size in the ImageJ description).

@@ -36,6 +36,7 @@ struct TiffHandle::Source {
   uint64_t offset = 0;
   uint64_t size = 0;
   std::optional<InputFile> file;
+  int write_errno = 0;  // why the last failed write failed
 
   static tmsize_t Read(thandle_t h, void* buffer, tmsize_t size) {
     auto* source = static_cast<Source*>(h);
@@ -60,7 +61,10 @@ struct TiffHandle::Source {
       const ssize_t n = ::pwrite(source->fd, in + done, static_cast<size_t>(size - done),
                                  static_cast<off_t>(source->offset));
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return -1;  // errno says why (ENOSPC: the disk is full)
+      if (n <= 0) {
+        source->write_errno = n < 0 ? errno : EIO;  // ENOSPC: the disk is full
+        return -1;
+      }
       done += n;
       source->offset += static_cast<uint64_t>(n);
       source->size = std::max(source->size, source->offset);
@@ -94,7 +98,7 @@ TIFFOpenOptions* TiffHandle::Options(Messages* messages) {
 absl::StatusOr<TiffHandle> TiffHandle::OpenRead(const InputFile& file) {
   TiffHandle handle;
   handle.messages_ = std::make_unique<Messages>();
-  handle.source_ = std::make_unique<Source>(Source{file.fd(), 0, file.size(), file});
+  handle.source_ = std::make_unique<Source>(Source{file.fd(), 0, file.size(), file, 0});
   TIFFOpenOptions* options = Options(handle.messages_.get());
   handle.tif_ = TIFFClientOpenExt(file.name().c_str(), "rm", handle.source_.get(), &Source::Read,
                                   &Source::Write, &Source::Seek, &Source::Close, &Source::Size,
@@ -112,7 +116,7 @@ absl::StatusOr<TiffHandle> TiffHandle::OpenWrite(int fd, const std::string& name
                                                  const char* mode) {
   TiffHandle handle;
   handle.messages_ = std::make_unique<Messages>();
-  handle.source_ = std::make_unique<Source>(Source{fd, 0, 0, std::nullopt});
+  handle.source_ = std::make_unique<Source>(Source{fd, 0, 0, std::nullopt, 0});
   TIFFOpenOptions* options = Options(handle.messages_.get());
   handle.tif_ = TIFFClientOpenExt(name.c_str(), mode, handle.source_.get(), &Source::Read,
                                   &Source::Write, &Source::Seek, &Source::Close, &Source::Size,
@@ -144,6 +148,8 @@ TiffHandle& TiffHandle::operator=(TiffHandle&& other) noexcept {
 }
 
 TiffHandle::~TiffHandle() { Close(); }
+
+int TiffHandle::TakeWriteErrno() { return source_ ? std::exchange(source_->write_errno, 0) : 0; }
 
 std::string TiffHandle::TakeError() {
   if (!messages_) return "";

@@ -32,6 +32,8 @@ class TiffHandle {
 
   // The error text libtiff reported since the last call, "" if none; clears it.
   std::string TakeError();
+  // The errno of the last write that failed (ENOSPC, EDQUOT, EFBIG, ...), 0 if none; clears it.
+  int TakeWriteErrno();
   // Closes the file (flushing a file being written); returns the errors it reported.
   std::string Close();
 

@@ -43,11 +43,21 @@ std::string TempNameFor(const std::string& name) {
   return absl::StrCat(".", name, ".tmp-", ::getpid(), "-", random());
 }
 
-absl::Status IoError(const std::string& path, absl::string_view what, std::string detail) {
-  bool full = errno == ENOSPC || errno == EDQUOT || detail.find("No space") != std::string::npos;
+// `error`: the errno behind it, 0 when unknown. A full disk, an exhausted quota or the file
+// size limit is ResourceExhausted; anything else Internal.
+absl::Status IoError(const std::string& path, absl::string_view what, const std::string& detail,
+                     int error) {
   std::string message = absl::StrCat(path, ": ", what, detail.empty() ? "" : ": ", detail);
-  return full ? absl::ResourceExhaustedError(absl::StrCat(message, " (disk full)"))
-              : absl::InternalError(message);
+  if (error != 0 && detail.find(std::strerror(error)) == std::string::npos) {
+    absl::StrAppend(&message, " (", std::strerror(error), ")");
+  }
+  if (error == ENOSPC || error == EDQUOT) {
+    return absl::ResourceExhaustedError(absl::StrCat(message, ": the disk is full"));
+  }
+  if (error == EFBIG) {
+    return absl::ResourceExhaustedError(absl::StrCat(message, ": the file size limit is reached"));
+  }
+  return absl::InternalError(message);
 }
 
 void SetPageTags(TIFF* tif, const StackShape& shape, PixelType type, const StackMetadata& metadata,
@@ -131,7 +141,7 @@ absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Create(
       return absl::PermissionDeniedError(
           absl::StrCat(path, ": cannot create a file there (", std::strerror(error), ")"));
     }
-    return IoError(path, "cannot create its temporary file", std::strerror(error));
+    return IoError(path, "cannot create its temporary file", "", error);
   }
   const bool bigtiff = stack_bytes > options.bigtiff_threshold;
   absl::StatusOr<TiffHandle> handle = TiffHandle::OpenWrite(fd.get(), path, bigtiff ? "w8" : "w");
@@ -210,7 +220,8 @@ absl::Status TiffPageWriter::WriteEncoded(const EncodedPage& encoded) {
   SetPageTags(tif, shape_, type_, metadata_, z, TiffCompression(options_.compression),
               rows_per_strip_);
   auto write_failed = [&] {
-    return IoError(path_, absl::StrCat("writing page ", z, " failed"), handle_->TakeError());
+    return IoError(path_, absl::StrCat("writing page ", z, " failed"), handle_->TakeError(),
+                   handle_->TakeWriteErrno());
   };
   const auto height = static_cast<size_t>(shape_.height);
   const size_t row_bytes = slice_bytes_ / height;
@@ -239,7 +250,7 @@ absl::Status TiffPageWriter::WriteEncoded(const EncodedPage& encoded) {
   }
   if (!TIFFWriteDirectory(tif)) {
     return IoError(path_, absl::StrCat("writing page ", z, " directory failed"),
-                   handle_->TakeError());
+                   handle_->TakeError(), handle_->TakeWriteErrno());
   }
   ++next_page_;
   return absl::OkStatus();
@@ -252,10 +263,11 @@ absl::Status TiffPageWriter::Commit() {
   }
   // Close flushes the last directory: its errors count too.
   std::string close_error = handle_->Close();
+  const int close_errno = handle_->TakeWriteErrno();
   handle_.reset();
-  if (!close_error.empty()) return IoError(path_, "closing failed", close_error);
+  if (!close_error.empty()) return IoError(path_, "closing failed", close_error, close_errno);
   if (options_.sync && ::fsync(temp_fd_.get()) != 0) {
-    return IoError(path_, "fsync failed", std::strerror(errno));
+    return IoError(path_, "fsync failed", "", errno);
   }
   const int dir = target_.dir();
   const char* name = target_.name().c_str();
@@ -270,7 +282,7 @@ absl::Status TiffPageWriter::Commit() {
       return absl::AlreadyExistsError(
           absl::StrCat(path_, ": appeared while it was being written (overwrite not requested)"));
     }
-    return IoError(path_, "rename of the finished file failed", std::strerror(errno));
+    return IoError(path_, "rename of the finished file failed", "", errno);
   }
   committed_ = true;
   if (options_.sync) ::fsync(dir);  // best effort: the data itself is already durable

@@ -134,6 +134,28 @@ TEST(TiffAtomicWriteTest, AFileThatAppearsDuringTheWriteIsNotReplacedWithoutOver
   EXPECT_THAT(DirEntries(dir.path()), ::testing::ElementsAre("out.tif"));  // no temp left
 }
 
+TEST(TiffAtomicWriteTest, AFullDiskFailsCleanlyAndKeepsTheOldFile) {
+  TempDir dir;
+  const std::string path = dir.File("out.tif");
+  std::ofstream(path) << "previous result";
+  const Stack stack = MakeStack({8, 256, 256}, PixelType::kUint16);  // 1 MiB
+  for (Compression c : {Compression::kNone, Compression::kDeflate}) {
+    absl::Status status;
+    {
+      ::stackproc::testing::FileSizeLimit full(64 << 10);
+      WriteOptions options;
+      options.compression = c;
+      status = WriteTiff(path, stack, options);
+    }
+    EXPECT_THAT(status, StatusIs(absl::StatusCode::kResourceExhausted,
+                                 HasSubstr("the file size limit is reached")))
+        << CompressionName(c);
+    std::ifstream in(path);
+    EXPECT_EQ(std::string((std::istreambuf_iterator<char>(in)), {}), "previous result");
+    EXPECT_THAT(DirEntries(dir.path()), ::testing::ElementsAre("out.tif"));  // no temp left
+  }
+}
+
 TEST(TiffAtomicWriteTest, MissingDirectoryIsAClearError) {
   TempDir dir;
   const std::string path = dir.File("no/such/dir/out.tif");

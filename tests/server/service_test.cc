@@ -161,6 +161,37 @@ TEST_F(ServiceTest, ACallerHasAtMostItsShareOfJobsQueuedOrRunning) {
   EXPECT_OK(client_->Submit(Request("in.tif", {"invert"}, "")));  // finished jobs do not count
 }
 
+TEST_F(ServiceTest, AFullDiskFailsTheJobCleanlyAndTheServerGoesOn) {
+  Input("in.tif", {16, 256, 256}, core::PixelType::kUint16);  // 2 MiB
+  std::ofstream(root_.File("o.tif")) << "keep";
+  for (const char* mode : {"path job, streaming", "path job, in memory"}) {
+    SCOPED_TRACE(mode);
+    // normalize over the stack needs the whole stack: the in-memory mode.
+    const std::vector<std::string> ops = std::string(mode).find("memory") != std::string::npos
+                                             ? std::vector<std::string>{"normalize:scope=stack"}
+                                             : std::vector<std::string>{"invert"};
+    v1::SubmitJobRequest request = Request("in.tif", ops, "o.tif");
+    request.mutable_spec()->mutable_output()->set_overwrite(true);
+    v1::Job last;
+    {
+      ::stackproc::testing::FileSizeLimit full(256 << 10);
+      ASSERT_OK_AND_ASSIGN(v1::Job job, client_->Submit(request));
+      ASSERT_OK_AND_ASSIGN(last, client_->Watch(job.id(), nullptr));
+    }
+    EXPECT_EQ(last.state(), v1::JOB_STATE_FAILED);
+    EXPECT_EQ(last.error().code(), static_cast<int>(absl::StatusCode::kResourceExhausted));
+    EXPECT_THAT(last.error().message(), HasSubstr("o.tif"));
+    EXPECT_EQ(fs::file_size(root_.File("o.tif")), 4u);  // the old output, untouched
+    EXPECT_TRUE(RootEntries() == std::vector<std::string>({"in.tif", "o.tif"}));
+  }
+  // Room again: the same job succeeds.
+  v1::SubmitJobRequest request = Request("in.tif", {"invert"}, "o.tif");
+  request.mutable_spec()->mutable_output()->set_overwrite(true);
+  ASSERT_OK_AND_ASSIGN(v1::Job job, client_->Submit(request));
+  ASSERT_OK_AND_ASSIGN(v1::Job last, client_->Watch(job.id(), nullptr));
+  EXPECT_EQ(last.state(), v1::JOB_STATE_SUCCEEDED);
+}
+
 TEST_F(ServiceTest, MemoryBudgetQueuesAndRejects) {
   server_.reset();
   StartServer(uint64_t{20} << 20);                           // 20 MiB, 1 MiB stream window

@@ -27,6 +27,21 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// A full disk, without privileges or mounts: while it lives, this process cannot grow a file
+// past `bytes` (RLIMIT_FSIZE; writes fail with EFBIG, SIGXFSZ ignored), as writes to a full
+// disk fail with ENOSPC. Restores both on destruction.
+class FileSizeLimit {
+ public:
+  explicit FileSizeLimit(uint64_t bytes);
+  ~FileSizeLimit();
+  FileSizeLimit(const FileSizeLimit&) = delete;
+  FileSizeLimit& operator=(const FileSizeLimit&) = delete;
+
+ private:
+  uint64_t saved_ = 0;
+  void (*saved_handler_)(int) = nullptr;
+};
+
 // A deterministic synthetic stack; aborts the test binary on failure (test setup only).
 core::Stack MakeStack(const core::StackShape& shape, core::PixelType type, uint32_t seed = 1);
 

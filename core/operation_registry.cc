@@ -66,7 +66,7 @@ absl::StatusOr<ParamValues> OperationRegistry::Resolve(const OperationInfo& info
   ParamValues values;
   for (const auto& [key, value] : spec.params) {
     auto it = std::find_if(info.params.begin(), info.params.end(),
-                           [&](const ParamSpec& p) { return p.name == key; });
+                           [&key = key](const ParamSpec& p) { return p.name == key; });
     if (it == info.params.end()) {
       std::vector<absl::string_view> names;
       for (const ParamSpec& p : info.params) names.push_back(p.name);

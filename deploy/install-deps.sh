@@ -14,7 +14,7 @@ compile_pkgs=(
 test_pkgs=(
   ccache libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-tifffile python3-opencv python3-grpcio python3-yaml
-  libtiff-tools openssl
+  libtiff-tools openssl clang libclang-rt-14-dev
 )
 runtime_pkgs=(
   libgrpc++1.51 libprotobuf32 libtbb12 libopencv-core406 libopencv-imgproc406 libtiff6

@@ -1,23 +1,29 @@
 #!/usr/bin/env bash
 # Builds stackproc and runs every test, twice: a Release build with warnings as errors, then an
 # AddressSanitizer + UndefinedBehaviorSanitizer build. Installs the Debian 12 dependencies first.
-#   tests/run.sh            both configurations
+# Then fuzzes the TIFF reader for 60 s (tests/fuzz/run.sh, clang + libFuzzer, ASan + UBSan).
+#   tests/run.sh            all of it
 #   tests/run.sh release    only the Release build (quicker while developing)
+#   tests/run.sh fuzz       only the fuzzing
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./deploy/install-deps.sh
 
 jobs=$(nproc)
 configs=("${1:-release}")
-[[ $# -eq 0 ]] && configs=(release asan)
+[[ $# -eq 0 ]] && configs=(release asan fuzz)
 
 for config in "${configs[@]}"; do
+  if [[ "$config" == fuzz ]]; then
+    tests/fuzz/run.sh 60
+    continue
+  fi
   dir="build/$config"
   flags=(-DSTACKPROC_WERROR=ON)
   case "$config" in
     release) flags+=(-DCMAKE_BUILD_TYPE=Release) ;;
     asan) flags+=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTACKPROC_SANITIZE=ON) ;;
-    *) echo "unknown configuration '$config' (release or asan)" >&2; exit 2 ;;
+    *) echo "unknown configuration '$config' (release, asan or fuzz)" >&2; exit 2 ;;
   esac
   echo "== $config: configure and build"
   cmake -S . -B "$dir" -G Ninja "${flags[@]}" >/dev/null

@@ -245,7 +245,9 @@ void ProcessStreamReactor::OnReadDone(bool ok) {
     if (in_slice_ < depth) {
       return End(absl::InvalidArgumentError(
           absl::StrCat("the upload ended at slice ", in_slice_, " offset ", in_offset_,
-                       "; the header announced ", depth, " slices")));
+                       "; the header announced ", depth,
+                       " slices (the client half-closed early, or the call broke: a message over "
+                       "gRPC's 4 MiB limit breaks it too)")));
     }
     upload_closed_ = true;
     return Pump();

@@ -296,6 +296,25 @@ TEST_F(ServiceTest, ClientThatVanishesCancelsItsJobAndFreesItsMemory) {
   EXPECT_EQ(server_->jobs().memory_in_use(), 0u);
 }
 
+TEST_F(ServiceTest, AMessageOverTheSizeLimitEndsTheCallAndTheServerGoesOn) {
+  RawStream stream(server_->port());
+  ASSERT_TRUE(stream.Header({4, 2048, 2048}, {"invert"}));
+  ASSERT_FALSE(stream.JobId().empty());
+  stream.Chunk(0, 0, size_t{5} << 20);  // gRPC's default limit is 4 MiB
+  grpc::Status status = stream.End();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  EXPECT_TRUE(Eventually([&] { return server_->jobs().memory_in_use() == 0; }));
+  ASSERT_OK_AND_ASSIGN(bool serving, client_->Healthy());
+  EXPECT_TRUE(serving);
+  // The job ended, one way or the other: gRPC cancels the call, and the server may see the
+  // failed read before the cancellation (then: the upload ended early).
+  ASSERT_OK_AND_ASSIGN(std::vector<v1::Job> jobs, client_->List());
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_THAT(jobs[0].state(), ::testing::AnyOf(v1::JOB_STATE_CANCELLED, v1::JOB_STATE_FAILED));
+  EXPECT_THAT(jobs[0].error().message(),
+              ::testing::AnyOf(HasSubstr("went away"), HasSubstr("4 MiB limit")));
+}
+
 TEST_F(ServiceTest, StreamsBeyondTheLimitAreRefused) {
   server_.reset();
   configure_ = [](server::ServerOptions& options) { options.jobs.max_streams = 1; };

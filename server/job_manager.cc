@@ -127,6 +127,9 @@ absl::StatusOr<std::shared_ptr<Job>> JobManager::Submit(const JobSpec& spec,
   initial.output_type = plan.output_type;
   initial.memory_bytes = memory;
   initial.mode = plan.mode;
+  initial.progress.slices_total = plan.info.shape.depth;  // a whole-stack step adds a pass later
+  initial.progress.bytes_total =
+      core::StackBytes(plan.info.shape, plan.info.pixel_type).value_or(0);
 
   std::lock_guard lock(mutex_);
   if (!accepting_) return absl::UnavailableError("server is shutting down");

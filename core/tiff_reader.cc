@@ -257,12 +257,33 @@ struct PageDecoder {
 
 }  // namespace
 
+namespace {
+constexpr char kTiffValidationPayload[] = "type.stackproc/tiff-validation";
+absl::StatusOr<TiffInfo> Validate(const InputFile& file, const TiffLimits& limits);
+}  // namespace
+
 absl::StatusOr<TiffInfo> ProbeTiff(const std::string& path, const TiffLimits& limits) {
   STACKPROC_ASSIGN_OR_RETURN(InputFile file, InputFile::Open(path));
   return ProbeTiff(file, limits);
 }
 
 absl::StatusOr<TiffInfo> ProbeTiff(const InputFile& file, const TiffLimits& limits) {
+  absl::StatusOr<TiffInfo> info = Validate(file, limits);
+  if (!info.ok()) {
+    absl::Status status = info.status();
+    status.SetPayload(kTiffValidationPayload, absl::Cord("refused"));
+    return status;
+  }
+  return info;
+}
+
+bool IsTiffValidationError(const absl::Status& status) {
+  return status.GetPayload(kTiffValidationPayload).has_value();
+}
+
+namespace {
+
+absl::StatusOr<TiffInfo> Validate(const InputFile& file, const TiffLimits& limits) {
   const std::string& path = file.name();
   STACKPROC_ASSIGN_OR_RETURN(TiffHandle handle, TiffHandle::OpenRead(file));
   const uint64_t file_size = file.size();
@@ -310,6 +331,8 @@ absl::StatusOr<TiffInfo> ProbeTiff(const InputFile& file, const TiffLimits& limi
   }
   return info;
 }
+
+}  // namespace
 
 absl::Status ReadTiffInto(const InputFile& file, const TiffInfo& info, Stack& stack,
                           const ReadOptions& options) {

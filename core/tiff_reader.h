@@ -46,6 +46,9 @@ struct TiffInfo {
 // not exist, ResourceExhausted when it exceeds `limits`.
 absl::StatusOr<TiffInfo> ProbeTiff(const std::string& path, const TiffLimits& limits = {});
 absl::StatusOr<TiffInfo> ProbeTiff(const InputFile& file, const TiffLimits& limits = {});
+// Whether `status` is ProbeTiff refusing a file (corrupt, unsupported, over a limit), as
+// opposed to, say, a pipeline that cannot take it.
+bool IsTiffValidationError(const absl::Status& status);
 
 struct ReadOptions {
   TiffLimits limits;

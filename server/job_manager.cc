@@ -81,6 +81,33 @@ JobManager::~JobManager() { Shutdown(absl::ZeroDuration()); }
 
 absl::StatusOr<std::shared_ptr<Job>> JobManager::Submit(const JobSpec& spec,
                                                         const std::string& request_id) {
+  absl::StatusOr<std::shared_ptr<Job>> job = Admit(spec, request_id);
+  if (!job.ok() && options_.metrics != nullptr) {
+    options_.metrics->JobRejected(job.status());
+    if (core::IsTiffValidationError(job.status())) options_.metrics->TiffValidationFailed();
+  }
+  return job;
+}
+
+absl::StatusOr<std::shared_ptr<Job>> JobManager::SubmitStreamed(JobSnapshot initial,
+                                                                std::function<void()> on_admitted,
+                                                                std::function<void()> on_cancel) {
+  absl::StatusOr<std::shared_ptr<Job>> job =
+      AdmitStreamed(std::move(initial), std::move(on_admitted), std::move(on_cancel));
+  if (!job.ok() && options_.metrics != nullptr) options_.metrics->JobRejected(job.status());
+  return job;
+}
+
+Metrics::JobCounts JobManager::Counts() const {
+  std::lock_guard lock(mutex_);
+  Metrics::JobCounts counts;
+  for (const auto& [id, job] : jobs_) ++counts.by_state[job->Snapshot().state];
+  counts.queued = static_cast<int>(queue_.size());
+  return counts;
+}
+
+absl::StatusOr<std::shared_ptr<Job>> JobManager::Admit(const JobSpec& spec,
+                                                       const std::string& request_id) {
   // Request ids are the caller's own: two callers may pick the same one.
   const std::string request_key = absl::StrCat(spec.owner, "\n", request_id);
   auto same_request = [&]() -> absl::StatusOr<std::shared_ptr<Job>> {
@@ -142,9 +169,9 @@ absl::StatusOr<std::shared_ptr<Job>> JobManager::Submit(const JobSpec& spec,
   return job;
 }
 
-absl::StatusOr<std::shared_ptr<Job>> JobManager::SubmitStreamed(JobSnapshot initial,
-                                                                std::function<void()> on_admitted,
-                                                                std::function<void()> on_cancel) {
+absl::StatusOr<std::shared_ptr<Job>> JobManager::AdmitStreamed(JobSnapshot initial,
+                                                               std::function<void()> on_admitted,
+                                                               std::function<void()> on_cancel) {
   if (initial.memory_bytes > options_.memory_budget) {
     return absl::ResourceExhaustedError(
         absl::StrCat("the job needs ", Gib(initial.memory_bytes),
@@ -418,6 +445,11 @@ void JobManager::LogEvent(const JobSnapshot& s, const std::string& event,
       absl::StrCat("ts=", absl::FormatTime(absl::RFC3339_full, absl::Now(), absl::UTCTimeZone()),
                    " event=", event, " job=", s.id, " state=", JobStateName(s.state), extra, "\n");
   std::fputs(line.c_str(), stderr);
+  if (options_.metrics == nullptr) return;
+  if (event == "job_submitted") options_.metrics->JobSubmitted();
+  if (event == "job_finished" || event == "job_failed" || event == "job_cancelled") {
+    options_.metrics->JobEnded(s);
+  }
 }
 
 }  // namespace stackproc::server

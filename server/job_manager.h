@@ -24,6 +24,7 @@
 #include "core/process_file.h"
 #include "core/tiff_reader.h"
 #include "server/job.h"
+#include "server/metrics.h"
 #include "server/path_resolver.h"
 
 namespace stackproc::server {
@@ -41,6 +42,7 @@ struct JobManagerOptions {
   // either: ResourceExhausted naming the flag).
   int max_jobs_per_caller = 32;
   int max_streams = 16;
+  Metrics* metrics = nullptr;  // optional; told of every job event
 };
 
 class JobManager {
@@ -50,6 +52,8 @@ class JobManager {
 
   // Validates and queues. See service.proto SubmitJob for the error codes.
   absl::StatusOr<std::shared_ptr<Job>> Submit(const JobSpec& spec, const std::string& request_id);
+  // Jobs by state and the queue's length, for the metrics.
+  Metrics::JobCounts Counts() const;
   // Queues a streamed job (ProcessStream), validated by its caller, which feeds and drains it:
   // `initial` says what it is and how much memory it holds once admitted. `on_admitted` and
   // `on_cancel` become the job's hooks (Job::SetHooks) before it is queued. The caller ends the
@@ -82,6 +86,10 @@ class JobManager {
   // Runs `job`, which holds `memory` bytes of the budget, and releases them.
   void Run(Job& job, uint64_t memory);
   void ExpireResults(absl::Time now);
+  absl::StatusOr<std::shared_ptr<Job>> Admit(const JobSpec& spec, const std::string& request_id);
+  absl::StatusOr<std::shared_ptr<Job>> AdmitStreamed(JobSnapshot initial,
+                                                     std::function<void()> on_admitted,
+                                                     std::function<void()> on_cancel);
   // ResourceExhausted when `spec`'s owner has max_jobs_per_caller jobs queued or running, or a
   // streamed spec would open more than max_streams (mutex_ held).
   absl::Status CheckCallerLimits(const JobSpec& spec) const;

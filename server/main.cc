@@ -39,6 +39,7 @@ constexpr char kUsage[] = R"(usage: stackprocd [flags]
   --tls-client-ca FILE      mutual TLS: clients need a certificate this CA signed; without a
                             token file a caller is its certificate's common name
   --admins NAME,NAME        certificate common names that see every job
+  --metrics-listen HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics (default: off)
   --reflection              enable gRPC server reflection
 Each flag FOO-BAR can be set by the environment variable STACKPROC_FOO_BAR.
 )";
@@ -127,6 +128,7 @@ absl::StatusOr<ServerOptions> ParseOptions(int argc, char** argv) {
   o.shutdown_grace = absl::Seconds(grace);
   o.reflection = get("reflection", "false") == "true";
   o.auth_token_file = get("auth-token-file", "");
+  o.metrics_listen = get("metrics-listen", "");
   o.tls_cert = get("tls-cert", "");
   o.tls_key = get("tls-key", "");
   o.tls_client_ca = get("tls-client-ca", "");
@@ -167,6 +169,11 @@ int Main(int argc, char** argv) {
               host.c_str(), (*server)->port(), options->jobs.data_root.c_str(),
               static_cast<double>((*server)->jobs().memory_budget()) / (uint64_t{1} << 30),
               options->tls_cert.empty() ? "off" : "on", access);
+  if ((*server)->metrics_port() != 0) {
+    std::printf("stackprocd metrics on http://%s:%d/metrics\n",
+                options->metrics_listen.substr(0, options->metrics_listen.rfind(':')).c_str(),
+                (*server)->metrics_port());
+  }
   std::fflush(stdout);
   if (!IsLoopback(host)) {
     if (options->auth_token_file.empty() && options->tls_client_ca.empty()) {

@@ -49,7 +49,17 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const Serve
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
   auto server = std::unique_ptr<Server>(new Server);
-  STACKPROC_ASSIGN_OR_RETURN(server->jobs_, JobManager::Create(options.jobs));
+  JobManagerOptions jobs = options.jobs;
+  if (!options.metrics_listen.empty()) {
+    server->metrics_ = std::make_unique<Metrics>();
+    jobs.metrics = server->metrics_.get();
+  }
+  STACKPROC_ASSIGN_OR_RETURN(server->jobs_, JobManager::Create(jobs));
+  if (server->metrics_) {
+    JobManager* manager = server->jobs_.get();
+    STACKPROC_RETURN_IF_ERROR(
+        server->metrics_->Serve(options.metrics_listen, [manager] { return manager->Counts(); }));
+  }
   Access access;
   if (!options.auth_token_file.empty()) {
     STACKPROC_ASSIGN_OR_RETURN(server->auth_, TokenAuth::Load(options.auth_token_file));
@@ -66,6 +76,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, credentials, &server->port_);
   builder.RegisterService(server->service_.get());
+  if (server->metrics_) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> counters;
+    counters.push_back(server->metrics_->CallCounter());
+    builder.experimental().SetInterceptorCreators(std::move(counters));
+  }
   server->grpc_ = builder.BuildAndStart();
   if (server->grpc_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));

@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "server/auth.h"
 #include "server/job_manager.h"
+#include "server/metrics.h"
 #include "server/service.h"
 
 namespace stackproc::server {
@@ -30,6 +31,8 @@ struct ServerOptions {
   std::string tls_key;
   std::string tls_client_ca;
   std::vector<std::string> admins;
+  // Prometheus metrics (server/metrics.h) on HOST:PORT (port 0 picks one); empty: none.
+  std::string metrics_listen;
   absl::Duration shutdown_grace = absl::Seconds(30);
 };
 
@@ -40,6 +43,7 @@ class Server {
   ~Server();
 
   int port() const { return port_; }
+  int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
   JobManager& jobs() { return *jobs_; }
 
   // Health goes NOT_SERVING and new jobs are refused; running jobs get `grace` to finish and are
@@ -51,6 +55,7 @@ class Server {
 
  private:
   Server() = default;
+  std::unique_ptr<Metrics> metrics_;  // before jobs_: the job manager reports to it
   std::unique_ptr<JobManager> jobs_;
   std::optional<TokenAuth> auth_;
   std::unique_ptr<StackProcessorService> service_;

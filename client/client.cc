@@ -5,8 +5,6 @@
 #include <condition_variable>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -16,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "client/raw_bidi_call.h"
+#include "core/cli_args.h"
 #include "core/tiff_reader.h"
 #include "proto/wire.h"
 
@@ -88,23 +87,14 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const std::string& target
   if (options.tls_cert.empty() != options.tls_key.empty()) {
     return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
   }
-  auto read = [](const std::string& path, const char* flag) -> absl::StatusOr<std::string> {
-    std::ifstream in(path, std::ios::binary);
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (text.find("-----BEGIN ") == std::string::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--", flag, " ", path, ": not a readable PEM file"));
-    }
-    return text;
-  };
   grpc::SslCredentialsOptions ssl;
-  absl::StatusOr<std::string> ca = read(options.tls_ca, "tls-ca");
+  absl::StatusOr<std::string> ca = core::ReadPemFile(options.tls_ca, "tls-ca");
   if (!ca.ok()) return ca.status();
   ssl.pem_root_certs = *std::move(ca);
   if (!options.tls_cert.empty()) {
-    absl::StatusOr<std::string> cert = read(options.tls_cert, "tls-cert");
+    absl::StatusOr<std::string> cert = core::ReadPemFile(options.tls_cert, "tls-cert");
     if (!cert.ok()) return cert.status();
-    absl::StatusOr<std::string> key = read(options.tls_key, "tls-key");
+    absl::StatusOr<std::string> key = core::ReadPemFile(options.tls_key, "tls-key");
     if (!key.ok()) return key.status();
     ssl.pem_cert_chain = *std::move(cert);
     ssl.pem_private_key = *std::move(key);

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <string>
 #include <vector>
@@ -64,5 +66,17 @@ struct CliArgs {
     return values;
   }
 };
+
+// The PEM file (a certificate, key or CA) that `--flag` names: InvalidArgument naming the flag
+// when it cannot be read or holds no PEM block.
+inline absl::StatusOr<std::string> ReadPemFile(const std::string& path, const char* flag) {
+  std::ifstream in(path, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (text.find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, " ", path, ": not a readable PEM file"));
+  }
+  return text;
+}
 
 }  // namespace stackproc::core

@@ -3,24 +3,12 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
-#include <fstream>
-#include <iterator>
-
 #include "absl/strings/str_cat.h"
+#include "core/cli_args.h"
 #include "core/status_macros.h"
 
 namespace stackproc::server {
 namespace {
-
-absl::StatusOr<std::string> ReadPem(const std::string& path, const char* flag) {
-  std::ifstream in(path, std::ios::binary);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (text.find("-----BEGIN ") == std::string::npos) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--", flag, " ", path, ": not a readable PEM file"));
-  }
-  return text;
-}
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerOptions& options) {
   if (options.tls_cert.empty() != options.tls_key.empty()) {
@@ -36,11 +24,12 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const Serve
       options.tls_client_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
                                     : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
-  STACKPROC_ASSIGN_OR_RETURN(pair.private_key, ReadPem(options.tls_key, "tls-key"));
-  STACKPROC_ASSIGN_OR_RETURN(pair.cert_chain, ReadPem(options.tls_cert, "tls-cert"));
+  STACKPROC_ASSIGN_OR_RETURN(pair.private_key, core::ReadPemFile(options.tls_key, "tls-key"));
+  STACKPROC_ASSIGN_OR_RETURN(pair.cert_chain, core::ReadPemFile(options.tls_cert, "tls-cert"));
   ssl.pem_key_cert_pairs.push_back(std::move(pair));
   if (!options.tls_client_ca.empty()) {
-    STACKPROC_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPem(options.tls_client_ca, "tls-client-ca"));
+    STACKPROC_ASSIGN_OR_RETURN(ssl.pem_root_certs,
+                               core::ReadPemFile(options.tls_client_ca, "tls-client-ca"));
   }
   return grpc::SslServerCredentials(ssl);
 }

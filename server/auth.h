@@ -23,6 +23,9 @@ namespace stackproc::server {
 struct Caller {
   std::string name;   // recorded as the owner of the jobs it submits; "" without a token file
   bool admin = true;  // sees every job
+
+  // Whether this caller may see (and cancel, read, delete) a job of `owner`.
+  bool Sees(const std::string& owner) const { return admin || owner == name; }
 };
 
 class TokenAuth {

@@ -36,7 +36,7 @@ class FailedBidi final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::
 absl::StatusOr<std::shared_ptr<Job>> StackProcessorService::Find(const Caller& caller,
                                                                  const std::string& id) const {
   absl::StatusOr<std::shared_ptr<Job>> job = jobs_.Get(id);
-  if (job.ok() && !caller.admin && (*job)->Snapshot().spec.owner != caller.name) {
+  if (job.ok() && !caller.Sees((*job)->Snapshot().spec.owner)) {
     return absl::NotFoundError(absl::StrCat("no job ", id));  // as if it did not exist
   }
   return job;
@@ -71,10 +71,8 @@ grpc::ServerUnaryReactor* StackProcessorService::ListJobs(grpc::CallbackServerCo
   absl::StatusOr<Caller> caller = Authenticate(context);
   if (!caller.ok()) return Done(context, caller.status());
   for (const std::shared_ptr<Job>& job : jobs_.List()) {
-    JobSnapshot snapshot = job->Snapshot();
-    if (caller->admin || snapshot.spec.owner == caller->name) {
-      ToProto(snapshot, response->add_jobs());
-    }
+    const JobSnapshot snapshot = job->Snapshot();
+    if (caller->Sees(snapshot.spec.owner)) ToProto(snapshot, response->add_jobs());
   }
   return Done(context, absl::OkStatus());
 }

@@ -3,10 +3,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <tiffio.h>
+#include <zlib.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <opencv2/core.hpp>
 #include <vector>
 
 #include "core/tiff_reader.h"
@@ -35,7 +38,9 @@ class HandTiff {
     tags_.push_back({tag, type, value});
     return *this;
   }
-  void Write(const std::string& path, size_t pixel_bytes) const {
+  // `payload`: the strip's bytes (else `pixel_bytes` of filler).
+  void Write(const std::string& path, size_t pixel_bytes,
+             const std::vector<uint8_t>* payload = nullptr) const {
     std::vector<uint8_t> b = {'I', 'I', 42, 0, 8, 0, 0, 0};
     auto put16 = [&](uint16_t v) { b.push_back(v & 0xff), b.push_back(v >> 8); };
     auto put32 = [&](uint32_t v) {
@@ -60,7 +65,11 @@ class HandTiff {
       }
     }
     put32(0);  // no next page
-    b.resize(b.size() + pixel_bytes, 0x5a);
+    if (payload != nullptr) {
+      b.insert(b.end(), payload->begin(), payload->end());
+    } else {
+      b.resize(b.size() + pixel_bytes, 0x5a);
+    }
     std::ofstream(path, std::ios::binary)
         .write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
   }
@@ -143,6 +152,53 @@ TEST_F(CorruptTiffTest, HugeDeclaredSizeFailsBeforeAllocating) {
   Gray(1000000, 10, 8, 64).Write(dir_.File("wide.tif"), 64);
   EXPECT_THAT(ReadTiff(dir_.File("wide.tif")),
               StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("pixels per side")));
+}
+
+// A deflate stream of `bytes` zeros: a few bytes per MiB.
+std::vector<uint8_t> DeflatedZeros(size_t bytes) {
+  z_stream z{};
+  EXPECT_EQ(deflateInit(&z, Z_BEST_COMPRESSION), Z_OK);
+  std::vector<uint8_t> zeros(1 << 20, 0), out, buffer(1 << 16);
+  for (size_t fed = 0; fed < bytes;) {
+    const size_t n = std::min(zeros.size(), bytes - fed);
+    fed += n;
+    z.next_in = zeros.data();
+    z.avail_in = static_cast<uInt>(n);
+    const int flush = fed == bytes ? Z_FINISH : Z_NO_FLUSH;
+    do {
+      z.next_out = buffer.data();
+      z.avail_out = static_cast<uInt>(buffer.size());
+      deflate(&z, flush);
+      out.insert(out.end(), buffer.data(), buffer.data() + (buffer.size() - z.avail_out));
+    } while (z.avail_out == 0);
+  }
+  deflateEnd(&z);
+  return out;
+}
+
+TEST_F(CorruptTiffTest, ADecompressionBombDecodesNoMoreThanItsDeclaredPage) {
+  // 64 MiB of zeros in ~64 KB, in the one strip of a page declared 1024 x 1024 x 8 bit (1 MiB).
+  const std::vector<uint8_t> bomb = DeflatedZeros(size_t{64} << 20);
+  ASSERT_LT(bomb.size(), size_t{1} << 20);
+  HandTiff page;
+  page.Tag(TIFFTAG_IMAGEWIDTH, 1024)
+      .Tag(TIFFTAG_IMAGELENGTH, 1024)
+      .Tag(TIFFTAG_BITSPERSAMPLE, 8, 3)
+      .Tag(TIFFTAG_COMPRESSION, COMPRESSION_ADOBE_DEFLATE, 3)
+      .Tag(TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK, 3)
+      .Tag(TIFFTAG_STRIPOFFSETS, 0)
+      .Tag(TIFFTAG_ROWSPERSTRIP, 1024)
+      .Tag(TIFFTAG_STRIPBYTECOUNTS, static_cast<uint32_t>(bomb.size()));
+  page.Write(dir_.File("bomb.tif"), 0, &bomb);
+  // What is decoded is the declared page (libtiff inflates into the strip's buffer and stops),
+  // so the declared size is what the limits and the memory budget judge.
+  ASSERT_OK_AND_ASSIGN(Stack stack, ReadTiff(dir_.File("bomb.tif")));
+  EXPECT_EQ(stack.shape(), (StackShape{1, 1024, 1024}));
+  EXPECT_EQ(cv::countNonZero(stack.Slice(0)), 0);
+  ReadOptions small;
+  small.limits.max_stack_bytes = 512 << 10;
+  EXPECT_THAT(ReadTiff(dir_.File("bomb.tif"), small),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("limit")));
 }
 
 TEST_F(CorruptTiffTest, StackByteLimit) {

@@ -56,12 +56,7 @@ absl::Status ProcessStreaming(const ProcessRequest& request, ProcessPlan& plan,
   if (request.on_stage) request.on_stage("streaming");
   absl::Time t0 = absl::Now();
   STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<TiffPageReader> reader,
-                             TiffPageReader::Open(*plan.input, request.limits));
-  if (reader->info().shape != plan.info.shape ||
-      reader->info().pixel_type != plan.info.pixel_type) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(plan.input->name(), ": changed since it was validated"));
-  }
+                             TiffPageReader::Open(*plan.input, plan.info));
   const SliceFormat in = plan.formats.front();
   StackMetadata metadata = UpdateMetadata(reader->info().metadata, plan.output_shape, in.type,
                                           plan.output_type, plan.pipeline.Geometry(in));
@@ -70,8 +65,8 @@ absl::Status ProcessStreaming(const ProcessRequest& request, ProcessPlan& plan,
   write.arena = request.arena;
   STACKPROC_ASSIGN_OR_RETURN(OutputTarget target, Target(request));
   STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<TiffPageWriter> writer,
-                             TiffPageWriter::Create(target, plan.output_shape,
-                                                    plan.output_type, std::move(metadata), write));
+                             TiffPageWriter::Create(target, plan.output_shape, plan.output_type,
+                                                    std::move(metadata), write));
   PagePipelineOptions options;
   options.arena = request.arena;
   options.cancel = request.cancel;

@@ -1,6 +1,5 @@
 #include "core/tiff_reader.h"
 
-#include <sys/stat.h>
 #include <tbb/blocked_range.h>
 #include <tbb/enumerable_thread_specific.h>
 #include <tbb/parallel_for.h>
@@ -390,6 +389,11 @@ absl::StatusOr<std::unique_ptr<TiffPageReader>> TiffPageReader::Open(const std::
 absl::StatusOr<std::unique_ptr<TiffPageReader>> TiffPageReader::Open(const InputFile& file,
                                                                      const TiffLimits& limits) {
   STACKPROC_ASSIGN_OR_RETURN(TiffInfo info, ProbeTiff(file, limits));
+  return Open(file, std::move(info));
+}
+
+absl::StatusOr<std::unique_ptr<TiffPageReader>> TiffPageReader::Open(const InputFile& file,
+                                                                     TiffInfo info) {
   STACKPROC_ASSIGN_OR_RETURN(size_t slice_bytes, SliceBytes(info.shape, info.pixel_type));
   return std::unique_ptr<TiffPageReader>(new TiffPageReader(file, std::move(info), slice_bytes));
 }

@@ -74,6 +74,9 @@ class TiffPageReader {
                                                               const TiffLimits& limits = {});
   static absl::StatusOr<std::unique_ptr<TiffPageReader>> Open(const InputFile& file,
                                                               const TiffLimits& limits = {});
+  // Over a file that ProbeTiff has already validated into `info`: its pages are not walked
+  // again (each page is still checked as it is decoded).
+  static absl::StatusOr<std::unique_ptr<TiffPageReader>> Open(const InputFile& file, TiffInfo info);
   ~TiffPageReader();
 
   const TiffInfo& info() const { return info_; }

@@ -1,7 +1,6 @@
 #include "core/tiff_writer.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <tbb/parallel_for.h>
 #include <unistd.h>
 

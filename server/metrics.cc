@@ -77,40 +77,34 @@ class Metrics::Collector final : public prometheus::Collectable {
   std::function<JobCounts()> counts_;
 };
 
+namespace {
+
+prometheus::Family<prometheus::Counter>& Counters(prometheus::Registry& registry,
+                                                  const std::string& name,
+                                                  const std::string& help) {
+  return prometheus::BuildCounter().Name(name).Help(help).Register(registry);
+}
+
+}  // namespace
+
 Metrics::Metrics()
     : registry_(std::make_shared<prometheus::Registry>()),
-      submitted_(prometheus::BuildCounter()
-                     .Name("stackproc_jobs_submitted_total")
-                     .Help("Jobs accepted")
-                     .Register(*registry_)
-                     .Add({})),
-      rejected_(prometheus::BuildCounter()
-                    .Name("stackproc_job_rejections_total")
-                    .Help("Submissions refused, by status code (RESOURCE_EXHAUSTED: admission)")
-                    .Register(*registry_)),
-      validation_failures_(prometheus::BuildCounter()
-                               .Name("stackproc_tiff_validation_failures_total")
-                               .Help("Inputs refused by the TIFF validation")
-                               .Register(*registry_)
+      submitted_(Counters(*registry_, "stackproc_jobs_submitted_total", "Jobs accepted").Add({})),
+      rejected_(Counters(*registry_, "stackproc_job_rejections_total",
+                         "Submissions refused, by status code (RESOURCE_EXHAUSTED: admission)")),
+      validation_failures_(Counters(*registry_, "stackproc_tiff_validation_failures_total",
+                                    "Inputs refused by the TIFF validation")
                                .Add({})),
-      slices_(prometheus::BuildCounter()
-                  .Name("stackproc_slices_processed_total")
-                  .Help("Slices of finished jobs")
-                  .Register(*registry_)
+      slices_(Counters(*registry_, "stackproc_slices_processed_total", "Slices of finished jobs")
                   .Add({})),
-      bytes_(prometheus::BuildCounter()
-                 .Name("stackproc_bytes_processed_total")
-                 .Help("Input bytes of finished jobs")
-                 .Register(*registry_)
+      bytes_(Counters(*registry_, "stackproc_bytes_processed_total", "Input bytes of finished jobs")
                  .Add({})),
       durations_(prometheus::BuildHistogram()
                      .Name("stackproc_job_duration_seconds")
                      .Help("Run time of finished jobs, by final state")
                      .Register(*registry_)),
-      calls_(prometheus::BuildCounter()
-                 .Name("stackproc_grpc_calls_total")
-                 .Help("Calls the server answered, by method and status code")
-                 .Register(*registry_)) {}
+      calls_(Counters(*registry_, "stackproc_grpc_calls_total",
+                      "Calls the server answered, by method and status code")) {}
 
 Metrics::~Metrics() = default;
 

@@ -83,12 +83,13 @@ class HandTiff {
 };
 
 // A well-formed single-strip grayscale page of `w` x `h` with `bits`-bit samples.
-HandTiff Gray(uint32_t w, uint32_t h, uint16_t bits, uint32_t strip_bytes) {
+HandTiff Gray(uint32_t w, uint32_t h, uint16_t bits, uint32_t strip_bytes,
+              uint16_t compression = COMPRESSION_NONE) {
   HandTiff t;
   t.Tag(TIFFTAG_IMAGEWIDTH, w)
       .Tag(TIFFTAG_IMAGELENGTH, h)
       .Tag(TIFFTAG_BITSPERSAMPLE, bits, 3)
-      .Tag(TIFFTAG_COMPRESSION, COMPRESSION_NONE, 3)
+      .Tag(TIFFTAG_COMPRESSION, compression, 3)
       .Tag(TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK, 3)
       .Tag(TIFFTAG_STRIPOFFSETS, 0)
       .Tag(TIFFTAG_ROWSPERSTRIP, h)
@@ -180,16 +181,8 @@ TEST_F(CorruptTiffTest, ADecompressionBombDecodesNoMoreThanItsDeclaredPage) {
   // 64 MiB of zeros in ~64 KB, in the one strip of a page declared 1024 x 1024 x 8 bit (1 MiB).
   const std::vector<uint8_t> bomb = DeflatedZeros(size_t{64} << 20);
   ASSERT_LT(bomb.size(), size_t{1} << 20);
-  HandTiff page;
-  page.Tag(TIFFTAG_IMAGEWIDTH, 1024)
-      .Tag(TIFFTAG_IMAGELENGTH, 1024)
-      .Tag(TIFFTAG_BITSPERSAMPLE, 8, 3)
-      .Tag(TIFFTAG_COMPRESSION, COMPRESSION_ADOBE_DEFLATE, 3)
-      .Tag(TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK, 3)
-      .Tag(TIFFTAG_STRIPOFFSETS, 0)
-      .Tag(TIFFTAG_ROWSPERSTRIP, 1024)
-      .Tag(TIFFTAG_STRIPBYTECOUNTS, static_cast<uint32_t>(bomb.size()));
-  page.Write(dir_.File("bomb.tif"), 0, &bomb);
+  Gray(1024, 1024, 8, static_cast<uint32_t>(bomb.size()), COMPRESSION_ADOBE_DEFLATE)
+      .Write(dir_.File("bomb.tif"), 0, &bomb);
   // What is decoded is the declared page (libtiff inflates into the strip's buffer and stops),
   // so the declared size is what the limits and the memory budget judge.
   ASSERT_OK_AND_ASSIGN(Stack stack, ReadTiff(dir_.File("bomb.tif")));
@@ -227,16 +220,7 @@ TEST_F(CorruptTiffTest, UnsupportedSampleFormats) {
 }
 
 TEST_F(CorruptTiffTest, UnsupportedCompression) {
-  HandTiff t;
-  t.Tag(TIFFTAG_IMAGEWIDTH, 8)
-      .Tag(TIFFTAG_IMAGELENGTH, 8)
-      .Tag(TIFFTAG_BITSPERSAMPLE, 8, 3)
-      .Tag(TIFFTAG_COMPRESSION, COMPRESSION_LZMA, 3)
-      .Tag(TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK, 3)
-      .Tag(TIFFTAG_STRIPOFFSETS, 0)
-      .Tag(TIFFTAG_ROWSPERSTRIP, 8)
-      .Tag(TIFFTAG_STRIPBYTECOUNTS, 64);
-  t.Write(dir_.File("lzma.tif"), 64);
+  Gray(8, 8, 8, 64, COMPRESSION_LZMA).Write(dir_.File("lzma.tif"), 64);
   EXPECT_THAT(ReadTiff(dir_.File("lzma.tif")),
               StatusIs(kInvalid, AllOf(HasSubstr("page 0"), HasSubstr("is not supported"),
                                        HasSubstr("supported: none, LZW"))));

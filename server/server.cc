@@ -81,10 +81,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
 Server::~Server() { Shutdown(absl::ZeroDuration()); }
 
 void Server::Shutdown(absl::Duration grace) {
+  // A server that failed to start has some of its parts only.
   std::call_once(shutdown_once_, [&] {
-    grpc_->GetHealthCheckService()->SetServingStatus(false);
-    jobs_->Shutdown(grace);  // refuses new jobs at once; returns when none runs
-    grpc_->Shutdown(std::chrono::system_clock::now());  // cancels open streams
+    if (grpc_) grpc_->GetHealthCheckService()->SetServingStatus(false);
+    if (jobs_) jobs_->Shutdown(grace);  // refuses new jobs at once; returns when none runs
+    if (grpc_) grpc_->Shutdown(std::chrono::system_clock::now());  // cancels open streams
   });
 }
 

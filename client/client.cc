@@ -156,6 +156,17 @@ absl::Status Client::Delete(const std::string& job_id) {
   return ToAbslStatus(stub_->DeleteJob(&context, request, &response));
 }
 
+absl::StatusOr<v1::Job> Client::Resume(const std::string& job_id) {
+  grpc::ClientContext context;
+  Prepare(context);
+  v1::ResumeJobRequest request;
+  request.set_job_id(job_id);
+  v1::ResumeJobResponse response;
+  grpc::Status status = stub_->ResumeJob(&context, request, &response);
+  if (!status.ok()) return ToAbslStatus(status);
+  return response.job();
+}
+
 absl::StatusOr<std::vector<v1::OperationDescriptor>> Client::ListOperations() {
   grpc::ClientContext context;
   Prepare(context);

@@ -48,6 +48,7 @@ class Client {
   absl::StatusOr<std::vector<v1::Job>> List();
   absl::StatusOr<v1::Job> Cancel(const std::string& job_id);
   absl::Status Delete(const std::string& job_id);
+  absl::StatusOr<v1::Job> Resume(const std::string& job_id);
   absl::StatusOr<std::vector<v1::OperationDescriptor>> ListOperations();
 
   // Follows a job until its final state, calling `on_update` for every event; returns the last

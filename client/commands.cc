@@ -234,6 +234,11 @@ absl::StatusOr<int> RunCommand(const std::string& command, const CliArgs& args, 
     absl::PrintF("job %s: %s\n", job.id(), StateName(job.state()));
     return 0;
   }
+  if (command == "resume") {
+    STACKPROC_ASSIGN_OR_RETURN(v1::Job job, client.Resume(id));
+    absl::PrintF("job %s: %s\n", job.id(), StateName(job.state()));
+    return args.Has("wait") ? Follow(client, id) : 0;
+  }
   if (command == "delete") {
     STACKPROC_RETURN_IF_ERROR(client.Delete(id));
     absl::PrintF("job %s deleted\n", id);

@@ -16,6 +16,8 @@ const char* StateName(v1::JobState state) {
       return "failed";
     case v1::JOB_STATE_CANCELLED:
       return "cancelled";
+    case v1::JOB_STATE_INTERRUPTED:
+      return "interrupted";
     default:
       return "unknown";
   }

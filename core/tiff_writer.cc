@@ -1,5 +1,6 @@
 #include "core/tiff_writer.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <tbb/parallel_for.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <random>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 #include "core/strip_encoder.h"
@@ -37,9 +39,14 @@ uint16_t TiffCompression(Compression c) {
   return COMPRESSION_NONE;
 }
 
-std::string TempNameFor(const std::string& name) {
+// ".NAME.tmp-TAG-" begins the temporary files of writers tagged TAG.
+std::string TempPrefix(const std::string& name, const std::string& tag) {
+  return absl::StrCat(".", name, ".tmp-", tag.empty() ? std::to_string(::getpid()) : tag, "-");
+}
+
+std::string TempNameFor(const std::string& name, const std::string& tag) {
   std::random_device random;
-  return absl::StrCat(".", name, ".tmp-", ::getpid(), "-", random());
+  return absl::StrCat(TempPrefix(name, tag), random());
 }
 
 // `error`: the errno behind it, 0 when unknown. A full disk, an exhausted quota or the file
@@ -122,6 +129,24 @@ absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Create(
   return Create(target, shape, type, std::move(metadata), options);
 }
 
+int RemoveTempFiles(const OutputTarget& target, const std::string& tag) {
+  const std::string prefix = TempPrefix(target.name(), tag);
+  const int fd = ::openat(target.dir(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR* dir = fd < 0 ? nullptr : ::fdopendir(fd);
+  if (dir == nullptr) {
+    if (fd >= 0) ::close(fd);
+    return 0;
+  }
+  std::vector<std::string> names;
+  while (const dirent* entry = ::readdir(dir)) {
+    if (absl::StartsWith(entry->d_name, prefix)) names.emplace_back(entry->d_name);
+  }
+  ::closedir(dir);
+  int removed = 0;
+  for (const std::string& name : names) removed += ::unlinkat(target.dir(), name.c_str(), 0) == 0;
+  return removed;
+}
+
 absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Create(
     const OutputTarget& target, const StackShape& shape, PixelType type, StackMetadata metadata,
     const WriteOptions& options) {
@@ -131,7 +156,7 @@ absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Create(
   if (!options.overwrite && target.Exists()) {
     return absl::AlreadyExistsError(absl::StrCat(path, ": exists (overwrite not requested)"));
   }
-  std::string temp = TempNameFor(target.name());
+  std::string temp = TempNameFor(target.name(), options.temp_tag);
   UniqueFd fd(::openat(target.dir(), temp.c_str(),
                        O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666));
   if (!fd) {

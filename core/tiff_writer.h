@@ -41,7 +41,14 @@ struct WriteOptions {
   // the calling thread's arena, all cores); false: by libtiff's codecs on the writing thread.
   bool parallel_compression = true;
   tbb::task_arena* arena = nullptr;
+  // Names the temporary file ".NAME.tmp-TAG-RANDOM" (empty: the process id), so that whoever
+  // tagged a write can remove what a crash left of it (RemoveTempFiles).
+  std::string temp_tag;
 };
+
+// Removes the temporary files that writers tagged `tag` (WriteOptions::temp_tag) left beside
+// `target`: a process killed mid-write leaves one. Returns how many it removed.
+int RemoveTempFiles(const OutputTarget& target, const std::string& tag);
 
 // Writes `stack` and its metadata to `path`. The description is written to page 0 (an ImageJ
 // description naming the stack depth when the stack has none). Errors: InvalidArgument for a

@@ -10,7 +10,7 @@ compile_pkgs=(
   build-essential cmake ninja-build pkg-config
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libabsl-dev libtbb-dev libopencv-dev libtiff-dev libzstd-dev libdeflate-dev zlib1g-dev
-  prometheus-cpp-dev
+  prometheus-cpp-dev libsqlite3-dev
 )
 test_pkgs=(
   ccache libgtest-dev libgmock-dev libbenchmark-dev
@@ -20,6 +20,7 @@ test_pkgs=(
 runtime_pkgs=(
   libgrpc++1.51 libprotobuf32 libtbb12 libopencv-core406 libopencv-imgproc406 libtiff6
   libdeflate0 libzstd1 libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0
+  libsqlite3-0
 )
 
 case "${1:-}" in

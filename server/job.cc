@@ -3,8 +3,7 @@
 namespace stackproc::server {
 
 bool IsTerminal(JobState state) {
-  return state == JobState::kSucceeded || state == JobState::kFailed ||
-         state == JobState::kCancelled;
+  return state != JobState::kQueued && state != JobState::kRunning;
 }
 
 const char* JobStateName(JobState state) {
@@ -19,6 +18,8 @@ const char* JobStateName(JobState state) {
       return "failed";
     case JobState::kCancelled:
       return "cancelled";
+    case JobState::kInterrupted:
+      return "interrupted";
   }
   return "unknown";
 }
@@ -67,6 +68,14 @@ void Job::RequestCancel() {
   if (on_cancel_) on_cancel_();
 }
 
+void Job::Interrupt(const std::string& reason) {
+  {
+    std::lock_guard lock(mutex_);
+    interrupt_reason_ = reason;
+  }
+  RequestCancel();
+}
+
 void Job::Start(absl::Time now) {
   Update([&](JobSnapshot& s) {
     if (IsTerminal(s.state)) return;  // ended while being admitted (a streamed job's client left)
@@ -84,16 +93,20 @@ void Job::SetProgress(const core::Progress& progress) {
   Update([&](JobSnapshot& s) { s.progress = progress; });
 }
 
-void Job::Finish(const absl::Status& status, absl::Time now,
-                 std::shared_ptr<const core::Stack> result) {
+void Job::Finish(absl::Status status, absl::Time now, std::shared_ptr<const core::Stack> result) {
   {
     std::lock_guard lock(mutex_);
     if (IsTerminal(snapshot_.state)) return;
     result_ = std::move(result);
+    // Cancelled by Interrupt (a job that got to its end meanwhile keeps its outcome).
+    if (absl::IsCancelled(status) && !interrupt_reason_.empty()) {
+      status = absl::AbortedError(interrupt_reason_);
+    }
   }
   Update([&](JobSnapshot& s) {
     s.state = status.ok()                 ? JobState::kSucceeded
               : absl::IsCancelled(status) ? JobState::kCancelled
+              : absl::IsAborted(status)   ? JobState::kInterrupted
                                           : JobState::kFailed;
     s.error = status;
     s.end_time = now;

@@ -1,4 +1,5 @@
-// One job: its spec, a state machine (QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED),
+// One job: its spec, a state machine (QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED, and
+// INTERRUPTED when the server stops first),
 // progress, its cancellation token and, for in-memory outputs, its result stack.
 #pragma once
 
@@ -21,7 +22,7 @@
 
 namespace stackproc::server {
 
-enum class JobState { kQueued, kRunning, kSucceeded, kFailed, kCancelled };
+enum class JobState { kQueued, kRunning, kSucceeded, kFailed, kCancelled, kInterrupted };
 bool IsTerminal(JobState state);
 const char* JobStateName(JobState state);
 
@@ -47,7 +48,7 @@ struct JobSnapshot {
   JobState state = JobState::kQueued;
   std::string stage = "queued";
   core::Progress progress;
-  absl::Status error;  // FAILED / CANCELLED
+  absl::Status error;  // FAILED / CANCELLED / INTERRUPTED (Aborted)
   core::StackShape input_shape, output_shape;
   core::PixelType input_type = core::PixelType::kUint8, output_type = core::PixelType::kUint8;
   absl::Time create_time, start_time = absl::InfinitePast(), end_time = absl::InfinitePast();
@@ -83,13 +84,17 @@ class Job {
   void NotifyAdmitted();
   // Fires the cancel token and the cancel hook.
   void RequestCancel();
+  // RequestCancel for the server's own sake (it is stopping): the job then ends INTERRUPTED,
+  // with `reason`, rather than CANCELLED.
+  void Interrupt(const std::string& reason);
 
   // State changes (the job manager's). Start is a no-op on an ended job.
   void Start(absl::Time now);
   void SetStage(const std::string& stage);
   void SetProgress(const core::Progress& progress);
-  // Ends the job: OK -> SUCCEEDED, Cancelled -> CANCELLED, else FAILED. No-op once ended.
-  void Finish(const absl::Status& status, absl::Time now,
+  // Ends the job: OK -> SUCCEEDED, Cancelled -> CANCELLED, Aborted -> INTERRUPTED (the server
+  // stopped first), else FAILED. No-op once ended.
+  void Finish(absl::Status status, absl::Time now,
               std::shared_ptr<const core::Stack> result = nullptr);
   // Drops an in-memory result (deleted or expired); returns the bytes freed.
   uint64_t DropResult();
@@ -105,6 +110,7 @@ class Job {
   mutable std::mutex mutex_;
   JobSnapshot snapshot_;
   std::shared_ptr<const core::Stack> result_;
+  std::string interrupt_reason_;  // set by Interrupt
 
   std::mutex hooks_mutex_;  // held while a hook runs
   std::function<void()> on_admitted_, on_cancel_;

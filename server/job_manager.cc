@@ -3,9 +3,11 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <random>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -43,6 +45,19 @@ uint64_t AvailableMemory() {
 
 uint64_t DefaultBudget() { return AvailableMemory() / 4 * 3; }
 
+// How often a running job's progress is written to the job store.
+constexpr absl::Duration kStoreProgressEvery = absl::Seconds(2);
+
+// Why `s`, not ended, ends INTERRUPTED: the server shuts down, or was found to have stopped
+// (crashed, killed) when it starts again.
+std::string InterruptReason(const JobSnapshot& s, bool shutdown) {
+  return absl::StrCat(
+      shutdown ? "the server shut down " : "the server stopped ",
+      s.state == JobState::kQueued ? "before the job started" : "while the job was running",
+      s.spec.streamed ? " (its stack came over its call: send it again)"
+                      : " (ResumeJob runs it again)");
+}
+
 // A quoted value for key=value logs.
 std::string Quote(absl::string_view text) {
   std::string out = "\"";
@@ -65,6 +80,19 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(JobManagerOptions
     return absl::InvalidArgumentError("max running jobs must be at least 1");
   }
   auto manager = std::unique_ptr<JobManager>(new JobManager(options, std::move(resolver)));
+  if (!options.state_dir.empty()) {
+    // Under the data root, a job could write over the job table.
+    std::error_code error;
+    const std::string root = std::filesystem::weakly_canonical(options.data_root, error).string();
+    const std::string state = std::filesystem::weakly_canonical(options.state_dir, error).string();
+    if (!error && absl::StartsWith(state + "/", root + "/")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the state directory ", options.state_dir, " is inside the data root ",
+          options.data_root, ": jobs could overwrite the job table (--state-dir elsewhere)"));
+    }
+    STACKPROC_ASSIGN_OR_RETURN(manager->store_, JobStore::Open(options.state_dir));
+    STACKPROC_RETURN_IF_ERROR(manager->Restore());
+  }
   for (int i = 0; i < options.max_running_jobs; ++i) {
     manager->workers_.emplace_back([m = manager.get()] { m->WorkerLoop(); });
   }
@@ -125,37 +153,8 @@ absl::StatusOr<std::shared_ptr<Job>> JobManager::Admit(const JobSpec& spec,
   }
 
   // Validate everything the job will need, before it is queued.
-  STACKPROC_ASSIGN_OR_RETURN(core::ProcessRequest request, RequestFor(spec));
-  if (request.output_target && !spec.overwrite && request.output_target->Exists()) {
-    return absl::AlreadyExistsError(
-        absl::StrCat(*spec.output_path, ": exists (ask for overwrite to replace it)"));
-  }
-  STACKPROC_ASSIGN_OR_RETURN(core::ProcessPlan plan,
-                             core::PlanProcess(request, arena_.max_concurrency()));
-  const uint64_t memory = plan.memory_bytes;
-  if (memory > options_.memory_budget) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "the job needs ", Gib(memory), " of memory (", core::ProcessModeName(plan.mode),
-        plan.mode == core::ProcessMode::kInMemory
-            ? (request.output_path.empty() ? ": the result is kept in memory"
-                                           : ": the pipeline needs the whole stack")
-            : "",
-        ") and the server's memory budget is ", Gib(options_.memory_budget), " (--memory-budget)"));
-  }
-
-  JobSnapshot initial;
-  initial.spec = spec;
+  STACKPROC_ASSIGN_OR_RETURN(JobSnapshot initial, Plan(spec));
   initial.request_id = request_id;
-  initial.create_time = absl::Now();
-  initial.input_shape = plan.info.shape;
-  initial.input_type = plan.info.pixel_type;
-  initial.output_shape = plan.output_shape;
-  initial.output_type = plan.output_type;
-  initial.memory_bytes = memory;
-  initial.mode = plan.mode;
-  initial.progress.slices_total = plan.info.shape.depth;  // a whole-stack step adds a pass later
-  initial.progress.bytes_total =
-      core::StackBytes(plan.info.shape, plan.info.pixel_type).value_or(0);
 
   std::lock_guard lock(mutex_);
   if (!accepting_) return absl::UnavailableError("server is shutting down");
@@ -165,6 +164,37 @@ absl::StatusOr<std::shared_ptr<Job>> JobManager::Admit(const JobSpec& spec,
   auto job = std::make_shared<Job>(std::move(initial));
   Enqueue(job, absl::StrCat(" input=", Quote(spec.input_path)));
   if (!request_id.empty()) by_request_id_[request_key] = job->id();
+  return job;
+}
+
+absl::StatusOr<JobSnapshot> JobManager::Plan(const JobSpec& spec) const {
+  STACKPROC_ASSIGN_OR_RETURN(core::ProcessRequest request, RequestFor(spec));
+  if (request.output_target && !spec.overwrite && request.output_target->Exists()) {
+    return absl::AlreadyExistsError(
+        absl::StrCat(*spec.output_path, ": exists (ask for overwrite to replace it)"));
+  }
+  STACKPROC_ASSIGN_OR_RETURN(core::ProcessPlan plan,
+                             core::PlanProcess(request, arena_.max_concurrency()));
+  if (plan.memory_bytes > options_.memory_budget) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the job needs ", Gib(plan.memory_bytes), " of memory (", core::ProcessModeName(plan.mode),
+        plan.mode == core::ProcessMode::kInMemory
+            ? (request.output_path.empty() ? ": the result is kept in memory"
+                                           : ": the pipeline needs the whole stack")
+            : "",
+        ") and the server's memory budget is ", Gib(options_.memory_budget), " (--memory-budget)"));
+  }
+  JobSnapshot job;
+  job.spec = spec;
+  job.create_time = absl::Now();
+  job.input_shape = plan.info.shape;
+  job.input_type = plan.info.pixel_type;
+  job.output_shape = plan.output_shape;
+  job.output_type = plan.output_type;
+  job.memory_bytes = plan.memory_bytes;
+  job.mode = plan.mode;
+  job.progress.slices_total = plan.info.shape.depth;  // a whole-stack step adds a pass later
+  job.progress.bytes_total = core::StackBytes(plan.info.shape, plan.info.pixel_type).value_or(0);
   return job;
 }
 
@@ -212,13 +242,20 @@ absl::Status JobManager::CheckCallerLimits(const JobSpec& spec) const {
 
 void JobManager::Enqueue(std::shared_ptr<Job> job, const std::string& log_extra) {
   static thread_local std::mt19937_64 random(std::random_device{}());
-  const std::string id = absl::StrFormat("%06x%04x", random() & 0xffffff, next_id_++ & 0xffff);
-  job->AssignId(id);
-  jobs_.emplace(id, job);
-  order_.push_back(id);
+  const bool resumed = !job->id().empty();
+  if (!resumed) {
+    std::string id;
+    do {  // unique among the jobs listed, which a restart may have brought back
+      id = absl::StrFormat("%06x%04x", random() & 0xffffff, next_id_++ & 0xffff);
+    } while (jobs_.contains(id));
+    job->AssignId(id);
+    order_.push_back(id);
+  }
+  jobs_[job->id()] = job;
   queue_.push_back(job);
+  Persist(*job);
   const JobSnapshot s = job->Snapshot();
-  LogEvent(s, "job_submitted",
+  LogEvent(s, resumed ? "job_resumed" : "job_submitted",
            absl::StrCat(log_extra, " ops=", Quote(absl::StrJoin(s.spec.ops, " -> ")),
                         " memory_bytes=", s.memory_bytes,
                         s.spec.owner.empty() ? "" : " owner=" + Quote(s.spec.owner)));
@@ -236,7 +273,11 @@ void JobManager::FinishStreamed(Job& job, const absl::Status& status) {
     changed_.notify_all();
   }
   job.Finish(status, absl::Now());
-  LogEnd(job.Snapshot(), status);
+  {
+    std::lock_guard lock(mutex_);
+    Persist(job);
+  }
+  LogEnd(job.Snapshot());
 }
 
 absl::StatusOr<std::shared_ptr<Job>> JobManager::Get(const std::string& id) const {
@@ -267,6 +308,10 @@ absl::StatusOr<std::shared_ptr<Job>> JobManager::Cancel(const std::string& id) {
   }
   if (was_queued) {
     job->Finish(absl::CancelledError("cancelled while queued"), absl::Now());
+    {
+      std::lock_guard lock(mutex_);
+      Persist(*job);
+    }
     LogEvent(job->Snapshot(), "job_cancelled");
   }
   return job;
@@ -279,6 +324,9 @@ absl::Status JobManager::Delete(const std::string& id) {
         absl::StrCat("job ", id, " has not finished (cancel it first)"));
   }
   std::lock_guard lock(mutex_);
+  if (store_) {
+    if (absl::Status s = store_->Remove(id); !s.ok()) return s;
+  }
   memory_in_use_ -= job->DropResult();
   jobs_.erase(id);
   order_.erase(std::find(order_.begin(), order_.end(), id));
@@ -331,6 +379,7 @@ void JobManager::WorkerLoop() {
       LogEvent(job->Snapshot(), "job_started");
       job->NotifyAdmitted();
       lock.lock();
+      Persist(*job);
       continue;
     }
     ++running_;
@@ -362,6 +411,10 @@ void JobManager::Run(Job& job, uint64_t memory) {
   const absl::Time start = absl::Now();
   job.Start(start);
   LogEvent(job.Snapshot(), "job_started");
+  {
+    std::lock_guard lock(mutex_);
+    Persist(job);
+  }
 
   std::shared_ptr<const core::Stack> kept;
   absl::Status status = [&]() -> absl::Status {
@@ -370,7 +423,17 @@ void JobManager::Run(Job& job, uint64_t memory) {
     request.mode = spec_snapshot.mode;
     request.arena = &arena_;
     request.cancel = &job.cancel_token();
-    request.on_progress = [&job](const core::Progress& p) { job.SetProgress(p); };
+    // A crash leaves the temporary output tagged with the job, for Restore to find.
+    request.write.temp_tag = job.id();
+    // The store hears of progress now and then: an interrupted job shows how far it got.
+    absl::Time stored = start;
+    request.on_progress = [this, &job, &stored](const core::Progress& p) {
+      job.SetProgress(p);
+      if (store_ == nullptr || absl::Now() - stored < kStoreProgressEvery) return;
+      stored = absl::Now();
+      std::lock_guard lock(mutex_);
+      Persist(job);
+    };
     request.on_stage = [&job](absl::string_view stage) { job.SetStage(std::string(stage)); };
     STACKPROC_ASSIGN_OR_RETURN(core::ProcessSummary summary, core::ProcessFile(request));
     if (summary.result) kept = std::make_shared<const core::Stack>(*std::move(summary.result));
@@ -388,12 +451,17 @@ void JobManager::Run(Job& job, uint64_t memory) {
     changed_.notify_all();
   }
   job.Finish(status, end, kept);
+  {
+    std::lock_guard lock(mutex_);
+    Persist(job);
+  }
   core::ReturnFreeMemory();
 
-  LogEnd(job.Snapshot(), status);
+  LogEnd(job.Snapshot());
 }
 
-void JobManager::LogEnd(const JobSnapshot& s, const absl::Status& status) {
+void JobManager::LogEnd(const JobSnapshot& s) {
+  const absl::Status& status = s.error;
   const double seconds =
       s.start_time == absl::InfinitePast() ? 0 : absl::ToDoubleSeconds(s.end_time - s.start_time);
   std::string extra = absl::StrFormat(" duration_s=%.3f", seconds);
@@ -407,6 +475,7 @@ void JobManager::LogEnd(const JobSnapshot& s, const absl::Status& status) {
   LogEvent(s,
            status.ok()                 ? "job_finished"
            : absl::IsCancelled(status) ? "job_cancelled"
+           : absl::IsAborted(status)   ? "job_interrupted"
                                        : "job_failed",
            extra);
 }
@@ -421,8 +490,14 @@ void JobManager::Shutdown(absl::Duration grace) {
     queue_.clear();
   }
   for (auto& job : queued) {
-    job->RequestCancel();
-    job->Finish(absl::CancelledError("server shut down before the job started"), absl::Now());
+    const std::string reason = InterruptReason(job->Snapshot(), true);
+    job->Interrupt(reason);
+    job->Finish(absl::AbortedError(reason), absl::Now());
+    LogEnd(job->Snapshot());
+  }
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& job : queued) Persist(*job);
   }
   std::unique_lock lock(mutex_);
   changed_.wait_until(lock, absl::ToChronoTime(absl::Now() + grace),
@@ -434,8 +509,86 @@ void JobManager::Shutdown(absl::Duration grace) {
   stopping_ = true;
   changed_.notify_all();
   lock.unlock();
-  for (auto& job : unfinished) job->RequestCancel();  // hooks run outside the lock
+  for (auto& job : unfinished) {  // hooks run outside the lock
+    job->Interrupt(InterruptReason(job->Snapshot(), true));
+  }
   for (std::thread& worker : workers_) worker.join();
+}
+
+absl::StatusOr<std::shared_ptr<Job>> JobManager::Resume(const std::string& id) {
+  STACKPROC_ASSIGN_OR_RETURN(std::shared_ptr<Job> interrupted, Get(id));
+  const JobSnapshot old = interrupted->Snapshot();
+  if (old.state != JobState::kInterrupted) {
+    return absl::FailedPreconditionError(absl::StrCat("job ", id, " is ", JobStateName(old.state),
+                                                      ": only an interrupted job resumes"));
+  }
+  if (old.spec.streamed) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", id, " was streamed: its stack came over its call, send it again"));
+  }
+  STACKPROC_ASSIGN_OR_RETURN(JobSnapshot fresh, Plan(old.spec));
+  fresh.id = id;
+  fresh.request_id = old.request_id;
+  fresh.create_time = old.create_time;
+  fresh.version = old.version + 1;
+
+  std::lock_guard lock(mutex_);
+  if (!accepting_) return absl::UnavailableError("server is shutting down");
+  auto it = jobs_.find(id);
+  if (it == jobs_.end() || it->second != interrupted) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", id, " was resumed or deleted meanwhile"));
+  }
+  STACKPROC_RETURN_IF_ERROR(CheckCallerLimits(fresh.spec));
+  auto job = std::make_shared<Job>(std::move(fresh));
+  Enqueue(job, absl::StrCat(" input=", Quote(old.spec.input_path)));
+  return job;
+}
+
+absl::Status JobManager::Restore() {
+  STACKPROC_ASSIGN_OR_RETURN(std::vector<JobSnapshot> stored, store_->Load());
+  const absl::Time now = absl::Now();
+  std::lock_guard lock(mutex_);
+  for (JobSnapshot& s : stored) {
+    const bool interrupted = !IsTerminal(s.state);
+    if (interrupted) {
+      s.error = absl::AbortedError(InterruptReason(s, false));
+      s.state = JobState::kInterrupted;
+      s.stage = "done";
+      s.end_time = now;
+      if (s.spec.output_path) {
+        // What its writer left: the final name was never written (the rename is the last step).
+        absl::StatusOr<core::OutputTarget> target = resolver_.Output(*s.spec.output_path);
+        if (target.ok()) core::RemoveTempFiles(*target, s.id);
+      }
+    }
+    s.memory_bytes = 0;  // in-memory results do not outlive the process
+    s.result_available = false;
+    auto job = std::make_shared<Job>(s);
+    jobs_.emplace(s.id, job);
+    order_.push_back(s.id);
+    if (!s.request_id.empty()) by_request_id_[absl::StrCat(s.spec.owner, "\n", s.request_id)] = s.id;
+    if (interrupted) {
+      Persist(*job);
+      LogEnd(job->Snapshot());
+    }
+  }
+  if (!stored.empty()) {
+    std::fputs(absl::StrCat("ts=", absl::FormatTime(absl::RFC3339_full, now, absl::UTCTimeZone()),
+                            " event=jobs_restored count=", stored.size(), " path=",
+                            Quote(store_->path()), "\n")
+                   .c_str(),
+               stderr);
+  }
+  return absl::OkStatus();
+}
+
+void JobManager::Persist(const Job& job) {
+  if (store_ == nullptr || !jobs_.contains(job.id())) return;
+  if (absl::Status s = store_->Put(job.Snapshot()); !s.ok()) {
+    // The job itself is fine; only its record may be stale after a restart.
+    LogEvent(job.Snapshot(), "job_store_failed", absl::StrCat(" reason=", Quote(s.message())));
+  }
 }
 
 void JobManager::LogEvent(const JobSnapshot& s, const std::string& event,
@@ -446,7 +599,8 @@ void JobManager::LogEvent(const JobSnapshot& s, const std::string& event,
   std::fputs(line.c_str(), stderr);
   if (options_.metrics == nullptr) return;
   if (event == "job_submitted") options_.metrics->JobSubmitted();
-  if (event == "job_finished" || event == "job_failed" || event == "job_cancelled") {
+  if (event == "job_finished" || event == "job_failed" || event == "job_cancelled" ||
+      event == "job_interrupted") {
     options_.metrics->JobEnded(s);
   }
 }

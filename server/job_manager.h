@@ -24,6 +24,7 @@
 #include "core/process_file.h"
 #include "core/tiff_reader.h"
 #include "server/job.h"
+#include "server/job_store.h"
 #include "server/metrics.h"
 #include "server/path_resolver.h"
 
@@ -43,6 +44,9 @@ struct JobManagerOptions {
   int max_jobs_per_caller = 32;
   int max_streams = 16;
   Metrics* metrics = nullptr;  // optional; told of every job event
+  // Where the job table is kept (JobStore), so that jobs outlive the process; empty: in memory
+  // only. At start the jobs found there are listed again, those that had not ended INTERRUPTED.
+  std::string state_dir;
 };
 
 class JobManager {
@@ -68,9 +72,12 @@ class JobManager {
   std::vector<std::shared_ptr<Job>> List() const;
   absl::StatusOr<std::shared_ptr<Job>> Cancel(const std::string& id);
   absl::Status Delete(const std::string& id);
+  // Queues an INTERRUPTED path job again (same id and spec, validated and planned again).
+  absl::StatusOr<std::shared_ptr<Job>> Resume(const std::string& id);
 
-  // Stops accepting jobs, cancels queued ones, lets running ones finish for up to `grace`, then
-  // cancels them; returns when no job runs.
+  // Stops accepting jobs, interrupts queued ones, lets running ones finish for up to `grace`,
+  // then interrupts them (they end INTERRUPTED: ResumeJob runs them again); returns when no job
+  // runs.
   void Shutdown(absl::Duration grace);
 
   uint64_t memory_budget() const { return options_.memory_budget; }
@@ -83,6 +90,14 @@ class JobManager {
   void WorkerLoop();
   // The core request for a path job: paths resolved under the data root, server limits.
   absl::StatusOr<core::ProcessRequest> RequestFor(const JobSpec& spec) const;
+  // A path job validated and planned: what it reads and makes, the memory it needs (over the
+  // budget: ResourceExhausted).
+  absl::StatusOr<JobSnapshot> Plan(const JobSpec& spec) const;
+  // Lists the stored jobs again; those that had not ended are INTERRUPTED and the temporary
+  // files of their outputs removed. Before the workers start.
+  absl::Status Restore();
+  // Writes `job` to the store, unless it was deleted (mutex_ held).
+  void Persist(const Job& job);
   // Runs `job`, which holds `memory` bytes of the budget, and releases them.
   void Run(Job& job, uint64_t memory);
   void ExpireResults(absl::Time now);
@@ -96,11 +111,12 @@ class JobManager {
   // Queues `job` and logs it (mutex_ held).
   void Enqueue(std::shared_ptr<Job> job, const std::string& log_extra);
   void LogEvent(const JobSnapshot& s, const std::string& event, const std::string& extra = "");
-  void LogEnd(const JobSnapshot& s, const absl::Status& status);
+  void LogEnd(const JobSnapshot& s);
 
   const JobManagerOptions options_;
   const PathResolver resolver_;
   tbb::task_arena arena_;
+  std::unique_ptr<JobStore> store_;  // with a state directory
 
   mutable std::mutex mutex_;
   std::condition_variable changed_;

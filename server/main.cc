@@ -31,6 +31,9 @@ constexpr char kUsage[] = R"(usage: stackprocd [flags]
   --max-slices N            most slices in a stack (default 100000)
   --max-side N              most pixels along X or Y (default 131072)
   --shutdown-grace SECONDS  on SIGTERM/SIGINT, time running jobs get to finish (default 30)
+  --state-dir DIR           keep the job table in DIR/jobs.sqlite3, so that jobs are listed
+                            across restarts; jobs a stop cut short are INTERRUPTED and can be
+                            resumed (default: none, jobs live in memory)
   --auth-token-file FILE    callers and their tokens, one "NAME TOKEN [admin]" per line: every
                             call but health needs "authorization: Bearer TOKEN", and a caller
                             sees only its own jobs unless it is an admin (default: none)
@@ -105,6 +108,7 @@ absl::StatusOr<ServerOptions> ParseOptions(int argc, char** argv) {
   ServerOptions o;
   o.listen = get("listen", o.listen);
   o.jobs.data_root = get("data-root", "");
+  o.jobs.state_dir = get("state-dir", "");
   STACKPROC_ASSIGN_OR_RETURN(o.jobs.threads, get_int("threads", 0));
   STACKPROC_ASSIGN_OR_RETURN(o.jobs.max_running_jobs, get_int("max-running-jobs", 1));
   STACKPROC_ASSIGN_OR_RETURN(o.jobs.memory_budget,

@@ -56,7 +56,7 @@ class Metrics::Collector final : public prometheus::Collectable {
     prometheus::MetricFamily jobs{
         "stackproc_jobs", "Jobs the server knows, by state", prometheus::MetricType::Gauge, {}};
     for (JobState state : {JobState::kQueued, JobState::kRunning, JobState::kSucceeded,
-                           JobState::kFailed, JobState::kCancelled}) {
+                           JobState::kFailed, JobState::kCancelled, JobState::kInterrupted}) {
       prometheus::ClientMetric metric;
       metric.label.push_back({"state", JobStateName(state)});
       auto it = counts.by_state.find(state);

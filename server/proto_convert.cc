@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "core/status_macros.h"
 
 namespace stackproc::server {
 namespace {
@@ -12,6 +13,9 @@ namespace {
 constexpr size_t kMaxMessage = 1024;
 
 int64_t UnixMillis(absl::Time t) { return t == absl::InfinitePast() ? 0 : absl::ToUnixMillis(t); }
+absl::Time FromUnixMillis(int64_t ms) {
+  return ms == 0 ? absl::InfinitePast() : absl::FromUnixMillis(ms);
+}
 
 v1::JobState ToProto(JobState state) {
   switch (state) {
@@ -25,8 +29,33 @@ v1::JobState ToProto(JobState state) {
       return v1::JOB_STATE_FAILED;
     case JobState::kCancelled:
       return v1::JOB_STATE_CANCELLED;
+    case JobState::kInterrupted:
+      return v1::JOB_STATE_INTERRUPTED;
   }
   return v1::JOB_STATE_UNSPECIFIED;
+}
+
+absl::StatusOr<JobState> FromProto(v1::JobState state) {
+  switch (state) {
+    case v1::JOB_STATE_QUEUED:
+      return JobState::kQueued;
+    case v1::JOB_STATE_RUNNING:
+      return JobState::kRunning;
+    case v1::JOB_STATE_SUCCEEDED:
+      return JobState::kSucceeded;
+    case v1::JOB_STATE_FAILED:
+      return JobState::kFailed;
+    case v1::JOB_STATE_CANCELLED:
+      return JobState::kCancelled;
+    case v1::JOB_STATE_INTERRUPTED:
+      return JobState::kInterrupted;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("unknown job state ", state));
+  }
+}
+
+core::StackShape FromProto(const v1::StackShape& shape) {
+  return {shape.depth(), shape.height(), shape.width()};
 }
 
 v1::Compression ToProto(core::Compression c) {
@@ -237,6 +266,40 @@ absl::StatusOr<JobSpec> FromProto(const v1::JobSpec& in) {
   spec.compression = *compression;
   spec.overwrite = out.overwrite();
   return spec;
+}
+
+absl::StatusOr<JobSnapshot> FromProto(const v1::Job& in) {
+  JobSnapshot s;
+  s.id = in.id();
+  if (in.spec().streamed()) {
+    s.spec.streamed = true;
+    STACKPROC_ASSIGN_OR_RETURN(s.spec.ops, FromProto(in.spec().ops()));
+  } else {
+    STACKPROC_ASSIGN_OR_RETURN(s.spec, FromProto(in.spec()));
+  }
+  s.spec.owner = in.owner();
+  s.request_id = in.request_id();
+  STACKPROC_ASSIGN_OR_RETURN(s.state, FromProto(in.state()));
+  const v1::Progress& p = in.progress();
+  s.stage = p.stage();
+  s.progress.slices_done = p.slices_done();
+  s.progress.slices_total = p.slices_total();
+  s.progress.bytes_done = static_cast<uint64_t>(p.bytes_done());
+  s.progress.bytes_total = static_cast<uint64_t>(p.bytes_total());
+  if (in.error().code() != 0) {
+    s.error = absl::Status(static_cast<absl::StatusCode>(in.error().code()), in.error().message());
+  }
+  s.input_shape = FromProto(in.input_shape());
+  s.output_shape = FromProto(in.output_shape());
+  STACKPROC_ASSIGN_OR_RETURN(s.input_type, FromProto(in.input_type()));
+  STACKPROC_ASSIGN_OR_RETURN(s.output_type, FromProto(in.output_type()));
+  s.create_time = FromUnixMillis(in.create_time_ms());
+  s.start_time = FromUnixMillis(in.start_time_ms());
+  s.end_time = FromUnixMillis(in.end_time_ms());
+  s.memory_bytes = static_cast<uint64_t>(in.memory_bytes());
+  s.mode = in.mode() == v1::PROCESSING_MODE_STREAMING ? core::ProcessMode::kStreaming
+                                                      : core::ProcessMode::kInMemory;
+  return s;
 }
 
 }  // namespace stackproc::server

@@ -23,6 +23,9 @@ void ToProto(const core::StackShape& shape, core::PixelType type,
              const core::StackMetadata& metadata, v1::ResultHeader* out);
 void ToProto(const core::OperationInfo& info, v1::OperationDescriptor* out);
 void ToProto(const JobSnapshot& job, v1::Job* out);
+// A job as ToProto wrote it (the job store's records). Lost on the way: progress rates and the
+// in-memory result.
+absl::StatusOr<JobSnapshot> FromProto(const v1::Job& job);
 
 // Operations in the canonical text form (parameters sorted), not yet validated.
 absl::StatusOr<std::vector<std::string>> FromProto(

@@ -46,9 +46,9 @@ class Server {
   int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
   JobManager& jobs() { return *jobs_; }
 
-  // Health goes NOT_SERVING and new jobs are refused; running jobs get `grace` to finish and are
-  // then cancelled (an unfinished output never appears under its final name); streams are
-  // cancelled and the server stops. Idempotent.
+  // Health goes NOT_SERVING and new jobs are refused; queued jobs end INTERRUPTED, running jobs
+  // get `grace` to finish and are then INTERRUPTED too (an unfinished output never appears under
+  // its final name); streams are cancelled and the server stops. Idempotent.
   void Shutdown(absl::Duration grace);
   // Blocks until the server has shut down.
   void Wait();

@@ -97,6 +97,17 @@ grpc::ServerUnaryReactor* StackProcessorService::DeleteJob(grpc::CallbackServerC
   return Done(context, jobs_.Delete(request->job_id()));
 }
 
+grpc::ServerUnaryReactor* StackProcessorService::ResumeJob(grpc::CallbackServerContext* context,
+                                                           const v1::ResumeJobRequest* request,
+                                                           v1::ResumeJobResponse* response) {
+  absl::StatusOr<Caller> caller = Authenticate(context);
+  if (!caller.ok()) return Done(context, caller.status());
+  if (absl::Status s = Find(*caller, request->job_id()).status(); !s.ok()) return Done(context, s);
+  absl::StatusOr<std::shared_ptr<Job>> job = jobs_.Resume(request->job_id());
+  if (job.ok()) ToProto((*job)->Snapshot(), response->mutable_job());
+  return Done(context, job.status());
+}
+
 grpc::ServerWriteReactor<v1::WatchJobResponse>* StackProcessorService::WatchJob(
     grpc::CallbackServerContext* context, const v1::WatchJobRequest* request) {
   using Failed = FailedStream<v1::WatchJobResponse>;

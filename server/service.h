@@ -17,11 +17,12 @@ using StackProcessorBase = v1::StackProcessor::WithCallbackMethod_SubmitJob<
     v1::StackProcessor::WithCallbackMethod_GetJob<v1::StackProcessor::WithCallbackMethod_ListJobs<
         v1::StackProcessor::WithCallbackMethod_CancelJob<
             v1::StackProcessor::WithCallbackMethod_DeleteJob<
-                v1::StackProcessor::WithCallbackMethod_WatchJob<
-                    v1::StackProcessor::WithRawCallbackMethod_ReadResult<
-                        v1::StackProcessor::WithCallbackMethod_ListOperations<
-                            v1::StackProcessor::WithRawCallbackMethod_ProcessStream<
-                                v1::StackProcessor::Service>>>>>>>>>;
+                v1::StackProcessor::WithCallbackMethod_ResumeJob<
+                    v1::StackProcessor::WithCallbackMethod_WatchJob<
+                        v1::StackProcessor::WithRawCallbackMethod_ReadResult<
+                            v1::StackProcessor::WithCallbackMethod_ListOperations<
+                                v1::StackProcessor::WithRawCallbackMethod_ProcessStream<
+                                    v1::StackProcessor::Service>>>>>>>>>>;
 
 class StackProcessorService final : public StackProcessorBase {
  public:
@@ -43,6 +44,9 @@ class StackProcessorService final : public StackProcessorBase {
   grpc::ServerUnaryReactor* DeleteJob(grpc::CallbackServerContext* context,
                                       const v1::DeleteJobRequest* request,
                                       v1::DeleteJobResponse* response) override;
+  grpc::ServerUnaryReactor* ResumeJob(grpc::CallbackServerContext* context,
+                                      const v1::ResumeJobRequest* request,
+                                      v1::ResumeJobResponse* response) override;
   grpc::ServerWriteReactor<v1::WatchJobResponse>* WatchJob(
       grpc::CallbackServerContext* context, const v1::WatchJobRequest* request) override;
   // A v1::ReadResultRequest in, v1::ReadResultResponse messages out.

@@ -58,6 +58,8 @@ for name in docker_env:
     check(name in env_of_flag or name == "STACKPROC_SERVER", f"Dockerfile env {name} is no flag")
 check(port_of(docker_env["STACKPROC_LISTEN"]) == expose, "Dockerfile listen port != EXPOSE")
 check(docker_env["STACKPROC_DATA_ROOT"] == "/data", "Dockerfile data root")
+volumes = re.search(r"^VOLUME \[(.*)\]$", dockerfile, re.MULTILINE).group(1)
+check(f'"{docker_env.get("STACKPROC_STATE_DIR")}"' in volumes, "Dockerfile state dir is no volume")
 
 # --- docker-compose.yml ---
 compose = yaml.safe_load((src / "deploy/docker-compose.yml").read_text())
@@ -70,6 +72,8 @@ check(listen_port == expose, "compose listen port != image EXPOSE")
 check(any(str(p).endswith(f":{listen_port}") for p in svc["ports"]), "compose port not published")
 check(any(str(v).endswith(":" + env["STACKPROC_DATA_ROOT"]) for v in svc["volumes"]),
       "compose volume not at the data root")
+check(any(str(v).endswith(":" + env["STACKPROC_STATE_DIR"]) for v in svc["volumes"]),
+      "compose volume not at the state dir")
 check("health" in svc["healthcheck"]["test"] and "stackproc" in svc["healthcheck"]["test"],
       "compose healthcheck does not use `stackproc health`")
 check(size_bytes(env["STACKPROC_MEMORY_BUDGET"]) <= 0.8 * size_bytes(svc["mem_limit"]),
@@ -102,8 +106,14 @@ check(pod["terminationGracePeriodSeconds"] > int(kenv["STACKPROC_SHUTDOWN_GRACE"
       "terminationGracePeriodSeconds does not outlast the shutdown grace")
 mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
 check(mounts.get("data") == kenv["STACKPROC_DATA_ROOT"], "data volume not at the data root")
-claim = {v["name"]: v for v in pod["volumes"]}["data"]["persistentVolumeClaim"]["claimName"]
-check(claim == by_kind["PersistentVolumeClaim"]["metadata"]["name"], "PVC name")
+check(mounts.get("state") == kenv.get("STACKPROC_STATE_DIR"), "state volume not at the state dir")
+check(not (kenv["STACKPROC_STATE_DIR"] + "/").startswith(kenv["STACKPROC_DATA_ROOT"] + "/"),
+      "the state dir is inside the data root")
+claims = {d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"}
+pod_volumes = {v["name"]: v for v in pod["volumes"]}
+for volume in ("data", "state"):
+    claim = pod_volumes[volume]["persistentVolumeClaim"]["claimName"]
+    check(claim in claims, f"{volume}: no PersistentVolumeClaim {claim}")
 limits = container["resources"]["limits"]
 check("memory" in limits, "no memory limit")
 if "STACKPROC_MEMORY_BUDGET" in kenv:

@@ -262,13 +262,15 @@ TEST_F(ServiceTest, DroppedWatchDoesNotCancelAndReattaches) {
   EXPECT_TRUE(fs::exists(root_.File("o.tif")));
 }
 
-TEST_F(ServiceTest, ShutdownCancelsRunningJobsWithoutPartialFiles) {
+TEST_F(ServiceTest, ShutdownInterruptsRunningJobsWithoutPartialFiles) {
   Input("in.tif", {200, 256, 256}, core::PixelType::kUint8);
   ASSERT_OK_AND_ASSIGN(v1::Job job, client_->Submit(Request("in.tif", kSlowOps, "o.tif")));
   WaitUntilProcessing(job.id());
   server_->Shutdown(absl::ZeroDuration());
   ASSERT_OK_AND_ASSIGN(std::shared_ptr<server::Job> record, server_->jobs().Get(job.id()));
-  EXPECT_EQ(record->Snapshot().state, server::JobState::kCancelled);
+  EXPECT_EQ(record->Snapshot().state, server::JobState::kInterrupted);
+  EXPECT_THAT(record->Snapshot().error,
+              StatusIs(absl::StatusCode::kAborted, HasSubstr("shut down while the job was running")));
   EXPECT_TRUE(RootEntries() == std::vector<std::string>({"in.tif"}));
 }
 

@@ -343,7 +343,6 @@ uint64_t JobManager::memory_in_use() const {
 }
 
 void JobManager::ExpireResults(absl::Time now) {
-  // Called with mutex_ held.
   for (auto& [id, job] : jobs_) {
     JobSnapshot s = job->Snapshot();
     if (!s.result_available) continue;
@@ -354,12 +353,44 @@ void JobManager::ExpireResults(absl::Time now) {
       LogEvent(s, "result_expired");
     }
   }
+  ForgetOldJobs();
+}
+
+void JobManager::ForgetOldJobs() {
+  size_t ended = 0;
+  for (const auto& [id, job] : jobs_) ended += IsTerminal(job->Snapshot().state);
+  if (ended <= static_cast<size_t>(std::max(options_.job_history, 0))) return;
+  size_t excess = ended - options_.job_history;
+  std::set<std::string> forgotten;
+  std::vector<std::string> kept;
+  for (const std::string& id : order_) {
+    std::shared_ptr<Job>& job = jobs_.at(id);
+    if (excess > 0 && IsTerminal(job->Snapshot().state)) {
+      memory_in_use_ -= job->DropResult();
+      if (store_) {
+        if (absl::Status s = store_->Remove(id); !s.ok()) {
+          LogEvent(job->Snapshot(), "job_store_failed", absl::StrCat(" reason=", Quote(s.message())));
+        }
+      }
+      jobs_.erase(id);
+      forgotten.insert(id);
+      --excess;
+    } else {
+      kept.push_back(id);
+    }
+  }
+  order_ = std::move(kept);
+  std::erase_if(by_request_id_, [&](const auto& entry) { return forgotten.contains(entry.second); });
 }
 
 void JobManager::WorkerLoop() {
   std::unique_lock lock(mutex_);
   while (true) {
-    ExpireResults(absl::Now());
+    // A sweep reads every job: at most a few times a second, however busy the server.
+    if (const absl::Time now = absl::Now(); now - last_sweep_ >= absl::Milliseconds(250)) {
+      ExpireResults(now);
+      last_sweep_ = now;
+    }
     const bool fits = !queue_.empty() && memory_in_use_ + queue_.front()->Snapshot().memory_bytes <=
                                              options_.memory_budget;
     if (stopping_ && queue_.empty()) return;

@@ -36,6 +36,9 @@ struct JobManagerOptions {
   int max_running_jobs = 1;
   uint64_t memory_budget = 0;  // bytes; 0: 3/4 of physical memory or of the cgroup limit
   absl::Duration result_ttl = absl::Hours(1);  // default retention of in-memory results
+  // Ended jobs kept listed (and stored); beyond that the oldest are forgotten, with their
+  // in-memory results, so that a server taking job after job keeps its memory bounded.
+  int job_history = 10000;
   // Slices in flight per streaming job (streamed jobs, and path jobs run page by page).
   uint64_t stream_window_bytes = uint64_t{256} << 20;
   core::TiffLimits limits;
@@ -100,7 +103,10 @@ class JobManager {
   void Persist(const Job& job);
   // Runs `job`, which holds `memory` bytes of the budget, and releases them.
   void Run(Job& job, uint64_t memory);
+  // Drops in-memory results past their retention and forgets the oldest ended jobs beyond
+  // job_history (mutex_ held).
   void ExpireResults(absl::Time now);
+  void ForgetOldJobs();
   absl::StatusOr<std::shared_ptr<Job>> Admit(const JobSpec& spec, const std::string& request_id);
   absl::StatusOr<std::shared_ptr<Job>> AdmitStreamed(JobSnapshot initial,
                                                      std::function<void()> on_admitted,
@@ -130,6 +136,7 @@ class JobManager {
   bool accepting_ = true;
   bool stopping_ = false;
   uint64_t next_id_ = 1;
+  absl::Time last_sweep_ = absl::InfinitePast();  // ExpireResults' last run
   std::vector<std::thread> workers_;
 };
 

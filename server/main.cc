@@ -23,6 +23,8 @@ constexpr char kUsage[] = R"(usage: stackprocd [flags]
                             (default: 3/4 of physical memory, or of the container's
                             memory limit when a cgroup sets one)
   --result-ttl SECONDS      how long in-memory results are kept (default 3600)
+  --job-history N           ended jobs kept listed; the oldest beyond N are forgotten, with
+                            their in-memory results (default 10000)
   --stream-window SIZE      most memory for the slices in flight of one streaming job; fewer
                             when 2 slices per thread keep the threads busy (default 256M)
   --max-jobs-per-caller N   jobs one caller may have queued or running (default 32)
@@ -126,6 +128,7 @@ absl::StatusOr<ServerOptions> ParseOptions(int argc, char** argv) {
                              get_int("max-side", static_cast<int>(o.jobs.limits.max_side)));
   o.jobs.limits.max_pages = max_slices;
   o.jobs.limits.max_side = max_side;
+  STACKPROC_ASSIGN_OR_RETURN(o.jobs.job_history, get_int("job-history", o.jobs.job_history));
   STACKPROC_ASSIGN_OR_RETURN(int ttl, get_int("result-ttl", 3600));
   o.jobs.result_ttl = absl::Seconds(ttl);
   STACKPROC_ASSIGN_OR_RETURN(int grace, get_int("shutdown-grace", 30));

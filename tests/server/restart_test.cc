@@ -263,6 +263,39 @@ TEST_F(RestartTest, AnUnreadableJobTableStopsTheServerFromStarting) {
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("jobs.sqlite3")));
 }
 
+TEST_F(RestartTest, OnlyTheNewestEndedJobsAreKept) {
+  Input("in.tif", {2, 32, 32});
+  server_.reset();
+  configure_ = [this](server::ServerOptions& o) {
+    o.jobs.state_dir = state_.path().string();
+    o.jobs.job_history = 3;
+  };
+  StartServer(uint64_t{1} << 30);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_OK_AND_ASSIGN(v1::Job job, client_->Submit(Request("in.tif", {"invert"}, "")));
+    ASSERT_OK(client_->Watch(job.id(), nullptr));
+    ids.push_back(job.id());
+  }
+  // The manager sweeps a few times a second.
+  std::vector<v1::Job> jobs;
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_OK_AND_ASSIGN(jobs, client_->List());
+    if (jobs.size() == 3) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(jobs.size(), 3u);
+  EXPECT_EQ(jobs[0].id(), ids[3]);
+  EXPECT_EQ(jobs[2].id(), ids[5]);
+  EXPECT_THAT(client_->Get(ids[0]), StatusIs(absl::StatusCode::kNotFound, HasSubstr(ids[0])));
+  EXPECT_EQ(server_->jobs().memory_in_use(),
+            3 * core::StackBytes({2, 32, 32}, core::PixelType::kUint16).value());
+  Restart();
+  ASSERT_OK_AND_ASSIGN(jobs, client_->List());
+  ASSERT_EQ(jobs.size(), 3u);
+  EXPECT_EQ(jobs[0].id(), ids[3]);
+}
+
 TEST(JobManagerTest, RefusesAStateDirectoryInsideTheDataRoot) {
   ::stackproc::testing::TempDir root;
   server::JobManagerOptions options;

@@ -102,7 +102,8 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(JobManagerOptions
 JobManager::JobManager(JobManagerOptions options, PathResolver resolver)
     : options_(std::move(options)),
       resolver_(std::move(resolver)),
-      arena_(options_.threads > 0 ? options_.threads : tbb::task_arena::automatic) {}
+      arena_(options_.threads > 0 ? options_.threads : tbb::task_arena::automatic),
+      quick_arena_(arena_.max_concurrency(), 1, tbb::task_arena::priority::high) {}
 
 JobManager::~JobManager() { Shutdown(absl::ZeroDuration()); }
 
@@ -452,7 +453,7 @@ void JobManager::Run(Job& job, uint64_t memory) {
     STACKPROC_ASSIGN_OR_RETURN(core::ProcessRequest request, RequestFor(spec));
     // The mode admission reserved memory for, even if the file changed since.
     request.mode = spec_snapshot.mode;
-    request.arena = &arena_;
+    request.arena = &ArenaFor(spec_snapshot.progress.bytes_total);
     request.cancel = &job.cancel_token();
     // A crash leaves the temporary output tagged with the job, for Restore to find.
     request.write.temp_tag = job.id();

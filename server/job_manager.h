@@ -86,7 +86,13 @@ class JobManager {
   uint64_t memory_budget() const { return options_.memory_budget; }
   uint64_t memory_in_use() const;
   const JobManagerOptions& options() const { return options_; }
-  tbb::task_arena& arena() { return arena_; }
+  // Where a job that reads `input_bytes` runs: small jobs in an arena of higher priority, so
+  // that TBB hands them the threads as soon as the tasks running finish and they do not wait
+  // out a large job.
+  tbb::task_arena& ArenaFor(uint64_t input_bytes) {
+    return input_bytes <= kQuickJobBytes ? quick_arena_ : arena_;
+  }
+  static constexpr uint64_t kQuickJobBytes = uint64_t{64} << 20;
 
  private:
   explicit JobManager(JobManagerOptions options, PathResolver resolver);
@@ -122,6 +128,7 @@ class JobManager {
   const JobManagerOptions options_;
   const PathResolver resolver_;
   tbb::task_arena arena_;
+  tbb::task_arena quick_arena_;  // small jobs, at a higher priority (ArenaFor)
   std::unique_ptr<JobStore> store_;  // with a state directory
 
   mutable std::mutex mutex_;

@@ -127,7 +127,7 @@ absl::Status ProcessStreamReactor::StartJob(const v1::StreamHeader& header) {
   STACKPROC_ASSIGN_OR_RETURN(core::StackMetadata metadata, MetadataFromHeader(header));
 
   core::SliceStreamOptions options;
-  options.arena = &jobs_.arena();
+  options.arena = &jobs_.ArenaFor(stack_bytes);
   options.window_bytes = jobs_.options().stream_window_bytes;
   options.on_change = [this] { OnStreamChange(); };
   STACKPROC_ASSIGN_OR_RETURN(stream_, core::SliceStream::Create(std::move(pipeline), shape, type,

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Builds stackproc and runs every test, twice: a Release build with warnings as errors, then an
 # AddressSanitizer + UndefinedBehaviorSanitizer build. Installs the Debian 12 dependencies first.
-# Then fuzzes the TIFF reader for 60 s (tests/fuzz/run.sh, clang + libFuzzer, ASan + UBSan).
+# Then the job manager's concurrency test under ThreadSanitizer (only that test: oneTBB, gRPC
+# and OpenCV are not instrumented), and 60 s of fuzzing of the TIFF reader (tests/fuzz/run.sh,
+# clang + libFuzzer, ASan + UBSan).
 #   tests/run.sh            all of it
 #   tests/run.sh release    only the Release build (quicker while developing)
+#   tests/run.sh tsan       only the ThreadSanitizer test
 #   tests/run.sh fuzz       only the fuzzing
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 jobs=$(nproc)
 configs=("${1:-release}")
-[[ $# -eq 0 ]] && configs=(release asan fuzz)
+[[ $# -eq 0 ]] && configs=(release asan tsan fuzz)
 
 for config in "${configs[@]}"; do
   if [[ "$config" == fuzz ]]; then
@@ -23,8 +26,17 @@ for config in "${configs[@]}"; do
   case "$config" in
     release) flags+=(-DCMAKE_BUILD_TYPE=Release) ;;
     asan) flags+=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTACKPROC_SANITIZE=ON) ;;
-    *) echo "unknown configuration '$config' (release, asan or fuzz)" >&2; exit 2 ;;
+    tsan) flags+=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTACKPROC_TSAN=ON) ;;
+    *) echo "unknown configuration '$config' (release, asan, tsan or fuzz)" >&2; exit 2 ;;
   esac
+  if [[ "$config" == tsan ]]; then
+    echo "== tsan: the job manager under ThreadSanitizer"
+    cmake -S . -B "$dir" -G Ninja "${flags[@]}" >/dev/null
+    cmake --build "$dir" -j "$jobs" --target server_job_manager_test
+    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+      "$dir/tests/server_job_manager_test" --gtest_repeat=3 2>&1 | grep -v '^ts='
+    continue
+  fi
   echo "== $config: configure and build"
   cmake -S . -B "$dir" -G Ninja "${flags[@]}" >/dev/null
   cmake --build "$dir" -j "$jobs"

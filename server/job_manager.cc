@@ -631,6 +631,7 @@ void JobManager::LogEvent(const JobSnapshot& s, const std::string& event,
   std::fputs(line.c_str(), stderr);
   if (options_.metrics == nullptr) return;
   if (event == "job_submitted") options_.metrics->JobSubmitted();
+  if (event == "job_store_failed") options_.metrics->JobStoreFailed();
   if (event == "job_finished" || event == "job_failed" || event == "job_cancelled" ||
       event == "job_interrupted") {
     options_.metrics->JobEnded(s);

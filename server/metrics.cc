@@ -104,7 +104,10 @@ Metrics::Metrics()
                      .Help("Run time of finished jobs, by final state")
                      .Register(*registry_)),
       calls_(Counters(*registry_, "stackproc_grpc_calls_total",
-                      "Calls the server answered, by method and status code")) {}
+                      "Calls the server answered, by method and status code")),
+      store_failures_(Counters(*registry_, "stackproc_job_store_failures_total",
+                               "Job records the state directory could not take")
+                          .Add({})) {}
 
 Metrics::~Metrics() = default;
 
@@ -130,6 +133,8 @@ void Metrics::JobRejected(const absl::Status& status) {
 }
 
 void Metrics::TiffValidationFailed() { validation_failures_.Increment(); }
+
+void Metrics::JobStoreFailed() { store_failures_.Increment(); }
 
 void Metrics::JobEnded(const JobSnapshot& job) {
   slices_.Increment(static_cast<double>(job.progress.slices_done));

@@ -10,6 +10,9 @@
 //   stackproc_bytes_processed_total         input bytes of finished jobs
 //   stackproc_job_duration_seconds{state}   histogram of finished jobs' run time
 //   stackproc_grpc_calls_total{method,code} every call the server answered
+//   stackproc_job_store_failures_total      job records the state directory could not take
+//                                           (the jobs go on; a restart would not list them
+//                                           as they are)
 #pragma once
 
 #include <grpcpp/support/server_interceptor.h>
@@ -53,6 +56,7 @@ class Metrics {
   void TiffValidationFailed();
   void JobEnded(const JobSnapshot& job);
   void CallAnswered(const std::string& method, grpc::StatusCode code);
+  void JobStoreFailed();
 
   // Counts every call the server answers (ServerBuilder interceptor).
   std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> CallCounter();
@@ -70,6 +74,7 @@ class Metrics {
   prometheus::Counter& bytes_;
   prometheus::Family<prometheus::Histogram>& durations_;
   prometheus::Family<prometheus::Counter>& calls_;
+  prometheus::Counter& store_failures_;
 };
 
 }  // namespace stackproc::server

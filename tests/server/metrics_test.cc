@@ -90,5 +90,37 @@ TEST_F(ServiceTest, MetricsCountJobsRejectionsAndCalls) {
             1);
 }
 
+TEST_F(ServiceTest, AJobTableThatCannotBeWrittenIsCountedAndTheJobsGoOn) {
+  ::stackproc::testing::TempDir state;
+  server_.reset();
+  configure_ = [&](server::ServerOptions& options) {
+    options.metrics_listen = "127.0.0.1:0";
+    options.jobs.state_dir = state.path().string();
+  };
+  StartServer(uint64_t{1} << 30);
+  Input("in.tif", {4, 64, 64}, core::PixelType::kUint16);
+  const std::string before = Scrape(server_->metrics_port());
+  EXPECT_EQ(Sample(before, "stackproc_job_store_failures_total"), 0) << before;
+  v1::Job job;
+  {
+    // The state directory's disk is full: no file of this process may grow.
+    ::stackproc::testing::FileSizeLimit full(1);
+    ASSERT_OK_AND_ASSIGN(job, client_->Submit(Request("in.tif", {"invert"}, "")));
+    ASSERT_OK_AND_ASSIGN(job, client_->Watch(job.id(), nullptr));
+  }
+  EXPECT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED) << job.error().message();
+  ASSERT_OK(client_->Download(job.id()));
+  const std::string after = Scrape(server_->metrics_port());
+  EXPECT_GE(Sample(after, "stackproc_job_store_failures_total"), 1) << after;
+
+  // With room again the store takes records again: the next job outlives a restart.
+  ASSERT_OK_AND_ASSIGN(v1::Job next, client_->Submit(Request("in.tif", {"invert"}, "")));
+  ASSERT_OK(client_->Watch(next.id(), nullptr));
+  server_.reset();
+  StartServer(uint64_t{1} << 30);
+  ASSERT_OK_AND_ASSIGN(v1::Job listed, client_->Get(next.id()));
+  EXPECT_EQ(listed.state(), v1::JOB_STATE_SUCCEEDED);
+}
+
 }  // namespace
 }  // namespace stackproc

@@ -138,7 +138,8 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* StackProcessorService::ReadResult(
         : s.spec.output_path
             ? absl::StrCat("job ", s.id, " wrote its result to ", *s.spec.output_path,
                            " in the data root")
-            : absl::StrCat("the result of job ", s.id, " has expired or was deleted");
+            : absl::StrCat("the result of job ", s.id,
+                           " is gone: it expired, was deleted, or the server restarted since");
     return new Failed(absl::FailedPreconditionError(why));
   }
   if (request.start_slice() < 0 || request.start_slice() > result->depth() ||

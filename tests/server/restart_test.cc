@@ -222,19 +222,27 @@ TEST_F(RestartTest, AfterACrashRunningJobsAreInterruptedAndTheirTemporaryFilesRe
     server::JobSnapshot streamed = PathJob("aaaa000002", server::JobState::kRunning);
     streamed.spec = StreamedSpec("alice");
     ASSERT_OK(store->Put(streamed));
+    server::JobSnapshot in_memory = PathJob("aaaa000003", server::JobState::kSucceeded);
+    in_memory.spec.output_path.reset();
+    ASSERT_OK(store->Put(in_memory));
   }
   std::ofstream(root_.File("sub/.o.tif.tmp-aaaa000001-12345")) << "half a TIFF";
   std::ofstream(root_.File("sub/.o.tif.tmp-bbbb000009-1")) << "someone else's";
   StartServer(uint64_t{1} << 30);
 
   ASSERT_OK_AND_ASSIGN(std::vector<v1::Job> jobs, client_->List());
-  ASSERT_EQ(jobs.size(), 2u);
+  ASSERT_EQ(jobs.size(), 3u);
   EXPECT_EQ(jobs[0].state(), v1::JOB_STATE_INTERRUPTED);
   EXPECT_THAT(jobs[0].error().message(), HasSubstr("server stopped while the job was running"));
   EXPECT_EQ(jobs[0].progress().slices_done(), 3);  // how far it got
   EXPECT_EQ(jobs[0].owner(), "alice");
   EXPECT_EQ(jobs[1].state(), v1::JOB_STATE_INTERRUPTED);
   EXPECT_THAT(jobs[1].error().message(), HasSubstr("send it again"));
+  // A finished job is listed as it ended; its in-memory result did not outlive the process.
+  EXPECT_EQ(jobs[2].state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(jobs[2].memory_bytes(), 0);
+  EXPECT_THAT(client_->Download("aaaa000003"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("server restarted")));
   EXPECT_FALSE(fs::exists(root_.File("sub/.o.tif.tmp-aaaa000001-12345")));
   EXPECT_TRUE(fs::exists(root_.File("sub/.o.tif.tmp-bbbb000009-1")));
   EXPECT_FALSE(fs::exists(root_.File("sub/o.tif")));

@@ -3,6 +3,7 @@
 # 1. The server, mid-job: restarted on the same --state-dir it lists its jobs again; the one it
 #    was running and the one queued behind it are INTERRUPTED, the output is absent and no
 #    temporary file is left; resumed, they write what an uninterrupted run writes.
+#    The same across SIGTERM with jobs running (a graceful stop that runs out of grace).
 # 2. Clients (Python grpcio, which SIGKILLs itself) mid-download and mid-upload: the server goes
 #    on serving, the result is still whole for the next reader, the upload's job ends.
 # usage: kill_test.sh BUILD_DIR SOURCE_DIR
@@ -35,7 +36,7 @@ compgen -G "$work/data/.slow.tif.tmp-$running-*" >/dev/null || fail "no temporar
 kill -KILL "$server_pid"
 wait "$server_pid" 2>/dev/null || true
 
-start_server --state-dir "$work/state" --max-running-jobs 1
+start_server --state-dir "$work/state" --max-running-jobs 1 --shutdown-grace 0
 export STACKPROC_SERVER=127.0.0.1:$port
 grep -q 'event=jobs_restored count=3' "$work/log" || fail "restore not logged: $(cat "$work/log")"
 [[ $(state_of "$done_job") == succeeded ]] || fail "finished job: $(state_of "$done_job")"
@@ -52,6 +53,23 @@ cmp "$work/data/slow.tif" "$work/slow_ref.tif" || fail "resumed output differs f
 "$local_tool" run --input "$work/data/small.tif" --op gaussian:ksize=5 \
   --output "$work/queued_ref.tif" >/dev/null 2>&1
 cmp "$work/data/queued.tif" "$work/queued_ref.tif" || fail "resumed queued output differs"
+
+# ---- 1b. the same across a graceful stop (SIGTERM, no grace): the job is interrupted, not lost ----
+again=$("$cli" submit --input in.tif --op "$slow" --output slow2.tif)
+for _ in $(seq 300); do
+  has 'progress [1-9][0-9]*/96' "$("$cli" status "$again")" && break
+  sleep 0.05
+done
+kill -TERM "$server_pid"
+wait "$server_pid" || fail "stackprocd exited with $? on SIGTERM"
+start_server --state-dir "$work/state" --max-running-jobs 1
+export STACKPROC_SERVER=127.0.0.1:$port
+[[ $(state_of "$again") == interrupted ]] || fail "after SIGTERM: $(state_of "$again")"
+has 'server shut down while the job was running' "$("$cli" status "$again")" || fail "reason"
+[[ ! -e "$work/data/slow2.tif" ]] || fail "a stopped job left its output"
+! compgen -G "$work/data/.slow2.tif.tmp-*" >/dev/null || fail "temporary output left by SIGTERM"
+"$cli" resume "$again" --wait >/dev/null || fail "resume after SIGTERM"
+cmp "$work/data/slow2.tif" "$work/slow_ref.tif" || fail "resumed output differs (SIGTERM)"
 
 # ---- 2. clients killed mid-download and mid-upload ----
 mem_job=$("$cli" submit --input small.tif --op gaussian:ksize=5 --in-memory)

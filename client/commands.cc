@@ -178,9 +178,9 @@ absl::StatusOr<int> Ops(Client& client) {
 
 absl::StatusOr<int> List(Client& client) {
   STACKPROC_ASSIGN_OR_RETURN(std::vector<v1::Job> jobs, client.List());
-  absl::PrintF("%-12s %-10s %-11s %-9s %s\n", "JOB", "STATE", "STAGE", "SLICES", "INPUT -> OUTPUT");
+  absl::PrintF("%-12s %-11s %-11s %-9s %s\n", "JOB", "STATE", "STAGE", "SLICES", "INPUT -> OUTPUT");
   for (const v1::Job& j : jobs) {
-    absl::PrintF("%-12s %-10s %-11s %4lld/%-4lld %s -> %s\n", j.id(), StateName(j.state()),
+    absl::PrintF("%-12s %-11s %-11s %4lld/%-4lld %s -> %s\n", j.id(), StateName(j.state()),
                  j.progress().stage(), j.progress().slices_done(), j.progress().slices_total(),
                  j.spec().streamed() ? "(stream)" : j.spec().input_path(),
                  j.spec().streamed()            ? "(stream)"

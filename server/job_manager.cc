@@ -522,14 +522,14 @@ void JobManager::Shutdown(absl::Duration grace) {
     queue_.clear();
   }
   for (auto& job : queued) {
+    // With a job table, a path job that has not started keeps its place for the next start.
+    if (store_ && !job->Snapshot().spec.streamed) continue;
     const std::string reason = InterruptReason(job->Snapshot(), true);
     job->Interrupt(reason);
     job->Finish(absl::AbortedError(reason), absl::Now());
     LogEnd(job->Snapshot());
-  }
-  {
     std::lock_guard lock(mutex_);
-    for (auto& job : queued) Persist(*job);
+    Persist(*job);
   }
   std::unique_lock lock(mutex_);
   changed_.wait_until(lock, absl::ToChronoTime(absl::Now() + grace),
@@ -581,9 +581,32 @@ absl::Status JobManager::Restore() {
   STACKPROC_ASSIGN_OR_RETURN(std::vector<JobSnapshot> stored, store_->Load());
   const absl::Time now = absl::Now();
   std::lock_guard lock(mutex_);
+  int requeued = 0;
   for (JobSnapshot& s : stored) {
-    const bool interrupted = !IsTerminal(s.state);
-    if (interrupted) {
+    s.memory_bytes = 0;  // in-memory results do not outlive the process
+    s.result_available = false;
+    const bool ended = IsTerminal(s.state);
+    std::shared_ptr<Job> job;
+    if (s.state == JobState::kQueued && !s.spec.streamed) {
+      // It never started: it waits again, validated and planned again (the files may have
+      // changed meanwhile); one that no longer can run fails saying why.
+      absl::StatusOr<JobSnapshot> planned = Plan(s.spec);
+      if (planned.ok()) {
+        planned->id = s.id;
+        planned->request_id = s.request_id;
+        planned->create_time = s.create_time;
+        planned->version = s.version + 1;
+        job = std::make_shared<Job>(*std::move(planned));
+        queue_.push_back(job);
+        ++requeued;
+      } else {
+        s.state = JobState::kFailed;
+        s.error = absl::Status(planned.status().code(),
+                               absl::StrCat("when the server restarted: ", planned.status().message()));
+        s.stage = "done";
+        s.end_time = now;
+      }
+    } else if (!ended) {
       s.error = absl::AbortedError(InterruptReason(s, false));
       s.state = JobState::kInterrupted;
       s.stage = "done";
@@ -594,21 +617,19 @@ absl::Status JobManager::Restore() {
         if (target.ok()) core::RemoveTempFiles(*target, s.id);
       }
     }
-    s.memory_bytes = 0;  // in-memory results do not outlive the process
-    s.result_available = false;
-    auto job = std::make_shared<Job>(s);
+    if (!job) job = std::make_shared<Job>(s);
     jobs_.emplace(s.id, job);
     order_.push_back(s.id);
     if (!s.request_id.empty()) by_request_id_[absl::StrCat(s.spec.owner, "\n", s.request_id)] = s.id;
-    if (interrupted) {
+    if (!ended) {  // requeued, failed or interrupted just now
       Persist(*job);
-      LogEnd(job->Snapshot());
+      if (IsTerminal(job->Snapshot().state)) LogEnd(job->Snapshot());
     }
   }
   if (!stored.empty()) {
     std::fputs(absl::StrCat("ts=", absl::FormatTime(absl::RFC3339_full, now, absl::UTCTimeZone()),
-                            " event=jobs_restored count=", stored.size(), " path=",
-                            Quote(store_->path()), "\n")
+                            " event=jobs_restored count=", stored.size(), " queued=", requeued,
+                            " path=", Quote(store_->path()), "\n")
                    .c_str(),
                stderr);
   }

@@ -48,7 +48,7 @@ struct JobManagerOptions {
   int max_streams = 16;
   Metrics* metrics = nullptr;  // optional; told of every job event
   // Where the job table is kept (JobStore), so that jobs outlive the process; empty: in memory
-  // only. At start the jobs found there are listed again, those that had not ended INTERRUPTED.
+  // only. At start the jobs found there are listed again (Restore).
   std::string state_dir;
 };
 
@@ -78,9 +78,10 @@ class JobManager {
   // Queues an INTERRUPTED path job again (same id and spec, validated and planned again).
   absl::StatusOr<std::shared_ptr<Job>> Resume(const std::string& id);
 
-  // Stops accepting jobs, interrupts queued ones, lets running ones finish for up to `grace`,
-  // then interrupts them (they end INTERRUPTED: ResumeJob runs them again); returns when no job
-  // runs.
+  // Stops accepting jobs, lets running ones finish for up to `grace`, then interrupts them
+  // (they end INTERRUPTED: ResumeJob runs them again); returns when no job runs. Queued jobs are
+  // interrupted at once, except path jobs with a state directory: those stay queued there for
+  // the next start.
   void Shutdown(absl::Duration grace);
 
   uint64_t memory_budget() const { return options_.memory_budget; }
@@ -102,8 +103,9 @@ class JobManager {
   // A path job validated and planned: what it reads and makes, the memory it needs (over the
   // budget: ResourceExhausted).
   absl::StatusOr<JobSnapshot> Plan(const JobSpec& spec) const;
-  // Lists the stored jobs again; those that had not ended are INTERRUPTED and the temporary
-  // files of their outputs removed. Before the workers start.
+  // Lists the stored jobs again: queued path jobs are queued again (FAILED when they can no
+  // longer run), the others that had not ended are INTERRUPTED and the temporary files of their
+  // outputs removed. Before the workers start.
   absl::Status Restore();
   // Writes `job` to the store, unless it was deleted (mutex_ held).
   void Persist(const Job& job);

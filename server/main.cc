@@ -34,8 +34,9 @@ constexpr char kUsage[] = R"(usage: stackprocd [flags]
   --max-side N              most pixels along X or Y (default 131072)
   --shutdown-grace SECONDS  on SIGTERM/SIGINT, time running jobs get to finish (default 30)
   --state-dir DIR           keep the job table in DIR/jobs.sqlite3, so that jobs are listed
-                            across restarts; jobs a stop cut short are INTERRUPTED and can be
-                            resumed (default: none, jobs live in memory)
+                            across restarts: queued jobs queue again, running ones a stop cut
+                            short are INTERRUPTED and can be resumed (default: none, jobs
+                            live in memory)
   --auth-token-file FILE    callers and their tokens, one "NAME TOKEN [admin]" per line: every
                             call but health needs "authorization: Bearer TOKEN", and a caller
                             sees only its own jobs unless it is an admin (default: none)

@@ -148,7 +148,7 @@ class RestartTest : public ServiceTest {
   ::stackproc::testing::TempDir state_;
 };
 
-TEST_F(RestartTest, JobsOutliveAGracefulRestartAndInterruptedOnesResume) {
+TEST_F(RestartTest, AGracefulRestartKeepsTheQueueAndInterruptsTheRunningJob) {
   core::Stack input = Input("in.tif", {12, 96, 96});
   const std::vector<std::string> ops = {"gaussian:ksize=5", "invert"};
   ASSERT_OK_AND_ASSIGN(v1::Job done, client_->Submit(Request("in.tif", ops, "done.tif")));
@@ -160,7 +160,14 @@ TEST_F(RestartTest, JobsOutliveAGracefulRestartAndInterruptedOnesResume) {
   ASSERT_OK_AND_ASSIGN(v1::Job queued, client_->Submit(later_request));
   WaitUntilProcessing(running.id());
 
-  Restart();
+  server_->Shutdown(absl::ZeroDuration());
+  // Stopped before it ran, the queued job waits in the job table for the next start.
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<server::Job> waiting, server_->jobs().Get(queued.id()));
+  EXPECT_EQ(waiting->Snapshot().state, server::JobState::kQueued);
+  // No partial output under a final name, no temporary file.
+  EXPECT_EQ(RootEntries(), (std::vector<std::string>{"big.tif", "done.tif", "in.tif"}));
+  server_.reset();
+  StartServer(uint64_t{1} << 30);
 
   ASSERT_OK_AND_ASSIGN(std::vector<v1::Job> jobs, client_->List());
   ASSERT_EQ(jobs.size(), 3u);
@@ -174,29 +181,29 @@ TEST_F(RestartTest, JobsOutliveAGracefulRestartAndInterruptedOnesResume) {
   EXPECT_EQ(jobs[1].error().code(), static_cast<int>(absl::StatusCode::kAborted));
   EXPECT_THAT(jobs[1].error().message(), HasSubstr("shut down while the job was running"));
   EXPECT_EQ(jobs[2].id(), queued.id());
-  EXPECT_EQ(jobs[2].state(), v1::JOB_STATE_INTERRUPTED);
-  EXPECT_THAT(jobs[2].error().message(), HasSubstr("before the job started"));
-  // Request ids outlive the restart: the same id and spec is the same job.
-  ASSERT_OK_AND_ASSIGN(v1::Job same, client_->Submit(later_request));
-  EXPECT_EQ(same.id(), queued.id());
-  // No partial output under a final name, no temporary file.
-  EXPECT_EQ(RootEntries(), (std::vector<std::string>{"big.tif", "done.tif", "in.tif"}));
-
-  EXPECT_THAT(client_->Resume(done.id()),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("only an interrupted")));
-  ASSERT_OK_AND_ASSIGN(v1::Job resumed, client_->Resume(queued.id()));
-  EXPECT_EQ(resumed.id(), queued.id());
-  EXPECT_THAT(resumed.state(), ::testing::AnyOf(v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING));
-  EXPECT_THAT(client_->Resume(queued.id()),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("only an interrupted")));
+  // The queued job runs by itself, under its id, created when it was submitted.
   ASSERT_OK_AND_ASSIGN(v1::Job last, client_->Watch(queued.id(), nullptr));
   EXPECT_EQ(last.state(), v1::JOB_STATE_SUCCEEDED) << last.error().message();
   EXPECT_EQ(last.create_time_ms(), queued.create_time_ms());
-  ASSERT_OK_AND_ASSIGN(core::Stack later, core::ReadTiff(root_.File("later.tif")));
-  ASSERT_OK_AND_ASSIGN(core::Stack first, core::ReadTiff(root_.File("done.tif")));
+  // Request ids outlive the restart: the same id and spec is the same job.
+  ASSERT_OK_AND_ASSIGN(v1::Job same, client_->Submit(later_request));
+  EXPECT_EQ(same.id(), queued.id());
+
+  // Only an interrupted job resumes; then it runs from its first slice.
+  EXPECT_THAT(client_->Resume(done.id()),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("only an interrupted")));
+  ASSERT_OK_AND_ASSIGN(v1::Job resumed, client_->Resume(running.id()));
+  EXPECT_EQ(resumed.id(), running.id());
+  EXPECT_THAT(resumed.state(), ::testing::AnyOf(v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING));
+  EXPECT_THAT(client_->Resume(running.id()),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("only an interrupted")));
+  ASSERT_OK(client_->Cancel(running.id()));  // resumed jobs run to the end in the crash test
+  ASSERT_OK(client_->Watch(running.id(), nullptr));
   const core::Stack expected = CoreResult(input, ops);
-  EXPECT_TRUE(::stackproc::testing::StacksEqual(later, expected));
-  EXPECT_TRUE(::stackproc::testing::StacksEqual(first, expected));
+  for (const char* name : {"done.tif", "later.tif"}) {
+    ASSERT_OK_AND_ASSIGN(core::Stack out, core::ReadTiff(root_.File(name)));
+    EXPECT_TRUE(::stackproc::testing::StacksEqual(out, expected)) << name;
+  }
 
   // Deleted jobs stay deleted; the resumed one keeps its place.
   ASSERT_OK(client_->Delete(done.id()));
@@ -204,11 +211,11 @@ TEST_F(RestartTest, JobsOutliveAGracefulRestartAndInterruptedOnesResume) {
   ASSERT_OK_AND_ASSIGN(jobs, client_->List());
   ASSERT_EQ(jobs.size(), 2u);
   EXPECT_EQ(jobs[0].id(), running.id());
+  EXPECT_EQ(jobs[0].state(), v1::JOB_STATE_CANCELLED);
   EXPECT_EQ(jobs[1].id(), queued.id());
-  EXPECT_EQ(jobs[1].state(), v1::JOB_STATE_SUCCEEDED);
 }
 
-TEST_F(RestartTest, AfterACrashRunningJobsAreInterruptedAndTheirTemporaryFilesRemoved) {
+TEST_F(RestartTest, AfterACrashRunningJobsAreInterruptedAndQueuedOnesRunAgain) {
   core::Stack input = Input("in.tif", {8, 64, 64});
   fs::create_directory(root_.path() / "sub");
   server_->Shutdown(absl::ZeroDuration());
@@ -225,13 +232,20 @@ TEST_F(RestartTest, AfterACrashRunningJobsAreInterruptedAndTheirTemporaryFilesRe
     server::JobSnapshot in_memory = PathJob("aaaa000003", server::JobState::kSucceeded);
     in_memory.spec.output_path.reset();
     ASSERT_OK(store->Put(in_memory));
+    // Queued when the server died: one that can still run, one whose input has gone.
+    server::JobSnapshot queued = PathJob("aaaa000004", server::JobState::kQueued);
+    queued.spec.output_path = "sub/q.tif";
+    ASSERT_OK(store->Put(queued));
+    server::JobSnapshot orphan = PathJob("aaaa000005", server::JobState::kQueued);
+    orphan.spec.input_path = "gone.tif";
+    ASSERT_OK(store->Put(orphan));
   }
   std::ofstream(root_.File("sub/.o.tif.tmp-aaaa000001-12345")) << "half a TIFF";
   std::ofstream(root_.File("sub/.o.tif.tmp-bbbb000009-1")) << "someone else's";
   StartServer(uint64_t{1} << 30);
 
   ASSERT_OK_AND_ASSIGN(std::vector<v1::Job> jobs, client_->List());
-  ASSERT_EQ(jobs.size(), 3u);
+  ASSERT_EQ(jobs.size(), 5u);
   EXPECT_EQ(jobs[0].state(), v1::JOB_STATE_INTERRUPTED);
   EXPECT_THAT(jobs[0].error().message(), HasSubstr("server stopped while the job was running"));
   EXPECT_EQ(jobs[0].progress().slices_done(), 3);  // how far it got
@@ -243,6 +257,16 @@ TEST_F(RestartTest, AfterACrashRunningJobsAreInterruptedAndTheirTemporaryFilesRe
   EXPECT_EQ(jobs[2].memory_bytes(), 0);
   EXPECT_THAT(client_->Download("aaaa000003"),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("server restarted")));
+  // The queued job runs; the one whose input has gone fails saying so.
+  EXPECT_EQ(jobs[4].state(), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(jobs[4].error().code(), static_cast<int>(absl::StatusCode::kNotFound));
+  EXPECT_THAT(jobs[4].error().message(),
+              ::testing::AllOf(HasSubstr("when the server restarted"), HasSubstr("gone.tif")));
+  ASSERT_OK_AND_ASSIGN(v1::Job ran, client_->Watch("aaaa000004", nullptr));
+  EXPECT_EQ(ran.state(), v1::JOB_STATE_SUCCEEDED) << ran.error().message();
+  ASSERT_OK_AND_ASSIGN(core::Stack q, core::ReadTiff(root_.File("sub/q.tif")));
+  EXPECT_TRUE(::stackproc::testing::StacksEqual(
+      q, CoreResult(input, PathJob("", server::JobState::kQueued).spec.ops)));
   EXPECT_FALSE(fs::exists(root_.File("sub/.o.tif.tmp-aaaa000001-12345")));
   EXPECT_TRUE(fs::exists(root_.File("sub/.o.tif.tmp-bbbb000009-1")));
   EXPECT_FALSE(fs::exists(root_.File("sub/o.tif")));

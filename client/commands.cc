@@ -204,6 +204,18 @@ absl::StatusOr<int> Download(const CliArgs& args, Client& client) {
   return 0;
 }
 
+// Resumes every job named, then (--wait) follows them one after another; fails when any does.
+absl::StatusOr<int> Resume(const CliArgs& args, Client& client) {
+  if (args.positional.empty()) return absl::InvalidArgumentError("resume needs JOB ids");
+  for (const std::string& id : args.positional) {
+    STACKPROC_ASSIGN_OR_RETURN(v1::Job job, client.Resume(id));
+    absl::PrintF("job %s: %s\n", job.id(), StateName(job.state()));
+  }
+  if (!args.Has("wait")) return 0;
+  for (const std::string& id : args.positional) STACKPROC_RETURN_IF_ERROR(Follow(client, id).status());
+  return 0;
+}
+
 }  // namespace
 
 const std::vector<std::string>& Switches() {
@@ -222,6 +234,7 @@ absl::StatusOr<int> RunCommand(const std::string& command, const CliArgs& args, 
     absl::PrintF("%s\n", serving ? "SERVING" : "NOT_SERVING");
     return serving ? 0 : 1;
   }
+  if (command == "resume") return Resume(args, client);
   STACKPROC_ASSIGN_OR_RETURN(std::string id, OneJobId(args, command.c_str()));
   if (command == "watch") return Follow(client, id);
   if (command == "status") {
@@ -233,11 +246,6 @@ absl::StatusOr<int> RunCommand(const std::string& command, const CliArgs& args, 
     STACKPROC_ASSIGN_OR_RETURN(v1::Job job, client.Cancel(id));
     absl::PrintF("job %s: %s\n", job.id(), StateName(job.state()));
     return 0;
-  }
-  if (command == "resume") {
-    STACKPROC_ASSIGN_OR_RETURN(v1::Job job, client.Resume(id));
-    absl::PrintF("job %s: %s\n", job.id(), StateName(job.state()));
-    return args.Has("wait") ? Follow(client, id) : 0;
   }
   if (command == "delete") {
     STACKPROC_RETURN_IF_ERROR(client.Delete(id));

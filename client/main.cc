@@ -23,8 +23,8 @@ commands:
   status JOB                            one job in detail
   list                                  all jobs
   cancel JOB                            stop a queued or running job
-  resume JOB [--wait]                   run an interrupted job again (the server stopped
-                                        while it was queued or running)
+  resume JOB [JOB ...] [--wait]         run interrupted jobs again (the server stopped
+                                        while they were running)
   delete JOB                            forget a finished job and free its result
   download JOB -o LOCAL.tif [--compression C]   save an in-memory result locally
   health                                SERVING or NOT_SERVING

@@ -1,10 +1,14 @@
 #include "server/job_store.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "server/proto_convert.h"
 #include "stackproc/v1/service.pb.h"
@@ -22,13 +26,31 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& stat
     return absl::FailedPreconditionError(
         absl::StrCat(state_dir, ": cannot create the state directory: ", std::strerror(errno)));
   }
+  // One server per job table: two would each think the queued jobs theirs.
+  core::UniqueFd lock(::open((state_dir + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!lock) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(state_dir, "/lock: cannot open: ", std::strerror(errno)));
+  }
+  if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+    char pid[32] = {};
+    const ssize_t n = ::pread(lock.get(), pid, sizeof pid - 1, 0);
+    return absl::FailedPreconditionError(absl::StrCat(
+        "another stackprocd", n > 0 ? absl::StrCat(" (pid ", absl::StripAsciiWhitespace(pid), ")") : "",
+        " uses the state directory ", state_dir));
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(lock.get(), 0) != 0 ||
+      ::pwrite(lock.get(), pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+    // Only the message a second server would print suffers.
+  }
   const std::string path = state_dir + "/jobs.sqlite3";
   sqlite3* db = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &db,
                                  SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                                  nullptr);
   // The store owns the handle from here on, even a failed one (sqlite3_close frees it).
-  auto store = std::unique_ptr<JobStore>(new JobStore(path, db));
+  auto store = std::unique_ptr<JobStore>(new JobStore(path, db, std::move(lock)));
   if (rc != SQLITE_OK) return store->Error("cannot open");
   sqlite3_busy_timeout(db, 5000);
 

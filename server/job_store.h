@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/file.h"
 #include "server/job.h"
 
 namespace stackproc::server {
@@ -21,7 +22,8 @@ class JobStore {
  public:
   // Opens or creates `state_dir`/jobs.sqlite3 (and the directory). A file that is not a job
   // table (corrupt, another program's, a newer schema) is an error naming it: the server must
-  // not start over jobs it cannot read.
+  // not start over jobs it cannot read. The directory is locked while the store is open
+  // (`state_dir`/lock, flock): a second server on it is refused, naming the first one's pid.
   static absl::StatusOr<std::unique_ptr<JobStore>> Open(const std::string& state_dir);
   ~JobStore();
   JobStore(const JobStore&) = delete;
@@ -36,12 +38,14 @@ class JobStore {
   const std::string& path() const { return path_; }
 
  private:
-  JobStore(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}
+  JobStore(std::string path, sqlite3* db, core::UniqueFd lock)
+      : path_(std::move(path)), lock_(std::move(lock)), db_(db) {}
   // Runs `sql` (no results), the error naming what failed.
   absl::Status Exec(const char* sql) const;
   absl::Status Error(const std::string& what) const;
 
   const std::string path_;
+  const core::UniqueFd lock_;  // the state directory's lock, held while open
   mutable std::mutex mutex_;
   sqlite3* const db_;
   sqlite3_stmt* put_ = nullptr;

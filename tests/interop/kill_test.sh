@@ -39,6 +39,13 @@ wait "$server_pid" 2>/dev/null || true
 start_server --state-dir "$work/state" --max-running-jobs 1 --shutdown-grace 0
 export STACKPROC_SERVER=127.0.0.1:$port
 grep -q 'event=jobs_restored count=3 queued=1' "$work/log" || fail "restore: $(cat "$work/log")"
+# One server per job table: a second one on it is refused, naming the first.
+if timeout 10 "$build/server/stackprocd" --listen 127.0.0.1:0 --data-root "$work/data" \
+    --state-dir "$work/state" >/dev/null 2>"$work/second.log"; then
+  fail "a second server started on the same state directory"
+fi
+grep -q "another stackprocd (pid $server_pid) uses the state directory" "$work/second.log" ||
+  fail "second server: $(cat "$work/second.log")"
 [[ $(state_of "$done_job") == succeeded ]] || fail "finished job: $(state_of "$done_job")"
 [[ $(state_of "$running") == interrupted ]] || fail "running job: $(state_of "$running")"
 has 'server stopped while the job was running' "$("$cli" status "$running")" || fail "reason"

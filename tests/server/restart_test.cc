@@ -113,6 +113,20 @@ TEST(JobStoreTest, KeepsJobsInOrderAcrossReopening) {
   EXPECT_THAT(ids, ElementsAre("a1", "c3"));
 }
 
+TEST(JobStoreTest, OneServerPerStateDirectory) {
+  ::stackproc::testing::TempDir dir;
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<server::JobStore> first,
+                         server::JobStore::Open(dir.path().string()));
+    EXPECT_THAT(server::JobStore::Open(dir.path().string()),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         ::testing::AllOf(HasSubstr("another stackprocd"),
+                                          HasSubstr(absl::StrCat("pid ", ::getpid())))));
+  }
+  // Closed (or its process gone), the directory is free again.
+  EXPECT_OK(server::JobStore::Open(dir.path().string()));
+}
+
 TEST(JobStoreTest, RefusesAFileThatIsNotItsJobTable) {
   ::stackproc::testing::TempDir dir;
   std::ofstream(dir.File("jobs.sqlite3")) << std::string(8192, 'x');

@@ -39,11 +39,12 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& stat
         "another stackprocd", n > 0 ? absl::StrCat(" (pid ", absl::StripAsciiWhitespace(pid), ")") : "",
         " uses the state directory ", state_dir));
   }
+  // The pid is for the message a second server prints; not writing it harms nothing else.
   const std::string pid = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(lock.get(), 0) != 0 ||
-      ::pwrite(lock.get(), pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
-    // Only the message a second server would print suffers.
-  }
+  const bool noted = ::ftruncate(lock.get(), 0) == 0 &&
+                     ::pwrite(lock.get(), pid.data(), pid.size(), 0) ==
+                         static_cast<ssize_t>(pid.size());
+  (void)noted;
   const std::string path = state_dir + "/jobs.sqlite3";
   sqlite3* db = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &db,

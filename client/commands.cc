@@ -212,7 +212,8 @@ absl::StatusOr<int> Resume(const CliArgs& args, Client& client) {
     absl::PrintF("job %s: %s\n", job.id(), StateName(job.state()));
   }
   if (!args.Has("wait")) return 0;
-  for (const std::string& id : args.positional) STACKPROC_RETURN_IF_ERROR(Follow(client, id).status());
+  for (const std::string& id : args.positional)
+    STACKPROC_RETURN_IF_ERROR(Follow(client, id).status());
   return 0;
 }
 

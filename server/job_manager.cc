@@ -87,8 +87,8 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(JobManagerOptions
     const std::string state = std::filesystem::weakly_canonical(options.state_dir, error).string();
     if (!error && absl::StartsWith(state + "/", root + "/")) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "the state directory ", options.state_dir, " is inside the data root ",
-          options.data_root, ": jobs could overwrite the job table (--state-dir elsewhere)"));
+          "the state directory ", options.state_dir, " is inside the data root ", options.data_root,
+          ": jobs could overwrite the job table (--state-dir elsewhere)"));
     }
     STACKPROC_ASSIGN_OR_RETURN(manager->store_, JobStore::Open(options.state_dir));
     STACKPROC_RETURN_IF_ERROR(manager->Restore());
@@ -370,7 +370,8 @@ void JobManager::ForgetOldJobs() {
       memory_in_use_ -= job->DropResult();
       if (store_) {
         if (absl::Status s = store_->Remove(id); !s.ok()) {
-          LogEvent(job->Snapshot(), "job_store_failed", absl::StrCat(" reason=", Quote(s.message())));
+          LogEvent(job->Snapshot(), "job_store_failed",
+                   absl::StrCat(" reason=", Quote(s.message())));
         }
       }
       jobs_.erase(id);
@@ -381,7 +382,8 @@ void JobManager::ForgetOldJobs() {
     }
   }
   order_ = std::move(kept);
-  std::erase_if(by_request_id_, [&](const auto& entry) { return forgotten.contains(entry.second); });
+  std::erase_if(by_request_id_,
+                [&](const auto& entry) { return forgotten.contains(entry.second); });
 }
 
 void JobManager::WorkerLoop() {
@@ -601,8 +603,8 @@ absl::Status JobManager::Restore() {
         ++requeued;
       } else {
         s.state = JobState::kFailed;
-        s.error = absl::Status(planned.status().code(),
-                               absl::StrCat("when the server restarted: ", planned.status().message()));
+        s.error = absl::Status(planned.status().code(), absl::StrCat("when the server restarted: ",
+                                                                     planned.status().message()));
         s.stage = "done";
         s.end_time = now;
       }
@@ -620,7 +622,8 @@ absl::Status JobManager::Restore() {
     if (!job) job = std::make_shared<Job>(s);
     jobs_.emplace(s.id, job);
     order_.push_back(s.id);
-    if (!s.request_id.empty()) by_request_id_[absl::StrCat(s.spec.owner, "\n", s.request_id)] = s.id;
+    if (!s.request_id.empty())
+      by_request_id_[absl::StrCat(s.spec.owner, "\n", s.request_id)] = s.id;
     if (!ended) {  // requeued, failed or interrupted just now
       Persist(*job);
       if (IsTerminal(job->Snapshot().state)) LogEnd(job->Snapshot());

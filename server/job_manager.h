@@ -130,7 +130,7 @@ class JobManager {
   const JobManagerOptions options_;
   const PathResolver resolver_;
   tbb::task_arena arena_;
-  tbb::task_arena quick_arena_;  // small jobs, at a higher priority (ArenaFor)
+  tbb::task_arena quick_arena_;      // small jobs, at a higher priority (ArenaFor)
   std::unique_ptr<JobStore> store_;  // with a state directory
 
   mutable std::mutex mutex_;

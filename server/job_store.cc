@@ -35,21 +35,21 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& stat
   if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
     char pid[32] = {};
     const ssize_t n = ::pread(lock.get(), pid, sizeof pid - 1, 0);
-    return absl::FailedPreconditionError(absl::StrCat(
-        "another stackprocd", n > 0 ? absl::StrCat(" (pid ", absl::StripAsciiWhitespace(pid), ")") : "",
-        " uses the state directory ", state_dir));
+    return absl::FailedPreconditionError(
+        absl::StrCat("another stackprocd",
+                     n > 0 ? absl::StrCat(" (pid ", absl::StripAsciiWhitespace(pid), ")") : "",
+                     " uses the state directory ", state_dir));
   }
   // The pid is for the message a second server prints; not writing it harms nothing else.
   const std::string pid = std::to_string(::getpid()) + "\n";
-  const bool noted = ::ftruncate(lock.get(), 0) == 0 &&
-                     ::pwrite(lock.get(), pid.data(), pid.size(), 0) ==
-                         static_cast<ssize_t>(pid.size());
+  const bool noted =
+      ::ftruncate(lock.get(), 0) == 0 &&
+      ::pwrite(lock.get(), pid.data(), pid.size(), 0) == static_cast<ssize_t>(pid.size());
   (void)noted;
   const std::string path = state_dir + "/jobs.sqlite3";
   sqlite3* db = nullptr;
-  const int rc = sqlite3_open_v2(path.c_str(), &db,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                                 nullptr);
+  const int rc = sqlite3_open_v2(
+      path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   // The store owns the handle from here on, even a failed one (sqlite3_close frees it).
   auto store = std::unique_ptr<JobStore>(new JobStore(path, db, std::move(lock)));
   if (rc != SQLITE_OK) return store->Error("cannot open");

@@ -150,7 +150,8 @@ int Main(int argc, char** argv) {
   // Inputs under the server's data root, and the core's results to check against.
   const std::vector<std::string> small_ops = {"gaussian:ksize=5", "invert"};
   const std::vector<std::string> long_ops = {"bilateral:d=15,sigma_color=50,sigma_space=9"};
-  const core::Stack small = Check(core::MakeSyntheticStack({8, 256, 256}, core::PixelType::kUint16, 3));
+  const core::Stack small =
+      Check(core::MakeSyntheticStack({8, 256, 256}, core::PixelType::kUint16, 3));
   const core::Stack big =
       Check(core::MakeSyntheticStack({flags.long_slices, 1024, 1024}, core::PixelType::kUint8, 4));
   Check(core::WriteTiff(flags.data_root + "/load_small.tif", small));
@@ -171,8 +172,10 @@ int Main(int argc, char** argv) {
   std::vector<std::string> errors;
   auto error = [&](const std::string& what) {
     std::lock_guard lock(mutex);
-    if (errors.size() < 20) errors.push_back(what);
-    else errors.back() = absl::StrCat("... and more: ", what);
+    if (errors.size() < 20)
+      errors.push_back(what);
+    else
+      errors.back() = absl::StrCat("... and more: ", what);
   };
   std::atomic<int> next_job{0};
   std::atomic<bool> stop{false};
@@ -230,7 +233,8 @@ int Main(int argc, char** argv) {
         const absl::Time t0 = absl::Now();
         absl::StatusOr<v1::Job> job = client.ProcessStream(source, stream_ops, sink, nullptr);
         if (!job.ok() || job->state() != v1::JOB_STATE_SUCCEEDED) {
-          error(absl::StrCat("stream: ", job.ok() ? job->error().message() : job.status().ToString()));
+          error(absl::StrCat("stream: ",
+                             job.ok() ? job->error().message() : job.status().ToString()));
           continue;
         }
         std::lock_guard lock(mutex);
@@ -262,21 +266,23 @@ int Main(int argc, char** argv) {
   all.insert(all.end(), memory_latency.begin(), memory_latency.end());
   absl::PrintF("stackproc-load: %d clients, %d streams, %.1f s, long job %s (%s)\n", flags.clients,
                flags.streams, wall, long_job.id(), long_ops[0]);
-  absl::PrintF("small path jobs     %5zu done  %6.1f jobs/s  latency p50 %.3f s  p99 %.3f s  max %.3f s\n",
-               small_jobs, small_jobs / wall, Percentile(all, 0.5), Percentile(all, 0.99),
-               Percentile(all, 1.0));
+  absl::PrintF(
+      "small path jobs     %5zu done  %6.1f jobs/s  latency p50 %.3f s  p99 %.3f s  max %.3f s\n",
+      small_jobs, small_jobs / wall, Percentile(all, 0.5), Percentile(all, 0.99),
+      Percentile(all, 1.0));
   absl::PrintF("  to a file         %5zu       p50 %.3f s  p99 %.3f s\n", file_latency.size(),
                Percentile(file_latency, 0.5), Percentile(file_latency, 0.99));
   absl::PrintF("  in memory + read  %5zu       p50 %.3f s  p99 %.3f s\n", memory_latency.size(),
                Percentile(memory_latency, 0.5), Percentile(memory_latency, 0.99));
   absl::PrintF("streamed jobs       %5zu done  %6.1f jobs/s  latency p50 %.3f s  p99 %.3f s\n",
-               stream_latency.size(), stream_latency.size() / wall,
-               Percentile(stream_latency, 0.5), Percentile(stream_latency, 0.99));
+               stream_latency.size(), stream_latency.size() / wall, Percentile(stream_latency, 0.5),
+               Percentile(stream_latency, 0.99));
   std::vector<double> rss_mib;
   for (uint64_t k : rss_kib) rss_mib.push_back(static_cast<double>(k) / 1024);
   std::string over_time;
   const size_t step = std::max<size_t>(1, rss_mib.size() / 10);
-  for (size_t i = 0; i < rss_mib.size(); i += step) absl::StrAppendFormat(&over_time, " %.0f", rss_mib[i]);
+  for (size_t i = 0; i < rss_mib.size(); i += step)
+    absl::StrAppendFormat(&over_time, " %.0f", rss_mib[i]);
   absl::PrintF("server RSS MiB      first %.0f  median %.0f  max %.0f  last %.0f  (over time:%s)\n",
                rss_mib.empty() ? 0 : rss_mib.front(), Percentile(rss_mib, 0.5),
                Percentile(rss_mib, 1.0), rss_mib.empty() ? 0 : rss_mib.back(), over_time);

@@ -4,6 +4,8 @@
 // threads, locks, jobs and store are instrumented, oneTBB's scheduler is not (it would hand
 // tasks between threads unseen), so here TBB runs every task on the thread that asks (no worker
 // threads, one job at a time).
+#include "server/job_manager.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <tbb/global_control.h>
@@ -14,7 +16,6 @@
 #include <thread>
 
 #include "core/tiff_writer.h"
-#include "server/job_manager.h"
 #include "server/job_store.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"

@@ -269,8 +269,8 @@ TEST_F(ServiceTest, ShutdownInterruptsRunningJobsWithoutPartialFiles) {
   server_->Shutdown(absl::ZeroDuration());
   ASSERT_OK_AND_ASSIGN(std::shared_ptr<server::Job> record, server_->jobs().Get(job.id()));
   EXPECT_EQ(record->Snapshot().state, server::JobState::kInterrupted);
-  EXPECT_THAT(record->Snapshot().error,
-              StatusIs(absl::StatusCode::kAborted, HasSubstr("shut down while the job was running")));
+  EXPECT_THAT(record->Snapshot().error, StatusIs(absl::StatusCode::kAborted,
+                                                 HasSubstr("shut down while the job was running")));
   EXPECT_TRUE(RootEntries() == std::vector<std::string>({"in.tif"}));
 }
 

@@ -199,6 +199,15 @@ absl::StatusOr<JobSnapshot> JobManager::Plan(const JobSpec& spec) const {
   return job;
 }
 
+absl::StatusOr<JobSnapshot> JobManager::Replan(const JobSnapshot& old) const {
+  STACKPROC_ASSIGN_OR_RETURN(JobSnapshot fresh, Plan(old.spec));
+  fresh.id = old.id;
+  fresh.request_id = old.request_id;
+  fresh.create_time = old.create_time;
+  fresh.version = old.version + 1;
+  return fresh;
+}
+
 absl::StatusOr<std::shared_ptr<Job>> JobManager::AdmitStreamed(JobSnapshot initial,
                                                                std::function<void()> on_admitted,
                                                                std::function<void()> on_cancel) {
@@ -274,10 +283,7 @@ void JobManager::FinishStreamed(Job& job, const absl::Status& status) {
     changed_.notify_all();
   }
   job.Finish(status, absl::Now());
-  {
-    std::lock_guard lock(mutex_);
-    Persist(job);
-  }
+  Save(job);
   LogEnd(job.Snapshot());
 }
 
@@ -309,10 +315,7 @@ absl::StatusOr<std::shared_ptr<Job>> JobManager::Cancel(const std::string& id) {
   }
   if (was_queued) {
     job->Finish(absl::CancelledError("cancelled while queued"), absl::Now());
-    {
-      std::lock_guard lock(mutex_);
-      Persist(*job);
-    }
+    Save(*job);
     LogEvent(job->Snapshot(), "job_cancelled");
   }
   return job;
@@ -445,10 +448,7 @@ void JobManager::Run(Job& job, uint64_t memory) {
   const absl::Time start = absl::Now();
   job.Start(start);
   LogEvent(job.Snapshot(), "job_started");
-  {
-    std::lock_guard lock(mutex_);
-    Persist(job);
-  }
+  Save(job);
 
   std::shared_ptr<const core::Stack> kept;
   absl::Status status = [&]() -> absl::Status {
@@ -465,8 +465,7 @@ void JobManager::Run(Job& job, uint64_t memory) {
       job.SetProgress(p);
       if (store_ == nullptr || absl::Now() - stored < kStoreProgressEvery) return;
       stored = absl::Now();
-      std::lock_guard lock(mutex_);
-      Persist(job);
+      Save(job);
     };
     request.on_stage = [&job](absl::string_view stage) { job.SetStage(std::string(stage)); };
     STACKPROC_ASSIGN_OR_RETURN(core::ProcessSummary summary, core::ProcessFile(request));
@@ -485,10 +484,7 @@ void JobManager::Run(Job& job, uint64_t memory) {
     changed_.notify_all();
   }
   job.Finish(status, end, kept);
-  {
-    std::lock_guard lock(mutex_);
-    Persist(job);
-  }
+  Save(job);
   core::ReturnFreeMemory();
 
   LogEnd(job.Snapshot());
@@ -530,8 +526,7 @@ void JobManager::Shutdown(absl::Duration grace) {
     job->Interrupt(reason);
     job->Finish(absl::AbortedError(reason), absl::Now());
     LogEnd(job->Snapshot());
-    std::lock_guard lock(mutex_);
-    Persist(*job);
+    Save(*job);
   }
   std::unique_lock lock(mutex_);
   changed_.wait_until(lock, absl::ToChronoTime(absl::Now() + grace),
@@ -560,11 +555,7 @@ absl::StatusOr<std::shared_ptr<Job>> JobManager::Resume(const std::string& id) {
     return absl::FailedPreconditionError(
         absl::StrCat("job ", id, " was streamed: its stack came over its call, send it again"));
   }
-  STACKPROC_ASSIGN_OR_RETURN(JobSnapshot fresh, Plan(old.spec));
-  fresh.id = id;
-  fresh.request_id = old.request_id;
-  fresh.create_time = old.create_time;
-  fresh.version = old.version + 1;
+  STACKPROC_ASSIGN_OR_RETURN(JobSnapshot fresh, Replan(old));
 
   std::lock_guard lock(mutex_);
   if (!accepting_) return absl::UnavailableError("server is shutting down");
@@ -592,12 +583,8 @@ absl::Status JobManager::Restore() {
     if (s.state == JobState::kQueued && !s.spec.streamed) {
       // It never started: it waits again, validated and planned again (the files may have
       // changed meanwhile); one that no longer can run fails saying why.
-      absl::StatusOr<JobSnapshot> planned = Plan(s.spec);
+      absl::StatusOr<JobSnapshot> planned = Replan(s);
       if (planned.ok()) {
-        planned->id = s.id;
-        planned->request_id = s.request_id;
-        planned->create_time = s.create_time;
-        planned->version = s.version + 1;
         job = std::make_shared<Job>(*std::move(planned));
         queue_.push_back(job);
         ++requeued;
@@ -637,6 +624,11 @@ absl::Status JobManager::Restore() {
                stderr);
   }
   return absl::OkStatus();
+}
+
+void JobManager::Save(const Job& job) {
+  std::lock_guard lock(mutex_);
+  Persist(job);
 }
 
 void JobManager::Persist(const Job& job) {

@@ -103,12 +103,16 @@ class JobManager {
   // A path job validated and planned: what it reads and makes, the memory it needs (over the
   // budget: ResourceExhausted).
   absl::StatusOr<JobSnapshot> Plan(const JobSpec& spec) const;
+  // `old` planned again, to run again: the same id, request id and creation time.
+  absl::StatusOr<JobSnapshot> Replan(const JobSnapshot& old) const;
   // Lists the stored jobs again: queued path jobs are queued again (FAILED when they can no
   // longer run), the others that had not ended are INTERRUPTED and the temporary files of their
   // outputs removed. Before the workers start.
   absl::Status Restore();
   // Writes `job` to the store, unless it was deleted (mutex_ held).
   void Persist(const Job& job);
+  // Persist, taking mutex_.
+  void Save(const Job& job);
   // Runs `job`, which holds `memory` bytes of the budget, and releases them.
   void Run(Job& job, uint64_t memory);
   // Drops in-memory results past their retention and forgets the oldest ended jobs beyond

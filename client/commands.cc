@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "client/progress.h"
+#include "core/tiff_io.h"
 #include "core/status_macros.h"
 #include "core/tiff_writer.h"
 

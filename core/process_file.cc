@@ -1,7 +1,9 @@
 #include "core/process_file.h"
 
-#include "core/page_pipeline.h"
+#include "absl/strings/str_cat.h"
+#include "core/stack_io.h"
 #include "core/status_macros.h"
+#include "core/tiff_io.h"
 
 namespace stackproc::core {
 namespace {
@@ -16,67 +18,28 @@ int Concurrency(const ProcessRequest& request) {
                                   : tbb::this_task_arena::max_concurrency();
 }
 
-absl::Status ProcessInMemory(const ProcessRequest& request, ProcessPlan& plan,
-                             ProcessSummary& summary) {
-  auto stage = [&](absl::string_view name) {
-    if (request.on_stage) request.on_stage(name);
-  };
-  stage("reading");
-  absl::Time t0 = absl::Now();
-  STACKPROC_ASSIGN_OR_RETURN(Stack stack, Stack::Allocate(plan.info.shape, plan.info.pixel_type));
-  ReadOptions read{request.limits, request.arena, request.cancel};
-  STACKPROC_RETURN_IF_ERROR(ReadTiffInto(*plan.input, plan.info, stack, read));
-  stack.metadata() = plan.info.metadata;
-
-  stage("processing");
-  absl::Time t1 = absl::Now();
-  ExecuteOptions execute{request.arena, request.cancel, request.on_progress};
-  STACKPROC_ASSIGN_OR_RETURN(Stack result, Execute(std::move(stack), plan.pipeline, execute));
-
-  absl::Time t2 = absl::Now();
-  if (request.output_path.empty()) {
-    summary.result = std::move(result);
-  } else {
-    stage("writing");
-    WriteOptions write = request.write;
-    write.cancel = request.cancel;
-    write.arena = request.arena;
-    STACKPROC_ASSIGN_OR_RETURN(OutputTarget target, Target(request));
-    STACKPROC_RETURN_IF_ERROR(WriteTiff(target, result, write));
+// The file's pages through the plan's pipeline into `sink`. In memory, a per-slice pipeline
+// still holds its whole input first (what kInMemory asks for: the stack read once, then
+// processed from memory); a whole-stack pipeline holds it by itself (the engine's barrier).
+absl::Status RunPlan(const ProcessRequest& request, ProcessPlan& plan, SliceSink& sink) {
+  RunOptions run;
+  run.arena = request.arena;
+  run.cancel = request.cancel;
+  run.on_progress = request.on_progress;
+  run.window_bytes = request.window_bytes;
+  STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<TiffSource> source,
+                             TiffSource::Open(*plan.input, plan.info));
+  if (plan.mode == ProcessMode::kStreaming || plan.pipeline.NeedsWholeStack() ||
+      request.output_path.empty()) {
+    return Run(*source, plan.pipeline, sink, run);
   }
-  absl::Time t3 = absl::Now();
-  summary.read_time = t1 - t0;
-  summary.process_time = t2 - t1;
-  summary.write_time = t3 - t2;
-  return absl::OkStatus();
-}
-
-absl::Status ProcessStreaming(const ProcessRequest& request, ProcessPlan& plan,
-                              ProcessSummary& summary) {
-  if (request.on_stage) request.on_stage("streaming");
-  absl::Time t0 = absl::Now();
-  STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<TiffPageReader> reader,
-                             TiffPageReader::Open(*plan.input, plan.info));
-  const SliceFormat in = plan.formats.front();
-  StackMetadata metadata = UpdateMetadata(reader->info().metadata, plan.output_shape, in.type,
-                                          plan.output_type, plan.pipeline.Geometry(in));
-  WriteOptions write = request.write;
-  write.cancel = request.cancel;
-  write.arena = request.arena;
-  STACKPROC_ASSIGN_OR_RETURN(OutputTarget target, Target(request));
-  STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<TiffPageWriter> writer,
-                             TiffPageWriter::Create(target, plan.output_shape, plan.output_type,
-                                                    std::move(metadata), write));
-  PagePipelineOptions options;
-  options.arena = request.arena;
-  options.cancel = request.cancel;
-  options.on_progress = request.on_progress;
-  options.window_bytes = request.window_bytes;
-  STACKPROC_RETURN_IF_ERROR(
-      RunPagePipeline(*reader, plan.pipeline, plan.formats, *writer, options));
-  STACKPROC_RETURN_IF_ERROR(writer->Commit());
-  summary.process_time = absl::Now() - t0;
-  return absl::OkStatus();
+  StackSink held;
+  Pipeline none;
+  RunOptions read = run;
+  read.on_progress = nullptr;
+  STACKPROC_RETURN_IF_ERROR(Run(*source, none, held, read));
+  StackSource stack(held.Take(), /*writable=*/true);
+  return Run(stack, plan.pipeline, sink, run);
 }
 
 }  // namespace
@@ -124,11 +87,11 @@ absl::StatusOr<ProcessPlan> PlanProcess(const ProcessRequest& request, int concu
                                                                     : ProcessMode::kStreaming;
   if (plan.mode == ProcessMode::kStreaming) {
     plan.memory_bytes =
-        PlanPagePipeline(plan.formats, plan.info.shape.depth, request.window_bytes, concurrency,
-                         request.write.compression != Compression::kNone)
+        PlanWindow(plan.formats, plan.info.shape.depth, request.window_bytes, concurrency, {},
+                   {.compressed = request.write.compression != Compression::kNone})
             .memory_bytes;
   } else {
-    STACKPROC_ASSIGN_OR_RETURN(plan.memory_bytes, ExecutePeakBytes(plan.info.shape, plan.formats));
+    STACKPROC_ASSIGN_OR_RETURN(plan.memory_bytes, StackPeakBytes(plan.info.shape, plan.formats));
   }
   return plan;
 }
@@ -145,11 +108,23 @@ absl::StatusOr<ProcessSummary> ProcessFile(const ProcessRequest& request) {
   STACKPROC_ASSIGN_OR_RETURN(summary.input_bytes,
                              StackBytes(plan.info.shape, plan.info.pixel_type));
   STACKPROC_ASSIGN_OR_RETURN(summary.output_bytes, StackBytes(plan.output_shape, plan.output_type));
-  if (plan.mode == ProcessMode::kStreaming) {
-    STACKPROC_RETURN_IF_ERROR(ProcessStreaming(request, plan, summary));
-  } else {
-    STACKPROC_RETURN_IF_ERROR(ProcessInMemory(request, plan, summary));
+  if (request.on_stage) {
+    request.on_stage(plan.mode == ProcessMode::kStreaming ? "streaming" : "processing");
   }
+  const absl::Time start = absl::Now();
+  if (request.output_path.empty()) {
+    StackSink sink;
+    STACKPROC_RETURN_IF_ERROR(RunPlan(request, plan, sink));
+    summary.result = sink.Take();
+  } else {
+    WriteOptions write = request.write;
+    write.cancel = request.cancel;
+    write.arena = request.arena;
+    STACKPROC_ASSIGN_OR_RETURN(OutputTarget target, Target(request));
+    TiffSink sink(std::move(target), write);
+    STACKPROC_RETURN_IF_ERROR(RunPlan(request, plan, sink));
+  }
+  summary.elapsed = absl::Now() - start;
   return summary;
 }
 

@@ -8,7 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "core/executor.h"
+#include "core/engine.h"
 #include "core/pipeline.h"
 #include "core/tiff_reader.h"
 #include "core/tiff_writer.h"
@@ -20,9 +20,9 @@ enum class ProcessMode {
   kAuto,      // streaming when the job allows it, else in memory
   kInMemory,  // the whole stack in one buffer shared by the slice tasks: needed by whole-stack
               // steps (normalize:scope=stack) and by results kept in memory
-  kStreaming  // page by page through a window of slices (RunPagePipeline): memory bounded by
-              // the window, reading, processing and writing overlapped; per-slice pipelines
-              // with an output file
+  kStreaming  // page by page through the engine's window of slices: memory bounded by the
+              // window, reading, processing and writing overlapped; per-slice pipelines with
+              // an output file
 };
 // "in-memory", "streaming" ("auto" for kAuto).
 absl::string_view ProcessModeName(ProcessMode mode);
@@ -32,7 +32,7 @@ struct ProcessRequest {
   // The input, already open (e.g. resolved beneath a data root); input_path then only names it
   // in messages. Unset: input_path is opened.
   std::optional<InputFile> input_file;
-  std::string output_path;       // empty: keep the result in ProcessSummary::result
+  std::string output_path;  // empty: keep the result in ProcessSummary::result
   // Where the output goes, its directory already open (e.g. resolved beneath a data root);
   // output_path then only names it in messages. Unset: output_path's directory is opened.
   std::optional<OutputTarget> output_target;
@@ -44,7 +44,7 @@ struct ProcessRequest {
   tbb::task_arena* arena = nullptr;
   const CancelToken* cancel = nullptr;
   ProgressCallback on_progress;
-  // Called as each stage starts: "reading", "processing", "writing" (in memory) or "streaming".
+  // Called as the run starts: "processing" (in memory) or "streaming".
   std::function<void(absl::string_view stage)> on_stage;
 };
 
@@ -74,9 +74,7 @@ struct ProcessSummary {
   PixelType output_type = PixelType::kUint8;
   uint64_t input_bytes = 0;
   uint64_t output_bytes = 0;
-  absl::Duration read_time;  // in memory; streaming overlaps all three in process_time
-  absl::Duration process_time;
-  absl::Duration write_time;
+  absl::Duration elapsed;       // reading, processing and writing (they overlap)
   std::optional<Stack> result;  // when no output path was given
 };
 

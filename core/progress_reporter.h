@@ -7,7 +7,7 @@
 #include <mutex>
 
 #include "absl/time/time.h"
-#include "core/executor.h"
+#include "core/engine.h"
 
 namespace stackproc::core {
 

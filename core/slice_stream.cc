@@ -5,7 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "core/executor.h"
+#include "core/stack_io.h"
 #include "core/status_macros.h"
 
 namespace stackproc::core {
@@ -18,7 +18,7 @@ absl::StatusOr<std::unique_ptr<SliceStream>> SliceStream::Create(Pipeline pipeli
   STACKPROC_RETURN_IF_ERROR(StackBytes(shape, type).status());
   const SliceFormat input{static_cast<int>(shape.height), static_cast<int>(shape.width), type};
   STACKPROC_ASSIGN_OR_RETURN(std::vector<SliceFormat> formats, pipeline.Plan(input));
-  UseOnlyTheExecutorsThreads();
+  UseOnlyTheEnginesThreads();
   return std::unique_ptr<SliceStream>(new SliceStream(
       std::move(pipeline), std::move(formats), shape, std::move(metadata), std::move(options)));
 }
@@ -39,7 +39,7 @@ SliceStream::SliceStream(Pipeline pipeline, std::vector<SliceFormat> formats,
                                     formats_.back().type, pipeline_.Geometry(formats_.front()));
   if (whole_stack_) {
     window_ = shape.depth;
-    memory_bytes_ = ExecutePeakBytes(shape, formats_).value_or(0);
+    memory_bytes_ = StackPeakBytes(shape, formats_).value_or(0);
     return;
   }
   const bool in_place = formats_.front() == formats_.back();
@@ -138,7 +138,7 @@ void SliceStream::ProcessWholeStack() {
     std::lock_guard lock(mutex_);
     input = std::move(stack_);
   }
-  ExecuteOptions execute;  // the current arena: this task runs in options_.arena
+  RunOptions execute;  // the current arena: this task runs in options_.arena
   execute.cancel = &cancel_;
   absl::StatusOr<Stack> result = Execute(std::move(input), pipeline_, execute);
   if (!result.ok()) return Fail(result.status());

@@ -1,9 +1,6 @@
 #include "core/tiff_reader.h"
 
-#include <tbb/blocked_range.h>
 #include <tbb/enumerable_thread_specific.h>
-#include <tbb/parallel_for.h>
-#include <tbb/task_group.h>
 
 #include <algorithm>
 #include <cstring>
@@ -13,7 +10,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "core/first_error.h"
 #include "core/status_macros.h"
 #include "core/tiff_handle.h"
 
@@ -332,49 +328,6 @@ absl::StatusOr<TiffInfo> Validate(const InputFile& file, const TiffLimits& limit
 }
 
 }  // namespace
-
-absl::Status ReadTiffInto(const InputFile& file, const TiffInfo& info, Stack& stack,
-                          const ReadOptions& options) {
-  const std::string& path = file.name();
-  if (stack.shape() != info.shape || stack.pixel_type() != info.pixel_type) {
-    return absl::InvalidArgumentError("ReadTiffInto: stack does not match the file");
-  }
-  tbb::enumerable_thread_specific<PageDecoder> decoders;
-  tbb::task_group_context context;
-  FirstError error(&context);
-  auto body = [&](const tbb::blocked_range<int64_t>& pages) {
-    PageDecoder& decoder = decoders.local();
-    for (int64_t z = pages.begin(); z != pages.end(); ++z) {
-      if (IsCancelled(options.cancel)) {
-        return error.Set(z, absl::CancelledError(absl::StrCat(path, ": read cancelled")));
-      }
-      absl::Status status = decoder.Decode(file, info, z, stack.slice_data(z));
-      if (!status.ok()) return error.Set(z, std::move(status));
-    }
-  };
-  auto run = [&] {
-    tbb::parallel_for(tbb::blocked_range<int64_t>(0, info.shape.depth, 1), body, context);
-  };
-  if (options.arena != nullptr) {
-    options.arena->execute(run);
-  } else {
-    run();
-  }
-  return error.Take();
-}
-
-absl::StatusOr<Stack> ReadTiff(const std::string& path, const ReadOptions& options) {
-  STACKPROC_ASSIGN_OR_RETURN(InputFile file, InputFile::Open(path));
-  return ReadTiff(file, options);
-}
-
-absl::StatusOr<Stack> ReadTiff(const InputFile& file, const ReadOptions& options) {
-  STACKPROC_ASSIGN_OR_RETURN(TiffInfo info, ProbeTiff(file, options.limits));
-  STACKPROC_ASSIGN_OR_RETURN(Stack stack, Stack::Allocate(info.shape, info.pixel_type));
-  STACKPROC_RETURN_IF_ERROR(ReadTiffInto(file, info, stack, options));
-  stack.metadata() = std::move(info.metadata);
-  return stack;
-}
 
 struct TiffPageReader::Workers {
   tbb::enumerable_thread_specific<PageDecoder> local;

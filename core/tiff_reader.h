@@ -1,4 +1,5 @@
-// Reads multi-page TIFF / BigTIFF stacks into one Stack buffer.
+// Validates and decodes multi-page TIFF / BigTIFF stacks (ReadTiff, in core/tiff_io.h, reads
+// one into a Stack).
 //
 // Supported: striped and tiled; uncompressed, LZW, Deflate (both tag values), PackBits and ZSTD;
 // horizontal and floating-point predictors; little and big endian; one sample per pixel of
@@ -55,16 +56,6 @@ struct ReadOptions {
   tbb::task_arena* arena = nullptr;     // where to decode; nullptr: the calling thread's arena
   const CancelToken* cancel = nullptr;  // polled between pages
 };
-
-// Probes, allocates once, then decodes pages in parallel straight into the stack buffer, each
-// worker with its own libtiff handle. Blocks until done. Returns no partial stack: any page error
-// fails the whole read with that page named; Cancelled if `cancel` fired.
-absl::StatusOr<Stack> ReadTiff(const std::string& path, const ReadOptions& options = {});
-absl::StatusOr<Stack> ReadTiff(const InputFile& file, const ReadOptions& options = {});
-
-// Decodes into an already allocated stack of info.shape / info.pixel_type.
-absl::Status ReadTiffInto(const InputFile& file, const TiffInfo& info, Stack& stack,
-                          const ReadOptions& options = {});
 
 // Reads a validated file one page at a time, for streaming a stack without holding it.
 class TiffPageReader {

@@ -313,25 +313,4 @@ absl::Status TiffPageWriter::Commit() {
   return absl::OkStatus();
 }
 
-absl::Status WriteTiff(const std::string& path, const Stack& stack, const WriteOptions& options) {
-  if (stack.empty()) return absl::InvalidArgumentError("cannot write an empty stack");
-  STACKPROC_ASSIGN_OR_RETURN(OutputTarget target, OutputTarget::ForPath(path));
-  return WriteTiff(target, stack, options);
-}
-
-absl::Status WriteTiff(const OutputTarget& target, const Stack& stack,
-                       const WriteOptions& options) {
-  if (stack.empty()) return absl::InvalidArgumentError("cannot write an empty stack");
-  STACKPROC_ASSIGN_OR_RETURN(
-      std::unique_ptr<TiffPageWriter> writer,
-      TiffPageWriter::Create(target, stack.shape(), stack.pixel_type(), stack.metadata(), options));
-  for (int64_t z = 0; z < stack.depth(); ++z) {
-    if (IsCancelled(options.cancel)) {
-      return absl::CancelledError(absl::StrCat(target.display(), ": write cancelled at page ", z));
-    }
-    STACKPROC_RETURN_IF_ERROR(writer->WritePage(stack.slice_data(z)));
-  }
-  return writer->Commit();
-}
-
 }  // namespace stackproc::core

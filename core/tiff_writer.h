@@ -50,15 +50,6 @@ struct WriteOptions {
 // `target`: a process killed mid-write leaves one. Returns how many it removed.
 int RemoveTempFiles(const OutputTarget& target, const std::string& tag);
 
-// Writes `stack` and its metadata to `path`. The description is written to page 0 (an ImageJ
-// description naming the stack depth when the stack has none). Errors: InvalidArgument for a
-// bad path, AlreadyExists when the target exists and !overwrite, Cancelled, and Internal /
-// ResourceExhausted (disk full) for I/O failures, with libtiff's reason.
-absl::Status WriteTiff(const std::string& path, const Stack& stack,
-                       const WriteOptions& options = {});
-absl::Status WriteTiff(const OutputTarget& target, const Stack& stack,
-                       const WriteOptions& options = {});
-
 // Writes a stack one page at a time, in order, to a temporary file beside `path`; Commit
 // renames it into place. A writer destroyed before Commit removes its temporary file, so a
 // stream that breaks off leaves nothing under the final name.

@@ -81,7 +81,7 @@ void Job::Start(absl::Time now) {
     if (IsTerminal(s.state)) return;  // ended while being admitted (a streamed job's client left)
     s.state = JobState::kRunning;
     s.start_time = now;
-    s.stage = s.spec.streamed || s.mode == core::ProcessMode::kStreaming ? "streaming" : "reading";
+    s.stage = s.spec.streamed || s.mode == core::ProcessMode::kStreaming ? "streaming" : "processing";
   });
 }
 

@@ -15,7 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "core/cancel.h"
-#include "core/executor.h"
+#include "core/engine.h"
 #include "core/process_file.h"
 #include "core/stack.h"
 #include "core/tiff_writer.h"

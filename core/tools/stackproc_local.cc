@@ -18,6 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "core/tiff_io.h"
 #include "core/cli_args.h"
 #include "core/operation_registry.h"
 #include "core/process_file.h"
@@ -142,19 +143,9 @@ absl::Status Run(const Args& args) {
                PixelTypeName(s.input_type), s.input_bytes / 1e6, request.output_path,
                ShapeString(s.output_shape), PixelTypeName(s.output_type), s.output_bytes / 1e6,
                CompressionName(request.write.compression));
-  if (s.mode == ProcessMode::kStreaming) {
-    absl::PrintF("  read + process + write %.2fs (%.0f MB/s, %d threads)\n",
-                 absl::ToDoubleSeconds(s.process_time), rate(s.input_bytes, s.process_time),
-                 arena.max_concurrency());
-  } else {
-    absl::PrintF(
-        "  read %.2fs (%.0f MB/s)  process %.2fs (%.0f MB/s, %d threads)  write %.2fs (%.0f "
-        "MB/s)\n",
-        absl::ToDoubleSeconds(s.read_time), rate(s.input_bytes, s.read_time),
-        absl::ToDoubleSeconds(s.process_time), rate(s.input_bytes, s.process_time),
-        arena.max_concurrency(), absl::ToDoubleSeconds(s.write_time),
-        rate(s.output_bytes, s.write_time));
-  }
+  absl::PrintF("  read + process + write %.2fs (%.0f MB/s, %d threads)\n",
+               absl::ToDoubleSeconds(s.elapsed), rate(s.input_bytes, s.elapsed),
+               arena.max_concurrency());
   return absl::OkStatus();
 }
 

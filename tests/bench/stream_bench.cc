@@ -20,7 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "client/client.h"
-#include "core/executor.h"
+#include "core/stack_io.h"
 #include "core/pipeline.h"
 #include "core/synthetic.h"
 

@@ -1,6 +1,6 @@
 // The executor: parallel == serial for every operation, fused pipelines equal step-by-step
 // OpenCV calls, in-place runs copy nothing, whole-stack passes, progress, cancel, slice errors.
-#include "core/executor.h"
+#include "core/stack_io.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -33,7 +33,7 @@ absl::StatusOr<Stack> RunWith(int threads, const Stack& input,
   absl::StatusOr<Pipeline> pipeline = Pipeline::Parse(specs);
   if (!pipeline.ok()) return pipeline.status();
   tbb::task_arena arena(threads);
-  ExecuteOptions options;
+  RunOptions options;
   options.arena = &arena;
   return Execute(CopyStack(input), *pipeline, options);
 }
@@ -167,7 +167,7 @@ TEST(ExecutorTest, CancelStopsWithinAboutOneSlicePerWorker) {
   pipeline.Add("slow", std::make_unique<FakeOp>(calls, -1, std::chrono::milliseconds(20)));
   CancelToken cancel;
   tbb::task_arena arena(2);
-  ExecuteOptions options;
+  RunOptions options;
   options.arena = &arena;
   options.cancel = &cancel;
   options.progress_interval = absl::ZeroDuration();
@@ -190,7 +190,7 @@ TEST(ExecutorTest, ProgressIsMonotonicAndEndsComplete) {
   Stack input = MakeStack({30, 32, 32}, PixelType::kUint16);
   ASSERT_OK_AND_ASSIGN(Pipeline pipeline, Pipeline::Parse({"box:ksize=3"}));
   std::vector<Progress> reports;
-  ExecuteOptions options;
+  RunOptions options;
   options.progress_interval = absl::ZeroDuration();
   options.on_progress = [&](const Progress& p) { reports.push_back(p); };  // never concurrent
   ASSERT_OK(Execute(std::move(input), pipeline, options));
@@ -212,7 +212,7 @@ TEST(ExecutorTest, ProgressRateIsBounded) {
   Pipeline pipeline;
   pipeline.Add("slow", std::make_unique<FakeOp>(calls, -1, std::chrono::milliseconds(2)));
   int reports = 0;
-  ExecuteOptions options;
+  RunOptions options;
   options.progress_interval = absl::Hours(1);
   options.on_progress = [&](const Progress&) { ++reports; };
   ASSERT_OK(Execute(IndexedStack(50), pipeline, options));

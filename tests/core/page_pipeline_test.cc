@@ -1,8 +1,6 @@
 // Streaming file jobs (ProcessFile in ProcessMode::kStreaming, RunPagePipeline) against the
 // in-memory path (read the whole stack, Execute, WriteTiff) and against Execute on the stack
 // read back independently: the same file, byte for byte, whatever the window.
-#include "core/page_pipeline.h"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <tbb/task_arena.h>
@@ -12,7 +10,10 @@
 #include <fstream>
 #include <iterator>
 
+#include "core/engine.h"
 #include "core/process_file.h"
+#include "core/stack_io.h"
+#include "core/tiff_io.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"
 

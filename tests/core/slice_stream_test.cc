@@ -11,7 +11,8 @@
 #include <mutex>
 #include <thread>
 
-#include "core/executor.h"
+#include "core/stack_io.h"
+#include "core/tiff_io.h"
 #include "core/tiff_reader.h"
 #include "core/tiff_writer.h"
 #include "tests/test_util/status_matchers.h"
@@ -23,8 +24,8 @@ namespace {
 using ::stackproc::testing::CopyStack;
 using ::stackproc::testing::MakeStack;
 using ::stackproc::testing::StacksEqual;
-using ::stackproc::testing::TempDir;
 using ::stackproc::testing::StatusIs;
+using ::stackproc::testing::TempDir;
 using ::testing::HasSubstr;
 
 Stack RunExecute(const Stack& input, const std::vector<std::string>& ops) {
@@ -208,7 +209,8 @@ TEST(TiffPagesTest, PageReaderAndWriterMatchTheWholeStackFunctions) {
     EXPECT_FALSE(std::filesystem::exists(dir.File("pages.tif")));  // not before Commit
     ASSERT_OK(writer->WritePage(page.data()));
   }
-  EXPECT_THAT(reader->ReadPage(7, page.data()), StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("no page 7")));
+  EXPECT_THAT(reader->ReadPage(7, page.data()),
+              StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("no page 7")));
   ASSERT_OK(writer->Commit());
   ASSERT_OK_AND_ASSIGN(Stack back, ReadTiff(dir.File("pages.tif")));
   EXPECT_TRUE(StacksEqual(back, stack));

@@ -12,6 +12,7 @@
 #include <opencv2/core.hpp>
 #include <vector>
 
+#include "core/tiff_io.h"
 #include "core/tiff_reader.h"
 #include "core/tiff_writer.h"
 #include "tests/test_util/status_matchers.h"

@@ -8,6 +8,7 @@
 #include <sstream>
 #include <vector>
 
+#include "core/tiff_io.h"
 #include "core/process_file.h"
 #include "core/tiff_reader.h"
 #include "core/tiff_writer.h"

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/tiff_io.h"
 #include "core/tiff_reader.h"
 #include "core/tiff_writer.h"
 #include "tests/test_util/status_matchers.h"
@@ -97,7 +98,7 @@ TEST(TiffAtomicWriteTest, CancelledWriteKeepsTheOldFileAndLeavesNoTemp) {
   WriteOptions options;
   options.cancel = &cancel;
   EXPECT_THAT(WriteTiff(path, MakeStack({3, 16, 16}, PixelType::kUint8), options),
-              StatusIs(absl::StatusCode::kCancelled, HasSubstr("page 0")));
+              StatusIs(absl::StatusCode::kCancelled, HasSubstr("slice 0")));
   std::ifstream in(path);
   std::string content((std::istreambuf_iterator<char>(in)), {});
   EXPECT_EQ(content, "previous result");

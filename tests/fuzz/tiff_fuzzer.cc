@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/tiff_io.h"
 #include "core/file.h"
 #include "core/tiff_reader.h"
 

@@ -15,6 +15,7 @@
 #include <set>
 #include <thread>
 
+#include "core/tiff_io.h"
 #include "core/tiff_writer.h"
 #include "server/job_store.h"
 #include "tests/test_util/status_matchers.h"

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <string>
 
+#include "core/tiff_io.h"
 #include "core/tiff_writer.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"

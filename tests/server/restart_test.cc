@@ -5,6 +5,7 @@
 
 #include <fstream>
 
+#include "core/tiff_io.h"
 #include "server/job_store.h"
 #include "server/proto_convert.h"
 #include "tests/server/service_fixture.h"

@@ -14,7 +14,8 @@
 #include <vector>
 
 #include "client/client.h"
-#include "core/executor.h"
+#include "core/tiff_io.h"
+#include "core/stack_io.h"
 #include "core/tiff_writer.h"
 #include "server/server.h"
 #include "tests/test_util/status_matchers.h"

@@ -7,7 +7,8 @@
 #include <thread>
 
 #include "client/client.h"
-#include "core/executor.h"
+#include "core/tiff_io.h"
+#include "core/stack_io.h"
 #include "core/operation_registry.h"
 #include "core/tiff_reader.h"
 #include "core/tiff_writer.h"

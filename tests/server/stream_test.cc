@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "core/tiff_io.h"
 #include "core/tiff_reader.h"
 #include "tests/server/service_fixture.h"
 

@@ -45,20 +45,21 @@ WindowPlan PlanWindow(const std::vector<SliceFormat>& formats, int64_t depth, ui
   const bool in_place = formats.front() == formats.back();
   const uint64_t in = formats.front().bytes();
   const uint64_t out = formats.back().bytes();
-  // A slice in flight holds its input (unless lent, or made in the sink's buffer in place),
-  // its output (unless in place or the sink's) and its compressed strips (the output's size
-  // at worst).
-  const bool own_in = !source.in_memory && !(in_place && sink.in_memory);
+  // A slice in flight holds its input (unless lent, or read straight into the sink's buffer;
+  // a fed source holds it in its ring, which has one slice more), its output (unless in place
+  // or the sink's) and its compressed strips (the output's size at worst).
+  const bool own_in = source.fed || (!source.in_memory && !(in_place && sink.in_memory));
   const bool own_out = !sink.in_memory && !in_place;
   const uint64_t slot = (own_in ? in : 0) + (own_out ? out : 0) + (sink.compressed ? out : 0);
   const int64_t most = std::min<int64_t>(
       std::max<int64_t>(depth, 1), int64_t{kSlicesPerThread} * concurrency + (sink.lends ? 1 : 0));
+  const uint64_t fed = source.fed ? in : 0;
   WindowPlan plan;
   plan.window_slices =
       slot == 0 ? most : std::clamp<int64_t>(static_cast<int64_t>(window_bytes / slot), 1, most);
   uint64_t scratch = 0;  // per thread: one intermediate slice per step
   for (size_t i = 1; i < formats.size(); ++i) scratch += formats[i].bytes();
-  plan.memory_bytes = static_cast<uint64_t>(plan.window_slices) * slot +
+  plan.memory_bytes = static_cast<uint64_t>(plan.window_slices) * slot + fed +
                       scratch * static_cast<uint64_t>(concurrency);
   return plan;
 }
@@ -77,6 +78,23 @@ absl::StatusOr<uint64_t> StackPeakBytes(const StackShape& shape,
   return peak;
 }
 
+absl::StatusOr<uint64_t> PlanRunMemory(const Pipeline& pipeline,
+                                       const std::vector<SliceFormat>& formats, int64_t depth,
+                                       uint64_t window_bytes, int concurrency, SourceTraits source,
+                                       SinkTraits sink) {
+  size_t barrier = 0;
+  while (barrier < pipeline.size() && !pipeline.step(barrier).op->NeedsWholeStack()) ++barrier;
+  if (barrier == pipeline.size()) {
+    return PlanWindow(formats, depth, window_bytes, concurrency, source, sink).memory_bytes;
+  }
+  const std::vector<SliceFormat> first(formats.begin(),
+                                       formats.begin() + static_cast<ptrdiff_t>(barrier) + 1);
+  const StackShape shape{depth, formats.front().height, formats.front().width};
+  STACKPROC_ASSIGN_OR_RETURN(uint64_t stacks, StackPeakBytes(shape, formats));
+  return stacks + PlanWindow(first, depth, window_bytes, concurrency, source, {.in_memory = true})
+                      .memory_bytes;
+}
+
 namespace {
 
 absl::Status CancelledAt(int64_t z) {
@@ -87,6 +105,9 @@ int Concurrency(const RunOptions& options) {
   return options.arena != nullptr ? options.arena->max_concurrency()
                                   : tbb::this_task_arena::max_concurrency();
 }
+
+// What a lending sink's release(z) reaches: the pass while it runs, nothing once it is over.
+struct ReleaseHub;
 
 // One pass of the pipeline: steps [first, last) from `source` into an opened `sink`.
 class Pass {
@@ -104,29 +125,40 @@ class Pass {
         out_(formats[last]),
         in_place_(in_ == out_),
         no_steps_(first == last),
+        lending_(sink.traits().lends),
         depth_(source.info().shape.depth),
         slots_(static_cast<size_t>(window)) {}
 
-  absl::Status Run() {
+  // Every slice through, then the end of `ending` (the run's own source, on its last pass:
+  // Ready(depth)); on error, what the sink still holds given back. Returns only when no slice
+  // is lent: the buffers die with the pass.
+  absl::Status Run(SliceSource* ending) {
+    absl::Status status = Slices();
+    while (status.ok() && ending != nullptr) {
+      const uint64_t seen = waker_.generation();
+      absl::StatusOr<bool> ended = ending->Ready(depth_);
+      if (!ended.ok()) status = ended.status();
+      if (!ended.ok() || *ended) break;
+      if (IsCancelled(options_.cancel)) status = CancelledAt(depth_);
+      if (!status.ok()) break;
+      waker_.Wait(seen, absl::Milliseconds(100));
+    }
+    if (!status.ok() && lending_) sink_.Abandon();
     while (true) {
       const uint64_t seen = waker_.generation();
-      stalled_ = false;
-      Burst();
-      if (error_.failed()) return error_.Take();
-      if (next_ == depth_) return absl::OkStatus();
-      if (IsCancelled(options_.cancel)) return CancelledAt(next_);
-      // The source or the sink is waiting on someone else: wait outside the arena, without
-      // holding a thread of it, then go on (polling the cancel token now and then).
-      if (stalled_) waker_.Wait(seen, absl::Milliseconds(100));
+      if (Lent() == 0) break;
+      waker_.Wait(seen, absl::Milliseconds(100));
     }
+    return status;
   }
 
-  // Called by a lending sink (any thread): the slice's buffer may take a later slice.
+  // A lending sink gives slice z's buffer back (any thread): it may take a later slice.
   void Release(int64_t z) {
     {
       std::lock_guard lock(lent_mutex_);
       SlotFor(z).lent = false;
     }
+    source_.Done(z);
     waker_.Wake();
   }
 
@@ -135,12 +167,32 @@ class Pass {
     cv::Mat own_in, own_out;  // the engine's buffers, allocated on first use and reused
     uint8_t* in = nullptr;    // where slice z is read (own_in, lent, or the sink's buffer)
     uint8_t* out = nullptr;   // where its result is made
+    bool in_lent = false;     // `in` is the source's: nothing to read
     bool lent = false;        // written to a lending sink and not given back yet
-    bool filled = false;      // Ready(z) said yes: slice z is this slot's
   };
   Slot& SlotFor(int64_t z) { return slots_[static_cast<size_t>(z % std::ssize(slots_))]; }
 
-  // Runs the pipeline until every slice is through, an error, or a stall.
+  int Lent() {
+    std::lock_guard lock(lent_mutex_);
+    return static_cast<int>(
+        std::count_if(slots_.begin(), slots_.end(), [](const Slot& slot) { return slot.lent; }));
+  }
+
+  // Bursts of the pipeline until every slice is written or an error. Between bursts (the
+  // source or the sink waits on someone else) the calling thread waits outside the arena,
+  // holding none of its threads, and polls the cancel token now and then.
+  absl::Status Slices() {
+    while (true) {
+      const uint64_t seen = waker_.generation();
+      stalled_ = false;
+      Burst();
+      if (error_.failed()) return error_.Take();
+      if (next_ == depth_) return absl::OkStatus();
+      if (IsCancelled(options_.cancel)) return CancelledAt(next_);
+      if (stalled_) waker_.Wait(seen, absl::Milliseconds(100));
+    }
+  }
+
   void Burst() {
     auto run = [&] {
       tbb::parallel_pipeline(
@@ -162,50 +214,45 @@ class Pass {
     }
   }
 
-  // The input stage: the next slice in order, with its buffers, once the source has it.
+  // The input stage: the next slice in order, with its buffers, once the source has it and its
+  // slot is free.
   int64_t Next(tbb::flow_control& flow) {
     const int64_t z = next_;
     if (z < depth_ && IsCancelled(options_.cancel)) error_.Set(z, CancelledAt(z));
-    if (z == depth_ || error_.failed()) {
-      flow.stop();
-      return -1;
-    }
-    Slot& slot = SlotFor(z);
-    if (!slot.filled) {
-      {
-        std::lock_guard lock(lent_mutex_);
-        if (slot.lent) return Stall(flow);
-      }
-      if (absl::Status s = Assign(z, slot); !s.ok()) {
-        error_.Set(z, std::move(s));
-        flow.stop();
-        return -1;
-      }
-    }
-    absl::StatusOr<bool> ready = source_.Ready(z, slot.in);
+    if (z == depth_ || error_.failed()) return Stop(flow);
+    // The source first: a failed feed fails the run even while the sink holds every slot.
+    absl::StatusOr<bool> ready = source_.Ready(z);
     if (!ready.ok()) {
       error_.Set(z, ready.status());
-      flow.stop();
-      return -1;
+      return Stop(flow);
     }
-    if (!*ready) {
-      slot.filled = true;  // the source has its buffer: ask again with the same one
-      return Stall(flow);
+    if (!*ready) return Stall(flow);
+    Slot& slot = SlotFor(z);
+    {
+      std::lock_guard lock(lent_mutex_);
+      if (slot.lent) return Stall(flow);
     }
-    slot.filled = false;
+    if (absl::Status s = Assign(z, slot); !s.ok()) {
+      error_.Set(z, std::move(s));
+      return Stop(flow);
+    }
     return next_++;
   }
 
-  int64_t Stall(tbb::flow_control& flow) {
-    stalled_ = true;
+  static int64_t Stop(tbb::flow_control& flow) {
     flow.stop();
     return -1;
+  }
+  int64_t Stall(tbb::flow_control& flow) {
+    stalled_ = true;
+    return Stop(flow);
   }
 
   // Where slice z is read and made: no copy where the source lends or the sink gives out.
   absl::Status Assign(int64_t z, Slot& slot) {
     uint8_t* const lent = source_.Lend(z);
     uint8_t* const given = sink_.Buffer(z);
+    slot.in_lent = lent != nullptr;
     try {
       if (lent != nullptr) {
         slot.in = lent;
@@ -239,7 +286,7 @@ class Pass {
     if (IsCancelled(options_.cancel)) return error_.Set(z, CancelledAt(z));
     Slot& slot = SlotFor(z);
     absl::Status status = [&]() -> absl::Status {
-      if (slot.in != source_.Lend(z)) STACKPROC_RETURN_IF_ERROR(source_.Read(z, slot.in));
+      if (!slot.in_lent) STACKPROC_RETURN_IF_ERROR(source_.Read(z, slot.in));
       const cv::Mat in(in_.height, in_.width, CvType(in_.type), slot.in);
       cv::Mat out(out_.height, out_.width, CvType(out_.type), slot.out);
       STACKPROC_RETURN_IF_ERROR(runner_.Run(z, in, out));
@@ -252,12 +299,16 @@ class Pass {
   void Write(int64_t z) {
     if (error_.failed()) return;
     Slot& slot = SlotFor(z);
-    if (sink_.traits().lends) {
+    if (lending_) {
       std::lock_guard lock(lent_mutex_);
       slot.lent = true;
     }
-    if (absl::Status s = sink_.Write(z, slot.out); !s.ok()) return error_.Set(z, std::move(s));
+    if (absl::Status s = sink_.Write(z, slot.out); !s.ok()) {
+      if (lending_) Release(z);
+      return error_.Set(z, std::move(s));
+    }
     progress_.SliceDone();
+    if (!lending_) source_.Done(z);
   }
 
   SliceSource& source_;
@@ -267,7 +318,7 @@ class Pass {
   Waker& waker_;
   SliceRunner runner_;
   const SliceFormat in_, out_;
-  const bool in_place_, no_steps_;
+  const bool in_place_, no_steps_, lending_;
   const int64_t depth_;
   std::vector<Slot> slots_;
   std::mutex lent_mutex_;
@@ -276,23 +327,38 @@ class Pass {
   bool stalled_ = false;
 };
 
+struct ReleaseHub {
+  std::mutex mutex;
+  Pass* pass = nullptr;
+};
+
 // Steps [first, last) of `pipeline` (planned as `formats`) from `source` into `sink`, which is
-// opened for `output`, then closed.
+// opened for `output`, then closed once `ending` (if any) has ended.
 absl::Status RunPass(SliceSource& source, Pipeline& pipeline,
                      const std::vector<SliceFormat>& formats, size_t first, size_t last,
                      SliceSink& sink, const StackInfo& output, const RunOptions& options,
-                     ProgressReporter& progress) {
+                     ProgressReporter& progress, const std::shared_ptr<Waker>& waker,
+                     SliceSource* ending) {
   const std::vector<SliceFormat> pass_formats(formats.begin() + static_cast<ptrdiff_t>(first),
                                               formats.begin() + static_cast<ptrdiff_t>(last) + 1);
-  Waker waker;
-  source.Start(waker);
   const WindowPlan plan = PlanWindow(pass_formats, output.shape.depth, options.window_bytes,
                                      Concurrency(options), source.traits(), sink.traits());
-  Pass pass(source, pipeline, formats, first, last, sink, options, progress, waker,
+  Pass pass(source, pipeline, formats, first, last, sink, options, progress, *waker,
             plan.window_slices);
-  STACKPROC_RETURN_IF_ERROR(
-      sink.Open(output, plan.window_slices, waker, [&pass](int64_t z) { pass.Release(z); }));
-  STACKPROC_RETURN_IF_ERROR(pass.Run());
+  auto hub = std::make_shared<ReleaseHub>();
+  hub->pass = &pass;
+  auto release = [hub](int64_t z) {
+    std::lock_guard lock(hub->mutex);
+    if (hub->pass != nullptr) hub->pass->Release(z);
+  };
+  absl::Status status = source.Start(waker, plan.window_slices);
+  if (status.ok()) status = sink.Open(output, plan.window_slices, release);
+  if (status.ok()) status = pass.Run(ending);
+  {
+    std::lock_guard lock(hub->mutex);
+    hub->pass = nullptr;
+  }
+  STACKPROC_RETURN_IF_ERROR(status);
   return sink.Close();
 }
 
@@ -327,6 +393,8 @@ absl::Status Run(SliceSource& source, Pipeline& pipeline, SliceSink& sink,
   ProgressReporter progress(options.on_progress, options.progress_interval, in.shape.depth * passes,
                             slice_bytes);
 
+  // One for the whole run: a source may outlive its pass (its end is awaited last).
+  auto waker = std::make_shared<Waker>();
   SliceSource* current = &source;
   std::optional<StackSource> held;  // the stack kept at the last barrier
   size_t first = 0;
@@ -338,8 +406,8 @@ absl::Status Run(SliceSource& source, Pipeline& pipeline, SliceSink& sink,
       if (Stack* s = current->writable_stack(); s != nullptr && formats[first] == f) {
         keep.Adopt(*s);  // the pass runs in place
       }
-      STACKPROC_RETURN_IF_ERROR(
-          RunPass(*current, pipeline, formats, first, barrier, keep, kept, options, progress));
+      STACKPROC_RETURN_IF_ERROR(RunPass(*current, pipeline, formats, first, barrier, keep, kept,
+                                        options, progress, waker, nullptr));
       held.emplace(keep.Take(), /*writable=*/true);  // frees the stack held before
       current = &*held;
     }
@@ -350,7 +418,7 @@ absl::Status Run(SliceSource& source, Pipeline& pipeline, SliceSink& sink,
     sink.Adopt(*s);  // a sink that keeps the result makes it in place
   }
   STACKPROC_RETURN_IF_ERROR(RunPass(*current, pipeline, formats, first, pipeline.size(), sink,
-                                    output, options, progress));
+                                    output, options, progress, waker, &source));
   progress.Finish();
   return absl::OkStatus();
 }

@@ -18,6 +18,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -69,6 +70,7 @@ class Waker {
 // What sources and sinks do with memory, for the window plan (PlanWindow).
 struct SourceTraits {
   bool in_memory = false;  // lends its slices: no input buffers
+  bool fed = false;        // fed from outside: holds the window's input buffers and one more
 };
 struct SinkTraits {
   bool in_memory = false;   // gives out its buffers: no output buffers
@@ -92,19 +94,26 @@ class SliceSource {
   virtual const Stack* stack() const { return nullptr; }
   virtual Stack* writable_stack() { return nullptr; }
 
-  // Called when a pass starts; `waker` outlives the pass.
-  virtual void Start(Waker& waker) { (void)waker; }
-  // Called in z order, one slice at a time and never concurrently with itself, before Read(z):
-  // whether slice z can be read now. A source that waits on someone else (a network upload)
-  // returns false and calls waker.Wake() when that may have changed; the engine then asks
-  // again (with the same `buffer`), holding no thread of the arena meanwhile. `buffer` is
-  // where Read will put the slice.
-  virtual absl::StatusOr<bool> Ready(int64_t z, uint8_t* buffer) {
-    return (void)z, (void)buffer, true;
+  // Called when a pass starts, with how many slices it has in flight at most; `waker`
+  // may be kept past the run (a call may wake it late: nothing waits on it then). Errors end
+  // the run before anything is read.
+  virtual absl::Status Start(std::shared_ptr<Waker> waker, int64_t window_slices) {
+    return (void)waker, (void)window_slices, absl::OkStatus();
   }
+  // Called in z order, one slice at a time and never concurrently with itself, before Read(z)
+  // and Lend(z): whether slice z can be read now. A source that waits on someone else (a
+  // network upload) returns false and calls waker.Wake() when that may have changed; the run
+  // then asks again, holding no thread of the arena meanwhile. Once every slice is through,
+  // Ready(depth) asks whether the source has ended cleanly (an upload: nothing came after the
+  // last slice); an error there fails the run. That is asked at the end of the run's last
+  // pass (after a whole-stack barrier, once the results are through), before the sink closes.
+  virtual absl::StatusOr<bool> Ready(int64_t z) { return (void)z, true; }
   // Fills `buffer` (the input slice's bytes) with slice z. Called concurrently for distinct
   // slices (decoding is the parallel stage's), never for a lent slice.
   virtual absl::Status Read(int64_t z, uint8_t* buffer) = 0;
+  // The run is done with slice z (written, and given back by a lending sink): a source that
+  // lends its own buffers may reuse that one. Any thread.
+  virtual void Done(int64_t z) { (void)z; }
 };
 
 // Where slices go: a TIFF file, a stack in memory, a network download.
@@ -118,7 +127,7 @@ class SliceSink {
   // Called once per run, before any slice, with what the output is and how many slices are in
   // flight at most. A lending sink (traits().lends) calls `release(z)` (any thread) when it no
   // longer needs written slice z. Errors end the run before anything is read.
-  virtual absl::Status Open(const StackInfo& output, int64_t window_slices, Waker& waker,
+  virtual absl::Status Open(const StackInfo& output, int64_t window_slices,
                             std::function<void(int64_t)> release) = 0;
   // Where result slice z should be made (a sink that keeps slices gives out its own memory),
   // or nullptr for a buffer of the engine's.
@@ -131,6 +140,9 @@ class SliceSink {
   // Appends result slice z; in z order, one at a time. A lending sink may keep `data` after
   // it returns, until it calls `release(z)`; the engine does not reuse that buffer until then.
   virtual absl::Status Write(int64_t z, const uint8_t* data) = 0;
+  // The run failed: a lending sink gives back what it holds as soon as it can (the run waits
+  // for every written slice to come back before it returns).
+  virtual void Abandon() {}
   // After the last slice: makes the output whole (a file is renamed into place). A sink that
   // is destroyed without Close leaves nothing behind.
   virtual absl::Status Close() = 0;
@@ -157,6 +169,14 @@ WindowPlan PlanWindow(const std::vector<SliceFormat>& formats, int64_t depth, ui
 // in-memory run (a result kept, a whole-stack step) needs besides its window.
 absl::StatusOr<uint64_t> StackPeakBytes(const StackShape& shape,
                                         const std::vector<SliceFormat>& formats);
+
+// The most memory a run of `pipeline` (planned as `formats`) over `depth` slices holds: its
+// window, and with a whole-stack step the stacks it keeps (StackPeakBytes) and the window of
+// the pass that fills the first of them.
+absl::StatusOr<uint64_t> PlanRunMemory(const Pipeline& pipeline,
+                                       const std::vector<SliceFormat>& formats, int64_t depth,
+                                       uint64_t window_bytes, int concurrency, SourceTraits source,
+                                       SinkTraits sink);
 
 struct RunOptions {
   tbb::task_arena* arena = nullptr;  // nullptr: the calling thread's arena (all cores)

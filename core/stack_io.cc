@@ -28,9 +28,9 @@ absl::Status StackSource::Read(int64_t z, uint8_t* buffer) {
   return absl::OkStatus();
 }
 
-absl::Status StackSink::Open(const StackInfo& output, int64_t window_slices, Waker& waker,
+absl::Status StackSink::Open(const StackInfo& output, int64_t window_slices,
                              std::function<void(int64_t)> release) {
-  (void)window_slices, (void)waker, (void)release;
+  (void)window_slices, (void)release;
   if (!adopted_.empty() && adopted_.shape() == output.shape &&
       adopted_.pixel_type() == output.type) {
     stack_ = std::move(adopted_);

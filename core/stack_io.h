@@ -41,7 +41,7 @@ class StackSink final : public SliceSink {
  public:
   SinkTraits traits() const override { return {.in_memory = true}; }
   void Adopt(Stack& stack) override { adopted_ = std::move(stack); }
-  absl::Status Open(const StackInfo& output, int64_t window_slices, Waker& waker,
+  absl::Status Open(const StackInfo& output, int64_t window_slices,
                     std::function<void(int64_t)> release) override;
   uint8_t* Buffer(int64_t z) override { return stack_.slice_data(z); }
   absl::Status Write(int64_t z, const uint8_t* data) override;

@@ -20,9 +20,9 @@ TiffSource::TiffSource(std::unique_ptr<TiffPageReader> reader)
 TiffSink::TiffSink(OutputTarget target, WriteOptions options)
     : target_(std::move(target)), options_(std::move(options)) {}
 
-absl::Status TiffSink::Open(const StackInfo& output, int64_t window_slices, Waker& waker,
+absl::Status TiffSink::Open(const StackInfo& output, int64_t window_slices,
                             std::function<void(int64_t)> release) {
-  (void)waker, (void)release;
+  (void)release;
   STACKPROC_ASSIGN_OR_RETURN(writer_, TiffPageWriter::Create(target_, output.shape, output.type,
                                                              output.metadata, options_));
   encoded_.assign(static_cast<size_t>(window_slices), {});

@@ -39,7 +39,7 @@ class TiffSink final : public SliceSink {
   SinkTraits traits() const override {
     return {.compressed = options_.compression != Compression::kNone};
   }
-  absl::Status Open(const StackInfo& output, int64_t window_slices, Waker& waker,
+  absl::Status Open(const StackInfo& output, int64_t window_slices,
                     std::function<void(int64_t)> release) override;
   absl::Status Encode(int64_t z, const uint8_t* data) override;
   absl::Status Write(int64_t z, const uint8_t* data) override;

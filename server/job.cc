@@ -51,23 +51,6 @@ void Job::Update(F&& change) {
   for (auto& [handle, on_change] : observers_) on_change();
 }
 
-void Job::SetHooks(std::function<void()> on_admitted, std::function<void()> on_cancel) {
-  std::lock_guard lock(hooks_mutex_);
-  on_admitted_ = std::move(on_admitted);
-  on_cancel_ = std::move(on_cancel);
-}
-
-void Job::NotifyAdmitted() {
-  std::lock_guard lock(hooks_mutex_);
-  if (on_admitted_) on_admitted_();
-}
-
-void Job::RequestCancel() {
-  cancel_.Cancel();
-  std::lock_guard lock(hooks_mutex_);
-  if (on_cancel_) on_cancel_();
-}
-
 void Job::Interrupt(const std::string& reason) {
   {
     std::lock_guard lock(mutex_);
@@ -78,10 +61,11 @@ void Job::Interrupt(const std::string& reason) {
 
 void Job::Start(absl::Time now) {
   Update([&](JobSnapshot& s) {
-    if (IsTerminal(s.state)) return;  // ended while being admitted (a streamed job's client left)
+    if (IsTerminal(s.state)) return;  // ended while being admitted (a streamed job's call ended)
     s.state = JobState::kRunning;
     s.start_time = now;
-    s.stage = s.spec.streamed || s.mode == core::ProcessMode::kStreaming ? "streaming" : "processing";
+    s.stage =
+        s.spec.streamed || s.mode == core::ProcessMode::kStreaming ? "streaming" : "processing";
   });
 }
 

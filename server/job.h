@@ -40,6 +40,13 @@ struct JobSpec {
   friend bool operator==(const JobSpec&, const JobSpec&) = default;
 };
 
+// What a job reads and writes when its caller supplies them (a streamed job: a source its call
+// feeds and a sink its call drains); a path job has none, its files are opened when it runs.
+struct JobIo {
+  std::shared_ptr<core::SliceSource> source;
+  std::shared_ptr<core::SliceSink> sink;
+};
+
 // A consistent copy of a job's state.
 struct JobSnapshot {
   std::string id;
@@ -61,7 +68,8 @@ struct JobSnapshot {
 // Thread-safe. Observers are called after every change, outside the job's lock, one at a time.
 class Job {
  public:
-  explicit Job(JobSnapshot initial) : id_(initial.id), snapshot_(std::move(initial)) {}
+  explicit Job(JobSnapshot initial, JobIo io = {})
+      : id_(initial.id), io_(std::move(io)), snapshot_(std::move(initial)) {}
 
   JobSnapshot Snapshot() const;
   const std::string& id() const { return id_; }
@@ -71,19 +79,14 @@ class Job {
     snapshot_.id = id;
   }
   core::CancelToken& cancel_token() { return cancel_; }
+  const JobIo& io() const { return io_; }
 
   // Observers: `on_change` runs after every change until Unsubscribe returns.
   int Subscribe(std::function<void()> on_change);
   void Unsubscribe(int handle);
 
-  // Streamed jobs are driven by their RPC, which the job manager reaches through these hooks:
-  // `on_admitted` when the job's memory is reserved, `on_cancel` when CancelJob or shutdown asks
-  // it to stop. They run outside the job manager's locks; clearing them (nullptr) waits for a
-  // hook that is running.
-  void SetHooks(std::function<void()> on_admitted, std::function<void()> on_cancel);
-  void NotifyAdmitted();
-  // Fires the cancel token and the cancel hook.
-  void RequestCancel();
+  // Fires the cancel token: the run stops at its next slice.
+  void RequestCancel() { cancel_.Cancel(); }
   // RequestCancel for the server's own sake (it is stopping): the job then ends INTERRUPTED,
   // with `reason`, rather than CANCELLED.
   void Interrupt(const std::string& reason);
@@ -106,14 +109,12 @@ class Job {
   void Update(F&& change);
 
   std::string id_;
+  const JobIo io_;
   core::CancelToken cancel_;
   mutable std::mutex mutex_;
   JobSnapshot snapshot_;
   std::shared_ptr<const core::Stack> result_;
   std::string interrupt_reason_;  // set by Interrupt
-
-  std::mutex hooks_mutex_;  // held while a hook runs
-  std::function<void()> on_admitted_, on_cancel_;
 
   std::mutex observers_mutex_;  // held while observers run, so Unsubscribe waits for them
   std::map<int, std::function<void()>> observers_;

@@ -117,11 +117,18 @@ absl::StatusOr<std::shared_ptr<Job>> JobManager::Submit(const JobSpec& spec,
   return job;
 }
 
-absl::StatusOr<std::shared_ptr<Job>> JobManager::SubmitStreamed(JobSnapshot initial,
-                                                                std::function<void()> on_admitted,
-                                                                std::function<void()> on_cancel) {
-  absl::StatusOr<std::shared_ptr<Job>> job =
-      AdmitStreamed(std::move(initial), std::move(on_admitted), std::move(on_cancel));
+absl::StatusOr<std::shared_ptr<Job>> JobManager::SubmitStream(const JobSpec& spec,
+                                                              const core::StackInfo& input,
+                                                              JobIo io) {
+  absl::StatusOr<std::shared_ptr<Job>> job = [&]() -> absl::StatusOr<std::shared_ptr<Job>> {
+    STACKPROC_ASSIGN_OR_RETURN(JobSnapshot initial, PlanStream(spec, input));
+    std::lock_guard lock(mutex_);
+    if (!accepting_) return absl::UnavailableError("server is shutting down");
+    STACKPROC_RETURN_IF_ERROR(CheckCallerLimits(initial.spec));
+    auto queued = std::make_shared<Job>(std::move(initial), std::move(io));
+    Enqueue(queued, " input=stream");
+    return queued;
+  }();
   if (!job.ok() && options_.metrics != nullptr) options_.metrics->JobRejected(job.status());
   return job;
 }
@@ -208,23 +215,63 @@ absl::StatusOr<JobSnapshot> JobManager::Replan(const JobSnapshot& old) const {
   return fresh;
 }
 
-absl::StatusOr<std::shared_ptr<Job>> JobManager::AdmitStreamed(JobSnapshot initial,
-                                                               std::function<void()> on_admitted,
-                                                               std::function<void()> on_cancel) {
-  if (initial.memory_bytes > options_.memory_budget) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("the job needs ", Gib(initial.memory_bytes),
-                     " of memory and the server's memory budget is ", Gib(options_.memory_budget),
-                     " (--memory-budget)"));
+absl::StatusOr<JobSnapshot> JobManager::PlanStream(const JobSpec& spec,
+                                                   const core::StackInfo& input) const {
+  const core::StackShape& shape = input.shape;
+  if (shape.depth <= 0 || shape.height <= 0 || shape.width <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("header: shape ", core::ShapeString(shape),
+                                                   " must be positive in every dimension"));
   }
-  initial.spec.streamed = true;
-  initial.create_time = absl::Now();
-  std::lock_guard lock(mutex_);
-  if (!accepting_) return absl::UnavailableError("server is shutting down");
-  STACKPROC_RETURN_IF_ERROR(CheckCallerLimits(initial.spec));
-  auto job = std::make_shared<Job>(std::move(initial));
-  job->SetHooks(std::move(on_admitted), std::move(on_cancel));
-  Enqueue(job, " input=stream");
+  const core::TiffLimits& limits = options_.limits;
+  if (shape.depth > limits.max_pages) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("header: ", shape.depth, " slices exceed the limit of ", limits.max_pages,
+                     " slices per stack (--max-slices)"));
+  }
+  if (shape.height > limits.max_side || shape.width > limits.max_side) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("header: slices of ", shape.height, "x", shape.width, " exceed the limit of ",
+                     limits.max_side, " pixels per side (--max-side)"));
+  }
+  STACKPROC_ASSIGN_OR_RETURN(size_t stack_bytes, core::StackBytes(shape, input.type));
+  if (stack_bytes > limits.max_stack_bytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("header: a stack of ", stack_bytes, " bytes exceeds the limit of ",
+                     limits.max_stack_bytes, " bytes (--max-stack-bytes)"));
+  }
+  STACKPROC_ASSIGN_OR_RETURN(core::Pipeline pipeline, core::Pipeline::Parse(spec.ops));
+  const core::SliceFormat format{static_cast<int>(shape.height), static_cast<int>(shape.width),
+                                 input.type};
+  STACKPROC_ASSIGN_OR_RETURN(std::vector<core::SliceFormat> formats, pipeline.Plan(format));
+  STACKPROC_ASSIGN_OR_RETURN(
+      uint64_t memory,
+      core::PlanRunMemory(pipeline, formats, shape.depth, options_.stream_window_bytes,
+                          arena_.max_concurrency(), {.fed = true}, {.lends = true}));
+  const bool whole = pipeline.NeedsWholeStack();
+  if (memory > options_.memory_budget) {
+    return absl::ResourceExhaustedError(
+        whole ? absl::StrCat("the pipeline has a whole-stack step (normalize:scope=stack), so the "
+                             "streamed job must hold the whole stack: ",
+                             Gib(memory), ", more than the server's memory budget of ",
+                             Gib(options_.memory_budget),
+                             " (--memory-budget); use a per-slice "
+                             "pipeline")
+              : absl::StrCat("the streamed job's window needs ", Gib(memory),
+                             ", more than the server's memory budget of ",
+                             Gib(options_.memory_budget), " (--memory-budget)"));
+  }
+  JobSnapshot job;
+  job.spec = spec;
+  job.spec.streamed = true;
+  job.create_time = absl::Now();
+  job.input_shape = shape;
+  job.input_type = input.type;
+  job.output_shape = {shape.depth, formats.back().height, formats.back().width};
+  job.output_type = formats.back().type;
+  job.memory_bytes = memory;
+  job.mode = whole ? core::ProcessMode::kInMemory : core::ProcessMode::kStreaming;
+  job.progress.slices_total = shape.depth;
+  job.progress.bytes_total = stack_bytes;
   return job;
 }
 
@@ -272,19 +319,18 @@ void JobManager::Enqueue(std::shared_ptr<Job> job, const std::string& log_extra)
   changed_.notify_all();
 }
 
-void JobManager::FinishStreamed(Job& job, const absl::Status& status) {
+bool JobManager::Dequeue(Job& job, const absl::Status& status) {
   {
     std::lock_guard lock(mutex_);
-    if (IsTerminal(job.Snapshot().state)) return;
     auto queued = std::find_if(queue_.begin(), queue_.end(),
                                [&](const std::shared_ptr<Job>& j) { return j.get() == &job; });
-    if (queued != queue_.end()) queue_.erase(queued);
-    if (streaming_.erase(job.id()) > 0) memory_in_use_ -= job.Snapshot().memory_bytes;
-    changed_.notify_all();
+    if (queued == queue_.end()) return false;
+    queue_.erase(queued);
   }
   job.Finish(status, absl::Now());
   Save(job);
   LogEnd(job.Snapshot());
+  return true;
 }
 
 absl::StatusOr<std::shared_ptr<Job>> JobManager::Get(const std::string& id) const {
@@ -304,20 +350,7 @@ std::vector<std::shared_ptr<Job>> JobManager::List() const {
 absl::StatusOr<std::shared_ptr<Job>> JobManager::Cancel(const std::string& id) {
   STACKPROC_ASSIGN_OR_RETURN(std::shared_ptr<Job> job, Get(id));
   job->RequestCancel();
-  bool was_queued = false;
-  {
-    std::lock_guard lock(mutex_);
-    auto it = std::find(queue_.begin(), queue_.end(), job);
-    if (it != queue_.end()) {
-      queue_.erase(it);
-      was_queued = true;
-    }
-  }
-  if (was_queued) {
-    job->Finish(absl::CancelledError("cancelled while queued"), absl::Now());
-    Save(*job);
-    LogEvent(job->Snapshot(), "job_cancelled");
-  }
+  Dequeue(*job, absl::CancelledError("cancelled while queued"));
   return job;
 }
 
@@ -395,6 +428,7 @@ void JobManager::WorkerLoop() {
     // A sweep reads every job: at most a few times a second, however busy the server.
     if (const absl::Time now = absl::Now(); now - last_sweep_ >= absl::Milliseconds(250)) {
       ExpireResults(now);
+      JoinEndedStreams();
       last_sweep_ = now;
     }
     const bool fits = !queue_.empty() && memory_in_use_ + queue_.front()->Snapshot().memory_bytes <=
@@ -408,22 +442,28 @@ void JobManager::WorkerLoop() {
     queue_.pop_front();
     const uint64_t memory = job->Snapshot().memory_bytes;
     memory_in_use_ += memory;
-    if (job->Snapshot().spec.streamed) {
-      // Its RPC runs it: this worker only hands it its memory.
-      streaming_.insert(job->id());
-      lock.unlock();
-      job->Start(absl::Now());
-      LogEvent(job->Snapshot(), "job_started");
-      job->NotifyAdmitted();
-      lock.lock();
-      Persist(*job);
+    ++running_;
+    if (job->io().source) {
+      auto ended = std::make_shared<std::atomic<bool>>(false);
+      stream_threads_.push_back({std::thread([this, job, memory, ended] {
+                                   Run(*job, memory);
+                                   ended->store(true);
+                                 }),
+                                 ended});
       continue;
     }
-    ++running_;
     lock.unlock();
     Run(*job, memory);
     lock.lock();
   }
+}
+
+void JobManager::JoinEndedStreams() {
+  std::erase_if(stream_threads_, [](StreamThread& t) {
+    if (!t.ended->load()) return false;
+    t.thread.join();
+    return true;
+  });
 }
 
 absl::StatusOr<core::ProcessRequest> JobManager::RequestFor(const JobSpec& spec) const {
@@ -443,35 +483,27 @@ absl::StatusOr<core::ProcessRequest> JobManager::RequestFor(const JobSpec& spec)
 }
 
 void JobManager::Run(Job& job, uint64_t memory) {
-  const JobSnapshot spec_snapshot = job.Snapshot();
-  const JobSpec& spec = spec_snapshot.spec;
+  const JobSnapshot snapshot = job.Snapshot();
   const absl::Time start = absl::Now();
   job.Start(start);
   LogEvent(job.Snapshot(), "job_started");
   Save(job);
 
+  core::RunOptions run;
+  run.arena = &ArenaFor(snapshot.progress.bytes_total);
+  run.cancel = &job.cancel_token();
+  run.window_bytes = options_.stream_window_bytes;
+  // The store hears of progress now and then: an interrupted job shows how far it got.
+  absl::Time stored = start;
+  run.on_progress = [this, &job, &stored](const core::Progress& p) {
+    job.SetProgress(p);
+    if (store_ == nullptr || absl::Now() - stored < kStoreProgressEvery) return;
+    stored = absl::Now();
+    Save(job);
+  };
   std::shared_ptr<const core::Stack> kept;
-  absl::Status status = [&]() -> absl::Status {
-    STACKPROC_ASSIGN_OR_RETURN(core::ProcessRequest request, RequestFor(spec));
-    // The mode admission reserved memory for, even if the file changed since.
-    request.mode = spec_snapshot.mode;
-    request.arena = &ArenaFor(spec_snapshot.progress.bytes_total);
-    request.cancel = &job.cancel_token();
-    // A crash leaves the temporary output tagged with the job, for Restore to find.
-    request.write.temp_tag = job.id();
-    // The store hears of progress now and then: an interrupted job shows how far it got.
-    absl::Time stored = start;
-    request.on_progress = [this, &job, &stored](const core::Progress& p) {
-      job.SetProgress(p);
-      if (store_ == nullptr || absl::Now() - stored < kStoreProgressEvery) return;
-      stored = absl::Now();
-      Save(job);
-    };
-    request.on_stage = [&job](absl::string_view stage) { job.SetStage(std::string(stage)); };
-    STACKPROC_ASSIGN_OR_RETURN(core::ProcessSummary summary, core::ProcessFile(request));
-    if (summary.result) kept = std::make_shared<const core::Stack>(*std::move(summary.result));
-    return absl::OkStatus();
-  }();
+  absl::Status status =
+      job.io().source ? RunStream(job, snapshot, run) : RunFile(job, snapshot, run, kept);
   const absl::Time end = absl::Now();
   if (!status.ok()) kept.reset();
   {
@@ -488,6 +520,27 @@ void JobManager::Run(Job& job, uint64_t memory) {
   core::ReturnFreeMemory();
 
   LogEnd(job.Snapshot());
+}
+
+absl::Status JobManager::RunFile(Job& job, const JobSnapshot& s, const core::RunOptions& run,
+                                 std::shared_ptr<const core::Stack>& kept) {
+  STACKPROC_ASSIGN_OR_RETURN(core::ProcessRequest request, RequestFor(s.spec));
+  // The mode admission reserved memory for, even if the file changed since.
+  request.mode = s.mode;
+  request.arena = run.arena;
+  request.cancel = run.cancel;
+  request.on_progress = run.on_progress;
+  // A crash leaves the temporary output tagged with the job, for Restore to find.
+  request.write.temp_tag = job.id();
+  request.on_stage = [&job](absl::string_view stage) { job.SetStage(std::string(stage)); };
+  STACKPROC_ASSIGN_OR_RETURN(core::ProcessSummary summary, core::ProcessFile(request));
+  if (summary.result) kept = std::make_shared<const core::Stack>(*std::move(summary.result));
+  return absl::OkStatus();
+}
+
+absl::Status JobManager::RunStream(Job& job, const JobSnapshot& s, const core::RunOptions& run) {
+  STACKPROC_ASSIGN_OR_RETURN(core::Pipeline pipeline, core::Pipeline::Parse(s.spec.ops));
+  return core::Run(*job.io().source, pipeline, *job.io().sink, run);
 }
 
 void JobManager::LogEnd(const JobSnapshot& s) {
@@ -529,8 +582,7 @@ void JobManager::Shutdown(absl::Duration grace) {
     Save(*job);
   }
   std::unique_lock lock(mutex_);
-  changed_.wait_until(lock, absl::ToChronoTime(absl::Now() + grace),
-                      [&] { return running_ == 0 && streaming_.empty(); });
+  changed_.wait_until(lock, absl::ToChronoTime(absl::Now() + grace), [&] { return running_ == 0; });
   std::vector<std::shared_ptr<Job>> unfinished;
   for (auto& [id, job] : jobs_) {
     if (!IsTerminal(job->Snapshot().state)) unfinished.push_back(job);
@@ -542,6 +594,12 @@ void JobManager::Shutdown(absl::Duration grace) {
     job->Interrupt(InterruptReason(job->Snapshot(), true));
   }
   for (std::thread& worker : workers_) worker.join();
+  std::vector<StreamThread> streams;
+  {
+    std::lock_guard stopped(mutex_);
+    streams.swap(stream_threads_);
+  }
+  for (StreamThread& stream : streams) stream.thread.join();
 }
 
 absl::StatusOr<std::shared_ptr<Job>> JobManager::Resume(const std::string& id) {

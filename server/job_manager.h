@@ -7,6 +7,7 @@
 
 #include <tbb/task_arena.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -61,15 +62,13 @@ class JobManager {
   absl::StatusOr<std::shared_ptr<Job>> Submit(const JobSpec& spec, const std::string& request_id);
   // Jobs by state and the queue's length, for the metrics.
   Metrics::JobCounts Counts() const;
-  // Queues a streamed job (ProcessStream), validated by its caller, which feeds and drains it:
-  // `initial` says what it is and how much memory it holds once admitted. `on_admitted` and
-  // `on_cancel` become the job's hooks (Job::SetHooks) before it is queued. The caller ends the
-  // job with FinishStreamed.
-  absl::StatusOr<std::shared_ptr<Job>> SubmitStreamed(JobSnapshot initial,
-                                                      std::function<void()> on_admitted,
-                                                      std::function<void()> on_cancel);
-  // Ends a streamed job with `status`, releasing its memory (or taking it off the queue).
-  void FinishStreamed(Job& job, const absl::Status& status);
+  // Queues a streamed job (ProcessStream): `input` is what its call announced, `io` the source
+  // the call feeds and the sink it drains. Validated like any job (limits, pipeline, memory),
+  // admitted and run like any job; it ends when its run does.
+  absl::StatusOr<std::shared_ptr<Job>> SubmitStream(const JobSpec& spec,
+                                                    const core::StackInfo& input, JobIo io);
+  // Ends `job` with `status` if it is still queued; false when it runs or has ended.
+  bool Dequeue(Job& job, const absl::Status& status);
 
   absl::StatusOr<std::shared_ptr<Job>> Get(const std::string& id) const;
   std::vector<std::shared_ptr<Job>> List() const;
@@ -120,9 +119,14 @@ class JobManager {
   void ExpireResults(absl::Time now);
   void ForgetOldJobs();
   absl::StatusOr<std::shared_ptr<Job>> Admit(const JobSpec& spec, const std::string& request_id);
-  absl::StatusOr<std::shared_ptr<Job>> AdmitStreamed(JobSnapshot initial,
-                                                     std::function<void()> on_admitted,
-                                                     std::function<void()> on_cancel);
+  // A streamed job validated and planned (over the budget: ResourceExhausted).
+  absl::StatusOr<JobSnapshot> PlanStream(const JobSpec& spec, const core::StackInfo& input) const;
+  // The job's run: a path job's files, or the source and sink its caller supplied.
+  absl::Status RunFile(Job& job, const JobSnapshot& s, const core::RunOptions& run,
+                       std::shared_ptr<const core::Stack>& kept);
+  absl::Status RunStream(Job& job, const JobSnapshot& s, const core::RunOptions& run);
+  // Joins the threads of streamed jobs that have ended (mutex_ held).
+  void JoinEndedStreams();
   // ResourceExhausted when `spec`'s owner has max_jobs_per_caller jobs queued or running, or a
   // streamed spec would open more than max_streams (mutex_ held).
   absl::Status CheckCallerLimits(const JobSpec& spec) const;
@@ -143,9 +147,15 @@ class JobManager {
   std::vector<std::string> order_;                    // ids, oldest first
   std::map<std::string, std::string> by_request_id_;  // owner "\n" request id -> job id
   std::deque<std::shared_ptr<Job>> queue_;
-  uint64_t memory_in_use_ = 0;       // running jobs and held results
-  int running_ = 0;                  // path jobs on the workers
-  std::set<std::string> streaming_;  // admitted streamed jobs, by id
+  uint64_t memory_in_use_ = 0;  // running jobs and held results
+  int running_ = 0;  // jobs running: path jobs on the workers, streamed jobs on their threads
+  // A streamed job goes at its client's pace, so it runs on a thread of its own (at most
+  // --max-streams of them) rather than holding a worker that path jobs wait for.
+  struct StreamThread {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> ended;
+  };
+  std::vector<StreamThread> stream_threads_;
   bool accepting_ = true;
   bool stopping_ = false;
   uint64_t next_id_ = 1;

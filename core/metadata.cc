@@ -60,6 +60,9 @@ DescriptionKind ClassifyDescription(absl::string_view description) {
       return DescriptionKind::kOmeXml;
     }
   }
+  if (absl::StartsWith(d, "{") && absl::StrContains(d, "\"shape\"")) {
+    return DescriptionKind::kTifffileJson;
+  }
   return DescriptionKind::kOther;
 }
 
@@ -130,6 +133,22 @@ StackMetadata UpdateMetadata(const StackMetadata& in, const StackShape& out_shap
       if (px) SetPixelsAttribute(xml, "PhysicalSizeX", FormatDouble(*px * geometry.x_factor), true);
       if (py) SetPixelsAttribute(xml, "PhysicalSizeY", FormatDouble(*py * geometry.y_factor), true);
       out.description = std::move(xml);
+      break;
+    }
+    case DescriptionKind::kTifffileJson: {
+      // {"shape": [Z, Y, X], ...}: the shape says the new truth; a shape of another rank (or
+      // one this cannot find) cannot be rewritten, and the description is dropped rather than
+      // left to contradict the pages (the writer then gives the stack an ImageJ description).
+      static const std::regex kShape(
+          "\"shape\"\\s*:\\s*\\[\\s*\\d+\\s*,\\s*\\d+\\s*,\\s*\\d+\\s*\\]");
+      std::smatch m;
+      if (std::regex_search(in.description, m, kShape)) {
+        out.description =
+            absl::StrCat(m.prefix().str(), "\"shape\": [", out_shape.depth, ", ", out_shape.height,
+                         ", ", out_shape.width, "]", m.suffix().str());
+      } else {
+        out.description.clear();
+      }
       break;
     }
     case DescriptionKind::kNone:

@@ -27,7 +27,8 @@ struct StackMetadata {
   ResolutionUnit resolution_unit = ResolutionUnit::kNone;
 };
 
-enum class DescriptionKind { kNone, kImageJ, kOmeXml, kOther };
+// kTifffileJson: what tifffile writes by default, a JSON object stating the array's "shape".
+enum class DescriptionKind { kNone, kImageJ, kOmeXml, kTifffileJson, kOther };
 DescriptionKind ClassifyDescription(absl::string_view description);
 
 // "key=value" lines of an ImageJ description, in file order.

@@ -16,7 +16,8 @@ TEST(MetadataTest, ClassifiesDescriptions) {
   EXPECT_EQ(ClassifyDescription("ImageJ=1.54f\nimages=3\n"), DescriptionKind::kImageJ);
   EXPECT_EQ(ClassifyDescription("<?xml version=\"1.0\"?><OME xmlns=\"x\"></OME>"),
             DescriptionKind::kOmeXml);
-  EXPECT_EQ(ClassifyDescription("{\"shape\": [3, 4]}"), DescriptionKind::kOther);
+  EXPECT_EQ(ClassifyDescription("{\"shape\": [3, 4]}"), DescriptionKind::kTifffileJson);
+  EXPECT_EQ(ClassifyDescription("{\"axes\": \"ZYX\"}"), DescriptionKind::kOther);
 }
 
 TEST(MetadataTest, ImageJFieldsRoundTrip) {
@@ -67,10 +68,23 @@ TEST(MetadataTest, TransposeSwapsAxes) {
 
 TEST(MetadataTest, OtherDescriptionsAreKept) {
   StackMetadata in;
-  in.description = "{\"shape\": [3, 40, 60]}";
+  in.description = "acquired on scope 3, {\"shape\"} is not ours";
   StackMetadata out =
       UpdateMetadata(in, {3, 20, 30}, PixelType::kUint8, PixelType::kUint8, PixelGeometry{});
   EXPECT_EQ(out.description, in.description);
+}
+
+// tifffile's default description states the shape, and tifffile reads the pages by it: the
+// shape is rewritten, and a description whose shape cannot be (another rank) is dropped.
+TEST(MetadataTest, TifffileJsonShapeFollowsTheGeometry) {
+  StackMetadata in;
+  in.description = "{\"shape\": [3, 40, 60], \"axes\": \"ZYX\"}";
+  StackMetadata out =
+      UpdateMetadata(in, {3, 20, 30}, PixelType::kUint8, PixelType::kUint8, PixelGeometry{});
+  EXPECT_EQ(out.description, "{\"shape\": [3, 20, 30], \"axes\": \"ZYX\"}");
+  in.description = "{\"shape\": [3, 40, 60, 1]}";
+  out = UpdateMetadata(in, {3, 20, 30}, PixelType::kUint8, PixelType::kUint8, PixelGeometry{});
+  EXPECT_EQ(out.description, "");
 }
 
 }  // namespace

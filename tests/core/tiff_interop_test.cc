@@ -8,8 +8,8 @@
 #include <sstream>
 #include <vector>
 
-#include "core/tiff_io.h"
 #include "core/process_file.h"
+#include "core/tiff_io.h"
 #include "core/tiff_reader.h"
 #include "core/tiff_writer.h"
 #include "tests/test_util/status_matchers.h"
@@ -187,6 +187,30 @@ with tifffile.TiffFile(f"{D}/out.tif") as t:
     assert ij["spacing"] == 2.5 and ij["unit"] == "um" and ij["slices"] == 6, ij
     xres = t.pages[0].tags["XResolution"].value
     assert abs(xres[1] / xres[0] - 1.3) < 1e-4, xres
+)"),
+            0);
+}
+
+TEST(MetadataInteropTest, TifffileDefaultJsonFollowsResizeAndCrop) {
+  TempDir dir;
+  // tifffile's defaults: a JSON description stating the shape, which tifffile trusts on read.
+  ASSERT_EQ(Python(dir, R"(
+a = (np.arange(6 * 40 * 60) % 250).astype(np.uint8).reshape(6, 40, 60)
+tifffile.imwrite(f"{D}/in.tif", a)
+with tifffile.TiffFile(f"{D}/in.tif") as t:
+    assert t.pages[0].description.startswith('{"shape"'), t.pages[0].description
+)"),
+            0);
+  ProcessRequest request;
+  request.input_path = dir.File("in.tif");
+  request.output_path = dir.File("out.tif");
+  request.ops = {"resize:scale=0.5", "crop:x=2,y=1,width=25,height=17"};
+  ASSERT_OK(ProcessFile(request));
+  EXPECT_EQ(Python(dir, R"(
+with tifffile.TiffFile(f"{D}/out.tif") as t:
+    assert t.pages[0].description.startswith('{"shape": [6, 17, 25]'), t.pages[0].description
+    assert t.series[0].shape == (6, 17, 25), t.series[0].shape
+    assert tifffile.imread(f"{D}/out.tif").shape == (6, 17, 25)
 )"),
             0);
 }

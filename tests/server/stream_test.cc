@@ -192,6 +192,15 @@ class RawStream {
     }
     return stream_->Finish();
   }
+  // Reads every response without half-closing: the results' bytes, and the last job message.
+  grpc::Status DrainWithoutHalfClose(size_t& result_bytes, v1::Job& last_job) {
+    v1::ProcessStreamResponse response;
+    while (stream_->Read(&response)) {
+      if (response.has_chunk()) result_bytes += response.chunk().data().size();
+      if (response.has_job()) last_job = response.job();
+    }
+    return stream_->Finish();
+  }
   grpc::ClientContext& context() { return context_; }
 
  private:
@@ -271,6 +280,24 @@ TEST_F(ServiceTest, MalformedStreamsEndWithInvalidArgument) {
     EXPECT_EQ(job.state(), v1::JOB_STATE_FAILED);
     EXPECT_EQ(job.error().code(), static_cast<int>(absl::StatusCode::kInvalidArgument));
   }
+}
+
+// A client that sends every slice but never half-closes: once every result is out the call
+// waits a moment for the half-close (a stray chunk would still fail it), then the job ends and
+// the call with it.
+TEST_F(ServiceTest, AStreamWithoutHalfCloseEndsAfterItsLastResult) {
+  RawStream stream(server_->port());
+  ASSERT_TRUE(stream.Header({4, 64, 64}, {"invert"}));
+  for (int z = 0; z < 4; ++z) ASSERT_TRUE(stream.Chunk(z, 0, 64 * 64));
+  size_t bytes = 0;
+  v1::Job job;
+  const absl::Time start = absl::Now();
+  grpc::Status status = stream.DrainWithoutHalfClose(bytes, job);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  EXPECT_EQ(bytes, 4u * 64 * 64);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(job.progress().slices_done(), 4);
 }
 
 // Polls until `done` or about 10 s have passed.

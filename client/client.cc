@@ -21,14 +21,19 @@
 namespace stackproc::client {
 namespace {
 
-core::PixelType FromProto(v1::PixelType type) {
+// A pixel type this client does not know is refused: read as another type, the bytes would be
+// silently wrong.
+absl::StatusOr<core::PixelType> FromProto(v1::PixelType type) {
   switch (type) {
+    case v1::PIXEL_TYPE_UINT8:
+      return core::PixelType::kUint8;
     case v1::PIXEL_TYPE_UINT16:
       return core::PixelType::kUint16;
     case v1::PIXEL_TYPE_FLOAT32:
       return core::PixelType::kFloat32;
     default:
-      return core::PixelType::kUint8;
+      return absl::DataLossError(absl::StrCat("the server sent pixel type ", static_cast<int>(type),
+                                              ", which this client does not know (update it)"));
   }
 }
 
@@ -221,8 +226,10 @@ absl::StatusOr<core::Stack> Client::Download(const std::string& job_id) {
       if (message.has_header()) {
         if (!stack.empty()) continue;  // a resumed stream repeats the header
         const v1::ResultHeader& h = message.header();
+        absl::StatusOr<core::PixelType> type = FromProto(h.pixel_type());
+        if (!type.ok()) return type.status();
         absl::StatusOr<core::Stack> allocated = core::Stack::Allocate(
-            {h.shape().depth(), h.shape().height(), h.shape().width()}, FromProto(h.pixel_type()));
+            {h.shape().depth(), h.shape().height(), h.shape().width()}, *type);
         if (!allocated.ok()) return allocated.status();
         stack = std::move(allocated).value();
         stack.metadata() = MetadataFromProto(h);
@@ -380,12 +387,13 @@ absl::StatusOr<v1::Job> Client::ProcessStream(
       const v1::ResultHeader& h = message.result_header();
       if (begun) return absl::DataLossError("a second result header");
       shape = {h.shape().depth(), h.shape().height(), h.shape().width()};
-      const core::PixelType type = FromProto(h.pixel_type());
-      absl::StatusOr<size_t> bytes = core::SliceBytes(shape, type);
+      absl::StatusOr<core::PixelType> type = FromProto(h.pixel_type());
+      if (!type.ok()) return type.status();
+      absl::StatusOr<size_t> bytes = core::SliceBytes(shape, *type);
       if (!bytes.ok()) return bytes.status();
       slice.resize(*bytes);
       begun = true;
-      return sink.Begin(shape, type, MetadataFromProto(h));
+      return sink.Begin(shape, *type, MetadataFromProto(h));
     }
     if (!message.has_chunk()) return absl::OkStatus();
     const v1::SliceChunk& c = message.chunk();

@@ -22,7 +22,12 @@ shared memory); the server's VmHWM, reset before each run (/proc/PID/clear_refs)
 uncompressed (as the references write them) to the work directory, /dev/shm by default: warm
 page cache, and stackproc's fsync before rename costs nothing there (--dir elsewhere to see disk).
 
-usage: compare.py [--build build/release] [--dir DIR] [--reps 3] [--mib 1024] [--quick]
+--baseline OTHER_BUILD adds core, core-mem, path-job and streamed of another build (its own
+server), named NAME@base, alternating with the rest: before/after a change in one sitting.
+--no-references leaves out the Python references (seed_loop, seed_mp, py-serial).
+
+usage: compare.py [--build build/release] [--baseline DIR] [--no-references] [--dir DIR]
+                  [--reps 3] [--mib 1024] [--quick]
 """
 import argparse
 import os
@@ -74,8 +79,8 @@ def run(cmd, server_pid=None, env=None):
 
 
 class Server:
-    def __init__(self, build, data):
-        self.log = open(os.path.join(data, "..", "stackprocd.log"), "w")
+    def __init__(self, build, data, log="stackprocd.log"):
+        self.log = open(os.path.join(data, "..", log), "w")
         self.proc = subprocess.Popen(
             [f"{build}/server/stackprocd", "--listen", "127.0.0.1:0", "--data-root", data],
             stdout=subprocess.PIPE, stderr=self.log, text=True)
@@ -129,6 +134,8 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--mib", type=int, default=1024, help="stack size")
     ap.add_argument("--quick", action="store_true", help="64 MiB stacks, 1 repetition")
+    ap.add_argument("--baseline", help="another build to run beside this one (NAME@base)")
+    ap.add_argument("--no-references", action="store_true", help="no Python references")
     args = ap.parse_args()
     if args.quick:
         args.mib, args.reps = 64, 1
@@ -139,6 +146,9 @@ def main():
     os.mkdir(data)
     server = Server(build, data)
     env = dict(os.environ, STACKPROC_SERVER=server.address)
+    base = os.path.abspath(args.baseline) if args.baseline else None
+    base_server = Server(base, data, "stackprocd-base.log") if base else None
+    base_env = dict(os.environ, STACKPROC_SERVER=base_server.address) if base else None
     try:
         fs = subprocess.run(["stat", "-f", "-c", "%T", work], capture_output=True,
                             text=True).stdout.strip()
@@ -166,18 +176,22 @@ def main():
                     "seed_loop": [PYTHON, os.path.join(REFERENCE, "seed_loop.py"), src, out],
                     "seed_mp": [PYTHON, os.path.join(REFERENCE, "seed_mp.py"), src, out],
                 }
-                if not os.path.exists(os.path.join(REFERENCE, "seed_mp.py")):
+                if args.no_references or not os.path.exists(os.path.join(REFERENCE, "seed_mp.py")):
                     del methods["seed_loop"], methods["seed_mp"]
+                if base:
+                    for m in ("core", "core-mem", "path-job", "streamed"):
+                        methods[f"{m}@base"] = [a.replace(build, base) for a in methods[m]]
                 rows = {m: [] for m in methods}
                 for _ in range(args.reps):
                     for m, cmd in methods.items():
                         if os.path.exists(out):
                             os.remove(out)
-                        on_server = m in ("path-job", "streamed")
-                        rows[m].append(run(cmd, server.proc.pid if on_server else None, env))
+                        on_server = m.split("@")[0] in ("path-job", "streamed")
+                        srv, e = (base_server, base_env) if m.endswith("@base") else (server, env)
+                        rows[m].append(run(cmd, srv.proc.pid if on_server else None, e))
                 table(f"gaussian:ksize=5, {depth}x{side}x{side} {dtype} ({mb:.0f} MB), input "
                       f"{compression} by {made_by}, output uncompressed", rows, mb,
-                      ["seed_mp", "seed_loop", "cp"])
+                      ["seed_mp", "seed_loop", "cp"] + (["path-job@base"] if base else []))
                 if not (dtype == "uint16" and compression == "none"):
                     os.remove(src)
                     continue
@@ -192,17 +206,26 @@ def main():
                                   "--output", out, "--threads", "1", *op_args],
                     "py-serial": [PYTHON, "-c", PIPELINE_PY, src, out],
                 }
+                if args.no_references:
+                    del methods["py-serial"]
+                if base:
+                    for m in ("path-job", "core"):
+                        methods[f"{m}@base"] = [a.replace(build, base) for a in methods[m]]
                 rows = {m: [] for m in methods}
                 for _ in range(args.reps):
                     for m, cmd in methods.items():
                         if os.path.exists(out):
                             os.remove(out)
-                        rows[m].append(run(cmd, server.proc.pid if m == "path-job" else None, env))
+                        srv, e = (base_server, base_env) if m.endswith("@base") else (server, env)
+                        on_server = m.split("@")[0] == "path-job"
+                        rows[m].append(run(cmd, srv.proc.pid if on_server else None, e))
                 table(f"{' -> '.join(ops)}, {depth}x{side}x{side} {dtype} ({mb:.0f} MB)", rows, mb,
-                      ["py-serial", "core-1thr"])
+                      ["py-serial", "core-1thr"] + (["path-job@base"] if base else []))
                 os.remove(src)
     finally:
         server.stop()
+        if base_server:
+            base_server.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 

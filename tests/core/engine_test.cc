@@ -1,7 +1,6 @@
-// The executor: parallel == serial for every operation, fused pipelines equal step-by-step
-// OpenCV calls, in-place runs copy nothing, whole-stack passes, progress, cancel, slice errors.
-#include "core/stack_io.h"
-
+// The engine through Execute (a stack in memory to a stack in memory): parallel == serial for
+// every operation, fused pipelines equal step-by-step OpenCV calls, in-place runs copy nothing,
+// whole-stack passes, progress, cancel, slice errors.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <tbb/task_arena.h>
@@ -15,6 +14,7 @@
 #include <vector>
 
 #include "core/pipeline.h"
+#include "core/stack_io.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"
 
@@ -39,7 +39,7 @@ absl::StatusOr<Stack> RunWith(int threads, const Stack& input,
 }
 
 // One pipeline per operation (plus fused ones), each run on a 1-thread and a 2-thread arena.
-TEST(ExecutorTest, ParallelEqualsSerialForEveryOperation) {
+TEST(EngineTest, ParallelEqualsSerialForEveryOperation) {
   const std::vector<std::vector<std::string>> pipelines = {
       {"gaussian:ksize=5"},
       {"median:ksize=3"},
@@ -72,7 +72,7 @@ TEST(ExecutorTest, ParallelEqualsSerialForEveryOperation) {
   }
 }
 
-TEST(ExecutorTest, FusedPipelineEqualsStepByStepOpenCV) {
+TEST(EngineTest, FusedPipelineEqualsStepByStepOpenCV) {
   Stack input = MakeStack({9, 128, 96}, PixelType::kUint16, 2);
   ASSERT_OK_AND_ASSIGN(Stack out,
                        RunWith(2, input, {"gaussian:ksize=5", "clahe", "resize:scale=0.5"}));
@@ -86,7 +86,7 @@ TEST(ExecutorTest, FusedPipelineEqualsStepByStepOpenCV) {
   }
 }
 
-TEST(ExecutorTest, SameFormatRunsInPlaceOtherwiseOneNewStack) {
+TEST(EngineTest, SameFormatRunsInPlaceOtherwiseOneNewStack) {
   Stack input = MakeStack({4, 32, 32}, PixelType::kUint8);
   const uint8_t* buffer = input.data();
   ASSERT_OK_AND_ASSIGN(Pipeline blur, Pipeline::Parse({"gaussian:ksize=3", "invert"}));
@@ -98,7 +98,7 @@ TEST(ExecutorTest, SameFormatRunsInPlaceOtherwiseOneNewStack) {
   EXPECT_EQ(smaller.shape(), (StackShape{4, 16, 16}));
 }
 
-TEST(ExecutorTest, NormalizeOverTheStackUsesGlobalPercentiles) {
+TEST(EngineTest, NormalizeOverTheStackUsesGlobalPercentiles) {
   Stack input = MakeStack({10, 40, 50}, PixelType::kUint16, 9);
   ASSERT_OK_AND_ASSIGN(Stack blurred, RunWith(2, input, {"gaussian:ksize=3"}));
   ASSERT_OK_AND_ASSIGN(
@@ -116,7 +116,7 @@ TEST(ExecutorTest, NormalizeOverTheStackUsesGlobalPercentiles) {
   }
 }
 
-TEST(ExecutorTest, MetadataFollowsGeometry) {
+TEST(EngineTest, MetadataFollowsGeometry) {
   Stack input = MakeStack({3, 40, 60}, PixelType::kUint16);
   input.metadata().x_resolution = 2.0;
   input.metadata().y_resolution = 3.0;
@@ -153,7 +153,7 @@ Stack IndexedStack(int64_t depth) {
   return std::move(stack).value();
 }
 
-TEST(ExecutorTest, SliceErrorNamesTheSlice) {
+TEST(EngineTest, SliceErrorNamesTheSlice) {
   std::atomic<int> calls{0};
   Pipeline pipeline;
   pipeline.Add("fake", std::make_unique<FakeOp>(calls, 7, std::chrono::milliseconds(0)));
@@ -161,7 +161,7 @@ TEST(ExecutorTest, SliceErrorNamesTheSlice) {
               StatusIs(absl::StatusCode::kInternal, HasSubstr("slice 7: fake: ")));
 }
 
-TEST(ExecutorTest, CancelStopsWithinAboutOneSlicePerWorker) {
+TEST(EngineTest, CancelStopsWithinAboutOneSlicePerWorker) {
   std::atomic<int> calls{0};
   Pipeline pipeline;
   pipeline.Add("slow", std::make_unique<FakeOp>(calls, -1, std::chrono::milliseconds(20)));
@@ -186,7 +186,7 @@ TEST(ExecutorTest, CancelStopsWithinAboutOneSlicePerWorker) {
   EXPECT_LE(calls.load(), calls_at_cancel.load() + 2);
 }
 
-TEST(ExecutorTest, ProgressIsMonotonicAndEndsComplete) {
+TEST(EngineTest, ProgressIsMonotonicAndEndsComplete) {
   Stack input = MakeStack({30, 32, 32}, PixelType::kUint16);
   ASSERT_OK_AND_ASSIGN(Pipeline pipeline, Pipeline::Parse({"box:ksize=3"}));
   std::vector<Progress> reports;
@@ -207,7 +207,7 @@ TEST(ExecutorTest, ProgressIsMonotonicAndEndsComplete) {
   EXPECT_EQ(*last.eta, absl::ZeroDuration());
 }
 
-TEST(ExecutorTest, ProgressRateIsBounded) {
+TEST(EngineTest, ProgressRateIsBounded) {
   std::atomic<int> calls{0};
   Pipeline pipeline;
   pipeline.Add("slow", std::make_unique<FakeOp>(calls, -1, std::chrono::milliseconds(2)));
@@ -219,7 +219,7 @@ TEST(ExecutorTest, ProgressRateIsBounded) {
   EXPECT_EQ(reports, 2);  // the first slice, then the final report
 }
 
-TEST(ExecutorTest, WrongTypeIsRejectedBeforeAnySliceRuns) {
+TEST(EngineTest, WrongTypeIsRejectedBeforeAnySliceRuns) {
   ASSERT_OK_AND_ASSIGN(Pipeline pipeline, Pipeline::Parse({"clahe"}));
   Stack input = MakeStack({2, 8, 8}, PixelType::kFloat32);
   EXPECT_THAT(Execute(std::move(input), pipeline),

@@ -1,6 +1,9 @@
-// Streaming file jobs (ProcessFile in ProcessMode::kStreaming, RunPagePipeline) against the
-// in-memory path (read the whole stack, Execute, WriteTiff) and against Execute on the stack
-// read back independently: the same file, byte for byte, whatever the window.
+// Streaming file jobs (ProcessFile in ProcessMode::kStreaming: TIFF pages to a TIFF file through
+// the engine's window) against the in-memory path (the whole stack read first, then processed
+// and written) and against Execute on the stack read back independently: the same file, byte
+// for byte, whatever the window.
+#include "core/process_file.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <tbb/task_arena.h>
@@ -11,7 +14,6 @@
 #include <iterator>
 
 #include "core/engine.h"
-#include "core/process_file.h"
 #include "core/stack_io.h"
 #include "core/tiff_io.h"
 #include "tests/test_util/status_matchers.h"
@@ -123,6 +125,34 @@ INSTANTIATE_TEST_SUITE_P(
         Case{PixelType::kUint16, {"convert:to=float32", "gaussian:sigma=1.5"}, Compression::kLzw},
         Case{PixelType::kFloat32, {"resize:width=45,height=35"}, Compression::kDeflate}),
     CaseName);
+
+// A whole-stack step from a file: the engine keeps the slices before it in a stack (one pass),
+// takes the statistics, and writes from there (a second pass): the progress counts both.
+TEST(WholeStackFileTest, NormalizeOverTheStackFromAFileEqualsExecute) {
+  TempDir dir;
+  const std::string input = dir.File("in.tif");
+  ASSERT_OK(WriteTiff(input, MakeStack({11, 50, 70}, PixelType::kUint16, 3)));
+  const std::vector<std::string> ops = {"gaussian:ksize=3", "normalize:scope=stack",
+                                        "convert:to=uint8"};
+  ProcessRequest request;
+  request.input_path = input;
+  request.output_path = dir.File("out.tif");
+  request.ops = ops;
+  Progress last;
+  request.on_progress = [&](const Progress& p) { last = p; };
+  ASSERT_OK_AND_ASSIGN(ProcessSummary summary, ProcessFile(request));
+  EXPECT_EQ(summary.mode, ProcessMode::kInMemory);
+  EXPECT_EQ(last.slices_total, 2 * 11);
+  EXPECT_EQ(last.slices_done, 2 * 11);
+
+  ASSERT_OK_AND_ASSIGN(Stack in, ReadTiff(input));
+  ASSERT_OK_AND_ASSIGN(Pipeline pipeline, Pipeline::Parse(ops));
+  ASSERT_OK_AND_ASSIGN(Stack expected, Execute(std::move(in), pipeline));
+  ASSERT_OK_AND_ASSIGN(Stack out, ReadTiff(dir.File("out.tif")));
+  EXPECT_EQ(out.pixel_type(), PixelType::kUint8);
+  EXPECT_TRUE(StacksEqual(out, expected));
+  EXPECT_THAT(OtherFiles(dir, {"in.tif", "out.tif"}), ::testing::IsEmpty());
+}
 
 TEST(ProcessPlanTest, PicksStreamingWhenTheJobAllowsIt) {
   TempDir dir;

@@ -51,6 +51,11 @@ void Job::Update(F&& change) {
   for (auto& [handle, on_change] : observers_) on_change();
 }
 
+JobIo Job::io() const {
+  std::lock_guard lock(mutex_);
+  return io_;
+}
+
 void Job::Interrupt(const std::string& reason) {
   {
     std::lock_guard lock(mutex_);
@@ -82,6 +87,7 @@ void Job::Finish(absl::Status status, absl::Time now, std::shared_ptr<const core
     std::lock_guard lock(mutex_);
     if (IsTerminal(snapshot_.state)) return;
     result_ = std::move(result);
+    io_ = {};
     // Cancelled by Interrupt (a job that got to its end meanwhile keeps its outcome).
     if (absl::IsCancelled(status) && !interrupt_reason_.empty()) {
       status = absl::AbortedError(interrupt_reason_);

@@ -79,7 +79,9 @@ class Job {
     snapshot_.id = id;
   }
   core::CancelToken& cancel_token() { return cancel_; }
-  const JobIo& io() const { return io_; }
+  // The caller-supplied source and sink, until the job ends (Finish drops them, so that their
+  // buffers do not live as long as the job is listed).
+  JobIo io() const;
 
   // Observers: `on_change` runs after every change until Unsubscribe returns.
   int Subscribe(std::function<void()> on_change);
@@ -109,7 +111,7 @@ class Job {
   void Update(F&& change);
 
   std::string id_;
-  const JobIo io_;
+  JobIo io_;  // mutex_
   core::CancelToken cancel_;
   mutable std::mutex mutex_;
   JobSnapshot snapshot_;

@@ -443,7 +443,7 @@ void JobManager::WorkerLoop() {
     const uint64_t memory = job->Snapshot().memory_bytes;
     memory_in_use_ += memory;
     ++running_;
-    if (job->io().source) {
+    if (job->Snapshot().spec.streamed) {
       auto ended = std::make_shared<std::atomic<bool>>(false);
       stream_threads_.push_back({std::thread([this, job, memory, ended] {
                                    Run(*job, memory);
@@ -502,8 +502,8 @@ void JobManager::Run(Job& job, uint64_t memory) {
     Save(job);
   };
   std::shared_ptr<const core::Stack> kept;
-  absl::Status status =
-      job.io().source ? RunStream(job, snapshot, run) : RunFile(job, snapshot, run, kept);
+  absl::Status status = snapshot.spec.streamed ? RunStream(job, snapshot, run)
+                                              : RunFile(job, snapshot, run, kept);
   const absl::Time end = absl::Now();
   if (!status.ok()) kept.reset();
   {
@@ -540,7 +540,9 @@ absl::Status JobManager::RunFile(Job& job, const JobSnapshot& s, const core::Run
 
 absl::Status JobManager::RunStream(Job& job, const JobSnapshot& s, const core::RunOptions& run) {
   STACKPROC_ASSIGN_OR_RETURN(core::Pipeline pipeline, core::Pipeline::Parse(s.spec.ops));
-  return core::Run(*job.io().source, pipeline, *job.io().sink, run);
+  const JobIo io = job.io();  // held for the run; the job drops its own when it ends
+  if (!io.source || !io.sink) return absl::CancelledError("the job's call has ended");
+  return core::Run(*io.source, pipeline, *io.sink, run);
 }
 
 void JobManager::LogEnd(const JobSnapshot& s) {

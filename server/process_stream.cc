@@ -53,6 +53,13 @@ ProcessStreamReactor::ProcessStreamReactor(grpc::CallbackServerContext* context,
   StartRead(&request_buffer_);
 }
 
+ProcessStreamReactor::~ProcessStreamReactor() {
+  feed_.reset();  // the upload's ring and, with the job's own references gone, its window
+  drain_.reset();
+  job_.reset();
+  core::ReturnFreeMemory();
+}
+
 void ProcessStreamReactor::Unref() {
   if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
 }

@@ -63,7 +63,7 @@ class ProcessStreamReactor final
     int64_t z_;
   };
 
-  ~ProcessStreamReactor() override = default;
+  ~ProcessStreamReactor() override;
   void Unref();
   // Result slice z is lent once more / once less (lease_mutex_); the sink gets it back when
   // nothing holds it.

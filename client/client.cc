@@ -269,8 +269,6 @@ v1::PixelType ToProto(core::PixelType type) {
   return v1::PIXEL_TYPE_UNSPECIFIED;
 }
 
-constexpr size_t kChunkBytes = 1 << 20;
-
 // Writes a streamed result to a TIFF file page by page; Commit renames it into place.
 class TiffSink final : public Client::StreamSink {
  public:
@@ -334,8 +332,8 @@ absl::StatusOr<v1::Job> Client::ProcessStream(
         context.TryCancel();
         return call.StopWriting();
       }
-      for (size_t offset = 0; offset < slice.size(); offset += kChunkBytes) {
-        const size_t n = std::min(kChunkBytes, slice.size() - offset);
+      for (size_t offset = 0; offset < slice.size(); offset += wire::kChunkBytes) {
+        const size_t n = std::min(wire::kChunkBytes, slice.size() - offset);
         if (!call.Write(wire::ChunkMessage(v1::ProcessStreamRequest::kChunkFieldNumber, z,
                                            static_cast<int64_t>(offset),
                                            slice.sub(offset, offset + n)))) {

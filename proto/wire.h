@@ -8,6 +8,7 @@
 #include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/slice.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <utility>
@@ -16,6 +17,10 @@
 #include "absl/status/status.h"
 
 namespace stackproc::wire {
+
+// Pixels travel in chunks of at most this many bytes (never across a slice): well under gRPC's
+// default 4 MiB message limit, which stays as it is. The one definition, for both ends.
+inline constexpr size_t kChunkBytes = size_t{1} << 20;
 
 // A grpc::Slice over `size` bytes at `data`, not copied. `owner` keeps the bytes valid: it is
 // moved to the heap and destroyed when gRPC drops the slice's last reference, on whichever

@@ -156,9 +156,9 @@ absl::Status ProcessStreamReactor::TakeChunk(int64_t slice, int64_t offset, size
     return absl::InvalidArgumentError(absl::StrCat(where(), " is out of order: expected slice ",
                                                    in_slice_, " offset ", in_offset_));
   }
-  if (n == 0 || n > kChunkBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where(), " has ", n, " bytes; chunks carry 1 to ", kChunkBytes, " bytes"));
+  if (n == 0 || n > wire::kChunkBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where(), " has ", n, " bytes; chunks carry 1 to ", wire::kChunkBytes, " bytes"));
   }
   if (in_offset_ + n > in_slice_bytes_) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -371,7 +371,7 @@ bool ProcessStreamReactor::NextResult() {
     if (out_data_ == nullptr) return false;
     Lend(out_slice_);  // held while its chunks are being made
   }
-  const size_t n = std::min(kChunkBytes, out_slice_bytes_ - out_offset_);
+  const size_t n = std::min(wire::kChunkBytes, out_slice_bytes_ - out_offset_);
   response_buffer_ = wire::ChunkMessage(
       v1::ProcessStreamResponse::kChunkFieldNumber, out_slice_, static_cast<int64_t>(out_offset_),
       wire::BorrowSlice(out_data_ + out_offset_, n, ChunkLease(this, out_slice_)));

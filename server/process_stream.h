@@ -35,7 +35,6 @@ namespace stackproc::server {
 class ProcessStreamReactor final
     : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
-  static constexpr size_t kChunkBytes = 1 << 20;
   // Once every result is out, how long the call waits for the client's half-close before it
   // takes the upload as complete (a client that never half-closes still gets its end).
   static constexpr absl::Duration kHalfCloseGrace = absl::Seconds(1);

@@ -73,7 +73,7 @@ void ReadResultReactor::WriteNext() {
     offset_ = 0;
   }
   if (slice_ >= result_->depth()) return Finish(grpc::Status::OK);
-  const size_t n = std::min(kChunkBytes, result_->slice_bytes() - offset_);
+  const size_t n = std::min(wire::kChunkBytes, result_->slice_bytes() - offset_);
   response_ = wire::ChunkMessage(
       v1::ReadResultResponse::kChunkFieldNumber, slice_, static_cast<int64_t>(offset_),
       wire::BorrowSlice(result_->slice_data(slice_) + offset_, n, result_));

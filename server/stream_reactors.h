@@ -39,7 +39,6 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchJobResponse>
 // The chunks go on the wire straight from the result's buffer, which they keep alive.
 class ReadResultReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
-  static constexpr size_t kChunkBytes = 1 << 20;
   ReadResultReactor(std::shared_ptr<const core::Stack> result, int64_t slice, int64_t offset);
   void OnWriteDone(bool ok) override;
   void OnCancel() override {}

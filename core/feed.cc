@@ -69,16 +69,6 @@ absl::Status FeedSource::status() const {
   return status_;
 }
 
-void FeedSource::SetOnRoom(std::function<void()> on_room) {
-  std::lock_guard lock(room_mutex_);
-  on_room_ = std::move(on_room);
-}
-
-void FeedSource::Room() {
-  std::lock_guard lock(room_mutex_);
-  if (on_room_) on_room_();
-}
-
 uint8_t* FeedSource::Lend(int64_t z) {
   std::lock_guard lock(mutex_);
   return SlotFor(z).data;
@@ -91,7 +81,7 @@ absl::Status FeedSource::Start(std::shared_ptr<Waker> waker, int64_t window_slic
     ring_.resize(static_cast<size_t>(window_slices + 1));
     given_back_.assign(ring_.size(), false);
   }
-  Room();
+  on_room_.Notify();
   return absl::OkStatus();
 }
 
@@ -116,17 +106,7 @@ void FeedSource::Done(int64_t z) {
       ++done_;
     }
   }
-  Room();
-}
-
-void DrainSink::SetOnChange(std::function<void()> on_change) {
-  std::lock_guard lock(change_mutex_);
-  on_change_ = std::move(on_change);
-}
-
-void DrainSink::Changed() {
-  std::lock_guard lock(change_mutex_);
-  if (on_change_) on_change_();
+  on_room_.Notify();
 }
 
 const StackInfo* DrainSink::output() const {
@@ -134,12 +114,12 @@ const StackInfo* DrainSink::output() const {
   return open_ ? &output_ : nullptr;
 }
 
-const uint8_t* DrainSink::Result(int64_t z) const {
+const uint8_t* DrainSink::Result(int64_t z) {
   std::lock_guard lock(mutex_);
   if (!open_ || stopped_ || z < 0 || z >= written_) return nullptr;
   const auto i = static_cast<size_t>(z % std::ssize(slots_));
   if (!held_[i] || z < written_ - std::ssize(slots_)) return nullptr;
-  const_cast<DrainSink*>(this)->taken_ = std::max(taken_, z + 1);
+  taken_ = std::max(taken_, z + 1);
   return slots_[i];
 }
 
@@ -183,7 +163,7 @@ absl::Status DrainSink::Open(const StackInfo& output, int64_t window_slices,
     held_.assign(static_cast<size_t>(window_slices), false);
     open_ = true;
   }
-  Changed();
+  on_change_.Notify();
   return absl::OkStatus();
 }
 
@@ -200,14 +180,14 @@ absl::Status DrainSink::Write(int64_t z, const uint8_t* data) {
   if (stopped) {
     release_(z);
   } else {
-    Changed();
+    on_change_.Notify();
   }
   return absl::OkStatus();
 }
 
 void DrainSink::Abandon() {
   Stop();
-  Changed();
+  on_change_.Notify();
 }
 
 }  // namespace stackproc::core

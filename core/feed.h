@@ -14,6 +14,24 @@
 
 namespace stackproc::core {
 
+// A callback that can be replaced or cleared while another thread may be calling it: clearing
+// waits for a call in progress, so that what the callback refers to can go away afterwards.
+class Notifier {
+ public:
+  void Set(std::function<void()> callback) {
+    std::lock_guard lock(mutex_);
+    callback_ = std::move(callback);
+  }
+  void Notify() {
+    std::lock_guard lock(mutex_);
+    if (callback_) callback_();
+  }
+
+ private:
+  std::mutex mutex_;  // held while the callback runs
+  std::function<void()> callback_;
+};
+
 // The feeder fills slices in order into buffers of the source's own (a ring of the run's window
 // plus one, allocated as they are first filled), and the run lends them: one copy, from the
 // feeder's bytes into the ring. Thread-safe: one feeder, the run, and any thread for Fail.
@@ -34,7 +52,7 @@ class FeedSource final : public SliceSource {
   void Fail(absl::Status status);
   // Called after the run gives a slice back or fails (any thread, outside the source's lock):
   // the feeder may have room again. Clearing it (nullptr) waits for a call in progress.
-  void SetOnRoom(std::function<void()> on_room);
+  void SetOnRoom(std::function<void()> on_room) { on_room_.Set(std::move(on_room)); }
   // The first failure, OK while none.
   absl::Status status() const;
 
@@ -49,7 +67,6 @@ class FeedSource final : public SliceSource {
   void Done(int64_t z) override;
 
  private:
-  void Room();
   cv::Mat& SlotFor(int64_t z) { return ring_[static_cast<size_t>(z % std::ssize(ring_))]; }
 
   const StackInfo info_;
@@ -62,8 +79,7 @@ class FeedSource final : public SliceSource {
   std::vector<bool> given_back_;
   bool ended_ = false;
   absl::Status status_;
-  std::mutex room_mutex_;  // held while on_room_ runs
-  std::function<void()> on_room_;
+  Notifier on_room_;
 };
 
 // The run writes result slices; the drainer takes them in order, lends them on (a gRPC message
@@ -74,11 +90,11 @@ class DrainSink final : public SliceSink {
   // The drainer's side.
   // Called after the run opens the sink, writes a slice, or fails (from the run's threads,
   // outside the sink's lock). Clearing it (nullptr) waits for a call in progress.
-  void SetOnChange(std::function<void()> on_change);
+  void SetOnChange(std::function<void()> on_change) { on_change_.Set(std::move(on_change)); }
   // What the output is, once the run has opened the sink (nullptr before).
   const StackInfo* output() const;
   // Result slice `z` once written (nullptr before), until Release(z).
-  const uint8_t* Result(int64_t z) const;
+  const uint8_t* Result(int64_t z);
   // The drainer is done with slice `z` (any thread; calls into the run, which never calls the
   // drainer back from inside it).
   void Release(int64_t z);
@@ -95,8 +111,6 @@ class DrainSink final : public SliceSink {
   absl::Status Close() override { return absl::OkStatus(); }
 
  private:
-  void Changed();
-
   mutable std::mutex mutex_;
   bool open_ = false;
   bool stopped_ = false;
@@ -106,8 +120,7 @@ class DrainSink final : public SliceSink {
   int64_t taken_ = 0;  // Result() was asked for slices below this: the drainer releases them
   std::vector<const uint8_t*> slots_;  // written slice z at z % window, until released
   std::vector<bool> held_;
-  std::mutex change_mutex_;  // held while on_change_ runs
-  std::function<void()> on_change_;
+  Notifier on_change_;
 };
 
 }  // namespace stackproc::core

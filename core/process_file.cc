@@ -117,11 +117,9 @@ absl::StatusOr<ProcessSummary> ProcessFile(const ProcessRequest& request) {
     STACKPROC_RETURN_IF_ERROR(RunPlan(request, plan, sink));
     summary.result = sink.Take();
   } else {
-    WriteOptions write = request.write;
-    write.cancel = request.cancel;
-    write.arena = request.arena;
+    // The run's options cancel it and give it its arena: the sink needs only the write's.
     STACKPROC_ASSIGN_OR_RETURN(OutputTarget target, Target(request));
-    TiffSink sink(std::move(target), write);
+    TiffSink sink(std::move(target), request.write);
     STACKPROC_RETURN_IF_ERROR(RunPlan(request, plan, sink));
   }
   summary.elapsed = absl::Now() - start;

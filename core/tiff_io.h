@@ -26,7 +26,7 @@ class TiffSource final : public SliceSource {
   absl::Status Read(int64_t z, uint8_t* buffer) override { return reader_->ReadPage(z, buffer); }
 
  private:
-  TiffSource(std::unique_ptr<TiffPageReader> reader);
+  explicit TiffSource(std::unique_ptr<TiffPageReader> reader);
   std::unique_ptr<TiffPageReader> reader_;
   StackInfo info_;
 };

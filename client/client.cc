@@ -11,11 +11,12 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "client/raw_bidi_call.h"
 #include "core/cli_args.h"
+#include "core/engine.h"
+#include "core/status_macros.h"
 #include "core/tiff_reader.h"
+#include "proto/convert.h"
 #include "proto/wire.h"
 
 namespace stackproc::client {
@@ -23,27 +24,23 @@ namespace {
 
 // A pixel type this client does not know is refused: read as another type, the bytes would be
 // silently wrong.
-absl::StatusOr<core::PixelType> FromProto(v1::PixelType type) {
-  switch (type) {
-    case v1::PIXEL_TYPE_UINT8:
-      return core::PixelType::kUint8;
-    case v1::PIXEL_TYPE_UINT16:
-      return core::PixelType::kUint16;
-    case v1::PIXEL_TYPE_FLOAT32:
-      return core::PixelType::kFloat32;
-    default:
-      return absl::DataLossError(absl::StrCat("the server sent pixel type ", static_cast<int>(type),
-                                              ", which this client does not know (update it)"));
-  }
+absl::StatusOr<core::PixelType> ServerPixelType(v1::PixelType type) {
+  absl::StatusOr<core::PixelType> known = convert::FromProto(type);
+  if (known.ok()) return known;
+  return absl::DataLossError(absl::StrCat("the server sent a result whose ",
+                                          known.status().message(),
+                                          ": this client does not know it (update it)"));
 }
 
-core::StackMetadata MetadataFromProto(const v1::ResultHeader& h) {
-  core::StackMetadata m;
-  m.description = h.description();
-  if (h.x_resolution() > 0) m.x_resolution = h.x_resolution();
-  if (h.y_resolution() > 0) m.y_resolution = h.y_resolution();
-  m.resolution_unit = static_cast<core::ResolutionUnit>(h.resolution_unit());
-  return m;
+// What a result stream's header announces.
+absl::StatusOr<core::StackInfo> ReadHeader(const v1::ResultHeader& header) {
+  core::StackInfo info;
+  info.shape = convert::FromProto(header.shape());
+  STACKPROC_ASSIGN_OR_RETURN(info.type, ServerPixelType(header.pixel_type()));
+  absl::StatusOr<core::StackMetadata> metadata = convert::MetadataFromProto(header);
+  if (!metadata.ok()) return absl::DataLossError(metadata.status().message());
+  info.metadata = *std::move(metadata);
+  return info;
 }
 
 }  // namespace
@@ -54,23 +51,8 @@ absl::Status ToAbslStatus(const grpc::Status& status) {
 }
 
 absl::StatusOr<v1::OpSpec> ParseOpText(const std::string& text) {
-  v1::OpSpec op;
-  const size_t colon = text.find(':');
-  op.set_name(std::string(absl::StripAsciiWhitespace(text.substr(0, colon))));
-  if (op.name().empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("operation '", text, "' has no name"));
-  }
-  if (colon == std::string::npos) return op;
-  for (absl::string_view item : absl::StrSplit(text.substr(colon + 1), ',', absl::SkipEmpty())) {
-    const size_t eq = item.find('=');
-    if (eq == absl::string_view::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("operation '", text, "': '", item, "' is not key=value"));
-    }
-    (*op.mutable_params())[std::string(absl::StripAsciiWhitespace(item.substr(0, eq)))] =
-        std::string(absl::StripAsciiWhitespace(item.substr(eq + 1)));
-  }
-  return op;
+  STACKPROC_ASSIGN_OR_RETURN(core::OpSpec op, core::ParseOpSpec(text));
+  return convert::ToProto(op);
 }
 
 Client::Client(const std::string& target, std::string token)
@@ -225,14 +207,9 @@ absl::StatusOr<core::Stack> Client::Download(const std::string& job_id) {
     while (reader->Read(&message)) {
       if (message.has_header()) {
         if (!stack.empty()) continue;  // a resumed stream repeats the header
-        const v1::ResultHeader& h = message.header();
-        absl::StatusOr<core::PixelType> type = FromProto(h.pixel_type());
-        if (!type.ok()) return type.status();
-        absl::StatusOr<core::Stack> allocated = core::Stack::Allocate(
-            {h.shape().depth(), h.shape().height(), h.shape().width()}, *type);
-        if (!allocated.ok()) return allocated.status();
-        stack = std::move(allocated).value();
-        stack.metadata() = MetadataFromProto(h);
+        STACKPROC_ASSIGN_OR_RETURN(core::StackInfo info, ReadHeader(message.header()));
+        STACKPROC_ASSIGN_OR_RETURN(stack, core::Stack::Allocate(info.shape, info.type));
+        stack.metadata() = std::move(info.metadata);
         continue;
       }
       const v1::SliceChunk& c = message.chunk();
@@ -256,18 +233,6 @@ absl::StatusOr<core::Stack> Client::Download(const std::string& job_id) {
 }
 
 namespace {
-
-v1::PixelType ToProto(core::PixelType type) {
-  switch (type) {
-    case core::PixelType::kUint8:
-      return v1::PIXEL_TYPE_UINT8;
-    case core::PixelType::kUint16:
-      return v1::PIXEL_TYPE_UINT16;
-    case core::PixelType::kFloat32:
-      return v1::PIXEL_TYPE_FLOAT32;
-  }
-  return v1::PIXEL_TYPE_UNSPECIFIED;
-}
 
 // Writes a streamed result to a TIFF file page by page; Commit renames it into place.
 class TiffSink final : public Client::StreamSink {
@@ -301,15 +266,10 @@ absl::StatusOr<v1::Job> Client::ProcessStream(
   if (!in_bytes.ok()) return in_bytes.status();
   v1::ProcessStreamRequest header_message;
   v1::StreamHeader* header = header_message.mutable_header();
-  header->mutable_shape()->set_depth(source.shape.depth);
-  header->mutable_shape()->set_height(source.shape.height);
-  header->mutable_shape()->set_width(source.shape.width);
-  header->set_pixel_type(ToProto(source.type));
+  convert::ToProto(source.shape, header->mutable_shape());
+  header->set_pixel_type(convert::ToProto(source.type));
   for (const v1::OpSpec& op : ops) *header->add_ops() = op;
-  header->set_description(source.metadata.description);
-  header->set_x_resolution(source.metadata.x_resolution.value_or(0));
-  header->set_y_resolution(source.metadata.y_resolution.value_or(0));
-  header->set_resolution_unit(static_cast<int32_t>(source.metadata.resolution_unit));
+  convert::MetadataToProto(source.metadata, header);
 
   grpc::ClientContext context;
 
@@ -382,16 +342,13 @@ absl::StatusOr<v1::Job> Client::ProcessStream(
       return absl::OkStatus();
     }
     if (message.has_result_header()) {
-      const v1::ResultHeader& h = message.result_header();
       if (begun) return absl::DataLossError("a second result header");
-      shape = {h.shape().depth(), h.shape().height(), h.shape().width()};
-      absl::StatusOr<core::PixelType> type = FromProto(h.pixel_type());
-      if (!type.ok()) return type.status();
-      absl::StatusOr<size_t> bytes = core::SliceBytes(shape, *type);
-      if (!bytes.ok()) return bytes.status();
-      slice.resize(*bytes);
+      STACKPROC_ASSIGN_OR_RETURN(core::StackInfo info, ReadHeader(message.result_header()));
+      shape = info.shape;
+      STACKPROC_ASSIGN_OR_RETURN(size_t bytes, core::SliceBytes(shape, info.type));
+      slice.resize(bytes);
       begun = true;
-      return sink.Begin(shape, *type, MetadataFromProto(h));
+      return sink.Begin(shape, info.type, info.metadata);
     }
     if (!message.has_chunk()) return absl::OkStatus();
     const v1::SliceChunk& c = message.chunk();

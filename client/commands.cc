@@ -9,9 +9,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "client/progress.h"
-#include "core/tiff_io.h"
 #include "core/status_macros.h"
+#include "core/tiff_io.h"
 #include "core/tiff_writer.h"
+#include "proto/convert.h"
 
 namespace stackproc::client {
 namespace {
@@ -29,31 +30,18 @@ std::string Shape(const v1::StackShape& s) {
   return absl::StrCat(s.depth(), "x", s.height(), "x", s.width());
 }
 
-const char* TypeName(v1::PixelType t) {
-  return t == v1::PIXEL_TYPE_UINT8     ? "uint8"
-         : t == v1::PIXEL_TYPE_UINT16  ? "uint16"
-         : t == v1::PIXEL_TYPE_FLOAT32 ? "float32"
-                                       : "?";
-}
-
-std::string OpsText(const v1::JobSpec& spec) {
-  std::vector<std::string> ops;
-  for (const v1::OpSpec& op : spec.ops()) {
-    std::vector<std::string> params;
-    for (const auto& [k, v] : op.params()) params.push_back(absl::StrCat(k, "=", v));
-    std::sort(params.begin(), params.end());
-    ops.push_back(params.empty() ? op.name()
-                                 : absl::StrCat(op.name(), ":", absl::StrJoin(params, ",")));
-  }
-  return ops.empty() ? "(none)" : absl::StrJoin(ops, " -> ");
+std::string TypeName(v1::PixelType t) {
+  absl::StatusOr<core::PixelType> type = convert::FromProto(t);
+  return type.ok() ? std::string(core::PixelTypeName(*type)) : "?";
 }
 
 void PrintJob(const v1::Job& job) {
-  absl::PrintF("job %s: %s (%s)\n", job.id(), StateName(job.state()), job.progress().stage());
+  absl::PrintF("job %s: %s (%s)\n", job.id(), convert::JobStateName(job.state()),
+               job.progress().stage());
   absl::PrintF("  input    %s  %s %s\n",
                job.spec().streamed() ? "(stream)" : job.spec().input_path(),
                Shape(job.input_shape()), TypeName(job.input_type()));
-  absl::PrintF("  ops      %s\n", OpsText(job.spec()));
+  absl::PrintF("  ops      %s\n", convert::OpsText(job.spec().ops()));
   absl::PrintF("  output   %s  %s %s\n",
                job.spec().streamed()            ? "(stream)"
                : job.spec().output().has_path() ? job.spec().output().path()
@@ -88,18 +76,9 @@ absl::StatusOr<int> Follow(Client& client, const std::string& job_id) {
                  last.progress().elapsed_seconds());
     return 0;
   }
-  return absl::Status(
-      static_cast<absl::StatusCode>(last.error().code()),
-      absl::StrCat("job ", last.id(), " ", StateName(last.state()), ": ", last.error().message()));
-}
-
-absl::StatusOr<v1::Compression> ParseCompression(const std::string& name) {
-  if (name.empty() || name == "none") return v1::COMPRESSION_NONE;
-  if (name == "deflate") return v1::COMPRESSION_DEFLATE;
-  if (name == "zstd") return v1::COMPRESSION_ZSTD;
-  if (name == "lzw") return v1::COMPRESSION_LZW;
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown compression '", name, "' (use none, deflate, zstd or lzw)"));
+  return absl::Status(static_cast<absl::StatusCode>(last.error().code()),
+                      absl::StrCat("job ", last.id(), " ", convert::JobStateName(last.state()),
+                                   ": ", last.error().message()));
 }
 
 absl::StatusOr<int> Submit(const CliArgs& args, Client& client) {
@@ -122,9 +101,9 @@ absl::StatusOr<int> Submit(const CliArgs& args, Client& client) {
   } else {
     return absl::InvalidArgumentError("submit needs --output PATH or --in-memory");
   }
-  STACKPROC_ASSIGN_OR_RETURN(v1::Compression compression,
-                             ParseCompression(args.Get("compression")));
-  output->set_compression(compression);
+  STACKPROC_ASSIGN_OR_RETURN(core::Compression compression,
+                             core::ParseCompression(args.Get("compression", "none")));
+  output->set_compression(convert::ToProto(compression));
   output->set_overwrite(args.Has("overwrite"));
   request.set_request_id(args.Get("request-id"));
   STACKPROC_ASSIGN_OR_RETURN(v1::Job job, client.Submit(request));
@@ -181,8 +160,9 @@ absl::StatusOr<int> List(Client& client) {
   STACKPROC_ASSIGN_OR_RETURN(std::vector<v1::Job> jobs, client.List());
   absl::PrintF("%-12s %-11s %-11s %-9s %s\n", "JOB", "STATE", "STAGE", "SLICES", "INPUT -> OUTPUT");
   for (const v1::Job& j : jobs) {
-    absl::PrintF("%-12s %-11s %-11s %4lld/%-4lld %s -> %s\n", j.id(), StateName(j.state()),
-                 j.progress().stage(), j.progress().slices_done(), j.progress().slices_total(),
+    absl::PrintF("%-12s %-11s %-11s %4lld/%-4lld %s -> %s\n", j.id(),
+                 convert::JobStateName(j.state()), j.progress().stage(), j.progress().slices_done(),
+                 j.progress().slices_total(),
                  j.spec().streamed() ? "(stream)" : j.spec().input_path(),
                  j.spec().streamed()            ? "(stream)"
                  : j.spec().output().has_path() ? j.spec().output().path()
@@ -210,7 +190,7 @@ absl::StatusOr<int> Resume(const CliArgs& args, Client& client) {
   if (args.positional.empty()) return absl::InvalidArgumentError("resume needs JOB ids");
   for (const std::string& id : args.positional) {
     STACKPROC_ASSIGN_OR_RETURN(v1::Job job, client.Resume(id));
-    absl::PrintF("job %s: %s\n", job.id(), StateName(job.state()));
+    absl::PrintF("job %s: %s\n", job.id(), convert::JobStateName(job.state()));
   }
   if (!args.Has("wait")) return 0;
   for (const std::string& id : args.positional)
@@ -246,7 +226,7 @@ absl::StatusOr<int> RunCommand(const std::string& command, const CliArgs& args, 
   }
   if (command == "cancel") {
     STACKPROC_ASSIGN_OR_RETURN(v1::Job job, client.Cancel(id));
-    absl::PrintF("job %s: %s\n", job.id(), StateName(job.state()));
+    absl::PrintF("job %s: %s\n", job.id(), convert::JobStateName(job.state()));
     return 0;
   }
   if (command == "delete") {

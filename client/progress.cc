@@ -1,27 +1,9 @@
 #include "client/progress.h"
 
 #include "absl/strings/str_format.h"
+#include "proto/convert.h"
 
 namespace stackproc::client {
-
-const char* StateName(v1::JobState state) {
-  switch (state) {
-    case v1::JOB_STATE_QUEUED:
-      return "queued";
-    case v1::JOB_STATE_RUNNING:
-      return "running";
-    case v1::JOB_STATE_SUCCEEDED:
-      return "succeeded";
-    case v1::JOB_STATE_FAILED:
-      return "failed";
-    case v1::JOB_STATE_CANCELLED:
-      return "cancelled";
-    case v1::JOB_STATE_INTERRUPTED:
-      return "interrupted";
-    default:
-      return "unknown";
-  }
-}
 
 void ProgressDisplay::Update(const v1::Job& job) {
   const v1::Progress& p = job.progress();
@@ -42,7 +24,7 @@ void ProgressDisplay::Update(const v1::Job& job) {
   }
   std::string line = absl::StrFormat(
       "job=%s state=%s stage=%s slices=%lld/%lld mb_per_s=%.0f eta_s=%s\n", job.id(),
-      StateName(job.state()), p.stage(), p.slices_done(), p.slices_total(), mbps, eta);
+      convert::JobStateName(job.state()), p.stage(), p.slices_done(), p.slices_total(), mbps, eta);
   if (line == last_line_) return;
   last_line_ = line;
   std::fputs(line.c_str(), out_);

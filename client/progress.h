@@ -24,6 +24,4 @@ class ProgressDisplay {
   bool drawn_ = false;
 };
 
-const char* StateName(v1::JobState state);
-
 }  // namespace stackproc::client

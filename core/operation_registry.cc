@@ -34,9 +34,28 @@ absl::StatusOr<OpSpec> ParseOpSpec(absl::string_view text) {
   return spec;
 }
 
+absl::StatusOr<std::vector<OpSpec>> ParseOpSpecs(const std::vector<std::string>& texts) {
+  std::vector<OpSpec> specs;
+  for (const std::string& text : texts) {
+    absl::StatusOr<OpSpec> spec = ParseOpSpec(text);
+    if (!spec.ok()) {
+      return absl::Status(spec.status().code(), absl::StrCat("operation ", specs.size() + 1, ": ",
+                                                             spec.status().message()));
+    }
+    specs.push_back(*std::move(spec));
+  }
+  return specs;
+}
+
 std::string FormatOpSpec(const OpSpec& spec) {
   if (spec.params.empty()) return spec.name;
   return absl::StrCat(spec.name, ":", absl::StrJoin(spec.params, ",", absl::PairFormatter("=")));
+}
+
+std::string FormatOpSpecs(const std::vector<OpSpec>& specs) {
+  if (specs.empty()) return "(none)";
+  return absl::StrJoin(
+      specs, " -> ", [](std::string* out, const OpSpec& spec) { out->append(FormatOpSpec(spec)); });
 }
 
 absl::Status OperationRegistry::Register(OperationDef def) {

@@ -15,14 +15,21 @@
 namespace stackproc::core {
 
 // One operation as the user wrote it, not yet validated.
+// The grammar is parsed and printed here and nowhere else; programs carry OpSpecs.
 struct OpSpec {
   std::string name;
-  std::vector<std::pair<std::string, std::string>> params;
+  std::vector<std::pair<std::string, std::string>> params;  // in the order given
+
+  friend bool operator==(const OpSpec&, const OpSpec&) = default;
 };
 
 // Parses the text form. InvalidArgument for a malformed text (empty name, "key" without "=").
 absl::StatusOr<OpSpec> ParseOpSpec(absl::string_view text);
+// Every text, in order; the first malformed one is named with its position ("operation 2: ...").
+absl::StatusOr<std::vector<OpSpec>> ParseOpSpecs(const std::vector<std::string>& texts);
 std::string FormatOpSpec(const OpSpec& spec);
+// "gaussian:ksize=5 -> clahe"; "(none)" for an empty list.
+std::string FormatOpSpecs(const std::vector<OpSpec>& specs);
 
 // Not thread-safe to modify; const access is thread-safe.
 class OperationRegistry {

@@ -5,21 +5,25 @@
 
 namespace stackproc::core {
 
-absl::StatusOr<Pipeline> Pipeline::Parse(const std::vector<std::string>& specs,
-                                         const OperationRegistry& registry) {
+absl::StatusOr<Pipeline> Pipeline::Create(const std::vector<OpSpec>& specs,
+                                          const OperationRegistry& registry) {
   Pipeline pipeline;
   for (size_t i = 0; i < specs.size(); ++i) {
-    auto located = [&](const absl::Status& s) {
-      return absl::Status(s.code(),
-                          absl::StrCat("operation ", i + 1, " (", specs[i], "): ", s.message()));
-    };
-    absl::StatusOr<OpSpec> spec = ParseOpSpec(specs[i]);
-    if (!spec.ok()) return located(spec.status());
-    absl::StatusOr<std::unique_ptr<SliceOp>> op = registry.Create(*spec);
-    if (!op.ok()) return located(op.status());
-    pipeline.Add(FormatOpSpec(*spec), std::move(op).value());
+    std::string text = FormatOpSpec(specs[i]);
+    absl::StatusOr<std::unique_ptr<SliceOp>> op = registry.Create(specs[i]);
+    if (!op.ok()) {
+      return absl::Status(op.status().code(), absl::StrCat("operation ", i + 1, " (", text,
+                                                           "): ", op.status().message()));
+    }
+    pipeline.Add(std::move(text), std::move(op).value());
   }
   return pipeline;
+}
+
+absl::StatusOr<Pipeline> Pipeline::Parse(const std::vector<std::string>& texts,
+                                         const OperationRegistry& registry) {
+  STACKPROC_ASSIGN_OR_RETURN(std::vector<OpSpec> specs, ParseOpSpecs(texts));
+  return Create(specs, registry);
 }
 
 void Pipeline::Add(std::string spec, std::unique_ptr<SliceOp> op) {

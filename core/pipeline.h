@@ -19,10 +19,14 @@ class Pipeline {
     std::unique_ptr<SliceOp> op;
   };
 
-  // Parses and validates every operation's text form; nothing runs. The first invalid one is
-  // reported with its position: "operation 2 (clahe:clip=x): ...".
+  // Validates and configures every operation; nothing runs. The first invalid one is reported
+  // with its position: "operation 2 (clahe:clip=x): ...".
+  static absl::StatusOr<Pipeline> Create(
+      const std::vector<OpSpec>& specs,
+      const OperationRegistry& registry = OperationRegistry::Builtin());
+  // Create from the text forms (ParseOpSpecs).
   static absl::StatusOr<Pipeline> Parse(
-      const std::vector<std::string>& specs,
+      const std::vector<std::string>& texts,
       const OperationRegistry& registry = OperationRegistry::Builtin());
 
   // Appends an already configured operation (tests use this for fakes).

@@ -58,7 +58,7 @@ absl::string_view ProcessModeName(ProcessMode mode) {
 
 absl::StatusOr<ProcessPlan> PlanProcess(const ProcessRequest& request, int concurrency) {
   ProcessPlan plan;
-  STACKPROC_ASSIGN_OR_RETURN(plan.pipeline, Pipeline::Parse(request.ops));
+  STACKPROC_ASSIGN_OR_RETURN(plan.pipeline, Pipeline::Create(request.ops));
   if (request.input_file) {
     plan.input = request.input_file;
   } else {

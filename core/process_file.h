@@ -36,8 +36,8 @@ struct ProcessRequest {
   // Where the output goes, its directory already open (e.g. resolved beneath a data root);
   // output_path then only names it in messages. Unset: output_path's directory is opened.
   std::optional<OutputTarget> output_target;
-  std::vector<std::string> ops;  // text form, e.g. {"gaussian:ksize=5", "clahe"}
-  WriteOptions write;            // compression, overwrite, sync
+  std::vector<OpSpec> ops;  // ParseOpSpecs reads the text form ("gaussian:ksize=5")
+  WriteOptions write;       // compression, overwrite, sync
   TiffLimits limits;
   ProcessMode mode = ProcessMode::kAuto;
   uint64_t window_bytes = uint64_t{256} << 20;  // streaming: memory for the slices in flight

@@ -6,24 +6,6 @@ bool IsTerminal(JobState state) {
   return state != JobState::kQueued && state != JobState::kRunning;
 }
 
-const char* JobStateName(JobState state) {
-  switch (state) {
-    case JobState::kQueued:
-      return "queued";
-    case JobState::kRunning:
-      return "running";
-    case JobState::kSucceeded:
-      return "succeeded";
-    case JobState::kFailed:
-      return "failed";
-    case JobState::kCancelled:
-      return "cancelled";
-    case JobState::kInterrupted:
-      return "interrupted";
-  }
-  return "unknown";
-}
-
 JobSnapshot Job::Snapshot() const {
   std::lock_guard lock(mutex_);
   return snapshot_;

@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "core/cancel.h"
 #include "core/engine.h"
+#include "core/operation_registry.h"
 #include "core/process_file.h"
 #include "core/stack.h"
 #include "core/tiff_writer.h"
@@ -24,12 +25,13 @@ namespace stackproc::server {
 
 enum class JobState { kQueued, kRunning, kSucceeded, kFailed, kCancelled, kInterrupted };
 bool IsTerminal(JobState state);
-const char* JobStateName(JobState state);
+// Its name in the API ("succeeded"; convert::JobStateName).
+std::string JobStateName(JobState state);
 
 // What to do, validated (paths are relative to the data root, as the client gave them).
 struct JobSpec {
   std::string input_path;
-  std::vector<std::string> ops;            // text form, parameters in a canonical order
+  std::vector<core::OpSpec> ops;           // parameters in name order (convert::FromProto)
   std::optional<std::string> output_path;  // nullopt: keep the result in memory
   core::Compression compression = core::Compression::kNone;
   bool overwrite = false;

@@ -134,7 +134,7 @@ absl::StatusOr<JobSnapshot> JobManager::PlanStream(const JobSpec& spec,
         absl::StrCat("header: a stack of ", stack_bytes, " bytes exceeds the limit of ",
                      limits.max_stack_bytes, " bytes (--max-stack-bytes)"));
   }
-  STACKPROC_ASSIGN_OR_RETURN(core::Pipeline pipeline, core::Pipeline::Parse(spec.ops));
+  STACKPROC_ASSIGN_OR_RETURN(core::Pipeline pipeline, core::Pipeline::Create(spec.ops));
   const core::SliceFormat format{static_cast<int>(shape.height), static_cast<int>(shape.width),
                                  input.type};
   STACKPROC_ASSIGN_OR_RETURN(std::vector<core::SliceFormat> formats, pipeline.Plan(format));

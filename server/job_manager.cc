@@ -124,7 +124,7 @@ void JobManager::Enqueue(std::shared_ptr<Job> job, const std::string& log_extra)
   Persist(*job);
   const JobSnapshot s = job->Snapshot();
   LogEvent(s, resumed ? "job_resumed" : "job_submitted",
-           absl::StrCat(log_extra, " ops=", Quote(absl::StrJoin(s.spec.ops, " -> ")),
+           absl::StrCat(log_extra, " ops=", Quote(core::FormatOpSpecs(s.spec.ops)),
                         " memory_bytes=", s.memory_bytes,
                         s.spec.owner.empty() ? "" : " owner=" + Quote(s.spec.owner)));
   changed_.notify_all();

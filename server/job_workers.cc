@@ -157,7 +157,7 @@ absl::Status JobManager::RunFile(Job& job, const JobSnapshot& s, const core::Run
 }
 
 absl::Status JobManager::RunStream(Job& job, const JobSnapshot& s, const core::RunOptions& run) {
-  STACKPROC_ASSIGN_OR_RETURN(core::Pipeline pipeline, core::Pipeline::Parse(s.spec.ops));
+  STACKPROC_ASSIGN_OR_RETURN(core::Pipeline pipeline, core::Pipeline::Create(s.spec.ops));
   const JobIo io = job.io();  // held for the run; the job drops its own when it ends
   if (!io.source || !io.sink) return absl::CancelledError("the job's call has ended");
   return core::Run(*io.source, pipeline, *io.sink, run);

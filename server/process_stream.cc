@@ -18,32 +18,6 @@ namespace {
 
 constexpr absl::Duration kProgressInterval = absl::Milliseconds(250);
 
-absl::StatusOr<core::StackMetadata> MetadataFromHeader(const v1::StreamHeader& header) {
-  core::StackMetadata metadata;
-  metadata.description = header.description();
-  if (header.x_resolution() > 0 && header.y_resolution() > 0) {
-    metadata.x_resolution = header.x_resolution();
-    metadata.y_resolution = header.y_resolution();
-  }
-  switch (header.resolution_unit()) {
-    case 0:
-    case 1:
-      metadata.resolution_unit = core::ResolutionUnit::kNone;
-      break;
-    case 2:
-      metadata.resolution_unit = core::ResolutionUnit::kInch;
-      break;
-    case 3:
-      metadata.resolution_unit = core::ResolutionUnit::kCentimeter;
-      break;
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("header: resolution_unit ", header.resolution_unit(),
-                       " is not 1 (none), 2 (inch) or 3 (centimetre)"));
-  }
-  return metadata;
-}
-
 }  // namespace
 
 ProcessStreamReactor::ProcessStreamReactor(grpc::CallbackServerContext* context, JobManager& jobs,
@@ -99,9 +73,12 @@ void ProcessStreamReactor::Later(std::function<void()> work) { arena_->enqueue(s
 
 absl::Status ProcessStreamReactor::StartJob(const v1::StreamHeader& header) {
   core::StackInfo input;
-  input.shape = {header.shape().depth(), header.shape().height(), header.shape().width()};
+  input.shape = FromProto(header.shape());
   STACKPROC_ASSIGN_OR_RETURN(input.type, FromProto(header.pixel_type()));
-  STACKPROC_ASSIGN_OR_RETURN(input.metadata, MetadataFromHeader(header));
+  absl::StatusOr<core::StackMetadata> metadata = convert::MetadataFromProto(header);
+  if (!metadata.ok())
+    return absl::InvalidArgumentError(absl::StrCat("header: ", metadata.status().message()));
+  input.metadata = *std::move(metadata);
   JobSpec spec;
   STACKPROC_ASSIGN_OR_RETURN(spec.ops, FromProto(header.ops()));
   spec.owner = owner_;

@@ -54,41 +54,9 @@ absl::StatusOr<JobState> FromProto(v1::JobState state) {
   }
 }
 
-core::StackShape FromProto(const v1::StackShape& shape) {
-  return {shape.depth(), shape.height(), shape.width()};
-}
-
-v1::Compression ToProto(core::Compression c) {
-  switch (c) {
-    case core::Compression::kNone:
-      return v1::COMPRESSION_NONE;
-    case core::Compression::kDeflate:
-      return v1::COMPRESSION_DEFLATE;
-    case core::Compression::kZstd:
-      return v1::COMPRESSION_ZSTD;
-    case core::Compression::kLzw:
-      return v1::COMPRESSION_LZW;
-  }
-  return v1::COMPRESSION_NONE;
-}
-
-absl::StatusOr<core::Compression> FromProto(v1::Compression c) {
-  switch (c) {
-    case v1::COMPRESSION_UNSPECIFIED:
-    case v1::COMPRESSION_NONE:
-      return core::Compression::kNone;
-    case v1::COMPRESSION_DEFLATE:
-      return core::Compression::kDeflate;
-    case v1::COMPRESSION_ZSTD:
-      return core::Compression::kZstd;
-    case v1::COMPRESSION_LZW:
-      return core::Compression::kLzw;
-    default:
-      return absl::InvalidArgumentError(absl::StrCat("unknown compression ", c));
-  }
-}
-
 }  // namespace
+
+std::string JobStateName(JobState state) { return convert::JobStateName(ToProto(state)); }
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
@@ -96,47 +64,12 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), message);
 }
 
-void ToProto(const core::StackShape& shape, v1::StackShape* out) {
-  out->set_depth(shape.depth);
-  out->set_height(shape.height);
-  out->set_width(shape.width);
-}
-
-absl::StatusOr<core::PixelType> FromProto(v1::PixelType type) {
-  switch (type) {
-    case v1::PIXEL_TYPE_UINT8:
-      return core::PixelType::kUint8;
-    case v1::PIXEL_TYPE_UINT16:
-      return core::PixelType::kUint16;
-    case v1::PIXEL_TYPE_FLOAT32:
-      return core::PixelType::kFloat32;
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("pixel type ", type, " is not uint8, uint16 or float32"));
-  }
-}
-
 void ToProto(const core::StackShape& shape, core::PixelType type,
              const core::StackMetadata& metadata, v1::ResultHeader* out) {
   ToProto(shape, out->mutable_shape());
   out->set_pixel_type(ToProto(type));
   out->set_total_bytes(static_cast<int64_t>(core::StackBytes(shape, type).value_or(0)));
-  out->set_description(metadata.description);
-  out->set_x_resolution(metadata.x_resolution.value_or(0));
-  out->set_y_resolution(metadata.y_resolution.value_or(0));
-  out->set_resolution_unit(static_cast<int32_t>(metadata.resolution_unit));
-}
-
-v1::PixelType ToProto(core::PixelType type) {
-  switch (type) {
-    case core::PixelType::kUint8:
-      return v1::PIXEL_TYPE_UINT8;
-    case core::PixelType::kUint16:
-      return v1::PIXEL_TYPE_UINT16;
-    case core::PixelType::kFloat32:
-      return v1::PIXEL_TYPE_FLOAT32;
-  }
-  return v1::PIXEL_TYPE_UNSPECIFIED;
+  convert::MetadataToProto(metadata, out);
 }
 
 void ToProto(const core::OperationInfo& info, v1::OperationDescriptor* out) {
@@ -161,16 +94,7 @@ void ToProto(const JobSnapshot& s, v1::Job* out) {
   out->set_id(s.id);
   v1::JobSpec* spec = out->mutable_spec();
   spec->set_input_path(s.spec.input_path);
-  for (const std::string& text : s.spec.ops) {
-    v1::OpSpec* op = spec->add_ops();
-    size_t colon = text.find(':');
-    op->set_name(text.substr(0, colon));
-    if (colon == std::string::npos) continue;
-    for (absl::string_view kv : absl::StrSplit(text.substr(colon + 1), ',')) {
-      size_t eq = kv.find('=');
-      (*op->mutable_params())[std::string(kv.substr(0, eq))] = std::string(kv.substr(eq + 1));
-    }
-  }
+  for (const core::OpSpec& op : s.spec.ops) *spec->add_ops() = ToProto(op);
   if (s.spec.streamed) {
     spec->set_streamed(true);
   } else if (s.spec.output_path) {
@@ -219,21 +143,14 @@ void ToProto(const JobSnapshot& s, v1::Job* out) {
                                                         : v1::PROCESSING_MODE_IN_MEMORY);
 }
 
-absl::StatusOr<std::vector<std::string>> FromProto(
+absl::StatusOr<std::vector<core::OpSpec>> FromProto(
     const google::protobuf::RepeatedPtrField<v1::OpSpec>& ops) {
-  std::vector<std::string> texts;
+  std::vector<core::OpSpec> specs;
   for (const v1::OpSpec& op : ops) {
     if (op.name().empty()) return absl::InvalidArgumentError("an operation has no name");
-    // A canonical text: parameters sorted, so equal specs compare equal.
-    std::vector<std::pair<std::string, std::string>> params(op.params().begin(), op.params().end());
-    std::sort(params.begin(), params.end());
-    std::string text = op.name();
-    if (!params.empty()) {
-      absl::StrAppend(&text, ":", absl::StrJoin(params, ",", absl::PairFormatter("=")));
-    }
-    texts.push_back(std::move(text));
+    specs.push_back(FromProto(op));
   }
-  return texts;
+  return specs;
 }
 
 absl::StatusOr<JobSpec> FromProto(const v1::JobSpec& in) {
@@ -243,9 +160,7 @@ absl::StatusOr<JobSpec> FromProto(const v1::JobSpec& in) {
   if (in.streamed()) {
     return absl::InvalidArgumentError("streamed jobs are submitted with ProcessStream");
   }
-  absl::StatusOr<std::vector<std::string>> ops = FromProto(in.ops());
-  if (!ops.ok()) return ops.status();
-  spec.ops = *std::move(ops);
+  STACKPROC_ASSIGN_OR_RETURN(spec.ops, FromProto(in.ops()));
   const v1::OutputSpec& out = in.output();
   switch (out.destination_case()) {
     case v1::OutputSpec::kPath:

@@ -1,4 +1,4 @@
-// The one place that sees both proto and core/server types.
+// The server's types in the API's messages and back (core's own: proto/convert.h).
 #pragma once
 
 #include <grpcpp/support/status.h>
@@ -7,6 +7,7 @@
 #include "absl/status/statusor.h"
 #include "core/operation.h"
 #include "core/stack.h"
+#include "proto/convert.h"
 #include "server/job.h"
 #include "stackproc/v1/service.pb.h"
 
@@ -15,9 +16,10 @@ namespace stackproc::server {
 // absl -> gRPC status, same code, message capped at 1 KiB.
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
-v1::PixelType ToProto(core::PixelType type);
-absl::StatusOr<core::PixelType> FromProto(v1::PixelType type);
-void ToProto(const core::StackShape& shape, v1::StackShape* out);
+// Core's own types: one mapping, shared with the client.
+using convert::FromProto;
+using convert::ToProto;
+
 // What a stream of result chunks makes up.
 void ToProto(const core::StackShape& shape, core::PixelType type,
              const core::StackMetadata& metadata, v1::ResultHeader* out);
@@ -27,8 +29,8 @@ void ToProto(const JobSnapshot& job, v1::Job* out);
 // in-memory result.
 absl::StatusOr<JobSnapshot> FromProto(const v1::Job& job);
 
-// Operations in the canonical text form (parameters sorted), not yet validated.
-absl::StatusOr<std::vector<std::string>> FromProto(
+// Operations, parameters in name order, not yet validated; InvalidArgument for a nameless one.
+absl::StatusOr<std::vector<core::OpSpec>> FromProto(
     const google::protobuf::RepeatedPtrField<v1::OpSpec>& ops);
 
 // Validates the request's shape (not the pipeline: the job manager does that).

@@ -18,12 +18,12 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "core/tiff_io.h"
 #include "core/cli_args.h"
 #include "core/operation_registry.h"
 #include "core/process_file.h"
 #include "core/status_macros.h"
 #include "core/synthetic.h"
+#include "core/tiff_io.h"
 
 namespace stackproc::core {
 namespace {
@@ -103,7 +103,7 @@ absl::Status Run(const Args& args) {
   ProcessRequest request;
   request.input_path = args.Get("input");
   request.output_path = args.Get("output");
-  request.ops = args.All("op");
+  STACKPROC_ASSIGN_OR_RETURN(request.ops, ParseOpSpecs(args.All("op")));
   if (request.input_path.empty() || request.output_path.empty()) {
     return absl::InvalidArgumentError("run needs --input and --output");
   }

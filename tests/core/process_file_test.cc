@@ -24,6 +24,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::stackproc::testing::MakeStack;
+using ::stackproc::testing::Ops;
 using ::stackproc::testing::StacksEqual;
 using ::stackproc::testing::StatusIs;
 using ::stackproc::testing::TempDir;
@@ -69,7 +70,7 @@ TEST_P(StreamingEqualsInMemory, ByteForByte) {
   tbb::task_arena arena(2);
   ProcessRequest request;
   request.input_path = input;
-  request.ops = c.ops;
+  request.ops = Ops(c.ops);
   request.write.compression = c.compression;
   request.arena = &arena;
 
@@ -137,7 +138,7 @@ TEST(WholeStackFileTest, NormalizeOverTheStackFromAFileEqualsExecute) {
   ProcessRequest request;
   request.input_path = input;
   request.output_path = dir.File("out.tif");
-  request.ops = ops;
+  request.ops = Ops(ops);
   Progress last;
   request.on_progress = [&](const Progress& p) { last = p; };
   ASSERT_OK_AND_ASSIGN(ProcessSummary summary, ProcessFile(request));
@@ -161,7 +162,7 @@ TEST(ProcessPlanTest, PicksStreamingWhenTheJobAllowsIt) {
   ProcessRequest request;
   request.input_path = input;
   request.output_path = dir.File("out.tif");
-  request.ops = {"gaussian:ksize=5", "resize:scale=0.5"};
+  request.ops = Ops({"gaussian:ksize=5", "resize:scale=0.5"});
   // A slice in flight holds its input (8192 bytes) and output (2048); each thread one
   // intermediate slice per step (gaussian's 8192, resize's 2048).
   request.window_bytes = 3 * (8192 + 2048) + 100;
@@ -180,7 +181,7 @@ TEST(ProcessPlanTest, PicksStreamingWhenTheJobAllowsIt) {
   EXPECT_LT(plan.memory_bytes, 200u * 8192 / 10);
 
   // What the stack is needed for whole: in memory, with the stack's memory.
-  request.ops = {"normalize:scope=stack"};
+  request.ops = Ops({"normalize:scope=stack"});
   ASSERT_OK_AND_ASSIGN(plan, PlanProcess(request, 4));
   EXPECT_EQ(plan.mode, ProcessMode::kInMemory);
   EXPECT_EQ(plan.memory_bytes, 200u * 8192);
@@ -188,7 +189,7 @@ TEST(ProcessPlanTest, PicksStreamingWhenTheJobAllowsIt) {
   EXPECT_THAT(PlanProcess(request, 4),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("needs the whole stack")));
 
-  request.ops = {"gaussian:ksize=5"};
+  request.ops = Ops({"gaussian:ksize=5"});
   request.output_path.clear();  // a result kept in memory
   EXPECT_THAT(PlanProcess(request, 4), StatusIs(absl::StatusCode::kInvalidArgument,
                                                 HasSubstr("streaming needs an output file")));
@@ -225,7 +226,7 @@ TEST(PagePipelineFailureTest, ACorruptPageFailsTheJobAndKeepsTheOldOutput) {
   ProcessRequest request;
   request.input_path = input;
   request.output_path = dir.File("out.tif");
-  request.ops = {"gaussian:ksize=3"};
+  request.ops = Ops({"gaussian:ksize=3"});
   request.arena = &arena;
   request.mode = ProcessMode::kStreaming;
   request.window_bytes = 4 * 64 * 64 * 2 * 2;
@@ -246,7 +247,7 @@ TEST(PagePipelineFailureTest, CancelStopsTheJobAndLeavesNoFile) {
   ProcessRequest request;
   request.input_path = input;
   request.output_path = dir.File("out.tif");
-  request.ops = {"gaussian:ksize=5"};
+  request.ops = Ops({"gaussian:ksize=5"});
   request.arena = &arena;
   request.cancel = &cancel;
   request.mode = ProcessMode::kStreaming;

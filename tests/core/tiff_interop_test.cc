@@ -19,6 +19,7 @@ namespace stackproc::core {
 namespace {
 
 using ::stackproc::testing::MakeStack;
+using ::stackproc::testing::Ops;
 using ::stackproc::testing::RunCommand;
 using ::stackproc::testing::SourceDir;
 using ::stackproc::testing::StacksEqual;
@@ -177,7 +178,7 @@ tifffile.imwrite(f"{D}/in.tif", a, imagej=True, resolution=(1 / 0.65, 1 / 0.65),
   ProcessRequest request;
   request.input_path = dir.File("in.tif");
   request.output_path = dir.File("out.tif");
-  request.ops = {"resize:scale=0.5"};
+  request.ops = Ops({"resize:scale=0.5"});
   ASSERT_OK(ProcessFile(request));
   // tifffile reads the new truth: half the pixels, twice the pixel size, same Z spacing.
   EXPECT_EQ(Python(dir, R"(
@@ -204,7 +205,7 @@ with tifffile.TiffFile(f"{D}/in.tif") as t:
   ProcessRequest request;
   request.input_path = dir.File("in.tif");
   request.output_path = dir.File("out.tif");
-  request.ops = {"resize:scale=0.5", "crop:x=2,y=1,width=25,height=17"};
+  request.ops = Ops({"resize:scale=0.5", "crop:x=2,y=1,width=25,height=17"});
   ASSERT_OK(ProcessFile(request));
   EXPECT_EQ(Python(dir, R"(
 with tifffile.TiffFile(f"{D}/out.tif") as t:
@@ -226,7 +227,7 @@ tifffile.imwrite(f"{D}/in.ome.tif", a, ome=True, photometric="minisblack",
   ProcessRequest request;
   request.input_path = dir.File("in.ome.tif");
   request.output_path = dir.File("out.ome.tif");
-  request.ops = {"crop:x=10,y=5,width=40,height=20", "resize:scale=0.5", "convert:to=uint16"};
+  request.ops = Ops({"crop:x=10,y=5,width=40,height=20", "resize:scale=0.5", "convert:to=uint16"});
   ASSERT_OK(ProcessFile(request));
   EXPECT_EQ(Python(dir, R"(
 import xml.etree.ElementTree as ET

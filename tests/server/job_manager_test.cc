@@ -27,6 +27,7 @@ namespace {
 using server::JobManager;
 using server::JobSpec;
 using server::JobState;
+using ::stackproc::testing::Ops;
 using ::stackproc::testing::StatusIs;
 
 class JobManagerTest : public ::testing::Test {
@@ -53,7 +54,7 @@ class JobManagerTest : public ::testing::Test {
   static JobSpec Spec(int n) {
     JobSpec spec;
     spec.input_path = "in.tif";
-    spec.ops = {"gaussian:ksize=3", "invert"};
+    spec.ops = Ops({"gaussian:ksize=3", "invert"});
     if (n % 2 == 0) {
       spec.output_path = absl::StrCat("out", n % 8, ".tif");
       spec.overwrite = true;

@@ -14,13 +14,14 @@ namespace stackproc {
 namespace {
 
 namespace fs = std::filesystem;
+using ::stackproc::testing::Ops;
 using ::stackproc::testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 server::JobSpec StreamedSpec(const std::string& owner) {
   server::JobSpec spec;
-  spec.ops = {"invert"};
+  spec.ops = Ops({"invert"});
   spec.streamed = true;
   spec.owner = owner;
   return spec;
@@ -30,7 +31,7 @@ server::JobSnapshot PathJob(const std::string& id, server::JobState state) {
   server::JobSnapshot s;
   s.id = id;
   s.spec.input_path = "in.tif";
-  s.spec.ops = {"gaussian:ksize=5,sigma=0", "invert"};
+  s.spec.ops = Ops({"gaussian:ksize=5,sigma=0", "invert"});
   s.spec.output_path = "sub/o.tif";
   s.spec.compression = core::Compression::kDeflate;
   s.spec.owner = "alice";

@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "client/client.h"
-#include "core/tiff_io.h"
 #include "core/stack_io.h"
+#include "core/tiff_io.h"
 #include "core/tiff_writer.h"
 #include "server/server.h"
 #include "tests/test_util/status_matchers.h"
@@ -67,7 +67,10 @@ class ServiceTest : public ::testing::Test {
 
   // The core's own result for the same input and pipeline: the reference.
   static core::Stack CoreResult(const core::Stack& input, const std::vector<std::string>& ops) {
-    absl::StatusOr<core::Pipeline> pipeline = core::Pipeline::Parse(ops);
+    return CoreResult(input, ::stackproc::testing::Ops(ops));
+  }
+  static core::Stack CoreResult(const core::Stack& input, const std::vector<core::OpSpec>& ops) {
+    absl::StatusOr<core::Pipeline> pipeline = core::Pipeline::Create(ops);
     absl::StatusOr<core::Stack> out =
         core::Execute(::stackproc::testing::CopyStack(input), *pipeline);
     EXPECT_OK(out);

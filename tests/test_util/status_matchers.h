@@ -24,6 +24,15 @@ MATCHER_P2(StatusIs, code, message_matcher, "") {
                                        result_listener);
 }
 
+// EXPECT_THAT(ParsePixelType("uint16"), IsOkAndHolds(core::PixelType::kUint16));
+MATCHER_P(IsOkAndHolds, value, "") {
+  if (!arg.ok()) {
+    *result_listener << "status is " << arg.status().ToString();
+    return false;
+  }
+  return *arg == value;
+}
+
 }  // namespace stackproc::testing
 
 #define STACKPROC_TEST_CONCAT_INNER_(a, b) a##b

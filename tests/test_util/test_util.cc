@@ -38,6 +38,12 @@ core::Stack MakeStack(const core::StackShape& shape, core::PixelType type, uint3
   return std::move(stack).value();
 }
 
+std::vector<core::OpSpec> Ops(const std::vector<std::string>& texts) {
+  absl::StatusOr<std::vector<core::OpSpec>> specs = core::ParseOpSpecs(texts);
+  if (!specs.ok()) std::abort();
+  return *std::move(specs);
+}
+
 core::Stack CopyStack(const core::Stack& stack) {
   absl::StatusOr<core::Stack> copy = core::Stack::Allocate(stack.shape(), stack.pixel_type());
   if (!copy.ok()) std::abort();

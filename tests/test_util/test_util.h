@@ -7,7 +7,9 @@
 #include <filesystem>
 #include <opencv2/core/mat.hpp>
 #include <string>
+#include <vector>
 
+#include "core/operation_registry.h"
 #include "core/stack.h"
 
 namespace stackproc::testing {
@@ -44,6 +46,9 @@ class FileSizeLimit {
 
 // A deterministic synthetic stack; aborts the test binary on failure (test setup only).
 core::Stack MakeStack(const core::StackShape& shape, core::PixelType type, uint32_t seed = 1);
+
+// Operations from their text forms ("gaussian:ksize=5"); aborts on a malformed one.
+std::vector<core::OpSpec> Ops(const std::vector<std::string>& texts);
 
 // A deep copy (same pixels and metadata).
 core::Stack CopyStack(const core::Stack& stack);

@@ -1,0 +1,132 @@
+#include "proto/convert.h"
+
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+
+namespace stackproc::convert {
+
+v1::PixelType ToProto(core::PixelType type) {
+  switch (type) {
+    case core::PixelType::kUint8:
+      return v1::PIXEL_TYPE_UINT8;
+    case core::PixelType::kUint16:
+      return v1::PIXEL_TYPE_UINT16;
+    case core::PixelType::kFloat32:
+      return v1::PIXEL_TYPE_FLOAT32;
+  }
+  return v1::PIXEL_TYPE_UNSPECIFIED;
+}
+
+absl::StatusOr<core::PixelType> FromProto(v1::PixelType type) {
+  switch (type) {
+    case v1::PIXEL_TYPE_UINT8:
+      return core::PixelType::kUint8;
+    case v1::PIXEL_TYPE_UINT16:
+      return core::PixelType::kUint16;
+    case v1::PIXEL_TYPE_FLOAT32:
+      return core::PixelType::kFloat32;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("pixel type ", static_cast<int>(type), " is not uint8, uint16 or float32"));
+  }
+}
+
+v1::Compression ToProto(core::Compression compression) {
+  switch (compression) {
+    case core::Compression::kNone:
+      return v1::COMPRESSION_NONE;
+    case core::Compression::kDeflate:
+      return v1::COMPRESSION_DEFLATE;
+    case core::Compression::kZstd:
+      return v1::COMPRESSION_ZSTD;
+    case core::Compression::kLzw:
+      return v1::COMPRESSION_LZW;
+  }
+  return v1::COMPRESSION_UNSPECIFIED;
+}
+
+absl::StatusOr<core::Compression> FromProto(v1::Compression compression) {
+  switch (compression) {
+    case v1::COMPRESSION_UNSPECIFIED:
+    case v1::COMPRESSION_NONE:
+      return core::Compression::kNone;
+    case v1::COMPRESSION_DEFLATE:
+      return core::Compression::kDeflate;
+    case v1::COMPRESSION_ZSTD:
+      return core::Compression::kZstd;
+    case v1::COMPRESSION_LZW:
+      return core::Compression::kLzw;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("compression ", static_cast<int>(compression),
+                                                     " is not none, deflate, zstd or lzw"));
+  }
+}
+
+void ToProto(const core::StackShape& shape, v1::StackShape* out) {
+  out->set_depth(shape.depth);
+  out->set_height(shape.height);
+  out->set_width(shape.width);
+}
+
+core::StackShape FromProto(const v1::StackShape& shape) {
+  return {shape.depth(), shape.height(), shape.width()};
+}
+
+v1::OpSpec ToProto(const core::OpSpec& op) {
+  v1::OpSpec out;
+  out.set_name(op.name);
+  for (const auto& [key, value] : op.params) (*out.mutable_params())[key] = value;
+  return out;
+}
+
+core::OpSpec FromProto(const v1::OpSpec& op) {
+  core::OpSpec out{op.name(), {op.params().begin(), op.params().end()}};
+  std::sort(out.params.begin(), out.params.end());
+  return out;
+}
+
+std::string OpsText(const google::protobuf::RepeatedPtrField<v1::OpSpec>& ops) {
+  std::vector<core::OpSpec> specs;
+  for (const v1::OpSpec& op : ops) specs.push_back(FromProto(op));
+  return core::FormatOpSpecs(specs);
+}
+
+std::string JobStateName(v1::JobState state) {
+  absl::string_view name = v1::JobState_Name(state);
+  if (!absl::ConsumePrefix(&name, "JOB_STATE_") || name == "UNSPECIFIED") return "unknown";
+  return absl::AsciiStrToLower(name);
+}
+
+template <typename Header>
+absl::StatusOr<core::StackMetadata> MetadataFromProto(const Header& header) {
+  core::StackMetadata metadata;
+  metadata.description = header.description();
+  if (header.x_resolution() > 0) metadata.x_resolution = header.x_resolution();
+  if (header.y_resolution() > 0) metadata.y_resolution = header.y_resolution();
+  switch (header.resolution_unit()) {
+    case 0:
+    case 1:
+      metadata.resolution_unit = core::ResolutionUnit::kNone;
+      break;
+    case 2:
+      metadata.resolution_unit = core::ResolutionUnit::kInch;
+      break;
+    case 3:
+      metadata.resolution_unit = core::ResolutionUnit::kCentimeter;
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("resolution_unit ", header.resolution_unit(),
+                       " is not 1 (none), 2 (inch) or 3 (centimetre)"));
+  }
+  return metadata;
+}
+
+template absl::StatusOr<core::StackMetadata> MetadataFromProto(const v1::StreamHeader&);
+template absl::StatusOr<core::StackMetadata> MetadataFromProto(const v1::ResultHeader&);
+
+}  // namespace stackproc::convert

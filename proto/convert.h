@@ -1,0 +1,51 @@
+// Core's types in the API's messages and back, for both ends of the wire: the server and the
+// clients convert through these, so each enum's mapping and each message's reading is written once.
+// Names (pixel types, compressions, the op grammar) stay core's; job states are named here, from
+// the API's enum.
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "core/metadata.h"
+#include "core/operation_registry.h"
+#include "core/pixel_type.h"
+#include "core/stack.h"
+#include "core/tiff_writer.h"
+#include "stackproc/v1/service.pb.h"
+
+namespace stackproc::convert {
+
+// Unknown values are InvalidArgument, naming the value and the known ones: read as another
+// value they would make silently wrong pixels or files.
+v1::PixelType ToProto(core::PixelType type);
+absl::StatusOr<core::PixelType> FromProto(v1::PixelType type);
+v1::Compression ToProto(core::Compression compression);
+absl::StatusOr<core::Compression> FromProto(v1::Compression compression);  // UNSPECIFIED: none
+
+void ToProto(const core::StackShape& shape, v1::StackShape* out);
+core::StackShape FromProto(const v1::StackShape& shape);
+
+// An operation, not yet validated. FromProto puts the parameters in name order (the message's
+// map has none), so equal operations compare equal.
+v1::OpSpec ToProto(const core::OpSpec& op);
+core::OpSpec FromProto(const v1::OpSpec& op);
+// "gaussian:ksize=5 -> clahe", "(none)" for no operations; core's grammar (FormatOpSpec).
+std::string OpsText(const google::protobuf::RepeatedPtrField<v1::OpSpec>& ops);
+
+// "queued", "running", "succeeded", ...: the API's enum names, lower case; "unknown" otherwise.
+std::string JobStateName(v1::JobState state);
+
+// The stack's description and resolution as a StreamHeader or a ResultHeader carries them.
+template <typename Header>
+void MetadataToProto(const core::StackMetadata& metadata, Header* out) {
+  out->set_description(metadata.description);
+  out->set_x_resolution(metadata.x_resolution.value_or(0));
+  out->set_y_resolution(metadata.y_resolution.value_or(0));
+  out->set_resolution_unit(static_cast<int32_t>(metadata.resolution_unit));
+}
+// InvalidArgument for a resolution unit other than 0 (unset), 1, 2 and 3.
+template <typename Header>
+absl::StatusOr<core::StackMetadata> MetadataFromProto(const Header& header);
+
+}  // namespace stackproc::convert

@@ -84,6 +84,10 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(JobManagerOptions
           ": jobs could overwrite the job table (--state-dir elsewhere)"));
     }
     STACKPROC_ASSIGN_OR_RETURN(manager->store_, JobStore::Open(options.state_dir));
+    manager->store_writer_ = std::make_unique<StoreWriter>(
+        *manager->store_, [m = manager.get()](const std::string& id, const absl::Status& failure) {
+          m->LogStoreFailure(id, failure);
+        });
     STACKPROC_RETURN_IF_ERROR(manager->Restore());
   }
   for (int i = 0; i < options.max_running_jobs; ++i) {
@@ -172,9 +176,7 @@ absl::Status JobManager::Delete(const std::string& id) {
         absl::StrCat("job ", id, " has not finished (cancel it first)"));
   }
   std::lock_guard lock(mutex_);
-  if (store_) {
-    if (absl::Status s = store_->Remove(id); !s.ok()) return s;
-  }
+  if (store_writer_) store_writer_->Remove(id);
   memory_in_use_ -= job->DropResult();
   jobs_.erase(id);
   order_.erase(std::find(order_.begin(), order_.end(), id));
@@ -247,6 +249,7 @@ void JobManager::Shutdown(absl::Duration grace) {
     streams.swap(stream_threads_);
   }
   for (StreamThread& stream : streams) stream.thread.join();
+  FlushStore();  // the table says what the jobs say
 }
 
 void JobManager::Save(const Job& job) {
@@ -255,11 +258,16 @@ void JobManager::Save(const Job& job) {
 }
 
 void JobManager::Persist(const Job& job) {
-  if (store_ == nullptr || !jobs_.contains(job.id())) return;
-  if (absl::Status s = store_->Put(job.Snapshot()); !s.ok()) {
-    // The job itself is fine; only its record may be stale after a restart.
-    LogEvent(job.Snapshot(), "job_store_failed", absl::StrCat(" reason=", Quote(s.message())));
-  }
+  if (store_writer_ == nullptr || !jobs_.contains(job.id())) return;
+  store_writer_->Put(job.Snapshot());
+}
+
+void JobManager::LogStoreFailure(const std::string& id, const absl::Status& error) {
+  // The job itself is fine; only its record may be stale after a restart.
+  JobSnapshot s;
+  if (absl::StatusOr<std::shared_ptr<Job>> job = Get(id); job.ok()) s = (*job)->Snapshot();
+  s.id = id;
+  LogEvent(s, "job_store_failed", absl::StrCat(" reason=", Quote(error.message())));
 }
 
 void JobManager::LogEvent(const JobSnapshot& s, const std::string& event,

@@ -26,6 +26,7 @@
 #include "core/tiff_reader.h"
 #include "server/job.h"
 #include "server/job_store.h"
+#include "server/store_writer.h"
 #include "server/metrics.h"
 #include "server/path_resolver.h"
 
@@ -82,6 +83,11 @@ class JobManager {
   // interrupted at once, except path jobs with a state directory: those stay queued there for
   // the next start.
   void Shutdown(absl::Duration grace);
+  // Returns when the job table holds every change made so far (its writes are queued to a
+  // thread of their own: StoreWriter). Shutdown does this too.
+  void FlushStore() {
+    if (store_writer_) store_writer_->Flush();
+  }
 
   uint64_t memory_budget() const { return options_.memory_budget; }
   uint64_t memory_in_use() const;
@@ -108,7 +114,7 @@ class JobManager {
   // longer run), the others that had not ended are INTERRUPTED and the temporary files of their
   // outputs removed. Before the workers start.
   absl::Status Restore();
-  // Writes `job` to the store, unless it was deleted (mutex_ held).
+  // Queues `job`'s record for the store, unless it was deleted (mutex_ held).
   void Persist(const Job& job);
   // Persist, taking mutex_.
   void Save(const Job& job);
@@ -134,12 +140,15 @@ class JobManager {
   void Enqueue(std::shared_ptr<Job> job, const std::string& log_extra);
   void LogEvent(const JobSnapshot& s, const std::string& event, const std::string& extra = "");
   void LogEnd(const JobSnapshot& s);
+  // A record the store could not write (the StoreWriter's thread).
+  void LogStoreFailure(const std::string& id, const absl::Status& error);
 
   const JobManagerOptions options_;
   const PathResolver resolver_;
   tbb::task_arena arena_;
   tbb::task_arena quick_arena_;      // small jobs, at a higher priority (ArenaFor)
-  std::unique_ptr<JobStore> store_;  // with a state directory
+  std::unique_ptr<JobStore> store_;  // with a state directory: read at start
+  std::unique_ptr<StoreWriter> store_writer_;  // and written through this, in order
 
   mutable std::mutex mutex_;
   std::condition_variable changed_;

@@ -38,12 +38,7 @@ void JobManager::ForgetOldJobs() {
     std::shared_ptr<Job>& job = jobs_.at(id);
     if (excess > 0 && IsTerminal(job->Snapshot().state)) {
       memory_in_use_ -= job->DropResult();
-      if (store_) {
-        if (absl::Status s = store_->Remove(id); !s.ok()) {
-          LogEvent(job->Snapshot(), "job_store_failed",
-                   absl::StrCat(" reason=", Quote(s.message())));
-        }
-      }
+      if (store_writer_) store_writer_->Remove(id);
       jobs_.erase(id);
       forgotten.insert(id);
       --excess;

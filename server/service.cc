@@ -33,6 +33,14 @@ class FailedBidi final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::
 
 }  // namespace
 
+grpc::ServerUnaryReactor* StackProcessorService::OnWorkPool(grpc::CallbackServerContext* context,
+                                                            std::function<absl::Status()> work) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  // The request and response live until the reactor is finished.
+  disk_work_.Run([reactor, work = std::move(work)] { reactor->Finish(ToGrpcStatus(work())); });
+  return reactor;
+}
+
 absl::StatusOr<std::shared_ptr<Job>> StackProcessorService::Find(const Caller& caller,
                                                                  const std::string& id) const {
   absl::StatusOr<std::shared_ptr<Job>> job = jobs_.Get(id);
@@ -50,9 +58,11 @@ grpc::ServerUnaryReactor* StackProcessorService::SubmitJob(grpc::CallbackServerC
   absl::StatusOr<JobSpec> spec = FromProto(request->spec());
   if (!spec.ok()) return Done(context, spec.status());
   spec->owner = caller->name;
-  absl::StatusOr<std::shared_ptr<Job>> job = jobs_.Submit(*spec, request->request_id());
-  if (job.ok()) ToProto((*job)->Snapshot(), response->mutable_job());
-  return Done(context, job.status());
+  return OnWorkPool(context, [this, spec = *std::move(spec), request, response] {
+    absl::StatusOr<std::shared_ptr<Job>> job = jobs_.Submit(spec, request->request_id());
+    if (job.ok()) ToProto((*job)->Snapshot(), response->mutable_job());
+    return job.status();
+  });
 }
 
 grpc::ServerUnaryReactor* StackProcessorService::GetJob(grpc::CallbackServerContext* context,
@@ -103,9 +113,11 @@ grpc::ServerUnaryReactor* StackProcessorService::ResumeJob(grpc::CallbackServerC
   absl::StatusOr<Caller> caller = Authenticate(context);
   if (!caller.ok()) return Done(context, caller.status());
   if (absl::Status s = Find(*caller, request->job_id()).status(); !s.ok()) return Done(context, s);
-  absl::StatusOr<std::shared_ptr<Job>> job = jobs_.Resume(request->job_id());
-  if (job.ok()) ToProto((*job)->Snapshot(), response->mutable_job());
-  return Done(context, job.status());
+  return OnWorkPool(context, [this, request, response] {
+    absl::StatusOr<std::shared_ptr<Job>> job = jobs_.Resume(request->job_id());
+    if (job.ok()) ToProto((*job)->Snapshot(), response->mutable_job());
+    return job.status();
+  });
 }
 
 grpc::ServerWriteReactor<v1::WatchJobResponse>* StackProcessorService::WatchJob(

@@ -1,12 +1,14 @@
 // The StackProcessor gRPC service: thin callback handlers over the JobManager.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
 
 #include "server/auth.h"
 #include "server/job_manager.h"
+#include "server/work_pool.h"
 #include "stackproc/v1/service.grpc.pb.h"
 
 namespace stackproc::server {
@@ -66,9 +68,14 @@ class StackProcessorService final : public StackProcessorBase {
   }
   // Job `id` when `caller` may see it; NotFound as for an unknown id otherwise.
   absl::StatusOr<std::shared_ptr<Job>> Find(const Caller& caller, const std::string& id) const;
+  // Runs `work` on disk_work_ and ends the call with its status: for calls that probe files.
+  grpc::ServerUnaryReactor* OnWorkPool(grpc::CallbackServerContext* context,
+                                       std::function<absl::Status()> work);
 
   JobManager& jobs_;
   const Access access_;
+  // Probes go one disk's way; more threads would only queue on the same device.
+  WorkPool disk_work_{4};
 };
 
 }  // namespace stackproc::server

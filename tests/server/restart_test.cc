@@ -297,6 +297,53 @@ TEST_F(RestartTest, AfterACrashRunningJobsAreInterruptedAndQueuedOnesRunAgain) {
       out, CoreResult(input, PathJob("", server::JobState::kQueued).spec.ops)));
 }
 
+TEST_F(RestartTest, ALockedJobTableHoldsUpNoCall) {
+  // Another program holds the table's write lock (a backup, a hung network filesystem). Calls
+  // answer and the job runs meanwhile: each RPC below has a deadline shorter than the store's
+  // busy timeout (5 s), which a call that waited on the table would wait out.
+  core::Stack input = Input("in.tif", {6, 48, 48});
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(state_.File("jobs.sqlite3").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+  auto stub = v1::StackProcessor::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                          grpc::InsecureChannelCredentials()));
+  auto within = [](grpc::ClientContext& context) {
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+  };
+  v1::SubmitJobResponse submitted;
+  {
+    grpc::ClientContext context;
+    within(context);
+    grpc::Status status =
+        stub->SubmitJob(&context, Request("in.tif", {"invert"}, "out.tif"), &submitted);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  const std::string id = submitted.job().id();
+  v1::GetJobResponse got;
+  for (int i = 0; got.job().state() != v1::JOB_STATE_SUCCEEDED; ++i) {
+    ASSERT_LT(i, 400) << "the job did not finish";
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    grpc::ClientContext context;
+    within(context);
+    v1::GetJobRequest request;
+    request.set_job_id(id);
+    grpc::Status status = stub->GetJob(&context, request, &got);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  ASSERT_EQ(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+
+  // Nothing was lost: the records written once the lock went say what happened.
+  Restart();
+  ASSERT_OK_AND_ASSIGN(std::vector<v1::Job> jobs, client_->List());
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0].id(), id);
+  EXPECT_EQ(jobs[0].state(), v1::JOB_STATE_SUCCEEDED);
+  ASSERT_OK_AND_ASSIGN(core::Stack out, core::ReadTiff(root_.File("out.tif")));
+  EXPECT_TRUE(::stackproc::testing::StacksEqual(out, CoreResult(input, {"invert"})));
+}
+
 TEST_F(RestartTest, AnUnreadableJobTableStopsTheServerFromStarting) {
   server_->Shutdown(absl::ZeroDuration());
   server_.reset();

@@ -12,10 +12,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/raw_bidi_call.h"
-#include "core/cli_args.h"
-#include "core/engine.h"
-#include "core/status_macros.h"
-#include "core/tiff_reader.h"
+#include "core/base/status_macros.h"
+#include "core/exec/engine.h"
+#include "core/tiff/tiff_reader.h"
+#include "core/tools/cli_args.h"
 #include "proto/convert.h"
 #include "proto/wire.h"
 

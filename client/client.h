@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "core/stack.h"
-#include "core/tiff_writer.h"
+#include "core/stack/stack.h"
+#include "core/tiff/tiff_writer.h"
 #include "stackproc/v1/service.grpc.pb.h"
 
 namespace stackproc::client {

@@ -9,9 +9,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "client/progress.h"
-#include "core/status_macros.h"
-#include "core/tiff_io.h"
-#include "core/tiff_writer.h"
+#include "core/base/status_macros.h"
+#include "core/exec/tiff_io.h"
+#include "core/tiff/tiff_writer.h"
 #include "proto/convert.h"
 
 namespace stackproc::client {

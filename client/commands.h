@@ -4,7 +4,7 @@
 
 #include "absl/status/statusor.h"
 #include "client/client.h"
-#include "core/cli_args.h"
+#include "core/tools/cli_args.h"
 
 namespace stackproc::client {
 

@@ -7,11 +7,11 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "core/metadata.h"
-#include "core/operation_registry.h"
-#include "core/pixel_type.h"
-#include "core/stack.h"
-#include "core/tiff_writer.h"
+#include "core/pipeline/operation_registry.h"
+#include "core/stack/metadata.h"
+#include "core/stack/pixel_type.h"
+#include "core/stack/stack.h"
+#include "core/tiff/tiff_writer.h"
 #include "stackproc/v1/service.pb.h"
 
 namespace stackproc::convert {

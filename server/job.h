@@ -14,12 +14,12 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "core/cancel.h"
-#include "core/engine.h"
-#include "core/operation_registry.h"
-#include "core/process_file.h"
-#include "core/stack.h"
-#include "core/tiff_writer.h"
+#include "core/base/cancel.h"
+#include "core/exec/engine.h"
+#include "core/exec/process_file.h"
+#include "core/pipeline/operation_registry.h"
+#include "core/stack/stack.h"
+#include "core/tiff/tiff_writer.h"
 
 namespace stackproc::server {
 

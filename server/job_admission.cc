@@ -1,10 +1,10 @@
 // JobManager, admission: a job validated, planned and checked against the budget and the
 // caller's quotas before it is queued.
 #include "absl/strings/str_cat.h"
-#include "core/pipeline.h"
-#include "core/process_file.h"
-#include "core/status_macros.h"
-#include "core/tiff_reader.h"
+#include "core/base/status_macros.h"
+#include "core/exec/process_file.h"
+#include "core/pipeline/pipeline.h"
+#include "core/tiff/tiff_reader.h"
 #include "server/job_manager.h"
 #include "server/job_manager_util.h"
 

@@ -22,13 +22,13 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "core/process_file.h"
-#include "core/tiff_reader.h"
+#include "core/exec/process_file.h"
+#include "core/tiff/tiff_reader.h"
 #include "server/job.h"
 #include "server/job_store.h"
-#include "server/store_writer.h"
 #include "server/metrics.h"
 #include "server/path_resolver.h"
+#include "server/store_writer.h"
 
 namespace stackproc::server {
 
@@ -146,8 +146,8 @@ class JobManager {
   const JobManagerOptions options_;
   const PathResolver resolver_;
   tbb::task_arena arena_;
-  tbb::task_arena quick_arena_;      // small jobs, at a higher priority (ArenaFor)
-  std::unique_ptr<JobStore> store_;  // with a state directory: read at start
+  tbb::task_arena quick_arena_;                // small jobs, at a higher priority (ArenaFor)
+  std::unique_ptr<JobStore> store_;            // with a state directory: read at start
   std::unique_ptr<StoreWriter> store_writer_;  // and written through this, in order
 
   mutable std::mutex mutex_;

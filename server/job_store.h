@@ -13,7 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "core/file.h"
+#include "core/base/file.h"
 #include "server/job.h"
 
 namespace stackproc::server {

@@ -5,9 +5,9 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "core/pipeline.h"
-#include "core/process_file.h"
-#include "core/status_macros.h"
+#include "core/base/status_macros.h"
+#include "core/exec/process_file.h"
+#include "core/pipeline/pipeline.h"
 #include "server/job_manager.h"
 #include "server/job_manager_util.h"
 

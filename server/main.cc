@@ -7,8 +7,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "core/cli_args.h"
-#include "core/status_macros.h"
+#include "core/base/status_macros.h"
+#include "core/tools/cli_args.h"
 #include "server/server.h"
 
 namespace stackproc::server {

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "core/file.h"
+#include "core/base/file.h"
 
 namespace stackproc::server {
 

@@ -8,8 +8,8 @@
 
 #include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
-#include "core/pipeline.h"
-#include "core/status_macros.h"
+#include "core/base/status_macros.h"
+#include "core/pipeline/pipeline.h"
 #include "proto/wire.h"
 #include "server/proto_convert.h"
 

@@ -26,7 +26,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "core/feed.h"
+#include "core/exec/feed.h"
 #include "server/job_manager.h"
 #include "stackproc/v1/service.grpc.pb.h"
 

@@ -5,8 +5,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "core/operation.h"
-#include "core/stack.h"
+#include "core/pipeline/operation.h"
+#include "core/stack/stack.h"
 #include "proto/convert.h"
 #include "server/job.h"
 #include "stackproc/v1/service.pb.h"

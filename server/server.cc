@@ -4,8 +4,8 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
-#include "core/cli_args.h"
-#include "core/status_macros.h"
+#include "core/base/status_macros.h"
+#include "core/tools/cli_args.h"
 
 namespace stackproc::server {
 namespace {

@@ -1,7 +1,7 @@
 #include "server/service.h"
 
 #include "absl/strings/str_cat.h"
-#include "core/operation_registry.h"
+#include "core/pipeline/operation_registry.h"
 #include "proto/wire.h"
 #include "server/process_stream.h"
 #include "server/proto_convert.h"

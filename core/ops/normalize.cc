@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/ops/op_util.h"
 #include "core/ops/ops.h"
-#include "core/stack.h"
+#include "core/stack/stack.h"
 
 namespace stackproc::core::ops {
 namespace {

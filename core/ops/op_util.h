@@ -7,7 +7,7 @@
 #include <utility>
 
 #include "absl/status/statusor.h"
-#include "core/operation.h"
+#include "core/pipeline/operation.h"
 
 namespace stackproc::core::ops {
 

@@ -1,7 +1,7 @@
 // The built-in operations, one per file. RegisterBuiltinOperations lists them all.
 #pragma once
 
-#include "core/operation.h"
+#include "core/pipeline/operation.h"
 
 namespace stackproc::core::ops {
 

@@ -18,12 +18,12 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "core/cli_args.h"
-#include "core/operation_registry.h"
-#include "core/process_file.h"
-#include "core/status_macros.h"
-#include "core/synthetic.h"
-#include "core/tiff_io.h"
+#include "core/base/status_macros.h"
+#include "core/exec/process_file.h"
+#include "core/exec/tiff_io.h"
+#include "core/pipeline/operation_registry.h"
+#include "core/tools/cli_args.h"
+#include "core/tools/synthetic.h"
 
 namespace stackproc::core {
 namespace {

@@ -25,12 +25,12 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "client/client.h"
-#include "core/tiff_io.h"
-#include "core/stack_io.h"
-#include "core/pipeline.h"
-#include "core/synthetic.h"
-#include "core/tiff_reader.h"
-#include "core/tiff_writer.h"
+#include "core/exec/stack_io.h"
+#include "core/exec/tiff_io.h"
+#include "core/pipeline/pipeline.h"
+#include "core/tiff/tiff_reader.h"
+#include "core/tiff/tiff_writer.h"
+#include "core/tools/synthetic.h"
 
 namespace stackproc {
 namespace {

@@ -20,12 +20,12 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
-#include "core/operation_registry.h"
-#include "core/stack_io.h"
-#include "core/synthetic.h"
-#include "core/tiff_io.h"
-#include "core/tiff_reader.h"
-#include "core/tiff_writer.h"
+#include "core/exec/stack_io.h"
+#include "core/exec/tiff_io.h"
+#include "core/pipeline/operation_registry.h"
+#include "core/tiff/tiff_reader.h"
+#include "core/tiff/tiff_writer.h"
+#include "core/tools/synthetic.h"
 
 namespace stackproc::core {
 namespace {

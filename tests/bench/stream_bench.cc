@@ -20,9 +20,9 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "client/client.h"
-#include "core/stack_io.h"
-#include "core/pipeline.h"
-#include "core/synthetic.h"
+#include "core/exec/stack_io.h"
+#include "core/pipeline/pipeline.h"
+#include "core/tools/synthetic.h"
 
 namespace stackproc {
 namespace {

@@ -13,8 +13,8 @@
 #include <thread>
 #include <vector>
 
-#include "core/pipeline.h"
-#include "core/stack_io.h"
+#include "core/exec/stack_io.h"
+#include "core/pipeline/pipeline.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"
 

@@ -1,9 +1,9 @@
-#include "core/metadata.h"
+#include "core/stack/metadata.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "core/stack.h"
+#include "core/stack/stack.h"
 
 namespace stackproc::core {
 namespace {

@@ -10,7 +10,7 @@
 #include <set>
 #include <vector>
 
-#include "core/operation_registry.h"
+#include "core/pipeline/operation_registry.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"
 

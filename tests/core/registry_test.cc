@@ -4,8 +4,8 @@
 
 #include <set>
 
-#include "core/operation_registry.h"
-#include "core/pipeline.h"
+#include "core/pipeline/operation_registry.h"
+#include "core/pipeline/pipeline.h"
 #include "tests/test_util/status_matchers.h"
 
 namespace stackproc::core {

@@ -1,4 +1,4 @@
-#include "core/stack.h"
+#include "core/stack/stack.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -6,7 +6,7 @@
 #include <climits>
 #include <cstdint>
 
-#include "core/pixel_type.h"
+#include "core/stack/pixel_type.h"
 #include "tests/test_util/status_matchers.h"
 
 namespace stackproc::core {

@@ -12,9 +12,9 @@
 #include <opencv2/core.hpp>
 #include <vector>
 
-#include "core/tiff_io.h"
-#include "core/tiff_reader.h"
-#include "core/tiff_writer.h"
+#include "core/exec/tiff_io.h"
+#include "core/tiff/tiff_reader.h"
+#include "core/tiff/tiff_writer.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"
 

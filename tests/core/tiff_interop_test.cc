@@ -8,10 +8,10 @@
 #include <sstream>
 #include <vector>
 
-#include "core/process_file.h"
-#include "core/tiff_io.h"
-#include "core/tiff_reader.h"
-#include "core/tiff_writer.h"
+#include "core/exec/process_file.h"
+#include "core/exec/tiff_io.h"
+#include "core/tiff/tiff_reader.h"
+#include "core/tiff/tiff_writer.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"
 

@@ -1,13 +1,14 @@
 // Our writer and reader: exact round trips, BigTIFF, atomic replacement, cancellation.
+#include "core/exec/tiff_io.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 
-#include "core/tiff_io.h"
-#include "core/tiff_reader.h"
-#include "core/tiff_writer.h"
+#include "core/tiff/tiff_reader.h"
+#include "core/tiff/tiff_writer.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"
 

@@ -9,9 +9,9 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "core/tiff_io.h"
-#include "core/file.h"
-#include "core/tiff_reader.h"
+#include "core/base/file.h"
+#include "core/exec/tiff_io.h"
+#include "core/tiff/tiff_reader.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace stackproc::core;

@@ -15,8 +15,8 @@
 #include <set>
 #include <thread>
 
-#include "core/tiff_io.h"
-#include "core/tiff_writer.h"
+#include "core/exec/tiff_io.h"
+#include "core/tiff/tiff_writer.h"
 #include "server/job_store.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"

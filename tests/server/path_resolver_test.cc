@@ -11,8 +11,8 @@
 #include <fstream>
 #include <string>
 
-#include "core/tiff_io.h"
-#include "core/tiff_writer.h"
+#include "core/exec/tiff_io.h"
+#include "core/tiff/tiff_writer.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"
 

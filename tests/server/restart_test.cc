@@ -5,7 +5,7 @@
 
 #include <fstream>
 
-#include "core/tiff_io.h"
+#include "core/exec/tiff_io.h"
 #include "server/job_store.h"
 #include "server/proto_convert.h"
 #include "tests/server/service_fixture.h"
@@ -305,9 +305,8 @@ TEST_F(RestartTest, ALockedJobTableHoldsUpNoCall) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(state_.File("jobs.sqlite3").c_str(), &db), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(db, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
-  auto stub = v1::StackProcessor::NewStub(
-      grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
-                          grpc::InsecureChannelCredentials()));
+  auto stub = v1::StackProcessor::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", server_->port()), grpc::InsecureChannelCredentials()));
   auto within = [](grpc::ClientContext& context) {
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
   };

@@ -14,9 +14,9 @@
 #include <vector>
 
 #include "client/client.h"
-#include "core/stack_io.h"
-#include "core/tiff_io.h"
-#include "core/tiff_writer.h"
+#include "core/exec/stack_io.h"
+#include "core/exec/tiff_io.h"
+#include "core/tiff/tiff_writer.h"
 #include "server/server.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"

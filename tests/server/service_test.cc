@@ -7,11 +7,11 @@
 #include <thread>
 
 #include "client/client.h"
-#include "core/tiff_io.h"
-#include "core/stack_io.h"
-#include "core/operation_registry.h"
-#include "core/tiff_reader.h"
-#include "core/tiff_writer.h"
+#include "core/exec/stack_io.h"
+#include "core/exec/tiff_io.h"
+#include "core/pipeline/operation_registry.h"
+#include "core/tiff/tiff_reader.h"
+#include "core/tiff/tiff_writer.h"
 #include "server/server.h"
 #include "tests/server/service_fixture.h"
 #include "tests/test_util/status_matchers.h"

@@ -7,8 +7,8 @@
 #include <filesystem>
 #include <thread>
 
-#include "core/tiff_io.h"
-#include "core/tiff_reader.h"
+#include "core/exec/tiff_io.h"
+#include "core/tiff/tiff_reader.h"
 #include "tests/server/service_fixture.h"
 
 namespace stackproc {

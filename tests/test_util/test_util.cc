@@ -11,7 +11,7 @@
 #include <opencv2/core.hpp>
 #include <random>
 
-#include "core/synthetic.h"
+#include "core/tools/synthetic.h"
 
 namespace stackproc::testing {
 

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "core/operation_registry.h"
-#include "core/stack.h"
+#include "core/pipeline/operation_registry.h"
+#include "core/stack/stack.h"
 
 namespace stackproc::testing {
 

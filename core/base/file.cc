@@ -1,0 +1,76 @@
+#include "core/base/file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+
+namespace stackproc::core {
+
+UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
+  }
+  return *this;
+}
+
+UniqueFd::~UniqueFd() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+absl::StatusOr<InputFile> InputFile::Open(const std::string& path) {
+  // O_NONBLOCK: opening a FIFO must not hang (it is refused as not a regular file).
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (!fd) {
+    if (errno == ENOENT || errno == ENOTDIR) {
+      return absl::NotFoundError(absl::StrCat(path, ": no such file"));
+    }
+    return absl::PermissionDeniedError(absl::StrCat(path, ": ", std::strerror(errno)));
+  }
+  return Adopt(std::move(fd), path);
+}
+
+absl::StatusOr<InputFile> InputFile::Adopt(UniqueFd fd, std::string name) {
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) {
+    return absl::InternalError(absl::StrCat(name, ": fstat failed: ", std::strerror(errno)));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": not a regular file"));
+  }
+  return InputFile(std::make_shared<const UniqueFd>(std::move(fd)), std::move(name),
+                   static_cast<uint64_t>(st.st_size));
+}
+
+absl::StatusOr<OutputTarget> OutputTarget::ForPath(const std::string& path) {
+  const std::filesystem::path target(path);
+  const std::string name = target.filename().string();
+  if (name.empty() || name == "." || name == "..") {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not a file name"));
+  }
+  const std::string dir = target.has_parent_path() ? target.parent_path().string() : ".";
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) {
+    return absl::NotFoundError(
+        absl::StrCat(path, ": directory ", dir, " cannot be opened (", std::strerror(errno), ")"));
+  }
+  return In(std::move(fd), name, path);
+}
+
+OutputTarget OutputTarget::In(UniqueFd dir, std::string name, std::string display) {
+  return OutputTarget(std::make_shared<const UniqueFd>(std::move(dir)), std::move(name),
+                      std::move(display));
+}
+
+bool OutputTarget::Exists() const {
+  struct stat st;
+  return ::fstatat(dir(), name_.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+}  // namespace stackproc::core

@@ -1,0 +1,129 @@
+#include "core/exec/process_file.h"
+
+#include "absl/strings/str_cat.h"
+#include "core/base/status_macros.h"
+#include "core/exec/stack_io.h"
+#include "core/exec/tiff_io.h"
+
+namespace stackproc::core {
+namespace {
+
+absl::StatusOr<OutputTarget> Target(const ProcessRequest& request) {
+  if (request.output_target) return *request.output_target;
+  return OutputTarget::ForPath(request.output_path);
+}
+
+int Concurrency(const ProcessRequest& request) {
+  return request.arena != nullptr ? request.arena->max_concurrency()
+                                  : tbb::this_task_arena::max_concurrency();
+}
+
+// The file's pages through the plan's pipeline into `sink`. In memory, a per-slice pipeline
+// still holds its whole input first (what kInMemory asks for: the stack read once, then
+// processed from memory); a whole-stack pipeline holds it by itself (the engine's barrier).
+absl::Status RunPlan(const ProcessRequest& request, ProcessPlan& plan, SliceSink& sink) {
+  RunOptions run;
+  run.arena = request.arena;
+  run.cancel = request.cancel;
+  run.on_progress = request.on_progress;
+  run.window_bytes = request.window_bytes;
+  STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<TiffSource> source,
+                             TiffSource::Open(*plan.input, plan.info));
+  if (plan.mode == ProcessMode::kStreaming || plan.pipeline.NeedsWholeStack() ||
+      request.output_path.empty()) {
+    return Run(*source, plan.pipeline, sink, run);
+  }
+  StackSink held;
+  Pipeline none;
+  RunOptions read = run;
+  read.on_progress = nullptr;
+  STACKPROC_RETURN_IF_ERROR(Run(*source, none, held, read));
+  StackSource stack(held.Take(), /*writable=*/true);
+  return Run(stack, plan.pipeline, sink, run);
+}
+
+}  // namespace
+
+absl::string_view ProcessModeName(ProcessMode mode) {
+  switch (mode) {
+    case ProcessMode::kAuto:
+      return "auto";
+    case ProcessMode::kInMemory:
+      return "in-memory";
+    case ProcessMode::kStreaming:
+      return "streaming";
+  }
+  return "auto";
+}
+
+absl::StatusOr<ProcessPlan> PlanProcess(const ProcessRequest& request, int concurrency) {
+  ProcessPlan plan;
+  STACKPROC_ASSIGN_OR_RETURN(plan.pipeline, Pipeline::Create(request.ops));
+  if (request.input_file) {
+    plan.input = request.input_file;
+  } else {
+    STACKPROC_ASSIGN_OR_RETURN(plan.input, InputFile::Open(request.input_path));
+  }
+  STACKPROC_ASSIGN_OR_RETURN(plan.info, ProbeTiff(*plan.input, request.limits));
+  const SliceFormat format{static_cast<int>(plan.info.shape.height),
+                           static_cast<int>(plan.info.shape.width), plan.info.pixel_type};
+  STACKPROC_ASSIGN_OR_RETURN(plan.formats, plan.pipeline.Plan(format));
+  plan.output_shape = {plan.info.shape.depth, plan.formats.back().height,
+                       plan.formats.back().width};
+  plan.output_type = plan.formats.back().type;
+
+  const bool can_stream = !request.output_path.empty() && !plan.pipeline.NeedsWholeStack();
+  if (request.mode == ProcessMode::kStreaming && !can_stream) {
+    return absl::InvalidArgumentError(
+        request.output_path.empty()
+            ? "streaming needs an output file: a result kept in memory is the whole stack"
+            : absl::StrCat(plan.pipeline.ToString(),
+                           " needs the whole stack: it cannot run page by page"));
+  }
+  // Streaming whenever the job allows: it reuses a window of buffers instead of faulting in a
+  // stack's worth of fresh memory, overlaps reading and writing with processing, and its
+  // memory does not grow with the stack.
+  plan.mode = request.mode == ProcessMode::kInMemory || !can_stream ? ProcessMode::kInMemory
+                                                                    : ProcessMode::kStreaming;
+  if (plan.mode == ProcessMode::kStreaming) {
+    plan.memory_bytes =
+        PlanWindow(plan.formats, plan.info.shape.depth, request.window_bytes, concurrency, {},
+                   {.compressed = request.write.compression != Compression::kNone})
+            .memory_bytes;
+  } else {
+    STACKPROC_ASSIGN_OR_RETURN(plan.memory_bytes, StackPeakBytes(plan.info.shape, plan.formats));
+  }
+  return plan;
+}
+
+absl::StatusOr<ProcessSummary> ProcessFile(const ProcessRequest& request) {
+  STACKPROC_ASSIGN_OR_RETURN(ProcessPlan plan, PlanProcess(request, Concurrency(request)));
+  ProcessSummary summary;
+  summary.pipeline = plan.pipeline.ToString();
+  summary.mode = plan.mode;
+  summary.input_shape = plan.info.shape;
+  summary.input_type = plan.info.pixel_type;
+  summary.output_shape = plan.output_shape;
+  summary.output_type = plan.output_type;
+  STACKPROC_ASSIGN_OR_RETURN(summary.input_bytes,
+                             StackBytes(plan.info.shape, plan.info.pixel_type));
+  STACKPROC_ASSIGN_OR_RETURN(summary.output_bytes, StackBytes(plan.output_shape, plan.output_type));
+  if (request.on_stage) {
+    request.on_stage(plan.mode == ProcessMode::kStreaming ? "streaming" : "processing");
+  }
+  const absl::Time start = absl::Now();
+  if (request.output_path.empty()) {
+    StackSink sink;
+    STACKPROC_RETURN_IF_ERROR(RunPlan(request, plan, sink));
+    summary.result = sink.Take();
+  } else {
+    // The run's options cancel it and give it its arena: the sink needs only the write's.
+    STACKPROC_ASSIGN_OR_RETURN(OutputTarget target, Target(request));
+    TiffSink sink(std::move(target), request.write);
+    STACKPROC_RETURN_IF_ERROR(RunPlan(request, plan, sink));
+  }
+  summary.elapsed = absl::Now() - start;
+  return summary;
+}
+
+}  // namespace stackproc::core

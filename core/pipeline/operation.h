@@ -1,0 +1,120 @@
+// Slice operations: self-describing (name, doc, typed parameters with defaults and ranges, all
+// declared once in an OperationInfo), configured from text, applied to one slice at a time.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <opencv2/core/mat.hpp>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/stack/metadata.h"
+#include "core/stack/pixel_type.h"
+
+namespace stackproc::core {
+
+class Stack;
+
+enum class ParamType { kInt, kDouble, kChoice };
+
+// One parameter of an operation. Validation, listing and defaults all read this.
+struct ParamSpec {
+  std::string name;
+  ParamType type = ParamType::kDouble;
+  std::string default_value;  // text form, valid for the spec
+  double min = 0;             // inclusive range for kInt / kDouble
+  double max = 0;
+  std::vector<std::string> choices;  // kChoice
+  std::string doc;                   // one line
+
+  // "int in [1, 255]", "float in [0, 100]", "one of rect|ellipse|cross".
+  std::string AllowedText() const;
+};
+
+ParamSpec IntParam(std::string name, int default_value, int min, int max, std::string doc);
+ParamSpec DoubleParam(std::string name, double default_value, double min, double max,
+                      std::string doc);
+ParamSpec ChoiceParam(std::string name, std::vector<std::string> choices, std::string doc);
+
+struct OperationInfo {
+  std::string name;
+  std::string doc;  // one line
+  std::vector<ParamSpec> params;
+  std::vector<PixelType> pixel_types;  // input types it accepts
+};
+
+// Parameter values of one configured operation: every declared parameter, given or defaulted,
+// already validated against its spec.
+class ParamValues {
+ public:
+  int Int(const std::string& name) const;
+  double Double(const std::string& name) const;
+  const std::string& Choice(const std::string& name) const;
+  // Whether the user gave this parameter (rather than its default).
+  bool IsSet(const std::string& name) const { return given_.count(name) > 0; }
+
+ private:
+  friend class OperationRegistry;
+  std::map<std::string, std::string> text_;
+  std::map<std::string, double> numbers_;
+  std::map<std::string, bool> given_;
+};
+
+// The format of one slice.
+struct SliceFormat {
+  int height = 0;
+  int width = 0;
+  PixelType type = PixelType::kUint8;
+
+  size_t bytes() const {
+    return static_cast<size_t>(height) * static_cast<size_t>(width) * BytesPerPixel(type);
+  }
+  friend bool operator==(const SliceFormat&, const SliceFormat&) = default;
+};
+
+// A configured operation. Apply is const and called concurrently for different slices.
+class SliceOp {
+ public:
+  virtual ~SliceOp() = default;
+
+  // The output format for `in`; InvalidArgument (naming the op and what it accepts) when the
+  // op cannot take `in`. The default keeps the format.
+  virtual absl::StatusOr<SliceFormat> OutputFormat(const SliceFormat& in) const { return in; }
+
+  // How output pixels relate to input pixels (for metadata); default: unchanged.
+  virtual void UpdateGeometry(const SliceFormat& in, PixelGeometry& geometry) const {
+    (void)in;
+    (void)geometry;
+  }
+
+  // Computes `dst` from `src`. `dst` is allocated with OutputFormat(src) and never aliases
+  // `src`; Apply must write into it and must not reallocate it. May throw cv::Exception.
+  virtual void Apply(const cv::Mat& src, cv::Mat& dst) const = 0;
+
+  // Operations that need statistics of their whole input stack (normalize over the stack)
+  // return true; the executor then materialises their input and calls PrepareForStack once,
+  // before any Apply.
+  virtual bool NeedsWholeStack() const { return false; }
+  virtual absl::Status PrepareForStack(const Stack& input) {
+    (void)input;
+    return absl::OkStatus();
+  }
+};
+
+using OperationFactory =
+    std::function<absl::StatusOr<std::unique_ptr<SliceOp>>(const ParamValues&)>;
+
+struct OperationDef {
+  OperationInfo info;
+  OperationFactory make;
+};
+
+// The InvalidArgument every operation returns for a pixel type it does not take.
+absl::Status UnsupportedType(const OperationInfo& info, PixelType type,
+                             absl::string_view hint = "");
+// Same, looked up from the op's name: for OutputFormat implementations.
+absl::Status CheckPixelType(const OperationInfo& info, PixelType type, absl::string_view hint = "");
+
+}  // namespace stackproc::core

@@ -1,0 +1,41 @@
+// Runs a fused run of pipeline steps on one slice: each step's output feeds the next, the
+// intermediates live in per-thread scratch slices allocated once per thread, and the last step
+// writes straight into the caller's output slice. The engine's parallel stage runs one per slice.
+#pragma once
+
+#include <tbb/enumerable_thread_specific.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <opencv2/core/mat.hpp>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "core/pipeline/pipeline.h"
+
+namespace stackproc::core {
+
+class SliceRunner {
+ public:
+  // Steps [first, last) of `pipeline`, whose planned formats are `formats` (Pipeline::Plan).
+  // Both must outlive the runner.
+  SliceRunner(Pipeline& pipeline, const std::vector<SliceFormat>& formats, size_t first,
+              size_t last);
+
+  // Runs the steps on slice `z` (named in errors): `in` has formats[first], `out` is an
+  // allocated slice of formats[last] and may be `in` itself. Thread-safe for distinct slices.
+  // Internal for an exception from an operation, ResourceExhausted for an allocation failure,
+  // each as "slice Z: SPEC: reason".
+  absl::Status Run(int64_t z, const cv::Mat& in, cv::Mat& out);
+
+ private:
+  Pipeline& pipeline_;
+  const std::vector<SliceFormat>& formats_;
+  const size_t first_, last_;
+  tbb::enumerable_thread_specific<std::vector<cv::Mat>> scratch_;
+};
+
+// An uninitialised cv::Mat of format `f`.
+cv::Mat MakeMat(const SliceFormat& f);
+
+}  // namespace stackproc::core

@@ -1,0 +1,161 @@
+#include "core/stack/metadata.h"
+
+#include <regex>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "core/stack/stack.h"
+
+namespace stackproc::core {
+namespace {
+
+std::string FormatDouble(double v) { return absl::StrCat(v); }
+
+// Sets `name="value"` inside the first <...Pixels ...> start tag of an OME-XML document; adds
+// nothing when the attribute is absent unless `add` is set.
+void SetPixelsAttribute(std::string& xml, const std::string& name, const std::string& value,
+                        bool add) {
+  static const std::regex kPixelsTag(R"(<([A-Za-z0-9_]+:)?Pixels[\s>][^>]*>)");
+  std::smatch tag;
+  if (!std::regex_search(xml, tag, kPixelsTag)) return;
+  std::string text = tag.str();
+  std::regex attr("(\\s" + name + "\\s*=\\s*)\"[^\"]*\"");
+  std::string updated;
+  if (std::regex_search(text, attr)) {
+    updated = std::regex_replace(text, attr, "$1\"" + value + "\"",
+                                 std::regex_constants::format_first_only);
+  } else if (add) {
+    size_t insert_at = text.size() - (absl::EndsWith(text, "/>") ? 2 : 1);
+    updated =
+        text.substr(0, insert_at) + " " + name + "=\"" + value + "\"" + text.substr(insert_at);
+  } else {
+    return;
+  }
+  xml.replace(static_cast<size_t>(tag.position()), text.size(), updated);
+}
+
+std::optional<double> PixelsAttributeDouble(const std::string& xml, const std::string& name) {
+  std::regex re("<([A-Za-z0-9_]+:)?Pixels\\s[^>]*\\s" + name + "\\s*=\\s*\"([^\"]*)\"");
+  std::smatch m;
+  double v = 0;
+  if (std::regex_search(xml, m, re) && absl::SimpleAtod(m[2].str(), &v)) return v;
+  return std::nullopt;
+}
+
+std::string OmeTypeName(PixelType type) {
+  return type == PixelType::kFloat32 ? "float" : std::string(PixelTypeName(type));
+}
+
+}  // namespace
+
+DescriptionKind ClassifyDescription(absl::string_view description) {
+  absl::string_view d = absl::StripLeadingAsciiWhitespace(description);
+  if (d.empty()) return DescriptionKind::kNone;
+  if (absl::StartsWith(d, "ImageJ=")) return DescriptionKind::kImageJ;
+  if (absl::StartsWith(d, "<?xml") || absl::StartsWith(d, "<OME")) {
+    if (absl::StrContains(d, "<OME") || absl::StrContains(d, ":OME")) {
+      return DescriptionKind::kOmeXml;
+    }
+  }
+  if (absl::StartsWith(d, "{") && absl::StrContains(d, "\"shape\"")) {
+    return DescriptionKind::kTifffileJson;
+  }
+  return DescriptionKind::kOther;
+}
+
+ImageJFields ParseImageJDescription(absl::string_view description) {
+  ImageJFields fields;
+  for (absl::string_view line : absl::StrSplit(description, '\n', absl::SkipWhitespace())) {
+    size_t eq = line.find('=');
+    if (eq == absl::string_view::npos) continue;
+    fields.emplace_back(std::string(absl::StripAsciiWhitespace(line.substr(0, eq))),
+                        std::string(absl::StripAsciiWhitespace(line.substr(eq + 1))));
+  }
+  return fields;
+}
+
+std::string FormatImageJDescription(const ImageJFields& fields) {
+  std::string out;
+  for (const auto& [key, value] : fields) absl::StrAppend(&out, key, "=", value, "\n");
+  return out;
+}
+
+std::optional<std::string> ImageJField(const ImageJFields& fields, absl::string_view key) {
+  for (const auto& [k, v] : fields) {
+    if (k == key) return v;
+  }
+  return std::nullopt;
+}
+
+std::string DefaultImageJDescription(const StackShape& shape) {
+  return FormatImageJDescription({{"ImageJ", "1.11a"},
+                                  {"images", absl::StrCat(shape.depth)},
+                                  {"slices", absl::StrCat(shape.depth)},
+                                  {"loop", "false"}});
+}
+
+StackMetadata UpdateMetadata(const StackMetadata& in, const StackShape& out_shape,
+                             PixelType in_type, PixelType out_type, const PixelGeometry& geometry) {
+  StackMetadata out = in;
+  const std::optional<double>& in_x = geometry.transposed ? in.y_resolution : in.x_resolution;
+  const std::optional<double>& in_y = geometry.transposed ? in.x_resolution : in.y_resolution;
+  // Resolution is pixels per unit: the inverse of pixel size.
+  if (in_x) out.x_resolution = *in_x / geometry.x_factor;
+  if (in_y) out.y_resolution = *in_y / geometry.y_factor;
+
+  switch (ClassifyDescription(in.description)) {
+    case DescriptionKind::kImageJ: {
+      ImageJFields fields = ParseImageJDescription(in.description);
+      bool hyper = ImageJField(fields, "channels") || ImageJField(fields, "frames");
+      ImageJFields kept;
+      for (auto& [key, value] : fields) {
+        if (!hyper && (key == "images" || key == "slices")) value = absl::StrCat(out_shape.depth);
+        if (in_type != out_type && (key == "min" || key == "max")) continue;
+        kept.emplace_back(key, value);
+      }
+      out.description = FormatImageJDescription(kept);
+      break;
+    }
+    case DescriptionKind::kOmeXml: {
+      std::string xml = in.description;
+      const bool t = geometry.transposed;
+      const std::optional<double> px =
+          PixelsAttributeDouble(xml, t ? "PhysicalSizeY" : "PhysicalSizeX");
+      const std::optional<double> py =
+          PixelsAttributeDouble(xml, t ? "PhysicalSizeX" : "PhysicalSizeY");
+      SetPixelsAttribute(xml, "SizeX", absl::StrCat(out_shape.width), true);
+      SetPixelsAttribute(xml, "SizeY", absl::StrCat(out_shape.height), true);
+      SetPixelsAttribute(xml, "SizeZ", absl::StrCat(out_shape.depth), false);
+      SetPixelsAttribute(xml, "Type", OmeTypeName(out_type), false);
+      if (px) SetPixelsAttribute(xml, "PhysicalSizeX", FormatDouble(*px * geometry.x_factor), true);
+      if (py) SetPixelsAttribute(xml, "PhysicalSizeY", FormatDouble(*py * geometry.y_factor), true);
+      out.description = std::move(xml);
+      break;
+    }
+    case DescriptionKind::kTifffileJson: {
+      // {"shape": [Z, Y, X], ...}: the shape says the new truth; a shape of another rank (or
+      // one this cannot find) cannot be rewritten, and the description is dropped rather than
+      // left to contradict the pages (the writer then gives the stack an ImageJ description).
+      static const std::regex kShape(
+          "\"shape\"\\s*:\\s*\\[\\s*\\d+\\s*,\\s*\\d+\\s*,\\s*\\d+\\s*\\]");
+      std::smatch m;
+      if (std::regex_search(in.description, m, kShape)) {
+        out.description =
+            absl::StrCat(m.prefix().str(), "\"shape\": [", out_shape.depth, ", ", out_shape.height,
+                         ", ", out_shape.width, "]", m.suffix().str());
+      } else {
+        out.description.clear();
+      }
+      break;
+    }
+    case DescriptionKind::kNone:
+    case DescriptionKind::kOther:
+      break;
+  }
+  return out;
+}
+
+}  // namespace stackproc::core

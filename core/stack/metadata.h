@@ -1,0 +1,72 @@
+// Stack metadata carried from input to output: the ImageDescription (ImageJ hyperstack text,
+// OME-XML or free text) and the X/Y resolution tags, and how a pipeline's change of geometry
+// rewrites them so that the written file states the new truth.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "core/stack/pixel_type.h"
+
+namespace stackproc::core {
+
+struct StackShape;
+
+// TIFF ResolutionUnit values.
+enum class ResolutionUnit { kNone = 1, kInch = 2, kCentimeter = 3 };
+
+struct StackMetadata {
+  // ImageDescription of the first page; empty when the file had none.
+  std::string description;
+  // Pixels per resolution unit along X and Y, when the file states them.
+  std::optional<double> x_resolution;
+  std::optional<double> y_resolution;
+  ResolutionUnit resolution_unit = ResolutionUnit::kNone;
+};
+
+// kTifffileJson: what tifffile writes by default, a JSON object stating the array's "shape".
+enum class DescriptionKind { kNone, kImageJ, kOmeXml, kTifffileJson, kOther };
+DescriptionKind ClassifyDescription(absl::string_view description);
+
+// "key=value" lines of an ImageJ description, in file order.
+using ImageJFields = std::vector<std::pair<std::string, std::string>>;
+ImageJFields ParseImageJDescription(absl::string_view description);
+std::string FormatImageJDescription(const ImageJFields& fields);
+// The value of `key`, if present.
+std::optional<std::string> ImageJField(const ImageJFields& fields, absl::string_view key);
+
+// How output pixels relate to input pixels in X/Y, composed op by op through a pipeline.
+// Output pixel size along X is the input pixel size along X (or Y, when transposed) times
+// x_factor; likewise for Y.
+struct PixelGeometry {
+  bool transposed = false;
+  double x_factor = 1.0;
+  double y_factor = 1.0;
+
+  // The image was resampled: `sx` output pixels per input pixel along X, `sy` along Y.
+  void Scale(double sx, double sy) {
+    x_factor /= sx;
+    y_factor /= sy;
+  }
+  // X and Y were exchanged (rotation by 90 or 270 degrees).
+  void Transpose() {
+    transposed = !transposed;
+    std::swap(x_factor, y_factor);
+  }
+};
+
+// Metadata for a stack of `out_shape` / `out_type` made from one described by `in` through
+// `geometry`: resolution scaled (and swapped on transpose); ImageJ images/slices and OME-XML
+// SizeX/SizeY/SizeZ/Type/PhysicalSizeX/PhysicalSizeY updated; an ImageJ display range dropped
+// when the pixel type changed. A description of another kind is kept as it is.
+StackMetadata UpdateMetadata(const StackMetadata& in, const StackShape& out_shape,
+                             PixelType in_type, PixelType out_type, const PixelGeometry& geometry);
+
+// A minimal ImageJ description for a stack that came with none, so ImageJ/Fiji open the file
+// as a Z stack.
+std::string DefaultImageJDescription(const StackShape& shape);
+
+}  // namespace stackproc::core

@@ -1,0 +1,27 @@
+// Encodes TIFF strips outside libtiff, so that the strips of a page can be compressed on many
+// threads at once (libtiff's codecs run on the thread that writes). Produces exactly what a
+// TIFF reader expects for Compression = Adobe Deflate or ZSTD with Predictor = horizontal
+// differencing; the writer hands the results to TIFFWriteRawStrip in order. Internal to core/.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "core/stack/pixel_type.h"
+#include "core/tiff/tiff_writer.h"
+
+namespace stackproc::core {
+
+// Whether EncodeStrip handles this combination (deflate or zstd; 8- or 16-bit integers). The
+// others (LZW, float32's floating-point predictor, none) stay with libtiff.
+bool CanEncodeStrips(Compression compression, PixelType type);
+
+// Encodes `rows` rows of `row_bytes` bytes from `src` (native byte order, as the file is
+// written) into `out`. `scratch` is reused between calls (the predictor works on a copy).
+absl::Status EncodeStrip(Compression compression, PixelType type, const uint8_t* src, size_t rows,
+                         size_t row_bytes, std::vector<uint8_t>& scratch,
+                         std::vector<uint8_t>& out);
+
+}  // namespace stackproc::core

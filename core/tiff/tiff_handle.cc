@@ -1,0 +1,167 @@
+#include "core/tiff/tiff_handle.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <optional>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace stackproc::core {
+
+int TiffHandle::OnError(TIFF*, void* user_data, const char* module, const char* fmt, va_list ap) {
+  auto* messages = static_cast<Messages*>(user_data);
+  char buffer[512];
+  std::vsnprintf(buffer, sizeof buffer, fmt, ap);
+  if (!messages->error.empty()) messages->error += "; ";
+  if (messages->error.size() < 2048)
+    absl::StrAppend(&messages->error, module ? module : "libtiff", ": ", buffer);
+  return 1;  // handled: libtiff must not also print it
+}
+
+int TiffHandle::OnWarning(TIFF*, void*, const char*, const char*, va_list) {
+  // Warnings (unknown tags, odd but readable layouts) do not change what we read or write.
+  return 1;
+}
+
+// A libtiff handle's view of a descriptor: its own offset, pread/pwrite at it. Read handles
+// keep their InputFile (and so its descriptor) alive; a write handle's descriptor belongs to
+// its caller.
+struct TiffHandle::Source {
+  int fd = -1;
+  uint64_t offset = 0;
+  uint64_t size = 0;
+  std::optional<InputFile> file;
+  int write_errno = 0;  // why the last failed write failed
+
+  static tmsize_t Read(thandle_t h, void* buffer, tmsize_t size) {
+    auto* source = static_cast<Source*>(h);
+    auto* out = static_cast<char*>(buffer);
+    tmsize_t done = 0;
+    while (done < size) {
+      const ssize_t n = ::pread(source->fd, out + done, static_cast<size_t>(size - done),
+                                static_cast<off_t>(source->offset));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return -1;
+      if (n == 0) break;  // end of file: libtiff sees the short read
+      done += n;
+      source->offset += static_cast<uint64_t>(n);
+    }
+    return done;
+  }
+  static tmsize_t Write(thandle_t h, void* buffer, tmsize_t size) {
+    auto* source = static_cast<Source*>(h);
+    const auto* in = static_cast<const char*>(buffer);
+    tmsize_t done = 0;
+    while (done < size) {
+      const ssize_t n = ::pwrite(source->fd, in + done, static_cast<size_t>(size - done),
+                                 static_cast<off_t>(source->offset));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        source->write_errno = n < 0 ? errno : EIO;  // ENOSPC: the disk is full
+        return -1;
+      }
+      done += n;
+      source->offset += static_cast<uint64_t>(n);
+      source->size = std::max(source->size, source->offset);
+    }
+    return done;
+  }
+  static toff_t Seek(thandle_t h, toff_t offset, int whence) {
+    auto* source = static_cast<Source*>(h);
+    const uint64_t base = whence == SEEK_CUR   ? source->offset
+                          : whence == SEEK_END ? source->size
+                                               : 0;
+    source->offset = base + offset;
+    return source->offset;
+  }
+  static int Close(thandle_t) { return 0; }
+  static toff_t Size(thandle_t h) { return static_cast<Source*>(h)->size; }
+  static int Map(thandle_t, void**, toff_t*) { return 0; }
+  static void Unmap(thandle_t, void*, toff_t) {}
+};
+
+TIFFOpenOptions* TiffHandle::Options(Messages* messages) {
+  TIFFOpenOptions* options = TIFFOpenOptionsAlloc();
+  TIFFOpenOptionsSetErrorHandlerExtR(options, &TiffHandle::OnError, messages);
+  TIFFOpenOptionsSetWarningHandlerExtR(options, &TiffHandle::OnWarning, messages);
+  // Caps any single buffer libtiff allocates itself (strip/tile scratch, tag arrays): a file
+  // that declares absurd sizes fails instead of exhausting memory.
+  TIFFOpenOptionsSetMaxSingleMemAlloc(options, tmsize_t{1} << 30);
+  return options;
+}
+
+absl::StatusOr<TiffHandle> TiffHandle::OpenRead(const InputFile& file) {
+  TiffHandle handle;
+  handle.messages_ = std::make_unique<Messages>();
+  handle.source_ = std::make_unique<Source>(Source{file.fd(), 0, file.size(), file, 0});
+  TIFFOpenOptions* options = Options(handle.messages_.get());
+  handle.tif_ = TIFFClientOpenExt(file.name().c_str(), "rm", handle.source_.get(), &Source::Read,
+                                  &Source::Write, &Source::Seek, &Source::Close, &Source::Size,
+                                  &Source::Map, &Source::Unmap, options);
+  TIFFOpenOptionsFree(options);
+  if (handle.tif_ == nullptr) {
+    std::string why = handle.TakeError();
+    return absl::InvalidArgumentError(absl::StrCat(file.name(), ": not a readable TIFF file (",
+                                                   why.empty() ? "open failed" : why, ")"));
+  }
+  return handle;
+}
+
+absl::StatusOr<TiffHandle> TiffHandle::OpenWrite(int fd, const std::string& name,
+                                                 const char* mode) {
+  TiffHandle handle;
+  handle.messages_ = std::make_unique<Messages>();
+  handle.source_ = std::make_unique<Source>(Source{fd, 0, 0, std::nullopt, 0});
+  TIFFOpenOptions* options = Options(handle.messages_.get());
+  handle.tif_ = TIFFClientOpenExt(name.c_str(), mode, handle.source_.get(), &Source::Read,
+                                  &Source::Write, &Source::Seek, &Source::Close, &Source::Size,
+                                  &Source::Map, &Source::Unmap, options);
+  TIFFOpenOptionsFree(options);
+  if (handle.tif_ == nullptr) {
+    std::string why = handle.TakeError();
+    return absl::InternalError(
+        absl::StrCat(name, ": cannot start the file (", why.empty() ? "open failed" : why, ")"));
+  }
+  return handle;
+}
+
+TiffHandle::TiffHandle() = default;
+
+TiffHandle::TiffHandle(TiffHandle&& other) noexcept
+    : messages_(std::move(other.messages_)),
+      source_(std::move(other.source_)),
+      tif_(std::exchange(other.tif_, nullptr)) {}
+
+TiffHandle& TiffHandle::operator=(TiffHandle&& other) noexcept {
+  if (this != &other) {
+    Close();
+    messages_ = std::move(other.messages_);
+    source_ = std::move(other.source_);
+    tif_ = std::exchange(other.tif_, nullptr);
+  }
+  return *this;
+}
+
+TiffHandle::~TiffHandle() { Close(); }
+
+int TiffHandle::TakeWriteErrno() { return source_ ? std::exchange(source_->write_errno, 0) : 0; }
+
+std::string TiffHandle::TakeError() {
+  if (!messages_) return "";
+  return std::exchange(messages_->error, "");
+}
+
+std::string TiffHandle::Close() {
+  if (tif_ != nullptr) {
+    TIFFClose(tif_);
+    tif_ = nullptr;
+  }
+  return TakeError();
+}
+
+}  // namespace stackproc::core

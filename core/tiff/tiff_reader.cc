@@ -1,0 +1,369 @@
+#include "core/tiff/tiff_reader.h"
+
+#include <tbb/enumerable_thread_specific.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/base/status_macros.h"
+#include "core/tiff/tiff_handle.h"
+
+namespace stackproc::core {
+namespace {
+
+constexpr uint16_t kSupportedCompressions[] = {COMPRESSION_NONE,          COMPRESSION_LZW,
+                                               COMPRESSION_ADOBE_DEFLATE, COMPRESSION_DEFLATE,
+                                               COMPRESSION_PACKBITS,      COMPRESSION_ZSTD};
+
+// Sides of one tile above this are not plausible for any writer we know of.
+constexpr uint32_t kMaxTileSide = 1 << 14;
+
+absl::Status PageError(const std::string& path, int64_t page, absl::string_view reason,
+                       std::string libtiff = "") {
+  return absl::InvalidArgumentError(absl::StrCat(path, ": page ", page, ": ", reason,
+                                                 libtiff.empty() ? "" : " (", libtiff,
+                                                 libtiff.empty() ? "" : ")"));
+}
+
+// The layout of one page, as read from its directory.
+struct PageLayout {
+  uint32_t width = 0;
+  uint32_t height = 0;
+  PixelType type = PixelType::kUint8;
+  uint16_t compression = COMPRESSION_NONE;
+  bool tiled = false;
+  uint32_t rows_per_strip = 0;  // striped pages
+  uint32_t tile_width = 0;      // tiled pages
+  uint32_t tile_height = 0;
+};
+
+absl::StatusOr<PixelType> PagePixelType(TIFF* tif, const std::string& path, int64_t page) {
+  uint16_t spp = 1, bps = 1, format = SAMPLEFORMAT_UINT;
+  TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLESPERPIXEL, &spp);
+  TIFFGetFieldDefaulted(tif, TIFFTAG_BITSPERSAMPLE, &bps);
+  TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLEFORMAT, &format);
+  if (spp != 1) {
+    return PageError(path, page,
+                     absl::StrCat(spp,
+                                  " samples per pixel (RGB or multi-channel); only "
+                                  "single-channel stacks are supported"));
+  }
+  if (format == SAMPLEFORMAT_UINT && bps == 8) return PixelType::kUint8;
+  if (format == SAMPLEFORMAT_UINT && bps == 16) return PixelType::kUint16;
+  if (format == SAMPLEFORMAT_IEEEFP && bps == 32) return PixelType::kFloat32;
+  const char* kind = format == SAMPLEFORMAT_UINT     ? "unsigned"
+                     : format == SAMPLEFORMAT_INT    ? "signed"
+                     : format == SAMPLEFORMAT_IEEEFP ? "float"
+                                                     : "other";
+  return PageError(path, page,
+                   absl::StrCat(bps, "-bit ", kind,
+                                " samples are not supported (use uint8, uint16 or float32)"));
+}
+
+absl::StatusOr<PageLayout> ReadLayout(TIFF* tif, const std::string& path, int64_t page,
+                                      const TiffLimits& limits) {
+  PageLayout layout;
+  if (!TIFFGetField(tif, TIFFTAG_IMAGEWIDTH, &layout.width) ||
+      !TIFFGetField(tif, TIFFTAG_IMAGELENGTH, &layout.height)) {
+    return PageError(path, page, "no image width or length");
+  }
+  if (layout.width == 0 || layout.height == 0) return PageError(path, page, "empty image");
+  if (layout.width > limits.max_side || layout.height > limits.max_side) {
+    return absl::ResourceExhaustedError(absl::StrCat(path, ": page ", page, ": ", layout.width, "x",
+                                                     layout.height, " pixels exceeds the limit of ",
+                                                     limits.max_side, " pixels per side"));
+  }
+  STACKPROC_ASSIGN_OR_RETURN(layout.type, PagePixelType(tif, path, page));
+  uint16_t photometric = PHOTOMETRIC_MINISBLACK;
+  if (TIFFGetField(tif, TIFFTAG_PHOTOMETRIC, &photometric) &&
+      photometric != PHOTOMETRIC_MINISBLACK && photometric != PHOTOMETRIC_MINISWHITE) {
+    return PageError(path, page,
+                     absl::StrCat("photometric interpretation ", photometric,
+                                  " is not supported (only grayscale: MinIsBlack/MinIsWhite)"));
+  }
+  TIFFGetFieldDefaulted(tif, TIFFTAG_COMPRESSION, &layout.compression);
+  if (std::find(std::begin(kSupportedCompressions), std::end(kSupportedCompressions),
+                layout.compression) == std::end(kSupportedCompressions) ||
+      !TIFFIsCODECConfigured(layout.compression)) {
+    const TIFFCodec* codec = TIFFFindCODEC(layout.compression);
+    return PageError(path, page,
+                     absl::StrCat("compression ", codec ? codec->name : "", codec ? " " : "", "(",
+                                  layout.compression,
+                                  ") is not supported (supported: none, LZW, Deflate, "
+                                  "PackBits, ZSTD)"));
+  }
+  layout.tiled = TIFFIsTiled(tif);
+  if (layout.tiled) {
+    if (!TIFFGetField(tif, TIFFTAG_TILEWIDTH, &layout.tile_width) ||
+        !TIFFGetField(tif, TIFFTAG_TILELENGTH, &layout.tile_height) || layout.tile_width == 0 ||
+        layout.tile_height == 0 || layout.tile_width % 16 != 0 || layout.tile_height % 16 != 0 ||
+        layout.tile_width > kMaxTileSide || layout.tile_height > kMaxTileSide) {
+      return PageError(
+          path, page,
+          absl::StrCat("implausible tile size ", layout.tile_width, "x", layout.tile_height));
+    }
+  } else {
+    TIFFGetFieldDefaulted(tif, TIFFTAG_ROWSPERSTRIP, &layout.rows_per_strip);
+    if (layout.rows_per_strip == 0) return PageError(path, page, "RowsPerStrip is 0");
+    layout.rows_per_strip = std::min(layout.rows_per_strip, layout.height);
+  }
+  return layout;
+}
+
+// Strip/tile tables must describe every strile, inside the file; uncompressed striles must hold
+// all their pixels. This is what catches truncated files before anything is allocated.
+absl::Status CheckStriles(TIFF* tif, const std::string& path, int64_t page,
+                          const PageLayout& layout, uint64_t file_size) {
+  const uint64_t bpp = BytesPerPixel(layout.type);
+  uint64_t expected_count;
+  if (layout.tiled) {
+    expected_count = uint64_t{(layout.width + layout.tile_width - 1) / layout.tile_width} *
+                     ((layout.height + layout.tile_height - 1) / layout.tile_height);
+  } else {
+    expected_count = (layout.height + layout.rows_per_strip - 1) / layout.rows_per_strip;
+  }
+  uint64_t count = layout.tiled ? TIFFNumberOfTiles(tif) : TIFFNumberOfStrips(tif);
+  if (count != expected_count) {
+    return PageError(path, page,
+                     absl::StrCat("has ", count, layout.tiled ? " tiles" : " strips",
+                                  ", its size needs ", expected_count));
+  }
+  for (uint32_t i = 0; i < count; ++i) {
+    int err = 0;
+    uint64_t offset = TIFFGetStrileOffsetWithErr(tif, i, &err);
+    uint64_t bytes = err ? 0 : TIFFGetStrileByteCountWithErr(tif, i, &err);
+    const char* what = layout.tiled ? "tile " : "strip ";
+    if (err || bytes == 0) {
+      return PageError(path, page, absl::StrCat(what, i, " has no data"));
+    }
+    if (offset > file_size || bytes > file_size - offset) {
+      return PageError(
+          path, page,
+          absl::StrCat(what, i, " ends at byte ", offset + bytes, " past the end of the file (",
+                       file_size, " bytes): truncated or corrupt"));
+    }
+    if (layout.compression == COMPRESSION_NONE) {
+      uint64_t need;
+      if (layout.tiled) {
+        need = uint64_t{layout.tile_width} * layout.tile_height * bpp;
+      } else {
+        uint64_t rows = std::min<uint64_t>(layout.rows_per_strip,
+                                           layout.height - uint64_t{i} * layout.rows_per_strip);
+        need = rows * layout.width * bpp;
+      }
+      if (bytes < need) {
+        return PageError(path, page,
+                         absl::StrCat(what, i, " holds ", bytes, " bytes but needs ", need));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+StackMetadata ReadMetadata(TIFF* tif) {
+  StackMetadata metadata;
+  char* description = nullptr;
+  if (TIFFGetField(tif, TIFFTAG_IMAGEDESCRIPTION, &description) && description != nullptr) {
+    metadata.description = description;
+  }
+  float x = 0, y = 0;
+  uint16_t unit = RESUNIT_NONE;
+  if (TIFFGetField(tif, TIFFTAG_XRESOLUTION, &x) && x > 0) metadata.x_resolution = x;
+  if (TIFFGetField(tif, TIFFTAG_YRESOLUTION, &y) && y > 0) metadata.y_resolution = y;
+  TIFFGetFieldDefaulted(tif, TIFFTAG_RESOLUTIONUNIT, &unit);
+  if (unit == RESUNIT_INCH || unit == RESUNIT_CENTIMETER) {
+    metadata.resolution_unit = static_cast<ResolutionUnit>(unit);
+  }
+  return metadata;
+}
+
+// Decodes the current page of `tif` into `dst` (one slice of `info`'s shape).
+absl::Status DecodePage(TiffHandle& handle, const std::string& path, const TiffInfo& info,
+                        int64_t page, uint8_t* dst, std::vector<uint8_t>& tile) {
+  TIFF* tif = handle.get();
+  if (!TIFFSetSubDirectory(tif, info.page_offsets[page])) {
+    return PageError(path, page, "cannot read its directory", handle.TakeError());
+  }
+  // The file may have changed since it was probed: re-check what the buffer size depends on.
+  STACKPROC_ASSIGN_OR_RETURN(PageLayout layout, ReadLayout(tif, path, page, TiffLimits{}));
+  if (layout.width != info.shape.width || layout.height != info.shape.height ||
+      layout.type != info.pixel_type) {
+    return PageError(path, page, "changed since it was validated");
+  }
+  const size_t bpp = BytesPerPixel(layout.type);
+  const size_t row_bytes = size_t{layout.width} * bpp;
+  if (!layout.tiled) {
+    const uint32_t strips = TIFFNumberOfStrips(tif);
+    for (uint32_t s = 0; s < strips; ++s) {
+      size_t row0 = size_t{s} * layout.rows_per_strip;
+      size_t rows = std::min<size_t>(layout.rows_per_strip, layout.height - row0);
+      auto want = static_cast<tmsize_t>(rows * row_bytes);
+      tmsize_t got = TIFFReadEncodedStrip(tif, s, dst + row0 * row_bytes, want);
+      if (got != want) {
+        return PageError(path, page,
+                         absl::StrCat("strip ", s, " decoded to ", std::max<tmsize_t>(got, 0),
+                                      " of ", want, " bytes: corrupt data"),
+                         handle.TakeError());
+      }
+    }
+    return absl::OkStatus();
+  }
+  const tmsize_t tile_bytes = TIFFTileSize(tif);
+  if (tile_bytes <= 0 ||
+      static_cast<size_t>(tile_bytes) != size_t{layout.tile_width} * layout.tile_height * bpp) {
+    return PageError(path, page, "inconsistent tile size", handle.TakeError());
+  }
+  tile.resize(static_cast<size_t>(tile_bytes));
+  for (uint32_t y = 0; y < layout.height; y += layout.tile_height) {
+    for (uint32_t x = 0; x < layout.width; x += layout.tile_width) {
+      uint32_t t = TIFFComputeTile(tif, x, y, 0, 0);
+      if (TIFFReadEncodedTile(tif, t, tile.data(), tile_bytes) != tile_bytes) {
+        return PageError(path, page, absl::StrCat("tile ", t, " is corrupt"), handle.TakeError());
+      }
+      size_t rows = std::min(layout.tile_height, layout.height - y);
+      size_t cols = std::min(layout.tile_width, layout.width - x);
+      for (size_t r = 0; r < rows; ++r) {
+        std::memcpy(dst + (y + r) * row_bytes + x * bpp, tile.data() + r * layout.tile_width * bpp,
+                    cols * bpp);
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// One thread's libtiff handle over a file (opened on first use) and its tile buffer.
+struct PageDecoder {
+  std::optional<TiffHandle> handle;
+  std::vector<uint8_t> tile;
+
+  absl::Status Decode(const InputFile& file, const TiffInfo& info, int64_t page, uint8_t* dst) {
+    if (!handle) {
+      STACKPROC_ASSIGN_OR_RETURN(TiffHandle opened, TiffHandle::OpenRead(file));
+      handle = std::move(opened);
+    }
+    return DecodePage(*handle, file.name(), info, page, dst, tile);
+  }
+};
+
+}  // namespace
+
+namespace {
+constexpr char kTiffValidationPayload[] = "type.stackproc/tiff-validation";
+absl::StatusOr<TiffInfo> Validate(const InputFile& file, const TiffLimits& limits);
+}  // namespace
+
+absl::StatusOr<TiffInfo> ProbeTiff(const std::string& path, const TiffLimits& limits) {
+  STACKPROC_ASSIGN_OR_RETURN(InputFile file, InputFile::Open(path));
+  return ProbeTiff(file, limits);
+}
+
+absl::StatusOr<TiffInfo> ProbeTiff(const InputFile& file, const TiffLimits& limits) {
+  absl::StatusOr<TiffInfo> info = Validate(file, limits);
+  if (!info.ok()) {
+    absl::Status status = info.status();
+    status.SetPayload(kTiffValidationPayload, absl::Cord("refused"));
+    return status;
+  }
+  return info;
+}
+
+bool IsTiffValidationError(const absl::Status& status) {
+  return status.GetPayload(kTiffValidationPayload).has_value();
+}
+
+namespace {
+
+absl::StatusOr<TiffInfo> Validate(const InputFile& file, const TiffLimits& limits) {
+  const std::string& path = file.name();
+  STACKPROC_ASSIGN_OR_RETURN(TiffHandle handle, TiffHandle::OpenRead(file));
+  const uint64_t file_size = file.size();
+  TIFF* tif = handle.get();
+
+  TiffInfo info;
+  info.bigtiff = TIFFIsBigTIFF(tif);
+  info.big_endian = TIFFIsBigEndian(tif);
+  int64_t page = 0;
+  PageLayout first;
+  while (true) {
+    if (page >= limits.max_pages) {
+      return absl::ResourceExhaustedError(absl::StrCat(path, ": more than ", limits.max_pages,
+                                                       " pages (the limit of pages per stack)"));
+    }
+    info.page_offsets.push_back(TIFFCurrentDirOffset(tif));
+    STACKPROC_ASSIGN_OR_RETURN(PageLayout layout, ReadLayout(tif, path, page, limits));
+    STACKPROC_RETURN_IF_ERROR(CheckStriles(tif, path, page, layout, file_size));
+    if (page == 0) {
+      first = layout;
+      info.metadata = ReadMetadata(tif);
+    } else if (layout.width != first.width || layout.height != first.height ||
+               layout.type != first.type) {
+      return PageError(path, page,
+                       absl::StrCat(layout.width, "x", layout.height, " ",
+                                    PixelTypeName(layout.type), " differs from page 0 (",
+                                    first.width, "x", first.height, " ", PixelTypeName(first.type),
+                                    "): every page of a stack must have the same size and type"));
+    }
+    ++page;
+    if (!TIFFReadDirectory(tif)) break;
+  }
+  if (std::string error = handle.TakeError(); !error.empty()) {
+    return PageError(path, page, "unreadable directory after the last good page", error);
+  }
+  info.shape = {page, first.height, first.width};
+  info.pixel_type = first.type;
+  info.tiled = first.tiled;
+  info.compression = first.compression;
+  STACKPROC_ASSIGN_OR_RETURN(size_t bytes, StackBytes(info.shape, info.pixel_type));
+  if (bytes > limits.max_stack_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(path, ": stack of ", bytes,
+                                                     " bytes exceeds the limit of ",
+                                                     limits.max_stack_bytes, " bytes"));
+  }
+  return info;
+}
+
+}  // namespace
+
+struct TiffPageReader::Workers {
+  tbb::enumerable_thread_specific<PageDecoder> local;
+};
+
+absl::StatusOr<std::unique_ptr<TiffPageReader>> TiffPageReader::Open(const std::string& path,
+                                                                     const TiffLimits& limits) {
+  STACKPROC_ASSIGN_OR_RETURN(InputFile file, InputFile::Open(path));
+  return Open(file, limits);
+}
+
+absl::StatusOr<std::unique_ptr<TiffPageReader>> TiffPageReader::Open(const InputFile& file,
+                                                                     const TiffLimits& limits) {
+  STACKPROC_ASSIGN_OR_RETURN(TiffInfo info, ProbeTiff(file, limits));
+  return Open(file, std::move(info));
+}
+
+absl::StatusOr<std::unique_ptr<TiffPageReader>> TiffPageReader::Open(const InputFile& file,
+                                                                     TiffInfo info) {
+  STACKPROC_ASSIGN_OR_RETURN(size_t slice_bytes, SliceBytes(info.shape, info.pixel_type));
+  return std::unique_ptr<TiffPageReader>(new TiffPageReader(file, std::move(info), slice_bytes));
+}
+
+TiffPageReader::TiffPageReader(InputFile file, TiffInfo info, size_t slice_bytes)
+    : file_(std::move(file)),
+      info_(std::move(info)),
+      slice_bytes_(slice_bytes),
+      workers_(std::make_unique<Workers>()) {}
+
+TiffPageReader::~TiffPageReader() = default;
+
+absl::Status TiffPageReader::ReadPage(int64_t z, uint8_t* dst) {
+  if (z < 0 || z >= info_.shape.depth) {
+    return absl::OutOfRangeError(absl::StrCat(file_.name(), ": no page ", z));
+  }
+  return workers_->local.local().Decode(file_, info_, z, dst);
+}
+
+}  // namespace stackproc::core

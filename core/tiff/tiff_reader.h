@@ -1,0 +1,89 @@
+// Validates and decodes multi-page TIFF / BigTIFF stacks (ReadTiff, in core/tiff_io.h, reads
+// one into a Stack).
+//
+// Supported: striped and tiled; uncompressed, LZW, Deflate (both tag values), PackBits and ZSTD;
+// horizontal and floating-point predictors; little and big endian; one sample per pixel of
+// 8/16-bit unsigned or 32-bit IEEE float. Every page is validated before anything is allocated.
+// Errors name the file, the page and the reason; libtiff's own messages never reach stderr.
+#pragma once
+
+#include <tbb/task_arena.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/base/cancel.h"
+#include "core/base/file.h"
+#include "core/stack/stack.h"
+
+namespace stackproc::core {
+
+class TiffHandle;
+
+struct TiffLimits {
+  int64_t max_pages = 100'000;
+  int64_t max_side = 131'072;             // pixels along X or Y
+  uint64_t max_stack_bytes = 1ull << 40;  // 1 TiB
+};
+
+// What validation learned about a file: enough to allocate and to plan.
+struct TiffInfo {
+  StackShape shape;
+  PixelType pixel_type = PixelType::kUint8;
+  bool bigtiff = false;
+  bool big_endian = false;
+  bool tiled = false;
+  uint16_t compression = 1;            // TIFF Compression tag of the first page
+  std::vector<uint64_t> page_offsets;  // IFD offset of every page, to seek in O(1)
+  StackMetadata metadata;
+};
+
+// Walks every page and checks it: same size and type as page 0, supported layout and codec,
+// strip/tile tables that fit inside the file (a truncated file or a lying byte count fails here,
+// before any allocation). InvalidArgument for a corrupt or unsupported file, NotFound when it does
+// not exist, ResourceExhausted when it exceeds `limits`.
+absl::StatusOr<TiffInfo> ProbeTiff(const std::string& path, const TiffLimits& limits = {});
+absl::StatusOr<TiffInfo> ProbeTiff(const InputFile& file, const TiffLimits& limits = {});
+// Whether `status` is ProbeTiff refusing a file (corrupt, unsupported, over a limit), as
+// opposed to, say, a pipeline that cannot take it.
+bool IsTiffValidationError(const absl::Status& status);
+
+struct ReadOptions {
+  TiffLimits limits;
+  tbb::task_arena* arena = nullptr;     // where to decode; nullptr: the calling thread's arena
+  const CancelToken* cancel = nullptr;  // polled between pages
+};
+
+// Reads a validated file one page at a time, for streaming a stack without holding it.
+class TiffPageReader {
+ public:
+  // Probes the whole file first (as ReadTiff does).
+  static absl::StatusOr<std::unique_ptr<TiffPageReader>> Open(const std::string& path,
+                                                              const TiffLimits& limits = {});
+  static absl::StatusOr<std::unique_ptr<TiffPageReader>> Open(const InputFile& file,
+                                                              const TiffLimits& limits = {});
+  // Over a file that ProbeTiff has already validated into `info`: its pages are not walked
+  // again (each page is still checked as it is decoded).
+  static absl::StatusOr<std::unique_ptr<TiffPageReader>> Open(const InputFile& file, TiffInfo info);
+  ~TiffPageReader();
+
+  const TiffInfo& info() const { return info_; }
+  size_t slice_bytes() const { return slice_bytes_; }
+  // Decodes page `z` into `dst` (slice_bytes() bytes). Thread-safe: each calling thread decodes
+  // with a libtiff handle of its own, so pages can be decoded in parallel.
+  absl::Status ReadPage(int64_t z, uint8_t* dst);
+
+ private:
+  struct Workers;
+  TiffPageReader(InputFile file, TiffInfo info, size_t slice_bytes);
+
+  InputFile file_;
+  TiffInfo info_;
+  size_t slice_bytes_;
+  std::unique_ptr<Workers> workers_;
+};
+
+}  // namespace stackproc::core

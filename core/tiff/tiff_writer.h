@@ -1,0 +1,117 @@
+// Writes a Stack as a multi-page TIFF (BigTIFF when it would not fit a classic TIFF), atomically:
+// the pages go to a temporary file beside the target, renamed over the target only when every
+// page is written and synced. A failed or cancelled write leaves no file under the final name
+// (and any earlier file there untouched).
+#pragma once
+
+#include <tbb/task_arena.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "core/base/cancel.h"
+#include "core/base/file.h"
+#include "core/stack/stack.h"
+
+namespace stackproc::core {
+
+class TiffHandle;
+
+enum class Compression { kNone, kDeflate, kZstd, kLzw };
+
+// "none", "deflate", "zstd", "lzw".
+absl::string_view CompressionName(Compression compression);
+absl::StatusOr<Compression> ParseCompression(absl::string_view name);
+
+struct WriteOptions {
+  Compression compression = Compression::kNone;
+  // Pixel data above this many bytes is written as BigTIFF (classic TIFF offsets end at 4 GiB;
+  // the margin leaves room for directories and for codecs that expand incompressible data).
+  uint64_t bigtiff_threshold = (uint64_t{4} << 30) - (uint64_t{256} << 20);
+  // Replace an existing file at the target path.
+  bool overwrite = true;
+  // fsync the file before the rename, so a completed write survives a crash.
+  bool sync = true;
+  const CancelToken* cancel = nullptr;  // polled between pages
+  // Deflate and zstd strips of 8/16-bit pages are compressed many at once, in `arena` (nullptr:
+  // the calling thread's arena, all cores); false: by libtiff's codecs on the writing thread.
+  bool parallel_compression = true;
+  tbb::task_arena* arena = nullptr;
+  // Names the temporary file ".NAME.tmp-TAG-RANDOM" (empty: the process id), so that whoever
+  // tagged a write can remove what a crash left of it (RemoveTempFiles).
+  std::string temp_tag;
+};
+
+// Removes the temporary files that writers tagged `tag` (WriteOptions::temp_tag) left beside
+// `target`: a process killed mid-write leaves one. Returns how many it removed.
+int RemoveTempFiles(const OutputTarget& target, const std::string& tag);
+
+// Writes a stack one page at a time, in order, to a temporary file beside `path`; Commit
+// renames it into place. A writer destroyed before Commit removes its temporary file, so a
+// stream that breaks off leaves nothing under the final name.
+class TiffPageWriter {
+ public:
+  // Same errors as WriteTiff, before any page is written. `metadata` describes the whole stack.
+  static absl::StatusOr<std::unique_ptr<TiffPageWriter>> Create(const std::string& path,
+                                                                const StackShape& shape,
+                                                                PixelType type,
+                                                                StackMetadata metadata,
+                                                                const WriteOptions& options = {});
+  // The same in a directory already open (core/file.h): nothing is resolved by path.
+  static absl::StatusOr<std::unique_ptr<TiffPageWriter>> Create(const OutputTarget& target,
+                                                                const StackShape& shape,
+                                                                PixelType type,
+                                                                StackMetadata metadata,
+                                                                const WriteOptions& options = {});
+  ~TiffPageWriter();
+  TiffPageWriter(const TiffPageWriter&) = delete;
+  TiffPageWriter& operator=(const TiffPageWriter&) = delete;
+
+  // Appends the next page (one slice of the shape and type, slice_bytes() bytes).
+  absl::Status WritePage(const uint8_t* data);
+
+  // WritePage in two steps, so that pages can be compressed on many threads and written in
+  // order by one: Encode prepares a page (thread-safe; deflate and zstd strips of 8/16-bit
+  // pages are compressed here, in the calling thread's arena), WriteEncoded appends it.
+  struct EncodedPage {
+    const uint8_t* page = nullptr;             // the page, until it is written
+    std::vector<std::vector<uint8_t>> strips;  // its compressed strips, when Encode made them
+    bool encoded = false;
+  };
+  absl::Status Encode(const uint8_t* page, EncodedPage& out) const;
+  // Appends the next page; `page.page` must still point at the slice's data.
+  absl::Status WriteEncoded(const EncodedPage& page);
+  size_t slice_bytes() const { return slice_bytes_; }
+  bool compressed() const { return options_.compression != Compression::kNone; }
+  int64_t pages_written() const { return next_page_; }
+  // Flushes, syncs and renames into place; FailedPrecondition unless every page was written.
+  absl::Status Commit();
+
+ private:
+  TiffPageWriter(OutputTarget target, std::string temp, UniqueFd temp_fd,
+                 std::unique_ptr<TiffHandle> handle, const StackShape& shape, PixelType type,
+                 StackMetadata metadata, const WriteOptions& options, size_t slice_bytes);
+
+  const OutputTarget target_;
+  const std::string path_;  // the target's display name
+  const std::string temp_;  // its temporary file's name in the target's directory
+  UniqueFd temp_fd_;
+  std::unique_ptr<TiffHandle> handle_;
+  const StackShape shape_;
+  const PixelType type_;
+  const StackMetadata metadata_;
+  const WriteOptions options_;
+  const size_t slice_bytes_;
+  const uint32_t rows_per_strip_;
+  const bool encode_here_;        // deflate/zstd strips compressed by Encode
+  std::vector<uint8_t> scratch_;  // libtiff's codecs modify the buffer they are given
+  EncodedPage encoded_;           // WritePage's
+  int64_t next_page_ = 0;
+  bool committed_ = false;
+};
+
+}  // namespace stackproc::core

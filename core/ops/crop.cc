@@ -3,19 +3,19 @@
 #include "absl/strings/str_cat.h"
 #include "core/ops/op_util.h"
 #include "core/ops/ops.h"
+#include "core/stack/stack.h"
 
 namespace stackproc::core::ops {
 namespace {
-
-constexpr int kMaxSide = 131072;
 
 const OperationInfo& Info() {
   static const OperationInfo info{
       "crop",
       "keep the rectangle x, y, width, height of each slice",
-      {IntParam("x", 0, 0, kMaxSide, "left column"), IntParam("y", 0, 0, kMaxSide, "top row"),
-       IntParam("width", 0, 0, kMaxSide, "columns kept; 0 keeps up to the right edge"),
-       IntParam("height", 0, 0, kMaxSide, "rows kept; 0 keeps down to the bottom edge")},
+      {IntParam("x", 0, 0, kMaxSliceSide, "left column"),
+       IntParam("y", 0, 0, kMaxSliceSide, "top row"),
+       IntParam("width", 0, 0, kMaxSliceSide, "columns kept; 0 keeps up to the right edge"),
+       IntParam("height", 0, 0, kMaxSliceSide, "rows kept; 0 keeps down to the bottom edge")},
       {PixelType::kUint8, PixelType::kUint16, PixelType::kFloat32}};
   return info;
 }

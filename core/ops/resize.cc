@@ -4,19 +4,18 @@
 #include "absl/strings/str_cat.h"
 #include "core/ops/op_util.h"
 #include "core/ops/ops.h"
+#include "core/stack/stack.h"
 
 namespace stackproc::core::ops {
 namespace {
-
-constexpr int kMaxSide = 131072;
 
 const OperationInfo& Info() {
   static const OperationInfo info{
       "resize",
       "resample each slice by a scale factor or to a width/height (cv::resize)",
       {DoubleParam("scale", 1.0, 0.001, 64, "factor for both sides (unless width/height given)"),
-       IntParam("width", 0, 0, kMaxSide, "output width; 0 follows height's aspect or scale"),
-       IntParam("height", 0, 0, kMaxSide, "output height; 0 follows width's aspect or scale"),
+       IntParam("width", 0, 0, kMaxSliceSide, "output width; 0 follows height's aspect or scale"),
+       IntParam("height", 0, 0, kMaxSliceSide, "output height; 0 follows width's aspect or scale"),
        ChoiceParam("interp", {"area", "linear", "cubic", "nearest", "lanczos"},
                    "interpolation (area is best for shrinking)")},
       {PixelType::kUint8, PixelType::kUint16, PixelType::kFloat32}};
@@ -47,10 +46,10 @@ class Resize final : public SliceOp {
     } else if (h == 0) {
       h = std::round(in.height * w / in.width);
     }
-    if (w < 1 || h < 1 || w > kMaxSide || h > kMaxSide) {
+    if (w < 1 || h < 1 || w > kMaxSliceSide || h > kMaxSliceSide) {
       return ParamError(Info(),
                         absl::StrCat("output ", w, "x", h, " from ", in.width, "x", in.height,
-                                     " is outside 1..", kMaxSide, " pixels per side"));
+                                     " is outside 1..", kMaxSliceSide, " pixels per side"));
     }
     return SliceFormat{static_cast<int>(h), static_cast<int>(w), in.type};
   }

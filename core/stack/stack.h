@@ -21,6 +21,10 @@ struct StackShape {
   friend bool operator==(const StackShape&, const StackShape&) = default;
 };
 
+// The most pixels a slice has along X or Y, anywhere: files read, operations' output sizes. The
+// server's --max-side may lower it for its jobs.
+inline constexpr int kMaxSliceSide = 131'072;
+
 // "DxHxW", e.g. "64x2048x2048".
 std::string ShapeString(const StackShape& shape);
 

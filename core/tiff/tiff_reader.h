@@ -25,7 +25,7 @@ class TiffHandle;
 
 struct TiffLimits {
   int64_t max_pages = 100'000;
-  int64_t max_side = 131'072;             // pixels along X or Y
+  int64_t max_side = kMaxSliceSide;       // pixels along X or Y
   uint64_t max_stack_bytes = 1ull << 40;  // 1 TiB
 };
 

@@ -1,13 +1,16 @@
 #include "core/tiff/tiff_reader.h"
 
 #include <tbb/enumerable_thread_specific.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <limits>
 #include <mutex>
 #include <optional>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/base/status_macros.h"
@@ -236,12 +239,36 @@ absl::Status DecodePage(TiffHandle& handle, const std::string& path, const TiffI
   return absl::OkStatus();
 }
 
+// Plane `page` of an ImageJ raw stack, read straight from the file.
+absl::Status ReadPlane(const InputFile& file, const TiffInfo& info, int64_t page, uint8_t* dst) {
+  const size_t bytes =
+      static_cast<size_t>(info.shape.height * info.shape.width) * BytesPerPixel(info.pixel_type);
+  const uint64_t at = *info.contiguous_planes_at + static_cast<uint64_t>(page) * bytes;
+  for (size_t done = 0; done < bytes;) {
+    const ssize_t n = ::pread(file.fd(), dst + done, bytes - done, static_cast<off_t>(at + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      return PageError(file.name(), page,
+                       n == 0 ? "ends early: the file was truncated after it was validated"
+                              : absl::StrCat("cannot be read: ", std::strerror(errno)));
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (info.big_endian && info.pixel_type == PixelType::kUint16) {
+    TIFFSwabArrayOfShort(reinterpret_cast<uint16_t*>(dst), static_cast<tmsize_t>(bytes / 2));
+  } else if (info.big_endian && info.pixel_type == PixelType::kFloat32) {
+    TIFFSwabArrayOfLong(reinterpret_cast<uint32_t*>(dst), static_cast<tmsize_t>(bytes / 4));
+  }
+  return absl::OkStatus();
+}
+
 // One thread's libtiff handle over a file (opened on first use) and its tile buffer.
 struct PageDecoder {
   std::optional<TiffHandle> handle;
   std::vector<uint8_t> tile;
 
   absl::Status Decode(const InputFile& file, const TiffInfo& info, int64_t page, uint8_t* dst) {
+    if (info.contiguous_planes_at) return ReadPlane(file, info, page, dst);
     if (!handle) {
       STACKPROC_ASSIGN_OR_RETURN(TiffHandle opened, TiffHandle::OpenRead(file));
       handle = std::move(opened);
@@ -277,6 +304,55 @@ bool IsTiffValidationError(const absl::Status& status) {
 }
 
 namespace {
+
+// An ImageJ raw stack: page 0's description says images=N, more than the file's `info` pages,
+// and page 0's pixels are uncompressed and in one run (the planes follow it). Sets the planes'
+// start and the depth; leaves any other file as it is.
+absl::Status FindContiguousPlanes(TIFF* tif, const std::string& path, uint64_t file_size,
+                                  const PageLayout& first, const TiffLimits& limits,
+                                  TiffInfo& info) {
+  if (ClassifyDescription(info.metadata.description) != DescriptionKind::kImageJ) {
+    return absl::OkStatus();
+  }
+  const std::optional<std::string> images =
+      ImageJField(ParseImageJDescription(info.metadata.description), "images");
+  int64_t planes = 0;
+  if (!images || !absl::SimpleAtoi(*images, &planes) || planes <= info.shape.depth) {
+    return absl::OkStatus();
+  }
+  const std::string claim = absl::StrCat("the ImageJ description says images=", planes,
+                                         " but the file has ", info.shape.depth, " pages");
+  if (first.compression != COMPRESSION_NONE || first.tiled) {
+    return PageError(path, 0, absl::StrCat(claim, ", and they are compressed or tiled"));
+  }
+  if (planes > limits.max_pages) {
+    return absl::ResourceExhaustedError(absl::StrCat(path, ": ", planes, " planes: more than ",
+                                                     limits.max_pages, " (the limit per stack)"));
+  }
+  if (!TIFFSetSubDirectory(tif, info.page_offsets[0])) {
+    return PageError(path, 0, "cannot read its directory");
+  }
+  const uint64_t plane =
+      static_cast<uint64_t>(info.shape.height * info.shape.width) * BytesPerPixel(info.pixel_type);
+  const uint64_t start = TIFFGetStrileOffset(tif, 0);
+  uint64_t end = start;
+  for (uint32_t s = 0; s < TIFFNumberOfStrips(tif); ++s) {
+    if (TIFFGetStrileOffset(tif, s) != end) {
+      return PageError(path, 0, absl::StrCat(claim, ", and page 0's strips are not in one run"));
+    }
+    end += TIFFGetStrileByteCount(tif, s);
+  }
+  if (end - start < plane) return PageError(path, 0, absl::StrCat(claim, "; page 0 is short"));
+  if (start > file_size || (file_size - start) / plane < static_cast<uint64_t>(planes)) {
+    return PageError(path, 0,
+                     absl::StrCat(claim, "; ", planes, " planes of ", plane, " bytes from byte ",
+                                  start, " need ", start + planes * plane, " bytes, the file has ",
+                                  file_size, ": truncated"));
+  }
+  info.contiguous_planes_at = start;
+  info.shape.depth = planes;
+  return absl::OkStatus();
+}
 
 absl::StatusOr<TiffInfo> Validate(const InputFile& file, const TiffLimits& limits) {
   const std::string& path = file.name();
@@ -318,6 +394,7 @@ absl::StatusOr<TiffInfo> Validate(const InputFile& file, const TiffLimits& limit
   info.pixel_type = first.type;
   info.tiled = first.tiled;
   info.compression = first.compression;
+  STACKPROC_RETURN_IF_ERROR(FindContiguousPlanes(tif, path, file_size, first, limits, info));
   STACKPROC_ASSIGN_OR_RETURN(size_t bytes, StackBytes(info.shape, info.pixel_type));
   if (bytes > limits.max_stack_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat(path, ": stack of ", bytes,

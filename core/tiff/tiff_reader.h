@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,13 +39,19 @@ struct TiffInfo {
   bool tiled = false;
   uint16_t compression = 1;            // TIFF Compression tag of the first page
   std::vector<uint64_t> page_offsets;  // IFD offset of every page, to seek in O(1)
+  // An ImageJ raw stack (more planes than pages, stored one after another): where the first
+  // plane starts. The planes are then read with pread, not through their directories.
+  std::optional<uint64_t> contiguous_planes_at;
   StackMetadata metadata;
 };
 
 // Walks every page and checks it: same size and type as page 0, supported layout and codec,
 // strip/tile tables that fit inside the file (a truncated file or a lying byte count fails here,
-// before any allocation). InvalidArgument for a corrupt or unsupported file, NotFound when it does
-// not exist, ResourceExhausted when it exceeds `limits`.
+// before any allocation). An ImageJ raw stack (ImageJ's stacks over 4 GiB, tifffile's
+// truncate=True: fewer directories than the description's images=N, the planes uncompressed one
+// after another from the first page's pixels on) is N planes, and the file must hold them all.
+// InvalidArgument for a corrupt or unsupported file, NotFound when it does not exist,
+// ResourceExhausted when it exceeds `limits`.
 absl::StatusOr<TiffInfo> ProbeTiff(const std::string& path, const TiffLimits& limits = {});
 absl::StatusOr<TiffInfo> ProbeTiff(const InputFile& file, const TiffLimits& limits = {});
 // Whether `status` is ProbeTiff refusing a file (corrupt, unsupported, over a limit), as

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <tbb/task_arena.h>
 
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -23,7 +25,9 @@ using ::stackproc::testing::Ops;
 using ::stackproc::testing::RunCommand;
 using ::stackproc::testing::SourceDir;
 using ::stackproc::testing::StacksEqual;
+using ::stackproc::testing::StatusIs;
 using ::stackproc::testing::TempDir;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 struct Variant {
@@ -90,6 +94,29 @@ TEST_F(ForeignFilesTest, ProbeReportsLayout) {
   EXPECT_FALSE(zstd.bigtiff);
   EXPECT_EQ(zstd.compression, 50000);  // COMPRESSION_ZSTD
   EXPECT_EQ(zstd.page_offsets.size(), 5u);
+}
+
+TEST_F(ForeignFilesTest, AnImageJRawStackIsItsPlanes) {
+  ASSERT_OK_AND_ASSIGN(TiffInfo info, ProbeTiff(dir_->File("u16_imagej_raw_bigendian.tif")));
+  EXPECT_EQ(info.page_offsets.size(), 1u);  // one directory for five planes
+  EXPECT_EQ(info.shape, (StackShape{5, 67, 93}));
+  EXPECT_TRUE(info.contiguous_planes_at.has_value());
+  // The planes through the engine, page by page, as a path job reads them.
+  ASSERT_OK_AND_ASSIGN(InputFile file, InputFile::Open(dir_->File("u16_imagej_raw_bigendian.tif")));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TiffPageReader> reader, TiffPageReader::Open(file));
+  const Variant v{"u16_imagej_raw_bigendian", PixelType::kUint16, {5, 67, 93}};
+  const Stack expected = Raw(v);
+  std::vector<uint8_t> page(expected.slice_bytes());
+  ASSERT_OK(reader->ReadPage(4, page.data()));
+  EXPECT_EQ(std::memcmp(page.data(), expected.slice_data(4), page.size()), 0);
+
+  // Truncated by a byte: the last plane is not all there, and the probe says so.
+  TempDir dir;
+  const std::string cut = dir.File("cut.tif");
+  std::filesystem::copy_file(dir_->File("u8_imagej_raw.tif"), cut);
+  std::filesystem::resize_file(cut, std::filesystem::file_size(cut) - 1);
+  EXPECT_THAT(ProbeTiff(cut), StatusIs(absl::StatusCode::kInvalidArgument,
+                                       AllOf(HasSubstr("images=5"), HasSubstr("truncated"))));
 }
 
 TEST_F(ForeignFilesTest, SingleThreadedReadEqualsParallelRead) {

@@ -49,3 +49,15 @@ tiffcp("f32_none", "f32_zstd", "f32", "-c", "zstd")
 tiffcp("f32_none", "f32_deflate_floatpred", "f32", "-c", "zip:3")
 tiffcp("u16_none", "u16_tiled_zstd", "u16", "-t", "-w", "32", "-l", "16", "-c", "zstd")
 tiffcp("u16_none", "u16_adobe_deflate_bigendian", "u16", "-B", "-c", "zip")
+
+# ImageJ's layout for stacks over 4 GiB (tifffile: truncate=True): one directory whose
+# description says images=N, the N planes stored one after another. ImageJ writes big-endian.
+def imagej_raw(name, kind, **kw):
+    tifffile.imwrite(f"{out}/{name}.tif", data[kind], imagej=True, truncate=True,
+                     metadata={"axes": "ZYX"}, **kw)
+    data[kind].tofile(f"{out}/{name}.raw")
+    print(name, kind, D, H, W)
+
+imagej_raw("u8_imagej_raw", "u8")
+imagej_raw("u16_imagej_raw_bigendian", "u16", byteorder=">")
+imagej_raw("f32_imagej_raw_bigendian", "f32", byteorder=">")

@@ -14,6 +14,7 @@
 #include "client/raw_bidi_call.h"
 #include "core/base/status_macros.h"
 #include "core/exec/engine.h"
+#include "core/exec/sequence_io.h"
 #include "core/tiff/tiff_reader.h"
 #include "core/tools/cli_args.h"
 #include "proto/convert.h"
@@ -376,19 +377,18 @@ absl::StatusOr<v1::Job> Client::ProcessStream(
 }
 
 absl::StatusOr<v1::Job> Client::Process(const ProcessOptions& options) {
-  absl::StatusOr<std::unique_ptr<core::TiffPageReader>> opened =
-      core::TiffPageReader::Open(options.input_path);
-  if (!opened.ok()) return opened.status();
-  core::TiffPageReader& reader = **opened;
+  static const core::LocalFiles kLocal;  // a TIFF file or a sequence of them
+  STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<core::SliceSource> input,
+                             core::OpenTiffInput(kLocal, options.input_path));
   if (!options.write.overwrite && std::filesystem::exists(options.output_path)) {
     return absl::AlreadyExistsError(
         absl::StrCat(options.output_path, ": exists (use --overwrite to replace it)"));
   }
   StreamSource source;
-  source.shape = reader.info().shape;
-  source.type = reader.info().pixel_type;
-  source.metadata = reader.info().metadata;
-  source.read_slice = [&](int64_t z, uint8_t* dst) { return reader.ReadPage(z, dst); };
+  source.shape = input->info().shape;
+  source.type = input->info().type;
+  source.metadata = input->info().metadata;
+  source.read_slice = [&](int64_t z, uint8_t* dst) { return input->Read(z, dst); };
   TiffSink sink(options.output_path, options.write);
   absl::StatusOr<v1::Job> job = ProcessStream(source, options.ops, sink, options.on_update);
   if (!job.ok()) return job.status();

@@ -115,7 +115,7 @@ absl::StatusOr<int> Submit(const CliArgs& args, Client& client) {
 
 absl::StatusOr<int> Process(const CliArgs& args, Client& client) {
   if (args.positional.size() != 1) {
-    return absl::InvalidArgumentError("process needs one INPUT.tif (a local file)");
+    return absl::InvalidArgumentError("process needs one INPUT (a local TIFF file or sequence of planes)");
   }
   Client::ProcessOptions options;
   options.input_path = args.positional[0];

@@ -90,14 +90,14 @@ absl::StatusOr<JobSnapshot> JobManager::Plan(const JobSpec& spec) const {
   JobSnapshot job;
   job.spec = spec;
   job.create_time = absl::Now();
-  job.input_shape = plan.info.shape;
-  job.input_type = plan.info.pixel_type;
+  job.input_shape = plan.input.shape;
+  job.input_type = plan.input.type;
   job.output_shape = plan.output_shape;
   job.output_type = plan.output_type;
   job.memory_bytes = plan.memory_bytes;
   job.mode = plan.mode;
-  job.progress.slices_total = plan.info.shape.depth;  // a whole-stack step adds a pass later
-  job.progress.bytes_total = core::StackBytes(plan.info.shape, plan.info.pixel_type).value_or(0);
+  job.progress.slices_total = plan.input.shape.depth;  // a whole-stack step adds a pass later
+  job.progress.bytes_total = core::StackBytes(plan.input.shape, plan.input.type).value_or(0);
   return job;
 }
 
@@ -194,8 +194,8 @@ absl::Status JobManager::CheckCallerLimits(const JobSpec& spec) const {
 
 absl::StatusOr<core::ProcessRequest> JobManager::RequestFor(const JobSpec& spec) const {
   core::ProcessRequest request;
-  STACKPROC_ASSIGN_OR_RETURN(request.input_file, resolver_.Input(spec.input_path));
-  request.input_path = spec.input_path;
+  request.input_path = spec.input_path;  // a file or a sequence, each file beneath the root
+  request.files = &resolver_;
   if (spec.output_path) {
     STACKPROC_ASSIGN_OR_RETURN(request.output_target, resolver_.Output(*spec.output_path));
     request.output_path = *spec.output_path;

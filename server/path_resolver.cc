@@ -1,5 +1,6 @@
 #include "server/path_resolver.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
@@ -13,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "core/base/status_macros.h"
 
 namespace stackproc::server {
 namespace {
@@ -125,6 +127,24 @@ absl::StatusOr<core::InputFile> PathResolver::Input(const std::string& relative)
   absl::StatusOr<core::UniqueFd> fd = OpenBeneath(relative, O_RDONLY | O_NONBLOCK | O_NOCTTY);
   if (!fd.ok()) return fd.status();
   return core::InputFile::Adopt(*std::move(fd), relative);
+}
+
+bool PathResolver::IsDirectory(const std::string& relative) const {
+  return OpenBeneath(relative, O_PATH | O_DIRECTORY).ok();
+}
+
+absl::StatusOr<std::vector<std::string>> PathResolver::List(const std::string& relative) const {
+  STACKPROC_ASSIGN_OR_RETURN(core::UniqueFd fd, OpenBeneath(relative, O_RDONLY | O_DIRECTORY));
+  DIR* dir = ::fdopendir(fd.get());
+  if (dir == nullptr) return ErrorFor(relative, errno);
+  (void)fd.release();  // the DIR owns it now
+  std::vector<std::string> names;
+  while (const dirent* entry = ::readdir(dir)) {
+    const std::string name = entry->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  ::closedir(dir);
+  return names;
 }
 
 absl::StatusOr<core::OutputTarget> PathResolver::Output(const std::string& relative) const {

@@ -8,13 +8,14 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "core/base/file.h"
 
 namespace stackproc::server {
 
-class PathResolver {
+class PathResolver final : public core::Files {
  public:
   // kWalk: the component walk even where openat2 works (to test it).
   enum class Mode { kAuto, kWalk };
@@ -24,7 +25,10 @@ class PathResolver {
   // The file `relative` names under the root, open for reading; messages call it `relative`.
   // Absolute paths, ".." that climbs out and symlinks that lead out are PermissionDenied; a
   // missing file is NotFound; a directory or device is InvalidArgument.
-  absl::StatusOr<core::InputFile> Input(const std::string& relative) const;
+  absl::StatusOr<core::InputFile> Input(const std::string& relative) const override;
+  // A directory under the root (for a sequence of planes), found as Input finds a file.
+  bool IsDirectory(const std::string& relative) const override;
+  absl::StatusOr<std::vector<std::string>> List(const std::string& relative) const override;
   // A file to create: its directory must exist under the root (resolved as for Input, and
   // kept open: the writer works in it by descriptor); the file itself may or may not exist,
   // but must not be a symlink or a directory.

@@ -48,6 +48,24 @@ absl::StatusOr<InputFile> InputFile::Adopt(UniqueFd fd, std::string name) {
                    static_cast<uint64_t>(st.st_size));
 }
 
+bool LocalFiles::IsDirectory(const std::string& path) const {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+absl::StatusOr<std::vector<std::string>> LocalFiles::List(const std::string& path) const {
+  std::error_code error;
+  std::vector<std::string> names;
+  for (std::filesystem::directory_iterator it(path, error), end; !error && it != end;
+       it.increment(error)) {
+    names.push_back(it->path().filename().string());
+  }
+  if (error) {
+    return absl::NotFoundError(absl::StrCat(path, ": cannot list: ", error.message()));
+  }
+  return names;
+}
+
 absl::StatusOr<OutputTarget> OutputTarget::ForPath(const std::string& path) {
   const std::filesystem::path target(path);
   const std::string name = target.filename().string();

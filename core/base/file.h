@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -23,6 +24,8 @@ class UniqueFd {
 
   int get() const { return fd_; }
   explicit operator bool() const { return fd_ >= 0; }
+  // Gives up ownership: the caller closes the descriptor.
+  int release() { return std::exchange(fd_, -1); }
 
  private:
   int fd_ = -1;
@@ -49,6 +52,28 @@ class InputFile {
   std::shared_ptr<const UniqueFd> fd_;
   std::string name_;
   uint64_t size_;
+};
+
+// How a program reaches the files it reads: by path as given (LocalFiles), or beneath a data
+// root (the server's). Inputs that are many files (a folder of planes) list and open them here.
+class Files {
+ public:
+  virtual ~Files() = default;
+  // As InputFile::Open.
+  virtual absl::StatusOr<InputFile> Input(const std::string& path) const = 0;
+  // Whether `path` names a directory (false when it does not exist).
+  virtual bool IsDirectory(const std::string& path) const = 0;
+  // The names in directory `path`, "." and ".." left out, in no order.
+  virtual absl::StatusOr<std::vector<std::string>> List(const std::string& path) const = 0;
+};
+
+class LocalFiles final : public Files {
+ public:
+  absl::StatusOr<InputFile> Input(const std::string& path) const override {
+    return InputFile::Open(path);
+  }
+  bool IsDirectory(const std::string& path) const override;
+  absl::StatusOr<std::vector<std::string>> List(const std::string& path) const override;
 };
 
 // Where a file is to be created: its directory, open by descriptor, and its name there. The

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
+#include "core/exec/sequence_io.h"
 #include "core/exec/stack_io.h"
 #include "core/exec/tiff_io.h"
 
@@ -27,19 +28,28 @@ absl::Status RunPlan(const ProcessRequest& request, ProcessPlan& plan, SliceSink
   run.cancel = request.cancel;
   run.on_progress = request.on_progress;
   run.window_bytes = request.window_bytes;
-  STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<TiffSource> source,
-                             TiffSource::Open(*plan.input, plan.info));
+  SliceSource& source = *plan.source;
   if (plan.mode == ProcessMode::kStreaming || plan.pipeline.NeedsWholeStack() ||
       request.output_path.empty()) {
-    return Run(*source, plan.pipeline, sink, run);
+    return Run(source, plan.pipeline, sink, run);
   }
   StackSink held;
   Pipeline none;
   RunOptions read = run;
   read.on_progress = nullptr;
-  STACKPROC_RETURN_IF_ERROR(Run(*source, none, held, read));
+  STACKPROC_RETURN_IF_ERROR(Run(source, none, held, read));
   StackSource stack(held.Take(), /*writable=*/true);
   return Run(stack, plan.pipeline, sink, run);
+}
+
+// The request's input: the open file it names, or what input_path names (a TIFF file or a
+// sequence of them).
+absl::StatusOr<std::shared_ptr<SliceSource>> OpenInput(const ProcessRequest& request) {
+  static const LocalFiles kLocal;
+  const Files& files = request.files != nullptr ? *request.files : kLocal;
+  if (!request.input_file) return OpenTiffInput(files, request.input_path, request.limits);
+  STACKPROC_ASSIGN_OR_RETURN(TiffInfo info, ProbeTiff(*request.input_file, request.limits));
+  return TiffSource::Open(*request.input_file, std::move(info));
 }
 
 }  // namespace
@@ -59,16 +69,12 @@ absl::string_view ProcessModeName(ProcessMode mode) {
 absl::StatusOr<ProcessPlan> PlanProcess(const ProcessRequest& request, int concurrency) {
   ProcessPlan plan;
   STACKPROC_ASSIGN_OR_RETURN(plan.pipeline, Pipeline::Create(request.ops));
-  if (request.input_file) {
-    plan.input = request.input_file;
-  } else {
-    STACKPROC_ASSIGN_OR_RETURN(plan.input, InputFile::Open(request.input_path));
-  }
-  STACKPROC_ASSIGN_OR_RETURN(plan.info, ProbeTiff(*plan.input, request.limits));
-  const SliceFormat format{static_cast<int>(plan.info.shape.height),
-                           static_cast<int>(plan.info.shape.width), plan.info.pixel_type};
+  STACKPROC_ASSIGN_OR_RETURN(plan.source, OpenInput(request));
+  plan.input = plan.source->info();
+  const SliceFormat format{static_cast<int>(plan.input.shape.height),
+                           static_cast<int>(plan.input.shape.width), plan.input.type};
   STACKPROC_ASSIGN_OR_RETURN(plan.formats, plan.pipeline.Plan(format));
-  plan.output_shape = {plan.info.shape.depth, plan.formats.back().height,
+  plan.output_shape = {plan.input.shape.depth, plan.formats.back().height,
                        plan.formats.back().width};
   plan.output_type = plan.formats.back().type;
 
@@ -87,11 +93,11 @@ absl::StatusOr<ProcessPlan> PlanProcess(const ProcessRequest& request, int concu
                                                                     : ProcessMode::kStreaming;
   if (plan.mode == ProcessMode::kStreaming) {
     plan.memory_bytes =
-        PlanWindow(plan.formats, plan.info.shape.depth, request.window_bytes, concurrency, {},
+        PlanWindow(plan.formats, plan.input.shape.depth, request.window_bytes, concurrency, {},
                    {.compressed = request.write.compression != Compression::kNone})
             .memory_bytes;
   } else {
-    STACKPROC_ASSIGN_OR_RETURN(plan.memory_bytes, StackPeakBytes(plan.info.shape, plan.formats));
+    STACKPROC_ASSIGN_OR_RETURN(plan.memory_bytes, StackPeakBytes(plan.input.shape, plan.formats));
   }
   return plan;
 }
@@ -101,12 +107,11 @@ absl::StatusOr<ProcessSummary> ProcessFile(const ProcessRequest& request) {
   ProcessSummary summary;
   summary.pipeline = plan.pipeline.ToString();
   summary.mode = plan.mode;
-  summary.input_shape = plan.info.shape;
-  summary.input_type = plan.info.pixel_type;
+  summary.input_shape = plan.input.shape;
+  summary.input_type = plan.input.type;
   summary.output_shape = plan.output_shape;
   summary.output_type = plan.output_type;
-  STACKPROC_ASSIGN_OR_RETURN(summary.input_bytes,
-                             StackBytes(plan.info.shape, plan.info.pixel_type));
+  STACKPROC_ASSIGN_OR_RETURN(summary.input_bytes, StackBytes(plan.input.shape, plan.input.type));
   STACKPROC_ASSIGN_OR_RETURN(summary.output_bytes, StackBytes(plan.output_shape, plan.output_type));
   if (request.on_stage) {
     request.on_stage(plan.mode == ProcessMode::kStreaming ? "streaming" : "processing");

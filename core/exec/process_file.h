@@ -28,11 +28,13 @@ enum class ProcessMode {
 absl::string_view ProcessModeName(ProcessMode mode);
 
 struct ProcessRequest {
+  // A TIFF file, or a sequence of them (a folder, a pattern or a glob: sequence_io.h).
   std::string input_path;
   // The input, already open (e.g. resolved beneath a data root); input_path then only names it
-  // in messages. Unset: input_path is opened.
+  // in messages. Unset: input_path is opened through `files`.
   std::optional<InputFile> input_file;
-  std::string output_path;  // empty: keep the result in ProcessSummary::result
+  const Files* files = nullptr;  // how input_path is found and opened; nullptr: LocalFiles
+  std::string output_path;       // empty: keep the result in ProcessSummary::result
   // Where the output goes, its directory already open (e.g. resolved beneath a data root);
   // output_path then only names it in messages. Unset: output_path's directory is opened.
   std::optional<OutputTarget> output_target;
@@ -50,19 +52,19 @@ struct ProcessRequest {
 
 // What a request will do, worked out before anything is allocated.
 struct ProcessPlan {
-  std::optional<InputFile> input;  // open: what was validated is what is read
+  std::shared_ptr<SliceSource> source;  // open: what was validated is what is read
+  StackInfo input;                      // the source's
   Pipeline pipeline;
-  TiffInfo info;
-  std::vector<SliceFormat> formats;           // Pipeline::Plan of the file's slices
+  std::vector<SliceFormat> formats;           // Pipeline::Plan of the input's slices
   ProcessMode mode = ProcessMode::kInMemory;  // never kAuto
   uint64_t memory_bytes = 0;                  // the most stack memory the run holds
   StackShape output_shape;
   PixelType output_type = PixelType::kUint8;
 };
 
-// Parses the pipeline, probes the file, checks that the pipeline takes its slices and picks the
-// mode. `concurrency`: the threads the run will use (per-thread scratch counts in memory_bytes).
-// InvalidArgument when kStreaming is asked for a job that cannot stream.
+// Parses the pipeline, opens and validates the input, checks that the pipeline takes its slices and
+// picks the mode. `concurrency`: the threads the run will use (per-thread scratch counts in
+// memory_bytes). InvalidArgument when kStreaming is asked for a job that cannot stream.
 absl::StatusOr<ProcessPlan> PlanProcess(const ProcessRequest& request, int concurrency);
 
 struct ProcessSummary {

@@ -406,6 +406,14 @@ absl::StatusOr<TiffInfo> Validate(const InputFile& file, const TiffLimits& limit
 
 }  // namespace
 
+absl::Status ReadTiffPage(const InputFile& file, const TiffInfo& info, int64_t page, uint8_t* dst) {
+  if (page < 0 || page >= info.shape.depth) {
+    return absl::OutOfRangeError(absl::StrCat(file.name(), ": no page ", page));
+  }
+  PageDecoder decoder;
+  return decoder.Decode(file, info, page, dst);
+}
+
 struct TiffPageReader::Workers {
   tbb::enumerable_thread_specific<PageDecoder> local;
 };

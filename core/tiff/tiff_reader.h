@@ -58,6 +58,10 @@ absl::StatusOr<TiffInfo> ProbeTiff(const InputFile& file, const TiffLimits& limi
 // opposed to, say, a pipeline that cannot take it.
 bool IsTiffValidationError(const absl::Status& status);
 
+// Decodes page `page` of a file ProbeTiff validated into `info`, with a libtiff handle of its own
+// (for files read a page or two each: the planes of a sequence).
+absl::Status ReadTiffPage(const InputFile& file, const TiffInfo& info, int64_t page, uint8_t* dst);
+
 struct ReadOptions {
   TiffLimits limits;
   tbb::task_arena* arena = nullptr;     // where to decode; nullptr: the calling thread's arena

@@ -35,7 +35,9 @@ constexpr char kUsage[] =
     "[--seed N] [--compression C]\n"
     "  stackproc-local run --input IN.tif --op SPEC [--op SPEC ...] --output OUT.tif\n"
     "                      [--compression none|deflate|zstd|lzw] [--threads N]\n"
-    "                      [--mode auto|in-memory|streaming] [--window-mib N]\n";
+    "                      [--mode auto|in-memory|streaming] [--window-mib N]\n"
+    "IN is a TIFF file or a sequence of 2-D TIFF files, one per plane: a folder (planes/), a\n"
+    "printf pattern (planes/z%04d.tif) or a glob (planes/*.tif), in natural order.\n";
 
 using Args = CliArgs;
 

@@ -46,6 +46,27 @@ if err=$("$cli" process "$work/data/in.tif" -o "$work/streamed.tif" --op invert 
 fi
 has exists "$err" || fail "overwrite error: $err"
 
+# The same stack as a folder of planes, written by tifffile: the same bytes, as a path job
+# (every plane opened beneath the data root) and as a streamed job from a local folder.
+/usr/bin/python3 -c '
+import os, sys, tifffile
+stack = tifffile.imread(sys.argv[1])
+os.makedirs(sys.argv[2])
+for z, plane in enumerate(stack):
+    tifffile.imwrite(f"{sys.argv[2]}/z{z:04d}.tif", plane, photometric="minisblack")
+' "$work/data/in.tif" "$work/data/planes"
+# (The planes carry tifffile's description, not in.tif's: the pixels are compared.)
+same_pixels() {
+  /usr/bin/python3 -c 'import sys, numpy, tifffile
+sys.exit(not numpy.array_equal(tifffile.imread(sys.argv[1]), tifffile.imread(sys.argv[2])))' "$1" "$2"
+}
+"$cli" submit --input planes/ --op gaussian:ksize=5 --op resize:scale=0.5 --output seq.tif \
+  --wait >/dev/null || fail "path job over planes"
+same_pixels "$work/data/seq.tif" "$work/ref.tif" || fail "planes path job differs from the core's"
+"$cli" process "$work/data/planes/z%04d.tif" -o "$work/seq-streamed.tif" --op gaussian:ksize=5 \
+  --op resize:scale=0.5 >/dev/null || fail "streamed job over planes"
+same_pixels "$work/seq-streamed.tif" "$work/ref.tif" || fail "planes streamed job differs"
+
 # In memory, then download; status and list; errors exit non-zero with one line.
 job=$("$cli" submit --input in.tif --op invert --in-memory)
 "$cli" watch "$job" >/dev/null || fail "watch"

@@ -2,6 +2,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -117,6 +118,42 @@ TEST_F(ServiceTest, PathsOutsideTheDataRootArePermissionDenied) {
   EXPECT_THAT(client_->Submit(Request("in.tif", {"invert"}, "../o.tif")),
               StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("outside")));
   EXPECT_FALSE(fs::exists(outside.File("o.tif")));
+}
+
+TEST_F(ServiceTest, APathJobReadsAFolderOfPlanesBeneathTheRoot) {
+  const core::Stack input = MakeStack({5, 32, 40}, core::PixelType::kUint16, 4);
+  fs::create_directory(root_.File("planes"));
+  for (int64_t z = 0; z < input.depth(); ++z) {  // z1.tif .. z5.tif: one plane each
+    ASSERT_OK_AND_ASSIGN(core::Stack plane, core::Stack::Allocate({1, 32, 40}, input.pixel_type()));
+    std::memcpy(plane.data(), input.slice_data(z), input.slice_bytes());
+    ASSERT_OK(core::WriteTiff(root_.File(absl::StrCat("planes/z", z + 1, ".tif")), plane));
+  }
+  const core::Stack expected = CoreResult(input, {"invert"});
+  for (const char* planes : {"planes", "planes/z%d.tif", "planes/*.tif"}) {
+    SCOPED_TRACE(planes);
+    ASSERT_OK_AND_ASSIGN(v1::Job job, client_->Submit(Request(planes, {"invert"}, "out.tif")));
+    EXPECT_EQ(job.input_shape().depth(), 5);
+    ASSERT_OK_AND_ASSIGN(v1::Job last, client_->Watch(job.id(), nullptr));
+    ASSERT_EQ(last.state(), v1::JOB_STATE_SUCCEEDED) << last.error().message();
+    ASSERT_OK_AND_ASSIGN(core::Stack out, core::ReadTiff(root_.File("out.tif")));
+    EXPECT_TRUE(StacksEqual(out, expected));
+    fs::remove(root_.File("out.tif"));
+  }
+  // Every plane is opened beneath the root: a link in the folder that leads out is refused, as
+  // are folders and patterns outside it.
+  TempDir outside;
+  ASSERT_OK(core::WriteTiff(outside.File("secret.tif"),
+                            MakeStack({1, 32, 40}, core::PixelType::kUint16)));
+  fs::create_directory(root_.File("leaky"));
+  fs::copy_file(root_.File("planes/z1.tif"), root_.File("leaky/a1.tif"));
+  fs::create_symlink(outside.File("secret.tif"), root_.File("leaky/a2.tif"));
+  for (const std::string& planes :
+       {std::string("leaky"), std::string("../planes/z%d.tif"), outside.path().string()}) {
+    EXPECT_THAT(client_->Submit(Request(planes, {"invert"}, "out.tif")),
+                StatusIs(absl::StatusCode::kPermissionDenied, ::testing::_))
+        << planes;
+  }
+  EXPECT_FALSE(fs::exists(root_.File("out.tif")));
 }
 
 TEST_F(ServiceTest, ExistingOutputNeedsOverwrite) {

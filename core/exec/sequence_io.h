@@ -1,0 +1,63 @@
+// A stack kept as a sequence of 2-D TIFF files, one per plane (micro-CT reconstructions,
+// light-sheet acquisitions, Fiji's "Image Sequence"), as a slice source. An input names one as
+//   a directory         every *.tif / *.tiff in it ("planes/")
+//   a printf pattern    the files the pattern makes, numbers consecutive ("planes/z%04d.tif")
+//   a glob              the files that match it ("planes/*.tif")
+// in natural order (z2 before z10); hidden files (".name") are left out. A file of several
+// pages gives them in order.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/base/file.h"
+#include "core/exec/engine.h"
+#include "core/tiff/tiff_reader.h"
+
+namespace stackproc::core {
+
+// Natural order: runs of digits compare by their value ("z2" < "z10"), the rest by character.
+bool NaturalLess(const std::string& a, const std::string& b);
+
+// The files of the sequence `input` names, in order; nullopt when `input` names no sequence
+// (a single file). NotFound when nothing matches; InvalidArgument for a pattern with a gap in
+// its numbers (naming the missing file) or a malformed pattern.
+absl::StatusOr<std::optional<std::vector<std::string>>> ListPlanes(const Files& files,
+                                                                   const std::string& input);
+
+// What `input` names, validated: a sequence (ListPlanes) as a SequenceSource, else one TIFF
+// file as a TiffSource.
+absl::StatusOr<std::unique_ptr<SliceSource>> OpenTiffInput(const Files& files,
+                                                           const std::string& input,
+                                                           const TiffLimits& limits = {});
+
+class SequenceSource final : public SliceSource {
+ public:
+  // Validates every file now (ProbeTiff: each page as a TIFF page is; every plane the size and
+  // type of the first, errors naming the file), then keeps only their names: a plane's file is
+  // opened as the plane is read, so a sequence of any length holds no descriptors.
+  static absl::StatusOr<std::unique_ptr<SequenceSource>> Open(const Files& files,
+                                                              std::vector<std::string> paths,
+                                                              const TiffLimits& limits = {});
+
+  const StackInfo& info() const override { return info_; }
+  absl::Status Read(int64_t z, uint8_t* buffer) override;
+
+ private:
+  struct File {
+    std::string path;
+    TiffInfo info;
+    int64_t first_plane = 0;
+  };
+  SequenceSource(const Files& files, std::vector<File> planes, StackInfo info)
+      : files_(files), files_of_planes_(std::move(planes)), info_(std::move(info)) {}
+
+  const Files& files_;
+  std::vector<File> files_of_planes_;  // by first_plane
+  StackInfo info_;
+};
+
+}  // namespace stackproc::core

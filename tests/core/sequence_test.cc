@@ -1,0 +1,109 @@
+// Plane sequences written by tifffile: a folder, a printf pattern and a glob read as one stack
+// in natural order, through a path job (ProcessFile), checked against tifffile's own pixels;
+// gaps, mixed planes and empty matches refused naming the file.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <fstream>
+
+#include "core/base/status_macros.h"
+#include "core/exec/process_file.h"
+#include "core/exec/sequence_io.h"
+#include "core/exec/tiff_io.h"
+#include "tests/test_util/status_matchers.h"
+#include "tests/test_util/test_util.h"
+
+namespace stackproc::core {
+namespace {
+
+using ::stackproc::testing::Ops;
+using ::stackproc::testing::RunCommand;
+using ::stackproc::testing::SourceDir;
+using ::stackproc::testing::StatusIs;
+using ::stackproc::testing::TempDir;
+using ::testing::AllOf;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+TEST(NaturalOrderTest, NumbersCompareByValue) {
+  std::vector<std::string> names = {"z10.tif",  "z2.tif",  "z1.tif", "a.tif",
+                                    "z002.tif", "z1b.tif", "z01.tif"};
+  std::sort(names.begin(), names.end(), NaturalLess);
+  // Equal numbers: the shorter run first, before what follows it is compared.
+  EXPECT_THAT(
+      names, ElementsAre("a.tif", "z1.tif", "z1b.tif", "z01.tif", "z2.tif", "z002.tif", "z10.tif"));
+}
+
+class SequenceTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir;
+    ASSERT_EQ(RunCommand(absl::StrCat(STACKPROC_PYTHON, " ", SourceDir(),
+                                      "/tests/core/plane_sequences.py ", dir_->path().string())),
+              0);
+  }
+  static void TearDownTestSuite() { delete dir_; }
+
+  // tifffile's planes, inverted by hand: the reference for an "invert" job.
+  static Stack Expected() {
+    absl::StatusOr<Stack> stack = Stack::Allocate({13, 40, 56}, PixelType::kUint16);
+    std::ifstream in(dir_->File("seq.raw"), std::ios::binary);
+    in.read(reinterpret_cast<char*>(stack->data()),
+            static_cast<std::streamsize>(stack->size_bytes()));
+    EXPECT_TRUE(in.good());
+    auto* pixels = reinterpret_cast<uint16_t*>(stack->data());
+    for (size_t i = 0; i < stack->size_bytes() / 2; ++i) pixels[i] = 65535 - pixels[i];
+    return std::move(stack).value();
+  }
+
+  static absl::StatusOr<Stack> Invert(const std::string& input) {
+    ProcessRequest request;
+    request.input_path = input;
+    request.output_path = dir_->File("out.tif");
+    request.ops = Ops({"invert"});
+    STACKPROC_RETURN_IF_ERROR(ProcessFile(request).status());
+    return ReadTiff(request.output_path);
+  }
+
+  static TempDir* dir_;
+};
+TempDir* SequenceTest::dir_ = nullptr;
+
+TEST_F(SequenceTest, AFolderAGlobAndAPatternAreOneStack) {
+  const Stack expected = Expected();
+  for (const std::string& input :
+       {dir_->File("seq"), dir_->File("seq/"), dir_->File("seq/p*.tif")}) {
+    SCOPED_TRACE(input);
+    ASSERT_OK_AND_ASSIGN(Stack out, Invert(input));
+    EXPECT_TRUE(::stackproc::testing::StacksEqual(out, expected));
+  }
+  // A pattern: the numbered files, without the two-page one it does not make.
+  ASSERT_OK_AND_ASSIGN(std::optional<std::vector<std::string>> planes,
+                       ListPlanes(LocalFiles(), dir_->File("seq/p%d.tif")));
+  ASSERT_TRUE(planes.has_value());
+  EXPECT_EQ(planes->size(), 12u);
+  EXPECT_EQ(planes->front(), dir_->File("seq/p1.tif"));
+  EXPECT_EQ(planes->back(), dir_->File("seq/p12.tif"));
+  // A single file is no sequence.
+  ASSERT_OK_AND_ASSIGN(planes, ListPlanes(LocalFiles(), dir_->File("seq/p1.tif")));
+  EXPECT_FALSE(planes.has_value());
+}
+
+TEST_F(SequenceTest, BadSequencesAreRefusedNamingTheFile) {
+  std::filesystem::remove(dir_->File("out.tif"));
+  EXPECT_THAT(Invert(dir_->File("gap/z%04d.tif")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("z0003.tif is missing"), HasSubstr("z0004.tif"))));
+  EXPECT_THAT(Invert(dir_->File("mixed")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("a2.tif"), HasSubstr("56x40 uint16"))));
+  EXPECT_THAT(Invert(dir_->File("seq/q*.tif")),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("q*.tif")));
+  EXPECT_THAT(Invert(dir_->File("seq/z%4x.tif")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("%0Nd")));
+  EXPECT_FALSE(std::filesystem::exists(dir_->File("out.tif")));
+}
+
+}  // namespace
+}  // namespace stackproc::core

@@ -235,27 +235,35 @@ absl::StatusOr<core::Stack> Client::Download(const std::string& job_id) {
 
 namespace {
 
-// Writes a streamed result to a TIFF file page by page; Commit renames it into place.
-class TiffSink final : public Client::StreamSink {
+// Writes a streamed result as it arrives through a core sink: a TIFF file, or a sequence of
+// planes. Commit makes it whole (a temporary renamed into place); without it nothing is left.
+class CoreSink final : public Client::StreamSink {
  public:
-  TiffSink(const std::string& path, const core::WriteOptions& options)
-      : path_(path), options_(options) {}
+  explicit CoreSink(std::unique_ptr<core::SliceSink> sink) : sink_(std::move(sink)) {}
 
   absl::Status Begin(const core::StackShape& shape, core::PixelType type,
                      const core::StackMetadata& metadata) override {
-    absl::StatusOr<std::unique_ptr<core::TiffPageWriter>> writer =
-        core::TiffPageWriter::Create(path_, shape, type, metadata, options_);
-    if (!writer.ok()) return writer.status();
-    writer_ = *std::move(writer);
+    depth_ = shape.depth;
+    return sink_->Open({shape, type, metadata}, /*window_slices=*/1, nullptr);
+  }
+  absl::Status Slice(int64_t z, const uint8_t* data) override {
+    STACKPROC_RETURN_IF_ERROR(sink_->Encode(z, data));
+    STACKPROC_RETURN_IF_ERROR(sink_->Write(z, data));
+    ++written_;
     return absl::OkStatus();
   }
-  absl::Status Slice(int64_t, const uint8_t* data) override { return writer_->WritePage(data); }
-  absl::Status Commit() { return writer_->Commit(); }  // FailedPrecondition if pages are missing
+  absl::Status Commit() {
+    if (written_ != depth_) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(written_, " of ", depth_, " result slices arrived: nothing written"));
+    }
+    return sink_->Close();
+  }
 
  private:
-  const std::string path_;
-  const core::WriteOptions options_;
-  std::unique_ptr<core::TiffPageWriter> writer_;
+  std::unique_ptr<core::SliceSink> sink_;
+  int64_t depth_ = 0;
+  int64_t written_ = 0;
 };
 
 }  // namespace
@@ -380,6 +388,13 @@ absl::StatusOr<v1::Job> Client::Process(const ProcessOptions& options) {
   static const core::LocalFiles kLocal;  // a TIFF file or a sequence of them
   STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<core::SliceSource> input,
                              core::OpenTiffInput(kLocal, options.input_path));
+  // Refused before anything is sent: an existing output (a sequence's folder is always new).
+  STACKPROC_ASSIGN_OR_RETURN(std::optional<core::SequenceOutput> sequence,
+                             core::ParseSequenceOutput(options.output_path));
+  if (sequence && std::filesystem::exists(sequence->folder)) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        sequence->folder, ": exists; a sequence is written into a new folder (remove it first)"));
+  }
   if (!options.write.overwrite && std::filesystem::exists(options.output_path)) {
     return absl::AlreadyExistsError(
         absl::StrCat(options.output_path, ": exists (use --overwrite to replace it)"));
@@ -389,7 +404,9 @@ absl::StatusOr<v1::Job> Client::Process(const ProcessOptions& options) {
   source.type = input->info().type;
   source.metadata = input->info().metadata;
   source.read_slice = [&](int64_t z, uint8_t* dst) { return input->Read(z, dst); };
-  TiffSink sink(options.output_path, options.write);
+  STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<core::SliceSink> output,
+                             core::OpenTiffOutput(options.output_path, options.write));
+  CoreSink sink(std::move(output));
   absl::StatusOr<v1::Job> job = ProcessStream(source, options.ops, sink, options.on_update);
   if (!job.ok()) return job.status();
   if (absl::Status s = sink.Commit(); !s.ok()) return s;

@@ -16,7 +16,7 @@ commands:
   submit --input PATH --op SPEC [--op SPEC ...] (--output PATH | --in-memory [--retention S])
          [--compression none|deflate|zstd|lzw] [--overwrite] [--request-id ID] [--wait]
                                         queue a job (paths relative to the server's data root)
-  process INPUT -o OUTPUT.tif --op SPEC [--op SPEC ...] [--compression C] [--overwrite]
+  process INPUT -o OUTPUT --op SPEC [--op SPEC ...] [--compression C] [--overwrite]
                                         stream a local stack through the server and write the
                                         result locally as it comes back
   watch JOB                             follow a job to its end
@@ -30,7 +30,9 @@ commands:
   health                                SERVING or NOT_SERVING
 SPEC is name:key=value,... e.g. gaussian:ksize=5 or resize:scale=0.5,interp=area.
 An input is a TIFF file or a sequence of 2-D TIFF files, one per plane: a folder (planes/),
-a printf pattern (planes/z%04d.tif) or a glob (planes/*.tif), in natural order.
+a printf pattern (planes/z%04d.tif) or a glob (planes/*.tif), in natural order. An output
+is a TIFF file, or a sequence of planes written into a new folder: out/ (z0000.tif, ...) or
+out/slice_%03d.tif.
 )";
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
 #include "core/exec/process_file.h"
+#include "core/exec/sequence_io.h"
 #include "core/pipeline/pipeline.h"
 #include "core/tiff/tiff_reader.h"
 #include "server/job_manager.h"
@@ -197,7 +198,15 @@ absl::StatusOr<core::ProcessRequest> JobManager::RequestFor(const JobSpec& spec)
   request.input_path = spec.input_path;  // a file or a sequence, each file beneath the root
   request.files = &resolver_;
   if (spec.output_path) {
-    STACKPROC_ASSIGN_OR_RETURN(request.output_target, resolver_.Output(*spec.output_path));
+    // A file, or a sequence of planes: then the target is the sequence's new folder.
+    STACKPROC_ASSIGN_OR_RETURN(std::optional<core::SequenceOutput> sequence,
+                               core::ParseSequenceOutput(*spec.output_path));
+    const std::string& target = sequence ? sequence->folder : *spec.output_path;
+    if (sequence && resolver_.IsDirectory(target)) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          target, ": exists; a sequence is written into a new folder (remove it first)"));
+    }
+    STACKPROC_ASSIGN_OR_RETURN(request.output_target, resolver_.Output(target));
     request.output_path = *spec.output_path;
   }
   request.ops = spec.ops;

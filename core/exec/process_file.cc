@@ -9,11 +9,6 @@
 namespace stackproc::core {
 namespace {
 
-absl::StatusOr<OutputTarget> Target(const ProcessRequest& request) {
-  if (request.output_target) return *request.output_target;
-  return OutputTarget::ForPath(request.output_path);
-}
-
 int Concurrency(const ProcessRequest& request) {
   return request.arena != nullptr ? request.arena->max_concurrency()
                                   : tbb::this_task_arena::max_concurrency();
@@ -69,6 +64,7 @@ absl::string_view ProcessModeName(ProcessMode mode) {
 absl::StatusOr<ProcessPlan> PlanProcess(const ProcessRequest& request, int concurrency) {
   ProcessPlan plan;
   STACKPROC_ASSIGN_OR_RETURN(plan.pipeline, Pipeline::Create(request.ops));
+  STACKPROC_RETURN_IF_ERROR(ParseSequenceOutput(request.output_path).status());
   STACKPROC_ASSIGN_OR_RETURN(plan.source, OpenInput(request));
   plan.input = plan.source->info();
   const SliceFormat format{static_cast<int>(plan.input.shape.height),
@@ -122,10 +118,11 @@ absl::StatusOr<ProcessSummary> ProcessFile(const ProcessRequest& request) {
     STACKPROC_RETURN_IF_ERROR(RunPlan(request, plan, sink));
     summary.result = sink.Take();
   } else {
-    // The run's options cancel it and give it its arena: the sink needs only the write's.
-    STACKPROC_ASSIGN_OR_RETURN(OutputTarget target, Target(request));
-    TiffSink sink(std::move(target), request.write);
-    STACKPROC_RETURN_IF_ERROR(RunPlan(request, plan, sink));
+    // The run's options cancel it and give it its arena: a sink needs only the write's.
+    STACKPROC_ASSIGN_OR_RETURN(
+        std::unique_ptr<SliceSink> sink,
+        OpenTiffOutput(request.output_path, request.write, request.output_target));
+    STACKPROC_RETURN_IF_ERROR(RunPlan(request, plan, *sink));
   }
   summary.elapsed = absl::Now() - start;
   return summary;

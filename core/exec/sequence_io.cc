@@ -1,14 +1,22 @@
 #include "core/exec/sequence_io.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <fnmatch.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "core/base/status_macros.h"
 #include "core/exec/tiff_io.h"
 
@@ -223,6 +231,115 @@ absl::Status SequenceSource::Read(int64_t z, uint8_t* buffer) {
   const File& file = *std::prev(after);
   STACKPROC_ASSIGN_OR_RETURN(InputFile input, files_.Input(file.path));
   return ReadTiffPage(input, file.info, z - file.first_plane, buffer);
+}
+
+absl::StatusOr<std::optional<SequenceOutput>> ParseSequenceOutput(const std::string& output) {
+  if (absl::EndsWith(output, "/")) {
+    const std::string folder(absl::StripSuffix(output, "/"));
+    if (folder.empty() || absl::EndsWith(folder, "/")) {
+      return absl::InvalidArgumentError(absl::StrCat(output, ": not a folder name"));
+    }
+    return SequenceOutput{folder, "z%04d.tif"};
+  }
+  auto [dir, name] = Split(output);
+  if (name.find('%') == std::string::npos) return std::nullopt;
+  STACKPROC_RETURN_IF_ERROR(NumberPattern::Parse(name).status());
+  if (dir.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        output, ": a sequence is written into a folder of its own (e.g. planes/", name, ")"));
+  }
+  return SequenceOutput{dir, name};
+}
+
+absl::StatusOr<std::unique_ptr<SliceSink>> OpenTiffOutput(
+    const std::string& output, const WriteOptions& options,
+    const std::optional<OutputTarget>& target) {
+  STACKPROC_ASSIGN_OR_RETURN(std::optional<SequenceOutput> sequence, ParseSequenceOutput(output));
+  STACKPROC_ASSIGN_OR_RETURN(OutputTarget where,
+                             target ? absl::StatusOr<OutputTarget>(*target)
+                                    : OutputTarget::ForPath(sequence ? sequence->folder : output));
+  if (sequence) return std::make_unique<SequenceSink>(std::move(where), sequence->pattern, options);
+  return std::make_unique<TiffSink>(std::move(where), options);
+}
+
+SequenceSink::SequenceSink(OutputTarget folder, std::string pattern, WriteOptions options)
+    : folder_(std::move(folder)), pattern_(std::move(pattern)), options_(std::move(options)) {}
+
+SequenceSink::~SequenceSink() {
+  if (closed_ || !temp_fd_) return;
+  // What was written so far goes: a sequence is there whole or not at all.
+  if (DIR* dir = ::fdopendir(::fcntl(temp_fd_.get(), F_DUPFD_CLOEXEC, 0))) {
+    while (const dirent* entry = ::readdir(dir)) {
+      if (std::string(entry->d_name) != "." && std::string(entry->d_name) != "..") {
+        ::unlinkat(temp_fd_.get(), entry->d_name, 0);
+      }
+    }
+    ::closedir(dir);
+  }
+  ::unlinkat(folder_.dir(), temp_.c_str(), AT_REMOVEDIR);
+}
+
+absl::Status SequenceSink::Open(const StackInfo& output, int64_t window_slices,
+                                std::function<void(int64_t)> release) {
+  (void)window_slices;
+  (void)release;
+  STACKPROC_RETURN_IF_ERROR(NumberPattern::Parse(pattern_).status());
+  if (folder_.Exists()) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        folder_.display(), ": exists; a sequence is written into a new folder (remove it first)"));
+  }
+  plane_ = output;
+  plane_.shape.depth = 1;
+  plane_.metadata =
+      UpdateMetadata(output.metadata, plane_.shape, output.type, output.type, PixelGeometry{});
+  temp_ = TempNameFor(folder_.name(), options_.temp_tag);
+  if (::mkdirat(folder_.dir(), temp_.c_str(), 0777) != 0) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        folder_.display(), ": cannot make a folder there (", std::strerror(errno), ")"));
+  }
+  temp_fd_ = UniqueFd(::openat(folder_.dir(), temp_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!temp_fd_) {
+    return absl::InternalError(absl::StrCat(
+        folder_.display(), ": cannot open its temporary folder: ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SequenceSink::Encode(int64_t z, const uint8_t* data) {
+  STACKPROC_ASSIGN_OR_RETURN(NumberPattern pattern, NumberPattern::Parse(pattern_));
+  const std::string name = pattern.Format(z);
+  UniqueFd dir(::fcntl(temp_fd_.get(), F_DUPFD_CLOEXEC, 0));
+  if (!dir) return absl::InternalError(absl::StrCat("dup: ", std::strerror(errno)));
+  const OutputTarget target =
+      OutputTarget::In(std::move(dir), name, absl::StrCat(folder_.display(), "/", name));
+  WriteOptions plane = options_;
+  plane.overwrite = false;  // each name once
+  plane.sync = false;       // the whole folder is synced once, by Close
+  plane.arena = nullptr;    // compressed in the engine's own arena, this thread's
+  STACKPROC_ASSIGN_OR_RETURN(
+      std::unique_ptr<TiffPageWriter> writer,
+      TiffPageWriter::Create(target, plane_.shape, plane_.type, plane_.metadata, plane));
+  STACKPROC_RETURN_IF_ERROR(writer->WritePage(data));
+  return writer->Commit();
+}
+
+absl::Status SequenceSink::Close() {
+  if (options_.sync && ::syncfs(temp_fd_.get()) != 0) {
+    return absl::InternalError(
+        absl::StrCat(folder_.display(), ": cannot sync its planes: ", std::strerror(errno)));
+  }
+  if (::renameat2(folder_.dir(), temp_.c_str(), folder_.dir(), folder_.name().c_str(),
+                  RENAME_NOREPLACE) != 0) {
+    if (errno == EEXIST || errno == ENOTEMPTY) {
+      return absl::AlreadyExistsError(
+          absl::StrCat(folder_.display(), ": appeared while the sequence was being written"));
+    }
+    return absl::InternalError(absl::StrCat(
+        folder_.display(), ": cannot rename its folder into place: ", std::strerror(errno)));
+  }
+  closed_ = true;
+  if (options_.sync) ::fsync(folder_.dir());
+  return absl::OkStatus();
 }
 
 }  // namespace stackproc::core

@@ -7,6 +7,7 @@
 // pages gives them in order.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,6 +17,7 @@
 #include "core/base/file.h"
 #include "core/exec/engine.h"
 #include "core/tiff/tiff_reader.h"
+#include "core/tiff/tiff_writer.h"
 
 namespace stackproc::core {
 
@@ -58,6 +60,51 @@ class SequenceSource final : public SliceSource {
   const Files& files_;
   std::vector<File> files_of_planes_;  // by first_plane
   StackInfo info_;
+};
+
+// Where a sequence of planes is to be written, when `output` names one: a folder name ending in
+// "/" (the planes named z%04d.tif) or a file name with a %d, %Nd or %0Nd conversion (the planes
+// named by it, in the folder before it). nullopt: `output` names a single file.
+struct SequenceOutput {
+  std::string folder;
+  std::string pattern;
+};
+absl::StatusOr<std::optional<SequenceOutput>> ParseSequenceOutput(const std::string& output);
+
+// A sink for what `output` names: a TIFF file (TiffSink) or a sequence of planes (SequenceSink),
+// in `target` when given (the file's, or the sequence folder's, directory already open) else
+// found by path.
+absl::StatusOr<std::unique_ptr<SliceSink>> OpenTiffOutput(
+    const std::string& output, const WriteOptions& options,
+    const std::optional<OutputTarget>& target = std::nullopt);
+
+// Writes one single-page TIFF per plane (the stack's metadata, its depth made 1) into a folder
+// made for the sequence under a temporary name beside its final one; Close renames it into
+// place, so the sequence is complete under its name or absent. Planes are written as they are
+// processed, in the engine's parallel stage. A sink never closed removes its temporary folder.
+class SequenceSink final : public SliceSink {
+ public:
+  // `folder`: the sequence's folder (its parent open, its name), which must not exist yet.
+  SequenceSink(OutputTarget folder, std::string pattern, WriteOptions options);
+  ~SequenceSink() override;
+
+  SinkTraits traits() const override {
+    return {.compressed = options_.compression != Compression::kNone};
+  }
+  absl::Status Open(const StackInfo& output, int64_t window_slices,
+                    std::function<void(int64_t)> release) override;
+  absl::Status Encode(int64_t z, const uint8_t* data) override;  // writes plane z's file
+  absl::Status Write(int64_t, const uint8_t*) override { return absl::OkStatus(); }
+  absl::Status Close() override;
+
+ private:
+  const OutputTarget folder_;
+  const std::string pattern_;
+  const WriteOptions options_;
+  StackInfo plane_;   // one plane: shape, type, metadata
+  std::string temp_;  // the folder's temporary name, in the folder's parent
+  UniqueFd temp_fd_;
+  bool closed_ = false;
 };
 
 }  // namespace stackproc::core

@@ -44,11 +44,6 @@ std::string TempPrefix(const std::string& name, const std::string& tag) {
   return absl::StrCat(".", name, ".tmp-", tag.empty() ? std::to_string(::getpid()) : tag, "-");
 }
 
-std::string TempNameFor(const std::string& name, const std::string& tag) {
-  std::random_device random;
-  return absl::StrCat(TempPrefix(name, tag), random());
-}
-
 // `error`: the errno behind it, 0 when unknown. A full disk, an exhausted quota or the file
 // size limit is ResourceExhausted; anything else Internal.
 absl::Status IoError(const std::string& path, absl::string_view what, const std::string& detail,
@@ -98,6 +93,11 @@ void SetPageTags(TIFF* tif, const StackShape& shape, PixelType type, const Stack
 }
 
 }  // namespace
+
+std::string TempNameFor(const std::string& name, const std::string& tag) {
+  std::random_device random;
+  return absl::StrCat(TempPrefix(name, tag), random());
+}
 
 absl::string_view CompressionName(Compression compression) {
   switch (compression) {

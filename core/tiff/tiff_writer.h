@@ -46,6 +46,10 @@ struct WriteOptions {
   std::string temp_tag;
 };
 
+// ".NAME.tmp-TAG-RANDOM": where a writer tagged TAG (the process id when empty) puts NAME
+// while it writes it.
+std::string TempNameFor(const std::string& name, const std::string& tag);
+
 // Removes the temporary files that writers tagged `tag` (WriteOptions::temp_tag) left beside
 // `target`: a process killed mid-write leaves one. Returns how many it removed.
 int RemoveTempFiles(const OutputTarget& target, const std::string& tag);

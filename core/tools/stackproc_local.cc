@@ -37,7 +37,8 @@ constexpr char kUsage[] =
     "                      [--compression none|deflate|zstd|lzw] [--threads N]\n"
     "                      [--mode auto|in-memory|streaming] [--window-mib N]\n"
     "IN is a TIFF file or a sequence of 2-D TIFF files, one per plane: a folder (planes/), a\n"
-    "printf pattern (planes/z%04d.tif) or a glob (planes/*.tif), in natural order.\n";
+    "printf pattern (planes/z%04d.tif) or a glob (planes/*.tif), in natural order. OUT is a\n"
+    "TIFF file, or a sequence of planes written into a new folder: out/ or out/z%04d.tif.\n";
 
 using Args = CliArgs;
 

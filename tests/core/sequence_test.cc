@@ -105,5 +105,73 @@ TEST_F(SequenceTest, BadSequencesAreRefusedNamingTheFile) {
   EXPECT_FALSE(std::filesystem::exists(dir_->File("out.tif")));
 }
 
+TEST_F(SequenceTest, AStackWrittenAsPlanesReadsBackInTifffile) {
+  const Stack expected = Expected();
+  ProcessRequest request;
+  request.input_path = dir_->File("seq");
+  request.ops = Ops({"invert"});
+  request.output_path = dir_->File("written/");  // planes z0000.tif, z0001.tif, ...
+  ASSERT_OK(ProcessFile(request));
+  request.output_path = dir_->File("named/slice_%03d.tif");
+  ASSERT_OK(ProcessFile(request));
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_->File("named"))) {
+    names.push_back(entry.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  ASSERT_EQ(names.size(), 13u);
+  EXPECT_EQ(names.front(), "slice_000.tif");
+  EXPECT_EQ(names.back(), "slice_012.tif");
+
+  // tifffile reads each plane file (one page each) and finds the pixels expected.
+  {
+    std::ofstream raw(dir_->File("expected.raw"), std::ios::binary);
+    raw.write(reinterpret_cast<const char*>(expected.data()),
+              static_cast<std::streamsize>(expected.size_bytes()));
+  }
+  for (const char* folder : {"written/z*.tif", "named/slice_*.tif"}) {
+    EXPECT_EQ(RunCommand(absl::StrCat(STACKPROC_PYTHON, " -c '", R"(
+import glob, sys, numpy, tifffile
+files = sorted(glob.glob(sys.argv[1]))
+pages = [len(tifffile.TiffFile(f).pages) for f in files]
+planes = numpy.stack([tifffile.imread(f) for f in files])
+expected = numpy.fromfile(sys.argv[2], numpy.uint16).reshape(planes.shape)
+sys.exit(0 if pages == [1] * 13 and numpy.array_equal(planes, expected) else 1))",
+                                      "' \"", dir_->File(folder), "\" ", dir_->File("expected.raw"))),
+              0)
+        << folder;
+  }
+}
+
+TEST_F(SequenceTest, ASequenceIsWrittenWholeOrNotAtAll) {
+  ProcessRequest request;
+  request.input_path = dir_->File("seq");
+  request.ops = Ops({"invert"});
+  // An existing folder is not written into.
+  std::filesystem::create_directory(dir_->File("taken"));
+  request.output_path = dir_->File("taken/");
+  EXPECT_THAT(ProcessFile(request), StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("taken")));
+  EXPECT_TRUE(std::filesystem::is_empty(dir_->File("taken")));
+  // A plane that cannot be read once planes are being written (truncated after it was
+  // validated): the run fails, and neither the folder nor its temporary one stays.
+  std::filesystem::copy(dir_->File("seq"), dir_->File("copy"));
+  request.input_path = dir_->File("copy");
+  request.on_stage = [&](absl::string_view) {
+    std::filesystem::resize_file(dir_->File("copy/p7.tif"), 100);
+  };
+  request.output_path = dir_->File("cut/");
+  EXPECT_THAT(ProcessFile(request),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("p7.tif")));
+  for (const auto& entry : std::filesystem::directory_iterator(dir_->path())) {
+    EXPECT_THAT(entry.path().filename().string(), ::testing::Not(HasSubstr("cut")));
+  }
+  // A pattern needs a folder of its own: refused before anything is read.
+  request.input_path = dir_->File("seq");
+  request.on_stage = nullptr;
+  request.output_path = "z%04d.tif";
+  EXPECT_THAT(ProcessFile(request),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("folder of its own")));
+}
+
 }  // namespace
 }  // namespace stackproc::core

@@ -66,6 +66,13 @@ same_pixels "$work/data/seq.tif" "$work/ref.tif" || fail "planes path job differ
 "$cli" process "$work/data/planes/z%04d.tif" -o "$work/seq-streamed.tif" --op gaussian:ksize=5 \
   --op resize:scale=0.5 >/dev/null || fail "streamed job over planes"
 same_pixels "$work/seq-streamed.tif" "$work/ref.tif" || fail "planes streamed job differs"
+# And written as planes (a folder of its own), read back by tifffile file by file.
+"$cli" process "$work/data/planes" -o "$work/planes-out/" --op gaussian:ksize=5 \
+  --op resize:scale=0.5 >/dev/null || fail "streamed job to planes"
+/usr/bin/python3 -c 'import glob, sys, numpy, tifffile
+planes = numpy.stack([tifffile.imread(f) for f in sorted(glob.glob(sys.argv[1] + "/z*.tif"))])
+sys.exit(not numpy.array_equal(planes, tifffile.imread(sys.argv[2])))' \
+  "$work/planes-out" "$work/ref.tif" || fail "planes written by process differ from the core's"
 
 # In memory, then download; status and list; errors exit non-zero with one line.
 job=$("$cli" submit --input in.tif --op invert --in-memory)

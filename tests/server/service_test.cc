@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "client/client.h"
+#include "core/exec/process_file.h"
 #include "core/exec/stack_io.h"
 #include "core/exec/tiff_io.h"
 #include "core/pipeline/operation_registry.h"
@@ -139,6 +140,20 @@ TEST_F(ServiceTest, APathJobReadsAFolderOfPlanesBeneathTheRoot) {
     EXPECT_TRUE(StacksEqual(out, expected));
     fs::remove(root_.File("out.tif"));
   }
+  // Written as planes, into a folder of its own beneath the root; read back as a sequence.
+  ASSERT_OK_AND_ASSIGN(v1::Job job, client_->Submit(Request("planes", {"invert"}, "inverted/")));
+  ASSERT_OK_AND_ASSIGN(v1::Job last, client_->Watch(job.id(), nullptr));
+  ASSERT_EQ(last.state(), v1::JOB_STATE_SUCCEEDED) << last.error().message();
+  EXPECT_TRUE(fs::exists(root_.File("inverted/z0004.tif")));
+  core::ProcessRequest back;
+  back.input_path = root_.File("inverted");
+  ASSERT_OK_AND_ASSIGN(core::ProcessSummary read, core::ProcessFile(back));
+  EXPECT_TRUE(StacksEqual(*read.result, expected));
+  EXPECT_THAT(client_->Submit(Request("planes", {"invert"}, "inverted/")),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("inverted")));
+  EXPECT_THAT(client_->Submit(Request("planes", {"invert"}, "../escaped/")),
+              StatusIs(absl::StatusCode::kPermissionDenied, ::testing::_));
+
   // Every plane is opened beneath the root: a link in the folder that leads out is refused, as
   // are folders and patterns outside it.
   TempDir outside;

@@ -268,11 +268,119 @@ class CoreSink final : public Client::StreamSink {
 
 }  // namespace
 
+namespace {
+
+// The upload of a streamed job: the header, then each slice in chunks. Each slice is read into a
+// buffer of its own; its chunks are views of it that gRPC sends without a copy, and it is freed
+// when gRPC has sent the last of them. Writes block while the server's window is full. Returns
+// the source's error (the call is then cancelled); a call that ended is the call's to report.
+absl::Status Upload(RawBidiCall& call, grpc::ClientContext& context,
+                    const v1::ProcessStreamRequest& header, const Client::StreamSource& source,
+                    size_t slice_bytes) {
+  if (!call.Write(wire::Serialize(header))) {
+    call.StopWriting();
+    return absl::OkStatus();
+  }
+  for (int64_t z = 0; z < source.shape.depth; ++z) {
+    grpc::Slice slice(slice_bytes);
+    if (absl::Status s = source.read_slice(z, const_cast<uint8_t*>(slice.begin())); !s.ok()) {
+      context.TryCancel();
+      call.StopWriting();
+      return s;
+    }
+    for (size_t offset = 0; offset < slice.size(); offset += wire::kChunkBytes) {
+      const size_t n = std::min(wire::kChunkBytes, slice.size() - offset);
+      if (!call.Write(wire::ChunkMessage(v1::ProcessStreamRequest::kChunkFieldNumber, z,
+                                         static_cast<int64_t>(offset),
+                                         slice.sub(offset, offset + n)))) {
+        call.StopWriting();  // the call ended: its status says why
+        return absl::OkStatus();
+      }
+    }
+  }
+  call.WritesDone();
+  return absl::OkStatus();
+}
+
+// The download of a streamed job: job updates, the result header, and result chunks assembled
+// into whole slices for the sink, in order.
+class ResultAssembler {
+ public:
+  ResultAssembler(Client::StreamSink& sink, const std::function<void(const v1::Job&)>& on_update)
+      : sink_(sink), on_update_(on_update) {}
+
+  absl::Status Take(const grpc::ByteBuffer& buffer) {
+    // Chunks, nearly every message, are copied from the received bytes straight into place.
+    if (std::optional<wire::ChunkView> chunk =
+            wire::ChunkView::Read(buffer, v1::ProcessStreamResponse::kChunkFieldNumber)) {
+      return TakeChunk(chunk->slice(), chunk->offset(), chunk->size(),
+                       [&](uint8_t* out) { chunk->CopyTo(out); });
+    }
+    v1::ProcessStreamResponse message;
+    if (absl::Status s = wire::Parse(buffer, message, "ProcessStreamResponse"); !s.ok()) {
+      return absl::DataLossError(s.message());
+    }
+    if (message.has_job()) {
+      last_ = message.job();
+      if (on_update_) on_update_(last_);
+      return absl::OkStatus();
+    }
+    if (message.has_result_header()) {
+      if (begun_) return absl::DataLossError("a second result header");
+      STACKPROC_ASSIGN_OR_RETURN(core::StackInfo info, ReadHeader(message.result_header()));
+      shape_ = info.shape;
+      STACKPROC_ASSIGN_OR_RETURN(size_t bytes, core::SliceBytes(shape_, info.type));
+      slice_.resize(bytes);
+      begun_ = true;
+      return sink_.Begin(shape_, info.type, info.metadata);
+    }
+    if (!message.has_chunk()) return absl::OkStatus();
+    const v1::SliceChunk& c = message.chunk();
+    return TakeChunk(c.slice(), c.offset(), c.data().size(),
+                     [&](uint8_t* out) { std::memcpy(out, c.data().data(), c.data().size()); });
+  }
+
+  // The finished job, once the call ended well: DataLoss unless the job succeeded and every
+  // result slice arrived.
+  absl::StatusOr<v1::Job> Result() const {
+    if (last_.state() != v1::JOB_STATE_SUCCEEDED || !begun_ || z_ != shape_.depth) {
+      return absl::DataLossError(absl::StrCat("the stream ended after ", z_, " of ", shape_.depth,
+                                              " result slices without the job's success"));
+    }
+    return last_;
+  }
+
+ private:
+  absl::Status TakeChunk(int64_t slice, int64_t offset, size_t n,
+                         const std::function<void(uint8_t*)>& copy_to) {
+    if (!begun_ || slice != z_ || offset != static_cast<int64_t>(filled_) ||
+        filled_ + n > slice_.size()) {
+      return absl::DataLossError(absl::StrCat("result chunk at slice ", slice, " offset ", offset,
+                                              " is not the one expected"));
+    }
+    copy_to(slice_.data() + filled_);
+    filled_ += n;
+    if (filled_ < slice_.size()) return absl::OkStatus();
+    filled_ = 0;
+    return sink_.Slice(z_++, slice_.data());
+  }
+
+  Client::StreamSink& sink_;
+  const std::function<void(const v1::Job&)>& on_update_;
+  v1::Job last_;
+  std::vector<uint8_t> slice_;
+  core::StackShape shape_;
+  int64_t z_ = 0;
+  size_t filled_ = 0;
+  bool begun_ = false;
+};
+
+}  // namespace
+
 absl::StatusOr<v1::Job> Client::ProcessStream(
     const StreamSource& source, const std::vector<v1::OpSpec>& ops, StreamSink& sink,
     const std::function<void(const v1::Job&)>& on_update) {
-  absl::StatusOr<size_t> in_bytes = core::SliceBytes(source.shape, source.type);
-  if (!in_bytes.ok()) return in_bytes.status();
+  STACKPROC_ASSIGN_OR_RETURN(size_t in_bytes, core::SliceBytes(source.shape, source.type));
   v1::ProcessStreamRequest header_message;
   v1::StreamHeader* header = header_message.mutable_header();
   convert::ToProto(source.shape, header->mutable_shape());
@@ -281,92 +389,20 @@ absl::StatusOr<v1::Job> Client::ProcessStream(
   convert::MetadataToProto(source.metadata, header);
 
   grpc::ClientContext context;
-
   Prepare(context);
   grpc::GenericStub generic(channel_);
   RawBidiCall call(generic, context,
                    absl::StrCat("/", v1::StackProcessor::service_full_name(), "/ProcessStream"));
   // The upload runs beside the download: the server processes slices as they arrive and sends
-  // results while later slices are still on their way. Writes block while the server's window
-  // is full.
+  // results while later slices are still on their way.
   absl::Status upload_status;
-  std::thread uploader([&] {
-    if (!call.Write(wire::Serialize(header_message))) return call.StopWriting();
-    for (int64_t z = 0; z < source.shape.depth; ++z) {
-      // Each slice is read into a buffer of its own; its chunks are views of it that gRPC
-      // sends without a copy, and it is freed when gRPC has sent the last of them.
-      grpc::Slice slice(*in_bytes);
-      if (absl::Status s = source.read_slice(z, const_cast<uint8_t*>(slice.begin())); !s.ok()) {
-        upload_status = s;
-        context.TryCancel();
-        return call.StopWriting();
-      }
-      for (size_t offset = 0; offset < slice.size(); offset += wire::kChunkBytes) {
-        const size_t n = std::min(wire::kChunkBytes, slice.size() - offset);
-        if (!call.Write(wire::ChunkMessage(v1::ProcessStreamRequest::kChunkFieldNumber, z,
-                                           static_cast<int64_t>(offset),
-                                           slice.sub(offset, offset + n)))) {
-          return call.StopWriting();  // the call ended: its status says why
-        }
-      }
-    }
-    call.WritesDone();
-  });
-
-  // Assembles result chunks into slices for the sink.
+  std::thread uploader(
+      [&] { upload_status = Upload(call, context, header_message, source, in_bytes); });
+  ResultAssembler results(sink, on_update);
   absl::Status local_status;
-  v1::Job last;
-  std::vector<uint8_t> slice;
-  core::StackShape shape;
-  int64_t z = 0;
-  size_t filled = 0;
-  bool begun = false;
-  auto take_chunk = [&](int64_t chunk_slice, int64_t offset, size_t n,
-                        const std::function<void(uint8_t*)>& copy_to) -> absl::Status {
-    if (!begun || chunk_slice != z || offset != static_cast<int64_t>(filled) ||
-        filled + n > slice.size()) {
-      return absl::DataLossError(absl::StrCat("result chunk at slice ", chunk_slice, " offset ",
-                                              offset, " is not the one expected"));
-    }
-    copy_to(slice.data() + filled);
-    filled += n;
-    if (filled < slice.size()) return absl::OkStatus();
-    filled = 0;
-    return sink.Slice(z++, slice.data());
-  };
-  auto take = [&](const grpc::ByteBuffer& buffer) -> absl::Status {
-    // Chunks, nearly every message, are copied from the received bytes straight into place.
-    if (std::optional<wire::ChunkView> chunk =
-            wire::ChunkView::Read(buffer, v1::ProcessStreamResponse::kChunkFieldNumber)) {
-      return take_chunk(chunk->slice(), chunk->offset(), chunk->size(),
-                        [&](uint8_t* out) { chunk->CopyTo(out); });
-    }
-    v1::ProcessStreamResponse message;
-    if (absl::Status s = wire::Parse(buffer, message, "ProcessStreamResponse"); !s.ok()) {
-      return absl::DataLossError(s.message());
-    }
-    if (message.has_job()) {
-      last = message.job();
-      if (on_update) on_update(last);
-      return absl::OkStatus();
-    }
-    if (message.has_result_header()) {
-      if (begun) return absl::DataLossError("a second result header");
-      STACKPROC_ASSIGN_OR_RETURN(core::StackInfo info, ReadHeader(message.result_header()));
-      shape = info.shape;
-      STACKPROC_ASSIGN_OR_RETURN(size_t bytes, core::SliceBytes(shape, info.type));
-      slice.resize(bytes);
-      begun = true;
-      return sink.Begin(shape, info.type, info.metadata);
-    }
-    if (!message.has_chunk()) return absl::OkStatus();
-    const v1::SliceChunk& c = message.chunk();
-    return take_chunk(c.slice(), c.offset(), c.data().size(),
-                      [&](uint8_t* out) { std::memcpy(out, c.data().data(), c.data().size()); });
-  };
   grpc::ByteBuffer buffer;
   while (call.Read(buffer)) {
-    local_status = take(buffer);
+    local_status = results.Take(buffer);
     if (!local_status.ok()) {
       context.TryCancel();
       break;
@@ -377,11 +413,7 @@ absl::StatusOr<v1::Job> Client::ProcessStream(
   if (!upload_status.ok()) return upload_status;
   if (!local_status.ok()) return local_status;
   if (!status.ok()) return ToAbslStatus(status);
-  if (last.state() != v1::JOB_STATE_SUCCEEDED || !begun || z != shape.depth) {
-    return absl::DataLossError(absl::StrCat("the stream ended after ", z, " of ", shape.depth,
-                                            " result slices without the job's success"));
-  }
-  return last;
+  return results.Result();
 }
 
 absl::StatusOr<v1::Job> Client::Process(const ProcessOptions& options) {

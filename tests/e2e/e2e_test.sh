@@ -24,10 +24,15 @@ export STACKPROC_SERVER=127.0.0.1:$port
 [[ "$("$cli" health)" == SERVING ]] || fail "health"
 has '^gaussian' "$("$cli" ops)" || fail "ops lists no gaussian"
 
-# A path job, waited for, non-terminal stdout: plain progress lines then a summary.
+# A path job, waited for, non-terminal stdout: plain progress lines then a summary. (This job
+# may end before the watch attaches: then its last line is its only progress line.)
 out=$("$cli" submit --input in.tif --op gaussian:ksize=5 --op resize:scale=0.5 --output out.tif --wait)
-has 'state=running stage=streaming' "$out" || fail "no progress lines: $out"
+has 'state=succeeded stage=done slices=20/20' "$out" || fail "no progress lines: $out"
 has 'succeeded: 20x64x80 uint16 -> out.tif' "$out" || fail "no summary: $out"
+# One that takes a while (a bilateral filter, ~0.3 s) shows itself running.
+"$local_tool" generate "$work/data/big.tif" --shape 32x512x512 --type uint16 >/dev/null
+out=$("$cli" submit --input big.tif --op bilateral:d=5 --output big-out.tif --wait)
+has 'state=running stage=streaming' "$out" || fail "no running progress line: $out"
 [[ -f "$work/data/out.tif" ]] || fail "no output file"
 
 # The same pipeline through the core tool must give the same bytes.

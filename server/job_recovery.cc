@@ -3,6 +3,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
+#include "core/exec/sequence_io.h"
 #include "server/job_manager.h"
 #include "server/job_manager_util.h"
 
@@ -66,7 +67,11 @@ absl::Status JobManager::Restore() {
       s.end_time = now;
       if (s.spec.output_path) {
         // What its writer left: the final name was never written (the rename is the last step).
-        absl::StatusOr<core::OutputTarget> target = resolver_.Output(*s.spec.output_path);
+        // (A sequence of planes is written into a temporary folder beside its own.)
+        absl::StatusOr<std::optional<core::SequenceOutput>> sequence =
+            core::ParseSequenceOutput(*s.spec.output_path);
+        absl::StatusOr<core::OutputTarget> target = resolver_.Output(
+            sequence.ok() && *sequence ? (*sequence)->folder : *s.spec.output_path);
         if (target.ok()) core::RemoveTempFiles(*target, s.id);
       }
     }

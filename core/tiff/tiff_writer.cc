@@ -143,7 +143,24 @@ int RemoveTempFiles(const OutputTarget& target, const std::string& tag) {
   }
   ::closedir(dir);
   int removed = 0;
-  for (const std::string& name : names) removed += ::unlinkat(target.dir(), name.c_str(), 0) == 0;
+  for (const std::string& name : names) {
+    if (::unlinkat(target.dir(), name.c_str(), 0) == 0) {
+      ++removed;
+    } else if (errno == EISDIR || errno == EPERM) {
+      // A sequence's temporary folder (SequenceSink): its files, then itself.
+      UniqueFd folder(
+          ::openat(target.dir(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      DIR* inside = folder ? ::fdopendir(::fcntl(folder.get(), F_DUPFD_CLOEXEC, 0)) : nullptr;
+      if (inside == nullptr) continue;
+      while (const dirent* entry = ::readdir(inside)) {
+        if (std::string(entry->d_name) != "." && std::string(entry->d_name) != "..") {
+          ::unlinkat(folder.get(), entry->d_name, 0);
+        }
+      }
+      ::closedir(inside);
+      removed += ::unlinkat(target.dir(), name.c_str(), AT_REMOVEDIR) == 0;
+    }
+  }
   return removed;
 }
 

@@ -51,7 +51,8 @@ struct WriteOptions {
 std::string TempNameFor(const std::string& name, const std::string& tag);
 
 // Removes the temporary files that writers tagged `tag` (WriteOptions::temp_tag) left beside
-// `target`: a process killed mid-write leaves one. Returns how many it removed.
+// `target`, and a sequence's temporary folder with its planes: a process killed mid-write leaves
+// one. Returns how many it removed.
 int RemoveTempFiles(const OutputTarget& target, const std::string& tag);
 
 // Writes a stack one page at a time, in order, to a temporary file beside `path`; Commit

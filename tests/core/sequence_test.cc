@@ -130,15 +130,16 @@ TEST_F(SequenceTest, AStackWrittenAsPlanesReadsBackInTifffile) {
               static_cast<std::streamsize>(expected.size_bytes()));
   }
   for (const char* folder : {"written/z*.tif", "named/slice_*.tif"}) {
-    EXPECT_EQ(RunCommand(absl::StrCat(STACKPROC_PYTHON, " -c '", R"(
+    EXPECT_EQ(
+        RunCommand(absl::StrCat(STACKPROC_PYTHON, " -c '", R"(
 import glob, sys, numpy, tifffile
 files = sorted(glob.glob(sys.argv[1]))
 pages = [len(tifffile.TiffFile(f).pages) for f in files]
 planes = numpy.stack([tifffile.imread(f) for f in files])
 expected = numpy.fromfile(sys.argv[2], numpy.uint16).reshape(planes.shape)
 sys.exit(0 if pages == [1] * 13 and numpy.array_equal(planes, expected) else 1))",
-                                      "' \"", dir_->File(folder), "\" ", dir_->File("expected.raw"))),
-              0)
+                                "' \"", dir_->File(folder), "\" ", dir_->File("expected.raw"))),
+        0)
         << folder;
   }
 }
@@ -171,6 +172,22 @@ TEST_F(SequenceTest, ASequenceIsWrittenWholeOrNotAtAll) {
   request.output_path = "z%04d.tif";
   EXPECT_THAT(ProcessFile(request),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("folder of its own")));
+}
+
+TEST(SequenceSweepTest, WhatAKilledWriteLeftIsRemoved) {
+  // A process killed mid-sequence leaves its temporary folder, planes in it, beside the target;
+  // the restart sweep (RemoveTempFiles with the job's tag) removes it and nothing else.
+  TempDir dir;
+  const std::string left = dir.File(TempNameFor("out", "job7"));
+  std::filesystem::create_directory(left);
+  std::ofstream(left + "/z0000.tif") << "plane";
+  std::ofstream(left + "/.z0001.tif.tmp-1-2") << "half a plane";
+  const std::string other = dir.File(TempNameFor("out", "job8"));
+  std::filesystem::create_directory(other);
+  ASSERT_OK_AND_ASSIGN(OutputTarget target, OutputTarget::ForPath(dir.File("out")));
+  EXPECT_EQ(RemoveTempFiles(target, "job7"), 1);
+  EXPECT_FALSE(std::filesystem::exists(left));
+  EXPECT_TRUE(std::filesystem::exists(other));
 }
 
 }  // namespace

@@ -1,6 +1,5 @@
 #include "server/path_resolver.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
@@ -135,16 +134,7 @@ bool PathResolver::IsDirectory(const std::string& relative) const {
 
 absl::StatusOr<std::vector<std::string>> PathResolver::List(const std::string& relative) const {
   STACKPROC_ASSIGN_OR_RETURN(core::UniqueFd fd, OpenBeneath(relative, O_RDONLY | O_DIRECTORY));
-  DIR* dir = ::fdopendir(fd.get());
-  if (dir == nullptr) return ErrorFor(relative, errno);
-  (void)fd.release();  // the DIR owns it now
-  std::vector<std::string> names;
-  while (const dirent* entry = ::readdir(dir)) {
-    const std::string name = entry->d_name;
-    if (name != "." && name != "..") names.push_back(name);
-  }
-  ::closedir(dir);
-  return names;
+  return core::ListDirectory(fd.get());
 }
 
 absl::StatusOr<core::OutputTarget> PathResolver::Output(const std::string& relative) const {

@@ -1,5 +1,6 @@
 #include "core/base/file.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -46,6 +47,32 @@ absl::StatusOr<InputFile> InputFile::Adopt(UniqueFd fd, std::string name) {
   }
   return InputFile(std::make_shared<const UniqueFd>(std::move(fd)), std::move(name),
                    static_cast<uint64_t>(st.st_size));
+}
+
+absl::StatusOr<std::vector<std::string>> ListDirectory(int dir) {
+  // A descriptor of its own: reading through a copy of `dir` would move `dir`'s position too.
+  UniqueFd own(::openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  DIR* stream = own ? ::fdopendir(own.get()) : nullptr;
+  if (stream == nullptr) {
+    return absl::InternalError(absl::StrCat("cannot list a directory: ", std::strerror(errno)));
+  }
+  (void)own.release();  // the stream owns it now
+  std::vector<std::string> names;
+  while (const dirent* entry = ::readdir(stream)) {
+    const std::string name = entry->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  ::closedir(stream);
+  return names;
+}
+
+bool RemoveFolderOfFiles(int dir, const std::string& name) {
+  UniqueFd folder(::openat(dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!folder) return false;
+  if (absl::StatusOr<std::vector<std::string>> names = ListDirectory(folder.get()); names.ok()) {
+    for (const std::string& file : *names) ::unlinkat(folder.get(), file.c_str(), 0);
+  }
+  return ::unlinkat(dir, name.c_str(), AT_REMOVEDIR) == 0;
 }
 
 bool LocalFiles::IsDirectory(const std::string& path) const {

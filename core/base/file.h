@@ -54,6 +54,13 @@ class InputFile {
   uint64_t size_;
 };
 
+// The names in the directory open as `dir` ("." and ".." left out), in no order; `dir` stays
+// the caller's.
+absl::StatusOr<std::vector<std::string>> ListDirectory(int dir);
+// Removes `name` from directory `dir` when it is a folder of files (what the writers make; not
+// recursive): its files, then itself. Whether it is gone.
+bool RemoveFolderOfFiles(int dir, const std::string& name);
+
 // How a program reaches the files it reads: by path as given (LocalFiles), or beneath a data
 // root (the server's). Inputs that are many files (a folder of planes) list and open them here.
 class Files {

@@ -266,24 +266,16 @@ SequenceSink::SequenceSink(OutputTarget folder, std::string pattern, WriteOption
     : folder_(std::move(folder)), pattern_(std::move(pattern)), options_(std::move(options)) {}
 
 SequenceSink::~SequenceSink() {
-  if (closed_ || !temp_fd_) return;
   // What was written so far goes: a sequence is there whole or not at all.
-  if (DIR* dir = ::fdopendir(::fcntl(temp_fd_.get(), F_DUPFD_CLOEXEC, 0))) {
-    while (const dirent* entry = ::readdir(dir)) {
-      if (std::string(entry->d_name) != "." && std::string(entry->d_name) != "..") {
-        ::unlinkat(temp_fd_.get(), entry->d_name, 0);
-      }
-    }
-    ::closedir(dir);
-  }
-  ::unlinkat(folder_.dir(), temp_.c_str(), AT_REMOVEDIR);
+  if (!closed_ && temp_fd_) RemoveFolderOfFiles(folder_.dir(), temp_);
 }
 
 absl::Status SequenceSink::Open(const StackInfo& output, int64_t window_slices,
                                 std::function<void(int64_t)> release) {
   (void)window_slices;
   (void)release;
-  STACKPROC_RETURN_IF_ERROR(NumberPattern::Parse(pattern_).status());
+  STACKPROC_ASSIGN_OR_RETURN(NumberPattern pattern, NumberPattern::Parse(pattern_));
+  name_of_ = [pattern](int64_t z) { return pattern.Format(z); };
   if (folder_.Exists()) {
     return absl::AlreadyExistsError(absl::StrCat(
         folder_.display(), ": exists; a sequence is written into a new folder (remove it first)"));
@@ -306,8 +298,7 @@ absl::Status SequenceSink::Open(const StackInfo& output, int64_t window_slices,
 }
 
 absl::Status SequenceSink::Encode(int64_t z, const uint8_t* data) {
-  STACKPROC_ASSIGN_OR_RETURN(NumberPattern pattern, NumberPattern::Parse(pattern_));
-  const std::string name = pattern.Format(z);
+  const std::string name = name_of_(z);
   UniqueFd dir(::fcntl(temp_fd_.get(), F_DUPFD_CLOEXEC, 0));
   if (!dir) return absl::InternalError(absl::StrCat("dup: ", std::strerror(errno)));
   const OutputTarget target =

@@ -101,7 +101,8 @@ class SequenceSink final : public SliceSink {
   const OutputTarget folder_;
   const std::string pattern_;
   const WriteOptions options_;
-  StackInfo plane_;   // one plane: shape, type, metadata
+  std::function<std::string(int64_t)> name_of_;  // plane z's file name, from pattern_
+  StackInfo plane_;                              // one plane: shape, type, metadata
   std::string temp_;  // the folder's temporary name, in the folder's parent
   UniqueFd temp_fd_;
   bool closed_ = false;

@@ -131,35 +131,16 @@ absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Create(
 
 int RemoveTempFiles(const OutputTarget& target, const std::string& tag) {
   const std::string prefix = TempPrefix(target.name(), tag);
-  const int fd = ::openat(target.dir(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  DIR* dir = fd < 0 ? nullptr : ::fdopendir(fd);
-  if (dir == nullptr) {
-    if (fd >= 0) ::close(fd);
-    return 0;
-  }
-  std::vector<std::string> names;
-  while (const dirent* entry = ::readdir(dir)) {
-    if (absl::StartsWith(entry->d_name, prefix)) names.emplace_back(entry->d_name);
-  }
-  ::closedir(dir);
+  absl::StatusOr<std::vector<std::string>> names = ListDirectory(target.dir());
+  if (!names.ok()) return 0;
   int removed = 0;
-  for (const std::string& name : names) {
-    if (::unlinkat(target.dir(), name.c_str(), 0) == 0) {
-      ++removed;
-    } else if (errno == EISDIR || errno == EPERM) {
-      // A sequence's temporary folder (SequenceSink): its files, then itself.
-      UniqueFd folder(
-          ::openat(target.dir(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      DIR* inside = folder ? ::fdopendir(::fcntl(folder.get(), F_DUPFD_CLOEXEC, 0)) : nullptr;
-      if (inside == nullptr) continue;
-      while (const dirent* entry = ::readdir(inside)) {
-        if (std::string(entry->d_name) != "." && std::string(entry->d_name) != "..") {
-          ::unlinkat(folder.get(), entry->d_name, 0);
-        }
-      }
-      ::closedir(inside);
-      removed += ::unlinkat(target.dir(), name.c_str(), AT_REMOVEDIR) == 0;
-    }
+  for (const std::string& name : *names) {
+    if (!absl::StartsWith(name, prefix)) continue;
+    // A file, or a sequence's temporary folder (SequenceSink) with its planes.
+    const bool gone =
+        ::unlinkat(target.dir(), name.c_str(), 0) == 0 ||
+        ((errno == EISDIR || errno == EPERM) && RemoveFolderOfFiles(target.dir(), name));
+    removed += gone;
   }
   return removed;
 }

@@ -37,14 +37,11 @@ absl::Status RunPlan(const ProcessRequest& request, ProcessPlan& plan, SliceSink
   return Run(stack, plan.pipeline, sink, run);
 }
 
-// The request's input: the open file it names, or what input_path names (a TIFF file or a
-// sequence of them).
+// The request's input (a TIFF file or a sequence of them), through its Files.
 absl::StatusOr<std::shared_ptr<SliceSource>> OpenInput(const ProcessRequest& request) {
   static const LocalFiles kLocal;
-  const Files& files = request.files != nullptr ? *request.files : kLocal;
-  if (!request.input_file) return OpenTiffInput(files, request.input_path, request.limits);
-  STACKPROC_ASSIGN_OR_RETURN(TiffInfo info, ProbeTiff(*request.input_file, request.limits));
-  return TiffSource::Open(*request.input_file, std::move(info));
+  return OpenTiffInput(request.files != nullptr ? *request.files : kLocal, request.input_path,
+                       request.limits);
 }
 
 }  // namespace

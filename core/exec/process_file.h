@@ -30,11 +30,10 @@ absl::string_view ProcessModeName(ProcessMode mode);
 struct ProcessRequest {
   // A TIFF file, or a sequence of them (a folder, a pattern or a glob: sequence_io.h).
   std::string input_path;
-  // The input, already open (e.g. resolved beneath a data root); input_path then only names it
-  // in messages. Unset: input_path is opened through `files`.
-  std::optional<InputFile> input_file;
-  const Files* files = nullptr;  // how input_path is found and opened; nullptr: LocalFiles
-  std::string output_path;       // empty: keep the result in ProcessSummary::result
+  // How input_path is found and opened (the server's: beneath its data root); nullptr:
+  // LocalFiles.
+  const Files* files = nullptr;
+  std::string output_path;  // empty: keep the result in ProcessSummary::result
   // Where the output goes, its directory already open (e.g. resolved beneath a data root);
   // output_path then only names it in messages. Unset: output_path's directory is opened.
   std::optional<OutputTarget> output_target;

@@ -14,7 +14,7 @@
 #include "client/raw_bidi_call.h"
 #include "core/base/status_macros.h"
 #include "core/exec/engine.h"
-#include "core/exec/sequence_io.h"
+#include "core/exec/formats.h"
 #include "core/tiff/tiff_reader.h"
 #include "core/tools/cli_args.h"
 #include "proto/convert.h"
@@ -417,15 +417,15 @@ absl::StatusOr<v1::Job> Client::ProcessStream(
 }
 
 absl::StatusOr<v1::Job> Client::Process(const ProcessOptions& options) {
-  static const core::LocalFiles kLocal;  // a TIFF file or a sequence of them
+  static const core::LocalFiles kLocal;  // any format core reads
   STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<core::SliceSource> input,
-                             core::OpenTiffInput(kLocal, options.input_path));
-  // Refused before anything is sent: an existing output (a sequence's folder is always new).
-  STACKPROC_ASSIGN_OR_RETURN(std::optional<core::SequenceOutput> sequence,
-                             core::ParseSequenceOutput(options.output_path));
-  if (sequence && std::filesystem::exists(sequence->folder)) {
-    return absl::AlreadyExistsError(absl::StrCat(
-        sequence->folder, ": exists; a sequence is written into a new folder (remove it first)"));
+                             core::OpenInput(kLocal, options.input_path));
+  // Refused before anything is sent: bad output options, an existing output (a folder of planes
+  // or a store is always new).
+  STACKPROC_ASSIGN_OR_RETURN(core::OutputName name, core::ParseOutputName(options.output_path));
+  STACKPROC_RETURN_IF_ERROR(core::ValidateOutput(name, options.write));
+  if (name.format != core::Format::kTiff && std::filesystem::exists(name.target)) {
+    return core::FolderExistsError(name);
   }
   if (!options.write.overwrite && std::filesystem::exists(options.output_path)) {
     return absl::AlreadyExistsError(
@@ -437,7 +437,7 @@ absl::StatusOr<v1::Job> Client::Process(const ProcessOptions& options) {
   source.metadata = input->info().metadata;
   source.read_slice = [&](int64_t z, uint8_t* dst) { return input->Read(z, dst); };
   STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<core::SliceSink> output,
-                             core::OpenTiffOutput(options.output_path, options.write));
+                             core::OpenOutput(options.output_path, options.write));
   CoreSink sink(std::move(output));
   absl::StatusOr<v1::Job> job = ProcessStream(source, options.ops, sink, options.on_update);
   if (!job.ok()) return job.status();

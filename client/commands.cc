@@ -10,7 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "client/progress.h"
 #include "core/base/status_macros.h"
-#include "core/exec/tiff_io.h"
+#include "core/exec/formats.h"
 #include "core/tiff/tiff_writer.h"
 #include "proto/convert.h"
 
@@ -101,9 +101,15 @@ absl::StatusOr<int> Submit(const CliArgs& args, Client& client) {
   } else {
     return absl::InvalidArgumentError("submit needs --output PATH or --in-memory");
   }
-  STACKPROC_ASSIGN_OR_RETURN(core::Compression compression,
-                             core::ParseCompression(args.Get("compression", "none")));
-  output->set_compression(convert::ToProto(compression));
+  core::WriteOptions write;
+  STACKPROC_RETURN_IF_ERROR(core::ParseWriteFlags(args, write));
+  output->set_compression(convert::ToProto(write.compression));
+  if (write.chunks) {
+    output->mutable_chunks()->set_depth((*write.chunks)[0]);
+    output->mutable_chunks()->set_height((*write.chunks)[1]);
+    output->mutable_chunks()->set_width((*write.chunks)[2]);
+  }
+  output->set_pyramid_levels(write.pyramid_levels);
   output->set_overwrite(args.Has("overwrite"));
   request.set_request_id(args.Get("request-id"));
   STACKPROC_ASSIGN_OR_RETURN(v1::Job job, client.Submit(request));
@@ -115,7 +121,8 @@ absl::StatusOr<int> Submit(const CliArgs& args, Client& client) {
 
 absl::StatusOr<int> Process(const CliArgs& args, Client& client) {
   if (args.positional.size() != 1) {
-    return absl::InvalidArgumentError("process needs one INPUT (a local TIFF file or sequence of planes)");
+    return absl::InvalidArgumentError(
+        "process needs one INPUT (a local TIFF file or sequence of planes)");
   }
   Client::ProcessOptions options;
   options.input_path = args.positional[0];
@@ -124,8 +131,7 @@ absl::StatusOr<int> Process(const CliArgs& args, Client& client) {
   for (const std::string& text : args.All("op")) {
     STACKPROC_ASSIGN_OR_RETURN(options.ops.emplace_back(), ParseOpText(text));
   }
-  STACKPROC_ASSIGN_OR_RETURN(options.write.compression,
-                             core::ParseCompression(args.Get("compression", "none")));
+  STACKPROC_RETURN_IF_ERROR(core::ParseWriteFlags(args, options.write));
   options.write.overwrite = args.Has("overwrite");
   ProgressDisplay display(stdout, ::isatty(STDOUT_FILENO));
   options.on_update = [&](const v1::Job& job) { display.Update(job); };
@@ -176,10 +182,9 @@ absl::StatusOr<int> Download(const CliArgs& args, Client& client) {
   const std::string path = args.Get("o", args.Get("output"));
   if (path.empty()) return absl::InvalidArgumentError("download needs -o LOCAL.tif");
   core::WriteOptions write;
-  STACKPROC_ASSIGN_OR_RETURN(write.compression,
-                             core::ParseCompression(args.Get("compression", "none")));
+  STACKPROC_RETURN_IF_ERROR(core::ParseWriteFlags(args, write));
   STACKPROC_ASSIGN_OR_RETURN(core::Stack stack, client.Download(id));
-  STACKPROC_RETURN_IF_ERROR(core::WriteTiff(path, stack, write));
+  STACKPROC_RETURN_IF_ERROR(core::WriteStack(path, stack, write));
   absl::PrintF("wrote %s: %s %s (%.1f MB)\n", path, core::ShapeString(stack.shape()),
                core::PixelTypeName(stack.pixel_type()), stack.size_bytes() / 1e6);
   return 0;

@@ -10,16 +10,18 @@ compile_pkgs=(
   build-essential cmake ninja-build pkg-config
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libabsl-dev libtbb-dev libopencv-dev libtiff-dev libzstd-dev libdeflate-dev zlib1g-dev
+  libblosc-dev nlohmann-json3-dev
   prometheus-cpp-dev libsqlite3-dev
 )
 test_pkgs=(
   ccache libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-tifffile python3-opencv python3-grpcio python3-yaml
+  python3-zarr python3-numcodecs
   libtiff-tools openssl clang libclang-rt-14-dev
 )
 runtime_pkgs=(
   libgrpc++1.51 libprotobuf32 libtbb12 libopencv-core406 libopencv-imgproc406 libtiff6
-  libdeflate0 libzstd1 libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0
+  libdeflate0 libzstd1 libblosc1 libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0
   libsqlite3-0
 )
 

@@ -37,6 +37,8 @@ absl::StatusOr<core::PixelType> FromProto(v1::PixelType type) {
 
 v1::Compression ToProto(core::Compression compression) {
   switch (compression) {
+    case core::Compression::kDefault:
+      return v1::COMPRESSION_UNSPECIFIED;
     case core::Compression::kNone:
       return v1::COMPRESSION_NONE;
     case core::Compression::kDeflate:
@@ -45,6 +47,8 @@ v1::Compression ToProto(core::Compression compression) {
       return v1::COMPRESSION_ZSTD;
     case core::Compression::kLzw:
       return v1::COMPRESSION_LZW;
+    case core::Compression::kLz4:
+      return v1::COMPRESSION_LZ4;
   }
   return v1::COMPRESSION_UNSPECIFIED;
 }
@@ -52,6 +56,7 @@ v1::Compression ToProto(core::Compression compression) {
 absl::StatusOr<core::Compression> FromProto(v1::Compression compression) {
   switch (compression) {
     case v1::COMPRESSION_UNSPECIFIED:
+      return core::Compression::kDefault;
     case v1::COMPRESSION_NONE:
       return core::Compression::kNone;
     case v1::COMPRESSION_DEFLATE:
@@ -60,9 +65,11 @@ absl::StatusOr<core::Compression> FromProto(v1::Compression compression) {
       return core::Compression::kZstd;
     case v1::COMPRESSION_LZW:
       return core::Compression::kLzw;
+    case v1::COMPRESSION_LZ4:
+      return core::Compression::kLz4;
     default:
       return absl::InvalidArgumentError(absl::StrCat("compression ", static_cast<int>(compression),
-                                                     " is not none, deflate, zstd or lzw"));
+                                                     " is not none, deflate, zstd, lzw or lz4"));
   }
 }
 

@@ -3,6 +3,7 @@
 // progress, its cancellation token and, for in-memory outputs, its result stack.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -33,8 +34,10 @@ struct JobSpec {
   std::string input_path;
   std::vector<core::OpSpec> ops;           // parameters in name order (convert::FromProto)
   std::optional<std::string> output_path;  // nullopt: keep the result in memory
-  core::Compression compression = core::Compression::kNone;
+  core::Compression compression = core::Compression::kDefault;
   bool overwrite = false;
+  std::optional<std::array<int64_t, 3>> chunks;     // OME-Zarr outputs
+  int pyramid_levels = 0;                           // OME-Zarr outputs
   absl::Duration retention = absl::ZeroDuration();  // in-memory results; 0: server default
   bool streamed = false;  // ProcessStream: no paths, the caller feeds and drains the job
   std::string owner;      // the caller that submitted it (TokenAuth); "" without tokens

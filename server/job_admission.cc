@@ -2,8 +2,8 @@
 // caller's quotas before it is queued.
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
+#include "core/exec/formats.h"
 #include "core/exec/process_file.h"
-#include "core/exec/sequence_io.h"
 #include "core/pipeline/pipeline.h"
 #include "core/tiff/tiff_reader.h"
 #include "server/job_manager.h"
@@ -198,20 +198,19 @@ absl::StatusOr<core::ProcessRequest> JobManager::RequestFor(const JobSpec& spec)
   request.input_path = spec.input_path;  // a file or a sequence, each file beneath the root
   request.files = &resolver_;
   if (spec.output_path) {
-    // A file, or a sequence of planes: then the target is the sequence's new folder.
-    STACKPROC_ASSIGN_OR_RETURN(std::optional<core::SequenceOutput> sequence,
-                               core::ParseSequenceOutput(*spec.output_path));
-    const std::string& target = sequence ? sequence->folder : *spec.output_path;
-    if (sequence && resolver_.IsDirectory(target)) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          target, ": exists; a sequence is written into a new folder (remove it first)"));
+    // A file, or a folder of planes or an OME-Zarr store: then the target is that new folder.
+    STACKPROC_ASSIGN_OR_RETURN(core::OutputName output, core::ParseOutputName(*spec.output_path));
+    if (output.format != core::Format::kTiff && resolver_.IsDirectory(output.target)) {
+      return core::FolderExistsError(output);
     }
-    STACKPROC_ASSIGN_OR_RETURN(request.output_target, resolver_.Output(target));
+    STACKPROC_ASSIGN_OR_RETURN(request.output_target, resolver_.Output(output.target));
     request.output_path = *spec.output_path;
   }
   request.ops = spec.ops;
   request.write.compression = spec.compression;
   request.write.overwrite = spec.overwrite;
+  request.write.chunks = spec.chunks;
+  request.write.pyramid_levels = spec.pyramid_levels;
   request.limits = options_.limits;
   request.window_bytes = options_.stream_window_bytes;
   return request;

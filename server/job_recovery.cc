@@ -3,7 +3,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
-#include "core/exec/sequence_io.h"
+#include "core/exec/formats.h"
 #include "server/job_manager.h"
 #include "server/job_manager_util.h"
 
@@ -67,11 +67,10 @@ absl::Status JobManager::Restore() {
       s.end_time = now;
       if (s.spec.output_path) {
         // What its writer left: the final name was never written (the rename is the last step).
-        // (A sequence of planes is written into a temporary folder beside its own.)
-        absl::StatusOr<std::optional<core::SequenceOutput>> sequence =
-            core::ParseSequenceOutput(*s.spec.output_path);
-        absl::StatusOr<core::OutputTarget> target = resolver_.Output(
-            sequence.ok() && *sequence ? (*sequence)->folder : *s.spec.output_path);
+        // (Planes and OME-Zarr stores are written into a temporary folder beside their own.)
+        absl::StatusOr<core::OutputName> output = core::ParseOutputName(*s.spec.output_path);
+        absl::StatusOr<core::OutputTarget> target =
+            resolver_.Output(output.ok() ? output->target : *s.spec.output_path);
         if (target.ok()) core::RemoveTempFiles(*target, s.id);
       }
     }

@@ -106,6 +106,13 @@ void ToProto(const JobSnapshot& s, v1::Job* out) {
   if (!s.spec.streamed) {
     spec->mutable_output()->set_compression(ToProto(s.spec.compression));
     spec->mutable_output()->set_overwrite(s.spec.overwrite);
+    if (s.spec.chunks) {
+      v1::ChunkShape* chunks = spec->mutable_output()->mutable_chunks();
+      chunks->set_depth((*s.spec.chunks)[0]);
+      chunks->set_height((*s.spec.chunks)[1]);
+      chunks->set_width((*s.spec.chunks)[2]);
+    }
+    spec->mutable_output()->set_pyramid_levels(s.spec.pyramid_levels);
   }
   out->set_request_id(s.request_id);
   out->set_state(ToProto(s.state));
@@ -180,6 +187,10 @@ absl::StatusOr<JobSpec> FromProto(const v1::JobSpec& in) {
   if (!compression.ok()) return compression.status();
   spec.compression = *compression;
   spec.overwrite = out.overwrite();
+  if (out.has_chunks()) {
+    spec.chunks = {out.chunks().depth(), out.chunks().height(), out.chunks().width()};
+  }
+  spec.pyramid_levels = out.pyramid_levels();
   return spec;
 }
 

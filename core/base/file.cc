@@ -8,7 +8,9 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <random>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace stackproc::core {
@@ -66,13 +68,26 @@ absl::StatusOr<std::vector<std::string>> ListDirectory(int dir) {
   return names;
 }
 
-bool RemoveFolderOfFiles(int dir, const std::string& name) {
+namespace {
+
+bool RemoveFolderAt(int dir, const std::string& name, int depth) {
   UniqueFd folder(::openat(dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!folder) return false;
   if (absl::StatusOr<std::vector<std::string>> names = ListDirectory(folder.get()); names.ok()) {
-    for (const std::string& file : *names) ::unlinkat(folder.get(), file.c_str(), 0);
+    for (const std::string& entry : *names) {
+      if (::unlinkat(folder.get(), entry.c_str(), 0) != 0 && (errno == EISDIR || errno == EPERM) &&
+          depth > 0) {
+        RemoveFolderAt(folder.get(), entry, depth - 1);
+      }
+    }
   }
   return ::unlinkat(dir, name.c_str(), AT_REMOVEDIR) == 0;
+}
+
+}  // namespace
+
+bool RemoveFolder(int dir, const std::string& name) {
+  return RemoveFolderAt(dir, name, kMaxFolderDepth);
 }
 
 bool LocalFiles::IsDirectory(const std::string& path) const {
@@ -116,6 +131,81 @@ OutputTarget OutputTarget::In(UniqueFd dir, std::string name, std::string displa
 bool OutputTarget::Exists() const {
   struct stat st;
   return ::fstatat(dir(), name_.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+namespace {
+
+// ".NAME.tmp-TAG-" begins the temporary files of writers tagged TAG.
+std::string TempPrefix(const std::string& name, const std::string& tag) {
+  return absl::StrCat(".", name, ".tmp-", tag.empty() ? std::to_string(::getpid()) : tag, "-");
+}
+
+}  // namespace
+
+std::string TempNameFor(const std::string& name, const std::string& tag) {
+  std::random_device random;
+  return absl::StrCat(TempPrefix(name, tag), random());
+}
+
+int RemoveTempFiles(const OutputTarget& target, const std::string& tag) {
+  const std::string prefix = TempPrefix(target.name(), tag);
+  absl::StatusOr<std::vector<std::string>> names = ListDirectory(target.dir());
+  if (!names.ok()) return 0;
+  int removed = 0;
+  for (const std::string& name : *names) {
+    if (!absl::StartsWith(name, prefix)) continue;
+    const bool gone = ::unlinkat(target.dir(), name.c_str(), 0) == 0 ||
+                      ((errno == EISDIR || errno == EPERM) && RemoveFolder(target.dir(), name));
+    removed += gone;
+  }
+  return removed;
+}
+
+absl::StatusOr<TempFolder> TempFolder::Make(const OutputTarget& target, const std::string& tag,
+                                            const std::string& what) {
+  if (target.Exists()) {
+    return absl::AlreadyExistsError(
+        absl::StrCat(target.display(), ": exists; ", what,
+                     " outputs are written into a new folder (remove it "
+                     "first)"));
+  }
+  std::string temp = TempNameFor(target.name(), tag);
+  if (::mkdirat(target.dir(), temp.c_str(), 0777) != 0) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        target.display(), ": cannot make a folder there (", std::strerror(errno), ")"));
+  }
+  UniqueFd fd(
+      ::openat(target.dir(), temp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) {
+    const int error = errno;
+    ::unlinkat(target.dir(), temp.c_str(), AT_REMOVEDIR);
+    return absl::InternalError(absl::StrCat(
+        target.display(), ": cannot open its temporary folder: ", std::strerror(error)));
+  }
+  return TempFolder(target, std::move(temp), std::move(fd));
+}
+
+TempFolder::~TempFolder() {
+  if (fd_) RemoveFolder(target_.dir(), temp_);
+}
+
+absl::Status TempFolder::Commit(bool sync) {
+  if (sync && ::syncfs(fd_.get()) != 0) {
+    return absl::InternalError(
+        absl::StrCat(target_.display(), ": cannot sync what it holds: ", std::strerror(errno)));
+  }
+  if (::renameat2(target_.dir(), temp_.c_str(), target_.dir(), target_.name().c_str(),
+                  RENAME_NOREPLACE) != 0) {
+    if (errno == EEXIST || errno == ENOTEMPTY) {
+      return absl::AlreadyExistsError(
+          absl::StrCat(target_.display(), ": appeared while it was being written"));
+    }
+    return absl::InternalError(absl::StrCat(
+        target_.display(), ": cannot rename its folder into place: ", std::strerror(errno)));
+  }
+  fd_ = UniqueFd();
+  if (sync) ::fsync(target_.dir());
+  return absl::OkStatus();
 }
 
 }  // namespace stackproc::core

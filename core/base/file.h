@@ -57,9 +57,11 @@ class InputFile {
 // The names in the directory open as `dir` ("." and ".." left out), in no order; `dir` stays
 // the caller's.
 absl::StatusOr<std::vector<std::string>> ListDirectory(int dir);
-// Removes `name` from directory `dir` when it is a folder of files (what the writers make; not
-// recursive): its files, then itself. Whether it is gone.
-bool RemoveFolderOfFiles(int dir, const std::string& name);
+// Removes `name` from directory `dir` when it is a folder (what the writers make: a folder of
+// planes, an OME-Zarr store): what is in it, folders to kMaxFolderDepth levels, then itself.
+// Links are removed, never followed. Whether it is gone.
+inline constexpr int kMaxFolderDepth = 8;
+bool RemoveFolder(int dir, const std::string& name);
 
 // How a program reaches the files it reads: by path as given (LocalFiles), or beneath a data
 // root (the server's). Inputs that are many files (a folder of planes) list and open them here.
@@ -108,6 +110,41 @@ class OutputTarget {
   std::shared_ptr<const UniqueFd> dir_;
   std::string name_;
   std::string display_;
+};
+
+// ".NAME.tmp-TAG-RANDOM": where a writer tagged TAG (the process id when empty) puts NAME
+// while it writes it.
+std::string TempNameFor(const std::string& name, const std::string& tag);
+
+// Removes the temporary files that writers tagged `tag` (WriteOptions::temp_tag) left beside
+// `target`, and the temporary folders of plane sequences and OME-Zarr stores: a process killed
+// mid-write leaves one. Returns how many it removed.
+int RemoveTempFiles(const OutputTarget& target, const std::string& tag);
+
+// A folder that is written whole or not at all (a sequence of planes, an OME-Zarr store): made
+// under a temporary name beside its final one (TempNameFor), renamed into place by Commit and
+// never over something already there; removed with what is in it when not committed.
+class TempFolder {
+ public:
+  // AlreadyExists when `target` exists: `what` ("OME-Zarr") outputs are written into a new
+  // folder.
+  static absl::StatusOr<TempFolder> Make(const OutputTarget& target, const std::string& tag,
+                                         const std::string& what);
+  TempFolder(TempFolder&&) = default;
+  TempFolder& operator=(TempFolder&&) = default;
+  ~TempFolder();
+
+  int fd() const { return fd_.get(); }
+  // Syncs what is in it (when `sync`), then renames it into place.
+  absl::Status Commit(bool sync);
+
+ private:
+  TempFolder(OutputTarget target, std::string temp, UniqueFd fd)
+      : target_(std::move(target)), temp_(std::move(temp)), fd_(std::move(fd)) {}
+
+  OutputTarget target_;
+  std::string temp_;
+  UniqueFd fd_;  // closed once committed (or moved from)
 };
 
 }  // namespace stackproc::core

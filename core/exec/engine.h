@@ -71,11 +71,16 @@ class Waker {
 struct SourceTraits {
   bool in_memory = false;  // lends its slices: no input buffers
   bool fed = false;        // fed from outside: holds the window's input buffers and one more
+  // Decodes slices by z-chunks of this many (a chunked store): holds every z-chunk that a slice
+  // in flight falls in, until its slices are read.
+  int64_t chunk_slices = 1;
 };
 struct SinkTraits {
   bool in_memory = false;   // gives out its buffers: no output buffers
   bool compressed = false;  // holds each slice's compressed strips (at most the slice's size)
   bool lends = false;       // keeps written slices a while: one more slice in the window
+  // Output slices it holds besides the window: a z-chunk it gathers, a pyramid's levels.
+  int64_t held_slices = 0;
 };
 
 // Where slices come from: TIFF pages, a stack in memory, a network upload.

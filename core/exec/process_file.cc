@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
-#include "core/exec/sequence_io.h"
+#include "core/exec/formats.h"
 #include "core/exec/stack_io.h"
 #include "core/exec/tiff_io.h"
 
@@ -37,11 +37,11 @@ absl::Status RunPlan(const ProcessRequest& request, ProcessPlan& plan, SliceSink
   return Run(stack, plan.pipeline, sink, run);
 }
 
-// The request's input (a TIFF file or a sequence of them), through its Files.
-absl::StatusOr<std::shared_ptr<SliceSource>> OpenInput(const ProcessRequest& request) {
+// The request's input (any format formats.h reads), through its Files.
+absl::StatusOr<std::shared_ptr<SliceSource>> OpenRequestInput(const ProcessRequest& request) {
   static const LocalFiles kLocal;
-  return OpenTiffInput(request.files != nullptr ? *request.files : kLocal, request.input_path,
-                       request.limits);
+  return OpenInput(request.files != nullptr ? *request.files : kLocal, request.input_path,
+                   request.limits);
 }
 
 }  // namespace
@@ -61,8 +61,13 @@ absl::string_view ProcessModeName(ProcessMode mode) {
 absl::StatusOr<ProcessPlan> PlanProcess(const ProcessRequest& request, int concurrency) {
   ProcessPlan plan;
   STACKPROC_ASSIGN_OR_RETURN(plan.pipeline, Pipeline::Create(request.ops));
-  STACKPROC_RETURN_IF_ERROR(ParseSequenceOutput(request.output_path).status());
-  STACKPROC_ASSIGN_OR_RETURN(plan.source, OpenInput(request));
+  SinkTraits sink;
+  if (!request.output_path.empty()) {
+    STACKPROC_ASSIGN_OR_RETURN(OutputName output, ParseOutputName(request.output_path));
+    STACKPROC_RETURN_IF_ERROR(ValidateOutput(output, request.write));
+    sink = OutputTraits(output, request.write);
+  }
+  STACKPROC_ASSIGN_OR_RETURN(plan.source, OpenRequestInput(request));
   plan.input = plan.source->info();
   const SliceFormat format{static_cast<int>(plan.input.shape.height),
                            static_cast<int>(plan.input.shape.width), plan.input.type};
@@ -85,10 +90,9 @@ absl::StatusOr<ProcessPlan> PlanProcess(const ProcessRequest& request, int concu
   plan.mode = request.mode == ProcessMode::kInMemory || !can_stream ? ProcessMode::kInMemory
                                                                     : ProcessMode::kStreaming;
   if (plan.mode == ProcessMode::kStreaming) {
-    plan.memory_bytes =
-        PlanWindow(plan.formats, plan.input.shape.depth, request.window_bytes, concurrency, {},
-                   {.compressed = request.write.compression != Compression::kNone})
-            .memory_bytes;
+    plan.memory_bytes = PlanWindow(plan.formats, plan.input.shape.depth, request.window_bytes,
+                                   concurrency, plan.source->traits(), sink)
+                            .memory_bytes;
   } else {
     STACKPROC_ASSIGN_OR_RETURN(plan.memory_bytes, StackPeakBytes(plan.input.shape, plan.formats));
   }
@@ -118,7 +122,7 @@ absl::StatusOr<ProcessSummary> ProcessFile(const ProcessRequest& request) {
     // The run's options cancel it and give it its arena: a sink needs only the write's.
     STACKPROC_ASSIGN_OR_RETURN(
         std::unique_ptr<SliceSink> sink,
-        OpenTiffOutput(request.output_path, request.write, request.output_target));
+        OpenOutput(request.output_path, request.write, request.output_target));
     STACKPROC_RETURN_IF_ERROR(RunPlan(request, plan, *sink));
   }
   summary.elapsed = absl::Now() - start;

@@ -28,7 +28,8 @@ enum class ProcessMode {
 absl::string_view ProcessModeName(ProcessMode mode);
 
 struct ProcessRequest {
-  // A TIFF file, or a sequence of them (a folder, a pattern or a glob: sequence_io.h).
+  // A TIFF file, a sequence of them (a folder, a pattern or a glob) or an OME-Zarr image: what
+  // formats.h reads.
   std::string input_path;
   // How input_path is found and opened (the server's: beneath its data root); nullptr:
   // LocalFiles.
@@ -38,7 +39,7 @@ struct ProcessRequest {
   // output_path then only names it in messages. Unset: output_path's directory is opened.
   std::optional<OutputTarget> output_target;
   std::vector<OpSpec> ops;  // ParseOpSpecs reads the text form ("gaussian:ksize=5")
-  WriteOptions write;       // compression, overwrite, sync
+  WriteOptions write;       // compression, overwrite, sync; OME-Zarr chunks and pyramid
   TiffLimits limits;
   ProcessMode mode = ProcessMode::kAuto;
   uint64_t window_bytes = uint64_t{256} << 20;  // streaming: memory for the slices in flight

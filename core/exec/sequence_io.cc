@@ -173,17 +173,6 @@ absl::StatusOr<std::optional<std::vector<std::string>>> ListPlanes(const Files& 
   return std::nullopt;
 }
 
-absl::StatusOr<std::unique_ptr<SliceSource>> OpenTiffInput(const Files& files,
-                                                           const std::string& input,
-                                                           const TiffLimits& limits) {
-  STACKPROC_ASSIGN_OR_RETURN(std::optional<std::vector<std::string>> planes,
-                             ListPlanes(files, input));
-  if (planes) return SequenceSource::Open(files, *std::move(planes), limits);
-  STACKPROC_ASSIGN_OR_RETURN(InputFile file, files.Input(input));
-  STACKPROC_ASSIGN_OR_RETURN(TiffInfo info, ProbeTiff(file, limits));
-  return TiffSource::Open(file, std::move(info));
-}
-
 absl::StatusOr<std::unique_ptr<SequenceSource>> SequenceSource::Open(const Files& files,
                                                                      std::vector<std::string> paths,
                                                                      const TiffLimits& limits) {
@@ -251,24 +240,8 @@ absl::StatusOr<std::optional<SequenceOutput>> ParseSequenceOutput(const std::str
   return SequenceOutput{dir, name};
 }
 
-absl::StatusOr<std::unique_ptr<SliceSink>> OpenTiffOutput(
-    const std::string& output, const WriteOptions& options,
-    const std::optional<OutputTarget>& target) {
-  STACKPROC_ASSIGN_OR_RETURN(std::optional<SequenceOutput> sequence, ParseSequenceOutput(output));
-  STACKPROC_ASSIGN_OR_RETURN(OutputTarget where,
-                             target ? absl::StatusOr<OutputTarget>(*target)
-                                    : OutputTarget::ForPath(sequence ? sequence->folder : output));
-  if (sequence) return std::make_unique<SequenceSink>(std::move(where), sequence->pattern, options);
-  return std::make_unique<TiffSink>(std::move(where), options);
-}
-
 SequenceSink::SequenceSink(OutputTarget folder, std::string pattern, WriteOptions options)
     : folder_(std::move(folder)), pattern_(std::move(pattern)), options_(std::move(options)) {}
-
-SequenceSink::~SequenceSink() {
-  // What was written so far goes: a sequence is there whole or not at all.
-  if (!closed_ && temp_fd_) RemoveFolderOfFiles(folder_.dir(), temp_);
-}
 
 absl::Status SequenceSink::Open(const StackInfo& output, int64_t window_slices,
                                 std::function<void(int64_t)> release) {
@@ -276,30 +249,17 @@ absl::Status SequenceSink::Open(const StackInfo& output, int64_t window_slices,
   (void)release;
   STACKPROC_ASSIGN_OR_RETURN(NumberPattern pattern, NumberPattern::Parse(pattern_));
   name_of_ = [pattern](int64_t z) { return pattern.Format(z); };
-  if (folder_.Exists()) {
-    return absl::AlreadyExistsError(absl::StrCat(
-        folder_.display(), ": exists; a sequence is written into a new folder (remove it first)"));
-  }
   plane_ = output;
   plane_.shape.depth = 1;
   plane_.metadata =
       UpdateMetadata(output.metadata, plane_.shape, output.type, output.type, PixelGeometry{});
-  temp_ = TempNameFor(folder_.name(), options_.temp_tag);
-  if (::mkdirat(folder_.dir(), temp_.c_str(), 0777) != 0) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        folder_.display(), ": cannot make a folder there (", std::strerror(errno), ")"));
-  }
-  temp_fd_ = UniqueFd(::openat(folder_.dir(), temp_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!temp_fd_) {
-    return absl::InternalError(absl::StrCat(
-        folder_.display(), ": cannot open its temporary folder: ", std::strerror(errno)));
-  }
+  STACKPROC_ASSIGN_OR_RETURN(temp_, TempFolder::Make(folder_, options_.temp_tag, "plane sequence"));
   return absl::OkStatus();
 }
 
 absl::Status SequenceSink::Encode(int64_t z, const uint8_t* data) {
   const std::string name = name_of_(z);
-  UniqueFd dir(::fcntl(temp_fd_.get(), F_DUPFD_CLOEXEC, 0));
+  UniqueFd dir(::fcntl(temp_->fd(), F_DUPFD_CLOEXEC, 0));
   if (!dir) return absl::InternalError(absl::StrCat("dup: ", std::strerror(errno)));
   const OutputTarget target =
       OutputTarget::In(std::move(dir), name, absl::StrCat(folder_.display(), "/", name));
@@ -314,23 +274,6 @@ absl::Status SequenceSink::Encode(int64_t z, const uint8_t* data) {
   return writer->Commit();
 }
 
-absl::Status SequenceSink::Close() {
-  if (options_.sync && ::syncfs(temp_fd_.get()) != 0) {
-    return absl::InternalError(
-        absl::StrCat(folder_.display(), ": cannot sync its planes: ", std::strerror(errno)));
-  }
-  if (::renameat2(folder_.dir(), temp_.c_str(), folder_.dir(), folder_.name().c_str(),
-                  RENAME_NOREPLACE) != 0) {
-    if (errno == EEXIST || errno == ENOTEMPTY) {
-      return absl::AlreadyExistsError(
-          absl::StrCat(folder_.display(), ": appeared while the sequence was being written"));
-    }
-    return absl::InternalError(absl::StrCat(
-        folder_.display(), ": cannot rename its folder into place: ", std::strerror(errno)));
-  }
-  closed_ = true;
-  if (options_.sync) ::fsync(folder_.dir());
-  return absl::OkStatus();
-}
+absl::Status SequenceSink::Close() { return temp_->Commit(options_.sync); }
 
 }  // namespace stackproc::core

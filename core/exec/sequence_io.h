@@ -30,12 +30,6 @@ bool NaturalLess(const std::string& a, const std::string& b);
 absl::StatusOr<std::optional<std::vector<std::string>>> ListPlanes(const Files& files,
                                                                    const std::string& input);
 
-// What `input` names, validated: a sequence (ListPlanes) as a SequenceSource, else one TIFF
-// file as a TiffSource.
-absl::StatusOr<std::unique_ptr<SliceSource>> OpenTiffInput(const Files& files,
-                                                           const std::string& input,
-                                                           const TiffLimits& limits = {});
-
 class SequenceSource final : public SliceSource {
  public:
   // Validates every file now (ProbeTiff: each page as a TIFF page is; every plane the size and
@@ -71,13 +65,6 @@ struct SequenceOutput {
 };
 absl::StatusOr<std::optional<SequenceOutput>> ParseSequenceOutput(const std::string& output);
 
-// A sink for what `output` names: a TIFF file (TiffSink) or a sequence of planes (SequenceSink),
-// in `target` when given (the file's, or the sequence folder's, directory already open) else
-// found by path.
-absl::StatusOr<std::unique_ptr<SliceSink>> OpenTiffOutput(
-    const std::string& output, const WriteOptions& options,
-    const std::optional<OutputTarget>& target = std::nullopt);
-
 // Writes one single-page TIFF per plane (the stack's metadata, its depth made 1) into a folder
 // made for the sequence under a temporary name beside its final one; Close renames it into
 // place, so the sequence is complete under its name or absent. Planes are written as they are
@@ -86,7 +73,6 @@ class SequenceSink final : public SliceSink {
  public:
   // `folder`: the sequence's folder (its parent open, its name), which must not exist yet.
   SequenceSink(OutputTarget folder, std::string pattern, WriteOptions options);
-  ~SequenceSink() override;
 
   SinkTraits traits() const override {
     return {.compressed = options_.compression != Compression::kNone};
@@ -103,9 +89,7 @@ class SequenceSink final : public SliceSink {
   const WriteOptions options_;
   std::function<std::string(int64_t)> name_of_;  // plane z's file name, from pattern_
   StackInfo plane_;                              // one plane: shape, type, metadata
-  std::string temp_;  // the folder's temporary name, in the folder's parent
-  UniqueFd temp_fd_;
-  bool closed_ = false;
+  std::optional<TempFolder> temp_;               // the folder, while it is written
 };
 
 }  // namespace stackproc::core

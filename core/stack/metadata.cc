@@ -37,19 +37,25 @@ void SetPixelsAttribute(std::string& xml, const std::string& name, const std::st
   xml.replace(static_cast<size_t>(tag.position()), text.size(), updated);
 }
 
-std::optional<double> PixelsAttributeDouble(const std::string& xml, const std::string& name) {
-  std::regex re("<([A-Za-z0-9_]+:)?Pixels\\s[^>]*\\s" + name + "\\s*=\\s*\"([^\"]*)\"");
-  std::smatch m;
-  double v = 0;
-  if (std::regex_search(xml, m, re) && absl::SimpleAtod(m[2].str(), &v)) return v;
-  return std::nullopt;
-}
-
 std::string OmeTypeName(PixelType type) {
   return type == PixelType::kFloat32 ? "float" : std::string(PixelTypeName(type));
 }
 
 }  // namespace
+
+std::optional<std::string> OmePixelsAttribute(const std::string& xml, const std::string& name) {
+  std::regex re("<([A-Za-z0-9_]+:)?Pixels\\s[^>]*\\s" + name + "\\s*=\\s*\"([^\"]*)\"");
+  std::smatch m;
+  if (std::regex_search(xml, m, re)) return m[2].str();
+  return std::nullopt;
+}
+
+std::optional<double> OmePixelsAttributeDouble(const std::string& xml, const std::string& name) {
+  double v = 0;
+  const std::optional<std::string> text = OmePixelsAttribute(xml, name);
+  if (text && absl::SimpleAtod(*text, &v)) return v;
+  return std::nullopt;
+}
 
 DescriptionKind ClassifyDescription(absl::string_view description) {
   absl::string_view d = absl::StripLeadingAsciiWhitespace(description);
@@ -123,9 +129,9 @@ StackMetadata UpdateMetadata(const StackMetadata& in, const StackShape& out_shap
       std::string xml = in.description;
       const bool t = geometry.transposed;
       const std::optional<double> px =
-          PixelsAttributeDouble(xml, t ? "PhysicalSizeY" : "PhysicalSizeX");
+          OmePixelsAttributeDouble(xml, t ? "PhysicalSizeY" : "PhysicalSizeX");
       const std::optional<double> py =
-          PixelsAttributeDouble(xml, t ? "PhysicalSizeX" : "PhysicalSizeY");
+          OmePixelsAttributeDouble(xml, t ? "PhysicalSizeX" : "PhysicalSizeY");
       SetPixelsAttribute(xml, "SizeX", absl::StrCat(out_shape.width), true);
       SetPixelsAttribute(xml, "SizeY", absl::StrCat(out_shape.height), true);
       SetPixelsAttribute(xml, "SizeZ", absl::StrCat(out_shape.depth), false);

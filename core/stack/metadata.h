@@ -31,6 +31,10 @@ struct StackMetadata {
 enum class DescriptionKind { kNone, kImageJ, kOmeXml, kTifffileJson, kOther };
 DescriptionKind ClassifyDescription(absl::string_view description);
 
+// The value of attribute `name` of the <Pixels> element of an OME-XML document, if present.
+std::optional<std::string> OmePixelsAttribute(const std::string& xml, const std::string& name);
+std::optional<double> OmePixelsAttributeDouble(const std::string& xml, const std::string& name);
+
 // "key=value" lines of an ImageJ description, in file order.
 using ImageJFields = std::vector<std::pair<std::string, std::string>>;
 ImageJFields ParseImageJDescription(absl::string_view description);

@@ -5,9 +5,12 @@
 
 #include <climits>
 #include <cstdlib>
+#include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "core/base/status_macros.h"
 
 namespace stackproc::core {
@@ -22,6 +25,18 @@ void ReturnFreeMemory() { malloc_trim(0); }
 
 std::string ShapeString(const StackShape& shape) {
   return absl::StrCat(shape.depth, "x", shape.height, "x", shape.width);
+}
+
+absl::StatusOr<StackShape> ParseShape(absl::string_view text) {
+  std::vector<absl::string_view> parts = absl::StrSplit(text, 'x');
+  StackShape shape;
+  if (parts.size() != 3 || !absl::SimpleAtoi(parts[0], &shape.depth) ||
+      !absl::SimpleAtoi(parts[1], &shape.height) || !absl::SimpleAtoi(parts[2], &shape.width) ||
+      shape.depth < 1 || shape.height < 1 || shape.width < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", text, "\" is not DEPTHxHEIGHTxWIDTH, e.g. 64x512x512"));
+  }
+  return shape;
 }
 
 absl::StatusOr<size_t> SliceBytes(const StackShape& shape, PixelType type) {

@@ -27,6 +27,8 @@ inline constexpr int kMaxSliceSide = 131'072;
 
 // "DxHxW", e.g. "64x2048x2048".
 std::string ShapeString(const StackShape& shape);
+// The inverse of ShapeString: InvalidArgument unless three positive integers joined by "x".
+absl::StatusOr<StackShape> ParseShape(absl::string_view text);
 
 // Bytes of one slice and of the whole stack, overflow-checked. InvalidArgument when a dimension
 // is not positive, a slice side exceeds what cv::Mat can index, or the size overflows.

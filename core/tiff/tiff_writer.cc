@@ -27,6 +27,8 @@ constexpr size_t kTargetStripBytes = 512 * 1024;
 
 uint16_t TiffCompression(Compression c) {
   switch (c) {
+    case Compression::kDefault:
+    case Compression::kLz4:  // refused by TiffPageWriter::Create
     case Compression::kNone:
       return COMPRESSION_NONE;
     case Compression::kDeflate:
@@ -37,11 +39,6 @@ uint16_t TiffCompression(Compression c) {
       return COMPRESSION_LZW;
   }
   return COMPRESSION_NONE;
-}
-
-// ".NAME.tmp-TAG-" begins the temporary files of writers tagged TAG.
-std::string TempPrefix(const std::string& name, const std::string& tag) {
-  return absl::StrCat(".", name, ".tmp-", tag.empty() ? std::to_string(::getpid()) : tag, "-");
 }
 
 // `error`: the errno behind it, 0 when unknown. A full disk, an exhausted quota or the file
@@ -94,13 +91,10 @@ void SetPageTags(TIFF* tif, const StackShape& shape, PixelType type, const Stack
 
 }  // namespace
 
-std::string TempNameFor(const std::string& name, const std::string& tag) {
-  std::random_device random;
-  return absl::StrCat(TempPrefix(name, tag), random());
-}
-
 absl::string_view CompressionName(Compression compression) {
   switch (compression) {
+    case Compression::kDefault:
+      return "default";
     case Compression::kNone:
       return "none";
     case Compression::kDeflate:
@@ -109,17 +103,18 @@ absl::string_view CompressionName(Compression compression) {
       return "zstd";
     case Compression::kLzw:
       return "lzw";
+    case Compression::kLz4:
+      return "lz4";
   }
   return "none";
 }
 
 absl::StatusOr<Compression> ParseCompression(absl::string_view name) {
-  for (Compression c :
-       {Compression::kNone, Compression::kDeflate, Compression::kZstd, Compression::kLzw}) {
+  for (Compression c : kAllCompressions) {
     if (name == CompressionName(c)) return c;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown compression '", name, "' (use none, deflate, zstd or lzw)"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown compression '", name, "' (use default, none, deflate, zstd, lzw or lz4)"));
 }
 
 absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Create(
@@ -129,25 +124,15 @@ absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Create(
   return Create(target, shape, type, std::move(metadata), options);
 }
 
-int RemoveTempFiles(const OutputTarget& target, const std::string& tag) {
-  const std::string prefix = TempPrefix(target.name(), tag);
-  absl::StatusOr<std::vector<std::string>> names = ListDirectory(target.dir());
-  if (!names.ok()) return 0;
-  int removed = 0;
-  for (const std::string& name : *names) {
-    if (!absl::StartsWith(name, prefix)) continue;
-    // A file, or a sequence's temporary folder (SequenceSink) with its planes.
-    const bool gone =
-        ::unlinkat(target.dir(), name.c_str(), 0) == 0 ||
-        ((errno == EISDIR || errno == EPERM) && RemoveFolderOfFiles(target.dir(), name));
-    removed += gone;
-  }
-  return removed;
-}
-
 absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Create(
     const OutputTarget& target, const StackShape& shape, PixelType type, StackMetadata metadata,
-    const WriteOptions& options) {
+    const WriteOptions& requested) {
+  if (requested.compression == Compression::kLz4) {
+    return absl::InvalidArgumentError(
+        "lz4 is not a TIFF compression (TIFF: none, deflate, zstd, lzw; lz4 is OME-Zarr's)");
+  }
+  WriteOptions options = requested;
+  if (options.compression == Compression::kDefault) options.compression = Compression::kNone;
   STACKPROC_ASSIGN_OR_RETURN(size_t stack_bytes, StackBytes(shape, type));
   STACKPROC_ASSIGN_OR_RETURN(size_t slice_bytes, SliceBytes(shape, type));
   const std::string& path = target.display();

@@ -6,8 +6,10 @@
 
 #include <tbb/task_arena.h>
 
+#include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,14 +23,20 @@ namespace stackproc::core {
 
 class TiffHandle;
 
-enum class Compression { kNone, kDeflate, kZstd, kLzw };
+// How an output is compressed. kDefault is the output format's own: none for TIFF and plane
+// sequences, blosc-zstd for OME-Zarr (formats.h: CompressionFor). lzw is TIFF's only, lz4
+// (blosc-lz4) OME-Zarr's only.
+enum class Compression { kDefault, kNone, kDeflate, kZstd, kLzw, kLz4 };
+inline constexpr Compression kAllCompressions[] = {Compression::kDefault, Compression::kNone,
+                                                   Compression::kDeflate, Compression::kZstd,
+                                                   Compression::kLzw,     Compression::kLz4};
 
-// "none", "deflate", "zstd", "lzw".
+// "default", "none", "deflate", "zstd", "lzw", "lz4".
 absl::string_view CompressionName(Compression compression);
 absl::StatusOr<Compression> ParseCompression(absl::string_view name);
 
 struct WriteOptions {
-  Compression compression = Compression::kNone;
+  Compression compression = Compression::kDefault;
   // Pixel data above this many bytes is written as BigTIFF (classic TIFF offsets end at 4 GiB;
   // the margin leaves room for directories and for codecs that expand incompressible data).
   uint64_t bigtiff_threshold = (uint64_t{4} << 30) - (uint64_t{256} << 20);
@@ -44,16 +52,12 @@ struct WriteOptions {
   // Names the temporary file ".NAME.tmp-TAG-RANDOM" (empty: the process id), so that whoever
   // tagged a write can remove what a crash left of it (RemoveTempFiles).
   std::string temp_tag;
+  // OME-Zarr outputs: the chunk shape, z x y x x (unset: ZarrSink's default, one slice by up to
+  // 1024 x 1024), and how many levels, each half the size of the one before, are written below
+  // full resolution.
+  std::optional<std::array<int64_t, 3>> chunks;
+  int pyramid_levels = 0;
 };
-
-// ".NAME.tmp-TAG-RANDOM": where a writer tagged TAG (the process id when empty) puts NAME
-// while it writes it.
-std::string TempNameFor(const std::string& name, const std::string& tag);
-
-// Removes the temporary files that writers tagged `tag` (WriteOptions::temp_tag) left beside
-// `target`, and a sequence's temporary folder with its planes: a process killed mid-write leaves
-// one. Returns how many it removed.
-int RemoveTempFiles(const OutputTarget& target, const std::string& tag);
 
 // Writes a stack one page at a time, in order, to a temporary file beside `path`; Commit
 // renames it into place. A writer destroyed before Commit removes its temporary file, so a

@@ -12,7 +12,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "core/stack/stack.h"
+#include "core/tiff/tiff_writer.h"
 
 namespace stackproc::core {
 
@@ -66,6 +69,24 @@ struct CliArgs {
     return values;
   }
 };
+
+// The flags of a command that writes an output: --compression (default: the format's),
+// --chunks DxHxW and --pyramid N (OME-Zarr). Added to `write` (its overwrite is the command's).
+inline absl::Status ParseWriteFlags(const CliArgs& args, WriteOptions& write) {
+  auto compression = ParseCompression(args.Get("compression", "default"));
+  if (!compression.ok()) return compression.status();
+  write.compression = *compression;
+  if (args.Has("chunks")) {
+    auto chunks = ParseShape(args.Get("chunks"));
+    if (!chunks.ok())
+      return absl::InvalidArgumentError(absl::StrCat("--chunks ", chunks.status().message()));
+    write.chunks = {chunks->depth, chunks->height, chunks->width};
+  }
+  if (args.Has("pyramid") && !absl::SimpleAtoi(args.Get("pyramid"), &write.pyramid_levels)) {
+    return absl::InvalidArgumentError("--pyramid takes a number of levels (0-8)");
+  }
+  return absl::OkStatus();
+}
 
 // The PEM file (a certificate, key or CA) that `--flag` names: InvalidArgument naming the flag
 // when it cannot be read or holds no PEM block.

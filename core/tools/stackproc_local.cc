@@ -19,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "core/base/status_macros.h"
+#include "core/exec/formats.h"
 #include "core/exec/process_file.h"
 #include "core/exec/tiff_io.h"
 #include "core/pipeline/operation_registry.h"
@@ -42,17 +43,6 @@ constexpr char kUsage[] =
 
 using Args = CliArgs;
 
-absl::StatusOr<StackShape> ParseShape(const std::string& text) {
-  std::vector<std::string> parts = absl::StrSplit(text, 'x');
-  StackShape shape;
-  if (parts.size() != 3 || !absl::SimpleAtoi(parts[0], &shape.depth) ||
-      !absl::SimpleAtoi(parts[1], &shape.height) || !absl::SimpleAtoi(parts[2], &shape.width)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--shape ", text, " is not DEPTHxHEIGHTxWIDTH, e.g. 64x512x512"));
-  }
-  return shape;
-}
-
 absl::Status ListOps() {
   for (const OperationInfo* info : OperationRegistry::Builtin().List()) {
     std::vector<absl::string_view> types;
@@ -68,16 +58,20 @@ absl::Status ListOps() {
 
 absl::Status Generate(const Args& args) {
   if (args.positional.size() != 1) return absl::InvalidArgumentError("generate needs OUT.tif");
-  STACKPROC_ASSIGN_OR_RETURN(StackShape shape, ParseShape(args.Get("shape", "64x512x512")));
+  absl::StatusOr<StackShape> shape_or = ParseShape(args.Get("shape", "64x512x512"));
+  if (!shape_or.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--shape ", shape_or.status().message()));
+  }
+  const StackShape shape = *shape_or;
   STACKPROC_ASSIGN_OR_RETURN(PixelType type, ParsePixelType(args.Get("type", "uint16")));
   uint32_t seed = 1;
   if (!absl::SimpleAtoi(args.Get("seed", "1"), &seed)) {
     return absl::InvalidArgumentError("--seed must be a non-negative integer");
   }
   WriteOptions write;
-  STACKPROC_ASSIGN_OR_RETURN(write.compression, ParseCompression(args.Get("compression", "none")));
+  STACKPROC_RETURN_IF_ERROR(ParseWriteFlags(args, write));
   STACKPROC_ASSIGN_OR_RETURN(Stack stack, MakeSyntheticStack(shape, type, seed));
-  STACKPROC_RETURN_IF_ERROR(WriteTiff(args.positional[0], stack, write));
+  STACKPROC_RETURN_IF_ERROR(WriteStack(args.positional[0], stack, write));
   absl::PrintF("wrote %s: %s %s, %.1f MB\n", args.positional[0], ShapeString(shape),
                PixelTypeName(type), stack.size_bytes() / 1e6);
   return absl::OkStatus();
@@ -110,8 +104,7 @@ absl::Status Run(const Args& args) {
   if (request.input_path.empty() || request.output_path.empty()) {
     return absl::InvalidArgumentError("run needs --input and --output");
   }
-  STACKPROC_ASSIGN_OR_RETURN(request.write.compression,
-                             ParseCompression(args.Get("compression", "none")));
+  STACKPROC_RETURN_IF_ERROR(ParseWriteFlags(args, request.write));
   int threads = tbb::task_arena::automatic;
   if (std::string t = args.Get("threads");
       !t.empty() && (!absl::SimpleAtoi(t, &threads) || threads < 1)) {

@@ -29,12 +29,13 @@ TEST(ConvertTest, PixelTypesRoundTripAndUnknownOnesAreRefused) {
 }
 
 TEST(ConvertTest, CompressionsRoundTripAndUnknownOnesAreRefused) {
-  for (core::Compression c : {core::Compression::kNone, core::Compression::kDeflate,
-                              core::Compression::kZstd, core::Compression::kLzw}) {
+  for (core::Compression c : core::kAllCompressions) {
     EXPECT_THAT(FromProto(ToProto(c)), IsOkAndHolds(c));
   }
   EXPECT_EQ(ToProto(core::Compression::kZstd), v1::COMPRESSION_ZSTD);
-  EXPECT_THAT(FromProto(v1::COMPRESSION_UNSPECIFIED), IsOkAndHolds(core::Compression::kNone));
+  EXPECT_EQ(ToProto(core::Compression::kLz4), v1::COMPRESSION_LZ4);
+  // Unspecified is the output format's default (none for TIFF, blosc-zstd for OME-Zarr).
+  EXPECT_THAT(FromProto(v1::COMPRESSION_UNSPECIFIED), IsOkAndHolds(core::Compression::kDefault));
   EXPECT_THAT(FromProto(static_cast<v1::Compression>(42)),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("compression 42")));
 }

@@ -1,0 +1,138 @@
+#include "core/exec/formats.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "core/base/status_macros.h"
+#include "core/exec/sequence_io.h"
+#include "core/exec/stack_io.h"
+#include "core/exec/tiff_io.h"
+#include "core/exec/zarr_io.h"
+
+namespace stackproc::core {
+
+absl::string_view FormatName(Format format) {
+  switch (format) {
+    case Format::kTiff:
+      return "TIFF";
+    case Format::kPlanes:
+      return "plane sequence";
+    case Format::kOmeZarr:
+      return "OME-Zarr";
+  }
+  return "TIFF";
+}
+
+absl::StatusOr<OutputName> ParseOutputName(const std::string& output) {
+  const absl::string_view stripped = absl::StripSuffix(output, "/");
+  if (absl::EndsWithIgnoreCase(stripped, ".zarr")) {
+    return OutputName{Format::kOmeZarr, std::string(stripped), ""};
+  }
+  STACKPROC_ASSIGN_OR_RETURN(std::optional<SequenceOutput> sequence, ParseSequenceOutput(output));
+  if (sequence) return OutputName{Format::kPlanes, sequence->folder, sequence->pattern};
+  return OutputName{Format::kTiff, output, ""};
+}
+
+absl::Status FolderExistsError(const OutputName& name) {
+  return absl::AlreadyExistsError(absl::StrCat(name.target, ": exists; ", FormatName(name.format),
+                                               " outputs are written into a new folder (remove "
+                                               "it first)"));
+}
+
+absl::Status ValidateOutput(const OutputName& name, const WriteOptions& options) {
+  if (name.format == Format::kOmeZarr) {
+    STACKPROC_RETURN_IF_ERROR(ZarrCodecFor(options.compression).status());
+    if (options.pyramid_levels < 0 || options.pyramid_levels > kMaxPyramidLevels) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("pyramid levels ", options.pyramid_levels, ": 0-", kMaxPyramidLevels));
+    }
+    if (options.chunks) {
+      for (int64_t side : *options.chunks) {
+        if (side < 1) return absl::InvalidArgumentError("chunks: each side at least 1");
+      }
+    }
+    return absl::OkStatus();
+  }
+  if (options.compression == Compression::kLz4) {
+    return absl::InvalidArgumentError(absl::StrCat("lz4 compresses OME-Zarr outputs only (",
+                                                   FormatName(name.format),
+                                                   ": none, deflate, zstd or lzw)"));
+  }
+  if (options.chunks || options.pyramid_levels != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("chunks and pyramid levels are for OME-Zarr outputs (NAME.zarr), not for a ",
+                     FormatName(name.format), " output"));
+  }
+  return absl::OkStatus();
+}
+
+SinkTraits OutputTraits(const OutputName& name, const WriteOptions& options) {
+  if (name.format == Format::kOmeZarr) return ZarrSink::TraitsFor(options);
+  return {.compressed = options.compression != Compression::kNone &&
+                        options.compression != Compression::kDefault};
+}
+
+absl::StatusOr<std::unique_ptr<SliceSource>> OpenInput(const Files& files, const std::string& input,
+                                                       const TiffLimits& limits) {
+  if (IsZarrPath(files, input)) return ZarrSource::Open(files, input, limits);
+  STACKPROC_ASSIGN_OR_RETURN(std::optional<std::vector<std::string>> planes,
+                             ListPlanes(files, input));
+  if (planes) return SequenceSource::Open(files, *std::move(planes), limits);
+  STACKPROC_ASSIGN_OR_RETURN(InputFile file, files.Input(input));
+  STACKPROC_ASSIGN_OR_RETURN(TiffInfo info, ProbeTiff(file, limits));
+  return TiffSource::Open(file, std::move(info));
+}
+
+absl::StatusOr<std::unique_ptr<SliceSink>> OpenOutput(const std::string& output,
+                                                      const WriteOptions& options,
+                                                      const std::optional<OutputTarget>& target) {
+  STACKPROC_ASSIGN_OR_RETURN(OutputName name, ParseOutputName(output));
+  STACKPROC_RETURN_IF_ERROR(ValidateOutput(name, options));
+  STACKPROC_ASSIGN_OR_RETURN(OutputTarget where, target ? absl::StatusOr<OutputTarget>(*target)
+                                                        : OutputTarget::ForPath(name.target));
+  switch (name.format) {
+    case Format::kOmeZarr:
+      return std::make_unique<ZarrSink>(std::move(where), options);
+    case Format::kPlanes:
+      return std::make_unique<SequenceSink>(std::move(where), name.pattern, options);
+    case Format::kTiff:
+      break;
+  }
+  return std::make_unique<TiffSink>(std::move(where), options);
+}
+
+absl::Status WriteStack(const std::string& output, const Stack& stack,
+                        const WriteOptions& options) {
+  if (stack.empty()) return absl::InvalidArgumentError("cannot write an empty stack");
+  STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<SliceSink> sink, OpenOutput(output, options));
+  StackSource source(stack);
+  Pipeline none;
+  RunOptions run;
+  run.arena = options.arena;
+  run.cancel = options.cancel;
+  return Run(source, none, *sink, run);
+}
+
+const std::vector<FormatInfo>& Formats() {
+  static const std::vector<FormatInfo> kFormats = {
+      {Format::kTiff, "a file (output: any name not below)",
+       "classic and BigTIFF, strips or tiles, uint8/uint16/float32, one sample; none, deflate, "
+       "zstd, lzw, packbits, jpeg; ImageJ big stacks (one IFD, contiguous planes)",
+       "BigTIFF past 4 GiB; ImageJ, OME-XML or tifffile description and resolution kept",
+       "none, deflate, zstd, lzw", ""},
+      {Format::kPlanes, "a folder (NAME/), a pattern (NAME/z%04d.tif) or a glob (NAME/*.tif)",
+       "one 2-D TIFF per plane (a file of several pages gives them in order), natural order",
+       "one single-page TIFF per plane, named by the pattern (z%04d.tif), into a new folder",
+       "none, deflate, zstd, lzw", ""},
+      {Format::kOmeZarr, "NAME.zarr or NAME.ome.zarr (input: also any folder with a .zattrs)",
+       "OME-NGFF 0.4 level 0 or a plain Zarr v2 array, z,y,x (leading axes of length 1), any "
+       "chunks; none, zlib, gzip, zstd, blosc (lz4, lz4hc, zstd, zlib, blosclz; shuffles); "
+       "either byte order; fill values; scale and unit",
+       "NGFF 0.4 image, axes z,y,x with unit and scale, chunks as they finish",
+       "zstd (blosc), lz4 (blosc), deflate (zlib), none",
+       "--chunks ZxYxX (default 1x1024x1024), --pyramid N (levels below full size)"},
+  };
+  return kFormats;
+}
+
+}  // namespace stackproc::core

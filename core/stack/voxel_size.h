@@ -1,0 +1,37 @@
+// The physical size of a voxel, as TIFF files state it in three places (ImageJ's description:
+// unit= and spacing=; OME-XML's PhysicalSizeX/Y/Z; the X/Y resolution tags) and as OME-Zarr
+// states it (a scale per axis and a unit): read from one, written as the other.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "core/stack/metadata.h"
+
+namespace stackproc::core {
+
+struct StackShape;
+
+struct VoxelSize {
+  std::optional<double> z;  // the spacing of slices
+  std::optional<double> y;  // the pixel size along Y
+  std::optional<double> x;
+  // The unit of z, y and x, as OME-NGFF (UDUNITS-2) names it: "micrometer", "nanometer", ...;
+  // empty when the file names none.
+  std::string unit;
+};
+
+// The unit OME-NGFF names for a unit as ImageJ, OME-XML or a person writes it ("micron", "um",
+// "µm", "\u00B5m" -> "micrometer"; "nm" -> "nanometer"); empty for none or one it does not know.
+std::string NgffUnitName(absl::string_view unit);
+
+// What `metadata` states: ImageJ's unit and spacing with the resolution tags, else OME-XML's
+// physical sizes, else resolution tags in centimetres or inches (as micrometres).
+VoxelSize VoxelSizeOf(const StackMetadata& metadata);
+
+// Metadata stating `size` for a stack of `shape`: an ImageJ description (the depth, the unit,
+// the spacing) and the resolution tags, as Fiji writes them.
+StackMetadata MetadataOfVoxelSize(const VoxelSize& size, const StackShape& shape);
+
+}  // namespace stackproc::core

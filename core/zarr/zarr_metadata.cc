@@ -1,0 +1,274 @@
+#include "core/zarr/zarr_metadata.h"
+
+#include <cmath>
+#include <limits>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/base/status_macros.h"
+
+namespace stackproc::core {
+namespace {
+
+using Json = nlohmann::json;
+
+absl::Status Bad(const std::string& name, absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat(name, ": ", why));
+}
+
+absl::StatusOr<Json> ParseJson(absl::string_view text, const std::string& name) {
+  Json json = Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded() || !json.is_object()) return Bad(name, "not a JSON object");
+  return json;
+}
+
+// The integer at `json[key]`, if it is one (a JSON number without a fraction).
+std::optional<int64_t> IntAt(const Json& json, const char* key) {
+  auto it = json.find(key);
+  if (it == json.end() || !it->is_number_integer()) return std::nullopt;
+  return it->get<int64_t>();
+}
+
+absl::StatusOr<std::vector<int64_t>> Dimensions(const Json& json, const char* key,
+                                                const std::string& name) {
+  auto it = json.find(key);
+  if (it == json.end() || !it->is_array() || it->empty()) {
+    return Bad(name, absl::StrCat("\"", key, "\" must be a list of lengths"));
+  }
+  std::vector<int64_t> out;
+  for (const Json& v : *it) {
+    if (!v.is_number_integer() || v.get<int64_t>() < 0) {
+      return Bad(name, absl::StrCat("\"", key, "\" holds ", v.dump(), ": not a length"));
+    }
+    out.push_back(v.get<int64_t>());
+  }
+  return out;
+}
+
+absl::StatusOr<ZarrCodec> ParseCompressor(const Json& json, const std::string& name) {
+  ZarrCodec codec;
+  if (json.is_null()) return codec;
+  const std::string id = json.is_object() && json.contains("id") && json["id"].is_string()
+                             ? json["id"].get<std::string>()
+                             : "";
+  if (id == "zlib" || id == "gzip") {
+    codec.id = id == "zlib" ? ZarrCodecId::kZlib : ZarrCodecId::kGzip;
+    codec.level = static_cast<int>(IntAt(json, "level").value_or(1));
+  } else if (id == "zstd") {
+    codec.id = ZarrCodecId::kZstd;
+    codec.level = static_cast<int>(IntAt(json, "level").value_or(1));
+  } else if (id == "blosc") {
+    codec.id = ZarrCodecId::kBlosc;
+    codec.blosc_name = json.value("cname", std::string("lz4"));
+    codec.level = static_cast<int>(IntAt(json, "clevel").value_or(5));
+    // -1 (numcodecs' AUTOSHUFFLE) matters only when encoding; the stream says what it used.
+    codec.shuffle = std::clamp(static_cast<int>(IntAt(json, "shuffle").value_or(1)), 0, 2);
+  } else {
+    return Bad(name, absl::StrCat("compressor ", json.dump(),
+                                  " is not one stackproc reads (none, zlib, gzip, zstd, blosc)"));
+  }
+  absl::Status valid = ValidateZarrCodec(codec);
+  if (!valid.ok()) return Bad(name, valid.message());
+  return codec;
+}
+
+Json CompressorJson(const ZarrCodec& codec) {
+  switch (codec.id) {
+    case ZarrCodecId::kNone:
+      return nullptr;
+    case ZarrCodecId::kZlib:
+      return {{"id", "zlib"}, {"level", codec.level}};
+    case ZarrCodecId::kGzip:
+      return {{"id", "gzip"}, {"level", codec.level}};
+    case ZarrCodecId::kZstd:
+      return {{"id", "zstd"}, {"level", codec.level}};
+    case ZarrCodecId::kBlosc:
+      return {{"id", "blosc"},
+              {"cname", codec.blosc_name},
+              {"clevel", codec.level},
+              {"shuffle", codec.shuffle},
+              {"blocksize", 0}};
+  }
+  return nullptr;
+}
+
+absl::Status ParseDtype(const Json& json, ZarrArrayMeta& meta, const std::string& name) {
+  const std::string dtype = json.is_string() ? json.get<std::string>() : json.dump();
+  const auto type_of = [](absl::string_view code) -> std::optional<PixelType> {
+    if (code == "u1") return PixelType::kUint8;
+    if (code == "u2") return PixelType::kUint16;
+    if (code == "f4") return PixelType::kFloat32;
+    return std::nullopt;
+  };
+  const std::optional<PixelType> type =
+      dtype.size() == 3 && (dtype[0] == '<' || dtype[0] == '>' || dtype[0] == '|')
+          ? type_of(absl::string_view(dtype).substr(1))
+          : std::nullopt;
+  if (!type) {
+    return Bad(name, absl::StrCat("dtype ", json.dump(),
+                                  ": stackproc reads uint8 (\"|u1\"), uint16 (\"<u2\", \">u2\") "
+                                  "and float32 (\"<f4\", \">f4\")"));
+  }
+  meta.type = *type;
+  meta.big_endian = dtype[0] == '>' && *type != PixelType::kUint8;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<double> ParseFill(const Json& json, PixelType type, const std::string& name) {
+  if (json.is_null()) return 0.0;
+  if (json.is_number()) return json.get<double>();
+  if (json.is_string() && type == PixelType::kFloat32) {
+    const std::string s = json.get<std::string>();
+    if (s == "NaN") return std::numeric_limits<double>::quiet_NaN();
+    if (s == "Infinity") return std::numeric_limits<double>::infinity();
+    if (s == "-Infinity") return -std::numeric_limits<double>::infinity();
+  }
+  return Bad(name, absl::StrCat("fill_value ", json.dump(), " is not a number"));
+}
+
+}  // namespace
+
+int64_t ZarrArrayMeta::chunk_elements() const {
+  int64_t n = 1;
+  for (int64_t c : chunks) n *= c;
+  return n;
+}
+
+absl::StatusOr<ZarrArrayMeta> ParseZarray(absl::string_view text, const std::string& name) {
+  STACKPROC_ASSIGN_OR_RETURN(Json json, ParseJson(text, name));
+  if (IntAt(json, "zarr_format") != 2) {
+    return Bad(name, "not a Zarr v2 array (\"zarr_format\": 2)");
+  }
+  ZarrArrayMeta meta;
+  STACKPROC_ASSIGN_OR_RETURN(meta.shape, Dimensions(json, "shape", name));
+  STACKPROC_ASSIGN_OR_RETURN(meta.chunks, Dimensions(json, "chunks", name));
+  if (meta.chunks.size() != meta.shape.size()) {
+    return Bad(name, absl::StrCat("chunks [", absl::StrJoin(meta.chunks, ","), "] do not match ",
+                                  "shape [", absl::StrJoin(meta.shape, ","), "]"));
+  }
+  for (int64_t c : meta.chunks) {
+    if (c == 0) return Bad(name, "a chunk length of 0");
+  }
+  STACKPROC_RETURN_IF_ERROR(ParseDtype(json.value("dtype", Json()), meta, name));
+  if (json.value("order", std::string("C")) != "C") {
+    return Bad(name, "order \"F\": stackproc reads arrays in C order");
+  }
+  const Json filters = json.value("filters", Json());
+  if (!filters.is_null() && !(filters.is_array() && filters.empty())) {
+    return Bad(name, absl::StrCat("filters ", filters.dump(), ": stackproc reads arrays without"));
+  }
+  STACKPROC_ASSIGN_OR_RETURN(meta.codec, ParseCompressor(json.value("compressor", Json()), name));
+  STACKPROC_ASSIGN_OR_RETURN(meta.fill_value,
+                             ParseFill(json.value("fill_value", Json()), meta.type, name));
+  const std::string separator = json.value("dimension_separator", std::string("."));
+  if (separator != "." && separator != "/") {
+    return Bad(name, absl::StrCat("dimension_separator \"", separator, "\""));
+  }
+  meta.nested = separator == "/";
+  return meta;
+}
+
+std::string FormatZarray(const ZarrArrayMeta& meta) {
+  const char* code = meta.type == PixelType::kUint8    ? "|u1"
+                     : meta.type == PixelType::kUint16 ? "<u2"
+                                                       : "<f4";
+  Json json = {{"zarr_format", 2},
+               {"shape", meta.shape},
+               {"chunks", meta.chunks},
+               {"dtype", code},
+               {"compressor", CompressorJson(meta.codec)},
+               {"fill_value", 0},
+               {"order", "C"},
+               {"filters", nullptr},
+               {"dimension_separator", meta.nested ? "/" : "."}};
+  return json.dump(2) + "\n";
+}
+
+std::string ChunkKey(const ZarrArrayMeta& meta, const std::vector<int64_t>& index) {
+  return absl::StrJoin(index, meta.nested ? "/" : ".");
+}
+
+absl::StatusOr<std::optional<NgffImage>> ParseNgffAttributes(absl::string_view text,
+                                                             const std::string& name) {
+  STACKPROC_ASSIGN_OR_RETURN(Json json, ParseJson(text, name));
+  auto multiscales = json.find("multiscales");
+  if (multiscales == json.end()) return std::nullopt;
+  if (!multiscales->is_array() || multiscales->empty() || !(*multiscales)[0].is_object()) {
+    return Bad(name, "\"multiscales\" must be a list of images");
+  }
+  const Json& image = (*multiscales)[0];
+  NgffImage out;
+  out.name = image.value("name", std::string());
+  // Axes (NGFF 0.4: objects with a name, a type and a unit; 0.3: names; older: none, z,y,x).
+  std::vector<std::string> types;
+  const Json axes = image.value("axes", Json::array());
+  if (!axes.is_array()) return Bad(name, "\"axes\" must be a list");
+  for (const Json& axis : axes) {
+    types.push_back(axis.is_object() ? axis.value("type", std::string("space")) : "space");
+    if (axis.is_object() && axis.contains("unit") && axis["unit"].is_string()) {
+      out.unit = NgffUnitName(axis["unit"].get<std::string>());
+    }
+  }
+  int spatial = 0;
+  for (auto it = types.rbegin(); it != types.rend() && *it == "space"; ++it) ++spatial;
+  if (!axes.empty() && (spatial < 2 || spatial > 3)) {
+    return Bad(name, absl::StrCat("axes ", axes.dump(),
+                                  ": stackproc reads images whose last two or three axes are "
+                                  "spatial (z, y, x)"));
+  }
+  // The datasets, each scaled by its own transformations and then the multiscale's.
+  const Json datasets = image.value("datasets", Json::array());
+  if (!datasets.is_array() || datasets.empty()) return Bad(name, "a multiscale without datasets");
+  const auto apply_scale = [&](const Json& transforms, std::array<double, 3>& scale) {
+    if (!transforms.is_array()) return;
+    for (const Json& t : transforms) {
+      if (!t.is_object() || t.value("type", "") != "scale" || !t.contains("scale")) continue;
+      const Json& s = t["scale"];
+      if (!s.is_array() || s.size() < 2) continue;
+      const size_t n = s.size();
+      for (size_t i = 0; i < std::min<size_t>(3, n); ++i) {
+        if (s[n - 1 - i].is_number()) scale[2 - i] *= s[n - 1 - i].get<double>();
+      }
+    }
+  };
+  for (const Json& dataset : datasets) {
+    if (!dataset.is_object() || !dataset.contains("path") || !dataset["path"].is_string()) {
+      return Bad(name, "a dataset without a \"path\"");
+    }
+    NgffImage::Level level{dataset["path"].get<std::string>()};
+    apply_scale(dataset.value("coordinateTransformations", Json()), level.scale);
+    apply_scale(image.value("coordinateTransformations", Json()), level.scale);
+    out.levels.push_back(std::move(level));
+  }
+  return out;
+}
+
+std::string FormatNgffAttributes(const NgffImage& image) {
+  Json axes = Json::array();
+  for (const char* axis : {"z", "y", "x"}) {
+    Json a = {{"name", axis}, {"type", "space"}};
+    if (!image.unit.empty()) a["unit"] = image.unit;
+    axes.push_back(std::move(a));
+  }
+  Json datasets = Json::array();
+  for (const NgffImage::Level& level : image.levels) {
+    datasets.push_back(
+        {{"path", level.path},
+         {"coordinateTransformations", {{{"type", "scale"}, {"scale", level.scale}}}}});
+  }
+  Json multiscale = {{"version", "0.4"}, {"axes", axes}, {"datasets", datasets}};
+  if (!image.name.empty()) multiscale["name"] = image.name;
+  if (image.levels.size() > 1) {
+    multiscale["type"] = "mean";
+    multiscale["metadata"] = {{"description",
+                               "each level the mean of 2x2 blocks of the one before (2x2x2 where z "
+                               "is halved too)"},
+                              {"method", "stackproc"}};
+  }
+  return Json{{"multiscales", {multiscale}}}.dump(2) + "\n";
+}
+
+std::string FormatZgroup() { return Json{{"zarr_format", 2}}.dump(2) + "\n"; }
+
+}  // namespace stackproc::core

@@ -127,6 +127,18 @@ absl::Status WriteText(int dir, const std::string& name, const std::string& text
   return WriteFileAt(dir, name, text.data(), text.size(), display);
 }
 
+// ": a, b" for the arrays (folders with a .zarray) in group `root`, or "".
+std::string ArraysIn(const Files& files, const std::string& root) {
+  absl::StatusOr<std::vector<std::string>> names = files.List(root);
+  if (!names.ok()) return "";
+  std::vector<std::string> arrays;
+  for (const std::string& name : *names) {
+    if (files.Input(absl::StrCat(root, "/", name, "/.zarray")).ok()) arrays.push_back(name);
+  }
+  std::sort(arrays.begin(), arrays.end());
+  return arrays.empty() ? "" : absl::StrCat(": ", absl::StrJoin(arrays, ", "));
+}
+
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
@@ -157,18 +169,19 @@ absl::StatusOr<std::unique_ptr<ZarrSource>> ZarrSource::Open(const Files& files,
   absl::StatusOr<std::string> zarray = ReadText(files, root + "/.zarray");
   if (absl::IsNotFound(zarray.status())) {
     absl::StatusOr<std::string> zattrs = ReadText(files, root + "/.zattrs");
-    if (absl::IsNotFound(zattrs.status())) {
+    if (absl::IsNotFound(zattrs.status()) && !files.Input(root + "/.zgroup").ok()) {
       return absl::InvalidArgumentError(absl::StrCat(
           root, ": holds neither a .zarray nor a .zattrs (not a Zarr array or an OME-Zarr image)"));
     }
-    STACKPROC_RETURN_IF_ERROR(zattrs.status());
-    STACKPROC_ASSIGN_OR_RETURN(std::optional<NgffImage> image,
-                               ParseNgffAttributes(*zattrs, root + "/.zattrs"));
+    std::optional<NgffImage> image;
+    if (!absl::IsNotFound(zattrs.status())) {
+      STACKPROC_RETURN_IF_ERROR(zattrs.status());
+      STACKPROC_ASSIGN_OR_RETURN(image, ParseNgffAttributes(*zattrs, root + "/.zattrs"));
+    }
     if (!image) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(root,
-                       "/.zattrs: no \"multiscales\" (not an OME-Zarr image; name one of "
-                       "its arrays instead)"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          root, ": a Zarr group with no \"multiscales\" (not an OME-Zarr image); name one of its "
+                "arrays instead", ArraysIn(files, root)));
     }
     const NgffImage::Level& finest = image->levels.front();
     array_path = absl::StrCat(root, "/", finest.path);

@@ -1,0 +1,201 @@
+// OME-Zarr outputs of path jobs, read back by zarr-python (tests/core/check_zarr.py): NGFF 0.4
+// metadata field by field (axes, units, scales per level, dataset paths), each level's .zarray,
+// level 0 against a direct OpenCV call on the source and each pyramid level against numpy's
+// mean of the level before. The store is there whole or not at all.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/exec/formats.h"
+#include "core/exec/process_file.h"
+#include "core/exec/zarr_io.h"
+#include "core/stack/voxel_size.h"
+#include "tests/test_util/status_matchers.h"
+#include "tests/test_util/test_util.h"
+
+namespace stackproc::core {
+namespace {
+
+using ::stackproc::testing::Ops;
+using ::stackproc::testing::RunCommand;
+using ::stackproc::testing::SourceDir;
+using ::stackproc::testing::StatusIs;
+using ::stackproc::testing::TempDir;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+WriteOptions Write(Compression compression, std::optional<std::array<int64_t, 3>> chunks = {},
+                   int pyramid_levels = 0) {
+  WriteOptions write;
+  write.compression = compression;
+  write.chunks = chunks;
+  write.pyramid_levels = pyramid_levels;
+  return write;
+}
+
+class ZarrOutputTest : public ::testing::Test {
+ protected:
+  // Sources written by tifffile: 21x150x170 uint16 and uint8 with ImageJ's unit (um), slice
+  // spacing 2.0 and 4 pixels per um (0.25 um pixels); and uint16 with no physical size.
+  static void SetUpTestSuite() {
+    dir_ = new TempDir;
+    ASSERT_EQ(RunCommand(absl::StrCat(STACKPROC_PYTHON, " -c '", R"(
+import sys, numpy, tifffile
+d = sys.argv[1]
+rng = numpy.random.default_rng(9)
+a = (rng.integers(0, 20000, (21, 150, 170)) + numpy.arange(170) * 200).astype(numpy.uint16)
+meta = {"spacing": 2.0, "unit": "um"}
+tifffile.imwrite(f"{d}/aniso.tif", a, imagej=True, resolution=(4, 4), metadata=meta)
+tifffile.imwrite(f"{d}/aniso8.tif", (a >> 8).astype(numpy.uint8), imagej=True,
+                 resolution=(4, 4), metadata=meta)
+tifffile.imwrite(f"{d}/plain.tif", a, photometric="minisblack"))",
+                                      "' ", dir_->path().string())),
+              0);
+  }
+  static void TearDownTestSuite() { delete dir_; }
+
+  static absl::Status Process(const std::string& input, const std::string& output,
+                              const std::vector<std::string>& ops, WriteOptions write = {}) {
+    ProcessRequest request;
+    request.input_path = dir_->File(input);
+    request.output_path = dir_->File(output);
+    request.ops = Ops(ops);
+    request.write = std::move(write);
+    return ProcessFile(request).status();
+  }
+
+  // Runs check_zarr.py on `store` with `expected` (JSON: see the script).
+  static int Check(const std::string& store, const std::string& source,
+                   const std::string& expected) {
+    const std::string json = dir_->File(store + ".expected.json");
+    std::ofstream(json) << expected;
+    return RunCommand(absl::StrCat(STACKPROC_PYTHON, " ", SourceDir(), "/tests/core/check_zarr.py ",
+                                   dir_->File(store), " ", dir_->File(source), " ", json));
+  }
+
+  static TempDir* dir_;
+};
+TempDir* ZarrOutputTest::dir_ = nullptr;
+
+TEST_F(ZarrOutputTest, ADefaultStoreWithAPyramidReadsBackInZarrPython) {
+  // Anisotropic voxels (2 x 0.25 x 0.25 um): y and x halve at each level, z stays (halving it
+  // would make it coarser still: 4 um against 0.5 and 1 um).
+  ASSERT_OK(Process("aniso.tif", "blur.ome.zarr", {"gaussian:ksize=5"},
+                    Write(Compression::kDefault, {}, 2)));
+  EXPECT_EQ(Check("blur.ome.zarr", "aniso.tif", R"({"op": "gaussian5", "dtype": "uint16",
+      "unit": "micrometer", "scales": [[2.0, 0.25, 0.25], [2.0, 0.5, 0.5], [2.0, 1.0, 1.0]],
+      "shapes": [[21, 150, 170], [21, 75, 85], [21, 38, 43]],
+      "chunks": [[1, 150, 170], [1, 75, 85], [1, 38, 43]],
+      "compressor": {"id": "blosc", "cname": "zstd", "shuffle": 1}})"),
+            0);
+}
+
+TEST_F(ZarrOutputTest, ChunksOfSeveralSlicesAndAnIsotropicPyramidHalveZToo) {
+  // No physical size: voxels taken as cubes, so z halves with y and x (odd sizes: the last
+  // slice, row or column stands alone).
+  const WriteOptions write = Write(Compression::kLz4, {{4, 64, 48}}, 3);
+  ASSERT_OK(Process("plain.tif", "chunked.zarr", {"invert"}, write));
+  EXPECT_EQ(Check("chunked.zarr", "plain.tif", R"({"op": "invert", "dtype": "uint16",
+      "unit": null, "scales": [[1.0, 1.0, 1.0], [2.0, 2.0, 2.0], [4.0, 4.0, 4.0], [8.0, 8.0, 8.0]],
+      "shapes": [[21, 150, 170], [11, 75, 85], [6, 38, 43], [3, 19, 22]],
+      "chunks": [[4, 64, 48], [4, 64, 48], [4, 38, 43], [3, 19, 22]],
+      "compressor": {"id": "blosc", "cname": "lz4", "shuffle": 1}})"),
+            0);
+}
+
+TEST_F(ZarrOutputTest, AResizedStackStatesItsNewPixelSize) {
+  ASSERT_OK(Process("aniso8.tif", "half.zarr", {"resize:scale=0.5"}, Write(Compression::kDeflate)));
+  EXPECT_EQ(Check("half.zarr", "aniso8.tif", R"({"op": "resize_half", "dtype": "uint8",
+      "unit": "micrometer", "scales": [[2.0, 0.5, 0.5]], "shapes": [[21, 75, 85]],
+      "chunks": [[1, 75, 85]], "compressor": {"id": "zlib"}})"),
+            0);
+  // float32, uncompressed, in chunks across slices.
+  ASSERT_OK(Process("aniso.tif", "float.zarr", {"convert:to=float32"},
+                    Write(Compression::kNone, {{3, 40, 40}})));
+  EXPECT_EQ(Check("float.zarr", "aniso.tif", R"({"op": "to_float32", "dtype": "float32",
+      "unit": "micrometer", "scales": [[2.0, 0.25, 0.25]], "shapes": [[21, 150, 170]],
+      "chunks": [[3, 40, 40]], "compressor": null})"),
+            0);
+}
+
+TEST_F(ZarrOutputTest, AStoreReadBackKeepsItsScaleAndPixels) {
+  ASSERT_OK(Process("aniso.tif", "first.zarr", {}, Write(Compression::kDefault, {{5, 64, 64}})));
+  ASSERT_OK(Process("first.zarr", "second.zarr", {}));
+  const LocalFiles files;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<SliceSource> second,
+                       OpenInput(files, dir_->File("second.zarr")));
+  const VoxelSize size = VoxelSizeOf(second->info().metadata);
+  EXPECT_EQ(size.unit, "micrometer");
+  EXPECT_DOUBLE_EQ(size.z.value_or(0), 2.0);
+  EXPECT_DOUBLE_EQ(size.x.value_or(0), 0.25);
+  EXPECT_EQ(Check("second.zarr", "aniso.tif", R"({"op": "none", "dtype": "uint16",
+      "unit": "micrometer", "scales": [[2.0, 0.25, 0.25]], "shapes": [[21, 150, 170]],
+      "chunks": [[1, 150, 170]], "compressor": {"id": "blosc"}})"),
+            0);
+}
+
+TEST_F(ZarrOutputTest, BadOptionsAreRefusedBeforeAnythingIsRead) {
+  EXPECT_THAT(Process("plain.tif", "lzw.zarr", {}, Write(Compression::kLzw)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("lzw is not an OME-Zarr")));
+  EXPECT_THAT(Process("plain.tif", "deep.zarr", {}, Write(Compression::kDefault, {}, 9)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("pyramid levels 9")));
+  EXPECT_THAT(Process("plain.tif", "zero.zarr", {}, Write(Compression::kDefault, {{0, 64, 64}})),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at least 1")));
+  EXPECT_THAT(Process("plain.tif", "chunked.tif", {}, Write(Compression::kDefault, {{1, 64, 64}})),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("OME-Zarr outputs")));
+  EXPECT_THAT(Process("plain.tif", "lz4.tif", {}, Write(Compression::kLz4)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("lz4")));
+  // 150x170 pixels halve to 1x1 in 8 levels: a ninth would be smaller than a pixel.
+  EXPECT_THAT(Process("plain.tif", "tiny.zarr", {"resize:width=2,height=2"},
+                      Write(Compression::kDefault, {}, 2)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("smaller than one pixel")));
+  for (const char* name :
+       {"lzw.zarr", "deep.zarr", "zero.zarr", "chunked.tif", "lz4.tif", "tiny.zarr"}) {
+    EXPECT_FALSE(std::filesystem::exists(dir_->File(name))) << name;
+  }
+}
+
+TEST_F(ZarrOutputTest, AStoreIsWrittenWholeOrNotAtAll) {
+  // An existing folder is not written into.
+  std::filesystem::create_directory(dir_->File("taken.zarr"));
+  EXPECT_THAT(Process("plain.tif", "taken.zarr", {"invert"}),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("taken.zarr")));
+  EXPECT_TRUE(std::filesystem::is_empty(dir_->File("taken.zarr")));
+  // An input cut short once the store is being written: the run fails, and neither the store
+  // nor its temporary folder stays.
+  std::filesystem::copy(dir_->File("plain.tif"), dir_->File("cut.tif"));
+  ProcessRequest request;
+  request.input_path = dir_->File("cut.tif");
+  request.output_path = dir_->File("cut.zarr");
+  request.ops = Ops({"invert"});
+  request.write.pyramid_levels = 1;
+  request.on_stage = [&](absl::string_view) {
+    std::filesystem::resize_file(dir_->File("cut.tif"), 400'000);
+  };
+  EXPECT_FALSE(ProcessFile(request).ok());
+  for (const auto& entry : std::filesystem::directory_iterator(dir_->path())) {
+    EXPECT_THAT(entry.path().filename().string(), ::testing::Not(HasSubstr("cut.zarr")));
+  }
+}
+
+TEST(ZarrSweepTest, WhatAKilledWriteLeftIsRemovedFoldersAndAll) {
+  // A store's temporary folder holds folders of folders (level/z/y/chunk): the restart sweep
+  // removes all of it, and only the job's.
+  TempDir dir;
+  const std::string left = dir.File(TempNameFor("out.zarr", "job7"));
+  std::filesystem::create_directories(left + "/0/3/1");
+  std::ofstream(left + "/.zattrs") << "{}";
+  std::ofstream(left + "/0/3/1/0") << "chunk";
+  std::ofstream(left + "/0/3/1/.1.part") << "half a chunk";
+  const std::string other = dir.File(TempNameFor("out.zarr", "job8"));
+  std::filesystem::create_directories(other + "/0");
+  ASSERT_OK_AND_ASSIGN(OutputTarget target, OutputTarget::ForPath(dir.File("out.zarr")));
+  EXPECT_EQ(RemoveTempFiles(target, "job7"), 1);
+  EXPECT_FALSE(std::filesystem::exists(left));
+  EXPECT_TRUE(std::filesystem::exists(other + "/0"));
+}
+
+}  // namespace
+}  // namespace stackproc::core

@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "client/commands.h"
+#include "core/exec/formats.h"
 
 namespace {
 
@@ -14,9 +15,10 @@ constexpr char kUsage[] = R"(usage: stackproc [--server HOST:PORT] [--token TOKE
 commands:
   ops                                   operations and their parameters
   submit --input PATH --op SPEC [--op SPEC ...] (--output PATH | --in-memory [--retention S])
-         [--compression none|deflate|zstd|lzw] [--overwrite] [--request-id ID] [--wait]
-                                        queue a job (paths relative to the server's data root)
-  process INPUT -o OUTPUT --op SPEC [--op SPEC ...] [--compression C] [--overwrite]
+         [--compression C] [--chunks DxHxW] [--pyramid N] [--overwrite] [--request-id ID]
+         [--wait]                       queue a job (paths relative to the server's data root)
+  process INPUT -o OUTPUT --op SPEC [--op SPEC ...] [--compression C] [--chunks DxHxW]
+         [--pyramid N] [--overwrite]
                                         stream a local stack through the server and write the
                                         result locally as it comes back
   watch JOB                             follow a job to its end
@@ -26,13 +28,10 @@ commands:
   resume JOB [JOB ...] [--wait]         run interrupted jobs again (the server stopped
                                         while they were running)
   delete JOB                            forget a finished job and free its result
-  download JOB -o LOCAL.tif [--compression C]   save an in-memory result locally
+  download JOB -o LOCAL [--compression C] [--chunks DxHxW] [--pyramid N]
+                                        save an in-memory result locally
   health                                SERVING or NOT_SERVING
 SPEC is name:key=value,... e.g. gaussian:ksize=5 or resize:scale=0.5,interp=area.
-An input is a TIFF file or a sequence of 2-D TIFF files, one per plane: a folder (planes/),
-a printf pattern (planes/z%04d.tif) or a glob (planes/*.tif), in natural order. An output
-is a TIFF file, or a sequence of planes written into a new folder: out/ (z0000.tif, ...) or
-out/slice_%03d.tif.
 )";
 
 }  // namespace
@@ -43,6 +42,7 @@ int main(int argc, char** argv) {
   absl::StatusOr<CliArgs> args = CliArgs::Parse(argc, argv, 1, stackproc::client::Switches());
   if (!args.ok() || args->positional.empty() || args->Has("help")) {
     std::fputs(kUsage, stderr);
+    std::fputs(std::string(stackproc::core::FormatsHelp()).c_str(), stderr);
     return 2;
   }
   const std::string command = args->positional.front();

@@ -66,10 +66,18 @@ absl::Status ValidateOutput(const OutputName& name, const WriteOptions& options)
   return absl::OkStatus();
 }
 
+std::string EffectiveCompression(const OutputName& name, Compression compression) {
+  if (name.format == Format::kOmeZarr) {
+    absl::StatusOr<ZarrCodec> codec = ZarrCodecFor(compression);
+    return codec.ok() ? ZarrCodecName(*codec) : std::string(CompressionName(compression));
+  }
+  return std::string(
+      CompressionName(compression == Compression::kDefault ? Compression::kNone : compression));
+}
+
 SinkTraits OutputTraits(const OutputName& name, const WriteOptions& options) {
   if (name.format == Format::kOmeZarr) return ZarrSink::TraitsFor(options);
-  return {.compressed = options.compression != Compression::kNone &&
-                        options.compression != Compression::kDefault};
+  return {.compressed = EffectiveCompression(name, options.compression) != "none"};
 }
 
 absl::StatusOr<std::unique_ptr<SliceSource>> OpenInput(const Files& files, const std::string& input,
@@ -116,8 +124,8 @@ absl::Status WriteStack(const std::string& output, const Stack& stack,
 const std::vector<FormatInfo>& Formats() {
   static const std::vector<FormatInfo> kFormats = {
       {Format::kTiff, "a file (output: any name not below)",
-       "classic and BigTIFF, strips or tiles, uint8/uint16/float32, one sample; none, deflate, "
-       "zstd, lzw, packbits, jpeg; ImageJ big stacks (one IFD, contiguous planes)",
+       "classic and BigTIFF, strips or tiles, uint8/uint16/float32, one sample; none, lzw, "
+       "deflate, packbits, zstd; ImageJ big stacks (one IFD, contiguous planes)",
        "BigTIFF past 4 GiB; ImageJ, OME-XML or tifffile description and resolution kept",
        "none, deflate, zstd, lzw", ""},
       {Format::kPlanes, "a folder (NAME/), a pattern (NAME/z%04d.tif) or a glob (NAME/*.tif)",
@@ -133,6 +141,19 @@ const std::vector<FormatInfo>& Formats() {
        "--chunks ZxYxX (default 1x1024x1024), --pyramid N (levels below full size)"},
   };
   return kFormats;
+}
+
+absl::string_view FormatsHelp() {
+  return R"(An input is a TIFF file; a sequence of 2-D TIFF files, one per plane: a folder (planes/),
+a printf pattern (planes/z%04d.tif) or a glob (planes/*.tif), in natural order; or an OME-Zarr
+image or Zarr array (NAME.zarr). The output's name picks its format: NAME.tif a TIFF file;
+NAME.zarr or NAME.ome.zarr an OME-Zarr image (NGFF 0.4); out/ or out/slice_%03d.tif a sequence
+of planes. Folders (planes, stores) are written under a temporary name and must be new.
+  --compression default|none|deflate|zstd|lzw|lz4   default: none for TIFF and planes,
+                                         zstd (blosc) for OME-Zarr; lzw TIFF only, lz4 OME-Zarr only
+  --chunks DxHxW    OME-Zarr chunk shape (default 1x1024x1024, clipped to the stack)
+  --pyramid N       OME-Zarr levels below full resolution, each half the one before
+)";
 }
 
 }  // namespace stackproc::core

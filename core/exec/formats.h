@@ -47,6 +47,10 @@ absl::Status FolderExistsError(const OutputName& name);
 // OME-Zarr and within range. InvalidArgument naming the option otherwise.
 absl::Status ValidateOutput(const OutputName& name, const WriteOptions& options);
 
+// What `compression` is for the output `name` names ("none", "deflate", "blosc:zstd,level=3,
+// shuffle=byte"): the format's default resolved, the codec an OME-Zarr store names.
+std::string EffectiveCompression(const OutputName& name, Compression compression);
+
 // What the output's sink holds in memory (for the plan, before it exists).
 SinkTraits OutputTraits(const OutputName& name, const WriteOptions& options);
 
@@ -75,5 +79,9 @@ struct FormatInfo {
   std::string options;       // options of its own
 };
 const std::vector<FormatInfo>& Formats();
+
+// A paragraph for the programs' usage: how inputs and outputs name their format, and the write
+// options.
+absl::string_view FormatsHelp();
 
 }  // namespace stackproc::core

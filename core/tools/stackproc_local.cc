@@ -1,11 +1,11 @@
-// stackproc-local: runs pipelines on TIFF files in-process, with no server. Also generates
-// sample stacks and lists the operations.
+// stackproc-local: runs pipelines on stacks in-process, with no server. Also generates sample
+// stacks and lists the operations and the formats.
 //
 //   stackproc-local ops
-//   stackproc-local generate OUT.tif [--shape 64x512x512] [--type uint16] [--seed 1]
-//   stackproc-local run --input IN.tif --op SPEC [--op SPEC ...] --output OUT.tif
-//                       [--compression none|deflate|zstd|lzw] [--threads N]
-//                       [--mode auto|in-memory|streaming] [--window-mib N]
+//   stackproc-local formats
+//   stackproc-local generate OUT [--shape 64x512x512] [--type uint16] [--seed 1] [write flags]
+//   stackproc-local run --input IN --op SPEC [--op SPEC ...] --output OUT [write flags]
+//                       [--threads N] [--mode auto|in-memory|streaming] [--window-mib N]
 #include <tbb/task_arena.h>
 #include <unistd.h>
 
@@ -31,15 +31,13 @@ namespace {
 
 constexpr char kUsage[] =
     "usage:\n"
-    "  stackproc-local ops\n"
-    "  stackproc-local generate OUT.tif [--shape DxHxW] [--type uint8|uint16|float32] "
-    "[--seed N] [--compression C]\n"
-    "  stackproc-local run --input IN.tif --op SPEC [--op SPEC ...] --output OUT.tif\n"
-    "                      [--compression none|deflate|zstd|lzw] [--threads N]\n"
-    "                      [--mode auto|in-memory|streaming] [--window-mib N]\n"
-    "IN is a TIFF file or a sequence of 2-D TIFF files, one per plane: a folder (planes/), a\n"
-    "printf pattern (planes/z%04d.tif) or a glob (planes/*.tif), in natural order. OUT is a\n"
-    "TIFF file, or a sequence of planes written into a new folder: out/ or out/z%04d.tif.\n";
+    "  stackproc-local ops        the operations and their parameters\n"
+    "  stackproc-local formats    the formats read and written, with their codecs\n"
+    "  stackproc-local generate OUT [--shape DxHxW] [--type uint8|uint16|float32] [--seed N]\n"
+    "                      [--compression C] [--chunks DxHxW] [--pyramid N]\n"
+    "  stackproc-local run --input IN --op SPEC [--op SPEC ...] --output OUT\n"
+    "                      [--compression C] [--chunks DxHxW] [--pyramid N] [--threads N]\n"
+    "                      [--mode auto|in-memory|streaming] [--window-mib N]\n";
 
 using Args = CliArgs;
 
@@ -56,8 +54,17 @@ absl::Status ListOps() {
   return absl::OkStatus();
 }
 
+absl::Status ListFormats() {
+  for (const FormatInfo& f : Formats()) {
+    absl::PrintF("%s\n  named   %s\n  reads   %s\n  writes  %s\n  codecs  %s\n",
+                 FormatName(f.format), f.named, f.reads, f.writes, f.compressions);
+    if (!f.options.empty()) absl::PrintF("  options %s\n", f.options);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Generate(const Args& args) {
-  if (args.positional.size() != 1) return absl::InvalidArgumentError("generate needs OUT.tif");
+  if (args.positional.size() != 1) return absl::InvalidArgumentError("generate needs OUT");
   absl::StatusOr<StackShape> shape_or = ParseShape(args.Get("shape", "64x512x512"));
   if (!shape_or.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--shape ", shape_or.status().message()));
@@ -134,11 +141,12 @@ absl::Status Run(const Args& args) {
   auto rate = [](uint64_t bytes, absl::Duration d) {
     return bytes / 1e6 / std::max(absl::ToDoubleSeconds(d), 1e-9);
   };
-  absl::PrintF("done: %s (%s)\n  input  %s %s %s (%.1f MB)\n  output %s %s %s (%.1f MB, %s)\n",
-               s.pipeline, ProcessModeName(s.mode), request.input_path, ShapeString(s.input_shape),
-               PixelTypeName(s.input_type), s.input_bytes / 1e6, request.output_path,
-               ShapeString(s.output_shape), PixelTypeName(s.output_type), s.output_bytes / 1e6,
-               CompressionName(request.write.compression));
+  absl::PrintF(
+      "done: %s (%s)\n  input  %s %s %s (%.1f MB)\n  output %s %s %s (%.1f MB, %s)\n", s.pipeline,
+      ProcessModeName(s.mode), request.input_path, ShapeString(s.input_shape),
+      PixelTypeName(s.input_type), s.input_bytes / 1e6, request.output_path,
+      ShapeString(s.output_shape), PixelTypeName(s.output_type), s.output_bytes / 1e6,
+      EffectiveCompression(*ParseOutputName(request.output_path), request.write.compression));
   absl::PrintF("  read + process + write %.2fs (%.0f MB/s, %d threads)\n",
                absl::ToDoubleSeconds(s.elapsed), rate(s.input_bytes, s.elapsed),
                arena.max_concurrency());
@@ -146,23 +154,26 @@ absl::Status Run(const Args& args) {
 }
 
 int Main(int argc, char** argv) {
-  if (argc < 2) {
+  const auto usage = [] {
     std::fputs(kUsage, stderr);
+    std::fputs(std::string(FormatsHelp()).c_str(), stderr);
     return 2;
-  }
+  };
+  if (argc < 2) return usage();
   const std::string command = argv[1];
   absl::StatusOr<Args> args = CliArgs::Parse(argc, argv, 2);
   absl::Status status = args.status();
   if (status.ok()) {
     if (command == "ops") {
       status = ListOps();
+    } else if (command == "formats") {
+      status = ListFormats();
     } else if (command == "generate") {
       status = Generate(*args);
     } else if (command == "run") {
       status = Run(*args);
     } else {
-      std::fputs(kUsage, stderr);
-      return 2;
+      return usage();
     }
   }
   if (!status.ok()) {

@@ -171,6 +171,54 @@ TEST_F(ServiceTest, APathJobReadsAFolderOfPlanesBeneathTheRoot) {
   EXPECT_FALSE(fs::exists(root_.File("out.tif")));
 }
 
+TEST_F(ServiceTest, APathJobWritesAndReadsOmeZarrBeneathTheRoot) {
+  const core::Stack input = Input("in.tif", {9, 48, 40});
+  const core::Stack expected = CoreResult(input, {"invert"});
+  v1::SubmitJobRequest request = Request("in.tif", {"invert"}, "out.ome.zarr");
+  v1::OutputSpec* output = request.mutable_spec()->mutable_output();
+  output->set_pyramid_levels(2);
+  output->mutable_chunks()->set_depth(4);
+  output->mutable_chunks()->set_height(32);
+  output->mutable_chunks()->set_width(32);
+  output->set_compression(v1::COMPRESSION_LZ4);
+  ASSERT_OK_AND_ASSIGN(v1::Job job, client_->Submit(request));
+  ASSERT_OK_AND_ASSIGN(v1::Job last, client_->Watch(job.id(), nullptr));
+  ASSERT_EQ(last.state(), v1::JOB_STATE_SUCCEEDED) << last.error().message();
+  // The job states what it was asked for.
+  EXPECT_EQ(last.spec().output().pyramid_levels(), 2);
+  EXPECT_EQ(last.spec().output().chunks().depth(), 4);
+  EXPECT_EQ(last.spec().output().compression(), v1::COMPRESSION_LZ4);
+  for (const char* file : {"out.ome.zarr/.zattrs", "out.ome.zarr/0/.zarray",
+                           "out.ome.zarr/2/.zarray", "out.ome.zarr/0/2/1/1"}) {
+    EXPECT_TRUE(fs::exists(root_.File(file))) << file;
+  }
+  // Read back by a path job: the store is an input like any other, beneath the root.
+  ASSERT_OK_AND_ASSIGN(job, client_->Submit(Request("out.ome.zarr", {}, "back.tif")));
+  ASSERT_OK_AND_ASSIGN(last, client_->Watch(job.id(), nullptr));
+  ASSERT_EQ(last.state(), v1::JOB_STATE_SUCCEEDED) << last.error().message();
+  ASSERT_OK_AND_ASSIGN(core::Stack back, core::ReadTiff(root_.File("back.tif")));
+  EXPECT_TRUE(StacksEqual(back, expected));
+
+  // Refused at submission: an existing store, options of another format, a path outside.
+  EXPECT_THAT(client_->Submit(Request("in.tif", {"invert"}, "out.ome.zarr")),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("out.ome.zarr")));
+  v1::SubmitJobRequest lzw = Request("in.tif", {"invert"}, "lzw.zarr");
+  lzw.mutable_spec()->mutable_output()->set_compression(v1::COMPRESSION_LZW);
+  EXPECT_THAT(client_->Submit(lzw),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("lzw is not an OME-Zarr")));
+  EXPECT_THAT(client_->Submit(Request("in.tif", {"invert"}, "../escaped.zarr")),
+              StatusIs(absl::StatusCode::kPermissionDenied, ::testing::_));
+  // Every file of a store is opened beneath the root: a dataset path that leads out is refused.
+  TempDir outside;
+  fs::create_directory(root_.File("leaky.zarr"));
+  std::ofstream(root_.File("leaky.zarr/.zattrs"))
+      << R"({"multiscales": [{"version": "0.4", "datasets": [{"path": "../../secret"}]}]})";
+  EXPECT_THAT(client_->Submit(Request("leaky.zarr", {"invert"}, "o.tif")),
+              StatusIs(absl::StatusCode::kPermissionDenied, ::testing::_));
+  EXPECT_FALSE(fs::exists(root_.File("o.tif")));
+  EXPECT_FALSE(fs::exists(root_.File("lzw.zarr")));
+}
+
 TEST_F(ServiceTest, ExistingOutputNeedsOverwrite) {
   Input("in.tif", {2, 16, 16});
   std::ofstream(root_.File("o.tif")) << "keep";

@@ -137,7 +137,7 @@ const std::vector<FormatInfo>& Formats() {
        "chunks; none, zlib, gzip, zstd, blosc (lz4, lz4hc, zstd, zlib, blosclz; shuffles); "
        "either byte order; fill values; scale and unit",
        "NGFF 0.4 image, axes z,y,x with unit and scale, chunks as they finish",
-       "zstd (blosc), lz4 (blosc), deflate (zlib), none",
+       "lz4 (blosc), zstd (blosc), deflate (zlib), none",
        "--chunks ZxYxX (default 1x1024x1024), --pyramid N (levels below full size)"},
   };
   return kFormats;
@@ -150,7 +150,7 @@ image or Zarr array (NAME.zarr). The output's name picks its format: NAME.tif a 
 NAME.zarr or NAME.ome.zarr an OME-Zarr image (NGFF 0.4); out/ or out/slice_%03d.tif a sequence
 of planes. Folders (planes, stores) are written under a temporary name and must be new.
   --compression default|none|deflate|zstd|lzw|lz4   default: none for TIFF and planes,
-                                         zstd (blosc) for OME-Zarr; lzw TIFF only, lz4 OME-Zarr only
+                                         lz4 (blosc) for OME-Zarr; lzw TIFF only, lz4 OME-Zarr only
   --chunks DxHxW    OME-Zarr chunk shape (default 1x1024x1024, clipped to the stack)
   --pyramid N       OME-Zarr levels below full resolution, each half the one before
 )";

@@ -180,8 +180,10 @@ absl::StatusOr<std::unique_ptr<ZarrSource>> ZarrSource::Open(const Files& files,
     }
     if (!image) {
       return absl::InvalidArgumentError(absl::StrCat(
-          root, ": a Zarr group with no \"multiscales\" (not an OME-Zarr image); name one of its "
-                "arrays instead", ArraysIn(files, root)));
+          root,
+          ": a Zarr group with no \"multiscales\" (not an OME-Zarr image); name one of its "
+          "arrays instead",
+          ArraysIn(files, root)));
     }
     const NgffImage::Level& finest = image->levels.front();
     array_path = absl::StrCat(root, "/", finest.path);
@@ -358,9 +360,10 @@ absl::StatusOr<ZarrCodec> ZarrCodecFor(Compression compression) {
       return ZarrCodec{};
     case Compression::kDeflate:
       return ZarrCodec{.id = ZarrCodecId::kZlib, .level = 6, .blosc_name = "", .shuffle = 0};
-    case Compression::kDefault:
     case Compression::kZstd:
       return ZarrCodec{.id = ZarrCodecId::kBlosc, .level = 3, .blosc_name = "zstd", .shuffle = 1};
+    case Compression::kDefault:  // lz4: as fast as none, about half the size
+                                 // (tests/bench/formats.py)
     case Compression::kLz4:
       return ZarrCodec{.id = ZarrCodecId::kBlosc, .level = 5, .blosc_name = "lz4", .shuffle = 1};
     case Compression::kLzw:

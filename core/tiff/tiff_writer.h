@@ -24,7 +24,7 @@ namespace stackproc::core {
 class TiffHandle;
 
 // How an output is compressed. kDefault is the output format's own: none for TIFF and plane
-// sequences, blosc-zstd for OME-Zarr (formats.h: CompressionFor). lzw is TIFF's only, lz4
+// sequences, blosc-lz4 for OME-Zarr (zarr_io.h: ZarrCodecFor). lzw is TIFF's only, lz4
 // (blosc-lz4) OME-Zarr's only.
 enum class Compression { kDefault, kNone, kDeflate, kZstd, kLzw, kLz4 };
 inline constexpr Compression kAllCompressions[] = {Compression::kDefault, Compression::kNone,

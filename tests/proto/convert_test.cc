@@ -34,7 +34,7 @@ TEST(ConvertTest, CompressionsRoundTripAndUnknownOnesAreRefused) {
   }
   EXPECT_EQ(ToProto(core::Compression::kZstd), v1::COMPRESSION_ZSTD);
   EXPECT_EQ(ToProto(core::Compression::kLz4), v1::COMPRESSION_LZ4);
-  // Unspecified is the output format's default (none for TIFF, blosc-zstd for OME-Zarr).
+  // Unspecified is the output format's default (none for TIFF, blosc-lz4 for OME-Zarr).
   EXPECT_THAT(FromProto(v1::COMPRESSION_UNSPECIFIED), IsOkAndHolds(core::Compression::kDefault));
   EXPECT_THAT(FromProto(static_cast<v1::Compression>(42)),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("compression 42")));

@@ -420,16 +420,17 @@ absl::StatusOr<v1::Job> Client::Process(const ProcessOptions& options) {
   static const core::LocalFiles kLocal;  // any format core reads
   STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<core::SliceSource> input,
                              core::OpenInput(kLocal, options.input_path));
-  // Refused before anything is sent: bad output options, an existing output (a folder of planes
-  // or a store is always new).
+  // Refused before anything is sent: bad output options, an existing output (unless overwrite:
+  // then a folder must hold what the format writes).
   STACKPROC_ASSIGN_OR_RETURN(core::OutputName name, core::ParseOutputName(options.output_path));
   STACKPROC_RETURN_IF_ERROR(core::ValidateOutput(name, options.write));
-  if (name.format != core::Format::kTiff && std::filesystem::exists(name.target)) {
-    return core::FolderExistsError(name);
-  }
-  if (!options.write.overwrite && std::filesystem::exists(options.output_path)) {
-    return absl::AlreadyExistsError(
-        absl::StrCat(options.output_path, ": exists (use --overwrite to replace it)"));
+  if (std::filesystem::exists(std::filesystem::symlink_status(name.target))) {
+    if (!options.write.overwrite) {
+      return absl::AlreadyExistsError(
+          absl::StrCat(name.target, ": exists (use --overwrite to replace it)"));
+    }
+    STACKPROC_ASSIGN_OR_RETURN(core::OutputTarget target, core::OutputTarget::ForPath(name.target));
+    STACKPROC_RETURN_IF_ERROR(core::CheckReplaceable(name.format, target));
   }
   StreamSource source;
   source.shape = input->info().shape;

@@ -198,12 +198,15 @@ absl::StatusOr<core::ProcessRequest> JobManager::RequestFor(const JobSpec& spec)
   request.input_path = spec.input_path;  // a file or a sequence, each file beneath the root
   request.files = &resolver_;
   if (spec.output_path) {
-    // A file, or a folder of planes or an OME-Zarr store: then the target is that new folder.
+    // A file, or a folder of planes or an OME-Zarr store: then the target is that folder (an
+    // existing one needs overwrite, checked by Plan, and must hold what the format writes).
     STACKPROC_ASSIGN_OR_RETURN(core::OutputName output, core::ParseOutputName(*spec.output_path));
-    if (output.format != core::Format::kTiff && resolver_.IsDirectory(output.target)) {
-      return core::FolderExistsError(output);
+    STACKPROC_ASSIGN_OR_RETURN(
+        request.output_target,
+        resolver_.Output(output.target, output.format != core::Format::kTiff));
+    if (spec.overwrite && request.output_target->Exists()) {
+      STACKPROC_RETURN_IF_ERROR(core::CheckReplaceable(output.format, *request.output_target));
     }
-    STACKPROC_ASSIGN_OR_RETURN(request.output_target, resolver_.Output(output.target));
     request.output_path = *spec.output_path;
   }
   request.ops = spec.ops;

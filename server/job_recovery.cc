@@ -70,7 +70,8 @@ absl::Status JobManager::Restore() {
         // (Planes and OME-Zarr stores are written into a temporary folder beside their own.)
         absl::StatusOr<core::OutputName> output = core::ParseOutputName(*s.spec.output_path);
         absl::StatusOr<core::OutputTarget> target =
-            resolver_.Output(output.ok() ? output->target : *s.spec.output_path);
+            output.ok() ? resolver_.Output(output->target, output->format != core::Format::kTiff)
+                        : resolver_.Output(*s.spec.output_path);
         if (target.ok()) core::RemoveTempFiles(*target, s.id);
       }
     }

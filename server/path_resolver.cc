@@ -137,7 +137,8 @@ absl::StatusOr<std::vector<std::string>> PathResolver::List(const std::string& r
   return core::ListDirectory(fd.get());
 }
 
-absl::StatusOr<core::OutputTarget> PathResolver::Output(const std::string& relative) const {
+absl::StatusOr<core::OutputTarget> PathResolver::Output(const std::string& relative,
+                                                        bool folder) const {
   const fs::path rel(relative);
   if (rel.filename().empty() || rel.filename() == "." || rel.filename() == "..") {
     return absl::InvalidArgumentError(absl::StrCat(relative, ": not a file name"));
@@ -153,7 +154,7 @@ absl::StatusOr<core::OutputTarget> PathResolver::Output(const std::string& relat
   }
   struct stat st;
   if (::fstatat(dir->get(), rel.filename().c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-      (S_ISLNK(st.st_mode) || S_ISDIR(st.st_mode))) {
+      (S_ISLNK(st.st_mode) || (S_ISDIR(st.st_mode) && !folder))) {
     return absl::PermissionDeniedError(
         absl::StrCat(relative, ": exists and is a symlink or a directory"));
   }

@@ -29,10 +29,11 @@ class PathResolver final : public core::Files {
   // A directory under the root (for a sequence of planes), found as Input finds a file.
   bool IsDirectory(const std::string& relative) const override;
   absl::StatusOr<std::vector<std::string>> List(const std::string& relative) const override;
-  // A file to create: its directory must exist under the root (resolved as for Input, and
-  // kept open: the writer works in it by descriptor); the file itself may or may not exist,
-  // but must not be a symlink or a directory.
-  absl::StatusOr<core::OutputTarget> Output(const std::string& relative) const;
+  // A file to create (or, when `folder`, a folder: a plane sequence's, an OME-Zarr store's):
+  // its directory must exist under the root (resolved as for Input, and kept open: the writer
+  // works in it by descriptor); the file itself may or may not exist, but must not be a
+  // symlink, nor a directory unless `folder`.
+  absl::StatusOr<core::OutputTarget> Output(const std::string& relative, bool folder = false) const;
 
   const std::string& root() const { return root_; }
 

@@ -162,12 +162,10 @@ int RemoveTempFiles(const OutputTarget& target, const std::string& tag) {
 }
 
 absl::StatusOr<TempFolder> TempFolder::Make(const OutputTarget& target, const std::string& tag,
-                                            const std::string& what) {
-  if (target.Exists()) {
-    return absl::AlreadyExistsError(
-        absl::StrCat(target.display(), ": exists; ", what,
-                     " outputs are written into a new folder (remove it "
-                     "first)"));
+                                            const std::string& what, bool replace) {
+  if (!replace && target.Exists()) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        target.display(), ": exists (overwrite not requested for this ", what, " output)"));
   }
   std::string temp = TempNameFor(target.name(), tag);
   if (::mkdirat(target.dir(), temp.c_str(), 0777) != 0) {
@@ -182,7 +180,7 @@ absl::StatusOr<TempFolder> TempFolder::Make(const OutputTarget& target, const st
     return absl::InternalError(absl::StrCat(
         target.display(), ": cannot open its temporary folder: ", std::strerror(error)));
   }
-  return TempFolder(target, std::move(temp), std::move(fd));
+  return TempFolder(target, std::move(temp), std::move(fd), replace);
 }
 
 TempFolder::~TempFolder() {
@@ -194,8 +192,20 @@ absl::Status TempFolder::Commit(bool sync) {
     return absl::InternalError(
         absl::StrCat(target_.display(), ": cannot sync what it holds: ", std::strerror(errno)));
   }
-  if (::renameat2(target_.dir(), temp_.c_str(), target_.dir(), target_.name().c_str(),
-                  RENAME_NOREPLACE) != 0) {
+  const int dir = target_.dir();
+  if (replace_ &&
+      ::renameat2(dir, temp_.c_str(), dir, target_.name().c_str(), RENAME_EXCHANGE) == 0) {
+    // The old output now has the temporary name: it goes (a folder, or a file in its place).
+    fd_ = UniqueFd();
+    if (::unlinkat(dir, temp_.c_str(), 0) != 0) RemoveFolder(dir, temp_);
+    if (sync) ::fsync(dir);
+    return absl::OkStatus();
+  }
+  if (replace_ && errno != ENOENT) {
+    return absl::InternalError(absl::StrCat(
+        target_.display(), ": cannot swap its folder into place: ", std::strerror(errno)));
+  }
+  if (::renameat2(dir, temp_.c_str(), dir, target_.name().c_str(), RENAME_NOREPLACE) != 0) {
     if (errno == EEXIST || errno == ENOTEMPTY) {
       return absl::AlreadyExistsError(
           absl::StrCat(target_.display(), ": appeared while it was being written"));

@@ -126,25 +126,27 @@ int RemoveTempFiles(const OutputTarget& target, const std::string& tag);
 // never over something already there; removed with what is in it when not committed.
 class TempFolder {
  public:
-  // AlreadyExists when `target` exists: `what` ("OME-Zarr") outputs are written into a new
-  // folder.
+  // When `target` exists: AlreadyExists unless `replace`; with it, Commit replaces what is
+  // there (the caller has checked it may). `what` ("OME-Zarr") names the output in messages.
   static absl::StatusOr<TempFolder> Make(const OutputTarget& target, const std::string& tag,
-                                         const std::string& what);
+                                         const std::string& what, bool replace = false);
   TempFolder(TempFolder&&) = default;
   TempFolder& operator=(TempFolder&&) = default;
   ~TempFolder();
 
   int fd() const { return fd_.get(); }
-  // Syncs what is in it (when `sync`), then renames it into place.
+  // Syncs what is in it (when `sync`), then renames it into place; one that replaces what was
+  // there swaps the two in one step (RENAME_EXCHANGE), then removes the old one.
   absl::Status Commit(bool sync);
 
  private:
-  TempFolder(OutputTarget target, std::string temp, UniqueFd fd)
-      : target_(std::move(target)), temp_(std::move(temp)), fd_(std::move(fd)) {}
+  TempFolder(OutputTarget target, std::string temp, UniqueFd fd, bool replace)
+      : target_(std::move(target)), temp_(std::move(temp)), fd_(std::move(fd)), replace_(replace) {}
 
   OutputTarget target_;
   std::string temp_;
   UniqueFd fd_;  // closed once committed (or moved from)
+  bool replace_ = false;
 };
 
 }  // namespace stackproc::core

@@ -1,5 +1,10 @@
 #include "core/exec/formats.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -33,10 +38,37 @@ absl::StatusOr<OutputName> ParseOutputName(const std::string& output) {
   return OutputName{Format::kTiff, output, ""};
 }
 
-absl::Status FolderExistsError(const OutputName& name) {
-  return absl::AlreadyExistsError(absl::StrCat(name.target, ": exists; ", FormatName(name.format),
-                                               " outputs are written into a new folder (remove "
-                                               "it first)"));
+absl::Status CheckReplaceable(Format format, const OutputTarget& target) {
+  if (format == Format::kTiff) return absl::OkStatus();
+  const std::string kind(FormatName(format));
+  UniqueFd folder(::openat(target.dir(), target.name().c_str(),
+                           O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!folder) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        target.display(), ": exists and is not a folder; not replaced by a ", kind, " output"));
+  }
+  STACKPROC_ASSIGN_OR_RETURN(std::vector<std::string> names, ListDirectory(folder.get()));
+  bool ours = true;
+  if (format == Format::kOmeZarr) {
+    ours = std::any_of(names.begin(), names.end(), [](const std::string& n) {
+      return n == ".zgroup" || n == ".zattrs" || n == ".zarray";
+    });
+  } else {
+    for (const std::string& n : names) {
+      struct stat st;
+      ours =
+          ours && (absl::EndsWithIgnoreCase(n, ".tif") || absl::EndsWithIgnoreCase(n, ".tiff")) &&
+          ::fstatat(folder.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+    }
+  }
+  if (!ours) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(target.display(), ": exists and does not hold a ", kind,
+                     format == Format::kOmeZarr ? " (no .zgroup, .zattrs or .zarray)"
+                                                : " (files other than .tif)",
+                     "; not replaced (remove it yourself)"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ValidateOutput(const OutputName& name, const WriteOptions& options) {
@@ -148,7 +180,8 @@ absl::string_view FormatsHelp() {
 a printf pattern (planes/z%04d.tif) or a glob (planes/*.tif), in natural order; or an OME-Zarr
 image or Zarr array (NAME.zarr). The output's name picks its format: NAME.tif a TIFF file;
 NAME.zarr or NAME.ome.zarr an OME-Zarr image (NGFF 0.4); out/ or out/slice_%03d.tif a sequence
-of planes. Folders (planes, stores) are written under a temporary name and must be new.
+of planes. Folders (planes, stores) are written under a temporary name and renamed into place;
+--overwrite replaces an existing output (a folder only if it holds what the format writes).
   --compression default|none|deflate|zstd|lzw|lz4   default: none for TIFF and planes,
                                          lz4 (blosc) for OME-Zarr; lzw TIFF only, lz4 OME-Zarr only
   --chunks DxHxW    OME-Zarr chunk shape (default 1x1024x1024, clipped to the stack)

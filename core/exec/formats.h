@@ -38,9 +38,11 @@ struct OutputName {
 // folder of its own).
 absl::StatusOr<OutputName> ParseOutputName(const std::string& output);
 
-// AlreadyExists: the folder `name` is written into exists (planes and OME-Zarr stores are
-// written into a new folder).
-absl::Status FolderExistsError(const OutputName& name);
+// Whether an output of `format` that exists at `target` may be replaced (overwrite): a
+// TIFF file may; a folder only when it holds what the format writes (an OME-Zarr image or array;
+// nothing but .tif files), so that overwriting never removes a folder of something else.
+// FailedPrecondition otherwise, naming what is in the way.
+absl::Status CheckReplaceable(Format format, const OutputTarget& target);
 
 // Whether `options` suit the output `name` names, checked before anything is read: a
 // compression of the format (lzw is TIFF's, lz4 OME-Zarr's), chunks and pyramid levels only for

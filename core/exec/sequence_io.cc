@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "core/base/status_macros.h"
+#include "core/exec/formats.h"
 #include "core/exec/tiff_io.h"
 
 namespace stackproc::core {
@@ -253,7 +254,12 @@ absl::Status SequenceSink::Open(const StackInfo& output, int64_t window_slices,
   plane_.shape.depth = 1;
   plane_.metadata =
       UpdateMetadata(output.metadata, plane_.shape, output.type, output.type, PixelGeometry{});
-  STACKPROC_ASSIGN_OR_RETURN(temp_, TempFolder::Make(folder_, options_.temp_tag, "plane sequence"));
+  const bool replace = options_.overwrite && folder_.Exists();
+  if (replace) {
+    STACKPROC_RETURN_IF_ERROR(CheckReplaceable(Format::kPlanes, folder_));
+  }
+  STACKPROC_ASSIGN_OR_RETURN(
+      temp_, TempFolder::Make(folder_, options_.temp_tag, "plane sequence", replace));
   return absl::OkStatus();
 }
 

@@ -20,6 +20,7 @@
 #include "absl/strings/strip.h"
 #include "core/base/first_error.h"
 #include "core/base/status_macros.h"
+#include "core/exec/formats.h"
 #include "core/zarr/pyramid.h"
 
 namespace stackproc::core {
@@ -476,7 +477,12 @@ absl::Status ZarrSink::Open(const StackInfo& output, int64_t window_slices,
         std::vector<uint8_t>(
             static_cast<size_t>(Halved(output.shape.height) * Halved(output.shape.width)) * pixel));
   }
-  STACKPROC_ASSIGN_OR_RETURN(temp_, TempFolder::Make(store_, options_.temp_tag, "OME-Zarr"));
+  const bool replace = options_.overwrite && store_.Exists();
+  if (replace) {
+    STACKPROC_RETURN_IF_ERROR(CheckReplaceable(Format::kOmeZarr, store_));
+  }
+  STACKPROC_ASSIGN_OR_RETURN(temp_,
+                             TempFolder::Make(store_, options_.temp_tag, "OME-Zarr", replace));
   const std::string& display = store_.display();
   STACKPROC_RETURN_IF_ERROR(WriteText(temp_->fd(), ".zgroup", FormatZgroup(), display));
   STACKPROC_RETURN_IF_ERROR(

@@ -148,11 +148,24 @@ TEST_F(SequenceTest, ASequenceIsWrittenWholeOrNotAtAll) {
   ProcessRequest request;
   request.input_path = dir_->File("seq");
   request.ops = Ops({"invert"});
-  // An existing folder is not written into.
+  // An existing folder is not written into, nor replaced without overwrite.
   std::filesystem::create_directory(dir_->File("taken"));
   request.output_path = dir_->File("taken/");
+  request.write.overwrite = false;
   EXPECT_THAT(ProcessFile(request), StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("taken")));
   EXPECT_TRUE(std::filesystem::is_empty(dir_->File("taken")));
+  // With overwrite, a folder of planes is replaced whole; a folder holding anything else is not.
+  request.write.overwrite = true;
+  std::ofstream(dir_->File("taken/old.tif")) << "an old plane";
+  ASSERT_OK(ProcessFile(request));
+  EXPECT_FALSE(std::filesystem::exists(dir_->File("taken/old.tif")));
+  EXPECT_TRUE(std::filesystem::exists(dir_->File("taken/z0012.tif")));
+  std::filesystem::create_directory(dir_->File("notes"));
+  std::ofstream(dir_->File("notes/notes.txt")) << "keep";
+  request.output_path = dir_->File("notes/");
+  EXPECT_THAT(ProcessFile(request),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("files other than .tif")));
+  EXPECT_TRUE(std::filesystem::exists(dir_->File("notes/notes.txt")));
   // A plane that cannot be read once planes are being written (truncated after it was
   // validated): the run fails, and neither the folder nor its temporary one stays.
   std::filesystem::copy(dir_->File("seq"), dir_->File("copy"));

@@ -158,11 +158,24 @@ TEST_F(ZarrOutputTest, BadOptionsAreRefusedBeforeAnythingIsRead) {
 }
 
 TEST_F(ZarrOutputTest, AStoreIsWrittenWholeOrNotAtAll) {
-  // An existing folder is not written into.
+  // An existing folder is not written into, nor replaced without overwrite.
   std::filesystem::create_directory(dir_->File("taken.zarr"));
-  EXPECT_THAT(Process("plain.tif", "taken.zarr", {"invert"}),
+  WriteOptions keep = Write(Compression::kDefault);
+  keep.overwrite = false;
+  EXPECT_THAT(Process("plain.tif", "taken.zarr", {"invert"}, keep),
               StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("taken.zarr")));
   EXPECT_TRUE(std::filesystem::is_empty(dir_->File("taken.zarr")));
+  // With overwrite, a store is replaced whole (its pyramid level 1 goes with it); a folder that
+  // holds no Zarr metadata is not replaced.
+  ASSERT_OK(Process("plain.tif", "again.zarr", {}, Write(Compression::kDefault, {}, 1)));
+  ASSERT_OK(Process("plain.tif", "again.zarr", {"invert"}));
+  EXPECT_FALSE(std::filesystem::exists(dir_->File("again.zarr/1")));
+  EXPECT_EQ(Check("again.zarr", "plain.tif", R"({"op": "invert", "dtype": "uint16",
+      "unit": null, "scales": [[1.0, 1.0, 1.0]], "shapes": [[21, 150, 170]],
+      "chunks": [[1, 150, 170]], "compressor": {"id": "blosc"}})"),
+            0);
+  EXPECT_THAT(Process("plain.tif", "taken.zarr", {"invert"}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("no .zgroup")));
   // An input cut short once the store is being written: the run fails, and neither the store
   // nor its temporary folder stays.
   std::filesystem::copy(dir_->File("plain.tif"), dir_->File("cut.tif"));

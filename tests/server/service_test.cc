@@ -202,6 +202,20 @@ TEST_F(ServiceTest, APathJobWritesAndReadsOmeZarrBeneathTheRoot) {
   // Refused at submission: an existing store, options of another format, a path outside.
   EXPECT_THAT(client_->Submit(Request("in.tif", {"invert"}, "out.ome.zarr")),
               StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("out.ome.zarr")));
+  // With overwrite a store is replaced; a folder of something else is refused at submission.
+  v1::SubmitJobRequest again = Request("in.tif", {}, "out.ome.zarr");
+  again.mutable_spec()->mutable_output()->set_overwrite(true);
+  ASSERT_OK_AND_ASSIGN(job, client_->Submit(again));
+  ASSERT_OK_AND_ASSIGN(last, client_->Watch(job.id(), nullptr));
+  ASSERT_EQ(last.state(), v1::JOB_STATE_SUCCEEDED) << last.error().message();
+  EXPECT_FALSE(fs::exists(root_.File("out.ome.zarr/2")));
+  fs::create_directory(root_.File("results.zarr"));
+  std::ofstream(root_.File("results.zarr/notes.txt")) << "keep";
+  v1::SubmitJobRequest clobber = Request("in.tif", {}, "results.zarr");
+  clobber.mutable_spec()->mutable_output()->set_overwrite(true);
+  EXPECT_THAT(client_->Submit(clobber),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("results.zarr")));
+  EXPECT_TRUE(fs::exists(root_.File("results.zarr/notes.txt")));
   v1::SubmitJobRequest lzw = Request("in.tif", {"invert"}, "lzw.zarr");
   lzw.mutable_spec()->mutable_output()->set_compression(v1::COMPRESSION_LZW);
   EXPECT_THAT(client_->Submit(lzw),

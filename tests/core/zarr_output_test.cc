@@ -10,6 +10,7 @@
 
 #include "core/exec/formats.h"
 #include "core/exec/process_file.h"
+#include "core/exec/tiff_io.h"
 #include "core/exec/zarr_io.h"
 #include "core/stack/voxel_size.h"
 #include "tests/test_util/status_matchers.h"
@@ -191,6 +192,30 @@ TEST_F(ZarrOutputTest, AStoreIsWrittenWholeOrNotAtAll) {
   for (const auto& entry : std::filesystem::directory_iterator(dir_->path())) {
     EXPECT_THAT(entry.path().filename().string(), ::testing::Not(HasSubstr("cut.zarr")));
   }
+}
+
+TEST(ZarrPlanTest, TheZChunksHeldOnBothSidesAreCountedInThePlan) {
+  TempDir dir;
+  ASSERT_OK(WriteTiff(dir.File("in.tif"),
+                      ::stackproc::testing::MakeStack({40, 64, 64}, PixelType::kUint16)));
+  ProcessRequest write;
+  write.input_path = dir.File("in.tif");
+  write.output_path = dir.File("in.zarr");
+  write.write.chunks = {{16, 64, 64}};
+  ASSERT_OK(ProcessFile(write));
+
+  ProcessRequest request;
+  request.input_path = dir.File("in.zarr");
+  request.output_path = dir.File("out.zarr");
+  request.ops = Ops({"invert"});
+  request.write.chunks = {{8, 64, 64}};
+  constexpr uint64_t kSlice = 64 * 64 * 2;
+  request.window_bytes = 3 * kSlice + 100;
+  ASSERT_OK_AND_ASSIGN(ProcessPlan plan, PlanProcess(request, 4));
+  EXPECT_EQ(plan.mode, ProcessMode::kStreaming);
+  // In place: 3 slices in flight, one each; 4 threads' intermediate slice; the source's
+  // z-chunks of 16 that 3 slices in flight can fall in (2); the sink's z-chunk of 8, gathered.
+  EXPECT_EQ(plan.memory_bytes, 3 * kSlice + 4 * kSlice + 2 * 16 * kSlice + 8 * kSlice);
 }
 
 TEST(ZarrSweepTest, WhatAKilledWriteLeftIsRemovedFoldersAndAll) {

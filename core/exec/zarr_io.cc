@@ -101,6 +101,15 @@ absl::StatusOr<UniqueFd> MakeFolder(int dir, const std::string& name, const std:
   return fd;
 }
 
+absl::StatusOr<UniqueFd> OpenAt(int dir, const std::string& name, const std::string& display) {
+  UniqueFd fd(::openat(dir, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(display, "/", name, ": cannot open it: ", std::strerror(errno)));
+  }
+  return fd;
+}
+
 // Writes `bytes` to `name` in `dir` under a temporary name (".NAME.part"), then renames it:
 // a reader of the store sees a chunk whole or not at all.
 absl::Status WriteFileAt(int dir, const std::string& name, const void* bytes, size_t size,
@@ -393,8 +402,8 @@ struct ZarrSink::Level {
   int64_t chunk_depth() const { return meta.chunks[0]; }
 };
 
-ZarrSink::ZarrSink(OutputTarget store, WriteOptions options)
-    : store_(std::move(store)), options_(std::move(options)) {}
+ZarrSink::ZarrSink(OutputTarget store, WriteOptions options, std::optional<ZarrRegion> region)
+    : store_(std::move(store)), options_(std::move(options)), region_(region) {}
 
 ZarrSink::~ZarrSink() = default;
 
@@ -411,10 +420,7 @@ SinkTraits ZarrSink::TraitsFor(const WriteOptions& options) {
   return {.held_slices = held};
 }
 
-absl::Status ZarrSink::Open(const StackInfo& output, int64_t window_slices,
-                            std::function<void(int64_t)> release) {
-  (void)release;
-  STACKPROC_ASSIGN_OR_RETURN(codec_, ZarrCodecFor(options_.compression));
+absl::StatusOr<NgffImage> ZarrSink::PlanLevels(const StackInfo& output) {
   const int pyramid = options_.pyramid_levels;
   if (pyramid < 0 || pyramid > kMaxPyramidLevels) {
     return absl::InvalidArgumentError(
@@ -471,12 +477,31 @@ absl::Status ZarrSink::Open(const StackInfo& output, int64_t window_slices,
     image.levels.push_back({level->path, scale});
     levels_.push_back(std::move(level));
   }
-  if (pyramid > 0) {
+  return image;
+}
+
+absl::Status ZarrSink::Open(const StackInfo& output, int64_t window_slices,
+                            std::function<void(int64_t)> release) {
+  (void)release;
+  STACKPROC_ASSIGN_OR_RETURN(codec_, ZarrCodecFor(options_.compression));
+  StackInfo whole = output;
+  if (region_) {
+    if (region_->z_begin < 0 || region_->z_begin + output.shape.depth > region_->depth) {
+      return absl::InvalidArgumentError(absl::StrCat("slices ", region_->z_begin, "-",
+                                                     region_->z_begin + output.shape.depth - 1,
+                                                     " are not in a stack of ", region_->depth));
+    }
+    whole.shape.depth = region_->depth;
+  }
+  STACKPROC_ASSIGN_OR_RETURN(NgffImage image, PlanLevels(whole));
+  if (levels_.size() > 1) {
+    const size_t pixel = BytesPerPixel(output.type);
     halves_.assign(
         static_cast<size_t>(std::max<int64_t>(window_slices, 1)),
         std::vector<uint8_t>(
             static_cast<size_t>(Halved(output.shape.height) * Halved(output.shape.width)) * pixel));
   }
+  if (region_) return OpenRegion(output.shape.depth);
   const bool replace = options_.overwrite && store_.Exists();
   if (replace) {
     STACKPROC_RETURN_IF_ERROR(CheckReplaceable(Format::kOmeZarr, store_));
@@ -496,11 +521,61 @@ absl::Status ZarrSink::Open(const StackInfo& output, int64_t window_slices,
   return absl::OkStatus();
 }
 
+absl::Status ZarrSink::OpenRegion(int64_t slices) {
+  const std::string& display = store_.display();
+  store_fd_ = UniqueFd(::openat(store_.dir(), store_.name().c_str(),
+                                O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!store_fd_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        display,
+        ": cannot open the store to fill (made by CreateZarrStore?): ", std::strerror(errno)));
+  }
+  // Each level's share: its slices from the first of this range, which must start a z-chunk
+  // (and a pair of slices, where a level halves z), and end one unless it ends the level.
+  int64_t begin = region_->z_begin;
+  int64_t end = region_->z_begin + slices;
+  for (size_t k = 0; k < levels_.size(); ++k) {
+    Level& level = *levels_[k];
+    if (level.halves_z) {
+      if (begin % 2 != 0 || (end % 2 != 0 && end != levels_[k - 1]->shape.depth)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("slices ", region_->z_begin, "-", region_->z_begin + slices - 1,
+                         ": level ", k, " pairs slices, and the range splits a pair"));
+      }
+      level.received = begin;
+      begin /= 2;
+      end = Halved(end);
+    }
+    const int64_t depth = level.chunk_depth();
+    if (begin % depth != 0 || (end % depth != 0 && end != level.shape.depth)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("slices ", region_->z_begin, "-", region_->z_begin + slices - 1,
+                       " do not fill whole z-chunks of level ", k, " (", depth, " slices each)"));
+    }
+    if (!level.halves_z && k > 0) level.received = begin;
+    level.appended = begin;
+    // The store must be the one this sink would make: the same stack, chunks and codec.
+    STACKPROC_ASSIGN_OR_RETURN(level.dir, MakeFolder(store_fd_.get(), level.path, display));
+    STACKPROC_ASSIGN_OR_RETURN(UniqueFd zarray,
+                               OpenAt(level.dir.get(), ".zarray", display + "/" + level.path));
+    STACKPROC_ASSIGN_OR_RETURN(InputFile file, InputFile::Adopt(std::move(zarray), display));
+    STACKPROC_ASSIGN_OR_RETURN(std::vector<uint8_t> text, ReadAll(file, kMaxMetadataBytes));
+    if (std::string(text.begin(), text.end()) != FormatZarray(level.meta)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(display, "/", level.path,
+                       "/.zarray: made for another stack, chunks or codec than "
+                       "this range's"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ZarrSink::Encode(int64_t z, const uint8_t* data) {
   const Level& finest = *levels_.front();
   if (finest.chunk_depth() == 1) {
+    const int64_t first = region_ ? region_->z_begin : 0;
     STACKPROC_RETURN_IF_ERROR(
-        WriteChunkRow(*levels_.front(), z, data, /*slices=*/1, /*parallel=*/false));
+        WriteChunkRow(*levels_.front(), first + z, data, /*slices=*/1, /*parallel=*/false));
   }
   if (levels_.size() > 1) {
     HalveSlice(finest.meta.type, data, finest.shape.height, finest.shape.width,
@@ -607,6 +682,21 @@ absl::Status ZarrSink::WriteChunkRow(Level& level, int64_t zc, const uint8_t* sl
   return first.Take();
 }
 
-absl::Status ZarrSink::Close() { return temp_->Commit(options_.sync); }
+absl::Status ZarrSink::Close() {
+  if (!region_) return temp_->Commit(options_.sync);
+  // A range's chunks are in place, each renamed as it was written: sync them.
+  if (options_.sync && ::syncfs(store_fd_.get()) != 0) {
+    return absl::InternalError(
+        absl::StrCat(store_.display(), ": cannot sync its chunks: ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CreateZarrStore(const OutputTarget& store, const StackInfo& output,
+                             const WriteOptions& options) {
+  ZarrSink sink(store, options);
+  STACKPROC_RETURN_IF_ERROR(sink.Open(output, /*window_slices=*/1, nullptr));
+  return sink.Close();
+}
 
 }  // namespace stackproc::core

@@ -88,10 +88,22 @@ absl::StatusOr<ZarrCodec> ZarrCodecFor(Compression compression);
 // The most levels a pyramid may have below full resolution.
 inline constexpr int kMaxPyramidLevels = 8;
 
+// A z-range of a stack, written by one of several processes into one store (the shards of a
+// job spread over a cluster): CreateZarrStore makes the store (metadata, no chunks), then each
+// process runs a ZarrSink with its range, and the store is whole when the last one ends, with
+// no assembly step. A range must start and end on z-chunks of every level (and on pairs of
+// slices where a pyramid level halves z), except that the last may end with the stack.
+struct ZarrRegion {
+  int64_t depth = 0;    // of the whole stack
+  int64_t z_begin = 0;  // the stack's slice that is this sink's slice 0
+};
+
 class ZarrSink final : public SliceSink {
  public:
-  // `store`: the store's folder (its parent open, its name), which must not exist yet.
-  ZarrSink(OutputTarget store, WriteOptions options);
+  // `store`: the store's folder (its parent open, its name), which must not exist yet (unless
+  // options.overwrite: then it is replaced when complete). With `region`: the store that
+  // CreateZarrStore made for the whole stack, whose chunks of the range this sink writes.
+  ZarrSink(OutputTarget store, WriteOptions options, std::optional<ZarrRegion> region = {});
   ~ZarrSink() override;
 
   // What a sink written with `options` holds (for the plan, before there is a sink).
@@ -107,7 +119,10 @@ class ZarrSink final : public SliceSink {
 
  private:
   struct Level;
-  absl::Status WriteMetadata(const StackInfo& output);
+  // The levels of a store of `output` (shapes, chunks, which halve z) and its NGFF image.
+  absl::StatusOr<NgffImage> PlanLevels(const StackInfo& output);
+  // A region's store: opened, checked against the plan, each level's first slice set.
+  absl::Status OpenRegion(int64_t slices);
   // Slice `slice` of level k, in order: gathered, written when its z-chunk is whole; then
   // carried to level k + 1 (halved in y and x, paired in z where that level halves z).
   absl::Status Append(size_t k, const uint8_t* slice);
@@ -117,10 +132,17 @@ class ZarrSink final : public SliceSink {
 
   const OutputTarget store_;
   const WriteOptions options_;
+  const std::optional<ZarrRegion> region_;
+  UniqueFd store_fd_;  // a region's store
   ZarrCodec codec_;
   std::vector<std::unique_ptr<Level>> levels_;
   std::vector<std::vector<uint8_t>> halves_;  // per slot: slice z halved for level 1
   std::optional<TempFolder> temp_;            // the store, while it is written
 };
+
+// Makes the store of `output` (the whole stack) at `store`, with its metadata and no chunks,
+// for ZarrSinks of regions to fill; written under a temporary name and renamed, like any store.
+absl::Status CreateZarrStore(const OutputTarget& store, const StackInfo& output,
+                             const WriteOptions& options);
 
 }  // namespace stackproc::core

@@ -10,6 +10,7 @@
 
 #include "core/exec/formats.h"
 #include "core/exec/process_file.h"
+#include "core/exec/stack_io.h"
 #include "core/exec/tiff_io.h"
 #include "core/exec/zarr_io.h"
 #include "core/stack/voxel_size.h"
@@ -192,6 +193,63 @@ TEST_F(ZarrOutputTest, AStoreIsWrittenWholeOrNotAtAll) {
   for (const auto& entry : std::filesystem::directory_iterator(dir_->path())) {
     EXPECT_THAT(entry.path().filename().string(), ::testing::Not(HasSubstr("cut.zarr")));
   }
+}
+
+// The slices [begin, end) of `stack` as a stack of their own, with its metadata.
+Stack Slices(const Stack& stack, int64_t begin, int64_t end) {
+  Stack part =
+      Stack::Allocate({end - begin, stack.shape().height, stack.shape().width}, stack.pixel_type())
+          .value();
+  std::memcpy(part.data(), stack.slice_data(begin), part.size_bytes());
+  part.metadata() = stack.metadata();
+  return part;
+}
+
+TEST_F(ZarrOutputTest, ZRangesWrittenApartMakeTheStoreOneRunMakes) {
+  // The shards of a cluster job: the store made once, then three ranges written by sinks of
+  // their own (as separate processes would), with no assembly: byte for byte the store that one
+  // run writes. Chunks of 2 slices and 2 levels that halve z: ranges start on multiples of 8.
+  const WriteOptions options = Write(Compression::kDefault, {{2, 64, 64}}, 2);
+  std::filesystem::create_directories(dir_->File("one"));
+  std::filesystem::create_directories(dir_->File("shards"));
+  ASSERT_OK(Process("plain.tif", "one/out.zarr", {"invert"}, options));
+
+  ASSERT_OK_AND_ASSIGN(Stack input, ReadTiff(dir_->File("plain.tif")));
+  ASSERT_OK_AND_ASSIGN(Pipeline invert, Pipeline::Parse({"invert"}));
+  ASSERT_OK_AND_ASSIGN(OutputTarget store, OutputTarget::ForPath(dir_->File("shards/out.zarr")));
+  StackSource whole(input);
+  ASSERT_OK(CreateZarrStore(store, whole.info(), options));
+  const auto shard = [&](int64_t begin, int64_t end) {
+    StackSource part(Slices(input, begin, end), /*writable=*/false);
+    ZarrSink sink(store, options, ZarrRegion{input.depth(), begin});
+    return core::Run(part, invert, sink);
+  };
+  ASSERT_OK(shard(16, 21));  // in any order
+  ASSERT_OK(shard(0, 8));
+  ASSERT_OK(shard(8, 16));
+  EXPECT_EQ(RunCommand(absl::StrCat("diff -r ", dir_->File("one/out.zarr"), " ",
+                                    dir_->File("shards/out.zarr"))),
+            0);
+
+  // A range that splits a z-chunk or a pair, or a store made for other chunks, is refused
+  // before anything is written.
+  EXPECT_THAT(shard(0, 5), StatusIs(absl::StatusCode::kInvalidArgument,
+                                    HasSubstr("z-chunks of level 0 (2 slices each)")));
+  // Slices 2-7 are whole z-chunks of level 0, but level 1's 1-3 split its z-chunk 0-1.
+  EXPECT_THAT(shard(2, 8), StatusIs(absl::StatusCode::kInvalidArgument,
+                                    HasSubstr("z-chunks of level 1 (2 slices each)")));
+  // Single-slice chunks: a range must still not split a pair that level 1 averages.
+  ASSERT_OK_AND_ASSIGN(OutputTarget flat, OutputTarget::ForPath(dir_->File("shards/flat.zarr")));
+  const WriteOptions pyramid = Write(Compression::kDefault, {}, 1);
+  ASSERT_OK(CreateZarrStore(flat, whole.info(), pyramid));
+  StackSource odd(Slices(input, 1, 8), /*writable=*/false);
+  ZarrSink split(flat, pyramid, ZarrRegion{input.depth(), 1});
+  EXPECT_THAT(core::Run(odd, invert, split),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("splits a pair")));
+  StackSource part(Slices(input, 0, 8), /*writable=*/false);
+  ZarrSink other(store, Write(Compression::kDefault, {{4, 64, 64}}, 2), ZarrRegion{21, 0});
+  EXPECT_THAT(core::Run(part, invert, other),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("0/.zarray")));
 }
 
 TEST(ZarrPlanTest, TheZChunksHeldOnBothSidesAreCountedInThePlan) {

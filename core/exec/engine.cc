@@ -60,10 +60,11 @@ WindowPlan PlanWindow(const std::vector<SliceFormat>& formats, int64_t depth, ui
   uint64_t scratch = 0;  // per thread: one intermediate slice per step
   for (size_t i = 1; i < formats.size(); ++i) scratch += formats[i].bytes();
   // A chunked source holds the z-chunks the window's slices fall in: at most one more than
-  // the window spans.
+  // the window spans, and no more than the stack has.
   const int64_t chunk = std::max<int64_t>(source.chunk_slices, 1);
-  const uint64_t chunks =
-      chunk > 1 ? static_cast<uint64_t>(((plan.window_slices - 1) / chunk + 2) * chunk) * in : 0;
+  const int64_t held_chunks = std::min((plan.window_slices - 1) / chunk + 2,
+                                       (std::max<int64_t>(depth, 1) + chunk - 1) / chunk);
+  const uint64_t chunks = chunk > 1 ? static_cast<uint64_t>(held_chunks * chunk) * in : 0;
   plan.memory_bytes = static_cast<uint64_t>(plan.window_slices) * slot + fed +
                       scratch * static_cast<uint64_t>(concurrency) + chunks +
                       static_cast<uint64_t>(std::max<int64_t>(sink.held_slices, 0)) * out;

@@ -68,6 +68,13 @@ absl::StatusOr<ProcessPlan> PlanProcess(const ProcessRequest& request, int concu
     sink = OutputTraits(output, request.write);
   }
   STACKPROC_ASSIGN_OR_RETURN(plan.source, OpenRequestInput(request));
+  if (request.z_range) {
+    if (plan.pipeline.NeedsWholeStack()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          plan.pipeline.ToString(), " needs the whole stack: it cannot run on a z-range"));
+    }
+    STACKPROC_ASSIGN_OR_RETURN(plan.source, ZRangeSource::Create(plan.source, *request.z_range));
+  }
   plan.input = plan.source->info();
   const SliceFormat format{static_cast<int>(plan.input.shape.height),
                            static_cast<int>(plan.input.shape.width), plan.input.type};

@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "core/exec/engine.h"
+#include "core/exec/shards.h"
 #include "core/pipeline/pipeline.h"
 #include "core/tiff/tiff_reader.h"
 #include "core/tiff/tiff_writer.h"
@@ -38,6 +39,8 @@ struct ProcessRequest {
   // Where the output goes, its directory already open (e.g. resolved beneath a data root);
   // output_path then only names it in messages. Unset: output_path's directory is opened.
   std::optional<OutputTarget> output_target;
+  // Only these slices of the input (a shard of a job cut in z-ranges: shards.h).
+  std::optional<ZRange> z_range;
   std::vector<OpSpec> ops;  // ParseOpSpecs reads the text form ("gaussian:ksize=5")
   WriteOptions write;       // compression, overwrite, sync; OME-Zarr chunks and pyramid
   TiffLimits limits;

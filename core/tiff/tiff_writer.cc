@@ -71,6 +71,7 @@ void SetPageTags(TIFF* tif, const StackShape& shape, PixelType type, const Stack
   TIFFSetField(tif, TIFFTAG_ROWSPERSTRIP, rows_per_strip);
   TIFFSetField(tif, TIFFTAG_COMPRESSION, compression);
   if (compression != COMPRESSION_NONE) {
+    // As predictor() says.
     TIFFSetField(tif, TIFFTAG_PREDICTOR,
                  type == PixelType::kFloat32 ? PREDICTOR_FLOATINGPOINT : PREDICTOR_HORIZONTAL);
   }
@@ -90,6 +91,19 @@ void SetPageTags(TIFF* tif, const StackShape& shape, PixelType type, const Stack
 }
 
 }  // namespace
+
+std::optional<Compression> CompressionOfTag(uint16_t tag) {
+  for (Compression c : {Compression::kNone, Compression::kDeflate, Compression::kZstd,
+                        Compression::kLzw}) {
+    if (TiffCompression(c) == tag) return c;
+  }
+  return std::nullopt;
+}
+
+uint16_t TiffPageWriter::predictor() const {
+  if (options_.compression == Compression::kNone) return PREDICTOR_NONE;
+  return type_ == PixelType::kFloat32 ? PREDICTOR_FLOATINGPOINT : PREDICTOR_HORIZONTAL;
+}
 
 absl::string_view CompressionName(Compression compression) {
   switch (compression) {

@@ -35,6 +35,9 @@ inline constexpr Compression kAllCompressions[] = {Compression::kDefault, Compre
 absl::string_view CompressionName(Compression compression);
 absl::StatusOr<Compression> ParseCompression(absl::string_view name);
 
+// The compression a TIFF Compression tag names, among those the writer writes; nullopt else.
+std::optional<Compression> CompressionOfTag(uint16_t tag);
+
 struct WriteOptions {
   Compression compression = Compression::kDefault;
   // Pixel data above this many bytes is written as BigTIFF (classic TIFF offsets end at 4 GiB;
@@ -97,6 +100,10 @@ class TiffPageWriter {
   size_t slice_bytes() const { return slice_bytes_; }
   bool compressed() const { return options_.compression != Compression::kNone; }
   int64_t pages_written() const { return next_page_; }
+  // The rows of each strip, and the Predictor tag of compressed pages: how this writer lays a
+  // page out (AssembleTiff copies strips only between files laid out alike).
+  uint32_t rows_per_strip() const { return rows_per_strip_; }
+  uint16_t predictor() const;
   // Flushes, syncs and renames into place; FailedPrecondition unless every page was written.
   absl::Status Commit();
 

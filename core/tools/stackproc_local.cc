@@ -6,6 +6,8 @@
 //   stackproc-local generate OUT [--shape 64x512x512] [--type uint16] [--seed 1] [write flags]
 //   stackproc-local run --input IN --op SPEC [--op SPEC ...] --output OUT [write flags]
 //                       [--threads N] [--mode auto|in-memory|streaming] [--window-mib N]
+//                       [--z-range A:B | --shards N [--shard I]]
+//   stackproc-local assemble --output OUT.tif SHARD.tif...
 #include <tbb/task_arena.h>
 #include <unistd.h>
 
@@ -21,6 +23,7 @@
 #include "core/base/status_macros.h"
 #include "core/exec/formats.h"
 #include "core/exec/process_file.h"
+#include "core/exec/shards.h"
 #include "core/exec/tiff_io.h"
 #include "core/pipeline/operation_registry.h"
 #include "core/tools/cli_args.h"
@@ -37,7 +40,11 @@ constexpr char kUsage[] =
     "                      [--compression C] [--chunks DxHxW] [--pyramid N]\n"
     "  stackproc-local run --input IN --op SPEC [--op SPEC ...] --output OUT\n"
     "                      [--compression C] [--chunks DxHxW] [--pyramid N] [--threads N]\n"
-    "                      [--mode auto|in-memory|streaming] [--window-mib N]\n";
+    "                      [--mode auto|in-memory|streaming] [--window-mib N]\n"
+    "                      [--z-range A:B | --shards N [--shard I]]   only slices A..B-1, or\n"
+    "                      shard I of N (I: --shard, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX)\n"
+    "  stackproc-local assemble --output OUT.tif SHARD.tif...   TIFF shards, in order, into one\n"
+    "                      (their compressed strips copied as they are)\n";
 
 using Args = CliArgs;
 
@@ -60,6 +67,20 @@ absl::Status ListFormats() {
                  FormatName(f.format), f.named, f.reads, f.writes, f.compressions);
     if (!f.options.empty()) absl::PrintF("  options %s\n", f.options);
   }
+  return absl::OkStatus();
+}
+
+// Puts the TIFF shards of a job cut in z-ranges together, their strips copied as they are.
+absl::Status Assemble(const Args& args) {
+  const std::string output = args.Get("output");
+  if (output.empty() || args.positional.empty()) {
+    return absl::InvalidArgumentError("assemble needs --output OUT.tif and the shards, in order");
+  }
+  STACKPROC_ASSIGN_OR_RETURN(OutputTarget target, OutputTarget::ForPath(output));
+  const absl::Time start = absl::Now();
+  STACKPROC_RETURN_IF_ERROR(AssembleTiff(LocalFiles(), args.positional, target, WriteOptions{}));
+  absl::PrintF("assembled %s from %d shards in %.2fs\n", output, args.positional.size(),
+               absl::ToDoubleSeconds(absl::Now() - start));
   return absl::OkStatus();
 }
 
@@ -103,6 +124,27 @@ void ShowProgress(const Progress& p, bool terminal) {
   }
 }
 
+// The slices a run takes: --z-range A:B, or shard I of --shards N, I from --shard or else the
+// index a job array gives its task (SLURM_ARRAY_TASK_ID; Kubernetes' JOB_COMPLETION_INDEX).
+absl::StatusOr<std::optional<ZRange>> RangeOf(const Args& args, const std::string& input) {
+  if (args.Has("z-range")) {
+    if (args.Has("shards")) return absl::InvalidArgumentError("--z-range or --shards, not both");
+    return ParseZRange(args.Get("z-range"));
+  }
+  if (!args.Has("shards")) return std::nullopt;
+  int64_t shards = 0;
+  int64_t index = -1;
+  const std::string shard = args.Get("shard", "", "SLURM_ARRAY_TASK_ID");
+  const std::string which = shard.empty() ? args.Get("shard", "", "JOB_COMPLETION_INDEX") : shard;
+  if (!absl::SimpleAtoi(args.Get("shards"), &shards) || !absl::SimpleAtoi(which, &index)) {
+    return absl::InvalidArgumentError(
+        "--shards N needs a shard index: --shard I, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX");
+  }
+  static const LocalFiles kLocal;
+  STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<SliceSource> source, OpenInput(kLocal, input));
+  return ShardRange(source->info().shape.depth, shards, index);
+}
+
 absl::Status Run(const Args& args) {
   ProcessRequest request;
   request.input_path = args.Get("input");
@@ -111,6 +153,7 @@ absl::Status Run(const Args& args) {
   if (request.input_path.empty() || request.output_path.empty()) {
     return absl::InvalidArgumentError("run needs --input and --output");
   }
+  STACKPROC_ASSIGN_OR_RETURN(request.z_range, RangeOf(args, request.input_path));
   STACKPROC_RETURN_IF_ERROR(ParseWriteFlags(args, request.write));
   int threads = tbb::task_arena::automatic;
   if (std::string t = args.Get("threads");
@@ -168,6 +211,8 @@ int Main(int argc, char** argv) {
       status = ListOps();
     } else if (command == "formats") {
       status = ListFormats();
+    } else if (command == "assemble") {
+      status = Assemble(*args);
     } else if (command == "generate") {
       status = Generate(*args);
     } else if (command == "run") {

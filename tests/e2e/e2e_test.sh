@@ -98,6 +98,17 @@ if err=$("$cli" process "$work/data/in.tif" -o "$work/bad.tif" --op invert --chu
 fi
 has "OME-Zarr outputs" "$err" || fail "chunks error: $err"
 
+# A job cut in 4 z-ranges as a job array runs it (the index from SLURM_ARRAY_TASK_ID, and from
+# Kubernetes' JOB_COMPLETION_INDEX), the shards assembled: the bytes of the one-run file.
+for i in 0 1 2 3; do
+  if ((i % 2)); then index=(env JOB_COMPLETION_INDEX=$i); else index=(env SLURM_ARRAY_TASK_ID=$i); fi
+  "${index[@]}" "$local_tool" run --input "$work/data/in.tif" --op gaussian:ksize=5 \
+    --op resize:scale=0.5 --shards 4 --output "$work/part$i.tif" >/dev/null 2>&1 || fail "shard $i"
+done
+has "from 4 shards" "$("$local_tool" assemble --output "$work/assembled.tif" "$work"/part{0,1,2,3}.tif)" \
+  || fail "assemble"
+cmp "$work/assembled.tif" "$work/ref.tif" || fail "assembled shards differ from the one-run file"
+
 # In memory, then download; status and list; errors exit non-zero with one line.
 job=$("$cli" submit --input in.tif --op invert --in-memory)
 "$cli" watch "$job" >/dev/null || fail "watch"

@@ -1,0 +1,163 @@
+#include "core/exec/shards.h"
+
+#include <tiffio.h>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "core/base/cancel.h"
+#include "core/base/status_macros.h"
+#include "core/tiff/tiff_handle.h"
+#include "core/tiff/tiff_reader.h"
+
+namespace stackproc::core {
+
+absl::StatusOr<ZRange> ParseZRange(absl::string_view text) {
+  std::vector<absl::string_view> parts = absl::StrSplit(text, ':');
+  ZRange range;
+  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &range.begin) ||
+      !absl::SimpleAtoi(parts[1], &range.end) || range.begin < 0 || range.end <= range.begin) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", text, "\" is not a z-range A:B (slices A to B-1, A < B)"));
+  }
+  return range;
+}
+
+absl::StatusOr<ZRange> ShardRange(int64_t depth, int64_t shards, int64_t index, int64_t align) {
+  align = std::max<int64_t>(align, 1);
+  const int64_t pieces = (depth + align - 1) / align;
+  if (shards < 1 || index < 0 || index >= shards) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("shard ", index, " of ", shards, ": the index must be 0 to shards - 1"));
+  }
+  if (shards > pieces) {
+    return absl::InvalidArgumentError(absl::StrCat(shards, " shards of ", depth, " slices in ",
+                                                   pieces, " pieces of ", align,
+                                                   ": at most one shard per piece"));
+  }
+  // The first (pieces % shards) shards take one piece more.
+  const int64_t base = pieces / shards;
+  const int64_t extra = pieces % shards;
+  const int64_t first = index * base + std::min(index, extra);
+  const int64_t count = base + (index < extra ? 1 : 0);
+  return ZRange{first * align, std::min((first + count) * align, depth)};
+}
+
+absl::StatusOr<std::unique_ptr<ZRangeSource>> ZRangeSource::Create(
+    std::shared_ptr<SliceSource> source, ZRange range) {
+  const StackInfo& whole = source->info();
+  if (range.begin < 0 || range.end <= range.begin || range.end > whole.shape.depth) {
+    return absl::InvalidArgumentError(absl::StrCat("slices ", range.begin, " to ", range.end - 1,
+                                                   " are not in a stack of ", whole.shape.depth));
+  }
+  StackInfo info = whole;
+  info.shape.depth = range.size();
+  info.metadata = UpdateMetadata(whole.metadata, info.shape, whole.type, whole.type, {});
+  return std::unique_ptr<ZRangeSource>(new ZRangeSource(std::move(source), range, std::move(info)));
+}
+
+namespace {
+
+struct Shard {
+  std::string path;
+  InputFile file;
+  TiffInfo info;
+};
+
+absl::Status NotLaidOutAlike(const std::string& path, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      path, ": ", what, "; shards are assembled only as stackproc writes them (run them again)"));
+}
+
+// Copies page `page` of `shard` into `writer`: its strips, read raw. (Uncompressed pages are
+// read as pages: libtiff cuts their strips into pieces of about 8 KiB as it reads them.)
+absl::Status CopyPage(const Shard& shard, TiffHandle& handle, int64_t page, TiffPageWriter& writer,
+                      TiffPageWriter::EncodedPage& encoded, std::vector<uint8_t>& buffer) {
+  if (!writer.compressed()) {
+    buffer.resize(writer.slice_bytes());
+    STACKPROC_RETURN_IF_ERROR(ReadTiffPage(shard.file, shard.info, page, buffer.data()));
+    return writer.WritePage(buffer.data());
+  }
+  TIFF* tif = handle.get();
+  if (!TIFFSetSubDirectory(tif, shard.info.page_offsets[static_cast<size_t>(page)])) {
+    return absl::DataLossError(absl::StrCat(shard.path, ": page ", page, ": ", handle.TakeError()));
+  }
+  uint32_t rows = 0;
+  uint16_t predictor = PREDICTOR_NONE;
+  TIFFGetFieldDefaulted(tif, TIFFTAG_ROWSPERSTRIP, &rows);
+  TIFFGetFieldDefaulted(tif, TIFFTAG_PREDICTOR, &predictor);
+  if (TIFFIsTiled(tif) || rows != writer.rows_per_strip() || predictor != writer.predictor()) {
+    return NotLaidOutAlike(shard.path, absl::StrCat("page ", page, " has ", rows,
+                                                    " rows a strip and predictor ", predictor));
+  }
+  const uint32_t strips = TIFFNumberOfStrips(tif);
+  encoded.strips.resize(strips);
+  for (uint32_t s = 0; s < strips; ++s) {
+    const uint64_t size = TIFFRawStripSize64(tif, s);
+    if (size == 0 || size > uint64_t{1} << 32) {
+      return absl::DataLossError(
+          absl::StrCat(shard.path, ": page ", page, " strip ", s, ": implausible size ", size));
+    }
+    std::vector<uint8_t>& bytes = encoded.strips[s];
+    bytes.resize(size);
+    if (TIFFReadRawStrip(tif, s, bytes.data(), static_cast<tmsize_t>(size)) !=
+        static_cast<tmsize_t>(size)) {
+      return absl::DataLossError(
+          absl::StrCat(shard.path, ": page ", page, " strip ", s, ": ", handle.TakeError()));
+    }
+  }
+  encoded.encoded = true;
+  return writer.WriteEncoded(encoded);
+}
+
+}  // namespace
+
+absl::Status AssembleTiff(const Files& files, const std::vector<std::string>& shards,
+                          const OutputTarget& target, WriteOptions options) {
+  if (shards.empty()) return absl::InvalidArgumentError("no shards to assemble");
+  std::vector<Shard> parts;
+  StackShape shape;
+  for (const std::string& path : shards) {
+    STACKPROC_ASSIGN_OR_RETURN(InputFile file, files.Input(path));
+    STACKPROC_ASSIGN_OR_RETURN(TiffInfo info, ProbeTiff(file));
+    if (!parts.empty()) {
+      const TiffInfo& first = parts.front().info;
+      if (info.shape.height != first.shape.height || info.shape.width != first.shape.width ||
+          info.pixel_type != first.pixel_type || info.compression != first.compression) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            path, ": ", info.shape.width, "x", info.shape.height, " ",
+            PixelTypeName(info.pixel_type), " compression ", info.compression, " differs from ",
+            parts.front().path, " (", first.shape.width, "x", first.shape.height, " ",
+            PixelTypeName(first.pixel_type), " compression ", first.compression, ")"));
+      }
+    }
+    if (info.contiguous_planes_at || info.tiled) {
+      return NotLaidOutAlike(path, "an ImageJ raw stack or a tiled file");
+    }
+    shape = {shape.depth + info.shape.depth, info.shape.height, info.shape.width};
+    parts.push_back({path, std::move(file), std::move(info)});
+  }
+  const TiffInfo& first = parts.front().info;
+  const std::optional<Compression> compression = CompressionOfTag(first.compression);
+  if (!compression) return NotLaidOutAlike(parts.front().path, "a compression it does not write");
+  options.compression = *compression;
+  const StackMetadata metadata =
+      UpdateMetadata(first.metadata, shape, first.pixel_type, first.pixel_type, {});
+  STACKPROC_ASSIGN_OR_RETURN(
+      std::unique_ptr<TiffPageWriter> writer,
+      TiffPageWriter::Create(target, shape, first.pixel_type, metadata, options));
+  TiffPageWriter::EncodedPage encoded;
+  std::vector<uint8_t> buffer;
+  for (const Shard& shard : parts) {
+    STACKPROC_ASSIGN_OR_RETURN(TiffHandle handle, TiffHandle::OpenRead(shard.file));
+    for (int64_t page = 0; page < shard.info.shape.depth; ++page) {
+      if (IsCancelled(options.cancel)) {
+        return absl::CancelledError("assembly cancelled");
+      }
+      STACKPROC_RETURN_IF_ERROR(CopyPage(shard, handle, page, *writer, encoded, buffer));
+    }
+  }
+  return writer->Commit();
+}
+
+}  // namespace stackproc::core

@@ -1,0 +1,79 @@
+// A job's slices cut into z-ranges ("shards") that run apart (the tasks of a cluster's job
+// array), and their pieces put back together:
+//
+//   ShardRange       which slices shard i of n runs
+//   ZRangeSource     those slices of any source, as a stack of their own
+//   AssembleTiff     TIFF shards into one TIFF, their compressed strips copied as they are
+//
+// (OME-Zarr shards need no assembly: ranges aligned to chunks fill one store, zarr_io.h.)
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/base/file.h"
+#include "core/exec/engine.h"
+#include "core/tiff/tiff_writer.h"
+
+namespace stackproc::core {
+
+// Slices [begin, end) of a stack.
+struct ZRange {
+  int64_t begin = 0;
+  int64_t end = 0;
+  int64_t size() const { return end - begin; }
+  friend bool operator==(const ZRange&, const ZRange&) = default;
+};
+
+// "A:B" (slices A to B-1) as a ZRange; InvalidArgument otherwise.
+absl::StatusOr<ZRange> ParseZRange(absl::string_view text);
+
+// The slices of shard `index` (0-based) of `shards` over `depth` slices: consecutive ranges, as
+// equal as whole multiples of `align` slices allow (the last takes the rest), in order.
+// InvalidArgument for an index outside [0, shards) or more shards than aligned pieces.
+absl::StatusOr<ZRange> ShardRange(int64_t depth, int64_t shards, int64_t index, int64_t align = 1);
+
+// Slices `range` of `source`, as slices 0.. of a stack of their own (its metadata's depth made
+// the range's).
+class ZRangeSource final : public SliceSource {
+ public:
+  // InvalidArgument unless `range` is a non-empty range of the source's slices.
+  static absl::StatusOr<std::unique_ptr<ZRangeSource>> Create(std::shared_ptr<SliceSource> source,
+                                                              ZRange range);
+
+  const StackInfo& info() const override { return info_; }
+  SourceTraits traits() const override { return source_->traits(); }
+  uint8_t* Lend(int64_t z) override { return source_->Lend(range_.begin + z); }
+  bool lends_writable() const override { return source_->lends_writable(); }
+  absl::Status Start(std::shared_ptr<Waker> waker, int64_t window_slices) override {
+    return source_->Start(std::move(waker), window_slices);
+  }
+  absl::StatusOr<bool> Ready(int64_t z) override { return source_->Ready(range_.begin + z); }
+  absl::Status Read(int64_t z, uint8_t* buffer) override {
+    return source_->Read(range_.begin + z, buffer);
+  }
+  void Done(int64_t z) override { source_->Done(range_.begin + z); }
+
+ private:
+  ZRangeSource(std::shared_ptr<SliceSource> source, ZRange range, StackInfo info)
+      : source_(std::move(source)), range_(range), info_(std::move(info)) {}
+
+  const std::shared_ptr<SliceSource> source_;
+  const ZRange range_;
+  const StackInfo info_;
+};
+
+// Puts TIFF shards (each the pages of one range, in order, written by stackproc with one
+// compression) together into one TIFF at `target`: each page's strips are copied as they are,
+// neither decoded nor encoded again, with the first shard's metadata, its depth made the total.
+// The result is the file one run would have written. Written like any TIFF (a temporary file
+// beside the target, synced, renamed; `options`' overwrite and temp_tag; its compression is the
+// shards'). InvalidArgument when the shards differ in size, type or compression, or were laid
+// out by another writer; the shard is named.
+absl::Status AssembleTiff(const Files& files, const std::vector<std::string>& shards,
+                          const OutputTarget& target, WriteOptions options);
+
+}  // namespace stackproc::core

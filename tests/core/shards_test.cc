@@ -1,0 +1,143 @@
+// A job cut in z-ranges: the ranges (worked out by hand), each range run on its own, and the TIFF
+// shards assembled by copying their strips: byte for byte the file one run writes, read back by
+// tifffile as one stack of every page.
+#include "core/exec/shards.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/exec/process_file.h"
+#include "core/exec/tiff_io.h"
+#include "tests/test_util/status_matchers.h"
+#include "tests/test_util/test_util.h"
+
+namespace stackproc::core {
+namespace {
+
+using ::stackproc::testing::IsOkAndHolds;
+using ::stackproc::testing::MakeStack;
+using ::stackproc::testing::Ops;
+using ::stackproc::testing::RunCommand;
+using ::stackproc::testing::StatusIs;
+using ::stackproc::testing::TempDir;
+using ::testing::HasSubstr;
+
+TEST(ShardRangeTest, RangesAreConsecutiveAndAsEqualAsTheAlignmentAllows) {
+  // 37 slices in 5: 7 each and 2 left over, given to the first two.
+  const std::vector<ZRange> five = {{0, 8}, {8, 16}, {16, 23}, {23, 30}, {30, 37}};
+  for (int64_t i = 0; i < 5; ++i) EXPECT_THAT(ShardRange(37, 5, i), IsOkAndHolds(five[i]));
+  // In whole pieces of 4 (10 pieces, the last of 1 slice) in 4: 3, 3, 2 and 2 pieces.
+  const std::vector<ZRange> aligned = {{0, 12}, {12, 24}, {24, 32}, {32, 37}};
+  for (int64_t i = 0; i < 4; ++i) EXPECT_THAT(ShardRange(37, 4, i, 4), IsOkAndHolds(aligned[i]));
+  EXPECT_THAT(ShardRange(37, 5, 5), StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+  EXPECT_THAT(ShardRange(37, 11, 0, 4),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("10 pieces")));
+  EXPECT_THAT(ParseZRange("3:9"), IsOkAndHolds(ZRange{3, 9}));
+  for (const char* bad : {"9:3", "3", "a:b", "-1:4", "3:3"}) {
+    EXPECT_THAT(ParseZRange(bad), StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_))
+        << bad;
+  }
+}
+
+class AssembleTest : public ::testing::TestWithParam<std::tuple<PixelType, Compression>> {};
+
+TEST_P(AssembleTest, ShardsAssembleIntoTheFileOneRunWrites) {
+  const auto [type, compression] = GetParam();
+  TempDir dir;
+  ASSERT_OK(WriteTiff(dir.File("in.tif"), MakeStack({37, 120, 90}, type, 5)));
+  ProcessRequest request;
+  request.input_path = dir.File("in.tif");
+  request.ops = Ops({"gaussian:ksize=5", "resize:scale=0.5"});
+  request.write.compression = compression;
+  request.output_path = dir.File("whole.tif");
+  ASSERT_OK(ProcessFile(request));
+  std::vector<std::string> shards;
+  for (int64_t i = 0; i < 5; ++i) {
+    ASSERT_OK_AND_ASSIGN(request.z_range, ShardRange(37, 5, i));
+    request.output_path = dir.File(absl::StrCat("part", i, ".tif"));
+    ASSERT_OK(ProcessFile(request));
+    shards.push_back(request.output_path);
+  }
+  ASSERT_OK_AND_ASSIGN(OutputTarget target, OutputTarget::ForPath(dir.File("assembled.tif")));
+  ASSERT_OK(AssembleTiff(LocalFiles(), shards, target, WriteOptions{}));
+  EXPECT_EQ(RunCommand(absl::StrCat("cmp ", dir.File("whole.tif"), " ", dir.File("assembled.tif"))),
+            0);
+  // tifffile sees one stack of 37 pages, and the description says so.
+  EXPECT_EQ(RunCommand(absl::StrCat(STACKPROC_PYTHON, " -c '", R"(
+import sys, tifffile
+with tifffile.TiffFile(sys.argv[1]) as tif:
+    ok = len(tif.pages) == 37 and tif.imagej_metadata["images"] == 37
+    ok = ok and tifffile.imread(sys.argv[1]).shape == (37, 60, 45)
+sys.exit(0 if ok else 1))",
+                                    "' ", dir.File("assembled.tif"))),
+            0);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    TypesAndCodecs, AssembleTest,
+    ::testing::Combine(::testing::Values(PixelType::kUint8, PixelType::kUint16),
+                       ::testing::Values(Compression::kNone, Compression::kDeflate)));
+
+TEST(AssembleErrorTest, ShardsThatDoNotFitAreRefusedNamingThemAndNothingIsWritten) {
+  TempDir dir;
+  ASSERT_OK(WriteTiff(dir.File("a.tif"), MakeStack({3, 40, 30}, PixelType::kUint16)));
+  ASSERT_OK(WriteTiff(dir.File("wide.tif"), MakeStack({3, 40, 31}, PixelType::kUint16)));
+  WriteOptions deflate;
+  deflate.compression = Compression::kDeflate;
+  ASSERT_OK(
+      WriteTiff(dir.File("deflate.tif"), MakeStack({3, 40, 30}, PixelType::kUint16), deflate));
+  // Laid out by another writer (tifffile's strips): not copied blindly.
+  ASSERT_EQ(
+      RunCommand(absl::StrCat(STACKPROC_PYTHON,
+                              " -c 'import sys, numpy, tifffile; tifffile.imwrite(sys.argv[1], "
+                              "numpy.zeros((3, 40, 30), numpy.uint16), compression=\"zlib\", "
+                              "rowsperstrip=8, photometric=\"minisblack\")' ",
+                              dir.File("other.tif"))),
+      0);
+  ASSERT_OK_AND_ASSIGN(OutputTarget target, OutputTarget::ForPath(dir.File("out.tif")));
+  const auto assemble = [&](std::vector<std::string> names) {
+    for (std::string& name : names) name = dir.File(name);
+    return AssembleTiff(LocalFiles(), names, target, WriteOptions{});
+  };
+  EXPECT_THAT(assemble({"a.tif", "wide.tif"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("wide.tif")));
+  EXPECT_THAT(assemble({"a.tif", "deflate.tif"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("compression 8")));
+  EXPECT_THAT(assemble({"deflate.tif", "other.tif"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("as stackproc writes them")));
+  EXPECT_THAT(assemble({"a.tif", "missing.tif"}),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing.tif")));
+  EXPECT_THAT(assemble({}), StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+  EXPECT_FALSE(std::filesystem::exists(dir.File("out.tif")));
+}
+
+TEST(ZRangeTest, ARangeOfAnySourceRunsAloneButNotAWholeStackStep) {
+  TempDir dir;
+  const Stack input = MakeStack({12, 32, 32}, PixelType::kUint8, 3);
+  ASSERT_OK(WriteTiff(dir.File("in.tif"), input));
+  ProcessRequest request;
+  request.input_path = dir.File("in.tif");
+  request.ops = Ops({"invert"});
+  request.z_range = ZRange{4, 9};
+  ASSERT_OK_AND_ASSIGN(ProcessSummary summary, ProcessFile(request));
+  ASSERT_TRUE(summary.result.has_value());
+  ASSERT_EQ(summary.result->depth(), 5);
+  for (int64_t z = 0; z < 5; ++z) {
+    const uint8_t* in = input.slice_data(4 + z);
+    const uint8_t* out = summary.result->slice_data(z);
+    for (size_t i = 0; i < input.slice_bytes(); ++i) ASSERT_EQ(out[i], 255 - in[i]);
+  }
+  request.z_range = ZRange{4, 13};
+  EXPECT_THAT(ProcessFile(request),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not in a stack of 12")));
+  request.z_range = ZRange{0, 6};
+  request.ops = Ops({"normalize:scope=stack"});
+  EXPECT_THAT(ProcessFile(request),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("whole stack")));
+}
+
+}  // namespace
+}  // namespace stackproc::core

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Shards of a job run as a real SLURM job array (tests/slurm/cluster.sh): uint8 and uint16,
+# uncompressed and deflate, each cut in 4 z-ranges by `stackproc-local run --shards 4` with the
+# index SLURM gives each task (SLURM_ARRAY_TASK_ID), assembled, and compared byte for byte with
+# the same job run whole. A task that fails makes sbatch --wait fail, naming its log.
+# usage: shards_test.sh BUILD_DIR
+set -euo pipefail
+build=$(realpath "$1")
+here=$(dirname "$(realpath "$0")")
+tool=$build/core/stackproc-local
+work=$(mktemp -d)
+trap '"$here/cluster.sh" stop "$work/cluster" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+"$here/cluster.sh" start "$work/cluster"
+export SLURM_CONF=$work/cluster/slurm.conf
+
+variants=(uint8:none uint8:deflate uint16:none uint16:deflate)
+for v in "${variants[@]}"; do
+  type=${v%%:*}
+  "$tool" generate "$work/in-$type.tif" --shape 29x256x192 --type "$type" >/dev/null
+done
+# One array of 16 tasks: task t runs shard t % 4 of variant t / 4, on one CPU.
+cat >"$work/shard.sh" <<SCRIPT
+#!/usr/bin/env bash
+set -euo pipefail
+variants=(${variants[*]})
+v=\${variants[\$((SLURM_ARRAY_TASK_ID / 4))]}
+type=\${v%%:*}; codec=\${v##*:}
+shard=\$((SLURM_ARRAY_TASK_ID % 4))
+exec "$tool" run --input "$work/in-\$type.tif" --op gaussian:ksize=5 --op resize:scale=0.5 \\
+  --compression "\$codec" --threads 1 --shards 4 --shard "\$shard" \\
+  --output "$work/part-\$type-\$codec-\$shard.tif"
+SCRIPT
+chmod +x "$work/shard.sh"
+sbatch --wait --quiet --array=0-15 --cpus-per-task=1 --job-name=stackproc-shards \
+  --output="$work/task-%a.log" "$work/shard.sh" ||
+  fail "the array failed: $(tail -n 3 "$work"/task-*.log)"
+
+for v in "${variants[@]}"; do
+  type=${v%%:*}
+  codec=${v##*:}
+  "$tool" run --input "$work/in-$type.tif" --op gaussian:ksize=5 --op resize:scale=0.5 \
+    --compression "$codec" --output "$work/whole-$type-$codec.tif" >/dev/null 2>&1
+  "$tool" assemble --output "$work/assembled-$type-$codec.tif" \
+    "$work/part-$type-$codec-"{0,1,2,3}.tif >/dev/null || fail "assemble $v"
+  cmp "$work/whole-$type-$codec.tif" "$work/assembled-$type-$codec.tif" ||
+    fail "$v: the shards SLURM ran assemble into another file than the whole run"
+done
+echo "slurm shards: 16 tasks, 4 variants byte-equal to the whole run"

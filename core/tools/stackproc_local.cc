@@ -11,7 +11,10 @@
 #include <tbb/task_arena.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <csignal>
 #include <cstdio>
+#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
@@ -20,6 +23,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "core/base/cancel.h"
 #include "core/base/status_macros.h"
 #include "core/exec/formats.h"
 #include "core/exec/process_file.h"
@@ -43,6 +47,8 @@ constexpr char kUsage[] =
     "                      [--mode auto|in-memory|streaming] [--window-mib N]\n"
     "                      [--z-range A:B | --shards N [--shard I]]   only slices A..B-1, or\n"
     "                      shard I of N (I: --shard, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX)\n"
+    "                      [--progress-file PATH]   the progress, one line replaced as it goes\n"
+    "  SIGINT or SIGTERM stops a run between slices and removes what it wrote (exit 128+signal)\n"
     "  stackproc-local assemble --output OUT.tif SHARD.tif...   TIFF shards, in order, into one\n"
     "                      (their compressed strips copied as they are)\n";
 
@@ -70,6 +76,39 @@ absl::Status ListFormats() {
   return absl::OkStatus();
 }
 
+// SIGINT and SIGTERM (Ctrl-C; scancel, a pod deleted) cancel a run or an assembly: it stops
+// between slices and removes what it wrote, and the program exits 128 + the signal.
+CancelToken g_cancel;
+std::atomic<int> g_signal{0};
+
+extern "C" void CancelOnSignal(int signal) {
+  g_signal.store(signal);
+  g_cancel.Cancel();
+}
+
+void CancelOnSignals() {
+  struct sigaction action = {};
+  action.sa_handler = CancelOnSignal;
+  sigemptyset(&action.sa_mask);
+  ::sigaction(SIGINT, &action, nullptr);
+  ::sigaction(SIGTERM, &action, nullptr);
+}
+
+// Replaces `path` with one line, "slices_done=N slices_total=M bytes_done=B elapsed_s=S", in one
+// step (written beside it, then renamed): whoever watches the run (the server, over a shared
+// filesystem) never reads half a line.
+void WriteProgressFile(const std::string& path, const Progress& p) {
+  const std::string temp = absl::StrCat(path, ".part");
+  {
+    std::ofstream out(temp, std::ios::trunc);
+    out << "slices_done=" << p.slices_done << " slices_total=" << p.slices_total
+        << " bytes_done=" << p.bytes_done << " elapsed_s=" << absl::ToDoubleSeconds(p.elapsed)
+        << "\n";
+    if (!out) return;  // progress is best effort: the run goes on
+  }
+  std::rename(temp.c_str(), path.c_str());
+}
+
 // Puts the TIFF shards of a job cut in z-ranges together, their strips copied as they are.
 absl::Status Assemble(const Args& args) {
   const std::string output = args.Get("output");
@@ -78,7 +117,10 @@ absl::Status Assemble(const Args& args) {
   }
   STACKPROC_ASSIGN_OR_RETURN(OutputTarget target, OutputTarget::ForPath(output));
   const absl::Time start = absl::Now();
-  STACKPROC_RETURN_IF_ERROR(AssembleTiff(LocalFiles(), args.positional, target, WriteOptions{}));
+  WriteOptions options;
+  options.cancel = &g_cancel;
+  CancelOnSignals();
+  STACKPROC_RETURN_IF_ERROR(AssembleTiff(LocalFiles(), args.positional, target, options));
   absl::PrintF("assembled %s from %d shards in %.2fs\n", output, args.positional.size(),
                absl::ToDoubleSeconds(absl::Now() - start));
   return absl::OkStatus();
@@ -178,7 +220,13 @@ absl::Status Run(const Args& args) {
   tbb::task_arena arena(threads);
   request.arena = &arena;
   const bool terminal = ::isatty(STDERR_FILENO);
-  request.on_progress = [terminal](const Progress& p) { ShowProgress(p, terminal); };
+  const std::string progress_file = args.Get("progress-file");
+  request.on_progress = [terminal, progress_file](const Progress& p) {
+    ShowProgress(p, terminal);
+    if (!progress_file.empty()) WriteProgressFile(progress_file, p);
+  };
+  request.cancel = &g_cancel;
+  CancelOnSignals();
 
   STACKPROC_ASSIGN_OR_RETURN(ProcessSummary s, ProcessFile(request));
   auto rate = [](uint64_t bytes, absl::Duration d) {
@@ -223,7 +271,7 @@ int Main(int argc, char** argv) {
   }
   if (!status.ok()) {
     std::fprintf(stderr, "stackproc-local: %s\n", std::string(status.message()).c_str());
-    return 1;
+    return g_signal.load() != 0 ? 128 + g_signal.load() : 1;
   }
   return 0;
 }

@@ -2,7 +2,8 @@
 # Shards of a job run as a real SLURM job array (tests/slurm/cluster.sh): uint8 and uint16,
 # uncompressed and deflate, each cut in 4 z-ranges by `stackproc-local run --shards 4` with the
 # index SLURM gives each task (SLURM_ARRAY_TASK_ID), assembled, and compared byte for byte with
-# the same job run whole. A task that fails makes sbatch --wait fail, naming its log.
+# the same job run whole. A task that fails makes sbatch --wait fail, naming its log. Then an
+# array cancelled mid-run (scancel) leaves no output and no temporary file.
 # usage: shards_test.sh BUILD_DIR
 set -euo pipefail
 build=$(realpath "$1")
@@ -47,4 +48,29 @@ for v in "${variants[@]}"; do
   cmp "$work/whole-$type-$codec.tif" "$work/assembled-$type-$codec.tif" ||
     fail "$v: the shards SLURM ran assemble into another file than the whole run"
 done
-echo "slurm shards: 16 tasks, 4 variants byte-equal to the whole run"
+
+# scancel mid-run: each running shard gets SIGTERM, stops between slices, removes its temporary
+# file and exits; nothing is left but the progress files the shards kept while they ran.
+mkdir "$work/cancel"
+"$tool" generate "$work/slow.tif" --shape 48x1024x1024 --type uint16 >/dev/null
+cat >"$work/slow.sh" <<SCRIPT
+#!/usr/bin/env bash
+exec "$tool" run --input "$work/slow.tif" --op bilateral:d=9 --threads 1 --shards 2 \
+  --progress-file "$work/cancel/progress-\$SLURM_ARRAY_TASK_ID" \
+  --output "$work/cancel/part-\$SLURM_ARRAY_TASK_ID.tif"
+SCRIPT
+chmod +x "$work/slow.sh"
+job=$(sbatch --parsable --array=0-1 --cpus-per-task=1 --output="$work/slow-%a.log" "$work/slow.sh")
+started() {
+  for i in 0 1; do grep -q 'slices_done=[1-9]' "$work/cancel/progress-$i" 2>/dev/null || return 1; done
+}
+for _ in $(seq 600); do started && break; sleep 0.1; done
+started || fail "the shards did not start: $(squeue; tail -n 2 "$work"/slow-*.log)"
+scancel "$job"
+for _ in $(seq 600); do [[ -z "$(squeue --noheader --jobs="$job" 2>/dev/null)" ]] && break; sleep 0.1; done
+[[ -z "$(squeue --noheader --jobs="$job" 2>/dev/null)" ]] || fail "the array did not end after scancel"
+left=$(ls -A "$work/cancel" | grep -v '^progress-[01]$' || true)
+[[ -z "$left" ]] || fail "a cancelled shard left: $left"
+grep -q "cancelled at slice" "$work"/slow-0.log || fail "shard 0 was not cancelled: $(cat "$work"/slow-0.log)"
+
+echo "slurm shards: 16 tasks, 4 variants byte-equal to the whole run; scancel leaves nothing"

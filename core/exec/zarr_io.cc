@@ -174,6 +174,9 @@ absl::StatusOr<std::unique_ptr<ZarrSource>> ZarrSource::Open(const Files& files,
                                                              const std::string& path,
                                                              const TiffLimits& limits) {
   const std::string root(absl::StripSuffix(path, "/"));
+  if (!files.IsDirectory(root)) {
+    return absl::NotFoundError(absl::StrCat(root, ": no such folder (an OME-Zarr store is one)"));
+  }
   std::string array_path = root;
   VoxelSize size;
   absl::StatusOr<std::string> zarray = ReadText(files, root + "/.zarray");

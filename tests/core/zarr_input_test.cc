@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "core/exec/formats.h"
@@ -124,8 +125,11 @@ TEST_F(ZarrInputTest, BadStoresAreRefusedNamingTheFileAndNothingIsWritten) {
   EXPECT_THAT(process("plain_group.zarr"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        AllOf(HasSubstr("no \"multiscales\""), HasSubstr("arrays instead: a"))));
-  EXPECT_THAT(process("missing.zarr"), StatusIs(absl::StatusCode::kInvalidArgument,
-                                                HasSubstr("neither a .zarray nor a .zattrs")));
+  EXPECT_THAT(process("missing.zarr"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing.zarr: no such folder")));
+  std::filesystem::create_directory(dir_->File("empty.zarr"));
+  EXPECT_THAT(process("empty.zarr"), StatusIs(absl::StatusCode::kInvalidArgument,
+                                              HasSubstr("neither a .zarray nor a .zattrs")));
   // Found only as the slices are read: the chunk's file is named.
   EXPECT_THAT(process("truncated.zarr"),
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("truncated.zarr/1.1.1")));

@@ -44,7 +44,8 @@ constexpr char kUsage[] = R"(usage: stackprocd [flags]
   --tls-key FILE            ... and its PEM private key (default: plaintext)
   --tls-client-ca FILE      mutual TLS: clients need a certificate this CA signed; without a
                             token file a caller is its certificate's common name
-  --admins NAME,NAME        certificate common names that see every job
+  --admins NAME,NAME        certificate common names that see every job (needs
+                            --tls-client-ca; with a token file, mark admins there)
   --metrics-listen HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics (default: off)
   --reflection              enable gRPC server reflection
 Each flag FOO-BAR can be set by the environment variable STACKPROC_FOO_BAR.

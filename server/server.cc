@@ -37,6 +37,16 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const Serve
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
+  // --admins names certificate callers: without client certificates it would be ignored (and
+  // with tokens too, whose file marks its admins), leaving whoever set it believing otherwise.
+  if (!options.admins.empty() &&
+      (options.tls_client_ca.empty() || !options.auth_token_file.empty())) {
+    return absl::InvalidArgumentError(
+        options.tls_client_ca.empty()
+            ? "--admins names client certificates (common names): it needs --tls-client-ca"
+            : "--admins is for certificate callers; with --auth-token-file, mark admins in the "
+              "token file (NAME TOKEN admin)");
+  }
   auto server = std::unique_ptr<Server>(new Server);
   JobManagerOptions jobs = options.jobs;
   if (!options.metrics_listen.empty()) {

@@ -20,6 +20,20 @@ constexpr char kAlice[] = "alice-0123456789abcdef";
 constexpr char kBob[] = "bob-0123456789abcdef";
 constexpr char kAdmin[] = "admin-0123456789abcdef";
 
+TEST(AdminsTest, AdminsThatWouldBeIgnoredAreRefused) {
+  ::stackproc::testing::TempDir root;
+  server::ServerOptions options;
+  options.listen = "127.0.0.1:0";
+  options.jobs.data_root = root.path().string();
+  options.admins = {"alice"};
+  EXPECT_THAT(server::Server::Start(options),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("needs --tls-client-ca")));
+  options.tls_client_ca = root.File("ca.pem");
+  options.auth_token_file = root.File("tokens");
+  EXPECT_THAT(server::Server::Start(options),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("in the token file")));
+}
+
 class TokenFileTest : public ::testing::Test {
  protected:
   absl::StatusOr<server::TokenAuth> Load(const std::string& text) {

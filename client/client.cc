@@ -91,6 +91,30 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const std::string& target
       new Client(grpc::CreateChannel(target, grpc::SslCredentials(ssl)), options.token));
 }
 
+// While alive, CancelCalls cancels the call of `context` (at once, if it came first).
+class Client::CallGuard {
+ public:
+  CallGuard(Calls& calls, grpc::ClientContext& context) : calls_(calls), context_(context) {
+    std::lock_guard lock(calls_.mutex);
+    if (calls_.cancelled) context_.TryCancel();
+    calls_.active.insert(&context_);
+  }
+  ~CallGuard() {
+    std::lock_guard lock(calls_.mutex);
+    calls_.active.erase(&context_);
+  }
+
+ private:
+  Calls& calls_;
+  grpc::ClientContext& context_;
+};
+
+void Client::CancelCalls() {
+  std::lock_guard lock(calls_.mutex);
+  calls_.cancelled = true;
+  for (grpc::ClientContext* context : calls_.active) context->TryCancel();
+}
+
 void Client::Prepare(grpc::ClientContext& context) const {
   if (!token_.empty()) context.AddMetadata("authorization", absl::StrCat("Bearer ", token_));
 }
@@ -175,6 +199,7 @@ absl::StatusOr<v1::Job> Client::Watch(const std::string& job_id,
   for (int attempt = 0;; ++attempt) {
     grpc::ClientContext context;
     Prepare(context);
+    CallGuard guard(calls_, context);
     auto reader = stub_->WatchJob(&context, request);
     v1::WatchJobResponse event;
     while (reader->Read(&event)) {
@@ -199,6 +224,7 @@ absl::StatusOr<core::Stack> Client::Download(const std::string& job_id) {
   for (int attempt = 0; attempt < 4; ++attempt) {
     grpc::ClientContext context;
     Prepare(context);
+    CallGuard guard(calls_, context);
     v1::ReadResultRequest request;
     request.set_job_id(job_id);
     request.set_start_slice(slice);
@@ -390,6 +416,7 @@ absl::StatusOr<v1::Job> Client::ProcessStream(
 
   grpc::ClientContext context;
   Prepare(context);
+  CallGuard guard(calls_, context);
   grpc::GenericStub generic(channel_);
   RawBidiCall call(generic, context,
                    absl::StrCat("/", v1::StackProcessor::service_full_name(), "/ProcessStream"));

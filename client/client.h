@@ -6,6 +6,8 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -47,6 +49,10 @@ class Client {
   absl::StatusOr<v1::Job> Get(const std::string& job_id);
   absl::StatusOr<std::vector<v1::Job>> List();
   absl::StatusOr<v1::Job> Cancel(const std::string& job_id);
+  // Ends the long calls in flight (ProcessStream, Watch, ReadResult) and every later one with
+  // Cancelled: a streamed job's call ends, which cancels the job, and its local output is
+  // never completed. Thread-safe (the CLI calls it from its signal thread).
+  void CancelCalls();
   absl::Status Delete(const std::string& job_id);
   absl::StatusOr<v1::Job> Resume(const std::string& job_id);
   absl::StatusOr<std::vector<v1::OperationDescriptor>> ListOperations();
@@ -100,10 +106,19 @@ class Client {
   absl::StatusOr<bool> Healthy();
 
  private:
+  // The contexts of the long calls in flight, for CancelCalls.
+  struct Calls {
+    std::mutex mutex;
+    std::set<grpc::ClientContext*> active;
+    bool cancelled = false;
+  };
+  class CallGuard;
+
   Client(std::shared_ptr<grpc::Channel> channel, std::string token);
   // Every call's context: the token.
   void Prepare(grpc::ClientContext& context) const;
 
+  Calls calls_;
   std::string token_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::StackProcessor::Stub> stub_;

@@ -1,5 +1,10 @@
 // stackproc: the command-line client of stackprocd.
+#include <pthread.h>
+
+#include <atomic>
+#include <csignal>
 #include <cstdio>
+#include <thread>
 
 #include "client/commands.h"
 #include "core/exec/formats.h"
@@ -47,6 +52,14 @@ int main(int argc, char** argv) {
   }
   const std::string command = args->positional.front();
   args->positional.erase(args->positional.begin());
+  // SIGINT and SIGTERM are taken by a thread of their own (blocked here, before any thread
+  // starts), which ends the client's calls: a streamed job is cancelled and its local output
+  // removed, a watch stops (the job goes on), and the program exits 128 + the signal.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   stackproc::client::ClientOptions options;
   options.token = args->Get("token", "", "STACKPROC_TOKEN");
   options.tls_ca = args->Get("tls-ca", "", "STACKPROC_TLS_CA");
@@ -59,7 +72,19 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "stackproc: %s\n", std::string(client.status().message()).c_str());
     return 2;
   }
+  static std::atomic<int> interrupted{0};
+  std::thread([signals, c = client->get()] {
+    int signal = 0;
+    if (sigwait(&signals, &signal) != 0) return;
+    interrupted = signal;
+    c->CancelCalls();
+  }).detach();
   absl::StatusOr<int> code = stackproc::client::RunCommand(command, *args, **client);
+  if (interrupted != 0) {
+    std::fprintf(stderr, "stackproc %s: interrupted%s\n", command.c_str(),
+                 command == "process" ? ": the job was cancelled and nothing was written" : "");
+    return 128 + interrupted;
+  }
   if (!code.ok()) {
     std::fprintf(stderr, "stackproc %s: %s\n", command.c_str(),
                  std::string(code.status().message()).c_str());

@@ -109,6 +109,22 @@ has "from 4 shards" "$("$local_tool" assemble --output "$work/assembled.tif" "$w
   || fail "assemble"
 cmp "$work/assembled.tif" "$work/ref.tif" || fail "assembled shards differ from the one-run file"
 
+# Ctrl-C on process: the streamed job is cancelled, nothing is left beside the output's name
+# (not even its temporary file), and the CLI exits 130.
+"$local_tool" generate "$work/slow.tif" --shape 24x1024x1024 --type uint16 >/dev/null
+"$cli" process "$work/slow.tif" -o "$work/interrupted.tif" --op bilateral:d=9 >/dev/null \
+  2>"$work/interrupted.err" &
+pid=$!
+for _ in $(seq 300); do compgen -G "$work/.interrupted.tif.tmp-*" >/dev/null && break; sleep 0.1; done
+compgen -G "$work/.interrupted.tif.tmp-*" >/dev/null || fail "process wrote no temporary file"
+kill -INT "$pid"
+rc=0; wait "$pid" || rc=$?
+[[ $rc -eq 130 ]] || fail "interrupted process exited $rc: $(cat "$work/interrupted.err")"
+has "job was cancelled" "$(cat "$work/interrupted.err")" || fail "$(cat "$work/interrupted.err")"
+! compgen -G "$work/*interrupted.tif*" >/dev/null || fail "left: $(ls -a "$work" | grep interrupted)"
+for _ in $(seq 100); do has cancelled "$("$cli" list)" && break; sleep 0.1; done
+has cancelled "$("$cli" list)" || fail "the interrupted job is not cancelled: $("$cli" list)"
+
 # In memory, then download; status and list; errors exit non-zero with one line.
 job=$("$cli" submit --input in.tif --op invert --in-memory)
 "$cli" watch "$job" >/dev/null || fail "watch"

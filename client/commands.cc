@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -110,7 +111,7 @@ absl::StatusOr<int> Submit(const CliArgs& args, Client& client) {
     output->mutable_chunks()->set_width((*write.chunks)[2]);
   }
   output->set_pyramid_levels(write.pyramid_levels);
-  output->set_overwrite(args.Has("overwrite"));
+  output->set_overwrite(write.overwrite);
   request.set_request_id(args.Get("request-id"));
   STACKPROC_ASSIGN_OR_RETURN(v1::Job job, client.Submit(request));
   absl::PrintF("%s\n", job.id());
@@ -132,7 +133,6 @@ absl::StatusOr<int> Process(const CliArgs& args, Client& client) {
     STACKPROC_ASSIGN_OR_RETURN(options.ops.emplace_back(), ParseOpText(text));
   }
   STACKPROC_RETURN_IF_ERROR(core::ParseWriteFlags(args, options.write));
-  options.write.overwrite = args.Has("overwrite");
   ProgressDisplay display(stdout, ::isatty(STDOUT_FILENO));
   options.on_update = [&](const v1::Job& job) { display.Update(job); };
   absl::StatusOr<v1::Job> job = client.Process(options);
@@ -183,6 +183,14 @@ absl::StatusOr<int> Download(const CliArgs& args, Client& client) {
   if (path.empty()) return absl::InvalidArgumentError("download needs -o LOCAL.tif");
   core::WriteOptions write;
   STACKPROC_RETURN_IF_ERROR(core::ParseWriteFlags(args, write));
+  // Refused before the result crosses the network: options of another format, an existing
+  // output without --overwrite.
+  STACKPROC_ASSIGN_OR_RETURN(core::OutputName name, core::ParseOutputName(path));
+  STACKPROC_RETURN_IF_ERROR(core::ValidateOutput(name, write));
+  if (!write.overwrite && std::filesystem::exists(std::filesystem::symlink_status(name.target))) {
+    return absl::AlreadyExistsError(
+        absl::StrCat(name.target, ": exists (use --overwrite to replace it)"));
+  }
   STACKPROC_ASSIGN_OR_RETURN(core::Stack stack, client.Download(id));
   STACKPROC_RETURN_IF_ERROR(core::WriteStack(path, stack, write));
   absl::PrintF("wrote %s: %s %s (%.1f MB)\n", path, core::ShapeString(stack.shape()),

@@ -33,7 +33,7 @@ commands:
   resume JOB [JOB ...] [--wait]         run interrupted jobs again (the server stopped
                                         while they were running)
   delete JOB                            forget a finished job and free its result
-  download JOB -o LOCAL [--compression C] [--chunks DxHxW] [--pyramid N]
+  download JOB -o LOCAL [--compression C] [--chunks DxHxW] [--pyramid N] [--overwrite]
                                         save an in-memory result locally
   health                                SERVING or NOT_SERVING
 SPEC is name:key=value,... e.g. gaussian:ksize=5 or resize:scale=0.5,interp=area.

@@ -14,7 +14,8 @@ cmake --build build/release -j "$(nproc)" --target stackprocd stackproc stackpro
 data="$(realpath -m "${1:-demo-data}")"
 mkdir -p "$data"
 bin=build/release
-"$bin/core/stackproc-local" generate "$data/sample.tif" --shape 64x1024x1024 --type uint16
+"$bin/core/stackproc-local" generate "$data/sample.tif" --shape 64x1024x1024 --type uint16 \
+  --overwrite
 
 log="$data/stackprocd.log"
 "$bin/server/stackprocd" --listen 127.0.0.1:0 --data-root "$data" >"$data/stackprocd.out" 2>"$log" &

@@ -71,8 +71,10 @@ struct CliArgs {
 };
 
 // The flags of a command that writes an output: --compression (default: the format's),
-// --chunks DxHxW and --pyramid N (OME-Zarr). Added to `write` (its overwrite is the command's).
+// --chunks DxHxW and --pyramid N (OME-Zarr), and --overwrite: the one rule of every command, an
+// existing output is replaced only when asked.
 inline absl::Status ParseWriteFlags(const CliArgs& args, WriteOptions& write) {
+  write.overwrite = args.Has("overwrite");
   auto compression = ParseCompression(args.Get("compression", "default"));
   if (!compression.ok()) return compression.status();
   write.compression = *compression;

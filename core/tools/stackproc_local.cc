@@ -41,16 +41,17 @@ constexpr char kUsage[] =
     "  stackproc-local ops        the operations and their parameters\n"
     "  stackproc-local formats    the formats read and written, with their codecs\n"
     "  stackproc-local generate OUT [--shape DxHxW] [--type uint8|uint16|float32] [--seed N]\n"
-    "                      [--compression C] [--chunks DxHxW] [--pyramid N]\n"
-    "  stackproc-local run --input IN --op SPEC [--op SPEC ...] --output OUT\n"
+    "                      [--compression C] [--chunks DxHxW] [--pyramid N] [--overwrite]\n"
+    "  stackproc-local run --input IN --op SPEC [--op SPEC ...] --output OUT [--overwrite]\n"
     "                      [--compression C] [--chunks DxHxW] [--pyramid N] [--threads N]\n"
     "                      [--mode auto|in-memory|streaming] [--window-mib N]\n"
     "                      [--z-range A:B | --shards N [--shard I]]   only slices A..B-1, or\n"
     "                      shard I of N (I: --shard, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX)\n"
     "                      [--progress-file PATH]   the progress, one line replaced as it goes\n"
-    "  SIGINT or SIGTERM stops a run between slices and removes what it wrote (exit 128+signal)\n"
-    "  stackproc-local assemble --output OUT.tif SHARD.tif...   TIFF shards, in order, into one\n"
-    "                      (their compressed strips copied as they are)\n";
+    "  stackproc-local assemble --output OUT.tif [--overwrite] SHARD.tif...\n"
+    "                      TIFF shards, in order, into one (their strips copied as they are)\n"
+    "An existing output is replaced only with --overwrite. SIGINT or SIGTERM stops a run or an\n"
+    "assembly between slices and removes what it wrote (exit 128 + the signal).\n";
 
 using Args = CliArgs;
 
@@ -118,6 +119,7 @@ absl::Status Assemble(const Args& args) {
   STACKPROC_ASSIGN_OR_RETURN(OutputTarget target, OutputTarget::ForPath(output));
   const absl::Time start = absl::Now();
   WriteOptions options;
+  options.overwrite = args.Has("overwrite");
   options.cancel = &g_cancel;
   CancelOnSignals();
   STACKPROC_RETURN_IF_ERROR(AssembleTiff(LocalFiles(), args.positional, target, options));
@@ -252,7 +254,7 @@ int Main(int argc, char** argv) {
   };
   if (argc < 2) return usage();
   const std::string command = argv[1];
-  absl::StatusOr<Args> args = CliArgs::Parse(argc, argv, 2);
+  absl::StatusOr<Args> args = CliArgs::Parse(argc, argv, 2, {"overwrite"});
   absl::Status status = args.status();
   if (status.ok()) {
     if (command == "ops") {

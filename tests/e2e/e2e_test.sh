@@ -39,6 +39,14 @@ has 'state=running stage=streaming' "$out" || fail "no running progress line: $o
 "$local_tool" run --input "$work/data/in.tif" --op gaussian:ksize=5 --op resize:scale=0.5 \
   --output "$work/ref.tif" >/dev/null 2>&1
 cmp "$work/data/out.tif" "$work/ref.tif" || fail "server output differs from the core's"
+# One rule for every command: an existing output is replaced only with --overwrite.
+if err=$("$local_tool" run --input "$work/data/in.tif" --op invert --output "$work/ref.tif" 2>&1); then
+  fail "stackproc-local run replaced an existing file"
+fi
+has "exists" "$err" || fail "run overwrite error: $err"
+cmp "$work/data/out.tif" "$work/ref.tif" || fail "a refused run touched the existing file"
+"$local_tool" run --input "$work/data/in.tif" --op gaussian:ksize=5 --op resize:scale=0.5 \
+  --output "$work/ref.tif" --overwrite >/dev/null 2>&1 || fail "run --overwrite"
 
 # A streamed job from a local file: the same bytes as the path job, listed with the others.
 out=$("$cli" process "$work/data/in.tif" -o "$work/streamed.tif" --op gaussian:ksize=5 \
@@ -131,6 +139,9 @@ job=$("$cli" submit --input in.tif --op invert --in-memory)
 has succeeded "$("$cli" status "$job")" || fail "status"
 has "$job" "$("$cli" list)" || fail "list"
 has wrote "$("$cli" download "$job" -o "$work/local.tif")" || fail "download"
+if err=$("$cli" download "$job" -o "$work/local.tif" 2>&1); then fail "download replaced a file"; fi
+has "use --overwrite" "$err" || fail "download overwrite error: $err"
+has wrote "$("$cli" download "$job" -o "$work/local.tif" --overwrite)" || fail "download --overwrite"
 has wrote "$("$cli" download "$job" -o "$work/local.zarr")" || fail "download to OME-Zarr"
 /usr/bin/python3 -c 'import sys, numpy, tifffile, zarr
 sys.exit(not numpy.array_equal(zarr.open_group(sys.argv[1], "r")["0"][...], tifffile.imread(sys.argv[2])))' \

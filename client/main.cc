@@ -46,9 +46,11 @@ int main(int argc, char** argv) {
   using stackproc::core::CliArgs;
   absl::StatusOr<CliArgs> args = CliArgs::Parse(argc, argv, 1, stackproc::client::Switches());
   if (!args.ok() || args->positional.empty() || args->Has("help")) {
-    std::fputs(kUsage, stderr);
-    std::fputs(std::string(stackproc::core::FormatsHelp()).c_str(), stderr);
-    return 2;
+    // Asked for: on stdout, success; else a usage error.
+    const bool asked = args.ok() && args->Has("help");
+    std::fputs(kUsage, asked ? stdout : stderr);
+    std::fputs(std::string(stackproc::core::FormatsHelp()).c_str(), asked ? stdout : stderr);
+    return asked ? 0 : 2;
   }
   const std::string command = args->positional.front();
   args->positional.erase(args->positional.begin());

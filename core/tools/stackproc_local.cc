@@ -247,13 +247,14 @@ absl::Status Run(const Args& args) {
 }
 
 int Main(int argc, char** argv) {
-  const auto usage = [] {
-    std::fputs(kUsage, stderr);
-    std::fputs(std::string(FormatsHelp()).c_str(), stderr);
-    return 2;
+  const auto usage = [](FILE* out) {
+    std::fputs(kUsage, out);
+    std::fputs(std::string(FormatsHelp()).c_str(), out);
+    return out == stdout ? 0 : 2;  // asked for (--help), or a usage error
   };
-  if (argc < 2) return usage();
+  if (argc < 2) return usage(stderr);
   const std::string command = argv[1];
+  if (command == "--help" || command == "-h" || command == "help") return usage(stdout);
   absl::StatusOr<Args> args = CliArgs::Parse(argc, argv, 2, {"overwrite"});
   absl::Status status = args.status();
   if (status.ok()) {
@@ -268,7 +269,7 @@ int Main(int argc, char** argv) {
     } else if (command == "run") {
       status = Run(*args);
     } else {
-      return usage();
+      return usage(stderr);
     }
   }
   if (!status.ok()) {

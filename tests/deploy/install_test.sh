@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# cmake --install into a temporary prefix: the three programs land in PREFIX/bin and run from
+# there (not from the build tree), and the licence beside the README in PREFIX/share/doc.
+# usage: install_test.sh BUILD_DIR
+set -euo pipefail
+build=$1
+prefix=$(mktemp -d)
+trap 'rm -rf "$prefix"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+cmake --install "$build" --prefix "$prefix" >/dev/null || fail "cmake --install"
+for program in stackprocd stackproc stackproc-local; do
+  [[ -x "$prefix/bin/$program" ]] || fail "no $prefix/bin/$program"
+done
+"$prefix/bin/stackprocd" --help | grep -q -- "--data-root" || fail "stackprocd --help"
+"$prefix/bin/stackproc-local" formats | grep -q "OME-Zarr" || fail "stackproc-local formats"
+"$prefix/bin/stackproc" --help | grep -q "submit" || fail "stackproc --help"
+"$prefix/bin/stackproc-local" --help | grep -q "assemble" || fail "stackproc-local --help"
+grep -q "Apache License" "$prefix/share/doc/stackproc/LICENSE" || fail "no LICENSE"
+[[ -f "$prefix/share/doc/stackproc/README.md" ]] || fail "no README"
+echo "install: 3 programs in $prefix/bin, LICENSE and README in share/doc/stackproc"

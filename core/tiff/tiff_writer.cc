@@ -93,8 +93,8 @@ void SetPageTags(TIFF* tif, const StackShape& shape, PixelType type, const Stack
 }  // namespace
 
 std::optional<Compression> CompressionOfTag(uint16_t tag) {
-  for (Compression c : {Compression::kNone, Compression::kDeflate, Compression::kZstd,
-                        Compression::kLzw}) {
+  for (Compression c :
+       {Compression::kNone, Compression::kDeflate, Compression::kZstd, Compression::kLzw}) {
     if (TiffCompression(c) == tag) return c;
   }
   return std::nullopt;

@@ -218,4 +218,66 @@ absl::Status TempFolder::Commit(bool sync) {
   return absl::OkStatus();
 }
 
+namespace {
+
+absl::Status FileError(const std::string& what, int error) {
+  const std::string message = absl::StrCat(what, ": ", std::strerror(error));
+  return error == ENOSPC || error == EDQUOT || error == EFBIG
+             ? absl::ResourceExhaustedError(message)
+             : absl::InternalError(message);
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<uint8_t>> ReadWholeFile(const InputFile& file, uint64_t most) {
+  if (file.size() > most) {
+    return absl::DataLossError(
+        absl::StrCat(file.name(), ": ", file.size(), " bytes, more than it can hold (", most, ")"));
+  }
+  std::vector<uint8_t> bytes(file.size());
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n =
+        ::pread(file.fd(), bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      return absl::DataLossError(absl::StrCat(
+          file.name(), ": cannot read it: ", n == 0 ? "it ended early" : std::strerror(errno)));
+    }
+    done += static_cast<size_t>(n);
+  }
+  return bytes;
+}
+
+absl::StatusOr<UniqueFd> MakeFolderAt(int dir, const std::string& name,
+                                      const std::string& display) {
+  if (::mkdirat(dir, name.c_str(), 0777) != 0 && errno != EEXIST) {
+    return FileError(absl::StrCat(display, ": cannot make folder ", name), errno);
+  }
+  UniqueFd fd(::openat(dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return FileError(absl::StrCat(display, ": cannot open folder ", name), errno);
+  return fd;
+}
+
+absl::Status WriteFileAt(int dir, const std::string& name, const void* bytes, size_t size,
+                         const std::string& display) {
+  const std::string temp = absl::StrCat(".", name, ".part");
+  UniqueFd fd(
+      ::openat(dir, temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0666));
+  if (!fd) return FileError(absl::StrCat(display, ": cannot create it"), errno);
+  const auto* p = static_cast<const uint8_t*>(bytes);
+  for (size_t done = 0; done < size;) {
+    const ssize_t n = ::write(fd.get(), p + done, size - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return FileError(absl::StrCat(display, ": cannot write it"), n < 0 ? errno : EIO);
+    done += static_cast<size_t>(n);
+  }
+  if (::close(fd.release()) != 0)
+    return FileError(absl::StrCat(display, ": cannot write it"), errno);
+  if (::renameat(dir, temp.c_str(), dir, name.c_str()) != 0) {
+    return FileError(absl::StrCat(display, ": cannot rename it into place"), errno);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace stackproc::core

@@ -54,6 +54,20 @@ class InputFile {
   uint64_t size_;
 };
 
+// The whole of `file`, read with pread; DataLoss when it holds more than `most` bytes or cannot
+// be read to its end.
+absl::StatusOr<std::vector<uint8_t>> ReadWholeFile(const InputFile& file, uint64_t most);
+
+// Folder `name` in directory `dir`, made unless it is there, opened (never through a link).
+// `display` names the place in messages.
+absl::StatusOr<UniqueFd> MakeFolderAt(int dir, const std::string& name, const std::string& display);
+
+// Writes `size` bytes to `name` in directory `dir` under a temporary name (".NAME.part"), then
+// renames it: a reader sees the file whole or not at all. ResourceExhausted for a full disk or
+// quota, Internal for other failures; `display` names the file in messages.
+absl::Status WriteFileAt(int dir, const std::string& name, const void* bytes, size_t size,
+                         const std::string& display);
+
 // The names in the directory open as `dir` ("." and ".." left out), in no order; `dir` stays
 // the caller's.
 absl::StatusOr<std::vector<std::string>> ListDirectory(int dir);

@@ -17,6 +17,12 @@
 
 namespace stackproc::core {
 
+// .zarray and .zattrs are small: a larger one is not what it claims to be.
+inline constexpr uint64_t kMaxZarrMetadataBytes = uint64_t{16} << 20;
+
+// How many chunks of `chunk` elements cover `length`.
+inline int64_t ChunksAlong(int64_t length, int64_t chunk) { return (length + chunk - 1) / chunk; }
+
 // An array's .zarray: C order, no filters (what stackproc reads and writes).
 struct ZarrArrayMeta {
   std::vector<int64_t> shape;

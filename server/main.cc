@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "core/base/status_macros.h"
@@ -15,7 +16,9 @@ namespace stackproc::server {
 namespace {
 
 constexpr char kUsage[] = R"(usage: stackprocd [flags]
-  --listen HOST:PORT        address to serve on; port 0 picks a free one (default 0.0.0.0:50051)
+  --listen HOST:PORT        address to serve on; port 0 picks a free one (default 0.0.0.0:50051);
+                            or unix:PATH, a socket for clients on this machine (who may
+                            connect is who may open PATH)
   --data-root DIR           directory every job path is resolved beneath (required)
   --threads N               worker threads for processing (default: all cores)
   --max-running-jobs N      jobs processed at once (default 1)
@@ -51,8 +54,10 @@ constexpr char kUsage[] = R"(usage: stackprocd [flags]
 Each flag FOO-BAR can be set by the environment variable STACKPROC_FOO_BAR.
 )";
 
+// Whether only this machine can reach `host` (a unix socket: whoever may open its file).
 bool IsLoopback(const std::string& host) {
-  return host == "localhost" || host == "[::1]" || host.rfind("127.", 0) == 0;
+  return host == "localhost" || host == "[::1]" || host.rfind("127.", 0) == 0 ||
+         host.rfind("unix:", 0) == 0;
 }
 
 std::string EnvName(const std::string& flag) {
@@ -170,12 +175,16 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "stackprocd: %s\n", std::string(server.status().message()).c_str());
     return 1;
   }
-  const std::string host = options->listen.substr(0, options->listen.rfind(':'));
+  const bool unix_socket = options->listen.rfind("unix:", 0) == 0;
+  const std::string host =
+      unix_socket ? options->listen : options->listen.substr(0, options->listen.rfind(':'));
+  const std::string where =
+      unix_socket ? options->listen : absl::StrCat(host, ":", (*server)->port());
   const char* access = !options->auth_token_file.empty() ? "tokens"
                        : !options->tls_client_ca.empty() ? "certificates"
                                                          : "open";
-  std::printf("stackprocd listening on %s:%d data-root=%s memory-budget=%.2fGiB tls=%s access=%s\n",
-              host.c_str(), (*server)->port(), options->jobs.data_root.c_str(),
+  std::printf("stackprocd listening on %s data-root=%s memory-budget=%.2fGiB tls=%s access=%s\n",
+              where.c_str(), options->jobs.data_root.c_str(),
               static_cast<double>((*server)->jobs().memory_budget()) / (uint64_t{1} << 30),
               options->tls_cert.empty() ? "off" : "on", access);
   if ((*server)->metrics_port() != 0) {

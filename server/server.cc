@@ -3,6 +3,7 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
 #include "core/tools/cli_args.h"
@@ -81,7 +82,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     builder.experimental().SetInterceptorCreators(std::move(counters));
   }
   server->grpc_ = builder.BuildAndStart();
-  if (server->grpc_ == nullptr || server->port_ == 0) {
+  // A unix socket has no port: gRPC reports none for it.
+  const bool unix_socket = absl::StartsWith(options.listen, "unix:");
+  if (server->grpc_ == nullptr || (server->port_ == 0 && !unix_socket)) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
   }
   server->grpc_->GetHealthCheckService()->SetServingStatus(true);

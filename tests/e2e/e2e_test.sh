@@ -219,4 +219,22 @@ has 'owner    alice' "$("$cli" status "$job")" || fail "owner is not the certifi
 kill -TERM "$(cat "$work/pid")"
 wait "$(cat "$work/pid")" || fail "server exit code $?"
 unset STACKPROC_TLS_CA STACKPROC_TLS_CERT STACKPROC_TLS_KEY
+
+# A unix socket, for clients on the server's machine: no warning (no network), and the same
+# bytes for a path job and a streamed job as over TCP.
+"$server" --data-root "$work/data" --listen "unix:$work/stackproc.sock" >"$work/out" 2>"$work/log" &
+echo $! >"$work/pid"
+for _ in $(seq 100); do grep -q listening "$work/out" && break; sleep 0.1; done
+has "listening on unix:$work/stackproc.sock" "$(cat "$work/out")" || fail "unix: $(cat "$work/log")"
+export STACKPROC_SERVER=unix:$work/stackproc.sock
+[[ "$("$cli" health)" == SERVING ]] || fail "health over a unix socket"
+"$cli" process "$work/data/in.tif" -o "$work/unix.tif" --op gaussian:ksize=5 --op resize:scale=0.5 \
+  >/dev/null || fail "process over a unix socket"
+cmp "$work/unix.tif" "$work/ref.tif" || fail "streamed output over a unix socket differs"
+"$cli" submit --input in.tif --op gaussian:ksize=5 --op resize:scale=0.5 --output unix.tif \
+  --wait >/dev/null || fail "submit over a unix socket"
+cmp "$work/data/unix.tif" "$work/ref.tif" || fail "path job over a unix socket differs"
+kill -TERM "$(cat "$work/pid")"
+wait "$(cat "$work/pid")" || fail "server exit code $?"
+! grep -q warning "$work/log" || fail "a unix-socket server warned: $(cat "$work/log")"
 echo "e2e: 1 passed, 0 failed"

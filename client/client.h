@@ -112,7 +112,23 @@ class Client {
     std::set<grpc::ClientContext*> active;
     bool cancelled = false;
   };
-  class CallGuard;
+  // While alive, CancelCalls cancels the call of `context` (at once, if it came first).
+  class CallGuard {
+   public:
+    CallGuard(Calls& calls, grpc::ClientContext& context) : calls_(calls), context_(context) {
+      std::lock_guard lock(calls_.mutex);
+      if (calls_.cancelled) context_.TryCancel();
+      calls_.active.insert(&context_);
+    }
+    ~CallGuard() {
+      std::lock_guard lock(calls_.mutex);
+      calls_.active.erase(&context_);
+    }
+
+   private:
+    Calls& calls_;
+    grpc::ClientContext& context_;
+  };
 
   Client(std::shared_ptr<grpc::Channel> channel, std::string token);
   // Every call's context: the token.

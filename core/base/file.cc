@@ -70,25 +70,20 @@ absl::StatusOr<std::vector<std::string>> ListDirectory(int dir) {
 
 namespace {
 
-bool RemoveFolderAt(int dir, const std::string& name, int depth) {
+bool RemoveAt(int dir, const std::string& name, int depth) {
+  if (::unlinkat(dir, name.c_str(), 0) == 0) return true;
+  if ((errno != EISDIR && errno != EPERM) || depth < 0) return false;  // a folder: unlink says so
   UniqueFd folder(::openat(dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!folder) return false;
   if (absl::StatusOr<std::vector<std::string>> names = ListDirectory(folder.get()); names.ok()) {
-    for (const std::string& entry : *names) {
-      if (::unlinkat(folder.get(), entry.c_str(), 0) != 0 && (errno == EISDIR || errno == EPERM) &&
-          depth > 0) {
-        RemoveFolderAt(folder.get(), entry, depth - 1);
-      }
-    }
+    for (const std::string& entry : *names) RemoveAt(folder.get(), entry, depth - 1);
   }
   return ::unlinkat(dir, name.c_str(), AT_REMOVEDIR) == 0;
 }
 
 }  // namespace
 
-bool RemoveFolder(int dir, const std::string& name) {
-  return RemoveFolderAt(dir, name, kMaxFolderDepth);
-}
+bool RemoveEntry(int dir, const std::string& name) { return RemoveAt(dir, name, kMaxFolderDepth); }
 
 bool LocalFiles::IsDirectory(const std::string& path) const {
   struct stat st;
@@ -154,9 +149,7 @@ int RemoveTempFiles(const OutputTarget& target, const std::string& tag) {
   int removed = 0;
   for (const std::string& name : *names) {
     if (!absl::StartsWith(name, prefix)) continue;
-    const bool gone = ::unlinkat(target.dir(), name.c_str(), 0) == 0 ||
-                      ((errno == EISDIR || errno == EPERM) && RemoveFolder(target.dir(), name));
-    removed += gone;
+    removed += RemoveEntry(target.dir(), name);
   }
   return removed;
 }
@@ -184,7 +177,7 @@ absl::StatusOr<TempFolder> TempFolder::Make(const OutputTarget& target, const st
 }
 
 TempFolder::~TempFolder() {
-  if (fd_) RemoveFolder(target_.dir(), temp_);
+  if (fd_) RemoveEntry(target_.dir(), temp_);
 }
 
 absl::Status TempFolder::Commit(bool sync) {
@@ -197,7 +190,7 @@ absl::Status TempFolder::Commit(bool sync) {
       ::renameat2(dir, temp_.c_str(), dir, target_.name().c_str(), RENAME_EXCHANGE) == 0) {
     // The old output now has the temporary name: it goes (a folder, or a file in its place).
     fd_ = UniqueFd();
-    if (::unlinkat(dir, temp_.c_str(), 0) != 0) RemoveFolder(dir, temp_);
+    RemoveEntry(dir, temp_);
     if (sync) ::fsync(dir);
     return absl::OkStatus();
   }

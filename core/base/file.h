@@ -71,11 +71,11 @@ absl::Status WriteFileAt(int dir, const std::string& name, const void* bytes, si
 // The names in the directory open as `dir` ("." and ".." left out), in no order; `dir` stays
 // the caller's.
 absl::StatusOr<std::vector<std::string>> ListDirectory(int dir);
-// Removes `name` from directory `dir` when it is a folder (what the writers make: a folder of
-// planes, an OME-Zarr store): what is in it, folders to kMaxFolderDepth levels, then itself.
-// Links are removed, never followed. Whether it is gone.
+// Removes `name` from directory `dir`: a file or a link (never followed), or a folder (what the
+// writers make: a folder of planes, an OME-Zarr store) with what it holds, folders to
+// kMaxFolderDepth levels. Whether it is gone.
 inline constexpr int kMaxFolderDepth = 8;
-bool RemoveFolder(int dir, const std::string& name);
+bool RemoveEntry(int dir, const std::string& name);
 
 // How a program reaches the files it reads: by path as given (LocalFiles), or beneath a data
 // root (the server's). Inputs that are many files (a folder of planes) list and open them here.

@@ -72,24 +72,8 @@ absl::Status CheckReplaceable(Format format, const OutputTarget& target) {
 }
 
 absl::Status ValidateOutput(const OutputName& name, const WriteOptions& options) {
-  if (name.format == Format::kOmeZarr) {
-    STACKPROC_RETURN_IF_ERROR(ZarrCodecFor(options.compression).status());
-    if (options.pyramid_levels < 0 || options.pyramid_levels > kMaxPyramidLevels) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("pyramid levels ", options.pyramid_levels, ": 0-", kMaxPyramidLevels));
-    }
-    if (options.chunks) {
-      for (int64_t side : *options.chunks) {
-        if (side < 1) return absl::InvalidArgumentError("chunks: each side at least 1");
-      }
-    }
-    return absl::OkStatus();
-  }
-  if (options.compression == Compression::kLz4) {
-    return absl::InvalidArgumentError(absl::StrCat("lz4 compresses OME-Zarr outputs only (",
-                                                   FormatName(name.format),
-                                                   ": none, deflate, zstd or lzw)"));
-  }
+  if (name.format == Format::kOmeZarr) return ValidateZarrWrite(options);
+  STACKPROC_RETURN_IF_ERROR(ResolveTiffCompression(options.compression).status());
   if (options.chunks || options.pyramid_levels != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("chunks and pyramid levels are for OME-Zarr outputs (NAME.zarr), not for a ",
@@ -103,13 +87,13 @@ std::string EffectiveCompression(const OutputName& name, Compression compression
     absl::StatusOr<ZarrCodec> codec = ZarrCodecFor(compression);
     return codec.ok() ? ZarrCodecName(*codec) : std::string(CompressionName(compression));
   }
-  return std::string(
-      CompressionName(compression == Compression::kDefault ? Compression::kNone : compression));
+  return std::string(CompressionName(ResolveTiffCompression(compression).value_or(compression)));
 }
 
 SinkTraits OutputTraits(const OutputName& name, const WriteOptions& options) {
   if (name.format == Format::kOmeZarr) return ZarrSink::TraitsFor(options);
-  return {.compressed = EffectiveCompression(name, options.compression) != "none"};
+  return {.compressed = ResolveTiffCompression(options.compression).value_or(Compression::kNone) !=
+                        Compression::kNone};
 }
 
 absl::StatusOr<std::unique_ptr<SliceSource>> OpenInput(const Files& files, const std::string& input,

@@ -1,16 +1,11 @@
 #include "core/exec/sequence_io.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <fnmatch.h>
-#include <stdio.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"

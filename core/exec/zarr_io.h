@@ -88,6 +88,10 @@ absl::StatusOr<ZarrCodec> ZarrCodecFor(Compression compression);
 // The most levels a pyramid may have below full resolution.
 inline constexpr int kMaxPyramidLevels = 8;
 
+// Whether `options` can write a store: a compression OME-Zarr has, 0 to kMaxPyramidLevels
+// pyramid levels, chunks of at least one voxel a side. InvalidArgument naming the option.
+absl::Status ValidateZarrWrite(const WriteOptions& options);
+
 // A z-range of a stack, written by one of several processes into one store (the shards of a
 // job spread over a cluster): CreateZarrStore makes the store (metadata, no chunks), then each
 // process runs a ZarrSink with its range, and the store is whole when the last one ends, with

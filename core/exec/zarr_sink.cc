@@ -59,6 +59,19 @@ absl::StatusOr<ZarrCodec> ZarrCodecFor(Compression compression) {
       "lzw is not an OME-Zarr compression (OME-Zarr: none, deflate, zstd, lz4)");
 }
 
+absl::Status ValidateZarrWrite(const WriteOptions& options) {
+  STACKPROC_RETURN_IF_ERROR(ZarrCodecFor(options.compression).status());
+  if (options.pyramid_levels < 0 || options.pyramid_levels > kMaxPyramidLevels) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("pyramid levels ", options.pyramid_levels, ": 0-", kMaxPyramidLevels));
+  }
+  if (options.chunks && *std::min_element(options.chunks->begin(), options.chunks->end()) < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("chunks ", absl::StrJoin(*options.chunks, "x"), ": each side at least 1"));
+  }
+  return absl::OkStatus();
+}
+
 struct ZarrSink::Level {
   std::string path;    // "0" for full resolution, "1" half of it, ...
   ZarrArrayMeta meta;  // shape and chunks: z, y, x
@@ -97,20 +110,15 @@ SinkTraits ZarrSink::TraitsFor(const WriteOptions& options) {
 }
 
 absl::StatusOr<NgffImage> ZarrSink::PlanLevels(const StackInfo& output) {
+  STACKPROC_RETURN_IF_ERROR(ValidateZarrWrite(options_));
   const int pyramid = options_.pyramid_levels;
-  if (pyramid < 0 || pyramid > kMaxPyramidLevels) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("pyramid levels ", pyramid, ": 0-", kMaxPyramidLevels));
-  }
   const std::array<int64_t, 3> chunks = options_.chunks.value_or(DefaultZarrChunks(output.shape));
   const size_t pixel = BytesPerPixel(output.type);
-  if (*std::min_element(chunks.begin(), chunks.end()) < 1 ||
-      static_cast<double>(chunks[0]) * static_cast<double>(chunks[1]) *
-              static_cast<double>(chunks[2]) * static_cast<double>(pixel) >
-          static_cast<double>(kMaxChunkBytes)) {
-    return absl::InvalidArgumentError(absl::StrCat("chunks ", absl::StrJoin(chunks, "x"),
-                                                   ": each side at least 1, at most ",
-                                                   kMaxChunkBytes >> 20, " MiB a chunk"));
+  if (static_cast<double>(chunks[0]) * static_cast<double>(chunks[1]) *
+          static_cast<double>(chunks[2]) * static_cast<double>(pixel) >
+      static_cast<double>(kMaxChunkBytes)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "chunks ", absl::StrJoin(chunks, "x"), ": at most ", kMaxChunkBytes >> 20, " MiB a chunk"));
   }
   // The levels: each half the one before in y and x, and in z while that keeps its voxels no
   // coarser in z than in y and x (an anisotropic light-sheet stack keeps its slices longer).
@@ -325,8 +333,12 @@ absl::Status ZarrSink::WriteChunkRow(Level& level, int64_t zc, const uint8_t* sl
     const int64_t height = std::min(chunk_height, level.shape.height - y0);
     const int64_t width = std::min(chunk_width, level.shape.width - x0);
     std::vector<uint8_t>& chunk = level.scratch.local();
-    // An edge chunk is stored whole: what lies beyond the image is zeros.
-    chunk.assign(chunk_bytes, 0);
+    chunk.resize(chunk_bytes);
+    // An edge chunk is stored whole: what lies beyond the image is zeros (an inner chunk is
+    // all image, copied over whatever the buffer held).
+    if (height < chunk_height || width < chunk_width || slices < level.chunk_depth()) {
+      std::fill(chunk.begin(), chunk.end(), uint8_t{0});
+    }
     for (int64_t s = 0; s < slices; ++s) {
       for (int64_t r = 0; r < height; ++r) {
         std::memcpy(

@@ -58,6 +58,13 @@ absl::Status IoError(const std::string& path, absl::string_view what, const std:
   return absl::InternalError(message);
 }
 
+// The Predictor tag of a page: horizontal differencing (floating-point for float32) before a
+// compression, none without.
+uint16_t PredictorFor(uint16_t compression, PixelType type) {
+  if (compression == COMPRESSION_NONE) return PREDICTOR_NONE;
+  return type == PixelType::kFloat32 ? PREDICTOR_FLOATINGPOINT : PREDICTOR_HORIZONTAL;
+}
+
 void SetPageTags(TIFF* tif, const StackShape& shape, PixelType type, const StackMetadata& metadata,
                  int64_t z, uint16_t compression, uint32_t rows_per_strip) {
   TIFFSetField(tif, TIFFTAG_IMAGEWIDTH, static_cast<uint32_t>(shape.width));
@@ -71,9 +78,7 @@ void SetPageTags(TIFF* tif, const StackShape& shape, PixelType type, const Stack
   TIFFSetField(tif, TIFFTAG_ROWSPERSTRIP, rows_per_strip);
   TIFFSetField(tif, TIFFTAG_COMPRESSION, compression);
   if (compression != COMPRESSION_NONE) {
-    // As predictor() says.
-    TIFFSetField(tif, TIFFTAG_PREDICTOR,
-                 type == PixelType::kFloat32 ? PREDICTOR_FLOATINGPOINT : PREDICTOR_HORIZONTAL);
+    TIFFSetField(tif, TIFFTAG_PREDICTOR, PredictorFor(compression, type));
   }
   if (compression == COMPRESSION_ZSTD) TIFFSetField(tif, TIFFTAG_ZSTD_LEVEL, 3);
   if (compression == COMPRESSION_ADOBE_DEFLATE) TIFFSetField(tif, TIFFTAG_ZIPQUALITY, 6);
@@ -92,6 +97,14 @@ void SetPageTags(TIFF* tif, const StackShape& shape, PixelType type, const Stack
 
 }  // namespace
 
+absl::StatusOr<Compression> ResolveTiffCompression(Compression compression) {
+  if (compression == Compression::kLz4) {
+    return absl::InvalidArgumentError(
+        "lz4 is not a TIFF compression (TIFF: none, deflate, zstd, lzw; lz4 is OME-Zarr's)");
+  }
+  return compression == Compression::kDefault ? Compression::kNone : compression;
+}
+
 std::optional<Compression> CompressionOfTag(uint16_t tag) {
   for (Compression c :
        {Compression::kNone, Compression::kDeflate, Compression::kZstd, Compression::kLzw}) {
@@ -101,8 +114,7 @@ std::optional<Compression> CompressionOfTag(uint16_t tag) {
 }
 
 uint16_t TiffPageWriter::predictor() const {
-  if (options_.compression == Compression::kNone) return PREDICTOR_NONE;
-  return type_ == PixelType::kFloat32 ? PREDICTOR_FLOATINGPOINT : PREDICTOR_HORIZONTAL;
+  return PredictorFor(TiffCompression(options_.compression), type_);
 }
 
 absl::string_view CompressionName(Compression compression) {
@@ -141,12 +153,8 @@ absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Create(
 absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Create(
     const OutputTarget& target, const StackShape& shape, PixelType type, StackMetadata metadata,
     const WriteOptions& requested) {
-  if (requested.compression == Compression::kLz4) {
-    return absl::InvalidArgumentError(
-        "lz4 is not a TIFF compression (TIFF: none, deflate, zstd, lzw; lz4 is OME-Zarr's)");
-  }
   WriteOptions options = requested;
-  if (options.compression == Compression::kDefault) options.compression = Compression::kNone;
+  STACKPROC_ASSIGN_OR_RETURN(options.compression, ResolveTiffCompression(requested.compression));
   STACKPROC_ASSIGN_OR_RETURN(size_t stack_bytes, StackBytes(shape, type));
   STACKPROC_ASSIGN_OR_RETURN(size_t slice_bytes, SliceBytes(shape, type));
   const std::string& path = target.display();

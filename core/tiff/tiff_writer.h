@@ -35,6 +35,10 @@ inline constexpr Compression kAllCompressions[] = {Compression::kDefault, Compre
 absl::string_view CompressionName(Compression compression);
 absl::StatusOr<Compression> ParseCompression(absl::string_view name);
 
+// What `compression` is for a TIFF (and each plane of a sequence): kDefault is none;
+// InvalidArgument for lz4, which is OME-Zarr's.
+absl::StatusOr<Compression> ResolveTiffCompression(Compression compression);
+
 // The compression a TIFF Compression tag names, among those the writer writes; nullopt else.
 std::optional<Compression> CompressionOfTag(uint16_t tag);
 

@@ -134,11 +134,14 @@ absl::StatusOr<std::unique_ptr<ZarrSource>> ZarrSource::Open(const Files& files,
   info.type = array.type;
   info.shape = {n >= 3 ? array.shape[n - 3] : 1, array.shape[n - 2], array.shape[n - 1]};
   const StackShape& s = info.shape;
-  if (s.depth < 1 || s.height < 1 || s.width < 1 || s.height > kMaxSliceSide ||
-      s.width > kMaxSliceSide) {
+  if (s.depth < 1 || s.height < 1 || s.width < 1) {
     return absl::InvalidArgumentError(absl::StrCat(name, ": a stack of ", s.depth, "x", s.height,
-                                                   "x", s.width, " (each side 1-", kMaxSliceSide,
-                                                   ")"));
+                                                   "x", s.width, " (a side of 0)"));
+  }
+  if (s.height > limits.max_side || s.width > limits.max_side) {
+    return absl::ResourceExhaustedError(absl::StrCat(name, ": ", s.width, "x", s.height,
+                                                     " pixels exceeds the limit of ",
+                                                     limits.max_side, " pixels per side"));
   }
   if (s.depth > limits.max_pages) {
     return absl::ResourceExhaustedError(absl::StrCat(name, ": ", s.depth, " slices, more than ",

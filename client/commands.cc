@@ -53,6 +53,16 @@ void PrintJob(const v1::Job& job) {
                                                            : "in memory (the whole stack)",
                job.memory_bytes() / 1048576.0);
   if (!job.owner().empty()) absl::PrintF("  owner    %s\n", job.owner());
+  if (const v1::Execution& e = job.execution(); e.executor() == v1::EXECUTOR_SLURM) {
+    absl::PrintF(
+        "  executor slurm, SLURM job %s: %d shards, %d done, %d running, %d pending, "
+        "%d failed attempts\n",
+        e.slurm_job_ids().empty() ? "(not yet submitted)"
+                                  : absl::StrJoin(e.slurm_job_ids(), " then "),
+        e.shards(), e.shards_done(), e.shards_running(), e.shards_pending(), e.shards_failed());
+  } else {
+    absl::PrintF("  executor %s\n", convert::ExecutorName(e.executor()));
+  }
   absl::PrintF("  progress %lld/%lld slices, %.0f MB/s, %.1fs elapsed\n",
                job.progress().slices_done(), job.progress().slices_total(),
                job.progress().bytes_per_second() / 1e6, job.progress().elapsed_seconds());
@@ -112,6 +122,13 @@ absl::StatusOr<int> Submit(const CliArgs& args, Client& client) {
   }
   output->set_pyramid_levels(write.pyramid_levels);
   output->set_overwrite(write.overwrite);
+  if (std::string shards = args.Get("shards"); !shards.empty()) {
+    int n = -1;
+    if (!absl::SimpleAtoi(shards, &n) || n < 0) {
+      return absl::InvalidArgumentError("--shards takes a count (0: the server decides)");
+    }
+    spec->set_shards(n);
+  }
   request.set_request_id(args.Get("request-id"));
   STACKPROC_ASSIGN_OR_RETURN(v1::Job job, client.Submit(request));
   absl::PrintF("%s\n", job.id());

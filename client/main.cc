@@ -21,7 +21,9 @@ commands:
   ops                                   operations and their parameters
   submit --input PATH --op SPEC [--op SPEC ...] (--output PATH | --in-memory [--retention S])
          [--compression C] [--chunks DxHxW] [--pyramid N] [--overwrite] [--request-id ID]
-         [--wait]                       queue a job (paths relative to the server's data root)
+         [--shards N] [--wait]          queue a job (paths relative to the server's data root);
+                                        --shards: z-ranges on a server's SLURM cluster (0: the
+                                        server decides, 1: run on the server)
   process INPUT -o OUTPUT --op SPEC [--op SPEC ...] [--compression C] [--chunks DxHxW]
          [--pyramid N] [--overwrite]
                                         stream a local stack through the server and write the

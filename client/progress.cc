@@ -22,9 +22,16 @@ void ProgressDisplay::Update(const v1::Job& job) {
     drawn_ = true;
     return;
   }
-  std::string line = absl::StrFormat(
-      "job=%s state=%s stage=%s slices=%lld/%lld mb_per_s=%.0f eta_s=%s\n", job.id(),
-      convert::JobStateName(job.state()), p.stage(), p.slices_done(), p.slices_total(), mbps, eta);
+  const v1::Execution& e = job.execution();
+  const std::string shards =
+      e.executor() == v1::EXECUTOR_SLURM
+          ? absl::StrFormat(" shards_done=%d/%d running=%d pending=%d failed=%d", e.shards_done(),
+                            e.shards(), e.shards_running(), e.shards_pending(), e.shards_failed())
+          : "";
+  std::string line =
+      absl::StrFormat("job=%s state=%s stage=%s slices=%lld/%lld mb_per_s=%.0f eta_s=%s%s\n",
+                      job.id(), convert::JobStateName(job.state()), p.stage(), p.slices_done(),
+                      p.slices_total(), mbps, eta, shards);
   if (line == last_line_) return;
   last_line_ = line;
   std::fputs(line.c_str(), out_);

@@ -108,6 +108,12 @@ std::string JobStateName(v1::JobState state) {
   return absl::AsciiStrToLower(name);
 }
 
+std::string ExecutorName(v1::Executor executor) {
+  absl::string_view name = v1::Executor_Name(executor);
+  if (!absl::ConsumePrefix(&name, "EXECUTOR_") || name == "UNSPECIFIED") return "unknown";
+  return absl::AsciiStrToLower(name);
+}
+
 template <typename Header>
 absl::StatusOr<core::StackMetadata> MetadataFromProto(const Header& header) {
   core::StackMetadata metadata;

@@ -35,6 +35,8 @@ std::string OpsText(const google::protobuf::RepeatedPtrField<v1::OpSpec>& ops);
 
 // "queued", "running", "succeeded", ...: the API's enum names, lower case; "unknown" otherwise.
 std::string JobStateName(v1::JobState state);
+// "local", "slurm": likewise.
+std::string ExecutorName(v1::Executor executor);
 
 // The stack's description and resolution as a StreamHeader or a ResultHeader carries them.
 template <typename Header>

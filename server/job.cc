@@ -49,6 +49,7 @@ void Job::Interrupt(const std::string& reason) {
 void Job::Start(absl::Time now) {
   Update([&](JobSnapshot& s) {
     if (IsTerminal(s.state)) return;  // ended while being admitted (a streamed job's call ended)
+    if (s.state == JobState::kRunning) return;  // re-attached after a restart: it kept running
     s.state = JobState::kRunning;
     s.start_time = now;
     s.stage =
@@ -62,6 +63,15 @@ void Job::SetStage(const std::string& stage) {
 
 void Job::SetProgress(const core::Progress& progress) {
   Update([&](JobSnapshot& s) { s.progress = progress; });
+}
+
+void Job::SetExecution(const Execution& execution) {
+  Update([&](JobSnapshot& s) { s.execution = execution; });
+}
+
+bool Job::interrupted() const {
+  std::lock_guard lock(mutex_);
+  return !interrupt_reason_.empty();
 }
 
 void Job::Finish(absl::Status status, absl::Time now, std::shared_ptr<const core::Stack> result) {

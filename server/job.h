@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "core/base/cancel.h"
 #include "core/exec/engine.h"
@@ -29,6 +31,12 @@ bool IsTerminal(JobState state);
 // Its name in the API ("succeeded"; convert::JobStateName).
 std::string JobStateName(JobState state);
 
+// Where path jobs run: on the server's own threads, or as z-range shards on a SLURM cluster.
+enum class Executor { kLocal, kSlurm };
+// "local", "slurm" (the flag's values and the API's names).
+std::string ExecutorName(Executor executor);
+absl::StatusOr<Executor> ParseExecutor(absl::string_view name);
+
 // What to do, validated (paths are relative to the data root, as the client gave them).
 struct JobSpec {
   std::string input_path;
@@ -41,6 +49,7 @@ struct JobSpec {
   absl::Duration retention = absl::ZeroDuration();  // in-memory results; 0: server default
   bool streamed = false;  // ProcessStream: no paths, the caller feeds and drains the job
   std::string owner;      // the caller that submitted it (TokenAuth); "" without tokens
+  int shards = 0;         // z-ranges on a cluster (--executor slurm); 0: the server decides
 
   friend bool operator==(const JobSpec&, const JobSpec&) = default;
 };
@@ -50,6 +59,17 @@ struct JobSpec {
 struct JobIo {
   std::shared_ptr<core::SliceSource> source;
   std::shared_ptr<core::SliceSink> sink;
+};
+
+// Where a job runs and, on a cluster, how far its shards have come.
+struct Execution {
+  Executor executor = Executor::kLocal;
+  int shards = 0;                          // kSlurm: z-ranges, one task each
+  std::vector<std::string> slurm_job_ids;  // the array, then each shard submitted again alone
+  int shards_done = 0, shards_running = 0, shards_pending = 0;
+  int shards_failed = 0;  // attempts that failed (then retried, or the job failed)
+
+  friend bool operator==(const Execution&, const Execution&) = default;
 };
 
 // A consistent copy of a job's state.
@@ -66,6 +86,7 @@ struct JobSnapshot {
   absl::Time create_time, start_time = absl::InfinitePast(), end_time = absl::InfinitePast();
   uint64_t memory_bytes = 0;
   core::ProcessMode mode = core::ProcessMode::kInMemory;
+  Execution execution;
   bool result_available = false;
   uint64_t version = 0;  // grows with every change
 };
@@ -94,6 +115,8 @@ class Job {
 
   // Fires the cancel token: the run stops at its next slice.
   void RequestCancel() { cancel_.Cancel(); }
+  // Whether the cancel token fired for Interrupt (the server stops), not for the caller.
+  bool interrupted() const;
   // RequestCancel for the server's own sake (it is stopping): the job then ends INTERRUPTED,
   // with `reason`, rather than CANCELLED.
   void Interrupt(const std::string& reason);
@@ -102,6 +125,7 @@ class Job {
   void Start(absl::Time now);
   void SetStage(const std::string& stage);
   void SetProgress(const core::Progress& progress);
+  void SetExecution(const Execution& execution);
   // Ends the job: OK -> SUCCEEDED, Cancelled -> CANCELLED, Aborted -> INTERRUPTED (the server
   // stopped first), else FAILED. No-op once ended.
   void Finish(absl::Status status, absl::Time now,

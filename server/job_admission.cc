@@ -99,6 +99,7 @@ absl::StatusOr<JobSnapshot> JobManager::Plan(const JobSpec& spec) const {
   job.mode = plan.mode;
   job.progress.slices_total = plan.input.shape.depth;  // a whole-stack step adds a pass later
   job.progress.bytes_total = core::StackBytes(plan.input.shape, plan.input.type).value_or(0);
+  STACKPROC_RETURN_IF_ERROR(PlanExecution(job));
   return job;
 }
 

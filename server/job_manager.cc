@@ -72,6 +72,15 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(JobManagerOptions
   if (options.max_running_jobs < 1) {
     return absl::InvalidArgumentError("max running jobs must be at least 1");
   }
+  if (options.executor == Executor::kSlurm && options.state_dir.empty()) {
+    return absl::InvalidArgumentError(
+        "--executor slurm needs --state-dir: a job's shards run on the cluster while the server "
+        "restarts, and the job table is how the server finds them again");
+  }
+  if (options.executor == Executor::kSlurm && options.slurm.worker.empty()) {
+    return absl::InvalidArgumentError(
+        "--executor slurm needs the stackproc-local the shards run (--slurm-worker)");
+  }
   auto manager = std::unique_ptr<JobManager>(new JobManager(options, std::move(resolver)));
   if (!options.state_dir.empty()) {
     // Under the data root, a job could write over the job table.
@@ -231,6 +240,14 @@ void JobManager::Shutdown(absl::Duration grace) {
     Save(*job);
   }
   std::unique_lock lock(mutex_);
+  // Jobs on the cluster go on without this server: they let go of it at once (the job table
+  // keeps them running, for the next start to re-attach).
+  for (auto& [id, job] : jobs_) {
+    const JobSnapshot s = job->Snapshot();
+    if (s.state == JobState::kRunning && s.execution.executor == Executor::kSlurm) {
+      job->Interrupt(InterruptReason(s, true));
+    }
+  }
   changed_.wait_until(lock, absl::ToChronoTime(absl::Now() + grace), [&] { return running_ == 0; });
   std::vector<std::shared_ptr<Job>> unfinished;
   for (auto& [id, job] : jobs_) {

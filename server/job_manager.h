@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -28,6 +29,7 @@
 #include "server/job_store.h"
 #include "server/metrics.h"
 #include "server/path_resolver.h"
+#include "server/slurm.h"
 #include "server/store_writer.h"
 
 namespace stackproc::server {
@@ -52,6 +54,10 @@ struct JobManagerOptions {
   // Where the job table is kept (JobStore), so that jobs outlive the process; empty: in memory
   // only. At start the jobs found there are listed again (Restore).
   std::string state_dir;
+  // Where path jobs run: kSlurm hands large per-slice jobs with a TIFF output to `slurm`'s
+  // cluster as z-range shards (job_slurm.cc); the others still run here.
+  Executor executor = Executor::kLocal;
+  SlurmOptions slurm;
 };
 
 class JobManager {
@@ -131,6 +137,15 @@ class JobManager {
   absl::Status RunFile(Job& job, const JobSnapshot& s, const core::RunOptions& run,
                        std::shared_ptr<const core::Stack>& kept);
   absl::Status RunStream(Job& job, const JobSnapshot& s, const core::RunOptions& run);
+  // Where a planned path job runs (--executor, the spec's shards): sets `job.execution`, and
+  // for a cluster no memory of the server's. FailedPrecondition / InvalidArgument for shards
+  // this server or this job cannot have (job_slurm.cc).
+  absl::Status PlanExecution(JobSnapshot& job) const;
+  // A job's shards on the cluster, submitted (or, re-attached after a restart, found again),
+  // watched until all are done and put together into its output; retried, cancelled and swept
+  // up as they fail or the caller cancels. nullopt when the server stops meanwhile: the job is
+  // left running on the cluster, as the job table says, and the next start re-attaches.
+  std::optional<absl::Status> RunSlurm(Job& job, const JobSnapshot& s);
   // Joins the threads of streamed jobs that have ended (mutex_ held).
   void JoinEndedStreams();
   // ResourceExhausted when `spec`'s owner has max_jobs_per_caller jobs queued or running, or a

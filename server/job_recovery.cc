@@ -39,7 +39,7 @@ absl::Status JobManager::Restore() {
   STACKPROC_ASSIGN_OR_RETURN(std::vector<JobSnapshot> stored, store_->Load());
   const absl::Time now = absl::Now();
   std::lock_guard lock(mutex_);
-  int requeued = 0;
+  int requeued = 0, reattached = 0;
   for (JobSnapshot& s : stored) {
     s.memory_bytes = 0;  // in-memory results do not outlive the process
     s.result_available = false;
@@ -60,6 +60,12 @@ absl::Status JobManager::Restore() {
         s.stage = "done";
         s.end_time = now;
       }
+    } else if (s.state == JobState::kRunning && s.execution.executor == Executor::kSlurm &&
+               !s.execution.slurm_job_ids.empty()) {
+      // Its shards run on the cluster whether this server runs or not: watch them again.
+      job = std::make_shared<Job>(s);
+      queue_.push_front(job);
+      ++reattached;
     } else if (!ended) {
       s.error = absl::AbortedError(InterruptReason(s, false));
       s.state = JobState::kInterrupted;
@@ -88,7 +94,7 @@ absl::Status JobManager::Restore() {
   if (!stored.empty()) {
     std::fputs(absl::StrCat("ts=", absl::FormatTime(absl::RFC3339_full, now, absl::UTCTimeZone()),
                             " event=jobs_restored count=", stored.size(), " queued=", requeued,
-                            " path=", Quote(store_->path()), "\n")
+                            " reattached=", reattached, " path=", Quote(store_->path()), "\n")
                    .c_str(),
                stderr);
   }

@@ -72,7 +72,10 @@ void JobManager::WorkerLoop() {
     const uint64_t memory = job->Snapshot().memory_bytes;
     memory_in_use_ += memory;
     ++running_;
-    if (job->Snapshot().spec.streamed) {
+    // A streamed job goes at its client's pace, a job on the cluster at the cluster's: each
+    // runs on a thread of its own rather than holding a worker that path jobs wait for.
+    if (const JobSnapshot s = job->Snapshot();
+        s.spec.streamed || s.execution.executor == Executor::kSlurm) {
       auto ended = std::make_shared<std::atomic<bool>>(false);
       stream_threads_.push_back({std::thread([this, job, memory, ended] {
                                    Run(*job, memory);
@@ -115,8 +118,22 @@ void JobManager::Run(Job& job, uint64_t memory) {
     Save(job);
   };
   std::shared_ptr<const core::Stack> kept;
-  absl::Status status =
-      snapshot.spec.streamed ? RunStream(job, snapshot, run) : RunFile(job, snapshot, run, kept);
+  absl::Status status;
+  if (snapshot.execution.executor == Executor::kSlurm) {
+    std::optional<absl::Status> ended = RunSlurm(job, snapshot);
+    if (!ended) {  // detached: the cluster goes on, the job table says it runs
+      std::lock_guard lock(mutex_);
+      --running_;
+      changed_.notify_all();
+      LogEvent(job.Snapshot(), "job_detached");
+      return;
+    }
+    status = *ended;
+  } else if (snapshot.spec.streamed) {
+    status = RunStream(job, snapshot, run);
+  } else {
+    status = RunFile(job, snapshot, run, kept);
+  }
   const absl::Time end = absl::Now();
   if (!status.ok()) kept.reset();
   {

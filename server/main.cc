@@ -2,6 +2,7 @@
 // variable named after it (--data-root <-> STACKPROC_DATA_ROOT).
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -51,6 +52,23 @@ constexpr char kUsage[] = R"(usage: stackprocd [flags]
                             --tls-client-ca; with a token file, mark admins there)
   --metrics-listen HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics (default: off)
   --reflection              enable gRPC server reflection
+  --executor local|slurm    where path jobs run: local, on this server's threads (default);
+                            slurm, large per-slice jobs with a TIFF output as z-range shards of
+                            a SLURM job array, put together here (needs --state-dir; the data
+                            root must be at the same path on the compute nodes)
+  --slurm-partition NAME    sbatch --partition (default: the cluster's)
+  --slurm-account NAME      sbatch --account (default: the user's)
+  --slurm-max-parallel P    shards of one job running at once (--array=...%P; default: no cap)
+  --slurm-cpus-per-shard N  sbatch --cpus-per-task; the shard uses that many threads
+  --slurm-mem-per-shard SIZE  sbatch --mem, e.g. 4G
+  --slurm-extra "ARGS"      more sbatch arguments, split at spaces (e.g. "--time=2:00:00 --qos=x")
+  --slurm-poll SECONDS      how often squeue is asked about a job's shards (default 10; the
+                            controller is shared: keep it at 10 or more on a real cluster)
+  --slurm-shard-size SIZE   input per shard when a job leaves the count to the server; a
+                            job of less than twice this runs here (default 1G)
+  --slurm-retries N         a failed shard is submitted again, alone, N times (default 2)
+  --slurm-worker PATH       the stackproc-local the shards run, as the nodes see it (default:
+                            the one beside stackprocd)
 Each flag FOO-BAR can be set by the environment variable STACKPROC_FOO_BAR.
 )";
 
@@ -147,6 +165,34 @@ absl::StatusOr<ServerOptions> ParseOptions(int argc, char** argv) {
   o.tls_key = get("tls-key", "");
   o.tls_client_ca = get("tls-client-ca", "");
   o.admins = absl::StrSplit(get("admins", ""), ',', absl::SkipEmpty());
+  absl::StatusOr<Executor> executor = ParseExecutor(get("executor", "local"));
+  if (!executor.ok())
+    return absl::InvalidArgumentError(absl::StrCat("--", executor.status().message()));
+  o.jobs.executor = *executor;
+  SlurmOptions& slurm = o.jobs.slurm;
+  slurm.partition = get("slurm-partition", "");
+  slurm.account = get("slurm-account", "");
+  STACKPROC_ASSIGN_OR_RETURN(slurm.max_parallel, get_int("slurm-max-parallel", 0));
+  STACKPROC_ASSIGN_OR_RETURN(slurm.cpus_per_shard, get_int("slurm-cpus-per-shard", 0));
+  slurm.mem_per_shard = get("slurm-mem-per-shard", "");
+  slurm.extra = absl::StrSplit(get("slurm-extra", ""), ' ', absl::SkipEmpty());
+  STACKPROC_ASSIGN_OR_RETURN(int poll, get_int("slurm-poll", 10));
+  if (poll < 1) return absl::InvalidArgumentError("--slurm-poll must be at least 1 second");
+  slurm.poll = absl::Seconds(poll);
+  STACKPROC_ASSIGN_OR_RETURN(slurm.retries, get_int("slurm-retries", slurm.retries));
+  STACKPROC_ASSIGN_OR_RETURN(slurm.shard_bytes,
+                             ParseSize("slurm-shard-size", get("slurm-shard-size", "1G")));
+  slurm.worker = get("slurm-worker", "");
+  if (slurm.worker.empty() && o.jobs.executor == Executor::kSlurm) {
+    std::error_code error;
+    const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
+    slurm.worker = (self.parent_path() / "stackproc-local").string();
+    if (error || !std::filesystem::exists(slurm.worker)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--executor slurm: no stackproc-local beside stackprocd (", slurm.worker,
+                       "): give the one the compute nodes run with --slurm-worker"));
+    }
+  }
   return o;
 }
 
@@ -183,10 +229,13 @@ int Main(int argc, char** argv) {
   const char* access = !options->auth_token_file.empty() ? "tokens"
                        : !options->tls_client_ca.empty() ? "certificates"
                                                          : "open";
-  std::printf("stackprocd listening on %s data-root=%s memory-budget=%.2fGiB tls=%s access=%s\n",
-              where.c_str(), options->jobs.data_root.c_str(),
-              static_cast<double>((*server)->jobs().memory_budget()) / (uint64_t{1} << 30),
-              options->tls_cert.empty() ? "off" : "on", access);
+  std::printf(
+      "stackprocd listening on %s data-root=%s memory-budget=%.2fGiB tls=%s access=%s "
+      "executor=%s\n",
+      where.c_str(), options->jobs.data_root.c_str(),
+      static_cast<double>((*server)->jobs().memory_budget()) / (uint64_t{1} << 30),
+      options->tls_cert.empty() ? "off" : "on", access,
+      ExecutorName(options->jobs.executor).c_str());
   if ((*server)->metrics_port() != 0) {
     std::printf("stackprocd metrics on http://%s:%d/metrics\n",
                 options->metrics_listen.substr(0, options->metrics_listen.rfind(':')).c_str(),

@@ -58,6 +58,23 @@ absl::StatusOr<JobState> FromProto(v1::JobState state) {
 
 std::string JobStateName(JobState state) { return convert::JobStateName(ToProto(state)); }
 
+namespace {
+
+v1::Executor ToProto(Executor executor) {
+  return executor == Executor::kSlurm ? v1::EXECUTOR_SLURM : v1::EXECUTOR_LOCAL;
+}
+
+}  // namespace
+
+std::string ExecutorName(Executor executor) { return convert::ExecutorName(ToProto(executor)); }
+
+absl::StatusOr<Executor> ParseExecutor(absl::string_view name) {
+  for (Executor e : {Executor::kLocal, Executor::kSlurm}) {
+    if (name == ExecutorName(e)) return e;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("executor \"", name, "\": use local or slurm"));
+}
+
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   std::string message(status.message().substr(0, kMaxMessage));
@@ -113,6 +130,7 @@ void ToProto(const JobSnapshot& s, v1::Job* out) {
       chunks->set_width((*s.spec.chunks)[2]);
     }
     spec->mutable_output()->set_pyramid_levels(s.spec.pyramid_levels);
+    spec->set_shards(s.spec.shards);
   }
   out->set_request_id(s.request_id);
   out->set_state(ToProto(s.state));
@@ -148,6 +166,14 @@ void ToProto(const JobSnapshot& s, v1::Job* out) {
   out->set_owner(s.spec.owner);
   out->set_mode(s.mode == core::ProcessMode::kStreaming ? v1::PROCESSING_MODE_STREAMING
                                                         : v1::PROCESSING_MODE_IN_MEMORY);
+  v1::Execution* e = out->mutable_execution();
+  e->set_executor(ToProto(s.execution.executor));
+  e->set_shards(s.execution.shards);
+  for (const std::string& id : s.execution.slurm_job_ids) e->add_slurm_job_ids(id);
+  e->set_shards_done(s.execution.shards_done);
+  e->set_shards_running(s.execution.shards_running);
+  e->set_shards_pending(s.execution.shards_pending);
+  e->set_shards_failed(s.execution.shards_failed);
 }
 
 absl::StatusOr<std::vector<core::OpSpec>> FromProto(
@@ -191,6 +217,8 @@ absl::StatusOr<JobSpec> FromProto(const v1::JobSpec& in) {
     spec.chunks = {out.chunks().depth(), out.chunks().height(), out.chunks().width()};
   }
   spec.pyramid_levels = out.pyramid_levels();
+  if (in.shards() < 0) return absl::InvalidArgumentError("shards is negative");
+  spec.shards = in.shards();
   return spec;
 }
 
@@ -225,6 +253,14 @@ absl::StatusOr<JobSnapshot> FromProto(const v1::Job& in) {
   s.memory_bytes = static_cast<uint64_t>(in.memory_bytes());
   s.mode = in.mode() == v1::PROCESSING_MODE_STREAMING ? core::ProcessMode::kStreaming
                                                       : core::ProcessMode::kInMemory;
+  const v1::Execution& e = in.execution();
+  s.execution.executor = e.executor() == v1::EXECUTOR_SLURM ? Executor::kSlurm : Executor::kLocal;
+  s.execution.shards = e.shards();
+  s.execution.slurm_job_ids.assign(e.slurm_job_ids().begin(), e.slurm_job_ids().end());
+  s.execution.shards_done = e.shards_done();
+  s.execution.shards_running = e.shards_running();
+  s.execution.shards_pending = e.shards_pending();
+  s.execution.shards_failed = e.shards_failed();
   return s;
 }
 

@@ -128,14 +128,9 @@ bool OutputTarget::Exists() const {
   return ::fstatat(dir(), name_.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
-namespace {
-
-// ".NAME.tmp-TAG-" begins the temporary files of writers tagged TAG.
 std::string TempPrefix(const std::string& name, const std::string& tag) {
   return absl::StrCat(".", name, ".tmp-", tag.empty() ? std::to_string(::getpid()) : tag, "-");
 }
-
-}  // namespace
 
 std::string TempNameFor(const std::string& name, const std::string& tag) {
   std::random_device random;

@@ -126,6 +126,10 @@ class OutputTarget {
   std::string display_;
 };
 
+// ".NAME.tmp-TAG-": how every temporary name for NAME tagged TAG begins (RemoveTempFiles
+// removes what begins so).
+std::string TempPrefix(const std::string& name, const std::string& tag);
+
 // ".NAME.tmp-TAG-RANDOM": where a writer tagged TAG (the process id when empty) puts NAME
 // while it writes it.
 std::string TempNameFor(const std::string& name, const std::string& tag);

@@ -1,0 +1,396 @@
+// JobManager on a cluster (--executor slurm): a path job cut in z-ranges, each a task of one
+// SLURM job array that runs stackproc-local on a compute node over the shared filesystem,
+// watched through the files the tasks write beside the output, and put together when all are
+// done (core::AssembleTiff: the shards' strips copied as they are).
+//
+// The job's work folder, ".NAME.tmp-JOB-slurm" beside the output (a temporary name, so what a
+// server that cannot re-attach leaves is swept like any writer's), holds
+//   run.sh               what every task runs
+//   shard-I.tif          shard I's TIFF, renamed into place by its task when complete: done
+//   shard-I.progress     its progress line, replaced as it goes
+//   shard-I.ARRAY.log    its output, one log per attempt (ARRAY: the SLURM job id)
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <numeric>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "core/base/status_macros.h"
+#include "core/exec/formats.h"
+#include "core/exec/shards.h"
+#include "core/pipeline/pipeline.h"
+#include "server/job_manager.h"
+#include "server/job_manager_util.h"
+
+namespace stackproc::server {
+namespace {
+
+// SLURM's default MaxArraySize is 1001: task indices 0-1000.
+constexpr int kMaxShards = 1000;
+// After scancel, how long the tasks get to stop (they remove their temporary files on SIGTERM).
+constexpr absl::Duration kCancelWait = absl::Seconds(60);
+
+std::string ShellQuote(absl::string_view text) {
+  return absl::StrCat("'", absl::StrReplaceAll(text, {{"'", "'\\''"}}), "'");
+}
+
+struct WorkFolder {
+  std::string name;  // in the output's directory
+  std::string path;  // absolute, as the compute nodes see it too
+
+  std::string Script() const { return path + "/run.sh"; }
+  std::string Shard(int i) const { return absl::StrCat(path, "/shard-", i, ".tif"); }
+  std::string Progress(int i) const { return absl::StrCat(path, "/shard-", i, ".progress"); }
+  std::string Log(int i, absl::string_view array) const {
+    return absl::StrCat(path, "/shard-", i, ".", array, ".log");
+  }
+};
+
+WorkFolder WorkFolderOf(const std::string& root, const JobSnapshot& s) {
+  const std::string& output = *s.spec.output_path;
+  const size_t slash = output.rfind('/');
+  const std::string dir = slash == std::string::npos ? "" : output.substr(0, slash + 1);
+  const std::string name = core::TempPrefix(output.substr(dir.size()), s.id) + "slurm";
+  return {name, absl::StrCat(root, "/", dir, name)};
+}
+
+// What every task runs: its shard (SLURM_ARRAY_TASK_ID) of the job, with its CPUs.
+std::string TaskScript(const std::string& worker, const std::string& input, const WorkFolder& w,
+                       const JobSnapshot& s) {
+  const std::string task = "\"${SLURM_ARRAY_TASK_ID}\"";
+  std::string ops;
+  for (const core::OpSpec& op : s.spec.ops)
+    absl::StrAppend(&ops, " --op ", ShellQuote(FormatOpSpec(op)));
+  return absl::StrCat("#!/bin/sh\n# stackprocd job ", s.id, ": shard $SLURM_ARRAY_TASK_ID of ",
+                      s.execution.shards, ", slices cut as stackproc-local --shards cuts them\n",
+                      "echo \"stackproc job ", s.id, " shard ${SLURM_ARRAY_TASK_ID} of ",
+                      s.execution.shards, " on $(hostname)\"\n", "exec ", ShellQuote(worker),
+                      " run --input ", ShellQuote(input), ops, " --compression ",
+                      core::CompressionName(s.spec.compression), " --overwrite", " --shards ",
+                      s.execution.shards, " --output ", ShellQuote(w.path), "/shard-", task,
+                      ".tif --progress-file ", ShellQuote(w.path), "/shard-", task, ".progress",
+                      " ${SLURM_CPUS_PER_TASK:+--threads \"$SLURM_CPUS_PER_TASK\"}\n");
+}
+
+std::string ReadText(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Slices done by a running shard, from its progress file (0 before it writes one).
+int64_t SlicesDone(const std::string& progress_file) {
+  for (absl::string_view field : absl::StrSplit(ReadText(progress_file), ' ')) {
+    int64_t value = 0;
+    if (absl::ConsumePrefix(&field, "slices_done=") && absl::SimpleAtoi(field, &value))
+      return value;
+  }
+  return 0;
+}
+
+// The last `count` lines of a log, " | " between them.
+std::string LogTail(const std::string& log, size_t count = 5) {
+  std::vector<std::string> lines =
+      absl::StrSplit(ReadText(log), absl::ByAnyChar("\r\n"), absl::SkipWhitespace());
+  if (lines.size() > count) lines.erase(lines.begin(), lines.end() - count);
+  return lines.empty() ? "(empty)" : absl::StrJoin(lines, " | ");
+}
+
+// The node a task ran on, from its log's first line ("... on NODE").
+std::string NodeOf(const std::string& log) {
+  const std::string text = ReadText(log);
+  absl::string_view first = absl::string_view(text).substr(0, text.find('\n'));
+  const size_t on = first.rfind(" on ");
+  return on == absl::string_view::npos ? "" : std::string(first.substr(on + 4));
+}
+
+// Attempts made per shard, counted from their logs (SLURM makes a task's log when it starts).
+std::vector<int> AttemptsFromLogs(const WorkFolder& w, int shards) {
+  std::vector<int> attempts(shards, 0);
+  core::UniqueFd dir(::open(w.path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  absl::StatusOr<std::vector<std::string>> names =
+      dir ? core::ListDirectory(dir.get()) : absl::NotFoundError(w.path);
+  for (const std::string& name : names.value_or(std::vector<std::string>{})) {
+    std::vector<absl::string_view> parts = absl::StrSplit(name, '.');
+    int shard = 0;
+    if (parts.size() == 3 && parts[2] == "log" && absl::ConsumePrefix(&parts[0], "shard-") &&
+        absl::SimpleAtoi(parts[0], &shard) && shard >= 0 && shard < shards) {
+      ++attempts[shard];
+    }
+  }
+  return attempts;
+}
+
+}  // namespace
+
+absl::Status JobManager::PlanExecution(JobSnapshot& job) const {
+  const JobSpec& spec = job.spec;
+  job.execution = {};
+  if (options_.executor == Executor::kLocal) {
+    if (spec.shards > 1) {
+      return absl::FailedPreconditionError(
+          "shards: this server runs jobs on its own threads (--executor local); a job cut in "
+          "shards needs a server started with --executor slurm");
+    }
+    return absl::OkStatus();
+  }
+  const int64_t depth = job.input_shape.depth;
+  int64_t shards = spec.shards;
+  if (shards == 0) {  // one per shard_bytes of input: a small job runs here
+    const uint64_t per_shard = std::max<uint64_t>(options_.slurm.shard_bytes, 1);
+    shards = std::min<int64_t>(
+        {depth, kMaxShards, static_cast<int64_t>(job.progress.bytes_total / per_shard)});
+  }
+  if (shards <= 1) return absl::OkStatus();
+  // Why this job runs here whatever it asked for; empty: it can be cut.
+  std::string why;
+  STACKPROC_ASSIGN_OR_RETURN(core::Pipeline pipeline, core::Pipeline::Create(spec.ops));
+  if (!spec.output_path) {
+    why = "its result is kept in memory";
+  } else if (core::ParseOutputName(*spec.output_path)->format != core::Format::kTiff) {
+    why = "only TIFF outputs are put together from shards";
+  } else if (pipeline.NeedsWholeStack()) {
+    why = "the pipeline has a whole-stack step";
+  }
+  if (!why.empty()) {
+    if (spec.shards <= 1) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat("shards: ", why, "; submit it with shards 0 or 1 to run it on the server"));
+  }
+  if (shards > depth || shards > kMaxShards) {
+    return absl::InvalidArgumentError(absl::StrCat("shards: ", shards, " shards for a stack of ",
+                                                   depth, " slices; at most one per slice and ",
+                                                   kMaxShards, " in all"));
+  }
+  job.execution.executor = Executor::kSlurm;
+  job.execution.shards = static_cast<int>(shards);
+  job.execution.shards_pending = job.execution.shards;
+  job.memory_bytes = 0;  // the cluster's; the assembly copies strips through a small buffer
+  job.mode = core::ProcessMode::kStreaming;
+  return absl::OkStatus();
+}
+
+namespace {
+
+// One job's shards on the cluster: what was submitted, what each shard has come to.
+class ShardRun {
+ public:
+  ShardRun(const SlurmOptions& options, WorkFolder work, const JobSnapshot& s)
+      : slurm_(options), work_(std::move(work)), job_id_(s.id), execution_(s.execution) {
+    const int n = execution_.shards;
+    for (int i = 0; i < n; ++i) {
+      ranges_.push_back(*core::ShardRange(s.input_shape.depth, n, i));
+    }
+    attempts_ = AttemptsFromLogs(work_, n);
+  }
+  const Execution& execution() const { return execution_; }
+  const WorkFolder& work() const { return work_; }
+
+  // Makes the work folder and its script, and submits the array.
+  absl::Status Submit(const core::OutputTarget& output, const std::string& input,
+                      const JobSnapshot& s) {
+    if (::mkdirat(output.dir(), work_.name.c_str(), 0777) != 0 && errno != EEXIST) {
+      return absl::PermissionDeniedError(
+          absl::StrCat(output.display(), ": cannot make the shards' folder beside it (",
+                       std::strerror(errno), ")"));
+    }
+    {
+      std::ofstream script(work_.Script(), std::ios::trunc);
+      script << TaskScript(slurm_.options().worker, input, work_, s);
+      if (!script.flush()) {
+        return absl::InternalError(absl::StrCat("cannot write ", work_.Script()));
+      }
+    }
+    ::chmod(work_.Script().c_str(), 0755);
+    return SubmitTasks(absl::StrCat("0-", execution_.shards - 1));
+  }
+
+  // One look at the cluster and at the work folder: the shards' counts and slices done. A shard
+  // that ended without its TIFF is submitted again, alone, while it has attempts left; then the
+  // job fails, naming the shard, its slices, its node and the tail of its log.
+  absl::StatusOr<int64_t> Poll(int retries) {
+    STACKPROC_ASSIGN_OR_RETURN(auto tasks, slurm_.Tasks(execution_.slurm_job_ids));
+    Execution& e = execution_;
+    e.shards_done = e.shards_running = e.shards_pending = 0;
+    int64_t slices = 0;
+    for (int i = 0; i < e.shards; ++i) {
+      auto task = tasks.find(i);
+      const TaskState state = task == tasks.end() ? TaskState::kEnded : task->second.state;
+      if (::access(work_.Shard(i).c_str(), F_OK) == 0) {
+        ++e.shards_done;
+        slices += ranges_[i].size();
+      } else if (state == TaskState::kPending) {
+        ++e.shards_pending;
+      } else if (state == TaskState::kRunning) {
+        ++e.shards_running;
+        slices += std::min(SlicesDone(work_.Progress(i)), ranges_[i].size());
+      } else {
+        ++e.shards_failed;
+        const TaskInfo info = task == tasks.end() ? TaskInfo{} : task->second;
+        const std::string log = work_.Log(i, LastArrayOf(i));
+        const std::string node = !info.node.empty() ? info.node : NodeOf(log);
+        const std::string failure = absl::StrCat(
+            "shard ", i, " of ", e.shards, " (slices ", ranges_[i].begin, "-", ranges_[i].end - 1,
+            ") failed on ", node.empty() ? "an unknown node" : node,
+            info.slurm_state.empty() ? "" : " (" + info.slurm_state + ")", ": ", LogTail(log));
+        if (attempts_[i] > retries) {
+          return absl::UnknownError(absl::StrCat(failure, "; ", attempts_[i], " attempts"));
+        }
+        last_failure_ = failure;
+        STACKPROC_RETURN_IF_ERROR(SubmitTasks(std::to_string(i)));
+        ++e.shards_pending;
+      }
+    }
+    return slices;
+  }
+
+  // What Poll last retried, for the log; cleared as it is read.
+  std::string TakeRetried() { return std::exchange(last_failure_, ""); }
+
+  // Cancels the tasks, gives them kCancelWait to stop, and removes the work folder.
+  void CancelAndSweep(const core::OutputTarget& output) {
+    (void)slurm_.Cancel(execution_.slurm_job_ids);  // best effort: the sweep follows anyway
+    const absl::Time give_up = absl::Now() + kCancelWait;
+    while (absl::Now() < give_up) {
+      absl::StatusOr<std::map<int, TaskInfo>> tasks = slurm_.Tasks(execution_.slurm_job_ids);
+      if (tasks.ok() && std::all_of(tasks->begin(), tasks->end(), [](const auto& t) {
+            return t.second.state == TaskState::kEnded;
+          })) {
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+    core::RemoveEntry(output.dir(), work_.name);
+  }
+
+ private:
+  absl::Status SubmitTasks(const std::string& indices) {
+    STACKPROC_ASSIGN_OR_RETURN(std::string id,
+                               slurm_.Submit(work_.Script(), indices, "stackproc-" + job_id_,
+                                             work_.path + "/shard-%a.%A.log"));
+    execution_.slurm_job_ids.push_back(id);
+    for (int i : ShardsOf(indices)) {
+      ++attempts_[i];
+      array_of_[i] = id;
+    }
+    return absl::OkStatus();
+  }
+  std::vector<int> ShardsOf(const std::string& indices) const {
+    int one = 0;
+    if (absl::SimpleAtoi(indices, &one)) return {one};
+    std::vector<int> all(execution_.shards);
+    std::iota(all.begin(), all.end(), 0);
+    return all;
+  }
+  // The job id of shard i's latest attempt (the first array's when none since, or unknown).
+  std::string LastArrayOf(int i) const {
+    auto it = array_of_.find(i);
+    if (it != array_of_.end()) return it->second;
+    // Re-attached: the last array whose log the shard has.
+    for (auto id = execution_.slurm_job_ids.rbegin(); id != execution_.slurm_job_ids.rend(); ++id) {
+      if (::access(work_.Log(i, *id).c_str(), F_OK) == 0) return *id;
+    }
+    return execution_.slurm_job_ids.empty() ? "" : execution_.slurm_job_ids.front();
+  }
+
+  const Slurm slurm_;
+  const WorkFolder work_;
+  const std::string job_id_;
+  Execution execution_;
+  std::vector<core::ZRange> ranges_;
+  std::vector<int> attempts_;            // per shard
+  std::map<int, std::string> array_of_;  // shard -> the array of its latest attempt (this run)
+  std::string last_failure_;
+};
+
+}  // namespace
+
+std::optional<absl::Status> JobManager::RunSlurm(Job& job, const JobSnapshot& s) {
+  absl::StatusOr<core::OutputTarget> output = resolver_.Output(*s.spec.output_path);
+  if (!output.ok()) return output.status();
+  ShardRun run(options_.slurm, WorkFolderOf(resolver_.root(), s), s);
+  if (s.execution.slurm_job_ids.empty()) {
+    const std::string input = absl::StrCat(resolver_.root(), "/", s.spec.input_path);
+    if (absl::Status submitted = run.Submit(*output, input, s); !submitted.ok()) {
+      run.CancelAndSweep(*output);
+      return submitted;
+    }
+    job.SetExecution(run.execution());
+    Save(job);
+  }
+  LogEvent(job.Snapshot(),
+           s.execution.slurm_job_ids.empty() ? "shards_submitted" : "shards_reattached",
+           absl::StrCat(" slurm_jobs=", absl::StrJoin(run.execution().slurm_job_ids, ","),
+                        " shards=", s.execution.shards, " work=", Quote(run.work().path)));
+  job.SetStage("cluster");
+  const uint64_t slice_bytes = s.progress.bytes_total / std::max<int64_t>(s.input_shape.depth, 1);
+  const absl::Time started = job.Snapshot().start_time;
+  bool unreachable = false;
+  while (true) {
+    // Wait out the poll interval, hearing a cancel at once.
+    const absl::Time next = absl::Now() + options_.slurm.poll;
+    while (absl::Now() < next && !job.cancel_token().IsCancelled()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (job.interrupted()) return std::nullopt;  // the server stops: the cluster goes on
+    if (job.cancel_token().IsCancelled()) {
+      run.CancelAndSweep(*output);
+      return absl::CancelledError(
+          absl::StrCat("cancelled: its shards were cancelled on the cluster (SLURM jobs ",
+                       absl::StrJoin(run.execution().slurm_job_ids, ","), ")"));
+    }
+    absl::StatusOr<int64_t> slices = run.Poll(options_.slurm.retries);
+    if (absl::IsUnavailable(slices.status())) {  // the controller did not answer: ask again
+      if (!std::exchange(unreachable, true)) {
+        LogEvent(job.Snapshot(), "slurm_unreachable", " error=" + Quote(slices.status().message()));
+      }
+      continue;
+    }
+    unreachable = false;
+    if (!slices.ok()) {  // its message names files as the caller does, beneath the data root
+      run.CancelAndSweep(*output);
+      return absl::Status(
+          slices.status().code(),
+          absl::StrReplaceAll(slices.status().message(), {{resolver_.root() + "/", ""}}));
+    }
+    if (std::string retried = run.TakeRetried(); !retried.empty()) {
+      LogEvent(job.Snapshot(), "shard_retried", " reason=" + Quote(retried));
+    }
+    core::Progress p;
+    p.slices_total = s.input_shape.depth;
+    p.slices_done = *slices;
+    p.bytes_total = s.progress.bytes_total;
+    p.bytes_done = *slices * slice_bytes;
+    p.elapsed = absl::Now() - started;
+    if (*slices > 0) p.eta = p.elapsed * (static_cast<double>(p.slices_total - *slices) / *slices);
+    job.SetExecution(run.execution());
+    job.SetProgress(p);
+    Save(job);
+    if (run.execution().shards_done == run.execution().shards) break;
+  }
+
+  job.SetStage("assembling");
+  std::vector<std::string> shards;
+  for (int i = 0; i < s.execution.shards; ++i) shards.push_back(run.work().Shard(i));
+  core::WriteOptions write;
+  write.overwrite = s.spec.overwrite;
+  write.cancel = &job.cancel_token();
+  write.temp_tag = s.id;
+  absl::Status assembled = core::AssembleTiff(core::LocalFiles(), shards, *output, write);
+  if (job.interrupted()) return std::nullopt;  // the next start assembles them again
+  core::RemoveEntry(output->dir(), run.work().name);
+  return assembled;
+}
+
+}  // namespace stackproc::server

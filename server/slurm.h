@@ -1,0 +1,63 @@
+// The SLURM cluster a server hands large path jobs to (--executor slurm): job arrays submitted
+// with sbatch, their tasks looked up with squeue, cancelled with scancel. Only the commands the
+// cluster's users run themselves; the controller is asked no more often than the caller polls.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace stackproc::server {
+
+struct SlurmOptions {
+  std::string partition;           // sbatch --partition; empty: the cluster's default
+  std::string account;             // sbatch --account; empty: the user's default
+  int max_parallel = 0;            // tasks of one array running at once (--array=...%P); 0: no cap
+  int cpus_per_shard = 0;          // sbatch --cpus-per-task; 0: the cluster's default
+  std::string mem_per_shard;       // sbatch --mem, e.g. "4G"; empty: the cluster's default
+  std::vector<std::string> extra;  // more sbatch arguments, as given
+  absl::Duration poll = absl::Seconds(10);
+  int retries = 2;  // a failed shard is submitted again, alone, this many times
+  // A job whose spec leaves the shards to the server (0) gets one per this much input; one
+  // that would get fewer than 2 runs on the server.
+  uint64_t shard_bytes = uint64_t{1} << 30;
+  std::string worker;  // the stackproc-local the shards run (compute nodes see the same path)
+};
+
+// Where a task of an array is.
+enum class TaskState { kPending, kRunning, kEnded };
+
+struct TaskInfo {
+  TaskState state = TaskState::kPending;
+  std::string slurm_state;  // as squeue says it: "PENDING", "RUNNING", "NODE_FAIL"...
+  std::string node;         // where it runs or ran; empty while pending
+};
+
+class Slurm {
+ public:
+  explicit Slurm(SlurmOptions options) : options_(std::move(options)) {}
+  const SlurmOptions& options() const { return options_; }
+
+  // Submits `script` as the array `indices` ("0-15", or "3" for one task again) named `name`,
+  // each task's output to `log` (sbatch patterns: %a the index, %A the array's id); returns
+  // the array's job id. The failure names sbatch's own message.
+  absl::StatusOr<std::string> Submit(const std::string& script, const std::string& indices,
+                                     const std::string& name, const std::string& log) const;
+  // The tasks of the arrays `job_ids` the controller still lists, by task index (an ended task
+  // is listed for a while, then not at all: both mean it ended). Unavailable when squeue fails.
+  absl::StatusOr<std::map<int, TaskInfo>> Tasks(const std::vector<std::string>& job_ids) const;
+  // Cancels the arrays (their running tasks get SIGTERM).
+  absl::Status Cancel(const std::vector<std::string>& job_ids) const;
+
+ private:
+  const SlurmOptions options_;
+};
+
+// sbatch's states by what they mean for a task: PENDING, REQUEUED... wait; RUNNING, COMPLETING,
+// SUSPENDED... run; COMPLETED, FAILED, CANCELLED, NODE_FAIL, TIMEOUT, OUT_OF_MEMORY... ended.
+TaskState TaskStateOf(const std::string& slurm_state);
+
+}  // namespace stackproc::server

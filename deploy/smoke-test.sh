@@ -77,7 +77,9 @@ uid=$(engine exec "$name" id -u)
 [[ "$uid" != 0 ]] || fail "the container runs as root"
 [[ "$(engine exec "$name" stackproc --server "127.0.0.1:$port" health)" == SERVING ]] ||
   fail "the CLI inside the image"
-say "container user uid=$uid; stackproc health inside the container: SERVING"
+engine exec "$name" stackproc-local formats | grep -q '^TIFF' ||
+  fail "stackproc-local (a cluster's shards run it) is not in the image"
+say "container user uid=$uid; stackproc health inside the container: SERVING; stackproc-local runs"
 
 t0=$SECONDS
 engine stop -t 20 "$name" >/dev/null

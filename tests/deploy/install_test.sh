@@ -11,10 +11,17 @@ cmake --install "$build" --prefix "$prefix" >/dev/null || fail "cmake --install"
 for program in stackprocd stackproc stackproc-local; do
   [[ -x "$prefix/bin/$program" ]] || fail "no $prefix/bin/$program"
 done
-"$prefix/bin/stackprocd" --help | grep -q -- "--data-root" || fail "stackprocd --help"
-"$prefix/bin/stackproc-local" formats | grep -q "OME-Zarr" || fail "stackproc-local formats"
-"$prefix/bin/stackproc" --help | grep -q "submit" || fail "stackproc --help"
-"$prefix/bin/stackproc-local" --help | grep -q "assemble" || fail "stackproc-local --help"
+# Each output taken whole first: `grep -q` in a pipe under pipefail fails the check when it stops
+# reading before the program has written everything.
+prints() { # TEXT PROGRAM ARGS...
+  local text=$1 output
+  shift
+  output=$("$prefix/bin/$1" "${@:2}") && grep -q -- "$text" <<<"$output"
+}
+prints --data-root stackprocd --help || fail "stackprocd --help"
+prints OME-Zarr stackproc-local formats || fail "stackproc-local formats"
+prints submit stackproc --help || fail "stackproc --help"
+prints assemble stackproc-local --help || fail "stackproc-local --help"
 grep -q "Apache License" "$prefix/share/doc/stackproc/LICENSE" || fail "no LICENSE"
 [[ -f "$prefix/share/doc/stackproc/README.md" ]] || fail "no README"
 echo "install: 3 programs in $prefix/bin, LICENSE and README in share/doc/stackproc"

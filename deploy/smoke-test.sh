@@ -50,6 +50,14 @@ fi
 size=$(engine image inspect --format '{{.Size}}' "$tag")
 say "image size $((size / 1024 / 1024)) MiB"
 
+# The image listens beyond loopback (0.0.0.0:50051): without a token file or client
+# certificates it refuses to start, saying why.
+if refusal=$(engine run --rm --network none "$tag" 2>&1); then
+  fail "the image served beyond loopback without tokens"
+fi
+grep -q -- "--allow-unauthenticated" <<<"$refusal" || fail "the image's refusal: $refusal"
+say "without tokens beyond loopback the image refuses to start: ${refusal:0:80}..."
+
 # The container runs as uid 10001: its data directory must be writable by it.
 mkdir -m 0777 "$work/data"
 "$local_tool" generate "$work/data/in.tif" --shape 24x256x320 --type uint16 >/dev/null

@@ -17,9 +17,14 @@ namespace stackproc::server {
 namespace {
 
 constexpr char kUsage[] = R"(usage: stackprocd [flags]
-  --listen HOST:PORT        address to serve on; port 0 picks a free one (default 0.0.0.0:50051);
-                            or unix:PATH, a socket for clients on this machine (who may
-                            connect is who may open PATH)
+  --listen HOST:PORT        address to serve on; port 0 picks a free one (default
+                            127.0.0.1:50051: this machine only); or unix:PATH, a socket for
+                            clients on this machine (who may connect is who may open PATH).
+                            Beyond loopback the server needs --auth-token-file or
+                            --tls-client-ca, or --allow-unauthenticated
+  --allow-unauthenticated   serve beyond loopback without tokens or client certificates:
+                            anyone who reaches the port runs jobs on the data root (a trusted
+                            network only)
   --data-root DIR           directory every job path is resolved beneath (required)
   --threads N               worker threads for processing (default: all cores)
   --max-running-jobs N      jobs processed at once (default 1)
@@ -115,8 +120,9 @@ absl::StatusOr<uint64_t> ParseSize(const std::string& flag, const std::string& t
 }
 
 absl::StatusOr<ServerOptions> ParseOptions(int argc, char** argv) {
-  STACKPROC_ASSIGN_OR_RETURN(core::CliArgs args,
-                             core::CliArgs::Parse(argc, argv, 1, {"reflection", "help"}));
+  STACKPROC_ASSIGN_OR_RETURN(
+      core::CliArgs args,
+      core::CliArgs::Parse(argc, argv, 1, {"reflection", "allow-unauthenticated", "help"}));
   if (args.Has("help") || !args.positional.empty()) {
     return absl::InvalidArgumentError(kUsage);
   }
@@ -165,6 +171,18 @@ absl::StatusOr<ServerOptions> ParseOptions(int argc, char** argv) {
   o.tls_key = get("tls-key", "");
   o.tls_client_ca = get("tls-client-ca", "");
   o.admins = absl::StrSplit(get("admins", ""), ',', absl::SkipEmpty());
+  const std::string host =
+      o.listen.rfind("unix:", 0) == 0 ? o.listen : o.listen.substr(0, o.listen.rfind(':'));
+  if (!IsLoopback(host) && o.auth_token_file.empty() && o.tls_client_ca.empty() &&
+      get("allow-unauthenticated", "false") != "true") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--listen ", o.listen,
+                     " reaches beyond this machine, and without --auth-token-file or "
+                     "--tls-client-ca anyone who reaches the port could run jobs on files under ",
+                     o.jobs.data_root,
+                     " and read their results: give tokens or client certificates, or "
+                     "--allow-unauthenticated on a trusted network"));
+  }
   absl::StatusOr<Executor> executor = ParseExecutor(get("executor", "local"));
   if (!executor.ok())
     return absl::InvalidArgumentError(absl::StrCat("--", executor.status().message()));

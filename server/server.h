@@ -18,7 +18,7 @@
 namespace stackproc::server {
 
 struct ServerOptions {
-  std::string listen = "0.0.0.0:50051";  // port 0 picks a free port
+  std::string listen = "127.0.0.1:50051";  // port 0 picks a free port
   JobManagerOptions jobs;
   bool reflection = false;
   // TokenAuth's file (server/auth.h); empty: no tokens.

@@ -6,7 +6,8 @@ right kinds and API versions; every STACKPROC_* variable names a real stackprocd
 `stackprocd --help`); the gRPC port is the same in the listen address, the container port,
 the probes, the Service and the Dockerfile's EXPOSE; the data volume is mounted at the data
 root; the termination grace outlasts the server's shutdown grace; the memory budget fits the
-memory limit; the probes use the gRPC health service.
+memory limit; the probes use the gRPC health service; beyond loopback a token file is mounted where
+STACKPROC_AUTH_TOKEN_FILE says (the server refuses to start otherwise).
 
 usage: manifests_test.py BUILD_DIR SOURCE_DIR
 """
@@ -82,6 +83,10 @@ grace = int(env["STACKPROC_SHUTDOWN_GRACE"])
 check(int(str(svc["stop_grace_period"]).rstrip("s")) > grace,
       "compose stop_grace_period does not outlast the shutdown grace")
 check(svc.get("restart") in ("unless-stopped", "always", "on-failure"), "compose restart")
+# Beyond loopback the server refuses to start without tokens or client certificates.
+check(env.get("STACKPROC_AUTH_TOKEN_FILE") and any(
+    str(v).endswith(f":{env['STACKPROC_AUTH_TOKEN_FILE']}:ro") for v in svc["volumes"]),
+    "compose: no token file mounted read-only where STACKPROC_AUTH_TOKEN_FILE says")
 
 # --- Kubernetes ---
 docs = []
@@ -109,11 +114,16 @@ check(mounts.get("data") == kenv["STACKPROC_DATA_ROOT"], "data volume not at the
 check(mounts.get("state") == kenv.get("STACKPROC_STATE_DIR"), "state volume not at the state dir")
 check(not (kenv["STACKPROC_STATE_DIR"] + "/").startswith(kenv["STACKPROC_DATA_ROOT"] + "/"),
       "the state dir is inside the data root")
+token_file = kenv.get("STACKPROC_AUTH_TOKEN_FILE") or ""
+check(mounts.get("tokens") == token_file.rsplit("/", 1)[0],
+      "k8s: the token file's folder is not the tokens volume")
 claims = {d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"}
 pod_volumes = {v["name"]: v for v in pod["volumes"]}
 for volume in ("data", "state"):
     claim = pod_volumes[volume]["persistentVolumeClaim"]["claimName"]
     check(claim in claims, f"{volume}: no PersistentVolumeClaim {claim}")
+check([i["path"] for i in pod_volumes["tokens"]["secret"]["items"]] == [token_file.rsplit("/", 1)[1]],
+      "k8s: the tokens Secret does not hold the file STACKPROC_AUTH_TOKEN_FILE names")
 limits = container["resources"]["limits"]
 check("memory" in limits, "no memory limit")
 if "STACKPROC_MEMORY_BUDGET" in kenv:

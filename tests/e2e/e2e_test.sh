@@ -158,7 +158,8 @@ grep -q 'event=job_finished job=[0-9a-f]* state=succeeded duration_s=' "$work/lo
 ! grep -q warning "$work/log" || fail "a loopback server warned: $(cat "$work/log")"
 
 # With --auth-token-file: the CLI needs STACKPROC_TOKEN (or --token), health does not; the job
-# log names the owner. Without it beyond loopback, the server warns.
+# log names the owner. Without it beyond loopback, the server refuses to start, or with
+# --allow-unauthenticated warns.
 token=e2e-token-0123456789abcdef
 printf '# e2e\nlab %s\n' "$token" >"$work/tokens"
 start() {
@@ -180,7 +181,12 @@ has 'succeeded' "$out" || fail "submit with a token: $out"
 grep -q 'event=job_submitted .* owner="lab"' "$work/log" || fail "owner not logged"
 kill -TERM "$(cat "$work/pid")"
 wait "$(cat "$work/pid")" || fail "server exit code $?"
-start --listen 0.0.0.0:0
+# Beyond loopback without tokens or client certificates: refused, unless asked for (then warned).
+if err=$("$server" --data-root "$work/data" --listen 0.0.0.0:0 2>&1); then
+  fail "a server beyond loopback without tokens started"
+fi
+has '--allow-unauthenticated on a trusted network' "$err" || fail "the refusal says: $err"
+start --listen 0.0.0.0:0 --allow-unauthenticated
 grep -q 'warning: listening on 0.0.0.0:0 without --auth-token-file' "$work/log" ||
   fail "no warning: $(cat "$work/log")"
 kill -TERM "$(cat "$work/pid")"

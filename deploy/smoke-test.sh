@@ -56,7 +56,7 @@ if refusal=$(engine run --rm --network none "$tag" 2>&1); then
   fail "the image served beyond loopback without tokens"
 fi
 grep -q -- "--allow-unauthenticated" <<<"$refusal" || fail "the image's refusal: $refusal"
-say "without tokens beyond loopback the image refuses to start: ${refusal:0:80}..."
+say "without tokens beyond loopback the image refuses to start: $(grep -m 1 -o 'stackprocd: .*' <<<"$refusal" | cut -c 1-100)..."
 
 # The container runs as uid 10001: its data directory must be writable by it.
 mkdir -m 0777 "$work/data"

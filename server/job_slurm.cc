@@ -44,42 +44,58 @@ std::string ShellQuote(absl::string_view text) {
   return absl::StrCat("'", absl::StrReplaceAll(text, {{"'", "'\\''"}}), "'");
 }
 
+// A job's work folder, as one phase of it sees it: "stats" (a whole-stack step's statistics,
+// gathered range by range) or "shard" (the pieces of the output).
 struct WorkFolder {
-  std::string name;  // in the output's directory
-  std::string path;  // absolute, as the compute nodes see it too
+  std::string name;             // in the output's directory
+  std::string path;             // absolute, as the compute nodes see it too
+  std::string phase = "shard";  // "stats" or "shard": its files' prefix
 
-  std::string Script() const { return path + "/run.sh"; }
-  std::string Shard(int i) const { return absl::StrCat(path, "/shard-", i, ".tif"); }
-  std::string Progress(int i) const { return absl::StrCat(path, "/shard-", i, ".progress"); }
-  std::string Log(int i, absl::string_view array) const {
-    return absl::StrCat(path, "/shard-", i, ".", array, ".log");
+  std::string Script() const { return absl::StrCat(path, "/", phase, ".sh"); }
+  std::string Piece(int i) const {
+    return absl::StrCat(path, "/", phase, "-", i, phase == "stats" ? ".stats" : ".tif");
   }
+  std::string Progress(int i) const { return absl::StrCat(path, "/", phase, "-", i, ".progress"); }
+  std::string Log(int i, absl::string_view array) const {
+    return absl::StrCat(path, "/", phase, "-", i, ".", array, ".log");
+  }
+  // The statistics of every range summed: what the "shard" phase's tasks take.
+  std::string StackStats() const { return path + "/stack.stats"; }
 };
 
-WorkFolder WorkFolderOf(const std::string& root, const JobSnapshot& s) {
+WorkFolder WorkFolderOf(const std::string& root, const JobSnapshot& s, const std::string& phase) {
   const std::string& output = *s.spec.output_path;
   const size_t slash = output.rfind('/');
   const std::string dir = slash == std::string::npos ? "" : output.substr(0, slash + 1);
   const std::string name = core::TempPrefix(output.substr(dir.size()), s.id) + "slurm";
-  return {name, absl::StrCat(root, "/", dir, name)};
+  return {name, absl::StrCat(root, "/", dir, name), phase};
 }
 
-// What every task runs: its shard (SLURM_ARRAY_TASK_ID) of the job, with its CPUs.
+// What every task of a phase runs: its range (SLURM_ARRAY_TASK_ID) of the job, with its CPUs.
 std::string TaskScript(const std::string& worker, const std::string& input, const WorkFolder& w,
                        const JobSnapshot& s) {
   const std::string task = "\"${SLURM_ARRAY_TASK_ID}\"";
+  const bool stats = w.phase == "stats";
   std::string ops;
-  for (const core::OpSpec& op : s.spec.ops)
+  for (const core::OpSpec& op : s.spec.ops) {
     absl::StrAppend(&ops, " --op ", ShellQuote(FormatOpSpec(op)));
-  return absl::StrCat("#!/bin/sh\n# stackprocd job ", s.id, ": shard $SLURM_ARRAY_TASK_ID of ",
-                      s.execution.shards, ", slices cut as stackproc-local --shards cuts them\n",
-                      "echo \"stackproc job ", s.id, " shard ${SLURM_ARRAY_TASK_ID} of ",
-                      s.execution.shards, " on $(hostname)\"\n", "exec ", ShellQuote(worker),
-                      " run --input ", ShellQuote(input), ops, " --compression ",
-                      core::CompressionName(s.spec.compression), " --overwrite", " --shards ",
-                      s.execution.shards, " --output ", ShellQuote(w.path), "/shard-", task,
-                      ".tif --progress-file ", ShellQuote(w.path), "/shard-", task, ".progress",
-                      " ${SLURM_CPUS_PER_TASK:+--threads \"$SLURM_CPUS_PER_TASK\"}\n");
+  }
+  const std::string writes =
+      stats ? ""
+            : absl::StrCat(" --compression ", core::CompressionName(s.spec.compression),
+                           " --overwrite");
+  const std::string takes = stats || !core::Pipeline::Create(s.spec.ops)->NeedsWholeStack()
+                                ? ""
+                                : " --stats " + ShellQuote(w.StackStats());
+  const std::string piece = absl::StrCat(ShellQuote(w.path), "/", w.phase, "-", task);
+  return absl::StrCat(
+      "#!/bin/sh\n# stackprocd job ", s.id, ", phase ", w.phase, ": range $SLURM_ARRAY_TASK_ID of ",
+      s.execution.shards, ", slices cut as stackproc-local --shards cuts them\n",
+      "echo \"stackproc job ", s.id, " ", w.phase, " ${SLURM_ARRAY_TASK_ID} of ",
+      s.execution.shards, " on $(hostname)\"\n", "exec ", ShellQuote(worker),
+      stats ? " stats" : " run", " --input ", ShellQuote(input), ops, writes, takes, " --shards ",
+      s.execution.shards, " --output ", piece, stats ? ".stats" : ".tif", " --progress-file ",
+      piece, ".progress", " ${SLURM_CPUS_PER_TASK:+--threads \"$SLURM_CPUS_PER_TASK\"}\n");
 }
 
 std::string ReadText(const std::string& path) {
@@ -124,8 +140,9 @@ std::vector<int> AttemptsFromLogs(const WorkFolder& w, int shards) {
   for (const std::string& name : names.value_or(std::vector<std::string>{})) {
     std::vector<absl::string_view> parts = absl::StrSplit(name, '.');
     int shard = 0;
-    if (parts.size() == 3 && parts[2] == "log" && absl::ConsumePrefix(&parts[0], "shard-") &&
-        absl::SimpleAtoi(parts[0], &shard) && shard >= 0 && shard < shards) {
+    if (parts.size() == 3 && parts[2] == "log" && absl::ConsumePrefix(&parts[0], w.phase) &&
+        absl::ConsumePrefix(&parts[0], "-") && absl::SimpleAtoi(parts[0], &shard) && shard >= 0 &&
+        shard < shards) {
       ++attempts[shard];
     }
   }
@@ -161,7 +178,13 @@ absl::Status JobManager::PlanExecution(JobSnapshot& job) const {
   } else if (core::ParseOutputName(*spec.output_path)->format != core::Format::kTiff) {
     why = "only TIFF outputs are put together from shards";
   } else if (pipeline.NeedsWholeStack()) {
-    why = "the pipeline has a whole-stack step";
+    // Its statistics gathered range by range first, when they add up (integer pixels, one step).
+    const core::SliceFormat input{static_cast<int>(job.input_shape.height),
+                                  static_cast<int>(job.input_shape.width), job.input_type};
+    absl::StatusOr<std::vector<core::SliceFormat>> formats = pipeline.Plan(input);
+    absl::Status cut =
+        formats.ok() ? core::StatsStep(pipeline, *formats).status() : formats.status();
+    if (!cut.ok()) why = std::string(cut.message());
   }
   if (!why.empty()) {
     if (spec.shards <= 1) return absl::OkStatus();
@@ -227,7 +250,7 @@ class ShardRun {
     for (int i = 0; i < e.shards; ++i) {
       auto task = tasks.find(i);
       const TaskState state = task == tasks.end() ? TaskState::kEnded : task->second.state;
-      if (::access(work_.Shard(i).c_str(), F_OK) == 0) {
+      if (::access(work_.Piece(i).c_str(), F_OK) == 0) {
         ++e.shards_done;
         slices += ranges_[i].size();
       } else if (state == TaskState::kPending) {
@@ -241,8 +264,9 @@ class ShardRun {
         const std::string log = work_.Log(i, LastArrayOf(i));
         const std::string node = !info.node.empty() ? info.node : NodeOf(log);
         const std::string failure = absl::StrCat(
-            "shard ", i, " of ", e.shards, " (slices ", ranges_[i].begin, "-", ranges_[i].end - 1,
-            ") failed on ", node.empty() ? "an unknown node" : node,
+            work_.phase == "stats" ? "the statistics of shard " : "shard ", i, " of ", e.shards,
+            " (slices ", ranges_[i].begin, "-", ranges_[i].end - 1, ") failed on ",
+            node.empty() ? "an unknown node" : node,
             info.slurm_state.empty() ? "" : " (" + info.slurm_state + ")", ": ", LogTail(log));
         if (attempts_[i] > retries) {
           return absl::UnknownError(absl::StrCat(failure, "; ", attempts_[i], " attempts"));
@@ -276,9 +300,9 @@ class ShardRun {
 
  private:
   absl::Status SubmitTasks(const std::string& indices) {
-    STACKPROC_ASSIGN_OR_RETURN(std::string id,
-                               slurm_.Submit(work_.Script(), indices, "stackproc-" + job_id_,
-                                             work_.path + "/shard-%a.%A.log"));
+    STACKPROC_ASSIGN_OR_RETURN(
+        std::string id, slurm_.Submit(work_.Script(), indices, "stackproc-" + job_id_,
+                                      absl::StrCat(work_.path, "/", work_.phase, "-%a.%A.log")));
     execution_.slurm_job_ids.push_back(id);
     for (int i : ShardsOf(indices)) {
       ++attempts_[i];
@@ -319,77 +343,109 @@ class ShardRun {
 std::optional<absl::Status> JobManager::RunSlurm(Job& job, const JobSnapshot& s) {
   absl::StatusOr<core::OutputTarget> output = resolver_.Output(*s.spec.output_path);
   if (!output.ok()) return output.status();
-  ShardRun run(options_.slurm, WorkFolderOf(resolver_.root(), s), s);
-  if (s.execution.slurm_job_ids.empty()) {
-    const std::string input = absl::StrCat(resolver_.root(), "/", s.spec.input_path);
-    if (absl::Status submitted = run.Submit(*output, input, s); !submitted.ok()) {
-      run.CancelAndSweep(*output);
-      return submitted;
-    }
-    job.SetExecution(run.execution());
-    Save(job);
-  }
-  LogEvent(job.Snapshot(),
-           s.execution.slurm_job_ids.empty() ? "shards_submitted" : "shards_reattached",
-           absl::StrCat(" slurm_jobs=", absl::StrJoin(run.execution().slurm_job_ids, ","),
-                        " shards=", s.execution.shards, " work=", Quote(run.work().path)));
-  job.SetStage("cluster");
-  const uint64_t slice_bytes = s.progress.bytes_total / std::max<int64_t>(s.input_shape.depth, 1);
+  const std::string root = resolver_.root();
+  const std::string input = absl::StrCat(root, "/", s.spec.input_path);
+  // A whole-stack step first gathers its statistics range by range ("stats"), summed into one
+  // file that every task of the pieces' phase ("shard") takes.
+  std::vector<std::string> phases = {"shard"};
+  if (core::Pipeline::Create(s.spec.ops)->NeedsWholeStack()) phases.insert(phases.begin(), "stats");
+  const WorkFolder pieces = WorkFolderOf(root, s, "shard");
+  const int64_t depth = s.input_shape.depth;
+  const uint64_t slice_bytes = s.progress.bytes_total / std::max<int64_t>(depth, 1);
   const absl::Time started = job.Snapshot().start_time;
-  bool unreachable = false;
-  while (true) {
-    // Wait out the poll interval, hearing a cancel at once.
-    const absl::Time next = absl::Now() + options_.slurm.poll;
-    while (absl::Now() < next && !job.cancel_token().IsCancelled()) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    if (job.interrupted()) return std::nullopt;  // the server stops: the cluster goes on
-    if (job.cancel_token().IsCancelled()) {
-      run.CancelAndSweep(*output);
-      return absl::CancelledError(
-          absl::StrCat("cancelled: its shards were cancelled on the cluster (SLURM jobs ",
-                       absl::StrJoin(run.execution().slurm_job_ids, ","), ")"));
-    }
-    absl::StatusOr<int64_t> slices = run.Poll(options_.slurm.retries);
-    if (absl::IsUnavailable(slices.status())) {  // the controller did not answer: ask again
-      if (!std::exchange(unreachable, true)) {
-        LogEvent(job.Snapshot(), "slurm_unreachable", " error=" + Quote(slices.status().message()));
+  Execution execution = s.execution;
+  job.SetStage("cluster");
+
+  for (size_t phase = 0; phase < phases.size(); ++phase) {
+    const WorkFolder work = WorkFolderOf(root, s, phases[phase]);
+    if (phases[phase] == "stats" && ::access(pieces.StackStats().c_str(), F_OK) == 0) continue;
+    JobSnapshot current = s;
+    current.execution = execution;
+    ShardRun run(options_.slurm, work, current);
+    // Submitted unless its script is there (then it was, or the server stopped just before:
+    // its tasks are found missing and submitted again one by one).
+    const bool submit = ::access(work.Script().c_str(), F_OK) != 0;
+    if (submit) {
+      if (absl::Status submitted = run.Submit(*output, input, current); !submitted.ok()) {
+        run.CancelAndSweep(*output);
+        return submitted;
       }
-      continue;
+      job.SetExecution(run.execution());
+      Save(job);
     }
-    unreachable = false;
-    if (!slices.ok()) {  // its message names files as the caller does, beneath the data root
-      run.CancelAndSweep(*output);
-      return absl::Status(
-          slices.status().code(),
-          absl::StrReplaceAll(slices.status().message(), {{resolver_.root() + "/", ""}}));
+    LogEvent(job.Snapshot(), submit ? "shards_submitted" : "shards_reattached",
+             absl::StrCat(" phase=", work.phase,
+                          " slurm_jobs=", absl::StrJoin(run.execution().slurm_job_ids, ","),
+                          " shards=", s.execution.shards, " work=", Quote(work.path)));
+    bool unreachable = false;
+    while (true) {
+      // Wait out the poll interval, hearing a cancel at once.
+      const absl::Time next = absl::Now() + options_.slurm.poll;
+      while (absl::Now() < next && !job.cancel_token().IsCancelled()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      if (job.interrupted()) return std::nullopt;  // the server stops: the cluster goes on
+      if (job.cancel_token().IsCancelled()) {
+        run.CancelAndSweep(*output);
+        return absl::CancelledError(
+            absl::StrCat("cancelled: its shards were cancelled on the cluster (SLURM jobs ",
+                         absl::StrJoin(run.execution().slurm_job_ids, ","), ")"));
+      }
+      absl::StatusOr<int64_t> slices = run.Poll(options_.slurm.retries);
+      if (absl::IsUnavailable(slices.status())) {  // the controller did not answer: ask again
+        if (!std::exchange(unreachable, true)) {
+          LogEvent(job.Snapshot(), "slurm_unreachable",
+                   " error=" + Quote(slices.status().message()));
+        }
+        continue;
+      }
+      unreachable = false;
+      if (!slices.ok()) {  // its message names files as the caller does, beneath the data root
+        run.CancelAndSweep(*output);
+        return absl::Status(slices.status().code(),
+                            absl::StrReplaceAll(slices.status().message(), {{root + "/", ""}}));
+      }
+      if (std::string retried = run.TakeRetried(); !retried.empty()) {
+        LogEvent(job.Snapshot(), "shard_retried", " reason=" + Quote(retried));
+      }
+      // A whole-stack step adds a pass, as it does on the server.
+      const int64_t done = static_cast<int64_t>(phase) * depth + *slices;
+      core::Progress p;
+      p.slices_total = static_cast<int64_t>(phases.size()) * depth;
+      p.slices_done = done;
+      p.bytes_total = s.progress.bytes_total;
+      p.bytes_done = std::min<uint64_t>(done * slice_bytes, p.bytes_total);
+      p.elapsed = absl::Now() - started;
+      if (done > 0) p.eta = p.elapsed * (static_cast<double>(p.slices_total - done) / done);
+      job.SetExecution(run.execution());
+      job.SetProgress(p);
+      Save(job);
+      if (run.execution().shards_done == run.execution().shards) break;
     }
-    if (std::string retried = run.TakeRetried(); !retried.empty()) {
-      LogEvent(job.Snapshot(), "shard_retried", " reason=" + Quote(retried));
+    execution = run.execution();
+    if (work.phase == "stats") {
+      std::vector<std::string> stats;
+      for (int i = 0; i < s.execution.shards; ++i) stats.push_back(work.Piece(i));
+      absl::StatusOr<std::vector<uint64_t>> sum = core::SumStatsFiles(stats);
+      absl::Status written =
+          sum.ok() ? core::WriteStatsFile(pieces.StackStats(), *sum) : sum.status();
+      if (!written.ok()) {
+        run.CancelAndSweep(*output);
+        return written;
+      }
     }
-    core::Progress p;
-    p.slices_total = s.input_shape.depth;
-    p.slices_done = *slices;
-    p.bytes_total = s.progress.bytes_total;
-    p.bytes_done = *slices * slice_bytes;
-    p.elapsed = absl::Now() - started;
-    if (*slices > 0) p.eta = p.elapsed * (static_cast<double>(p.slices_total - *slices) / *slices);
-    job.SetExecution(run.execution());
-    job.SetProgress(p);
-    Save(job);
-    if (run.execution().shards_done == run.execution().shards) break;
   }
 
   job.SetStage("assembling");
   std::vector<std::string> shards;
-  for (int i = 0; i < s.execution.shards; ++i) shards.push_back(run.work().Shard(i));
+  for (int i = 0; i < s.execution.shards; ++i) shards.push_back(pieces.Piece(i));
   core::WriteOptions write;
   write.overwrite = s.spec.overwrite;
   write.cancel = &job.cancel_token();
   write.temp_tag = s.id;
   absl::Status assembled = core::AssembleTiff(core::LocalFiles(), shards, *output, write);
   if (job.interrupted()) return std::nullopt;  // the next start assembles them again
-  core::RemoveEntry(output->dir(), run.work().name);
+  core::RemoveEntry(output->dir(), pieces.name);
   return assembled;
 }
 

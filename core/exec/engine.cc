@@ -388,10 +388,16 @@ absl::Status Run(SliceSource& source, Pipeline& pipeline, SliceSink& sink,
       UpdateMetadata(in.metadata, output.shape, in.type, output.type, pipeline.Geometry(input));
 
   // Whole-stack steps: each one's input is kept in a stack (a pass of its own, unless it is
-  // already one in memory), its statistics are taken, and the run goes on from that stack.
+  // already one in memory), its statistics are taken, and the run goes on from that stack;
+  // unless the statistics were gathered already.
   std::vector<size_t> barriers;
-  for (size_t i = 0; i < pipeline.size(); ++i) {
-    if (pipeline.step(i).op->NeedsWholeStack()) barriers.push_back(i);
+  if (options.stack_stats != nullptr) {
+    STACKPROC_ASSIGN_OR_RETURN(size_t step, StatsStep(pipeline, formats));
+    STACKPROC_RETURN_IF_ERROR(pipeline.step(step).op->PrepareFromStats(*options.stack_stats));
+  } else {
+    for (size_t i = 0; i < pipeline.size(); ++i) {
+      if (pipeline.step(i).op->NeedsWholeStack()) barriers.push_back(i);
+    }
   }
   const bool source_is_stack = source.stack() != nullptr;
   const int64_t passes =
@@ -428,6 +434,78 @@ absl::Status Run(SliceSource& source, Pipeline& pipeline, SliceSink& sink,
                                     output, options, progress, waker, &source));
   progress.Finish();
   return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> StatsStep(const Pipeline& pipeline,
+                                 const std::vector<SliceFormat>& formats) {
+  std::vector<size_t> steps;
+  for (size_t i = 0; i < pipeline.size(); ++i) {
+    if (pipeline.step(i).op->NeedsWholeStack()) steps.push_back(i);
+  }
+  if (steps.size() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        pipeline.ToString(), steps.empty() ? " has no whole-stack step"
+                                           : " has several whole-stack steps: cut in ranges, "
+                                             "only one can take statistics gathered apart"));
+  }
+  const SliceFormat& in = formats.at(steps[0]);
+  const cv::Mat probe(1, 1, CvType(in.type), cv::Scalar(0));
+  std::vector<uint64_t> stats;
+  if (!pipeline.step(steps[0]).op->AddStats(probe, stats)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(pipeline.step(steps[0]).spec, " takes ", PixelTypeName(in.type),
+                     " pixels, whose statistics do not add up over ranges gathered apart"));
+  }
+  return steps[0];
+}
+
+namespace {
+
+// Adds each slice it is given to the statistics of `op` (the StatsStep); writes nothing.
+class StatsSink final : public SliceSink {
+ public:
+  explicit StatsSink(const SliceOp& op) : op_(op) {}
+  absl::Status Open(const StackInfo& output, int64_t, std::function<void(int64_t)>) override {
+    format_ = output;
+    return absl::OkStatus();
+  }
+  absl::Status Write(int64_t, const uint8_t* data) override {
+    const cv::Mat slice(static_cast<int>(format_.shape.height),
+                        static_cast<int>(format_.shape.width), CvType(format_.type),
+                        const_cast<uint8_t*>(data));
+    op_.AddStats(slice, stats_);
+    return absl::OkStatus();
+  }
+  absl::Status Close() override { return absl::OkStatus(); }
+  std::vector<uint64_t>& stats() { return stats_; }
+
+ private:
+  const SliceOp& op_;
+  StackInfo format_;
+  std::vector<uint64_t> stats_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::vector<uint64_t>> GatherStats(SliceSource& source, Pipeline& pipeline,
+                                                  const RunOptions& options) {
+  const StackInfo& in = source.info();
+  if (in.shape.depth <= 0) return absl::InvalidArgumentError("cannot gather an empty stack");
+  UseOnlyTheEnginesThreads();
+  const SliceFormat input{static_cast<int>(in.shape.height), static_cast<int>(in.shape.width),
+                          in.type};
+  STACKPROC_ASSIGN_OR_RETURN(std::vector<SliceFormat> formats, pipeline.Plan(input));
+  STACKPROC_ASSIGN_OR_RETURN(size_t step, StatsStep(pipeline, formats));
+  const SliceFormat& f = formats[step];
+  const StackInfo gathered{{in.shape.depth, f.height, f.width}, f.type, {}};
+  STACKPROC_ASSIGN_OR_RETURN(size_t slice_bytes, SliceBytes(in.shape, in.type));
+  ProgressReporter progress(options.on_progress, options.progress_interval, in.shape.depth,
+                            slice_bytes);
+  StatsSink sink(*pipeline.step(step).op);
+  STACKPROC_RETURN_IF_ERROR(RunPass(source, pipeline, formats, 0, step, sink, gathered, options,
+                                    progress, std::make_shared<Waker>(), &source));
+  progress.Finish();
+  return std::move(sink.stats());
 }
 
 }  // namespace stackproc::core

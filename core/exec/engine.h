@@ -190,6 +190,10 @@ struct RunOptions {
   absl::Duration progress_interval = absl::Milliseconds(250);
   // The most memory for the slices in flight (PlanWindow).
   uint64_t window_bytes = uint64_t{256} << 20;
+  // The statistics of the pipeline's StatsStep summed over every slice (GatherStats of the
+  // stack's ranges, added up): that step takes them, and the run streams in one pass instead
+  // of holding its input.
+  const std::vector<uint64_t>* stack_stats = nullptr;
 };
 
 // Runs `pipeline` over every slice of `source` into `sink`, then closes the sink. The output's
@@ -201,6 +205,17 @@ struct RunOptions {
 // sink. On error the sink is not closed: the caller drops it, which leaves nothing behind.
 absl::Status Run(SliceSource& source, Pipeline& pipeline, SliceSink& sink,
                  const RunOptions& options = {});
+
+// The step whose statistics a run can take from z-ranges gathered apart: the pipeline's one
+// whole-stack step, when its input's statistics add up (SliceOp::AddStats; `formats` from
+// Pipeline::Plan). InvalidArgument saying why not: no whole-stack step, several, or one whose
+// statistics do not add up (float pixels).
+absl::StatusOr<size_t> StatsStep(const Pipeline& pipeline, const std::vector<SliceFormat>& formats);
+
+// The StatsStep's statistics over every slice of `source` (the steps before it run on each
+// slice; nothing is written): what one range adds to the others' (RunOptions::stack_stats).
+absl::StatusOr<std::vector<uint64_t>> GatherStats(SliceSource& source, Pipeline& pipeline,
+                                                  const RunOptions& options = {});
 
 // The run parallelises over slices; OpenCV's own parallel loops run in a TBB arena of their own
 // that would ignore the run's arena and oversubscribe the cores. So this (called by Run) sets

@@ -23,6 +23,7 @@ absl::Status RunPlan(const ProcessRequest& request, ProcessPlan& plan, SliceSink
   run.cancel = request.cancel;
   run.on_progress = request.on_progress;
   run.window_bytes = request.window_bytes;
+  if (request.stack_stats) run.stack_stats = &*request.stack_stats;
   SliceSource& source = *plan.source;
   if (plan.mode == ProcessMode::kStreaming || plan.pipeline.NeedsWholeStack() ||
       request.output_path.empty()) {
@@ -68,8 +69,10 @@ absl::StatusOr<ProcessPlan> PlanProcess(const ProcessRequest& request, int concu
     sink = OutputTraits(output, request.write);
   }
   STACKPROC_ASSIGN_OR_RETURN(plan.source, OpenRequestInput(request));
+  // A whole-stack step with its statistics given runs like a per-slice one.
+  const bool whole_stack = plan.pipeline.NeedsWholeStack() && !request.stack_stats;
   if (request.z_range) {
-    if (plan.pipeline.NeedsWholeStack()) {
+    if (whole_stack) {
       return absl::InvalidArgumentError(absl::StrCat(
           plan.pipeline.ToString(), " needs the whole stack: it cannot run on a z-range"));
     }
@@ -83,7 +86,9 @@ absl::StatusOr<ProcessPlan> PlanProcess(const ProcessRequest& request, int concu
                        plan.formats.back().width};
   plan.output_type = plan.formats.back().type;
 
-  const bool can_stream = !request.output_path.empty() && !plan.pipeline.NeedsWholeStack();
+  if (request.stack_stats)
+    STACKPROC_RETURN_IF_ERROR(StatsStep(plan.pipeline, plan.formats).status());
+  const bool can_stream = !request.output_path.empty() && !whole_stack;
   if (request.mode == ProcessMode::kStreaming && !can_stream) {
     return absl::InvalidArgumentError(
         request.output_path.empty()

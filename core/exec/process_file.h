@@ -41,6 +41,10 @@ struct ProcessRequest {
   std::optional<OutputTarget> output_target;
   // Only these slices of the input (a shard of a job cut in z-ranges: shards.h).
   std::optional<ZRange> z_range;
+  // A pipeline with a whole-stack step: its statistics, gathered over the whole stack apart
+  // (GatherStats of each range, summed; a cut job's first phase). The run then streams, and may
+  // take a z-range. Unset: the run takes them itself, holding the stack in memory.
+  std::optional<std::vector<uint64_t>> stack_stats;
   std::vector<OpSpec> ops;  // ParseOpSpecs reads the text form ("gaussian:ksize=5")
   WriteOptions write;       // compression, overwrite, sync; OME-Zarr chunks and pyramid
   TiffLimits limits;

@@ -2,6 +2,7 @@
 
 #include <tiffio.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -158,6 +159,51 @@ absl::Status AssembleTiff(const Files& files, const std::vector<std::string>& sh
     }
   }
   return writer->Commit();
+}
+
+namespace {
+
+constexpr absl::string_view kStatsMagic = "stackproc-stats 1 ";
+constexpr size_t kMostStats = size_t{1} << 24;  // counts in a file (a 16-bit histogram: 65536)
+
+}  // namespace
+
+absl::Status WriteStatsFile(const std::string& path, const std::vector<uint64_t>& stats) {
+  STACKPROC_ASSIGN_OR_RETURN(OutputTarget target, OutputTarget::ForPath(path));
+  std::string bytes = absl::StrCat(kStatsMagic, stats.size(), "\n");
+  for (uint64_t count : stats) {
+    for (int i = 0; i < 8; ++i) bytes.push_back(static_cast<char>((count >> (8 * i)) & 0xff));
+  }
+  return WriteFileAt(target.dir(), target.name(), bytes.data(), bytes.size(), path);
+}
+
+absl::StatusOr<std::vector<uint64_t>> SumStatsFiles(const std::vector<std::string>& paths) {
+  std::vector<uint64_t> sum;
+  for (const std::string& path : paths) {
+    STACKPROC_ASSIGN_OR_RETURN(InputFile file, InputFile::Open(path));
+    STACKPROC_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes,
+                               ReadWholeFile(file, kStatsMagic.size() + 20 + 8 * kMostStats));
+    const absl::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    const size_t newline = text.find('\n');
+    size_t count = 0;
+    if (!absl::StartsWith(text, kStatsMagic) || newline == absl::string_view::npos ||
+        !absl::SimpleAtoi(text.substr(kStatsMagic.size(), newline - kStatsMagic.size()), &count) ||
+        count > kMostStats || bytes.size() != newline + 1 + 8 * count) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": not a stackproc statistics file"));
+    }
+    if (sum.empty()) sum.resize(count);
+    if (count != sum.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": ", count, " counts, where ", paths.front(), " has ", sum.size()));
+    }
+    const uint8_t* p = bytes.data() + newline + 1;
+    for (size_t i = 0; i < count; ++i, p += 8) {
+      uint64_t value = 0;
+      for (int b = 7; b >= 0; --b) value = (value << 8) | p[b];
+      sum[i] += value;
+    }
+  }
+  return sum;
 }
 
 }  // namespace stackproc::core

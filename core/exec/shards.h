@@ -76,4 +76,12 @@ class ZRangeSource final : public SliceSource {
 absl::Status AssembleTiff(const Files& files, const std::vector<std::string>& shards,
                           const OutputTarget& target, WriteOptions options);
 
+// A range's statistics (GatherStats: a cut job's first phase) in a file, for the shards of its
+// second phase: "stackproc-stats 1 N\n", then N little-endian 64-bit counts. Written under a
+// temporary name and renamed.
+absl::Status WriteStatsFile(const std::string& path, const std::vector<uint64_t>& stats);
+// The statistics of `paths` summed, count by count: the whole stack's when the files cover its
+// ranges. InvalidArgument naming a file that is no statistics file or differs in size.
+absl::StatusOr<std::vector<uint64_t>> SumStatsFiles(const std::vector<std::string>& paths);
+
 }  // namespace stackproc::core

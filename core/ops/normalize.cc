@@ -127,7 +127,19 @@ class Normalize final : public SliceOp {
       empty = {range.first, std::max(range.second - range.first, 1e-30) / 65535.0,
                std::vector<uint64_t>(65536)};
     } else {
-      empty = IntegerHistogram(CvType(input.pixel_type()) == CV_8UC1 ? CV_8U : CV_16U);
+      // What shards gathered apart would add up to: the same histogram, the same percentiles.
+      std::vector<uint64_t> stats = tbb::parallel_reduce(
+          tbb::blocked_range<int64_t>(0, input.depth()), std::vector<uint64_t>{},
+          [&](const tbb::blocked_range<int64_t>& r, std::vector<uint64_t> acc) {
+            for (int64_t z = r.begin(); z != r.end(); ++z) AddStats(input.Slice(z), acc);
+            return acc;
+          },
+          [](std::vector<uint64_t> a, const std::vector<uint64_t>& b) {
+            if (a.empty()) return b;
+            for (size_t i = 0; i < b.size(); ++i) a[i] += b[i];
+            return a;
+          });
+      return PrepareFromStats(stats);
     }
     Histogram total = tbb::parallel_reduce(
         tbb::blocked_range<int64_t>(0, input.depth()), empty,
@@ -139,6 +151,27 @@ class Normalize final : public SliceOp {
           for (size_t i = 0; i < a.counts.size(); ++i) a.counts[i] += b.counts[i];
           return a;
         });
+    stack_lo_ = total.Percentile(low_);
+    stack_hi_ = total.Percentile(high_);
+    return absl::OkStatus();
+  }
+
+  // Integer pixels: the histogram of the slice (256 or 65536 counts).
+  bool AddStats(const cv::Mat& slice, std::vector<uint64_t>& stats) const override {
+    if (slice.depth() != CV_8U && slice.depth() != CV_16U) return false;
+    Histogram h = IntegerHistogram(slice.depth());
+    if (stats.size() == h.counts.size()) h.counts.swap(stats);
+    h.Add(slice);
+    stats.swap(h.counts);
+    return true;
+  }
+
+  absl::Status PrepareFromStats(const std::vector<uint64_t>& stats) override {
+    if (stats.size() != 256 && stats.size() != 65536) {
+      return absl::InvalidArgumentError(absl::StrCat("normalize: statistics of ", stats.size(),
+                                                     " bins; a histogram has 256 or 65536"));
+    }
+    const Histogram total{0, 1, stats};
     stack_lo_ = total.Percentile(low_);
     stack_hi_ = total.Percentile(high_);
     return absl::OkStatus();

@@ -7,6 +7,8 @@
 //   stackproc-local run --input IN --op SPEC [--op SPEC ...] --output OUT [write flags]
 //                       [--threads N] [--mode auto|in-memory|streaming] [--window-mib N]
 //                       [--z-range A:B | --shards N [--shard I]]
+//                       [--stats FILE ...]
+//   stackproc-local stats --input IN --op SPEC ... --output FILE.stats [--z-range | --shards]
 //   stackproc-local assemble --output OUT.tif SHARD.tif...
 #include <tbb/task_arena.h>
 #include <unistd.h>
@@ -30,6 +32,7 @@
 #include "core/exec/shards.h"
 #include "core/exec/tiff_io.h"
 #include "core/pipeline/operation_registry.h"
+#include "core/pipeline/pipeline.h"
 #include "core/tools/cli_args.h"
 #include "core/tools/synthetic.h"
 
@@ -48,6 +51,11 @@ constexpr char kUsage[] =
     "                      [--z-range A:B | --shards N [--shard I]]   only slices A..B-1, or\n"
     "                      shard I of N (I: --shard, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX)\n"
     "                      [--progress-file PATH]   the progress, one line replaced as it goes\n"
+    "                      [--stats FILE ...]   a whole-stack step's statistics, gathered apart\n"
+    "                      (stackproc-local stats over every range, summed): the run streams\n"
+    "  stackproc-local stats --input IN --op SPEC ... --output FILE.stats [--threads N]\n"
+    "                      [--z-range A:B | --shards N [--shard I]] [--progress-file PATH]\n"
+    "                      statistics of the pipeline's whole-stack step over those slices\n"
     "  stackproc-local assemble --output OUT.tif [--overwrite] SHARD.tif...\n"
     "                      TIFF shards, in order, into one (their strips copied as they are)\n"
     "An existing output is replaced only with --overwrite. SIGINT or SIGTERM stops a run or an\n"
@@ -168,6 +176,25 @@ void ShowProgress(const Progress& p, bool terminal) {
   }
 }
 
+absl::StatusOr<int> ThreadsOf(const Args& args) {
+  int threads = tbb::task_arena::automatic;
+  if (std::string t = args.Get("threads");
+      !t.empty() && (!absl::SimpleAtoi(t, &threads) || threads < 1)) {
+    return absl::InvalidArgumentError("--threads must be a positive integer");
+  }
+  return threads;
+}
+
+// The progress on stderr (a bar on a terminal, else lines), and in --progress-file.
+ProgressCallback ProgressOf(const Args& args) {
+  const bool terminal = ::isatty(STDERR_FILENO);
+  const std::string progress_file = args.Get("progress-file");
+  return [terminal, progress_file](const Progress& p) {
+    ShowProgress(p, terminal);
+    if (!progress_file.empty()) WriteProgressFile(progress_file, p);
+  };
+}
+
 // The slices a run takes: --z-range A:B, or shard I of --shards N, I from --shard or else the
 // index a job array gives its task (SLURM_ARRAY_TASK_ID; Kubernetes' JOB_COMPLETION_INDEX).
 absl::StatusOr<std::optional<ZRange>> RangeOf(const Args& args, const std::string& input) {
@@ -199,11 +226,10 @@ absl::Status Run(const Args& args) {
   }
   STACKPROC_ASSIGN_OR_RETURN(request.z_range, RangeOf(args, request.input_path));
   STACKPROC_RETURN_IF_ERROR(ParseWriteFlags(args, request.write));
-  int threads = tbb::task_arena::automatic;
-  if (std::string t = args.Get("threads");
-      !t.empty() && (!absl::SimpleAtoi(t, &threads) || threads < 1)) {
-    return absl::InvalidArgumentError("--threads must be a positive integer");
+  if (args.Has("stats")) {
+    STACKPROC_ASSIGN_OR_RETURN(request.stack_stats, SumStatsFiles(args.All("stats")));
   }
+  STACKPROC_ASSIGN_OR_RETURN(int threads, ThreadsOf(args));
   const std::string mode = args.Get("mode", "auto");
   if (mode == "in-memory") {
     request.mode = ProcessMode::kInMemory;
@@ -221,12 +247,7 @@ absl::Status Run(const Args& args) {
   }
   tbb::task_arena arena(threads);
   request.arena = &arena;
-  const bool terminal = ::isatty(STDERR_FILENO);
-  const std::string progress_file = args.Get("progress-file");
-  request.on_progress = [terminal, progress_file](const Progress& p) {
-    ShowProgress(p, terminal);
-    if (!progress_file.empty()) WriteProgressFile(progress_file, p);
-  };
+  request.on_progress = ProgressOf(args);
   request.cancel = &g_cancel;
   CancelOnSignals();
 
@@ -243,6 +264,34 @@ absl::Status Run(const Args& args) {
   absl::PrintF("  read + process + write %.2fs (%.0f MB/s, %d threads)\n",
                absl::ToDoubleSeconds(s.elapsed), rate(s.input_bytes, s.elapsed),
                arena.max_concurrency());
+  return absl::OkStatus();
+}
+
+// The statistics of the pipeline's whole-stack step over the input's slices, or a range of
+// them (a cut job's first phase), into a file for `run --stats`.
+absl::Status Stats(const Args& args) {
+  const std::string input = args.Get("input"), output = args.Get("output");
+  if (input.empty() || output.empty()) {
+    return absl::InvalidArgumentError("stats needs --input and --output");
+  }
+  STACKPROC_ASSIGN_OR_RETURN(std::vector<OpSpec> ops, ParseOpSpecs(args.All("op")));
+  STACKPROC_ASSIGN_OR_RETURN(Pipeline pipeline, Pipeline::Create(ops));
+  static const LocalFiles kLocal;
+  STACKPROC_ASSIGN_OR_RETURN(std::shared_ptr<SliceSource> source, OpenInput(kLocal, input));
+  STACKPROC_ASSIGN_OR_RETURN(std::optional<ZRange> range, RangeOf(args, input));
+  if (range) {
+    STACKPROC_ASSIGN_OR_RETURN(source, ZRangeSource::Create(source, *range));
+  }
+  STACKPROC_ASSIGN_OR_RETURN(int threads, ThreadsOf(args));
+  tbb::task_arena arena(threads);
+  RunOptions run;
+  run.arena = &arena;
+  run.cancel = &g_cancel;
+  run.on_progress = ProgressOf(args);
+  CancelOnSignals();
+  STACKPROC_ASSIGN_OR_RETURN(std::vector<uint64_t> stats, GatherStats(*source, pipeline, run));
+  STACKPROC_RETURN_IF_ERROR(WriteStatsFile(output, stats));
+  absl::PrintF("gathered %s: %d slices of %s\n", output, source->info().shape.depth, input);
   return absl::OkStatus();
 }
 
@@ -266,6 +315,8 @@ int Main(int argc, char** argv) {
       status = Assemble(*args);
     } else if (command == "generate") {
       status = Generate(*args);
+    } else if (command == "stats") {
+      status = Stats(*args);
     } else if (command == "run") {
       status = Run(*args);
     } else {

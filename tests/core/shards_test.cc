@@ -1,6 +1,7 @@
 // A job cut in z-ranges: the ranges (worked out by hand), each range run on its own, and the TIFF
 // shards assembled by copying their strips: byte for byte the file one run writes, read back by
-// tifffile as one stack of every page.
+// tifffile as one stack of every page. A whole-stack step's statistics gathered range by range
+// and summed: the stack's histogram counted by hand, and again the whole run's bytes.
 #include "core/exec/shards.h"
 
 #include <gmock/gmock.h>
@@ -9,8 +10,10 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/exec/formats.h"
 #include "core/exec/process_file.h"
 #include "core/exec/tiff_io.h"
+#include "core/pipeline/pipeline.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"
 
@@ -137,6 +140,105 @@ TEST(ZRangeTest, ARangeOfAnySourceRunsAloneButNotAWholeStackStep) {
   request.ops = Ops({"normalize:scope=stack"});
   EXPECT_THAT(ProcessFile(request),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("whole stack")));
+}
+
+class StatsTest : public ::testing::TestWithParam<PixelType> {};
+
+// A whole-stack step in ranges: each range's statistics gathered apart and saved, the files
+// summed, each range run with the sum, the pieces assembled: the file one run writes.
+TEST_P(StatsTest, RangesGatheredApartMakeTheWholeRunsBytes) {
+  const PixelType type = GetParam();
+  TempDir dir;
+  const Stack input = MakeStack({23, 70, 50}, type, 9);
+  ASSERT_OK(WriteTiff(dir.File("in.tif"), input));
+  ProcessRequest request;
+  request.input_path = dir.File("in.tif");
+  request.ops =
+      Ops({"gaussian:ksize=3", "normalize:scope=stack,low=3,high=97", "resize:scale=0.5"});
+  request.output_path = dir.File("whole.tif");
+  ASSERT_OK(ProcessFile(request));
+
+  std::vector<std::string> stats, shards;
+  for (int64_t i = 0; i < 4; ++i) {
+    ASSERT_OK_AND_ASSIGN(std::shared_ptr<SliceSource> source,
+                         OpenInput(LocalFiles(), request.input_path));
+    ASSERT_OK_AND_ASSIGN(std::shared_ptr<SliceSource> range,
+                         ZRangeSource::Create(source, *ShardRange(23, 4, i)));
+    ASSERT_OK_AND_ASSIGN(Pipeline pipeline, Pipeline::Create(request.ops));
+    ASSERT_OK_AND_ASSIGN(std::vector<uint64_t> counts, GatherStats(*range, pipeline));
+    stats.push_back(dir.File(absl::StrCat("part", i, ".stats")));
+    ASSERT_OK(WriteStatsFile(stats.back(), counts));
+  }
+  ASSERT_OK_AND_ASSIGN(request.stack_stats, SumStatsFiles(stats));
+  for (int64_t i = 0; i < 4; ++i) {
+    ASSERT_OK_AND_ASSIGN(request.z_range, ShardRange(23, 4, i));
+    request.output_path = dir.File(absl::StrCat("part", i, ".tif"));
+    ASSERT_OK_AND_ASSIGN(ProcessSummary summary, ProcessFile(request));
+    EXPECT_EQ(summary.mode, ProcessMode::kStreaming);  // no stack held
+    shards.push_back(request.output_path);
+  }
+  ASSERT_OK_AND_ASSIGN(OutputTarget target, OutputTarget::ForPath(dir.File("assembled.tif")));
+  ASSERT_OK(AssembleTiff(LocalFiles(), shards, target, WriteOptions{}));
+  EXPECT_EQ(RunCommand(absl::StrCat("cmp ", dir.File("whole.tif"), " ", dir.File("assembled.tif"))),
+            0);
+
+  // With the step first, the sum is the stack's histogram, counted here pixel by pixel.
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<SliceSource> source,
+                       OpenInput(LocalFiles(), request.input_path));
+  ASSERT_OK_AND_ASSIGN(Pipeline normalize, Pipeline::Create(Ops({"normalize:scope=stack"})));
+  ASSERT_OK_AND_ASSIGN(std::vector<uint64_t> counts, GatherStats(*source, normalize));
+  std::vector<uint64_t> expected(type == PixelType::kUint8 ? 256 : 65536);
+  for (int64_t z = 0; z < input.depth(); ++z) {
+    const cv::Mat slice = input.Slice(z);
+    for (int y = 0; y < slice.rows; ++y) {
+      for (int x = 0; x < slice.cols; ++x) {
+        ++expected[type == PixelType::kUint8 ? slice.at<uint8_t>(y, x) : slice.at<uint16_t>(y, x)];
+      }
+    }
+  }
+  EXPECT_EQ(counts, expected);
+}
+
+INSTANTIATE_TEST_SUITE_P(IntegerTypes, StatsTest,
+                         ::testing::Values(PixelType::kUint8, PixelType::kUint16));
+
+TEST(StatsErrorTest, WhatCannotBeGatheredApartIsRefusedSayingWhy) {
+  TempDir dir;
+  ASSERT_OK(WriteTiff(dir.File("in.tif"), MakeStack({6, 16, 16}, PixelType::kUint16, 2)));
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<SliceSource> source,
+                       OpenInput(LocalFiles(), dir.File("in.tif")));
+  const struct {
+    std::vector<std::string> ops;
+    std::string why;
+  } cases[] = {
+      {{"gaussian:ksize=3"}, "no whole-stack step"},
+      {{"normalize:scope=stack", "normalize:scope=stack"}, "several whole-stack steps"},
+      {{"convert:to=float32", "normalize:scope=stack"}, "float32 pixels"},
+  };
+  for (const auto& c : cases) {
+    ASSERT_OK_AND_ASSIGN(Pipeline pipeline, Pipeline::Create(Ops(c.ops)));
+    EXPECT_THAT(GatherStats(*source, pipeline),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.why)));
+  }
+  // Files that are not statistics, or of another size, are named.
+  ASSERT_OK(WriteStatsFile(dir.File("a.stats"), std::vector<uint64_t>(256, 1)));
+  ASSERT_OK(WriteStatsFile(dir.File("b.stats"), std::vector<uint64_t>(65536, 1)));
+  EXPECT_THAT(SumStatsFiles({dir.File("a.stats"), dir.File("b.stats")}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("b.stats: 65536 counts")));
+  EXPECT_THAT(
+      SumStatsFiles({dir.File("in.tif")}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a stackproc statistics")));
+  EXPECT_THAT(SumStatsFiles({dir.File("a.stats"), dir.File("a.stats")}),
+              IsOkAndHolds(std::vector<uint64_t>(256, 2)));
+  // Statistics of the wrong size for the step: refused before anything is written.
+  ProcessRequest request;
+  request.input_path = dir.File("in.tif");
+  request.ops = Ops({"normalize:scope=stack"});
+  request.output_path = dir.File("out.tif");
+  request.stack_stats = std::vector<uint64_t>(3, 1);
+  EXPECT_THAT(ProcessFile(request),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("3 bins")));
+  EXPECT_FALSE(std::filesystem::exists(dir.File("out.tif")));
 }
 
 }  // namespace

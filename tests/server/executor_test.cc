@@ -1,5 +1,6 @@
 // Where the job manager runs a path job (--executor, the spec's shards), without a cluster: what
-// a server that runs jobs itself refuses, which jobs a SLURM server keeps for itself, how many
+// a server that runs jobs itself refuses, which jobs a SLURM server keeps for itself (a
+// whole-stack step goes when its statistics add up over ranges), how many
 // shards it cuts when the spec leaves it the choice, and a cluster that cannot be reached.
 // (tests/slurm/executor_test.sh runs the shards on a real SLURM cluster.)
 #include <gmock/gmock.h>
@@ -106,7 +107,10 @@ TEST_F(ExecutorTest, JobsThatCannotBeCutAreRefusedShardsAndRunHereWithout) {
       {Spec("", 2), "kept in memory"},
       {Spec("out.zarr", 2), "only TIFF outputs"},
       {Spec("planes/", 2), "only TIFF outputs"},
-      {Spec("whole.tif", 2, {"normalize:scope=stack"}), "whole-stack step"},
+      {Spec("float.tif", 2, {"convert:to=float32", "normalize:scope=stack"}),
+       "statistics do not add up"},
+      {Spec("twice.tif", 2, {"normalize:scope=stack", "normalize:scope=stack"}),
+       "several whole-stack steps"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.why);
@@ -122,6 +126,22 @@ TEST_F(ExecutorTest, JobsThatCannotBeCutAreRefusedShardsAndRunHereWithout) {
   EXPECT_THAT(
       manager->Submit(Spec("out.tif", 5), ""),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("5 shards for a stack of 4 slices")));
+}
+
+TEST_F(ExecutorTest, AWholeStackStepOfIntegerPixelsGoesToTheCluster) {
+  ::stackproc::testing::TempDir conf;  // no cluster: the job is planned, then cannot be submitted
+  { std::ofstream(conf.File("slurm.conf")) << "NotASlurmKey=1\n"; }
+  ::setenv("SLURM_CONF", conf.File("slurm.conf").c_str(), 1);
+  std::unique_ptr<JobManager> manager = Manager(Options(Executor::kSlurm));
+  ASSERT_NE(manager, nullptr);
+  absl::StatusOr<std::shared_ptr<server::Job>> job =
+      manager->Submit(Spec("whole.tif", 2, {"gaussian:ksize=3", "normalize:scope=stack"}), "");
+  ASSERT_OK(job);
+  EXPECT_EQ((*job)->Snapshot().execution.executor, Executor::kSlurm);
+  EXPECT_EQ((*job)->Snapshot().memory_bytes, 0u);  // nothing held: the statistics come from files
+  EXPECT_THAT(WaitEnded(**job).error,
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("sbatch")));
+  ::unsetenv("SLURM_CONF");
 }
 
 TEST_F(ExecutorTest, TheServerCutsOneShardPerShardSizeAndKeepsSmallJobs) {

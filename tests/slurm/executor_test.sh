@@ -4,6 +4,8 @@
 # have written. Checked through the public CLI:
 #   1. a job in 4 shards: the bytes of the same job run whole; `status` names the executor, the
 #      array and the shards; the output's folder holds nothing else afterwards
+#   1b. a whole-stack step (normalize over the stack): statistics gathered per range, summed,
+#      then the pieces: the whole run's bytes
 #   2. a small job with shards 0 (the server decides) runs on the server
 #   3. the server stopped (SIGTERM) mid-job: the array goes on; a shard killed meanwhile (as a
 #      node dying) is seen by the restarted server, which re-attaches, submits that shard again
@@ -90,6 +92,20 @@ grep -q "shards_done=4/4" "$work/submit.out" || fail "the watch did not show the
 only in.tif out.tif
 echo "ok: 4 shards = the whole run ($executor)"
 
+# 1b. A whole-stack step (normalize over the stack): an array gathers each range's histogram,
+# the server sums them, a second array makes the pieces with the sum: the whole run's bytes.
+wops=(--op gaussian:ksize=3 --op normalize:scope=stack,low=2,high=98 --op resize:scale=0.5)
+cli submit --input in.tif "${wops[@]}" --output whole-stack.tif --shards 3 --wait \
+  >"$work/whole-stack.out" || fail "the whole-stack job failed: $(cat "$work/whole-stack.out")"
+whole in.tif whole-stack-ref.tif "${wops[@]}"
+cmp "$work/whole-stack-ref.tif" "$data/whole-stack.tif" ||
+  fail "a whole-stack step over 3 shards differs from the whole run"
+grep -q "slices=80/80" "$work/whole-stack.out" || fail "two passes of 40: $(cat "$work/whole-stack.out")"
+[[ "$(field "$(head -n 1 "$work/whole-stack.out")" executor)" =~ SLURM\ job\ [0-9]+\ then\ [0-9]+:\ 3\ shards ]] ||
+  fail "two arrays: $(field "$(head -n 1 "$work/whole-stack.out")" executor)"
+only in.tif out.tif whole-stack.tif
+echo "ok: normalize:scope=stack in 3 shards (statistics, then pieces) = the whole run"
+
 # 2. shards 0 on a small stack: the server runs it.
 job=$(cli submit --input in.tif --op gaussian:ksize=3 --output small.tif --shards 0)
 wait_until 30 is "$job" succeeded || fail "the small job: $(cli status "$job")"
@@ -116,7 +132,7 @@ grep -q "event=shard_retried job=$job" "$work/server.log" || fail "the killed sh
   fail "status after the retry: $(field "$job" executor)"
 whole slow.tif slow-whole.tif "${slow[@]}"
 cmp "$work/slow-whole.tif" "$data/slow-out.tif" || fail "the re-attached job's output differs"
-only in.tif out.tif small.tif slow.tif slow-out.tif
+only in.tif out.tif whole-stack.tif small.tif slow.tif slow-out.tif
 echo "ok: the server stopped and restarted: re-attached, shard 1 retried, the whole run's bytes"
 
 # 4. Cancel.
@@ -127,7 +143,7 @@ cli cancel "$job" >/dev/null
 wait_until 60 is "$job" cancelled || fail "not cancelled: $(cli status "$job")"
 [[ -z "$(squeue --noheader --jobs="$array" --states=PENDING,RUNNING,COMPLETING 2>/dev/null)" ]] ||
   fail "the array still runs after the job was cancelled: $(squeue)"
-only in.tif out.tif small.tif slow.tif slow-out.tif
+only in.tif out.tif whole-stack.tif small.tif slow.tif slow-out.tif
 echo "ok: cancelled: the array cancelled, nothing left"
 
 # 5. A corrupt page in shard 3's slices fails that shard on both attempts, then the job.
@@ -146,6 +162,6 @@ wait_until 60 is "$job" failed || fail "the job with a corrupt page: $(cli statu
 error=$(field "$job" error)
 [[ "$error" == *"shard 3 of 4 (slices 6-7) failed on $(hostname -s)"* && "$error" == *"page 7"* &&
    "$error" == *"2 attempts"* ]] || fail "the failure says: $error"
-only in.tif out.tif small.tif slow.tif slow-out.tif bad.tif
+only in.tif out.tif whole-stack.tif small.tif slow.tif slow-out.tif bad.tif
 echo "ok: a shard failing twice fails the job: $error"
 echo "slurm executor: sharded, re-attached, retried, cancelled and failed as the job contract says"

@@ -79,15 +79,6 @@ absl::StatusOr<JobSnapshot> JobManager::Plan(const JobSpec& spec) const {
   }
   STACKPROC_ASSIGN_OR_RETURN(core::ProcessPlan plan,
                              core::PlanProcess(request, arena_.max_concurrency()));
-  if (plan.memory_bytes > options_.memory_budget) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "the job needs ", Gib(plan.memory_bytes), " of memory (", core::ProcessModeName(plan.mode),
-        plan.mode == core::ProcessMode::kInMemory
-            ? (request.output_path.empty() ? ": the result is kept in memory"
-                                           : ": the pipeline needs the whole stack")
-            : "",
-        ") and the server's memory budget is ", Gib(options_.memory_budget), " (--memory-budget)"));
-  }
   JobSnapshot job;
   job.spec = spec;
   job.create_time = absl::Now();
@@ -99,7 +90,17 @@ absl::StatusOr<JobSnapshot> JobManager::Plan(const JobSpec& spec) const {
   job.mode = plan.mode;
   job.progress.slices_total = plan.input.shape.depth;  // a whole-stack step adds a pass later
   job.progress.bytes_total = core::StackBytes(plan.input.shape, plan.input.type).value_or(0);
+  // On a cluster the job holds none of the server's memory (PlanExecution).
   STACKPROC_RETURN_IF_ERROR(PlanExecution(job));
+  if (job.memory_bytes > options_.memory_budget) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the job needs ", Gib(plan.memory_bytes), " of memory (", core::ProcessModeName(plan.mode),
+        plan.mode == core::ProcessMode::kInMemory
+            ? (request.output_path.empty() ? ": the result is kept in memory"
+                                           : ": the pipeline needs the whole stack")
+            : "",
+        ") and the server's memory budget is ", Gib(options_.memory_budget), " (--memory-budget)"));
+  }
   return job;
 }
 

@@ -132,10 +132,18 @@ TEST_F(ExecutorTest, AWholeStackStepOfIntegerPixelsGoesToTheCluster) {
   ::stackproc::testing::TempDir conf;  // no cluster: the job is planned, then cannot be submitted
   { std::ofstream(conf.File("slurm.conf")) << "NotASlurmKey=1\n"; }
   ::setenv("SLURM_CONF", conf.File("slurm.conf").c_str(), 1);
-  std::unique_ptr<JobManager> manager = Manager(Options(Executor::kSlurm));
+  // A budget the whole stack does not fit: the server could not run the job itself.
+  server::JobManagerOptions options = Options(Executor::kLocal);
+  options.memory_budget = stack_bytes_ / 2;
+  const JobSpec spec = Spec("whole.tif", 0, {"gaussian:ksize=3", "normalize:scope=stack"});
+  EXPECT_THAT(Manager(options)->Submit(spec, ""),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("--memory-budget")));
+  options.executor = Executor::kSlurm;
+  std::unique_ptr<JobManager> manager = Manager(options);
   ASSERT_NE(manager, nullptr);
-  absl::StatusOr<std::shared_ptr<server::Job>> job =
-      manager->Submit(Spec("whole.tif", 2, {"gaussian:ksize=3", "normalize:scope=stack"}), "");
+  JobSpec two = spec;
+  two.shards = 2;
+  absl::StatusOr<std::shared_ptr<server::Job>> job = manager->Submit(two, "");
   ASSERT_OK(job);
   EXPECT_EQ((*job)->Snapshot().execution.executor, Executor::kSlurm);
   EXPECT_EQ((*job)->Snapshot().memory_bytes, 0u);  // nothing held: the statistics come from files

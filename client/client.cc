@@ -38,21 +38,21 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const std::string& target
                                                        const ClientOptions& options) {
   if (options.tls_ca.empty()) {
     if (!options.tls_cert.empty() || !options.tls_key.empty()) {
-      return absl::InvalidArgumentError("--tls-cert and --tls-key need --tls-ca");
+      return absl::InvalidArgumentError("--client-cert and --client-key need --tls-ca");
     }
     return std::unique_ptr<Client>(new Client(target, options.token));
   }
   if (options.tls_cert.empty() != options.tls_key.empty()) {
-    return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+    return absl::InvalidArgumentError("--client-cert and --client-key go together");
   }
   grpc::SslCredentialsOptions ssl;
   absl::StatusOr<std::string> ca = core::ReadPemFile(options.tls_ca, "tls-ca");
   if (!ca.ok()) return ca.status();
   ssl.pem_root_certs = *std::move(ca);
   if (!options.tls_cert.empty()) {
-    absl::StatusOr<std::string> cert = core::ReadPemFile(options.tls_cert, "tls-cert");
+    absl::StatusOr<std::string> cert = core::ReadPemFile(options.tls_cert, "client-cert");
     if (!cert.ok()) return cert.status();
-    absl::StatusOr<std::string> key = core::ReadPemFile(options.tls_key, "tls-key");
+    absl::StatusOr<std::string> key = core::ReadPemFile(options.tls_key, "client-key");
     if (!key.ok()) return key.status();
     ssl.pem_cert_chain = *std::move(cert);
     ssl.pem_private_key = *std::move(key);

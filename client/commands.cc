@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <map>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -233,6 +234,26 @@ absl::StatusOr<int> Resume(const CliArgs& args, Client& client) {
 const std::vector<std::string>& Switches() {
   static const std::vector<std::string> switches = {"wait", "in-memory", "overwrite", "help"};
   return switches;
+}
+
+absl::Status CheckFlags(const std::string& command, const CliArgs& args) {
+  using core::Joined;
+  using core::WriteFlags;
+  // Every command takes the connection's flags; besides, only its own.
+  const std::vector<std::string> connection = {"server",      "token",      "tls-ca",
+                                               "client-cert", "client-key", "help"};
+  static const std::map<std::string, std::vector<std::string>> kFlags = {
+      {"submit",
+       Joined({"input", "op", "output", "in-memory", "retention", "request-id", "shards", "wait"},
+              WriteFlags())},
+      {"process", Joined({"o", "output", "op"}, WriteFlags())},
+      {"download", Joined({"o", "output"}, WriteFlags())},
+      {"resume", {"wait"}},
+  };
+  auto own = kFlags.find(command);
+  return args.CheckKnown(
+      Joined(connection, own == kFlags.end() ? std::vector<std::string>{} : own->second),
+      "stackproc " + command);
 }
 
 absl::StatusOr<int> RunCommand(const std::string& command, const CliArgs& args, Client& client) {

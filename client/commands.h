@@ -11,6 +11,9 @@ namespace stackproc::client {
 absl::StatusOr<int> RunCommand(const std::string& command, const core::CliArgs& args,
                                Client& client);
 
+// InvalidArgument naming a flag `command` does not take (before anything is sent).
+absl::Status CheckFlags(const std::string& command, const core::CliArgs& args);
+
 // The flags that take no value, for parsing.
 const std::vector<std::string>& Switches();
 

@@ -12,11 +12,11 @@
 namespace {
 
 constexpr char kUsage[] = R"(usage: stackproc [--server HOST:PORT] [--token TOKEN]
-                 [--tls-ca CA.pem [--tls-cert CERT.pem --tls-key KEY.pem]] COMMAND [args]
+                 [--tls-ca CA.pem [--client-cert CERT.pem --client-key KEY.pem]] COMMAND [args]
   Each also comes from the environment: STACKPROC_SERVER (default localhost:50051),
   STACKPROC_TOKEN (for a server with --auth-token-file; better than --token, which ps shows),
-  STACKPROC_TLS_CA (the CA of a TLS server's certificate), STACKPROC_TLS_CERT and
-  STACKPROC_TLS_KEY (the client's own, for a server that wants mutual TLS).
+  STACKPROC_TLS_CA (the CA of a TLS server's certificate), STACKPROC_CLIENT_CERT and
+  STACKPROC_CLIENT_KEY (the client's own, for a server that wants mutual TLS).
 commands:
   ops                                   operations and their parameters
   submit --input PATH --op SPEC [--op SPEC ...] (--output PATH | --in-memory [--retention S])
@@ -56,6 +56,10 @@ int main(int argc, char** argv) {
   }
   const std::string command = args->positional.front();
   args->positional.erase(args->positional.begin());
+  if (absl::Status flags = stackproc::client::CheckFlags(command, *args); !flags.ok()) {
+    std::fprintf(stderr, "stackproc: %s\n", std::string(flags.message()).c_str());
+    return 2;
+  }
   // SIGINT and SIGTERM are taken by a thread of their own (blocked here, before any thread
   // starts), which ends the client's calls: a streamed job is cancelled and its local output
   // removed, a watch stops (the job goes on), and the program exits 128 + the signal.
@@ -67,8 +71,10 @@ int main(int argc, char** argv) {
   stackproc::client::ClientOptions options;
   options.token = args->Get("token", "", "STACKPROC_TOKEN");
   options.tls_ca = args->Get("tls-ca", "", "STACKPROC_TLS_CA");
-  options.tls_cert = args->Get("tls-cert", "", "STACKPROC_TLS_CERT");
-  options.tls_key = args->Get("tls-key", "", "STACKPROC_TLS_KEY");
+  // Not STACKPROC_TLS_CERT/KEY: those are the server's own certificate, set beside the CLI in
+  // the server's container.
+  options.tls_cert = args->Get("client-cert", "", "STACKPROC_CLIENT_CERT");
+  options.tls_key = args->Get("client-key", "", "STACKPROC_CLIENT_KEY");
   absl::StatusOr<std::unique_ptr<stackproc::client::Client>> client =
       stackproc::client::Client::Create(args->Get("server", "localhost:50051", "STACKPROC_SERVER"),
                                         options);

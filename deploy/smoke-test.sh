@@ -2,7 +2,8 @@
 # Builds the Docker image and proves it serves: starts a container over a temporary data
 # directory, runs a path job and a streamed job against it with the host's stackproc CLI,
 # checks both outputs against the core run on the host, checks the container user is not root
-# and that `docker stop` (SIGTERM) ends it cleanly, and reports the image's size and build time.
+# and that `docker stop` (SIGTERM) ends it cleanly, runs deploy/README's TLS and token recipe
+# (the CLI inside the container and outside), and reports the image's size and build time.
 #
 # Uses `docker` when a daemon answers, else ../shared/tools/container (buildah + podman, for
 # machines without a Docker daemon); with neither it says so and exits 0.
@@ -35,7 +36,7 @@ fi
 
 work=$(mktemp -d)
 cleanup() {
-  engine rm -f "$name" >/dev/null 2>&1 || true
+  engine rm -f "$name" "$name-tls" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -100,4 +101,38 @@ engine logs "$name" >"$work/server.log" 2>&1 || true
 grep -q 'event=job_finished' "$work/server.log" || { cat "$work/server.log"; fail "no job log lines"; }
 say "server log: $(grep -c 'event=job_finished' "$work/server.log") job_finished lines"
 say "stopped by SIGTERM in ${stop_s}s, exit code 0"
+
+# deploy/README's recipe with TLS and tokens, files mounted read-only: the CLI inside the
+# container (the health check's command, and docker exec) reads the CA while the server's
+# certificate variables sit beside it; a lab machine's CLI submits over TLS with a token.
+tls=$work/tls
+mkdir -m 0755 "$tls"
+ossl() { openssl "$@" >/dev/null 2>>"$work/openssl.log" || fail "openssl $1: $(cat "$work/openssl.log")"; }
+ossl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=smoke-ca -keyout "$tls/ca.key" \
+  -out "$tls/ca.pem"
+ossl req -newkey rsa:2048 -nodes -subj /CN=stackprocd -keyout "$tls/server.key" \
+  -out "$tls/server.csr"
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$tls/ext"
+ossl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+  -days 2 -extfile "$tls/ext" -out "$tls/server.pem"
+token=smoke-token-0123456789abcdef
+printf 'lab %s\n' "$token" >"$tls/tokens"
+chmod 0644 "$tls"/*  # uid 10001 reads them
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+engine run -d --network host "${log_args[@]}" --name "$name-tls" -v "$work/data:/data" \
+  -v "$tls:/etc/stackproc:ro" -e STACKPROC_LISTEN="127.0.0.1:$port" \
+  -e STACKPROC_SERVER="127.0.0.1:$port" -e STACKPROC_MEMORY_BUDGET=1G \
+  -e STACKPROC_AUTH_TOKEN_FILE=/etc/stackproc/tokens \
+  -e STACKPROC_TLS_CERT=/etc/stackproc/server.pem -e STACKPROC_TLS_KEY=/etc/stackproc/server.key \
+  -e STACKPROC_TLS_CA=/etc/stackproc/ca.pem "$tag" >/dev/null
+for _ in $(seq 100); do engine exec "$name-tls" stackproc health >/dev/null 2>&1 && break; sleep 0.2; done
+[[ "$(engine exec "$name-tls" stackproc health)" == SERVING ]] ||
+  { engine logs "$name-tls" || true; fail "stackproc health inside a TLS container"; }
+engine exec -e STACKPROC_TOKEN="$token" "$name-tls" stackproc list >/dev/null ||
+  fail "docker exec ... stackproc list with TLS and a token"
+STACKPROC_TLS_CA=$tls/ca.pem STACKPROC_TOKEN=$token "$cli" --server "127.0.0.1:$port" submit \
+  --input in.tif --op gaussian:ksize=5 --op resize:scale=0.5 --output tls.tif --wait \
+  >"$work/tls.log" || { cat "$work/tls.log"; fail "a job over TLS with a token"; }
+cmp "$work/data/tls.tif" "$work/ref.tif" || fail "the TLS job's output differs from the core's"
+say "TLS + tokens: health and list inside the container, a job from outside: $(tail -1 "$work/tls.log")"
 say "1 passed, 0 failed"

@@ -126,6 +126,7 @@ absl::StatusOr<ServerOptions> ParseOptions(int argc, char** argv) {
   if (args.Has("help") || !args.positional.empty()) {
     return absl::InvalidArgumentError(kUsage);
   }
+  STACKPROC_RETURN_IF_ERROR(args.CheckKnown(core::FlagsInUsage(kUsage), "stackprocd"));
   auto get = [&](const std::string& flag, const std::string& fallback) {
     std::string env = EnvName(flag);
     return args.Get(flag, fallback, env.c_str());

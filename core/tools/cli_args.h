@@ -68,7 +68,50 @@ struct CliArgs {
     for (auto [it, end] = flags.equal_range(name); it != end; ++it) values.push_back(it->second);
     return values;
   }
+  // InvalidArgument naming the first flag given that is not one of `known` (a typo, or a flag
+  // of another command, would otherwise be ignored without a word), and listing those of `what`.
+  absl::Status CheckKnown(const std::vector<std::string>& known, const std::string& what) const {
+    for (const auto& [name, value] : flags) {
+      if (std::find(known.begin(), known.end(), name) != known.end()) continue;
+      std::string list;
+      for (const std::string& k : known) absl::StrAppend(&list, list.empty() ? "" : ", ", "--", k);
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown flag --", name, " for ", what,
+          list.empty() ? " (it takes none)" : absl::StrCat(" (its flags: ", list, ")")));
+    }
+    return absl::OkStatus();
+  }
 };
+
+// The flags ParseWriteFlags reads.
+inline const std::vector<std::string>& WriteFlags() {
+  static const std::vector<std::string> flags = {"compression", "chunks", "pyramid", "overwrite"};
+  return flags;
+}
+
+// `a` and then `b`, for lists of known flags.
+inline std::vector<std::string> Joined(std::vector<std::string> a,
+                                       const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+// The flags a usage text documents: each line that begins "  --name" (two spaces; deeper
+// lines continue a flag's description).
+inline std::vector<std::string> FlagsInUsage(const std::string& usage) {
+  std::vector<std::string> names;
+  size_t line = 0;
+  while (line < usage.size()) {
+    const size_t end = std::min(usage.find('\n', line), usage.size());
+    const size_t start = usage.find_first_not_of(' ', line);
+    if (start == line + 2 && start < end && usage.compare(start, 2, "--") == 0) {
+      const size_t stop = usage.find_first_of(" =\n", start);
+      names.push_back(usage.substr(start + 2, std::min(stop, end) - start - 2));
+    }
+    line = end + 1;
+  }
+  return names;
+}
 
 // The flags of a command that writes an output: --compression (default: the format's),
 // --chunks DxHxW and --pyramid N (OME-Zarr), and --overwrite: the one rule of every command, an

@@ -306,6 +306,24 @@ int Main(int argc, char** argv) {
   if (command == "--help" || command == "-h" || command == "help") return usage(stdout);
   absl::StatusOr<Args> args = CliArgs::Parse(argc, argv, 2, {"overwrite"});
   absl::Status status = args.status();
+  // Each command's flags: any other is refused, naming these.
+  const std::vector<std::string> range = {"z-range", "shards", "shard", "progress-file", "threads"};
+  static const std::map<std::string, std::vector<std::string>> kFlags = {
+      {"ops", {}},
+      {"formats", {}},
+      {"assemble", {"output", "overwrite"}},
+      {"generate", Joined({"shape", "type", "seed"}, WriteFlags())},
+      {"run", Joined(Joined({"input", "op", "output", "mode", "window-mib", "stats"}, range),
+                     WriteFlags())},
+      {"stats", Joined({"input", "op", "output"}, range)},
+  };
+  if (auto known = kFlags.find(command); status.ok() && known != kFlags.end()) {
+    if (absl::Status flags = args->CheckKnown(known->second, "stackproc-local " + command);
+        !flags.ok()) {
+      std::fprintf(stderr, "stackproc-local: %s\n", std::string(flags.message()).c_str());
+      return 2;  // a usage error, as for the other programs
+    }
+  }
   if (status.ok()) {
     if (command == "ops") {
       status = ListOps();

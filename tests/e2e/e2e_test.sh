@@ -219,12 +219,24 @@ wait "$(cat "$work/pid")" || fail "server exit code $?"
 start --listen 127.0.0.1:0 --tls-cert "$tls/server.pem" --tls-key "$tls/server.key" \
   --tls-client-ca "$tls/ca.pem"
 if "$cli" list >/dev/null 2>&1; then fail "a client without a certificate got in"; fi
-export STACKPROC_TLS_CERT=$tls/alice.pem STACKPROC_TLS_KEY=$tls/alice.key
+# The client's own certificate has variables of its own: the server's (STACKPROC_TLS_CERT/KEY,
+# set beside the CLI in the server's container) are not the client's.
+export STACKPROC_TLS_CERT=$tls/server.pem STACKPROC_TLS_KEY=$tls/server.key
+if "$cli" list >/dev/null 2>&1; then fail "the CLI took the server's certificate as its own"; fi
+export STACKPROC_CLIENT_CERT=$tls/alice.pem STACKPROC_CLIENT_KEY=$tls/alice.key
 job=$("$cli" submit --input in.tif --op invert --in-memory)
 has 'owner    alice' "$("$cli" status "$job")" || fail "owner is not the certificate's name"
 kill -TERM "$(cat "$work/pid")"
 wait "$(cat "$work/pid")" || fail "server exit code $?"
-unset STACKPROC_TLS_CA STACKPROC_TLS_CERT STACKPROC_TLS_KEY
+unset STACKPROC_TLS_CA STACKPROC_TLS_CERT STACKPROC_TLS_KEY STACKPROC_CLIENT_CERT STACKPROC_CLIENT_KEY
+
+# A flag a command does not take (a typo) is refused, naming it, by each program: exit 2.
+for program in "$cli submit --input in.tif --outptu x.tif" "$server --data-root $work/data --lsiten 1" \
+  "$local_tool run --input in.tif --bogus 1"; do
+  if err=$($program 2>&1); then fail "$program: accepted"; else code=$?; fi
+  has 'unknown flag --' "$err" || fail "$program: $err"
+  [[ $code == 2 ]] || fail "$program: exit $code"
+done
 
 # A unix socket, for clients on the server's machine: no warning (no network), and the same
 # bytes for a path job and a streamed job as over TCP.

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <set>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -236,6 +237,13 @@ const std::vector<std::string>& Switches() {
   return switches;
 }
 
+bool IsCommand(const std::string& command) {
+  static const std::set<std::string> kCommands = {"ops",    "submit",   "process", "watch",
+                                                  "status", "list",     "cancel",  "resume",
+                                                  "delete", "download", "health"};
+  return kCommands.contains(command);
+}
+
 absl::Status CheckFlags(const std::string& command, const CliArgs& args) {
   using core::Joined;
   using core::WriteFlags;
@@ -276,7 +284,10 @@ absl::StatusOr<int> RunCommand(const std::string& command, const CliArgs& args, 
     return 0;
   }
   if (command == "cancel") {
+    // A running job stops at its next slice (a cluster's, once its shards are cancelled): say
+    // what it came to, not what it was when asked.
     STACKPROC_ASSIGN_OR_RETURN(v1::Job job, client.Cancel(id));
+    STACKPROC_ASSIGN_OR_RETURN(job, client.Watch(id, [](const v1::Job&) {}));
     absl::PrintF("job %s: %s\n", job.id(), convert::JobStateName(job.state()));
     return 0;
   }

@@ -11,6 +11,9 @@ namespace stackproc::client {
 absl::StatusOr<int> RunCommand(const std::string& command, const core::CliArgs& args,
                                Client& client);
 
+// Whether `command` is one of stackproc's.
+bool IsCommand(const std::string& command);
+
 // InvalidArgument naming a flag `command` does not take (before anything is sent).
 absl::Status CheckFlags(const std::string& command, const core::CliArgs& args);
 

@@ -47,9 +47,13 @@ int main(int argc, char** argv) {
   stackproc::core::KeepMessageBuffersInTheHeap();
   using stackproc::core::CliArgs;
   absl::StatusOr<CliArgs> args = CliArgs::Parse(argc, argv, 1, stackproc::client::Switches());
-  if (!args.ok() || args->positional.empty() || args->Has("help")) {
-    // Asked for: on stdout, success; else a usage error.
-    const bool asked = args.ok() && args->Has("help");
+  const std::string first = args.ok() && !args->positional.empty() ? args->positional[0] : "";
+  const bool asked = args.ok() && (args->Has("help") || first == "help" || first == "-h");
+  if (!args.ok() || asked || !stackproc::client::IsCommand(first)) {
+    // Asked for: on stdout, success; else a usage error (an unknown command named first).
+    if (args.ok() && !asked && !first.empty()) {
+      std::fprintf(stderr, "stackproc: unknown command '%s'\n", args->positional.front().c_str());
+    }
     std::fputs(kUsage, asked ? stdout : stderr);
     std::fputs(std::string(stackproc::core::FormatsHelp()).c_str(), asked ? stdout : stderr);
     return asked ? 0 : 2;

@@ -122,21 +122,13 @@ absl::StatusOr<JobSnapshot> JobManager::PlanStream(const JobSpec& spec,
   }
   const core::TiffLimits& limits = options_.limits;
   if (shape.depth > limits.max_pages) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("header: ", shape.depth, " slices exceed the limit of ", limits.max_pages,
-                     " slices per stack (--max-slices)"));
+    return limits.DepthRefused(absl::StrCat("header: ", shape.depth, " slices"));
   }
   if (shape.height > limits.max_side || shape.width > limits.max_side) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("header: slices of ", shape.height, "x", shape.width, " exceed the limit of ",
-                     limits.max_side, " pixels per side (--max-side)"));
+    return limits.SideRefused("header", shape.width, shape.height);
   }
   STACKPROC_ASSIGN_OR_RETURN(size_t stack_bytes, core::StackBytes(shape, input.type));
-  if (stack_bytes > limits.max_stack_bytes) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("header: a stack of ", stack_bytes, " bytes exceeds the limit of ",
-                     limits.max_stack_bytes, " bytes (--max-stack-bytes)"));
-  }
+  if (stack_bytes > limits.max_stack_bytes) return limits.BytesRefused("header", stack_bytes);
   STACKPROC_ASSIGN_OR_RETURN(core::Pipeline pipeline, core::Pipeline::Create(spec.ops));
   const core::SliceFormat format{static_cast<int>(shape.height), static_cast<int>(shape.width),
                                  input.type};

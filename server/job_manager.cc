@@ -21,12 +21,13 @@ std::string Gib(uint64_t bytes) {
   return absl::StrFormat("%.2f GiB", static_cast<double>(bytes) / (uint64_t{1} << 30));
 }
 
-std::string InterruptReason(const JobSnapshot& s, bool shutdown) {
+std::string InterruptReason(const JobSnapshot& s, bool shutdown, bool kept) {
   return absl::StrCat(
       shutdown ? "the server shut down " : "the server stopped ",
       s.state == JobState::kQueued ? "before the job started" : "while the job was running",
       s.spec.streamed ? " (its stack came over its call: send it again)"
-                      : " (ResumeJob runs it again)");
+      : kept          ? " (ResumeJob runs it again)"
+                      : " (the server keeps no job table, --state-dir: submit it again)");
 }
 
 std::string Quote(absl::string_view text) {
@@ -233,7 +234,7 @@ void JobManager::Shutdown(absl::Duration grace) {
   for (auto& job : queued) {
     // With a job table, a path job that has not started keeps its place for the next start.
     if (store_ && !job->Snapshot().spec.streamed) continue;
-    const std::string reason = InterruptReason(job->Snapshot(), true);
+    const std::string reason = InterruptReason(job->Snapshot(), true, store_ != nullptr);
     job->Interrupt(reason);
     job->Finish(absl::AbortedError(reason), absl::Now());
     LogEnd(job->Snapshot());
@@ -245,7 +246,7 @@ void JobManager::Shutdown(absl::Duration grace) {
   for (auto& [id, job] : jobs_) {
     const JobSnapshot s = job->Snapshot();
     if (s.state == JobState::kRunning && s.execution.executor == Executor::kSlurm) {
-      job->Interrupt(InterruptReason(s, true));
+      job->Interrupt(InterruptReason(s, true, store_ != nullptr));
     }
   }
   changed_.wait_until(lock, absl::ToChronoTime(absl::Now() + grace), [&] { return running_ == 0; });
@@ -257,7 +258,7 @@ void JobManager::Shutdown(absl::Duration grace) {
   changed_.notify_all();
   lock.unlock();
   for (auto& job : unfinished) {  // hooks run outside the lock
-    job->Interrupt(InterruptReason(job->Snapshot(), true));
+    job->Interrupt(InterruptReason(job->Snapshot(), true, store_ != nullptr));
   }
   for (std::thread& worker : workers_) worker.join();
   std::vector<StreamThread> streams;

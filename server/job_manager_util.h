@@ -14,8 +14,9 @@ namespace stackproc::server {
 // "1.50 GiB", for messages about memory.
 std::string Gib(uint64_t bytes);
 // Why `s`, not ended, ends INTERRUPTED: the server shuts down, or was found to have stopped
-// (crashed, killed) when it starts again.
-std::string InterruptReason(const JobSnapshot& s, bool shutdown);
+// (crashed, killed) when it starts again; what can be done then (`kept`: the server has a job
+// table, so ResumeJob can run it again).
+std::string InterruptReason(const JobSnapshot& s, bool shutdown, bool kept);
 // A quoted value for key=value logs.
 std::string Quote(absl::string_view text);
 

@@ -67,7 +67,7 @@ absl::Status JobManager::Restore() {
       queue_.push_front(job);
       ++reattached;
     } else if (!ended) {
-      s.error = absl::AbortedError(InterruptReason(s, false));
+      s.error = absl::AbortedError(InterruptReason(s, false, true));
       s.state = JobState::kInterrupted;
       s.stage = "done";
       s.end_time = now;

@@ -34,8 +34,10 @@ constexpr char kUsage[] = R"(usage: stackprocd [flags]
   --result-ttl SECONDS      how long in-memory results are kept (default 3600)
   --job-history N           ended jobs kept listed; the oldest beyond N are forgotten, with
                             their in-memory results (default 10000)
-  --stream-window SIZE      most memory for the slices in flight of one streaming job; fewer
-                            when 2 slices per thread keep the threads busy (default 256M)
+  --stream-window SIZE      most memory for the slices in flight of one streaming job (the
+                            window; at least one slice, fewer when 2 slices per thread keep the
+                            threads busy); each thread's scratch slices for the pipeline's steps
+                            come on top (default 256M)
   --max-jobs-per-caller N   jobs one caller may have queued or running (default 32)
   --max-streams N           streamed jobs open at once (default 16)
   --max-stack-bytes SIZE    largest stack a job may read or stream (default 1T)

@@ -193,15 +193,13 @@ absl::StatusOr<std::unique_ptr<SequenceSource>> SequenceSource::Open(const Files
     planes.push_back({std::move(path), std::move(tiff), depth});
     depth += pages;
     if (depth > limits.max_pages) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          planes.back().path, ": more than ", limits.max_pages, " planes (the limit per stack)"));
+      return limits.DepthRefused(absl::StrCat("the sequence up to ", planes.back().path));
     }
   }
   info.shape.depth = depth;
   STACKPROC_ASSIGN_OR_RETURN(size_t bytes, StackBytes(info.shape, info.type));
   if (bytes > limits.max_stack_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "a sequence of ", bytes, " bytes exceeds the limit of ", limits.max_stack_bytes, " bytes"));
+    return limits.BytesRefused("the sequence", bytes);
   }
   return std::unique_ptr<SequenceSource>(
       new SequenceSource(files, std::move(planes), std::move(info)));

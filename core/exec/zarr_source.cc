@@ -139,18 +139,14 @@ absl::StatusOr<std::unique_ptr<ZarrSource>> ZarrSource::Open(const Files& files,
                                                    "x", s.width, " (a side of 0)"));
   }
   if (s.height > limits.max_side || s.width > limits.max_side) {
-    return absl::ResourceExhaustedError(absl::StrCat(name, ": ", s.width, "x", s.height,
-                                                     " pixels exceeds the limit of ",
-                                                     limits.max_side, " pixels per side"));
+    return limits.SideRefused(name, s.width, s.height);
   }
   if (s.depth > limits.max_pages) {
-    return absl::ResourceExhaustedError(absl::StrCat(name, ": ", s.depth, " slices, more than ",
-                                                     limits.max_pages, " (the limit per stack)"));
+    return limits.DepthRefused(absl::StrCat(name, ": ", s.depth, " slices"));
   }
   STACKPROC_ASSIGN_OR_RETURN(size_t bytes, StackBytes(s, info.type));
   if (bytes > limits.max_stack_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        name, ": ", bytes, " bytes exceeds the limit of ", limits.max_stack_bytes, " bytes"));
+    return limits.BytesRefused(name, bytes);
   }
   // Checked one factor at a time: the product of lying lengths must not overflow.
   double chunk_bytes = static_cast<double>(BytesPerPixel(info.type));

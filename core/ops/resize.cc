@@ -13,7 +13,8 @@ const OperationInfo& Info() {
   static const OperationInfo info{
       "resize",
       "resample each slice by a scale factor or to a width/height (cv::resize)",
-      {DoubleParam("scale", 1.0, 0.001, 64, "factor for both sides (unless width/height given)"),
+      {DoubleParam("scale", 1.0, 0.001, 64,
+                   "factor for both sides; give it or width/height, not both"),
        IntParam("width", 0, 0, kMaxSliceSide, "output width; 0 follows height's aspect or scale"),
        IntParam("height", 0, 0, kMaxSliceSide, "output height; 0 follows width's aspect or scale"),
        ChoiceParam("interp", {"area", "linear", "cubic", "nearest", "lanczos"},

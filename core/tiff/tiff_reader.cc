@@ -77,9 +77,7 @@ absl::StatusOr<PageLayout> ReadLayout(TIFF* tif, const std::string& path, int64_
   }
   if (layout.width == 0 || layout.height == 0) return PageError(path, page, "empty image");
   if (layout.width > limits.max_side || layout.height > limits.max_side) {
-    return absl::ResourceExhaustedError(absl::StrCat(path, ": page ", page, ": ", layout.width, "x",
-                                                     layout.height, " pixels exceeds the limit of ",
-                                                     limits.max_side, " pixels per side"));
+    return limits.SideRefused(absl::StrCat(path, ": page ", page), layout.width, layout.height);
   }
   STACKPROC_ASSIGN_OR_RETURN(layout.type, PagePixelType(tif, path, page));
   uint16_t photometric = PHOTOMETRIC_MINISBLACK;
@@ -326,8 +324,7 @@ absl::Status FindContiguousPlanes(TIFF* tif, const std::string& path, uint64_t f
     return PageError(path, 0, absl::StrCat(claim, ", and they are compressed or tiled"));
   }
   if (planes > limits.max_pages) {
-    return absl::ResourceExhaustedError(absl::StrCat(path, ": ", planes, " planes: more than ",
-                                                     limits.max_pages, " (the limit per stack)"));
+    return limits.DepthRefused(absl::StrCat(path, ": ", planes, " planes"));
   }
   if (!TIFFSetSubDirectory(tif, info.page_offsets[0])) {
     return PageError(path, 0, "cannot read its directory");
@@ -367,8 +364,7 @@ absl::StatusOr<TiffInfo> Validate(const InputFile& file, const TiffLimits& limit
   PageLayout first;
   while (true) {
     if (page >= limits.max_pages) {
-      return absl::ResourceExhaustedError(absl::StrCat(path, ": more than ", limits.max_pages,
-                                                       " pages (the limit of pages per stack)"));
+      return limits.DepthRefused(path);
     }
     info.page_offsets.push_back(TIFFCurrentDirOffset(tif));
     STACKPROC_ASSIGN_OR_RETURN(PageLayout layout, ReadLayout(tif, path, page, limits));
@@ -397,9 +393,7 @@ absl::StatusOr<TiffInfo> Validate(const InputFile& file, const TiffLimits& limit
   STACKPROC_RETURN_IF_ERROR(FindContiguousPlanes(tif, path, file_size, first, limits, info));
   STACKPROC_ASSIGN_OR_RETURN(size_t bytes, StackBytes(info.shape, info.pixel_type));
   if (bytes > limits.max_stack_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(path, ": stack of ", bytes,
-                                                     " bytes exceeds the limit of ",
-                                                     limits.max_stack_bytes, " bytes"));
+    return limits.BytesRefused(path, bytes);
   }
   return info;
 }
@@ -449,6 +443,23 @@ absl::Status TiffPageReader::ReadPage(int64_t z, uint8_t* dst) {
     return absl::OutOfRangeError(absl::StrCat(file_.name(), ": no page ", z));
   }
   return workers_->local.local().Decode(file_, info_, z, dst);
+}
+
+absl::Status TiffLimits::SideRefused(absl::string_view what, int64_t width, int64_t height) const {
+  return absl::ResourceExhaustedError(absl::StrCat(what, ": ", width, "x", height,
+                                                   " pixels exceeds the limit of ", max_side,
+                                                   " pixels per side (--max-side)"));
+}
+
+absl::Status TiffLimits::DepthRefused(absl::string_view what) const {
+  return absl::ResourceExhaustedError(
+      absl::StrCat(what, ": more than ", max_pages, " slices, the limit per stack (--max-slices)"));
+}
+
+absl::Status TiffLimits::BytesRefused(absl::string_view what, uint64_t bytes) const {
+  return absl::ResourceExhaustedError(absl::StrCat(what, ": a stack of ", bytes,
+                                                   " bytes exceeds the limit of ", max_stack_bytes,
+                                                   " bytes (--max-stack-bytes)"));
 }
 
 }  // namespace stackproc::core

@@ -28,6 +28,13 @@ struct TiffLimits {
   int64_t max_pages = 100'000;
   int64_t max_side = kMaxSliceSide;       // pixels along X or Y
   uint64_t max_stack_bytes = 1ull << 40;  // 1 TiB
+
+  // The refusals (ResourceExhausted), one wording each for every reader, naming the stackprocd
+  // flag that sets the limit: "WHAT: 40000x300 pixels exceeds the limit of 32768 pixels per
+  // side (--max-side)".
+  absl::Status SideRefused(absl::string_view what, int64_t width, int64_t height) const;
+  absl::Status DepthRefused(absl::string_view what) const;  // more than max_pages slices
+  absl::Status BytesRefused(absl::string_view what, uint64_t bytes) const;
 };
 
 // What validation learned about a file: enough to allocate and to plan.

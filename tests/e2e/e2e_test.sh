@@ -133,6 +133,20 @@ has "job was cancelled" "$(cat "$work/interrupted.err")" || fail "$(cat "$work/i
 for _ in $(seq 100); do has cancelled "$("$cli" list)" && break; sleep 0.1; done
 has cancelled "$("$cli" list)" || fail "the interrupted job is not cancelled: $("$cli" list)"
 
+# cancel says what the job came to (it was running when asked): cancelled.
+cp "$work/slow.tif" "$work/data/slow.tif"
+job=$("$cli" submit --input slow.tif --op bilateral:d=9 --output never.tif)
+for _ in $(seq 100); do has running "$("$cli" status "$job")" && break; sleep 0.1; done
+has "job $job: cancelled" "$("$cli" cancel "$job")" || fail "cancel says: $("$cli" status "$job")"
+[[ ! -e "$work/data/never.tif" ]] || fail "a cancelled job wrote its output"
+
+# Usage: asked for (--help, -h, help) on stdout with exit 0; an unknown command exit 2.
+for asked in --help -h help; do
+  has "commands:" "$("$cli" $asked)" || fail "stackproc $asked"
+done
+if err=$("$cli" frobnicate 2>&1); then fail "an unknown command succeeded"; else rc=$?; fi
+[[ $rc -eq 2 ]] && has "unknown command 'frobnicate'" "$err" || fail "unknown command: $rc $err"
+
 # In memory, then download; status and list; errors exit non-zero with one line.
 job=$("$cli" submit --input in.tif --op invert --in-memory)
 "$cli" watch "$job" >/dev/null || fail "watch"
@@ -191,6 +205,18 @@ grep -q 'warning: listening on 0.0.0.0:0 without --auth-token-file' "$work/log" 
   fail "no warning: $(cat "$work/log")"
 kill -TERM "$(cat "$work/pid")"
 wait "$(cat "$work/pid")" || fail "server exit code $?"
+
+# Each size limit's refusal names the flag that sets it, for path jobs and streamed ones.
+for limit in "--max-slices 5" "--max-side 32" "--max-stack-bytes 1000"; do
+  start --listen 127.0.0.1:0 $limit
+  for how in "submit --input in.tif --op invert --output limited.tif" \
+    "process $work/data/in.tif -o $work/limited.tif --op invert"; do
+    if err=$("$cli" $how 2>&1); then fail "$limit: $how was not refused"; fi
+    has "(${limit% *})" "$err" || fail "$limit: $how: $err"
+  done
+  kill -TERM "$(cat "$work/pid")"
+  wait "$(cat "$work/pid")" || fail "server exit code $?"
+done
 
 # TLS, then mutual TLS, with certificates made here by openssl: a CA, the server's (for
 # 127.0.0.1), and a client's whose common name becomes the jobs' owner.

@@ -231,6 +231,18 @@ TEST_F(RestartTest, AGracefulRestartKeepsTheQueueAndInterruptsTheRunningJob) {
   EXPECT_EQ(jobs[1].id(), queued.id());
 }
 
+// Without a job table nothing can be resumed after the restart: the interrupted job says so.
+TEST_F(ServiceTest, WithoutAJobTableAnInterruptedJobSaysToSubmitItAgain) {
+  Input("big.tif", {200, 256, 256}, core::PixelType::kUint8);
+  ASSERT_OK_AND_ASSIGN(v1::Job running, client_->Submit(Request("big.tif", kSlowOps, "slow.tif")));
+  WaitUntilProcessing(running.id());
+  server_->Shutdown(absl::ZeroDuration());
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<server::Job> job, server_->jobs().Get(running.id()));
+  EXPECT_EQ(job->Snapshot().state, server::JobState::kInterrupted);
+  EXPECT_THAT(job->Snapshot().error,
+              StatusIs(absl::StatusCode::kAborted, HasSubstr("--state-dir: submit it again")));
+}
+
 TEST_F(RestartTest, AfterACrashRunningJobsAreInterruptedAndQueuedOnesRunAgain) {
   core::Stack input = Input("in.tif", {8, 64, 64});
   fs::create_directory(root_.path() / "sub");

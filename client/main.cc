@@ -38,7 +38,8 @@ commands:
   download JOB -o LOCAL [--compression C] [--chunks DxHxW] [--pyramid N] [--overwrite]
                                         save an in-memory result locally
   health                                SERVING or NOT_SERVING
-SPEC is name:key=value,... e.g. gaussian:ksize=5 or resize:scale=0.5,interp=area.
+SPEC is name:key=value,... e.g. gaussian:ksize=5 or resize:scale=0.5,interp=area. With no
+--op a job is a conversion: to the output's format and codec (and its type, with convert).
 )";
 
 }  // namespace

@@ -58,6 +58,7 @@ constexpr char kUsage[] =
     "                      statistics of the pipeline's whole-stack step over those slices\n"
     "  stackproc-local assemble --output OUT.tif [--overwrite] SHARD.tif...\n"
     "                      TIFF shards, in order, into one (their strips copied as they are)\n"
+    "With no --op a run is a conversion: to the output's format and codec (its type: convert).\n"
     "An existing output is replaced only with --overwrite. SIGINT or SIGTERM stops a run or an\n"
     "assembly between slices and removes what it wrote (exit 128 + the signal).\n";
 

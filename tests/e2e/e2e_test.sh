@@ -97,6 +97,11 @@ same_zarr() {
 sys.exit(not numpy.array_equal(zarr.open_group(sys.argv[1], "r")["0"][...], tifffile.imread(sys.argv[2])))' "$1" "$2"
 }
 same_zarr "$work/data/out.ome.zarr" "$work/ref.tif" || fail "OME-Zarr path job differs from the core's"
+# No --op: a conversion, with its progress, listed as such.
+out=$("$cli" submit --input in.tif --output converted.ome.zarr --wait)
+has "slices=20/20" "$out" || fail "a conversion's progress: $out"
+has "(none: a conversion)" "$("$cli" status "$(head -n 1 <<<"$out")")" || fail "a conversion's ops"
+same_zarr "$work/data/converted.ome.zarr" "$work/data/in.tif" || fail "the conversion changed pixels"
 [[ -f "$work/data/out.ome.zarr/1/.zarray" ]] || fail "no pyramid level"
 "$cli" process "$work/data/out.ome.zarr" -o "$work/copy.zarr" --chunks 4x32x32 \
   --compression lz4 >/dev/null || fail "streamed job from and to OME-Zarr"

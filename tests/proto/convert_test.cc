@@ -53,7 +53,7 @@ TEST(ConvertTest, OperationsComeBackWithTheirParametersInNameOrder) {
   *ops.Add() = op;
   ops.Add()->set_name("invert");
   EXPECT_EQ(OpsText(ops), "gaussian:ksize=5,sigma=1.5 -> invert");
-  EXPECT_EQ(OpsText({}), "(none)");
+  EXPECT_EQ(OpsText({}), "(none: a conversion)");
 }
 
 TEST(ConvertTest, EveryJobStateHasItsApiName) {

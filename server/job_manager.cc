@@ -135,6 +135,7 @@ void JobManager::Enqueue(std::shared_ptr<Job> job, const std::string& log_extra)
   }
   jobs_[job->id()] = job;
   queue_.push_back(job);
+  if (busy_workers_ >= options_.max_running_jobs) ExplainQueue(/*free_worker=*/false);
   Persist(*job);
   const JobSnapshot s = job->Snapshot();
   LogEvent(s, resumed ? "job_resumed" : "job_submitted",

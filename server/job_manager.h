@@ -146,6 +146,9 @@ class JobManager {
   // up as they fail or the caller cancels. nullopt when the server stops meanwhile: the job is
   // left running on the cluster, as the job table says, and the next start re-attaches.
   std::optional<absl::Status> RunSlurm(Job& job, const JobSnapshot& s);
+  // Says in each queued job's stage why it waits: for a worker (all `max_running_jobs` busy),
+  // for memory (the first; what holds the budget), or behind the first (mutex_ held).
+  void ExplainQueue(bool free_worker);
   // Joins the threads of streamed jobs that have ended (mutex_ held).
   void JoinEndedStreams();
   // ResourceExhausted when `spec`'s owner has max_jobs_per_caller jobs queued or running, or a
@@ -172,7 +175,8 @@ class JobManager {
   std::map<std::string, std::string> by_request_id_;  // owner "\n" request id -> job id
   std::deque<std::shared_ptr<Job>> queue_;
   uint64_t memory_in_use_ = 0;  // running jobs and held results
-  int running_ = 0;  // jobs running: path jobs on the workers, streamed jobs on their threads
+  int running_ = 0;       // jobs running: path jobs on the workers, streamed jobs on their threads
+  int busy_workers_ = 0;  // workers running a path job
   // A streamed job goes at its client's pace, so it runs on a thread of its own (at most
   // --max-streams of them) rather than holding a worker that path jobs wait for.
   struct StreamThread {

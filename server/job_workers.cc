@@ -64,6 +64,7 @@ void JobManager::WorkerLoop() {
                                              options_.memory_budget;
     if (stopping_ && queue_.empty()) return;
     if (!fits) {
+      ExplainQueue(/*free_worker=*/true);
       changed_.wait_for(lock, std::chrono::seconds(1));
       continue;
     }
@@ -84,9 +85,34 @@ void JobManager::WorkerLoop() {
                                  ended});
       continue;
     }
+    ++busy_workers_;
+    if (busy_workers_ >= options_.max_running_jobs) ExplainQueue(/*free_worker=*/false);
     lock.unlock();
     Run(*job, memory);
     lock.lock();
+    --busy_workers_;
+  }
+}
+
+void JobManager::ExplainQueue(bool free_worker) {
+  int kept = 0;
+  for (const auto& [id, job] : jobs_) kept += job->Snapshot().result_available;
+  for (size_t i = 0; i < queue_.size(); ++i) {
+    const JobSnapshot s = queue_[i]->Snapshot();
+    std::string why;
+    if (!free_worker) {
+      why = absl::StrCat("waiting for a worker: ", busy_workers_,
+                         " jobs run, the most at once (--max-running-jobs)",
+                         i == 0 ? "" : absl::StrCat("; ", i, " queued ahead"));
+    } else if (i == 0) {
+      why = absl::StrCat("waiting for memory: it needs ", Gib(s.memory_bytes), ", and ",
+                         Gib(memory_in_use_), " of the ", Gib(options_.memory_budget),
+                         " budget (--memory-budget) is held by ", running_, " running jobs and ",
+                         kept, " results kept in memory (stackproc delete frees one)");
+    } else {
+      why = absl::StrCat("waiting behind job ", queue_[0]->id(), " (first in, first out)");
+    }
+    if (s.stage != why) queue_[i]->SetStage(why);
   }
 }
 

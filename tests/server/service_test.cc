@@ -336,8 +336,35 @@ TEST_F(ServiceTest, MemoryBudgetQueuesAndRejects) {
   ASSERT_OK_AND_ASSIGN(v1::Job second, client_->Submit(Request("in.tif", {"invert"}, "")));
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   ASSERT_OK_AND_ASSIGN(v1::Job waiting, client_->Get(second.id()));
-  EXPECT_EQ(waiting.state(), v1::JOB_STATE_QUEUED);  // waits for memory, not for a slot
+  EXPECT_EQ(waiting.state(), v1::JOB_STATE_QUEUED);
+  // and says why: the one worker is busy.
+  EXPECT_THAT(waiting.progress().stage(),
+              HasSubstr("waiting for a worker: 1 jobs run, the most at once (--max-running-jobs)"));
   ASSERT_OK(client_->Cancel(first.id()));
+  ASSERT_OK_AND_ASSIGN(v1::Job done, client_->Watch(second.id(), nullptr));
+  EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED);
+}
+
+// A job that waits because results kept in memory hold the budget says so, and runs once one
+// is deleted.
+TEST_F(ServiceTest, AJobWaitingForMemoryHeldByResultsSaysSo) {
+  server_.reset();
+  configure_ = [](server::ServerOptions& o) { o.jobs.max_running_jobs = 2; };
+  StartServer(uint64_t{20} << 20);
+  Input("in.tif", {48, 512, 512}, core::PixelType::kUint8);  // 12 MiB: one result fits
+  ASSERT_OK_AND_ASSIGN(v1::Job kept, client_->Submit(Request("in.tif", {"invert"}, "")));
+  ASSERT_OK(client_->Watch(kept.id(), nullptr));
+  ASSERT_OK_AND_ASSIGN(v1::Job second, client_->Submit(Request("in.tif", {"invert"}, "")));
+  v1::Job waiting;
+  for (int i = 0; i < 100 && waiting.progress().stage().find("memory") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    ASSERT_OK_AND_ASSIGN(waiting, client_->Get(second.id()));
+  }
+  EXPECT_EQ(waiting.state(), v1::JOB_STATE_QUEUED);
+  EXPECT_THAT(waiting.progress().stage(),
+              AllOf(HasSubstr("waiting for memory"), HasSubstr("0 running jobs and 1 results kept"),
+                    HasSubstr("--memory-budget"), HasSubstr("stackproc delete")));
+  ASSERT_OK(client_->Delete(kept.id()));
   ASSERT_OK_AND_ASSIGN(v1::Job done, client_->Watch(second.id(), nullptr));
   EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED);
 }

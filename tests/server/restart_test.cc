@@ -62,6 +62,10 @@ TEST(JobStoreTest, KeepsJobsInOrderAcrossReopening) {
   b.spec.owner = "";
   server::JobSnapshot c = PathJob("c3", server::JobState::kQueued);
   c.spec = StreamedSpec("bob");
+  c.progress.slices_done = c.progress.slices_total;  // a finished stream keeps its progress
+  // A job on a cluster keeps where it runs: the array ids a restarted server re-attaches to.
+  a.spec.shards = 4;
+  a.execution = {server::Executor::kSlurm, 4, {"4242", "4250"}, 2, 1, 1, 1};
   {
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<server::JobStore> store, server::JobStore::Open(state));
     ASSERT_OK(store->Put(a));
@@ -92,7 +96,10 @@ TEST(JobStoreTest, KeepsJobsInOrderAcrossReopening) {
   EXPECT_EQ(x.end_time, a.end_time);
   EXPECT_EQ(x.mode, core::ProcessMode::kStreaming);
   EXPECT_EQ(x.memory_bytes, 12345u);
+  EXPECT_EQ(x.execution, a.execution);
   EXPECT_EQ(jobs[1].id, "c3");
+  EXPECT_EQ(jobs[1].progress.slices_done, 8);
+  EXPECT_EQ(jobs[1].execution.executor, server::Executor::kLocal);
   EXPECT_EQ(jobs[1].spec, c.spec);
   EXPECT_EQ(jobs[1].end_time, absl::InfinitePast());
 

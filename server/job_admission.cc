@@ -91,7 +91,7 @@ absl::StatusOr<JobSnapshot> JobManager::Plan(const JobSpec& spec) const {
   job.progress.slices_total = plan.input.shape.depth;  // a whole-stack step adds a pass later
   job.progress.bytes_total = core::StackBytes(plan.input.shape, plan.input.type).value_or(0);
   // On a cluster the job holds none of the server's memory (PlanExecution).
-  STACKPROC_RETURN_IF_ERROR(PlanExecution(job));
+  STACKPROC_RETURN_IF_ERROR(PlanExecution(job, plan));
   if (job.memory_bytes > options_.memory_budget) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "the job needs ", Gib(plan.memory_bytes), " of memory (", core::ProcessModeName(plan.mode),

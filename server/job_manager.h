@@ -137,10 +137,11 @@ class JobManager {
   absl::Status RunFile(Job& job, const JobSnapshot& s, const core::RunOptions& run,
                        std::shared_ptr<const core::Stack>& kept);
   absl::Status RunStream(Job& job, const JobSnapshot& s, const core::RunOptions& run);
-  // Where a planned path job runs (--executor, the spec's shards): sets `job.execution`, and
-  // for a cluster no memory of the server's. FailedPrecondition / InvalidArgument for shards
+  // Where a planned path job runs (--executor, the spec's shards; for shards 0 the stack's
+  // size and the pipeline's cost on one slice of `plan`): sets `job.execution`, and for a
+  // cluster no memory of the server's. FailedPrecondition / InvalidArgument for shards
   // this server or this job cannot have (job_slurm.cc).
-  absl::Status PlanExecution(JobSnapshot& job) const;
+  absl::Status PlanExecution(JobSnapshot& job, core::ProcessPlan& plan) const;
   // A job's shards on the cluster, submitted (or, re-attached after a restart, found again),
   // watched until all are done and put together into its output; retried, cancelled and swept
   // up as they fail or the caller cancels. nullopt when the server stops meanwhile: the job is

@@ -11,8 +11,10 @@
 //   shard-I.ARRAY.log    its output, one log per attempt (ARRAY: the SLURM job id)
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <tbb/task_arena.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <numeric>
@@ -28,6 +30,7 @@
 #include "core/base/status_macros.h"
 #include "core/exec/formats.h"
 #include "core/exec/shards.h"
+#include "core/exec/stack_io.h"
 #include "core/pipeline/pipeline.h"
 #include "server/job_manager.h"
 #include "server/job_manager_util.h"
@@ -149,9 +152,25 @@ std::vector<int> AttemptsFromLogs(const WorkFolder& w, int shards) {
   return attempts;
 }
 
+// Seconds one core takes to read and process one slice of the job: its middle slice, timed
+// (0 when that fails: the job's own run will say why).
+double SliceSeconds(core::ProcessPlan& plan) {
+  const int64_t middle = plan.input.shape.depth / 2;
+  absl::StatusOr<std::unique_ptr<core::ZRangeSource>> one =
+      core::ZRangeSource::Create(plan.source, {middle, middle + 1});
+  if (!one.ok()) return 0;
+  core::StackSink sink;
+  tbb::task_arena arena(1);
+  core::RunOptions run;
+  run.arena = &arena;
+  const absl::Time start = absl::Now();
+  if (!core::Run(**one, plan.pipeline, sink, run).ok()) return 0;
+  return absl::ToDoubleSeconds(absl::Now() - start);
+}
+
 }  // namespace
 
-absl::Status JobManager::PlanExecution(JobSnapshot& job) const {
+absl::Status JobManager::PlanExecution(JobSnapshot& job, core::ProcessPlan& plan) const {
   const JobSpec& spec = job.spec;
   job.execution = {};
   if (options_.executor == Executor::kLocal) {
@@ -164,10 +183,17 @@ absl::Status JobManager::PlanExecution(JobSnapshot& job) const {
   }
   const int64_t depth = job.input_shape.depth;
   int64_t shards = spec.shards;
-  if (shards == 0) {  // one per shard_bytes of input: a small job runs here
-    const uint64_t per_shard = std::max<uint64_t>(options_.slurm.shard_bytes, 1);
+  if (shards == 0) {
+    // One per shard_bytes of input, or more when the pipeline's cost (one slice, timed) would
+    // keep a shard busier than shard_seconds on its CPUs: a small, cheap job runs here.
+    const SlurmOptions& o = options_.slurm;
+    const int64_t by_size =
+        static_cast<int64_t>(job.progress.bytes_total / std::max<uint64_t>(o.shard_bytes, 1));
+    const double seconds = SliceSeconds(plan) * static_cast<double>(depth) /
+                           std::max(o.cpus_per_shard, 1) /
+                           std::max(absl::ToDoubleSeconds(o.shard_seconds), 1e-3);
     shards = std::min<int64_t>(
-        {depth, kMaxShards, static_cast<int64_t>(job.progress.bytes_total / per_shard)});
+        {depth, kMaxShards, std::max(by_size, static_cast<int64_t>(std::ceil(seconds)))});
   }
   if (shards <= 1) return absl::OkStatus();
   // Why this job runs here whatever it asked for; empty: it can be cut.

@@ -71,8 +71,10 @@ constexpr char kUsage[] = R"(usage: stackprocd [flags]
   --slurm-extra "ARGS"      more sbatch arguments, split at spaces (e.g. "--time=2:00:00 --qos=x")
   --slurm-poll SECONDS      how often squeue is asked about a job's shards (default 10; the
                             controller is shared: keep it at 10 or more on a real cluster)
-  --slurm-shard-size SIZE   input per shard when a job leaves the count to the server; a
-                            job of less than twice this runs here (default 1G)
+  --slurm-shard-size SIZE   input per shard when a job leaves the count to the server ...
+  --slurm-shard-seconds S   ... or at least one shard per S seconds of work on a shard's CPUs
+                            (the pipeline timed on one slice at submission); a job that gets
+                            fewer than 2 shards runs here (defaults 1G, 300)
   --slurm-retries N         a failed shard is submitted again, alone, N times (default 2)
   --slurm-worker PATH       the stackproc-local the shards run, as the nodes see it (default:
                             the one beside stackprocd)
@@ -203,6 +205,9 @@ absl::StatusOr<ServerOptions> ParseOptions(int argc, char** argv) {
   STACKPROC_ASSIGN_OR_RETURN(slurm.retries, get_int("slurm-retries", slurm.retries));
   STACKPROC_ASSIGN_OR_RETURN(slurm.shard_bytes,
                              ParseSize("slurm-shard-size", get("slurm-shard-size", "1G")));
+  STACKPROC_ASSIGN_OR_RETURN(int shard_seconds, get_int("slurm-shard-seconds", 300));
+  if (shard_seconds < 1) return absl::InvalidArgumentError("--slurm-shard-seconds must be >= 1");
+  slurm.shard_seconds = absl::Seconds(shard_seconds);
   slurm.worker = get("slurm-worker", "");
   if (slurm.worker.empty() && o.jobs.executor == Executor::kSlurm) {
     std::error_code error;

@@ -22,8 +22,11 @@ struct SlurmOptions {
   absl::Duration poll = absl::Seconds(10);
   int retries = 2;  // a failed shard is submitted again, alone, this many times
   // A job whose spec leaves the shards to the server (0) gets one per this much input; one
-  // that would get fewer than 2 runs on the server.
+  // that would get fewer than 2 (by size and by cost, below) runs on the server.
   uint64_t shard_bytes = uint64_t{1} << 30;
+  // Likewise, a job gets at least one shard per this much work for one shard's CPUs (the
+  // pipeline timed on one slice, times the slices).
+  absl::Duration shard_seconds = absl::Minutes(5);
   std::string worker;  // the stackproc-local the shards run (compute nodes see the same path)
 };
 

@@ -6,9 +6,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <tbb/global_control.h>
 
 #include <filesystem>
 #include <fstream>
+#include <tuple>
 
 #include "core/exec/tiff_io.h"
 #include "core/tiff/tiff_writer.h"
@@ -66,6 +68,8 @@ class ExecutorTest : public ::testing::Test {
     return job.Snapshot();
   }
 
+  // Under ThreadSanitizer (tests/run.sh tsan) TBB runs every task on the thread that asks.
+  const tbb::global_control no_tbb_workers_{tbb::global_control::max_allowed_parallelism, 1};
   ::stackproc::testing::TempDir root_, state_;
   uint64_t stack_bytes_ = 0;
 };
@@ -190,6 +194,34 @@ TEST_F(ExecutorTest, TheServerCutsOneShardPerShardSizeAndKeepsSmallJobs) {
       EXPECT_EQ(s.state, JobState::kSucceeded) << s.error;
       std::filesystem::remove(root_.File("out.tif"));
     }
+  }
+  ::unsetenv("SLURM_CONF");
+}
+
+// The pipeline's cost counts too: a small stack through an expensive filter goes to the cluster
+// when one slice's time, times the slices, would keep a shard busier than shard_seconds.
+TEST_F(ExecutorTest, AnExpensivePipelineIsCutByItsCostOnOneSlice) {
+  ::stackproc::testing::TempDir conf;
+  { std::ofstream(conf.File("slurm.conf")) << "NotASlurmKey=1\n"; }
+  ::setenv("SLURM_CONF", conf.File("slurm.conf").c_str(), 1);
+  const core::Stack input = ::stackproc::testing::MakeStack({4, 512, 512}, core::PixelType::kUint8);
+  ASSERT_OK(core::WriteTiff(root_.File("costly.tif"), input));
+  JobSpec spec = Spec("costly-out.tif", 0, {"bilateral:d=9"});
+  spec.input_path = "costly.tif";
+  for (const auto& [seconds, executor, shards] :
+       {std::tuple{absl::Milliseconds(1), Executor::kSlurm, 4},  // ~30 ms a slice: 4 shards
+        std::tuple{absl::Hours(1), Executor::kLocal, 0}}) {
+    server::JobManagerOptions options = Options(Executor::kSlurm);
+    options.slurm.shard_bytes = uint64_t{1} << 40;  // by size, one shard: here
+    options.slurm.shard_seconds = seconds;
+    std::unique_ptr<JobManager> manager = Manager(options);
+    ASSERT_NE(manager, nullptr);
+    absl::StatusOr<std::shared_ptr<server::Job>> job = manager->Submit(spec, "");
+    ASSERT_OK(job);
+    EXPECT_EQ((*job)->Snapshot().execution.executor, executor);
+    EXPECT_EQ((*job)->Snapshot().execution.shards, shards);
+    WaitEnded(**job);
+    std::filesystem::remove(root_.File("costly-out.tif"));
   }
   ::unsetenv("SLURM_CONF");
 }

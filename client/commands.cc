@@ -117,6 +117,7 @@ absl::StatusOr<int> Submit(const CliArgs& args, Client& client) {
   core::WriteOptions write;
   STACKPROC_RETURN_IF_ERROR(core::ParseWriteFlags(args, write));
   output->set_compression(convert::ToProto(write.compression));
+  output->set_compression_level(write.compression_level);
   if (write.chunks) {
     output->mutable_chunks()->set_depth((*write.chunks)[0]);
     output->mutable_chunks()->set_height((*write.chunks)[1]);

@@ -43,6 +43,7 @@ struct JobSpec {
   std::vector<core::OpSpec> ops;           // parameters in name order (convert::FromProto)
   std::optional<std::string> output_path;  // nullopt: keep the result in memory
   core::Compression compression = core::Compression::kDefault;
+  int compression_level = 0;  // 0: the codec's default
   bool overwrite = false;
   std::optional<std::array<int64_t, 3>> chunks;     // OME-Zarr outputs
   int pyramid_levels = 0;                           // OME-Zarr outputs

@@ -205,6 +205,7 @@ absl::StatusOr<core::ProcessRequest> JobManager::RequestFor(const JobSpec& spec)
   }
   request.ops = spec.ops;
   request.write.compression = spec.compression;
+  request.write.compression_level = spec.compression_level;
   request.write.overwrite = spec.overwrite;
   request.write.chunks = spec.chunks;
   request.write.pyramid_levels = spec.pyramid_levels;

@@ -85,7 +85,8 @@ std::string TaskScript(const std::string& worker, const std::string& input, cons
   }
   const std::string writes =
       stats ? ""
-            : absl::StrCat(" --compression ", core::CompressionName(s.spec.compression),
+            : absl::StrCat(" --compression ",
+                           core::CompressionText(s.spec.compression, s.spec.compression_level),
                            " --overwrite");
   const std::string takes = stats || !core::Pipeline::Create(s.spec.ops)->NeedsWholeStack()
                                 ? ""

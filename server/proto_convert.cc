@@ -122,6 +122,7 @@ void ToProto(const JobSnapshot& s, v1::Job* out) {
   }
   if (!s.spec.streamed) {
     spec->mutable_output()->set_compression(ToProto(s.spec.compression));
+    spec->mutable_output()->set_compression_level(s.spec.compression_level);
     spec->mutable_output()->set_overwrite(s.spec.overwrite);
     if (s.spec.chunks) {
       v1::ChunkShape* chunks = spec->mutable_output()->mutable_chunks();
@@ -212,6 +213,11 @@ absl::StatusOr<JobSpec> FromProto(const v1::JobSpec& in) {
   absl::StatusOr<core::Compression> compression = FromProto(out.compression());
   if (!compression.ok()) return compression.status();
   spec.compression = *compression;
+  if (absl::Status level = core::CheckCompressionLevel(spec.compression, out.compression_level());
+      !level.ok()) {
+    return level;
+  }
+  spec.compression_level = out.compression_level();
   spec.overwrite = out.overwrite();
   if (out.has_chunks()) {
     spec.chunks = {out.chunks().depth(), out.chunks().height(), out.chunks().width()};

@@ -81,9 +81,9 @@ class ZarrSource final : public SliceSource {
 // suits local disks and object stores alike.
 std::array<int64_t, 3> DefaultZarrChunks(const StackShape& shape);
 
-// The blosc/zlib configuration that `compression` stands for in an OME-Zarr output;
-// InvalidArgument for lzw (TIFF's only).
-absl::StatusOr<ZarrCodec> ZarrCodecFor(Compression compression);
+// The blosc/zlib configuration that `compression` at `level` (0: its default) stands for in an
+// OME-Zarr output; InvalidArgument for lzw (TIFF's only) and for zstd above 9 (blosc's clevel).
+absl::StatusOr<ZarrCodec> ZarrCodecFor(Compression compression, int level = 0);
 
 // The most levels a pyramid may have below full resolution.
 inline constexpr int kMaxPyramidLevels = 8;

@@ -40,18 +40,27 @@ std::array<int64_t, 3> DefaultZarrChunks(const StackShape& shape) {
   return {1, std::clamp<int64_t>(shape.height, 1, 1024), std::clamp<int64_t>(shape.width, 1, 1024)};
 }
 
-absl::StatusOr<ZarrCodec> ZarrCodecFor(Compression compression) {
+absl::StatusOr<ZarrCodec> ZarrCodecFor(Compression compression, int level) {
+  STACKPROC_RETURN_IF_ERROR(CheckCompressionLevel(compression, level));
+  const int l = CompressionLevel(compression, level);
   switch (compression) {
     case Compression::kNone:
       return ZarrCodec{};
     case Compression::kDeflate:
-      return ZarrCodec{.id = ZarrCodecId::kZlib, .level = 6, .blosc_name = "", .shuffle = 0};
+      return ZarrCodec{.id = ZarrCodecId::kZlib, .level = l, .blosc_name = "", .shuffle = 0};
     case Compression::kZstd:
-      return ZarrCodec{.id = ZarrCodecId::kBlosc, .level = 3, .blosc_name = "zstd", .shuffle = 1};
+      if (l > 9) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("zstd:level=", l, ": OME-Zarr's zstd is blosc's, whose levels are 1-9"));
+      }
+      return ZarrCodec{.id = ZarrCodecId::kBlosc, .level = l, .blosc_name = "zstd", .shuffle = 1};
     case Compression::kDefault:  // lz4: as fast as none, about half the size
                                  // (tests/bench/formats.py)
     case Compression::kLz4:
-      return ZarrCodec{.id = ZarrCodecId::kBlosc, .level = 5, .blosc_name = "lz4", .shuffle = 1};
+      return ZarrCodec{.id = ZarrCodecId::kBlosc,
+                       .level = CompressionLevel(Compression::kLz4, level),
+                       .blosc_name = "lz4",
+                       .shuffle = 1};
     case Compression::kLzw:
       break;
   }
@@ -60,7 +69,7 @@ absl::StatusOr<ZarrCodec> ZarrCodecFor(Compression compression) {
 }
 
 absl::Status ValidateZarrWrite(const WriteOptions& options) {
-  STACKPROC_RETURN_IF_ERROR(ZarrCodecFor(options.compression).status());
+  STACKPROC_RETURN_IF_ERROR(ZarrCodecFor(options.compression, options.compression_level).status());
   if (options.pyramid_levels < 0 || options.pyramid_levels > kMaxPyramidLevels) {
     return absl::InvalidArgumentError(
         absl::StrCat("pyramid levels ", options.pyramid_levels, ": 0-", kMaxPyramidLevels));
@@ -167,7 +176,8 @@ absl::StatusOr<NgffImage> ZarrSink::PlanLevels(const StackInfo& output) {
 absl::Status ZarrSink::Open(const StackInfo& output, int64_t window_slices,
                             std::function<void(int64_t)> release) {
   (void)release;
-  STACKPROC_ASSIGN_OR_RETURN(codec_, ZarrCodecFor(options_.compression));
+  STACKPROC_ASSIGN_OR_RETURN(codec_,
+                             ZarrCodecFor(options_.compression, options_.compression_level));
   StackInfo whole = output;
   if (region_) {
     if (region_->z_begin < 0 || region_->z_begin + output.shape.depth > region_->depth) {

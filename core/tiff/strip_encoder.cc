@@ -3,6 +3,7 @@
 #include <libdeflate.h>
 #include <zstd.h>
 
+#include <array>
 #include <cstring>
 #include <memory>
 
@@ -10,10 +11,6 @@
 
 namespace stackproc::core {
 namespace {
-
-// The levels libtiff is told to use for the same files (ZIPQUALITY 6, ZSTD_LEVEL 3).
-constexpr int kDeflateLevel = 6;
-constexpr int kZstdLevel = 3;
 
 // TIFF Predictor 2: each sample minus its left neighbour, row by row, wrapping.
 template <typename T>
@@ -36,8 +33,8 @@ bool CanEncodeStrips(Compression compression, PixelType type) {
          (type == PixelType::kUint8 || type == PixelType::kUint16);
 }
 
-absl::Status EncodeStrip(Compression compression, PixelType type, const uint8_t* src, size_t rows,
-                         size_t row_bytes, std::vector<uint8_t>& scratch,
+absl::Status EncodeStrip(Compression compression, int level, PixelType type, const uint8_t* src,
+                         size_t rows, size_t row_bytes, std::vector<uint8_t>& scratch,
                          std::vector<uint8_t>& out) {
   const size_t bytes = rows * row_bytes;
   scratch.assign(src, src + bytes);
@@ -47,9 +44,11 @@ absl::Status EncodeStrip(Compression compression, PixelType type, const uint8_t*
     HorizontalDifference<uint16_t>(scratch.data(), rows, row_bytes);
   }
   if (compression == Compression::kDeflate) {
-    // One compressor per thread: creating one allocates several hundred KiB.
-    thread_local std::unique_ptr<libdeflate_compressor, DeflateFree> compressor(
-        libdeflate_alloc_compressor(kDeflateLevel));
+    // One compressor per thread and level: creating one allocates several hundred KiB.
+    const int deflate_level = CompressionLevel(Compression::kDeflate, level);
+    thread_local std::array<std::unique_ptr<libdeflate_compressor, DeflateFree>, 13> compressors;
+    auto& compressor = compressors.at(static_cast<size_t>(deflate_level));
+    if (compressor == nullptr) compressor.reset(libdeflate_alloc_compressor(deflate_level));
     if (compressor == nullptr) return absl::ResourceExhaustedError("no deflate compressor");
     out.resize(libdeflate_zlib_compress_bound(compressor.get(), bytes));
     const size_t n =
@@ -59,7 +58,8 @@ absl::Status EncodeStrip(Compression compression, PixelType type, const uint8_t*
     return absl::OkStatus();
   }
   out.resize(ZSTD_compressBound(bytes));
-  const size_t n = ZSTD_compress(out.data(), out.size(), scratch.data(), bytes, kZstdLevel);
+  const size_t n = ZSTD_compress(out.data(), out.size(), scratch.data(), bytes,
+                                 CompressionLevel(Compression::kZstd, level));
   if (ZSTD_isError(n)) {
     return absl::InternalError(absl::StrCat("zstd of a strip failed: ", ZSTD_getErrorName(n)));
   }

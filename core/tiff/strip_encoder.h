@@ -20,8 +20,9 @@ bool CanEncodeStrips(Compression compression, PixelType type);
 
 // Encodes `rows` rows of `row_bytes` bytes from `src` (native byte order, as the file is
 // written) into `out`. `scratch` is reused between calls (the predictor works on a copy).
-absl::Status EncodeStrip(Compression compression, PixelType type, const uint8_t* src, size_t rows,
-                         size_t row_bytes, std::vector<uint8_t>& scratch,
+// `level`: WriteOptions::compression_level (0: the codec's default).
+absl::Status EncodeStrip(Compression compression, int level, PixelType type, const uint8_t* src,
+                         size_t rows, size_t row_bytes, std::vector<uint8_t>& scratch,
                          std::vector<uint8_t>& out);
 
 }  // namespace stackproc::core

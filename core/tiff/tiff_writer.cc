@@ -13,7 +13,9 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "core/base/status_macros.h"
 #include "core/tiff/strip_encoder.h"
 #include "core/tiff/tiff_handle.h"
@@ -66,7 +68,7 @@ uint16_t PredictorFor(uint16_t compression, PixelType type) {
 }
 
 void SetPageTags(TIFF* tif, const StackShape& shape, PixelType type, const StackMetadata& metadata,
-                 int64_t z, uint16_t compression, uint32_t rows_per_strip) {
+                 int64_t z, uint16_t compression, int level, uint32_t rows_per_strip) {
   TIFFSetField(tif, TIFFTAG_IMAGEWIDTH, static_cast<uint32_t>(shape.width));
   TIFFSetField(tif, TIFFTAG_IMAGELENGTH, static_cast<uint32_t>(shape.height));
   TIFFSetField(tif, TIFFTAG_BITSPERSAMPLE, static_cast<uint16_t>(BytesPerPixel(type) * 8));
@@ -80,8 +82,12 @@ void SetPageTags(TIFF* tif, const StackShape& shape, PixelType type, const Stack
   if (compression != COMPRESSION_NONE) {
     TIFFSetField(tif, TIFFTAG_PREDICTOR, PredictorFor(compression, type));
   }
-  if (compression == COMPRESSION_ZSTD) TIFFSetField(tif, TIFFTAG_ZSTD_LEVEL, 3);
-  if (compression == COMPRESSION_ADOBE_DEFLATE) TIFFSetField(tif, TIFFTAG_ZIPQUALITY, 6);
+  if (compression == COMPRESSION_ZSTD) {
+    TIFFSetField(tif, TIFFTAG_ZSTD_LEVEL, CompressionLevel(Compression::kZstd, level));
+  }
+  if (compression == COMPRESSION_ADOBE_DEFLATE) {
+    TIFFSetField(tif, TIFFTAG_ZIPQUALITY, CompressionLevel(Compression::kDeflate, level));
+  }
   TIFFSetField(tif, TIFFTAG_SOFTWARE, "stackproc");
   if (metadata.x_resolution && metadata.y_resolution) {
     TIFFSetField(tif, TIFFTAG_XRESOLUTION, static_cast<float>(*metadata.x_resolution));
@@ -141,6 +147,76 @@ absl::StatusOr<Compression> ParseCompression(absl::string_view name) {
   }
   return absl::InvalidArgumentError(absl::StrCat(
       "unknown compression '", name, "' (use default, none, deflate, zstd, lzw or lz4)"));
+}
+
+namespace {
+
+// The levels a codec takes: [1, most]; 0 when it takes none.
+int MostLevel(Compression compression) {
+  switch (compression) {
+    case Compression::kDeflate:
+    case Compression::kLz4:
+      return 9;
+    case Compression::kZstd:
+      return 19;
+    default:
+      return 0;
+  }
+}
+
+}  // namespace
+
+absl::Status CheckCompressionLevel(Compression compression, int level) {
+  if (level == 0) return absl::OkStatus();
+  const int most = MostLevel(compression);
+  if (most == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("compression ", CompressionName(compression),
+                     " takes no level (levels: deflate 1-9, zstd 1-19, lz4 1-9)"));
+  }
+  if (level < 1 || level > most) {
+    return absl::InvalidArgumentError(absl::StrCat("compression ", CompressionName(compression),
+                                                   ": level ", level, " is outside 1-", most));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseCompressionText(absl::string_view text, Compression& compression, int& level) {
+  const size_t colon = text.find(':');
+  absl::StatusOr<Compression> parsed = ParseCompression(text.substr(0, colon));
+  if (!parsed.ok()) return parsed.status();
+  int parsed_level = 0;
+  if (colon != absl::string_view::npos) {
+    absl::string_view rest = text.substr(colon + 1);
+    if (!absl::ConsumePrefix(&rest, "level=") || !absl::SimpleAtoi(rest, &parsed_level) ||
+        parsed_level < 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "compression '", text, "': write NAME or NAME:level=N, e.g. deflate:level=9"));
+    }
+  }
+  STACKPROC_RETURN_IF_ERROR(CheckCompressionLevel(*parsed, parsed_level));
+  compression = *parsed;
+  level = parsed_level;
+  return absl::OkStatus();
+}
+
+std::string CompressionText(Compression compression, int level) {
+  return level == 0 ? std::string(CompressionName(compression))
+                    : absl::StrCat(CompressionName(compression), ":level=", level);
+}
+
+int CompressionLevel(Compression compression, int level) {
+  if (level != 0) return level;
+  switch (compression) {
+    case Compression::kDeflate:
+      return 6;
+    case Compression::kZstd:
+      return 3;
+    case Compression::kLz4:
+      return 5;
+    default:
+      return 0;
+  }
 }
 
 absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Create(
@@ -232,8 +308,8 @@ absl::Status TiffPageWriter::Encode(const uint8_t* page, EncodedPage& out) const
     thread_local std::vector<uint8_t> scratch;
     const size_t row = s * rows_per_strip_;
     const size_t rows = std::min<size_t>(rows_per_strip_, height - row);
-    status[s] = EncodeStrip(options_.compression, type_, page + row * row_bytes, rows, row_bytes,
-                            scratch, out.strips[s]);
+    status[s] = EncodeStrip(options_.compression, options_.compression_level, type_,
+                            page + row * row_bytes, rows, row_bytes, scratch, out.strips[s]);
   });
   for (absl::Status& s : status) STACKPROC_RETURN_IF_ERROR(s);
   return absl::OkStatus();
@@ -247,7 +323,7 @@ absl::Status TiffPageWriter::WriteEncoded(const EncodedPage& encoded) {
   TIFF* tif = handle_->get();
   const int64_t z = next_page_;
   SetPageTags(tif, shape_, type_, metadata_, z, TiffCompression(options_.compression),
-              rows_per_strip_);
+              options_.compression_level, rows_per_strip_);
   auto write_failed = [&] {
     return IoError(path_, absl::StrCat("writing page ", z, " failed"), handle_->TakeError(),
                    handle_->TakeWriteErrno());

@@ -35,6 +35,18 @@ inline constexpr Compression kAllCompressions[] = {Compression::kDefault, Compre
 absl::string_view CompressionName(Compression compression);
 absl::StatusOr<Compression> ParseCompression(absl::string_view name);
 
+// The --compression grammar: NAME or NAME:level=N. Levels: deflate 1-9 (zlib's scale), zstd
+// 1-19, lz4 1-9 (blosc's clevel); default, none and lzw take none. Level 0 is the codec's
+// default (CompressionLevel). InvalidArgument naming what is wrong.
+absl::Status ParseCompressionText(absl::string_view text, Compression& compression, int& level);
+// The text back: "deflate:level=9", or the name alone for level 0.
+std::string CompressionText(Compression compression, int level);
+// InvalidArgument unless `level` is 0 or in `compression`'s range (above).
+absl::Status CheckCompressionLevel(Compression compression, int level);
+// The level a codec runs at for `level` (0: deflate 6, zstd 3, lz4 5: chosen from
+// docs/benchmarks.md#compression-levels).
+int CompressionLevel(Compression compression, int level);
+
 // What `compression` is for a TIFF (and each plane of a sequence): kDefault is none;
 // InvalidArgument for lz4, which is OME-Zarr's.
 absl::StatusOr<Compression> ResolveTiffCompression(Compression compression);
@@ -44,6 +56,7 @@ std::optional<Compression> CompressionOfTag(uint16_t tag);
 
 struct WriteOptions {
   Compression compression = Compression::kDefault;
+  int compression_level = 0;  // 0: the codec's default (CompressionLevel)
   // Pixel data above this many bytes is written as BigTIFF (classic TIFF offsets end at 4 GiB;
   // the margin leaves room for directories and for codecs that expand incompressible data).
   uint64_t bigtiff_threshold = (uint64_t{4} << 30) - (uint64_t{256} << 20);

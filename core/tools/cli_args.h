@@ -118,9 +118,11 @@ inline std::vector<std::string> FlagsInUsage(const std::string& usage) {
 // existing output is replaced only when asked.
 inline absl::Status ParseWriteFlags(const CliArgs& args, WriteOptions& write) {
   write.overwrite = args.Has("overwrite");
-  auto compression = ParseCompression(args.Get("compression", "default"));
-  if (!compression.ok()) return compression.status();
-  write.compression = *compression;
+  if (absl::Status s = ParseCompressionText(args.Get("compression", "default"), write.compression,
+                                            write.compression_level);
+      !s.ok()) {
+    return s;
+  }
   if (args.Has("chunks")) {
     auto chunks = ParseShape(args.Get("chunks"));
     if (!chunks.ok())

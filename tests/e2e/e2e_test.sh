@@ -97,6 +97,12 @@ same_zarr() {
 sys.exit(not numpy.array_equal(zarr.open_group(sys.argv[1], "r")["0"][...], tifffile.imread(sys.argv[2])))' "$1" "$2"
 }
 same_zarr "$work/data/out.ome.zarr" "$work/ref.tif" || fail "OME-Zarr path job differs from the core's"
+# A codec's level travels from the CLI through the server: the bytes stackproc-local writes.
+"$cli" submit --input in.tif --op invert --compression deflate:level=1 --output level1.tif \
+  --wait >/dev/null || fail "a job with deflate:level=1"
+"$local_tool" run --input "$work/data/in.tif" --op invert --compression deflate:level=1 \
+  --output "$work/level1-ref.tif" >/dev/null 2>&1
+cmp "$work/data/level1.tif" "$work/level1-ref.tif" || fail "deflate:level=1 through the server"
 # No --op: a conversion, with its progress, listed as such.
 out=$("$cli" submit --input in.tif --output converted.ome.zarr --wait)
 has "slices=20/20" "$out" || fail "a conversion's progress: $out"

@@ -94,6 +94,16 @@ TEST_F(ServiceTest, BadRequestsGetTheRightCodes) {
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing.tif")));
   EXPECT_THAT(client_->Submit(Request("in.tif", {"invert"}, "no/such/dir/o.tif")),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("does not exist")));
+  // A level the codec does not take, and a level for a codec without levels.
+  v1::SubmitJobRequest leveled = Request("in.tif", {"invert"}, "o.tif");
+  leveled.mutable_spec()->mutable_output()->set_compression(v1::COMPRESSION_DEFLATE);
+  leveled.mutable_spec()->mutable_output()->set_compression_level(42);
+  EXPECT_THAT(client_->Submit(leveled),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("level 42 is outside 1-9")));
+  leveled.mutable_spec()->mutable_output()->set_compression(v1::COMPRESSION_LZW);
+  leveled.mutable_spec()->mutable_output()->set_compression_level(3);
+  EXPECT_THAT(client_->Submit(leveled),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("lzw takes no level")));
   std::ofstream(root_.File("corrupt.tif")) << "II*\0garbage";
   EXPECT_THAT(client_->Submit(Request("corrupt.tif", {"invert"}, "o.tif")),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("corrupt.tif")));

@@ -13,8 +13,9 @@ namespace {
 
 constexpr char kUsage[] = R"(usage: stackproc [--server HOST:PORT] [--token TOKEN]
                  [--tls-ca CA.pem [--client-cert CERT.pem --client-key KEY.pem]] COMMAND [args]
-  Each also comes from the environment: STACKPROC_SERVER (default localhost:50051),
-  STACKPROC_TOKEN (for a server with --auth-token-file; better than --token, which ps shows),
+  Each also comes from the environment: STACKPROC_SERVER (default 127.0.0.1:50051, where
+  stackprocd listens by default), STACKPROC_TOKEN (for a server with --auth-token-file; better
+  than --token, which ps shows),
   STACKPROC_TLS_CA (the CA of a TLS server's certificate), STACKPROC_CLIENT_CERT and
   STACKPROC_CLIENT_KEY (the client's own, for a server that wants mutual TLS).
 commands:
@@ -81,7 +82,7 @@ int main(int argc, char** argv) {
   options.tls_cert = args->Get("client-cert", "", "STACKPROC_CLIENT_CERT");
   options.tls_key = args->Get("client-key", "", "STACKPROC_CLIENT_KEY");
   absl::StatusOr<std::unique_ptr<stackproc::client::Client>> client =
-      stackproc::client::Client::Create(args->Get("server", "localhost:50051", "STACKPROC_SERVER"),
+      stackproc::client::Client::Create(args->Get("server", "127.0.0.1:50051", "STACKPROC_SERVER"),
                                         options);
   if (!client.ok()) {
     std::fprintf(stderr, "stackproc: %s\n", std::string(client.status().message()).c_str());

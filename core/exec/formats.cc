@@ -168,7 +168,7 @@ of planes. Folders (planes, stores) are written under a temporary name and renam
 --overwrite replaces an existing output (a folder only if it holds what the format writes).
   --compression default|none|deflate|zstd|lzw|lz4   default: none for TIFF and planes,
                                          lz4 (blosc) for OME-Zarr; lzw TIFF only, lz4 OME-Zarr only;
-                    CODEC:level=N        deflate 1-9 (default 6), zstd 1-19 (3; OME-Zarr 1-9),
+                    CODEC:level=N        deflate 1-9 (default 1), zstd 1-19 (1; OME-Zarr 1-9),
                                          lz4 1-9 (5)
   --chunks DxHxW    OME-Zarr chunk shape (default 1x1024x1024, clipped to the stack)
   --pyramid N       OME-Zarr levels below full resolution, each half the one before

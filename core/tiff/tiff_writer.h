@@ -43,7 +43,7 @@ absl::Status ParseCompressionText(absl::string_view text, Compression& compressi
 std::string CompressionText(Compression compression, int level);
 // InvalidArgument unless `level` is 0 or in `compression`'s range (above).
 absl::Status CheckCompressionLevel(Compression compression, int level);
-// The level a codec runs at for `level` (0: deflate 6, zstd 3, lz4 5: chosen from
+// The level a codec runs at for `level` (0: deflate 1, zstd 1, lz4 5: chosen from
 // docs/benchmarks.md#compression-levels).
 int CompressionLevel(Compression compression, int level);
 

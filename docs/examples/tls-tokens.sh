@@ -13,7 +13,7 @@ mkdir -p stacks && stackproc-local generate stacks/in.tif --shape 16x256x256
 stackprocd --data-root stacks --listen 0.0.0.0:50051 --auth-token-file tokens \
     --tls-cert server.pem --tls-key server.key &
 # On a lab machine: the CA and alice's token (from the environment: ps does not show it)
-export STACKPROC_SERVER=localhost:50051 STACKPROC_TLS_CA=ca.pem
+export STACKPROC_SERVER=127.0.0.1:50051 STACKPROC_TLS_CA=ca.pem
 export STACKPROC_TOKEN=$(awk '$1 == "alice" { print $2 }' tokens)
 until stackproc health; do sleep 0.2; done
 stackproc submit --input in.tif --op invert --output inverted.tif --wait

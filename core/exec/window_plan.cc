@@ -1,0 +1,73 @@
+// The engine's planning, apart from running: how many slices a run keeps in flight and the
+// memory a run holds (PlanWindow, StackPeakBytes, PlanRunMemory in engine.h).
+#include <algorithm>
+
+#include "core/base/status_macros.h"
+#include "core/exec/engine.h"
+
+namespace stackproc::core {
+
+WindowPlan PlanWindow(const std::vector<SliceFormat>& formats, int64_t depth, uint64_t window_bytes,
+                      int concurrency, SourceTraits source, SinkTraits sink) {
+  concurrency = std::max(concurrency, 1);
+  const bool in_place = formats.front() == formats.back();
+  const uint64_t in = formats.front().bytes();
+  const uint64_t out = formats.back().bytes();
+  // A slice in flight holds its input (unless lent, or read straight into the sink's buffer;
+  // a fed source holds it in its ring, which has one slice more), its output (unless in place
+  // or the sink's) and its compressed strips (the output's size at worst).
+  const bool own_in = source.fed || (!source.in_memory && !(in_place && sink.in_memory));
+  const bool own_out = !sink.in_memory && !in_place;
+  const uint64_t slot = (own_in ? in : 0) + (own_out ? out : 0) + (sink.compressed ? out : 0);
+  const int64_t most = std::min<int64_t>(
+      std::max<int64_t>(depth, 1), int64_t{kSlicesPerThread} * concurrency + (sink.lends ? 1 : 0));
+  const uint64_t fed = source.fed ? in : 0;
+  WindowPlan plan;
+  plan.window_slices =
+      slot == 0 ? most : std::clamp<int64_t>(static_cast<int64_t>(window_bytes / slot), 1, most);
+  uint64_t scratch = 0;  // per thread: one intermediate slice per step
+  for (size_t i = 1; i < formats.size(); ++i) scratch += formats[i].bytes();
+  // A chunked source holds the z-chunks the window's slices fall in: at most one more than
+  // the window spans, and no more than the stack has.
+  const int64_t chunk = std::max<int64_t>(source.chunk_slices, 1);
+  const int64_t held_chunks = std::min((plan.window_slices - 1) / chunk + 2,
+                                       (std::max<int64_t>(depth, 1) + chunk - 1) / chunk);
+  const uint64_t chunks = chunk > 1 ? static_cast<uint64_t>(held_chunks * chunk) * in : 0;
+  plan.memory_bytes = static_cast<uint64_t>(plan.window_slices) * slot + fed +
+                      scratch * static_cast<uint64_t>(concurrency) + chunks +
+                      static_cast<uint64_t>(std::max<int64_t>(sink.held_slices, 0)) * out;
+  return plan;
+}
+
+absl::StatusOr<uint64_t> StackPeakBytes(const StackShape& shape,
+                                        const std::vector<SliceFormat>& formats) {
+  STACKPROC_ASSIGN_OR_RETURN(size_t in, StackBytes(shape, formats.front().type));
+  uint64_t peak = in;
+  for (size_t i = 1; i < formats.size(); ++i) {
+    if (formats[i] == formats[0]) continue;
+    STACKPROC_ASSIGN_OR_RETURN(
+        size_t out,
+        StackBytes({shape.depth, formats[i].height, formats[i].width}, formats[i].type));
+    peak = std::max<uint64_t>(peak, in + out);
+  }
+  return peak;
+}
+
+absl::StatusOr<uint64_t> PlanRunMemory(const Pipeline& pipeline,
+                                       const std::vector<SliceFormat>& formats, int64_t depth,
+                                       uint64_t window_bytes, int concurrency, SourceTraits source,
+                                       SinkTraits sink) {
+  size_t barrier = 0;
+  while (barrier < pipeline.size() && !pipeline.step(barrier).op->NeedsWholeStack()) ++barrier;
+  if (barrier == pipeline.size()) {
+    return PlanWindow(formats, depth, window_bytes, concurrency, source, sink).memory_bytes;
+  }
+  const std::vector<SliceFormat> first(formats.begin(),
+                                       formats.begin() + static_cast<ptrdiff_t>(barrier) + 1);
+  const StackShape shape{depth, formats.front().height, formats.front().width};
+  STACKPROC_ASSIGN_OR_RETURN(uint64_t stacks, StackPeakBytes(shape, formats));
+  return stacks + PlanWindow(first, depth, window_bytes, concurrency, source, {.in_memory = true})
+                      .memory_bytes;
+}
+
+}  // namespace stackproc::core

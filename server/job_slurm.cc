@@ -17,7 +17,6 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
-#include <numeric>
 #include <sstream>
 #include <thread>
 
@@ -53,6 +52,7 @@ struct WorkFolder {
   std::string name;             // in the output's directory
   std::string path;             // absolute, as the compute nodes see it too
   std::string phase = "shard";  // "stats" or "shard": its files' prefix
+  bool gathered = false;        // the job has a "stats" phase, whose sum "shard" tasks take
 
   std::string Script() const { return absl::StrCat(path, "/", phase, ".sh"); }
   std::string Piece(int i) const {
@@ -66,12 +66,13 @@ struct WorkFolder {
   std::string StackStats() const { return path + "/stack.stats"; }
 };
 
-WorkFolder WorkFolderOf(const std::string& root, const JobSnapshot& s, const std::string& phase) {
+WorkFolder WorkFolderOf(const std::string& root, const JobSnapshot& s, const std::string& phase,
+                        bool gathered) {
   const std::string& output = *s.spec.output_path;
   const size_t slash = output.rfind('/');
   const std::string dir = slash == std::string::npos ? "" : output.substr(0, slash + 1);
   const std::string name = core::TempPrefix(output.substr(dir.size()), s.id) + "slurm";
-  return {name, absl::StrCat(root, "/", dir, name), phase};
+  return {name, absl::StrCat(root, "/", dir, name), phase, gathered};
 }
 
 // What every task of a phase runs: its range (SLURM_ARRAY_TASK_ID) of the job, with its CPUs.
@@ -88,9 +89,7 @@ std::string TaskScript(const std::string& worker, const std::string& input, cons
             : absl::StrCat(" --compression ",
                            core::CompressionText(s.spec.compression, s.spec.compression_level),
                            " --overwrite");
-  const std::string takes = stats || !core::Pipeline::Create(s.spec.ops)->NeedsWholeStack()
-                                ? ""
-                                : " --stats " + ShellQuote(w.StackStats());
+  const std::string takes = stats || !w.gathered ? "" : " --stats " + ShellQuote(w.StackStats());
   const std::string piece = absl::StrCat(ShellQuote(w.path), "/", w.phase, "-", task);
   return absl::StrCat(
       "#!/bin/sh\n# stackprocd job ", s.id, ", phase ", w.phase, ": range $SLURM_ARRAY_TASK_ID of ",
@@ -263,7 +262,7 @@ class ShardRun {
       }
     }
     ::chmod(work_.Script().c_str(), 0755);
-    return SubmitTasks(absl::StrCat("0-", execution_.shards - 1));
+    return SubmitTasks(0, execution_.shards - 1);
   }
 
   // One look at the cluster and at the work folder: the shards' counts and slices done. A shard
@@ -299,7 +298,7 @@ class ShardRun {
           return absl::UnknownError(absl::StrCat(failure, "; ", attempts_[i], " attempts"));
         }
         last_failure_ = failure;
-        STACKPROC_RETURN_IF_ERROR(SubmitTasks(std::to_string(i)));
+        STACKPROC_RETURN_IF_ERROR(SubmitTasks(i, i));
         ++e.shards_pending;
       }
     }
@@ -326,23 +325,19 @@ class ShardRun {
   }
 
  private:
-  absl::Status SubmitTasks(const std::string& indices) {
+  // Submits shards first..last as one array.
+  absl::Status SubmitTasks(int first, int last) {
+    const std::string indices =
+        first == last ? std::to_string(first) : absl::StrCat(first, "-", last);
     STACKPROC_ASSIGN_OR_RETURN(
         std::string id, slurm_.Submit(work_.Script(), indices, "stackproc-" + job_id_,
                                       absl::StrCat(work_.path, "/", work_.phase, "-%a.%A.log")));
     execution_.slurm_job_ids.push_back(id);
-    for (int i : ShardsOf(indices)) {
+    for (int i = first; i <= last; ++i) {
       ++attempts_[i];
       array_of_[i] = id;
     }
     return absl::OkStatus();
-  }
-  std::vector<int> ShardsOf(const std::string& indices) const {
-    int one = 0;
-    if (absl::SimpleAtoi(indices, &one)) return {one};
-    std::vector<int> all(execution_.shards);
-    std::iota(all.begin(), all.end(), 0);
-    return all;
   }
   // The job id of shard i's latest attempt (the first array's when none since, or unknown).
   std::string LastArrayOf(int i) const {
@@ -374,9 +369,10 @@ std::optional<absl::Status> JobManager::RunSlurm(Job& job, const JobSnapshot& s)
   const std::string input = absl::StrCat(root, "/", s.spec.input_path);
   // A whole-stack step first gathers its statistics range by range ("stats"), summed into one
   // file that every task of the pieces' phase ("shard") takes.
+  const bool gathered = core::Pipeline::Create(s.spec.ops)->NeedsWholeStack();
   std::vector<std::string> phases = {"shard"};
-  if (core::Pipeline::Create(s.spec.ops)->NeedsWholeStack()) phases.insert(phases.begin(), "stats");
-  const WorkFolder pieces = WorkFolderOf(root, s, "shard");
+  if (gathered) phases.insert(phases.begin(), "stats");
+  const WorkFolder pieces = WorkFolderOf(root, s, "shard", gathered);
   const int64_t depth = s.input_shape.depth;
   const uint64_t slice_bytes = s.progress.bytes_total / std::max<int64_t>(depth, 1);
   const absl::Time started = job.Snapshot().start_time;
@@ -384,7 +380,7 @@ std::optional<absl::Status> JobManager::RunSlurm(Job& job, const JobSnapshot& s)
   job.SetStage("cluster");
 
   for (size_t phase = 0; phase < phases.size(); ++phase) {
-    const WorkFolder work = WorkFolderOf(root, s, phases[phase]);
+    const WorkFolder work = WorkFolderOf(root, s, phases[phase], gathered);
     if (phases[phase] == "stats" && ::access(pieces.StackStats().c_str(), F_OK) == 0) continue;
     JobSnapshot current = s;
     current.execution = execution;

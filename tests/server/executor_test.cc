@@ -29,6 +29,19 @@ using ::stackproc::testing::Ops;
 using ::stackproc::testing::StatusIs;
 using ::testing::HasSubstr;
 
+// SLURM_CONF at a configuration that names no cluster while it lives: sbatch fails at once.
+class NoCluster {
+ public:
+  NoCluster() {
+    std::ofstream(dir_.File("slurm.conf")) << "NotASlurmKey=1\n";
+    ::setenv("SLURM_CONF", dir_.File("slurm.conf").c_str(), 1);
+  }
+  ~NoCluster() { ::unsetenv("SLURM_CONF"); }
+
+ private:
+  ::stackproc::testing::TempDir dir_;
+};
+
 class ExecutorTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -133,9 +146,7 @@ TEST_F(ExecutorTest, JobsThatCannotBeCutAreRefusedShardsAndRunHereWithout) {
 }
 
 TEST_F(ExecutorTest, AWholeStackStepOfIntegerPixelsGoesToTheCluster) {
-  ::stackproc::testing::TempDir conf;  // no cluster: the job is planned, then cannot be submitted
-  { std::ofstream(conf.File("slurm.conf")) << "NotASlurmKey=1\n"; }
-  ::setenv("SLURM_CONF", conf.File("slurm.conf").c_str(), 1);
+  const NoCluster no_cluster;  // the job is planned, then cannot be submitted
   // A budget the whole stack does not fit: the server could not run the job itself.
   server::JobManagerOptions options = Options(Executor::kLocal);
   options.memory_budget = stack_bytes_ / 2;
@@ -153,14 +164,10 @@ TEST_F(ExecutorTest, AWholeStackStepOfIntegerPixelsGoesToTheCluster) {
   EXPECT_EQ((*job)->Snapshot().memory_bytes, 0u);  // nothing held: the statistics come from files
   EXPECT_THAT(WaitEnded(**job).error,
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("sbatch")));
-  ::unsetenv("SLURM_CONF");
 }
 
 TEST_F(ExecutorTest, TheServerCutsOneShardPerShardSizeAndKeepsSmallJobs) {
-  // No cluster: sbatch fails at once on a configuration that names none.
-  ::stackproc::testing::TempDir conf;
-  { std::ofstream(conf.File("slurm.conf")) << "NotASlurmKey=1\n"; }
-  ::setenv("SLURM_CONF", conf.File("slurm.conf").c_str(), 1);
+  const NoCluster no_cluster;  // the job is planned, then cannot be submitted
   const struct {
     uint64_t shard_bytes;
     Executor executor;
@@ -195,15 +202,12 @@ TEST_F(ExecutorTest, TheServerCutsOneShardPerShardSizeAndKeepsSmallJobs) {
       std::filesystem::remove(root_.File("out.tif"));
     }
   }
-  ::unsetenv("SLURM_CONF");
 }
 
 // The pipeline's cost counts too: a small stack through an expensive filter goes to the cluster
 // when one slice's time, times the slices, would keep a shard busier than shard_seconds.
 TEST_F(ExecutorTest, AnExpensivePipelineIsCutByItsCostOnOneSlice) {
-  ::stackproc::testing::TempDir conf;
-  { std::ofstream(conf.File("slurm.conf")) << "NotASlurmKey=1\n"; }
-  ::setenv("SLURM_CONF", conf.File("slurm.conf").c_str(), 1);
+  const NoCluster no_cluster;  // the job is planned, then cannot be submitted
   const core::Stack input = ::stackproc::testing::MakeStack({4, 512, 512}, core::PixelType::kUint8);
   ASSERT_OK(core::WriteTiff(root_.File("costly.tif"), input));
   JobSpec spec = Spec("costly-out.tif", 0, {"bilateral:d=9"});
@@ -223,7 +227,6 @@ TEST_F(ExecutorTest, AnExpensivePipelineIsCutByItsCostOnOneSlice) {
     WaitEnded(**job);
     std::filesystem::remove(root_.File("costly-out.tif"));
   }
-  ::unsetenv("SLURM_CONF");
 }
 
 }  // namespace

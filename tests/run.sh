@@ -34,7 +34,7 @@ for config in "${configs[@]}"; do
     cmake -S . -B "$dir" -G Ninja "${flags[@]}" >/dev/null
     cmake --build "$dir" -j "$jobs" --target server_job_manager_test server_executor_test
     for test in server_job_manager_test server_executor_test; do
-      TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+      TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp \
         "$dir/tests/$test" --gtest_repeat=3 2>&1 | grep -v '^ts='
     done
     continue

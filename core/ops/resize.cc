@@ -14,7 +14,8 @@ const OperationInfo& Info() {
       "resize",
       "resample each slice by a scale factor or to a width/height (cv::resize)",
       {DoubleParam("scale", 1.0, 0.001, 64,
-                   "factor for both sides; give it or width/height, not both"),
+                   "factor for both sides, sizes as cv2.resize(fx=, fy=): nearest, half to even "
+                   "(301x401 by 0.5: 150x200); give it or width/height, not both"),
        IntParam("width", 0, 0, kMaxSliceSide, "output width; 0 follows height's aspect or scale"),
        IntParam("height", 0, 0, kMaxSliceSide, "output height; 0 follows width's aspect or scale"),
        ChoiceParam("interp", {"area", "linear", "cubic", "nearest", "lanczos"},
@@ -39,9 +40,9 @@ class Resize final : public SliceOp {
   absl::StatusOr<SliceFormat> OutputFormat(const SliceFormat& in) const override {
     if (absl::Status s = CheckPixelType(Info(), in.type); !s.ok()) return s;
     double w = width_, h = height_;
-    if (w == 0 && h == 0) {
-      w = std::round(in.width * scale_);
-      h = std::round(in.height * scale_);
+    if (w == 0 && h == 0) {  // cv::resize's rule for fx and fy: the nearest, half to even
+      w = cv::saturate_cast<int>(in.width * scale_);
+      h = cv::saturate_cast<int>(in.height * scale_);
     } else if (w == 0) {
       w = std::round(in.width * h / in.height);
     } else if (h == 0) {
@@ -63,7 +64,11 @@ class Resize final : public SliceOp {
   }
 
   void Apply(const cv::Mat& src, cv::Mat& dst) const override {
-    cv::resize(src, dst, dst.size(), 0, 0, interpolation_);
+    if (width_ == 0 && height_ == 0) {  // sampled at the factor itself, as cv2.resize(fx, fy)
+      cv::resize(src, dst, {}, scale_, scale_, interpolation_);
+    } else {
+      cv::resize(src, dst, dst.size(), 0, 0, interpolation_);
+    }
   }
 
  private:

@@ -160,10 +160,17 @@ std::vector<Case> Cases() {
          cv::threshold(s, r, 0, Full(s), cv::THRESH_BINARY | cv::THRESH_OTSU);
          return r;
        })},
-      // 131 x 97 halved: round(65.5) = 66, round(48.5) = 49.
+      // 131 x 97 halved as cv2.resize(fx=0.5, fy=0.5) halves it: sizes round half to even,
+      // 65.5 -> 66 and 48.5 -> 48, and the pixels are sampled at exactly 0.5.
       {"resize:scale=0.5,interp=area", kAll, same([](const cv::Mat& s) {
          cv::Mat r;
-         cv::resize(s, r, {66, 49}, 0, 0, cv::INTER_AREA);
+         cv::resize(s, r, {}, 0.5, 0.5, cv::INTER_AREA);
+         EXPECT_EQ(r.size(), cv::Size(66, 48));
+         return r;
+       })},
+      {"resize:scale=0.3,interp=linear", {U8}, same([](const cv::Mat& s) {
+         cv::Mat r;
+         cv::resize(s, r, {}, 0.3, 0.3, cv::INTER_LINEAR);
          return r;
        })},
       // width 50 keeps the aspect: round(97 * 50 / 131) = 37.
@@ -270,6 +277,19 @@ TEST(OperationsTest, UnsupportedTypesAreClearErrors) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("method=value")));
   EXPECT_THAT(ApplyOp("median:ksize=9", u16.Slice(0)),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("needs uint8")));
+}
+
+// The seed's Python code halved a 301x401 slice with cv2.resize(fx=0.5, fy=0.5): 150x200 (half
+// to even), where rounding half away from zero would give 151x201.
+TEST(OperationsTest, ResizeByScaleSizesAsOpenCVDoes) {
+  core::Stack stack = MakeStack({1, 301, 401}, U16, 7);
+  ASSERT_OK_AND_ASSIGN(cv::Mat got, ApplyOp("resize:scale=0.5", stack.Slice(0)));
+  EXPECT_EQ(got.size(), cv::Size(200, 150));
+  cv::Mat want;
+  cv::resize(stack.Slice(0), want, {}, 0.5, 0.5, cv::INTER_AREA);
+  EXPECT_TRUE(MatsEqual(got, want));
+  EXPECT_THAT(ApplyOp("resize:scale=0.5,width=10", stack.Slice(0)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not both")));
 }
 
 TEST(OperationsTest, FlatSliceNormalizesToZero) {

@@ -116,6 +116,22 @@ INSTANTIATE_TEST_SUITE_P(
       return name;
     });
 
+// --stream-window bounds what its help says: the slices in flight (here 1 MiB holds 2 slices of
+// 600x600 uint8); the feed's ring holds one slice more and each of the 2 threads one scratch
+// slice for the blur's output, on top.
+TEST_F(ServiceTest, StreamWindowBoundsTheSlicesInFlight) {
+  const core::Stack input =
+      ::stackproc::testing::MakeStack({12, 600, 600}, core::PixelType::kUint8, 5);
+  StackSink sink;
+  ASSERT_OK_AND_ASSIGN(v1::Job job,
+                       client_->ProcessStream(SourceOf(input), Specs({"gaussian:ksize=5"}), sink,
+                                              [](const v1::Job&) {}));
+  ASSERT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED);
+  const int64_t slice = 600 * 600;
+  EXPECT_EQ(job.memory_bytes(), 2 * slice + slice + 2 * slice);
+  EXPECT_TRUE(StacksEqual(sink.stack(), CoreResult(input, {"gaussian:ksize=5"})));
+}
+
 // File to file, as `stackproc process` does: the written file equals the path job's file,
 // metadata included (the resize halves the pixel size in the ImageJ description).
 TEST_F(ServiceTest, ProcessFileToFileMatchesThePathJob) {

@@ -141,6 +141,15 @@ absl::StatusOr<std::vector<v1::OperationDescriptor>> Client::ListOperations() {
                                               response.operations().end());
 }
 
+absl::StatusOr<v1::GetServerInfoResponse> Client::ServerInfo() {
+  grpc::ClientContext context;
+  Prepare(context);
+  v1::GetServerInfoResponse response;
+  grpc::Status status = stub_->GetServerInfo(&context, v1::GetServerInfoRequest(), &response);
+  if (!status.ok()) return ToAbslStatus(status);
+  return response;
+}
+
 absl::StatusOr<v1::Job> Client::Watch(const std::string& job_id,
                                       const std::function<void(const v1::Job&)>& on_update,
                                       int reattach) {

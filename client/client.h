@@ -56,6 +56,8 @@ class Client {
   absl::Status Delete(const std::string& job_id);
   absl::StatusOr<v1::Job> Resume(const std::string& job_id);
   absl::StatusOr<std::vector<v1::OperationDescriptor>> ListOperations();
+  // The server's version, limits, chunk and message sizes and formats.
+  absl::StatusOr<v1::GetServerInfoResponse> ServerInfo();
 
   // Follows a job until its final state, calling `on_update` for every event; returns the last
   // snapshot. A dropped connection is re-attached (up to `reattach` times) without affecting the

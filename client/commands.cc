@@ -182,6 +182,23 @@ absl::StatusOr<int> Ops(Client& client) {
   return 0;
 }
 
+absl::StatusOr<int> Info(Client& client) {
+  STACKPROC_ASSIGN_OR_RETURN(v1::GetServerInfoResponse info, client.ServerInfo());
+  const auto mib = [](int64_t bytes) { return absl::StrFormat("%.0f MiB", bytes / 1048576.0); };
+  absl::PrintF("stackprocd %s%s\n", info.version(),
+               info.tokens_required() ? " (calls need a token)" : "");
+  absl::PrintF("limits: %d slices, %d pixels per side, %s a stack; memory budget %s\n",
+               info.max_slices(), info.max_side(), mib(info.max_stack_bytes()),
+               mib(info.memory_budget_bytes()));
+  absl::PrintF("messages: chunks of up to %s, messages of up to %s\n", mib(info.max_chunk_bytes()),
+               mib(info.max_message_bytes()));
+  for (const v1::FormatInfo& format : info.formats()) {
+    absl::PrintF("format %s: %s; compressions %s\n", format.name(), format.named(),
+                 format.compressions());
+  }
+  return 0;
+}
+
 absl::StatusOr<int> List(Client& client) {
   STACKPROC_ASSIGN_OR_RETURN(std::vector<v1::Job> jobs, client.List());
   absl::PrintF("%-12s %-11s %-11s %-9s %s\n", "JOB", "STATE", "STAGE", "SLICES", "INPUT -> OUTPUT");
@@ -241,7 +258,7 @@ const std::vector<std::string>& Switches() {
 bool IsCommand(const std::string& command) {
   static const std::set<std::string> kCommands = {"ops",    "submit",   "process", "watch",
                                                   "status", "list",     "cancel",  "resume",
-                                                  "delete", "download", "health"};
+                                                  "delete", "download", "health",  "info"};
   return kCommands.contains(command);
 }
 
@@ -270,6 +287,7 @@ absl::StatusOr<int> RunCommand(const std::string& command, const CliArgs& args, 
   if (command == "submit") return Submit(args, client);
   if (command == "process") return Process(args, client);
   if (command == "list") return List(client);
+  if (command == "info") return Info(client);
   if (command == "download") return Download(args, client);
   if (command == "health") {
     STACKPROC_ASSIGN_OR_RETURN(bool serving, client.Healthy());

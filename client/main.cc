@@ -39,6 +39,7 @@ commands:
   download JOB -o LOCAL [--compression C] [--chunks DxHxW] [--pyramid N] [--overwrite]
                                         save an in-memory result locally
   health                                SERVING or NOT_SERVING
+  info                                  the server's version, limits, message sizes, formats
 SPEC is name:key=value,... e.g. gaussian:ksize=5 or resize:scale=0.5,interp=area. With no
 --op a job is a conversion: to the output's format and codec (and its type, with convert).
 )";

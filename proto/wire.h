@@ -18,9 +18,11 @@
 
 namespace stackproc::wire {
 
-// Pixels travel in chunks of at most this many bytes (never across a slice): well under gRPC's
-// default 4 MiB message limit, which stays as it is. The one definition, for both ends.
+// Pixels travel in chunks of at most this many bytes (never across a slice): well under the
+// largest message the server receives, gRPC's default 4 MiB, set by the server explicitly. The
+// one definition of each, for both ends (GetServerInfo tells other clients).
 inline constexpr size_t kChunkBytes = size_t{1} << 20;
+inline constexpr int kMaxMessageBytes = 4 << 20;
 
 // A grpc::Slice over `size` bytes at `data`, not copied. `owner` keeps the bytes valid: it is
 // moved to the heap and destroyed when gRPC drops the slice's last reference, on whichever

@@ -58,7 +58,8 @@ constexpr char kUsage[] = R"(usage: stackprocd [flags]
   --admins NAME,NAME        certificate common names that see every job (needs
                             --tls-client-ca; with a token file, mark admins there)
   --metrics-listen HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics (default: off)
-  --reflection              enable gRPC server reflection
+  --reflection              enable gRPC server reflection (not with --auth-token-file: it
+                            answers every caller; with client certificates it is fine)
   --executor local|slurm    where path jobs run: local, on this server's threads (default);
                             slurm, large per-slice jobs with a TIFF output as z-range shards of
                             a SLURM job array, put together here (needs --state-dir; the data

@@ -43,6 +43,9 @@ absl::Status ErrorFor(const std::string& relative, int error) {
     case ENOENT:
     case ENOTDIR:
       return absl::NotFoundError(absl::StrCat(relative, ": no such file in the data root"));
+    case ENAMETOOLONG:  // CheckPathText's limits passed, the filesystem's are lower
+      return absl::InvalidArgumentError(
+          absl::StrCat(relative.substr(0, 80), ": a name too long for the filesystem"));
     case EACCES:
       return absl::PermissionDeniedError(absl::StrCat(relative, ": permission denied"));
     default:
@@ -69,6 +72,7 @@ absl::StatusOr<PathResolver> PathResolver::Create(const std::string& root, Mode 
 absl::StatusOr<core::UniqueFd> PathResolver::OpenBeneath(const std::string& relative,
                                                          int flags) const {
   if (relative.empty()) return absl::InvalidArgumentError("empty path");
+  STACKPROC_RETURN_IF_ERROR(core::CheckPathText(relative));
   if (relative.front() == '/') {
     return absl::PermissionDeniedError(absl::StrCat(
         relative, ": absolute paths are not allowed (paths are relative to the data root)"));
@@ -139,6 +143,7 @@ absl::StatusOr<std::vector<std::string>> PathResolver::List(const std::string& r
 
 absl::StatusOr<core::OutputTarget> PathResolver::Output(const std::string& relative,
                                                         bool folder) const {
+  STACKPROC_RETURN_IF_ERROR(core::CheckPathText(relative, /*output=*/true));
   const fs::path rel(relative);
   if (rel.filename().empty() || rel.filename() == "." || rel.filename() == "..") {
     return absl::InvalidArgumentError(absl::StrCat(relative, ": not a file name"));

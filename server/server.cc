@@ -1,12 +1,13 @@
 #include "server/server.h"
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <dlfcn.h>
 #include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
 #include "core/tools/cli_args.h"
+#include "proto/wire.h"
 
 namespace stackproc::server {
 namespace {
@@ -33,6 +34,23 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const Serve
                                core::ReadPemFile(options.tls_client_ca, "tls-client-ca"));
   }
   return grpc::SslServerCredentials(ssl);
+}
+
+// gRPC's reflection library adds itself to every server it is linked into (a static
+// initializer): stackprocd does not link it, and loads it only when --reflection asks. It
+// answers without asking for a token (it is gRPC's, not ours), so with tokens it is refused;
+// under mutual TLS the handshake has already checked its callers.
+absl::Status LoadReflection(const ServerOptions& options) {
+  if (!options.auth_token_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--reflection cannot check tokens (gRPC's reflection service answers every caller): "
+        "leave it off with --auth-token-file, or use client certificates (--tls-client-ca)");
+  }
+  if (::dlopen(STACKPROC_REFLECTION_LIBRARY, RTLD_NOW | RTLD_GLOBAL) == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("--reflection: cannot load gRPC's reflection library: ", ::dlerror()));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -72,9 +90,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   server->service_ = std::make_unique<StackProcessorService>(*server->jobs_, std::move(access));
 
   grpc::EnableDefaultHealthCheckService(true);
-  if (options.reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  if (options.reflection) STACKPROC_RETURN_IF_ERROR(LoadReflection(options));
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, credentials, &server->port_);
+  builder.SetMaxReceiveMessageSize(wire::kMaxMessageBytes);
   builder.RegisterService(server->service_.get());
   if (server->metrics_) {
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> counters;
@@ -87,7 +106,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   if (server->grpc_ == nullptr || (server->port_ == 0 && !unix_socket)) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
   }
+  // Probes ask for the server ("") or, as Kubernetes' and Envoy's may, for the service by name.
   server->grpc_->GetHealthCheckService()->SetServingStatus(true);
+  server->grpc_->GetHealthCheckService()->SetServingStatus(
+      std::string(v1::StackProcessor::service_full_name()), true);
   return server;
 }
 

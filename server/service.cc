@@ -1,6 +1,7 @@
 #include "server/service.h"
 
 #include "absl/strings/str_cat.h"
+#include "core/exec/formats.h"
 #include "core/pipeline/operation_registry.h"
 #include "proto/wire.h"
 #include "server/process_stream.h"
@@ -172,6 +173,30 @@ grpc::ServerUnaryReactor* StackProcessorService::ListOperations(
   for (const core::OperationInfo* info : core::OperationRegistry::Builtin().List()) {
     ToProto(*info, response->add_operations());
   }
+  return Done(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* StackProcessorService::GetServerInfo(
+    grpc::CallbackServerContext* context, const v1::GetServerInfoRequest*,
+    v1::GetServerInfoResponse* response) {
+  if (absl::Status s = Authenticate(context).status(); !s.ok()) return Done(context, s);
+  const JobManagerOptions& options = jobs_.options();
+  response->set_version(STACKPROC_VERSION);
+  response->set_max_chunk_bytes(static_cast<int64_t>(wire::kChunkBytes));
+  response->set_max_message_bytes(wire::kMaxMessageBytes);
+  response->set_max_stack_bytes(static_cast<int64_t>(options.limits.max_stack_bytes));
+  response->set_max_slices(options.limits.max_pages);
+  response->set_max_side(options.limits.max_side);
+  response->set_memory_budget_bytes(static_cast<int64_t>(jobs_.memory_budget()));
+  for (const core::FormatInfo& format : core::Formats()) {
+    v1::FormatInfo* info = response->add_formats();
+    info->set_name(std::string(core::FormatName(format.format)));
+    info->set_named(format.named);
+    info->set_reads(format.reads);
+    info->set_writes(format.writes);
+    info->set_compressions(format.compressions);
+  }
+  response->set_tokens_required(access_.tokens != nullptr);
   return Done(context, absl::OkStatus());
 }
 

@@ -24,7 +24,8 @@ using StackProcessorBase = v1::StackProcessor::WithCallbackMethod_SubmitJob<
                         v1::StackProcessor::WithRawCallbackMethod_ReadResult<
                             v1::StackProcessor::WithCallbackMethod_ListOperations<
                                 v1::StackProcessor::WithRawCallbackMethod_ProcessStream<
-                                    v1::StackProcessor::Service>>>>>>>>>>;
+                                    v1::StackProcessor::WithCallbackMethod_GetServerInfo<
+                                        v1::StackProcessor::Service>>>>>>>>>>>;
 
 class StackProcessorService final : public StackProcessorBase {
  public:
@@ -60,6 +61,9 @@ class StackProcessorService final : public StackProcessorBase {
   grpc::ServerUnaryReactor* ListOperations(grpc::CallbackServerContext* context,
                                            const v1::ListOperationsRequest* request,
                                            v1::ListOperationsResponse* response) override;
+  grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* context,
+                                          const v1::GetServerInfoRequest* request,
+                                          v1::GetServerInfoResponse* response) override;
 
  private:
   // The caller of `context` (Access::Identify).

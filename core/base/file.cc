@@ -6,12 +6,16 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <filesystem>
 #include <random>
+#include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace stackproc::core {
 
@@ -126,6 +130,35 @@ OutputTarget OutputTarget::In(UniqueFd dir, std::string name, std::string displa
 bool OutputTarget::Exists() const {
   struct stat st;
   return ::fstatat(dir(), name_.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+absl::Status CheckPathText(const std::string& path, bool output) {
+  constexpr size_t kShown = 80, kTempRoom = 48;
+  const std::string shown =
+      path.size() <= kShown ? path : absl::StrCat(path.substr(0, kShown), "... (cut)");
+  for (const unsigned char c : path) {
+    if (c < 0x20 || c == 0x7f) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "path ", absl::CHexEscape(shown), ": control characters are not allowed in paths"));
+    }
+  }
+  if (path.size() >= PATH_MAX) {
+    return absl::InvalidArgumentError(absl::StrCat("path ", shown, ": ", path.size(),
+                                                   " bytes, longer than the ", PATH_MAX - 1,
+                                                   " a path may have"));
+  }
+  std::vector<absl::string_view> names = absl::StrSplit(path, '/', absl::SkipEmpty());
+  for (size_t i = 0; i < names.size(); ++i) {
+    const bool own_name = output && i + 1 == names.size();
+    const size_t most = own_name ? NAME_MAX - kTempRoom : NAME_MAX;
+    if (names[i].size() > most) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "path ", shown, ": a name of ", names[i].size(), " bytes, longer than the ", most, " ",
+          own_name ? "an output's name may have (room is kept for its temporary name)"
+                   : "a file name may have"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 std::string TempPrefix(const std::string& name, const std::string& tag) {

@@ -126,6 +126,13 @@ class OutputTarget {
   std::string display_;
 };
 
+// A path as a caller gives it, before it meets the filesystem: InvalidArgument for a control
+// character (a NUL would cut the name the system sees short of the one recorded), a path
+// longer than PATH_MAX or a name in it longer than NAME_MAX; an output's own name (`output`)
+// must leave room for its temporary name (TempNameFor), 48 bytes less. The message shows a long
+// path cut short.
+absl::Status CheckPathText(const std::string& path, bool output = false);
+
 // ".NAME.tmp-TAG-": how every temporary name for NAME tagged TAG begins (RemoveTempFiles
 // removes what begins so).
 std::string TempPrefix(const std::string& name, const std::string& tag);

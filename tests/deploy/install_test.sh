@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # cmake --install into a temporary prefix: the three programs land in PREFIX/bin and run from
-# there (not from the build tree), and the licence beside the README in PREFIX/share/doc.
+# there (not from the build tree), the Python package in PREFIX/lib/python3.X/dist-packages
+# imports from there, and the licence lies beside the README in PREFIX/share/doc.
 # usage: install_test.sh BUILD_DIR
 set -euo pipefail
 build=$1
@@ -22,6 +23,11 @@ prints --data-root stackprocd --help || fail "stackprocd --help"
 prints OME-Zarr stackproc-local formats || fail "stackproc-local formats"
 prints submit stackproc --help || fail "stackproc --help"
 prints assemble stackproc-local --help || fail "stackproc-local --help"
+site=$(echo "$prefix"/lib/python3.*/dist-packages)
+[[ -f "$site/stackproc/v1/service_pb2_grpc.py" ]] || fail "no Python package in $prefix/lib"
+where=$(cd / && PYTHONPATH=$site /usr/bin/python3 -c 'import stackproc; print(stackproc.__file__)') ||
+  fail "the installed Python package does not import"
+[[ "$where" == "$site/stackproc/__init__.py" ]] || fail "stackproc imported from $where"
 grep -q "Apache License" "$prefix/share/doc/stackproc/LICENSE" || fail "no LICENSE"
 [[ -f "$prefix/share/doc/stackproc/README.md" ]] || fail "no README"
-echo "install: 3 programs in $prefix/bin, LICENSE and README in share/doc/stackproc"
+echo "install: 3 programs in $prefix/bin, the Python package in $site, LICENSE and README in share/doc/stackproc"

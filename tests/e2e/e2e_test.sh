@@ -225,6 +225,11 @@ for limit in "--max-slices 5" "--max-side 32" "--max-stack-bytes 1000"; do
     if err=$("$cli" $how 2>&1); then fail "$limit: $how was not refused"; fi
     has "(${limit% *})" "$err" || fail "$limit: $how: $err"
   done
+  info=$("$cli" info)  # and `info` tells a client the limit before it sends anything
+  case $limit in
+    --max-slices*) has "limits: 5 slices" "$info" || fail "info: $info" ;;
+    --max-side*) has "32 pixels per side" "$info" || fail "info: $info" ;;
+  esac
   kill -TERM "$(cat "$work/pid")"
   wait "$(cat "$work/pid")" || fail "server exit code $?"
 done

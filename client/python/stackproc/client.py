@@ -1,0 +1,253 @@
+"""stackproc.Client: a connection to stackprocd, its jobs and streamed processing."""
+
+import os
+
+import grpc
+import numpy as np
+
+from stackproc import errors
+from stackproc.convert import DTYPES, JobStatus, Metadata, compression, op_specs, pixel_type
+from stackproc.job import Job, _reporter
+from stackproc.v1 import operation_pb2, service_pb2, service_pb2_grpc
+
+DEFAULT_SERVER = "127.0.0.1:50051"
+
+
+def _read(path):
+    if not path:
+        return None
+    with open(path, "rb") as f:
+        return f.read()
+
+
+class Client:
+    """A connection to a stackprocd server.
+
+    Each argument defaults to the variable the `stackproc` CLI reads: STACKPROC_SERVER
+    (127.0.0.1:50051; "unix:/path" for a socket), STACKPROC_TOKEN, STACKPROC_TLS_CA (TLS when
+    set) and STACKPROC_CLIENT_CERT/STACKPROC_CLIENT_KEY (mutual TLS). Use it in a `with`.
+    """
+
+    def __init__(self, target=None, *, token=None, tls_ca=None, tls_cert=None, tls_key=None):
+        env = os.environ.get
+        self.target = target or env("STACKPROC_SERVER") or DEFAULT_SERVER
+        token = token or env("STACKPROC_TOKEN")
+        tls_ca = tls_ca or env("STACKPROC_TLS_CA")
+        tls_cert = tls_cert or env("STACKPROC_CLIENT_CERT")
+        tls_key = tls_key or env("STACKPROC_CLIENT_KEY")
+        if bool(tls_cert) != bool(tls_key):
+            raise ValueError("tls_cert and tls_key go together")
+        if tls_ca or tls_cert:
+            credentials = grpc.ssl_channel_credentials(
+                _read(tls_ca), _read(tls_key), _read(tls_cert))
+            self._channel = grpc.secure_channel(self.target, credentials)
+        else:
+            self._channel = grpc.insecure_channel(self.target)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._stub = service_pb2_grpc.StackProcessorStub(self._channel)
+        self._info = None
+
+    def close(self):
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # Calls, with gRPC's errors as StackprocErrors.
+    def _call(self, method, request, timeout=None):
+        try:
+            return getattr(self._stub, method)(request, metadata=self._metadata, timeout=timeout)
+        except grpc.RpcError as e:
+            raise errors.from_rpc(e) from None
+
+    def _stream(self, method, request, timeout=None):
+        try:
+            yield from getattr(self._stub, method)(
+                request, metadata=self._metadata, timeout=timeout)
+        except grpc.RpcError as e:
+            raise errors.from_rpc(e) from None
+
+    def server_info(self):
+        """The server's version, limits (bytes, slices, pixels per side), chunk and message
+        sizes, memory budget and formats, as a dict."""
+        if self._info is None:
+            reply = self._call("GetServerInfo", service_pb2.GetServerInfoRequest())
+            self._info = {
+                "version": reply.version, "max_chunk_bytes": reply.max_chunk_bytes,
+                "max_message_bytes": reply.max_message_bytes,
+                "max_stack_bytes": reply.max_stack_bytes, "max_slices": reply.max_slices,
+                "max_side": reply.max_side, "memory_budget_bytes": reply.memory_budget_bytes,
+                "tokens_required": reply.tokens_required,
+                "formats": [{"name": f.name, "named": f.named, "reads": f.reads,
+                             "writes": f.writes, "compressions": f.compressions}
+                            for f in reply.formats]}
+        return self._info
+
+    def health(self):
+        """True when the server answers its health check as SERVING."""
+        check = self._channel.unary_unary("/grpc.health.v1.Health/Check")
+        try:
+            return check(b"", timeout=10) == b"\x08\x01"  # HealthCheckResponse{status: SERVING}
+        except grpc.RpcError as e:
+            raise errors.from_rpc(e) from None
+
+    def operations(self):
+        """The operations the server runs: a list of dicts with name, doc, params (name,
+        type, default, min, max, choices, doc) and the pixel types each takes."""
+        reply = self._call("ListOperations", service_pb2.ListOperationsRequest())
+        return [{
+            "name": op.name, "doc": op.doc,
+            "pixel_types": [np.dtype(DTYPES[t]).name for t in op.pixel_types],
+            "params": [{"name": p.name, "doc": p.doc, "default": p.default_value,
+                        "type": operation_pb2.ParamType.Name(p.type)[len("PARAM_TYPE_"):].lower(),
+                        "min": p.min, "max": p.max, "choices": list(p.choices)}
+                       for p in op.params]} for op in reply.operations]
+
+    # Jobs on files under the server's data root.
+    def submit(self, input, ops, *, output=None, in_memory=False, compression=None,
+               overwrite=False, request_id=None, shards=0):
+        """Queues a job on `input` (a path under the server's data root) and returns its Job.
+
+        The result goes to `output` (a path under the data root: NAME.tif, NAME.ome.zarr,
+        folder/) or, with in_memory=True, stays on the server for Job.result(). `compression`
+        as the CLI's: "deflate", "zstd:level=3", ...; an existing output is replaced only with
+        overwrite=True; the same request_id with the same job returns the first job."""
+        if (output is None) == (not in_memory):
+            raise ValueError("give output=PATH or in_memory=True (one of them)")
+        codec, level = _compression(compression)
+        spec = service_pb2.JobSpec(input_path=os.fspath(input), ops=op_specs(ops), shards=shards)
+        if in_memory:
+            spec.output.in_memory.SetInParent()
+        else:
+            spec.output.path = os.fspath(output)
+        spec.output.compression, spec.output.compression_level = codec, level
+        spec.output.overwrite = overwrite
+        reply = self._call("SubmitJob", service_pb2.SubmitJobRequest(
+            spec=spec, request_id=request_id or ""))
+        return Job(self, JobStatus.from_proto(reply.job))
+
+    def job(self, job_id):
+        """The Job with this id (NotFound when the server does not know it, or it is another
+        caller's)."""
+        reply = self._call("GetJob", service_pb2.GetJobRequest(job_id=job_id))
+        return Job(self, JobStatus.from_proto(reply.job))
+
+    def jobs(self):
+        """Every job the server lists for this caller, oldest first."""
+        reply = self._call("ListJobs", service_pb2.ListJobsRequest())
+        return [Job(self, JobStatus.from_proto(j)) for j in reply.jobs]
+
+    def resume(self, job_id):
+        """Queues an interrupted job again, under the same id, and returns it."""
+        reply = self._call("ResumeJob", service_pb2.ResumeJobRequest(job_id=job_id))
+        return Job(self, JobStatus.from_proto(reply.job))
+
+    # Streamed jobs: the pixels travel over the call.
+    def process(self, array, ops, *, metadata=None, progress=False, with_metadata=False):
+        """Runs the pipeline on a (z, y, x) array of uint8, uint16 or float32 (any byte order,
+        any strides: converted a slice at a time) on the server and returns the result array.
+
+        `metadata` (a Metadata) travels with the pixels and comes back updated for the
+        pipeline's geometry: with_metadata=True returns (array, Metadata). `progress`: True
+        draws a tqdm bar, a callable is called with each JobStatus."""
+        array = np.asarray(array)
+        if array.ndim != 3:
+            raise ValueError(f"a stack is a (z, y, x) array, not {array.ndim}-D {array.shape}")
+        wire = DTYPES[pixel_type(array.dtype)]
+
+        def slice_bytes(z):  # no copy when the slice is contiguous and little-endian already
+            return memoryview(np.ascontiguousarray(array[z], dtype=wire)).cast("B")
+
+        header = self._header(array.shape, array.dtype, ops, metadata)
+        sink = _ArraySink()
+        result_meta = self._process(header, slice_bytes, sink, progress)
+        return (sink.array, result_meta) if with_metadata else sink.array
+
+    def _header(self, shape, dtype, ops, metadata):
+        header = service_pb2.StreamHeader(pixel_type=pixel_type(dtype), ops=op_specs(ops))
+        header.shape.depth, header.shape.height, header.shape.width = shape
+        (metadata or Metadata()).to_proto(header, shape[0])
+        return header
+
+    def _process(self, header, slice_bytes, sink, progress):
+        """Streams the stack slice_bytes(z) gives into `sink` (begin(shape, dtype, metadata),
+        slice(z): a writable uint8 view of slice z's bytes, done(z)); returns the result's
+        Metadata. Raises the job's error unless it succeeded."""
+        chunk = self.server_info()["max_chunk_bytes"]
+
+        def requests():
+            yield service_pb2.ProcessStreamRequest(header=header)
+            for z in range(header.shape.depth):
+                data = slice_bytes(z)
+                for offset in range(0, len(data), chunk):
+                    yield service_pb2.ProcessStreamRequest(chunk=service_pb2.SliceChunk(
+                        slice=z, offset=offset, data=bytes(data[offset:offset + chunk])))
+
+        report, close = _reporter(progress)
+        meta = job = None
+        try:
+            for reply in self._stream_call(requests()):
+                kind = reply.WhichOneof("payload")
+                if kind == "job":
+                    job = JobStatus.from_proto(reply.job)
+                    report(job)
+                elif kind == "result_header":
+                    h = reply.result_header
+                    meta = Metadata.from_proto(h)
+                    sink.begin((h.shape.depth, h.shape.height, h.shape.width),
+                               DTYPES[h.pixel_type], meta)
+                else:
+                    c = reply.chunk
+                    view = sink.slice(c.slice)
+                    view[c.offset:c.offset + len(c.data)] = np.frombuffer(c.data, np.uint8)
+                    if c.offset + len(c.data) == len(view):
+                        sink.done(c.slice)
+        finally:
+            close()
+        if job is None or job.state != "succeeded":
+            state = job.state if job else "not started"
+            raise errors.error_for(job.error_code if job else 2,
+                                   job.error if job and job.error else f"stream {state}", job)
+        return meta
+
+    def _stream_call(self, requests):
+        try:
+            yield from self._stub.ProcessStream(requests, metadata=self._metadata)
+        except grpc.RpcError as e:
+            raise errors.from_rpc(e) from None
+
+    def process_file(self, input_path, output_path, ops, *, compression=None, overwrite=False,
+                     progress=False):
+        """Streams a local TIFF stack through the server into a local TIFF, as `stackproc
+        process` does (its metadata carried over): returns the output's path. The output is
+        written under a temporary name and renamed when complete; an existing one is replaced
+        only with overwrite=True. compression: None/"none" or "deflate[:level=N]" (tifffile
+        writes it; the CLI writes every codec)."""
+        from stackproc import tiff_files
+        return tiff_files.process_file(self, input_path, output_path, ops, compression,
+                                       overwrite, progress)
+
+
+class _ArraySink:
+    """A streamed result into one array, each chunk copied once into its place."""
+
+    array = None
+
+    def begin(self, shape, dtype, metadata):
+        self.array = np.empty(shape, dtype)
+
+    def slice(self, z):
+        return self.array[z].reshape(-1).view(np.uint8)
+
+    def done(self, z):
+        pass
+
+
+def _compression(text):
+    try:
+        return compression(text)
+    except ValueError as e:
+        raise errors.InvalidArgument(str(e)) from None

@@ -1,0 +1,147 @@
+"""Python values to the API's messages and back: operations, compression, pixel types,
+metadata and job states."""
+
+import dataclasses
+import re
+
+import numpy as np
+
+from stackproc.v1 import operation_pb2, service_pb2
+
+# numpy's types by the API's pixel types, little-endian as the wire carries them.
+DTYPES = {
+    operation_pb2.PIXEL_TYPE_UINT8: np.dtype("<u1"),
+    operation_pb2.PIXEL_TYPE_UINT16: np.dtype("<u2"),
+    operation_pb2.PIXEL_TYPE_FLOAT32: np.dtype("<f4"),
+}
+_PIXEL_TYPES = {dtype.kind + str(dtype.itemsize): pt for pt, dtype in DTYPES.items()}
+
+
+def pixel_type(dtype):
+    """The API's PixelType for a numpy dtype (of either byte order)."""
+    dtype = np.dtype(dtype)
+    try:
+        return _PIXEL_TYPES[dtype.kind + str(dtype.itemsize)]
+    except KeyError:
+        raise TypeError(f"pixel type {dtype} is not supported (uint8, uint16 or float32)") from None
+
+
+def op_spec(op):
+    """An OpSpec from the text form "name:key=value,..." or a dict {"name": ..., key: value}."""
+    if isinstance(op, str):
+        name, _, rest = op.strip().partition(":")
+        params = {}
+        for item in filter(None, (i.strip() for i in rest.split(","))):
+            key, eq, value = item.partition("=")
+            if not eq:
+                raise ValueError(f"operation {op!r}: parameter {item!r} has no value (key=value)")
+            params[key.strip()] = value.strip()
+    elif isinstance(op, dict):
+        params = dict(op)
+        name = params.pop("name", "")
+    else:
+        raise TypeError(f"an operation is a text or a dict, not {type(op).__name__}")
+    if not name.strip():
+        raise ValueError(f"operation {op!r} has no name (name:key=value,... or {{'name': ...}})")
+    return operation_pb2.OpSpec(name=name.strip(), params={k: _text(v) for k, v in params.items()})
+
+
+def _text(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def op_specs(ops):
+    """OpSpecs for one operation or a list of them (none: a conversion)."""
+    if ops is None:
+        return []
+    if isinstance(ops, (str, dict)):
+        ops = [ops]
+    return [op_spec(op) for op in ops]
+
+
+_CODECS = {"none": service_pb2.COMPRESSION_NONE, "deflate": service_pb2.COMPRESSION_DEFLATE,
+           "zstd": service_pb2.COMPRESSION_ZSTD, "lzw": service_pb2.COMPRESSION_LZW,
+           "lz4": service_pb2.COMPRESSION_LZ4, "default": service_pb2.COMPRESSION_UNSPECIFIED}
+
+
+def compression(text):
+    """(Compression, level) from the CLI's form "CODEC" or "CODEC:level=N" (None: the default)."""
+    if text is None:
+        return service_pb2.COMPRESSION_UNSPECIFIED, 0
+    match = re.fullmatch(r"(\w+)(?::level=(\d+))?", text.strip())
+    if not match or match.group(1) not in _CODECS:
+        raise ValueError(f"compression {text!r}: one of {', '.join(_CODECS)}, "
+                         "optionally with :level=N")
+    return _CODECS[match.group(1)], int(match.group(2) or 0)
+
+
+@dataclasses.dataclass
+class Metadata:
+    """A stack's physical size, carried with its pixels both ways.
+
+    pixel_size: (y, x) in `unit` per pixel; spacing: z step in `unit`; description: the
+    ImageJ or OME-XML text as the TIFF holds it (made from the fields above when empty);
+    resolution_unit: the TIFF's (1 none, as ImageJ writes with a unit in the description;
+    2 inch; 3 centimetre).
+    """
+    pixel_size: tuple = None
+    spacing: float = None
+    unit: str = None
+    description: str = ""
+    resolution_unit: int = 1
+
+    def to_proto(self, header, depth):
+        """Fills the description and resolution fields of a StreamHeader."""
+        description = self.description
+        if not description and (self.spacing or self.unit):
+            description = f"ImageJ=1.11a\nimages={depth}\nslices={depth}\n"
+            if self.spacing:
+                description += f"spacing={self.spacing}\n"
+            if self.unit:
+                description += f"unit={self.unit}\n"
+        header.description = description
+        if self.pixel_size:
+            header.y_resolution, header.x_resolution = (1.0 / s for s in self.pixel_size)
+            header.resolution_unit = self.resolution_unit
+
+    @classmethod
+    def from_proto(cls, header):
+        """From a ResultHeader (what the pipeline made of the input's metadata)."""
+        fields = dict(re.findall(r"^(\w+)=(.*)$", header.description, re.MULTILINE))
+        pixel_size = None
+        if header.x_resolution > 0 and header.y_resolution > 0:
+            pixel_size = (1.0 / header.y_resolution, 1.0 / header.x_resolution)
+        spacing = float(fields["spacing"]) if "spacing" in fields else None
+        return cls(pixel_size, spacing, fields.get("unit"), header.description,
+                   header.resolution_unit or 1)
+
+
+@dataclasses.dataclass
+class JobStatus:
+    """A job as the server last described it."""
+    id: str
+    state: str              # queued, running, succeeded, failed, cancelled, interrupted
+    stage: str              # what it does now, or why it waits
+    slices_done: int
+    slices_total: int
+    bytes_per_second: float
+    eta_seconds: float      # negative when unknown
+    input: str              # the input path ("" for a streamed job)
+    output: str             # the output path ("" for an in-memory result)
+    error_code: int         # a grpc status number, 0 when none
+    error: str
+    proto: service_pb2.Job = dataclasses.field(repr=False)
+
+    @property
+    def ended(self):
+        return self.state in ("succeeded", "failed", "cancelled", "interrupted")
+
+    @classmethod
+    def from_proto(cls, job):
+        p = job.progress
+        return cls(job.id, service_pb2.JobState.Name(job.state)[len("JOB_STATE_"):].lower(),
+                   p.stage, p.slices_done, p.slices_total, p.bytes_per_second, p.eta_seconds,
+                   job.spec.input_path, job.spec.output.path, job.error.code, job.error.message,
+                   job)

@@ -1,0 +1,237 @@
+"""stackproc.Client against a real server: every call, results against direct OpenCV calls."""
+
+import os
+import signal
+import subprocess
+
+import cv2
+import grpc
+import numpy as np
+import pytest
+import tifffile
+
+import stackproc
+from conftest import LOCAL, stack, write_tiff
+
+
+def blur(a, k=5):
+    return np.stack([cv2.GaussianBlur(s, (k, k), 0) for s in a])
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])
+def test_process_equals_opencv(server, dtype):
+    a = stack((5, 70, 90), dtype)
+    with stackproc.Client(server.target) as client:
+        got = client.process(a, "gaussian:ksize=5")
+    assert got.dtype == a.dtype and got.shape == a.shape
+    assert np.array_equal(got, blur(a))
+
+
+def test_process_any_byte_order_and_layout(server):
+    a = stack((4, 60, 50), "uint16")
+    big_endian = a.astype(">u2")
+    transposed = np.ascontiguousarray(a.transpose(0, 2, 1)).transpose(0, 2, 1)  # Fortran-like
+    strided = np.ascontiguousarray(np.repeat(a, 2, axis=2))[:, :, ::2]          # every other x
+    assert not transposed[0].flags.c_contiguous and not strided.flags.c_contiguous
+    ops = [{"name": "gaussian", "ksize": 5}, "resize:scale=0.5"]  # dicts and text alike
+    want = np.stack([cv2.resize(s, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+                     for s in blur(a)])
+    with stackproc.Client(server.target) as client:
+        for array in (big_endian, transposed, strided):
+            assert np.array_equal(client.process(array, ops), want)
+
+
+def test_resize_scale_sizes_as_cv2(server):
+    a = stack((2, 301, 401), "uint8")
+    with stackproc.Client(server.target) as client:
+        got = client.process(a, "resize:scale=0.5")
+    want = np.stack([cv2.resize(s, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA) for s in a])
+    assert got.shape == (2, 150, 200)
+    assert np.array_equal(got, want)
+
+
+def test_metadata_both_ways(server):
+    a = stack((3, 40, 40), "uint8")
+    meta = stackproc.Metadata(pixel_size=(0.25, 0.25), spacing=2.0, unit="micron")
+    with stackproc.Client(server.target) as client:
+        got, out = client.process(a, "resize:scale=0.5", metadata=meta, with_metadata=True)
+    assert got.shape == (3, 20, 20)
+    assert out.pixel_size == pytest.approx((0.5, 0.5))  # twice the size: half the pixels
+    assert out.spacing == 2.0 and out.unit == "micron"
+
+
+def test_progress_callback_and_bar(server, capsys):
+    a = stack((6, 50, 50), "uint8")
+    seen = []
+    with stackproc.Client(server.target) as client:
+        client.process(a, "gaussian:ksize=3", progress=seen.append)
+        client.process(a, "gaussian:ksize=3", progress=True)
+    assert seen[-1].state == "succeeded" and seen[-1].slices_done == 6
+    assert [s.slices_done for s in seen] == sorted(s.slices_done for s in seen)
+    assert "6/6" in capsys.readouterr().err  # tqdm's bar, on stderr
+
+
+def test_process_file_equals_the_cli_job(server, tmp_path):
+    a = stack((5, 64, 48), "uint16")
+    src = write_tiff(tmp_path / "in.tif", a, imagej=True, resolution=(2.0, 2.0),
+                     metadata={"spacing": 3.0, "unit": "micron"})
+    out = tmp_path / "out.tif"
+    with stackproc.Client(server.target) as client:
+        client.process_file(src, out, ["gaussian:ksize=5", "resize:scale=0.5"],
+                            compression="deflate")
+        with pytest.raises(stackproc.AlreadyExists):
+            client.process_file(src, out, "gaussian:ksize=5")
+        with pytest.raises(stackproc.InvalidArgument, match="ksize"):
+            client.process_file(src, out, "gaussian:ksize=4", overwrite=True)
+    subprocess.run([LOCAL, "run", "--input", src, "--op", "gaussian:ksize=5", "--op",
+                    "resize:scale=0.5", "--output", tmp_path / "ref.tif"], check=True,
+                   capture_output=True)
+    ref = tifffile.TiffFile(tmp_path / "ref.tif")
+    with tifffile.TiffFile(out) as got:
+        assert np.array_equal(got.asarray(), ref.asarray())
+        assert got.pages[0].compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+        assert got.imagej_metadata["spacing"] == 3.0 and got.imagej_metadata["unit"] == "micron"
+        assert got.pages[0].tags["XResolution"].value == ref.pages[0].tags["XResolution"].value
+    assert not [name for name in os.listdir(tmp_path) if ".tmp-" in name]  # none left behind
+
+
+def test_submit_to_a_file_and_in_memory(server):
+    a = stack((4, 80, 60), "uint8")
+    write_tiff(server.root / "in.tif", a)
+    with stackproc.Client(server.target) as client:
+        job = client.submit("in.tif", "gaussian:ksize=5", output="out.tif",
+                            compression="deflate:level=3", request_id="r-1")
+        assert client.submit("in.tif", "gaussian:ksize=5", output="out.tif",
+                             compression="deflate:level=3", request_id="r-1").id == job.id
+        done = job.wait()
+        assert done.state == "succeeded" and done.slices_done == 4 and done.output == "out.tif"
+        with tifffile.TiffFile(server.root / "out.tif") as t:
+            assert np.array_equal(t.asarray(), blur(a))
+            assert t.pages[0].compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+        with pytest.raises(stackproc.AlreadyExists):
+            client.submit("in.tif", "gaussian", output="out.tif").wait()
+        client.submit("in.tif", "gaussian", output="out.tif", overwrite=True).wait()
+
+        kept = client.submit("in.tif", ["gaussian:ksize=3"], in_memory=True)
+        states = [s.state for s in kept.watch()]
+        assert states[-1] == "succeeded"
+        assert np.array_equal(kept.result(), blur(a, 3))
+        assert kept.id in [j.id for j in client.jobs()]
+        assert client.job(kept.id).last.state == "succeeded"
+        kept.delete()
+        with pytest.raises(stackproc.NotFound):
+            kept.status()
+
+
+def test_result_download_resumes_after_a_cut(server):
+    a = stack((6, 700, 600), "uint16")  # 840 000 bytes a slice: a chunk, then the rest
+    write_tiff(server.root / "in.tif", a)
+    with stackproc.Client(server.target) as client:
+        job = client.submit("in.tif", "gaussian:ksize=5", in_memory=True)
+        job.wait()
+        real, requests = client._stub.ReadResult, []
+
+        class Cut(grpc.RpcError):
+            def code(self):
+                return grpc.StatusCode.UNAVAILABLE
+
+            def details(self):
+                return "connection reset (the test's cut)"
+
+        def cut_after_three(request, **kwargs):  # the first call breaks after three chunks
+            requests.append((request.start_slice, request.start_offset))
+            for i, reply in enumerate(real(request, **kwargs)):
+                if len(requests) == 1 and i == 4:
+                    raise Cut()
+                yield reply
+
+        client._stub.ReadResult = cut_after_three
+        got = job.result()
+    assert requests[0] == (0, 0) and requests[1] != (0, 0) and len(requests) == 2
+    assert np.array_equal(got, blur(a))
+
+
+def test_cancel(server):
+    a = stack((60, 512, 512), "uint8")
+    write_tiff(server.root / "big.tif", a)
+    with stackproc.Client(server.target) as client:
+        job = client.submit("big.tif", ["bilateral:d=9"] * 4, in_memory=True)
+        next(s for s in job.watch() if s.state == "running")
+        assert job.cancel().state == "cancelled"
+        with pytest.raises(stackproc.Cancelled):
+            job.wait()
+
+
+def test_errors_carry_the_code_and_message(server):
+    write_tiff(server.root / "in.tif", stack((2, 20, 20), "uint8"))
+    with stackproc.Client(server.target) as client:
+        with pytest.raises(stackproc.InvalidArgument, match="ksize"):
+            client.submit("in.tif", "gaussian:ksize=4", output="o.tif")
+        with pytest.raises(stackproc.PermissionDenied, match="outside the data root"):
+            client.submit("../in.tif", "gaussian", output="o.tif")
+        with pytest.raises(stackproc.NotFound):
+            client.job("nope")
+        with pytest.raises(stackproc.InvalidArgument, match="unknown operation|no operation"):
+            client.process(stack((1, 8, 8), "uint8"), "blurr")
+        with pytest.raises(TypeError, match="not supported"):
+            client.process(np.zeros((1, 4, 4), np.int32), "gaussian")
+        with pytest.raises(stackproc.InvalidArgument, match="compression"):
+            client.submit("in.tif", "gaussian", output="o.tif", compression="gzip")
+        error = pytest.raises(stackproc.StackprocError, client.job, "nope").value
+        assert error.code == grpc.StatusCode.NOT_FOUND and "nope" in error.message
+
+
+def test_tokens(start_server, tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.write_text("alice alice-token-0123456789\nbob bob-token-0123456789abc\n")
+    server = start_server("--auth-token-file", tokens)
+    write_tiff(server.root / "in.tif", stack((2, 20, 20), "uint8"))
+    with stackproc.Client(server.target) as anonymous:
+        with pytest.raises(stackproc.Unauthenticated):
+            anonymous.jobs()
+        assert anonymous.health()  # the health service needs no token
+    with stackproc.Client(server.target, token="alice-token-0123456789") as alice:
+        job = alice.submit("in.tif", "gaussian", in_memory=True)
+        job.wait()
+        assert alice.server_info()["tokens_required"]
+    os.environ["STACKPROC_TOKEN"] = "bob-token-0123456789abc"  # the CLI's variable
+    try:
+        with stackproc.Client(server.target) as bob:
+            assert bob.jobs() == []
+            with pytest.raises(stackproc.NotFound):
+                bob.job(job.id)
+    finally:
+        del os.environ["STACKPROC_TOKEN"]
+
+
+def test_resume_after_a_restart(start_server, tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    server = start_server("--state-dir", state, "--shutdown-grace", "0")
+    write_tiff(server.root / "big.tif", stack((60, 512, 512), "uint8"))
+    with stackproc.Client(server.target) as client:
+        job = client.submit("big.tif", ["bilateral:d=9"] * 3, output="out.tif")
+        next(s for s in job.watch() if s.state == "running")
+    server.stop(signal.SIGTERM)
+    server = start_server("--state-dir", state)
+    with stackproc.Client(server.target) as client:
+        assert client.job(job.id).last.state == "interrupted"
+        with pytest.raises(stackproc.Aborted):
+            client.job(job.id).wait()
+        resumed = client.resume(job.id)
+        assert resumed.id == job.id and resumed.wait().state == "succeeded"
+    assert tifffile.imread(server.root / "out.tif").shape == (60, 512, 512)
+
+
+def test_server_info_and_operations(start_server):
+    server = start_server("--max-slices", 5000, "--max-side", 8192, "--memory-budget", "512M")
+    with stackproc.Client(server.target) as client:
+        info = client.server_info()
+        ops = {op["name"]: op for op in client.operations()}
+    assert info["max_slices"] == 5000 and info["max_side"] == 8192
+    assert info["memory_budget_bytes"] == 512 << 20
+    assert info["max_chunk_bytes"] == 1 << 20 and info["max_message_bytes"] >= 4 << 20
+    assert info["version"] and not info["tokens_required"]
+    assert {f["name"] for f in info["formats"]} >= {"TIFF", "OME-Zarr"}
+    ksize = next(p for p in ops["gaussian"]["params"] if p["name"] == "ksize")
+    assert ksize["type"] == "int" and "uint16" in ops["gaussian"]["pixel_types"]

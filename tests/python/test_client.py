@@ -235,3 +235,33 @@ def test_server_info_and_operations(start_server):
     assert {f["name"] for f in info["formats"]} >= {"TIFF", "OME-Zarr"}
     ksize = next(p for p in ops["gaussian"]["params"] if p["name"] == "ksize")
     assert ksize["type"] == "int" and "uint16" in ops["gaussian"]["pixel_types"]
+
+
+def test_mutual_tls(start_server, tmp_path):
+    """The client's TLS arguments and variables: a CA, the client's own certificate."""
+    def openssl(*args):
+        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+
+    def certificate(name, ext=None):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+                "-keyout", tmp_path / f"{name}.key", "-out", tmp_path / f"{name}.csr")
+        extra = ["-extfile", ext] if ext else []
+        openssl("x509", "-req", "-in", tmp_path / f"{name}.csr", "-CA", tmp_path / "ca.pem",
+                "-CAkey", tmp_path / "ca.key", "-CAcreateserial", "-days", "2",
+                "-out", tmp_path / f"{name}.pem", *extra)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=ca",
+            "-keyout", tmp_path / "ca.key", "-out", tmp_path / "ca.pem")
+    (tmp_path / "san").write_text("subjectAltName=IP:127.0.0.1\n")
+    certificate("server", tmp_path / "san")
+    certificate("carol")
+    server = start_server("--tls-cert", tmp_path / "server.pem", "--tls-key",
+                          tmp_path / "server.key", "--tls-client-ca", tmp_path / "ca.pem")
+    a = stack((2, 30, 30), "uint8")
+    with stackproc.Client(server.target, tls_ca=tmp_path / "ca.pem",
+                          tls_cert=tmp_path / "carol.pem", tls_key=tmp_path / "carol.key") as c:
+        assert np.array_equal(c.process(a, "gaussian:ksize=5"), blur(a))
+        assert c.jobs()[0].last.proto.owner == "carol"  # the certificate's common name
+    with stackproc.Client(server.target, tls_ca=tmp_path / "ca.pem") as anonymous:
+        with pytest.raises(stackproc.Unavailable):  # no client certificate: no handshake
+            anonymous.jobs()

@@ -150,6 +150,50 @@ absl::StatusOr<v1::GetServerInfoResponse> Client::ServerInfo() {
   return response;
 }
 
+absl::StatusOr<Client::PreviewResult> Client::Preview(const v1::PreviewRequest& request) {
+  grpc::ClientContext context;
+  Prepare(context);
+  CallGuard guard(calls_, context);
+  auto reader = stub_->Preview(&context, request);
+  PreviewResult result;
+  v1::PreviewResponse message;
+  while (reader->Read(&message)) {
+    switch (message.payload_case()) {
+      case v1::PreviewResponse::kInfo:
+        result.info = message.info();
+        break;
+      case v1::PreviewResponse::kPng:
+        result.png += message.png();
+        break;
+      case v1::PreviewResponse::kStack: {
+        STACKPROC_ASSIGN_OR_RETURN(core::PixelType type,
+                                   convert::FromProto(message.stack().pixel_type()));
+        STACKPROC_ASSIGN_OR_RETURN(
+            result.stacks.emplace_back(),
+            core::Stack::Allocate(convert::FromProto(message.stack().shape()), type));
+        break;
+      }
+      case v1::PreviewResponse::kChunk: {
+        const v1::SliceChunk& c = message.chunk();
+        if (result.stacks.empty() || c.slice() < 0 || c.slice() >= result.stacks.back().depth() ||
+            c.offset() < 0 ||
+            static_cast<size_t>(c.offset()) + c.data().size() >
+                result.stacks.back().slice_bytes()) {
+          return absl::DataLossError("a preview chunk that fits no announced stack");
+        }
+        std::memcpy(result.stacks.back().slice_data(c.slice()) + c.offset(), c.data().data(),
+                    c.data().size());
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  grpc::Status status = reader->Finish();
+  if (!status.ok()) return ToAbslStatus(status);
+  return result;
+}
+
 absl::StatusOr<v1::Job> Client::Watch(const std::string& job_id,
                                       const std::function<void(const v1::Job&)>& on_update,
                                       int reattach) {

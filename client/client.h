@@ -104,6 +104,15 @@ class Client {
   };
   absl::StatusOr<v1::Job> Process(const ProcessOptions& options);
 
+  // A preview: its info, then the montage's bytes (PNG) or the raw stacks (RAW: the input's
+  // slices first, then each variant's result).
+  struct PreviewResult {
+    v1::PreviewInfo info;
+    std::string png;
+    std::vector<core::Stack> stacks;
+  };
+  absl::StatusOr<PreviewResult> Preview(const v1::PreviewRequest& request);
+
   // Whether the server's health service reports SERVING.
   absl::StatusOr<bool> Healthy();
 

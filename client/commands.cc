@@ -14,6 +14,7 @@
 #include "client/progress.h"
 #include "core/base/status_macros.h"
 #include "core/exec/formats.h"
+#include "core/exec/preview.h"
 #include "core/tiff/tiff_writer.h"
 #include "proto/convert.h"
 
@@ -235,6 +236,51 @@ absl::StatusOr<int> Download(const CliArgs& args, Client& client) {
   return 0;
 }
 
+// The pipeline on a few slices of a stack under the server's data root: the montage PNG, or
+// the processed slices' bytes (--format raw), written locally.
+absl::StatusOr<int> Preview(const CliArgs& args, Client& client) {
+  if (args.positional.size() != 1) return absl::InvalidArgumentError("preview needs one INPUT");
+  const std::string output = args.Get("o");
+  if (output.empty()) return absl::InvalidArgumentError("preview needs -o OUT.png");
+  STACKPROC_ASSIGN_OR_RETURN(
+      core::PreviewRequest parsed,
+      core::PreviewRequestOf(args.positional[0], args.All("op"), args.Get("z"), args.Get("slices"),
+                             args.Get("roi")));
+  const std::string format = args.Get("format", "png");
+  int side = 512;
+  if ((format != "png" && format != "raw") ||
+      (args.Has("max-side") && (!absl::SimpleAtoi(args.Get("max-side"), &side) || side < 32))) {
+    return absl::InvalidArgumentError("--format is png or raw; --max-side at least 32 pixels");
+  }
+  // Parsed here for the refusals without a call; the server expands the sweep itself.
+  v1::PreviewRequest request;
+  request.set_input_path(parsed.input);
+  for (const std::string& op : args.All("op")) request.add_sweep(op);
+  for (int64_t z : parsed.slices) request.add_slices(z);
+  request.set_count(parsed.count);
+  if (parsed.region) {
+    request.mutable_region()->set_x(parsed.region->x);
+    request.mutable_region()->set_y(parsed.region->y);
+    request.mutable_region()->set_width(parsed.region->width);
+    request.mutable_region()->set_height(parsed.region->height);
+  }
+  request.set_format(format == "raw" ? v1::PREVIEW_FORMAT_RAW : v1::PREVIEW_FORMAT_PNG);
+  request.set_max_tile_side(side);
+  STACKPROC_ASSIGN_OR_RETURN(Client::PreviewResult result, client.Preview(request));
+  std::string bytes = result.png;
+  if (format == "raw") {  // the variants' stacks, after the input's
+    for (size_t i = 1; i < result.stacks.size(); ++i) {
+      bytes.append(reinterpret_cast<const char*>(result.stacks[i].slice_data(0)),
+                   result.stacks[i].size_bytes());
+    }
+  }
+  STACKPROC_RETURN_IF_ERROR(core::WritePreviewFile(output, bytes, args.Has("overwrite")));
+  absl::PrintF("%s: slices z=%s; %s\n", output, absl::StrJoin(result.info.slices(), ","),
+               absl::StrJoin(result.info.labels(), " | "));
+  for (const std::string& note : result.info.notes()) absl::PrintF("note: %s\n", note);
+  return 0;
+}
+
 // Resumes every job named, then (--wait) follows them one after another; fails when any does.
 absl::StatusOr<int> Resume(const CliArgs& args, Client& client) {
   if (args.positional.empty()) return absl::InvalidArgumentError("resume needs JOB ids");
@@ -256,9 +302,9 @@ const std::vector<std::string>& Switches() {
 }
 
 bool IsCommand(const std::string& command) {
-  static const std::set<std::string> kCommands = {"ops",    "submit",   "process", "watch",
-                                                  "status", "list",     "cancel",  "resume",
-                                                  "delete", "download", "health",  "info"};
+  static const std::set<std::string> kCommands = {
+      "ops",    "submit", "process",  "watch",  "status", "list",   "cancel",
+      "resume", "delete", "download", "health", "info",   "preview"};
   return kCommands.contains(command);
 }
 
@@ -275,6 +321,7 @@ absl::Status CheckFlags(const std::string& command, const CliArgs& args) {
       {"process", Joined({"o", "output", "op"}, WriteFlags())},
       {"download", Joined({"o", "output"}, WriteFlags())},
       {"resume", {"wait"}},
+      {"preview", core::PreviewFlags()},
   };
   auto own = kFlags.find(command);
   return args.CheckKnown(
@@ -288,6 +335,7 @@ absl::StatusOr<int> RunCommand(const std::string& command, const CliArgs& args, 
   if (command == "process") return Process(args, client);
   if (command == "list") return List(client);
   if (command == "info") return Info(client);
+  if (command == "preview") return Preview(args, client);
   if (command == "download") return Download(args, client);
   if (command == "health") {
     STACKPROC_ASSIGN_OR_RETURN(bool serving, client.Healthy());

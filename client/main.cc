@@ -40,6 +40,12 @@ commands:
                                         save an in-memory result locally
   health                                SERVING or NOT_SERVING
   info                                  the server's version, limits, message sizes, formats
+  preview INPUT --op SPEC [--op SPEC ...] -o OUT.png [-z Z,Z,... | --slices K] [--roi X,Y,W,H]
+         [--format png|raw] [--max-side N] [--overwrite]
+                                        the pipeline on a few slices of a stack under the data
+                                        root (K evenly spaced, default 3), read alone: before |
+                                        after, labelled; --op clahe:clip=1,2,4 shows one column
+                                        per value; 16-bit and float stretched for the eye
 SPEC is name:key=value,... e.g. gaussian:ksize=5 or resize:scale=0.5,interp=area. With no
 --op a job is a conversion: to the output's format and codec (and its type, with convert).
 )";

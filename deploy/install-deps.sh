@@ -10,7 +10,7 @@ compile_pkgs=(
   build-essential cmake ninja-build pkg-config
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libabsl-dev libtbb-dev libopencv-dev libtiff-dev libzstd-dev libdeflate-dev zlib1g-dev
-  libblosc-dev nlohmann-json3-dev
+  libblosc-dev nlohmann-json3-dev libpng-dev
   prometheus-cpp-dev libsqlite3-dev
 )
 test_pkgs=(
@@ -23,7 +23,7 @@ test_pkgs=(
 runtime_pkgs=(
   libgrpc++1.51 libprotobuf32 libtbb12 libopencv-core406 libopencv-imgproc406 libtiff6
   libdeflate0 libzstd1 libblosc1 libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0
-  libsqlite3-0
+  libsqlite3-0 libpng16-16
 )
 
 case "${1:-}" in

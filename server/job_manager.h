@@ -98,6 +98,8 @@ class JobManager {
   uint64_t memory_budget() const { return options_.memory_budget; }
   uint64_t memory_in_use() const;
   const JobManagerOptions& options() const { return options_; }
+  // Paths under the data root, as jobs resolve them (for previews).
+  const PathResolver& resolver() const { return resolver_; }
   // Where a job that reads `input_bytes` runs: small jobs in an arena of higher priority, so
   // that TBB hands them the threads as soon as the tasks running finish and they do not wait
   // out a large job.

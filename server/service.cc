@@ -4,6 +4,7 @@
 #include "core/exec/formats.h"
 #include "core/pipeline/operation_registry.h"
 #include "proto/wire.h"
+#include "server/preview.h"
 #include "server/process_stream.h"
 #include "server/proto_convert.h"
 #include "server/stream_reactors.h"
@@ -198,6 +199,20 @@ grpc::ServerUnaryReactor* StackProcessorService::GetServerInfo(
   }
   response->set_tokens_required(access_.tokens != nullptr);
   return Done(context, absl::OkStatus());
+}
+
+grpc::ServerWriteReactor<v1::PreviewResponse>* StackProcessorService::Preview(
+    grpc::CallbackServerContext* context, const v1::PreviewRequest* request) {
+  if (absl::Status s = Authenticate(context).status(); !s.ok()) {
+    return new FailedStream<v1::PreviewResponse>(s);
+  }
+  auto* reactor = new MessagesReactor();
+  // Reading and processing the slices blocks: a disk worker's, not a gRPC thread's. The
+  // reactor lives until Send has finished it.
+  disk_work_.Run([this, reactor, request = *request] {
+    reactor->Send(MakePreview(request, jobs_.resolver(), jobs_.options().limits));
+  });
+  return reactor;
 }
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* StackProcessorService::ProcessStream(

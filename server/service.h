@@ -25,7 +25,8 @@ using StackProcessorBase = v1::StackProcessor::WithCallbackMethod_SubmitJob<
                             v1::StackProcessor::WithCallbackMethod_ListOperations<
                                 v1::StackProcessor::WithRawCallbackMethod_ProcessStream<
                                     v1::StackProcessor::WithCallbackMethod_GetServerInfo<
-                                        v1::StackProcessor::Service>>>>>>>>>>>;
+                                        v1::StackProcessor::WithCallbackMethod_Preview<
+                                            v1::StackProcessor::Service>>>>>>>>>>>>;
 
 class StackProcessorService final : public StackProcessorBase {
  public:
@@ -64,6 +65,8 @@ class StackProcessorService final : public StackProcessorBase {
   grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* context,
                                           const v1::GetServerInfoRequest* request,
                                           v1::GetServerInfoResponse* response) override;
+  grpc::ServerWriteReactor<v1::PreviewResponse>* Preview(
+      grpc::CallbackServerContext* context, const v1::PreviewRequest* request) override;
 
  private:
   // The caller of `context` (Access::Identify).

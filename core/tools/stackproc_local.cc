@@ -9,6 +9,7 @@
 //                       [--z-range A:B | --shards N [--shard I]]
 //                       [--stats FILE ...]
 //   stackproc-local stats --input IN --op SPEC ... --output FILE.stats [--z-range | --shards]
+//   stackproc-local preview INPUT --op SPEC ... -o OUT.png [-z Z,Z | --slices K] [--roi X,Y,W,H]
 //   stackproc-local assemble --output OUT.tif SHARD.tif...
 #include <tbb/task_arena.h>
 #include <unistd.h>
@@ -28,6 +29,7 @@
 #include "core/base/cancel.h"
 #include "core/base/status_macros.h"
 #include "core/exec/formats.h"
+#include "core/exec/preview.h"
 #include "core/exec/process_file.h"
 #include "core/exec/shards.h"
 #include "core/exec/tiff_io.h"
@@ -56,6 +58,12 @@ constexpr char kUsage[] =
     "  stackproc-local stats --input IN --op SPEC ... --output FILE.stats [--threads N]\n"
     "                      [--z-range A:B | --shards N [--shard I]] [--progress-file PATH]\n"
     "                      statistics of the pipeline's whole-stack step over those slices\n"
+    "  stackproc-local preview INPUT --op SPEC [--op SPEC ...] -o OUT.png [-z Z,Z,... |\n"
+    "                      --slices K] [--roi X,Y,W,H] [--format png|raw] [--max-side N]\n"
+    "                      [--overwrite]   the pipeline on a few slices (K evenly spaced,\n"
+    "                      default 3) read alone: before | after, labelled; a parameter's\n"
+    "                      values side by side with --op clahe:clip=1,2,4 (one column each);\n"
+    "                      16-bit and float shown stretched; tiles shrunk to --max-side (512)\n"
     "  stackproc-local assemble --output OUT.tif [--overwrite] SHARD.tif...\n"
     "                      TIFF shards, in order, into one (their strips copied as they are)\n"
     "With no --op a run is a conversion: to the output's format and codec (its type: convert).\n"
@@ -296,6 +304,40 @@ absl::Status Stats(const Args& args) {
   return absl::OkStatus();
 }
 
+// The pipeline on a few slices: a montage PNG, or the processed slices' bytes.
+absl::Status PreviewCommand(const Args& args) {
+  if (args.positional.size() != 1) return absl::InvalidArgumentError("preview needs one INPUT");
+  const std::string output = args.Get("o");
+  if (output.empty()) return absl::InvalidArgumentError("preview needs -o OUT.png");
+  STACKPROC_ASSIGN_OR_RETURN(PreviewRequest request,
+                             PreviewRequestOf(args.positional[0], args.All("op"), args.Get("z"),
+                                              args.Get("slices"), args.Get("roi")));
+  const std::string format = args.Get("format", "png");
+  if (format != "png" && format != "raw") {
+    return absl::InvalidArgumentError("--format is png or raw");
+  }
+  int side = 512;
+  if (args.Has("max-side") && (!absl::SimpleAtoi(args.Get("max-side"), &side) || side < 32)) {
+    return absl::InvalidArgumentError("--max-side takes a number of pixels, at least 32");
+  }
+  static const LocalFiles kLocal;
+  STACKPROC_ASSIGN_OR_RETURN(Preview preview, RunPreview(kLocal, request));
+  std::string bytes;
+  if (format == "raw") {
+    bytes = RawPreviewBytes(preview);
+  } else {
+    STACKPROC_ASSIGN_OR_RETURN(bytes, MontagePng(preview, side));
+  }
+  STACKPROC_RETURN_IF_ERROR(WritePreviewFile(output, bytes, args.Has("overwrite")));
+  absl::PrintF("%s: %s\n", output,
+               format == "raw"
+                   ? RawPreviewLayout(preview)
+                   : absl::StrCat(preview.z.size(), " slices (z=", absl::StrJoin(preview.z, ","),
+                                  "), ", preview.after.size(), " variants"));
+  for (const std::string& note : preview.notes) absl::PrintF("note: %s\n", note);
+  return absl::OkStatus();
+}
+
 int Main(int argc, char** argv) {
   const auto usage = [](FILE* out) {
     std::fputs(kUsage, out);
@@ -317,6 +359,7 @@ int Main(int argc, char** argv) {
       {"run", Joined(Joined({"input", "op", "output", "mode", "window-mib", "stats"}, range),
                      WriteFlags())},
       {"stats", Joined({"input", "op", "output"}, range)},
+      {"preview", PreviewFlags()},
   };
   if (auto known = kFlags.find(command); status.ok() && known != kFlags.end()) {
     if (absl::Status flags = args->CheckKnown(known->second, "stackproc-local " + command);
@@ -338,6 +381,8 @@ int Main(int argc, char** argv) {
       status = Stats(*args);
     } else if (command == "run") {
       status = Run(*args);
+    } else if (command == "preview") {
+      status = PreviewCommand(*args);
     } else {
       return usage(stderr);
     }

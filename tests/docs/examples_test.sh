@@ -34,6 +34,10 @@ stackproc-local run --input stack.tif --op gaussian:ksize=5 --op normalize:scope
 cmp whole-normalized.tif normalized.tif ||
   fail "cluster-by-hand: the normalized shards differ from the whole run"
 
+cd "$work/preview"
+cmp preview.png "$src/docs/images/preview.png" ||
+  fail "preview: the README's picture is not what its command draws now (copy preview.png there)"
+
 cd "$work/local-quickstart"
 py 'import tifffile, zarr
 assert tifffile.imread("blurred.tif").shape == (64, 1024, 1024)
@@ -56,4 +60,4 @@ py 'import numpy, tifffile
 a, b = tifffile.imread("stacks/in.tif"), tifffile.imread("stacks/inverted.tif")
 assert numpy.array_equal(b, numpy.iinfo(a.dtype).max - a)' || fail "tls-tokens: the job's output"
 grep -q "tls=on access=tokens" "$work/tls-tokens.log" || fail "tls-tokens: $(cat "$work/tls-tokens.log")"
-echo "docs examples: 4 ran as written, their outputs checked"
+echo "docs examples: 5 ran as written, their outputs checked"

@@ -9,13 +9,13 @@
 """
 
 from stackproc.client import Client
-from stackproc.convert import JobStatus, Metadata
+from stackproc.convert import JobStatus, Metadata, Preview
 from stackproc.errors import (Aborted, AlreadyExists, Cancelled, DeadlineExceeded,
                               FailedPrecondition, InvalidArgument, NotFound, PermissionDenied,
                               ResourceExhausted, StackprocError, Unauthenticated, Unavailable)
 from stackproc.job import Job
 
-__all__ = ["Client", "Job", "JobStatus", "Metadata", "StackprocError", "Aborted",
+__all__ = ["Client", "Job", "JobStatus", "Metadata", "Preview", "StackprocError", "Aborted",
            "AlreadyExists", "Cancelled", "DeadlineExceeded", "FailedPrecondition",
            "InvalidArgument", "NotFound", "PermissionDenied", "ResourceExhausted",
            "Unauthenticated", "Unavailable"]

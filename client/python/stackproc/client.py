@@ -6,7 +6,8 @@ import grpc
 import numpy as np
 
 from stackproc import errors
-from stackproc.convert import DTYPES, JobStatus, Metadata, compression, op_specs, pixel_type
+from stackproc.convert import (DTYPES, JobStatus, Metadata, Preview, compression, op_spec,
+                               op_specs, pixel_type)
 from stackproc.job import Job, _reporter
 from stackproc.v1 import operation_pb2, service_pb2, service_pb2_grpc
 
@@ -145,6 +146,48 @@ class Client:
         reply = self._call("ResumeJob", service_pb2.ResumeJobRequest(job_id=job_id))
         return Job(self, JobStatus.from_proto(reply.job))
 
+    # Previews: a pipeline on a few slices, to judge its parameters by eye.
+    def preview(self, input, ops, *, slices=None, count=None, roi=None):
+        """The pipeline on a few slices of `input` (under the data root; only those are read):
+        a Preview with .z, .before (the slices, or their `roi` (x, y, width, height)),
+        .after (one array per variant), .labels and .notes. `slices`: the z to show, else
+        `count` (3) evenly spaced. A text op may sweep a parameter: "clahe:clip=1,2,4" makes
+        three variants."""
+        request = self._preview_request(input, ops, slices, count, roi)
+        request.format = service_pb2.PREVIEW_FORMAT_RAW
+        info, stacks, current, flat = None, {}, None, None
+        for reply in self._stream("Preview", request):
+            kind = reply.WhichOneof("payload")
+            if kind == "info":
+                info = reply.info
+            elif kind == "stack":
+                s = reply.stack
+                current = np.empty((s.shape.depth, s.shape.height, s.shape.width),
+                                   DTYPES[s.pixel_type])
+                stacks[s.variant] = current
+            elif kind == "chunk":
+                c = reply.chunk
+                view = current[c.slice].reshape(-1).view(np.uint8)
+                view[c.offset:c.offset + len(c.data)] = np.frombuffer(c.data, np.uint8)
+        return Preview(list(info.slices), stacks.pop(-1),
+                       [stacks[i] for i in sorted(stacks)], list(info.labels), list(info.notes))
+
+    def preview_png(self, input, ops, *, slices=None, count=None, roi=None, max_tile_side=512):
+        """preview()'s slices as the montage PNG `stackproc preview` writes (bytes)."""
+        request = self._preview_request(input, ops, slices, count, roi)
+        request.format = service_pb2.PREVIEW_FORMAT_PNG
+        request.max_tile_side = max_tile_side
+        return b"".join(r.png for r in self._stream("Preview", request) if r.HasField("png"))
+
+    def _preview_request(self, input, ops, slices, count, roi):
+        request = service_pb2.PreviewRequest(input_path=os.fspath(input), slices=slices or [],
+                                             count=count or 0)
+        for op in [ops] if isinstance(ops, (str, dict)) else (ops or []):
+            request.sweep.append(op if isinstance(op, str) else _op_text(op_spec(op)))
+        if roi is not None:
+            request.region.x, request.region.y, request.region.width, request.region.height = roi
+        return request
+
     # Streamed jobs: the pixels travel over the call.
     def process(self, array, ops, *, metadata=None, progress=False, with_metadata=False):
         """Runs the pipeline on a (z, y, x) array of uint8, uint16 or float32 (any byte order,
@@ -244,6 +287,11 @@ class _ArraySink:
 
     def done(self, z):
         pass
+
+
+def _op_text(spec):
+    return spec.name + (":" + ",".join(f"{k}={v}" for k, v in spec.params.items())
+                        if spec.params else "")
 
 
 def _compression(text):

@@ -145,3 +145,14 @@ class JobStatus:
                    p.stage, p.slices_done, p.slices_total, p.bytes_per_second, p.eta_seconds,
                    job.spec.input_path, job.spec.output.path, job.error.code, job.error.message,
                    job)
+
+
+@dataclasses.dataclass
+class Preview:
+    """A pipeline on a few slices: the slices (z), as read (before: a (n, y, x) array) and as
+    each variant made them (after: one array each, labelled), with what to know (notes)."""
+    z: list
+    before: np.ndarray
+    after: list
+    labels: list
+    notes: list

@@ -10,7 +10,7 @@ compile_pkgs=(
   build-essential cmake ninja-build pkg-config
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libabsl-dev libtbb-dev libopencv-dev libtiff-dev libzstd-dev libdeflate-dev zlib1g-dev
-  libblosc-dev nlohmann-json3-dev libpng-dev
+  libblosc-dev nlohmann-json3-dev libpng-dev libcpp-httplib-dev
   prometheus-cpp-dev libsqlite3-dev
 )
 test_pkgs=(
@@ -18,12 +18,12 @@ test_pkgs=(
   python3 python3-numpy python3-tifffile python3-opencv python3-grpcio python3-yaml
   python3-zarr python3-numcodecs python3-protobuf python3-pytest python3-tqdm snakemake
   slurmctld slurmd slurm-client munge
-  libtiff-tools openssl clang libclang-rt-14-dev
+  libtiff-tools openssl clang libclang-rt-14-dev chromium
 )
 runtime_pkgs=(
   libgrpc++1.51 libprotobuf32 libtbb12 libopencv-core406 libopencv-imgproc406 libtiff6
   libdeflate0 libzstd1 libblosc1 libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0
-  libsqlite3-0 libpng16-16
+  libsqlite3-0 libpng16-16 libcpp-httplib0.11
 )
 
 case "${1:-}" in

@@ -66,8 +66,10 @@ mkdir -m 0777 "$work/data"
   --output "$work/ref.tif" >/dev/null 2>&1
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 # Host networking (what the no-daemon engine offers); with Docker this is the same as -p.
+web_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 engine run -d --network host "${log_args[@]}" --name "$name" -v "$work/data:/data" \
-  -e STACKPROC_LISTEN="127.0.0.1:$port" -e STACKPROC_MEMORY_BUDGET=1G "$tag" >/dev/null
+  -e STACKPROC_LISTEN="127.0.0.1:$port" -e STACKPROC_HTTP_LISTEN="127.0.0.1:$web_port" \
+  -e STACKPROC_MEMORY_BUDGET=1G "$tag" >/dev/null
 export STACKPROC_SERVER=127.0.0.1:$port
 for _ in $(seq 100); do "$cli" health >/dev/null 2>&1 && break; sleep 0.2; done
 [[ "$("$cli" health)" == SERVING ]] || { engine logs "$name" || true; fail "not serving"; }
@@ -81,6 +83,12 @@ say "path job: $(tail -1 "$work/submit.log")"
   --op resize:scale=0.5 >"$work/process.log" || { cat "$work/process.log"; fail "streamed job"; }
 cmp "$work/streamed.tif" "$work/ref.tif" || fail "streamed output differs from the core's"
 say "streamed job: $(tail -1 "$work/process.log")"
+# The web page's JSON lists both jobs, served by the image's stackprocd.
+jobs=$(python3 -c 'import json, sys, urllib.request
+print(len(json.load(urllib.request.urlopen(sys.argv[1], timeout=10))["jobs"]))' \
+  "http://127.0.0.1:$web_port/api/status") || fail "the web page's /api/status"
+[[ "$jobs" == 2 ]] || fail "the web page lists $jobs jobs, not 2"
+say "web page: /api/status lists the 2 jobs"
 
 uid=$(engine exec "$name" id -u)
 [[ "$uid" != 0 ]] || fail "the container runs as root"

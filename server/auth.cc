@@ -64,9 +64,12 @@ absl::StatusOr<Caller> TokenAuth::Authenticate(const grpc::ServerContextBase& co
     return absl::UnauthenticatedError(
         "this server needs a token (stackproc --token, or STACKPROC_TOKEN)");
   }
-  absl::string_view value(header->second.data(), header->second.size());
+  return AuthenticateHeader(absl::string_view(header->second.data(), header->second.size()));
+}
+
+absl::StatusOr<Caller> TokenAuth::AuthenticateHeader(absl::string_view value) const {
   if (!absl::ConsumePrefix(&value, "Bearer ")) {
-    return absl::UnauthenticatedError("the authorization metadata is not 'Bearer TOKEN'");
+    return absl::UnauthenticatedError("the authorization is not 'Bearer TOKEN'");
   }
   const Entry* found = nullptr;
   for (const Entry& entry : callers_) {

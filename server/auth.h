@@ -36,6 +36,8 @@ class TokenAuth {
   // The caller whose token `context` carries; Unauthenticated when it carries none or an
   // unknown one.
   absl::StatusOr<Caller> Authenticate(const grpc::ServerContextBase& context) const;
+  // The caller of an "authorization" value "Bearer TOKEN" (the web page's calls).
+  absl::StatusOr<Caller> AuthenticateHeader(absl::string_view value) const;
 
   size_t size() const { return callers_.size(); }
 

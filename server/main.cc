@@ -58,6 +58,10 @@ constexpr char kUsage[] = R"(usage: stackprocd [flags]
   --admins NAME,NAME        certificate common names that see every job (needs
                             --tls-client-ca; with a token file, mark admins there)
   --metrics-listen HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics (default: off)
+  --http-listen HOST:PORT   serve a web page of the jobs (progress, cancel, previews of
+                            outputs) and its JSON at http://HOST:PORT/ (default: off; HTTPS
+                            with --tls-cert). Loopback by default as --listen is; beyond it,
+                            tokens (the page asks for one) or --allow-unauthenticated
   --reflection              enable gRPC server reflection (not with --auth-token-file: it
                             answers every caller; with client certificates it is fine)
   --executor local|slurm    where path jobs run: local, on this server's threads (default);
@@ -173,6 +177,7 @@ absl::StatusOr<ServerOptions> ParseOptions(int argc, char** argv) {
   o.reflection = get("reflection", "false") == "true";
   o.auth_token_file = get("auth-token-file", "");
   o.metrics_listen = get("metrics-listen", "");
+  o.http_listen = get("http-listen", "");
   o.tls_cert = get("tls-cert", "");
   o.tls_key = get("tls-key", "");
   o.tls_client_ca = get("tls-client-ca", "");
@@ -188,6 +193,14 @@ absl::StatusOr<ServerOptions> ParseOptions(int argc, char** argv) {
                      o.jobs.data_root,
                      " and read their results: give tokens or client certificates, or "
                      "--allow-unauthenticated on a trusted network"));
+  }
+  if (!o.http_listen.empty() && !IsLoopback(o.http_listen.substr(0, o.http_listen.rfind(':'))) &&
+      o.auth_token_file.empty() && get("allow-unauthenticated", "false") != "true") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--http-listen ", o.http_listen,
+        " reaches beyond this machine, and without --auth-token-file anyone who reaches it "
+        "could see and cancel every job: give tokens, or --allow-unauthenticated on a trusted "
+        "network"));
   }
   absl::StatusOr<Executor> executor = ParseExecutor(get("executor", "local"));
   if (!executor.ok())
@@ -267,6 +280,12 @@ int Main(int argc, char** argv) {
     std::printf("stackprocd metrics on http://%s:%d/metrics\n",
                 options->metrics_listen.substr(0, options->metrics_listen.rfind(':')).c_str(),
                 (*server)->metrics_port());
+  }
+  if ((*server)->http_port() != 0) {
+    std::printf("stackprocd web page on %s://%s:%d/\n",
+                options->tls_cert.empty() ? "http" : "https",
+                options->http_listen.substr(0, options->http_listen.rfind(':')).c_str(),
+                (*server)->http_port());
   }
   std::fflush(stdout);
   if (!IsLoopback(host)) {

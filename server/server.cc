@@ -106,6 +106,16 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   if (server->grpc_ == nullptr || (server->port_ == 0 && !unix_socket)) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
   }
+  if (!options.http_listen.empty()) {
+    if (!options.tls_client_ca.empty() && !server->auth_) {
+      return absl::InvalidArgumentError(
+          "--http-listen: the web page knows its callers by token, and this server by client "
+          "certificate only: give --auth-token-file too");
+    }
+    WebOptions web{options.http_listen, server->auth_ ? &*server->auth_ : nullptr, options.tls_cert,
+                   options.tls_key};
+    STACKPROC_ASSIGN_OR_RETURN(server->web_, WebServer::Start(web, *server->jobs_));
+  }
   // Probes ask for the server ("") or, as Kubernetes' and Envoy's may, for the service by name.
   server->grpc_->GetHealthCheckService()->SetServingStatus(true);
   server->grpc_->GetHealthCheckService()->SetServingStatus(
@@ -121,6 +131,7 @@ void Server::Shutdown(absl::Duration grace) {
     if (grpc_) grpc_->GetHealthCheckService()->SetServingStatus(false);
     if (jobs_) jobs_->Shutdown(grace);  // refuses new jobs at once; returns when none runs
     if (grpc_) grpc_->Shutdown(std::chrono::system_clock::now());  // cancels open streams
+    web_.reset();
   });
 }
 

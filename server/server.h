@@ -14,6 +14,7 @@
 #include "server/job_manager.h"
 #include "server/metrics.h"
 #include "server/service.h"
+#include "server/web.h"
 
 namespace stackproc::server {
 
@@ -33,6 +34,9 @@ struct ServerOptions {
   std::vector<std::string> admins;
   // Prometheus metrics (server/metrics.h) on HOST:PORT (port 0 picks one); empty: none.
   std::string metrics_listen;
+  // The web page (server/web.h) on HOST:PORT (port 0 picks one); empty: none. It knows its
+  // callers by token only: with client certificates and no token file it is refused.
+  std::string http_listen;
   absl::Duration shutdown_grace = absl::Seconds(30);
 };
 
@@ -44,6 +48,7 @@ class Server {
 
   int port() const { return port_; }
   int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
+  int http_port() const { return web_ ? web_->port() : 0; }
   JobManager& jobs() { return *jobs_; }
 
   // Health goes NOT_SERVING and new jobs are refused; queued jobs end INTERRUPTED, running jobs
@@ -60,6 +65,7 @@ class Server {
   std::optional<TokenAuth> auth_;
   std::unique_ptr<StackProcessorService> service_;
   std::unique_ptr<grpc::Server> grpc_;
+  std::unique_ptr<WebServer> web_;
   int port_ = 0;
   std::once_flag shutdown_once_;
 };

@@ -121,7 +121,7 @@ absl::StatusOr<std::string> MontagePng(const Preview& preview, int max_tile_side
     const int y = top + static_cast<int>(r) * (kLabelHeight + cell_h + kGap);
     for (size_t c = 0; c < tiles[r].size(); ++c) {
       const int x = kGap + static_cast<int>(c) * (cell_w + kGap);
-      const std::string what = c == 0 ? "before" : preview.labels[c - 1];
+      const std::string what = c > 0 ? preview.labels[c - 1] : columns > 1 ? "before" : "";
       Label(canvas, absl::StrCat("z=", preview.z[r], " ", what), x, y, cell_w);
       tiles[r][c].copyTo(canvas(cv::Rect(x, y + kLabelHeight, tiles[r][c].cols, tiles[r][c].rows)));
     }

@@ -165,9 +165,9 @@ std::string RawPreviewLayout(const Preview& preview) {
 
 absl::StatusOr<Preview> RunPreview(const Files& files, const PreviewRequest& request,
                                    const TiffLimits& limits) {
-  if (request.variants.empty() || request.variants.size() > kMaxPreviewVariants) {
+  if (request.variants.size() > kMaxPreviewVariants) {
     return absl::InvalidArgumentError(
-        absl::StrCat("a preview has 1 to ", kMaxPreviewVariants, " variants"));
+        absl::StrCat("a preview has at most ", kMaxPreviewVariants, " variants"));
   }
   STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<SliceSource> source,
                              OpenInput(files, request.input, limits));
@@ -210,8 +210,9 @@ absl::StatusOr<Preview> RunPreview(const Files& files, const PreviewRequest& req
   Preview preview;
   preview.input = request.input;
   preview.z = z;
-  preview.pipeline =
-      request.title.empty() ? FormatOpSpecs(request.variants.front().ops) : request.title;
+  preview.pipeline = !request.title.empty()      ? request.title
+                     : request.variants.empty() ? "the slices"
+                                                : FormatOpSpecs(request.variants.front().ops);
   STACKPROC_ASSIGN_OR_RETURN(preview.before, Stack::Allocate(sample, info.type));
   preview.before.metadata() = info.metadata;
   STACKPROC_ASSIGN_OR_RETURN(Stack whole,

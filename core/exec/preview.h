@@ -36,7 +36,7 @@ absl::StatusOr<Region> ParseRegion(const std::string& text);
 
 struct PreviewRequest {
   std::string input;                     // as OpenInput takes it
-  std::vector<PreviewVariant> variants;  // one column each; at least one
+  std::vector<PreviewVariant> variants;  // one column each; none: the slices alone
   std::vector<int64_t> slices;           // the z to preview; empty: `count` evenly spaced
   int count = 3;
   std::optional<Region> region;  // of each slice; unset: the whole slice

@@ -106,10 +106,13 @@ TEST_F(PreviewTest, Refusals) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("X,Y,WIDTH,HEIGHT")));
   EXPECT_THAT(PreviewRequestOf("in.tif", {"gaussian"}, "", "17", ""),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("1 to 16")));
-  // 16 slices of 20000 x 2000 uint16 and 8 variants: 9 x 1.2 GB.
-  ASSERT_OK(WriteTiff(dir_.File("wide.tif"), MakeStack({16, 2000, 20000}, PixelType::kUint16, 1)));
+  // A 1400 x 1400 uint16 slice (3.9 MB) 16 times over, by 4 variants and the input: 392 MB;
+  // by 8 and the input: 706 MB, past the 512 MiB a preview may hold.
+  ASSERT_OK(WriteTiff(dir_.File("wide.tif"), MakeStack({1, 1400, 1400}, PixelType::kUint16, 1)));
+  const std::string sixteen = "0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0";
   ASSERT_OK_AND_ASSIGN(
-      request, PreviewRequestOf(dir_.File("wide.tif"), {"gaussian:ksize=1,3,5,7"}, "", "16", ""));
+      request, PreviewRequestOf(dir_.File("wide.tif"), {"gaussian:ksize=1,3,5,7,9,11,13,15"},
+                                sixteen, "", ""));
   EXPECT_THAT(RunPreview(files_, request),
               StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("fewer slices")));
 }

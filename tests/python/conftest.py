@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 
 import numpy as np
@@ -36,6 +37,18 @@ class Server:
             self.proc.wait(10)
             raise RuntimeError(f"stackprocd did not start: {line} {self.log.read_text()}")
         self.target = f"127.0.0.1:{match.group(1)}"
+        self.lines = [line]  # what it prints next (the web page's address), read as it comes
+        threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True).start()
+
+    def printed(self, pattern, timeout=10):
+        """The first match of `pattern` in what the server printed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if match := re.search(pattern, line):
+                    return match
+            time.sleep(0.05)
+        raise AssertionError(f"stackprocd printed no {pattern!r}: {self.lines}")
 
     def stop(self, sig=signal.SIGTERM):
         if self.proc.poll() is None:

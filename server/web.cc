@@ -1,0 +1,149 @@
+#include "server/web.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <httplib.h>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "core/exec/preview.h"
+#include "server/proto_convert.h"
+
+namespace stackproc::server {
+
+extern const char kWebPage[];  // web/index.html, made part of the binary by CMake
+
+namespace {
+
+std::string Json(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  std::string json;
+  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
+  return json;
+}
+
+// An error as the API's code would say it, in JSON: {"code": 5, "message": "..."}.
+void Fail(httplib::Response& response, const absl::Status& status) {
+  static const std::map<absl::StatusCode, int> kHttp = {
+      {absl::StatusCode::kUnauthenticated, 401}, {absl::StatusCode::kPermissionDenied, 403},
+      {absl::StatusCode::kNotFound, 404},        {absl::StatusCode::kFailedPrecondition, 409},
+      {absl::StatusCode::kInvalidArgument, 400}, {absl::StatusCode::kResourceExhausted, 429}};
+  const auto http = kHttp.find(status.code());
+  response.status = http == kHttp.end() ? 500 : http->second;
+  v1::JobError error;
+  error.set_code(static_cast<int>(status.code()));
+  error.set_message(std::string(status.message()));
+  response.set_content(Json(error), "application/json");
+}
+
+// The caller of a request: by its bearer token when there are tokens, else the one anonymous
+// admin.
+absl::StatusOr<Caller> CallerOf(const httplib::Request& request, const TokenAuth* tokens) {
+  if (tokens == nullptr) return Caller{};
+  if (!request.has_header("Authorization")) {
+    return absl::UnauthenticatedError("this server needs a token");
+  }
+  return tokens->AuthenticateHeader(request.get_header_value("Authorization"));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<WebServer>> WebServer::Start(const WebOptions& options,
+                                                            JobManager& jobs) {
+  auto web = std::unique_ptr<WebServer>(new WebServer);
+  if (options.tls_cert.empty()) {
+    web->http_ = std::make_unique<httplib::Server>();
+  } else {
+    web->http_ =
+        std::make_unique<httplib::SSLServer>(options.tls_cert.c_str(), options.tls_key.c_str());
+  }
+  if (!web->http_->is_valid()) {
+    return absl::InvalidArgumentError("--http-listen: cannot use the TLS certificate and key");
+  }
+  web->Routes(jobs, options.tokens);
+  const size_t colon = options.listen.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(options.listen.substr(colon + 1), &port)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--http-listen ", options.listen, ": HOST:PORT"));
+  }
+  std::string host = options.listen.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  web->port_ = port == 0 ? web->http_->bind_to_any_port(host) : port;
+  if (web->port_ < 0 || (port != 0 && !web->http_->bind_to_port(host, port))) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
+  }
+  httplib::Server* http = web->http_.get();
+  web->thread_ = std::thread([http] { http->listen_after_bind(); });
+  return web;
+}
+
+WebServer::~WebServer() {
+  if (http_) http_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+void WebServer::Routes(JobManager& jobs, const TokenAuth* tokens) {
+  http_->Get("/", [](const httplib::Request&, httplib::Response& response) {
+    response.set_content(kWebPage, "text/html; charset=utf-8");
+  });
+  http_->Get("/api/status",
+             [&jobs, tokens](const httplib::Request& request, httplib::Response& response) {
+               absl::StatusOr<Caller> caller = CallerOf(request, tokens);
+               if (!caller.ok()) return Fail(response, caller.status());
+               v1::ServerStatus status;
+               for (const std::shared_ptr<Job>& job : jobs.List()) {
+                 JobSnapshot snapshot = job->Snapshot();
+                 if (snapshot.state == JobState::kQueued) status.set_queued(status.queued() + 1);
+                 if (snapshot.state == JobState::kRunning) status.set_running(status.running() + 1);
+                 if (caller->Sees(snapshot.spec.owner)) ToProto(snapshot, status.add_jobs());
+               }
+               status.set_memory_in_use_bytes(static_cast<int64_t>(jobs.memory_in_use()));
+               status.set_memory_budget_bytes(static_cast<int64_t>(jobs.memory_budget()));
+               status.set_version(STACKPROC_VERSION);
+               response.set_header("Cache-Control", "no-store");
+               response.set_content(Json(status), "application/json");
+             });
+  // The job `id` as the caller may see it (NotFound as for an unknown id otherwise).
+  auto find = [&jobs, tokens](const httplib::Request& request,
+                              const std::string& id) -> absl::StatusOr<std::shared_ptr<Job>> {
+    absl::StatusOr<Caller> caller = CallerOf(request, tokens);
+    if (!caller.ok()) return caller.status();
+    absl::StatusOr<std::shared_ptr<Job>> job = jobs.Get(id);
+    if (job.ok() && !caller->Sees((*job)->Snapshot().spec.owner)) {
+      return absl::NotFoundError(absl::StrCat("no job ", id));
+    }
+    return job;
+  };
+  http_->Post(R"(/api/jobs/([0-9a-z]+)/cancel)",
+              [&jobs, find](const httplib::Request& request, httplib::Response& response) {
+                const std::string id = request.matches[1];
+                absl::StatusOr<std::shared_ptr<Job>> job = find(request, id);
+                if (job.ok()) job = jobs.Cancel(id);
+                if (!job.ok()) return Fail(response, job.status());
+                v1::Job out;
+                ToProto((*job)->Snapshot(), &out);
+                response.set_content(Json(out), "application/json");
+              });
+  http_->Get(R"(/api/jobs/([0-9a-z]+)/preview.png)", [&jobs, find](const httplib::Request& request,
+                                                                   httplib::Response& response) {
+    absl::StatusOr<std::shared_ptr<Job>> job = find(request, request.matches[1]);
+    if (!job.ok()) return Fail(response, job.status());
+    const JobSnapshot snapshot = (*job)->Snapshot();
+    if (snapshot.state != JobState::kSucceeded || !snapshot.spec.output_path) {
+      return Fail(response, absl::FailedPreconditionError(
+                                "a preview shows the output file of a job that succeeded"));
+    }
+    core::PreviewRequest preview;
+    preview.input = *snapshot.spec.output_path;
+    preview.title = absl::StrCat("job ", snapshot.id, " output");
+    absl::StatusOr<core::Preview> made =
+        core::RunPreview(jobs.resolver(), preview, jobs.options().limits);
+    absl::StatusOr<std::string> png =
+        made.ok() ? core::MontagePng(*made, 256) : absl::StatusOr<std::string>(made.status());
+    if (!png.ok()) return Fail(response, png.status());
+    response.set_content(*png, "image/png");
+  });
+}
+
+}  // namespace stackproc::server

@@ -117,6 +117,13 @@ void WebServer::Routes(JobManager& jobs, const TokenAuth* tokens) {
   };
   http_->Post(R"(/api/jobs/([0-9a-z]+)/cancel)",
               [&jobs, find](const httplib::Request& request, httplib::Response& response) {
+                // Only the page's script sets this header: a form another site posts to
+                // this address (from a browser on this machine) cannot, nor can its script
+                // without the browser asking this server first (which it does not answer).
+                if (request.get_header_value("X-Stackproc") != "1") {
+                  return Fail(response,
+                              absl::PermissionDeniedError("a cancel carries X-Stackproc: 1"));
+                }
                 const std::string id = request.matches[1];
                 absl::StatusOr<std::shared_ptr<Job>> job = find(request, id);
                 if (job.ok()) job = jobs.Cancel(id);

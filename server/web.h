@@ -3,7 +3,8 @@
 //
 //   GET  /                        the page (HTML, CSS and JavaScript in the binary)
 //   GET  /api/status              ServerStatus (service.proto) in protobuf's JSON mapping
-//   POST /api/jobs/ID/cancel      cancels the job; its Job, as JSON
+//   POST /api/jobs/ID/cancel      cancels the job; its Job, as JSON (with "X-Stackproc: 1", which
+//                                 no other site's form can send: 403 without)
 //   GET  /api/jobs/ID/preview.png a montage of a few slices of the job's output file
 //
 // With tokens every /api call carries "Authorization: Bearer TOKEN" (401 without), and a

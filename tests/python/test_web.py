@@ -35,8 +35,10 @@ def row(html, job_id):
     return match.group(1), float(match.group(2))
 
 
-def call(url, token=None, method="GET"):
+def call(url, token=None, method="GET", page=True):
     request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    if page:
+        request.add_header("X-Stackproc", "1")  # as the page's script sends it
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
@@ -93,6 +95,9 @@ def test_json_with_tokens_and_cancel(start_server, tmp_path):
         root.submit("big.tif", "gaussian", in_memory=True)  # queued behind alice's
     assert len(json.loads(call(base + "/api/status", "root-token-0123456789")[1])["jobs"]) == 2
     assert len(json.loads(call(base + "/api/status", "alice-token-0123456789")[1])["jobs"]) == 1
+    # Another site's form (no X-Stackproc header) cannot cancel, even with a browser's token.
+    assert call(f"{base}/api/jobs/{job.id}/cancel", "alice-token-0123456789", "POST",
+                page=False)[0] == 403
     code, body = call(f"{base}/api/jobs/{job.id}/cancel", "alice-token-0123456789", "POST")
     assert code == 200 and json.loads(body)["id"] == job.id
     with stackproc.Client(server.target, token="alice-token-0123456789") as alice:

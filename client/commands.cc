@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <iterator>
 #include <map>
 #include <set>
 
@@ -268,11 +269,10 @@ absl::StatusOr<int> Preview(const CliArgs& args, Client& client) {
   request.set_max_tile_side(side);
   STACKPROC_ASSIGN_OR_RETURN(Client::PreviewResult result, client.Preview(request));
   std::string bytes = result.png;
-  if (format == "raw") {  // the variants' stacks, after the input's
-    for (size_t i = 1; i < result.stacks.size(); ++i) {
-      bytes.append(reinterpret_cast<const char*>(result.stacks[i].slice_data(0)),
-                   result.stacks[i].size_bytes());
-    }
+  if (format == "raw" && !result.stacks.empty()) {  // the variants' stacks, after the input's
+    core::Preview preview;
+    std::move(result.stacks.begin() + 1, result.stacks.end(), std::back_inserter(preview.after));
+    bytes = core::RawPreviewBytes(preview);
   }
   STACKPROC_RETURN_IF_ERROR(core::WritePreviewFile(output, bytes, args.Has("overwrite")));
   absl::PrintF("%s: slices z=%s; %s\n", output, absl::StrJoin(result.info.slices(), ","),

@@ -166,6 +166,15 @@ absl::StatusOr<std::shared_ptr<Job>> JobManager::Get(const std::string& id) cons
   return it->second;
 }
 
+absl::StatusOr<std::shared_ptr<Job>> JobManager::Get(const std::string& id,
+                                                     const Caller& caller) const {
+  absl::StatusOr<std::shared_ptr<Job>> job = Get(id);
+  if (job.ok() && !caller.Sees((*job)->Snapshot().spec.owner)) {
+    return absl::NotFoundError(absl::StrCat("no job ", id));  // as if it did not exist
+  }
+  return job;
+}
+
 std::vector<std::shared_ptr<Job>> JobManager::List() const {
   std::lock_guard lock(mutex_);
   std::vector<std::shared_ptr<Job>> jobs;

@@ -25,6 +25,7 @@
 #include "absl/time/time.h"
 #include "core/exec/process_file.h"
 #include "core/tiff/tiff_reader.h"
+#include "server/auth.h"
 #include "server/job.h"
 #include "server/job_store.h"
 #include "server/metrics.h"
@@ -78,6 +79,8 @@ class JobManager {
   bool Dequeue(Job& job, const absl::Status& status);
 
   absl::StatusOr<std::shared_ptr<Job>> Get(const std::string& id) const;
+  // Job `id` when `caller` may see it; NotFound as for an unknown id otherwise.
+  absl::StatusOr<std::shared_ptr<Job>> Get(const std::string& id, const Caller& caller) const;
   std::vector<std::shared_ptr<Job>> List() const;
   absl::StatusOr<std::shared_ptr<Job>> Cancel(const std::string& id);
   absl::Status Delete(const std::string& id);

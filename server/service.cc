@@ -43,15 +43,6 @@ grpc::ServerUnaryReactor* StackProcessorService::OnWorkPool(grpc::CallbackServer
   return reactor;
 }
 
-absl::StatusOr<std::shared_ptr<Job>> StackProcessorService::Find(const Caller& caller,
-                                                                 const std::string& id) const {
-  absl::StatusOr<std::shared_ptr<Job>> job = jobs_.Get(id);
-  if (job.ok() && !caller.Sees((*job)->Snapshot().spec.owner)) {
-    return absl::NotFoundError(absl::StrCat("no job ", id));  // as if it did not exist
-  }
-  return job;
-}
-
 grpc::ServerUnaryReactor* StackProcessorService::SubmitJob(grpc::CallbackServerContext* context,
                                                            const v1::SubmitJobRequest* request,
                                                            v1::SubmitJobResponse* response) {
@@ -72,7 +63,7 @@ grpc::ServerUnaryReactor* StackProcessorService::GetJob(grpc::CallbackServerCont
                                                         v1::GetJobResponse* response) {
   absl::StatusOr<Caller> caller = Authenticate(context);
   if (!caller.ok()) return Done(context, caller.status());
-  absl::StatusOr<std::shared_ptr<Job>> job = Find(*caller, request->job_id());
+  absl::StatusOr<std::shared_ptr<Job>> job = jobs_.Get(request->job_id(), *caller);
   if (job.ok()) ToProto((*job)->Snapshot(), response->mutable_job());
   return Done(context, job.status());
 }
@@ -94,7 +85,8 @@ grpc::ServerUnaryReactor* StackProcessorService::CancelJob(grpc::CallbackServerC
                                                            v1::CancelJobResponse* response) {
   absl::StatusOr<Caller> caller = Authenticate(context);
   if (!caller.ok()) return Done(context, caller.status());
-  if (absl::Status s = Find(*caller, request->job_id()).status(); !s.ok()) return Done(context, s);
+  if (absl::Status s = jobs_.Get(request->job_id(), *caller).status(); !s.ok())
+    return Done(context, s);
   absl::StatusOr<std::shared_ptr<Job>> job = jobs_.Cancel(request->job_id());
   if (job.ok()) ToProto((*job)->Snapshot(), response->mutable_job());
   return Done(context, job.status());
@@ -105,7 +97,8 @@ grpc::ServerUnaryReactor* StackProcessorService::DeleteJob(grpc::CallbackServerC
                                                            v1::DeleteJobResponse*) {
   absl::StatusOr<Caller> caller = Authenticate(context);
   if (!caller.ok()) return Done(context, caller.status());
-  if (absl::Status s = Find(*caller, request->job_id()).status(); !s.ok()) return Done(context, s);
+  if (absl::Status s = jobs_.Get(request->job_id(), *caller).status(); !s.ok())
+    return Done(context, s);
   return Done(context, jobs_.Delete(request->job_id()));
 }
 
@@ -114,7 +107,8 @@ grpc::ServerUnaryReactor* StackProcessorService::ResumeJob(grpc::CallbackServerC
                                                            v1::ResumeJobResponse* response) {
   absl::StatusOr<Caller> caller = Authenticate(context);
   if (!caller.ok()) return Done(context, caller.status());
-  if (absl::Status s = Find(*caller, request->job_id()).status(); !s.ok()) return Done(context, s);
+  if (absl::Status s = jobs_.Get(request->job_id(), *caller).status(); !s.ok())
+    return Done(context, s);
   return OnWorkPool(context, [this, request, response] {
     absl::StatusOr<std::shared_ptr<Job>> job = jobs_.Resume(request->job_id());
     if (job.ok()) ToProto((*job)->Snapshot(), response->mutable_job());
@@ -127,7 +121,7 @@ grpc::ServerWriteReactor<v1::WatchJobResponse>* StackProcessorService::WatchJob(
   using Failed = FailedStream<v1::WatchJobResponse>;
   absl::StatusOr<Caller> caller = Authenticate(context);
   if (!caller.ok()) return new Failed(caller.status());
-  absl::StatusOr<std::shared_ptr<Job>> job = Find(*caller, request->job_id());
+  absl::StatusOr<std::shared_ptr<Job>> job = jobs_.Get(request->job_id(), *caller);
   if (!job.ok()) return new Failed(job.status());
   return new WatchReactor(*std::move(job));
 }
@@ -141,7 +135,7 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* StackProcessorService::ReadResult(
   if (absl::Status s = wire::Parse(*raw_request, request, "ReadResultRequest"); !s.ok()) {
     return new Failed(s);
   }
-  absl::StatusOr<std::shared_ptr<Job>> job = Find(*caller, request.job_id());
+  absl::StatusOr<std::shared_ptr<Job>> job = jobs_.Get(request.job_id(), *caller);
   if (!job.ok()) return new Failed(job.status());
   const JobSnapshot s = (*job)->Snapshot();
   std::shared_ptr<const core::Stack> result = (*job)->result();

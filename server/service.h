@@ -73,8 +73,6 @@ class StackProcessorService final : public StackProcessorBase {
   absl::StatusOr<Caller> Authenticate(const grpc::CallbackServerContext* context) const {
     return access_.Identify(*context);
   }
-  // Job `id` when `caller` may see it; NotFound as for an unknown id otherwise.
-  absl::StatusOr<std::shared_ptr<Job>> Find(const Caller& caller, const std::string& id) const;
   // Runs `work` on disk_work_ and ends the call with its status: for calls that probe files.
   grpc::ServerUnaryReactor* OnWorkPool(grpc::CallbackServerContext* context,
                                        std::function<absl::Status()> work);

@@ -94,10 +94,12 @@ void WebServer::Routes(JobManager& jobs, const TokenAuth* tokens) {
                v1::ServerStatus status;
                for (const std::shared_ptr<Job>& job : jobs.List()) {
                  JobSnapshot snapshot = job->Snapshot();
-                 if (snapshot.state == JobState::kQueued) status.set_queued(status.queued() + 1);
-                 if (snapshot.state == JobState::kRunning) status.set_running(status.running() + 1);
                  if (caller->Sees(snapshot.spec.owner)) ToProto(snapshot, status.add_jobs());
                }
+               // The whole server's, counted as /metrics counts them.
+               Metrics::JobCounts counts = jobs.Counts();
+               status.set_queued(counts.by_state[JobState::kQueued]);
+               status.set_running(counts.by_state[JobState::kRunning]);
                status.set_memory_in_use_bytes(static_cast<int64_t>(jobs.memory_in_use()));
                status.set_memory_budget_bytes(static_cast<int64_t>(jobs.memory_budget()));
                status.set_version(STACKPROC_VERSION);
@@ -109,29 +111,24 @@ void WebServer::Routes(JobManager& jobs, const TokenAuth* tokens) {
                               const std::string& id) -> absl::StatusOr<std::shared_ptr<Job>> {
     absl::StatusOr<Caller> caller = CallerOf(request, tokens);
     if (!caller.ok()) return caller.status();
-    absl::StatusOr<std::shared_ptr<Job>> job = jobs.Get(id);
-    if (job.ok() && !caller->Sees((*job)->Snapshot().spec.owner)) {
-      return absl::NotFoundError(absl::StrCat("no job ", id));
-    }
-    return job;
+    return jobs.Get(id, *caller);
   };
-  http_->Post(R"(/api/jobs/([0-9a-z]+)/cancel)",
-              [&jobs, find](const httplib::Request& request, httplib::Response& response) {
-                // Only the page's script sets this header: a form another site posts to
-                // this address (from a browser on this machine) cannot, nor can its script
-                // without the browser asking this server first (which it does not answer).
-                if (request.get_header_value("X-Stackproc") != "1") {
-                  return Fail(response,
-                              absl::PermissionDeniedError("a cancel carries X-Stackproc: 1"));
-                }
-                const std::string id = request.matches[1];
-                absl::StatusOr<std::shared_ptr<Job>> job = find(request, id);
-                if (job.ok()) job = jobs.Cancel(id);
-                if (!job.ok()) return Fail(response, job.status());
-                v1::Job out;
-                ToProto((*job)->Snapshot(), &out);
-                response.set_content(Json(out), "application/json");
-              });
+  http_->Post(R"(/api/jobs/([0-9a-z]+)/cancel)", [&jobs, find](const httplib::Request& request,
+                                                               httplib::Response& response) {
+    // Only the page's script sets this header: a form another site posts to
+    // this address (from a browser on this machine) cannot, nor can its script
+    // without the browser asking this server first (which it does not answer).
+    if (request.get_header_value("X-Stackproc") != "1") {
+      return Fail(response, absl::PermissionDeniedError("a cancel carries X-Stackproc: 1"));
+    }
+    const std::string id = request.matches[1];
+    absl::StatusOr<std::shared_ptr<Job>> job = find(request, id);
+    if (job.ok()) job = jobs.Cancel(id);
+    if (!job.ok()) return Fail(response, job.status());
+    v1::Job out;
+    ToProto((*job)->Snapshot(), &out);
+    response.set_content(Json(out), "application/json");
+  });
   http_->Get(R"(/api/jobs/([0-9a-z]+)/preview.png)", [&jobs, find](const httplib::Request& request,
                                                                    httplib::Response& response) {
     absl::StatusOr<std::shared_ptr<Job>> job = find(request, request.matches[1]);

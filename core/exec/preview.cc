@@ -55,7 +55,6 @@ absl::StatusOr<std::vector<PreviewVariant>> ExpandSweep(const std::vector<std::s
   std::vector<PreviewVariant> variants(1);
   for (const std::string& text : texts) {
     STACKPROC_ASSIGN_OR_RETURN(SweptOp op, ParseSwept(text));
-    std::vector<PreviewVariant> grown;
     // Each variant so far, with each combination of this operation's values.
     std::vector<PreviewVariant> partial = variants;
     for (auto& v : partial) v.ops.push_back(OpSpec{op.name, {}});
@@ -210,7 +209,7 @@ absl::StatusOr<Preview> RunPreview(const Files& files, const PreviewRequest& req
   Preview preview;
   preview.input = request.input;
   preview.z = z;
-  preview.pipeline = !request.title.empty()      ? request.title
+  preview.pipeline = !request.title.empty()     ? request.title
                      : request.variants.empty() ? "the slices"
                                                 : FormatOpSpecs(request.variants.front().ops);
   STACKPROC_ASSIGN_OR_RETURN(preview.before, Stack::Allocate(sample, info.type));

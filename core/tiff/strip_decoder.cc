@@ -7,12 +7,6 @@
 namespace stackproc::core {
 namespace {
 
-uint16_t Predictor(TIFF* tif) {
-  uint16_t predictor = PREDICTOR_NONE;
-  TIFFGetFieldDefaulted(tif, TIFFTAG_PREDICTOR, &predictor);
-  return predictor;
-}
-
 template <typename T>
 void UndoHorizontalDifferencing(uint8_t* dst, size_t rows, size_t width) {
   for (size_t r = 0; r < rows; ++r) {
@@ -23,18 +17,20 @@ void UndoHorizontalDifferencing(uint8_t* dst, size_t rows, size_t width) {
 
 }  // namespace
 
-bool CanInflateStrips(TIFF* tif, uint16_t compression, PixelType type) {
+Inflating CanInflateStrips(TIFF* tif, uint16_t compression, PixelType type) {
   if (TIFFIsByteSwapped(tif) ||
       (compression != COMPRESSION_ADOBE_DEFLATE && compression != COMPRESSION_DEFLATE)) {
-    return false;
+    return Inflating::kNo;
   }
-  const uint16_t predictor = Predictor(tif);
-  return predictor == PREDICTOR_NONE ||
-         (predictor == PREDICTOR_HORIZONTAL && type != PixelType::kFloat32);
+  uint16_t predictor = PREDICTOR_NONE;
+  TIFFGetFieldDefaulted(tif, TIFFTAG_PREDICTOR, &predictor);
+  if (predictor == PREDICTOR_NONE) return Inflating::kPlain;
+  return predictor == PREDICTOR_HORIZONTAL && type != PixelType::kFloat32 ? Inflating::kDifferenced
+                                                                          : Inflating::kNo;
 }
 
-bool InflateStrip(TIFF* tif, uint32_t strip, PixelType type, uint32_t width, size_t rows,
-                  uint8_t* dst, size_t want, std::vector<uint8_t>& raw) {
+bool InflateStrip(TIFF* tif, Inflating how, uint32_t strip, PixelType type, uint32_t width,
+                  size_t rows, uint8_t* dst, size_t want, std::vector<uint8_t>& raw) {
   struct Free {
     void operator()(libdeflate_decompressor* d) const { libdeflate_free_decompressor(d); }
   };
@@ -54,7 +50,7 @@ bool InflateStrip(TIFF* tif, uint32_t strip, PixelType type, uint32_t width, siz
       made != want) {
     return false;
   }
-  if (Predictor(tif) == PREDICTOR_HORIZONTAL) {
+  if (how == Inflating::kDifferenced) {
     if (type == PixelType::kUint8) UndoHorizontalDifferencing<uint8_t>(dst, rows, width);
     if (type == PixelType::kUint16) UndoHorizontalDifferencing<uint16_t>(dst, rows, width);
   }

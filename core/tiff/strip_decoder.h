@@ -14,16 +14,17 @@
 
 namespace stackproc::core {
 
-// Whether the current directory's strips are inflated here: Deflate (either tag value), the
-// file in this machine's byte order, and no predictor or horizontal differencing of 8- or
-// 16-bit integers.
-bool CanInflateStrips(TIFF* tif, uint16_t compression, PixelType type);
+// How the current directory's strips are inflated here, if they are: Deflate (either tag
+// value), the file in this machine's byte order, and no predictor or horizontal differencing
+// of 8- or 16-bit integers.
+enum class Inflating { kNo, kPlain, kDifferenced };
+Inflating CanInflateStrips(TIFF* tif, uint16_t compression, PixelType type);
 
 // Strip `strip` (`rows` rows of `width` pixels, `want` bytes) inflated into `dst`, its
-// predictor undone; `raw` holds the compressed bytes. False leaves the strip to libtiff: one
-// libdeflate cannot take whole (padded past its rows, as some writers make the last strip) or
-// corrupt data, which libtiff then reports in its words.
-bool InflateStrip(TIFF* tif, uint32_t strip, PixelType type, uint32_t width, size_t rows,
-                  uint8_t* dst, size_t want, std::vector<uint8_t>& raw);
+// predictor undone when `how` says so; `raw` holds the compressed bytes. False leaves the strip to
+// libtiff: one libdeflate cannot take whole (padded past its rows, as some writers make the last
+// strip) or corrupt data, which libtiff then reports in its words.
+bool InflateStrip(TIFF* tif, Inflating how, uint32_t strip, PixelType type, uint32_t width,
+                  size_t rows, uint8_t* dst, size_t want, std::vector<uint8_t>& raw);
 
 }  // namespace stackproc::core

@@ -201,13 +201,15 @@ absl::Status DecodePage(TiffHandle& handle, const std::string& path, const TiffI
   const size_t row_bytes = size_t{layout.width} * bpp;
   if (!layout.tiled) {
     const uint32_t strips = TIFFNumberOfStrips(tif);
-    const bool inflate = !layout.tiled && CanInflateStrips(tif, layout.compression, layout.type);
+    const Inflating inflate =
+        layout.tiled ? Inflating::kNo : CanInflateStrips(tif, layout.compression, layout.type);
     for (uint32_t s = 0; s < strips; ++s) {
       size_t row0 = size_t{s} * layout.rows_per_strip;
       size_t rows = std::min<size_t>(layout.rows_per_strip, layout.height - row0);
       auto want = static_cast<tmsize_t>(rows * row_bytes);
-      if (inflate && InflateStrip(tif, s, layout.type, layout.width, rows, dst + row0 * row_bytes,
-                                  static_cast<size_t>(want), tile)) {
+      if (inflate != Inflating::kNo &&
+          InflateStrip(tif, inflate, s, layout.type, layout.width, rows, dst + row0 * row_bytes,
+                       static_cast<size_t>(want), tile)) {
         continue;
       }
       tmsize_t got = TIFFReadEncodedStrip(tif, s, dst + row0 * row_bytes, want);

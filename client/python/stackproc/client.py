@@ -6,8 +6,9 @@ import grpc
 import numpy as np
 
 from stackproc import errors
-from stackproc.convert import (DTYPES, JobStatus, Metadata, Preview, compression, op_spec,
-                               op_specs, pixel_type)
+from stackproc.convert import DTYPES, JobStatus, Metadata, Preview
+from stackproc.convert import compression as parse_compression
+from stackproc.convert import op_spec, op_specs, pixel_type
 from stackproc.job import Job, _reporter
 from stackproc.v1 import operation_pb2, service_pb2, service_pb2_grpc
 
@@ -118,7 +119,7 @@ class Client:
         overwrite=True; the same request_id with the same job returns the first job."""
         if (output is None) == (not in_memory):
             raise ValueError("give output=PATH or in_memory=True (one of them)")
-        codec, level = _compression(compression)
+        codec, level = parse_compression(compression)  # the argument shadows the name
         spec = service_pb2.JobSpec(input_path=os.fspath(input), ops=op_specs(ops), shards=shards)
         if in_memory:
             spec.output.in_memory.SetInParent()
@@ -292,10 +293,3 @@ class _ArraySink:
 def _op_text(spec):
     return spec.name + (":" + ",".join(f"{k}={v}" for k, v in spec.params.items())
                         if spec.params else "")
-
-
-def _compression(text):
-    try:
-        return compression(text)
-    except ValueError as e:
-        raise errors.InvalidArgument(str(e)) from None

@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 
+from stackproc import errors
 from stackproc.v1 import operation_pb2, service_pb2
 
 # numpy's types by the API's pixel types, little-endian as the wire carries them.
@@ -67,13 +68,14 @@ _CODECS = {"none": service_pb2.COMPRESSION_NONE, "deflate": service_pb2.COMPRESS
 
 
 def compression(text):
-    """(Compression, level) from the CLI's form "CODEC" or "CODEC:level=N" (None: the default)."""
+    """(Compression, level) from the CLI's form "CODEC" or "CODEC:level=N" (None: the default);
+    InvalidArgument otherwise, as the server would say."""
     if text is None:
         return service_pb2.COMPRESSION_UNSPECIFIED, 0
     match = re.fullmatch(r"(\w+)(?::level=(\d+))?", text.strip())
     if not match or match.group(1) not in _CODECS:
-        raise ValueError(f"compression {text!r}: one of {', '.join(_CODECS)}, "
-                         "optionally with :level=N")
+        raise errors.InvalidArgument(f"compression {text!r}: one of {', '.join(_CODECS)}, "
+                                     "optionally with :level=N")
     return _CODECS[match.group(1)], int(match.group(2) or 0)
 
 

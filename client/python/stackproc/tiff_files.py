@@ -67,10 +67,7 @@ class _TiffSink:
 
 
 def _codec(text):
-    try:
-        codec, level = compression(text)
-    except ValueError as e:
-        raise errors.InvalidArgument(str(e)) from None
+    codec, level = compression(text)
     if codec in (service_pb2.COMPRESSION_UNSPECIFIED, service_pb2.COMPRESSION_NONE):
         return None
     if codec == service_pb2.COMPRESSION_DEFLATE:

@@ -36,7 +36,7 @@ constexpr char kUsage[] = R"(usage: stackprocd [flags]
                             their in-memory results (default 10000)
   --stream-window SIZE      most memory for the slices in flight of one streaming job (the
                             window; at least one slice, fewer when 2 slices per thread keep the
-                            threads busy); each thread's scratch slices for the pipeline's steps
+                            threads busy); each thread's slices between the pipeline's steps
                             come on top (default 256M)
   --max-jobs-per-caller N   jobs one caller may have queued or running (default 32)
   --max-streams N           streamed jobs open at once (default 16)

@@ -159,6 +159,13 @@ class SliceSink {
 // loopback: 2-16 slices 1.0-1.1 GB/s, 64 slices 0.76 GB/s).
 inline constexpr int kSlicesPerThread = 2;
 
+// Whether a pass over slices of `formats` (Pipeline::Plan: the input's, then each step's
+// output) makes each result in its input's buffer: the two have one format and the pass has no
+// step, or two and more (passed on through each thread's intermediate slices). A single step
+// writes beside its input, into a buffer of the slot's own: made in place, its result would
+// need a copy back.
+bool MakesOutputInPlace(const std::vector<SliceFormat>& formats);
+
 // The one window planner: how many slices a run of slices of `formats` (Pipeline::Plan) keeps
 // in flight within `window_bytes` (at least one, at most kSlicesPerThread per thread), and the
 // memory it holds: the window's buffers plus every thread's intermediate slices.

@@ -7,10 +7,14 @@
 
 namespace stackproc::core {
 
+bool MakesOutputInPlace(const std::vector<SliceFormat>& formats) {
+  return formats.front() == formats.back() && formats.size() != 2;
+}
+
 WindowPlan PlanWindow(const std::vector<SliceFormat>& formats, int64_t depth, uint64_t window_bytes,
                       int concurrency, SourceTraits source, SinkTraits sink) {
   concurrency = std::max(concurrency, 1);
-  const bool in_place = formats.front() == formats.back();
+  const bool in_place = MakesOutputInPlace(formats);
   const uint64_t in = formats.front().bytes();
   const uint64_t out = formats.back().bytes();
   // A slice in flight holds its input (unless lent, or read straight into the sink's buffer;
@@ -25,8 +29,14 @@ WindowPlan PlanWindow(const std::vector<SliceFormat>& formats, int64_t depth, ui
   WindowPlan plan;
   plan.window_slices =
       slot == 0 ? most : std::clamp<int64_t>(static_cast<int64_t>(window_bytes / slot), 1, most);
-  uint64_t scratch = 0;  // per thread: one intermediate slice per step
-  for (size_t i = 1; i < formats.size(); ++i) scratch += formats[i].bytes();
+  // Per thread: an intermediate slice for each step but the last; and a single step over a
+  // stack made in place (an in-memory source whose stack the sink adopts) writes one that is
+  // copied back.
+  uint64_t scratch = 0;
+  for (size_t i = 1; i + 1 < formats.size(); ++i) scratch += formats[i].bytes();
+  if (formats.size() == 2 && formats[0] == formats[1] && source.in_memory && sink.in_memory) {
+    scratch += formats[1].bytes();
+  }
   // A chunked source holds the z-chunks the window's slices fall in: at most one more than
   // the window spans, and no more than the stack has.
   const int64_t chunk = std::max<int64_t>(source.chunk_slices, 1);

@@ -11,14 +11,11 @@ cv::Mat MakeMat(const SliceFormat& f) { return cv::Mat(f.height, f.width, CvType
 
 SliceRunner::SliceRunner(Pipeline& pipeline, const std::vector<SliceFormat>& formats, size_t first,
                          size_t last)
-    : pipeline_(pipeline), formats_(formats), first_(first), last_(last), scratch_([this] {
-        std::vector<cv::Mat> mats;
-        for (size_t i = first_; i < last_; ++i) mats.push_back(MakeMat(formats_[i + 1]));
-        return mats;
-      }) {}
+    : pipeline_(pipeline), formats_(formats), first_(first), last_(last) {}
 
 absl::Status SliceRunner::Run(int64_t z, const cv::Mat& in, cv::Mat& out) {
   std::vector<cv::Mat>& tmp = scratch_.local();
+  tmp.resize(last_ - first_);  // the intermediates, each allocated on first use and kept
   const bool in_place = in.data == out.data;
   cv::Mat src = in;
   for (size_t i = first_; i < last_; ++i) {
@@ -26,6 +23,7 @@ absl::Status SliceRunner::Run(int64_t z, const cv::Mat& in, cv::Mat& out) {
     // The last step writes straight into the output slice unless that would alias its input.
     const bool direct = i + 1 == last_ && !(in_place && i == first_);
     cv::Mat& dst = direct ? out : tmp[i - first_];
+    if (dst.empty()) dst = MakeMat(formats_[i + 1]);
     const uint8_t* before = dst.data;
     try {
       step.op->Apply(src, dst);

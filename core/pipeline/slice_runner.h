@@ -1,6 +1,7 @@
 // Runs a fused run of pipeline steps on one slice: each step's output feeds the next, the
-// intermediates live in per-thread scratch slices allocated once per thread, and the last step
-// writes straight into the caller's output slice. The engine's parallel stage runs one per slice.
+// intermediates live in per-thread scratch slices allocated on first use and kept, and the last
+// step writes straight into the caller's output slice. The engine's parallel stage runs one per
+// slice.
 #pragma once
 
 #include <tbb/enumerable_thread_specific.h>
@@ -23,7 +24,9 @@ class SliceRunner {
               size_t last);
 
   // Runs the steps on slice `z` (named in errors): `in` has formats[first], `out` is an
-  // allocated slice of formats[last] and may be `in` itself. Thread-safe for distinct slices.
+  // allocated slice of formats[last] and may be `in` itself (a single step then writes an
+  // intermediate that is copied back: an operation writes beside what it reads). Thread-safe
+  // for distinct slices.
   // Internal for an exception from an operation, ResourceExhausted for an allocation failure,
   // each as "slice Z: SPEC: reason".
   absl::Status Run(int64_t z, const cv::Mat& in, cv::Mat& out);

@@ -211,8 +211,9 @@ TEST(FeedTest, WholeStackPipelineKeepsTheStackAtItsBarrier) {
 
 TEST(FeedTest, RoomFollowsTheWindowAndTheResultsGivenBack) {
   Stack input = MakeStack({10, 64, 64}, PixelType::kUint8);
-  // In place: a window of 3 slice buffers, so the feed's ring holds 4.
-  Driver driver(input, {"invert"}, 3 * input.slice_bytes());
+  // A single step writes beside its input: a window of 3 slices in flight holds 6 slice buffers
+  // (the feed's ring 3 of them, and one more), so the ring holds 4.
+  Driver driver(input, {"invert"}, 6 * input.slice_bytes());
   FeedSource& feed = driver.feed();
   ASSERT_OK_AND_ASSIGN(uint8_t * before, feed.Fill(0));
   EXPECT_EQ(before, nullptr);  // no room before the run starts

@@ -268,12 +268,13 @@ TEST(ZarrPlanTest, TheZChunksHeldOnBothSidesAreCountedInThePlan) {
   request.ops = Ops({"invert"});
   request.write.chunks = {{8, 64, 64}};
   constexpr uint64_t kSlice = 64 * 64 * 2;
-  request.window_bytes = 3 * kSlice + 100;
+  request.window_bytes = 6 * kSlice + 100;
   ASSERT_OK_AND_ASSIGN(ProcessPlan plan, PlanProcess(request, 4));
   EXPECT_EQ(plan.mode, ProcessMode::kStreaming);
-  // In place: 3 slices in flight, one each; 4 threads' intermediate slice; the source's
-  // z-chunks of 16 that 3 slices in flight can fall in (2); the sink's z-chunk of 8, gathered.
-  EXPECT_EQ(plan.memory_bytes, 3 * kSlice + 4 * kSlice + 2 * 16 * kSlice + 8 * kSlice);
+  // One step, writing beside its input: 3 slices in flight, two buffers each (no intermediate);
+  // the source's z-chunks of 16 that 3 slices in flight can fall in (2); the sink's z-chunk of
+  // 8, gathered.
+  EXPECT_EQ(plan.memory_bytes, 3 * 2 * kSlice + 2 * 16 * kSlice + 8 * kSlice);
 }
 
 TEST(ZarrSweepTest, WhatAKilledWriteLeftIsRemovedFoldersAndAll) {

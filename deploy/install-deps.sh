@@ -9,7 +9,7 @@ set -euo pipefail
 compile_pkgs=(
   build-essential cmake ninja-build pkg-config
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
-  libabsl-dev libtbb-dev libopencv-dev libtiff-dev libzstd-dev libdeflate-dev zlib1g-dev
+  libabsl-dev libtbb-dev libopencv-dev libtiff-dev libzstd-dev libdeflate-dev libisal-dev zlib1g-dev
   libblosc-dev nlohmann-json3-dev libpng-dev libcpp-httplib-dev
   prometheus-cpp-dev libsqlite3-dev
 )
@@ -22,7 +22,7 @@ test_pkgs=(
 )
 runtime_pkgs=(
   libgrpc++1.51 libprotobuf32 libtbb12 libopencv-core406 libopencv-imgproc406 libtiff6
-  libdeflate0 libzstd1 libblosc1 libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0
+  libdeflate0 libisal2 libzstd1 libblosc1 libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0
   libsqlite3-0 libpng16-16 libcpp-httplib0.11
 )
 

@@ -1,8 +1,8 @@
 #include "core/tiff/strip_decoder.h"
 
-#include <libdeflate.h>
+#include <isa-l/igzip_lib.h>
 
-#include <memory>
+#include <cstdint>
 
 namespace stackproc::core {
 namespace {
@@ -31,25 +31,25 @@ Inflating CanInflateStrips(TIFF* tif, uint16_t compression, PixelType type) {
 
 bool InflateStrip(TIFF* tif, Inflating how, uint32_t strip, PixelType type, uint32_t width,
                   size_t rows, uint8_t* dst, size_t want, std::vector<uint8_t>& raw) {
-  struct Free {
-    void operator()(libdeflate_decompressor* d) const { libdeflate_free_decompressor(d); }
-  };
-  thread_local std::unique_ptr<libdeflate_decompressor, Free> inflater(
-      libdeflate_alloc_decompressor());
   // Deflate never grows data by more than a few bytes per 16 KiB block: a larger strip is not
   // read into memory here (libtiff reads what it needs of it).
+  // (ISA-L counts in 32 bits: a strip of 4 GiB and more is libtiff's too.)
   const tmsize_t size = TIFFRawStripSize(tif, strip);
-  if (inflater == nullptr || size <= 0 || static_cast<size_t>(size) > want + want / 64 + 1024) {
+  if (size <= 0 || static_cast<size_t>(size) > want + want / 64 + 1024 ||
+      want + want / 64 + 1024 > UINT32_MAX) {
     return false;
   }
   raw.resize(static_cast<size_t>(size));
   if (TIFFReadRawStrip(tif, strip, raw.data(), size) != size) return false;
-  size_t made = 0;
-  if (libdeflate_zlib_decompress(inflater.get(), raw.data(), raw.size(), dst, want, &made) !=
-          LIBDEFLATE_SUCCESS ||
-      made != want) {
-    return false;
-  }
+  // The whole zlib stream, its Adler-32 checked, filling exactly the strip's rows.
+  inflate_state state;
+  isal_inflate_init(&state);
+  state.crc_flag = ISAL_ZLIB;
+  state.next_in = raw.data();
+  state.avail_in = static_cast<uint32_t>(raw.size());
+  state.next_out = dst;
+  state.avail_out = static_cast<uint32_t>(want);
+  if (isal_inflate_stateless(&state) != ISAL_DECOMP_OK || state.total_out != want) return false;
   if (how == Inflating::kDifferenced) {
     if (type == PixelType::kUint8) UndoHorizontalDifferencing<uint8_t>(dst, rows, width);
     if (type == PixelType::kUint16) UndoHorizontalDifferencing<uint16_t>(dst, rows, width);

@@ -1,6 +1,7 @@
-// Inflates Deflate-compressed TIFF strips with libdeflate (2-3 times zlib's speed, which
-// libtiff's codec uses), for the layouts where the result is what libtiff would make with no
-// more work than undoing the predictor. The reader falls back to libtiff for everything else.
+// Inflates Deflate-compressed TIFF strips with ISA-L's igzip (1.3x libdeflate's speed and
+// more than zlib's, which libtiff's codec uses: docs/benchmarks.md), for the layouts where the
+// result is what libtiff would make with no more work than undoing the predictor. The reader
+// falls back to libtiff for everything else.
 // Internal to core/.
 #pragma once
 
@@ -22,7 +23,7 @@ Inflating CanInflateStrips(TIFF* tif, uint16_t compression, PixelType type);
 
 // Strip `strip` (`rows` rows of `width` pixels, `want` bytes) inflated into `dst`, its
 // predictor undone when `how` says so; `raw` holds the compressed bytes. False leaves the strip to
-// libtiff: one libdeflate cannot take whole (padded past its rows, as some writers make the last
+// libtiff: one igzip cannot take whole (padded past its rows, as some writers make the last
 // strip) or corrupt data, which libtiff then reports in its words.
 bool InflateStrip(TIFF* tif, Inflating how, uint32_t strip, PixelType type, uint32_t width,
                   size_t rows, uint8_t* dst, size_t want, std::vector<uint8_t>& raw);

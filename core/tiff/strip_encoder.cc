@@ -1,5 +1,6 @@
 #include "core/tiff/strip_encoder.h"
 
+#include <isa-l/igzip_lib.h>
 #include <libdeflate.h>
 #include <zstd.h>
 
@@ -26,6 +27,33 @@ struct DeflateFree {
   void operator()(libdeflate_compressor* c) const { libdeflate_free_compressor(c); }
 };
 
+// Levels 1-3 through ISA-L's igzip (its levels 1-3): on 12-bit camera-like data 5x libdeflate's
+// level 1 per thread for the same size (docs/benchmarks.md#compression-levels).
+absl::Status IgzipStrip(int level, const uint8_t* data, size_t bytes, std::vector<uint8_t>& out) {
+  static constexpr size_t kLevelBuffer[] = {0, ISAL_DEF_LVL1_DEFAULT, ISAL_DEF_LVL2_DEFAULT,
+                                            ISAL_DEF_LVL3_DEFAULT};
+  thread_local std::vector<uint8_t> level_buffer;
+  level_buffer.resize(kLevelBuffer[level]);
+  // Stored blocks at worst: 5 bytes per 64 KiB block, the zlib header and trailer.
+  out.resize(bytes + (bytes / 65535 + 1) * 5 + 64);
+  isal_zstream stream;
+  isal_deflate_stateless_init(&stream);
+  stream.level = static_cast<uint32_t>(level);
+  stream.level_buf = level_buffer.data();
+  stream.level_buf_size = static_cast<uint32_t>(level_buffer.size());
+  stream.gzip_flag = IGZIP_ZLIB;
+  stream.end_of_stream = 1;
+  stream.next_in = const_cast<uint8_t*>(data);
+  stream.avail_in = static_cast<uint32_t>(bytes);
+  stream.next_out = out.data();
+  stream.avail_out = static_cast<uint32_t>(out.size());
+  if (const int rc = isal_deflate_stateless(&stream); rc != COMP_OK) {
+    return absl::InternalError(absl::StrCat("deflate of a strip failed (igzip ", rc, ")"));
+  }
+  out.resize(stream.total_out);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 bool CanEncodeStrips(Compression compression, PixelType type) {
@@ -44,8 +72,9 @@ absl::Status EncodeStrip(Compression compression, int level, PixelType type, con
     HorizontalDifference<uint16_t>(scratch.data(), rows, row_bytes);
   }
   if (compression == Compression::kDeflate) {
-    // One compressor per thread and level: creating one allocates several hundred KiB.
     const int deflate_level = CompressionLevel(Compression::kDeflate, level);
+    if (deflate_level <= 3) return IgzipStrip(deflate_level, scratch.data(), bytes, out);
+    // One compressor per thread and level: creating one allocates several hundred KiB.
     thread_local std::array<std::unique_ptr<libdeflate_compressor, DeflateFree>, 13> compressors;
     auto& compressor = compressors.at(static_cast<size_t>(deflate_level));
     if (compressor == nullptr) compressor.reset(libdeflate_alloc_compressor(deflate_level));

@@ -20,7 +20,8 @@ bool CanEncodeStrips(Compression compression, PixelType type);
 
 // Encodes `rows` rows of `row_bytes` bytes from `src` (native byte order, as the file is
 // written) into `out`. `scratch` is reused between calls (the predictor works on a copy).
-// `level`: WriteOptions::compression_level (0: the codec's default).
+// `level`: WriteOptions::compression_level (0: the codec's default). Deflate at levels 1-3 goes
+// through ISA-L's igzip (its levels 1-3), at 4-9 through libdeflate: a zlib stream either way.
 absl::Status EncodeStrip(Compression compression, int level, PixelType type, const uint8_t* src,
                          size_t rows, size_t row_bytes, std::vector<uint8_t>& scratch,
                          std::vector<uint8_t>& out);

@@ -35,8 +35,9 @@ inline constexpr Compression kAllCompressions[] = {Compression::kDefault, Compre
 absl::string_view CompressionName(Compression compression);
 absl::StatusOr<Compression> ParseCompression(absl::string_view name);
 
-// The --compression grammar: NAME or NAME:level=N. Levels: deflate 1-9 (zlib's scale), zstd
-// 1-19, lz4 1-9 (blosc's clevel); default, none and lzw take none. Level 0 is the codec's
+// The --compression grammar: NAME or NAME:level=N. Levels: deflate 1-9 (zlib's scale; a TIFF's
+// 8/16-bit strips at 1-3 by ISA-L's igzip, at 4-9 by libdeflate), zstd 1-19, lz4 1-9 (blosc's
+// clevel); default, none and lzw take none. Level 0 is the codec's
 // default (CompressionLevel). InvalidArgument naming what is wrong.
 absl::Status ParseCompressionText(absl::string_view text, Compression& compression, int& level);
 // The text back: "deflate:level=9", or the name alone for level 0.

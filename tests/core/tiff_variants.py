@@ -33,7 +33,7 @@ write("f32_none", "f32")
 write("u16_rows7", "u16", rowsperstrip=7)
 write("u16_deflate", "u16", compression="zlib")
 write("u16_deflate_pred", "u16", compression="zlib", predictor=True)
-# Deflate strips are inflated by libdeflate (core/tiff/strip_decoder.h): many strips, a short
+# Deflate strips are inflated by ISA-L (core/tiff/strip_decoder.h): many strips, a short
 # last one, 8-bit differencing, float32 without a predictor.
 write("u8_deflate_pred_rows7", "u8", compression="zlib", predictor=True, rowsperstrip=7)
 write("u16_deflate_pred_rows5", "u16", compression=("zlib", 9), predictor=True, rowsperstrip=5)

@@ -6,16 +6,22 @@ For each stack (1 GiB uint8 and uint16, uncompressed and deflate, written by tif
 with every method in turn, alternating, --reps times, and prints medians: wall time, MB/s of
 input, peak RSS of the client process and of the server, and ratios to the references.
 
-  methods   cp            cp IN OUT: the physical floor (no processing)
+  methods   cp            cp IN OUT: the physical floor (no processing); on a disk cp+fsync,
+                          cp then `sync OUT` (stackproc's outputs are fsynced before rename)
             core          stackproc-local run: the core in-process, no server (streaming)
             core-mem      the same, --mode in-memory: the whole stack read, processed, written
             path-job      stackproc submit --wait: stackprocd reads and writes under its data root
             streamed      stackproc process: the CLI uploads IN and writes OUT, through stackprocd
+            streamed-unix the same over a unix socket (stackprocd --listen unix:PATH)
             seed_loop     ../shared/reference/seed_loop.py (serial Python loop)
             seed_mp       ../shared/reference/seed_mp.py (multiprocessing + shared_memory)
 
 Then the pipeline gaussian:ksize=5 -> clahe -> resize:scale=0.5 on the uint16 stack: the path job
 against the same per-slice loop in Python (serial) and the core with one thread.
+
+CPU s: the client's user + system time (wait4) plus the server's over the run (/proc/PID/stat):
+on a shared 2-core machine wall time varies from run to run, and what a method costs in CPU
+shows why one cannot be faster than another there.
 
 Peak RSS: the client's from wait4 (the parent process only: seed_mp's workers map the same
 shared memory); the server's VmHWM, reset before each run (/proc/PID/clear_refs). Outputs go
@@ -58,11 +64,20 @@ tifffile.imwrite(sys.argv[2], out, photometric="minisblack")
 '''
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds of process pid so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(cmd, server_pid=None, env=None):
-    """Runs cmd; returns (seconds, client peak RSS MiB, server peak RSS MiB or None)."""
+    """Runs cmd; returns (seconds, client peak RSS MiB, server peak RSS MiB or None, CPU s)."""
+    server_cpu = 0.0
     if server_pid:
         with open(f"/proc/{server_pid}/clear_refs", "w") as f:
             f.write("5")  # resets VmHWM to the current RSS
+        server_cpu = cpu_seconds(server_pid)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -75,20 +90,22 @@ def run(cmd, server_pid=None, env=None):
     if server_pid:
         with open(f"/proc/{server_pid}/status") as f:
             server = int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1)) / 1024
-    return seconds, usage.ru_maxrss / 1024, server
+        server_cpu = cpu_seconds(server_pid) - server_cpu
+    cpu = usage.ru_utime + usage.ru_stime + server_cpu
+    return seconds, usage.ru_maxrss / 1024, server, cpu
 
 
 class Server:
-    def __init__(self, build, data, log="stackprocd.log"):
+    def __init__(self, build, data, log="stackprocd.log", listen="127.0.0.1:0"):
         self.log = open(os.path.join(data, "..", log), "w")
         self.proc = subprocess.Popen(
-            [f"{build}/server/stackprocd", "--listen", "127.0.0.1:0", "--data-root", data],
+            [f"{build}/server/stackprocd", "--listen", listen, "--data-root", data],
             stdout=subprocess.PIPE, stderr=self.log, text=True)
         line = self.proc.stdout.readline()
-        port = re.search(r"listening on [^:]*:(\d+)", line)
-        if not port:
+        address = re.search(r"listening on (\S+)", line)
+        if not address:
             sys.exit(f"stackprocd did not start: {line}")
-        self.address = f"127.0.0.1:{port.group(1)}"
+        self.address = address.group(1)
 
     def stop(self):
         self.proc.terminate()
@@ -111,15 +128,17 @@ def make_stack(build, path, shape, dtype, compression):
 
 def table(title, rows, mb, refs):
     print(f"\n{title}")
-    head = f"  {'method':<12} {'wall s':>7} {'MB/s':>7} {'client MiB':>10} {'server MiB':>10}"
+    head = (f"  {'method':<13} {'wall s':>7} {'MB/s':>7} {'CPU s':>6} {'client MiB':>10} "
+            f"{'server MiB':>10}")
     for ref in refs:
         head += f" {'x ' + ref:>12}"
     print(head)
-    med = {name: statistics.median(t for t, _, _ in r) for name, r in rows.items()}
+    med = {name: statistics.median(t for t, _, _, _ in r) for name, r in rows.items()}
     for name, r in rows.items():
-        client = statistics.median(c for _, c, _ in r)
-        servers = [s for _, _, s in r if s is not None]
-        line = (f"  {name:<12} {med[name]:7.2f} {mb / med[name]:7.0f} {client:10.0f} "
+        client = statistics.median(c for _, c, _, _ in r)
+        cpu = statistics.median(c for _, _, _, c in r)
+        servers = [s for _, _, s, _ in r if s is not None]
+        line = (f"  {name:<13} {med[name]:7.2f} {mb / med[name]:7.0f} {cpu:6.2f} {client:10.0f} "
                 f"{(f'{statistics.median(servers):.0f}' if servers else '-'):>10}")
         for ref in refs:
             line += f" {med[ref] / med[name]:12.2f}" if ref in med else f" {'-':>12}"
@@ -144,15 +163,26 @@ def main():
     work = tempfile.mkdtemp(prefix="stackproc-bench-", dir=args.dir)
     data = os.path.join(work, "data")
     os.mkdir(data)
-    server = Server(build, data)
-    env = dict(os.environ, STACKPROC_SERVER=server.address)
     base = os.path.abspath(args.baseline) if args.baseline else None
-    base_server = Server(base, data, "stackprocd-base.log") if base else None
-    base_env = dict(os.environ, STACKPROC_SERVER=base_server.address) if base else None
+    servers = {"tcp": Server(build, data),
+               "unix": Server(build, data, "stackprocd-unix.log", f"unix:{work}/stackprocd.sock")}
+    if base:
+        servers["base"] = Server(base, data, "stackprocd-base.log")
+
+    def run_method(method, cmd):
+        """Runs a method's command against the server it talks to, if any."""
+        name, _, at = method.partition("@")
+        srv = None
+        if name in ("path-job", "streamed", "streamed-unix"):
+            srv = servers["base" if at else "unix" if name == "streamed-unix" else "tcp"]
+        env = dict(os.environ, STACKPROC_SERVER=srv.address) if srv else None
+        return run(cmd, srv.proc.pid if srv else None, env)
+
     try:
         fs = subprocess.run(["stat", "-f", "-c", "%T", work], capture_output=True,
                             text=True).stdout.strip()
         print(f"work dir {work} ({fs}), {os.cpu_count()} cores, {args.reps} repetitions, medians")
+        cp = "cp" if fs == "tmpfs" else "cp+fsync"
         side = 2048
         for dtype, bpp in (("uint8", 1), ("uint16", 2)):
             depth = max(1, args.mib * 2**20 // (side * side * bpp))
@@ -163,7 +193,8 @@ def main():
                 mb = depth * side * side * bpp / 1e6
                 out = os.path.join(data, "out.tif")
                 methods = {
-                    "cp": ["cp", src, out],
+                    cp: ["sh", "-c", 'cp "$1" "$2"' + ("" if cp == "cp" else ' && sync "$2"'),
+                         "cp", src, out],
                     "core": [f"{build}/core/stackproc-local", "run", "--input", src,
                              "--output", out, "--op", "gaussian:ksize=5"],
                     "core-mem": [f"{build}/core/stackproc-local", "run", "--input", src,
@@ -173,6 +204,8 @@ def main():
                                  "--output", "out.tif", "--overwrite", "--wait"],
                     "streamed": [cli, "process", src, "-o", out, "--op", "gaussian:ksize=5",
                                  "--overwrite"],
+                    "streamed-unix": [cli, "process", src, "-o", out, "--op", "gaussian:ksize=5",
+                                      "--overwrite"],
                     "seed_loop": [PYTHON, os.path.join(REFERENCE, "seed_loop.py"), src, out],
                     "seed_mp": [PYTHON, os.path.join(REFERENCE, "seed_mp.py"), src, out],
                 }
@@ -186,12 +219,11 @@ def main():
                     for m, cmd in methods.items():
                         if os.path.exists(out):
                             os.remove(out)
-                        on_server = m.split("@")[0] in ("path-job", "streamed")
-                        srv, e = (base_server, base_env) if m.endswith("@base") else (server, env)
-                        rows[m].append(run(cmd, srv.proc.pid if on_server else None, e))
+                        rows[m].append(run_method(m, cmd))
                 table(f"gaussian:ksize=5, {depth}x{side}x{side} {dtype} ({mb:.0f} MB), input "
                       f"{compression} by {made_by}, output uncompressed", rows, mb,
-                      ["seed_mp", "seed_loop", "cp"] + (["path-job@base"] if base else []))
+                      ["seed_mp", "seed_loop", cp, "path-job"] +
+                      (["path-job@base"] if base else []))
                 if not (dtype == "uint16" and compression == "none"):
                     os.remove(src)
                     continue
@@ -216,16 +248,13 @@ def main():
                     for m, cmd in methods.items():
                         if os.path.exists(out):
                             os.remove(out)
-                        srv, e = (base_server, base_env) if m.endswith("@base") else (server, env)
-                        on_server = m.split("@")[0] == "path-job"
-                        rows[m].append(run(cmd, srv.proc.pid if on_server else None, e))
+                        rows[m].append(run_method(m, cmd))
                 table(f"{' -> '.join(ops)}, {depth}x{side}x{side} {dtype} ({mb:.0f} MB)", rows, mb,
                       ["py-serial", "core-1thr"] + (["path-job@base"] if base else []))
                 os.remove(src)
     finally:
-        server.stop()
-        if base_server:
-            base_server.stop()
+        for srv in servers.values():
+            srv.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 

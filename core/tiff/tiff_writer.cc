@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <tbb/parallel_for.h>
 #include <unistd.h>
 
@@ -26,6 +27,8 @@ namespace {
 // Strips of about this many bytes: large enough for few syscalls, small enough for codecs to
 // work in cache.
 constexpr size_t kTargetStripBytes = 512 * 1024;
+// The pages written are handed to the disk in batches of at least this much (StartWriteback).
+constexpr off_t kWritebackBytes = off_t{8} << 20;
 
 uint16_t TiffCompression(Compression c) {
   switch (c) {
@@ -361,7 +364,17 @@ absl::Status TiffPageWriter::WriteEncoded(const EncodedPage& encoded) {
                    handle_->TakeError(), handle_->TakeWriteErrno());
   }
   ++next_page_;
+  if (options_.sync) StartWriteback();
   return absl::OkStatus();
+}
+
+void TiffPageWriter::StartWriteback() {
+  struct stat st;
+  if (::fstat(temp_fd_.get(), &st) != 0 || st.st_size - written_back_ < kWritebackBytes) return;
+  // Asynchronous: the disk writes while later pages are made. Errors show at Commit's fsync.
+  ::sync_file_range(temp_fd_.get(), written_back_, st.st_size - written_back_,
+                    SYNC_FILE_RANGE_WRITE);
+  written_back_ = st.st_size;
 }
 
 absl::Status TiffPageWriter::Commit() {

@@ -4,6 +4,7 @@
 // (and any earlier file there untouched).
 #pragma once
 
+#include <sys/types.h>
 #include <tbb/task_arena.h>
 
 #include <array>
@@ -130,6 +131,11 @@ class TiffPageWriter {
                  std::unique_ptr<TiffHandle> handle, const StackShape& shape, PixelType type,
                  StackMetadata metadata, const WriteOptions& options, size_t slice_bytes);
 
+  // With sync: starts the disk writing what the pages so far put in the page cache. Left to the
+  // kernel, an output under its dirty thresholds (a 1 GiB stack on a 24 GiB machine) is not
+  // written until Commit's fsync, and the job then waits for all of it at the end.
+  void StartWriteback();
+
   const OutputTarget target_;
   const std::string path_;  // the target's display name
   const std::string temp_;  // its temporary file's name in the target's directory
@@ -145,6 +151,7 @@ class TiffPageWriter {
   std::vector<uint8_t> scratch_;  // libtiff's codecs modify the buffer they are given
   EncodedPage encoded_;           // WritePage's
   int64_t next_page_ = 0;
+  off_t written_back_ = 0;  // the file's bytes StartWriteback has handed to the disk
   bool committed_ = false;
 };
 

@@ -33,7 +33,7 @@ server), named NAME@base, alternating with the rest: before/after a change in on
 --no-references leaves out the Python references (seed_loop, seed_mp, py-serial).
 
 usage: compare.py [--build build/release] [--baseline DIR] [--no-references] [--dir DIR]
-                  [--reps 3] [--mib 1024] [--quick]
+                  [--reps 3] [--mib 1024] [--quick] [--stacks uint8-none,uint16-none,...]
 """
 import argparse
 import os
@@ -155,6 +155,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="64 MiB stacks, 1 repetition")
     ap.add_argument("--baseline", help="another build to run beside this one (NAME@base)")
     ap.add_argument("--no-references", action="store_true", help="no Python references")
+    ap.add_argument("--stacks", default="uint8-none,uint8-deflate,uint16-none,uint16-deflate",
+                    help="which of the four stacks, comma-separated")
     args = ap.parse_args()
     if args.quick:
         args.mib, args.reps = 64, 1
@@ -187,6 +189,8 @@ def main():
         for dtype, bpp in (("uint8", 1), ("uint16", 2)):
             depth = max(1, args.mib * 2**20 // (side * side * bpp))
             for compression in ("none", "deflate"):
+                if f"{dtype}-{compression}" not in args.stacks.split(","):
+                    continue
                 name = f"{dtype}-{compression}.tif"
                 src = os.path.join(data, name)
                 made_by = make_stack(build, src, (depth, side, side), dtype, compression)

@@ -32,13 +32,11 @@ Inflating CanInflateStrips(TIFF* tif, uint16_t compression, PixelType type) {
 bool InflateStrip(TIFF* tif, Inflating how, uint32_t strip, PixelType type, uint32_t width,
                   size_t rows, uint8_t* dst, size_t want, std::vector<uint8_t>& raw) {
   // Deflate never grows data by more than a few bytes per 16 KiB block: a larger strip is not
-  // read into memory here (libtiff reads what it needs of it).
-  // (ISA-L counts in 32 bits: a strip of 4 GiB and more is libtiff's too.)
+  // read into memory here (libtiff reads what it needs of it). ISA-L counts in 32 bits: a strip
+  // near 4 GiB is libtiff's too.
+  const size_t most = want + want / 64 + 1024;
   const tmsize_t size = TIFFRawStripSize(tif, strip);
-  if (size <= 0 || static_cast<size_t>(size) > want + want / 64 + 1024 ||
-      want + want / 64 + 1024 > UINT32_MAX) {
-    return false;
-  }
+  if (size <= 0 || static_cast<size_t>(size) > most || most > UINT32_MAX) return false;
   raw.resize(static_cast<size_t>(size));
   if (TIFFReadRawStrip(tif, strip, raw.data(), size) != size) return false;
   // The whole zlib stream, its Adler-32 checked, filling exactly the strip's rows.

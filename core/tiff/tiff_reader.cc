@@ -201,8 +201,7 @@ absl::Status DecodePage(TiffHandle& handle, const std::string& path, const TiffI
   const size_t row_bytes = size_t{layout.width} * bpp;
   if (!layout.tiled) {
     const uint32_t strips = TIFFNumberOfStrips(tif);
-    const Inflating inflate =
-        layout.tiled ? Inflating::kNo : CanInflateStrips(tif, layout.compression, layout.type);
+    const Inflating inflate = CanInflateStrips(tif, layout.compression, layout.type);
     for (uint32_t s = 0; s < strips; ++s) {
       size_t row0 = size_t{s} * layout.rows_per_strip;
       size_t rows = std::min<size_t>(layout.rows_per_strip, layout.height - row0);

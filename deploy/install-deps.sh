@@ -18,7 +18,7 @@ test_pkgs=(
   python3 python3-numpy python3-tifffile python3-opencv python3-grpcio python3-yaml
   python3-zarr python3-numcodecs python3-protobuf python3-pytest python3-tqdm snakemake
   slurmctld slurmd slurm-client munge
-  libtiff-tools openssl clang libclang-rt-14-dev chromium
+  libtiff-tools openssl clang libclang-rt-14-dev chromium imagej xvfb xauth
 )
 runtime_pkgs=(
   libgrpc++1.51 libprotobuf32 libtbb12 libopencv-core406 libopencv-imgproc406 libtiff6

@@ -73,6 +73,32 @@ absl::StatusOr<core::Compression> FromProto(v1::Compression compression) {
   }
 }
 
+v1::Predictor ToProto(core::Predictor predictor) {
+  switch (predictor) {
+    case core::Predictor::kDefault:
+      return v1::PREDICTOR_UNSPECIFIED;
+    case core::Predictor::kNone:
+      return v1::PREDICTOR_NONE;
+    case core::Predictor::kDifferencing:
+      return v1::PREDICTOR_DIFFERENCING;
+  }
+  return v1::PREDICTOR_UNSPECIFIED;
+}
+
+absl::StatusOr<core::Predictor> FromProto(v1::Predictor predictor) {
+  switch (predictor) {
+    case v1::PREDICTOR_UNSPECIFIED:
+      return core::Predictor::kDefault;
+    case v1::PREDICTOR_NONE:
+      return core::Predictor::kNone;
+    case v1::PREDICTOR_DIFFERENCING:
+      return core::Predictor::kDifferencing;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "predictor ", static_cast<int>(predictor), " is not unspecified, none or differencing"));
+  }
+}
+
 void ToProto(const core::StackShape& shape, v1::StackShape* out) {
   out->set_depth(shape.depth);
   out->set_height(shape.height);

@@ -22,6 +22,8 @@ v1::PixelType ToProto(core::PixelType type);
 absl::StatusOr<core::PixelType> FromProto(v1::PixelType type);
 v1::Compression ToProto(core::Compression compression);
 absl::StatusOr<core::Compression> FromProto(v1::Compression compression);  // UNSPECIFIED: none
+v1::Predictor ToProto(core::Predictor predictor);
+absl::StatusOr<core::Predictor> FromProto(v1::Predictor predictor);
 
 void ToProto(const core::StackShape& shape, v1::StackShape* out);
 core::StackShape FromProto(const v1::StackShape& shape);

@@ -44,6 +44,7 @@ struct JobSpec {
   std::optional<std::string> output_path;  // nullopt: keep the result in memory
   core::Compression compression = core::Compression::kDefault;
   int compression_level = 0;  // 0: the codec's default
+  core::Predictor predictor = core::Predictor::kDefault;  // TIFF outputs
   bool overwrite = false;
   std::optional<std::array<int64_t, 3>> chunks;     // OME-Zarr outputs
   int pyramid_levels = 0;                           // OME-Zarr outputs

@@ -87,7 +87,8 @@ std::string TaskScript(const std::string& worker, const std::string& input, cons
   const std::string writes =
       stats ? ""
             : absl::StrCat(" --compression ",
-                           core::CompressionText(s.spec.compression, s.spec.compression_level),
+                           core::CompressionText(s.spec.compression, s.spec.compression_level,
+                                                 s.spec.predictor),
                            " --overwrite");
   const std::string takes = stats || !w.gathered ? "" : " --stats " + ShellQuote(w.StackStats());
   const std::string piece = absl::StrCat(ShellQuote(w.path), "/", w.phase, "-", task);

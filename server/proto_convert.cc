@@ -123,6 +123,7 @@ void ToProto(const JobSnapshot& s, v1::Job* out) {
   if (!s.spec.streamed) {
     spec->mutable_output()->set_compression(ToProto(s.spec.compression));
     spec->mutable_output()->set_compression_level(s.spec.compression_level);
+    spec->mutable_output()->set_predictor(ToProto(s.spec.predictor));
     spec->mutable_output()->set_overwrite(s.spec.overwrite);
     if (s.spec.chunks) {
       v1::ChunkShape* chunks = spec->mutable_output()->mutable_chunks();
@@ -218,6 +219,10 @@ absl::StatusOr<JobSpec> FromProto(const v1::JobSpec& in) {
     return level;
   }
   spec.compression_level = out.compression_level();
+  absl::StatusOr<core::Predictor> predictor = FromProto(out.predictor());
+  if (!predictor.ok()) return predictor.status();
+  if (absl::Status s = core::CheckPredictor(spec.compression, *predictor); !s.ok()) return s;
+  spec.predictor = *predictor;
   spec.overwrite = out.overwrite();
   if (out.has_chunks()) {
     spec.chunks = {out.chunks().depth(), out.chunks().height(), out.chunks().width()};

@@ -70,6 +70,10 @@ absl::StatusOr<ZarrCodec> ZarrCodecFor(Compression compression, int level) {
 
 absl::Status ValidateZarrWrite(const WriteOptions& options) {
   STACKPROC_RETURN_IF_ERROR(ZarrCodecFor(options.compression, options.compression_level).status());
+  if (options.predictor != Predictor::kDefault) {
+    return absl::InvalidArgumentError(
+        "predictor is a TIFF option (OME-Zarr's blosc codecs shuffle bytes instead)");
+  }
   if (options.pyramid_levels < 0 || options.pyramid_levels > kMaxPyramidLevels) {
     return absl::InvalidArgumentError(
         absl::StrCat("pyramid levels ", options.pyramid_levels, ": 0-", kMaxPyramidLevels));

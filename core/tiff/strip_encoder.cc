@@ -61,19 +61,23 @@ bool CanEncodeStrips(Compression compression, PixelType type) {
          (type == PixelType::kUint8 || type == PixelType::kUint16);
 }
 
-absl::Status EncodeStrip(Compression compression, int level, PixelType type, const uint8_t* src,
-                         size_t rows, size_t row_bytes, std::vector<uint8_t>& scratch,
-                         std::vector<uint8_t>& out) {
+absl::Status EncodeStrip(Compression compression, int level, PixelType type, bool differencing,
+                         const uint8_t* src, size_t rows, size_t row_bytes,
+                         std::vector<uint8_t>& scratch, std::vector<uint8_t>& out) {
   const size_t bytes = rows * row_bytes;
-  scratch.assign(src, src + bytes);
-  if (type == PixelType::kUint8) {
-    HorizontalDifference<uint8_t>(scratch.data(), rows, row_bytes);
-  } else {
-    HorizontalDifference<uint16_t>(scratch.data(), rows, row_bytes);
+  const uint8_t* data = src;
+  if (differencing) {
+    scratch.assign(src, src + bytes);
+    if (type == PixelType::kUint8) {
+      HorizontalDifference<uint8_t>(scratch.data(), rows, row_bytes);
+    } else {
+      HorizontalDifference<uint16_t>(scratch.data(), rows, row_bytes);
+    }
+    data = scratch.data();
   }
   if (compression == Compression::kDeflate) {
     const int deflate_level = CompressionLevel(Compression::kDeflate, level);
-    if (deflate_level <= 3) return IgzipStrip(deflate_level, scratch.data(), bytes, out);
+    if (deflate_level <= 3) return IgzipStrip(deflate_level, data, bytes, out);
     // One compressor per thread and level: creating one allocates several hundred KiB.
     thread_local std::array<std::unique_ptr<libdeflate_compressor, DeflateFree>, 13> compressors;
     auto& compressor = compressors.at(static_cast<size_t>(deflate_level));
@@ -81,13 +85,13 @@ absl::Status EncodeStrip(Compression compression, int level, PixelType type, con
     if (compressor == nullptr) return absl::ResourceExhaustedError("no deflate compressor");
     out.resize(libdeflate_zlib_compress_bound(compressor.get(), bytes));
     const size_t n =
-        libdeflate_zlib_compress(compressor.get(), scratch.data(), bytes, out.data(), out.size());
+        libdeflate_zlib_compress(compressor.get(), data, bytes, out.data(), out.size());
     if (n == 0) return absl::InternalError("deflate of a strip failed");
     out.resize(n);
     return absl::OkStatus();
   }
   out.resize(ZSTD_compressBound(bytes));
-  const size_t n = ZSTD_compress(out.data(), out.size(), scratch.data(), bytes,
+  const size_t n = ZSTD_compress(out.data(), out.size(), data, bytes,
                                  CompressionLevel(Compression::kZstd, level));
   if (ZSTD_isError(n)) {
     return absl::InternalError(absl::StrCat("zstd of a strip failed: ", ZSTD_getErrorName(n)));

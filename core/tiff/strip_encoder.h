@@ -1,7 +1,7 @@
 // Encodes TIFF strips outside libtiff, so that the strips of a page can be compressed on many
 // threads at once (libtiff's codecs run on the thread that writes). Produces exactly what a
-// TIFF reader expects for Compression = Adobe Deflate or ZSTD with Predictor = horizontal
-// differencing; the writer hands the results to TIFFWriteRawStrip in order. Internal to core/.
+// TIFF reader expects for Compression = Adobe Deflate or ZSTD, with Predictor = horizontal
+// differencing or none; the writer hands the results to TIFFWriteRawStrip in order. Internal to core/.
 #pragma once
 
 #include <cstddef>
@@ -19,11 +19,12 @@ namespace stackproc::core {
 bool CanEncodeStrips(Compression compression, PixelType type);
 
 // Encodes `rows` rows of `row_bytes` bytes from `src` (native byte order, as the file is
-// written) into `out`. `scratch` is reused between calls (the predictor works on a copy).
+// written) into `out`, each row differenced first when `differencing` (Predictor 2). `scratch`
+// is reused between calls (the predictor works on a copy).
 // `level`: WriteOptions::compression_level (0: the codec's default). Deflate at levels 1-3 goes
 // through ISA-L's igzip (its levels 1-3), at 4-9 through libdeflate: a zlib stream either way.
-absl::Status EncodeStrip(Compression compression, int level, PixelType type, const uint8_t* src,
-                         size_t rows, size_t row_bytes, std::vector<uint8_t>& scratch,
-                         std::vector<uint8_t>& out);
+absl::Status EncodeStrip(Compression compression, int level, PixelType type, bool differencing,
+                         const uint8_t* src, size_t rows, size_t row_bytes,
+                         std::vector<uint8_t>& scratch, std::vector<uint8_t>& out);
 
 }  // namespace stackproc::core

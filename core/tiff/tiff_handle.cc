@@ -12,6 +12,29 @@
 #include "absl/strings/str_cat.h"
 
 namespace stackproc::core {
+namespace {
+
+// Where a TIFF header says the first directory is, when the file starts with one (either byte
+// order, classic or BigTIFF).
+std::optional<uint64_t> FirstDirectoryOffset(const InputFile& file) {
+  uint8_t h[16] = {};
+  if (::pread(file.fd(), h, sizeof h, 0) < 8) return std::nullopt;
+  const bool little = h[0] == 'I' && h[1] == 'I';
+  if (!little && !(h[0] == 'M' && h[1] == 'M')) return std::nullopt;
+  auto number = [&](int at, int bytes) {
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; ++i) {
+      v = (v << 8) | h[little ? at + bytes - 1 - i : at + i];
+    }
+    return v;
+  };
+  const uint64_t version = number(2, 2);
+  if (version == 42) return number(4, 4);
+  if (version == 43) return number(8, 8);
+  return std::nullopt;
+}
+
+}  // namespace
 
 int TiffHandle::OnError(TIFF*, void* user_data, const char* module, const char* fmt, va_list ap) {
   auto* messages = static_cast<Messages*>(user_data);
@@ -106,6 +129,13 @@ absl::StatusOr<TiffHandle> TiffHandle::OpenRead(const InputFile& file) {
   TIFFOpenOptionsFree(options);
   if (handle.tif_ == nullptr) {
     std::string why = handle.TakeError();
+    // An uncompressed stack's directories follow its planes: cut short, it has none left.
+    if (const std::optional<uint64_t> first = FirstDirectoryOffset(file);
+        first && *first >= file.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          file.name(), ": page 0: its directory at byte ", *first, " is past the end of the file (",
+          file.size(), " bytes): the file is truncated"));
+    }
     return absl::InvalidArgumentError(absl::StrCat(file.name(), ": not a readable TIFF file (",
                                                    why.empty() ? "open failed" : why, ")"));
   }

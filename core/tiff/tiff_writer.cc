@@ -19,6 +19,7 @@
 #include "absl/strings/strip.h"
 #include "core/base/status_macros.h"
 #include "core/tiff/strip_encoder.h"
+#include "core/tiff/tiff_directory.h"
 #include "core/tiff/tiff_handle.h"
 
 namespace stackproc::core {
@@ -63,46 +64,54 @@ absl::Status IoError(const std::string& path, absl::string_view what, const std:
   return absl::InternalError(message);
 }
 
-// The Predictor tag of a page: horizontal differencing (floating-point for float32) before a
-// compression, none without.
-uint16_t PredictorFor(uint16_t compression, PixelType type) {
-  if (compression == COMPRESSION_NONE) return PREDICTOR_NONE;
+// The Predictor tag of a page: what `predictor` asks for, its default (compression.h) made
+// concrete; differencing is floating-point for float32.
+uint16_t PredictorFor(Compression compression, PixelType type, Predictor predictor) {
+  if (compression == Compression::kNone) return PREDICTOR_NONE;
+  if (predictor == Predictor::kDefault) {
+    const bool imagej_undoes = compression == Compression::kLzw && type != PixelType::kFloat32;
+    predictor = imagej_undoes || compression == Compression::kZstd ? Predictor::kDifferencing
+                                                                     : Predictor::kNone;
+  }
+  if (predictor == Predictor::kNone) return PREDICTOR_NONE;
   return type == PixelType::kFloat32 ? PREDICTOR_FLOATINGPOINT : PREDICTOR_HORIZONTAL;
 }
 
-void SetPageTags(TIFF* tif, const StackShape& shape, PixelType type, const StackMetadata& metadata,
-                 int64_t z, uint16_t compression, int level, uint32_t rows_per_strip) {
-  TIFFSetField(tif, TIFFTAG_IMAGEWIDTH, static_cast<uint32_t>(shape.width));
-  TIFFSetField(tif, TIFFTAG_IMAGELENGTH, static_cast<uint32_t>(shape.height));
-  TIFFSetField(tif, TIFFTAG_BITSPERSAMPLE, static_cast<uint16_t>(BytesPerPixel(type) * 8));
-  TIFFSetField(tif, TIFFTAG_SAMPLESPERPIXEL, uint16_t{1});
-  TIFFSetField(tif, TIFFTAG_SAMPLEFORMAT,
-               type == PixelType::kFloat32 ? SAMPLEFORMAT_IEEEFP : SAMPLEFORMAT_UINT);
-  TIFFSetField(tif, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK);
-  TIFFSetField(tif, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
-  TIFFSetField(tif, TIFFTAG_ROWSPERSTRIP, rows_per_strip);
-  TIFFSetField(tif, TIFFTAG_COMPRESSION, compression);
-  if (compression != COMPRESSION_NONE) {
-    TIFFSetField(tif, TIFFTAG_PREDICTOR, PredictorFor(compression, type));
-  }
-  if (compression == COMPRESSION_ZSTD) {
-    TIFFSetField(tif, TIFFTAG_ZSTD_LEVEL, CompressionLevel(Compression::kZstd, level));
-  }
-  if (compression == COMPRESSION_ADOBE_DEFLATE) {
-    TIFFSetField(tif, TIFFTAG_ZIPQUALITY, CompressionLevel(Compression::kDeflate, level));
-  }
-  TIFFSetField(tif, TIFFTAG_SOFTWARE, "stackproc");
+// The tags every page states, compression aside, in either writer: `tags` takes Short, Long,
+// Ascii and Rational (libtiff's fields, or a TiffDirectory of a page laid out by hand).
+template <typename Tags>
+void PageTags(Tags& tags, const StackShape& shape, PixelType type, const StackMetadata& metadata,
+              int64_t z, uint32_t rows_per_strip) {
+  tags.Long(TIFFTAG_IMAGEWIDTH, static_cast<uint32_t>(shape.width));
+  tags.Long(TIFFTAG_IMAGELENGTH, static_cast<uint32_t>(shape.height));
+  tags.Short(TIFFTAG_BITSPERSAMPLE, static_cast<uint16_t>(BytesPerPixel(type) * 8));
+  tags.Short(TIFFTAG_SAMPLESPERPIXEL, 1);
+  tags.Short(TIFFTAG_SAMPLEFORMAT,
+             type == PixelType::kFloat32 ? SAMPLEFORMAT_IEEEFP : SAMPLEFORMAT_UINT);
+  tags.Short(TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK);
+  tags.Short(TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
+  tags.Long(TIFFTAG_ROWSPERSTRIP, rows_per_strip);
+  tags.Ascii(TIFFTAG_SOFTWARE, "stackproc");
   if (metadata.x_resolution && metadata.y_resolution) {
-    TIFFSetField(tif, TIFFTAG_XRESOLUTION, static_cast<float>(*metadata.x_resolution));
-    TIFFSetField(tif, TIFFTAG_YRESOLUTION, static_cast<float>(*metadata.y_resolution));
-    TIFFSetField(tif, TIFFTAG_RESOLUTIONUNIT, static_cast<uint16_t>(metadata.resolution_unit));
+    tags.Rational(TIFFTAG_XRESOLUTION, *metadata.x_resolution);
+    tags.Rational(TIFFTAG_YRESOLUTION, *metadata.y_resolution);
+    tags.Short(TIFFTAG_RESOLUTIONUNIT, static_cast<uint16_t>(metadata.resolution_unit));
   }
   if (z == 0) {
-    std::string description =
-        metadata.description.empty() ? DefaultImageJDescription(shape) : metadata.description;
-    TIFFSetField(tif, TIFFTAG_IMAGEDESCRIPTION, description.c_str());
+    tags.Ascii(TIFFTAG_IMAGEDESCRIPTION, metadata.description.empty()
+                                             ? DefaultImageJDescription(shape)
+                                             : metadata.description);
   }
 }
+
+// PageTags' Tags for libtiff's fields.
+struct LibtiffTags {
+  TIFF* tif;
+  void Short(uint16_t tag, uint16_t v) { TIFFSetField(tif, tag, v); }
+  void Long(uint16_t tag, uint32_t v) { TIFFSetField(tif, tag, v); }
+  void Ascii(uint16_t tag, const std::string& text) { TIFFSetField(tif, tag, text.c_str()); }
+  void Rational(uint16_t tag, double v) { TIFFSetField(tif, tag, v); }
+};
 
 }  // namespace
 
@@ -120,109 +129,6 @@ std::optional<Compression> CompressionOfTag(uint16_t tag) {
     if (TiffCompression(c) == tag) return c;
   }
   return std::nullopt;
-}
-
-uint16_t TiffPageWriter::predictor() const {
-  return PredictorFor(TiffCompression(options_.compression), type_);
-}
-
-absl::string_view CompressionName(Compression compression) {
-  switch (compression) {
-    case Compression::kDefault:
-      return "default";
-    case Compression::kNone:
-      return "none";
-    case Compression::kDeflate:
-      return "deflate";
-    case Compression::kZstd:
-      return "zstd";
-    case Compression::kLzw:
-      return "lzw";
-    case Compression::kLz4:
-      return "lz4";
-  }
-  return "none";
-}
-
-absl::StatusOr<Compression> ParseCompression(absl::string_view name) {
-  for (Compression c : kAllCompressions) {
-    if (name == CompressionName(c)) return c;
-  }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown compression '", name, "' (use default, none, deflate, zstd, lzw or lz4)"));
-}
-
-namespace {
-
-// The levels a codec takes: [1, most]; 0 when it takes none.
-int MostLevel(Compression compression) {
-  switch (compression) {
-    case Compression::kDeflate:
-    case Compression::kLz4:
-      return 9;
-    case Compression::kZstd:
-      return 19;
-    default:
-      return 0;
-  }
-}
-
-}  // namespace
-
-absl::Status CheckCompressionLevel(Compression compression, int level) {
-  if (level == 0) return absl::OkStatus();
-  const int most = MostLevel(compression);
-  if (most == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("compression ", CompressionName(compression),
-                     " takes no level (levels: deflate 1-9, zstd 1-19, lz4 1-9)"));
-  }
-  if (level < 1 || level > most) {
-    return absl::InvalidArgumentError(absl::StrCat("compression ", CompressionName(compression),
-                                                   ": level ", level, " is outside 1-", most));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ParseCompressionText(absl::string_view text, Compression& compression, int& level) {
-  const size_t colon = text.find(':');
-  absl::StatusOr<Compression> parsed = ParseCompression(text.substr(0, colon));
-  if (!parsed.ok()) return parsed.status();
-  int parsed_level = 0;
-  if (colon != absl::string_view::npos) {
-    absl::string_view rest = text.substr(colon + 1);
-    if (!absl::ConsumePrefix(&rest, "level=") || !absl::SimpleAtoi(rest, &parsed_level) ||
-        parsed_level < 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "compression '", text, "': write NAME or NAME:level=N, e.g. deflate:level=9"));
-    }
-  }
-  STACKPROC_RETURN_IF_ERROR(CheckCompressionLevel(*parsed, parsed_level));
-  compression = *parsed;
-  level = parsed_level;
-  return absl::OkStatus();
-}
-
-std::string CompressionText(Compression compression, int level) {
-  return level == 0 ? std::string(CompressionName(compression))
-                    : absl::StrCat(CompressionName(compression), ":level=", level);
-}
-
-int CompressionLevel(Compression compression, int level) {
-  if (level != 0) return level;
-  // On 12-bit camera-like data (tests/bench/levels.py, docs/benchmarks.md) deflate and zstd at
-  // level 1 are 3.9x and 3.5x faster than at 6 and 3, for the same size or smaller; lz4 at 5 is
-  // as fast as at 1 and smaller.
-  switch (compression) {
-    case Compression::kDeflate:
-      return 1;
-    case Compression::kZstd:
-      return 1;
-    case Compression::kLz4:
-      return 5;
-    default:
-      return 0;
-  }
 }
 
 absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Create(
@@ -255,20 +161,24 @@ absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Create(
     return IoError(path, "cannot create its temporary file", "", error);
   }
   const bool bigtiff = stack_bytes > options.bigtiff_threshold;
-  absl::StatusOr<TiffHandle> handle = TiffHandle::OpenWrite(fd.get(), path, bigtiff ? "w8" : "w");
-  if (!handle.ok()) {
-    ::unlinkat(target.dir(), temp.c_str(), 0);
-    return handle.status();
+  std::unique_ptr<TiffHandle> handle;
+  if (options.compression != Compression::kNone) {
+    absl::StatusOr<TiffHandle> opened = TiffHandle::OpenWrite(fd.get(), path, bigtiff ? "w8" : "w");
+    if (!opened.ok()) {
+      ::unlinkat(target.dir(), temp.c_str(), 0);
+      return opened.status();
+    }
+    handle = std::make_unique<TiffHandle>(*std::move(opened));
   }
-  return std::unique_ptr<TiffPageWriter>(new TiffPageWriter(
-      target, std::move(temp), std::move(fd), std::make_unique<TiffHandle>(*std::move(handle)),
-      shape, type, std::move(metadata), options, slice_bytes));
+  return std::unique_ptr<TiffPageWriter>(
+      new TiffPageWriter(target, std::move(temp), std::move(fd), std::move(handle), shape, type,
+                         std::move(metadata), options, slice_bytes, bigtiff));
 }
 
 TiffPageWriter::TiffPageWriter(OutputTarget target, std::string temp, UniqueFd temp_fd,
                                std::unique_ptr<TiffHandle> handle, const StackShape& shape,
                                PixelType type, StackMetadata metadata, const WriteOptions& options,
-                               size_t slice_bytes)
+                               size_t slice_bytes, bool bigtiff)
     : target_(std::move(target)),
       path_(target_.display()),
       temp_(std::move(temp)),
@@ -282,6 +192,8 @@ TiffPageWriter::TiffPageWriter(OutputTarget target, std::string temp, UniqueFd t
       rows_per_strip_(static_cast<uint32_t>(
           std::clamp<size_t>(kTargetStripBytes / (slice_bytes / static_cast<size_t>(shape.height)),
                              1, static_cast<size_t>(shape.height)))),
+      predictor_(PredictorFor(options_.compression, type, options_.predictor)),
+      bigtiff_(bigtiff),
       encode_here_(options_.parallel_compression && CanEncodeStrips(options_.compression, type)) {
   if (options_.compression != Compression::kNone && !encode_here_) {
     scratch_.resize(rows_per_strip_ * (slice_bytes_ / static_cast<size_t>(shape_.height)));
@@ -315,21 +227,33 @@ absl::Status TiffPageWriter::Encode(const uint8_t* page, EncodedPage& out) const
     const size_t row = s * rows_per_strip_;
     const size_t rows = std::min<size_t>(rows_per_strip_, height - row);
     status[s] = EncodeStrip(options_.compression, options_.compression_level, type_,
-                            page + row * row_bytes, rows, row_bytes, scratch, out.strips[s]);
+                            predictor_ != PREDICTOR_NONE, page + row * row_bytes, rows, row_bytes,
+                            scratch, out.strips[s]);
   });
   for (absl::Status& s : status) STACKPROC_RETURN_IF_ERROR(s);
   return absl::OkStatus();
 }
 
 absl::Status TiffPageWriter::WriteEncoded(const EncodedPage& encoded) {
-  if (!handle_ || next_page_ >= shape_.depth) {
+  if (closed_ || next_page_ >= shape_.depth) {
     return absl::FailedPreconditionError(
         absl::StrCat(path_, ": page ", next_page_, " is past the stack's ", shape_.depth));
   }
+  if (!handle_) return WritePlane(encoded.page);
   TIFF* tif = handle_->get();
   const int64_t z = next_page_;
-  SetPageTags(tif, shape_, type_, metadata_, z, TiffCompression(options_.compression),
-              options_.compression_level, rows_per_strip_);
+  LibtiffTags tags{tif};
+  PageTags(tags, shape_, type_, metadata_, z, rows_per_strip_);
+  TIFFSetField(tif, TIFFTAG_COMPRESSION, TiffCompression(options_.compression));
+  TIFFSetField(tif, TIFFTAG_PREDICTOR, predictor_);
+  if (options_.compression == Compression::kZstd) {
+    TIFFSetField(tif, TIFFTAG_ZSTD_LEVEL,
+                 CompressionLevel(Compression::kZstd, options_.compression_level));
+  }
+  if (options_.compression == Compression::kDeflate) {
+    TIFFSetField(tif, TIFFTAG_ZIPQUALITY,
+                 CompressionLevel(Compression::kDeflate, options_.compression_level));
+  }
   auto write_failed = [&] {
     return IoError(path_, absl::StrCat("writing page ", z, " failed"), handle_->TakeError(),
                    handle_->TakeWriteErrno());
@@ -348,13 +272,7 @@ absl::Status TiffPageWriter::WriteEncoded(const EncodedPage& encoded) {
       continue;
     }
     const size_t bytes = std::min<size_t>(rows_per_strip_, height - row) * row_bytes;
-    // Not written to: uncompressed strips go out as they are.
-    auto* data = const_cast<uint8_t*>(encoded.page + row * row_bytes);
-    if (options_.compression == Compression::kNone) {
-      if (TIFFWriteRawStrip(tif, s, data, static_cast<tmsize_t>(bytes)) < 0) return write_failed();
-      continue;
-    }
-    std::memcpy(scratch_.data(), data, bytes);
+    std::memcpy(scratch_.data(), encoded.page + row * row_bytes, bytes);
     if (TIFFWriteEncodedStrip(tif, s, scratch_.data(), static_cast<tmsize_t>(bytes)) < 0) {
       return write_failed();
     }
@@ -377,16 +295,82 @@ void TiffPageWriter::StartWriteback() {
   written_back_ = st.st_size;
 }
 
+absl::Status TiffPageWriter::WritePlane(const uint8_t* page) {
+  const uint64_t at = TiffHeader(bigtiff_, 0).size() + static_cast<uint64_t>(next_page_) * slice_bytes_;
+  STACKPROC_RETURN_IF_ERROR(
+      PwriteAll(page, slice_bytes_, at, absl::StrCat("writing page ", next_page_)));
+  ++next_page_;
+  if (options_.sync) StartWriteback();
+  return absl::OkStatus();
+}
+
+absl::Status TiffPageWriter::PwriteAll(const void* data, size_t size, uint64_t at,
+                                       absl::string_view what) {
+  const auto* bytes = static_cast<const uint8_t*>(data);
+  for (size_t done = 0; done < size;) {
+    const ssize_t n =
+        ::pwrite(temp_fd_.get(), bytes + done, size - done, static_cast<off_t>(at + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return IoError(path_, absl::StrCat(what, " failed"), "", n < 0 ? errno : ENOSPC);
+    done += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TiffPageWriter::WriteDirectories() {
+  const uint64_t header = TiffHeader(bigtiff_, 0).size();
+  const auto height = static_cast<size_t>(shape_.height);
+  const size_t row_bytes = slice_bytes_ / height;
+  std::vector<uint64_t> counts;
+  for (size_t row = 0; row < height; row += rows_per_strip_) {
+    counts.push_back(std::min<size_t>(rows_per_strip_, height - row) * row_bytes);
+  }
+  // The directories follow the planes, each after the one before, at even offsets.
+  uint64_t at = header + static_cast<uint64_t>(shape_.depth) * slice_bytes_;
+  at += at % 2;
+  const uint64_t first = at;
+  std::string out;
+  uint64_t out_at = at;
+  for (int64_t z = 0; z < shape_.depth; ++z) {
+    TiffDirectory directory(bigtiff_);
+    PageTags(directory, shape_, type_, metadata_, z, rows_per_strip_);
+    directory.Short(TIFFTAG_COMPRESSION, COMPRESSION_NONE);
+    std::vector<uint64_t> offsets;
+    uint64_t strip_at = header + static_cast<uint64_t>(z) * slice_bytes_;
+    for (uint64_t count : counts) {
+      offsets.push_back(strip_at);
+      strip_at += count;
+    }
+    directory.Offsets(TIFFTAG_STRIPOFFSETS, offsets);
+    directory.Offsets(TIFFTAG_STRIPBYTECOUNTS, counts);
+    const uint64_t next = z + 1 < shape_.depth ? at + directory.size() : 0;
+    directory.AppendTo(at, next, out);
+    at += directory.size();
+    if (out.size() >= (size_t{1} << 20) || next == 0) {  // written in pieces of about 1 MiB
+      STACKPROC_RETURN_IF_ERROR(PwriteAll(out.data(), out.size(), out_at, "writing directories"));
+      out_at += out.size();
+      out.clear();
+    }
+  }
+  const std::string start = TiffHeader(bigtiff_, first);
+  return PwriteAll(start.data(), start.size(), 0, "writing the header");
+}
+
 absl::Status TiffPageWriter::Commit() {
-  if (!handle_ || next_page_ != shape_.depth) {
+  if (closed_ || next_page_ != shape_.depth) {
     return absl::FailedPreconditionError(absl::StrCat(path_, ": ", next_page_, " of ", shape_.depth,
                                                       " pages written, nothing committed"));
   }
-  // Close flushes the last directory: its errors count too.
-  std::string close_error = handle_->Close();
-  const int close_errno = handle_->TakeWriteErrno();
-  handle_.reset();
-  if (!close_error.empty()) return IoError(path_, "closing failed", close_error, close_errno);
+  closed_ = true;
+  if (handle_) {
+    // Close flushes the last directory: its errors count too.
+    std::string close_error = handle_->Close();
+    const int close_errno = handle_->TakeWriteErrno();
+    handle_.reset();
+    if (!close_error.empty()) return IoError(path_, "closing failed", close_error, close_errno);
+  } else {
+    STACKPROC_RETURN_IF_ERROR(WriteDirectories());
+  }
   if (options_.sync && ::fsync(temp_fd_.get()) != 0) {
     return IoError(path_, "fsync failed", "", errno);
   }

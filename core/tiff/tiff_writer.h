@@ -2,6 +2,11 @@
 // the pages go to a temporary file beside the target, renamed over the target only when every
 // page is written and synced. A failed or cancelled write leaves no file under the final name
 // (and any earlier file there untouched).
+//
+// Laid out as ImageJ and tifffile lay out a stack, so that every reader reads what the ImageJ
+// description promises: an uncompressed stack's planes one after another from byte 8 (16 in a
+// BigTIFF) on, its directories after them (tiff_directory.h); a compressed one page by page
+// through libtiff (ImageJ reads every directory of a compressed stack).
 #pragma once
 
 #include <sys/types.h>
@@ -19,35 +24,11 @@
 #include "core/base/cancel.h"
 #include "core/base/file.h"
 #include "core/stack/stack.h"
+#include "core/tiff/compression.h"
 
 namespace stackproc::core {
 
 class TiffHandle;
-
-// How an output is compressed. kDefault is the output format's own: none for TIFF and plane
-// sequences, blosc-lz4 for OME-Zarr (zarr_io.h: ZarrCodecFor). lzw is TIFF's only, lz4
-// (blosc-lz4) OME-Zarr's only.
-enum class Compression { kDefault, kNone, kDeflate, kZstd, kLzw, kLz4 };
-inline constexpr Compression kAllCompressions[] = {Compression::kDefault, Compression::kNone,
-                                                   Compression::kDeflate, Compression::kZstd,
-                                                   Compression::kLzw,     Compression::kLz4};
-
-// "default", "none", "deflate", "zstd", "lzw", "lz4".
-absl::string_view CompressionName(Compression compression);
-absl::StatusOr<Compression> ParseCompression(absl::string_view name);
-
-// The --compression grammar: NAME or NAME:level=N. Levels: deflate 1-9 (zlib's scale; a TIFF's
-// 8/16-bit strips at 1-3 by ISA-L's igzip, at 4-9 by libdeflate), zstd 1-19, lz4 1-9 (blosc's
-// clevel); default, none and lzw take none. Level 0 is the codec's
-// default (CompressionLevel). InvalidArgument naming what is wrong.
-absl::Status ParseCompressionText(absl::string_view text, Compression& compression, int& level);
-// The text back: "deflate:level=9", or the name alone for level 0.
-std::string CompressionText(Compression compression, int level);
-// InvalidArgument unless `level` is 0 or in `compression`'s range (above).
-absl::Status CheckCompressionLevel(Compression compression, int level);
-// The level a codec runs at for `level` (0: deflate 1, zstd 1, lz4 5: chosen from
-// docs/benchmarks.md#compression-levels).
-int CompressionLevel(Compression compression, int level);
 
 // What `compression` is for a TIFF (and each plane of a sequence): kDefault is none;
 // InvalidArgument for lz4, which is OME-Zarr's.
@@ -59,6 +40,7 @@ std::optional<Compression> CompressionOfTag(uint16_t tag);
 struct WriteOptions {
   Compression compression = Compression::kDefault;
   int compression_level = 0;  // 0: the codec's default (CompressionLevel)
+  Predictor predictor = Predictor::kDefault;  // TIFF outputs
   // Pixel data above this many bytes is written as BigTIFF (classic TIFF offsets end at 4 GiB;
   // the margin leaves room for directories and for codecs that expand incompressible data).
   uint64_t bigtiff_threshold = (uint64_t{4} << 30) - (uint64_t{256} << 20);
@@ -122,14 +104,21 @@ class TiffPageWriter {
   // The rows of each strip, and the Predictor tag of compressed pages: how this writer lays a
   // page out (AssembleTiff copies strips only between files laid out alike).
   uint32_t rows_per_strip() const { return rows_per_strip_; }
-  uint16_t predictor() const;
+  uint16_t predictor() const { return predictor_; }
   // Flushes, syncs and renames into place; FailedPrecondition unless every page was written.
   absl::Status Commit();
 
  private:
   TiffPageWriter(OutputTarget target, std::string temp, UniqueFd temp_fd,
                  std::unique_ptr<TiffHandle> handle, const StackShape& shape, PixelType type,
-                 StackMetadata metadata, const WriteOptions& options, size_t slice_bytes);
+                 StackMetadata metadata, const WriteOptions& options, size_t slice_bytes,
+                 bool bigtiff);
+
+  // An uncompressed page at its place among the planes; the directories of every page and the
+  // header that points at them (Commit).
+  absl::Status WritePlane(const uint8_t* page);
+  absl::Status WriteDirectories();
+  absl::Status PwriteAll(const void* data, size_t size, uint64_t at, absl::string_view what);
 
   // With sync: starts the disk writing what the pages so far put in the page cache. Left to the
   // kernel, an output under its dirty thresholds (a 1 GiB stack on a 24 GiB machine) is not
@@ -140,18 +129,21 @@ class TiffPageWriter {
   const std::string path_;  // the target's display name
   const std::string temp_;  // its temporary file's name in the target's directory
   UniqueFd temp_fd_;
-  std::unique_ptr<TiffHandle> handle_;
+  std::unique_ptr<TiffHandle> handle_;  // compressed pages; null for uncompressed ones
   const StackShape shape_;
   const PixelType type_;
   const StackMetadata metadata_;
   const WriteOptions options_;
   const size_t slice_bytes_;
   const uint32_t rows_per_strip_;
+  const uint16_t predictor_;      // the Predictor tag of compressed pages
+  const bool bigtiff_;
   const bool encode_here_;        // deflate/zstd strips compressed by Encode
   std::vector<uint8_t> scratch_;  // libtiff's codecs modify the buffer they are given
   EncodedPage encoded_;           // WritePage's
   int64_t next_page_ = 0;
   off_t written_back_ = 0;  // the file's bytes StartWriteback has handed to the disk
+  bool closed_ = false;  // Commit began: no more pages
   bool committed_ = false;
 };
 

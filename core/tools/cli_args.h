@@ -118,8 +118,7 @@ inline std::vector<std::string> FlagsInUsage(const std::string& usage) {
 // existing output is replaced only when asked.
 inline absl::Status ParseWriteFlags(const CliArgs& args, WriteOptions& write) {
   write.overwrite = args.Has("overwrite");
-  if (absl::Status s = ParseCompressionText(args.Get("compression", "default"), write.compression,
-                                            write.compression_level);
+  if (absl::Status s = ParseCompressionText(args.Get("compression", "default"), write);
       !s.ok()) {
     return s;
   }

@@ -22,14 +22,22 @@ using ::stackproc::testing::TempDir;
 using ::testing::HasSubstr;
 
 TEST(CompressionLevelTest, TheGrammarTakesALevelPerCodecAndRefusesTheRest) {
-  Compression c = Compression::kNone;
-  int level = -1;
-  ASSERT_OK(ParseCompressionText("deflate:level=9", c, level));
-  EXPECT_EQ(c, Compression::kDeflate);
-  EXPECT_EQ(level, 9);
-  ASSERT_OK(ParseCompressionText("zstd", c, level));
-  EXPECT_EQ(c, Compression::kZstd);
-  EXPECT_EQ(level, 0);
+  WriteOptions w;
+  w.compression_level = -1;
+  ASSERT_OK(ParseCompressionText("deflate:level=9", w));
+  EXPECT_EQ(w.compression, Compression::kDeflate);
+  EXPECT_EQ(w.compression_level, 9);
+  EXPECT_EQ(w.predictor, Predictor::kDefault);
+  ASSERT_OK(ParseCompressionText("zstd", w));
+  EXPECT_EQ(w.compression, Compression::kZstd);
+  EXPECT_EQ(w.compression_level, 0);
+  ASSERT_OK(ParseCompressionText("deflate:predictor=differencing,level=6", w));
+  EXPECT_EQ(w.compression_level, 6);
+  EXPECT_EQ(w.predictor, Predictor::kDifferencing);
+  EXPECT_EQ(CompressionText(w.compression, w.compression_level, w.predictor),
+            "deflate:level=6,predictor=differencing");
+  ASSERT_OK(ParseCompressionText("lzw:predictor=none", w));
+  EXPECT_EQ(w.predictor, Predictor::kNone);
   EXPECT_EQ(CompressionLevel(Compression::kZstd, 0), 1);  // the defaults (tests/bench/levels.py)
   EXPECT_EQ(CompressionLevel(Compression::kDeflate, 0), 1);
   EXPECT_EQ(CompressionLevel(Compression::kLz4, 0), 5);
@@ -43,9 +51,11 @@ TEST(CompressionLevelTest, TheGrammarTakesALevelPerCodecAndRefusesTheRest) {
       {"lzw:level=2", "takes no level"},     {"none:level=1", "takes no level"},
       {"default:level=3", "takes no level"}, {"deflate:lvl=3", "NAME:level=N"},
       {"deflate:level=0", "NAME:level=N"},   {"brotli", "unknown compression"},
+      {"none:predictor=none", "takes no predictor"}, {"lz4:predictor=differencing", "no predictor"},
+      {"deflate:predictor=yes", "predictor=none|differencing"}, {"deflate:level=3,", "NAME:level=N"},
   };
   for (const auto& b : bad) {
-    EXPECT_THAT(ParseCompressionText(b.text, c, level),
+    EXPECT_THAT(ParseCompressionText(b.text, w),
                 StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(b.why)))
         << b.text;
   }
@@ -60,7 +70,7 @@ TEST(CompressionLevelTest, FilesAtEachLevelReadBackEqualInOtherTools) {
                            "zstd:level=9", "lz4:level=1"}) {
     SCOPED_TRACE(text);
     WriteOptions options;
-    ASSERT_OK(ParseCompressionText(text, options.compression, options.compression_level));
+    ASSERT_OK(ParseCompressionText(text, options));
     const bool zarr = std::string(text) == "zstd:level=9" || std::string(text) == "lz4:level=1";
     const std::string out = dir.File(zarr ? "out.zarr" : "out.tif");
     std::filesystem::remove_all(out);

@@ -119,13 +119,14 @@ class Client:
         overwrite=True; the same request_id with the same job returns the first job."""
         if (output is None) == (not in_memory):
             raise ValueError("give output=PATH or in_memory=True (one of them)")
-        codec, level = parse_compression(compression)  # the argument shadows the name
+        codec, level, predictor = parse_compression(compression)  # the argument shadows the name
         spec = service_pb2.JobSpec(input_path=os.fspath(input), ops=op_specs(ops), shards=shards)
         if in_memory:
             spec.output.in_memory.SetInParent()
         else:
             spec.output.path = os.fspath(output)
         spec.output.compression, spec.output.compression_level = codec, level
+        spec.output.predictor = predictor
         spec.output.overwrite = overwrite
         reply = self._call("SubmitJob", service_pb2.SubmitJobRequest(
             spec=spec, request_id=request_id or ""))

@@ -67,16 +67,31 @@ _CODECS = {"none": service_pb2.COMPRESSION_NONE, "deflate": service_pb2.COMPRESS
            "lz4": service_pb2.COMPRESSION_LZ4, "default": service_pb2.COMPRESSION_UNSPECIFIED}
 
 
+_PREDICTORS = {"none": service_pb2.PREDICTOR_NONE,
+               "differencing": service_pb2.PREDICTOR_DIFFERENCING}
+
+
 def compression(text):
-    """(Compression, level) from the CLI's form "CODEC" or "CODEC:level=N" (None: the default);
-    InvalidArgument otherwise, as the server would say."""
+    """(Compression, level, Predictor) from the CLI's form "CODEC" or
+    "CODEC:level=N,predictor=none|differencing" (None: the default); InvalidArgument otherwise,
+    as the server would say (which also checks the level's range and who takes a predictor)."""
     if text is None:
-        return service_pb2.COMPRESSION_UNSPECIFIED, 0
-    match = re.fullmatch(r"(\w+)(?::level=(\d+))?", text.strip())
-    if not match or match.group(1) not in _CODECS:
+        return service_pb2.COMPRESSION_UNSPECIFIED, 0, service_pb2.PREDICTOR_UNSPECIFIED
+    name, _, keys = text.strip().partition(":")
+    level, predictor = 0, service_pb2.PREDICTOR_UNSPECIFIED
+    ok = name in _CODECS and (not _ or keys)
+    for pair in keys.split(",") if keys else []:
+        key, _, value = pair.partition("=")
+        if key == "level" and value.isdigit() and int(value) > 0:
+            level = int(value)
+        elif key == "predictor" and value in _PREDICTORS:
+            predictor = _PREDICTORS[value]
+        else:
+            ok = False
+    if not ok:
         raise errors.InvalidArgument(f"compression {text!r}: one of {', '.join(_CODECS)}, "
-                                     "optionally with :level=N")
-    return _CODECS[match.group(1)], int(match.group(2) or 0)
+                                     "optionally with :level=N,predictor=none|differencing")
+    return _CODECS[name], level, predictor
 
 
 @dataclasses.dataclass

@@ -57,8 +57,8 @@ class _TiffSink:
             if self.meta.pixel_size:
                 extra["resolution"] = (1 / self.meta.pixel_size[1], 1 / self.meta.pixel_size[0])
                 extra["resolutionunit"] = self.meta.resolution_unit
-        self.writer.write(self.buffer, contiguous=self.codec is None, metadata=None,
-                          compression=self.codec, **extra)
+        self.writer.write(self.buffer, contiguous=self.codec["compression"] is None,
+                          metadata=None, **self.codec, **extra)
 
     def close(self):
         if self.writer is not None:
@@ -67,11 +67,16 @@ class _TiffSink:
 
 
 def _codec(text):
-    codec, level = compression(text)
+    """tifffile's compression and predictor for `text`: deflate without a predictor unless asked
+    (ImageJ/Fiji undo none for deflate), as stackprocd writes it."""
+    codec, level, predictor = compression(text)
     if codec in (service_pb2.COMPRESSION_UNSPECIFIED, service_pb2.COMPRESSION_NONE):
-        return None
+        if predictor != service_pb2.PREDICTOR_UNSPECIFIED:
+            raise errors.InvalidArgument(f"compression {text!r}: none takes no predictor")
+        return {"compression": None}
     if codec == service_pb2.COMPRESSION_DEFLATE:
-        return ("zlib", level or 1)
+        return {"compression": ("zlib", level or 1),
+                "predictor": predictor == service_pb2.PREDICTOR_DIFFERENCING}
     raise errors.InvalidArgument(f"compression {text!r}: process_file writes none or deflate "
                                  "(tifffile); `stackproc process` writes every codec")
 

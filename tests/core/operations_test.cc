@@ -128,7 +128,26 @@ std::vector<Case> Cases() {
          cv::addWeighted(s, 1.7, b, -0.7, 0, r);
          return r;
        })},
+      // 256 bins (the default): uint8 is OpenCV's own; uint16 is OpenCV's CLAHE on the slice's
+      // range cut into 256 bins, each made its bin's first of 65536 levels, the clip scaled by
+      // 65536 / 256 (as clahe.cc works it out).
       {"clahe:clip=3,tiles=4", {U8, U16}, same([](const cv::Mat& s) {
+         cv::Mat r;
+         if (s.depth() == CV_8U) {
+           cv::createCLAHE(3, {4, 4})->apply(s, r);
+           return r;
+         }
+         double lo = 0, hi = 0;
+         cv::minMaxLoc(s, &lo, &hi);
+         cv::Mat binned = s.clone();
+         binned.forEach<uint16_t>([&](uint16_t& v, const int*) {
+           const int bin = static_cast<int>((v - lo) * 256 / (hi - lo + 1));
+           v = static_cast<uint16_t>(bin * 256);
+         });
+         cv::createCLAHE(3 * 256, {4, 4})->apply(binned, r);
+         return r;
+       })},
+      {"clahe:clip=3,tiles=4,bins=65536", {U16}, same([](const cv::Mat& s) {
          cv::Mat r;
          cv::createCLAHE(3, {4, 4})->apply(s, r);
          return r;
@@ -264,6 +283,25 @@ TEST(OperationsTest, EveryOperationMatchesOpenCV) {
   for (const OperationInfo* info : OperationRegistry::Builtin().List()) {
     EXPECT_TRUE(covered.count(info->name)) << info->name << " has no reference test";
   }
+}
+
+// OpenCV's 16-bit CLAHE limits each of 65536 levels to clip * tile pixels / 65536: below one
+// count per level, every clip rounds to the same limit (the audit's three identical preview
+// columns). Over 256 bins (the default) the clip acts.
+TEST(OperationsTest, SixteenBitClaheClipsDiffer) {
+  core::Stack stack = MakeStack({1, 128, 128}, U16, 8);  // 8x8 tiles of 16x16 pixels
+  cv::Mat src = stack.Slice(0);
+  std::vector<cv::Mat> binned, fine;
+  for (const char* clip : {"1", "2", "4"}) {
+    ASSERT_OK_AND_ASSIGN(cv::Mat b, ApplyOp(absl::StrCat("clahe:clip=", clip), src));
+    ASSERT_OK_AND_ASSIGN(cv::Mat f, ApplyOp(absl::StrCat("clahe:clip=", clip, ",bins=65536"), src));
+    binned.push_back(b);
+    fine.push_back(f);
+  }
+  EXPECT_FALSE(MatsEqual(binned[0], binned[1]));
+  EXPECT_FALSE(MatsEqual(binned[1], binned[2]));
+  EXPECT_TRUE(MatsEqual(fine[0], fine[1]));  // why bins exists
+  EXPECT_TRUE(MatsEqual(fine[1], fine[2]));
 }
 
 TEST(OperationsTest, UnsupportedTypesAreClearErrors) {

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <opencv2/core.hpp>
 #include <vector>
 
@@ -85,24 +86,28 @@ double FloatPercentile(const cv::Mat& slice, double percent) {
   return values[rank];
 }
 
-void Stretch(const cv::Mat& src, cv::Mat& dst, double lo, double hi) {
-  const double full = src.depth() == CV_32F ? 1.0 : (src.depth() == CV_8U ? 255.0 : 65535.0);
+// [lo, hi] of `src` to [0, full scale] of `to` (saturating), in one pass.
+void Stretch(const cv::Mat& src, cv::Mat& dst, double lo, double hi, std::optional<PixelType> to) {
+  const int type = to ? CvType(*to) : src.type();
   if (hi <= lo) {
+    dst.create(src.size(), type);
     dst.setTo(0);  // a flat slice has no range to stretch
     return;
   }
-  const double alpha = full / (hi - lo);
-  src.convertTo(dst, src.type(), alpha, -lo * alpha);
+  absl::StatusOr<PixelType> from = FromCvType(src.type());
+  const double alpha = FullScale(to.value_or(from.value_or(PixelType::kFloat32))) / (hi - lo);
+  src.convertTo(dst, type, alpha, -lo * alpha);
 }
 
 class Normalize final : public SliceOp {
  public:
-  Normalize(double low, double high, bool whole_stack)
-      : low_(low), high_(high), whole_stack_(whole_stack) {}
+  // `to`: the output's pixel type; nullopt keeps the input's.
+  Normalize(double low, double high, bool whole_stack, std::optional<PixelType> to)
+      : low_(low), high_(high), whole_stack_(whole_stack), to_(to) {}
 
   absl::StatusOr<SliceFormat> OutputFormat(const SliceFormat& in) const override {
     if (absl::Status s = CheckPixelType(Info(), in.type); !s.ok()) return s;
-    return in;
+    return SliceFormat{in.height, in.width, to_.value_or(in.type)};
   }
   bool NeedsWholeStack() const override { return whole_stack_; }
 
@@ -178,18 +183,19 @@ class Normalize final : public SliceOp {
   }
 
   void Apply(const cv::Mat& src, cv::Mat& dst) const override {
-    if (whole_stack_) return Stretch(src, dst, stack_lo_, stack_hi_);
+    if (whole_stack_) return Stretch(src, dst, stack_lo_, stack_hi_, to_);
     if (src.depth() == CV_32F) {
-      return Stretch(src, dst, FloatPercentile(src, low_), FloatPercentile(src, high_));
+      return Stretch(src, dst, FloatPercentile(src, low_), FloatPercentile(src, high_), to_);
     }
     Histogram h = IntegerHistogram(src.depth());
     h.Add(src);
-    Stretch(src, dst, h.Percentile(low_), h.Percentile(high_));
+    Stretch(src, dst, h.Percentile(low_), h.Percentile(high_), to_);
   }
 
  private:
   double low_, high_;
   bool whole_stack_;
+  std::optional<PixelType> to_;
   double stack_lo_ = 0, stack_hi_ = 0;
 };
 
@@ -198,11 +204,15 @@ absl::StatusOr<std::unique_ptr<SliceOp>> Make(const ParamValues& p) {
   if (low >= high) {
     return ParamError(Info(), absl::StrCat("low=", low, " must be below high=", high));
   }
-  return std::make_unique<Normalize>(low, high, p.Choice("scope") == "stack");
+  return std::make_unique<Normalize>(low, high, p.Choice("scope") == "stack", std::nullopt);
 }
 
 }  // namespace
 
 OperationDef NormalizeOperation() { return {Info(), Make}; }
+
+std::unique_ptr<SliceOp> StackPercentileStretch(double low, double high, PixelType to) {
+  return std::make_unique<Normalize>(low, high, true, to);
+}
 
 }  // namespace stackproc::core::ops

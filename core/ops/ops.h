@@ -22,4 +22,8 @@ OperationDef Rotate90Operation();
 OperationDef ConvertOperation();
 OperationDef MorphologyOperation();
 
+// normalize's whole-stack stretch into another pixel type: the stack's `low` and `high`
+// percentiles to 0 and `to`'s full scale (convert:mode=range).
+std::unique_ptr<SliceOp> StackPercentileStretch(double low, double high, PixelType to);
+
 }  // namespace stackproc::core::ops

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <opencv2/imgproc.hpp>
 #include <thread>
 #include <vector>
@@ -115,6 +116,36 @@ TEST(EngineTest, NormalizeOverTheStackUsesGlobalPercentiles) {
     blurred.Slice(z).convertTo(want, CV_16U, 65535.0 / (hi - lo), -lo * 65535.0 / (hi - lo));
     ASSERT_TRUE(MatsEqual(out.Slice(z), want)) << "slice " << z;
   }
+}
+
+// 12-bit data into uint8: scaled by the type (the default) it is nearly black (0-15); by the
+// stack's range (mode=range) its minimum is 0 and its maximum 255, worked out by hand.
+TEST(EngineTest, ConvertByTheStacksRange) {
+  Stack input = MakeStack({6, 30, 40}, PixelType::kUint16, 4);
+  const auto* p = reinterpret_cast<uint16_t*>(input.data());
+  std::vector<uint16_t> all(p, p + input.size_bytes() / 2);
+  for (uint16_t& v : all) v = static_cast<uint16_t>(100 + v % 4000);  // 12-bit, 100-4099
+  std::memcpy(input.data(), all.data(), input.size_bytes());
+  const double lo = *std::min_element(all.begin(), all.end());
+  const double hi = *std::max_element(all.begin(), all.end());
+  ASSERT_OK_AND_ASSIGN(Stack scaled, RunWith(2, input, {"convert:to=uint8"}));
+  ASSERT_OK_AND_ASSIGN(Stack ranged, RunWith(2, input, {"convert:to=uint8,mode=range"}));
+  double most = 0;
+  for (int64_t z = 0; z < input.depth(); ++z) {
+    double zmax = 0;
+    cv::minMaxLoc(scaled.Slice(z), nullptr, &zmax);
+    most = std::max(most, zmax);
+    cv::Mat want;
+    input.Slice(z).convertTo(want, CV_8U, 255.0 / (hi - lo), -lo * 255.0 / (hi - lo));
+    ASSERT_TRUE(MatsEqual(ranged.Slice(z), want)) << "slice " << z;
+  }
+  EXPECT_LE(most, 16);
+  // The 1st and 99th percentiles instead: the brightest 1% saturate.
+  ASSERT_OK_AND_ASSIGN(Stack clipped,
+                       RunWith(2, input, {"convert:to=uint8,mode=range,low=1,high=99"}));
+  EXPECT_FALSE(StacksEqual(clipped, ranged));
+  EXPECT_THAT(RunWith(1, input, {"convert:to=uint8,low=1"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("mode=range")));
 }
 
 TEST(EngineTest, MetadataFollowsGeometry) {

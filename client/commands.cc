@@ -105,6 +105,11 @@ absl::StatusOr<int> Submit(const CliArgs& args, Client& client) {
     STACKPROC_ASSIGN_OR_RETURN(*spec->add_ops(), ParseOpText(text));
   }
   v1::OutputSpec* output = spec->mutable_output();
+  if (args.Has("in-memory") && args.Has("output")) {
+    return absl::InvalidArgumentError(
+        "--output and --in-memory: give one (--in-memory keeps the result on the server and "
+        "writes no file)");
+  }
   if (args.Has("in-memory")) {
     int64_t retention = 0;
     if (!absl::SimpleAtoi(args.Get("retention", "0"), &retention)) {
@@ -120,6 +125,7 @@ absl::StatusOr<int> Submit(const CliArgs& args, Client& client) {
   STACKPROC_RETURN_IF_ERROR(core::ParseWriteFlags(args, write));
   output->set_compression(convert::ToProto(write.compression));
   output->set_compression_level(write.compression_level);
+  output->set_predictor(convert::ToProto(write.predictor));
   if (write.chunks) {
     output->mutable_chunks()->set_depth((*write.chunks)[0]);
     output->mutable_chunks()->set_height((*write.chunks)[1]);

@@ -194,6 +194,7 @@ absl::StatusOr<core::ProcessRequest> JobManager::RequestFor(const JobSpec& spec)
   if (spec.output_path) {
     // A file, or a folder of planes or an OME-Zarr store: then the target is that folder (an
     // existing one needs overwrite, checked by Plan, and must hold what the format writes).
+    STACKPROC_RETURN_IF_ERROR(core::CheckPathText(*spec.output_path, /*output=*/true));
     STACKPROC_ASSIGN_OR_RETURN(core::OutputName output, core::ParseOutputName(*spec.output_path));
     STACKPROC_ASSIGN_OR_RETURN(
         request.output_target,
@@ -206,6 +207,7 @@ absl::StatusOr<core::ProcessRequest> JobManager::RequestFor(const JobSpec& spec)
   request.ops = spec.ops;
   request.write.compression = spec.compression;
   request.write.compression_level = spec.compression_level;
+  request.write.predictor = spec.predictor;
   request.write.overwrite = spec.overwrite;
   request.write.chunks = spec.chunks;
   request.write.pyramid_levels = spec.pyramid_levels;

@@ -35,7 +35,11 @@ absl::StatusOr<OutputName> ParseOutputName(const std::string& output) {
   }
   STACKPROC_ASSIGN_OR_RETURN(std::optional<SequenceOutput> sequence, ParseSequenceOutput(output));
   if (sequence) return OutputName{Format::kPlanes, sequence->folder, sequence->pattern};
-  return OutputName{Format::kTiff, output, ""};
+  if (IsTiffName(output)) return OutputName{Format::kTiff, output, ""};
+  return absl::InvalidArgumentError(
+      absl::StrCat(output, ": the output's name says its format, and this one says none: NAME.tif "
+                           "or NAME.tiff (TIFF), NAME.ome.zarr or NAME.zarr (OME-Zarr), NAME/ or "
+                           "NAME/z%04d.tif (a folder of planes)"));
 }
 
 absl::Status CheckReplaceable(Format format, const OutputTarget& target) {
@@ -57,7 +61,7 @@ absl::Status CheckReplaceable(Format format, const OutputTarget& target) {
     for (const std::string& n : names) {
       struct stat st;
       ours =
-          ours && (absl::EndsWithIgnoreCase(n, ".tif") || absl::EndsWithIgnoreCase(n, ".tiff")) &&
+          ours && IsTiffName(n) &&
           ::fstatat(folder.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
     }
   }

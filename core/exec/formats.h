@@ -1,10 +1,12 @@
 // The formats stackproc reads and writes, and how an input or an output names its format:
 //
-//   input                                     output
-//   a file                     TIFF           NAME.tif, NAME.tiff (any other name)     TIFF
-//   a folder, pattern, glob    plane sequence NAME/, NAME/z%04d.tif                    plane
-//   sequence NAME.zarr or a folder      OME-Zarr       NAME.zarr, NAME.ome.zarr OME-Zarr with
-//   .zarray / .zattrs
+//   TIFF            input: a file                output: NAME.tif, NAME.tiff
+//   plane sequence  input: a folder, a pattern   output: NAME/, NAME/z%04d.tif
+//                   (planes/z%04d.tif), a glob
+//   OME-Zarr        input: NAME.zarr, or a       output: NAME.zarr, NAME.ome.zarr
+//                   folder with .zarray/.zattrs
+//
+// An output named otherwise is refused.
 //
 // Every job (stackproc-local, a path job, a streamed job's local output) opens its input and
 // its output here.

@@ -76,11 +76,6 @@ struct NumberPattern {
   }
 };
 
-bool IsTiffName(const std::string& name) {
-  const std::string lower = absl::AsciiStrToLower(name);
-  return absl::EndsWith(lower, ".tif") || absl::EndsWith(lower, ".tiff");
-}
-
 absl::StatusOr<std::vector<std::string>> Numbered(const Files& files, const std::string& dir,
                                                   const std::string& name,
                                                   const std::string& input) {
@@ -119,6 +114,10 @@ absl::StatusOr<std::vector<std::string>> Matching(
 }
 
 }  // namespace
+
+bool IsTiffName(absl::string_view name) {
+  return absl::EndsWithIgnoreCase(name, ".tif") || absl::EndsWithIgnoreCase(name, ".tiff");
+}
 
 bool NaturalLess(const std::string& a, const std::string& b) {
   size_t i = 0, j = 0;

@@ -65,6 +65,9 @@ struct SequenceOutput {
 };
 absl::StatusOr<std::optional<SequenceOutput>> ParseSequenceOutput(const std::string& output);
 
+// Whether a file's name says TIFF: NAME.tif or NAME.tiff, in any case.
+bool IsTiffName(absl::string_view name);
+
 // Writes one single-page TIFF per plane (the stack's metadata, its depth made 1) into a folder
 // made for the sequence under a temporary name beside its final one; Close renames it into
 // place, so the sequence is complete under its name or absent. Planes are written as they are

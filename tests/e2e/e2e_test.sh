@@ -48,6 +48,23 @@ cmp "$work/data/out.tif" "$work/ref.tif" || fail "a refused run touched the exis
 "$local_tool" run --input "$work/data/in.tif" --op gaussian:ksize=5 --op resize:scale=0.5 \
   --output "$work/ref.tif" --overwrite >/dev/null 2>&1 || fail "run --overwrite"
 
+# Outputs that would be lost or mislabelled are refused, nothing written: a name of no format
+# (it was written as a TIFF), an in-memory job given a file too (it ran and wrote nothing).
+if err=$("$local_tool" run --input "$work/data/in.tif" --output "$work/out.png" 2>&1); then
+  fail "stackproc-local wrote out.png"
+fi
+has "says none: NAME.tif" "$err" || fail "unknown output format: $err"
+[[ ! -e "$work/out.png" ]] || fail "a refused run left out.png"
+if err=$("$cli" submit --input in.tif --op invert --output x.png --wait 2>&1); then
+  fail "submit took x.png"
+fi
+has "says none: NAME.tif" "$err" || fail "submit: unknown output format: $err"
+if err=$("$cli" submit --input in.tif --op invert --output kept.tif --in-memory 2>&1); then
+  fail "submit took --output with --in-memory"
+fi
+has "give one" "$err" || fail "--output with --in-memory: $err"
+[[ ! -e "$work/data/kept.tif" ]] || fail "a refused submit wrote kept.tif"
+
 # A streamed job from a local file: the same bytes as the path job, listed with the others.
 out=$("$cli" process "$work/data/in.tif" -o "$work/streamed.tif" --op gaussian:ksize=5 \
   --op resize:scale=0.5)

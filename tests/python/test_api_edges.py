@@ -61,6 +61,7 @@ def test_unknown_service_name_is_not_found(server):
     ("in.tif\0.png", "o.tif", "control characters"),
     ("in.tif", "o.tif\0/../../x", "control characters"),
     ("in\n.tif", "o.tif", "control characters"),
+    ("in.tif", "o.png", "says none: NAME.tif"),  # once written as a TIFF under that name
 ])
 def test_bad_paths_are_the_callers_errors(server, input, output, says):
     write_tiff(server.root / "in.tif", stack((1, 8, 8), "uint8"))

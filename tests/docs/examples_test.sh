@@ -2,23 +2,38 @@
 # The README's examples run as written: each docs/examples/*.sh must appear verbatim in the
 # README (inside a ```sh block), and runs here with the build's programs on PATH, in a
 # directory of its own, then what it made is checked (tifffile, zarr, and the same job run by
-# stackproc-local). The server examples use the default port, 50051: one at a time.
+# stackproc-local). The server examples show the default port (50051; the TLS recipe listens on
+# every address, as a facility's server does): here they run on a free port of 127.0.0.1, the
+# address and port the only words changed. Each runs in a process group of its own, and only
+# those groups are stopped at the end.
 # usage: examples_test.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build=$(realpath "$1")
 src=$(realpath "$2")
 export PATH=$build/server:$build/client:$build/core:$PATH
 work=$(mktemp -d)
-trap 'pkill -f "stackprocd --data-root stacks" 2>/dev/null || true; rm -rf "$work"' EXIT
+groups=()
+cleanup() {
+  for group in "${groups[@]}"; do kill -- "-$group" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 py() { /usr/bin/python3 -c "$@"; }
+port=$(py 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export STACKPROC_LISTEN=127.0.0.1:$port STACKPROC_SERVER=127.0.0.1:$port
 
 for example in "$src"/docs/examples/*.sh; do
   name=$(basename "$example" .sh)
   py 'import sys; sys.exit(open(sys.argv[2]).read().strip() not in open(sys.argv[1]).read())' \
     "$src/README.md" "$example" || fail "$name: the README does not show docs/examples/$name.sh as it is"
   mkdir "$work/$name"
-  if ! (cd "$work/$name" && timeout 300 bash -euo pipefail "$example") >"$work/$name.log" 2>&1; then
+  sed -e "s/0\.0\.0\.0:50051/127.0.0.1:$port/g; s/127\.0\.0\.1:50051/127.0.0.1:$port/g" \
+    "$example" >"$work/$name.sh"
+  (cd "$work/$name" && exec setsid timeout 300 bash -euo pipefail "$work/$name.sh") \
+    >"$work/$name.log" 2>&1 &
+  groups+=($!)
+  if ! wait $!; then
     tail -n 20 "$work/$name.log" >&2
     fail "$name exited non-zero"
   fi

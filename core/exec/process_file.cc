@@ -69,6 +69,7 @@ absl::StatusOr<ProcessPlan> PlanProcess(const ProcessRequest& request, int concu
     sink = OutputTraits(output, request.write);
   }
   STACKPROC_ASSIGN_OR_RETURN(plan.source, OpenRequestInput(request));
+  plan.source_depth = plan.source->info().shape.depth;
   // A whole-stack step with its statistics given runs like a per-slice one.
   const bool whole_stack = plan.pipeline.NeedsWholeStack() && !request.stack_stats;
   if (request.z_range) {
@@ -132,9 +133,17 @@ absl::StatusOr<ProcessSummary> ProcessFile(const ProcessRequest& request) {
     summary.result = sink.Take();
   } else {
     // The run's options cancel it and give it its arena: a sink needs only the write's.
-    STACKPROC_ASSIGN_OR_RETURN(
-        std::unique_ptr<SliceSink> sink,
-        OpenOutput(request.output_path, request.write, request.output_target));
+    WriteOptions write = request.write;
+    // A TIFF shard: where its slices belong goes with them (an OME-Zarr shard fills its part of
+    // one store and needs no assembly).
+    if (request.z_range && ParseOutputName(request.output_path)->format == Format::kTiff) {
+      write.shard_record = FormatShardRecord(
+          {*request.z_range, plan.source_depth,
+           JobKey(request.input_path, summary.pipeline, plan.source_depth,
+                  CompressionText(write.compression, write.compression_level, write.predictor))});
+    }
+    STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<SliceSink> sink,
+                               OpenOutput(request.output_path, write, request.output_target));
     STACKPROC_RETURN_IF_ERROR(RunPlan(request, plan, *sink));
   }
   summary.elapsed = absl::Now() - start;

@@ -61,6 +61,7 @@ struct ProcessRequest {
 struct ProcessPlan {
   std::shared_ptr<SliceSource> source;  // open: what was validated is what is read
   StackInfo input;                      // the source's
+  int64_t source_depth = 0;             // the input's, before a z-range
   Pipeline pipeline;
   std::vector<SliceFormat> formats;           // Pipeline::Plan of the input's slices
   ProcessMode mode = ProcessMode::kInMemory;  // never kAuto

@@ -2,9 +2,12 @@
 
 #include <tiffio.h>
 
+#include <algorithm>
+
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "core/base/cancel.h"
 #include "core/base/status_macros.h"
@@ -44,6 +47,38 @@ absl::StatusOr<ZRange> ShardRange(int64_t depth, int64_t shards, int64_t index, 
   return ZRange{first * align, std::min((first + count) * align, depth)};
 }
 
+std::string FormatShardRecord(const ShardRecord& record) {
+  return absl::StrCat("stackproc shard ", record.range.begin, ":", record.range.end, " of ",
+                      record.depth, " job ", record.job);
+}
+
+absl::StatusOr<ShardRecord> ParseShardRecord(absl::string_view text, absl::string_view what) {
+  const std::vector<absl::string_view> words = absl::StrSplit(text, ' ');
+  ShardRecord record;
+  absl::StatusOr<ZRange> range =
+      words.size() == 7 ? ParseZRange(words[2]) : absl::InvalidArgumentError("");
+  if (words.size() != 7 || words[0] != "stackproc" || words[1] != "shard" || !range.ok() ||
+      words[3] != "of" || !absl::SimpleAtoi(words[4], &record.depth) || words[5] != "job" ||
+      range->end > record.depth) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": its shard record \"", text, "\" is not stackproc's"));
+  }
+  record.range = *range;
+  record.job = std::string(words[6]);
+  return record;
+}
+
+std::string JobKey(absl::string_view input, absl::string_view pipeline, int64_t depth,
+                   absl::string_view compression) {
+  uint64_t hash = 14695981039346656037ull;
+  for (absl::string_view part : {input, pipeline, absl::string_view(absl::StrCat(depth)),
+                                 compression}) {
+    for (char c : part) hash = (hash ^ static_cast<uint8_t>(c)) * 1099511628211ull;
+    hash = (hash ^ 0xff) * 1099511628211ull;  // parts apart: "ab","c" is not "a","bc"
+  }
+  return absl::StrFormat("%016x", hash);
+}
+
 absl::StatusOr<std::unique_ptr<ZRangeSource>> ZRangeSource::Create(
     std::shared_ptr<SliceSource> source, ZRange range) {
   const StackInfo& whole = source->info();
@@ -63,7 +98,52 @@ struct Shard {
   std::string path;
   InputFile file;
   TiffInfo info;
+  ShardRecord record;
 };
+
+// The shards in the order of their ranges, which must cover the job's slices once each, all of
+// one job: InvalidArgument naming the shard otherwise.
+absl::Status PutInPlace(std::vector<Shard>& shards) {
+  std::stable_sort(shards.begin(), shards.end(), [](const Shard& a, const Shard& b) {
+    return a.record.range.begin < b.record.range.begin;
+  });
+  const ShardRecord& first = shards.front().record;
+  int64_t next = 0;  // the first slice no shard so far holds
+  const Shard* previous = nullptr;
+  for (const Shard& shard : shards) {
+    const ShardRecord& r = shard.record;
+    if (r.job != first.job || r.depth != first.depth) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          shard.path, ": a shard of another job (", r.depth, " slices, job ", r.job, "; ",
+          shards.front().path, " is of ", first.depth, " slices, job ", first.job, ")"));
+    }
+    if (r.range.size() != shard.info.shape.depth) {
+      return absl::InvalidArgumentError(absl::StrCat(shard.path, ": records slices ", r.range.begin,
+                                                     ":", r.range.end, " but holds ",
+                                                     shard.info.shape.depth));
+    }
+    if (r.range.begin > next) {
+      return absl::InvalidArgumentError(absl::StrCat("slices ", next, ":", r.range.begin,
+                                                     " are in no shard (missing before ",
+                                                     shard.path, ")"));
+    }
+    if (r.range.begin < next) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(shard.path, " (slices ", r.range.begin, ":", r.range.end, ") ",
+                       r.range == previous->record.range ? "repeats" : "overlaps", " ",
+                       previous->path, " (slices ", previous->record.range.begin, ":",
+                       previous->record.range.end, ")"));
+    }
+    next = r.range.end;
+    previous = &shard;
+  }
+  if (next != first.depth) {
+    return absl::InvalidArgumentError(absl::StrCat("slices ", next, ":", first.depth,
+                                                   " are in no shard (missing after ",
+                                                   previous->path, ")"));
+  }
+  return absl::OkStatus();
+}
 
 absl::Status NotLaidOutAlike(const std::string& path, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(
@@ -135,13 +215,26 @@ absl::Status AssembleTiff(const Files& files, const std::vector<std::string>& sh
     if (info.contiguous_planes_at || info.tiled) {
       return NotLaidOutAlike(path, "an ImageJ raw stack or a tiled file");
     }
+    if (info.shard_record.empty()) {
+      return NotLaidOutAlike(path, "no shard record (stackproc-local run --shards N or --z-range "
+                                   "A:B writes one)");
+    }
+    STACKPROC_ASSIGN_OR_RETURN(ShardRecord record, ParseShardRecord(info.shard_record, path));
     shape = {shape.depth + info.shape.depth, info.shape.height, info.shape.width};
-    parts.push_back({path, std::move(file), std::move(info)});
+    parts.push_back({path, std::move(file), std::move(info), std::move(record)});
   }
+  STACKPROC_RETURN_IF_ERROR(PutInPlace(parts));
   const TiffInfo& first = parts.front().info;
   const std::optional<Compression> compression = CompressionOfTag(first.compression);
   if (!compression) return NotLaidOutAlike(parts.front().path, "a compression it does not write");
   options.compression = *compression;
+  options.shard_record.clear();  // the result is whole
+  {
+    STACKPROC_ASSIGN_OR_RETURN(TiffHandle handle, TiffHandle::OpenRead(parts.front().file));
+    uint16_t predictor = PREDICTOR_NONE;
+    TIFFGetFieldDefaulted(handle.get(), TIFFTAG_PREDICTOR, &predictor);
+    options.predictor = predictor == PREDICTOR_NONE ? Predictor::kNone : Predictor::kDifferencing;
+  }
   const StackMetadata metadata =
       UpdateMetadata(first.metadata, shape, first.pixel_type, first.pixel_type, {});
   STACKPROC_ASSIGN_OR_RETURN(

@@ -36,6 +36,23 @@ absl::StatusOr<ZRange> ParseZRange(absl::string_view text);
 // InvalidArgument for an index outside [0, shards) or more shards than aligned pieces.
 absl::StatusOr<ZRange> ShardRange(int64_t depth, int64_t shards, int64_t index, int64_t align = 1);
 
+// Where a TIFF shard's slices belong, recorded in the shard (WriteOptions::shard_record) so that
+// assembly can prove every slice is there once: its range, the whole stack's depth, and its job
+// (JobKey: the same input, pipeline and output settings give the same key).
+struct ShardRecord {
+  ZRange range;
+  int64_t depth = 0;
+  std::string job;
+};
+// "stackproc shard 4:8 of 12 job 9f3a0c1d2e4b5a60".
+std::string FormatShardRecord(const ShardRecord& record);
+// InvalidArgument naming `what` unless `text` is FormatShardRecord's.
+absl::StatusOr<ShardRecord> ParseShardRecord(absl::string_view text, absl::string_view what);
+// A job's key from what decides its output: the input as named, the pipeline, the input's depth
+// and the output's compression (16 hex digits of FNV-1a).
+std::string JobKey(absl::string_view input, absl::string_view pipeline, int64_t depth,
+                   absl::string_view compression);
+
 // Slices `range` of `source`, as slices 0.. of a stack of their own (its metadata's depth made
 // the range's).
 class ZRangeSource final : public SliceSource {
@@ -66,13 +83,14 @@ class ZRangeSource final : public SliceSource {
   const StackInfo info_;
 };
 
-// Puts TIFF shards (each the pages of one range, in order, written by stackproc with one
-// compression) together into one TIFF at `target`: each page's strips are copied as they are,
-// neither decoded nor encoded again, with the first shard's metadata, its depth made the total.
-// The result is the file one run would have written. Written like any TIFF (a temporary file
-// beside the target, synced, renamed; `options`' overwrite and temp_tag; its compression is the
-// shards'). InvalidArgument when the shards differ in size, type or compression, or were laid
-// out by another writer; the shard is named.
+// Puts TIFF shards (each the pages of one range, written by stackproc with one compression and
+// its ShardRecord) together into one TIFF at `target`, in the order of their ranges: each page's
+// strips are copied as they are, neither decoded nor encoded again, with the first shard's
+// metadata, its depth made the total. The result is the file one run would have written.
+// Written like any TIFF (a temporary file beside the target, synced, renamed; `options`'
+// overwrite and temp_tag; its compression is the shards'). InvalidArgument, naming the shard,
+// when the shards differ in size, type or compression, were laid out by another writer, carry no
+// record, come from another job, or leave slices out or hold some twice.
 absl::Status AssembleTiff(const Files& files, const std::vector<std::string>& shards,
                           const OutputTarget& target, WriteOptions options);
 

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
+#include <mutex>
 #include <optional>
 #include <utility>
 
@@ -32,6 +33,20 @@ std::optional<uint64_t> FirstDirectoryOffset(const InputFile& file) {
   if (version == 42) return number(4, 4);
   if (version == 43) return number(8, 8);
   return std::nullopt;
+}
+
+// libtiff learns stackproc's tags once per process: each handle then reads and writes them.
+TIFFExtendProc g_next_extender = nullptr;
+void ExtendTags(TIFF* tif) {
+  static const TIFFFieldInfo kFields[] = {{kShardRecordTag, TIFF_VARIABLE, TIFF_VARIABLE,
+                                           TIFF_ASCII, FIELD_CUSTOM, 1, 0,
+                                           const_cast<char*>("StackprocShardRecord")}};
+  TIFFMergeFieldInfo(tif, kFields, 1);
+  if (g_next_extender != nullptr) g_next_extender(tif);
+}
+void RegisterTags() {
+  static std::once_flag once;
+  std::call_once(once, [] { g_next_extender = TIFFSetTagExtender(ExtendTags); });
 }
 
 }  // namespace
@@ -119,6 +134,7 @@ TIFFOpenOptions* TiffHandle::Options(Messages* messages) {
 }
 
 absl::StatusOr<TiffHandle> TiffHandle::OpenRead(const InputFile& file) {
+  RegisterTags();
   TiffHandle handle;
   handle.messages_ = std::make_unique<Messages>();
   handle.source_ = std::make_unique<Source>(Source{file.fd(), 0, file.size(), file, 0});
@@ -144,6 +160,7 @@ absl::StatusOr<TiffHandle> TiffHandle::OpenRead(const InputFile& file) {
 
 absl::StatusOr<TiffHandle> TiffHandle::OpenWrite(int fd, const std::string& name,
                                                  const char* mode) {
+  RegisterTags();
   TiffHandle handle;
   handle.messages_ = std::make_unique<Messages>();
   handle.source_ = std::make_unique<Source>(Source{fd, 0, 0, std::nullopt, 0});

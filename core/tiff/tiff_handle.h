@@ -13,6 +13,10 @@
 
 namespace stackproc::core {
 
+// A private ASCII tag (in TIFF's reusable range) on page 0 of a shard of a job cut in z-ranges:
+// where its slices belong (shards.h: ShardRecord). Other readers pass over it.
+inline constexpr uint16_t kShardRecordTag = 65421;
+
 class TiffHandle {
  public:
   // Reads `file` through its shared descriptor, with pread at this handle's own offset: many

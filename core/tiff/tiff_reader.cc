@@ -379,6 +379,9 @@ absl::StatusOr<TiffInfo> Validate(const InputFile& file, const TiffLimits& limit
     if (page == 0) {
       first = layout;
       info.metadata = ReadMetadata(tif);
+      if (const char* record = nullptr; TIFFGetField(tif, kShardRecordTag, &record) && record) {
+        info.shard_record = record;
+      }
     } else if (layout.width != first.width || layout.height != first.height ||
                layout.type != first.type) {
       return PageError(path, page,

@@ -50,6 +50,7 @@ struct TiffInfo {
   // plane starts. The planes are then read with pread, not through their directories.
   std::optional<uint64_t> contiguous_planes_at;
   StackMetadata metadata;
+  std::string shard_record;  // page 0's kShardRecordTag: a shard's place in its job (shards.h)
 };
 
 // Walks every page and checks it: same size and type as page 0, supported layout and codec,

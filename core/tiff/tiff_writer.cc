@@ -81,7 +81,7 @@ uint16_t PredictorFor(Compression compression, PixelType type, Predictor predict
 // Ascii and Rational (libtiff's fields, or a TiffDirectory of a page laid out by hand).
 template <typename Tags>
 void PageTags(Tags& tags, const StackShape& shape, PixelType type, const StackMetadata& metadata,
-              int64_t z, uint32_t rows_per_strip) {
+              const std::string& shard_record, int64_t z, uint32_t rows_per_strip) {
   tags.Long(TIFFTAG_IMAGEWIDTH, static_cast<uint32_t>(shape.width));
   tags.Long(TIFFTAG_IMAGELENGTH, static_cast<uint32_t>(shape.height));
   tags.Short(TIFFTAG_BITSPERSAMPLE, static_cast<uint16_t>(BytesPerPixel(type) * 8));
@@ -101,6 +101,7 @@ void PageTags(Tags& tags, const StackShape& shape, PixelType type, const StackMe
     tags.Ascii(TIFFTAG_IMAGEDESCRIPTION, metadata.description.empty()
                                              ? DefaultImageJDescription(shape)
                                              : metadata.description);
+    if (!shard_record.empty()) tags.Ascii(kShardRecordTag, shard_record);
   }
 }
 
@@ -243,7 +244,7 @@ absl::Status TiffPageWriter::WriteEncoded(const EncodedPage& encoded) {
   TIFF* tif = handle_->get();
   const int64_t z = next_page_;
   LibtiffTags tags{tif};
-  PageTags(tags, shape_, type_, metadata_, z, rows_per_strip_);
+  PageTags(tags, shape_, type_, metadata_, options_.shard_record, z, rows_per_strip_);
   TIFFSetField(tif, TIFFTAG_COMPRESSION, TiffCompression(options_.compression));
   TIFFSetField(tif, TIFFTAG_PREDICTOR, predictor_);
   if (options_.compression == Compression::kZstd) {
@@ -333,7 +334,7 @@ absl::Status TiffPageWriter::WriteDirectories() {
   uint64_t out_at = at;
   for (int64_t z = 0; z < shape_.depth; ++z) {
     TiffDirectory directory(bigtiff_);
-    PageTags(directory, shape_, type_, metadata_, z, rows_per_strip_);
+    PageTags(directory, shape_, type_, metadata_, options_.shard_record, z, rows_per_strip_);
     directory.Short(TIFFTAG_COMPRESSION, COMPRESSION_NONE);
     std::vector<uint64_t> offsets;
     uint64_t strip_at = header + static_cast<uint64_t>(z) * slice_bytes_;

@@ -61,6 +61,9 @@ struct WriteOptions {
   // full resolution.
   std::optional<std::array<int64_t, 3>> chunks;
   int pyramid_levels = 0;
+  // A TIFF shard of a job cut in z-ranges: its ShardRecord's text (shards.h), on page 0 as
+  // kShardRecordTag. Empty: the file is whole.
+  std::string shard_record;
 };
 
 // Writes a stack one page at a time, in order, to a temporary file beside `path`; Commit

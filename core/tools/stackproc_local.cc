@@ -65,7 +65,8 @@ constexpr char kUsage[] =
     "                      values side by side with --op clahe:clip=1,2,4 (one column each);\n"
     "                      16-bit and float shown stretched; tiles shrunk to --max-side (512)\n"
     "  stackproc-local assemble --output OUT.tif [--overwrite] SHARD.tif...\n"
-    "                      TIFF shards, in order, into one (their strips copied as they are)\n"
+    "                      TIFF shards, in any order, into one (each records its slices; their\n"
+    "                      strips are copied as they are)\n"
     "With no --op a run is a conversion: to the output's format and codec (its type: convert).\n"
     "An existing output is replaced only with --overwrite. SIGINT or SIGTERM stops a run or an\n"
     "assembly between slices and removes what it wrote (exit 128 + the signal).\n";
@@ -131,7 +132,7 @@ void WriteProgressFile(const std::string& path, const Progress& p) {
 absl::Status Assemble(const Args& args) {
   const std::string output = args.Get("output");
   if (output.empty() || args.positional.empty()) {
-    return absl::InvalidArgumentError("assemble needs --output OUT.tif and the shards, in order");
+    return absl::InvalidArgumentError("assemble needs --output OUT.tif and the shards");
   }
   STACKPROC_ASSIGN_OR_RETURN(OutputTarget target, OutputTarget::ForPath(output));
   const absl::Time start = absl::Now();

@@ -68,6 +68,12 @@ TEST_P(AssembleTest, ShardsAssembleIntoTheFileOneRunWrites) {
   ASSERT_OK(AssembleTiff(LocalFiles(), shards, target, WriteOptions{}));
   EXPECT_EQ(RunCommand(absl::StrCat("cmp ", dir.File("whole.tif"), " ", dir.File("assembled.tif"))),
             0);
+  // Given out of order, the shards go where their records put them.
+  std::swap(shards[0], shards[3]);
+  std::swap(shards[1], shards[4]);
+  ASSERT_OK_AND_ASSIGN(OutputTarget mixed, OutputTarget::ForPath(dir.File("mixed.tif")));
+  ASSERT_OK(AssembleTiff(LocalFiles(), shards, mixed, WriteOptions{}));
+  EXPECT_EQ(RunCommand(absl::StrCat("cmp ", dir.File("whole.tif"), " ", dir.File("mixed.tif"))), 0);
   // tifffile sees one stack of 37 pages, and the description says so.
   EXPECT_EQ(RunCommand(absl::StrCat(STACKPROC_PYTHON, " -c '", R"(
 import sys, tifffile
@@ -84,11 +90,19 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::Values(PixelType::kUint8, PixelType::kUint16),
                        ::testing::Values(Compression::kNone, Compression::kDeflate)));
 
+// What a shard of slices A:B of a job "j" of 6 slices records.
+WriteOptions ShardOf(int64_t begin, int64_t end, std::string job = "j") {
+  WriteOptions options;
+  options.shard_record = FormatShardRecord({{begin, end}, 6, std::move(job)});
+  return options;
+}
+
 TEST(AssembleErrorTest, ShardsThatDoNotFitAreRefusedNamingThemAndNothingIsWritten) {
   TempDir dir;
-  ASSERT_OK(WriteTiff(dir.File("a.tif"), MakeStack({3, 40, 30}, PixelType::kUint16)));
-  ASSERT_OK(WriteTiff(dir.File("wide.tif"), MakeStack({3, 40, 31}, PixelType::kUint16)));
-  WriteOptions deflate;
+  ASSERT_OK(WriteTiff(dir.File("a.tif"), MakeStack({3, 40, 30}, PixelType::kUint16), ShardOf(0, 3)));
+  ASSERT_OK(
+      WriteTiff(dir.File("wide.tif"), MakeStack({3, 40, 31}, PixelType::kUint16), ShardOf(3, 6)));
+  WriteOptions deflate = ShardOf(3, 6);
   deflate.compression = Compression::kDeflate;
   ASSERT_OK(
       WriteTiff(dir.File("deflate.tif"), MakeStack({3, 40, 30}, PixelType::kUint16), deflate));
@@ -115,6 +129,37 @@ TEST(AssembleErrorTest, ShardsThatDoNotFitAreRefusedNamingThemAndNothingIsWritte
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing.tif")));
   EXPECT_THAT(assemble({}), StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
   EXPECT_FALSE(std::filesystem::exists(dir.File("out.tif")));
+}
+
+// Shards prove their place: each records its range, the job's depth and the job; a gap, an
+// overlap, a repeat, a foreign shard or a file with no record is refused naming it (assemble
+// once took 3 of 4 shards out of order and wrote a wrong stack).
+TEST(AssembleErrorTest, ShardsThatDoNotCoverTheJobOnceAreRefused) {
+  TempDir dir;
+  const Stack three = MakeStack({3, 16, 16}, PixelType::kUint8), two = MakeStack({2, 16, 16},
+                                                                                 PixelType::kUint8);
+  ASSERT_OK(WriteTiff(dir.File("s0.tif"), three, ShardOf(0, 3)));
+  ASSERT_OK(WriteTiff(dir.File("s1.tif"), three, ShardOf(3, 6)));
+  ASSERT_OK(WriteTiff(dir.File("s2.tif"), two, ShardOf(2, 4)));
+  ASSERT_OK(WriteTiff(dir.File("s0again.tif"), three, ShardOf(0, 3)));
+  ASSERT_OK(WriteTiff(dir.File("foreign.tif"), three, ShardOf(3, 6, "k")));
+  ASSERT_OK(WriteTiff(dir.File("whole.tif"), three));
+  ASSERT_OK_AND_ASSIGN(OutputTarget target, OutputTarget::ForPath(dir.File("out.tif")));
+  const auto assemble = [&](std::vector<std::string> names) {
+    for (std::string& name : names) name = dir.File(name);
+    return AssembleTiff(LocalFiles(), names, target, WriteOptions{});
+  };
+  const auto invalid = [](const std::string& says) {
+    return StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(says));
+  };
+  EXPECT_THAT(assemble({"s1.tif"}), invalid("slices 0:3 are in no shard (missing before"));
+  EXPECT_THAT(assemble({"s0.tif"}), invalid("slices 3:6 are in no shard (missing after"));
+  EXPECT_THAT(assemble({"s0.tif", "s0again.tif", "s1.tif"}), invalid("repeats"));
+  EXPECT_THAT(assemble({"s0.tif", "s2.tif", "s1.tif"}), invalid("s2.tif (slices 2:4) overlaps"));
+  EXPECT_THAT(assemble({"s0.tif", "foreign.tif"}), invalid("foreign.tif: a shard of another job"));
+  EXPECT_THAT(assemble({"s0.tif", "whole.tif"}), invalid("whole.tif: no shard record"));
+  EXPECT_FALSE(std::filesystem::exists(dir.File("out.tif")));
+  ASSERT_OK(assemble({"s1.tif", "s0.tif"}));
 }
 
 TEST(ZRangeTest, ARangeOfAnySourceRunsAloneButNotAWholeStackStep) {

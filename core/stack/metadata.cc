@@ -111,6 +111,13 @@ StackMetadata UpdateMetadata(const StackMetadata& in, const StackShape& out_shap
   // Resolution is pixels per unit: the inverse of pixel size.
   if (in_x) out.x_resolution = *in_x / geometry.x_factor;
   if (in_y) out.y_resolution = *in_y / geometry.y_factor;
+  // With no physical size, a resampled stack states its pixels' size in the input's pixels
+  // (TIFF's ResolutionUnit none: a ratio, no unit), so that what reads it still scales them.
+  if (!in_x && !in_y && (geometry.x_factor != 1 || geometry.y_factor != 1)) {
+    out.x_resolution = 1 / geometry.x_factor;
+    out.y_resolution = 1 / geometry.y_factor;
+    out.resolution_unit = ResolutionUnit::kNone;
+  }
 
   switch (ClassifyDescription(in.description)) {
     case DescriptionKind::kImageJ: {

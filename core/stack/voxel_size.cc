@@ -72,7 +72,9 @@ VoxelSize VoxelSizeOf(const StackMetadata& metadata) {
   }
   size.x = Inverse(metadata.x_resolution);
   size.y = Inverse(metadata.y_resolution);
-  if (size.unit.empty() && metadata.resolution_unit != ResolutionUnit::kNone) {
+  // Without resolution tags ResolutionUnit's default (inch) says nothing of the pixels.
+  if (size.unit.empty() && (size.x || size.y) &&
+      metadata.resolution_unit != ResolutionUnit::kNone) {
     const double per_unit = metadata.resolution_unit == ResolutionUnit::kCentimeter ? 1e4 : 25400.0;
     if (size.x) *size.x *= per_unit;
     if (size.y) *size.y *= per_unit;

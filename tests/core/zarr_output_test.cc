@@ -20,6 +20,7 @@
 namespace stackproc::core {
 namespace {
 
+using ::stackproc::testing::MakeStack;
 using ::stackproc::testing::Ops;
 using ::stackproc::testing::RunCommand;
 using ::stackproc::testing::SourceDir;
@@ -104,6 +105,22 @@ TEST_F(ZarrOutputTest, ChunksOfSeveralSlicesAndAnIsotropicPyramidHalveZToo) {
       "shapes": [[21, 150, 170], [11, 75, 85], [6, 38, 43], [3, 19, 22]],
       "chunks": [[4, 64, 48], [4, 64, 48], [4, 38, 43], [3, 19, 22]],
       "compressor": {"id": "blosc", "cname": "zstd", "shuffle": 1}})"),
+            0);
+}
+
+// A stack with no physical size (stackproc's own, no resolution tags) claims no unit, and its
+// levels still scale by a resize: in the input's pixels (it once said micrometres at scale 1).
+TEST_F(ZarrOutputTest, NoPhysicalSizeMeansNoUnitButResizeStillScales) {
+  ASSERT_OK(WriteTiff(dir_->File("bare.tif"), MakeStack({21, 150, 170}, PixelType::kUint8, 2)));
+  ASSERT_OK(Process("bare.tif", "bare.zarr", {"resize:scale=0.5"}, Write(Compression::kDeflate)));
+  EXPECT_EQ(Check("bare.zarr", "bare.tif", R"({"op": "resize_half", "dtype": "uint8",
+      "unit": null, "scales": [[1.0, 2.0, 2.0]], "shapes": [[21, 75, 85]],
+      "chunks": [[1, 75, 85]], "compressor": {"id": "zlib"}})"),
+            0);
+  ASSERT_OK(Process("bare.tif", "bare-invert.zarr", {"invert"}, Write(Compression::kDeflate)));
+  EXPECT_EQ(Check("bare-invert.zarr", "bare.tif", R"({"op": "invert", "dtype": "uint8",
+      "unit": null, "scales": [[1.0, 1.0, 1.0]], "shapes": [[21, 150, 170]],
+      "chunks": [[1, 150, 170]], "compressor": {"id": "zlib"}})"),
             0);
 }
 

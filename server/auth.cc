@@ -1,9 +1,12 @@
 #include "server/auth.h"
 
+#include <sys/stat.h>
+
 #include <fstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
@@ -24,6 +27,17 @@ bool SameToken(absl::string_view a, absl::string_view b) {
 }
 
 }  // namespace
+
+std::string TokenAuth::ExposureWarning(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0 || (st.st_mode & (S_IROTH | S_IWOTH | S_IWGRP)) == 0) {
+    return "";
+  }
+  return absl::StrFormat(
+      "%s can be %s by every user of this machine (mode %04o): chmod 600 it (640 for a group "
+      "that must read it)",
+      path, (st.st_mode & S_IROTH) != 0 ? "read" : "changed", st.st_mode & 07777);
+}
 
 absl::StatusOr<TokenAuth> TokenAuth::Load(const std::string& path) {
   std::ifstream in(path);

@@ -32,6 +32,9 @@ class TokenAuth {
  public:
   // InvalidArgument naming the file and line for a malformed file, a short or repeated token.
   static absl::StatusOr<TokenAuth> Load(const std::string& path);
+  // A warning when the file at `path` can be read or changed by every user of this machine
+  // (as ssh warns of a key file), "" when it cannot: anyone could take its tokens or add one.
+  static std::string ExposureWarning(const std::string& path);
 
   // The caller whose token `context` carries; Unauthenticated when it carries none or an
   // unknown one.

@@ -153,6 +153,9 @@ absl::StatusOr<ServerOptions> ParseOptions(int argc, char** argv) {
   o.jobs.data_root = get("data-root", "");
   o.jobs.state_dir = get("state-dir", "");
   STACKPROC_ASSIGN_OR_RETURN(o.jobs.threads, get_int("threads", 0));
+  if (!get("threads", "").empty() && o.jobs.threads == 0) {
+    return absl::InvalidArgumentError("--threads takes 1 or more (left out: every core)");
+  }
   STACKPROC_ASSIGN_OR_RETURN(o.jobs.max_running_jobs, get_int("max-running-jobs", 1));
   STACKPROC_ASSIGN_OR_RETURN(o.jobs.memory_budget,
                              ParseSize("memory-budget", get("memory-budget", "0")));
@@ -256,6 +259,12 @@ int Main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  if (!options->auth_token_file.empty()) {
+    if (std::string warning = TokenAuth::ExposureWarning(options->auth_token_file);
+        !warning.empty()) {
+      std::fprintf(stderr, "stackprocd: warning: %s\n", warning.c_str());
+    }
+  }
   absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(*options);
   if (!server.ok()) {
     std::fprintf(stderr, "stackprocd: %s\n", std::string(server.status().message()).c_str());

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/listen_address.h"
 
 namespace stackproc::server {
 namespace {
@@ -114,9 +115,8 @@ Metrics::~Metrics() = default;
 absl::Status Metrics::Serve(const std::string& listen, std::function<JobCounts()> counts) {
   try {
     exposer_ = std::make_unique<prometheus::Exposer>(listen, 1);
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot serve metrics on ", listen, " (--metrics-listen): ", e.what()));
+  } catch (const std::exception&) {  // CivetWeb's words ("null context ...") say nothing
+    return ListenFailed("metrics-listen", listen);
   }
   collector_ = std::make_shared<Collector>(std::move(counts));
   exposer_->RegisterCollectable(registry_);

@@ -8,6 +8,7 @@
 #include "core/base/status_macros.h"
 #include "core/tools/cli_args.h"
 #include "proto/wire.h"
+#include "server/listen_address.h"
 
 namespace stackproc::server {
 namespace {
@@ -66,6 +67,16 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
             : "--admins is for certificate callers; with --auth-token-file, mark admins in the "
               "token file (NAME TOKEN admin)");
   }
+  // Every address checked before anything starts.
+  if (!absl::StartsWith(options.listen, "unix:")) {
+    STACKPROC_RETURN_IF_ERROR(ParseHostPort("listen", options.listen).status());
+  }
+  if (!options.http_listen.empty()) {
+    STACKPROC_RETURN_IF_ERROR(ParseHostPort("http-listen", options.http_listen).status());
+  }
+  if (!options.metrics_listen.empty()) {
+    STACKPROC_RETURN_IF_ERROR(ParseHostPort("metrics-listen", options.metrics_listen).status());
+  }
   auto server = std::unique_ptr<Server>(new Server);
   JobManagerOptions jobs = options.jobs;
   if (!options.metrics_listen.empty()) {
@@ -93,6 +104,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   if (options.reflection) STACKPROC_RETURN_IF_ERROR(LoadReflection(options));
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, credentials, &server->port_);
+  // gRPC sets SO_REUSEPORT by default: a second server on a taken port would start, and the
+  // kernel would share the port's callers between the two.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(wire::kMaxMessageBytes);
   builder.RegisterService(server->service_.get());
   if (server->metrics_) {
@@ -104,7 +118,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   // A unix socket has no port: gRPC reports none for it.
   const bool unix_socket = absl::StartsWith(options.listen, "unix:");
   if (server->grpc_ == nullptr || (server->port_ == 0 && !unix_socket)) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
+    return unix_socket ? absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen))
+                       : ListenFailed("listen", options.listen);
   }
   if (!options.http_listen.empty()) {
     if (!options.tls_client_ca.empty() && !server->auth_) {

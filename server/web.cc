@@ -2,10 +2,13 @@
 
 #include <google/protobuf/util/json_util.h>
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "core/base/status_macros.h"
 #include "core/exec/preview.h"
+#include "server/listen_address.h"
 #include "server/proto_convert.h"
 
 namespace stackproc::server {
@@ -61,17 +64,16 @@ absl::StatusOr<std::unique_ptr<WebServer>> WebServer::Start(const WebOptions& op
     return absl::InvalidArgumentError("--http-listen: cannot use the TLS certificate and key");
   }
   web->Routes(jobs, options.tokens);
-  const size_t colon = options.listen.rfind(':');
-  int port = 0;
-  if (colon == std::string::npos || !absl::SimpleAtoi(options.listen.substr(colon + 1), &port)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--http-listen ", options.listen, ": HOST:PORT"));
-  }
-  std::string host = options.listen.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-  web->port_ = port == 0 ? web->http_->bind_to_any_port(host) : port;
-  if (web->port_ < 0 || (port != 0 && !web->http_->bind_to_port(host, port))) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
+  STACKPROC_ASSIGN_OR_RETURN(const HostPort address, ParseHostPort("http-listen", options.listen));
+  // httplib's default sets SO_REUSEPORT, which lets a second server share a taken port.
+  web->http_->set_socket_options([](int socket) {
+    int yes = 1;
+    ::setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
+  web->port_ = address.port == 0 ? web->http_->bind_to_any_port(address.host) : address.port;
+  if (web->port_ < 0 ||
+      (address.port != 0 && !web->http_->bind_to_port(address.host, address.port))) {
+    return ListenFailed("http-listen", options.listen);
   }
   httplib::Server* http = web->http_.get();
   web->thread_ = std::thread([http] { http->listen_after_bind(); });

@@ -212,7 +212,22 @@ start() {
   [[ -n "$port" ]] || fail "server did not start: $(cat "$work/log")"
   export STACKPROC_SERVER=127.0.0.1:$port
 }
+# --threads 0 is refused (left out, the server takes every core).
+if err=$("$server" --data-root "$work/data" --listen 127.0.0.1:0 --threads 0 2>&1); then
+  fail "stackprocd took --threads 0"
+fi
+has "threads takes 1 or more" "$err" || fail "--threads 0: $err"
+
+# A token file every user can read is warned of, as ssh warns of a key file.
+chmod 644 "$work/tokens"
 start --listen 127.0.0.1:0 --auth-token-file "$work/tokens"
+grep -q "warning: .*tokens can be read by every user of this machine (mode 0644): chmod 600" \
+  "$work/log" || fail "a token file readable by all was not warned of: $(cat "$work/log")"
+kill -TERM "$(cat "$work/pid")"
+wait "$(cat "$work/pid")" || fail "server exit code $?"
+chmod 600 "$work/tokens"
+start --listen 127.0.0.1:0 --auth-token-file "$work/tokens"
+! grep -q warning "$work/log" || fail "a private token file was warned of: $(cat "$work/log")"
 [[ "$("$cli" health)" == SERVING ]] || fail "health with tokens"
 if err=$("$cli" list 2>&1); then fail "list without a token"; fi
 has 'needs a token' "$err" || fail "no-token error: $err"

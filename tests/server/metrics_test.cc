@@ -18,6 +18,7 @@ namespace stackproc {
 namespace {
 
 using ::stackproc::testing::StatusIs;
+using ::testing::HasSubstr;
 
 // GET http://127.0.0.1:port/metrics, the body.
 std::string Scrape(int port) {
@@ -49,6 +50,46 @@ double Sample(const std::string& metrics, const std::string& name) {
     }
   }
   return -1;
+}
+
+// A taken port is refused, naming it, on each of the server's three listeners (gRPC's and
+// httplib's SO_REUSEPORT let a second server start and share the port's callers); addresses
+// without a port or with one out of range are refused before anything starts.
+TEST_F(ServiceTest, EveryListenerRefusesATakenPortAndABadAddress) {
+  server_.reset();
+  configure_ = [](server::ServerOptions& options) {
+    options.metrics_listen = "127.0.0.1:0";
+    options.http_listen = "127.0.0.1:0";
+  };
+  StartServer(uint64_t{1} << 30);
+  const auto on = [](int port) { return absl::StrCat("127.0.0.1:", port); };
+  server::ServerOptions second;
+  second.jobs.data_root = root_.path().string();
+  second.listen = on(server_->port());
+  EXPECT_THAT(server::Server::Start(second),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr(absl::StrCat("(--listen): port ", server_->port(), " is in use"))));
+  second.listen = "127.0.0.1:0";
+  second.http_listen = on(server_->http_port());
+  EXPECT_THAT(server::Server::Start(second),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("(--http-listen): port")));
+  second.http_listen.clear();
+  second.metrics_listen = on(server_->metrics_port());
+  EXPECT_THAT(server::Server::Start(second),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("(--metrics-listen): port")));
+  second.metrics_listen.clear();
+  for (const char* bad : {"localhost", "127.0.0.1:99999", "127.0.0.1:-1", "127.0.0.1:", ":50051x"}) {
+    second.listen = bad;
+    EXPECT_THAT(server::Server::Start(second),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("HOST:PORT")))
+        << bad;
+  }
+  second.listen = "127.0.0.1:0";
+  second.http_listen = "[::1";
+  EXPECT_THAT(server::Server::Start(second),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--http-listen")));
+  // The first server still serves.
+  EXPECT_GE(Sample(Scrape(server_->metrics_port()), "stackproc_queue_length"), 0);
 }
 
 TEST_F(ServiceTest, MetricsCountJobsRejectionsAndCalls) {

@@ -66,6 +66,7 @@ SchedulerType=sched/backfill
 SchedulerParameters=sched_interval=1
 ReturnToService=2
 MpiDefault=none
+CommunicationParameters=NoCtldInAddrAny,NoInAddrAny
 MailProg=/bin/true
 DefMemPerCPU=$((memory / cpus))
 AccountingStorageType=accounting_storage/none

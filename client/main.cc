@@ -57,7 +57,15 @@ int main(int argc, char** argv) {
   using stackproc::core::CliArgs;
   absl::StatusOr<CliArgs> args = CliArgs::Parse(argc, argv, 1, stackproc::client::Switches());
   const std::string first = args.ok() && !args->positional.empty() ? args->positional[0] : "";
-  const bool asked = args.ok() && (args->Has("help") || first == "help" || first == "-h");
+  const bool asked = args.ok() && (args->Has("help") || first == "help");
+  if (asked && stackproc::client::IsCommand(first)) {  // one command's usage: stackproc CMD -h
+    const std::string usage = stackproc::core::CommandUsage(kUsage, "", first);
+    std::fputs(("usage: stackproc " + usage.substr(std::string("usage: ").size())).c_str(), stdout);
+    if (first == "submit" || first == "process" || first == "download") {
+      std::fputs(std::string(stackproc::core::FormatsHelp()).c_str(), stdout);
+    }
+    return 0;
+  }
   if (!args.ok() || asked || !stackproc::client::IsCommand(first)) {
     // Asked for: on stdout, success; else a usage error (an unknown command named first).
     if (args.ok() && !asked && !first.empty()) {

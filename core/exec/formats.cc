@@ -143,15 +143,17 @@ absl::Status WriteStack(const std::string& output, const Stack& stack,
 
 const std::vector<FormatInfo>& Formats() {
   static const std::vector<FormatInfo> kFormats = {
-      {Format::kTiff, "a file (output: any name not below)",
+      {Format::kTiff, "a file (output: NAME.tif or NAME.tiff)",
        "classic and BigTIFF, strips or tiles, uint8/uint16/float32, one sample; none, lzw, "
        "deflate, packbits, zstd; ImageJ big stacks (one IFD, contiguous planes)",
-       "BigTIFF past 4 GiB; ImageJ, OME-XML or tifffile description and resolution kept",
-       "none, deflate, zstd, lzw", ""},
+       "BigTIFF past 3.75 GiB of pixels; ImageJ, OME-XML or tifffile description and resolution kept; "
+       "uncompressed planes one after another (as ImageJ and tifffile write them)",
+       "none, deflate, zstd, lzw (ImageJ/Fiji open none, deflate, lzw; not zstd)",
+       "--compression CODEC:predictor=none|differencing"},
       {Format::kPlanes, "a folder (NAME/), a pattern (NAME/z%04d.tif) or a glob (NAME/*.tif)",
        "one 2-D TIFF per plane (a file of several pages gives them in order), natural order",
        "one single-page TIFF per plane, named by the pattern (z%04d.tif), into a new folder",
-       "none, deflate, zstd, lzw", ""},
+       "none, deflate, zstd, lzw (ImageJ/Fiji open none, deflate, lzw; not zstd)", ""},
       {Format::kOmeZarr, "NAME.zarr or NAME.ome.zarr (input: also any folder with a .zattrs)",
        "OME-NGFF 0.4 level 0 or a plain Zarr v2 array, z,y,x (leading axes of length 1), any "
        "chunks; none, zlib, gzip, zstd, blosc (lz4, lz4hc, zstd, zlib, blosclz; shuffles); "
@@ -174,6 +176,10 @@ of planes. Folders (planes, stores) are written under a temporary name and renam
                                          lz4 (blosc) for OME-Zarr; lzw TIFF only, lz4 OME-Zarr only;
                     CODEC:level=N        deflate 1-9 (default 1), zstd 1-19 (1; OME-Zarr 1-9),
                                          lz4 1-9 (5)
+                    CODEC:predictor=P    TIFF deflate, zstd, lzw: none or differencing (smaller;
+                                         default: differencing for lzw and zstd, none for deflate
+                                         and float32 lzw, as ImageJ/Fiji read them)
+  ImageJ/Fiji open TIFF none, deflate and lzw (not zstd, not deflate with differencing).
   --chunks DxHxW    OME-Zarr chunk shape (default 1x1024x1024, clipped to the stack)
   --pyramid N       OME-Zarr levels below full resolution, each half the one before
 )";

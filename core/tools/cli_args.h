@@ -1,6 +1,6 @@
 // Command-line arguments of the stackproc tools: "--flag value", "--flag=value" or "-f value"
-// (repeatable),
-// positional arguments, and for daemons an environment variable behind every flag.
+// (repeatable), positional arguments, and for daemons an environment variable behind every
+// flag. -h and --help are "help" anywhere, and take no value.
 #pragma once
 
 #include <algorithm>
@@ -22,6 +22,7 @@ namespace stackproc::core {
 struct CliArgs {
   std::multimap<std::string, std::string> flags;
   std::vector<std::string> positional;
+  std::string needs_value;  // the last flag, when no value followed it (CheckKnown says so)
 
   // Parses argv[first..argc). Flags named in `switches` take no value ("--wait").
   static absl::StatusOr<CliArgs> Parse(int argc, char** argv, int first,
@@ -29,6 +30,10 @@ struct CliArgs {
     CliArgs args;
     for (int i = first; i < argc; ++i) {
       std::string arg = argv[i];
+      if (arg == "-h" || arg == "--help") {
+        args.flags.emplace("help", "true");
+        continue;
+      }
       if (arg.size() == 2 && arg[0] == '-' && arg[1] != '-' && i + 1 < argc) {
         args.flags.emplace(arg.substr(1), argv[++i]);  // "-o value"
         continue;
@@ -43,8 +48,9 @@ struct CliArgs {
         args.flags.emplace(arg.substr(2), "true");
       } else if (i + 1 < argc) {
         args.flags.emplace(arg.substr(2), argv[++i]);
-      } else {
-        return absl::InvalidArgumentError(absl::StrCat(arg, " needs a value"));
+      } else {  // a flag that needs one, or a misspelt one: CheckKnown tells which
+        args.flags.emplace(arg.substr(2), "");
+        args.needs_value = arg;
       }
     }
     return args;
@@ -69,15 +75,19 @@ struct CliArgs {
     return values;
   }
   // InvalidArgument naming the first flag given that is not one of `known` (a typo, or a flag
-  // of another command, would otherwise be ignored without a word), and listing those of `what`.
+  // of another command, would otherwise be ignored without a word), and listing those of `what`;
+  // then one naming a last flag that needed a value. ("help" is known to every command.)
   absl::Status CheckKnown(const std::vector<std::string>& known, const std::string& what) const {
     for (const auto& [name, value] : flags) {
-      if (std::find(known.begin(), known.end(), name) != known.end()) continue;
+      if (name == "help" || std::find(known.begin(), known.end(), name) != known.end()) continue;
       std::string list;
       for (const std::string& k : known) absl::StrAppend(&list, list.empty() ? "" : ", ", "--", k);
       return absl::InvalidArgumentError(absl::StrCat(
           "unknown flag --", name, " for ", what,
           list.empty() ? " (it takes none)" : absl::StrCat(" (its flags: ", list, ")")));
+    }
+    if (!needs_value.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(needs_value, " needs a value"));
     }
     return absl::OkStatus();
   }
@@ -94,6 +104,33 @@ inline std::vector<std::string> Joined(std::vector<std::string> a,
                                        const std::vector<std::string>& b) {
   a.insert(a.end(), b.begin(), b.end());
   return a;
+}
+
+// The lines of `usage` that document `command`: the line that begins with it (after its
+// indentation, or after `program` and a space), and the more deeply indented lines after it.
+inline std::string CommandUsage(const std::string& usage, const std::string& program,
+                                const std::string& command) {
+  std::string out;
+  size_t indent = std::string::npos;
+  size_t line = 0;
+  while (line < usage.size()) {
+    const size_t end = std::min(usage.find('\n', line), usage.size());
+    const std::string text = usage.substr(line, end - line);
+    const size_t start = text.find_first_not_of(' ');
+    if (indent != std::string::npos) {
+      if (start == std::string::npos || start <= indent) break;
+      out += text + "\n";
+    } else if (start != std::string::npos) {
+      std::string rest = text.substr(start);
+      if (!program.empty() && rest.rfind(program + " ", 0) == 0) rest = rest.substr(program.size() + 1);
+      if (rest == command || rest.rfind(command + " ", 0) == 0) {
+        indent = start;
+        out = "usage: " + (program.empty() ? "" : program + " ") + rest + "\n";
+      }
+    }
+    line = end + 1;
+  }
+  return out;
 }
 
 // The flags a usage text documents: each line that begins "  --name" (two spaces; deeper

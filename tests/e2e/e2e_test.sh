@@ -22,6 +22,23 @@ port=$(sed -n 's/.*listening on [^:]*:\([0-9]*\).*/\1/p' "$work/out")
 export STACKPROC_SERVER=127.0.0.1:$port
 
 [[ "$("$cli" health)" == SERVING ]] || fail "health"
+
+# Every subcommand's -h/--help prints its own usage (generate -h wrote a stack named -h); a
+# misspelt last flag is named, not taken for one that needs a value.
+out=$(cd "$work" && "$local_tool" generate -h)
+has '^usage: stackproc-local generate OUT \[--shape DxHxW\]' "$out" || fail "generate -h: $out"
+[[ ! -e "$work/-h" ]] || fail "generate -h wrote a file named -h"
+has '^usage: stackproc-local run --input IN' "$("$local_tool" run --help)" || fail "run --help"
+has '^usage: stackproc status JOB' "$("$cli" status -h)" || fail "status -h"
+if err=$("$local_tool" run --input "$work/data/in.tif" --output "$work/x.tif" --overwrit 2>&1); then
+  fail "run took --overwrit"
+fi
+has "unknown flag --overwrit for stackproc-local run" "$err" || fail "--overwrit: $err"
+if err=$("$cli" submit --input in.tif --output x.tif --wiat 2>&1); then fail "submit took --wiat"; fi
+has "unknown flag --wiat for stackproc submit" "$err" || fail "--wiat: $err"
+[[ $(wc -l <<<"$err") -eq 1 ]] || fail "--wiat printed more than its error: $err"
+if err=$("$cli" submit --input in.tif --output 2>&1); then fail "submit took --output with no value"; fi
+has "^stackproc: --output needs a value" "$err" || fail "--output with no value: $err"
 has '^gaussian' "$("$cli" ops)" || fail "ops lists no gaussian"
 
 # A path job, waited for, non-terminal stdout: plain progress lines then a summary. (This job

@@ -40,18 +40,25 @@ std::string TypeName(v1::PixelType t) {
   return type.ok() ? std::string(core::PixelTypeName(*type)) : "?";
 }
 
+// Where a job's stack comes from and where its result goes, as list and status show them.
+std::string InputOf(const v1::Job& job) {
+  return job.spec().streamed() ? absl::StrCat("upload from ", job.spec().uploaded_from())
+                               : job.spec().input_path();
+}
+std::string OutputOf(const v1::Job& job) {
+  return job.spec().streamed()            ? "streamed back"
+         : job.spec().output().has_path() ? job.spec().output().path()
+                                          : "(in memory)";
+}
+
 void PrintJob(const v1::Job& job) {
   absl::PrintF("job %s: %s (%s)\n", job.id(), convert::JobStateName(job.state()),
                job.progress().stage());
-  absl::PrintF("  input    %s  %s %s\n",
-               job.spec().streamed() ? "(stream)" : job.spec().input_path(),
-               Shape(job.input_shape()), TypeName(job.input_type()));
+  absl::PrintF("  input    %s  %s %s\n", InputOf(job), Shape(job.input_shape()),
+               TypeName(job.input_type()));
   absl::PrintF("  ops      %s\n", convert::OpsText(job.spec().ops()));
-  absl::PrintF("  output   %s  %s %s\n",
-               job.spec().streamed()            ? "(stream)"
-               : job.spec().output().has_path() ? job.spec().output().path()
-                                                : "(in memory)",
-               Shape(job.output_shape()), TypeName(job.output_type()));
+  absl::PrintF("  output   %s  %s %s\n", OutputOf(job), Shape(job.output_shape()),
+               TypeName(job.output_type()));
   absl::PrintF("  mode     %s, %.0f MiB of server memory\n",
                job.mode() == v1::PROCESSING_MODE_STREAMING ? "streaming (a window of slices)"
                                                            : "in memory (the whole stack)",
@@ -209,15 +216,15 @@ absl::StatusOr<int> Info(Client& client) {
 
 absl::StatusOr<int> List(Client& client) {
   STACKPROC_ASSIGN_OR_RETURN(std::vector<v1::Job> jobs, client.List());
-  absl::PrintF("%-12s %-11s %-11s %-9s %s\n", "JOB", "STATE", "STAGE", "SLICES", "INPUT -> OUTPUT");
+  absl::PrintF("%-12s %-11s %-19s %-9s %s\n", "JOB", "STATE", "STAGE", "SLICES",
+               "INPUT -> OUTPUT");
   for (const v1::Job& j : jobs) {
-    absl::PrintF("%-12s %-11s %-11s %4lld/%-4lld %s -> %s\n", j.id(),
-                 convert::JobStateName(j.state()), j.progress().stage(), j.progress().slices_done(),
-                 j.progress().slices_total(),
-                 j.spec().streamed() ? "(stream)" : j.spec().input_path(),
-                 j.spec().streamed()            ? "(stream)"
-                 : j.spec().output().has_path() ? j.spec().output().path()
-                                                : "(memory)");
+    // A queued job's stage is why it waits: its words before the colon here, all of it in
+    // stackproc status.
+    const std::string& stage = j.progress().stage();
+    absl::PrintF("%-12s %-11s %-19s %4lld/%-4lld %s -> %s\n", j.id(),
+                 convert::JobStateName(j.state()), stage.substr(0, stage.find(':')),
+                 j.progress().slices_done(), j.progress().slices_total(), InputOf(j), OutputOf(j));
   }
   return 0;
 }

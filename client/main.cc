@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <thread>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "client/commands.h"
 #include "core/exec/formats.h"
 
@@ -49,6 +51,30 @@ commands:
 SPEC is name:key=value,... e.g. gaussian:ksize=5 or resize:scale=0.5,interp=area. With no
 --op a job is a conversion: to the output's format and codec (and its type, with convert).
 )";
+
+// What a person can do when no server answered: gRPC's own words ("failed to connect to all
+// addresses ... Socket closed") say neither whether a server runs nor what to change.
+std::string ConnectionHint(const absl::Status& status, const std::string& target, bool tls) {
+  if (status.code() != absl::StatusCode::kUnavailable) return "";
+  const absl::string_view message = status.message();
+  if (absl::StrContains(message, "Connection refused")) {
+    return absl::StrCat("\n  no stackprocd answers at ", target,
+                        ": start one (stackprocd --data-root DIR), or point --server or "
+                        "STACKPROC_SERVER at yours");
+  }
+  if (!tls && absl::StrContains(message, "Socket closed")) {
+    return absl::StrCat("\n  ", target,
+                        " closed the connection: a server with TLS (--tls-cert) wants --tls-ca "
+                        "CA.pem (or STACKPROC_TLS_CA), the CA of its certificate");
+  }
+  if (tls && (absl::StrContains(message, "handshake") || absl::StrContains(message, "SSL") ||
+              absl::StrContains(message, "Socket closed"))) {
+    return absl::StrCat("\n  the TLS handshake with ", target,
+                        " failed: a server without TLS wants no --tls-ca; else check that the "
+                        "CA signed its certificate and that the certificate names ", target);
+  }
+  return "";
+}
 
 }  // namespace
 
@@ -96,9 +122,9 @@ int main(int argc, char** argv) {
   // the server's container.
   options.tls_cert = args->Get("client-cert", "", "STACKPROC_CLIENT_CERT");
   options.tls_key = args->Get("client-key", "", "STACKPROC_CLIENT_KEY");
+  const std::string target = args->Get("server", "127.0.0.1:50051", "STACKPROC_SERVER");
   absl::StatusOr<std::unique_ptr<stackproc::client::Client>> client =
-      stackproc::client::Client::Create(args->Get("server", "127.0.0.1:50051", "STACKPROC_SERVER"),
-                                        options);
+      stackproc::client::Client::Create(target, options);
   if (!client.ok()) {
     std::fprintf(stderr, "stackproc: %s\n", std::string(client.status().message()).c_str());
     return 2;
@@ -112,13 +138,23 @@ int main(int argc, char** argv) {
   }).detach();
   absl::StatusOr<int> code = stackproc::client::RunCommand(command, *args, **client);
   if (interrupted != 0) {
-    std::fprintf(stderr, "stackproc %s: interrupted%s\n", command.c_str(),
-                 command == "process" ? ": the job was cancelled and nothing was written" : "");
+    std::string what;
+    if (command == "process") {
+      what = ": the job was cancelled and nothing was written";
+    } else if (command == "watch" || command == "submit" || command == "resume") {
+      const std::string job = command == "watch" && !args->positional.empty()
+                                  ? args->positional.front()
+                                  : "JOB (its id above)";
+      what = absl::StrCat(": the job goes on on the server; stackproc watch ", job,
+                          " follows it again, stackproc cancel ", job, " stops it");
+    }
+    std::fprintf(stderr, "stackproc %s: interrupted%s\n", command.c_str(), what.c_str());
     return 128 + interrupted;
   }
   if (!code.ok()) {
-    std::fprintf(stderr, "stackproc %s: %s\n", command.c_str(),
-                 std::string(code.status().message()).c_str());
+    std::fprintf(stderr, "stackproc %s: %s%s\n", command.c_str(),
+                 std::string(code.status().message()).c_str(),
+                 ConnectionHint(code.status(), target, !options.tls_ca.empty()).c_str());
     return 1;
   }
   return *code;

@@ -26,7 +26,7 @@ std::string InterruptReason(const JobSnapshot& s, bool shutdown, bool kept) {
       shutdown ? "the server shut down " : "the server stopped ",
       s.state == JobState::kQueued ? "before the job started" : "while the job was running",
       s.spec.streamed ? " (its stack came over its call: send it again)"
-      : kept          ? " (ResumeJob runs it again)"
+      : kept          ? absl::StrCat(" (stackproc resume ", s.id, " runs it again)")
                       : " (the server keeps no job table, --state-dir: submit it again)");
 }
 

@@ -69,6 +69,15 @@ void ProcessStreamReactor::Return(int64_t z) {
   Later([drain = drain_, z] { drain->Release(z); });
 }
 
+// "ipv4:127.0.0.1:53422" -> "127.0.0.1", "ipv6:[::1]:53422" -> "[::1]", "unix:..." -> "unix".
+std::string PeerHost(const std::string& peer) {
+  const size_t scheme = peer.find(':');
+  if (scheme == std::string::npos) return peer;
+  if (peer.compare(0, scheme, "unix") == 0) return "unix";
+  const std::string address = peer.substr(scheme + 1);
+  return address.substr(0, address.rfind(':'));
+}
+
 void ProcessStreamReactor::Later(std::function<void()> work) { arena_->enqueue(std::move(work)); }
 
 absl::Status ProcessStreamReactor::StartJob(const v1::StreamHeader& header) {
@@ -83,6 +92,7 @@ absl::Status ProcessStreamReactor::StartJob(const v1::StreamHeader& header) {
   STACKPROC_ASSIGN_OR_RETURN(spec.ops, FromProto(header.ops()));
   spec.owner = owner_;
   spec.streamed = true;
+  spec.uploaded_from = PeerHost(context_->peer());
   auto feed = std::make_shared<core::FeedSource>(input);
   auto drain = std::make_shared<core::DrainSink>();
   STACKPROC_ASSIGN_OR_RETURN(job_, jobs_.SubmitStream(spec, input, {feed, drain}));

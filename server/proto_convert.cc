@@ -114,6 +114,7 @@ void ToProto(const JobSnapshot& s, v1::Job* out) {
   for (const core::OpSpec& op : s.spec.ops) *spec->add_ops() = ToProto(op);
   if (s.spec.streamed) {
     spec->set_streamed(true);
+    spec->set_uploaded_from(s.spec.uploaded_from);
   } else if (s.spec.output_path) {
     spec->mutable_output()->set_path(*s.spec.output_path);
   } else {
@@ -238,6 +239,7 @@ absl::StatusOr<JobSnapshot> FromProto(const v1::Job& in) {
   s.id = in.id();
   if (in.spec().streamed()) {
     s.spec.streamed = true;
+    s.spec.uploaded_from = in.spec().uploaded_from();
     STACKPROC_ASSIGN_OR_RETURN(s.spec.ops, FromProto(in.spec().ops()));
   } else {
     STACKPROC_ASSIGN_OR_RETURN(s.spec, FromProto(in.spec()));

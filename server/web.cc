@@ -20,6 +20,7 @@ namespace {
 std::string Json(const google::protobuf::Message& message) {
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;  // 0 jobs queued is said, not left out
   std::string json;
   (void)google::protobuf::util::MessageToJsonString(message, &json, options);
   return json;
@@ -64,6 +65,19 @@ absl::StatusOr<std::unique_ptr<WebServer>> WebServer::Start(const WebOptions& op
     return absl::InvalidArgumentError("--http-listen: cannot use the TLS certificate and key");
   }
   web->Routes(jobs, options.tokens);
+  // What httplib refuses itself (an unknown page; a POST without Content-Length, which curl -X
+  // POST sends) gets the API's JSON error too, not an empty body.
+  web->http_->set_error_handler([](const httplib::Request& request, httplib::Response& response) {
+    if (!response.body.empty()) return;
+    const int status = response.status;
+    Fail(response, status == 404 ? absl::NotFoundError(absl::StrCat("no page ", request.path))
+                   : status == 400 && request.method == "POST" &&
+                           !request.has_header("Content-Length")
+                       ? absl::InvalidArgumentError(
+                             "a POST needs a body or Content-Length: 0 (curl: -d '')")
+                       : absl::InvalidArgumentError(absl::StrCat("HTTP ", status)));
+    response.status = status;
+  });
   STACKPROC_ASSIGN_OR_RETURN(const HostPort address, ParseHostPort("http-listen", options.listen));
   // httplib's default sets SO_REUSEPORT, which lets a second server share a taken port.
   web->http_->set_socket_options([](int socket) {

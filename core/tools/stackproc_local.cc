@@ -334,7 +334,8 @@ absl::Status PreviewCommand(const Args& args) {
                format == "raw"
                    ? RawPreviewLayout(preview)
                    : absl::StrCat(preview.z.size(), " slices (z=", absl::StrJoin(preview.z, ","),
-                                  "), ", preview.after.size(), " variants"));
+                                  "), ", preview.after.size(),
+                                  preview.after.size() == 1 ? " variant" : " variants"));
   for (const std::string& note : preview.notes) absl::PrintF("note: %s\n", note);
   return absl::OkStatus();
 }

@@ -23,6 +23,11 @@ export STACKPROC_SERVER=127.0.0.1:$port
 
 [[ "$("$cli" health)" == SERVING ]] || fail "health"
 
+# No server at an address: said so, and how to start one (not only gRPC's words).
+closed=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+if err=$("$cli" --server "127.0.0.1:$closed" list 2>&1); then fail "list reached no server"; fi
+has "no stackprocd answers at 127.0.0.1:$closed: start one" "$err" || fail "no server: $err"
+
 # Every subcommand's -h/--help prints its own usage (generate -h wrote a stack named -h); a
 # misspelt last flag is named, not taken for one that needs a value.
 out=$(cd "$work" && "$local_tool" generate -h)
@@ -87,7 +92,7 @@ out=$("$cli" process "$work/data/in.tif" -o "$work/streamed.tif" --op gaussian:k
   --op resize:scale=0.5)
 has "succeeded: 20x64x80 uint16 -> $work/streamed.tif" "$out" || fail "process: $out"
 cmp "$work/streamed.tif" "$work/ref.tif" || fail "streamed output differs from the core's"
-has '(stream) -> (stream)' "$("$cli" list)" || fail "streamed job not listed"
+has 'upload from 127.0.0.1 -> streamed back' "$("$cli" list)" || fail "streamed job not listed: $("$cli" list)"
 if err=$("$cli" process "$work/data/in.tif" -o "$work/streamed.tif" --op invert 2>&1); then
   fail "process overwrote an existing file"
 fi
@@ -182,6 +187,16 @@ has cancelled "$("$cli" list)" || fail "the interrupted job is not cancelled: $(
 cp "$work/slow.tif" "$work/data/slow.tif"
 job=$("$cli" submit --input slow.tif --op bilateral:d=9 --output never.tif)
 for _ in $(seq 100); do has running "$("$cli" status "$job")" && break; sleep 0.1; done
+# Ctrl-C on watch: the job goes on, and the CLI says how to follow or stop it.
+"$cli" watch "$job" >/dev/null 2>"$work/watch.err" &
+pid=$!
+sleep 0.5
+kill -INT "$pid"
+rc=0; wait "$pid" || rc=$?
+[[ $rc -eq 130 ]] || fail "interrupted watch exited $rc: $(cat "$work/watch.err")"
+has "job goes on on the server; stackproc watch $job follows it again, stackproc cancel $job" \
+  "$(cat "$work/watch.err")" || fail "interrupted watch: $(cat "$work/watch.err")"
+has running "$("$cli" status "$job")" || fail "the watched job stopped with its watch"
 has "job $job: cancelled" "$("$cli" cancel "$job")" || fail "cancel says: $("$cli" status "$job")"
 [[ ! -e "$work/data/never.tif" ]] || fail "a cancelled job wrote its output"
 
@@ -298,7 +313,8 @@ for who in server alice; do
 done
 start --listen 127.0.0.1:0 --tls-cert "$tls/server.pem" --tls-key "$tls/server.key"
 has 'tls=on access=open' "$(cat "$work/out")" || fail "listening line: $(cat "$work/out")"
-if "$cli" list >/dev/null 2>&1; then fail "a plaintext client reached a TLS server"; fi
+if err=$("$cli" list 2>&1); then fail "a plaintext client reached a TLS server"; fi
+has "wants --tls-ca CA.pem" "$err" || fail "a plaintext client against TLS is not told why: $err"
 export STACKPROC_TLS_CA=$tls/ca.pem
 [[ "$("$cli" health)" == SERVING ]] || fail "health over TLS"
 has succeeded "$("$cli" submit --input in.tif --op invert --output tls.tif --overwrite --wait)" ||

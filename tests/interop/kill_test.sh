@@ -125,7 +125,7 @@ assert np.array_equal(tifffile.imread(sys.argv[1]), tifffile.imread(sys.argv[2])
 # The upload's job ends (the server sees the connection drop) and holds no memory.
 stream_job=""
 for _ in $(seq 100); do
-  stream_job=$("$cli" list | sed -n 's/^\([0-9a-f]*\) *\(cancelled\|failed\) .*(stream).*/\1/p' | tail -1)
+  stream_job=$("$cli" list | sed -n 's/^\([0-9a-f]*\) *\(cancelled\|failed\) .*upload from .*/\1/p' | tail -1)
   [[ -n "$stream_job" ]] && break
   sleep 0.1
 done

@@ -106,6 +106,27 @@ def test_json_with_tokens_and_cancel(start_server, tmp_path):
     assert code == 401
 
 
+def test_zero_counts_are_said_and_refusals_are_json(start_server):
+    """/api/status states what is 0 (protobuf's JSON left it out); what httplib refuses itself
+    (a POST without Content-Length, as `curl -X POST` sends it; an unknown page) answers with
+    the API's JSON error, not an empty body."""
+    import http.client
+    server = start_server("--http-listen", "127.0.0.1:0")
+    port = web_port(server)
+    status = json.loads(call(f"http://127.0.0.1:{port}/api/status")[1])
+    assert status["queued"] == 0 and status["running"] == 0
+    assert status["memory_in_use_bytes"] == "0" and status["jobs"] == []
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.putrequest("POST", "/api/jobs/abc/cancel")
+    connection.putheader("X-Stackproc", "1")
+    connection.endheaders()
+    response = connection.getresponse()
+    error = json.loads(response.read())
+    assert response.status == 400 and error["code"] == 3 and "Content-Length" in error["message"]
+    code, body = call(f"http://127.0.0.1:{port}/no/such/page")
+    assert code == 404 and json.loads(body) == {"code": 5, "message": "no page /no/such/page"}
+
+
 def test_preview_of_a_finished_output(start_server):
     server = start_server("--http-listen", "127.0.0.1:0")
     base = f"http://127.0.0.1:{web_port(server)}"

@@ -152,7 +152,8 @@ class Client:
     def preview(self, input, ops, *, slices=None, count=None, roi=None):
         """The pipeline on a few slices of `input` (under the data root; only those are read):
         a Preview with .z, .before (the slices, or their `roi` (x, y, width, height)),
-        .after (one array per variant), .labels and .notes. `slices`: the z to show, else
+        .after ((variants, n, y, x): one array, or a list of arrays when a sweep gives the
+        variants other sizes or types), .labels and .notes. `slices`: the z to show, else
         `count` (3) evenly spaced. A text op may sweep a parameter: "clahe:clip=1,2,4" makes
         three variants."""
         request = self._preview_request(input, ops, slices, count, roi)
@@ -171,8 +172,11 @@ class Client:
                 c = reply.chunk
                 view = current[c.slice].reshape(-1).view(np.uint8)
                 view[c.offset:c.offset + len(c.data)] = np.frombuffer(c.data, np.uint8)
-        return Preview(list(info.slices), stacks.pop(-1),
-                       [stacks[i] for i in sorted(stacks)], list(info.labels), list(info.notes))
+        before = stacks.pop(-1)
+        after = [stacks[i] for i in sorted(stacks)]
+        if len({(a.shape, a.dtype) for a in after}) == 1:
+            after = np.stack(after)  # one array, (variants, n, y, x)
+        return Preview(list(info.slices), before, after, list(info.labels), list(info.notes))
 
     def preview_png(self, input, ops, *, slices=None, count=None, roi=None, max_tile_side=512):
         """preview()'s slices as the montage PNG `stackproc preview` writes (bytes)."""

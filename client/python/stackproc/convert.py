@@ -167,9 +167,11 @@ class JobStatus:
 @dataclasses.dataclass
 class Preview:
     """A pipeline on a few slices: the slices (z), as read (before: a (n, y, x) array) and as
-    each variant made them (after: one array each, labelled), with what to know (notes)."""
+    each variant made them (after: a (variants, n, y, x) array, after[i] labelled labels[i]; a
+    list of (n, y, x) arrays when a sweep gives the variants other sizes or types), with what
+    to know (notes)."""
     z: list
     before: np.ndarray
-    after: list
+    after: np.ndarray
     labels: list
     notes: list

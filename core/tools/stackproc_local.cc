@@ -160,10 +160,19 @@ absl::Status Generate(const Args& args) {
   }
   WriteOptions write;
   STACKPROC_RETURN_IF_ERROR(ParseWriteFlags(args, write));
-  STACKPROC_ASSIGN_OR_RETURN(Stack stack, MakeSyntheticStack(shape, type, seed));
-  STACKPROC_RETURN_IF_ERROR(WriteStack(args.positional[0], stack, write));
+  // Plane by plane: the memory of a window of slices, whatever the stack's size.
+  STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<SyntheticSource> source,
+                             SyntheticSource::Create(shape, type, seed));
+  STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<SliceSink> sink,
+                             OpenOutput(args.positional[0], write));
+  Pipeline none;
+  RunOptions run;
+  run.cancel = &g_cancel;
+  CancelOnSignals();
+  STACKPROC_RETURN_IF_ERROR(Run(*source, none, *sink, run));
+  STACKPROC_ASSIGN_OR_RETURN(size_t bytes, StackBytes(shape, type));
   absl::PrintF("wrote %s: %s %s, %.1f MB\n", args.positional[0], ShapeString(shape),
-               PixelTypeName(type), stack.size_bytes() / 1e6);
+               PixelTypeName(type), bytes / 1e6);
   return absl::OkStatus();
 }
 

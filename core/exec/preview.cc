@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <set>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -14,6 +15,7 @@
 #include "core/base/status_macros.h"
 #include "core/exec/formats.h"
 #include "core/exec/stack_io.h"
+#include "core/pipeline/operation_registry.h"
 #include "core/pipeline/pipeline.h"
 
 namespace stackproc::core {
@@ -225,10 +227,18 @@ absl::StatusOr<Preview> RunPreview(const Files& files, const PreviewRequest& req
   }
 
   if (request.region) {
-    preview.notes.push_back(absl::StrCat("region ", region.x, ",", region.y, " ", region.width, "x",
-                                         region.height,
-                                         " processed alone: within a filter's reach of its edges "
-                                         "it differs from the whole slice's"));
+    std::set<std::string> whole_slice;  // steps whose result depends on the whole slice
+    for (const PreviewVariant& variant : request.variants) {
+      for (const OpSpec& op : variant.ops) {
+        const OperationDef* def = OperationRegistry::Builtin().Find(op.name);
+        if (def != nullptr && def->info.whole_slice) whole_slice.insert(op.name);
+      }
+    }
+    preview.notes.push_back(absl::StrCat(
+        "region ", region.x, ",", region.y, " ", region.width, "x", region.height,
+        " processed alone: differs from the whole slice's within a filter's reach of its edges",
+        whole_slice.empty() ? "" : absl::StrCat(" (", absl::StrJoin(whole_slice, ", "),
+                                                ": throughout, its own tiles or statistics)")));
   }
   for (const PreviewVariant& variant : request.variants) {
     STACKPROC_ASSIGN_OR_RETURN(Pipeline pipeline, Pipeline::Create(variant.ops));

@@ -19,7 +19,8 @@ const OperationInfo& Info() {
                 "histogram bins over the slice's range (as scikit-image's nbins); at 256 uint8 "
                 "is OpenCV's own, and uint16 at 65536, where clips act alike unless tiles hold "
                 "65536+ pixels")},
-      {PixelType::kUint8, PixelType::kUint16}};
+      {PixelType::kUint8, PixelType::kUint16},
+      /*whole_slice=*/true};  // tiles cut the slice, and bins span its range
   return info;
 }
 

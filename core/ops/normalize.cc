@@ -23,7 +23,8 @@ const OperationInfo& Info() {
        DoubleParam("high", 99.5, 0, 100, "upper percentile"),
        ChoiceParam("scope", {"slice", "stack"},
                    "percentiles of each slice, or of the whole stack (a first pass)")},
-      {PixelType::kUint8, PixelType::kUint16, PixelType::kFloat32}};
+      {PixelType::kUint8, PixelType::kUint16, PixelType::kFloat32},
+      /*whole_slice=*/true};
   return info;
 }
 

@@ -12,7 +12,8 @@ const OperationInfo& Info() {
       "binary mask: full scale where value > threshold, else 0 (fixed value or Otsu per slice)",
       {ChoiceParam("method", {"value", "otsu"}, "fixed threshold, or Otsu's per slice"),
        DoubleParam("value", 0, -1e9, 1e9, "the threshold for method=value")},
-      {PixelType::kUint8, PixelType::kUint16, PixelType::kFloat32}};
+      {PixelType::kUint8, PixelType::kUint16, PixelType::kFloat32},
+      /*whole_slice=*/true};  // Otsu's threshold is the slice's
   return info;
 }
 

@@ -43,6 +43,9 @@ struct OperationInfo {
   std::string doc;  // one line
   std::vector<ParamSpec> params;
   std::vector<PixelType> pixel_types;  // input types it accepts
+  // Its result at a pixel may depend on the whole slice (tiles, the slice's statistics), not
+  // only on a neighbourhood: a region of the slice processed alone differs throughout.
+  bool whole_slice = false;
 };
 
 // Parameter values of one configured operation: every declared parameter, given or defaulted,

@@ -20,7 +20,9 @@ using ::stackproc::testing::MatsEqual;
 using ::stackproc::testing::StatusIs;
 using ::stackproc::testing::TempDir;
 using ::testing::ElementsAre;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::vector<std::string> Labels(const std::vector<PreviewVariant>& variants) {
   std::vector<std::string> labels;
@@ -66,7 +68,8 @@ TEST_F(PreviewTest, EachVariantOnTheChosenRegionEqualsOpenCV) {
   ASSERT_OK_AND_ASSIGN(Preview preview, RunPreview(files_, request));
   EXPECT_THAT(preview.z, ElementsAre(30, 3));
   ASSERT_EQ(preview.after.size(), 2u);
-  EXPECT_THAT(preview.notes, ElementsAre(HasSubstr("region 5,10 40x30 processed alone")));
+  EXPECT_THAT(preview.notes, ElementsAre(AllOf(HasSubstr("region 5,10 40x30 processed alone"),
+                                               Not(HasSubstr("throughout")))));
   const cv::Rect roi(5, 10, 40, 30);
   for (int i = 0; i < 2; ++i) {
     const cv::Mat slice = input_.Slice(preview.z[i])(roi).clone();  // its own borders
@@ -77,6 +80,20 @@ TEST_F(PreviewTest, EachVariantOnTheChosenRegionEqualsOpenCV) {
       EXPECT_TRUE(MatsEqual(preview.after[k == 3 ? 0 : 1].Slice(i), want)) << "ksize " << k;
     }
   }
+}
+
+// CLAHE's tiles and Otsu's threshold are the region's own: they differ from the whole
+// slice's everywhere in it, not only near its edges, and the note says so.
+TEST_F(PreviewTest, ARegionSaysWhichStepsDifferThroughout) {
+  PreviewRequest request;
+  request.input = dir_.File("in.tif");
+  ASSERT_OK_AND_ASSIGN(request.variants,
+                       ExpandSweep({"gaussian:ksize=3", "clahe:clip=1,2", "threshold:method=otsu"}));
+  request.slices = {3};
+  request.region = Region{5, 10, 40, 30};
+  ASSERT_OK_AND_ASSIGN(Preview preview, RunPreview(files_, request));
+  EXPECT_THAT(preview.notes,
+              ElementsAre(HasSubstr("edges (clahe, threshold: throughout, its own tiles")));
 }
 
 TEST_F(PreviewTest, EvenlySpacedSlicesAndSampleStatistics) {

@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./deploy/install-deps.sh
 cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build/release -j "$(nproc)" --target stackprocd stackproc stackproc-local
+# The programs and the Python package (what `cmake --install` installs).
+cmake --build build/release -j "$(nproc)" --target stackprocd stackproc stackproc-local stackproc_python
 
 data="$(realpath -m "${1:-demo-data}")"
 mkdir -p "$data"

@@ -85,8 +85,9 @@ int main(int argc, char** argv) {
   const std::string first = args.ok() && !args->positional.empty() ? args->positional[0] : "";
   const bool asked = args.ok() && (args->Has("help") || first == "help");
   if (asked && stackproc::client::IsCommand(first)) {  // one command's usage: stackproc CMD -h
-    const std::string usage = stackproc::core::CommandUsage(kUsage, "", first);
-    std::fputs(("usage: stackproc " + usage.substr(std::string("usage: ").size())).c_str(), stdout);
+    std::string usage = stackproc::core::CommandUsage(kUsage, "", first);  // "usage: CMD ..."
+    if (usage.rfind("usage: ", 0) == 0) usage.insert(7, "stackproc ");
+    std::fputs(usage.c_str(), stdout);
     if (first == "submit" || first == "process" || first == "download") {
       std::fputs(std::string(stackproc::core::FormatsHelp()).c_str(), stdout);
     }

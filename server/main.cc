@@ -241,7 +241,7 @@ absl::StatusOr<ServerOptions> ParseOptions(int argc, char** argv) {
 
 int Main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
-    if (std::string(argv[i]) == "--help") {
+    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
       std::fputs(kUsage, stdout);
       return 0;
     }

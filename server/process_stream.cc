@@ -8,6 +8,7 @@
 
 #include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "core/base/status_macros.h"
 #include "core/pipeline/pipeline.h"
 #include "proto/wire.h"
@@ -69,12 +70,13 @@ void ProcessStreamReactor::Return(int64_t z) {
   Later([drain = drain_, z] { drain->Release(z); });
 }
 
-// "ipv4:127.0.0.1:53422" -> "127.0.0.1", "ipv6:[::1]:53422" -> "[::1]", "unix:..." -> "unix".
+// "ipv4:127.0.0.1:53422" -> "127.0.0.1", "ipv6:%5B::1%5D:53422" (gRPC 1.51 escapes the
+// brackets) -> "[::1]", "unix:..." -> "unix".
 std::string PeerHost(const std::string& peer) {
   const size_t scheme = peer.find(':');
   if (scheme == std::string::npos) return peer;
   if (peer.compare(0, scheme, "unix") == 0) return "unix";
-  const std::string address = peer.substr(scheme + 1);
+  std::string address = absl::StrReplaceAll(peer.substr(scheme + 1), {{"%5B", "["}, {"%5D", "]"}});
   return address.substr(0, address.rfind(':'));
 }
 

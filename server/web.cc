@@ -70,12 +70,15 @@ absl::StatusOr<std::unique_ptr<WebServer>> WebServer::Start(const WebOptions& op
   web->http_->set_error_handler([](const httplib::Request& request, httplib::Response& response) {
     if (!response.body.empty()) return;
     const int status = response.status;
+    const std::string what = absl::StrCat("HTTP ", status);
     Fail(response, status == 404 ? absl::NotFoundError(absl::StrCat("no page ", request.path))
                    : status == 400 && request.method == "POST" &&
                            !request.has_header("Content-Length")
                        ? absl::InvalidArgumentError(
                              "a POST needs a body or Content-Length: 0 (curl: -d '')")
-                       : absl::InvalidArgumentError(absl::StrCat("HTTP ", status)));
+                   : status == 413 ? absl::ResourceExhaustedError(what)
+                   : status >= 500 ? absl::InternalError(what)
+                                   : absl::InvalidArgumentError(what));
     response.status = status;
   });
   STACKPROC_ASSIGN_OR_RETURN(const HostPort address, ParseHostPort("http-listen", options.listen));

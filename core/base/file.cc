@@ -1,5 +1,7 @@
 #include "core/base/file.h"
 
+#include <algorithm>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -280,18 +282,26 @@ absl::StatusOr<UniqueFd> MakeFolderAt(int dir, const std::string& name,
   return fd;
 }
 
+int PwriteFull(int fd, const void* data, size_t size, uint64_t at, size_t chunk) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  for (size_t done = 0; done < size;) {
+    const ssize_t n =
+        ::pwrite(fd, p + done, std::min(size - done, chunk), static_cast<off_t>(at + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return n < 0 ? errno : EIO;
+    done += static_cast<size_t>(n);
+  }
+  return 0;
+}
+
 absl::Status WriteFileAt(int dir, const std::string& name, const void* bytes, size_t size,
                          const std::string& display) {
   const std::string temp = absl::StrCat(".", name, ".part");
   UniqueFd fd(
       ::openat(dir, temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0666));
   if (!fd) return FileError(absl::StrCat(display, ": cannot create it"), errno);
-  const auto* p = static_cast<const uint8_t*>(bytes);
-  for (size_t done = 0; done < size;) {
-    const ssize_t n = ::write(fd.get(), p + done, size - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return FileError(absl::StrCat(display, ": cannot write it"), n < 0 ? errno : EIO);
-    done += static_cast<size_t>(n);
+  if (const int error = PwriteFull(fd.get(), bytes, size, 0); error != 0) {
+    return FileError(absl::StrCat(display, ": cannot write it"), error);
   }
   if (::close(fd.release()) != 0)
     return FileError(absl::StrCat(display, ": cannot write it"), errno);

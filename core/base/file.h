@@ -65,6 +65,14 @@ absl::StatusOr<UniqueFd> MakeFolderAt(int dir, const std::string& name, const st
 // Writes `size` bytes to `name` in directory `dir` under a temporary name (".NAME.part"), then
 // renames it: a reader sees the file whole or not at all. ResourceExhausted for a full disk or
 // quota, Internal for other failures; `display` names the file in messages.
+// Writes all `size` bytes at file offset `at`, retrying short writes and EINTR, in calls of at
+// most `chunk` bytes: on this project's VM 2 MiB pwrites cost the kernel 3x as much as 512 KiB
+// ones (a 1 GiB TIFF of 2 MiB planes onto ext4, the page cache dropped before each run, medians
+// of 7: 1.69 s against 0.54 s).
+// 0, or the errno of the failed call (EIO for a write that wrote nothing).
+inline constexpr size_t kWriteChunk = size_t{512} << 10;
+int PwriteFull(int fd, const void* data, size_t size, uint64_t at, size_t chunk = kWriteChunk);
+
 absl::Status WriteFileAt(int dir, const std::string& name, const void* bytes, size_t size,
                          const std::string& display);
 

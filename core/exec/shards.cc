@@ -71,8 +71,8 @@ absl::StatusOr<ShardRecord> ParseShardRecord(absl::string_view text, absl::strin
 std::string JobKey(absl::string_view input, absl::string_view pipeline, int64_t depth,
                    absl::string_view compression) {
   uint64_t hash = 14695981039346656037ull;
-  for (absl::string_view part : {input, pipeline, absl::string_view(absl::StrCat(depth)),
-                                 compression}) {
+  const std::string depth_text = absl::StrCat(depth);  // lives through the loop
+  for (absl::string_view part : {input, pipeline, absl::string_view(depth_text), compression}) {
     for (char c : part) hash = (hash ^ static_cast<uint8_t>(c)) * 1099511628211ull;
     hash = (hash ^ 0xff) * 1099511628211ull;  // parts apart: "ab","c" is not "a","bc"
   }

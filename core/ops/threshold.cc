@@ -13,7 +13,7 @@ const OperationInfo& Info() {
       {ChoiceParam("method", {"value", "otsu"}, "fixed threshold, or Otsu's per slice"),
        DoubleParam("value", 0, -1e9, 1e9, "the threshold for method=value")},
       {PixelType::kUint8, PixelType::kUint16, PixelType::kFloat32},
-      /*whole_slice=*/true};  // Otsu's threshold is the slice's
+      /*whole_slice=*/true};  // method=otsu: the threshold is the slice's
   return info;
 }
 

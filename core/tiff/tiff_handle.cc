@@ -93,21 +93,14 @@ struct TiffHandle::Source {
   }
   static tmsize_t Write(thandle_t h, void* buffer, tmsize_t size) {
     auto* source = static_cast<Source*>(h);
-    const auto* in = static_cast<const char*>(buffer);
-    tmsize_t done = 0;
-    while (done < size) {
-      const ssize_t n = ::pwrite(source->fd, in + done, static_cast<size_t>(size - done),
-                                 static_cast<off_t>(source->offset));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        source->write_errno = n < 0 ? errno : EIO;  // ENOSPC: the disk is full
-        return -1;
-      }
-      done += n;
-      source->offset += static_cast<uint64_t>(n);
-      source->size = std::max(source->size, source->offset);
+    if (const int error = PwriteFull(source->fd, buffer, static_cast<size_t>(size), source->offset);
+        error != 0) {
+      source->write_errno = error;  // ENOSPC: the disk is full
+      return -1;
     }
-    return done;
+    source->offset += static_cast<uint64_t>(size);
+    source->size = std::max(source->size, source->offset);
+    return size;
   }
   static toff_t Seek(thandle_t h, toff_t offset, int whence) {
     auto* source = static_cast<Source*>(h);

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -62,6 +63,12 @@ absl::Status IoError(const std::string& path, absl::string_view what, const std:
     return absl::ResourceExhaustedError(absl::StrCat(message, ": the file size limit is reached"));
   }
   return absl::InternalError(message);
+}
+
+// Rows per strip of about kTargetStripBytes.
+uint32_t RowsPerStrip(size_t slice_bytes, int64_t height) {
+  const auto rows = static_cast<size_t>(height);
+  return static_cast<uint32_t>(std::clamp<size_t>(kTargetStripBytes / (slice_bytes / rows), 1, rows));
 }
 
 // The Predictor tag of a page: what `predictor` asks for, its default (compression.h) made
@@ -161,7 +168,14 @@ absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Create(
     }
     return IoError(path, "cannot create its temporary file", "", error);
   }
-  const bool bigtiff = stack_bytes > options.bigtiff_threshold;
+  // The directories count too: at most 512 bytes a page and 16 a strip (a BigTIFF's sizes), and
+  // page 0's description; many small slices make them gigabytes.
+  const uint64_t strips = (static_cast<uint64_t>(shape.height) +
+                           RowsPerStrip(slice_bytes, shape.height) - 1) /
+                          RowsPerStrip(slice_bytes, shape.height);
+  const uint64_t directories = static_cast<uint64_t>(shape.depth) * (512 + 16 * strips) +
+                               metadata.description.size() + options.shard_record.size();
+  const bool bigtiff = stack_bytes + directories > options.bigtiff_threshold;
   std::unique_ptr<TiffHandle> handle;
   if (options.compression != Compression::kNone) {
     absl::StatusOr<TiffHandle> opened = TiffHandle::OpenWrite(fd.get(), path, bigtiff ? "w8" : "w");
@@ -190,9 +204,7 @@ TiffPageWriter::TiffPageWriter(OutputTarget target, std::string temp, UniqueFd t
       metadata_(std::move(metadata)),
       options_(options),
       slice_bytes_(slice_bytes),
-      rows_per_strip_(static_cast<uint32_t>(
-          std::clamp<size_t>(kTargetStripBytes / (slice_bytes / static_cast<size_t>(shape.height)),
-                             1, static_cast<size_t>(shape.height)))),
+      rows_per_strip_(RowsPerStrip(slice_bytes, shape.height)),
       predictor_(PredictorFor(options_.compression, type, options_.predictor)),
       bigtiff_(bigtiff),
       encode_here_(options_.parallel_compression && CanEncodeStrips(options_.compression, type)) {
@@ -307,15 +319,8 @@ absl::Status TiffPageWriter::WritePlane(const uint8_t* page) {
 
 absl::Status TiffPageWriter::PwriteAll(const void* data, size_t size, uint64_t at,
                                        absl::string_view what) {
-  const auto* bytes = static_cast<const uint8_t*>(data);
-  for (size_t done = 0; done < size;) {
-    const ssize_t n =
-        ::pwrite(temp_fd_.get(), bytes + done, size - done, static_cast<off_t>(at + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return IoError(path_, absl::StrCat(what, " failed"), "", n < 0 ? errno : ENOSPC);
-    done += static_cast<size_t>(n);
-  }
-  return absl::OkStatus();
+  const int error = PwriteFull(temp_fd_.get(), data, size, at);
+  return error == 0 ? absl::OkStatus() : IoError(path_, absl::StrCat(what, " failed"), "", error);
 }
 
 absl::Status TiffPageWriter::WriteDirectories() {
@@ -345,6 +350,11 @@ absl::Status TiffPageWriter::WriteDirectories() {
     directory.Offsets(TIFFTAG_STRIPOFFSETS, offsets);
     directory.Offsets(TIFFTAG_STRIPBYTECOUNTS, counts);
     const uint64_t next = z + 1 < shape_.depth ? at + directory.size() : 0;
+    if (!bigtiff_ && at + directory.size() > std::numeric_limits<uint32_t>::max()) {
+      return absl::InternalError(absl::StrCat(path_, ": page ", z,
+                                              "'s directory would lie past 4 GiB in a classic "
+                                              "TIFF (the BigTIFF estimate was short)"));
+    }
     directory.AppendTo(at, next, out);
     at += directory.size();
     if (out.size() >= (size_t{1} << 20) || next == 0) {  // written in pieces of about 1 MiB

@@ -31,6 +31,7 @@
 #include "core/exec/formats.h"
 #include "core/exec/preview.h"
 #include "core/exec/process_file.h"
+#include "core/exec/sequence_io.h"
 #include "core/exec/shards.h"
 #include "core/exec/tiff_io.h"
 #include "core/pipeline/operation_registry.h"
@@ -133,6 +134,10 @@ absl::Status Assemble(const Args& args) {
   const std::string output = args.Get("output");
   if (output.empty() || args.positional.empty()) {
     return absl::InvalidArgumentError("assemble needs --output OUT.tif and the shards");
+  }
+  if (!IsTiffName(output)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(output, ": assemble writes a TIFF: name it NAME.tif or NAME.tiff"));
   }
   STACKPROC_ASSIGN_OR_RETURN(OutputTarget target, OutputTarget::ForPath(output));
   const absl::Time start = absl::Now();

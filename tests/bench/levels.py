@@ -7,7 +7,11 @@ OME-Zarr with each codec and level, and the result read back (converted to an un
 TIFF), --reps times, medians. MB/s are of the uncompressed stack; ratio is stack bytes / output
 bytes. All on one 2-core machine, in --dir.
 
+TIFF's deflate has no predictor by default (ImageJ undoes none for deflate), lzw and zstd
+differencing: the predictor=... rows show what the other choice costs or saves.
+
 usage: levels.py [--build build/release] [--dir /dev/shm] [--reps 3] [--shape 64x1024x1024]
+                 [--format TIFF|OME-Zarr]
 """
 import argparse
 import os
@@ -20,8 +24,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.dirname(os.path.dirname(HERE))
 CASES = [("TIFF", "tif", c) for c in (
-    "none", "deflate:level=1", "deflate:level=3", "deflate:level=6", "deflate:level=9",
-    "zstd:level=1", "zstd:level=3", "zstd:level=9", "zstd:level=19")] + [
+    "none", "deflate:level=1", "deflate:level=1,predictor=differencing", "deflate:level=3",
+    "deflate:level=6", "deflate:level=6,predictor=differencing", "deflate:level=9", "lzw",
+    "lzw:predictor=none", "zstd:level=1", "zstd:level=1,predictor=none", "zstd:level=3",
+    "zstd:level=9", "zstd:level=19")] + [
     ("OME-Zarr", "zarr", c) for c in (
         "lz4:level=1", "lz4:level=5", "lz4:level=9", "zstd:level=1", "zstd:level=3",
         "zstd:level=9", "deflate:level=1", "deflate:level=6")]
@@ -45,6 +51,7 @@ def main():
     parser.add_argument("--dir", default="/dev/shm")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--shape", default="64x1024x1024")
+    parser.add_argument("--format", choices=("TIFF", "OME-Zarr"), help="only this format's rows")
     args = parser.parse_args()
     tool = os.path.join(os.path.abspath(args.build), "core/stackproc-local")
     depth, height, width = args.shape.split("x")
@@ -56,8 +63,10 @@ def main():
         raw = int(depth) * int(height) * int(width) * 2
         print(f"{args.shape} uint16, 12-bit camera-like (gen_stack.py), {raw / 1e6:.0f} MB, "
               f"stackproc-local on 2 cores, {args.dir}, medians of {args.reps}")
-        print(f"{'format':9} {'codec':16} {'write MB/s':>10} {'read MB/s':>10} {'ratio':>6}")
+        print(f"{'format':9} {'codec':38} {'write MB/s':>10} {'read MB/s':>10} {'ratio':>6}")
         for fmt, ext, codec in CASES:
+            if args.format and fmt != args.format:
+                continue
             out = os.path.join(work, f"out.{ext}")
             back = os.path.join(work, "back.tif")
             writes, reads = [], []
@@ -67,7 +76,7 @@ def main():
                 reads.append(timed([tool, "run", "--input", out, "--output", back,
                                     "--overwrite"]))
             ratio = raw / size_of(out)
-            print(f"{fmt:9} {codec:16} {raw / 1e6 / statistics.median(writes):10.0f} "
+            print(f"{fmt:9} {codec:38} {raw / 1e6 / statistics.median(writes):10.0f} "
                   f"{raw / 1e6 / statistics.median(reads):10.0f} {ratio:6.2f}")
             shutil.rmtree(out, ignore_errors=True) if ext == "zarr" else os.remove(out)
     finally:

@@ -4,10 +4,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <filesystem>
 #include <fstream>
 #include <random>
 
+#include "core/tiff/tiff_directory.h"
 #include "core/tiff/tiff_reader.h"
 #include "core/tiff/tiff_writer.h"
 #include "tests/test_util/status_matchers.h"
@@ -18,6 +20,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::stackproc::testing::MakeStack;
+using ::stackproc::testing::RunCommand;
 using ::stackproc::testing::StacksEqual;
 using ::stackproc::testing::StatusIs;
 using ::stackproc::testing::TempDir;
@@ -105,6 +108,67 @@ TEST(TiffRoundTripTest, BigTiffAboveThreshold) {
   EXPECT_TRUE(big.bigtiff);
   ASSERT_OK_AND_ASSIGN(Stack back, ReadTiff(dir.File("big.tif")));
   EXPECT_TRUE(StacksEqual(back, stack));
+
+  // Uncompressed, its directories written by hand (tiff_directory.h): 20-byte entries, LONG8
+  // strip arrays, rationals inline; libtiff and tifffile read the pixels and the resolution.
+  stack.metadata().x_resolution = 1 / 0.325;
+  stack.metadata().y_resolution = 1 / 0.65;
+  stack.metadata().resolution_unit = ResolutionUnit::kCentimeter;
+  options.compression = Compression::kNone;
+  ASSERT_OK(WriteTiff(dir.File("big-none.tif"), stack, options));
+  ASSERT_OK_AND_ASSIGN(TiffInfo plain, ProbeTiff(dir.File("big-none.tif")));
+  EXPECT_TRUE(plain.bigtiff);
+  ASSERT_OK_AND_ASSIGN(back, ReadTiff(dir.File("big-none.tif")));
+  EXPECT_TRUE(StacksEqual(back, stack));
+  EXPECT_NEAR(*back.metadata().x_resolution, 1 / 0.325, 1e-5);
+  EXPECT_NEAR(*back.metadata().y_resolution, 1 / 0.65, 1e-5);
+  std::ofstream(dir.File("want.raw"), std::ios::binary)
+      .write(reinterpret_cast<const char*>(stack.data()),
+             static_cast<std::streamsize>(stack.size_bytes()));
+  EXPECT_EQ(RunCommand(absl::StrCat(STACKPROC_PYTHON, " -c '", R"(
+import sys, numpy, tifffile
+with tifffile.TiffFile(sys.argv[1]) as tif:
+    page = tif.pages[0]
+    (xn, xd), (yn, yd) = page.tags["XResolution"].value, page.tags["YResolution"].value
+    ok = tif.is_bigtiff and len(tif.pages) == 3 and page.tags["ResolutionUnit"].value == 3
+    ok = ok and abs(xn / xd - 1 / 0.325) < 1e-6 and abs(yn / yd - 1 / 0.65) < 1e-6
+    want = numpy.fromfile(sys.argv[2], numpy.uint16).reshape(3, 40, 50)
+    ok = ok and numpy.array_equal(tif.asarray(), want)
+sys.exit(0 if ok else 1))",
+                                    "' ", dir.File("big-none.tif"), " ", dir.File("want.raw"))),
+            0);
+}
+
+// A directory's bytes worked out by hand from the TIFF 6.0 and BigTIFF layouts (little-endian
+// machines): entries sorted by tag, values of up to 4 (8) bytes inline, longer ones after the
+// next-directory offset, at even offsets.
+TEST(TiffDirectoryTest, BytesAsTheSpecLaysThemOut) {
+  ASSERT_EQ(std::endian::native, std::endian::little);
+  using namespace std::string_literals;
+  TiffDirectory classic(false);
+  classic.Ascii(305, "hello");  // 6 bytes with its NUL: after the entries
+  classic.Short(256, 7);
+  std::string out;
+  classic.AppendTo(8, 0, out);
+  EXPECT_EQ(classic.size(), 2u + 2 * 12 + 4 + 6);
+  EXPECT_EQ(out, "\x02\x00"s                                        // 2 entries
+                 "\x00\x01\x03\x00\x01\x00\x00\x00\x07\x00\x00\x00"s  // 256 SHORT 1: 7
+                 "\x31\x01\x02\x00\x06\x00\x00\x00\x26\x00\x00\x00"s  // 305 ASCII 6 at 38
+                 "\x00\x00\x00\x00"s                                // no next directory
+                 "hello\x00"s);
+  TiffDirectory big(true);
+  big.Offsets(273, {0x0102030405ull});  // one LONG8: inline
+  big.Ascii(270, "abc");                // 4 bytes: inline
+  out.clear();
+  big.AppendTo(16, 4096, out);
+  EXPECT_EQ(big.size(), 8u + 2 * 20 + 8);
+  EXPECT_EQ(out, "\x02\x00\x00\x00\x00\x00\x00\x00"s
+                 "\x0e\x01\x02\x00\x04\x00\x00\x00\x00\x00\x00\x00"s "abc\x00\x00\x00\x00\x00"s
+                 "\x11\x01\x10\x00\x01\x00\x00\x00\x00\x00\x00\x00"
+                 "\x05\x04\x03\x02\x01\x00\x00\x00"s
+                 "\x00\x10\x00\x00\x00\x00\x00\x00"s);
+  EXPECT_EQ(TiffHeader(true, 4096), "II\x2b\x00\x08\x00\x00\x00\x00\x10\x00\x00\x00\x00\x00\x00"s);
+  EXPECT_EQ(TiffHeader(false, 8), "II\x2a\x00\x08\x00\x00\x00"s);
 }
 
 TEST(TiffRoundTripTest, DescriptionDefaultsToImageJStack) {

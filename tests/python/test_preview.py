@@ -23,8 +23,7 @@ def test_raw_preview_equals_opencv_on_those_slices(server):
                            slices=[29, 0, 7])
     assert p.z == [29, 0, 7] and p.labels == ["ksize=3", "ksize=5"]
     assert np.array_equal(p.before, a[[29, 0, 7]])
-    assert isinstance(p.after, np.ndarray) and p.after.shape == (2, 3, 32, 40)
-    assert p.after.astype(np.float32).dtype == np.float32  # an array, as documented
+    assert isinstance(p.after, np.ndarray) and p.after.shape == (2, 3, 32, 40)  # as documented
     for k, after in zip((3, 5), p.after):
         want = [cv2.resize(cv2.GaussianBlur(a[z], (k, k), 0), None, fx=0.5, fy=0.5,
                            interpolation=cv2.INTER_AREA) for z in (29, 0, 7)]

@@ -216,8 +216,7 @@ absl::StatusOr<int> Info(Client& client) {
 
 absl::StatusOr<int> List(Client& client) {
   STACKPROC_ASSIGN_OR_RETURN(std::vector<v1::Job> jobs, client.List());
-  absl::PrintF("%-12s %-11s %-19s %-9s %s\n", "JOB", "STATE", "STAGE", "SLICES",
-               "INPUT -> OUTPUT");
+  absl::PrintF("%-12s %-11s %-19s %-9s %s\n", "JOB", "STATE", "STAGE", "SLICES", "INPUT -> OUTPUT");
   for (const v1::Job& j : jobs) {
     // A queued job's stage is why it waits: its words before the colon here, all of it in
     // stackproc status.

@@ -71,7 +71,8 @@ std::string ConnectionHint(const absl::Status& status, const std::string& target
               absl::StrContains(message, "Socket closed"))) {
     return absl::StrCat("\n  the TLS handshake with ", target,
                         " failed: a server without TLS wants no --tls-ca; else check that the "
-                        "CA signed its certificate and that the certificate names ", target);
+                        "CA signed its certificate and that the certificate names ",
+                        target);
   }
   return "";
 }

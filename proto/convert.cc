@@ -94,8 +94,8 @@ absl::StatusOr<core::Predictor> FromProto(v1::Predictor predictor) {
     case v1::PREDICTOR_DIFFERENCING:
       return core::Predictor::kDifferencing;
     default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          "predictor ", static_cast<int>(predictor), " is not unspecified, none or differencing"));
+      return absl::InvalidArgumentError(absl::StrCat("predictor ", static_cast<int>(predictor),
+                                                     " is not unspecified, none or differencing"));
   }
 }
 

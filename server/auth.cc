@@ -33,12 +33,12 @@ std::string TokenAuth::ExposureWarning(const std::string& path) {
   if (::stat(path.c_str(), &st) != 0 || (st.st_mode & (S_IROTH | S_IWOTH | S_IWGRP)) == 0) {
     return "";
   }
-  return absl::StrFormat("%s can be %s (mode %04o): chmod 600 it (640 for a group that must read it)",
-                         path,
-                         (st.st_mode & S_IROTH) != 0   ? "read by every user of this machine"
-                         : (st.st_mode & S_IWOTH) != 0 ? "changed by every user of this machine"
-                                                       : "changed by its group",
-                         st.st_mode & 07777);
+  return absl::StrFormat(
+      "%s can be %s (mode %04o): chmod 600 it (640 for a group that must read it)", path,
+      (st.st_mode & S_IROTH) != 0   ? "read by every user of this machine"
+      : (st.st_mode & S_IWOTH) != 0 ? "changed by every user of this machine"
+                                    : "changed by its group",
+      st.st_mode & 07777);
 }
 
 absl::StatusOr<TokenAuth> TokenAuth::Load(const std::string& path) {

@@ -43,16 +43,16 @@ struct JobSpec {
   std::vector<core::OpSpec> ops;           // parameters in name order (convert::FromProto)
   std::optional<std::string> output_path;  // nullopt: keep the result in memory
   core::Compression compression = core::Compression::kDefault;
-  int compression_level = 0;  // 0: the codec's default
+  int compression_level = 0;                              // 0: the codec's default
   core::Predictor predictor = core::Predictor::kDefault;  // TIFF outputs
   bool overwrite = false;
   std::optional<std::array<int64_t, 3>> chunks;     // OME-Zarr outputs
   int pyramid_levels = 0;                           // OME-Zarr outputs
   absl::Duration retention = absl::ZeroDuration();  // in-memory results; 0: server default
-  bool streamed = false;  // ProcessStream: no paths, the caller feeds and drains the job
+  bool streamed = false;      // ProcessStream: no paths, the caller feeds and drains the job
   std::string uploaded_from;  // a streamed job's client, its address as the server saw it
-  std::string owner;      // the caller that submitted it (TokenAuth); "" without tokens
-  int shards = 0;         // z-ranges on a cluster (--executor slurm); 0: the server decides
+  std::string owner;          // the caller that submitted it (TokenAuth); "" without tokens
+  int shards = 0;             // z-ranges on a cluster (--executor slurm); 0: the server decides
 
   friend bool operator==(const JobSpec&, const JobSpec&) = default;
 };

@@ -19,8 +19,8 @@ absl::StatusOr<HostPort> ParseHostPort(absl::string_view flag, absl::string_view
   const bool port_follows =
       colon != absl::string_view::npos && (!bracketed || (colon > 0 && text[colon - 1] == ']'));
   if (!port_follows || colon == 0 || !absl::SimpleAtoi(text.substr(colon + 1), &out.port) ||
-      out.port < 0 || out.port > 65535 || text.substr(colon + 1).find_first_not_of("0123456789") !=
-                                              absl::string_view::npos) {
+      out.port < 0 || out.port > 65535 ||
+      text.substr(colon + 1).find_first_not_of("0123456789") != absl::string_view::npos) {
     return absl::InvalidArgumentError(
         absl::StrCat("--", flag, " ", text,
                      ": give HOST:PORT with a port of 0-65535 (0: any free one), e.g. "
@@ -51,15 +51,15 @@ absl::Status ListenFailed(absl::string_view flag, absl::string_view text) {
   if (fd >= 0) ::close(fd);
   ::freeaddrinfo(found);
   if (error == EADDRINUSE) {
-    return absl::UnavailableError(absl::StrCat(
-        prefix, ": port ", address->port, " is in use (another stackprocd?); choose another"));
+    return absl::UnavailableError(absl::StrCat(prefix, ": port ", address->port,
+                                               " is in use (another stackprocd?); choose another"));
   }
   if (error == EADDRNOTAVAIL) {
     return absl::UnavailableError(
         absl::StrCat(prefix, ": ", address->host, " is not an address of this machine"));
   }
-  return absl::UnavailableError(
-      error != 0 ? absl::StrCat(prefix, ": ", std::strerror(error)) : prefix);
+  return absl::UnavailableError(error != 0 ? absl::StrCat(prefix, ": ", std::strerror(error))
+                                           : prefix);
 }
 
 }  // namespace stackproc::server

@@ -71,14 +71,13 @@ absl::StatusOr<std::unique_ptr<WebServer>> WebServer::Start(const WebOptions& op
     if (!response.body.empty()) return;
     const int status = response.status;
     const std::string what = absl::StrCat("HTTP ", status);
-    Fail(response, status == 404 ? absl::NotFoundError(absl::StrCat("no page ", request.path))
-                   : status == 400 && request.method == "POST" &&
-                           !request.has_header("Content-Length")
-                       ? absl::InvalidArgumentError(
-                             "a POST needs a body or Content-Length: 0 (curl: -d '')")
-                   : status == 413 ? absl::ResourceExhaustedError(what)
-                   : status >= 500 ? absl::InternalError(what)
-                                   : absl::InvalidArgumentError(what));
+    Fail(response,
+         status == 404 ? absl::NotFoundError(absl::StrCat("no page ", request.path))
+         : status == 400 && request.method == "POST" && !request.has_header("Content-Length")
+             ? absl::InvalidArgumentError("a POST needs a body or Content-Length: 0 (curl: -d '')")
+         : status == 413 ? absl::ResourceExhaustedError(what)
+         : status >= 500 ? absl::InternalError(what)
+                         : absl::InvalidArgumentError(what));
     response.status = status;
   });
   STACKPROC_ASSIGN_OR_RETURN(const HostPort address, ParseHostPort("http-listen", options.listen));

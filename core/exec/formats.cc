@@ -37,9 +37,10 @@ absl::StatusOr<OutputName> ParseOutputName(const std::string& output) {
   if (sequence) return OutputName{Format::kPlanes, sequence->folder, sequence->pattern};
   if (IsTiffName(output)) return OutputName{Format::kTiff, output, ""};
   return absl::InvalidArgumentError(
-      absl::StrCat(output, ": the output's name says its format, and this one says none: NAME.tif "
-                           "or NAME.tiff (TIFF), NAME.ome.zarr or NAME.zarr (OME-Zarr), NAME/ or "
-                           "NAME/z%04d.tif (a folder of planes)"));
+      absl::StrCat(output,
+                   ": the output's name says its format, and this one says none: NAME.tif "
+                   "or NAME.tiff (TIFF), NAME.ome.zarr or NAME.zarr (OME-Zarr), NAME/ or "
+                   "NAME/z%04d.tif (a folder of planes)"));
 }
 
 absl::Status CheckReplaceable(Format format, const OutputTarget& target) {
@@ -60,9 +61,9 @@ absl::Status CheckReplaceable(Format format, const OutputTarget& target) {
   } else {
     for (const std::string& n : names) {
       struct stat st;
-      ours =
-          ours && IsTiffName(n) &&
-          ::fstatat(folder.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+      ours = ours && IsTiffName(n) &&
+             ::fstatat(folder.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+             S_ISREG(st.st_mode);
     }
   }
   if (!ours) {
@@ -146,7 +147,8 @@ const std::vector<FormatInfo>& Formats() {
       {Format::kTiff, "a file (output: NAME.tif or NAME.tiff)",
        "classic and BigTIFF, strips or tiles, uint8/uint16/float32, one sample; none, lzw, "
        "deflate, packbits, zstd; ImageJ big stacks (one IFD, contiguous planes)",
-       "BigTIFF past 3.75 GiB of pixels; ImageJ, OME-XML or tifffile description and resolution kept; "
+       "BigTIFF past 3.75 GiB of pixels; ImageJ, OME-XML or tifffile description and resolution "
+       "kept; "
        "uncompressed planes one after another (as ImageJ and tifffile write them)",
        "none, deflate, zstd, lzw (ImageJ/Fiji open none, deflate, lzw; not zstd)",
        "--compression CODEC:predictor=none|differencing"},

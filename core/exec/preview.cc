@@ -237,8 +237,9 @@ absl::StatusOr<Preview> RunPreview(const Files& files, const PreviewRequest& req
     preview.notes.push_back(absl::StrCat(
         "region ", region.x, ",", region.y, " ", region.width, "x", region.height,
         " processed alone: differs from the whole slice's within a filter's reach of its edges",
-        whole_slice.empty() ? "" : absl::StrCat(" (", absl::StrJoin(whole_slice, ", "),
-                                                ": throughout, its own tiles or statistics)")));
+        whole_slice.empty() ? ""
+                            : absl::StrCat(" (", absl::StrJoin(whole_slice, ", "),
+                                           ": throughout, its own tiles or statistics)")));
   }
   for (const PreviewVariant& variant : request.variants) {
     STACKPROC_ASSIGN_OR_RETURN(Pipeline pipeline, Pipeline::Create(variant.ops));

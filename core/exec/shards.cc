@@ -128,11 +128,10 @@ absl::Status PutInPlace(std::vector<Shard>& shards) {
                                                      shard.path, ")"));
     }
     if (r.range.begin < next) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(shard.path, " (slices ", r.range.begin, ":", r.range.end, ") ",
-                       r.range == previous->record.range ? "repeats" : "overlaps", " ",
-                       previous->path, " (slices ", previous->record.range.begin, ":",
-                       previous->record.range.end, ")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          shard.path, " (slices ", r.range.begin, ":", r.range.end, ") ",
+          r.range == previous->record.range ? "repeats" : "overlaps", " ", previous->path,
+          " (slices ", previous->record.range.begin, ":", previous->record.range.end, ")"));
     }
     next = r.range.end;
     previous = &shard;
@@ -216,8 +215,9 @@ absl::Status AssembleTiff(const Files& files, const std::vector<std::string>& sh
       return NotLaidOutAlike(path, "an ImageJ raw stack or a tiled file");
     }
     if (info.shard_record.empty()) {
-      return NotLaidOutAlike(path, "no shard record (stackproc-local run --shards N or --z-range "
-                                   "A:B writes one)");
+      return NotLaidOutAlike(path,
+                             "no shard record (stackproc-local run --shards N or --z-range "
+                             "A:B writes one)");
     }
     STACKPROC_ASSIGN_OR_RETURN(ShardRecord record, ParseShardRecord(info.shard_record, path));
     shape = {shape.depth + info.shape.depth, info.shape.height, info.shape.width};

@@ -3,8 +3,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <optional>
 #include <opencv2/core.hpp>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/str_cat.h"

@@ -1,7 +1,8 @@
 // Encodes TIFF strips outside libtiff, so that the strips of a page can be compressed on many
 // threads at once (libtiff's codecs run on the thread that writes). Produces exactly what a
 // TIFF reader expects for Compression = Adobe Deflate or ZSTD, with Predictor = horizontal
-// differencing or none; the writer hands the results to TIFFWriteRawStrip in order. Internal to core/.
+// differencing or none; the writer hands the results to TIFFWriteRawStrip in order. Internal to
+// core/.
 #pragma once
 
 #include <cstddef>

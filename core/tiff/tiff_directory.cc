@@ -68,9 +68,7 @@ void TiffDirectory::Add(uint16_t tag, uint16_t type, uint64_t count, std::string
   entries_.push_back({tag, type, count, std::move(value)});
 }
 
-void TiffDirectory::Short(uint16_t tag, uint16_t value) {
-  Add(tag, TIFF_SHORT, 1, Bytes(value));
-}
+void TiffDirectory::Short(uint16_t tag, uint16_t value) { Add(tag, TIFF_SHORT, 1, Bytes(value)); }
 
 void TiffDirectory::Long(uint16_t tag, uint32_t value) { Add(tag, TIFF_LONG, 1, Bytes(value)); }
 

@@ -68,7 +68,8 @@ absl::Status IoError(const std::string& path, absl::string_view what, const std:
 // Rows per strip of about kTargetStripBytes.
 uint32_t RowsPerStrip(size_t slice_bytes, int64_t height) {
   const auto rows = static_cast<size_t>(height);
-  return static_cast<uint32_t>(std::clamp<size_t>(kTargetStripBytes / (slice_bytes / rows), 1, rows));
+  return static_cast<uint32_t>(
+      std::clamp<size_t>(kTargetStripBytes / (slice_bytes / rows), 1, rows));
 }
 
 // The Predictor tag of a page: what `predictor` asks for, its default (compression.h) made
@@ -78,7 +79,7 @@ uint16_t PredictorFor(Compression compression, PixelType type, Predictor predict
   if (predictor == Predictor::kDefault) {
     const bool imagej_undoes = compression == Compression::kLzw && type != PixelType::kFloat32;
     predictor = imagej_undoes || compression == Compression::kZstd ? Predictor::kDifferencing
-                                                                     : Predictor::kNone;
+                                                                   : Predictor::kNone;
   }
   if (predictor == Predictor::kNone) return PREDICTOR_NONE;
   return type == PixelType::kFloat32 ? PREDICTOR_FLOATINGPOINT : PREDICTOR_HORIZONTAL;
@@ -170,9 +171,9 @@ absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Create(
   }
   // The directories count too: at most 512 bytes a page and 16 a strip (a BigTIFF's sizes), and
   // page 0's description; many small slices make them gigabytes.
-  const uint64_t strips = (static_cast<uint64_t>(shape.height) +
-                           RowsPerStrip(slice_bytes, shape.height) - 1) /
-                          RowsPerStrip(slice_bytes, shape.height);
+  const uint64_t strips =
+      (static_cast<uint64_t>(shape.height) + RowsPerStrip(slice_bytes, shape.height) - 1) /
+      RowsPerStrip(slice_bytes, shape.height);
   const uint64_t directories = static_cast<uint64_t>(shape.depth) * (512 + 16 * strips) +
                                metadata.description.size() + options.shard_record.size();
   const bool bigtiff = stack_bytes + directories > options.bigtiff_threshold;
@@ -309,7 +310,8 @@ void TiffPageWriter::StartWriteback() {
 }
 
 absl::Status TiffPageWriter::WritePlane(const uint8_t* page) {
-  const uint64_t at = TiffHeader(bigtiff_, 0).size() + static_cast<uint64_t>(next_page_) * slice_bytes_;
+  const uint64_t at =
+      TiffHeader(bigtiff_, 0).size() + static_cast<uint64_t>(next_page_) * slice_bytes_;
   STACKPROC_RETURN_IF_ERROR(
       PwriteAll(page, slice_bytes_, at, absl::StrCat("writing page ", next_page_)));
   ++next_page_;

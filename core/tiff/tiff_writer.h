@@ -39,7 +39,7 @@ std::optional<Compression> CompressionOfTag(uint16_t tag);
 
 struct WriteOptions {
   Compression compression = Compression::kDefault;
-  int compression_level = 0;  // 0: the codec's default (CompressionLevel)
+  int compression_level = 0;                  // 0: the codec's default (CompressionLevel)
   Predictor predictor = Predictor::kDefault;  // TIFF outputs
   // Pixel data above this many bytes is written as BigTIFF (classic TIFF offsets end at 4 GiB;
   // the margin leaves room for directories and for codecs that expand incompressible data).
@@ -139,14 +139,14 @@ class TiffPageWriter {
   const WriteOptions options_;
   const size_t slice_bytes_;
   const uint32_t rows_per_strip_;
-  const uint16_t predictor_;      // the Predictor tag of compressed pages
+  const uint16_t predictor_;  // the Predictor tag of compressed pages
   const bool bigtiff_;
   const bool encode_here_;        // deflate/zstd strips compressed by Encode
   std::vector<uint8_t> scratch_;  // libtiff's codecs modify the buffer they are given
   EncodedPage encoded_;           // WritePage's
   int64_t next_page_ = 0;
   off_t written_back_ = 0;  // the file's bytes StartWriteback has handed to the disk
-  bool closed_ = false;  // Commit began: no more pages
+  bool closed_ = false;     // Commit began: no more pages
   bool committed_ = false;
 };
 

@@ -122,7 +122,8 @@ inline std::string CommandUsage(const std::string& usage, const std::string& pro
       out += text + "\n";
     } else if (start != std::string::npos) {
       std::string rest = text.substr(start);
-      if (!program.empty() && rest.rfind(program + " ", 0) == 0) rest = rest.substr(program.size() + 1);
+      if (!program.empty() && rest.rfind(program + " ", 0) == 0)
+        rest = rest.substr(program.size() + 1);
       if (rest == command || rest.rfind(command + " ", 0) == 0) {
         indent = start;
         out = "usage: " + (program.empty() ? "" : program + " ") + rest + "\n";
@@ -155,8 +156,7 @@ inline std::vector<std::string> FlagsInUsage(const std::string& usage) {
 // existing output is replaced only when asked.
 inline absl::Status ParseWriteFlags(const CliArgs& args, WriteOptions& write) {
   write.overwrite = args.Has("overwrite");
-  if (absl::Status s = ParseCompressionText(args.Get("compression", "default"), write);
-      !s.ok()) {
+  if (absl::Status s = ParseCompressionText(args.Get("compression", "default"), write); !s.ok()) {
     return s;
   }
   if (args.Has("chunks")) {

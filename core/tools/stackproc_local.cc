@@ -377,9 +377,11 @@ int Main(int argc, char** argv) {
       {"stats", Joined({"input", "op", "output"}, range)},
       {"preview", PreviewFlags()},
   };
-  if (auto known = kFlags.find(command); status.ok() && known != kFlags.end() && args->Has("help")) {
+  if (auto known = kFlags.find(command);
+      status.ok() && known != kFlags.end() && args->Has("help")) {
     std::fputs(CommandUsage(kUsage, "stackproc-local", command).c_str(), stdout);
-    if (command == "run" || command == "generate") std::fputs(std::string(FormatsHelp()).c_str(), stdout);
+    if (command == "run" || command == "generate")
+      std::fputs(std::string(FormatsHelp()).c_str(), stdout);
     return 0;
   }
   if (auto known = kFlags.find(command); status.ok() && known != kFlags.end()) {

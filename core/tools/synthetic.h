@@ -19,8 +19,7 @@ namespace stackproc::core {
 class SyntheticSource final : public SliceSource {
  public:
   static absl::StatusOr<std::unique_ptr<SyntheticSource>> Create(const StackShape& shape,
-                                                                 PixelType type,
-                                                                 uint32_t seed = 1);
+                                                                 PixelType type, uint32_t seed = 1);
   const StackInfo& info() const override { return info_; }
   absl::Status Read(int64_t z, uint8_t* buffer) override;
 

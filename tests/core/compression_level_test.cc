@@ -47,12 +47,18 @@ TEST(CompressionLevelTest, TheGrammarTakesALevelPerCodecAndRefusesTheRest) {
     const char* text;
     const char* why;
   } bad[] = {
-      {"deflate:level=10", "outside 1-9"},   {"zstd:level=20", "outside 1-19"},
-      {"lzw:level=2", "takes no level"},     {"none:level=1", "takes no level"},
-      {"default:level=3", "takes no level"}, {"deflate:lvl=3", "NAME:level=N"},
-      {"deflate:level=0", "NAME:level=N"},   {"brotli", "unknown compression"},
-      {"none:predictor=none", "takes no predictor"}, {"lz4:predictor=differencing", "no predictor"},
-      {"deflate:predictor=yes", "predictor=none|differencing"}, {"deflate:level=3,", "NAME:level=N"},
+      {"deflate:level=10", "outside 1-9"},
+      {"zstd:level=20", "outside 1-19"},
+      {"lzw:level=2", "takes no level"},
+      {"none:level=1", "takes no level"},
+      {"default:level=3", "takes no level"},
+      {"deflate:lvl=3", "NAME:level=N"},
+      {"deflate:level=0", "NAME:level=N"},
+      {"brotli", "unknown compression"},
+      {"none:predictor=none", "takes no predictor"},
+      {"lz4:predictor=differencing", "no predictor"},
+      {"deflate:predictor=yes", "predictor=none|differencing"},
+      {"deflate:level=3,", "NAME:level=N"},
   };
   for (const auto& b : bad) {
     EXPECT_THAT(ParseCompressionText(b.text, w),

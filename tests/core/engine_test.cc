@@ -75,9 +75,8 @@ TEST(EngineTest, ParallelEqualsSerialForEveryOperation) {
 
 TEST(EngineTest, FusedPipelineEqualsStepByStepOpenCV) {
   Stack input = MakeStack({9, 128, 96}, PixelType::kUint16, 2);
-  ASSERT_OK_AND_ASSIGN(Stack out,
-                       RunWith(2, input, {"gaussian:ksize=5", "clahe:bins=65536",
-                                          "resize:scale=0.5"}));
+  ASSERT_OK_AND_ASSIGN(
+      Stack out, RunWith(2, input, {"gaussian:ksize=5", "clahe:bins=65536", "resize:scale=0.5"}));
   ASSERT_EQ(out.shape(), (StackShape{9, 64, 48}));
   for (int64_t z = 0; z < input.depth(); ++z) {
     cv::Mat a, b, c;

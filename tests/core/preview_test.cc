@@ -19,8 +19,8 @@ using ::stackproc::testing::MakeStack;
 using ::stackproc::testing::MatsEqual;
 using ::stackproc::testing::StatusIs;
 using ::stackproc::testing::TempDir;
-using ::testing::ElementsAre;
 using ::testing::AllOf;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -87,8 +87,8 @@ TEST_F(PreviewTest, EachVariantOnTheChosenRegionEqualsOpenCV) {
 TEST_F(PreviewTest, ARegionSaysWhichStepsDifferThroughout) {
   PreviewRequest request;
   request.input = dir_.File("in.tif");
-  ASSERT_OK_AND_ASSIGN(request.variants,
-                       ExpandSweep({"gaussian:ksize=3", "clahe:clip=1,2", "threshold:method=otsu"}));
+  ASSERT_OK_AND_ASSIGN(request.variants, ExpandSweep({"gaussian:ksize=3", "clahe:clip=1,2",
+                                                      "threshold:method=otsu"}));
   request.slices = {3};
   request.region = Region{5, 10, 40, 30};
   ASSERT_OK_AND_ASSIGN(Preview preview, RunPreview(files_, request));

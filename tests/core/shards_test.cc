@@ -99,7 +99,8 @@ WriteOptions ShardOf(int64_t begin, int64_t end, std::string job = "j") {
 
 TEST(AssembleErrorTest, ShardsThatDoNotFitAreRefusedNamingThemAndNothingIsWritten) {
   TempDir dir;
-  ASSERT_OK(WriteTiff(dir.File("a.tif"), MakeStack({3, 40, 30}, PixelType::kUint16), ShardOf(0, 3)));
+  ASSERT_OK(
+      WriteTiff(dir.File("a.tif"), MakeStack({3, 40, 30}, PixelType::kUint16), ShardOf(0, 3)));
   ASSERT_OK(
       WriteTiff(dir.File("wide.tif"), MakeStack({3, 40, 31}, PixelType::kUint16), ShardOf(3, 6)));
   WriteOptions deflate = ShardOf(3, 6);
@@ -136,8 +137,8 @@ TEST(AssembleErrorTest, ShardsThatDoNotFitAreRefusedNamingThemAndNothingIsWritte
 // once took 3 of 4 shards out of order and wrote a wrong stack).
 TEST(AssembleErrorTest, ShardsThatDoNotCoverTheJobOnceAreRefused) {
   TempDir dir;
-  const Stack three = MakeStack({3, 16, 16}, PixelType::kUint8), two = MakeStack({2, 16, 16},
-                                                                                 PixelType::kUint8);
+  const Stack three = MakeStack({3, 16, 16}, PixelType::kUint8),
+              two = MakeStack({2, 16, 16}, PixelType::kUint8);
   ASSERT_OK(WriteTiff(dir.File("s0.tif"), three, ShardOf(0, 3)));
   ASSERT_OK(WriteTiff(dir.File("s1.tif"), three, ShardOf(3, 6)));
   ASSERT_OK(WriteTiff(dir.File("s2.tif"), two, ShardOf(2, 4)));

@@ -151,22 +151,25 @@ TEST(TiffDirectoryTest, BytesAsTheSpecLaysThemOut) {
   std::string out;
   classic.AppendTo(8, 0, out);
   EXPECT_EQ(classic.size(), 2u + 2 * 12 + 4 + 6);
-  EXPECT_EQ(out, "\x02\x00"s                                        // 2 entries
-                 "\x00\x01\x03\x00\x01\x00\x00\x00\x07\x00\x00\x00"s  // 256 SHORT 1: 7
-                 "\x31\x01\x02\x00\x06\x00\x00\x00\x26\x00\x00\x00"s  // 305 ASCII 6 at 38
-                 "\x00\x00\x00\x00"s                                // no next directory
-                 "hello\x00"s);
+  EXPECT_EQ(out,
+            "\x02\x00"s                                          // 2 entries
+            "\x00\x01\x03\x00\x01\x00\x00\x00\x07\x00\x00\x00"s  // 256 SHORT 1: 7
+            "\x31\x01\x02\x00\x06\x00\x00\x00\x26\x00\x00\x00"s  // 305 ASCII 6 at 38
+            "\x00\x00\x00\x00"s                                  // no next directory
+            "hello\x00"s);
   TiffDirectory big(true);
   big.Offsets(273, {0x0102030405ull});  // one LONG8: inline
   big.Ascii(270, "abc");                // 4 bytes: inline
   out.clear();
   big.AppendTo(16, 4096, out);
   EXPECT_EQ(big.size(), 8u + 2 * 20 + 8);
-  EXPECT_EQ(out, "\x02\x00\x00\x00\x00\x00\x00\x00"s
-                 "\x0e\x01\x02\x00\x04\x00\x00\x00\x00\x00\x00\x00"s "abc\x00\x00\x00\x00\x00"s
-                 "\x11\x01\x10\x00\x01\x00\x00\x00\x00\x00\x00\x00"
-                 "\x05\x04\x03\x02\x01\x00\x00\x00"s
-                 "\x00\x10\x00\x00\x00\x00\x00\x00"s);
+  EXPECT_EQ(out,
+            "\x02\x00\x00\x00\x00\x00\x00\x00"s
+            "\x0e\x01\x02\x00\x04\x00\x00\x00\x00\x00\x00\x00"s
+            "abc\x00\x00\x00\x00\x00"s
+            "\x11\x01\x10\x00\x01\x00\x00\x00\x00\x00\x00\x00"
+            "\x05\x04\x03\x02\x01\x00\x00\x00"s
+            "\x00\x10\x00\x00\x00\x00\x00\x00"s);
   EXPECT_EQ(TiffHeader(true, 4096), "II\x2b\x00\x08\x00\x00\x00\x00\x10\x00\x00\x00\x00\x00\x00"s);
   EXPECT_EQ(TiffHeader(false, 8), "II\x2a\x00\x08\x00\x00\x00"s);
 }

@@ -66,9 +66,10 @@ TEST_F(ServiceTest, EveryListenerRefusesATakenPortAndABadAddress) {
   server::ServerOptions second;
   second.jobs.data_root = root_.path().string();
   second.listen = on(server_->port());
-  EXPECT_THAT(server::Server::Start(second),
-              StatusIs(absl::StatusCode::kUnavailable,
-                       HasSubstr(absl::StrCat("(--listen): port ", server_->port(), " is in use"))));
+  EXPECT_THAT(
+      server::Server::Start(second),
+      StatusIs(absl::StatusCode::kUnavailable,
+               HasSubstr(absl::StrCat("(--listen): port ", server_->port(), " is in use"))));
   second.listen = "127.0.0.1:0";
   second.http_listen = on(server_->http_port());
   EXPECT_THAT(server::Server::Start(second),
@@ -78,7 +79,8 @@ TEST_F(ServiceTest, EveryListenerRefusesATakenPortAndABadAddress) {
   EXPECT_THAT(server::Server::Start(second),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("(--metrics-listen): port")));
   second.metrics_listen.clear();
-  for (const char* bad : {"localhost", "127.0.0.1:99999", "127.0.0.1:-1", "127.0.0.1:", ":50051x"}) {
+  for (const char* bad :
+       {"localhost", "127.0.0.1:99999", "127.0.0.1:-1", "127.0.0.1:", ":50051x"}) {
     second.listen = bad;
     EXPECT_THAT(server::Server::Start(second),
                 StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("HOST:PORT")))

@@ -236,8 +236,9 @@ grep -q 'event=job_finished job=[0-9a-f]* state=succeeded duration_s=' "$work/lo
 # --allow-unauthenticated warns.
 token=e2e-token-0123456789abcdef
 printf '# e2e\nlab %s\n' "$token" >"$work/tokens"
+wrap=()  # what start runs the server under (a network namespace of its own)
 start() {
-  "$server" --data-root "$work/data" "$@" >"$work/out" 2>"$work/log" &
+  "${wrap[@]}" "$server" --data-root "$work/data" "$@" >"$work/out" 2>"$work/log" &
   echo $! >"$work/pid"
   for _ in $(seq 100); do grep -q listening "$work/out" && break; sleep 0.1; done
   port=$(sed -n 's/.*listening on [^:]*:\([0-9]*\).*/\1/p' "$work/out")
@@ -271,11 +272,15 @@ grep -q 'event=job_submitted .* owner="lab"' "$work/log" || fail "owner not logg
 kill -TERM "$(cat "$work/pid")"
 wait "$(cat "$work/pid")" || fail "server exit code $?"
 # Beyond loopback without tokens or client certificates: refused, unless asked for (then warned).
-if err=$("$server" --data-root "$work/data" --listen 0.0.0.0:0 2>&1); then
+# Every address is asked for inside a network namespace of the test's own (unshare --net: only
+# its own loopback, down), so nothing listens beyond this machine.
+if err=$(unshare --net "$server" --data-root "$work/data" --listen 0.0.0.0:0 2>&1); then
   fail "a server beyond loopback without tokens started"
 fi
 has '--allow-unauthenticated on a trusted network' "$err" || fail "the refusal says: $err"
+wrap=(unshare --net)
 start --listen 0.0.0.0:0 --allow-unauthenticated
+wrap=()
 grep -q 'warning: listening on 0.0.0.0:0 without --auth-token-file' "$work/log" ||
   fail "no warning: $(cat "$work/log")"
 kill -TERM "$(cat "$work/pid")"

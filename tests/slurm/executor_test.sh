@@ -123,7 +123,12 @@ wait "$server_pid" || true
 server_pid=
 grep -q "event=job_detached job=$job" "$work/server.log" || fail "the job was not left to the cluster"
 [[ -n "$(squeue --noheader --jobs="$array")" ]] || fail "stopping the server stopped the array"
-pkill -KILL -f -- "-slurm/shard-1.tif" || fail "shard 1 was not running"  # as if its node died
+# Shard 1's processes, as its own cluster lists them (array index 1's job id, then its PIDs),
+# killed as if its node died.
+task=$(squeue --noheader --jobs="$array" --format='%K %A' | awk '$1 == 1 { print $2 }')
+pids=$([[ -n "$task" ]] && scontrol listpids "$task" | awk 'NR > 1 { print $1 }')
+[[ -n "$pids" ]] || fail "shard 1 was not running: $(squeue --jobs="$array")"
+kill -KILL $pids
 start_server
 grep -q "reattached=1" "$work/server.log" || fail "the restarted server did not re-attach"
 wait_until 120 is "$job" succeeded || fail "the re-attached job: $(cli status "$job")"

@@ -241,7 +241,7 @@ start() {
   "${wrap[@]}" "$server" --data-root "$work/data" "$@" >"$work/out" 2>"$work/log" &
   echo $! >"$work/pid"
   for _ in $(seq 100); do grep -q listening "$work/out" && break; sleep 0.1; done
-  port=$(sed -n 's/.*listening on [^:]*:\([0-9]*\).*/\1/p' "$work/out")
+  port=$(sed -n 's/.*listening on [^ ]*:\([0-9]*\) .*/\1/p' "$work/out")
   [[ -n "$port" ]] || fail "server did not start: $(cat "$work/log")"
   export STACKPROC_SERVER=127.0.0.1:$port
 }
@@ -272,16 +272,16 @@ grep -q 'event=job_submitted .* owner="lab"' "$work/log" || fail "owner not logg
 kill -TERM "$(cat "$work/pid")"
 wait "$(cat "$work/pid")" || fail "server exit code $?"
 # Beyond loopback without tokens or client certificates: refused, unless asked for (then warned).
-# Every address is asked for inside a network namespace of the test's own (unshare --net: only
-# its own loopback, down), so nothing listens beyond this machine.
-if err=$(unshare --net "$server" --data-root "$work/data" --listen 0.0.0.0:0 2>&1); then
+# Every address ([::], IPv6's and IPv4's) is asked for inside a network namespace of the test's
+# own (unshare --net: only its own loopback, down), so nothing listens beyond this machine.
+if err=$(unshare --net "$server" --data-root "$work/data" --listen '[::]:0' 2>&1); then
   fail "a server beyond loopback without tokens started"
 fi
 has '--allow-unauthenticated on a trusted network' "$err" || fail "the refusal says: $err"
 wrap=(unshare --net)
-start --listen 0.0.0.0:0 --allow-unauthenticated
+start --listen '[::]:0' --allow-unauthenticated
 wrap=()
-grep -q 'warning: listening on 0.0.0.0:0 without --auth-token-file' "$work/log" ||
+grep -q 'warning: listening on \[::\]:0 without --auth-token-file' "$work/log" ||
   fail "no warning: $(cat "$work/log")"
 kill -TERM "$(cat "$work/pid")"
 wait "$(cat "$work/pid")" || fail "server exit code $?"

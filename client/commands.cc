@@ -14,8 +14,8 @@
 #include "absl/strings/str_join.h"
 #include "client/progress.h"
 #include "core/base/status_macros.h"
-#include "core/exec/formats.h"
-#include "core/exec/preview.h"
+#include "core/io/formats.h"
+#include "core/process/preview.h"
 #include "core/tiff/tiff_writer.h"
 #include "proto/convert.h"
 

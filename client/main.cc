@@ -9,7 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "client/commands.h"
-#include "core/exec/formats.h"
+#include "core/io/formats.h"
 
 namespace {
 

@@ -16,7 +16,7 @@
 #include "client/result_header.h"
 #include "core/base/status_macros.h"
 #include "core/exec/engine.h"
-#include "core/exec/formats.h"
+#include "core/io/formats.h"
 #include "proto/convert.h"
 #include "proto/wire.h"
 

@@ -11,7 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "core/base/status_macros.h"
 #include "core/tools/cli_args.h"
-#include "server/server.h"
+#include "server/api/server.h"
 
 namespace stackproc::server {
 namespace {

@@ -11,7 +11,7 @@
 #include "core/base/first_error.h"
 #include "core/base/status_macros.h"
 #include "core/exec/progress_reporter.h"
-#include "core/exec/stack_io.h"
+#include "core/io/stack_io.h"
 #include "core/pipeline/slice_runner.h"
 
 namespace stackproc::core {

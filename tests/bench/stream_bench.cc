@@ -20,7 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "client/client.h"
-#include "core/exec/stack_io.h"
+#include "core/io/stack_io.h"
 #include "core/pipeline/pipeline.h"
 #include "core/tools/synthetic.h"
 

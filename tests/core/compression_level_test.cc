@@ -6,8 +6,8 @@
 
 #include <filesystem>
 
-#include "core/exec/formats.h"
-#include "core/exec/tiff_io.h"
+#include "core/io/formats.h"
+#include "core/io/tiff_io.h"
 #include "core/tiff/tiff_writer.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"

@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include "core/exec/stack_io.h"
+#include "core/io/stack_io.h"
 #include "core/pipeline/pipeline.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"

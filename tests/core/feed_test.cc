@@ -1,7 +1,7 @@
 // The engine fed and drained from outside (FeedSource, DrainSink: what a network transport
 // plugs in) against Execute (itself checked against OpenCV), and the page-at-a-time TIFF
 // reader and writer against ReadTiff / WriteTiff.
-#include "core/exec/feed.h"
+#include "core/io/feed.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -13,8 +13,8 @@
 #include <thread>
 
 #include "core/base/status_macros.h"
-#include "core/exec/stack_io.h"
-#include "core/exec/tiff_io.h"
+#include "core/io/stack_io.h"
+#include "core/io/tiff_io.h"
 #include "core/tiff/tiff_reader.h"
 #include "core/tiff/tiff_writer.h"
 #include "tests/test_util/status_matchers.h"

@@ -1,14 +1,14 @@
 // Previews: the sweep grammar worked out by hand; the chosen slices (their region) through each
 // variant equal a direct OpenCV call on those slices; evenly spaced slices by hand; the refusals.
 // The montage's pixels are checked from Python (tests/python/test_preview.py), decoded by cv2.
-#include "core/exec/preview.h"
+#include "core/process/preview.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <opencv2/imgproc.hpp>
 
-#include "core/exec/tiff_io.h"
+#include "core/io/tiff_io.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"
 

@@ -2,7 +2,7 @@
 // the engine's window) against the in-memory path (the whole stack read first, then processed
 // and written) and against Execute on the stack read back independently: the same file, byte
 // for byte, whatever the window.
-#include "core/exec/process_file.h"
+#include "core/process/process_file.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -14,8 +14,8 @@
 #include <iterator>
 
 #include "core/exec/engine.h"
-#include "core/exec/stack_io.h"
-#include "core/exec/tiff_io.h"
+#include "core/io/stack_io.h"
+#include "core/io/tiff_io.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"
 

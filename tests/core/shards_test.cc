@@ -2,7 +2,7 @@
 // shards assembled by copying their strips: byte for byte the file one run writes, read back by
 // tifffile as one stack of every page. A whole-stack step's statistics gathered range by range
 // and summed: the stack's histogram counted by hand, and again the whole run's bytes.
-#include "core/exec/shards.h"
+#include "core/process/shards.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -10,9 +10,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "core/exec/formats.h"
-#include "core/exec/process_file.h"
-#include "core/exec/tiff_io.h"
+#include "core/io/formats.h"
+#include "core/process/process_file.h"
+#include "core/io/tiff_io.h"
 #include "core/pipeline/pipeline.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"

@@ -12,7 +12,7 @@
 #include <opencv2/core.hpp>
 #include <vector>
 
-#include "core/exec/tiff_io.h"
+#include "core/io/tiff_io.h"
 #include "core/tiff/tiff_reader.h"
 #include "core/tiff/tiff_writer.h"
 #include "tests/test_util/status_matchers.h"

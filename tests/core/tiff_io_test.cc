@@ -1,5 +1,5 @@
 // Our writer and reader: exact round trips, BigTIFF, atomic replacement, cancellation.
-#include "core/exec/tiff_io.h"
+#include "core/io/tiff_io.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -8,11 +8,11 @@
 #include <filesystem>
 #include <fstream>
 
-#include "core/exec/formats.h"
-#include "core/exec/process_file.h"
-#include "core/exec/stack_io.h"
-#include "core/exec/tiff_io.h"
-#include "core/exec/zarr_io.h"
+#include "core/io/formats.h"
+#include "core/process/process_file.h"
+#include "core/io/stack_io.h"
+#include "core/io/tiff_io.h"
+#include "core/io/zarr_io.h"
 #include "core/stack/voxel_size.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"

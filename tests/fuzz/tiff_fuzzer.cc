@@ -10,7 +10,7 @@
 #include <cstdint>
 
 #include "core/base/file.h"
-#include "core/exec/tiff_io.h"
+#include "core/io/tiff_io.h"
 #include "core/tiff/tiff_reader.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

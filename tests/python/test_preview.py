@@ -12,7 +12,7 @@ import tifffile
 import stackproc
 from conftest import BUILD, LOCAL, stack, write_tiff
 
-LABEL, GAP = 18, 4  # core/exec/montage.cc's layout: a label strip above each tile, gaps
+LABEL, GAP = 18, 4  # core/process/montage.cc's layout: a label strip above each tile, gaps
 
 
 def test_raw_preview_equals_opencv_on_those_slices(server):

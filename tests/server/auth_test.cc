@@ -1,6 +1,6 @@
 // --auth-token-file: the token file's rules, and a real server on port 0 that wants tokens,
 // with real clients as four callers (none, a wrong token, two users, an admin).
-#include "server/auth.h"
+#include "server/api/auth.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -12,9 +12,9 @@
 #include <fstream>
 #include <tuple>
 
-#include "core/exec/tiff_io.h"
+#include "core/io/tiff_io.h"
 #include "core/tiff/tiff_writer.h"
-#include "server/job_manager.h"
+#include "server/jobs/job_manager.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"
 

@@ -4,7 +4,7 @@
 // threads, locks, jobs and store are instrumented, oneTBB's scheduler is not (it would hand
 // tasks between threads unseen), so here TBB runs every task on the thread that asks (no worker
 // threads, one job at a time).
-#include "server/job_manager.h"
+#include "server/jobs/job_manager.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -15,9 +15,9 @@
 #include <set>
 #include <thread>
 
-#include "core/exec/tiff_io.h"
+#include "core/io/tiff_io.h"
 #include "core/tiff/tiff_writer.h"
-#include "server/job_store.h"
+#include "server/jobs/job_store.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"
 

@@ -1,6 +1,6 @@
 // PathResolver against a real directory tree with links that lead in and out, FIFOs and swaps,
 // with openat2 and with the component walk that stands in for it on older kernels.
-#include "server/path_resolver.h"
+#include "server/jobs/path_resolver.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -11,7 +11,7 @@
 #include <fstream>
 #include <string>
 
-#include "core/exec/tiff_io.h"
+#include "core/io/tiff_io.h"
 #include "core/tiff/tiff_writer.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"

@@ -5,9 +5,9 @@
 
 #include <fstream>
 
-#include "core/exec/tiff_io.h"
-#include "server/job_store.h"
-#include "server/proto_convert.h"
+#include "core/io/tiff_io.h"
+#include "server/jobs/job_store.h"
+#include "server/api/proto_convert.h"
 #include "tests/server/service_fixture.h"
 
 namespace stackproc {

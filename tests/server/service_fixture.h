@@ -14,10 +14,10 @@
 #include <vector>
 
 #include "client/client.h"
-#include "core/exec/stack_io.h"
-#include "core/exec/tiff_io.h"
+#include "core/io/stack_io.h"
+#include "core/io/tiff_io.h"
 #include "core/tiff/tiff_writer.h"
-#include "server/server.h"
+#include "server/api/server.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"
 

@@ -8,13 +8,13 @@
 #include <thread>
 
 #include "client/client.h"
-#include "core/exec/process_file.h"
-#include "core/exec/stack_io.h"
-#include "core/exec/tiff_io.h"
+#include "core/process/process_file.h"
+#include "core/io/stack_io.h"
+#include "core/io/tiff_io.h"
 #include "core/pipeline/operation_registry.h"
 #include "core/tiff/tiff_reader.h"
 #include "core/tiff/tiff_writer.h"
-#include "server/server.h"
+#include "server/api/server.h"
 #include "tests/server/service_fixture.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"

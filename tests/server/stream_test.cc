@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <thread>
 
-#include "core/exec/tiff_io.h"
+#include "core/io/tiff_io.h"
 #include "core/tiff/tiff_reader.h"
 #include "tests/server/service_fixture.h"
 

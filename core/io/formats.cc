@@ -1,0 +1,190 @@
+#include "core/io/formats.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "core/base/status_macros.h"
+#include "core/io/sequence_io.h"
+#include "core/io/stack_io.h"
+#include "core/io/tiff_io.h"
+#include "core/io/zarr_io.h"
+
+namespace stackproc::core {
+
+absl::string_view FormatName(Format format) {
+  switch (format) {
+    case Format::kTiff:
+      return "TIFF";
+    case Format::kPlanes:
+      return "plane sequence";
+    case Format::kOmeZarr:
+      return "OME-Zarr";
+  }
+  return "TIFF";
+}
+
+absl::StatusOr<OutputName> ParseOutputName(const std::string& output) {
+  const absl::string_view stripped = absl::StripSuffix(output, "/");
+  if (absl::EndsWithIgnoreCase(stripped, ".zarr")) {
+    return OutputName{Format::kOmeZarr, std::string(stripped), ""};
+  }
+  STACKPROC_ASSIGN_OR_RETURN(std::optional<SequenceOutput> sequence, ParseSequenceOutput(output));
+  if (sequence) return OutputName{Format::kPlanes, sequence->folder, sequence->pattern};
+  if (IsTiffName(output)) return OutputName{Format::kTiff, output, ""};
+  return absl::InvalidArgumentError(
+      absl::StrCat(output,
+                   ": the output's name says its format, and this one says none: NAME.tif "
+                   "or NAME.tiff (TIFF), NAME.ome.zarr or NAME.zarr (OME-Zarr), NAME/ or "
+                   "NAME/z%04d.tif (a folder of planes)"));
+}
+
+absl::Status CheckReplaceable(Format format, const OutputTarget& target) {
+  if (format == Format::kTiff) return absl::OkStatus();
+  const std::string kind(FormatName(format));
+  UniqueFd folder(::openat(target.dir(), target.name().c_str(),
+                           O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!folder) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        target.display(), ": exists and is not a folder; not replaced by a ", kind, " output"));
+  }
+  STACKPROC_ASSIGN_OR_RETURN(std::vector<std::string> names, ListDirectory(folder.get()));
+  bool ours = true;
+  if (format == Format::kOmeZarr) {
+    ours = std::any_of(names.begin(), names.end(), [](const std::string& n) {
+      return n == ".zgroup" || n == ".zattrs" || n == ".zarray";
+    });
+  } else {
+    for (const std::string& n : names) {
+      struct stat st;
+      ours = ours && IsTiffName(n) &&
+             ::fstatat(folder.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+             S_ISREG(st.st_mode);
+    }
+  }
+  if (!ours) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(target.display(), ": exists and does not hold a ", kind,
+                     format == Format::kOmeZarr ? " (no .zgroup, .zattrs or .zarray)"
+                                                : " (files other than .tif)",
+                     "; not replaced (remove it yourself)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateOutput(const OutputName& name, const WriteOptions& options) {
+  if (name.format == Format::kOmeZarr) return ValidateZarrWrite(options);
+  STACKPROC_RETURN_IF_ERROR(ResolveTiffCompression(options.compression).status());
+  if (options.chunks || options.pyramid_levels != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("chunks and pyramid levels are for OME-Zarr outputs (NAME.zarr), not for a ",
+                     FormatName(name.format), " output"));
+  }
+  return absl::OkStatus();
+}
+
+std::string EffectiveCompression(const OutputName& name, Compression compression) {
+  if (name.format == Format::kOmeZarr) {
+    absl::StatusOr<ZarrCodec> codec = ZarrCodecFor(compression);
+    return codec.ok() ? ZarrCodecName(*codec) : std::string(CompressionName(compression));
+  }
+  return std::string(CompressionName(ResolveTiffCompression(compression).value_or(compression)));
+}
+
+SinkTraits OutputTraits(const OutputName& name, const WriteOptions& options) {
+  if (name.format == Format::kOmeZarr) return ZarrSink::TraitsFor(options);
+  return {.compressed = ResolveTiffCompression(options.compression).value_or(Compression::kNone) !=
+                        Compression::kNone};
+}
+
+absl::StatusOr<std::unique_ptr<SliceSource>> OpenInput(const Files& files, const std::string& input,
+                                                       const TiffLimits& limits) {
+  if (IsZarrPath(files, input)) return ZarrSource::Open(files, input, limits);
+  STACKPROC_ASSIGN_OR_RETURN(std::optional<std::vector<std::string>> planes,
+                             ListPlanes(files, input));
+  if (planes) return SequenceSource::Open(files, *std::move(planes), limits);
+  STACKPROC_ASSIGN_OR_RETURN(InputFile file, files.Input(input));
+  STACKPROC_ASSIGN_OR_RETURN(TiffInfo info, ProbeTiff(file, limits));
+  return TiffSource::Open(file, std::move(info));
+}
+
+absl::StatusOr<std::unique_ptr<SliceSink>> OpenOutput(const std::string& output,
+                                                      const WriteOptions& options,
+                                                      const std::optional<OutputTarget>& target) {
+  STACKPROC_ASSIGN_OR_RETURN(OutputName name, ParseOutputName(output));
+  STACKPROC_RETURN_IF_ERROR(ValidateOutput(name, options));
+  STACKPROC_ASSIGN_OR_RETURN(OutputTarget where, target ? absl::StatusOr<OutputTarget>(*target)
+                                                        : OutputTarget::ForPath(name.target));
+  switch (name.format) {
+    case Format::kOmeZarr:
+      return std::make_unique<ZarrSink>(std::move(where), options);
+    case Format::kPlanes:
+      return std::make_unique<SequenceSink>(std::move(where), name.pattern, options);
+    case Format::kTiff:
+      break;
+  }
+  return std::make_unique<TiffSink>(std::move(where), options);
+}
+
+absl::Status WriteStack(const std::string& output, const Stack& stack,
+                        const WriteOptions& options) {
+  if (stack.empty()) return absl::InvalidArgumentError("cannot write an empty stack");
+  STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<SliceSink> sink, OpenOutput(output, options));
+  StackSource source(stack);
+  Pipeline none;
+  RunOptions run;
+  run.arena = options.arena;
+  run.cancel = options.cancel;
+  return Run(source, none, *sink, run);
+}
+
+const std::vector<FormatInfo>& Formats() {
+  static const std::vector<FormatInfo> kFormats = {
+      {Format::kTiff, "a file (output: NAME.tif or NAME.tiff)",
+       "classic and BigTIFF, strips or tiles, uint8/uint16/float32, one sample; none, lzw, "
+       "deflate, packbits, zstd; ImageJ big stacks (one IFD, contiguous planes)",
+       "BigTIFF past 3.75 GiB of pixels; ImageJ, OME-XML or tifffile description and resolution "
+       "kept; "
+       "uncompressed planes one after another (as ImageJ and tifffile write them)",
+       "none, deflate, zstd, lzw (ImageJ/Fiji open none, deflate, lzw; not zstd)",
+       "--compression CODEC:predictor=none|differencing"},
+      {Format::kPlanes, "a folder (NAME/), a pattern (NAME/z%04d.tif) or a glob (NAME/*.tif)",
+       "one 2-D TIFF per plane (a file of several pages gives them in order), natural order",
+       "one single-page TIFF per plane, named by the pattern (z%04d.tif), into a new folder",
+       "none, deflate, zstd, lzw (ImageJ/Fiji open none, deflate, lzw; not zstd)", ""},
+      {Format::kOmeZarr, "NAME.zarr or NAME.ome.zarr (input: also any folder with a .zattrs)",
+       "OME-NGFF 0.4 level 0 or a plain Zarr v2 array, z,y,x (leading axes of length 1), any "
+       "chunks; none, zlib, gzip, zstd, blosc (lz4, lz4hc, zstd, zlib, blosclz; shuffles); "
+       "either byte order; fill values; scale and unit",
+       "NGFF 0.4 image, axes z,y,x with unit and scale, chunks as they finish",
+       "lz4 (blosc), zstd (blosc), deflate (zlib), none",
+       "--chunks ZxYxX (default 1x1024x1024), --pyramid N (levels below full size)"},
+  };
+  return kFormats;
+}
+
+absl::string_view FormatsHelp() {
+  return R"(An input is a TIFF file; a sequence of 2-D TIFF files, one per plane: a folder (planes/),
+a printf pattern (planes/z%04d.tif) or a glob (planes/*.tif), in natural order; or an OME-Zarr
+image or Zarr array (NAME.zarr). The output's name picks its format: NAME.tif a TIFF file;
+NAME.zarr or NAME.ome.zarr an OME-Zarr image (NGFF 0.4); out/ or out/slice_%03d.tif a sequence
+of planes. Folders (planes, stores) are written under a temporary name and renamed into place;
+--overwrite replaces an existing output (a folder only if it holds what the format writes).
+  --compression default|none|deflate|zstd|lzw|lz4   default: none for TIFF and planes,
+                                         lz4 (blosc) for OME-Zarr; lzw TIFF only, lz4 OME-Zarr only;
+                    CODEC:level=N        deflate 1-9 (default 1), zstd 1-19 (1; OME-Zarr 1-9),
+                                         lz4 1-9 (5)
+                    CODEC:predictor=P    TIFF deflate, zstd, lzw: none or differencing (smaller;
+                                         default: differencing for lzw and zstd, none for deflate
+                                         and float32 lzw, as ImageJ/Fiji read them)
+  ImageJ/Fiji open TIFF none, deflate and lzw (not zstd, not deflate with differencing).
+  --chunks DxHxW    OME-Zarr chunk shape (default 1x1024x1024, clipped to the stack)
+  --pyramid N       OME-Zarr levels below full resolution, each half the one before
+)";
+}
+
+}  // namespace stackproc::core

@@ -1,0 +1,405 @@
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <tbb/enumerable_thread_specific.h>
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "core/base/first_error.h"
+#include "core/base/status_macros.h"
+#include "core/io/formats.h"
+#include "core/io/zarr_io.h"
+#include "core/zarr/pyramid.h"
+
+namespace stackproc::core {
+namespace {
+
+absl::StatusOr<UniqueFd> OpenAt(int dir, const std::string& name, const std::string& display) {
+  UniqueFd fd(::openat(dir, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(display, "/", name, ": cannot open it: ", std::strerror(errno)));
+  }
+  return fd;
+}
+
+absl::Status WriteText(int dir, const std::string& name, const std::string& text,
+                       const std::string& display) {
+  return WriteFileAt(dir, name, text.data(), text.size(), display);
+}
+
+}  // namespace
+
+std::array<int64_t, 3> DefaultZarrChunks(const StackShape& shape) {
+  return {1, std::clamp<int64_t>(shape.height, 1, 1024), std::clamp<int64_t>(shape.width, 1, 1024)};
+}
+
+absl::StatusOr<ZarrCodec> ZarrCodecFor(Compression compression, int level) {
+  STACKPROC_RETURN_IF_ERROR(CheckCompressionLevel(compression, level));
+  const int l = CompressionLevel(compression, level);
+  switch (compression) {
+    case Compression::kNone:
+      return ZarrCodec{};
+    case Compression::kDeflate:
+      return ZarrCodec{.id = ZarrCodecId::kZlib, .level = l, .blosc_name = "", .shuffle = 0};
+    case Compression::kZstd:
+      if (l > 9) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("zstd:level=", l, ": OME-Zarr's zstd is blosc's, whose levels are 1-9"));
+      }
+      return ZarrCodec{.id = ZarrCodecId::kBlosc, .level = l, .blosc_name = "zstd", .shuffle = 1};
+    case Compression::kDefault:  // lz4: as fast as none, about half the size
+                                 // (tests/bench/formats.py)
+    case Compression::kLz4:
+      return ZarrCodec{.id = ZarrCodecId::kBlosc,
+                       .level = CompressionLevel(Compression::kLz4, level),
+                       .blosc_name = "lz4",
+                       .shuffle = 1};
+    case Compression::kLzw:
+      break;
+  }
+  return absl::InvalidArgumentError(
+      "lzw is not an OME-Zarr compression (OME-Zarr: none, deflate, zstd, lz4)");
+}
+
+absl::Status ValidateZarrWrite(const WriteOptions& options) {
+  STACKPROC_RETURN_IF_ERROR(ZarrCodecFor(options.compression, options.compression_level).status());
+  if (options.predictor != Predictor::kDefault) {
+    return absl::InvalidArgumentError(
+        "predictor is a TIFF option (OME-Zarr's blosc codecs shuffle bytes instead)");
+  }
+  if (options.pyramid_levels < 0 || options.pyramid_levels > kMaxPyramidLevels) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("pyramid levels ", options.pyramid_levels, ": 0-", kMaxPyramidLevels));
+  }
+  if (options.chunks && *std::min_element(options.chunks->begin(), options.chunks->end()) < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("chunks ", absl::StrJoin(*options.chunks, "x"), ": each side at least 1"));
+  }
+  return absl::OkStatus();
+}
+
+struct ZarrSink::Level {
+  std::string path;    // "0" for full resolution, "1" half of it, ...
+  ZarrArrayMeta meta;  // shape and chunks: z, y, x
+  StackShape shape;
+  size_t slice_bytes = 0;
+  UniqueFd dir;               // its folder in the temporary store
+  bool halves_z = false;      // pairs the slices of the level above
+  std::vector<uint8_t> slab;  // a z-chunk's slices while they are gathered (chunks of several)
+  int64_t gathered = 0;
+  int64_t appended = 0;          // slices of this level so far
+  int64_t received = 0;          // slices of the level above so far
+  std::vector<uint8_t> pending;  // the first slice of a pair (halves_z)
+  bool has_pending = false;
+  std::vector<uint8_t> halved;  // a slice of this level halved, for the next
+  tbb::enumerable_thread_specific<std::vector<uint8_t>> scratch;  // a chunk, gathered
+
+  int64_t chunk_depth() const { return meta.chunks[0]; }
+};
+
+ZarrSink::ZarrSink(OutputTarget store, WriteOptions options, std::optional<ZarrRegion> region)
+    : store_(std::move(store)), options_(std::move(options)), region_(region) {}
+
+ZarrSink::~ZarrSink() = default;
+
+SinkTraits ZarrSink::TraitsFor(const WriteOptions& options) {
+  const int64_t depth = options.chunks ? std::max<int64_t>((*options.chunks)[0], 1) : 1;
+  int64_t held = depth > 1 ? depth : 0;  // level 0's z-chunk, gathered
+  if (options.pyramid_levels > 0) {
+    // Every level's z-chunk and pair (a third of level 0's, summed over the levels), and each
+    // slot's slice halved for level 1 (a quarter slice).
+    const int64_t slots =
+        int64_t{kSlicesPerThread} * std::max<int64_t>(std::thread::hardware_concurrency(), 1);
+    held += depth + 2 + ChunksAlong(slots, 4);
+  }
+  return {.held_slices = held};
+}
+
+absl::StatusOr<NgffImage> ZarrSink::PlanLevels(const StackInfo& output) {
+  STACKPROC_RETURN_IF_ERROR(ValidateZarrWrite(options_));
+  const int pyramid = options_.pyramid_levels;
+  const std::array<int64_t, 3> chunks = options_.chunks.value_or(DefaultZarrChunks(output.shape));
+  const size_t pixel = BytesPerPixel(output.type);
+  if (static_cast<double>(chunks[0]) * static_cast<double>(chunks[1]) *
+          static_cast<double>(chunks[2]) * static_cast<double>(pixel) >
+      static_cast<double>(kMaxChunkBytes)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "chunks ", absl::StrJoin(chunks, "x"), ": at most ", kMaxChunkBytes >> 20, " MiB a chunk"));
+  }
+  // The levels: each half the one before in y and x, and in z while that keeps its voxels no
+  // coarser in z than in y and x (an anisotropic light-sheet stack keeps its slices longer).
+  const VoxelSize voxel = VoxelSizeOf(output.metadata);
+  std::array<double, 3> scale = {voxel.z.value_or(1), voxel.y.value_or(1), voxel.x.value_or(1)};
+  NgffImage image;
+  image.unit = voxel.unit;
+  image.name = std::string(absl::StripSuffix(absl::StripSuffix(store_.name(), ".zarr"), ".ome"));
+  StackShape shape = output.shape;
+  for (int k = 0; k <= pyramid; ++k) {
+    auto level = std::make_unique<Level>();
+    if (k > 0) {
+      if (shape.height == 1 && shape.width == 1) {
+        return absl::InvalidArgumentError(absl::StrCat("a pyramid of ", pyramid, " levels: level ",
+                                                       k, " would be smaller than one pixel"));
+      }
+      scale[1] *= 2;
+      scale[2] *= 2;
+      level->halves_z = shape.depth > 1 && scale[0] * 2 <= std::max(scale[1], scale[2]) * 1.000001;
+      if (level->halves_z) scale[0] *= 2;
+      shape = {level->halves_z ? Halved(shape.depth) : shape.depth, Halved(shape.height),
+               Halved(shape.width)};
+    }
+    level->path = absl::StrCat(k);
+    level->shape = shape;
+    level->slice_bytes = static_cast<size_t>(shape.height * shape.width) * pixel;
+    level->meta.shape = {shape.depth, shape.height, shape.width};
+    level->meta.chunks = {std::min(chunks[0], shape.depth), std::min(chunks[1], shape.height),
+                          std::min(chunks[2], shape.width)};
+    level->meta.type = output.type;
+    level->meta.codec = codec_;
+    level->meta.nested = true;  // NGFF 0.4: "/" separates a chunk's indices
+    if (level->chunk_depth() > 1) {
+      level->slab.resize(static_cast<size_t>(level->chunk_depth()) * level->slice_bytes);
+    }
+    if (level->halves_z) level->pending.resize(level->slice_bytes);
+    if (k > 0 && k < pyramid) {
+      level->halved.resize(static_cast<size_t>(Halved(shape.height) * Halved(shape.width)) * pixel);
+    }
+    image.levels.push_back({level->path, scale});
+    levels_.push_back(std::move(level));
+  }
+  return image;
+}
+
+absl::Status ZarrSink::Open(const StackInfo& output, int64_t window_slices,
+                            std::function<void(int64_t)> release) {
+  (void)release;
+  STACKPROC_ASSIGN_OR_RETURN(codec_,
+                             ZarrCodecFor(options_.compression, options_.compression_level));
+  StackInfo whole = output;
+  if (region_) {
+    if (region_->z_begin < 0 || region_->z_begin + output.shape.depth > region_->depth) {
+      return absl::InvalidArgumentError(absl::StrCat("slices ", region_->z_begin, "-",
+                                                     region_->z_begin + output.shape.depth - 1,
+                                                     " are not in a stack of ", region_->depth));
+    }
+    whole.shape.depth = region_->depth;
+  }
+  STACKPROC_ASSIGN_OR_RETURN(NgffImage image, PlanLevels(whole));
+  if (levels_.size() > 1) {
+    const size_t pixel = BytesPerPixel(output.type);
+    halves_.assign(
+        static_cast<size_t>(std::max<int64_t>(window_slices, 1)),
+        std::vector<uint8_t>(
+            static_cast<size_t>(Halved(output.shape.height) * Halved(output.shape.width)) * pixel));
+  }
+  if (region_) return OpenRegion(output.shape.depth);
+  const bool replace = options_.overwrite && store_.Exists();
+  if (replace) {
+    STACKPROC_RETURN_IF_ERROR(CheckReplaceable(Format::kOmeZarr, store_));
+  }
+  STACKPROC_ASSIGN_OR_RETURN(temp_,
+                             TempFolder::Make(store_, options_.temp_tag, "OME-Zarr", replace));
+  const std::string& display = store_.display();
+  STACKPROC_RETURN_IF_ERROR(WriteText(temp_->fd(), ".zgroup", FormatZgroup(), display));
+  STACKPROC_RETURN_IF_ERROR(
+      WriteText(temp_->fd(), ".zattrs", FormatNgffAttributes(image), display));
+  for (size_t k = 0; k < levels_.size(); ++k) {
+    STACKPROC_ASSIGN_OR_RETURN(levels_[k]->dir,
+                               MakeFolderAt(temp_->fd(), image.levels[k].path, display));
+    STACKPROC_RETURN_IF_ERROR(
+        WriteText(levels_[k]->dir.get(), ".zarray", FormatZarray(levels_[k]->meta), display));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ZarrSink::OpenRegion(int64_t slices) {
+  const std::string& display = store_.display();
+  store_fd_ = UniqueFd(::openat(store_.dir(), store_.name().c_str(),
+                                O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!store_fd_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        display,
+        ": cannot open the store to fill (made by CreateZarrStore?): ", std::strerror(errno)));
+  }
+  // Each level's share: its slices from the first of this range, which must start a z-chunk
+  // (and a pair of slices, where a level halves z), and end one unless it ends the level.
+  int64_t begin = region_->z_begin;
+  int64_t end = region_->z_begin + slices;
+  for (size_t k = 0; k < levels_.size(); ++k) {
+    Level& level = *levels_[k];
+    if (level.halves_z) {
+      if (begin % 2 != 0 || (end % 2 != 0 && end != levels_[k - 1]->shape.depth)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("slices ", region_->z_begin, "-", region_->z_begin + slices - 1,
+                         ": level ", k, " pairs slices, and the range splits a pair"));
+      }
+      level.received = begin;
+      begin /= 2;
+      end = Halved(end);
+    }
+    const int64_t depth = level.chunk_depth();
+    if (begin % depth != 0 || (end % depth != 0 && end != level.shape.depth)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("slices ", region_->z_begin, "-", region_->z_begin + slices - 1,
+                       " do not fill whole z-chunks of level ", k, " (", depth, " slices each)"));
+    }
+    if (!level.halves_z && k > 0) level.received = begin;
+    level.appended = begin;
+    // The store must be the one this sink would make: the same stack, chunks and codec.
+    STACKPROC_ASSIGN_OR_RETURN(level.dir, MakeFolderAt(store_fd_.get(), level.path, display));
+    STACKPROC_ASSIGN_OR_RETURN(UniqueFd zarray,
+                               OpenAt(level.dir.get(), ".zarray", display + "/" + level.path));
+    STACKPROC_ASSIGN_OR_RETURN(InputFile file, InputFile::Adopt(std::move(zarray), display));
+    STACKPROC_ASSIGN_OR_RETURN(std::vector<uint8_t> text,
+                               ReadWholeFile(file, kMaxZarrMetadataBytes));
+    if (std::string(text.begin(), text.end()) != FormatZarray(level.meta)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(display, "/", level.path,
+                       "/.zarray: made for another stack, chunks or codec than "
+                       "this range's"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ZarrSink::Encode(int64_t z, const uint8_t* data) {
+  const Level& finest = *levels_.front();
+  if (finest.chunk_depth() == 1) {
+    const int64_t first = region_ ? region_->z_begin : 0;
+    STACKPROC_RETURN_IF_ERROR(
+        WriteChunkRow(*levels_.front(), first + z, data, /*slices=*/1, /*parallel=*/false));
+  }
+  if (levels_.size() > 1) {
+    HalveSlice(finest.meta.type, data, finest.shape.height, finest.shape.width,
+               halves_[static_cast<size_t>(z) % halves_.size()].data());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ZarrSink::Write(int64_t z, const uint8_t* data) {
+  STACKPROC_RETURN_IF_ERROR(Append(0, data));
+  if (levels_.size() == 1) return absl::OkStatus();
+  return Descend(1, halves_[static_cast<size_t>(z) % halves_.size()].data());
+}
+
+absl::Status ZarrSink::Append(size_t k, const uint8_t* slice) {
+  Level& level = *levels_[k];
+  const int64_t z = level.appended++;
+  const int64_t depth = level.chunk_depth();
+  if (depth == 1) {
+    // Level 0's single-slice chunks were written by Encode, in parallel.
+    if (k > 0) STACKPROC_RETURN_IF_ERROR(WriteChunkRow(level, z, slice, 1, /*parallel=*/false));
+  } else {
+    std::memcpy(level.slab.data() + static_cast<size_t>(level.gathered) * level.slice_bytes, slice,
+                level.slice_bytes);
+    if (++level.gathered == depth || z + 1 == level.shape.depth) {
+      STACKPROC_RETURN_IF_ERROR(
+          WriteChunkRow(level, z / depth, level.slab.data(), level.gathered, /*parallel=*/true));
+      level.gathered = 0;
+    }
+  }
+  if (k == 0 || k + 1 == levels_.size()) return absl::OkStatus();
+  HalveSlice(level.meta.type, slice, level.shape.height, level.shape.width, level.halved.data());
+  return Descend(k + 1, level.halved.data());
+}
+
+absl::Status ZarrSink::Descend(size_t k, const uint8_t* halved) {
+  Level& level = *levels_[k];
+  const bool last = ++level.received == levels_[k - 1]->shape.depth;
+  if (!level.halves_z) return Append(k, halved);
+  if (!level.has_pending) {
+    if (last) return Append(k, halved);  // an odd last slice stands alone
+    std::memcpy(level.pending.data(), halved, level.slice_bytes);
+    level.has_pending = true;
+    return absl::OkStatus();
+  }
+  MeanOfSlices(level.meta.type, level.pending.data(), halved,
+               level.shape.height * level.shape.width, level.pending.data());
+  level.has_pending = false;
+  return Append(k, level.pending.data());
+}
+
+absl::Status ZarrSink::WriteChunkRow(Level& level, int64_t zc, const uint8_t* slab, int64_t slices,
+                                     bool parallel) {
+  const int64_t chunk_height = level.meta.chunks[1];
+  const int64_t chunk_width = level.meta.chunks[2];
+  const int64_t rows = ChunksAlong(level.shape.height, chunk_height);
+  const int64_t columns = ChunksAlong(level.shape.width, chunk_width);
+  const size_t pixel = BytesPerPixel(level.meta.type);
+  const size_t chunk_bytes = static_cast<size_t>(level.meta.chunk_elements()) * pixel;
+  STACKPROC_ASSIGN_OR_RETURN(UniqueFd z_dir,
+                             MakeFolderAt(level.dir.get(), absl::StrCat(zc), store_.display()));
+  std::vector<UniqueFd> y_dirs;
+  for (int64_t yc = 0; yc < rows; ++yc) {
+    STACKPROC_ASSIGN_OR_RETURN(y_dirs.emplace_back(),
+                               MakeFolderAt(z_dir.get(), absl::StrCat(yc), store_.display()));
+  }
+  const auto write_chunk = [&](int64_t i) -> absl::Status {
+    const int64_t y0 = (i / columns) * chunk_height;
+    const int64_t x0 = (i % columns) * chunk_width;
+    const int64_t height = std::min(chunk_height, level.shape.height - y0);
+    const int64_t width = std::min(chunk_width, level.shape.width - x0);
+    std::vector<uint8_t>& chunk = level.scratch.local();
+    chunk.resize(chunk_bytes);
+    // An edge chunk is stored whole: what lies beyond the image is zeros (an inner chunk is
+    // all image, copied over whatever the buffer held).
+    if (height < chunk_height || width < chunk_width || slices < level.chunk_depth()) {
+      std::fill(chunk.begin(), chunk.end(), uint8_t{0});
+    }
+    for (int64_t s = 0; s < slices; ++s) {
+      for (int64_t r = 0; r < height; ++r) {
+        std::memcpy(
+            chunk.data() + static_cast<size_t>((s * chunk_height + r) * chunk_width) * pixel,
+            slab + static_cast<size_t>((s * level.shape.height + y0 + r) * level.shape.width + x0) *
+                       pixel,
+            static_cast<size_t>(width) * pixel);
+      }
+    }
+    STACKPROC_ASSIGN_OR_RETURN(std::vector<uint8_t> encoded,
+                               EncodeChunk(codec_, chunk.data(), chunk_bytes, pixel));
+    return WriteFileAt(y_dirs[static_cast<size_t>(i / columns)].get(), absl::StrCat(i % columns),
+                       encoded.data(), encoded.size(),
+                       absl::StrCat(store_.display(), "/", level.path, "/", zc, "/", i / columns,
+                                    "/", i % columns));
+  };
+  if (!parallel) {
+    for (int64_t i = 0; i < rows * columns; ++i) STACKPROC_RETURN_IF_ERROR(write_chunk(i));
+    return absl::OkStatus();
+  }
+  tbb::task_group_context context;
+  FirstError first(&context);
+  tbb::parallel_for(
+      int64_t{0}, rows * columns,
+      [&](int64_t i) {
+        absl::Status status = write_chunk(i);
+        if (!status.ok()) first.Set(i, std::move(status));
+      },
+      context);
+  return first.Take();
+}
+
+absl::Status ZarrSink::Close() {
+  if (!region_) return temp_->Commit(options_.sync);
+  // A range's chunks are in place, each renamed as it was written: sync them.
+  if (options_.sync && ::syncfs(store_fd_.get()) != 0) {
+    return absl::InternalError(
+        absl::StrCat(store_.display(), ": cannot sync its chunks: ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CreateZarrStore(const OutputTarget& store, const StackInfo& output,
+                             const WriteOptions& options) {
+  ZarrSink sink(store, options);
+  STACKPROC_RETURN_IF_ERROR(sink.Open(output, /*window_slices=*/1, nullptr));
+  return sink.Close();
+}
+
+}  // namespace stackproc::core

@@ -1,0 +1,262 @@
+// RunPreview and the sweep grammar; the montage is in montage.cc.
+#include "core/process/preview.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "core/base/status_macros.h"
+#include "core/io/formats.h"
+#include "core/io/stack_io.h"
+#include "core/pipeline/operation_registry.h"
+#include "core/pipeline/pipeline.h"
+
+namespace stackproc::core {
+namespace {
+
+// One operation's text, its swept keys' values gathered: "clahe:clip=1,2,4,tiles=8" gives
+// clahe with clip in {1, 2, 4} and tiles in {8}.
+struct SweptOp {
+  std::string name;
+  std::vector<std::pair<std::string, std::vector<std::string>>> params;
+};
+
+absl::StatusOr<SweptOp> ParseSwept(const std::string& text) {
+  // The sweep's values join their key ("clip=1|2|4"), so that the one grammar parses the rest.
+  std::vector<std::string> items;
+  const size_t colon = text.find(':');
+  if (colon != std::string::npos) {
+    for (absl::string_view item : absl::StrSplit(text.substr(colon + 1), ',', absl::SkipEmpty())) {
+      if (item.find('=') == absl::string_view::npos && !items.empty()) {
+        absl::StrAppend(&items.back(), "|", absl::StripAsciiWhitespace(item));
+      } else {
+        items.emplace_back(item);
+      }
+    }
+  }
+  STACKPROC_ASSIGN_OR_RETURN(
+      OpSpec spec, ParseOpSpec(absl::StrCat(text.substr(0, colon), items.empty() ? "" : ":",
+                                            absl::StrJoin(items, ","))));
+  SweptOp op{spec.name, {}};
+  for (auto& [key, value] : spec.params) {
+    op.params.emplace_back(key, absl::StrSplit(value, '|'));
+  }
+  return op;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<PreviewVariant>> ExpandSweep(const std::vector<std::string>& texts) {
+  std::vector<PreviewVariant> variants(1);
+  for (const std::string& text : texts) {
+    STACKPROC_ASSIGN_OR_RETURN(SweptOp op, ParseSwept(text));
+    // Each variant so far, with each combination of this operation's values.
+    std::vector<PreviewVariant> partial = variants;
+    for (auto& v : partial) v.ops.push_back(OpSpec{op.name, {}});
+    for (const auto& [key, values] : op.params) {
+      std::vector<PreviewVariant> next;
+      for (const PreviewVariant& v : partial) {
+        for (const std::string& value : values) {
+          PreviewVariant w = v;
+          w.ops.back().params.emplace_back(key, value);
+          if (values.size() > 1) {
+            absl::StrAppend(&w.label, w.label.empty() ? "" : " ", key, "=", value);
+          }
+          next.push_back(std::move(w));
+        }
+      }
+      if (next.size() > kMaxPreviewVariants) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("a preview shows at most ", kMaxPreviewVariants,
+                         " variants side by side; ", text, " makes ", next.size()));
+      }
+      partial = std::move(next);
+    }
+    variants = std::move(partial);
+  }
+  for (PreviewVariant& v : variants) {
+    if (v.label.empty()) v.label = v.ops.empty() ? "(no operation)" : FormatOpSpecs(v.ops);
+  }
+  return variants;
+}
+
+absl::StatusOr<Region> ParseRegion(const std::string& text) {
+  std::vector<std::string> parts = absl::StrSplit(text, ',');
+  Region r;
+  if (parts.size() != 4 || !absl::SimpleAtoi(parts[0], &r.x) || !absl::SimpleAtoi(parts[1], &r.y) ||
+      !absl::SimpleAtoi(parts[2], &r.width) || !absl::SimpleAtoi(parts[3], &r.height) || r.x < 0 ||
+      r.y < 0 || r.width < 1 || r.height < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("region '", text, "': X,Y,WIDTH,HEIGHT in pixels, e.g. 512,512,256,256"));
+  }
+  return r;
+}
+
+absl::StatusOr<PreviewRequest> PreviewRequestOf(const std::string& input,
+                                                const std::vector<std::string>& ops,
+                                                const std::string& z, const std::string& count,
+                                                const std::string& roi) {
+  PreviewRequest request;
+  request.input = input;
+  if (input.empty()) return absl::InvalidArgumentError("preview needs an INPUT stack");
+  STACKPROC_ASSIGN_OR_RETURN(request.variants, ExpandSweep(ops));
+  request.title = ops.empty() ? "(no operation)" : absl::StrJoin(ops, " -> ");
+  if (!z.empty() && !count.empty()) {
+    return absl::InvalidArgumentError("-z Z,Z,... or --slices K, not both");
+  }
+  for (absl::string_view item : absl::StrSplit(z, ',', absl::SkipEmpty())) {
+    int64_t value = 0;
+    if (!absl::SimpleAtoi(item, &value)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("-z '", z, "': slice numbers, e.g. -z 100,2000"));
+    }
+    request.slices.push_back(value);
+  }
+  if (!count.empty() && (!absl::SimpleAtoi(count, &request.count) || request.count < 1 ||
+                         request.count > kMaxPreviewSlices)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--slices takes 1 to ", kMaxPreviewSlices, ", not '", count, "'"));
+  }
+  if (!roi.empty()) {
+    STACKPROC_ASSIGN_OR_RETURN(request.region, ParseRegion(roi));
+  }
+  return request;
+}
+
+const std::vector<std::string>& PreviewFlags() {
+  static const std::vector<std::string> kFlags = {"op",  "o",      "z",        "slices",
+                                                  "roi", "format", "max-side", "overwrite"};
+  return kFlags;
+}
+
+absl::Status WritePreviewFile(const std::string& path, absl::string_view bytes, bool overwrite) {
+  STACKPROC_ASSIGN_OR_RETURN(OutputTarget target, OutputTarget::ForPath(path));
+  struct stat st;
+  if (!overwrite && ::fstatat(target.dir(), target.name().c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    return absl::AlreadyExistsError(absl::StrCat(path, " exists (--overwrite replaces it)"));
+  }
+  return WriteFileAt(target.dir(), target.name(), bytes.data(), bytes.size(), path);
+}
+
+std::string RawPreviewBytes(const Preview& preview) {
+  std::string bytes;
+  for (const Stack& after : preview.after) {
+    bytes.append(reinterpret_cast<const char*>(after.slice_data(0)), after.size_bytes());
+  }
+  return bytes;
+}
+
+std::string RawPreviewLayout(const Preview& preview) {
+  std::vector<std::string> parts;
+  for (size_t i = 0; i < preview.after.size(); ++i) {
+    const Stack& a = preview.after[i];
+    parts.push_back(absl::StrCat(preview.labels[i], ": ", a.depth(), "x", a.shape().height, "x",
+                                 a.shape().width, " ", PixelTypeName(a.pixel_type())));
+  }
+  return absl::StrCat("slices z=", absl::StrJoin(preview.z, ","),
+                      ", each variant's in turn, little-endian: ", absl::StrJoin(parts, "; "));
+}
+
+absl::StatusOr<Preview> RunPreview(const Files& files, const PreviewRequest& request,
+                                   const TiffLimits& limits) {
+  if (request.variants.size() > kMaxPreviewVariants) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a preview has at most ", kMaxPreviewVariants, " variants"));
+  }
+  STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<SliceSource> source,
+                             OpenInput(files, request.input, limits));
+  const StackInfo& info = source->info();
+  const int64_t depth = info.shape.depth;
+  std::vector<int64_t> z = request.slices;
+  if (z.empty()) {  // evenly spaced, each in the middle of its share of the stack
+    const int64_t count =
+        std::clamp<int64_t>(request.count, 1, std::min<int64_t>(depth, kMaxPreviewSlices));
+    for (int64_t i = 0; i < count; ++i) z.push_back((2 * i + 1) * depth / (2 * count));
+  }
+  if (z.size() > static_cast<size_t>(kMaxPreviewSlices)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a preview shows at most ", kMaxPreviewSlices, " slices"));
+  }
+  for (int64_t s : z) {
+    if (s < 0 || s >= depth) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("slice ", s, " is outside the stack (slices 0 to ", depth - 1, ")"));
+    }
+  }
+  Region region = request.region.value_or(Region{0, 0, info.shape.width, info.shape.height});
+  if (region.x + region.width > info.shape.width || region.y + region.height > info.shape.height) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("region ", region.x, ",", region.y, ",", region.width, ",", region.height,
+                     " is outside the ", info.shape.width, "x", info.shape.height, " slices"));
+  }
+
+  const StackShape sample{static_cast<int64_t>(z.size()), region.height, region.width};
+  STACKPROC_ASSIGN_OR_RETURN(size_t sample_bytes, StackBytes(sample, info.type));
+  const uint64_t held = uint64_t{sample_bytes} * (request.variants.size() + 1);
+  if (held > kMaxPreviewBytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "a preview of ", z.size(), " slices of ", region.width, "x", region.height, " and ",
+        request.variants.size(), " variants holds ", held >> 20, " MiB, more than the ",
+        kMaxPreviewBytes >> 20, " MiB a preview may: ask for fewer slices or a region"));
+  }
+
+  // Only the chosen slices are read (a TIFF's pages, a store's chunks that hold them).
+  Preview preview;
+  preview.input = request.input;
+  preview.z = z;
+  preview.pipeline = !request.title.empty()     ? request.title
+                     : request.variants.empty() ? "the slices"
+                                                : FormatOpSpecs(request.variants.front().ops);
+  STACKPROC_ASSIGN_OR_RETURN(preview.before, Stack::Allocate(sample, info.type));
+  preview.before.metadata() = info.metadata;
+  STACKPROC_ASSIGN_OR_RETURN(Stack whole,
+                             Stack::Allocate({1, info.shape.height, info.shape.width}, info.type));
+  for (size_t i = 0; i < z.size(); ++i) {
+    STACKPROC_RETURN_IF_ERROR(source->Read(z[i], whole.slice_data(0)));
+    whole
+        .Slice(0)(cv::Rect(static_cast<int>(region.x), static_cast<int>(region.y),
+                           static_cast<int>(region.width), static_cast<int>(region.height)))
+        .copyTo(preview.before.Slice(static_cast<int64_t>(i)));
+  }
+
+  if (request.region) {
+    std::set<std::string> whole_slice;  // steps whose result depends on the whole slice
+    for (const PreviewVariant& variant : request.variants) {
+      for (const OpSpec& op : variant.ops) {
+        const OperationDef* def = OperationRegistry::Builtin().Find(op.name);
+        if (def != nullptr && def->info.whole_slice) whole_slice.insert(op.name);
+      }
+    }
+    preview.notes.push_back(absl::StrCat(
+        "region ", region.x, ",", region.y, " ", region.width, "x", region.height,
+        " processed alone: differs from the whole slice's within a filter's reach of its edges",
+        whole_slice.empty() ? ""
+                            : absl::StrCat(" (", absl::StrJoin(whole_slice, ", "),
+                                           ": throughout, its own tiles or statistics)")));
+  }
+  for (const PreviewVariant& variant : request.variants) {
+    STACKPROC_ASSIGN_OR_RETURN(Pipeline pipeline, Pipeline::Create(variant.ops));
+    if (pipeline.NeedsWholeStack() &&
+        std::none_of(preview.notes.begin(), preview.notes.end(),
+                     [](const std::string& n) { return n.starts_with("whole-stack"); })) {
+      preview.notes.push_back(absl::StrCat("whole-stack statistics from the ", z.size(),
+                                           " previewed slices, not the whole stack"));
+    }
+    STACKPROC_ASSIGN_OR_RETURN(Stack copy, Stack::Allocate(sample, info.type));
+    std::memcpy(copy.slice_data(0), preview.before.slice_data(0), preview.before.size_bytes());
+    copy.metadata() = info.metadata;
+    STACKPROC_ASSIGN_OR_RETURN(Stack result, Execute(std::move(copy), pipeline));
+    preview.after.push_back(std::move(result));
+    preview.labels.push_back(variant.label);
+  }
+  return preview;
+}
+
+}  // namespace stackproc::core

@@ -1,0 +1,153 @@
+#include "core/process/process_file.h"
+
+#include "absl/strings/str_cat.h"
+#include "core/base/status_macros.h"
+#include "core/io/formats.h"
+#include "core/io/stack_io.h"
+#include "core/io/tiff_io.h"
+
+namespace stackproc::core {
+namespace {
+
+int Concurrency(const ProcessRequest& request) {
+  return request.arena != nullptr ? request.arena->max_concurrency()
+                                  : tbb::this_task_arena::max_concurrency();
+}
+
+// The file's pages through the plan's pipeline into `sink`. In memory, a per-slice pipeline
+// still holds its whole input first (what kInMemory asks for: the stack read once, then
+// processed from memory); a whole-stack pipeline holds it by itself (the engine's barrier).
+absl::Status RunPlan(const ProcessRequest& request, ProcessPlan& plan, SliceSink& sink) {
+  RunOptions run;
+  run.arena = request.arena;
+  run.cancel = request.cancel;
+  run.on_progress = request.on_progress;
+  run.window_bytes = request.window_bytes;
+  if (request.stack_stats) run.stack_stats = &*request.stack_stats;
+  SliceSource& source = *plan.source;
+  if (plan.mode == ProcessMode::kStreaming || plan.pipeline.NeedsWholeStack() ||
+      request.output_path.empty()) {
+    return Run(source, plan.pipeline, sink, run);
+  }
+  StackSink held;
+  Pipeline none;
+  RunOptions read = run;
+  read.on_progress = nullptr;
+  STACKPROC_RETURN_IF_ERROR(Run(source, none, held, read));
+  StackSource stack(held.Take(), /*writable=*/true);
+  return Run(stack, plan.pipeline, sink, run);
+}
+
+// The request's input (any format formats.h reads), through its Files.
+absl::StatusOr<std::shared_ptr<SliceSource>> OpenRequestInput(const ProcessRequest& request) {
+  static const LocalFiles kLocal;
+  return OpenInput(request.files != nullptr ? *request.files : kLocal, request.input_path,
+                   request.limits);
+}
+
+}  // namespace
+
+absl::string_view ProcessModeName(ProcessMode mode) {
+  switch (mode) {
+    case ProcessMode::kAuto:
+      return "auto";
+    case ProcessMode::kInMemory:
+      return "in-memory";
+    case ProcessMode::kStreaming:
+      return "streaming";
+  }
+  return "auto";
+}
+
+absl::StatusOr<ProcessPlan> PlanProcess(const ProcessRequest& request, int concurrency) {
+  ProcessPlan plan;
+  STACKPROC_ASSIGN_OR_RETURN(plan.pipeline, Pipeline::Create(request.ops));
+  SinkTraits sink;
+  if (!request.output_path.empty()) {
+    STACKPROC_ASSIGN_OR_RETURN(OutputName output, ParseOutputName(request.output_path));
+    STACKPROC_RETURN_IF_ERROR(ValidateOutput(output, request.write));
+    sink = OutputTraits(output, request.write);
+  }
+  STACKPROC_ASSIGN_OR_RETURN(plan.source, OpenRequestInput(request));
+  plan.source_depth = plan.source->info().shape.depth;
+  // A whole-stack step with its statistics given runs like a per-slice one.
+  const bool whole_stack = plan.pipeline.NeedsWholeStack() && !request.stack_stats;
+  if (request.z_range) {
+    if (whole_stack) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          plan.pipeline.ToString(), " needs the whole stack: it cannot run on a z-range"));
+    }
+    STACKPROC_ASSIGN_OR_RETURN(plan.source, ZRangeSource::Create(plan.source, *request.z_range));
+  }
+  plan.input = plan.source->info();
+  const SliceFormat format{static_cast<int>(plan.input.shape.height),
+                           static_cast<int>(plan.input.shape.width), plan.input.type};
+  STACKPROC_ASSIGN_OR_RETURN(plan.formats, plan.pipeline.Plan(format));
+  plan.output_shape = {plan.input.shape.depth, plan.formats.back().height,
+                       plan.formats.back().width};
+  plan.output_type = plan.formats.back().type;
+
+  if (request.stack_stats)
+    STACKPROC_RETURN_IF_ERROR(StatsStep(plan.pipeline, plan.formats).status());
+  const bool can_stream = !request.output_path.empty() && !whole_stack;
+  if (request.mode == ProcessMode::kStreaming && !can_stream) {
+    return absl::InvalidArgumentError(
+        request.output_path.empty()
+            ? "streaming needs an output file: a result kept in memory is the whole stack"
+            : absl::StrCat(plan.pipeline.ToString(),
+                           " needs the whole stack: it cannot run page by page"));
+  }
+  // Streaming whenever the job allows: it reuses a window of buffers instead of faulting in a
+  // stack's worth of fresh memory, overlaps reading and writing with processing, and its
+  // memory does not grow with the stack.
+  plan.mode = request.mode == ProcessMode::kInMemory || !can_stream ? ProcessMode::kInMemory
+                                                                    : ProcessMode::kStreaming;
+  if (plan.mode == ProcessMode::kStreaming) {
+    plan.memory_bytes = PlanWindow(plan.formats, plan.input.shape.depth, request.window_bytes,
+                                   concurrency, plan.source->traits(), sink)
+                            .memory_bytes;
+  } else {
+    STACKPROC_ASSIGN_OR_RETURN(plan.memory_bytes, StackPeakBytes(plan.input.shape, plan.formats));
+  }
+  return plan;
+}
+
+absl::StatusOr<ProcessSummary> ProcessFile(const ProcessRequest& request) {
+  STACKPROC_ASSIGN_OR_RETURN(ProcessPlan plan, PlanProcess(request, Concurrency(request)));
+  ProcessSummary summary;
+  summary.pipeline = plan.pipeline.ToString();
+  summary.mode = plan.mode;
+  summary.input_shape = plan.input.shape;
+  summary.input_type = plan.input.type;
+  summary.output_shape = plan.output_shape;
+  summary.output_type = plan.output_type;
+  STACKPROC_ASSIGN_OR_RETURN(summary.input_bytes, StackBytes(plan.input.shape, plan.input.type));
+  STACKPROC_ASSIGN_OR_RETURN(summary.output_bytes, StackBytes(plan.output_shape, plan.output_type));
+  if (request.on_stage) {
+    request.on_stage(plan.mode == ProcessMode::kStreaming ? "streaming" : "processing");
+  }
+  const absl::Time start = absl::Now();
+  if (request.output_path.empty()) {
+    StackSink sink;
+    STACKPROC_RETURN_IF_ERROR(RunPlan(request, plan, sink));
+    summary.result = sink.Take();
+  } else {
+    // The run's options cancel it and give it its arena: a sink needs only the write's.
+    WriteOptions write = request.write;
+    // A TIFF shard: where its slices belong goes with them (an OME-Zarr shard fills its part of
+    // one store and needs no assembly).
+    if (request.z_range && ParseOutputName(request.output_path)->format == Format::kTiff) {
+      write.shard_record = FormatShardRecord(
+          {*request.z_range, plan.source_depth,
+           JobKey(request.input_path, summary.pipeline, plan.source_depth,
+                  CompressionText(write.compression, write.compression_level, write.predictor))});
+    }
+    STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<SliceSink> sink,
+                               OpenOutput(request.output_path, write, request.output_target));
+    STACKPROC_RETURN_IF_ERROR(RunPlan(request, plan, *sink));
+  }
+  summary.elapsed = absl::Now() - start;
+  return summary;
+}
+
+}  // namespace stackproc::core

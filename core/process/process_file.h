@@ -1,0 +1,95 @@
+// The whole job on files: read a TIFF stack, run a pipeline over it, write the result.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "core/exec/engine.h"
+#include "core/process/shards.h"
+#include "core/pipeline/pipeline.h"
+#include "core/tiff/tiff_reader.h"
+#include "core/tiff/tiff_writer.h"
+
+namespace stackproc::core {
+
+// How a file job holds its stack.
+enum class ProcessMode {
+  kAuto,      // streaming when the job allows it, else in memory
+  kInMemory,  // the whole stack in one buffer shared by the slice tasks: needed by whole-stack
+              // steps (normalize:scope=stack) and by results kept in memory
+  kStreaming  // page by page through the engine's window of slices: memory bounded by the
+              // window, reading, processing and writing overlapped; per-slice pipelines with
+              // an output file
+};
+// "in-memory", "streaming" ("auto" for kAuto).
+absl::string_view ProcessModeName(ProcessMode mode);
+
+struct ProcessRequest {
+  // A TIFF file, a sequence of them (a folder, a pattern or a glob) or an OME-Zarr image: what
+  // formats.h reads.
+  std::string input_path;
+  // How input_path is found and opened (the server's: beneath its data root); nullptr:
+  // LocalFiles.
+  const Files* files = nullptr;
+  std::string output_path;  // empty: keep the result in ProcessSummary::result
+  // Where the output goes, its directory already open (e.g. resolved beneath a data root);
+  // output_path then only names it in messages. Unset: output_path's directory is opened.
+  std::optional<OutputTarget> output_target;
+  // Only these slices of the input (a shard of a job cut in z-ranges: shards.h).
+  std::optional<ZRange> z_range;
+  // A pipeline with a whole-stack step: its statistics, gathered over the whole stack apart
+  // (GatherStats of each range, summed; a cut job's first phase). The run then streams, and may
+  // take a z-range. Unset: the run takes them itself, holding the stack in memory.
+  std::optional<std::vector<uint64_t>> stack_stats;
+  std::vector<OpSpec> ops;  // ParseOpSpecs reads the text form ("gaussian:ksize=5")
+  WriteOptions write;       // compression, overwrite, sync; OME-Zarr chunks and pyramid
+  TiffLimits limits;
+  ProcessMode mode = ProcessMode::kAuto;
+  uint64_t window_bytes = uint64_t{256} << 20;  // streaming: memory for the slices in flight
+  tbb::task_arena* arena = nullptr;
+  const CancelToken* cancel = nullptr;
+  ProgressCallback on_progress;
+  // Called as the run starts: "processing" (in memory) or "streaming".
+  std::function<void(absl::string_view stage)> on_stage;
+};
+
+// What a request will do, worked out before anything is allocated.
+struct ProcessPlan {
+  std::shared_ptr<SliceSource> source;  // open: what was validated is what is read
+  StackInfo input;                      // the source's
+  int64_t source_depth = 0;             // the input's, before a z-range
+  Pipeline pipeline;
+  std::vector<SliceFormat> formats;           // Pipeline::Plan of the input's slices
+  ProcessMode mode = ProcessMode::kInMemory;  // never kAuto
+  uint64_t memory_bytes = 0;                  // the most stack memory the run holds
+  StackShape output_shape;
+  PixelType output_type = PixelType::kUint8;
+};
+
+// Parses the pipeline, opens and validates the input, checks that the pipeline takes its slices and
+// picks the mode. `concurrency`: the threads the run will use (per-thread scratch counts in
+// memory_bytes). InvalidArgument when kStreaming is asked for a job that cannot stream.
+absl::StatusOr<ProcessPlan> PlanProcess(const ProcessRequest& request, int concurrency);
+
+struct ProcessSummary {
+  std::string pipeline;
+  ProcessMode mode = ProcessMode::kInMemory;
+  StackShape input_shape;
+  StackShape output_shape;
+  PixelType input_type = PixelType::kUint8;
+  PixelType output_type = PixelType::kUint8;
+  uint64_t input_bytes = 0;
+  uint64_t output_bytes = 0;
+  absl::Duration elapsed;       // reading, processing and writing (they overlap)
+  std::optional<Stack> result;  // when no output path was given
+};
+
+// Plans (PlanProcess) before allocating anything, then reads, processes and writes atomically
+// (or keeps the result). Any failure leaves no output file. Blocks until done.
+absl::StatusOr<ProcessSummary> ProcessFile(const ProcessRequest& request);
+
+}  // namespace stackproc::core

@@ -1,0 +1,219 @@
+// JobManager, admission: a job validated, planned and checked against the budget and the
+// caller's quotas before it is queued.
+#include "absl/strings/str_cat.h"
+#include "core/base/status_macros.h"
+#include "core/io/formats.h"
+#include "core/process/process_file.h"
+#include "core/pipeline/pipeline.h"
+#include "core/tiff/tiff_reader.h"
+#include "server/jobs/job_manager.h"
+#include "server/jobs/job_manager_util.h"
+
+namespace stackproc::server {
+
+absl::StatusOr<std::shared_ptr<Job>> JobManager::Submit(const JobSpec& spec,
+                                                        const std::string& request_id) {
+  absl::StatusOr<std::shared_ptr<Job>> job = Admit(spec, request_id);
+  if (!job.ok() && options_.metrics != nullptr) {
+    options_.metrics->JobRejected(job.status());
+    if (core::IsTiffValidationError(job.status())) options_.metrics->TiffValidationFailed();
+  }
+  return job;
+}
+
+absl::StatusOr<std::shared_ptr<Job>> JobManager::SubmitStream(const JobSpec& spec,
+                                                              const core::StackInfo& input,
+                                                              JobIo io) {
+  absl::StatusOr<std::shared_ptr<Job>> job = [&]() -> absl::StatusOr<std::shared_ptr<Job>> {
+    STACKPROC_ASSIGN_OR_RETURN(JobSnapshot initial, PlanStream(spec, input));
+    std::lock_guard lock(mutex_);
+    if (!accepting_) return absl::UnavailableError("server is shutting down");
+    STACKPROC_RETURN_IF_ERROR(CheckCallerLimits(initial.spec));
+    auto queued = std::make_shared<Job>(std::move(initial), std::move(io));
+    Enqueue(queued, " input=stream");
+    return queued;
+  }();
+  if (!job.ok() && options_.metrics != nullptr) options_.metrics->JobRejected(job.status());
+  return job;
+}
+
+absl::StatusOr<std::shared_ptr<Job>> JobManager::Admit(const JobSpec& spec,
+                                                       const std::string& request_id) {
+  // Request ids are the caller's own: two callers may pick the same one.
+  const std::string request_key = absl::StrCat(spec.owner, "\n", request_id);
+  auto same_request = [&]() -> absl::StatusOr<std::shared_ptr<Job>> {
+    auto it = by_request_id_.find(request_key);
+    if (request_id.empty() || it == by_request_id_.end()) return nullptr;
+    std::shared_ptr<Job> job = jobs_.at(it->second);
+    if (job->Snapshot().spec == spec) return job;
+    return absl::AlreadyExistsError(absl::StrCat("request id ", request_id, " was used for job ",
+                                                 job->id(), " with a different spec"));
+  };
+  {
+    std::lock_guard lock(mutex_);
+    if (!accepting_) return absl::UnavailableError("server is shutting down");
+    STACKPROC_ASSIGN_OR_RETURN(std::shared_ptr<Job> existing, same_request());
+    if (existing) return existing;
+  }
+
+  // Validate everything the job will need, before it is queued.
+  STACKPROC_ASSIGN_OR_RETURN(JobSnapshot initial, Plan(spec));
+  initial.request_id = request_id;
+
+  std::lock_guard lock(mutex_);
+  if (!accepting_) return absl::UnavailableError("server is shutting down");
+  STACKPROC_ASSIGN_OR_RETURN(std::shared_ptr<Job> existing, same_request());
+  if (existing) return existing;
+  STACKPROC_RETURN_IF_ERROR(CheckCallerLimits(spec));
+  auto job = std::make_shared<Job>(std::move(initial));
+  Enqueue(job, absl::StrCat(" input=", Quote(spec.input_path)));
+  if (!request_id.empty()) by_request_id_[request_key] = job->id();
+  return job;
+}
+
+absl::StatusOr<JobSnapshot> JobManager::Plan(const JobSpec& spec) const {
+  STACKPROC_ASSIGN_OR_RETURN(core::ProcessRequest request, RequestFor(spec));
+  if (request.output_target && !spec.overwrite && request.output_target->Exists()) {
+    return absl::AlreadyExistsError(
+        absl::StrCat(*spec.output_path, ": exists (ask for overwrite to replace it)"));
+  }
+  STACKPROC_ASSIGN_OR_RETURN(core::ProcessPlan plan,
+                             core::PlanProcess(request, arena_.max_concurrency()));
+  JobSnapshot job;
+  job.spec = spec;
+  job.create_time = absl::Now();
+  job.input_shape = plan.input.shape;
+  job.input_type = plan.input.type;
+  job.output_shape = plan.output_shape;
+  job.output_type = plan.output_type;
+  job.memory_bytes = plan.memory_bytes;
+  job.mode = plan.mode;
+  job.progress.slices_total = plan.input.shape.depth;  // a whole-stack step adds a pass later
+  job.progress.bytes_total = core::StackBytes(plan.input.shape, plan.input.type).value_or(0);
+  // On a cluster the job holds none of the server's memory (PlanExecution).
+  STACKPROC_RETURN_IF_ERROR(PlanExecution(job, plan));
+  if (job.memory_bytes > options_.memory_budget) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the job needs ", Gib(plan.memory_bytes), " of memory (", core::ProcessModeName(plan.mode),
+        plan.mode == core::ProcessMode::kInMemory
+            ? (request.output_path.empty() ? ": the result is kept in memory"
+                                           : ": the pipeline needs the whole stack")
+            : "",
+        ") and the server's memory budget is ", Gib(options_.memory_budget), " (--memory-budget)"));
+  }
+  return job;
+}
+
+absl::StatusOr<JobSnapshot> JobManager::Replan(const JobSnapshot& old) const {
+  STACKPROC_ASSIGN_OR_RETURN(JobSnapshot fresh, Plan(old.spec));
+  fresh.id = old.id;
+  fresh.request_id = old.request_id;
+  fresh.create_time = old.create_time;
+  fresh.version = old.version + 1;
+  return fresh;
+}
+
+absl::StatusOr<JobSnapshot> JobManager::PlanStream(const JobSpec& spec,
+                                                   const core::StackInfo& input) const {
+  const core::StackShape& shape = input.shape;
+  if (shape.depth <= 0 || shape.height <= 0 || shape.width <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("header: shape ", core::ShapeString(shape),
+                                                   " must be positive in every dimension"));
+  }
+  const core::TiffLimits& limits = options_.limits;
+  if (shape.depth > limits.max_pages) {
+    return limits.DepthRefused(absl::StrCat("header: ", shape.depth, " slices"));
+  }
+  if (shape.height > limits.max_side || shape.width > limits.max_side) {
+    return limits.SideRefused("header", shape.width, shape.height);
+  }
+  STACKPROC_ASSIGN_OR_RETURN(size_t stack_bytes, core::StackBytes(shape, input.type));
+  if (stack_bytes > limits.max_stack_bytes) return limits.BytesRefused("header", stack_bytes);
+  STACKPROC_ASSIGN_OR_RETURN(core::Pipeline pipeline, core::Pipeline::Create(spec.ops));
+  const core::SliceFormat format{static_cast<int>(shape.height), static_cast<int>(shape.width),
+                                 input.type};
+  STACKPROC_ASSIGN_OR_RETURN(std::vector<core::SliceFormat> formats, pipeline.Plan(format));
+  STACKPROC_ASSIGN_OR_RETURN(
+      uint64_t memory,
+      core::PlanRunMemory(pipeline, formats, shape.depth, options_.stream_window_bytes,
+                          arena_.max_concurrency(), {.fed = true}, {.lends = true}));
+  const bool whole = pipeline.NeedsWholeStack();
+  if (memory > options_.memory_budget) {
+    return absl::ResourceExhaustedError(
+        whole ? absl::StrCat("the pipeline has a whole-stack step (normalize:scope=stack), so the "
+                             "streamed job must hold the whole stack: ",
+                             Gib(memory), ", more than the server's memory budget of ",
+                             Gib(options_.memory_budget),
+                             " (--memory-budget); use a per-slice "
+                             "pipeline")
+              : absl::StrCat("the streamed job's window needs ", Gib(memory),
+                             ", more than the server's memory budget of ",
+                             Gib(options_.memory_budget), " (--memory-budget)"));
+  }
+  JobSnapshot job;
+  job.spec = spec;
+  job.spec.streamed = true;
+  job.create_time = absl::Now();
+  job.input_shape = shape;
+  job.input_type = input.type;
+  job.output_shape = {shape.depth, formats.back().height, formats.back().width};
+  job.output_type = formats.back().type;
+  job.memory_bytes = memory;
+  job.mode = whole ? core::ProcessMode::kInMemory : core::ProcessMode::kStreaming;
+  job.progress.slices_total = shape.depth;
+  job.progress.bytes_total = stack_bytes;
+  return job;
+}
+
+absl::Status JobManager::CheckCallerLimits(const JobSpec& spec) const {
+  int mine = 0, streams = 0;
+  for (const auto& [id, job] : jobs_) {
+    const JobSnapshot s = job->Snapshot();
+    if (IsTerminal(s.state)) continue;
+    mine += s.spec.owner == spec.owner;
+    streams += s.spec.streamed;
+  }
+  const std::string who = spec.owner.empty() ? "the server" : spec.owner;
+  if (mine >= options_.max_jobs_per_caller) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        who, " has ", mine, " jobs queued or running, the most a caller may have at once (",
+        options_.max_jobs_per_caller, ", --max-jobs-per-caller)"));
+  }
+  if (spec.streamed && streams >= options_.max_streams) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(streams, " streamed jobs are open, the most the server takes at once (",
+                     options_.max_streams, ", --max-streams)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<core::ProcessRequest> JobManager::RequestFor(const JobSpec& spec) const {
+  core::ProcessRequest request;
+  request.input_path = spec.input_path;  // a file or a sequence, each file beneath the root
+  request.files = &resolver_;
+  if (spec.output_path) {
+    // A file, or a folder of planes or an OME-Zarr store: then the target is that folder (an
+    // existing one needs overwrite, checked by Plan, and must hold what the format writes).
+    STACKPROC_RETURN_IF_ERROR(core::CheckPathText(*spec.output_path, /*output=*/true));
+    STACKPROC_ASSIGN_OR_RETURN(core::OutputName output, core::ParseOutputName(*spec.output_path));
+    STACKPROC_ASSIGN_OR_RETURN(
+        request.output_target,
+        resolver_.Output(output.target, output.format != core::Format::kTiff));
+    if (spec.overwrite && request.output_target->Exists()) {
+      STACKPROC_RETURN_IF_ERROR(core::CheckReplaceable(output.format, *request.output_target));
+    }
+    request.output_path = *spec.output_path;
+  }
+  request.ops = spec.ops;
+  request.write.compression = spec.compression;
+  request.write.compression_level = spec.compression_level;
+  request.write.predictor = spec.predictor;
+  request.write.overwrite = spec.overwrite;
+  request.write.chunks = spec.chunks;
+  request.write.pyramid_levels = spec.pyramid_levels;
+  request.limits = options_.limits;
+  request.window_bytes = options_.stream_window_bytes;
+  return request;
+}
+
+}  // namespace stackproc::server

@@ -1,0 +1,200 @@
+// Queues, admits and runs jobs on one shared tbb::task_arena. Thread-safe.
+//
+// Admission: a job's memory (input stack, plus the output stack when the pipeline changes the
+// format) must fit the memory budget. A job that can never fit is rejected at submit; one that
+// does not fit now waits in the queue (FIFO) until running jobs and held results free enough.
+#pragma once
+
+#include <tbb/task_arena.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "core/process/process_file.h"
+#include "core/tiff/tiff_reader.h"
+#include "server/api/auth.h"
+#include "server/jobs/job.h"
+#include "server/jobs/job_store.h"
+#include "server/api/metrics.h"
+#include "server/jobs/path_resolver.h"
+#include "server/executors/slurm.h"
+#include "server/jobs/store_writer.h"
+
+namespace stackproc::server {
+
+struct JobManagerOptions {
+  std::string data_root;  // required
+  int threads = 0;        // arena concurrency; 0: all cores
+  int max_running_jobs = 1;
+  uint64_t memory_budget = 0;  // bytes; 0: 3/4 of physical memory or of the cgroup limit
+  absl::Duration result_ttl = absl::Hours(1);  // default retention of in-memory results
+  // Ended jobs kept listed (and stored); beyond that the oldest are forgotten, with their
+  // in-memory results, so that a server taking job after job keeps its memory bounded.
+  int job_history = 10000;
+  // Slices in flight per streaming job (streamed jobs, and path jobs run page by page).
+  uint64_t stream_window_bytes = uint64_t{256} << 20;
+  core::TiffLimits limits;
+  // Jobs one caller may have queued or running at once, and streamed jobs open at once (over
+  // either: ResourceExhausted naming the flag).
+  int max_jobs_per_caller = 32;
+  int max_streams = 16;
+  Metrics* metrics = nullptr;  // optional; told of every job event
+  // Where the job table is kept (JobStore), so that jobs outlive the process; empty: in memory
+  // only. At start the jobs found there are listed again (Restore).
+  std::string state_dir;
+  // Where path jobs run: kSlurm hands large per-slice jobs with a TIFF output to `slurm`'s
+  // cluster as z-range shards (job_slurm.cc); the others still run here.
+  Executor executor = Executor::kLocal;
+  SlurmOptions slurm;
+};
+
+class JobManager {
+ public:
+  static absl::StatusOr<std::unique_ptr<JobManager>> Create(JobManagerOptions options);
+  ~JobManager();  // cancels everything and joins the workers
+
+  // Validates and queues. See service.proto SubmitJob for the error codes.
+  absl::StatusOr<std::shared_ptr<Job>> Submit(const JobSpec& spec, const std::string& request_id);
+  // Jobs by state and the queue's length, for the metrics.
+  Metrics::JobCounts Counts() const;
+  // Queues a streamed job (ProcessStream): `input` is what its call announced, `io` the source
+  // the call feeds and the sink it drains. Validated like any job (limits, pipeline, memory),
+  // admitted and run like any job; it ends when its run does.
+  absl::StatusOr<std::shared_ptr<Job>> SubmitStream(const JobSpec& spec,
+                                                    const core::StackInfo& input, JobIo io);
+  // Ends `job` with `status` if it is still queued; false when it runs or has ended.
+  bool Dequeue(Job& job, const absl::Status& status);
+
+  absl::StatusOr<std::shared_ptr<Job>> Get(const std::string& id) const;
+  // Job `id` when `caller` may see it; NotFound as for an unknown id otherwise.
+  absl::StatusOr<std::shared_ptr<Job>> Get(const std::string& id, const Caller& caller) const;
+  std::vector<std::shared_ptr<Job>> List() const;
+  absl::StatusOr<std::shared_ptr<Job>> Cancel(const std::string& id);
+  absl::Status Delete(const std::string& id);
+  // Queues an INTERRUPTED path job again (same id and spec, validated and planned again).
+  absl::StatusOr<std::shared_ptr<Job>> Resume(const std::string& id);
+
+  // Stops accepting jobs, lets running ones finish for up to `grace`, then interrupts them
+  // (they end INTERRUPTED: ResumeJob runs them again); returns when no job runs. Queued jobs are
+  // interrupted at once, except path jobs with a state directory: those stay queued there for
+  // the next start.
+  void Shutdown(absl::Duration grace);
+  // Returns when the job table holds every change made so far (its writes are queued to a
+  // thread of their own: StoreWriter). Shutdown does this too.
+  void FlushStore() {
+    if (store_writer_) store_writer_->Flush();
+  }
+
+  uint64_t memory_budget() const { return options_.memory_budget; }
+  uint64_t memory_in_use() const;
+  const JobManagerOptions& options() const { return options_; }
+  // Paths under the data root, as jobs resolve them (for previews).
+  const PathResolver& resolver() const { return resolver_; }
+  // Where a job that reads `input_bytes` runs: small jobs in an arena of higher priority, so
+  // that TBB hands them the threads as soon as the tasks running finish and they do not wait
+  // out a large job.
+  tbb::task_arena& ArenaFor(uint64_t input_bytes) {
+    return input_bytes <= kQuickJobBytes ? quick_arena_ : arena_;
+  }
+  static constexpr uint64_t kQuickJobBytes = uint64_t{64} << 20;
+
+ private:
+  explicit JobManager(JobManagerOptions options, PathResolver resolver);
+  void WorkerLoop();
+  // The core request for a path job: paths resolved under the data root, server limits.
+  absl::StatusOr<core::ProcessRequest> RequestFor(const JobSpec& spec) const;
+  // A path job validated and planned: what it reads and makes, the memory it needs (over the
+  // budget: ResourceExhausted).
+  absl::StatusOr<JobSnapshot> Plan(const JobSpec& spec) const;
+  // `old` planned again, to run again: the same id, request id and creation time.
+  absl::StatusOr<JobSnapshot> Replan(const JobSnapshot& old) const;
+  // Lists the stored jobs again: queued path jobs are queued again (FAILED when they can no
+  // longer run), the others that had not ended are INTERRUPTED and the temporary files of their
+  // outputs removed. Before the workers start.
+  absl::Status Restore();
+  // Queues `job`'s record for the store, unless it was deleted (mutex_ held).
+  void Persist(const Job& job);
+  // Persist, taking mutex_.
+  void Save(const Job& job);
+  // Runs `job`, which holds `memory` bytes of the budget, and releases them.
+  void Run(Job& job, uint64_t memory);
+  // Drops in-memory results past their retention and forgets the oldest ended jobs beyond
+  // job_history (mutex_ held).
+  void ExpireResults(absl::Time now);
+  void ForgetOldJobs();
+  absl::StatusOr<std::shared_ptr<Job>> Admit(const JobSpec& spec, const std::string& request_id);
+  // A streamed job validated and planned (over the budget: ResourceExhausted).
+  absl::StatusOr<JobSnapshot> PlanStream(const JobSpec& spec, const core::StackInfo& input) const;
+  // The job's run: a path job's files, or the source and sink its caller supplied.
+  absl::Status RunFile(Job& job, const JobSnapshot& s, const core::RunOptions& run,
+                       std::shared_ptr<const core::Stack>& kept);
+  absl::Status RunStream(Job& job, const JobSnapshot& s, const core::RunOptions& run);
+  // Where a planned path job runs (--executor, the spec's shards; for shards 0 the stack's
+  // size and the pipeline's cost on one slice of `plan`): sets `job.execution`, and for a
+  // cluster no memory of the server's. FailedPrecondition / InvalidArgument for shards
+  // this server or this job cannot have (job_slurm.cc).
+  absl::Status PlanExecution(JobSnapshot& job, core::ProcessPlan& plan) const;
+  // A job's shards on the cluster, submitted (or, re-attached after a restart, found again),
+  // watched until all are done and put together into its output; retried, cancelled and swept
+  // up as they fail or the caller cancels. nullopt when the server stops meanwhile: the job is
+  // left running on the cluster, as the job table says, and the next start re-attaches.
+  std::optional<absl::Status> RunSlurm(Job& job, const JobSnapshot& s);
+  // Says in each queued job's stage why it waits: for a worker (all `max_running_jobs` busy),
+  // for memory (the first; what holds the budget), or behind the first (mutex_ held).
+  void ExplainQueue(bool free_worker);
+  // Joins the threads of streamed jobs that have ended (mutex_ held).
+  void JoinEndedStreams();
+  // ResourceExhausted when `spec`'s owner has max_jobs_per_caller jobs queued or running, or a
+  // streamed spec would open more than max_streams (mutex_ held).
+  absl::Status CheckCallerLimits(const JobSpec& spec) const;
+  // Queues `job` and logs it (mutex_ held).
+  void Enqueue(std::shared_ptr<Job> job, const std::string& log_extra);
+  void LogEvent(const JobSnapshot& s, const std::string& event, const std::string& extra = "");
+  void LogEnd(const JobSnapshot& s);
+  // A record the store could not write (the StoreWriter's thread).
+  void LogStoreFailure(const std::string& id, const absl::Status& error);
+
+  const JobManagerOptions options_;
+  const PathResolver resolver_;
+  tbb::task_arena arena_;
+  tbb::task_arena quick_arena_;                // small jobs, at a higher priority (ArenaFor)
+  std::unique_ptr<JobStore> store_;            // with a state directory: read at start
+  std::unique_ptr<StoreWriter> store_writer_;  // and written through this, in order
+
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::map<std::string, std::shared_ptr<Job>> jobs_;  // by id
+  std::vector<std::string> order_;                    // ids, oldest first
+  std::map<std::string, std::string> by_request_id_;  // owner "\n" request id -> job id
+  std::deque<std::shared_ptr<Job>> queue_;
+  uint64_t memory_in_use_ = 0;  // running jobs and held results
+  int running_ = 0;       // jobs running: path jobs on the workers, streamed jobs on their threads
+  int busy_workers_ = 0;  // workers running a path job
+  // A streamed job goes at its client's pace, so it runs on a thread of its own (at most
+  // --max-streams of them) rather than holding a worker that path jobs wait for.
+  struct StreamThread {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> ended;
+  };
+  std::vector<StreamThread> stream_threads_;
+  bool accepting_ = true;
+  bool stopping_ = false;
+  uint64_t next_id_ = 1;
+  absl::Time last_sweep_ = absl::InfinitePast();  // ExpireResults' last run
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace stackproc::server

@@ -1,0 +1,204 @@
+// JobManager, the workers: the queue taken in order as memory allows, each job run through the
+// engine (a path job's files, or a streamed job's source and sink), ended results expired and
+// old jobs forgotten.
+#include <atomic>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "core/base/status_macros.h"
+#include "core/process/process_file.h"
+#include "core/pipeline/pipeline.h"
+#include "server/jobs/job_manager.h"
+#include "server/jobs/job_manager_util.h"
+
+namespace stackproc::server {
+
+void JobManager::ExpireResults(absl::Time now) {
+  for (auto& [id, job] : jobs_) {
+    JobSnapshot s = job->Snapshot();
+    if (!s.result_available) continue;
+    absl::Duration keep =
+        s.spec.retention > absl::ZeroDuration() ? s.spec.retention : options_.result_ttl;
+    if (now - s.end_time >= keep) {
+      memory_in_use_ -= job->DropResult();
+      LogEvent(s, "result_expired");
+    }
+  }
+  ForgetOldJobs();
+}
+
+void JobManager::ForgetOldJobs() {
+  size_t ended = 0;
+  for (const auto& [id, job] : jobs_) ended += IsTerminal(job->Snapshot().state);
+  if (ended <= static_cast<size_t>(std::max(options_.job_history, 0))) return;
+  size_t excess = ended - options_.job_history;
+  std::set<std::string> forgotten;
+  std::vector<std::string> kept;
+  for (const std::string& id : order_) {
+    std::shared_ptr<Job>& job = jobs_.at(id);
+    if (excess > 0 && IsTerminal(job->Snapshot().state)) {
+      memory_in_use_ -= job->DropResult();
+      if (store_writer_) store_writer_->Remove(id);
+      jobs_.erase(id);
+      forgotten.insert(id);
+      --excess;
+    } else {
+      kept.push_back(id);
+    }
+  }
+  order_ = std::move(kept);
+  std::erase_if(by_request_id_,
+                [&](const auto& entry) { return forgotten.contains(entry.second); });
+}
+
+void JobManager::WorkerLoop() {
+  std::unique_lock lock(mutex_);
+  while (true) {
+    // A sweep reads every job: at most a few times a second, however busy the server.
+    if (const absl::Time now = absl::Now(); now - last_sweep_ >= absl::Milliseconds(250)) {
+      ExpireResults(now);
+      JoinEndedStreams();
+      last_sweep_ = now;
+    }
+    const bool fits = !queue_.empty() && memory_in_use_ + queue_.front()->Snapshot().memory_bytes <=
+                                             options_.memory_budget;
+    if (stopping_ && queue_.empty()) return;
+    if (!fits) {
+      ExplainQueue(/*free_worker=*/true);
+      changed_.wait_for(lock, std::chrono::seconds(1));
+      continue;
+    }
+    std::shared_ptr<Job> job = queue_.front();
+    queue_.pop_front();
+    const uint64_t memory = job->Snapshot().memory_bytes;
+    memory_in_use_ += memory;
+    ++running_;
+    // A streamed job goes at its client's pace, a job on the cluster at the cluster's: each
+    // runs on a thread of its own rather than holding a worker that path jobs wait for.
+    if (const JobSnapshot s = job->Snapshot();
+        s.spec.streamed || s.execution.executor == Executor::kSlurm) {
+      auto ended = std::make_shared<std::atomic<bool>>(false);
+      stream_threads_.push_back({std::thread([this, job, memory, ended] {
+                                   Run(*job, memory);
+                                   ended->store(true);
+                                 }),
+                                 ended});
+      continue;
+    }
+    ++busy_workers_;
+    if (busy_workers_ >= options_.max_running_jobs) ExplainQueue(/*free_worker=*/false);
+    lock.unlock();
+    Run(*job, memory);
+    lock.lock();
+    --busy_workers_;
+  }
+}
+
+void JobManager::ExplainQueue(bool free_worker) {
+  int kept = 0;
+  for (const auto& [id, job] : jobs_) kept += job->Snapshot().result_available;
+  for (size_t i = 0; i < queue_.size(); ++i) {
+    const JobSnapshot s = queue_[i]->Snapshot();
+    std::string why;
+    if (!free_worker) {
+      why = absl::StrCat("waiting for a worker: ", busy_workers_,
+                         " jobs run, the most at once (--max-running-jobs)",
+                         i == 0 ? "" : absl::StrCat("; ", i, " queued ahead"));
+    } else if (i == 0) {
+      why = absl::StrCat("waiting for memory: it needs ", Gib(s.memory_bytes), ", and ",
+                         Gib(memory_in_use_), " of the ", Gib(options_.memory_budget),
+                         " budget (--memory-budget) is held by ", running_, " running jobs and ",
+                         kept, " results kept in memory (stackproc delete frees one)");
+    } else {
+      why = absl::StrCat("waiting behind job ", queue_[0]->id(), " (first in, first out)");
+    }
+    if (s.stage != why) queue_[i]->SetStage(why);
+  }
+}
+
+void JobManager::JoinEndedStreams() {
+  std::erase_if(stream_threads_, [](StreamThread& t) {
+    if (!t.ended->load()) return false;
+    t.thread.join();
+    return true;
+  });
+}
+
+void JobManager::Run(Job& job, uint64_t memory) {
+  const JobSnapshot snapshot = job.Snapshot();
+  const absl::Time start = absl::Now();
+  job.Start(start);
+  LogEvent(job.Snapshot(), "job_started");
+  Save(job);
+
+  core::RunOptions run;
+  run.arena = &ArenaFor(snapshot.progress.bytes_total);
+  run.cancel = &job.cancel_token();
+  run.window_bytes = options_.stream_window_bytes;
+  // The store hears of progress now and then: an interrupted job shows how far it got.
+  absl::Time stored = start;
+  run.on_progress = [this, &job, &stored](const core::Progress& p) {
+    job.SetProgress(p);
+    if (store_ == nullptr || absl::Now() - stored < kStoreProgressEvery) return;
+    stored = absl::Now();
+    Save(job);
+  };
+  std::shared_ptr<const core::Stack> kept;
+  absl::Status status;
+  if (snapshot.execution.executor == Executor::kSlurm) {
+    std::optional<absl::Status> ended = RunSlurm(job, snapshot);
+    if (!ended) {  // detached: the cluster goes on, the job table says it runs
+      std::lock_guard lock(mutex_);
+      --running_;
+      changed_.notify_all();
+      LogEvent(job.Snapshot(), "job_detached");
+      return;
+    }
+    status = *ended;
+  } else if (snapshot.spec.streamed) {
+    status = RunStream(job, snapshot, run);
+  } else {
+    status = RunFile(job, snapshot, run, kept);
+  }
+  const absl::Time end = absl::Now();
+  if (!status.ok()) kept.reset();
+  {
+    // Account before the final state is published: whoever sees it finished finds its memory
+    // released (and the result's held).
+    std::lock_guard lock(mutex_);
+    --running_;
+    memory_in_use_ -= memory;
+    if (kept) memory_in_use_ += kept->size_bytes();
+    changed_.notify_all();
+  }
+  job.Finish(status, end, kept);
+  Save(job);
+  core::ReturnFreeMemory();
+
+  LogEnd(job.Snapshot());
+}
+
+absl::Status JobManager::RunFile(Job& job, const JobSnapshot& s, const core::RunOptions& run,
+                                 std::shared_ptr<const core::Stack>& kept) {
+  STACKPROC_ASSIGN_OR_RETURN(core::ProcessRequest request, RequestFor(s.spec));
+  // The mode admission reserved memory for, even if the file changed since.
+  request.mode = s.mode;
+  request.arena = run.arena;
+  request.cancel = run.cancel;
+  request.on_progress = run.on_progress;
+  // A crash leaves the temporary output tagged with the job, for Restore to find.
+  request.write.temp_tag = job.id();
+  request.on_stage = [&job](absl::string_view stage) { job.SetStage(std::string(stage)); };
+  STACKPROC_ASSIGN_OR_RETURN(core::ProcessSummary summary, core::ProcessFile(request));
+  if (summary.result) kept = std::make_shared<const core::Stack>(*std::move(summary.result));
+  return absl::OkStatus();
+}
+
+absl::Status JobManager::RunStream(Job& job, const JobSnapshot& s, const core::RunOptions& run) {
+  STACKPROC_ASSIGN_OR_RETURN(core::Pipeline pipeline, core::Pipeline::Create(s.spec.ops));
+  const JobIo io = job.io();  // held for the run; the job drops its own when it ends
+  if (!io.source || !io.sink) return absl::CancelledError("the job's call has ended");
+  return core::Run(*io.source, pipeline, *io.sink, run);
+}
+
+}  // namespace stackproc::server

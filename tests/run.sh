@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds stackproc and runs every test, twice: a Release build with warnings as errors, then an
 # AddressSanitizer + UndefinedBehaviorSanitizer build. Installs the Debian 12 dependencies first.
-# Then the job manager's concurrency and executor tests under ThreadSanitizer (only those: oneTBB,
+# Then the job manager's concurrency and executor tests (the SLURM executor's against a fake
+# cluster included) under ThreadSanitizer (only those: oneTBB,
 # gRPC and OpenCV are not instrumented), and 60 s of fuzzing of the TIFF reader (tests/fuzz/run.sh,
 # clang + libFuzzer, ASan + UBSan).
 #   tests/run.sh            all of it
@@ -32,8 +33,9 @@ for config in "${configs[@]}"; do
   if [[ "$config" == tsan ]]; then
     echo "== tsan: the job manager under ThreadSanitizer"
     cmake -S . -B "$dir" -G Ninja "${flags[@]}" >/dev/null
-    cmake --build "$dir" -j "$jobs" --target server_job_manager_test server_executor_test
-    for test in server_job_manager_test server_executor_test; do
+    cmake --build "$dir" -j "$jobs" --target server_job_manager_test server_executor_test \
+      server_slurm_executor_test
+    for test in server_job_manager_test server_executor_test server_slurm_executor_test; do
       TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp \
         "$dir/tests/$test" --gtest_repeat=3 2>&1 | grep -v '^ts='
     done

@@ -33,6 +33,7 @@
 #include "core/process/process_file.h"
 #include "core/io/sequence_io.h"
 #include "core/process/shards.h"
+#include "core/process/worker_protocol.h"
 #include "core/io/tiff_io.h"
 #include "core/pipeline/operation_registry.h"
 #include "core/pipeline/pipeline.h"
@@ -112,21 +113,6 @@ void CancelOnSignals() {
   sigemptyset(&action.sa_mask);
   ::sigaction(SIGINT, &action, nullptr);
   ::sigaction(SIGTERM, &action, nullptr);
-}
-
-// Replaces `path` with one line, "slices_done=N slices_total=M bytes_done=B elapsed_s=S", in one
-// step (written beside it, then renamed): whoever watches the run (the server, over a shared
-// filesystem) never reads half a line.
-void WriteProgressFile(const std::string& path, const Progress& p) {
-  const std::string temp = absl::StrCat(path, ".part");
-  {
-    std::ofstream out(temp, std::ios::trunc);
-    out << "slices_done=" << p.slices_done << " slices_total=" << p.slices_total
-        << " bytes_done=" << p.bytes_done << " elapsed_s=" << absl::ToDoubleSeconds(p.elapsed)
-        << "\n";
-    if (!out) return;  // progress is best effort: the run goes on
-  }
-  std::rename(temp.c_str(), path.c_str());
 }
 
 // Puts the TIFF shards of a job cut in z-ranges together, their strips copied as they are.
@@ -212,10 +198,10 @@ absl::StatusOr<int> ThreadsOf(const Args& args) {
 // The progress on stderr (a bar on a terminal, else lines), and in --progress-file.
 ProgressCallback ProgressOf(const Args& args) {
   const bool terminal = ::isatty(STDERR_FILENO);
-  const std::string progress_file = args.Get("progress-file");
+  const std::string progress_file = args.Get(worker::kProgressFlag);
   return [terminal, progress_file](const Progress& p) {
     ShowProgress(p, terminal);
-    if (!progress_file.empty()) WriteProgressFile(progress_file, p);
+    if (!progress_file.empty()) worker::WriteProgressFile(progress_file, p);
   };
 }
 
@@ -223,15 +209,15 @@ ProgressCallback ProgressOf(const Args& args) {
 // index a job array gives its task (SLURM_ARRAY_TASK_ID; Kubernetes' JOB_COMPLETION_INDEX).
 absl::StatusOr<std::optional<ZRange>> RangeOf(const Args& args, const std::string& input) {
   if (args.Has("z-range")) {
-    if (args.Has("shards")) return absl::InvalidArgumentError("--z-range or --shards, not both");
+    if (args.Has(worker::kShardsFlag)) return absl::InvalidArgumentError("--z-range or --shards, not both");
     return ParseZRange(args.Get("z-range"));
   }
-  if (!args.Has("shards")) return std::nullopt;
+  if (!args.Has(worker::kShardsFlag)) return std::nullopt;
   int64_t shards = 0;
   int64_t index = -1;
   const std::string shard = args.Get("shard", "", "SLURM_ARRAY_TASK_ID");
   const std::string which = shard.empty() ? args.Get("shard", "", "JOB_COMPLETION_INDEX") : shard;
-  if (!absl::SimpleAtoi(args.Get("shards"), &shards) || !absl::SimpleAtoi(which, &index)) {
+  if (!absl::SimpleAtoi(args.Get(worker::kShardsFlag), &shards) || !absl::SimpleAtoi(which, &index)) {
     return absl::InvalidArgumentError(
         "--shards N needs a shard index: --shard I, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX");
   }
@@ -250,8 +236,8 @@ absl::Status Run(const Args& args) {
   }
   STACKPROC_ASSIGN_OR_RETURN(request.z_range, RangeOf(args, request.input_path));
   STACKPROC_RETURN_IF_ERROR(ParseWriteFlags(args, request.write));
-  if (args.Has("stats")) {
-    STACKPROC_ASSIGN_OR_RETURN(request.stack_stats, SumStatsFiles(args.All("stats")));
+  if (args.Has(worker::kStatsFlag)) {
+    STACKPROC_ASSIGN_OR_RETURN(request.stack_stats, SumStatsFiles(args.All(worker::kStatsFlag)));
   }
   STACKPROC_ASSIGN_OR_RETURN(int threads, ThreadsOf(args));
   const std::string mode = args.Get("mode", "auto");
@@ -366,13 +352,14 @@ int Main(int argc, char** argv) {
   absl::StatusOr<Args> args = CliArgs::Parse(argc, argv, 2, {"overwrite"});
   absl::Status status = args.status();
   // Each command's flags: any other is refused, naming these.
-  const std::vector<std::string> range = {"z-range", "shards", "shard", "progress-file", "threads"};
+  const std::vector<std::string> range = {"z-range", worker::kShardsFlag, "shard",
+                                          worker::kProgressFlag, "threads"};
   static const std::map<std::string, std::vector<std::string>> kFlags = {
       {"ops", {}},
       {"formats", {}},
       {"assemble", {"output", "overwrite"}},
       {"generate", Joined({"shape", "type", "seed"}, WriteFlags())},
-      {"run", Joined(Joined({"input", "op", "output", "mode", "window-mib", "stats"}, range),
+      {"run", Joined(Joined({"input", "op", "output", "mode", "window-mib", worker::kStatsFlag}, range),
                      WriteFlags())},
       {"stats", Joined({"input", "op", "output"}, range)},
       {"preview", PreviewFlags()},

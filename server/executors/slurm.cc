@@ -1,5 +1,8 @@
 #include "server/executors/slurm.h"
 
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -23,8 +26,21 @@ TaskState TaskStateOf(const std::string& s) {
   return TaskState::kEnded;
 }
 
+bool SubmitMayPass(absl::string_view message) {
+  // "QOSMaxSubmitJobPerUserLimit", "Job violates accounting/QOS policy (job submit limit, ...)",
+  // "Slurm temporarily unable to accept job", "Socket timed out on send/recv operation",
+  // "Unable to contact slurm controller (connect failure)".
+  const std::string lower = absl::AsciiStrToLower(message);
+  for (absl::string_view passing :
+       {"limit", "temporarily", "timed out", "unable to contact", "connect failure", "try again",
+        "busy"}) {
+    if (absl::StrContains(lower, passing)) return true;
+  }
+  return false;
+}
+
 absl::StatusOr<std::string> Slurm::Submit(const std::string& script, const std::string& indices,
-                                          const std::string& name, const std::string& log) const {
+                                          const std::string& name, const std::string& log) {
   const SlurmOptions& o = options_;
   std::string array = absl::StrCat("--array=", indices);
   if (o.max_parallel > 0 && absl::StrContains(indices, '-')) {
@@ -41,8 +57,10 @@ absl::StatusOr<std::string> Slurm::Submit(const std::string& script, const std::
   absl::StatusOr<CommandResult> run = RunCommand(argv);
   if (!run.ok()) return absl::UnavailableError(absl::StrCat("sbatch: ", run.status().message()));
   if (run->exit_code != 0) {
-    return absl::UnavailableError(
-        absl::StrCat("sbatch refused the shards: ", CommandFailure(argv, *run)));
+    const std::string failure = CommandFailure(argv, *run);
+    const std::string message = absl::StrCat("sbatch refused the shards: ", failure);
+    return SubmitMayPass(failure) ? absl::UnavailableError(message)
+                                  : absl::FailedPreconditionError(message);
   }
   // "12345" or, on a federation, "12345;cluster".
   std::string id(absl::StripAsciiWhitespace(run->output));
@@ -55,8 +73,7 @@ absl::StatusOr<std::string> Slurm::Submit(const std::string& script, const std::
   return id;
 }
 
-absl::StatusOr<std::map<int, TaskInfo>> Slurm::Tasks(
-    const std::vector<std::string>& job_ids) const {
+absl::StatusOr<std::map<int, TaskInfo>> Slurm::Tasks(const std::vector<std::string>& job_ids) {
   std::map<int, TaskInfo> tasks;
   if (job_ids.empty()) return tasks;
   // One line per task (--array), ended ones too while the controller keeps them (--states=all):
@@ -86,7 +103,29 @@ absl::StatusOr<std::map<int, TaskInfo>> Slurm::Tasks(
   return tasks;
 }
 
-absl::Status Slurm::Cancel(const std::vector<std::string>& job_ids) const {
+absl::StatusOr<std::vector<std::string>> Slurm::ArraysNamed(const std::string& name) {
+  // One line per array (no --array): "12345", pending or running, this user's.
+  const std::vector<std::string> argv = {"squeue", "--noheader", "--me", "--states=all",
+                                         "--format=%F", "--name=" + name};
+  absl::StatusOr<CommandResult> run = RunCommand(argv);
+  if (!run.ok()) return absl::UnavailableError(absl::StrCat("squeue: ", run.status().message()));
+  if (run->exit_code != 0) {
+    return absl::UnavailableError(absl::StrCat("squeue failed: ", CommandFailure(argv, *run)));
+  }
+  std::vector<std::pair<uint64_t, std::string>> arrays;
+  for (absl::string_view line : absl::StrSplit(run->output, '\n', absl::SkipWhitespace())) {
+    const std::string id(absl::StripAsciiWhitespace(line));
+    uint64_t number = 0;
+    if (absl::SimpleAtoi(id, &number)) arrays.emplace_back(number, id);
+  }
+  std::sort(arrays.begin(), arrays.end());  // job ids grow: oldest first
+  arrays.erase(std::unique(arrays.begin(), arrays.end()), arrays.end());
+  std::vector<std::string> ids;
+  for (auto& [number, id] : arrays) ids.push_back(std::move(id));
+  return ids;
+}
+
+absl::Status Slurm::Cancel(const std::vector<std::string>& job_ids) {
   if (job_ids.empty()) return absl::OkStatus();
   std::vector<std::string> argv = {"scancel"};
   argv.insert(argv.end(), job_ids.begin(), job_ids.end());

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace stackproc::server {
@@ -39,25 +40,49 @@ struct TaskInfo {
   std::string node;         // where it runs or ran; empty while pending
 };
 
-class Slurm {
+// The SLURM commands the executor runs, behind an interface: Slurm runs the real ones, tests
+// run a fake cluster (tests/server/fake_slurm.h).
+class SlurmCommands {
+ public:
+  virtual ~SlurmCommands() = default;
+
+  // sbatch: submits `script` as the array `indices` ("0-15", or "3" for one task again) named
+  // `name`, each task's output to `log` (sbatch patterns: %a the index, %A the array's id);
+  // returns the array's job id. Unavailable when the cluster may take it later (a submit limit,
+  // a controller that does not answer), FailedPrecondition when it never will (an unknown
+  // partition or account); either names sbatch's own message.
+  virtual absl::StatusOr<std::string> Submit(const std::string& script, const std::string& indices,
+                                             const std::string& name, const std::string& log) = 0;
+  // squeue: the tasks of the arrays `job_ids` the controller still lists, by task index (an
+  // ended task is listed for a while, then not at all: both mean it ended; of two arrays that
+  // list an index, the later in `job_ids` wins). Unavailable when squeue fails.
+  virtual absl::StatusOr<std::map<int, TaskInfo>> Tasks(
+      const std::vector<std::string>& job_ids) = 0;
+  // squeue: the arrays named `name` the controller lists (this user's), oldest first: how a
+  // restarted server finds what it submitted but had not recorded yet.
+  virtual absl::StatusOr<std::vector<std::string>> ArraysNamed(const std::string& name) = 0;
+  // scancel: cancels the arrays (their running tasks get SIGTERM).
+  virtual absl::Status Cancel(const std::vector<std::string>& job_ids) = 0;
+};
+
+// The real commands, with the options' sbatch arguments.
+class Slurm final : public SlurmCommands {
  public:
   explicit Slurm(SlurmOptions options) : options_(std::move(options)) {}
-  const SlurmOptions& options() const { return options_; }
 
-  // Submits `script` as the array `indices` ("0-15", or "3" for one task again) named `name`,
-  // each task's output to `log` (sbatch patterns: %a the index, %A the array's id); returns
-  // the array's job id. The failure names sbatch's own message.
   absl::StatusOr<std::string> Submit(const std::string& script, const std::string& indices,
-                                     const std::string& name, const std::string& log) const;
-  // The tasks of the arrays `job_ids` the controller still lists, by task index (an ended task
-  // is listed for a while, then not at all: both mean it ended). Unavailable when squeue fails.
-  absl::StatusOr<std::map<int, TaskInfo>> Tasks(const std::vector<std::string>& job_ids) const;
-  // Cancels the arrays (their running tasks get SIGTERM).
-  absl::Status Cancel(const std::vector<std::string>& job_ids) const;
+                                     const std::string& name, const std::string& log) override;
+  absl::StatusOr<std::map<int, TaskInfo>> Tasks(const std::vector<std::string>& job_ids) override;
+  absl::StatusOr<std::vector<std::string>> ArraysNamed(const std::string& name) override;
+  absl::Status Cancel(const std::vector<std::string>& job_ids) override;
 
  private:
   const SlurmOptions options_;
 };
+
+// Whether sbatch's refusal `message` may pass (a submit limit reached, a controller busy or
+// unreachable: submit again later) rather than last (an unknown partition or account).
+bool SubmitMayPass(absl::string_view message);
 
 // sbatch's states by what they mean for a task: PENDING, REQUEUED... wait; RUNNING, COMPLETING,
 // SUSPENDED... run; COMPLETED, FAILED, CANCELLED, NODE_FAIL, TIMEOUT, OUT_OF_MEMORY... ended.

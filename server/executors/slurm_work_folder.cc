@@ -5,15 +5,13 @@
 #include <fstream>
 #include <sstream>
 
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "core/base/file.h"
-#include "core/pipeline/operation_registry.h"
+#include "core/tiff/compression.h"
 
 namespace stackproc::server {
 namespace {
@@ -42,37 +40,25 @@ WorkFolder WorkFolderOf(const std::string& root, const JobSnapshot& s, const std
 
 std::string TaskScript(const std::string& worker, const std::string& input, const WorkFolder& w,
                        const JobSnapshot& s) {
-  const std::string task = "\"${SLURM_ARRAY_TASK_ID}\"";
-  const bool stats = w.phase == "stats";
-  std::string ops;
-  for (const core::OpSpec& op : s.spec.ops) {
-    absl::StrAppend(&ops, " --op ", ShellQuote(FormatOpSpec(op)));
+  core::worker::WorkerTask task;
+  task.worker = worker;
+  task.input = input;
+  task.ops = s.spec.ops;
+  task.compression =
+      core::CompressionText(s.spec.compression, s.spec.compression_level, s.spec.predictor);
+  task.shards = s.execution.shards;
+  // Each argument quoted, the task's index left to the shell: '...shard-'"${SLURM_...}"'.tif'.
+  constexpr absl::string_view kIndex = "@INDEX@";
+  std::vector<std::string> argv = core::worker::WorkerArgs(task, w, kIndex);
+  for (std::string& arg : argv) {
+    arg = absl::StrReplaceAll(ShellQuote(arg), {{kIndex, "'\"${SLURM_ARRAY_TASK_ID}\"'"}});
   }
-  const std::string writes =
-      stats ? ""
-            : absl::StrCat(" --compression ",
-                           core::CompressionText(s.spec.compression, s.spec.compression_level,
-                                                 s.spec.predictor),
-                           " --overwrite");
-  const std::string takes = stats || !w.gathered ? "" : " --stats " + ShellQuote(w.StackStats());
-  const std::string piece = absl::StrCat(ShellQuote(w.path), "/", w.phase, "-", task);
-  return absl::StrCat(
-      "#!/bin/sh\n# stackprocd job ", s.id, ", phase ", w.phase, ": range $SLURM_ARRAY_TASK_ID of ",
-      s.execution.shards, ", slices cut as stackproc-local --shards cuts them\n",
-      "echo \"stackproc job ", s.id, " ", w.phase, " ${SLURM_ARRAY_TASK_ID} of ",
-      s.execution.shards, " on $(hostname)\"\n", "exec ", ShellQuote(worker),
-      stats ? " stats" : " run", " --input ", ShellQuote(input), ops, writes, takes, " --shards ",
-      s.execution.shards, " --output ", piece, stats ? ".stats" : ".tif", " --progress-file ",
-      piece, ".progress", " ${SLURM_CPUS_PER_TASK:+--threads \"$SLURM_CPUS_PER_TASK\"}\n");
-}
-
-int64_t SlicesDone(const std::string& progress_file) {
-  for (absl::string_view field : absl::StrSplit(ReadText(progress_file), ' ')) {
-    int64_t value = 0;
-    if (absl::ConsumePrefix(&field, "slices_done=") && absl::SimpleAtoi(field, &value))
-      return value;
-  }
-  return 0;
+  return absl::StrCat("#!/bin/sh\n# stackprocd job ", s.id, ", phase ", w.phase,
+                      ": range $SLURM_ARRAY_TASK_ID of ", s.execution.shards,
+                      ", slices cut as stackproc-local --shards cuts them\n",
+                      "echo \"stackproc job ", s.id, " ", w.phase, " ${SLURM_ARRAY_TASK_ID} of ",
+                      s.execution.shards, " on $(hostname)\"\n", "exec ", absl::StrJoin(argv, " "),
+                      " ${SLURM_CPUS_PER_TASK:+--threads \"$SLURM_CPUS_PER_TASK\"}\n");
 }
 
 std::string LogTail(const std::string& log, size_t count) {
@@ -95,13 +81,7 @@ std::vector<int> AttemptsFromLogs(const WorkFolder& w, int shards) {
   absl::StatusOr<std::vector<std::string>> names =
       dir ? core::ListDirectory(dir.get()) : absl::NotFoundError(w.path);
   for (const std::string& name : names.value_or(std::vector<std::string>{})) {
-    std::vector<absl::string_view> parts = absl::StrSplit(name, '.');
-    int shard = 0;
-    if (parts.size() == 3 && parts[2] == "log" && absl::ConsumePrefix(&parts[0], w.phase) &&
-        absl::ConsumePrefix(&parts[0], "-") && absl::SimpleAtoi(parts[0], &shard) && shard >= 0 &&
-        shard < shards) {
-      ++attempts[shard];
-    }
+    if (const int shard = w.LogIndex(name); shard >= 0 && shard < shards) ++attempts[shard];
   }
   return attempts;
 }

@@ -72,13 +72,15 @@ absl::StatusOr<std::shared_ptr<Job>> JobManager::Admit(const JobSpec& spec,
 }
 
 absl::StatusOr<JobSnapshot> JobManager::Plan(const JobSpec& spec) const {
-  STACKPROC_ASSIGN_OR_RETURN(core::ProcessRequest request, RequestFor(spec));
+  STACKPROC_ASSIGN_OR_RETURN(
+      core::ProcessRequest request,
+      PathRequest(spec, resolver_, options_.limits, options_.stream_window_bytes));
   if (request.output_target && !spec.overwrite && request.output_target->Exists()) {
     return absl::AlreadyExistsError(
         absl::StrCat(*spec.output_path, ": exists (ask for overwrite to replace it)"));
   }
   STACKPROC_ASSIGN_OR_RETURN(core::ProcessPlan plan,
-                             core::PlanProcess(request, arena_.max_concurrency()));
+                             core::PlanProcess(request, local_->concurrency()));
   JobSnapshot job;
   job.spec = spec;
   job.create_time = absl::Now();
@@ -90,8 +92,8 @@ absl::StatusOr<JobSnapshot> JobManager::Plan(const JobSpec& spec) const {
   job.mode = plan.mode;
   job.progress.slices_total = plan.input.shape.depth;  // a whole-stack step adds a pass later
   job.progress.bytes_total = core::StackBytes(plan.input.shape, plan.input.type).value_or(0);
-  // On a cluster the job holds none of the server's memory (PlanExecution).
-  STACKPROC_RETURN_IF_ERROR(PlanExecution(job, plan));
+  // Where it runs; on a cluster it holds none of the server's memory.
+  STACKPROC_RETURN_IF_ERROR(PlannerOf().Plan(job, plan));
   if (job.memory_bytes > options_.memory_budget) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "the job needs ", Gib(plan.memory_bytes), " of memory (", core::ProcessModeName(plan.mode),
@@ -136,7 +138,7 @@ absl::StatusOr<JobSnapshot> JobManager::PlanStream(const JobSpec& spec,
   STACKPROC_ASSIGN_OR_RETURN(
       uint64_t memory,
       core::PlanRunMemory(pipeline, formats, shape.depth, options_.stream_window_bytes,
-                          arena_.max_concurrency(), {.fed = true}, {.lends = true}));
+                          local_->concurrency(), {.fed = true}, {.lends = true}));
   const bool whole = pipeline.NeedsWholeStack();
   if (memory > options_.memory_budget) {
     return absl::ResourceExhaustedError(
@@ -185,35 +187,6 @@ absl::Status JobManager::CheckCallerLimits(const JobSpec& spec) const {
                      options_.max_streams, ", --max-streams)"));
   }
   return absl::OkStatus();
-}
-
-absl::StatusOr<core::ProcessRequest> JobManager::RequestFor(const JobSpec& spec) const {
-  core::ProcessRequest request;
-  request.input_path = spec.input_path;  // a file or a sequence, each file beneath the root
-  request.files = &resolver_;
-  if (spec.output_path) {
-    // A file, or a folder of planes or an OME-Zarr store: then the target is that folder (an
-    // existing one needs overwrite, checked by Plan, and must hold what the format writes).
-    STACKPROC_RETURN_IF_ERROR(core::CheckPathText(*spec.output_path, /*output=*/true));
-    STACKPROC_ASSIGN_OR_RETURN(core::OutputName output, core::ParseOutputName(*spec.output_path));
-    STACKPROC_ASSIGN_OR_RETURN(
-        request.output_target,
-        resolver_.Output(output.target, output.format != core::Format::kTiff));
-    if (spec.overwrite && request.output_target->Exists()) {
-      STACKPROC_RETURN_IF_ERROR(core::CheckReplaceable(output.format, *request.output_target));
-    }
-    request.output_path = *spec.output_path;
-  }
-  request.ops = spec.ops;
-  request.write.compression = spec.compression;
-  request.write.compression_level = spec.compression_level;
-  request.write.predictor = spec.predictor;
-  request.write.overwrite = spec.overwrite;
-  request.write.chunks = spec.chunks;
-  request.write.pyramid_levels = spec.pyramid_levels;
-  request.limits = options_.limits;
-  request.window_bytes = options_.stream_window_bytes;
-  return request;
 }
 
 }  // namespace stackproc::server

@@ -13,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "core/base/status_macros.h"
+#include "server/executors/slurm_executor.h"
 #include "server/jobs/job_manager_util.h"
 
 namespace stackproc::server {
@@ -109,8 +110,22 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(JobManagerOptions
 JobManager::JobManager(JobManagerOptions options, PathResolver resolver)
     : options_(std::move(options)),
       resolver_(std::move(resolver)),
-      arena_(options_.threads > 0 ? options_.threads : tbb::task_arena::automatic),
-      quick_arena_(arena_.max_concurrency(), 1, tbb::task_arena::priority::high) {}
+      local_(std::make_unique<LocalExecutor>(options_.threads, resolver_, options_.limits,
+                                             options_.stream_window_bytes)) {
+  if (options_.executor == Executor::kSlurm) {
+    std::shared_ptr<SlurmCommands> commands = options_.slurm_commands;
+    if (!commands) commands = std::make_shared<Slurm>(options_.slurm);
+    cluster_ = std::make_unique<SlurmExecutor>(options_.slurm, std::move(commands), resolver_);
+  }
+}
+
+const JobExecutor& JobManager::PlannerOf() const {
+  return cluster_ ? static_cast<const JobExecutor&>(*cluster_) : *local_;
+}
+
+JobExecutor* JobManager::ExecutorOf(const JobSnapshot& s) {
+  return s.execution.executor == Executor::kSlurm ? cluster_.get() : local_.get();
+}
 
 JobManager::~JobManager() { Shutdown(absl::ZeroDuration()); }
 
@@ -271,12 +286,12 @@ void JobManager::Shutdown(absl::Duration grace) {
     job->Interrupt(InterruptReason(job->Snapshot(), true, store_ != nullptr));
   }
   for (std::thread& worker : workers_) worker.join();
-  std::vector<StreamThread> streams;
+  std::vector<OwnThread> threads;
   {
     std::lock_guard stopped(mutex_);
-    streams.swap(stream_threads_);
+    threads.swap(own_threads_);
   }
-  for (StreamThread& stream : streams) stream.thread.join();
+  for (OwnThread& thread : threads) thread.thread.join();
   FlushStore();  // the table says what the jobs say
 }
 

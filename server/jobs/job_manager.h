@@ -26,11 +26,13 @@
 #include "core/process/process_file.h"
 #include "core/tiff/tiff_reader.h"
 #include "server/api/auth.h"
+#include "server/api/metrics.h"
+#include "server/executors/executor.h"
+#include "server/executors/local_executor.h"
+#include "server/executors/slurm.h"
 #include "server/jobs/job.h"
 #include "server/jobs/job_store.h"
-#include "server/api/metrics.h"
 #include "server/jobs/path_resolver.h"
-#include "server/executors/slurm.h"
 #include "server/jobs/store_writer.h"
 
 namespace stackproc::server {
@@ -56,12 +58,14 @@ struct JobManagerOptions {
   // only. At start the jobs found there are listed again (Restore).
   std::string state_dir;
   // Where path jobs run: kSlurm hands large per-slice jobs with a TIFF output to `slurm`'s
-  // cluster as z-range shards (job_slurm.cc); the others still run here.
+  // cluster as z-range shards (SlurmExecutor); the others still run here (LocalExecutor).
   Executor executor = Executor::kLocal;
   SlurmOptions slurm;
+  // The cluster's commands; null: the real sbatch, squeue and scancel (tests give a fake).
+  std::shared_ptr<SlurmCommands> slurm_commands;
 };
 
-class JobManager {
+class JobManager final : private JobRecorder {
  public:
   static absl::StatusOr<std::unique_ptr<JobManager>> Create(JobManagerOptions options);
   ~JobManager();  // cancels everything and joins the workers
@@ -103,19 +107,12 @@ class JobManager {
   const JobManagerOptions& options() const { return options_; }
   // Paths under the data root, as jobs resolve them (for previews).
   const PathResolver& resolver() const { return resolver_; }
-  // Where a job that reads `input_bytes` runs: small jobs in an arena of higher priority, so
-  // that TBB hands them the threads as soon as the tasks running finish and they do not wait
-  // out a large job.
-  tbb::task_arena& ArenaFor(uint64_t input_bytes) {
-    return input_bytes <= kQuickJobBytes ? quick_arena_ : arena_;
-  }
-  static constexpr uint64_t kQuickJobBytes = uint64_t{64} << 20;
+  // Where a job that reads `input_bytes` runs on this server (LocalExecutor::ArenaFor).
+  tbb::task_arena& ArenaFor(uint64_t input_bytes) { return local_->ArenaFor(input_bytes); }
 
  private:
   explicit JobManager(JobManagerOptions options, PathResolver resolver);
   void WorkerLoop();
-  // The core request for a path job: paths resolved under the data root, server limits.
-  absl::StatusOr<core::ProcessRequest> RequestFor(const JobSpec& spec) const;
   // A path job validated and planned: what it reads and makes, the memory it needs (over the
   // budget: ResourceExhausted).
   absl::StatusOr<JobSnapshot> Plan(const JobSpec& spec) const;
@@ -127,8 +124,15 @@ class JobManager {
   absl::Status Restore();
   // Queues `job`'s record for the store, unless it was deleted (mutex_ held).
   void Persist(const Job& job);
-  // Persist, taking mutex_.
-  void Save(const Job& job);
+  // Persist, taking mutex_ (JobRecorder, for the executors).
+  void Save(const Job& job) override;
+  void Log(const JobSnapshot& s, const std::string& event, const std::string& extra) override {
+    LogEvent(s, event, extra);
+  }
+  // Where planned jobs go (--executor), and where job `s` runs (nullptr: a cluster this server
+  // was not started for).
+  const JobExecutor& PlannerOf() const;
+  JobExecutor* ExecutorOf(const JobSnapshot& s);
   // Runs `job`, which holds `memory` bytes of the budget, and releases them.
   void Run(Job& job, uint64_t memory);
   // Drops in-memory results past their retention and forgets the oldest ended jobs beyond
@@ -138,25 +142,11 @@ class JobManager {
   absl::StatusOr<std::shared_ptr<Job>> Admit(const JobSpec& spec, const std::string& request_id);
   // A streamed job validated and planned (over the budget: ResourceExhausted).
   absl::StatusOr<JobSnapshot> PlanStream(const JobSpec& spec, const core::StackInfo& input) const;
-  // The job's run: a path job's files, or the source and sink its caller supplied.
-  absl::Status RunFile(Job& job, const JobSnapshot& s, const core::RunOptions& run,
-                       std::shared_ptr<const core::Stack>& kept);
-  absl::Status RunStream(Job& job, const JobSnapshot& s, const core::RunOptions& run);
-  // Where a planned path job runs (--executor, the spec's shards; for shards 0 the stack's
-  // size and the pipeline's cost on one slice of `plan`): sets `job.execution`, and for a
-  // cluster no memory of the server's. FailedPrecondition / InvalidArgument for shards
-  // this server or this job cannot have (job_slurm.cc).
-  absl::Status PlanExecution(JobSnapshot& job, core::ProcessPlan& plan) const;
-  // A job's shards on the cluster, submitted (or, re-attached after a restart, found again),
-  // watched until all are done and put together into its output; retried, cancelled and swept
-  // up as they fail or the caller cancels. nullopt when the server stops meanwhile: the job is
-  // left running on the cluster, as the job table says, and the next start re-attaches.
-  std::optional<absl::Status> RunSlurm(Job& job, const JobSnapshot& s);
   // Says in each queued job's stage why it waits: for a worker (all `max_running_jobs` busy),
   // for memory (the first; what holds the budget), or behind the first (mutex_ held).
   void ExplainQueue(bool free_worker);
-  // Joins the threads of streamed jobs that have ended (mutex_ held).
-  void JoinEndedStreams();
+  // Joins the threads of their own of jobs that have ended (mutex_ held).
+  void JoinEndedThreads();
   // ResourceExhausted when `spec`'s owner has max_jobs_per_caller jobs queued or running, or a
   // streamed spec would open more than max_streams (mutex_ held).
   absl::Status CheckCallerLimits(const JobSpec& spec) const;
@@ -169,8 +159,8 @@ class JobManager {
 
   const JobManagerOptions options_;
   const PathResolver resolver_;
-  tbb::task_arena arena_;
-  tbb::task_arena quick_arena_;                // small jobs, at a higher priority (ArenaFor)
+  std::unique_ptr<LocalExecutor> local_;       // this server's threads
+  std::unique_ptr<JobExecutor> cluster_;       // --executor slurm: the cluster's
   std::unique_ptr<JobStore> store_;            // with a state directory: read at start
   std::unique_ptr<StoreWriter> store_writer_;  // and written through this, in order
 
@@ -183,13 +173,14 @@ class JobManager {
   uint64_t memory_in_use_ = 0;  // running jobs and held results
   int running_ = 0;       // jobs running: path jobs on the workers, streamed jobs on their threads
   int busy_workers_ = 0;  // workers running a path job
-  // A streamed job goes at its client's pace, so it runs on a thread of its own (at most
-  // --max-streams of them) rather than holding a worker that path jobs wait for.
-  struct StreamThread {
+  // A streamed job goes at its client's pace, a job on a cluster at the cluster's: each runs
+  // on a thread of its own (at most --max-streams streamed ones) rather than holding a worker
+  // that path jobs wait for.
+  struct OwnThread {
     std::thread thread;
     std::shared_ptr<std::atomic<bool>> ended;
   };
-  std::vector<StreamThread> stream_threads_;
+  std::vector<OwnThread> own_threads_;
   bool accepting_ = true;
   bool stopping_ = false;
   uint64_t next_id_ = 1;

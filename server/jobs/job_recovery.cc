@@ -60,9 +60,9 @@ absl::Status JobManager::Restore() {
         s.stage = "done";
         s.end_time = now;
       }
-    } else if (s.state == JobState::kRunning && s.execution.executor == Executor::kSlurm &&
-               !s.execution.slurm_job_ids.empty()) {
-      // Its shards run on the cluster whether this server runs or not: watch them again.
+    } else if (s.state == JobState::kRunning && s.execution.executor == Executor::kSlurm) {
+      // Its shards run on the cluster whether this server runs or not: watch them again (its
+      // executor finds what it submitted, recorded or not).
       job = std::make_shared<Job>(s);
       queue_.push_front(job);
       ++reattached;

@@ -7,7 +7,6 @@
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
 #include "core/process/process_file.h"
-#include "core/pipeline/pipeline.h"
 #include "server/jobs/job_manager.h"
 #include "server/jobs/job_manager_util.h"
 
@@ -57,7 +56,7 @@ void JobManager::WorkerLoop() {
     // A sweep reads every job: at most a few times a second, however busy the server.
     if (const absl::Time now = absl::Now(); now - last_sweep_ >= absl::Milliseconds(250)) {
       ExpireResults(now);
-      JoinEndedStreams();
+      JoinEndedThreads();
       last_sweep_ = now;
     }
     const bool fits = !queue_.empty() && memory_in_use_ + queue_.front()->Snapshot().memory_bytes <=
@@ -78,7 +77,7 @@ void JobManager::WorkerLoop() {
     if (const JobSnapshot s = job->Snapshot();
         s.spec.streamed || s.execution.executor == Executor::kSlurm) {
       auto ended = std::make_shared<std::atomic<bool>>(false);
-      stream_threads_.push_back({std::thread([this, job, memory, ended] {
+      own_threads_.push_back({std::thread([this, job, memory, ended] {
                                    Run(*job, memory);
                                    ended->store(true);
                                  }),
@@ -116,8 +115,8 @@ void JobManager::ExplainQueue(bool free_worker) {
   }
 }
 
-void JobManager::JoinEndedStreams() {
-  std::erase_if(stream_threads_, [](StreamThread& t) {
+void JobManager::JoinEndedThreads() {
+  std::erase_if(own_threads_, [](OwnThread& t) {
     if (!t.ended->load()) return false;
     t.thread.join();
     return true;
@@ -126,79 +125,41 @@ void JobManager::JoinEndedStreams() {
 
 void JobManager::Run(Job& job, uint64_t memory) {
   const JobSnapshot snapshot = job.Snapshot();
-  const absl::Time start = absl::Now();
-  job.Start(start);
+  job.Start(absl::Now());
   LogEvent(job.Snapshot(), "job_started");
   Save(job);
 
-  core::RunOptions run;
-  run.arena = &ArenaFor(snapshot.progress.bytes_total);
-  run.cancel = &job.cancel_token();
-  run.window_bytes = options_.stream_window_bytes;
-  // The store hears of progress now and then: an interrupted job shows how far it got.
-  absl::Time stored = start;
-  run.on_progress = [this, &job, &stored](const core::Progress& p) {
-    job.SetProgress(p);
-    if (store_ == nullptr || absl::Now() - stored < kStoreProgressEvery) return;
-    stored = absl::Now();
-    Save(job);
-  };
-  std::shared_ptr<const core::Stack> kept;
-  absl::Status status;
-  if (snapshot.execution.executor == Executor::kSlurm) {
-    std::optional<absl::Status> ended = RunSlurm(job, snapshot);
-    if (!ended) {  // detached: the cluster goes on, the job table says it runs
-      std::lock_guard lock(mutex_);
-      --running_;
-      changed_.notify_all();
-      LogEvent(job.Snapshot(), "job_detached");
-      return;
-    }
-    status = *ended;
-  } else if (snapshot.spec.streamed) {
-    status = RunStream(job, snapshot, run);
+  RunOutcome outcome;
+  if (JobExecutor* executor = ExecutorOf(snapshot)) {
+    outcome = executor->Run(job, snapshot, *this);
   } else {
-    status = RunFile(job, snapshot, run, kept);
+    outcome.status = absl::FailedPreconditionError(
+        "its shards run on a SLURM cluster, and this server was started with --executor local "
+        "(start it with --executor slurm to follow them)");
+  }
+  if (outcome.detached) {  // the job goes on elsewhere; the job table says it runs
+    std::lock_guard lock(mutex_);
+    --running_;
+    memory_in_use_ -= memory;
+    changed_.notify_all();
+    LogEvent(job.Snapshot(), "job_detached");
+    return;
   }
   const absl::Time end = absl::Now();
-  if (!status.ok()) kept.reset();
   {
     // Account before the final state is published: whoever sees it finished finds its memory
     // released (and the result's held).
     std::lock_guard lock(mutex_);
     --running_;
     memory_in_use_ -= memory;
-    if (kept) memory_in_use_ += kept->size_bytes();
+    if (outcome.result) memory_in_use_ += outcome.result->size_bytes();
     changed_.notify_all();
   }
-  job.Finish(status, end, kept);
+  job.Finish(outcome.status, end, outcome.result);
   Save(job);
   core::ReturnFreeMemory();
 
   LogEnd(job.Snapshot());
-}
-
-absl::Status JobManager::RunFile(Job& job, const JobSnapshot& s, const core::RunOptions& run,
-                                 std::shared_ptr<const core::Stack>& kept) {
-  STACKPROC_ASSIGN_OR_RETURN(core::ProcessRequest request, RequestFor(s.spec));
-  // The mode admission reserved memory for, even if the file changed since.
-  request.mode = s.mode;
-  request.arena = run.arena;
-  request.cancel = run.cancel;
-  request.on_progress = run.on_progress;
-  // A crash leaves the temporary output tagged with the job, for Restore to find.
-  request.write.temp_tag = job.id();
-  request.on_stage = [&job](absl::string_view stage) { job.SetStage(std::string(stage)); };
-  STACKPROC_ASSIGN_OR_RETURN(core::ProcessSummary summary, core::ProcessFile(request));
-  if (summary.result) kept = std::make_shared<const core::Stack>(*std::move(summary.result));
-  return absl::OkStatus();
-}
-
-absl::Status JobManager::RunStream(Job& job, const JobSnapshot& s, const core::RunOptions& run) {
-  STACKPROC_ASSIGN_OR_RETURN(core::Pipeline pipeline, core::Pipeline::Create(s.spec.ops));
-  const JobIo io = job.io();  // held for the run; the job drops its own when it ends
-  if (!io.source || !io.sink) return absl::CancelledError("the job's call has ended");
-  return core::Run(*io.source, pipeline, *io.sink, run);
 }
 
 }  // namespace stackproc::server

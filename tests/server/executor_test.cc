@@ -163,7 +163,7 @@ TEST_F(ExecutorTest, AWholeStackStepOfIntegerPixelsGoesToTheCluster) {
   EXPECT_EQ((*job)->Snapshot().execution.executor, Executor::kSlurm);
   EXPECT_EQ((*job)->Snapshot().memory_bytes, 0u);  // nothing held: the statistics come from files
   EXPECT_THAT(WaitEnded(**job).error,
-              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("sbatch")));
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("sbatch")));
 }
 
 TEST_F(ExecutorTest, TheServerCutsOneShardPerShardSizeAndKeepsSmallJobs) {
@@ -190,9 +190,10 @@ TEST_F(ExecutorTest, TheServerCutsOneShardPerShardSizeAndKeepsSmallJobs) {
     EXPECT_EQ(s.execution.executor, c.executor);
     EXPECT_EQ(s.execution.shards, c.shards);
     if (c.executor == Executor::kSlurm) {
-      // The cluster cannot be reached: the job fails saying so, and leaves nothing.
+      // sbatch refuses for good (no cluster configured): the job fails saying so, and leaves
+      // nothing.
       EXPECT_EQ(s.state, JobState::kFailed);
-      EXPECT_THAT(s.error, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("sbatch")));
+      EXPECT_THAT(s.error, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("sbatch")));
       EXPECT_EQ(s.memory_bytes, 0u);
       for (const auto& entry : std::filesystem::directory_iterator(root_.path())) {
         EXPECT_EQ(entry.path().filename(), "in.tif");

@@ -1,0 +1,90 @@
+// What a server and its workers agree on when a job runs as z-range shards elsewhere (the tasks
+// of a SLURM job array running stackproc-local on compute nodes, over a shared filesystem): the
+// job's work folder and the names of what the tasks write in it, the progress line, and the
+// worker's command line. Both sides include this file; nothing else spells these names.
+//
+// The work folder, ".NAME.tmp-JOB-slurm" beside the output (a temporary name: what a server that
+// cannot re-attach leaves is swept like any writer's), holds, per phase ("stats", then "shard"):
+//   PHASE.sh                 what every task of the phase runs
+//   PHASE-I.tif / .stats     task I's piece, renamed into place when complete: task I is done
+//   PHASE-I.progress         its progress line, replaced as it goes (WriteProgressFile)
+//   PHASE-I.ARRAY.log        its output, one log per attempt (ARRAY: the cluster's job id)
+//   stack.stats              the "stats" phase's pieces summed: what the "shard" tasks take
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "core/exec/engine.h"
+#include "core/pipeline/operation_registry.h"
+
+namespace stackproc::core::worker {
+
+// The phases of a job cut in ranges: a whole-stack step's statistics gathered range by range
+// ("stats"), then the output's pieces ("shard").
+inline constexpr absl::string_view kStatsPhase = "stats";
+inline constexpr absl::string_view kShardPhase = "shard";
+
+// The worker's flags this protocol relies on (stackproc-local run / stats).
+inline constexpr char kShardsFlag[] = "shards";         // N: cut in N ranges
+inline constexpr char kProgressFlag[] = "progress-file";  // where the line goes
+inline constexpr char kStatsFlag[] = "stats";            // the summed statistics
+
+// One phase's files in a job's work folder. An index is a number, or a shell expression that
+// gives one (a task script's "${SLURM_ARRAY_TASK_ID}").
+struct WorkFolder {
+  std::string name;  // in the output's directory
+  std::string path;  // absolute, as the compute nodes see it too
+  std::string phase = std::string(kShardPhase);
+  bool gathered = false;  // the job has a "stats" phase, whose sum the "shard" tasks take
+
+  bool stats() const { return phase == kStatsPhase; }
+  std::string Script() const { return absl::StrCat(path, "/", phase, ".sh"); }
+  std::string Piece(absl::string_view index) const {
+    return absl::StrCat(path, "/", phase, "-", index, stats() ? ".stats" : ".tif");
+  }
+  std::string Piece(int index) const { return Piece(absl::StrCat(index)); }
+  std::string Progress(absl::string_view index) const {
+    return absl::StrCat(path, "/", phase, "-", index, ".progress");
+  }
+  std::string Progress(int index) const { return Progress(absl::StrCat(index)); }
+  // Task `index`'s log of the attempt made by array `array` ("%a", "%A": the scheduler's own
+  // patterns, for its --output).
+  std::string Log(absl::string_view index, absl::string_view array) const {
+    return absl::StrCat(path, "/", phase, "-", index, ".", array, ".log");
+  }
+  std::string Log(int index, absl::string_view array) const {
+    return Log(absl::StrCat(index), array);
+  }
+  // The shard task of `index` from a file name in the folder that is one of its logs; -1 else.
+  int LogIndex(absl::string_view file_name) const;
+  std::string StackStats() const { return path + "/stack.stats"; }
+};
+
+// What one phase's tasks run: the worker program, over the input, cut in `shards` ranges.
+struct WorkerTask {
+  std::string worker;  // stackproc-local, as the compute nodes see it
+  std::string input;   // absolute
+  std::vector<OpSpec> ops;
+  std::string compression;  // CompressionText: how the "shard" phase writes its pieces
+  int shards = 0;
+};
+
+// The worker's command line (argv) for task `index` of `w`'s phase.
+std::vector<std::string> WorkerArgs(const WorkerTask& task, const WorkFolder& w,
+                                    absl::string_view index);
+
+// The progress line: "slices_done=N slices_total=M bytes_done=B elapsed_s=S".
+std::string FormatProgressLine(const Progress& p);
+// The slices done a progress line says; 0 when it says none.
+int64_t SlicesDoneOf(absl::string_view line);
+// Replaces `path` with `p`'s line in one step (written beside it, then renamed), so that whoever
+// watches it never reads half a line. Best effort: a run goes on if it cannot.
+void WriteProgressFile(const std::string& path, const Progress& p);
+// SlicesDoneOf the file at `path` (0 before a task writes one).
+int64_t ReadSlicesDone(const std::string& path);
+
+}  // namespace stackproc::core::worker

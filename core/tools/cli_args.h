@@ -134,23 +134,6 @@ inline std::string CommandUsage(const std::string& usage, const std::string& pro
   return out;
 }
 
-// The flags a usage text documents: each line that begins "  --name" (two spaces; deeper
-// lines continue a flag's description).
-inline std::vector<std::string> FlagsInUsage(const std::string& usage) {
-  std::vector<std::string> names;
-  size_t line = 0;
-  while (line < usage.size()) {
-    const size_t end = std::min(usage.find('\n', line), usage.size());
-    const size_t start = usage.find_first_not_of(' ', line);
-    if (start == line + 2 && start < end && usage.compare(start, 2, "--") == 0) {
-      const size_t stop = usage.find_first_of(" =\n", start);
-      names.push_back(usage.substr(start + 2, std::min(stop, end) - start - 2));
-    }
-    line = end + 1;
-  }
-  return names;
-}
-
 // The flags of a command that writes an output: --compression (default: the format's),
 // --chunks DxHxW and --pyramid N (OME-Zarr), and --overwrite: the one rule of every command, an
 // existing output is replaced only when asked.

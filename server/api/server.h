@@ -20,6 +20,9 @@ namespace stackproc::server {
 
 struct ServerOptions {
   std::string listen = "127.0.0.1:50051";  // port 0 picks a free port
+  // Whether listening beyond loopback without tokens or client certificates was asked for (the
+  // flags refuse it otherwise).
+  bool allow_unauthenticated = false;
   JobManagerOptions jobs;
   bool reflection = false;
   // TokenAuth's file (server/api/auth.h); empty: no tokens.

@@ -35,42 +35,30 @@ absl::StatusOr<core::PixelType> FromProto(v1::PixelType type) {
   }
 }
 
+namespace {
+
+// A codec's name in the API: COMPRESSION_ and its name in capitals (the default: UNSPECIFIED).
+std::string ProtoName(const core::CodecInfo& codec) {
+  return codec.compression == core::Compression::kDefault
+             ? "COMPRESSION_UNSPECIFIED"
+             : "COMPRESSION_" + absl::AsciiStrToUpper(codec.name);
+}
+
+}  // namespace
+
 v1::Compression ToProto(core::Compression compression) {
-  switch (compression) {
-    case core::Compression::kDefault:
-      return v1::COMPRESSION_UNSPECIFIED;
-    case core::Compression::kNone:
-      return v1::COMPRESSION_NONE;
-    case core::Compression::kDeflate:
-      return v1::COMPRESSION_DEFLATE;
-    case core::Compression::kZstd:
-      return v1::COMPRESSION_ZSTD;
-    case core::Compression::kLzw:
-      return v1::COMPRESSION_LZW;
-    case core::Compression::kLz4:
-      return v1::COMPRESSION_LZ4;
-  }
-  return v1::COMPRESSION_UNSPECIFIED;
+  v1::Compression out = v1::COMPRESSION_UNSPECIFIED;
+  v1::Compression_Parse(ProtoName(core::CodecOf(compression)), &out);
+  return out;
 }
 
 absl::StatusOr<core::Compression> FromProto(v1::Compression compression) {
-  switch (compression) {
-    case v1::COMPRESSION_UNSPECIFIED:
-      return core::Compression::kDefault;
-    case v1::COMPRESSION_NONE:
-      return core::Compression::kNone;
-    case v1::COMPRESSION_DEFLATE:
-      return core::Compression::kDeflate;
-    case v1::COMPRESSION_ZSTD:
-      return core::Compression::kZstd;
-    case v1::COMPRESSION_LZW:
-      return core::Compression::kLzw;
-    case v1::COMPRESSION_LZ4:
-      return core::Compression::kLz4;
-    default:
-      return absl::InvalidArgumentError(absl::StrCat("compression ", static_cast<int>(compression),
-                                                     " is not none, deflate, zstd, lzw or lz4"));
+  const std::string name = v1::Compression_Name(compression);
+  for (const core::CodecInfo& codec : core::kCodecs) {
+    if (ProtoName(codec) == name) return codec.compression;
   }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "compression ", static_cast<int>(compression), " is not ", core::CodecNames(nullptr)));
 }
 
 v1::Predictor ToProto(core::Predictor predictor) {

@@ -316,8 +316,7 @@ absl::Status Run(SliceSource& source, Pipeline& pipeline, SliceSink& sink,
     return absl::InvalidArgumentError("cannot run a pipeline on an empty stack");
   }
   UseOnlyTheEnginesThreads();
-  const SliceFormat input{static_cast<int>(in.shape.height), static_cast<int>(in.shape.width),
-                          in.type};
+  const SliceFormat input = SliceFormat::Of(in.shape, in.type);
   STACKPROC_ASSIGN_OR_RETURN(std::vector<SliceFormat> formats, pipeline.Plan(input));
   StackInfo output;
   output.shape = {in.shape.depth, formats.back().height, formats.back().width};
@@ -430,8 +429,7 @@ absl::StatusOr<std::vector<uint64_t>> GatherStats(SliceSource& source, Pipeline&
   const StackInfo& in = source.info();
   if (in.shape.depth <= 0) return absl::InvalidArgumentError("cannot gather an empty stack");
   UseOnlyTheEnginesThreads();
-  const SliceFormat input{static_cast<int>(in.shape.height), static_cast<int>(in.shape.width),
-                          in.type};
+  const SliceFormat input = SliceFormat::Of(in.shape, in.type);
   STACKPROC_ASSIGN_OR_RETURN(std::vector<SliceFormat> formats, pipeline.Plan(input));
   STACKPROC_ASSIGN_OR_RETURN(size_t step, StatsStep(pipeline, formats));
   const SliceFormat& f = formats[step];

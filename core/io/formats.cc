@@ -7,6 +7,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "core/base/status_macros.h"
 #include "core/io/sequence_io.h"
@@ -97,12 +99,11 @@ std::string EffectiveCompression(const OutputName& name, Compression compression
 
 SinkTraits OutputTraits(const OutputName& name, const WriteOptions& options) {
   if (name.format == Format::kOmeZarr) return ZarrSink::TraitsFor(options);
-  return {.compressed = ResolveTiffCompression(options.compression).value_or(Compression::kNone) !=
-                        Compression::kNone};
+  return {.compressed = CompressesTiff(options.compression)};
 }
 
 absl::StatusOr<std::unique_ptr<SliceSource>> OpenInput(const Files& files, const std::string& input,
-                                                       const TiffLimits& limits) {
+                                                       const StackLimits& limits) {
   if (IsZarrPath(files, input)) return ZarrSource::Open(files, input, limits);
   STACKPROC_ASSIGN_OR_RETURN(std::optional<std::vector<std::string>> planes,
                              ListPlanes(files, input));
@@ -142,6 +143,56 @@ absl::Status WriteStack(const std::string& output, const Stack& stack,
   return Run(source, none, *sink, run);
 }
 
+namespace {
+
+// The codecs with `column` set in the codec table, the format's default (`first`) first.
+std::string CodecsOf(bool CodecInfo::*column, Compression first) {
+  std::vector<absl::string_view> names = {CompressionName(first)};
+  for (const CodecInfo& codec : kCodecs) {
+    if (codec.*column && codec.compression != Compression::kDefault && codec.compression != first) {
+      names.push_back(codec.name);
+    }
+  }
+  return absl::StrJoin(names, ", ");
+}
+
+// The codecs a TIFF or a plane writes, and which of them ImageJ/Fiji open.
+std::string TiffCodecs() {
+  return absl::StrCat(CodecsOf(&CodecInfo::tiff, Compression::kNone), " (ImageJ/Fiji open ",
+                      CodecNames(&CodecInfo::imagej), ")");
+}
+
+// --compression's lines of FormatsHelp, from the codec table.
+std::string CompressionHelp() {
+  std::vector<std::string> levels;
+  for (const CodecInfo& codec : kCodecs) {
+    if (codec.most_level == 0) continue;
+    levels.push_back(absl::StrFormat("%s 1-%d (default %d%s)", codec.name, codec.most_level,
+                                     codec.default_level,
+                                     codec.compression == Compression::kZstd ? "; OME-Zarr 1-9" : ""));
+  }
+  std::vector<std::string> predictors;
+  for (const CodecInfo& codec : kCodecs) {
+    if (codec.predictor) predictors.emplace_back(codec.name);
+  }
+  return absl::StrFormat(
+      "  --compression %s\n"
+      "                    TIFF and planes: %s\n"
+      "                    OME-Zarr: %s (each list's first: the default)\n"
+      "                    CODEC:level=N        %s\n"
+      "                    CODEC:predictor=P    TIFF %s: none or differencing (smaller;\n"
+      "                                         default: differencing for lzw and zstd, none for "
+      "deflate\n"
+      "                                         and float32 lzw, as ImageJ/Fiji read them)\n"
+      "  ImageJ/Fiji open TIFF %s (not deflate with differencing).\n",
+      CodecNames(nullptr, true, "|"), CodecsOf(&CodecInfo::tiff, Compression::kNone),
+      CodecsOf(&CodecInfo::zarr, Compression::kLz4),
+      absl::StrJoin(levels, "\n                                         "),
+      absl::StrJoin(predictors, ", "), CodecNames(&CodecInfo::imagej));
+}
+
+}  // namespace
+
 const std::vector<FormatInfo>& Formats() {
   static const std::vector<FormatInfo> kFormats = {
       {Format::kTiff, "a file (output: NAME.tif or NAME.tiff)",
@@ -150,41 +201,37 @@ const std::vector<FormatInfo>& Formats() {
        "BigTIFF past 3.75 GiB of pixels; ImageJ, OME-XML or tifffile description and resolution "
        "kept; "
        "uncompressed planes one after another (as ImageJ and tifffile write them)",
-       "none, deflate, zstd, lzw (ImageJ/Fiji open none, deflate, lzw; not zstd)",
-       "--compression CODEC:predictor=none|differencing"},
+       TiffCodecs(), "--compression CODEC:predictor=none|differencing"},
       {Format::kPlanes, "a folder (NAME/), a pattern (NAME/z%04d.tif) or a glob (NAME/*.tif)",
        "one 2-D TIFF per plane (a file of several pages gives them in order), natural order",
        "one single-page TIFF per plane, named by the pattern (z%04d.tif), into a new folder",
-       "none, deflate, zstd, lzw (ImageJ/Fiji open none, deflate, lzw; not zstd)", ""},
+       TiffCodecs(), ""},
       {Format::kOmeZarr, "NAME.zarr or NAME.ome.zarr (input: also any folder with a .zattrs)",
        "OME-NGFF 0.4 level 0 or a plain Zarr v2 array, z,y,x (leading axes of length 1), any "
        "chunks; none, zlib, gzip, zstd, blosc (lz4, lz4hc, zstd, zlib, blosclz; shuffles); "
        "either byte order; fill values; scale and unit",
        "NGFF 0.4 image, axes z,y,x with unit and scale, chunks as they finish",
-       "lz4 (blosc), zstd (blosc), deflate (zlib), none",
+       absl::StrCat(CodecsOf(&CodecInfo::zarr, Compression::kLz4),
+                    " (lz4 and zstd by blosc, deflate by zlib)"),
        "--chunks ZxYxX (default 1x1024x1024), --pyramid N (levels below full size)"},
   };
   return kFormats;
 }
 
 absl::string_view FormatsHelp() {
-  return R"(An input is a TIFF file; a sequence of 2-D TIFF files, one per plane: a folder (planes/),
+  static const std::string kHelp = absl::StrCat(
+      R"(An input is a TIFF file; a sequence of 2-D TIFF files, one per plane: a folder (planes/),
 a printf pattern (planes/z%04d.tif) or a glob (planes/*.tif), in natural order; or an OME-Zarr
 image or Zarr array (NAME.zarr). The output's name picks its format: NAME.tif a TIFF file;
 NAME.zarr or NAME.ome.zarr an OME-Zarr image (NGFF 0.4); out/ or out/slice_%03d.tif a sequence
 of planes. Folders (planes, stores) are written under a temporary name and renamed into place;
 --overwrite replaces an existing output (a folder only if it holds what the format writes).
-  --compression default|none|deflate|zstd|lzw|lz4   default: none for TIFF and planes,
-                                         lz4 (blosc) for OME-Zarr; lzw TIFF only, lz4 OME-Zarr only;
-                    CODEC:level=N        deflate 1-9 (default 1), zstd 1-19 (1; OME-Zarr 1-9),
-                                         lz4 1-9 (5)
-                    CODEC:predictor=P    TIFF deflate, zstd, lzw: none or differencing (smaller;
-                                         default: differencing for lzw and zstd, none for deflate
-                                         and float32 lzw, as ImageJ/Fiji read them)
-  ImageJ/Fiji open TIFF none, deflate and lzw (not zstd, not deflate with differencing).
-  --chunks DxHxW    OME-Zarr chunk shape (default 1x1024x1024, clipped to the stack)
+)",
+      CompressionHelp(),
+      R"(  --chunks DxHxW    OME-Zarr chunk shape (default 1x1024x1024, clipped to the stack)
   --pyramid N       OME-Zarr levels below full resolution, each half the one before
-)";
+)");
+  return kHelp;
 }
 
 }  // namespace stackproc::core

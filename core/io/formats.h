@@ -61,7 +61,7 @@ SinkTraits OutputTraits(const OutputName& name, const WriteOptions& options);
 // The input `input` names, opened through `files` and validated: an OME-Zarr image or Zarr
 // array, a plane sequence, or a TIFF file.
 absl::StatusOr<std::unique_ptr<SliceSource>> OpenInput(const Files& files, const std::string& input,
-                                                       const TiffLimits& limits = {});
+                                                       const StackLimits& limits = {});
 
 // A sink for what `output` names (ValidateOutput first), in `target` when given (the file's, or
 // the folder's, directory already open) else found by path.

@@ -170,7 +170,7 @@ absl::StatusOr<std::optional<std::vector<std::string>>> ListPlanes(const Files& 
 
 absl::StatusOr<std::unique_ptr<SequenceSource>> SequenceSource::Open(const Files& files,
                                                                      std::vector<std::string> paths,
-                                                                     const TiffLimits& limits) {
+                                                                     const StackLimits& limits) {
   std::vector<File> planes;
   StackInfo info;
   int64_t depth = 0;
@@ -196,10 +196,7 @@ absl::StatusOr<std::unique_ptr<SequenceSource>> SequenceSource::Open(const Files
     }
   }
   info.shape.depth = depth;
-  STACKPROC_ASSIGN_OR_RETURN(size_t bytes, StackBytes(info.shape, info.type));
-  if (bytes > limits.max_stack_bytes) {
-    return limits.BytesRefused("the sequence", bytes);
-  }
+  STACKPROC_RETURN_IF_ERROR(limits.Check("the sequence", info.shape, info.type));
   return std::unique_ptr<SequenceSource>(
       new SequenceSource(files, std::move(planes), std::move(info)));
 }

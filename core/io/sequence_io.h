@@ -37,7 +37,7 @@ class SequenceSource final : public SliceSource {
   // opened as the plane is read, so a sequence of any length holds no descriptors.
   static absl::StatusOr<std::unique_ptr<SequenceSource>> Open(const Files& files,
                                                               std::vector<std::string> paths,
-                                                              const TiffLimits& limits = {});
+                                                              const StackLimits& limits = {});
 
   const StackInfo& info() const override { return info_; }
   absl::Status Read(int64_t z, uint8_t* buffer) override;
@@ -78,7 +78,7 @@ class SequenceSink final : public SliceSink {
   SequenceSink(OutputTarget folder, std::string pattern, WriteOptions options);
 
   SinkTraits traits() const override {
-    return {.compressed = options_.compression != Compression::kNone};
+    return {.compressed = CompressesTiff(options_.compression)};
   }
   absl::Status Open(const StackInfo& output, int64_t window_slices,
                     std::function<void(int64_t)> release) override;

@@ -37,7 +37,7 @@ class TiffSink final : public SliceSink {
   TiffSink(OutputTarget target, WriteOptions options);
 
   SinkTraits traits() const override {
-    return {.compressed = options_.compression != Compression::kNone};
+    return {.compressed = CompressesTiff(options_.compression)};
   }
   absl::Status Open(const StackInfo& output, int64_t window_slices,
                     std::function<void(int64_t)> release) override;

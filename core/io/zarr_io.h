@@ -43,7 +43,7 @@ class ZarrSource final : public SliceSource {
   // array, an unknown codec, a dtype...), ResourceExhausted beyond `limits`.
   static absl::StatusOr<std::unique_ptr<ZarrSource>> Open(const Files& files,
                                                           const std::string& path,
-                                                          const TiffLimits& limits = {});
+                                                          const StackLimits& limits = {});
 
   const StackInfo& info() const override { return info_; }
   SourceTraits traits() const override { return {.chunk_slices = chunk_depth()}; }

@@ -64,8 +64,9 @@ absl::StatusOr<ZarrCodec> ZarrCodecFor(Compression compression, int level) {
     case Compression::kLzw:
       break;
   }
-  return absl::InvalidArgumentError(
-      "lzw is not an OME-Zarr compression (OME-Zarr: none, deflate, zstd, lz4)");
+  return absl::InvalidArgumentError(absl::StrCat(CompressionName(compression),
+                                                 " is not an OME-Zarr compression (OME-Zarr: ",
+                                                 CodecNames(&CodecInfo::zarr), ")"));
 }
 
 absl::Status ValidateZarrWrite(const WriteOptions& options) {

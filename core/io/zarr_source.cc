@@ -85,7 +85,7 @@ struct ZarrSource::Slab {
 
 absl::StatusOr<std::unique_ptr<ZarrSource>> ZarrSource::Open(const Files& files,
                                                              const std::string& path,
-                                                             const TiffLimits& limits) {
+                                                             const StackLimits& limits) {
   const std::string root(absl::StripSuffix(path, "/"));
   if (!files.IsDirectory(root)) {
     return absl::NotFoundError(absl::StrCat(root, ": no such folder (an OME-Zarr store is one)"));
@@ -133,21 +133,7 @@ absl::StatusOr<std::unique_ptr<ZarrSource>> ZarrSource::Open(const Files& files,
   StackInfo info;
   info.type = array.type;
   info.shape = {n >= 3 ? array.shape[n - 3] : 1, array.shape[n - 2], array.shape[n - 1]};
-  const StackShape& s = info.shape;
-  if (s.depth < 1 || s.height < 1 || s.width < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": a stack of ", s.depth, "x", s.height,
-                                                   "x", s.width, " (a side of 0)"));
-  }
-  if (s.height > limits.max_side || s.width > limits.max_side) {
-    return limits.SideRefused(name, s.width, s.height);
-  }
-  if (s.depth > limits.max_pages) {
-    return limits.DepthRefused(absl::StrCat(name, ": ", s.depth, " slices"));
-  }
-  STACKPROC_ASSIGN_OR_RETURN(size_t bytes, StackBytes(s, info.type));
-  if (bytes > limits.max_stack_bytes) {
-    return limits.BytesRefused(name, bytes);
-  }
+  STACKPROC_RETURN_IF_ERROR(limits.Check(name, info.shape, info.type));
   // Checked one factor at a time: the product of lying lengths must not overflow.
   double chunk_bytes = static_cast<double>(BytesPerPixel(info.type));
   for (int64_t c : array.chunks) chunk_bytes *= static_cast<double>(c);
@@ -157,7 +143,7 @@ absl::StatusOr<std::unique_ptr<ZarrSource>> ZarrSource::Open(const Files& files,
                      kMaxChunkBytes, " bytes each"));
   }
   if (n < 3) size.z.reset();
-  info.metadata = MetadataOfVoxelSize(size, s);
+  info.metadata = MetadataOfVoxelSize(size, info.shape);
   return std::unique_ptr<ZarrSource>(
       new ZarrSource(files, std::move(array_path), std::move(array), std::move(info)));
 }

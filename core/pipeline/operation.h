@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "core/stack/metadata.h"
 #include "core/stack/pixel_type.h"
+#include "core/stack/stack.h"
 
 namespace stackproc::core {
 
@@ -71,6 +72,11 @@ struct SliceFormat {
   int width = 0;
   PixelType type = PixelType::kUint8;
 
+  // The slices of a stack of `shape` and `type` (the one place a stack's format becomes the
+  // engine's; a side fits an int: kMaxSliceSide).
+  static SliceFormat Of(const StackShape& shape, PixelType type) {
+    return {static_cast<int>(shape.height), static_cast<int>(shape.width), type};
+  }
   size_t bytes() const {
     return static_cast<size_t>(height) * static_cast<size_t>(width) * BytesPerPixel(type);
   }

@@ -165,7 +165,7 @@ std::string RawPreviewLayout(const Preview& preview) {
 }
 
 absl::StatusOr<Preview> RunPreview(const Files& files, const PreviewRequest& request,
-                                   const TiffLimits& limits) {
+                                   const StackLimits& limits) {
   if (request.variants.size() > kMaxPreviewVariants) {
     return absl::InvalidArgumentError(
         absl::StrCat("a preview has at most ", kMaxPreviewVariants, " variants"));

@@ -63,7 +63,7 @@ struct Preview {
 // stack, a region outside the slice, too many slices or variants; ResourceExhausted beyond
 // kMaxPreviewBytes.
 absl::StatusOr<Preview> RunPreview(const Files& files, const PreviewRequest& request,
-                                   const TiffLimits& limits = {});
+                                   const StackLimits& limits = {});
 
 // A preview request from the programs' flags: the input, the --op texts (sweeps allowed),
 // -z "100,2000,3900" or --slices K, and --roi "X,Y,W,H" (each may be empty).

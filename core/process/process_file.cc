@@ -80,9 +80,8 @@ absl::StatusOr<ProcessPlan> PlanProcess(const ProcessRequest& request, int concu
     STACKPROC_ASSIGN_OR_RETURN(plan.source, ZRangeSource::Create(plan.source, *request.z_range));
   }
   plan.input = plan.source->info();
-  const SliceFormat format{static_cast<int>(plan.input.shape.height),
-                           static_cast<int>(plan.input.shape.width), plan.input.type};
-  STACKPROC_ASSIGN_OR_RETURN(plan.formats, plan.pipeline.Plan(format));
+  STACKPROC_ASSIGN_OR_RETURN(plan.formats, plan.pipeline.Plan(SliceFormat::Of(
+                                               plan.input.shape, plan.input.type)));
   plan.output_shape = {plan.input.shape.depth, plan.formats.back().height,
                        plan.formats.back().width};
   plan.output_type = plan.formats.back().type;

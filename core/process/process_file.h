@@ -47,7 +47,7 @@ struct ProcessRequest {
   std::optional<std::vector<uint64_t>> stack_stats;
   std::vector<OpSpec> ops;  // ParseOpSpecs reads the text form ("gaussian:ksize=5")
   WriteOptions write;       // compression, overwrite, sync; OME-Zarr chunks and pyramid
-  TiffLimits limits;
+  StackLimits limits;
   ProcessMode mode = ProcessMode::kAuto;
   uint64_t window_bytes = uint64_t{256} << 20;  // streaming: memory for the slices in flight
   tbb::task_arena* arena = nullptr;

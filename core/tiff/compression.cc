@@ -11,30 +11,40 @@
 
 namespace stackproc::core {
 
-absl::string_view CompressionName(Compression compression) {
-  switch (compression) {
-    case Compression::kDefault:
-      return "default";
-    case Compression::kNone:
-      return "none";
-    case Compression::kDeflate:
-      return "deflate";
-    case Compression::kZstd:
-      return "zstd";
-    case Compression::kLzw:
-      return "lzw";
-    case Compression::kLz4:
-      return "lz4";
+const CodecInfo& CodecOf(Compression compression) {
+  for (const CodecInfo& codec : kCodecs) {
+    if (codec.compression == compression) return codec;
   }
-  return "none";
+  return kCodecs[0];
 }
 
-absl::StatusOr<Compression> ParseCompression(absl::string_view name) {
-  for (Compression c : kAllCompressions) {
-    if (name == CompressionName(c)) return c;
+std::string CodecNames(bool CodecInfo::*column, bool with_default, absl::string_view separator) {
+  std::vector<absl::string_view> names;
+  for (const CodecInfo& codec : kCodecs) {
+    if ((column == nullptr || codec.*column) &&
+        (with_default || codec.compression != Compression::kDefault)) {
+      names.push_back(codec.name);
+    }
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown compression '", name, "' (use default, none, deflate, zstd, lzw or lz4)"));
+  return absl::StrJoin(names, separator);
+}
+
+std::string CodecLevels() {
+  std::vector<std::string> levels;
+  for (const CodecInfo& codec : kCodecs) {
+    if (codec.most_level > 0) levels.push_back(absl::StrCat(codec.name, " 1-", codec.most_level));
+  }
+  return absl::StrJoin(levels, ", ");
+}
+
+absl::string_view CompressionName(Compression compression) { return CodecOf(compression).name; }
+
+absl::StatusOr<Compression> ParseCompression(absl::string_view name) {
+  for (const CodecInfo& codec : kCodecs) {
+    if (name == codec.name) return codec.compression;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown compression '", name, "' (use ",
+                                                 CodecNames(nullptr, true), ")"));
 }
 
 absl::string_view PredictorName(Predictor predictor) {
@@ -49,30 +59,12 @@ absl::string_view PredictorName(Predictor predictor) {
   return "default";
 }
 
-namespace {
-
-// The levels a codec takes: [1, most]; 0 when it takes none.
-int MostLevel(Compression compression) {
-  switch (compression) {
-    case Compression::kDeflate:
-    case Compression::kLz4:
-      return 9;
-    case Compression::kZstd:
-      return 19;
-    default:
-      return 0;
-  }
-}
-
-}  // namespace
-
 absl::Status CheckCompressionLevel(Compression compression, int level) {
   if (level == 0) return absl::OkStatus();
-  const int most = MostLevel(compression);
+  const int most = CodecOf(compression).most_level;
   if (most == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("compression ", CompressionName(compression),
-                     " takes no level (levels: deflate 1-9, zstd 1-19, lz4 1-9)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "compression ", CompressionName(compression), " takes no level (levels: ", CodecLevels(), ")"));
   }
   if (level < 1 || level > most) {
     return absl::InvalidArgumentError(absl::StrCat("compression ", CompressionName(compression),
@@ -82,13 +74,14 @@ absl::Status CheckCompressionLevel(Compression compression, int level) {
 }
 
 absl::Status CheckPredictor(Compression compression, Predictor predictor) {
-  if (predictor == Predictor::kDefault || compression == Compression::kDeflate ||
-      compression == Compression::kZstd || compression == Compression::kLzw) {
-    return absl::OkStatus();
+  if (predictor == Predictor::kDefault || CodecOf(compression).predictor) return absl::OkStatus();
+  std::vector<absl::string_view> takers;
+  for (const CodecInfo& codec : kCodecs) {
+    if (codec.predictor) takers.push_back(codec.name);
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("compression ", CompressionName(compression),
-                   " takes no predictor (a TIFF's deflate, zstd and lzw do)"));
+  return absl::InvalidArgumentError(absl::StrCat("compression ", CompressionName(compression),
+                                                 " takes no predictor (a TIFF's ",
+                                                 absl::StrJoin(takers, ", "), " do)"));
 }
 
 absl::Status ParseCompressionText(absl::string_view text, WriteOptions& write) {
@@ -136,20 +129,7 @@ std::string CompressionText(Compression compression, int level, Predictor predic
 }
 
 int CompressionLevel(Compression compression, int level) {
-  if (level != 0) return level;
-  // On 12-bit camera-like data (tests/bench/levels.py, docs/benchmarks.md) deflate and zstd at
-  // level 1 are 3.9x and 3.5x faster than at 6 and 3, for the same size or smaller; lz4 at 5 is
-  // as fast as at 1 and smaller.
-  switch (compression) {
-    case Compression::kDeflate:
-      return 1;
-    case Compression::kZstd:
-      return 1;
-    case Compression::kLz4:
-      return 5;
-    default:
-      return 0;
-  }
+  return level != 0 ? level : CodecOf(compression).default_level;
 }
 
 }  // namespace stackproc::core

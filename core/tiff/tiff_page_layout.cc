@@ -50,7 +50,7 @@ absl::Status PageError(const std::string& path, int64_t page, absl::string_view 
 }
 
 absl::StatusOr<PageLayout> ReadLayout(TIFF* tif, const std::string& path, int64_t page,
-                                      const TiffLimits& limits) {
+                                      const StackLimits& limits) {
   PageLayout layout;
   if (!TIFFGetField(tif, TIFFTAG_IMAGEWIDTH, &layout.width) ||
       !TIFFGetField(tif, TIFFTAG_IMAGELENGTH, &layout.height)) {

@@ -34,7 +34,7 @@ struct PageLayout {
 // Page `page`'s layout, or why the reader does not take it (a codec, a type, a size over
 // `limits`).
 absl::StatusOr<PageLayout> ReadLayout(TIFF* tif, const std::string& path, int64_t page,
-                                      const TiffLimits& limits);
+                                      const StackLimits& limits);
 
 // Strip/tile tables must describe every strile, inside the file; uncompressed striles must hold
 // all their pixels. This is what catches truncated files before anything is allocated.

@@ -46,7 +46,7 @@ absl::Status DecodePage(TiffHandle& handle, const std::string& path, const TiffI
     return PageError(path, page, "cannot read its directory", handle.TakeError());
   }
   // The file may have changed since it was probed: re-check what the buffer size depends on.
-  STACKPROC_ASSIGN_OR_RETURN(PageLayout layout, ReadLayout(tif, path, page, TiffLimits{}));
+  STACKPROC_ASSIGN_OR_RETURN(PageLayout layout, ReadLayout(tif, path, page, StackLimits{}));
   if (layout.width != info.shape.width || layout.height != info.shape.height ||
       layout.type != info.pixel_type) {
     return PageError(path, page, "changed since it was validated");
@@ -140,15 +140,15 @@ struct PageDecoder {
 
 namespace {
 constexpr char kTiffValidationPayload[] = "type.stackproc/tiff-validation";
-absl::StatusOr<TiffInfo> Validate(const InputFile& file, const TiffLimits& limits);
+absl::StatusOr<TiffInfo> Validate(const InputFile& file, const StackLimits& limits);
 }  // namespace
 
-absl::StatusOr<TiffInfo> ProbeTiff(const std::string& path, const TiffLimits& limits) {
+absl::StatusOr<TiffInfo> ProbeTiff(const std::string& path, const StackLimits& limits) {
   STACKPROC_ASSIGN_OR_RETURN(InputFile file, InputFile::Open(path));
   return ProbeTiff(file, limits);
 }
 
-absl::StatusOr<TiffInfo> ProbeTiff(const InputFile& file, const TiffLimits& limits) {
+absl::StatusOr<TiffInfo> ProbeTiff(const InputFile& file, const StackLimits& limits) {
   absl::StatusOr<TiffInfo> info = Validate(file, limits);
   if (!info.ok()) {
     absl::Status status = info.status();
@@ -168,7 +168,7 @@ namespace {
 // and page 0's pixels are uncompressed and in one run (the planes follow it). Sets the planes'
 // start and the depth; leaves any other file as it is.
 absl::Status FindContiguousPlanes(TIFF* tif, const std::string& path, uint64_t file_size,
-                                  const PageLayout& first, const TiffLimits& limits,
+                                  const PageLayout& first, const StackLimits& limits,
                                   TiffInfo& info) {
   if (ClassifyDescription(info.metadata.description) != DescriptionKind::kImageJ) {
     return absl::OkStatus();
@@ -212,7 +212,7 @@ absl::Status FindContiguousPlanes(TIFF* tif, const std::string& path, uint64_t f
   return absl::OkStatus();
 }
 
-absl::StatusOr<TiffInfo> Validate(const InputFile& file, const TiffLimits& limits) {
+absl::StatusOr<TiffInfo> Validate(const InputFile& file, const StackLimits& limits) {
   const std::string& path = file.name();
   STACKPROC_ASSIGN_OR_RETURN(TiffHandle handle, TiffHandle::OpenRead(file));
   const uint64_t file_size = file.size();
@@ -277,13 +277,13 @@ struct TiffPageReader::Workers {
 };
 
 absl::StatusOr<std::unique_ptr<TiffPageReader>> TiffPageReader::Open(const std::string& path,
-                                                                     const TiffLimits& limits) {
+                                                                     const StackLimits& limits) {
   STACKPROC_ASSIGN_OR_RETURN(InputFile file, InputFile::Open(path));
   return Open(file, limits);
 }
 
 absl::StatusOr<std::unique_ptr<TiffPageReader>> TiffPageReader::Open(const InputFile& file,
-                                                                     const TiffLimits& limits) {
+                                                                     const StackLimits& limits) {
   STACKPROC_ASSIGN_OR_RETURN(TiffInfo info, ProbeTiff(file, limits));
   return Open(file, std::move(info));
 }
@@ -307,23 +307,6 @@ absl::Status TiffPageReader::ReadPage(int64_t z, uint8_t* dst) {
     return absl::OutOfRangeError(absl::StrCat(file_.name(), ": no page ", z));
   }
   return workers_->local.local().Decode(file_, info_, z, dst);
-}
-
-absl::Status TiffLimits::SideRefused(absl::string_view what, int64_t width, int64_t height) const {
-  return absl::ResourceExhaustedError(absl::StrCat(what, ": ", width, "x", height,
-                                                   " pixels exceeds the limit of ", max_side,
-                                                   " pixels per side (--max-side)"));
-}
-
-absl::Status TiffLimits::DepthRefused(absl::string_view what) const {
-  return absl::ResourceExhaustedError(
-      absl::StrCat(what, ": more than ", max_pages, " slices, the limit per stack (--max-slices)"));
-}
-
-absl::Status TiffLimits::BytesRefused(absl::string_view what, uint64_t bytes) const {
-  return absl::ResourceExhaustedError(absl::StrCat(what, ": a stack of ", bytes,
-                                                   " bytes exceeds the limit of ", max_stack_bytes,
-                                                   " bytes (--max-stack-bytes)"));
 }
 
 }  // namespace stackproc::core

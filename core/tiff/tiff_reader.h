@@ -19,23 +19,11 @@
 #include "core/base/cancel.h"
 #include "core/base/file.h"
 #include "core/stack/stack.h"
+#include "core/stack/stack_limits.h"
 
 namespace stackproc::core {
 
 class TiffHandle;
-
-struct TiffLimits {
-  int64_t max_pages = 100'000;
-  int64_t max_side = kMaxSliceSide;       // pixels along X or Y
-  uint64_t max_stack_bytes = 1ull << 40;  // 1 TiB
-
-  // The refusals (ResourceExhausted), one wording each for every reader, naming the stackprocd
-  // flag that sets the limit: "WHAT: 40000x300 pixels exceeds the limit of 32768 pixels per
-  // side (--max-side)".
-  absl::Status SideRefused(absl::string_view what, int64_t width, int64_t height) const;
-  absl::Status DepthRefused(absl::string_view what) const;  // more than max_pages slices
-  absl::Status BytesRefused(absl::string_view what, uint64_t bytes) const;
-};
 
 // What validation learned about a file: enough to allocate and to plan.
 struct TiffInfo {
@@ -60,8 +48,8 @@ struct TiffInfo {
 // after another from the first page's pixels on) is N planes, and the file must hold them all.
 // InvalidArgument for a corrupt or unsupported file, NotFound when it does not exist,
 // ResourceExhausted when it exceeds `limits`.
-absl::StatusOr<TiffInfo> ProbeTiff(const std::string& path, const TiffLimits& limits = {});
-absl::StatusOr<TiffInfo> ProbeTiff(const InputFile& file, const TiffLimits& limits = {});
+absl::StatusOr<TiffInfo> ProbeTiff(const std::string& path, const StackLimits& limits = {});
+absl::StatusOr<TiffInfo> ProbeTiff(const InputFile& file, const StackLimits& limits = {});
 // Whether `status` is ProbeTiff refusing a file (corrupt, unsupported, over a limit), as
 // opposed to, say, a pipeline that cannot take it.
 bool IsTiffValidationError(const absl::Status& status);
@@ -71,7 +59,7 @@ bool IsTiffValidationError(const absl::Status& status);
 absl::Status ReadTiffPage(const InputFile& file, const TiffInfo& info, int64_t page, uint8_t* dst);
 
 struct ReadOptions {
-  TiffLimits limits;
+  StackLimits limits;
   tbb::task_arena* arena = nullptr;     // where to decode; nullptr: the calling thread's arena
   const CancelToken* cancel = nullptr;  // polled between pages
 };
@@ -81,9 +69,9 @@ class TiffPageReader {
  public:
   // Probes the whole file first (as ReadTiff does).
   static absl::StatusOr<std::unique_ptr<TiffPageReader>> Open(const std::string& path,
-                                                              const TiffLimits& limits = {});
+                                                              const StackLimits& limits = {});
   static absl::StatusOr<std::unique_ptr<TiffPageReader>> Open(const InputFile& file,
-                                                              const TiffLimits& limits = {});
+                                                              const StackLimits& limits = {});
   // Over a file that ProbeTiff has already validated into `info`: its pages are not walked
   // again (each page is still checked as it is decoded).
   static absl::StatusOr<std::unique_ptr<TiffPageReader>> Open(const InputFile& file, TiffInfo info);

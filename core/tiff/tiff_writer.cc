@@ -125,9 +125,10 @@ struct LibtiffTags {
 }  // namespace
 
 absl::StatusOr<Compression> ResolveTiffCompression(Compression compression) {
-  if (compression == Compression::kLz4) {
-    return absl::InvalidArgumentError(
-        "lz4 is not a TIFF compression (TIFF: none, deflate, zstd, lzw; lz4 is OME-Zarr's)");
+  if (!CodecOf(compression).tiff) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        CompressionName(compression), " is not a TIFF compression (TIFF: ",
+        CodecNames(&CodecInfo::tiff), "; ", CompressionName(compression), " is OME-Zarr's)"));
   }
   return compression == Compression::kDefault ? Compression::kNone : compression;
 }

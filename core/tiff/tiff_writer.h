@@ -33,6 +33,10 @@ class TiffHandle;
 // What `compression` is for a TIFF (and each plane of a sequence): kDefault is none;
 // InvalidArgument for lz4, which is OME-Zarr's.
 absl::StatusOr<Compression> ResolveTiffCompression(Compression compression);
+// Whether a TIFF written with `compression` has compressed strips (kDefault: none).
+inline bool CompressesTiff(Compression compression) {
+  return ResolveTiffCompression(compression).value_or(Compression::kNone) != Compression::kNone;
+}
 
 // The compression a TIFF Compression tag names, among those the writer writes; nullopt else.
 std::optional<Compression> CompressionOfTag(uint16_t tag);

@@ -29,7 +29,7 @@ void AppendStack(const core::Stack& stack, int variant, std::vector<v1::PreviewR
 
 absl::StatusOr<std::vector<v1::PreviewResponse>> MakePreview(const v1::PreviewRequest& request,
                                                              const PathResolver& files,
-                                                             const core::TiffLimits& limits) {
+                                                             const core::StackLimits& limits) {
   core::PreviewRequest core_request;
   if (request.variants().empty()) {  // a sweep, or no operation at all (a look at the slices)
     absl::StatusOr<core::PreviewRequest> parsed = core::PreviewRequestOf(

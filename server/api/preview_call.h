@@ -17,7 +17,7 @@ namespace stackproc::server {
 // stacks. The errors as RunPreview's (and SubmitJob's for the input).
 absl::StatusOr<std::vector<v1::PreviewResponse>> MakePreview(const v1::PreviewRequest& request,
                                                              const PathResolver& files,
-                                                             const core::TiffLimits& limits);
+                                                             const core::StackLimits& limits);
 
 // Writes messages handed over once made (Send), one at a time; a client that goes away only
 // ends the stream.

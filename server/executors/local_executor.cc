@@ -9,7 +9,7 @@
 namespace stackproc::server {
 
 absl::StatusOr<core::ProcessRequest> PathRequest(const JobSpec& spec, const PathResolver& resolver,
-                                                 const core::TiffLimits& limits,
+                                                 const core::StackLimits& limits,
                                                  uint64_t window_bytes) {
   core::ProcessRequest request;
   request.input_path = spec.input_path;  // a file or a sequence, each file beneath the root
@@ -40,7 +40,7 @@ absl::StatusOr<core::ProcessRequest> PathRequest(const JobSpec& spec, const Path
 }
 
 LocalExecutor::LocalExecutor(int threads, const PathResolver& resolver,
-                             const core::TiffLimits& limits, uint64_t window_bytes)
+                             const core::StackLimits& limits, uint64_t window_bytes)
     : resolver_(resolver),
       limits_(limits),
       window_bytes_(window_bytes),

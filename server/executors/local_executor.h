@@ -16,13 +16,13 @@ namespace stackproc::server {
 // A path job as core runs it: its paths resolved beneath the data root, the server's limits,
 // its window of slices in flight.
 absl::StatusOr<core::ProcessRequest> PathRequest(const JobSpec& spec, const PathResolver& resolver,
-                                                 const core::TiffLimits& limits,
+                                                 const core::StackLimits& limits,
                                                  uint64_t window_bytes);
 
 class LocalExecutor final : public JobExecutor {
  public:
   // `threads`: the arenas' concurrency (0: every core). `resolver` outlives the executor.
-  LocalExecutor(int threads, const PathResolver& resolver, const core::TiffLimits& limits,
+  LocalExecutor(int threads, const PathResolver& resolver, const core::StackLimits& limits,
                 uint64_t window_bytes);
 
   // A job cut in shards needs a cluster: FailedPrecondition naming --executor.
@@ -44,7 +44,7 @@ class LocalExecutor final : public JobExecutor {
   static absl::Status RunStream(Job& job, const JobSnapshot& s, const core::RunOptions& run);
 
   const PathResolver& resolver_;
-  const core::TiffLimits limits_;
+  const core::StackLimits limits_;
   const uint64_t window_bytes_;
   tbb::task_arena arena_;
   tbb::task_arena quick_arena_;  // small jobs, at a higher priority (ArenaFor)

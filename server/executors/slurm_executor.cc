@@ -54,8 +54,7 @@ std::string WhyNotCut(const JobSnapshot& job) {
   }
   if (!pipeline->NeedsWholeStack()) return "";
   // Its statistics gathered range by range first, when they add up (integer pixels, one step).
-  const core::SliceFormat input{static_cast<int>(job.input_shape.height),
-                                static_cast<int>(job.input_shape.width), job.input_type};
+  const core::SliceFormat input = core::SliceFormat::Of(job.input_shape, job.input_type);
   absl::StatusOr<std::vector<core::SliceFormat>> formats = pipeline->Plan(input);
   const absl::Status cut =
       formats.ok() ? core::StatsStep(*pipeline, *formats).status() : formats.status();

@@ -118,22 +118,10 @@ absl::StatusOr<JobSnapshot> JobManager::Replan(const JobSnapshot& old) const {
 absl::StatusOr<JobSnapshot> JobManager::PlanStream(const JobSpec& spec,
                                                    const core::StackInfo& input) const {
   const core::StackShape& shape = input.shape;
-  if (shape.depth <= 0 || shape.height <= 0 || shape.width <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("header: shape ", core::ShapeString(shape),
-                                                   " must be positive in every dimension"));
-  }
-  const core::TiffLimits& limits = options_.limits;
-  if (shape.depth > limits.max_pages) {
-    return limits.DepthRefused(absl::StrCat("header: ", shape.depth, " slices"));
-  }
-  if (shape.height > limits.max_side || shape.width > limits.max_side) {
-    return limits.SideRefused("header", shape.width, shape.height);
-  }
+  STACKPROC_RETURN_IF_ERROR(options_.limits.Check("header", shape, input.type));
   STACKPROC_ASSIGN_OR_RETURN(size_t stack_bytes, core::StackBytes(shape, input.type));
-  if (stack_bytes > limits.max_stack_bytes) return limits.BytesRefused("header", stack_bytes);
   STACKPROC_ASSIGN_OR_RETURN(core::Pipeline pipeline, core::Pipeline::Create(spec.ops));
-  const core::SliceFormat format{static_cast<int>(shape.height), static_cast<int>(shape.width),
-                                 input.type};
+  const core::SliceFormat format = core::SliceFormat::Of(shape, input.type);
   STACKPROC_ASSIGN_OR_RETURN(std::vector<core::SliceFormat> formats, pipeline.Plan(format));
   STACKPROC_ASSIGN_OR_RETURN(
       uint64_t memory,

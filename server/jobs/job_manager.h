@@ -48,7 +48,7 @@ struct JobManagerOptions {
   int job_history = 10000;
   // Slices in flight per streaming job (streamed jobs, and path jobs run page by page).
   uint64_t stream_window_bytes = uint64_t{256} << 20;
-  core::TiffLimits limits;
+  core::StackLimits limits;
   // Jobs one caller may have queued or running at once, and streamed jobs open at once (over
   // either: ResourceExhausted naming the flag).
   int max_jobs_per_caller = 32;

@@ -102,17 +102,17 @@ TEST_F(ZarrInputTest, TheImagesScaleAndUnitBecomeTheStacksVoxelSize) {
 }
 
 TEST_F(ZarrInputTest, TheLimitsOfTheJobApplyAsToATiff) {
-  // The server's --max-side, --max-slices and --max-stack-bytes, as TiffLimits.
+  // The server's --max-side, --max-slices and --max-stack-bytes, as StackLimits.
   const LocalFiles files;
-  TiffLimits limits;
+  StackLimits limits;
   limits.max_side = 80;  // the stack is 70x90
   EXPECT_THAT(ZarrSource::Open(files, dir_->File("zstd.zarr"), limits),
               StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("90x70 pixels")));
-  limits = TiffLimits{};
+  limits = StackLimits{};
   limits.max_pages = 12;
   EXPECT_THAT(ZarrSource::Open(files, dir_->File("zstd.zarr"), limits),
               StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("13 slices")));
-  limits = TiffLimits{};
+  limits = StackLimits{};
   limits.max_stack_bytes = 13 * 70 * 90 * 2 - 1;
   EXPECT_THAT(ZarrSource::Open(files, dir_->File("zstd.zarr"), limits),
               StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("exceeds the limit")));

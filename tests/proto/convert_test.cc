@@ -29,8 +29,8 @@ TEST(ConvertTest, PixelTypesRoundTripAndUnknownOnesAreRefused) {
 }
 
 TEST(ConvertTest, CompressionsRoundTripAndUnknownOnesAreRefused) {
-  for (core::Compression c : core::kAllCompressions) {
-    EXPECT_THAT(FromProto(ToProto(c)), IsOkAndHolds(c));
+  for (const core::CodecInfo& codec : core::kCodecs) {
+    EXPECT_THAT(FromProto(ToProto(codec.compression)), IsOkAndHolds(codec.compression));
   }
   EXPECT_EQ(ToProto(core::Compression::kZstd), v1::COMPRESSION_ZSTD);
   EXPECT_EQ(ToProto(core::Compression::kLz4), v1::COMPRESSION_LZ4);

@@ -88,7 +88,7 @@ class SlurmExecutorTest : public ::testing::Test {
   // `spec` planned by `executor`, as the job manager plans it, and started.
   std::shared_ptr<Job> Planned(const JobSpec& spec, const server::JobExecutor& executor) {
     absl::StatusOr<core::ProcessRequest> request =
-        server::PathRequest(spec, *resolver_, core::TiffLimits{}, uint64_t{64} << 20);
+        server::PathRequest(spec, *resolver_, core::StackLimits{}, uint64_t{64} << 20);
     EXPECT_OK(request);
     absl::StatusOr<core::ProcessPlan> plan = core::PlanProcess(*request, 2);
     EXPECT_OK(plan);
@@ -108,7 +108,7 @@ class SlurmExecutorTest : public ::testing::Test {
   std::string Local(JobSpec spec) {
     spec.shards = 0;
     spec.output_path = "local.tif";
-    server::LocalExecutor local(2, *resolver_, core::TiffLimits{}, uint64_t{64} << 20);
+    server::LocalExecutor local(2, *resolver_, core::StackLimits{}, uint64_t{64} << 20);
     std::shared_ptr<Job> job = Planned(spec, local);
     Recorder recorder;
     EXPECT_OK(local.Run(*job, job->Snapshot(), recorder).status);

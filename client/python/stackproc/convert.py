@@ -62,13 +62,14 @@ def op_specs(ops):
     return [op_spec(op) for op in ops]
 
 
-_CODECS = {"none": service_pb2.COMPRESSION_NONE, "deflate": service_pb2.COMPRESSION_DEFLATE,
-           "zstd": service_pb2.COMPRESSION_ZSTD, "lzw": service_pb2.COMPRESSION_LZW,
-           "lz4": service_pb2.COMPRESSION_LZ4, "default": service_pb2.COMPRESSION_UNSPECIFIED}
+def _names(enum, prefix, unspecified):
+    """The API enum's values by their CLI names: COMPRESSION_ZSTD is "zstd"."""
+    return {(unspecified if name.endswith("_UNSPECIFIED") else name[len(prefix):].lower()): value
+            for name, value in enum.items() if unspecified or not name.endswith("_UNSPECIFIED")}
 
 
-_PREDICTORS = {"none": service_pb2.PREDICTOR_NONE,
-               "differencing": service_pb2.PREDICTOR_DIFFERENCING}
+_CODECS = _names(service_pb2.Compression, "COMPRESSION_", "default")
+_PREDICTORS = _names(service_pb2.Predictor, "PREDICTOR_", None)
 
 
 def compression(text):

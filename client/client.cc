@@ -26,6 +26,24 @@ absl::StatusOr<v1::OpSpec> ParseOpText(const std::string& text) {
   return convert::ToProto(op);
 }
 
+absl::StatusOr<v1::SubmitJobRequest> PathJobRequest(const std::string& input,
+                                                    const std::vector<std::string>& ops,
+                                                    const std::string& output, bool overwrite) {
+  v1::SubmitJobRequest request;
+  v1::JobSpec* spec = request.mutable_spec();
+  spec->set_input_path(input);
+  for (const std::string& op : ops) {
+    STACKPROC_ASSIGN_OR_RETURN(*spec->add_ops(), ParseOpText(op));
+  }
+  if (output.empty()) {
+    spec->mutable_output()->mutable_in_memory();
+  } else {
+    spec->mutable_output()->set_path(output);
+    spec->mutable_output()->set_overwrite(overwrite);
+  }
+  return request;
+}
+
 Client::Client(const std::string& target, std::string token)
     : Client(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()), std::move(token)) {}
 
@@ -71,83 +89,79 @@ void Client::Prepare(grpc::ClientContext& context) const {
   if (!token_.empty()) context.AddMetadata("authorization", absl::StrCat("Bearer ", token_));
 }
 
-absl::StatusOr<v1::Job> Client::Submit(const v1::SubmitJobRequest& request) {
+template <typename Response, typename Request, typename Method>
+absl::StatusOr<Response> Client::Unary(Method method, const Request& request) {
   grpc::ClientContext context;
   Prepare(context);
-  v1::SubmitJobResponse response;
-  grpc::Status status = stub_->SubmitJob(&context, request, &response);
+  Response response;
+  grpc::Status status = ((*stub_).*method)(&context, request, &response);
   if (!status.ok()) return ToAbslStatus(status);
+  return response;
+}
+
+namespace {
+
+// A request naming job `id`.
+template <typename Request>
+Request ForJob(const std::string& id) {
+  Request request;
+  request.set_job_id(id);
+  return request;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::Job> Client::Submit(const v1::SubmitJobRequest& request) {
+  STACKPROC_ASSIGN_OR_RETURN(
+      auto response, Unary<v1::SubmitJobResponse>(&v1::StackProcessor::Stub::SubmitJob, request));
   return response.job();
 }
 
 absl::StatusOr<v1::Job> Client::Get(const std::string& job_id) {
-  grpc::ClientContext context;
-  Prepare(context);
-  v1::GetJobRequest request;
-  request.set_job_id(job_id);
-  v1::GetJobResponse response;
-  grpc::Status status = stub_->GetJob(&context, request, &response);
-  if (!status.ok()) return ToAbslStatus(status);
+  STACKPROC_ASSIGN_OR_RETURN(auto response,
+                             Unary<v1::GetJobResponse>(&v1::StackProcessor::Stub::GetJob,
+                                                       ForJob<v1::GetJobRequest>(job_id)));
   return response.job();
 }
 
 absl::StatusOr<std::vector<v1::Job>> Client::List() {
-  grpc::ClientContext context;
-  Prepare(context);
-  v1::ListJobsResponse response;
-  grpc::Status status = stub_->ListJobs(&context, v1::ListJobsRequest(), &response);
-  if (!status.ok()) return ToAbslStatus(status);
+  STACKPROC_ASSIGN_OR_RETURN(auto response,
+                             Unary<v1::ListJobsResponse>(&v1::StackProcessor::Stub::ListJobs,
+                                                         v1::ListJobsRequest()));
   return std::vector<v1::Job>(response.jobs().begin(), response.jobs().end());
 }
 
 absl::StatusOr<v1::Job> Client::Cancel(const std::string& job_id) {
-  grpc::ClientContext context;
-  Prepare(context);
-  v1::CancelJobRequest request;
-  request.set_job_id(job_id);
-  v1::CancelJobResponse response;
-  grpc::Status status = stub_->CancelJob(&context, request, &response);
-  if (!status.ok()) return ToAbslStatus(status);
+  STACKPROC_ASSIGN_OR_RETURN(auto response,
+                             Unary<v1::CancelJobResponse>(&v1::StackProcessor::Stub::CancelJob,
+                                                          ForJob<v1::CancelJobRequest>(job_id)));
   return response.job();
 }
 
 absl::Status Client::Delete(const std::string& job_id) {
-  grpc::ClientContext context;
-  Prepare(context);
-  v1::DeleteJobRequest request;
-  request.set_job_id(job_id);
-  v1::DeleteJobResponse response;
-  return ToAbslStatus(stub_->DeleteJob(&context, request, &response));
+  return Unary<v1::DeleteJobResponse>(&v1::StackProcessor::Stub::DeleteJob,
+                                      ForJob<v1::DeleteJobRequest>(job_id))
+      .status();
 }
 
 absl::StatusOr<v1::Job> Client::Resume(const std::string& job_id) {
-  grpc::ClientContext context;
-  Prepare(context);
-  v1::ResumeJobRequest request;
-  request.set_job_id(job_id);
-  v1::ResumeJobResponse response;
-  grpc::Status status = stub_->ResumeJob(&context, request, &response);
-  if (!status.ok()) return ToAbslStatus(status);
+  STACKPROC_ASSIGN_OR_RETURN(auto response,
+                             Unary<v1::ResumeJobResponse>(&v1::StackProcessor::Stub::ResumeJob,
+                                                          ForJob<v1::ResumeJobRequest>(job_id)));
   return response.job();
 }
 
 absl::StatusOr<std::vector<v1::OperationDescriptor>> Client::ListOperations() {
-  grpc::ClientContext context;
-  Prepare(context);
-  v1::ListOperationsResponse response;
-  grpc::Status status = stub_->ListOperations(&context, v1::ListOperationsRequest(), &response);
-  if (!status.ok()) return ToAbslStatus(status);
+  STACKPROC_ASSIGN_OR_RETURN(
+      auto response, Unary<v1::ListOperationsResponse>(
+                         &v1::StackProcessor::Stub::ListOperations, v1::ListOperationsRequest()));
   return std::vector<v1::OperationDescriptor>(response.operations().begin(),
                                               response.operations().end());
 }
 
 absl::StatusOr<v1::GetServerInfoResponse> Client::ServerInfo() {
-  grpc::ClientContext context;
-  Prepare(context);
-  v1::GetServerInfoResponse response;
-  grpc::Status status = stub_->GetServerInfo(&context, v1::GetServerInfoRequest(), &response);
-  if (!status.ok()) return ToAbslStatus(status);
-  return response;
+  return Unary<v1::GetServerInfoResponse>(&v1::StackProcessor::Stub::GetServerInfo,
+                                          v1::GetServerInfoRequest());
 }
 
 absl::StatusOr<Client::PreviewResult> Client::Preview(const v1::PreviewRequest& request) {

@@ -26,6 +26,13 @@ absl::Status ToAbslStatus(const grpc::Status& status);
 // "gaussian:ksize=5,sigma=1" -> OpSpec. InvalidArgument for a malformed text.
 absl::StatusOr<v1::OpSpec> ParseOpText(const std::string& text);
 
+// A path job's SubmitJob request: `input` through `ops` (ParseOpText's) into `output`, replaced
+// when `overwrite` (empty: the result kept in memory). InvalidArgument for a malformed op.
+absl::StatusOr<v1::SubmitJobRequest> PathJobRequest(const std::string& input,
+                                                    const std::vector<std::string>& ops,
+                                                    const std::string& output,
+                                                    bool overwrite = false);
+
 struct ClientOptions {
   // When not empty, goes with every call ("authorization: Bearer TOKEN"; stackprocd
   // --auth-token-file).
@@ -144,6 +151,9 @@ class Client {
   Client(std::shared_ptr<grpc::Channel> channel, std::string token);
   // Every call's context: the token.
   void Prepare(grpc::ClientContext& context) const;
+  // A unary call of the stub's `method` with this client's metadata: its response, or its status.
+  template <typename Response, typename Request, typename Method>
+  absl::StatusOr<Response> Unary(Method method, const Request& request);
 
   Calls calls_;
   std::string token_;

@@ -77,6 +77,16 @@ std::string ConnectionHint(const absl::Status& status, const std::string& target
   return "";
 }
 
+// What became of the job a command was following when Ctrl-C (or SIGTERM) stopped it.
+std::string AfterInterrupt(const std::string& command, const stackproc::core::CliArgs& args) {
+  if (command == "process") return ": the job was cancelled and nothing was written";
+  if (command != "watch" && command != "submit" && command != "resume") return "";
+  const std::string job = command == "watch" && !args.positional.empty() ? args.positional.front()
+                                                                         : "JOB (its id above)";
+  return absl::StrCat(": the job goes on on the server; stackproc watch ", job,
+                      " follows it again, stackproc cancel ", job, " stops it");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -140,17 +150,8 @@ int main(int argc, char** argv) {
   }).detach();
   absl::StatusOr<int> code = stackproc::client::RunCommand(command, *args, **client);
   if (interrupted != 0) {
-    std::string what;
-    if (command == "process") {
-      what = ": the job was cancelled and nothing was written";
-    } else if (command == "watch" || command == "submit" || command == "resume") {
-      const std::string job = command == "watch" && !args->positional.empty()
-                                  ? args->positional.front()
-                                  : "JOB (its id above)";
-      what = absl::StrCat(": the job goes on on the server; stackproc watch ", job,
-                          " follows it again, stackproc cancel ", job, " stops it");
-    }
-    std::fprintf(stderr, "stackproc %s: interrupted%s\n", command.c_str(), what.c_str());
+    std::fprintf(stderr, "stackproc %s: interrupted%s\n", command.c_str(),
+                 AfterInterrupt(command, *args).c_str());
     return 128 + interrupted;
   }
   if (!code.ok()) {

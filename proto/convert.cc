@@ -57,8 +57,8 @@ absl::StatusOr<core::Compression> FromProto(v1::Compression compression) {
   for (const core::CodecInfo& codec : core::kCodecs) {
     if (ProtoName(codec) == name) return codec.compression;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "compression ", static_cast<int>(compression), " is not ", core::CodecNames(nullptr)));
+  return absl::InvalidArgumentError(absl::StrCat("compression ", static_cast<int>(compression),
+                                                 " is not ", core::CodecNames(nullptr)));
 }
 
 v1::Predictor ToProto(core::Predictor predictor) {

@@ -32,7 +32,7 @@ core::StackShape FromProto(const v1::StackShape& shape);
 // map has none), so equal operations compare equal.
 v1::OpSpec ToProto(const core::OpSpec& op);
 core::OpSpec FromProto(const v1::OpSpec& op);
-// "gaussian:ksize=5 -> clahe", "(none)" for no operations; core's grammar (FormatOpSpec).
+// "gaussian:ksize=5 -> clahe", core::kNoOperations for none; core's grammar (FormatOpSpecs).
 std::string OpsText(const google::protobuf::RepeatedPtrField<v1::OpSpec>& ops);
 
 // "queued", "running", "succeeded", ...: the API's enum names, lower case; "unknown" otherwise.

@@ -78,22 +78,22 @@ Flag Count(std::string name, std::string help, Field field, int64_t least = 0,
            std::string shown = "") {
   ServerOptions defaults;
   const std::string left_out = shown.empty() ? absl::StrCat(field(defaults)) : shown;
-  return {name, "N", help,
-          [name, field, least, left_out](const std::string& text,
-                                         ServerOptions& o) -> absl::Status {
-            int64_t value = 0;
-            if (!absl::SimpleAtoi(text, &value) || value < least) {
-              return absl::InvalidArgumentError(absl::StrCat("--", name, " takes ", least,
-                                                             " or more, not \"", text,
-                                                             "\" (left out: ", left_out, ")"));
-            }
-            field(o) = static_cast<std::remove_reference_t<decltype(field(o))>>(value);
-            return absl::OkStatus();
-          },
-          [field, shown](const ServerOptions& o) {
-            ServerOptions copy = o;
-            return shown.empty() ? absl::StrCat(field(copy)) : shown;
-          }};
+  return {
+      name, "N", help,
+      [name, field, least, left_out](const std::string& text, ServerOptions& o) -> absl::Status {
+        int64_t value = 0;
+        if (!absl::SimpleAtoi(text, &value) || value < least) {
+          return absl::InvalidArgumentError(absl::StrCat("--", name, " takes ", least,
+                                                         " or more, not \"", text,
+                                                         "\" (left out: ", left_out, ")"));
+        }
+        field(o) = static_cast<std::remove_reference_t<decltype(field(o))>>(value);
+        return absl::OkStatus();
+      },
+      [field, shown](const ServerOptions& o) {
+        ServerOptions copy = o;
+        return shown.empty() ? absl::StrCat(field(copy)) : shown;
+      }};
 }
 
 template <typename Field>
@@ -147,10 +147,12 @@ Flag List(std::string name, std::string value, std::string help, Field field, ch
           [](const ServerOptions&) { return std::string(); }};
 }
 
-#define FIELD(path) [](ServerOptions& o) -> auto& { return o.path; }
+#define FIELD(path) \
+  [](ServerOptions & o) -> auto& { return o.path; }
 
-const std::vector<Flag>& Flags() {
-  static const std::vector<Flag> kFlags = {
+// Where the server listens.
+std::vector<Flag> ServingFlags() {
+  return {
       Text("listen", "HOST:PORT",
            "address to serve on; port 0 picks a free one (the default: this machine only); or "
            "unix:PATH, a socket for clients on this machine (who may connect is who may open "
@@ -161,6 +163,12 @@ const std::vector<Flag>& Flags() {
              "serve beyond loopback without tokens or client certificates: anyone who reaches "
              "the port runs jobs on the data root (a trusted network only)",
              FIELD(allow_unauthenticated)),
+  };
+}
+
+// What jobs may use: the data root, threads, memory, limits, the job table.
+std::vector<Flag> JobFlags() {
+  return {
       Text("data-root", "DIR", "directory every job path is resolved beneath (required)",
            FIELD(jobs.data_root)),
       Count("threads", "worker threads for processing", FIELD(jobs.threads), 1, "all cores"),
@@ -192,6 +200,12 @@ const std::vector<Flag>& Flags() {
            "queued jobs queue again, running ones a stop cut short are INTERRUPTED and can be "
            "resumed",
            FIELD(jobs.state_dir), "none, jobs live in memory"),
+  };
+}
+
+// Who may call, and what else is served (metrics, the web page, reflection).
+std::vector<Flag> AccessFlags() {
+  return {
       Text("auth-token-file", "FILE",
            "callers and their tokens, one \"NAME TOKEN [admin]\" per line: every call but health "
            "needs \"authorization: Bearer TOKEN\", and a caller sees only its own jobs unless it "
@@ -219,6 +233,12 @@ const std::vector<Flag>& Flags() {
              "enable gRPC server reflection (not with --auth-token-file: it answers every "
              "caller; with client certificates it is fine)",
              FIELD(reflection)),
+  };
+}
+
+// Where path jobs run, and the SLURM cluster's settings.
+std::vector<Flag> ClusterFlags() {
+  return {
       {"executor", "local|slurm",
        "where path jobs run: local, on this server's threads; slurm, large per-slice jobs with a "
        "TIFF output as z-range shards of a SLURM job array, put together here (needs "
@@ -259,6 +279,18 @@ const std::vector<Flag>& Flags() {
       Text("slurm-worker", "PATH", "the stackproc-local the shards run, as the nodes see it",
            FIELD(jobs.slurm.worker), "the one beside stackprocd"),
   };
+}
+
+// Every flag, in the order the usage lists them.
+const std::vector<Flag>& Flags() {
+  static const std::vector<Flag> kFlags = [] {
+    std::vector<Flag> flags;
+    for (auto part : {ServingFlags, JobFlags, AccessFlags, ClusterFlags}) {
+      std::vector<Flag> more = part();
+      flags.insert(flags.end(), more.begin(), more.end());
+    }
+    return flags;
+  }();
   return kFlags;
 }
 
@@ -288,8 +320,8 @@ std::string EnvName(const std::string& flag) {
 bool IsLoopback(const std::string& address) {
   if (address.rfind("unix:", 0) == 0) return true;
   absl::StatusOr<HostPort> host = ParseHostPort("listen", address);
-  return host.ok() && (host->host == "localhost" || host->host == "::1" ||
-                       host->host.rfind("127.", 0) == 0);
+  return host.ok() &&
+         (host->host == "localhost" || host->host == "::1" || host->host.rfind("127.", 0) == 0);
 }
 
 namespace {

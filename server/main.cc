@@ -16,6 +16,50 @@
 namespace stackproc::server {
 namespace {
 
+// Where the server listens, how it is reached, and what an open address exposes (stdout, then
+// warnings on stderr).
+void Announce(const ServerOptions& options, Server& server) {
+  const bool unix_socket = options.listen.rfind("unix:", 0) == 0;
+  const std::string where =
+      unix_socket
+          ? options.listen
+          : absl::StrCat(options.listen.substr(0, options.listen.rfind(':')), ":", server.port());
+  const char* access = !options.auth_token_file.empty() ? "tokens"
+                       : !options.tls_client_ca.empty() ? "certificates"
+                                                        : "open";
+  std::printf(
+      "stackprocd listening on %s data-root=%s memory-budget=%.2fGiB tls=%s access=%s "
+      "executor=%s\n",
+      where.c_str(), options.jobs.data_root.c_str(),
+      static_cast<double>(server.jobs().memory_budget()) / (uint64_t{1} << 30),
+      options.tls_cert.empty() ? "off" : "on", access, ExecutorName(options.jobs.executor).c_str());
+  if (server.metrics_port() != 0) {
+    std::printf("stackprocd metrics on http://%s:%d/metrics\n",
+                options.metrics_listen.substr(0, options.metrics_listen.rfind(':')).c_str(),
+                server.metrics_port());
+  }
+  if (server.http_port() != 0) {
+    std::printf("stackprocd web page on %s://%s:%d/\n", options.tls_cert.empty() ? "http" : "https",
+                options.http_listen.substr(0, options.http_listen.rfind(':')).c_str(),
+                server.http_port());
+  }
+  std::fflush(stdout);
+  if (!IsLoopback(options.listen)) {
+    if (options.auth_token_file.empty() && options.tls_client_ca.empty()) {
+      std::fprintf(stderr,
+                   "stackprocd: warning: listening on %s without --auth-token-file or "
+                   "--tls-client-ca: anyone who can reach this port can run jobs on files "
+                   "under %s and read their results\n",
+                   options.listen.c_str(), options.jobs.data_root.c_str());
+    } else if (options.tls_cert.empty()) {
+      std::fprintf(stderr,
+                   "stackprocd: warning: listening on %s without TLS: tokens and pixels "
+                   "cross the network in the clear (--tls-cert, --tls-key)\n",
+                   options.listen.c_str());
+    }
+  }
+}
+
 int Main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
@@ -47,47 +91,7 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "stackprocd: %s\n", std::string(server.status().message()).c_str());
     return 1;
   }
-  const bool unix_socket = options->listen.rfind("unix:", 0) == 0;
-  const std::string where =
-      unix_socket ? options->listen
-                  : absl::StrCat(options->listen.substr(0, options->listen.rfind(':')), ":",
-                                 (*server)->port());
-  const char* access = !options->auth_token_file.empty() ? "tokens"
-                       : !options->tls_client_ca.empty() ? "certificates"
-                                                         : "open";
-  std::printf(
-      "stackprocd listening on %s data-root=%s memory-budget=%.2fGiB tls=%s access=%s "
-      "executor=%s\n",
-      where.c_str(), options->jobs.data_root.c_str(),
-      static_cast<double>((*server)->jobs().memory_budget()) / (uint64_t{1} << 30),
-      options->tls_cert.empty() ? "off" : "on", access,
-      ExecutorName(options->jobs.executor).c_str());
-  if ((*server)->metrics_port() != 0) {
-    std::printf("stackprocd metrics on http://%s:%d/metrics\n",
-                options->metrics_listen.substr(0, options->metrics_listen.rfind(':')).c_str(),
-                (*server)->metrics_port());
-  }
-  if ((*server)->http_port() != 0) {
-    std::printf("stackprocd web page on %s://%s:%d/\n",
-                options->tls_cert.empty() ? "http" : "https",
-                options->http_listen.substr(0, options->http_listen.rfind(':')).c_str(),
-                (*server)->http_port());
-  }
-  std::fflush(stdout);
-  if (!IsLoopback(options->listen)) {
-    if (options->auth_token_file.empty() && options->tls_client_ca.empty()) {
-      std::fprintf(stderr,
-                   "stackprocd: warning: listening on %s without --auth-token-file or "
-                   "--tls-client-ca: anyone who can reach this port can run jobs on files "
-                   "under %s and read their results\n",
-                   options->listen.c_str(), options->jobs.data_root.c_str());
-    } else if (options->tls_cert.empty()) {
-      std::fprintf(stderr,
-                   "stackprocd: warning: listening on %s without TLS: tokens and pixels "
-                   "cross the network in the clear (--tls-cert, --tls-key)\n",
-                   options->listen.c_str());
-    }
-  }
+  Announce(*options, **server);
 
   std::thread signal_waiter([&] {
     int signal = 0;

@@ -167,9 +167,9 @@ std::string CompressionHelp() {
   std::vector<std::string> levels;
   for (const CodecInfo& codec : kCodecs) {
     if (codec.most_level == 0) continue;
-    levels.push_back(absl::StrFormat("%s 1-%d (default %d%s)", codec.name, codec.most_level,
-                                     codec.default_level,
-                                     codec.compression == Compression::kZstd ? "; OME-Zarr 1-9" : ""));
+    levels.push_back(
+        absl::StrFormat("%s 1-%d (default %d%s)", codec.name, codec.most_level, codec.default_level,
+                        codec.compression == Compression::kZstd ? "; OME-Zarr 1-9" : ""));
   }
   std::vector<std::string> predictors;
   for (const CodecInfo& codec : kCodecs) {

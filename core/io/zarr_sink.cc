@@ -64,9 +64,9 @@ absl::StatusOr<ZarrCodec> ZarrCodecFor(Compression compression, int level) {
     case Compression::kLzw:
       break;
   }
-  return absl::InvalidArgumentError(absl::StrCat(CompressionName(compression),
-                                                 " is not an OME-Zarr compression (OME-Zarr: ",
-                                                 CodecNames(&CodecInfo::zarr), ")"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      CompressionName(compression),
+      " is not an OME-Zarr compression (OME-Zarr: ", CodecNames(&CodecInfo::zarr), ")"));
 }
 
 absl::Status ValidateZarrWrite(const WriteOptions& options) {

@@ -53,7 +53,7 @@ std::string FormatOpSpec(const OpSpec& spec) {
 }
 
 std::string FormatOpSpecs(const std::vector<OpSpec>& specs) {
-  if (specs.empty()) return "(none: a conversion)";
+  if (specs.empty()) return kNoOperations;
   return absl::StrJoin(
       specs, " -> ", [](std::string* out, const OpSpec& spec) { out->append(FormatOpSpec(spec)); });
 }

@@ -28,7 +28,9 @@ absl::StatusOr<OpSpec> ParseOpSpec(absl::string_view text);
 // Every text, in order; the first malformed one is named with its position ("operation 2: ...").
 absl::StatusOr<std::vector<OpSpec>> ParseOpSpecs(const std::vector<std::string>& texts);
 std::string FormatOpSpec(const OpSpec& spec);
-// "gaussian:ksize=5 -> clahe"; "(none)" for an empty list.
+// What an empty pipeline is called wherever one is shown.
+inline constexpr char kNoOperations[] = "(none: a conversion)";
+// "gaussian:ksize=5 -> clahe"; kNoOperations for an empty list.
 std::string FormatOpSpecs(const std::vector<OpSpec>& specs);
 
 // Not thread-safe to modify; const access is thread-safe.

@@ -82,7 +82,7 @@ absl::StatusOr<std::vector<PreviewVariant>> ExpandSweep(const std::vector<std::s
     variants = std::move(partial);
   }
   for (PreviewVariant& v : variants) {
-    if (v.label.empty()) v.label = v.ops.empty() ? "(no operation)" : FormatOpSpecs(v.ops);
+    if (v.label.empty()) v.label = FormatOpSpecs(v.ops);
   }
   return variants;
 }
@@ -107,7 +107,7 @@ absl::StatusOr<PreviewRequest> PreviewRequestOf(const std::string& input,
   request.input = input;
   if (input.empty()) return absl::InvalidArgumentError("preview needs an INPUT stack");
   STACKPROC_ASSIGN_OR_RETURN(request.variants, ExpandSweep(ops));
-  request.title = ops.empty() ? "(no operation)" : absl::StrJoin(ops, " -> ");
+  request.title = ops.empty() ? kNoOperations : absl::StrJoin(ops, " -> ");
   if (!z.empty() && !count.empty()) {
     return absl::InvalidArgumentError("-z Z,Z,... or --slices K, not both");
   }
@@ -164,16 +164,11 @@ std::string RawPreviewLayout(const Preview& preview) {
                       ", each variant's in turn, little-endian: ", absl::StrJoin(parts, "; "));
 }
 
-absl::StatusOr<Preview> RunPreview(const Files& files, const PreviewRequest& request,
-                                   const StackLimits& limits) {
-  if (request.variants.size() > kMaxPreviewVariants) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("a preview has at most ", kMaxPreviewVariants, " variants"));
-  }
-  STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<SliceSource> source,
-                             OpenInput(files, request.input, limits));
-  const StackInfo& info = source->info();
-  const int64_t depth = info.shape.depth;
+namespace {
+
+// The slices a preview shows: those asked for, or `count` evenly spaced, each in the middle of
+// its share of the stack. InvalidArgument for too many or one outside the stack.
+absl::StatusOr<std::vector<int64_t>> SlicesOf(const PreviewRequest& request, int64_t depth) {
   std::vector<int64_t> z = request.slices;
   if (z.empty()) {  // evenly spaced, each in the middle of its share of the stack
     const int64_t count =
@@ -190,6 +185,39 @@ absl::StatusOr<Preview> RunPreview(const Files& files, const PreviewRequest& req
           absl::StrCat("slice ", s, " is outside the stack (slices 0 to ", depth - 1, ")"));
     }
   }
+  return z;
+}
+
+// What a region processed alone differs in from the whole slice's.
+std::string RegionNote(const PreviewRequest& request, const Region& region) {
+  std::set<std::string> whole_slice;  // steps whose result depends on the whole slice
+  for (const PreviewVariant& variant : request.variants) {
+    for (const OpSpec& op : variant.ops) {
+      const OperationDef* def = OperationRegistry::Builtin().Find(op.name);
+      if (def != nullptr && def->info.whole_slice) whole_slice.insert(op.name);
+    }
+  }
+  return absl::StrCat(
+      "region ", region.x, ",", region.y, " ", region.width, "x", region.height,
+      " processed alone: differs from the whole slice's within a filter's reach of its edges",
+      whole_slice.empty() ? ""
+                          : absl::StrCat(" (", absl::StrJoin(whole_slice, ", "),
+                                         ": throughout, its own tiles or statistics)"));
+}
+
+}  // namespace
+
+absl::StatusOr<Preview> RunPreview(const Files& files, const PreviewRequest& request,
+                                   const StackLimits& limits) {
+  if (request.variants.size() > kMaxPreviewVariants) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a preview has at most ", kMaxPreviewVariants, " variants"));
+  }
+  STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<SliceSource> source,
+                             OpenInput(files, request.input, limits));
+  const StackInfo& info = source->info();
+  const int64_t depth = info.shape.depth;
+  STACKPROC_ASSIGN_OR_RETURN(const std::vector<int64_t> z, SlicesOf(request, depth));
   Region region = request.region.value_or(Region{0, 0, info.shape.width, info.shape.height});
   if (region.x + region.width > info.shape.width || region.y + region.height > info.shape.height) {
     return absl::InvalidArgumentError(
@@ -226,21 +254,7 @@ absl::StatusOr<Preview> RunPreview(const Files& files, const PreviewRequest& req
         .copyTo(preview.before.Slice(static_cast<int64_t>(i)));
   }
 
-  if (request.region) {
-    std::set<std::string> whole_slice;  // steps whose result depends on the whole slice
-    for (const PreviewVariant& variant : request.variants) {
-      for (const OpSpec& op : variant.ops) {
-        const OperationDef* def = OperationRegistry::Builtin().Find(op.name);
-        if (def != nullptr && def->info.whole_slice) whole_slice.insert(op.name);
-      }
-    }
-    preview.notes.push_back(absl::StrCat(
-        "region ", region.x, ",", region.y, " ", region.width, "x", region.height,
-        " processed alone: differs from the whole slice's within a filter's reach of its edges",
-        whole_slice.empty() ? ""
-                            : absl::StrCat(" (", absl::StrJoin(whole_slice, ", "),
-                                           ": throughout, its own tiles or statistics)")));
-  }
+  if (request.region) preview.notes.push_back(RegionNote(request, region));
   for (const PreviewVariant& variant : request.variants) {
     STACKPROC_ASSIGN_OR_RETURN(Pipeline pipeline, Pipeline::Create(variant.ops));
     if (pipeline.NeedsWholeStack() &&

@@ -40,8 +40,8 @@ std::vector<std::string> WorkerArgs(const WorkerTask& task, const WorkFolder& w,
 
 std::string FormatProgressLine(const Progress& p) {
   return absl::StrCat("slices_done=", p.slices_done, " slices_total=", p.slices_total,
-                      " bytes_done=", p.bytes_done,
-                      " elapsed_s=", absl::ToDoubleSeconds(p.elapsed), "\n");
+                      " bytes_done=", p.bytes_done, " elapsed_s=", absl::ToDoubleSeconds(p.elapsed),
+                      "\n");
 }
 
 int64_t SlicesDoneOf(absl::string_view line) {

@@ -29,9 +29,9 @@ inline constexpr absl::string_view kStatsPhase = "stats";
 inline constexpr absl::string_view kShardPhase = "shard";
 
 // The worker's flags this protocol relies on (stackproc-local run / stats).
-inline constexpr char kShardsFlag[] = "shards";         // N: cut in N ranges
+inline constexpr char kShardsFlag[] = "shards";           // N: cut in N ranges
 inline constexpr char kProgressFlag[] = "progress-file";  // where the line goes
-inline constexpr char kStatsFlag[] = "stats";            // the summed statistics
+inline constexpr char kStatsFlag[] = "stats";             // the summed statistics
 
 // One phase's files in a job's work folder. An index is a number, or a shell expression that
 // gives one (a task script's "${SLURM_ARRAY_TASK_ID}").

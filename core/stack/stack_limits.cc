@@ -8,13 +8,14 @@ namespace stackproc::core {
 absl::Status StackLimits::Check(absl::string_view what, const StackShape& shape,
                                 PixelType type) const {
   if (shape.depth <= 0 || shape.height <= 0 || shape.width <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, ": shape ", ShapeString(shape), " must be positive in every dimension"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": shape ", ShapeString(shape), " must be positive in every dimension"));
   }
   if (shape.height > max_side || shape.width > max_side) {
     return SideRefused(what, shape.width, shape.height);
   }
-  if (shape.depth > max_pages) return DepthRefused(absl::StrCat(what, ": ", shape.depth, " slices"));
+  if (shape.depth > max_pages)
+    return DepthRefused(absl::StrCat(what, ": ", shape.depth, " slices"));
   STACKPROC_ASSIGN_OR_RETURN(size_t bytes, StackBytes(shape, type));
   if (bytes > max_stack_bytes) return BytesRefused(what, bytes);
   return absl::OkStatus();

@@ -43,8 +43,8 @@ absl::StatusOr<Compression> ParseCompression(absl::string_view name) {
   for (const CodecInfo& codec : kCodecs) {
     if (name == codec.name) return codec.compression;
   }
-  return absl::InvalidArgumentError(absl::StrCat("unknown compression '", name, "' (use ",
-                                                 CodecNames(nullptr, true), ")"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown compression '", name, "' (use ", CodecNames(nullptr, true), ")"));
 }
 
 absl::string_view PredictorName(Predictor predictor) {
@@ -63,8 +63,9 @@ absl::Status CheckCompressionLevel(Compression compression, int level) {
   if (level == 0) return absl::OkStatus();
   const int most = CodecOf(compression).most_level;
   if (most == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "compression ", CompressionName(compression), " takes no level (levels: ", CodecLevels(), ")"));
+    return absl::InvalidArgumentError(absl::StrCat("compression ", CompressionName(compression),
+                                                   " takes no level (levels: ", CodecLevels(),
+                                                   ")"));
   }
   if (level < 1 || level > most) {
     return absl::InvalidArgumentError(absl::StrCat("compression ", CompressionName(compression),

@@ -29,14 +29,14 @@
 #include "core/base/cancel.h"
 #include "core/base/status_macros.h"
 #include "core/io/formats.h"
-#include "core/process/preview.h"
-#include "core/process/process_file.h"
 #include "core/io/sequence_io.h"
-#include "core/process/shards.h"
-#include "core/process/worker_protocol.h"
 #include "core/io/tiff_io.h"
 #include "core/pipeline/operation_registry.h"
 #include "core/pipeline/pipeline.h"
+#include "core/process/preview.h"
+#include "core/process/process_file.h"
+#include "core/process/shards.h"
+#include "core/process/worker_protocol.h"
 #include "core/tools/cli_args.h"
 #include "core/tools/synthetic.h"
 
@@ -209,7 +209,8 @@ ProgressCallback ProgressOf(const Args& args) {
 // index a job array gives its task (SLURM_ARRAY_TASK_ID; Kubernetes' JOB_COMPLETION_INDEX).
 absl::StatusOr<std::optional<ZRange>> RangeOf(const Args& args, const std::string& input) {
   if (args.Has("z-range")) {
-    if (args.Has(worker::kShardsFlag)) return absl::InvalidArgumentError("--z-range or --shards, not both");
+    if (args.Has(worker::kShardsFlag))
+      return absl::InvalidArgumentError("--z-range or --shards, not both");
     return ParseZRange(args.Get("z-range"));
   }
   if (!args.Has(worker::kShardsFlag)) return std::nullopt;
@@ -217,7 +218,8 @@ absl::StatusOr<std::optional<ZRange>> RangeOf(const Args& args, const std::strin
   int64_t index = -1;
   const std::string shard = args.Get("shard", "", "SLURM_ARRAY_TASK_ID");
   const std::string which = shard.empty() ? args.Get("shard", "", "JOB_COMPLETION_INDEX") : shard;
-  if (!absl::SimpleAtoi(args.Get(worker::kShardsFlag), &shards) || !absl::SimpleAtoi(which, &index)) {
+  if (!absl::SimpleAtoi(args.Get(worker::kShardsFlag), &shards) ||
+      !absl::SimpleAtoi(which, &index)) {
     return absl::InvalidArgumentError(
         "--shards N needs a shard index: --shard I, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX");
   }
@@ -359,8 +361,9 @@ int Main(int argc, char** argv) {
       {"formats", {}},
       {"assemble", {"output", "overwrite"}},
       {"generate", Joined({"shape", "type", "seed"}, WriteFlags())},
-      {"run", Joined(Joined({"input", "op", "output", "mode", "window-mib", worker::kStatsFlag}, range),
-                     WriteFlags())},
+      {"run",
+       Joined(Joined({"input", "op", "output", "mode", "window-mib", worker::kStatsFlag}, range),
+              WriteFlags())},
       {"stats", Joined({"input", "op", "output"}, range)},
       {"preview", PreviewFlags()},
   };

@@ -54,9 +54,8 @@ absl::Status LoadReflection(const ServerOptions& options) {
   return absl::OkStatus();
 }
 
-}  // namespace
-
-absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
+// What the options ask for that cannot be served, before anything starts.
+absl::Status CheckOptions(const ServerOptions& options) {
   // --admins names certificate callers: without client certificates it would be ignored (and
   // with tokens too, whose file marks its admins), leaving whoever set it believing otherwise.
   if (!options.admins.empty() &&
@@ -77,6 +76,19 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   if (!options.metrics_listen.empty()) {
     STACKPROC_RETURN_IF_ERROR(ParseHostPort("metrics-listen", options.metrics_listen).status());
   }
+  if (!options.http_listen.empty() && !options.tls_client_ca.empty() &&
+      options.auth_token_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--http-listen: the web page knows its callers by token, and this server by client "
+        "certificate only: give --auth-token-file too");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
+  STACKPROC_RETURN_IF_ERROR(CheckOptions(options));
   auto server = std::unique_ptr<Server>(new Server);
   JobManagerOptions jobs = options.jobs;
   if (!options.metrics_listen.empty()) {
@@ -122,11 +134,6 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
                        : ListenFailed("listen", options.listen);
   }
   if (!options.http_listen.empty()) {
-    if (!options.tls_client_ca.empty() && !server->auth_) {
-      return absl::InvalidArgumentError(
-          "--http-listen: the web page knows its callers by token, and this server by client "
-          "certificate only: give --auth-token-file too");
-    }
     WebOptions web{options.http_listen, server->auth_ ? &*server->auth_ : nullptr, options.tls_cert,
                    options.tls_key};
     STACKPROC_ASSIGN_OR_RETURN(server->web_, WebServer::Start(web, *server->jobs_));

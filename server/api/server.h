@@ -11,10 +11,10 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/api/auth.h"
-#include "server/jobs/job_manager.h"
 #include "server/api/metrics.h"
 #include "server/api/service.h"
 #include "server/api/web.h"
+#include "server/jobs/job_manager.h"
 
 namespace stackproc::server {
 

@@ -7,8 +7,8 @@
 #include <utility>
 
 #include "server/api/auth.h"
-#include "server/jobs/job_manager.h"
 #include "server/api/work_pool.h"
+#include "server/jobs/job_manager.h"
 #include "stackproc/v1/service.grpc.pb.h"
 
 namespace stackproc::server {

@@ -31,9 +31,8 @@ bool SubmitMayPass(absl::string_view message) {
   // "Slurm temporarily unable to accept job", "Socket timed out on send/recv operation",
   // "Unable to contact slurm controller (connect failure)".
   const std::string lower = absl::AsciiStrToLower(message);
-  for (absl::string_view passing :
-       {"limit", "temporarily", "timed out", "unable to contact", "connect failure", "try again",
-        "busy"}) {
+  for (absl::string_view passing : {"limit", "temporarily", "timed out", "unable to contact",
+                                    "connect failure", "try again", "busy"}) {
     if (absl::StrContains(lower, passing)) return true;
   }
   return false;
@@ -105,8 +104,8 @@ absl::StatusOr<std::map<int, TaskInfo>> Slurm::Tasks(const std::vector<std::stri
 
 absl::StatusOr<std::vector<std::string>> Slurm::ArraysNamed(const std::string& name) {
   // One line per array (no --array): "12345", pending or running, this user's.
-  const std::vector<std::string> argv = {"squeue", "--noheader", "--me", "--states=all",
-                                         "--format=%F", "--name=" + name};
+  const std::vector<std::string> argv = {"squeue",       "--noheader",  "--me",
+                                         "--states=all", "--format=%F", "--name=" + name};
   absl::StatusOr<CommandResult> run = RunCommand(argv);
   if (!run.ok()) return absl::UnavailableError(absl::StrCat("squeue: ", run.status().message()));
   if (run->exit_code != 0) {

@@ -19,14 +19,12 @@
 #include "core/io/stack_io.h"
 #include "core/pipeline/pipeline.h"
 #include "core/process/shards.h"
+#include "server/executors/slurm_shard_run.h"
 #include "server/executors/slurm_work_folder.h"
 #include "server/jobs/job_manager_util.h"
 
 namespace stackproc::server {
 namespace {
-
-// After scancel, how long the tasks get to stop (they remove their temporary files on SIGTERM).
-constexpr absl::Duration kCancelWait = absl::Seconds(60);
 
 // Seconds one core takes to read and process one slice of the job: its middle slice, timed
 // (0 when that fails: the job's own run will say why).
@@ -44,21 +42,16 @@ double SliceSeconds(core::ProcessPlan& plan) {
   return absl::ToDoubleSeconds(absl::Now() - start);
 }
 
-// Why `job` must run on the server whatever it asked for; empty when it can be cut.
-std::string WhyNotCut(const JobSnapshot& job) {
-  absl::StatusOr<core::Pipeline> pipeline = core::Pipeline::Create(job.spec.ops);
-  if (!pipeline.ok()) return std::string(pipeline.status().message());
+// Why `job` (planned as `plan`) must run on the server whatever it asked for; empty when it can
+// be cut.
+std::string WhyNotCut(const JobSnapshot& job, const core::ProcessPlan& plan) {
   if (!job.spec.output_path) return "its result is kept in memory";
   if (core::ParseOutputName(*job.spec.output_path)->format != core::Format::kTiff) {
     return "only TIFF outputs are put together from shards";
   }
-  if (!pipeline->NeedsWholeStack()) return "";
+  if (!plan.pipeline.NeedsWholeStack()) return "";
   // Its statistics gathered range by range first, when they add up (integer pixels, one step).
-  const core::SliceFormat input = core::SliceFormat::Of(job.input_shape, job.input_type);
-  absl::StatusOr<std::vector<core::SliceFormat>> formats = pipeline->Plan(input);
-  const absl::Status cut =
-      formats.ok() ? core::StatsStep(*pipeline, *formats).status() : formats.status();
-  return std::string(cut.message());
+  return std::string(core::StatsStep(plan.pipeline, plan.formats).status().message());
 }
 
 // Waits `wait`, hearing the job's cancel token at once; false when it fired.
@@ -91,7 +84,7 @@ absl::Status SlurmExecutor::Plan(JobSnapshot& job, core::ProcessPlan& plan) cons
         {depth, kMaxShards, std::max(by_size, static_cast<int64_t>(std::ceil(seconds)))});
   }
   if (shards <= 1) return absl::OkStatus();
-  if (const std::string why = WhyNotCut(job); !why.empty()) {
+  if (const std::string why = WhyNotCut(job, plan); !why.empty()) {
     if (spec.shards <= 1) return absl::OkStatus();
     return absl::InvalidArgumentError(
         absl::StrCat("shards: ", why, "; submit it with shards 0 or 1 to run it on the server"));
@@ -108,163 +101,6 @@ absl::Status SlurmExecutor::Plan(JobSnapshot& job, core::ProcessPlan& plan) cons
   job.mode = core::ProcessMode::kStreaming;
   return absl::OkStatus();
 }
-
-namespace {
-
-// One phase of a job's shards on the cluster: its arrays, what each shard has come to.
-class ShardRun {
- public:
-  ShardRun(SlurmCommands& slurm, WorkFolder work, const JobSnapshot& s, Execution execution)
-      : slurm_(slurm),
-        work_(std::move(work)),
-        name_(absl::StrCat("stackproc-", s.id, "-", work_.phase)),
-        execution_(std::move(execution)) {
-    const int n = execution_.shards;
-    for (int i = 0; i < n; ++i) ranges_.push_back(*core::ShardRange(s.input_shape.depth, n, i));
-    attempts_ = AttemptsFromLogs(work_, n);
-  }
-  const Execution& execution() const { return execution_; }
-  const WorkFolder& work() const { return work_; }
-  const std::vector<std::string>& arrays() const { return arrays_; }
-  // No array of this phase known and no task of it ever started: it is submitted whole.
-  bool untouched() const {
-    return arrays_.empty() && std::all_of(attempts_.begin(), attempts_.end(),
-                                          [](int attempts) { return attempts == 0; });
-  }
-
-  // Makes the work folder and the phase's script.
-  absl::Status Prepare(const core::OutputTarget& output, const std::string& script) {
-    if (::mkdirat(output.dir(), work_.name.c_str(), 0777) != 0 && errno != EEXIST) {
-      return absl::Status(absl::ErrnoToStatusCode(errno),
-                          absl::StrCat(output.display(), ": cannot make the shards' folder beside it (",
-                                       std::strerror(errno), ")"));
-    }
-    std::ofstream file(work_.Script(), std::ios::trunc);
-    file << script;
-    if (!file.flush()) return absl::InternalError(absl::StrCat("cannot write ", work_.Script()));
-    ::chmod(work_.Script().c_str(), 0755);
-    return absl::OkStatus();
-  }
-
-  // Re-attached: the phase's arrays the controller lists under its name (those the job table
-  // has, and any submitted just before the server stopped, before it could record them).
-  absl::Status Adopt() {
-    STACKPROC_ASSIGN_OR_RETURN(std::vector<std::string> named, slurm_.ArraysNamed(name_));
-    for (const std::string& id : named) Record(id);
-    return absl::OkStatus();
-  }
-
-  // Submits shards first..last as one array.
-  absl::Status Submit(int first, int last) {
-    const std::string indices =
-        first == last ? std::to_string(first) : absl::StrCat(first, "-", last);
-    STACKPROC_ASSIGN_OR_RETURN(
-        std::string id, slurm_.Submit(work_.Script(), indices, name_, work_.Log("%a", "%A")));
-    Record(id);
-    for (int i = first; i <= last; ++i) {
-      ++attempts_[i];
-      array_of_[i] = id;
-    }
-    return absl::OkStatus();
-  }
-
-  // One look at the cluster and at the work folder: the shards' counts and slices done. A shard
-  // that ended without its piece is submitted again, alone, while it has attempts left; then the
-  // job fails, naming the shard, its slices, its node and the tail of its log.
-  absl::StatusOr<int64_t> Poll(int retries) {
-    STACKPROC_ASSIGN_OR_RETURN(auto tasks, slurm_.Tasks(arrays_));
-    Execution& e = execution_;
-    e.shards_done = e.shards_running = e.shards_pending = 0;
-    int64_t slices = 0;
-    for (int i = 0; i < e.shards; ++i) {
-      auto task = tasks.find(i);
-      const TaskState state = task == tasks.end() ? TaskState::kEnded : task->second.state;
-      if (::access(work_.Piece(i).c_str(), F_OK) == 0) {
-        ++e.shards_done;
-        slices += ranges_[i].size();
-      } else if (state == TaskState::kPending) {
-        ++e.shards_pending;
-      } else if (state == TaskState::kRunning) {
-        ++e.shards_running;
-        slices += std::min(core::worker::ReadSlicesDone(work_.Progress(i)), ranges_[i].size());
-      } else {
-        STACKPROC_RETURN_IF_ERROR(Retry(i, task == tasks.end() ? TaskInfo{} : task->second, retries));
-        ++e.shards_pending;
-      }
-    }
-    return slices;
-  }
-
-  // What Poll last retried, and why a retry waits to be submitted; cleared as they are read.
-  std::string TakeRetried() { return std::exchange(retried_, ""); }
-  std::string TakeRefused() { return std::exchange(refused_, ""); }
-
-  // Cancels the tasks, gives them kCancelWait to stop, and removes the work folder.
-  void CancelAndSweep(const core::OutputTarget& output) {
-    (void)Adopt();  // best effort, as all of this: the sweep follows anyway
-    (void)slurm_.Cancel(arrays_);
-    const absl::Time give_up = absl::Now() + kCancelWait;
-    while (absl::Now() < give_up) {
-      absl::StatusOr<std::map<int, TaskInfo>> tasks = slurm_.Tasks(arrays_);
-      if (tasks.ok() && std::all_of(tasks->begin(), tasks->end(), [](const auto& t) {
-            return t.second.state == TaskState::kEnded;
-          })) {
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::seconds(1));
-    }
-    core::RemoveEntry(output.dir(), work_.name);
-  }
-
- private:
-  // Shard i ended without its piece: submitted again while it has attempts left.
-  absl::Status Retry(int i, const TaskInfo& info, int retries) {
-    ++execution_.shards_failed;
-    const std::string log = work_.Log(i, LastArrayOf(i));
-    const std::string node = !info.node.empty() ? info.node : NodeOf(log);
-    const std::string failure = absl::StrCat(
-        work_.stats() ? "the statistics of shard " : "shard ", i, " of ", execution_.shards,
-        " (slices ", ranges_[i].begin, "-", ranges_[i].end - 1, ") failed on ",
-        node.empty() ? "an unknown node" : node,
-        info.slurm_state.empty() ? "" : " (" + info.slurm_state + ")", ": ", LogTail(log));
-    if (attempts_[i] > retries) {
-      return absl::InternalError(absl::StrCat(failure, "; ", attempts_[i], " attempts"));
-    }
-    retried_ = failure;
-    absl::Status submitted = Submit(i, i);
-    if (absl::IsUnavailable(submitted)) {  // a submit limit: the next poll tries again
-      --execution_.shards_failed;         // counted once, when it is submitted
-      refused_ = std::string(submitted.message());
-      return absl::OkStatus();
-    }
-    return submitted;
-  }
-  void Record(const std::string& id) {
-    if (std::find(arrays_.begin(), arrays_.end(), id) == arrays_.end()) arrays_.push_back(id);
-    std::vector<std::string>& all = execution_.slurm_job_ids;
-    if (std::find(all.begin(), all.end(), id) == all.end()) all.push_back(id);
-  }
-  // The job id of shard i's latest attempt (the newest array with its log, when re-attached).
-  std::string LastArrayOf(int i) const {
-    if (auto it = array_of_.find(i); it != array_of_.end()) return it->second;
-    for (auto id = arrays_.rbegin(); id != arrays_.rend(); ++id) {
-      if (::access(work_.Log(i, *id).c_str(), F_OK) == 0) return *id;
-    }
-    return arrays_.empty() ? "" : arrays_.front();
-  }
-
-  SlurmCommands& slurm_;
-  const WorkFolder work_;
-  const std::string name_;  // the arrays' SLURM job name: "stackproc-JOB-PHASE"
-  Execution execution_;
-  std::vector<std::string> arrays_;  // this phase's, oldest first
-  std::vector<core::ZRange> ranges_;
-  std::vector<int> attempts_;            // per shard
-  std::map<int, std::string> array_of_;  // shard -> the array of its latest attempt (this run)
-  std::string retried_, refused_;
-};
-
-}  // namespace
 
 namespace {
 
@@ -332,10 +168,10 @@ class ShardedJob {
     }
     job_.SetExecution(run.execution());
     recorder_.Save(job_);
-    recorder_.Log(job_.Snapshot(), fresh ? "shards_submitted" : "shards_reattached",
-                  absl::StrCat(" phase=", work.phase, " slurm_jobs=",
-                               absl::StrJoin(run.arrays(), ","), " shards=", s_.execution.shards,
-                               " work=", Quote(work.path)));
+    recorder_.Log(
+        job_.Snapshot(), fresh ? "shards_submitted" : "shards_reattached",
+        absl::StrCat(" phase=", work.phase, " slurm_jobs=", absl::StrJoin(run.arrays(), ","),
+                     " shards=", s_.execution.shards, " work=", Quote(work.path)));
     return std::nullopt;
   }
 

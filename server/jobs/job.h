@@ -19,8 +19,8 @@
 #include "absl/time/time.h"
 #include "core/base/cancel.h"
 #include "core/exec/engine.h"
-#include "core/process/process_file.h"
 #include "core/pipeline/operation_registry.h"
+#include "core/process/process_file.h"
 #include "core/stack/stack.h"
 #include "core/tiff/tiff_writer.h"
 

@@ -78,10 +78,10 @@ void JobManager::WorkerLoop() {
         s.spec.streamed || s.execution.executor == Executor::kSlurm) {
       auto ended = std::make_shared<std::atomic<bool>>(false);
       own_threads_.push_back({std::thread([this, job, memory, ended] {
-                                   Run(*job, memory);
-                                   ended->store(true);
-                                 }),
-                                 ended});
+                                Run(*job, memory);
+                                ended->store(true);
+                              }),
+                              ended});
       continue;
     }
     ++busy_workers_;

@@ -69,16 +69,7 @@ uint64_t RssKib(int pid) {
 
 v1::SubmitJobRequest PathJob(const std::string& input, const std::vector<std::string>& ops,
                              const std::string& output) {
-  v1::SubmitJobRequest request;
-  request.mutable_spec()->set_input_path(input);
-  for (const std::string& op : ops) *request.mutable_spec()->add_ops() = *client::ParseOpText(op);
-  if (output.empty()) {
-    request.mutable_spec()->mutable_output()->mutable_in_memory();
-  } else {
-    request.mutable_spec()->mutable_output()->set_path(output);
-    request.mutable_spec()->mutable_output()->set_overwrite(true);
-  }
-  return request;
+  return *client::PathJobRequest(input, ops, output, /*overwrite=*/true);
 }
 
 // Receives a streamed result and compares it with `expected` slice by slice.

@@ -8,9 +8,9 @@
 #include <fstream>
 
 #include "core/base/status_macros.h"
-#include "core/process/process_file.h"
 #include "core/io/sequence_io.h"
 #include "core/io/tiff_io.h"
+#include "core/process/process_file.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"
 

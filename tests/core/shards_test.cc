@@ -11,9 +11,9 @@
 #include <fstream>
 
 #include "core/io/formats.h"
-#include "core/process/process_file.h"
 #include "core/io/tiff_io.h"
 #include "core/pipeline/pipeline.h"
+#include "core/process/process_file.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"
 

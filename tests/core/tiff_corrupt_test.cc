@@ -200,11 +200,13 @@ TEST_F(CorruptTiffTest, StackByteLimit) {
   ReadOptions options;
   options.limits.max_stack_bytes = 4096;
   EXPECT_THAT(ReadTiff(dir_.File("s.tif"), options),
-              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("limit of 4096 bytes (--max-stack-bytes)")));
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("limit of 4096 bytes (--max-stack-bytes)")));
   options.limits = {};
   options.limits.max_pages = 3;
   EXPECT_THAT(ReadTiff(dir_.File("s.tif"), options),
-              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("more than 3 slices, the limit per stack (--max-slices)")));
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("more than 3 slices, the limit per stack (--max-slices)")));
 }
 
 TEST_F(CorruptTiffTest, UnsupportedSampleFormats) {

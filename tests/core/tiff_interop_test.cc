@@ -10,8 +10,8 @@
 #include <sstream>
 #include <vector>
 
-#include "core/process/process_file.h"
 #include "core/io/tiff_io.h"
+#include "core/process/process_file.h"
 #include "core/tiff/tiff_reader.h"
 #include "core/tiff/tiff_writer.h"
 #include "tests/test_util/status_matchers.h"

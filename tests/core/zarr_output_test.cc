@@ -9,10 +9,10 @@
 #include <fstream>
 
 #include "core/io/formats.h"
-#include "core/process/process_file.h"
 #include "core/io/stack_io.h"
 #include "core/io/tiff_io.h"
 #include "core/io/zarr_io.h"
+#include "core/process/process_file.h"
 #include "core/stack/voxel_size.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"

@@ -44,7 +44,7 @@ class FakeSlurm final : public server::SlurmCommands {
         --refusals;
         const std::string message = "sbatch refused the shards: " + refusal;
         return server::SubmitMayPass(refusal) ? absl::UnavailableError(message)
-                                               : absl::FailedPreconditionError(message);
+                                              : absl::FailedPreconditionError(message);
       }
       id = absl::StrCat(next_id_++);
       int first = 0, last = 0;
@@ -138,12 +138,12 @@ class FakeSlurm final : public server::SlurmCommands {
     }
     if (task.state != server::TaskState::kRunning) return;
     task.state = server::TaskState::kEnded;
-    const std::string log = absl::StrReplaceAll(
-        task.log, {{"%a", absl::StrCat(task.index)}, {"%A", task.array}});
+    const std::string log =
+        absl::StrReplaceAll(task.log, {{"%a", absl::StrCat(task.index)}, {"%A", task.array}});
     if (fate(task.name, task.index, task.attempt) == Fate::kNodeFail) {
-      (void)server::RunCommand({"/bin/sh", "-c",
-                                "printf 'on fake-node\\nslurmstepd: *** node died ***\\n' >> \"$0\"",
-                                log});
+      (void)server::RunCommand(
+          {"/bin/sh", "-c", "printf 'on fake-node\\nslurmstepd: *** node died ***\\n' >> \"$0\"",
+           log});
       task.slurm_state = "NODE_FAIL";
       return;
     }
@@ -152,8 +152,8 @@ class FakeSlurm final : public server::SlurmCommands {
     // test's concern.)
     absl::StatusOr<server::CommandResult> run = server::RunCommand(
         {"env", absl::StrCat("SLURM_ARRAY_TASK_ID=", task.index),
-         absl::StrCat("SLURM_ARRAY_JOB_ID=", task.array), "TSAN_OPTIONS=report_bugs=0",
-         "/bin/sh", "-c", "exec /bin/sh \"$0\" >> \"$1\" 2>&1", task.script, log});
+         absl::StrCat("SLURM_ARRAY_JOB_ID=", task.array), "TSAN_OPTIONS=report_bugs=0", "/bin/sh",
+         "-c", "exec /bin/sh \"$0\" >> \"$1\" 2>&1", task.script, log});
     task.slurm_state = run.ok() && run->exit_code == 0 ? "COMPLETED" : "FAILED";
   }
 

@@ -6,8 +6,8 @@
 #include <fstream>
 
 #include "core/io/tiff_io.h"
-#include "server/jobs/job_store.h"
 #include "server/api/proto_convert.h"
+#include "server/jobs/job_store.h"
 #include "tests/server/service_fixture.h"
 
 namespace stackproc {

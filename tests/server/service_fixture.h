@@ -54,15 +54,9 @@ class ServiceTest : public ::testing::Test {
 
   static v1::SubmitJobRequest Request(const std::string& input, const std::vector<std::string>& ops,
                                       const std::string& output) {
-    v1::SubmitJobRequest request;
-    request.mutable_spec()->set_input_path(input);
-    for (const std::string& op : ops) *request.mutable_spec()->add_ops() = *client::ParseOpText(op);
-    if (output.empty()) {
-      request.mutable_spec()->mutable_output()->mutable_in_memory();
-    } else {
-      request.mutable_spec()->mutable_output()->set_path(output);
-    }
-    return request;
+    absl::StatusOr<v1::SubmitJobRequest> request = client::PathJobRequest(input, ops, output);
+    EXPECT_OK(request);
+    return request.value_or(v1::SubmitJobRequest());
   }
 
   // The core's own result for the same input and pipeline: the reference.

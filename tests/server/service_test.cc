@@ -8,10 +8,10 @@
 #include <thread>
 
 #include "client/client.h"
-#include "core/process/process_file.h"
 #include "core/io/stack_io.h"
 #include "core/io/tiff_io.h"
 #include "core/pipeline/operation_registry.h"
+#include "core/process/process_file.h"
 #include "core/tiff/tiff_reader.h"
 #include "core/tiff/tiff_writer.h"
 #include "server/api/server.h"

@@ -4,6 +4,8 @@
 // sbatch and the job table) and starting again, and a cancel in each phase. Each finished job's
 // output must be byte for byte what the server's own threads make (LocalExecutor), and a job that
 // does not finish leaves nothing beside its output. (tests/slurm/ runs a real cluster.)
+#include "server/executors/slurm_executor.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -15,7 +17,6 @@
 #include "core/io/tiff_io.h"
 #include "core/process/process_file.h"
 #include "server/executors/local_executor.h"
-#include "server/executors/slurm_executor.h"
 #include "tests/server/fake_slurm.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"
@@ -69,7 +70,8 @@ std::string Bytes(const std::string& path) {
 class SlurmExecutorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const core::Stack input = ::stackproc::testing::MakeStack({12, 48, 64}, core::PixelType::kUint16);
+    const core::Stack input =
+        ::stackproc::testing::MakeStack({12, 48, 64}, core::PixelType::kUint16);
     ASSERT_OK(core::WriteTiff(root_.File("in.tif"), input));
     resolver_ = std::make_unique<server::PathResolver>(*server::PathResolver::Create(root_.path()));
     options_.worker = STACKPROC_LOCAL;
@@ -150,10 +152,10 @@ TEST_F(SlurmExecutorTest, AShardWhoseNodeDiesIsSubmittedAgainAloneAndTheOutputIs
   EXPECT_EQ(fake_->Submitted("stackproc-job1-shard"), 2);  // the array, then shard 1 alone
   EXPECT_EQ(job->Snapshot().execution.shards_failed, 1);
   EXPECT_EQ(job->Snapshot().execution.slurm_job_ids.size(), 2u);
-  EXPECT_THAT(recorder.Events(),
-              AllOf(HasSubstr("shard_retried"), HasSubstr("shard 1 of 3 (slices 4-7) failed on "
-                                                          "fake-node (NODE_FAIL)"),
-                    HasSubstr("node died")));
+  EXPECT_THAT(recorder.Events(), AllOf(HasSubstr("shard_retried"),
+                                       HasSubstr("shard 1 of 3 (slices 4-7) failed on "
+                                                 "fake-node (NODE_FAIL)"),
+                                       HasSubstr("node died")));
   EXPECT_EQ(Entries(), (std::vector<std::string>{"in.tif", "out.tif"}));
 }
 
@@ -188,9 +190,9 @@ TEST_F(SlurmExecutorTest, ASubmitLimitIsWaitedOutAndShownInTheStage) {
   ASSERT_OK(RunOnCluster(*job, recorder).status);
   EXPECT_EQ(Bytes(root_.File("out.tif")), Local(Spec()));
   EXPECT_EQ(fake_->submit_calls(), 3);
-  EXPECT_THAT(stages, Contains(AllOf(HasSubstr("waiting to submit its shards"),
-                                     HasSubstr("QOSMaxSubmitJobPerUserLimit"),
-                                     HasSubstr("(attempt 3)"))));
+  EXPECT_THAT(stages,
+              Contains(AllOf(HasSubstr("waiting to submit its shards"),
+                             HasSubstr("QOSMaxSubmitJobPerUserLimit"), HasSubstr("(attempt 3)"))));
   EXPECT_THAT(recorder.Events(), HasSubstr("sbatch_refused"));
 }
 
@@ -287,17 +289,18 @@ TEST_F(SlurmExecutorTest, ACancelInEachPhaseCancelsTheTasksAndLeavesNothing) {
         job->RequestCancel();
       });
       Recorder recorder;
-      EXPECT_THAT(RunOnCluster(*job, recorder).status, StatusIs(absl::StatusCode::kCancelled, HasSubstr("cancelled")));
+      EXPECT_THAT(RunOnCluster(*job, recorder).status,
+                  StatusIs(absl::StatusCode::kCancelled, HasSubstr("cancelled")));
       canceller.join();
     } else {
       fake_->on_poll = [&](int poll) {
         if (poll == cancel_at) job->RequestCancel();
       };
       Recorder recorder;
-      EXPECT_THAT(RunOnCluster(*job, recorder).status,
-                  StatusIs(absl::StatusCode::kCancelled,
-                           HasSubstr(cancel_at == 4 ? "assembly cancelled"
-                                                    : "cancelled on the cluster")));
+      EXPECT_THAT(
+          RunOnCluster(*job, recorder).status,
+          StatusIs(absl::StatusCode::kCancelled,
+                   HasSubstr(cancel_at == 4 ? "assembly cancelled" : "cancelled on the cluster")));
     }
     EXPECT_EQ(fake_->Unfinished(), 0);
     EXPECT_EQ(Entries(), std::vector<std::string>{"in.tif"});

@@ -59,55 +59,72 @@ absl::string_view ProcessModeName(ProcessMode mode) {
   return "auto";
 }
 
-absl::StatusOr<ProcessPlan> PlanProcess(const ProcessRequest& request, int concurrency) {
+absl::StatusOr<ProcessPlan> PlanSource(std::shared_ptr<SliceSource> source,
+                                       const ProcessRequest& request,
+                                       std::optional<SinkTraits> sink, int concurrency) {
   ProcessPlan plan;
   STACKPROC_ASSIGN_OR_RETURN(plan.pipeline, Pipeline::Create(request.ops));
-  SinkTraits sink;
-  if (!request.output_path.empty()) {
-    STACKPROC_ASSIGN_OR_RETURN(OutputName output, ParseOutputName(request.output_path));
-    STACKPROC_RETURN_IF_ERROR(ValidateOutput(output, request.write));
-    sink = OutputTraits(output, request.write);
-  }
-  STACKPROC_ASSIGN_OR_RETURN(plan.source, OpenRequestInput(request));
-  plan.source_depth = plan.source->info().shape.depth;
-  // A whole-stack step with its statistics given runs like a per-slice one.
-  const bool whole_stack = plan.pipeline.NeedsWholeStack() && !request.stack_stats;
-  if (request.z_range) {
-    if (whole_stack) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          plan.pipeline.ToString(), " needs the whole stack: it cannot run on a z-range"));
-    }
-    STACKPROC_ASSIGN_OR_RETURN(plan.source, ZRangeSource::Create(plan.source, *request.z_range));
-  }
+  plan.source = std::move(source);
   plan.input = plan.source->info();
-  STACKPROC_ASSIGN_OR_RETURN(plan.formats, plan.pipeline.Plan(SliceFormat::Of(
-                                               plan.input.shape, plan.input.type)));
+  plan.source_depth = plan.input.shape.depth;
+  STACKPROC_ASSIGN_OR_RETURN(
+      plan.formats, plan.pipeline.Plan(SliceFormat::Of(plan.input.shape, plan.input.type)));
   plan.output_shape = {plan.input.shape.depth, plan.formats.back().height,
                        plan.formats.back().width};
   plan.output_type = plan.formats.back().type;
-
-  if (request.stack_stats)
+  if (request.stack_stats) {
     STACKPROC_RETURN_IF_ERROR(StatsStep(plan.pipeline, plan.formats).status());
-  const bool can_stream = !request.output_path.empty() && !whole_stack;
+  }
+  // A whole-stack step with its statistics given runs like a per-slice one.
+  const bool whole_stack = plan.pipeline.NeedsWholeStack() && !request.stack_stats;
+  const bool can_stream = sink.has_value() && !whole_stack;
   if (request.mode == ProcessMode::kStreaming && !can_stream) {
     return absl::InvalidArgumentError(
-        request.output_path.empty()
-            ? "streaming needs an output file: a result kept in memory is the whole stack"
-            : absl::StrCat(plan.pipeline.ToString(),
-                           " needs the whole stack: it cannot run page by page"));
+        !sink ? "streaming needs an output file: a result kept in memory is the whole stack"
+              : absl::StrCat(plan.pipeline.ToString(),
+                             " needs the whole stack: it cannot run page by page"));
   }
   // Streaming whenever the job allows: it reuses a window of buffers instead of faulting in a
   // stack's worth of fresh memory, overlaps reading and writing with processing, and its
   // memory does not grow with the stack.
   plan.mode = request.mode == ProcessMode::kInMemory || !can_stream ? ProcessMode::kInMemory
                                                                     : ProcessMode::kStreaming;
+  const SourceTraits traits = plan.source->traits();
+  const int64_t depth = plan.input.shape.depth;
   if (plan.mode == ProcessMode::kStreaming) {
-    plan.memory_bytes = PlanWindow(plan.formats, plan.input.shape.depth, request.window_bytes,
-                                   concurrency, plan.source->traits(), sink)
-                            .memory_bytes;
+    plan.memory_bytes =
+        PlanWindow(plan.formats, depth, request.window_bytes, concurrency, traits, *sink)
+            .memory_bytes;
+  } else if (traits.fed) {
+    STACKPROC_ASSIGN_OR_RETURN(
+        plan.memory_bytes, PlanRunMemory(plan.pipeline, plan.formats, depth, request.window_bytes,
+                                         concurrency, traits, sink.value_or(SinkTraits{})));
   } else {
     STACKPROC_ASSIGN_OR_RETURN(plan.memory_bytes, StackPeakBytes(plan.input.shape, plan.formats));
   }
+  return plan;
+}
+
+absl::StatusOr<ProcessPlan> PlanProcess(const ProcessRequest& request, int concurrency) {
+  STACKPROC_ASSIGN_OR_RETURN(Pipeline pipeline, Pipeline::Create(request.ops));
+  std::optional<SinkTraits> sink;
+  if (!request.output_path.empty()) {
+    STACKPROC_ASSIGN_OR_RETURN(OutputName output, ParseOutputName(request.output_path));
+    STACKPROC_RETURN_IF_ERROR(ValidateOutput(output, request.write));
+    sink = OutputTraits(output, request.write);
+  }
+  STACKPROC_ASSIGN_OR_RETURN(std::shared_ptr<SliceSource> source, OpenRequestInput(request));
+  const int64_t source_depth = source->info().shape.depth;
+  if (request.z_range) {
+    if (pipeline.NeedsWholeStack() && !request.stack_stats) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(pipeline.ToString(), " needs the whole stack: it cannot run on a z-range"));
+    }
+    STACKPROC_ASSIGN_OR_RETURN(source, ZRangeSource::Create(source, *request.z_range));
+  }
+  STACKPROC_ASSIGN_OR_RETURN(ProcessPlan plan,
+                             PlanSource(std::move(source), request, sink, concurrency));
+  plan.source_depth = source_depth;
   return plan;
 }
 

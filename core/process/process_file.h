@@ -9,8 +9,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "core/exec/engine.h"
-#include "core/process/shards.h"
 #include "core/pipeline/pipeline.h"
+#include "core/process/shards.h"
 #include "core/tiff/tiff_reader.h"
 #include "core/tiff/tiff_writer.h"
 
@@ -70,9 +70,19 @@ struct ProcessPlan {
   PixelType output_type = PixelType::kUint8;
 };
 
-// Parses the pipeline, opens and validates the input, checks that the pipeline takes its slices and
-// picks the mode. `concurrency`: the threads the run will use (per-thread scratch counts in
-// memory_bytes). InvalidArgument when kStreaming is asked for a job that cannot stream.
+// The one planner of a run: `request`'s pipeline over `source` (a file's, a streamed upload's),
+// into a sink with `sink`'s traits (nullopt: the result kept in memory). Checks that the pipeline
+// takes the source's slices, works out the output and picks the mode and the memory: streaming
+// whenever the job allows; in memory, a source fed from outside runs as it comes (PlanRunMemory),
+// any other is read whole first (StackPeakBytes). `concurrency`: the threads the run will use
+// (per-thread scratch counts in memory_bytes). InvalidArgument when kStreaming is asked for a
+// job that cannot stream. (request.input_path and z_range are PlanProcess's.)
+absl::StatusOr<ProcessPlan> PlanSource(std::shared_ptr<SliceSource> source,
+                                       const ProcessRequest& request,
+                                       std::optional<SinkTraits> sink, int concurrency);
+
+// PlanSource of the request's input (any format formats.h reads, `z_range` of it), into its
+// output (checked: a name a format writes, options it takes) or kept in memory.
 absl::StatusOr<ProcessPlan> PlanProcess(const ProcessRequest& request, int concurrency);
 
 struct ProcessSummary {

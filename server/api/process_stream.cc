@@ -97,7 +97,7 @@ absl::Status ProcessStreamReactor::StartJob(const v1::StreamHeader& header) {
   spec.uploaded_from = PeerHost(context_->peer());
   auto feed = std::make_shared<core::FeedSource>(input);
   auto drain = std::make_shared<core::DrainSink>();
-  STACKPROC_ASSIGN_OR_RETURN(job_, jobs_.SubmitStream(spec, input, {feed, drain}));
+  STACKPROC_ASSIGN_OR_RETURN(job_, jobs_.SubmitStream(spec, {feed, drain}));
   feed_ = std::move(feed);
   drain_ = std::move(drain);
   const JobSnapshot s = job_->Snapshot();

@@ -3,8 +3,8 @@
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
 #include "core/io/formats.h"
-#include "core/process/process_file.h"
 #include "core/pipeline/pipeline.h"
+#include "core/process/process_file.h"
 #include "core/tiff/tiff_reader.h"
 #include "server/jobs/job_manager.h"
 #include "server/jobs/job_manager_util.h"
@@ -21,11 +21,9 @@ absl::StatusOr<std::shared_ptr<Job>> JobManager::Submit(const JobSpec& spec,
   return job;
 }
 
-absl::StatusOr<std::shared_ptr<Job>> JobManager::SubmitStream(const JobSpec& spec,
-                                                              const core::StackInfo& input,
-                                                              JobIo io) {
+absl::StatusOr<std::shared_ptr<Job>> JobManager::SubmitStream(const JobSpec& spec, JobIo io) {
   absl::StatusOr<std::shared_ptr<Job>> job = [&]() -> absl::StatusOr<std::shared_ptr<Job>> {
-    STACKPROC_ASSIGN_OR_RETURN(JobSnapshot initial, PlanStream(spec, input));
+    STACKPROC_ASSIGN_OR_RETURN(JobSnapshot initial, PlanStream(spec, io));
     std::lock_guard lock(mutex_);
     if (!accepting_) return absl::UnavailableError("server is shutting down");
     STACKPROC_RETURN_IF_ERROR(CheckCallerLimits(initial.spec));
@@ -115,19 +113,19 @@ absl::StatusOr<JobSnapshot> JobManager::Replan(const JobSnapshot& old) const {
   return fresh;
 }
 
-absl::StatusOr<JobSnapshot> JobManager::PlanStream(const JobSpec& spec,
-                                                   const core::StackInfo& input) const {
+absl::StatusOr<JobSnapshot> JobManager::PlanStream(const JobSpec& spec, const JobIo& io) const {
+  const core::StackInfo& input = io.source->info();
   const core::StackShape& shape = input.shape;
   STACKPROC_RETURN_IF_ERROR(options_.limits.Check("header", shape, input.type));
   STACKPROC_ASSIGN_OR_RETURN(size_t stack_bytes, core::StackBytes(shape, input.type));
-  STACKPROC_ASSIGN_OR_RETURN(core::Pipeline pipeline, core::Pipeline::Create(spec.ops));
-  const core::SliceFormat format = core::SliceFormat::Of(shape, input.type);
-  STACKPROC_ASSIGN_OR_RETURN(std::vector<core::SliceFormat> formats, pipeline.Plan(format));
+  core::ProcessRequest request;
+  request.ops = spec.ops;
+  request.window_bytes = options_.stream_window_bytes;
   STACKPROC_ASSIGN_OR_RETURN(
-      uint64_t memory,
-      core::PlanRunMemory(pipeline, formats, shape.depth, options_.stream_window_bytes,
-                          local_->concurrency(), {.fed = true}, {.lends = true}));
-  const bool whole = pipeline.NeedsWholeStack();
+      core::ProcessPlan plan,
+      core::PlanSource(io.source, request, io.sink->traits(), local_->concurrency()));
+  const uint64_t memory = plan.memory_bytes;
+  const bool whole = plan.pipeline.NeedsWholeStack();
   if (memory > options_.memory_budget) {
     return absl::ResourceExhaustedError(
         whole ? absl::StrCat("the pipeline has a whole-stack step (normalize:scope=stack), so the "
@@ -146,10 +144,10 @@ absl::StatusOr<JobSnapshot> JobManager::PlanStream(const JobSpec& spec,
   job.create_time = absl::Now();
   job.input_shape = shape;
   job.input_type = input.type;
-  job.output_shape = {shape.depth, formats.back().height, formats.back().width};
-  job.output_type = formats.back().type;
+  job.output_shape = plan.output_shape;
+  job.output_type = plan.output_type;
   job.memory_bytes = memory;
-  job.mode = whole ? core::ProcessMode::kInMemory : core::ProcessMode::kStreaming;
+  job.mode = plan.mode;
   job.progress.slices_total = shape.depth;
   job.progress.bytes_total = stack_bytes;
   return job;

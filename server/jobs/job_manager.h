@@ -61,7 +61,7 @@ struct JobManagerOptions {
   // cluster as z-range shards (SlurmExecutor); the others still run here (LocalExecutor).
   Executor executor = Executor::kLocal;
   SlurmOptions slurm;
-  // The cluster's commands; null: the real sbatch, squeue and scancel (tests give a fake).
+  // The cluster's commands; null: the real ones (Slurm); tests give a fake.
   std::shared_ptr<SlurmCommands> slurm_commands;
 };
 
@@ -74,11 +74,10 @@ class JobManager final : private JobRecorder {
   absl::StatusOr<std::shared_ptr<Job>> Submit(const JobSpec& spec, const std::string& request_id);
   // Jobs by state and the queue's length, for the metrics.
   Metrics::JobCounts Counts() const;
-  // Queues a streamed job (ProcessStream): `input` is what its call announced, `io` the source
-  // the call feeds and the sink it drains. Validated like any job (limits, pipeline, memory),
+  // Queues a streamed job (ProcessStream): `io` is the source its call feeds (its info: what the
+  // call announced) and the sink it drains. Validated like any job (limits, pipeline, memory),
   // admitted and run like any job; it ends when its run does.
-  absl::StatusOr<std::shared_ptr<Job>> SubmitStream(const JobSpec& spec,
-                                                    const core::StackInfo& input, JobIo io);
+  absl::StatusOr<std::shared_ptr<Job>> SubmitStream(const JobSpec& spec, JobIo io);
   // Ends `job` with `status` if it is still queued; false when it runs or has ended.
   bool Dequeue(Job& job, const absl::Status& status);
 
@@ -140,8 +139,9 @@ class JobManager final : private JobRecorder {
   void ExpireResults(absl::Time now);
   void ForgetOldJobs();
   absl::StatusOr<std::shared_ptr<Job>> Admit(const JobSpec& spec, const std::string& request_id);
-  // A streamed job validated and planned (over the budget: ResourceExhausted).
-  absl::StatusOr<JobSnapshot> PlanStream(const JobSpec& spec, const core::StackInfo& input) const;
+  // A streamed job validated and planned by core's one planner, PlanSource (over the budget:
+  // ResourceExhausted).
+  absl::StatusOr<JobSnapshot> PlanStream(const JobSpec& spec, const JobIo& io) const;
   // Says in each queued job's stage why it waits: for a worker (all `max_running_jobs` busy),
   // for memory (the first; what holds the budget), or behind the first (mutex_ held).
   void ExplainQueue(bool free_worker);

@@ -82,7 +82,8 @@ cv::Mat GammaByHand(const cv::Mat& s, double g) {
   return r;
 }
 
-std::vector<Case> Cases() {
+// Smoothing, denoising and sharpening.
+std::vector<Case> FilterCases() {
   auto same = [](auto fn) { return std::function<cv::Mat(const cv::Mat&)>(fn); };
   return {
       {"gaussian:ksize=5", kAll, same([](const cv::Mat& s) {
@@ -131,6 +132,13 @@ std::vector<Case> Cases() {
       // 256 bins (the default): uint8 is OpenCV's own; uint16 is OpenCV's CLAHE on the slice's
       // range cut into 256 bins, each made its bin's first of 65536 levels, the clip scaled by
       // 65536 / 256 (as clahe.cc works it out).
+  };
+}
+
+// Contrast, intensity and thresholds.
+std::vector<Case> IntensityCases() {
+  auto same = [](auto fn) { return std::function<cv::Mat(const cv::Mat&)>(fn); };
+  return {
       {"clahe:clip=3,tiles=4", {U8, U16}, same([](const cv::Mat& s) {
          cv::Mat r;
          if (s.depth() == CV_8U) {
@@ -181,6 +189,13 @@ std::vector<Case> Cases() {
        })},
       // 131 x 97 halved as cv2.resize(fx=0.5, fy=0.5) halves it: sizes round half to even,
       // 65.5 -> 66 and 48.5 -> 48, and the pixels are sampled at exactly 0.5.
+  };
+}
+
+// Size, orientation, type and shape.
+std::vector<Case> GeometryCases() {
+  auto same = [](auto fn) { return std::function<cv::Mat(const cv::Mat&)>(fn); };
+  return {
       {"resize:scale=0.5,interp=area", kAll, same([](const cv::Mat& s) {
          cv::Mat r;
          cv::resize(s, r, {}, 0.5, 0.5, cv::INTER_AREA);
@@ -255,6 +270,15 @@ std::vector<Case> Cases() {
          return r;
        })},
   };
+}
+
+std::vector<Case> Cases() {
+  std::vector<Case> cases;
+  for (auto part : {FilterCases, IntensityCases, GeometryCases}) {
+    std::vector<Case> more = part();
+    cases.insert(cases.end(), more.begin(), more.end());
+  }
+  return cases;
 }
 
 TEST(OperationsTest, EveryOperationMatchesOpenCV) {

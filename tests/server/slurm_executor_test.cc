@@ -8,6 +8,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <tbb/global_control.h>
 
 #include <filesystem>
 #include <fstream>
@@ -130,6 +131,9 @@ class SlurmExecutorTest : public ::testing::Test {
     return names;
   }
 
+  // Under ThreadSanitizer: oneTBB's scheduler is not instrumented (it would hand tasks between
+  // threads unseen), so TBB runs every task on the thread that asks, as in job_manager_test.
+  const tbb::global_control no_tbb_workers_{tbb::global_control::max_allowed_parallelism, 1};
   ::stackproc::testing::TempDir root_;
   std::unique_ptr<server::PathResolver> resolver_;
   server::SlurmOptions options_;

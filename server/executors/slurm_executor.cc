@@ -208,7 +208,7 @@ class ShardedJob {
       }
       unreachable = false;
       if (!slices.ok()) return slices.status();
-      if (std::string retried = run.TakeRetried(); !retried.empty()) {
+      for (const std::string& retried : run.TakeRetried()) {
         recorder_.Log(job_.Snapshot(), "shard_retried", " reason=" + Quote(retried));
       }
       const std::string refused = run.TakeRefused();

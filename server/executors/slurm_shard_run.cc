@@ -128,13 +128,13 @@ absl::Status ShardRun::Retry(int i, const TaskInfo& info, int retries) {
   if (attempts_[i] > retries) {
     return absl::InternalError(absl::StrCat(failure, "; ", attempts_[i], " attempts"));
   }
-  retried_ = failure;
   absl::Status submitted = Submit(i, i);
   if (absl::IsUnavailable(submitted)) {  // a submit limit: the next poll tries again
     --execution_.shards_failed;          // counted once, when it is submitted
     refused_ = std::string(submitted.message());
     return absl::OkStatus();
   }
+  if (submitted.ok()) retried_.push_back(failure);
   return submitted;
 }
 

@@ -40,8 +40,9 @@ class ShardRun {
   // job fails, naming the shard, its slices, its node and the tail of its log.
   absl::StatusOr<int64_t> Poll(int retries);
 
-  // What Poll last retried, and why a retry waits to be submitted; cleared as they are read.
-  std::string TakeRetried() { return std::exchange(retried_, ""); }
+  // Why each shard Poll last retried failed, and why a retry waits to be submitted; cleared as
+  // they are read.
+  std::vector<std::string> TakeRetried() { return std::exchange(retried_, {}); }
   std::string TakeRefused() { return std::exchange(refused_, ""); }
 
   // Cancels the tasks, gives them kCancelWait to stop, and removes the work folder.
@@ -63,7 +64,8 @@ class ShardRun {
   std::vector<core::ZRange> ranges_;
   std::vector<int> attempts_;            // per shard
   std::map<int, std::string> array_of_;  // shard -> the array of its latest attempt (this run)
-  std::string retried_, refused_;
+  std::vector<std::string> retried_;
+  std::string refused_;
 };
 
 }  // namespace stackproc::server

@@ -135,166 +135,191 @@ Flags ParseFlags(int argc, char** argv) {
   return f;
 }
 
-int Main(int argc, char** argv) {
-  const Flags flags = ParseFlags(argc, argv);
-  core::KeepMessageBuffersInTheHeap();
+// One run of the load: its inputs, the core's results to check against, and what its threads
+// measure (under `mutex`).
+class Load {
+ public:
+  explicit Load(Flags flags) : flags_(std::move(flags)) {}
 
-  // Inputs under the server's data root, and the core's results to check against.
-  const std::vector<std::string> small_ops = {"gaussian:ksize=5", "invert"};
-  const std::vector<std::string> long_ops = {"bilateral:d=15,sigma_color=50,sigma_space=9"};
-  const core::Stack small =
-      Check(core::MakeSyntheticStack({8, 256, 256}, core::PixelType::kUint16, 3));
-  const core::Stack big =
-      Check(core::MakeSyntheticStack({flags.long_slices, 1024, 1024}, core::PixelType::kUint8, 4));
-  Check(core::WriteTiff(flags.data_root + "/load_small.tif", small));
-  Check(core::WriteTiff(flags.data_root + "/load_long.tif", big));
-  core::Pipeline small_pipeline = Check(core::Pipeline::Parse(small_ops));
-  core::Stack copy = Check(core::Stack::Allocate(small.shape(), small.pixel_type()));
-  std::memcpy(copy.data(), small.data(), small.size_bytes());
-  const core::Stack expected = Check(core::Execute(std::move(copy), small_pipeline));
-  std::vector<v1::OpSpec> stream_ops;
-  for (const std::string& op : small_ops) stream_ops.push_back(Check(client::ParseOpText(op)));
+  // Writes the inputs under the data root, works out the expected result, starts the long job.
+  void Prepare() {
+    small_ = Check(core::MakeSyntheticStack({8, 256, 256}, core::PixelType::kUint16, 3));
+    const core::Stack big = Check(
+        core::MakeSyntheticStack({flags_.long_slices, 1024, 1024}, core::PixelType::kUint8, 4));
+    Check(core::WriteTiff(flags_.data_root + "/load_small.tif", small_));
+    Check(core::WriteTiff(flags_.data_root + "/load_long.tif", big));
+    core::Pipeline small_pipeline = Check(core::Pipeline::Parse(kSmallOps));
+    core::Stack copy = Check(core::Stack::Allocate(small_.shape(), small_.pixel_type()));
+    std::memcpy(copy.data(), small_.data(), small_.size_bytes());
+    expected_ = Check(core::Execute(std::move(copy), small_pipeline));
+    for (const std::string& op : kSmallOps) stream_ops_.push_back(Check(client::ParseOpText(op)));
+    long_job_ = Check(control_.Submit(PathJob("load_long.tif", kLongOps, "load_long_out.tif")));
+  }
 
-  client::Client control(flags.server);
-  const v1::Job long_job =
-      Check(control.Submit(PathJob("load_long.tif", long_ops, "load_long_out.tif")));
+  // The clients and the streams until the time or the jobs run out, while a sampler reads the
+  // server's RSS and the long job's progress twice a second. Returns the exit code.
+  int Run() {
+    start_ = absl::Now();
+    deadline_ = start_ + absl::Seconds(flags_.seconds);
+    std::vector<std::thread> threads;
+    for (int c = 0; c < flags_.clients; ++c) threads.emplace_back([this, c] { SmallJobs(c); });
+    for (int s = 0; s < flags_.streams; ++s) threads.emplace_back([this] { Streams(); });
+    std::atomic<bool> clients_done{false};
+    std::thread sampler([&] {
+      while (!clients_done) {
+        rss_kib_.push_back(RssKib(flags_.server_pid));
+        absl::StatusOr<v1::Job> j = control_.Get(long_job_.id());
+        long_done_.push_back(j.ok() ? j->progress().slices_done() : -1);
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      }
+    });
+    for (std::thread& t : threads) t.join();
+    const double wall = absl::ToDoubleSeconds(absl::Now() - start_);
+    clients_done = true;
+    sampler.join();
+    const int code = Report(wall);
+    (void)control_.Cancel(long_job_.id());
+    return code;
+  }
 
-  std::mutex mutex;
-  std::vector<double> file_latency, memory_latency, stream_latency;
-  std::vector<std::string> errors;
-  auto error = [&](const std::string& what) {
-    std::lock_guard lock(mutex);
-    if (errors.size() < 20)
-      errors.push_back(what);
+ private:
+  const std::vector<std::string> kSmallOps = {"gaussian:ksize=5", "invert"};
+  const std::vector<std::string> kLongOps = {"bilateral:d=15,sigma_color=50,sigma_space=9"};
+
+  bool More() const { return absl::Now() < deadline_; }
+  void Error(const std::string& what) {
+    std::lock_guard lock(mutex_);
+    if (errors_.size() < 20)
+      errors_.push_back(what);
     else
-      errors.back() = absl::StrCat("... and more: ", what);
-  };
-  std::atomic<int> next_job{0};
-  std::atomic<bool> stop{false};
-  const absl::Time start = absl::Now();
-  const absl::Time deadline = start + absl::Seconds(flags.seconds);
-  auto more = [&] { return !stop && absl::Now() < deadline; };
-
-  std::vector<std::thread> threads;
-  for (int c = 0; c < flags.clients; ++c) {
-    threads.emplace_back([&, c] {
-      client::Client client(flags.server);  // a connection of its own
-      while (more()) {
-        const int n = next_job++;
-        if (n >= flags.jobs) return;
-        const bool to_file = n % 2 == 0;
-        const std::string output = to_file ? absl::StrCat("load_out_", c, ".tif") : "";
-        const absl::Time t0 = absl::Now();
-        absl::StatusOr<v1::Job> job = client.Submit(PathJob("load_small.tif", small_ops, output));
-        if (job.ok()) job = client.Watch(job->id(), nullptr);
-        if (!job.ok()) {
-          error(absl::StrCat("small job: ", job.status().ToString()));
-          continue;
-        }
-        if (job->state() != v1::JOB_STATE_SUCCEEDED) {
-          error(absl::StrCat("small job ", job->id(), ": ", job->error().message()));
-          continue;
-        }
-        absl::StatusOr<core::Stack> result =
-            to_file ? core::ReadTiff(flags.data_root + "/" + output) : client.Download(job->id());
-        const double seconds = absl::ToDoubleSeconds(absl::Now() - t0);
-        if (!result.ok() || std::memcmp(result->data(), expected.data(), expected.size_bytes())) {
-          error(absl::StrCat("small job ", job->id(), ": result differs from the core's"));
-          continue;
-        }
-        if (!to_file) {
-          if (absl::Status s = client.Delete(job->id()); !s.ok()) error(s.ToString());
-        }
-        std::lock_guard lock(mutex);
-        (to_file ? file_latency : memory_latency).push_back(seconds);
-      }
-    });
-  }
-  for (int s = 0; s < flags.streams; ++s) {
-    threads.emplace_back([&] {
-      client::Client client(flags.server);
-      client::Client::StreamSource source;
-      source.shape = small.shape();
-      source.type = small.pixel_type();
-      source.read_slice = [&](int64_t z, uint8_t* dst) {
-        std::memcpy(dst, small.slice_data(z), small.slice_bytes());
-        return absl::OkStatus();
-      };
-      while (more()) {
-        CheckingSink sink(expected);
-        const absl::Time t0 = absl::Now();
-        absl::StatusOr<v1::Job> job = client.ProcessStream(source, stream_ops, sink, nullptr);
-        if (!job.ok() || job->state() != v1::JOB_STATE_SUCCEEDED) {
-          error(absl::StrCat("stream: ",
-                             job.ok() ? job->error().message() : job.status().ToString()));
-          continue;
-        }
-        std::lock_guard lock(mutex);
-        stream_latency.push_back(absl::ToDoubleSeconds(absl::Now() - t0));
-      }
-    });
+      errors_.back() = absl::StrCat("... and more: ", what);
   }
 
-  // The sampler: server RSS and the long job's progress, twice a second, until the clients end.
-  std::vector<uint64_t> rss_kib;
-  std::vector<int64_t> long_done;
-  std::atomic<bool> clients_done{false};
-  std::thread sampler([&] {
-    while (!clients_done) {
-      rss_kib.push_back(RssKib(flags.server_pid));
-      absl::StatusOr<v1::Job> j = control.Get(long_job.id());
-      long_done.push_back(j.ok() ? j->progress().slices_done() : -1);
-      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  // Client `c`: small path jobs one after another, to a file and kept in memory in turn.
+  void SmallJobs(int c) {
+    client::Client client(flags_.server);  // a connection of its own
+    while (More()) {
+      const int n = next_job_++;
+      if (n >= flags_.jobs) return;
+      const bool to_file = n % 2 == 0;
+      const std::string output = to_file ? absl::StrCat("load_out_", c, ".tif") : "";
+      const absl::Time t0 = absl::Now();
+      absl::StatusOr<v1::Job> job = client.Submit(PathJob("load_small.tif", kSmallOps, output));
+      if (job.ok()) job = client.Watch(job->id(), nullptr);
+      if (!job.ok()) {
+        Error(absl::StrCat("small job: ", job.status().ToString()));
+        continue;
+      }
+      if (job->state() != v1::JOB_STATE_SUCCEEDED) {
+        Error(absl::StrCat("small job ", job->id(), ": ", job->error().message()));
+        continue;
+      }
+      absl::StatusOr<core::Stack> result =
+          to_file ? core::ReadTiff(flags_.data_root + "/" + output) : client.Download(job->id());
+      const double seconds = absl::ToDoubleSeconds(absl::Now() - t0);
+      if (!result.ok() || std::memcmp(result->data(), expected_.data(), expected_.size_bytes())) {
+        Error(absl::StrCat("small job ", job->id(), ": result differs from the core's"));
+        continue;
+      }
+      if (!to_file) {
+        if (absl::Status s = client.Delete(job->id()); !s.ok()) Error(s.ToString());
+      }
+      std::lock_guard lock(mutex_);
+      (to_file ? file_latency_ : memory_latency_).push_back(seconds);
     }
-  });
-  for (std::thread& t : threads) t.join();
-  const double wall = absl::ToDoubleSeconds(absl::Now() - start);
-  clients_done = true;
-  sampler.join();
-  const v1::Job long_now = Check(control.Get(long_job.id()));
+  }
 
-  const size_t small_jobs = file_latency.size() + memory_latency.size();
-  std::vector<double> all = file_latency;
-  all.insert(all.end(), memory_latency.begin(), memory_latency.end());
-  absl::PrintF("stackproc-load: %d clients, %d streams, %.1f s, long job %s (%s)\n", flags.clients,
-               flags.streams, wall, long_job.id(), long_ops[0]);
-  absl::PrintF(
-      "small path jobs     %5zu done  %6.1f jobs/s  latency p50 %.3f s  p99 %.3f s  max %.3f s\n",
-      small_jobs, small_jobs / wall, Percentile(all, 0.5), Percentile(all, 0.99),
-      Percentile(all, 1.0));
-  absl::PrintF("  to a file         %5zu       p50 %.3f s  p99 %.3f s\n", file_latency.size(),
-               Percentile(file_latency, 0.5), Percentile(file_latency, 0.99));
-  absl::PrintF("  in memory + read  %5zu       p50 %.3f s  p99 %.3f s\n", memory_latency.size(),
-               Percentile(memory_latency, 0.5), Percentile(memory_latency, 0.99));
-  absl::PrintF("streamed jobs       %5zu done  %6.1f jobs/s  latency p50 %.3f s  p99 %.3f s\n",
-               stream_latency.size(), stream_latency.size() / wall, Percentile(stream_latency, 0.5),
-               Percentile(stream_latency, 0.99));
-  std::vector<double> rss_mib;
-  for (uint64_t k : rss_kib) rss_mib.push_back(static_cast<double>(k) / 1024);
-  std::string over_time;
-  const size_t step = std::max<size_t>(1, rss_mib.size() / 10);
-  for (size_t i = 0; i < rss_mib.size(); i += step)
-    absl::StrAppendFormat(&over_time, " %.0f", rss_mib[i]);
-  absl::PrintF("server RSS MiB      first %.0f  median %.0f  max %.0f  last %.0f  (over time:%s)\n",
-               rss_mib.empty() ? 0 : rss_mib.front(), Percentile(rss_mib, 0.5),
-               Percentile(rss_mib, 1.0), rss_mib.empty() ? 0 : rss_mib.back(), over_time);
-  const int64_t first_done = long_done.empty() ? 0 : long_done.front();
-  const int64_t last_done = long_done.empty() ? 0 : long_done.back();
-  absl::PrintF("long job            slices %lld -> %lld of %lld during the load (%s now)\n",
-               first_done, last_done, long_now.progress().slices_total(),
-               long_now.state() == v1::JOB_STATE_SUCCEEDED ? "succeeded"
-               : long_now.state() == v1::JOB_STATE_RUNNING ? "running"
-                                                           : "not running");
-  absl::PrintF("errors              %zu\n", errors.size());
-  for (const std::string& e : errors) absl::PrintF("  %s\n", e);
+  // A streaming client: the small stack through ProcessStream, checked as it comes back.
+  void Streams() {
+    client::Client client(flags_.server);
+    client::Client::StreamSource source;
+    source.shape = small_.shape();
+    source.type = small_.pixel_type();
+    source.read_slice = [&](int64_t z, uint8_t* dst) {
+      std::memcpy(dst, small_.slice_data(z), small_.slice_bytes());
+      return absl::OkStatus();
+    };
+    while (More()) {
+      CheckingSink sink(expected_);
+      const absl::Time t0 = absl::Now();
+      absl::StatusOr<v1::Job> job = client.ProcessStream(source, stream_ops_, sink, nullptr);
+      if (!job.ok() || job->state() != v1::JOB_STATE_SUCCEEDED) {
+        Error(
+            absl::StrCat("stream: ", job.ok() ? job->error().message() : job.status().ToString()));
+        continue;
+      }
+      std::lock_guard lock(mutex_);
+      stream_latency_.push_back(absl::ToDoubleSeconds(absl::Now() - t0));
+    }
+  }
 
-  // The long job must have moved on while the load ran (or finished within it).
-  const bool progressed = last_done > first_done || long_now.state() == v1::JOB_STATE_SUCCEEDED;
-  if (!progressed) absl::PrintF("FAIL: the long job did not progress during the load\n");
-  const bool bounded = flags.max_rss_mib == 0 || Percentile(rss_mib, 1.0) <= flags.max_rss_mib;
-  if (!bounded) absl::PrintF("FAIL: the server's RSS exceeded %.0f MiB\n", flags.max_rss_mib);
-  (void)control.Cancel(long_job.id());
-  return errors.empty() && progressed && bounded && small_jobs > 0 ? 0 : 1;
+  // Prints what was measured; 0 when every job succeeded, the long job progressed and the
+  // server's RSS stayed within the bound.
+  int Report(double wall) {
+    const v1::Job long_now = Check(control_.Get(long_job_.id()));
+    const size_t small_jobs = file_latency_.size() + memory_latency_.size();
+    std::vector<double> all = file_latency_;
+    all.insert(all.end(), memory_latency_.begin(), memory_latency_.end());
+    absl::PrintF("stackproc-load: %d clients, %d streams, %.1f s, long job %s (%s)\n",
+                 flags_.clients, flags_.streams, wall, long_job_.id(), kLongOps[0]);
+    absl::PrintF(
+        "small path jobs     %5zu done  %6.1f jobs/s  latency p50 %.3f s  p99 %.3f s  max %.3f s\n",
+        small_jobs, small_jobs / wall, Percentile(all, 0.5), Percentile(all, 0.99),
+        Percentile(all, 1.0));
+    absl::PrintF("  to a file         %5zu       p50 %.3f s  p99 %.3f s\n", file_latency_.size(),
+                 Percentile(file_latency_, 0.5), Percentile(file_latency_, 0.99));
+    absl::PrintF("  in memory + read  %5zu       p50 %.3f s  p99 %.3f s\n", memory_latency_.size(),
+                 Percentile(memory_latency_, 0.5), Percentile(memory_latency_, 0.99));
+    absl::PrintF("streamed jobs       %5zu done  %6.1f jobs/s  latency p50 %.3f s  p99 %.3f s\n",
+                 stream_latency_.size(), stream_latency_.size() / wall,
+                 Percentile(stream_latency_, 0.5), Percentile(stream_latency_, 0.99));
+    std::vector<double> rss_mib;
+    for (uint64_t k : rss_kib_) rss_mib.push_back(static_cast<double>(k) / 1024);
+    std::string over_time;
+    const size_t step = std::max<size_t>(1, rss_mib.size() / 10);
+    for (size_t i = 0; i < rss_mib.size(); i += step)
+      absl::StrAppendFormat(&over_time, " %.0f", rss_mib[i]);
+    absl::PrintF(
+        "server RSS MiB      first %.0f  median %.0f  max %.0f  last %.0f  (over time:%s)\n",
+        rss_mib.empty() ? 0 : rss_mib.front(), Percentile(rss_mib, 0.5), Percentile(rss_mib, 1.0),
+        rss_mib.empty() ? 0 : rss_mib.back(), over_time);
+    const int64_t first_done = long_done_.empty() ? 0 : long_done_.front();
+    const int64_t last_done = long_done_.empty() ? 0 : long_done_.back();
+    absl::PrintF("long job            slices %lld -> %lld of %lld during the load (%s now)\n",
+                 first_done, last_done, long_now.progress().slices_total(),
+                 long_now.state() == v1::JOB_STATE_SUCCEEDED ? "succeeded"
+                 : long_now.state() == v1::JOB_STATE_RUNNING ? "running"
+                                                             : "not running");
+    absl::PrintF("errors              %zu\n", errors_.size());
+    for (const std::string& e : errors_) absl::PrintF("  %s\n", e);
+
+    // The long job must have moved on while the load ran (or finished within it).
+    const bool progressed = last_done > first_done || long_now.state() == v1::JOB_STATE_SUCCEEDED;
+    if (!progressed) absl::PrintF("FAIL: the long job did not progress during the load\n");
+    const bool bounded = flags_.max_rss_mib == 0 || Percentile(rss_mib, 1.0) <= flags_.max_rss_mib;
+    if (!bounded) absl::PrintF("FAIL: the server's RSS exceeded %.0f MiB\n", flags_.max_rss_mib);
+    return errors_.empty() && progressed && bounded && small_jobs > 0 ? 0 : 1;
+  }
+
+  const Flags flags_;
+  client::Client control_{flags_.server};
+  core::Stack small_, expected_;
+  std::vector<v1::OpSpec> stream_ops_;
+  v1::Job long_job_;
+  absl::Time start_, deadline_;
+  std::atomic<int> next_job_{0};
+  std::mutex mutex_;
+  std::vector<double> file_latency_, memory_latency_, stream_latency_;
+  std::vector<std::string> errors_;
+  std::vector<uint64_t> rss_kib_;  // the sampler's
+  std::vector<int64_t> long_done_;
+};
+
+int Main(int argc, char** argv) {
+  core::KeepMessageBuffersInTheHeap();
+  Load load(ParseFlags(argc, argv));
+  load.Prepare();
+  return load.Run();
 }
 
 }  // namespace

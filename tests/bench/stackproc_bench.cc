@@ -70,7 +70,7 @@ void Row(const std::string& what, double bytes, double seconds, double memcpy_mb
                note);
 }
 
-int Main(int argc, char** argv) {
+Options ParseOptions(int argc, char** argv) {
   Options o;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i], value = argv[i + 1];
@@ -93,36 +93,28 @@ int Main(int argc, char** argv) {
       Die(absl::InvalidArgumentError(absl::StrCat("unknown flag ", flag)));
     }
   }
-  const int cores = tbb::info::default_concurrency();
-  UseOnlyTheEnginesThreads();
-  {
-    // The first touch of memory this VM has never used costs a host page fault per page
-    // (~300-600 MB/s here). A long-running server reuses warm memory, so warm it up first
-    // and report the cold rate separately.
-    const size_t warm =
-        size_t(3) * static_cast<size_t>(o.shape.depth * o.shape.height * o.shape.width) * 4;
-    absl::Time t0 = absl::Now();
-    auto* p = static_cast<char*>(std::malloc(warm));
-    if (p == nullptr) Die(absl::ResourceExhaustedError("warm-up allocation"));
-    std::memset(p, 1, warm);
-    const double cold = absl::ToDoubleSeconds(absl::Now() - t0);
-    std::free(p);
-    absl::PrintF("first touch of fresh memory: %.0f MB/s (warmed %.0f MB)\n", warm / 1e6 / cold,
-                 warm / 1e6);
-  }
-  Stack stack = Check(MakeSyntheticStack(o.shape, o.type, 1));
+  return o;
+}
+
+// The first touch of memory this VM has never used costs a host page fault per page
+// (~300-600 MB/s here). A long-running server reuses warm memory, so warm it up first and
+// report the cold rate separately.
+void WarmUp(const Options& o) {
+  const size_t warm =
+      size_t(3) * static_cast<size_t>(o.shape.depth * o.shape.height * o.shape.width) * 4;
+  absl::Time t0 = absl::Now();
+  auto* p = static_cast<char*>(std::malloc(warm));
+  if (p == nullptr) Die(absl::ResourceExhaustedError("warm-up allocation"));
+  std::memset(p, 1, warm);
+  const double cold = absl::ToDoubleSeconds(absl::Now() - t0);
+  std::free(p);
+  absl::PrintF("first touch of fresh memory: %.0f MB/s (warmed %.0f MB)\n", warm / 1e6 / cold,
+               warm / 1e6);
+}
+
+// TIFF writes (libtiff's codec, parallel strips) and reads (into a new stack, into one reused).
+void BenchTiff(const Options& o, const Stack& stack, int cores, double memcpy_mbps) {
   const double bytes = static_cast<double>(stack.size_bytes());
-  absl::PrintF("stackproc-bench: %s %s stack, %.0f MB, %d cores, median of %d\n",
-               ShapeString(o.shape), PixelTypeName(o.type), bytes / 1e6, cores, o.reps);
-
-  std::vector<uint8_t> copy(stack.size_bytes());
-  std::memset(copy.data(), 0, copy.size());  // fault the pages in before timing
-  const double memcpy_s = MedianSeconds(
-      o.reps, nullptr, [&] { std::memcpy(copy.data(), stack.data(), stack.size_bytes()); });
-  const double memcpy_mbps = bytes / 1e6 / memcpy_s;
-  Row("memcpy (1 thread)", bytes, memcpy_s, memcpy_mbps);
-  copy = {};
-
   // TIFF I/O through the page cache (no fsync: that measures the disk, not our code).
   for (Compression c : {Compression::kNone, Compression::kDeflate, Compression::kZstd}) {
     const std::string path =
@@ -169,7 +161,11 @@ int Main(int argc, char** argv) {
         warm, memcpy_mbps);
     std::filesystem::remove(path);
   }
+}
 
+// Each operation, and a pipeline of three, on one thread and on every core.
+void BenchPipelines(const Options& o, const Stack& stack, int cores) {
+  const double bytes = static_cast<double>(stack.size_bytes());
   auto run_pipeline = [&](const std::vector<std::string>& specs, int threads) {
     tbb::task_arena arena(threads);
     Stack input;
@@ -200,8 +196,7 @@ int Main(int argc, char** argv) {
                absl::StrCat(cores, " threads"), "ratio");
   for (const auto& specs : pipelines) {
     Pipeline check = Check(Pipeline::Parse(specs));
-    if (!check.Plan({static_cast<int>(o.shape.height), static_cast<int>(o.shape.width), o.type})
-             .ok()) {
+    if (!check.Plan(SliceFormat::Of(o.shape, o.type)).ok()) {
       absl::PrintF("%-44s (not for %s)\n", check.ToString(), PixelTypeName(o.type));
       continue;
     }
@@ -209,6 +204,28 @@ int Main(int argc, char** argv) {
     const double all = bytes / 1e6 / run_pipeline(specs, cores);
     absl::PrintF("%-44s %9.0f %9.0f %6.2fx\n", check.ToString(), one, all, all / one);
   }
+}
+
+int Main(int argc, char** argv) {
+  const Options o = ParseOptions(argc, argv);
+  const int cores = tbb::info::default_concurrency();
+  UseOnlyTheEnginesThreads();
+  WarmUp(o);
+  Stack stack = Check(MakeSyntheticStack(o.shape, o.type, 1));
+  const double bytes = static_cast<double>(stack.size_bytes());
+  absl::PrintF("stackproc-bench: %s %s stack, %.0f MB, %d cores, median of %d\n",
+               ShapeString(o.shape), PixelTypeName(o.type), bytes / 1e6, cores, o.reps);
+
+  std::vector<uint8_t> copy(stack.size_bytes());
+  std::memset(copy.data(), 0, copy.size());  // fault the pages in before timing
+  const double memcpy_s = MedianSeconds(
+      o.reps, nullptr, [&] { std::memcpy(copy.data(), stack.data(), stack.size_bytes()); });
+  const double memcpy_mbps = bytes / 1e6 / memcpy_s;
+  Row("memcpy (1 thread)", bytes, memcpy_s, memcpy_mbps);
+  copy = {};
+
+  BenchTiff(o, stack, cores, memcpy_mbps);
+  BenchPipelines(o, stack, cores);
   return 0;
 }
 

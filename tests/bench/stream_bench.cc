@@ -63,34 +63,49 @@ double Median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-int Main(int argc, char** argv) {
+struct Options {
   std::string server;
   core::StackShape shape{256, 2048, 1024};
   core::PixelType type = core::PixelType::kUint16;
   std::vector<std::string> ops;
   int reps = 3;
+};
+
+Options ParseOptions(int argc, char** argv) {
+  Options o;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--server") {
-      server = value;
+      o.server = value;
     } else if (flag == "--shape") {
       std::vector<std::string> p = absl::StrSplit(value, 'x');
-      if (p.size() != 3 || !absl::SimpleAtoi(p[0], &shape.depth) ||
-          !absl::SimpleAtoi(p[1], &shape.height) || !absl::SimpleAtoi(p[2], &shape.width)) {
+      if (p.size() != 3 || !absl::SimpleAtoi(p[0], &o.shape.depth) ||
+          !absl::SimpleAtoi(p[1], &o.shape.height) || !absl::SimpleAtoi(p[2], &o.shape.width)) {
         Die(absl::InvalidArgumentError("--shape is DxHxW"));
       }
     } else if (flag == "--type") {
-      type = Check(core::ParsePixelType(value));
+      o.type = Check(core::ParsePixelType(value));
     } else if (flag == "--op") {
-      ops.push_back(value);
+      o.ops.push_back(value);
     } else if (flag == "--reps") {
-      if (!absl::SimpleAtoi(value, &reps) || reps < 1) Die(absl::InvalidArgumentError("--reps"));
+      if (!absl::SimpleAtoi(value, &o.reps) || o.reps < 1)
+        Die(absl::InvalidArgumentError("--reps"));
     } else {
       Die(absl::InvalidArgumentError(absl::StrCat("unknown flag ", flag)));
     }
   }
-  if (server.empty()) Die(absl::InvalidArgumentError("--server HOST:PORT is required"));
-  if (ops.empty()) ops.push_back("gaussian:ksize=5");
+  if (o.server.empty()) Die(absl::InvalidArgumentError("--server HOST:PORT is required"));
+  if (o.ops.empty()) o.ops.push_back("gaussian:ksize=5");
+  return o;
+}
+
+int Main(int argc, char** argv) {
+  const Options o = ParseOptions(argc, argv);
+  const std::string& server = o.server;
+  const core::StackShape& shape = o.shape;
+  const core::PixelType type = o.type;
+  const std::vector<std::string>& ops = o.ops;
+  const int reps = o.reps;
   core::KeepMessageBuffersInTheHeap();  // as the CLI does
 
   const core::Stack input = Check(core::MakeSyntheticStack(shape, type, 7));

@@ -158,6 +158,9 @@ class SliceSink {
 // uint8 stack, 2 threads, file to file: 4 slices 0.65 s, 32 slices 0.93 s; streamed over
 // loopback: 2-16 slices 1.0-1.1 GB/s, 64 slices 0.76 GB/s).
 inline constexpr int kSlicesPerThread = 2;
+// The memory a run's window may hold unless told otherwise (stackprocd --stream-window,
+// stackproc-local --window-mib).
+inline constexpr uint64_t kDefaultWindowBytes = uint64_t{256} << 20;
 
 // Whether a pass over slices of `formats` (Pipeline::Plan: the input's, then each step's
 // output) makes each result in its input's buffer: the two have one format and the pass has no
@@ -196,7 +199,7 @@ struct RunOptions {
   ProgressCallback on_progress;
   absl::Duration progress_interval = absl::Milliseconds(250);
   // The most memory for the slices in flight (PlanWindow).
-  uint64_t window_bytes = uint64_t{256} << 20;
+  uint64_t window_bytes = kDefaultWindowBytes;
   // The statistics of the pipeline's StatsStep summed over every slice (GatherStats of the
   // stack's ranges, added up): that step takes them, and the run streams in one pass instead
   // of holding its input.

@@ -49,7 +49,7 @@ struct ProcessRequest {
   WriteOptions write;       // compression, overwrite, sync; OME-Zarr chunks and pyramid
   StackLimits limits;
   ProcessMode mode = ProcessMode::kAuto;
-  uint64_t window_bytes = uint64_t{256} << 20;  // streaming: memory for the slices in flight
+  uint64_t window_bytes = kDefaultWindowBytes;  // streaming: memory for the slices in flight
   tbb::task_arena* arena = nullptr;
   const CancelToken* cancel = nullptr;
   ProgressCallback on_progress;

@@ -47,7 +47,7 @@ struct JobManagerOptions {
   // in-memory results, so that a server taking job after job keeps its memory bounded.
   int job_history = 10000;
   // Slices in flight per streaming job (streamed jobs, and path jobs run page by page).
-  uint64_t stream_window_bytes = uint64_t{256} << 20;
+  uint64_t stream_window_bytes = core::kDefaultWindowBytes;
   core::StackLimits limits;
   // Jobs one caller may have queued or running at once, and streamed jobs open at once (over
   // either: ResourceExhausted naming the flag).

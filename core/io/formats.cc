@@ -14,7 +14,8 @@
 #include "core/io/sequence_io.h"
 #include "core/io/stack_io.h"
 #include "core/io/tiff_io.h"
-#include "core/io/zarr_io.h"
+#include "core/io/zarr_sink.h"
+#include "core/io/zarr_source.h"
 
 namespace stackproc::core {
 

@@ -14,7 +14,7 @@
 #include "core/base/first_error.h"
 #include "core/base/status_macros.h"
 #include "core/io/formats.h"
-#include "core/io/zarr_io.h"
+#include "core/io/zarr_sink.h"
 #include "core/zarr/pyramid.h"
 
 namespace stackproc::core {

@@ -13,7 +13,7 @@
 #include "absl/strings/strip.h"
 #include "core/base/first_error.h"
 #include "core/base/status_macros.h"
-#include "core/io/zarr_io.h"
+#include "core/io/zarr_source.h"
 
 namespace stackproc::core {
 namespace {

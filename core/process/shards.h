@@ -5,7 +5,7 @@
 //   ZRangeSource     those slices of any source, as a stack of their own
 //   AssembleTiff     TIFF shards into one TIFF, their compressed strips copied as they are
 //
-// (OME-Zarr shards need no assembly: ranges aligned to chunks fill one store, zarr_io.h.)
+// (OME-Zarr shards need no assembly: ranges aligned to chunks fill one store, zarr_sink.h.)
 #pragma once
 
 #include <cstdint>

@@ -11,7 +11,7 @@
 namespace stackproc::core {
 
 // How an output is compressed. kDefault is the output format's own: none for TIFF and plane
-// sequences, blosc-lz4 for OME-Zarr (zarr_io.h: ZarrCodecFor).
+// sequences, blosc-lz4 for OME-Zarr (zarr_sink.h: ZarrCodecFor).
 enum class Compression { kDefault, kNone, kDeflate, kZstd, kLzw, kLz4 };
 
 // One row per codec: its name, its levels, and who writes it. Every check, help text, sink and

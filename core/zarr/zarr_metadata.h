@@ -17,6 +17,10 @@
 
 namespace stackproc::core {
 
+// The most bytes one chunk may hold, decoded: a larger one is refused before it is read (and
+// not written).
+inline constexpr int64_t kMaxChunkBytes = int64_t{1} << 30;
+
 // .zarray and .zattrs are small: a larger one is not what it claims to be.
 inline constexpr uint64_t kMaxZarrMetadataBytes = uint64_t{16} << 20;
 

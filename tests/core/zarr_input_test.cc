@@ -9,7 +9,7 @@
 #include <fstream>
 
 #include "core/io/formats.h"
-#include "core/io/zarr_io.h"
+#include "core/io/zarr_source.h"
 #include "core/process/process_file.h"
 #include "core/stack/voxel_size.h"
 #include "tests/test_util/status_matchers.h"

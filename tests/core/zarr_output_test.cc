@@ -11,7 +11,7 @@
 #include "core/io/formats.h"
 #include "core/io/stack_io.h"
 #include "core/io/tiff_io.h"
-#include "core/io/zarr_io.h"
+#include "core/io/zarr_sink.h"
 #include "core/process/process_file.h"
 #include "core/stack/voxel_size.h"
 #include "tests/test_util/status_matchers.h"

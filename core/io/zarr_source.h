@@ -1,0 +1,69 @@
+// OME-Zarr (NGFF 0.4 on Zarr v2) as a slice source: level 0 of an image's first multiscale, or a
+// plain array; chunked any way, with the codecs of zarr_codec.h, either byte order, fill values
+// for chunks never written. A z-chunk of several slices is decoded once, its chunks in parallel,
+// and kept until its slices are read.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/base/file.h"
+#include "core/exec/engine.h"
+#include "core/tiff/tiff_reader.h"
+#include "core/tiff/tiff_writer.h"
+#include "core/zarr/zarr_metadata.h"
+
+namespace stackproc::core {
+
+// Whether `path` names an OME-Zarr image or a Zarr array: a name ending in ".zarr" (or
+// ".zarr/"), or a folder holding a .zarray or a .zattrs.
+bool IsZarrPath(const Files& files, const std::string& path);
+
+class ZarrSource final : public SliceSource {
+ public:
+  // Reads the store's metadata (every file beneath `path` is opened through `files`) and
+  // validates it: InvalidArgument for what stackproc does not read (naming the file: a 4-D
+  // array, an unknown codec, a dtype...), ResourceExhausted beyond `limits`.
+  static absl::StatusOr<std::unique_ptr<ZarrSource>> Open(const Files& files,
+                                                          const std::string& path,
+                                                          const StackLimits& limits = {});
+
+  const StackInfo& info() const override { return info_; }
+  SourceTraits traits() const override { return {.chunk_slices = chunk_depth()}; }
+  // Slice z, from its z-chunk's chunks (decoded then, or already). DataLoss for a chunk that is
+  // corrupt or truncated, naming its file.
+  absl::Status Read(int64_t z, uint8_t* buffer) override;
+
+  const ZarrArrayMeta& array() const { return array_; }
+
+ private:
+  struct Slab;  // the slices of one z-chunk, decoded
+  ZarrSource(const Files& files, std::string array_path, ZarrArrayMeta array, StackInfo info)
+      : files_(files),
+        array_path_(std::move(array_path)),
+        array_(std::move(array)),
+        info_(std::move(info)) {}
+
+  int64_t chunk_depth() const;
+  // Decodes the chunks of z-chunk `zc` into `slab` (its slices, whole), in parallel when asked.
+  absl::Status DecodeRow(int64_t zc, uint8_t* slab, bool parallel) const;
+  absl::Status DecodeChunk(const std::vector<int64_t>& index, uint8_t* slab, int64_t slices,
+                           std::vector<uint8_t>& scratch) const;
+
+  const Files& files_;
+  const std::string array_path_;
+  const ZarrArrayMeta array_;
+  const StackInfo info_;
+  std::mutex mutex_;
+  std::map<int64_t, std::shared_ptr<Slab>> slabs_;  // by z-chunk, while slices are unread
+};
+
+}  // namespace stackproc::core

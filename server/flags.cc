@@ -3,6 +3,7 @@
 #include <cctype>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -39,6 +40,7 @@ absl::StatusOr<uint64_t> ParseSize(const std::string& flag, const std::string& t
     if (!number.empty() && std::toupper(number.back()) == unit) {
       multiplier = uint64_t{1} << shift;
       number.pop_back();
+      break;
     }
   }
   double value = 0;
@@ -81,13 +83,17 @@ Flag Count(std::string name, std::string help, Field field, int64_t least = 0,
   return {
       name, "N", help,
       [name, field, least, left_out](const std::string& text, ServerOptions& o) -> absl::Status {
+        using Value = std::remove_reference_t<decltype(field(o))>;
         int64_t value = 0;
-        if (!absl::SimpleAtoi(text, &value) || value < least) {
-          return absl::InvalidArgumentError(absl::StrCat("--", name, " takes ", least,
-                                                         " or more, not \"", text,
-                                                         "\" (left out: ", left_out, ")"));
+        const bool number = absl::SimpleAtoi(text, &value);
+        if (!number || value < least || value > std::numeric_limits<Value>::max()) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "--", name, " takes ",
+              number && value > least ? absl::StrCat("at most ", std::numeric_limits<Value>::max())
+                                      : absl::StrCat(least, " or more"),
+              ", not \"", text, "\" (left out: ", left_out, ")"));
         }
-        field(o) = static_cast<std::remove_reference_t<decltype(field(o))>>(value);
+        field(o) = static_cast<Value>(value);
         return absl::OkStatus();
       },
       [field, shown](const ServerOptions& o) {
@@ -328,6 +334,13 @@ namespace {
 
 // What no single flag decides: who may reach the server, where the shards' worker is.
 absl::Status CheckTogether(ServerOptions& o) {
+  // An address without a port is refused as such, not taken for one beyond this machine.
+  if (o.listen.rfind("unix:", 0) != 0) {
+    STACKPROC_RETURN_IF_ERROR(ParseHostPort("listen", o.listen).status());
+  }
+  if (!o.http_listen.empty()) {
+    STACKPROC_RETURN_IF_ERROR(ParseHostPort("http-listen", o.http_listen).status());
+  }
   if (!IsLoopback(o.listen) && o.auth_token_file.empty() && o.tls_client_ca.empty() &&
       !o.allow_unauthenticated) {
     return absl::InvalidArgumentError(

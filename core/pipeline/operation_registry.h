@@ -28,7 +28,7 @@ absl::StatusOr<OpSpec> ParseOpSpec(absl::string_view text);
 // Every text, in order; the first malformed one is named with its position ("operation 2: ...").
 absl::StatusOr<std::vector<OpSpec>> ParseOpSpecs(const std::vector<std::string>& texts);
 std::string FormatOpSpec(const OpSpec& spec);
-// What an empty pipeline is called wherever one is shown.
+// What a job's empty pipeline is called wherever it is shown (it converts, at most).
 inline constexpr char kNoOperations[] = "(none: a conversion)";
 // "gaussian:ksize=5 -> clahe"; kNoOperations for an empty list.
 std::string FormatOpSpecs(const std::vector<OpSpec>& specs);

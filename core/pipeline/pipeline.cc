@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
+#include "core/pipeline/operation_registry.h"
 
 namespace stackproc::core {
 
@@ -70,7 +71,7 @@ std::string Pipeline::ToString() const {
   for (const Step& step : steps_) {
     absl::StrAppend(&text, text.empty() ? "" : " -> ", step.spec);
   }
-  return text.empty() ? "(no operations)" : text;
+  return text.empty() ? kNoOperations : text;
 }
 
 }  // namespace stackproc::core

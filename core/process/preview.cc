@@ -21,6 +21,9 @@
 namespace stackproc::core {
 namespace {
 
+// A preview variant with no operations: the slices as the input holds them.
+constexpr char kAsRead[] = "(as read)";
+
 // One operation's text, its swept keys' values gathered: "clahe:clip=1,2,4,tiles=8" gives
 // clahe with clip in {1, 2, 4} and tiles in {8}.
 struct SweptOp {
@@ -82,7 +85,7 @@ absl::StatusOr<std::vector<PreviewVariant>> ExpandSweep(const std::vector<std::s
     variants = std::move(partial);
   }
   for (PreviewVariant& v : variants) {
-    if (v.label.empty()) v.label = FormatOpSpecs(v.ops);
+    if (v.label.empty()) v.label = v.ops.empty() ? kAsRead : FormatOpSpecs(v.ops);
   }
   return variants;
 }
@@ -107,7 +110,7 @@ absl::StatusOr<PreviewRequest> PreviewRequestOf(const std::string& input,
   request.input = input;
   if (input.empty()) return absl::InvalidArgumentError("preview needs an INPUT stack");
   STACKPROC_ASSIGN_OR_RETURN(request.variants, ExpandSweep(ops));
-  request.title = ops.empty() ? kNoOperations : absl::StrJoin(ops, " -> ");
+  request.title = ops.empty() ? kAsRead : absl::StrJoin(ops, " -> ");
   if (!z.empty() && !count.empty()) {
     return absl::InvalidArgumentError("-z Z,Z,... or --slices K, not both");
   }

@@ -27,12 +27,12 @@ TaskState TaskStateOf(const std::string& s) {
 }
 
 bool SubmitMayPass(absl::string_view message) {
-  // "QOSMaxSubmitJobPerUserLimit", "Job violates accounting/QOS policy (job submit limit, ...)",
-  // "Slurm temporarily unable to accept job", "Socket timed out on send/recv operation",
-  // "Unable to contact slurm controller (connect failure)".
+  // Limits on jobs queued ("QOSMaxSubmitJobPerUserLimit", "AssocMaxSubmitJobLimit", "Job
+  // violates accounting/QOS policy (job submit limit, ...)": SLURM says the same of a size or
+  // time policy, which then waits until cancelled), and a controller busy or out of reach.
   const std::string lower = absl::AsciiStrToLower(message);
-  for (absl::string_view passing : {"limit", "temporarily", "timed out", "unable to contact",
-                                    "connect failure", "try again", "busy"}) {
+  for (absl::string_view passing : {"maxsubmitjob", "submit limit", "temporarily", "timed out",
+                                    "unable to contact", "connect failure", "try again", "busy"}) {
     if (absl::StrContains(lower, passing)) return true;
   }
   return false;
@@ -54,7 +54,12 @@ absl::StatusOr<std::string> Slurm::Submit(const std::string& script, const std::
   argv.insert(argv.end(), o.extra.begin(), o.extra.end());
   argv.push_back(script);
   absl::StatusOr<CommandResult> run = RunCommand(argv);
-  if (!run.ok()) return absl::UnavailableError(absl::StrCat("sbatch: ", run.status().message()));
+  if (!run.ok()) {  // not there (for good), or it hung (and may have submitted all the same)
+    return absl::Status(absl::IsFailedPrecondition(run.status())
+                            ? absl::StatusCode::kFailedPrecondition
+                            : absl::StatusCode::kUnavailable,
+                        absl::StrCat("sbatch: ", run.status().message()));
+  }
   if (run->exit_code != 0) {
     const std::string failure = CommandFailure(argv, *run);
     const std::string message = absl::StrCat("sbatch refused the shards: ", failure);

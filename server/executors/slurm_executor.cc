@@ -155,14 +155,21 @@ class ShardedJob {
       STACKPROC_RETURN_IF_ERROR(
           run.Prepare(output_, TaskScript(options_.worker, input, work, Current())));
     } else {
-      // The controller's answer is needed: without it, what runs would be submitted twice.
+      // The arrays the job table recorded, and those the controller lists under the phase's
+      // name: its answer is needed, or what runs would be submitted twice.
+      run.Follow(s_.execution.slurm_job_ids);
       absl::Status adopted;
+      bool said = false;
       while (absl::IsUnavailable(adopted = run.Adopt())) {
+        if (!std::exchange(said, true)) {
+          recorder_.Log(job_.Snapshot(), "slurm_unreachable", " error=" + Quote(adopted.message()));
+          job_.SetStage(absl::StrCat("re-attaching: ", adopted.message()));
+        }
         if (!Wait(job_, options_.poll)) return absl::CancelledError("cancelled");
       }
       if (!adopted.ok()) return adopted;
     }
-    if (run.untouched()) {
+    if (fresh || run.untouched()) {
       STACKPROC_RETURN_IF_ERROR(SubmitWaiting(run));
       job_.SetStage("cluster");
     }
@@ -176,7 +183,9 @@ class ShardedJob {
   }
 
   // Submits every shard of the phase as one array; a refusal that may pass (a submit limit) is
-  // tried again after a growing wait, the job's stage saying why.
+  // tried again after a growing wait, the job's stage saying why. An sbatch that failed after
+  // all may have submitted the array (it timed out, or printed no id): the phase's name is looked
+  // up before each new try.
   absl::Status SubmitWaiting(ShardRun& run) {
     absl::Duration wait = options_.poll;
     for (int attempt = 1;; ++attempt) {
@@ -189,7 +198,8 @@ class ShardedJob {
                                  "; trying again in ", absl::FormatDuration(wait), " (attempt ",
                                  attempt + 1, ")"));
       if (!Wait(job_, wait)) return absl::CancelledError("cancelled");
-      wait = std::min(wait * 2, std::max(options_.poll * 16, options_.poll));
+      wait = std::min(wait * 2, options_.poll * 16);
+      if (run.Adopt().ok() && run.named()) return absl::OkStatus();
     }
   }
 
@@ -251,7 +261,8 @@ class ShardedJob {
     write.cancel = &job_.cancel_token();
     write.temp_tag = s_.id;
     absl::Status assembled = core::AssembleTiff(core::LocalFiles(), shards, output_, write);
-    if (job_.interrupted()) return std::nullopt;  // the next start assembles them again
+    // Interrupted before the output was whole: the next start assembles the pieces again.
+    if (job_.interrupted() && !assembled.ok()) return std::nullopt;
     core::RemoveEntry(output_.dir(), pieces_.name);
     return assembled;
   }
@@ -262,9 +273,12 @@ class ShardedJob {
     if (job_.interrupted()) return std::nullopt;
     run.CancelAndSweep(output_);
     if (absl::IsCancelled(status)) {
+      const std::vector<std::string>& ids = run.execution().slurm_job_ids;
       return absl::CancelledError(
-          absl::StrCat("cancelled: its shards were cancelled on the cluster (SLURM jobs ",
-                       absl::StrJoin(run.execution().slurm_job_ids, ","), ")"));
+          ids.empty() ? "cancelled before its shards were submitted"
+                      : absl::StrCat("cancelled: its shards were cancelled on the cluster (SLURM "
+                                     "jobs ",
+                                     absl::StrJoin(ids, ","), ")"));
     }
     // Its message names files as the caller does, beneath the data root.
     return absl::Status(status.code(), absl::StrReplaceAll(status.message(), {{root_ + "/", ""}}));

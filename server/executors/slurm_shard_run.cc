@@ -26,6 +26,7 @@ ShardRun::ShardRun(SlurmCommands& slurm, WorkFolder work, const JobSnapshot& s, 
     : slurm_(slurm),
       work_(std::move(work)),
       name_(absl::StrCat("stackproc-", s.id, "-", work_.phase)),
+      legacy_name_(absl::StrCat("stackproc-", s.id)),
       execution_(std::move(execution)) {
   const int n = execution_.shards;
   for (int i = 0; i < n; ++i) ranges_.push_back(*core::ShardRange(s.input_shape.depth, n, i));
@@ -33,13 +34,20 @@ ShardRun::ShardRun(SlurmCommands& slurm, WorkFolder work, const JobSnapshot& s, 
 }
 
 bool ShardRun::untouched() const {
-  return arrays_.empty() && std::all_of(attempts_.begin(), attempts_.end(),
-                                        [](int attempts) { return attempts == 0; });
+  return !named_ && std::all_of(attempts_.begin(), attempts_.end(),
+                                [](int attempts) { return attempts == 0; });
+}
+
+void ShardRun::Follow(const std::vector<std::string>& recorded) {
+  for (const std::string& id : recorded) Record(id);
 }
 
 absl::Status ShardRun::Adopt() {
-  STACKPROC_ASSIGN_OR_RETURN(std::vector<std::string> named, slurm_.ArraysNamed(name_));
-  for (const std::string& id : named) Record(id);
+  for (const std::string& name : {name_, legacy_name_}) {
+    STACKPROC_ASSIGN_OR_RETURN(std::vector<std::string> named, slurm_.ArraysNamed(name));
+    for (const std::string& id : named) Record(id);
+    named_ = named_ || !named.empty();
+  }
   return absl::OkStatus();
 }
 
@@ -77,6 +85,8 @@ absl::Status ShardRun::Submit(int first, int last) {
 }
 
 absl::StatusOr<int64_t> ShardRun::Poll(int retries) {
+  // A refused sbatch may have submitted all the same (it timed out, or printed no id).
+  if (std::exchange(look_up_, false)) STACKPROC_RETURN_IF_ERROR(Adopt());
   STACKPROC_ASSIGN_OR_RETURN(auto tasks, slurm_.Tasks(arrays_));
   Execution& e = execution_;
   e.shards_done = e.shards_running = e.shards_pending = 0;
@@ -132,6 +142,7 @@ absl::Status ShardRun::Retry(int i, const TaskInfo& info, int retries) {
   if (absl::IsUnavailable(submitted)) {  // a submit limit: the next poll tries again
     --execution_.shards_failed;          // counted once, when it is submitted
     refused_ = std::string(submitted.message());
+    look_up_ = true;
     return absl::OkStatus();
   }
   if (submitted.ok()) retried_.push_back(failure);

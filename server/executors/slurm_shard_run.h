@@ -22,14 +22,21 @@ class ShardRun {
   const Execution& execution() const { return execution_; }
   const WorkFolder& work() const { return work_; }
   const std::vector<std::string>& arrays() const { return arrays_; }
-  // No array of this phase known and no task of it ever started: it is submitted whole.
+  // Whether Adopt found an array under the phase's name.
+  bool named() const { return named_; }
+  // Re-attached: no array of this phase found by its name and no task of it ever started (the
+  // server stopped between writing the script and sbatch): it is submitted whole.
   bool untouched() const;
 
   // Makes the work folder and the phase's script.
   absl::Status Prepare(const core::OutputTarget& output, const std::string& script);
 
-  // Re-attached: the phase's arrays the controller lists under its name (those the job table
-  // has, and any submitted just before the server stopped, before it could record them).
+  // Re-attached: the arrays the job table recorded for the job, polled with this phase's (where
+  // two list a task index, the later wins).
+  void Follow(const std::vector<std::string>& recorded);
+  // The phase's arrays the controller lists under its name (those the job table has, and any
+  // submitted just before the server stopped, before it could record them; and a previous
+  // version's, named "stackproc-JOB").
   absl::Status Adopt();
 
   // Submits shards first..last as one array.
@@ -58,14 +65,17 @@ class ShardRun {
 
   SlurmCommands& slurm_;
   const WorkFolder work_;
-  const std::string name_;  // the arrays' SLURM job name: "stackproc-JOB-PHASE"
+  const std::string name_;         // the arrays' SLURM job name: "stackproc-JOB-PHASE"
+  const std::string legacy_name_;  // before phases had names of their own: "stackproc-JOB"
   Execution execution_;
-  std::vector<std::string> arrays_;  // this phase's, oldest first
+  std::vector<std::string> arrays_;  // polled: this phase's (and recorded ones), oldest first
+  bool named_ = false;               // Adopt found an array under the phase's name
   std::vector<core::ZRange> ranges_;
   std::vector<int> attempts_;            // per shard
   std::map<int, std::string> array_of_;  // shard -> the array of its latest attempt (this run)
   std::vector<std::string> retried_;
   std::string refused_;
+  bool look_up_ = false;  // a submission was refused: it may have gone through all the same
 };
 
 }  // namespace stackproc::server

@@ -1,4 +1,5 @@
-// Queues, admits and runs jobs on one shared tbb::task_arena. Thread-safe.
+// Queues, admits and runs jobs, each through its executor (server/executors/: the server's
+// threads, or a SLURM cluster), and records them in the job table. Thread-safe.
 //
 // Admission: a job's memory (input stack, plus the output stack when the pipeline changes the
 // format) must fit the memory budget. A job that can never fit is rejected at submit; one that

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "core/base/status_macros.h"
 #include "core/process/process_file.h"
 #include "server/jobs/job_manager.h"
@@ -133,9 +134,13 @@ void JobManager::Run(Job& job, uint64_t memory) {
   if (JobExecutor* executor = ExecutorOf(snapshot)) {
     outcome = executor->Run(job, snapshot, *this);
   } else {
-    outcome.status = absl::FailedPreconditionError(
-        "its shards run on a SLURM cluster, and this server was started with --executor local "
-        "(start it with --executor slurm to follow them)");
+    // Restored from the job table of a server that ran it on a cluster.
+    outcome.status = absl::FailedPreconditionError(absl::StrCat(
+        "its shards ran on a SLURM cluster (SLURM jobs ",
+        absl::StrJoin(snapshot.execution.slurm_job_ids, ","),
+        "), and this server was started with --executor local, which cannot follow them: they "
+        "were left as they are, with the shards' folder beside the output (scancel them and "
+        "remove it, or submit the job again)"));
   }
   if (outcome.detached) {  // the job goes on elsewhere; the job table says it runs
     std::lock_guard lock(mutex_);

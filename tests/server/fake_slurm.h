@@ -33,6 +33,8 @@ class FakeSlurm final : public server::SlurmCommands {
   // sbatch refuses this many times with `refusal` before it accepts.
   int refusals = 0;
   std::string refusal = "sbatch: error: QOSMaxSubmitJobPerUserLimit";
+  // sbatch submits, then fails this many times as if it timed out before printing the id.
+  int lost_answers = 0;
 
   absl::StatusOr<std::string> Submit(const std::string& script, const std::string& indices,
                                      const std::string& name, const std::string& log) override {
@@ -58,6 +60,11 @@ class FakeSlurm final : public server::SlurmCommands {
       arrays_.push_back({id, name});
     }
     on_submit(id);
+    std::lock_guard lock(mutex_);
+    if (lost_answers > 0) {
+      --lost_answers;
+      return absl::UnavailableError("sbatch: timed out after 60s");
+    }
     return id;
   }
 
@@ -101,6 +108,16 @@ class FakeSlurm final : public server::SlurmCommands {
     std::lock_guard lock(mutex_);
     std::erase_if(tasks_, [&](const Task& t) { return t.array == id; });
     std::erase_if(arrays_, [&](const auto& a) { return a.first == id; });
+  }
+  // Array `id` goes by `name` from now on (as an earlier version of the server named it).
+  void Rename(const std::string& id, const std::string& name) {
+    std::lock_guard lock(mutex_);
+    for (auto& [array, array_name] : arrays_) {
+      if (array == id) array_name = name;
+    }
+    for (Task& task : tasks_) {
+      if (task.array == id) task.name = name;
+    }
   }
   // Arrays accepted under `name`; sbatch calls, refused or not.
   int Submitted(const std::string& name) {

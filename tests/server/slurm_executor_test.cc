@@ -267,6 +267,8 @@ TEST_F(SlurmExecutorTest, AServerThatDiesBetweenSbatchAndItsRecordFindsTheArrayB
     job->Interrupt("the server dies");
   };
   ASSERT_TRUE(RunOnCluster(*job, recorder).detached);
+  // The array runs; the job table knows nothing of it.
+  EXPECT_EQ(fake_->Submitted("stackproc-job1-shard"), 1);
   EXPECT_TRUE(recorder.Saved().execution.slurm_job_ids.empty());
   fake_->on_submit = [](const std::string&) {};
   recorder.frozen = false;
@@ -275,6 +277,39 @@ TEST_F(SlurmExecutorTest, AServerThatDiesBetweenSbatchAndItsRecordFindsTheArrayB
   EXPECT_EQ(Bytes(root_.File("out.tif")), Local(Spec()));
   EXPECT_EQ(fake_->Submitted("stackproc-job1-shard"), 1);
   EXPECT_EQ(again->Snapshot().execution.slurm_job_ids, std::vector<std::string>{"1000"});
+}
+
+// sbatch submitted, then timed out before it printed the array's id: the next try finds the
+// array by its name instead of submitting it again.
+TEST_F(SlurmExecutorTest, AnSbatchThatTimesOutAfterSubmittingIsNotSubmittedTwice) {
+  fake_->lost_answers = 1;
+  server::SlurmExecutor planner(options_, fake_, *resolver_);
+  std::shared_ptr<Job> job = Planned(Spec(), planner);
+  Recorder recorder;
+  ASSERT_OK(RunOnCluster(*job, recorder).status);
+  EXPECT_EQ(Bytes(root_.File("out.tif")), Local(Spec()));
+  EXPECT_EQ(fake_->Submitted("stackproc-job1-shard"), 1);
+  EXPECT_EQ(job->Snapshot().execution.slurm_job_ids, std::vector<std::string>{"1000"});
+}
+
+// A server of the previous version named a job's arrays "stackproc-JOB": the new one, restarted
+// over its job table, follows that array rather than submitting the shards again.
+TEST_F(SlurmExecutorTest, AnArrayOfThePreviousVersionIsFollowedNotSubmittedAgain) {
+  server::SlurmExecutor planner(options_, fake_, *resolver_);
+  std::shared_ptr<Job> job = Planned(Spec(), planner);
+  Recorder recorder;
+  recorder.Save(*job);
+  fake_->on_submit = [&](const std::string& id) {
+    fake_->Rename(id, "stackproc-job1");
+    job->Interrupt("the old server stops");
+  };
+  ASSERT_TRUE(RunOnCluster(*job, recorder).detached);
+  fake_->on_submit = [](const std::string&) {};
+  auto again = std::make_shared<Job>(recorder.Saved());
+  ASSERT_OK(RunOnCluster(*again, recorder).status);
+  EXPECT_EQ(Bytes(root_.File("out.tif")), Local(Spec()));
+  EXPECT_EQ(fake_->Submitted("stackproc-job1"), 1);
+  EXPECT_EQ(fake_->Submitted("stackproc-job1-shard"), 0);
 }
 
 TEST_F(SlurmExecutorTest, ACancelInEachPhaseCancelsTheTasksAndLeavesNothing) {

@@ -17,27 +17,18 @@ dir=${2:-}
 [[ -n "$action" && -n "$dir" ]] || { sed -n '8,12p' "$0" | sed 's/^# //'; exit 2; }
 [[ $(id -u) -eq 0 ]] || { echo "cluster.sh: a test cluster needs root (munged, slurmd)" >&2; exit 1; }
 export SLURM_CONF=$dir/slurm.conf
+# shellcheck source=tests/slurm/munge.sh
+source "$(dirname "$(realpath "$0")")/munge.sh"
 
 free_port() { /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-# Polls `$@` every 0.1 s for up to $1 seconds.
-until_true() {
-  local tries=$(($1 * 10)); shift
-  while ((tries-- > 0)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  return 1
-}
 node_takes_jobs() { sinfo --noheader --format=%T | grep -qx idle; }
 
 start() {
   mkdir -p "$dir"/{spool,state,log}
   chmod 0700 "$dir"
   # munge: a key and a socket of this cluster's own.
-  mungekey --create --keyfile="$dir/munge.key" --force >/dev/null 2>&1 ||
-    dd if=/dev/urandom of="$dir/munge.key" bs=1024 count=1 status=none
-  chmod 0600 "$dir/munge.key"
-  /usr/sbin/munged --force --socket="$dir/munge.sock" --key-file="$dir/munge.key" \
-    --pid-file="$dir/munged.pid" --log-file="$dir/log/munged.log" --seed-file="$dir/munge.seed"
-  until_true 10 test -S "$dir/munge.sock" || { echo "munged did not start" >&2; exit 1; }
+  start_munge "$dir"
 
   local host cpus memory
   host=$(hostname -s)
@@ -94,10 +85,7 @@ stop() {
     until_true 5 bash -c "! kill -0 $pid" || kill -KILL "$pid" 2>/dev/null || true
     rm -f "$file"
   done
-  if [[ -s "$dir/munged.pid" ]]; then
-    kill -TERM "$(cat "$dir/munged.pid")" 2>/dev/null || true
-    rm -f "$dir/munged.pid"
-  fi
+  stop_munge "$dir"
 }
 
 case "$action" in

@@ -18,12 +18,9 @@ dir=${2:-}
 [[ -n "$action" && -n "$dir" ]] || { sed -n '7,10p' "$0" | sed 's/^# //'; exit 2; }
 [[ $(id -u) -eq 0 ]] || { echo "nodes.sh: a test cluster needs root" >&2; exit 1; }
 export SLURM_CONF=$dir/slurm.conf
+# shellcheck source=tests/slurm/munge.sh
+source "$(dirname "$(realpath "$0")")/munge.sh"
 
-until_true() { # SECONDS COMMAND...
-  local tries=$(($1 * 10)); shift
-  while ((tries-- > 0)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  return 1
-}
 # Names of this cluster's own: from its folder, so two clusters never share one.
 tag=$(printf '%s' "$(realpath -m "$dir")" | md5sum | cut -c1-6)
 bridge=spb$tag
@@ -33,12 +30,7 @@ start() {
   local n=${1:?number of nodes}
   mkdir -p "$dir"/{spool,state,log}
   chmod 0700 "$dir"
-  mungekey --create --keyfile="$dir/munge.key" --force >/dev/null 2>&1 ||
-    dd if=/dev/urandom of="$dir/munge.key" bs=1024 count=1 status=none
-  chmod 0600 "$dir/munge.key"
-  /usr/sbin/munged --force --socket="$dir/munge.sock" --key-file="$dir/munge.key" \
-    --pid-file="$dir/munged.pid" --log-file="$dir/log/munged.log" --seed-file="$dir/munge.seed"
-  until_true 10 test -S "$dir/munge.sock" || { echo "munged did not start" >&2; exit 1; }
+  start_munge "$dir"
 
   # A /24 no address of this machine is in.
   local net
@@ -123,10 +115,7 @@ stop() {
     ip netns delete "$name" 2>/dev/null || true
   done
   ip link delete "$bridge" 2>/dev/null || true
-  if [[ -s "$dir/munged.pid" ]]; then
-    kill -TERM "$(cat "$dir/munged.pid")" 2>/dev/null || true
-    rm -f "$dir/munged.pid"
-  fi
+  stop_munge "$dir"
 }
 
 case "$action" in

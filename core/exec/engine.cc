@@ -318,6 +318,7 @@ absl::Status Run(SliceSource& source, Pipeline& pipeline, SliceSink& sink,
   UseOnlyTheEnginesThreads();
   const SliceFormat input = SliceFormat::Of(in.shape, in.type);
   STACKPROC_ASSIGN_OR_RETURN(std::vector<SliceFormat> formats, pipeline.Plan(input));
+  STACKPROC_RETURN_IF_ERROR(pipeline.Bind(in.metadata.dims, in.shape.depth));
   StackInfo output;
   output.shape = {in.shape.depth, formats.back().height, formats.back().width};
   output.type = formats.back().type;
@@ -330,7 +331,7 @@ absl::Status Run(SliceSource& source, Pipeline& pipeline, SliceSink& sink,
   std::vector<size_t> barriers;
   if (options.stack_stats != nullptr) {
     STACKPROC_ASSIGN_OR_RETURN(size_t step, StatsStep(pipeline, formats));
-    STACKPROC_RETURN_IF_ERROR(pipeline.step(step).op->PrepareFromStats(*options.stack_stats));
+    STACKPROC_RETURN_IF_ERROR(pipeline.PrepareFromStats(step, *options.stack_stats));
   } else {
     for (size_t i = 0; i < pipeline.size(); ++i) {
       if (pipeline.step(i).op->NeedsWholeStack()) barriers.push_back(i);
@@ -361,7 +362,7 @@ absl::Status Run(SliceSource& source, Pipeline& pipeline, SliceSink& sink,
       held.emplace(keep.Take(), /*writable=*/true);  // frees the stack held before
       current = &*held;
     }
-    STACKPROC_RETURN_IF_ERROR(pipeline.step(barrier).op->PrepareForStack(*current->stack()));
+    STACKPROC_RETURN_IF_ERROR(pipeline.PrepareForStack(barrier, *current->stack()));
     first = barrier;
   }
   if (Stack* s = current->writable_stack(); s != nullptr && formats[first] == formats.back()) {
@@ -398,28 +399,29 @@ absl::StatusOr<size_t> StatsStep(const Pipeline& pipeline,
 
 namespace {
 
-// Adds each slice it is given to the statistics of `op` (the StatsStep); writes nothing.
+// Adds each slice it is given to the statistics of step `step` (the StatsStep) of its plane's
+// group; writes nothing.
 class StatsSink final : public SliceSink {
  public:
-  explicit StatsSink(const SliceOp& op) : op_(op) {}
+  StatsSink(const Pipeline& pipeline, size_t step) : pipeline_(pipeline), step_(step) {}
   absl::Status Open(const StackInfo& output, int64_t, std::function<void(int64_t)>) override {
-    format_ = output;
+    format_ = SliceFormat::Of(output.shape, output.type);
     return absl::OkStatus();
   }
-  absl::Status Write(int64_t, const uint8_t* data) override {
-    const cv::Mat slice(static_cast<int>(format_.shape.height),
-                        static_cast<int>(format_.shape.width), CvType(format_.type),
+  absl::Status Write(int64_t z, const uint8_t* data) override {
+    const cv::Mat slice(format_.height, format_.width, CvType(format_.type),
                         const_cast<uint8_t*>(data));
-    op_.AddStats(slice, stats_);
+    pipeline_.AddStats(step_, z, slice, groups_);
     return absl::OkStatus();
   }
   absl::Status Close() override { return absl::OkStatus(); }
-  std::vector<uint64_t>& stats() { return stats_; }
+  std::vector<uint64_t> Take() { return pipeline_.JoinStats(step_, format_, std::move(groups_)); }
 
  private:
-  const SliceOp& op_;
-  StackInfo format_;
-  std::vector<uint64_t> stats_;
+  const Pipeline& pipeline_;
+  const size_t step_;
+  SliceFormat format_;
+  std::vector<std::vector<uint64_t>> groups_;
 };
 
 }  // namespace
@@ -432,16 +434,17 @@ absl::StatusOr<std::vector<uint64_t>> GatherStats(SliceSource& source, Pipeline&
   const SliceFormat input = SliceFormat::Of(in.shape, in.type);
   STACKPROC_ASSIGN_OR_RETURN(std::vector<SliceFormat> formats, pipeline.Plan(input));
   STACKPROC_ASSIGN_OR_RETURN(size_t step, StatsStep(pipeline, formats));
+  STACKPROC_RETURN_IF_ERROR(pipeline.Bind(in.metadata.dims, in.shape.depth));
   const SliceFormat& f = formats[step];
   const StackInfo gathered{{in.shape.depth, f.height, f.width}, f.type, {}};
   STACKPROC_ASSIGN_OR_RETURN(size_t slice_bytes, SliceBytes(in.shape, in.type));
   ProgressReporter progress(options.on_progress, options.progress_interval, in.shape.depth,
                             slice_bytes);
-  StatsSink sink(*pipeline.step(step).op);
+  StatsSink sink(pipeline, step);
   STACKPROC_RETURN_IF_ERROR(RunPass(source, pipeline, formats, 0, step, sink, gathered, options,
                                     progress, std::make_shared<Waker>(), &source));
   progress.Finish();
-  return std::move(sink.stats());
+  return sink.Take();
 }
 
 }  // namespace stackproc::core

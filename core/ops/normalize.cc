@@ -21,8 +21,9 @@ const OperationInfo& Info() {
       "percentile stretch: [p_low, p_high] maps to [0, full scale], per slice or over the stack",
       {DoubleParam("low", 0.5, 0, 100, "lower percentile"),
        DoubleParam("high", 99.5, 0, 100, "upper percentile"),
-       ChoiceParam("scope", {"slice", "stack"},
-                   "percentiles of each slice, or of the whole stack (a first pass)")},
+       ChoiceParam("scope", {"slice", "stack", "timepoint"},
+                   "percentiles of each slice; of each channel's whole stack, every time point "
+                   "(a first pass); or of each channel's z-stack at each time point")},
       {PixelType::kUint8, PixelType::kUint16, PixelType::kFloat32},
       /*whole_slice=*/true};
   return info;
@@ -103,26 +104,33 @@ void Stretch(const cv::Mat& src, cv::Mat& dst, double lo, double hi, std::option
 class Normalize final : public SliceOp {
  public:
   // `to`: the output's pixel type; nullopt keeps the input's.
-  Normalize(double low, double high, bool whole_stack, std::optional<PixelType> to)
-      : low_(low), high_(high), whole_stack_(whole_stack), to_(to) {}
+  Normalize(double low, double high, bool whole_stack, bool per_time_point,
+            std::optional<PixelType> to)
+      : low_(low),
+        high_(high),
+        whole_stack_(whole_stack),
+        per_time_point_(per_time_point),
+        to_(to) {}
 
   absl::StatusOr<SliceFormat> OutputFormat(const SliceFormat& in) const override {
     if (absl::Status s = CheckPixelType(Info(), in.type); !s.ok()) return s;
     return SliceFormat{in.height, in.width, to_.value_or(in.type)};
   }
   bool NeedsWholeStack() const override { return whole_stack_; }
+  bool StatisticsPerTimePoint() const override { return per_time_point_; }
 
-  absl::Status PrepareForStack(const Stack& input) override {
+  absl::Status PrepareForStack(const Stack& input, const std::vector<int64_t>& planes) override {
+    const auto all = tbb::blocked_range<size_t>(0, planes.size());
     Histogram empty;
     if (input.pixel_type() == PixelType::kFloat32) {
       // Two passes: the range, then 65536 bins over it (percentiles to 1/65536 of the range).
       using Range = std::pair<double, double>;
       Range range = tbb::parallel_reduce(
-          tbb::blocked_range<int64_t>(0, input.depth()), Range{INFINITY, -INFINITY},
-          [&](const tbb::blocked_range<int64_t>& r, Range acc) {
-            for (int64_t z = r.begin(); z != r.end(); ++z) {
+          all, Range{INFINITY, -INFINITY},
+          [&](const tbb::blocked_range<size_t>& r, Range acc) {
+            for (size_t i = r.begin(); i != r.end(); ++i) {
               double lo = 0, hi = 0;
-              cv::minMaxLoc(input.Slice(z), &lo, &hi);
+              cv::minMaxLoc(input.Slice(planes[i]), &lo, &hi);
               acc = {std::min(acc.first, lo), std::max(acc.second, hi)};
             }
             return acc;
@@ -135,9 +143,9 @@ class Normalize final : public SliceOp {
     } else {
       // What shards gathered apart would add up to: the same histogram, the same percentiles.
       std::vector<uint64_t> stats = tbb::parallel_reduce(
-          tbb::blocked_range<int64_t>(0, input.depth()), std::vector<uint64_t>{},
-          [&](const tbb::blocked_range<int64_t>& r, std::vector<uint64_t> acc) {
-            for (int64_t z = r.begin(); z != r.end(); ++z) AddStats(input.Slice(z), acc);
+          all, std::vector<uint64_t>{},
+          [&](const tbb::blocked_range<size_t>& r, std::vector<uint64_t> acc) {
+            for (size_t i = r.begin(); i != r.end(); ++i) AddStats(input.Slice(planes[i]), acc);
             return acc;
           },
           [](std::vector<uint64_t> a, const std::vector<uint64_t>& b) {
@@ -148,9 +156,9 @@ class Normalize final : public SliceOp {
       return PrepareFromStats(stats);
     }
     Histogram total = tbb::parallel_reduce(
-        tbb::blocked_range<int64_t>(0, input.depth()), empty,
-        [&](const tbb::blocked_range<int64_t>& r, Histogram acc) {
-          for (int64_t z = r.begin(); z != r.end(); ++z) acc.Add(input.Slice(z));
+        all, empty,
+        [&](const tbb::blocked_range<size_t>& r, Histogram acc) {
+          for (size_t i = r.begin(); i != r.end(); ++i) acc.Add(input.Slice(planes[i]));
           return acc;
         },
         [](Histogram a, const Histogram& b) {
@@ -196,6 +204,7 @@ class Normalize final : public SliceOp {
  private:
   double low_, high_;
   bool whole_stack_;
+  bool per_time_point_;
   std::optional<PixelType> to_;
   double stack_lo_ = 0, stack_hi_ = 0;
 };
@@ -205,7 +214,9 @@ absl::StatusOr<std::unique_ptr<SliceOp>> Make(const ParamValues& p) {
   if (low >= high) {
     return ParamError(Info(), absl::StrCat("low=", low, " must be below high=", high));
   }
-  return std::make_unique<Normalize>(low, high, p.Choice("scope") == "stack", std::nullopt);
+  const std::string& scope = p.Choice("scope");
+  return std::make_unique<Normalize>(low, high, scope != "slice", scope == "timepoint",
+                                     std::nullopt);
 }
 
 }  // namespace
@@ -213,7 +224,7 @@ absl::StatusOr<std::unique_ptr<SliceOp>> Make(const ParamValues& p) {
 OperationDef NormalizeOperation() { return {Info(), Make}; }
 
 std::unique_ptr<SliceOp> StackPercentileStretch(double low, double high, PixelType to) {
-  return std::make_unique<Normalize>(low, high, true, to);
+  return std::make_unique<Normalize>(low, high, true, false, to);
 }
 
 }  // namespace stackproc::core::ops

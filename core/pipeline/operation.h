@@ -103,11 +103,15 @@ class SliceOp {
   virtual void Apply(const cv::Mat& src, cv::Mat& dst) const = 0;
 
   // Operations that need statistics of their whole input stack (normalize over the stack)
-  // return true; the executor then materialises their input and calls PrepareForStack once,
-  // before any Apply.
+  // return true; the engine then materialises their input and calls PrepareForStack once,
+  // before any Apply, with the planes whose statistics this op takes: one channel's (the
+  // pipeline makes an op per channel), or one channel's at one time point when
+  // StatisticsPerTimePoint.
   virtual bool NeedsWholeStack() const { return false; }
-  virtual absl::Status PrepareForStack(const Stack& input) {
+  virtual bool StatisticsPerTimePoint() const { return false; }
+  virtual absl::Status PrepareForStack(const Stack& input, const std::vector<int64_t>& planes) {
     (void)input;
+    (void)planes;
     return absl::OkStatus();
   }
 

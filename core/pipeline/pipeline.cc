@@ -1,22 +1,97 @@
 #include "core/pipeline/pipeline.h"
 
+#include <algorithm>
+#include <numeric>
+
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "core/base/status_macros.h"
 #include "core/pipeline/operation_registry.h"
+#include "core/stack/stack.h"
 
 namespace stackproc::core {
+
+namespace {
+
+// The key channels= and the prefix of cN.key=.
+constexpr absl::string_view kChannelsKey = "channels";
+
+// channels=0+2: the channel numbers, ascending, each once.
+absl::StatusOr<std::vector<int64_t>> ParseChannels(absl::string_view text) {
+  std::vector<int64_t> channels;
+  for (absl::string_view item : absl::StrSplit(text, '+')) {
+    int64_t c = 0;
+    if (!absl::SimpleAtoi(item, &c) || c < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "channels=", text, " is not valid (channel numbers from 0 joined by '+', e.g. 0+2)"));
+    }
+    channels.push_back(c);
+  }
+  std::sort(channels.begin(), channels.end());
+  channels.erase(std::unique(channels.begin(), channels.end()), channels.end());
+  return channels;
+}
+
+// Splits `spec` into the step's form without channel keys and its per-channel forms.
+absl::Status SplitChannelKeys(const OpSpec& spec, Pipeline::Step& step) {
+  OpSpec base{spec.name, {}};
+  std::map<int64_t, std::vector<std::pair<std::string, std::string>>> own;
+  for (const auto& [key, value] : spec.params) {
+    int64_t c = 0;
+    const size_t dot = key.find('.');
+    if (key == kChannelsKey) {
+      STACKPROC_ASSIGN_OR_RETURN(step.only, ParseChannels(value));
+    } else if (dot != std::string::npos && key[0] == 'c' &&
+               absl::SimpleAtoi(absl::string_view(key).substr(1, dot - 1), &c) && c >= 0) {
+      own[c].emplace_back(key.substr(dot + 1), value);
+    } else if (dot != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "'", key, "' is not a channel's parameter (form: cN.key=value, N a channel from 0)"));
+    } else {
+      base.params.emplace_back(key, value);
+    }
+  }
+  for (auto& [c, overrides] : own) {
+    OpSpec mine = base;
+    for (auto& [key, value] : overrides) {
+      auto it = std::find_if(mine.params.begin(), mine.params.end(),
+                             [&key = key](const auto& p) { return p.first == key; });
+      if (it != mine.params.end()) {
+        it->second = value;
+      } else {
+        mine.params.emplace_back(key, value);
+      }
+    }
+    step.own.emplace(c, std::move(mine));
+  }
+  step.base = std::move(base);
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::StatusOr<Pipeline> Pipeline::Create(const std::vector<OpSpec>& specs,
                                           const OperationRegistry& registry) {
   Pipeline pipeline;
+  pipeline.registry_ = &registry;
   for (size_t i = 0; i < specs.size(); ++i) {
-    std::string text = FormatOpSpec(specs[i]);
-    absl::StatusOr<std::unique_ptr<SliceOp>> op = registry.Create(specs[i]);
-    if (!op.ok()) {
-      return absl::Status(op.status().code(), absl::StrCat("operation ", i + 1, " (", text,
-                                                           "): ", op.status().message()));
+    Step step;
+    step.spec = FormatOpSpec(specs[i]);
+    auto fail = [&](const absl::Status& status) {
+      return absl::Status(status.code(), absl::StrCat("operation ", i + 1, " (", step.spec,
+                                                      "): ", status.message()));
+    };
+    if (absl::Status s = SplitChannelKeys(specs[i], step); !s.ok()) return fail(s);
+    absl::StatusOr<std::unique_ptr<SliceOp>> op = registry.Create(*step.base);
+    if (!op.ok()) return fail(op.status());
+    step.op = *std::move(op);
+    for (const auto& [c, spec] : step.own) {  // each channel's parameters are checked now
+      if (absl::Status s = registry.Create(spec).status(); !s.ok()) {
+        return fail(absl::Status(s.code(), absl::StrCat("channel ", c, ": ", s.message())));
+      }
     }
-    pipeline.Add(std::move(text), std::move(op).value());
+    pipeline.steps_.push_back(std::move(step));
   }
   return pipeline;
 }
@@ -28,23 +103,166 @@ absl::StatusOr<Pipeline> Pipeline::Parse(const std::vector<std::string>& texts,
 }
 
 void Pipeline::Add(std::string spec, std::unique_ptr<SliceOp> op) {
-  steps_.push_back({std::move(spec), std::move(op)});
+  Step step;
+  step.spec = std::move(spec);
+  step.op = std::move(op);
+  steps_.push_back(std::move(step));
 }
 
 absl::StatusOr<std::vector<SliceFormat>> Pipeline::Plan(const SliceFormat& input) const {
   std::vector<SliceFormat> formats{input};
   for (size_t i = 0; i < steps_.size(); ++i) {
-    absl::StatusOr<SliceFormat> out = steps_[i].op->OutputFormat(formats.back());
-    if (!out.ok()) {
+    const Step& step = steps_[i];
+    const SliceFormat& in = formats.back();
+    auto fail = [&](const absl::Status& status) {
       return absl::Status(
-          out.status().code(),
-          absl::StrCat("operation ", i + 1, " (", steps_[i].spec, ") on ", formats.back().width,
-                       "x", formats.back().height, " ", PixelTypeName(formats.back().type),
-                       " slices: ", out.status().message()));
+          status.code(),
+          absl::StrCat("operation ", i + 1, " (", step.spec, ") on ", in.width, "x", in.height, " ",
+                       PixelTypeName(in.type), " slices: ", status.message()));
+    };
+    absl::StatusOr<SliceFormat> out = step.op->OutputFormat(in);
+    if (!out.ok()) return fail(out.status());
+    // Every plane of a stack has one format: what a step does per channel must keep it.
+    if (step.only && !(*out == in)) {
+      return fail(absl::InvalidArgumentError(
+          "a step limited to channels must keep the slices' size and type (the other channels "
+          "pass through unchanged)"));
+    }
+    for (const auto& [c, spec] : step.own) {
+      absl::StatusOr<std::unique_ptr<SliceOp>> mine = registry_->Create(spec);
+      absl::StatusOr<SliceFormat> theirs =
+          mine.ok() ? (*mine)->OutputFormat(in) : absl::StatusOr<SliceFormat>(mine.status());
+      if (!theirs.ok()) return fail(theirs.status());
+      if (!(*theirs == *out)) {
+        return fail(absl::InvalidArgumentError(
+            absl::StrCat("channel ", c,
+                         "'s parameters make slices of another size or type than the other "
+                         "channels'; every plane of a stack has one")));
+      }
     }
     formats.push_back(*out);
   }
   return formats;
+}
+
+size_t Pipeline::Groups(const Step& step) const {
+  const bool per_time = step.op->NeedsWholeStack() && step.op->StatisticsPerTimePoint();
+  return static_cast<size_t>(per_time ? dims_.times * dims_.channels : dims_.channels);
+}
+
+size_t Pipeline::GroupOf(const Step& step, int64_t plane) const {
+  const PlaneIndex at = dims_.Of(plane, planes_);
+  const bool per_time = step.op->NeedsWholeStack() && step.op->StatisticsPerTimePoint();
+  return static_cast<size_t>(per_time ? at.t * dims_.channels + at.c : at.c);
+}
+
+absl::Status Pipeline::Bind(const Dimensions& dims, int64_t planes) {
+  dims_ = dims;
+  planes_ = planes;
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    Step& step = steps_[i];
+    step.by_group.clear();
+    step.owned.clear();
+    std::vector<int64_t> named = step.only.value_or(std::vector<int64_t>{});
+    for (const auto& [c, spec] : step.own) named.push_back(c);
+    for (int64_t c : named) {
+      if (c >= dims.channels) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "operation ", i + 1, " (", step.spec, ") names channel ", c, "; the stack has ",
+            dims.channels == 1
+                ? "one channel (0)"
+                : absl::StrCat(dims.channels, " channels (0-", dims.channels - 1, ")")));
+      }
+    }
+    const size_t groups = Groups(step);
+    const bool whole = step.op->NeedsWholeStack();
+    if (groups == 1 && !step.only && step.own.empty()) continue;
+    for (size_t g = 0; g < groups; ++g) {
+      const int64_t c = static_cast<int64_t>(g) % dims.channels;
+      if (step.only && !std::binary_search(step.only->begin(), step.only->end(), c)) {
+        step.by_group.push_back(nullptr);
+      } else if (whole || step.own.count(c) != 0) {
+        if (!step.base || registry_ == nullptr) {
+          return absl::InvalidArgumentError(absl::StrCat("operation ", i + 1, " (", step.spec,
+                                                         ") cannot be made once per channel"));
+        }
+        auto own = step.own.find(c);
+        STACKPROC_ASSIGN_OR_RETURN(
+            std::unique_ptr<SliceOp> op,
+            registry_->Create(own != step.own.end() ? own->second : *step.base));
+        step.by_group.push_back(op.get());
+        step.owned.push_back(std::move(op));
+      } else {
+        step.by_group.push_back(step.op.get());
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+SliceOp* Pipeline::For(size_t i, int64_t plane) const {
+  const Step& step = steps_[i];
+  if (step.by_group.empty()) return step.op.get();
+  return step.by_group[GroupOf(step, plane)];
+}
+
+absl::Status Pipeline::PrepareForStack(size_t i, const Stack& input) {
+  Step& step = steps_[i];
+  if (step.by_group.empty()) {
+    std::vector<int64_t> all(static_cast<size_t>(input.depth()));
+    std::iota(all.begin(), all.end(), 0);
+    return step.op->PrepareForStack(input, all);
+  }
+  std::vector<std::vector<int64_t>> planes(step.by_group.size());
+  for (int64_t z = 0; z < input.depth(); ++z) planes[GroupOf(step, z)].push_back(z);
+  for (size_t g = 0; g < planes.size(); ++g) {
+    if (step.by_group[g] != nullptr) {
+      STACKPROC_RETURN_IF_ERROR(step.by_group[g]->PrepareForStack(input, planes[g]));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Pipeline::PrepareFromStats(size_t i, const std::vector<uint64_t>& stats) {
+  Step& step = steps_[i];
+  if (step.by_group.empty()) return step.op->PrepareFromStats(stats);
+  const size_t groups = step.by_group.size();
+  if (stats.size() % groups != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(step.spec, ": ", stats.size(),
+                                                   " statistics do not divide into ", groups,
+                                                   " groups of planes"));
+  }
+  const size_t each = stats.size() / groups;
+  for (size_t g = 0; g < groups; ++g) {
+    if (step.by_group[g] == nullptr) continue;
+    const auto from = stats.begin() + static_cast<ptrdiff_t>(g * each);
+    STACKPROC_RETURN_IF_ERROR(step.by_group[g]->PrepareFromStats(
+        std::vector<uint64_t>(from, from + static_cast<ptrdiff_t>(each))));
+  }
+  return absl::OkStatus();
+}
+
+bool Pipeline::AddStats(size_t i, int64_t plane, const cv::Mat& slice,
+                        std::vector<std::vector<uint64_t>>& groups) const {
+  const Step& step = steps_[i];
+  groups.resize(step.by_group.empty() ? 1 : step.by_group.size());
+  const size_t g = step.by_group.empty() ? 0 : GroupOf(step, plane);
+  SliceOp* op = step.by_group.empty() ? step.op.get() : step.by_group[g];
+  return op == nullptr || op->AddStats(slice, groups[g]);
+}
+
+std::vector<uint64_t> Pipeline::JoinStats(size_t i, const SliceFormat& format,
+                                          std::vector<std::vector<uint64_t>> groups) const {
+  const Step& step = steps_[i];
+  groups.resize(step.by_group.empty() ? 1 : step.by_group.size());
+  std::vector<uint64_t> size;  // what one group's statistics are: a probe's, zeroed
+  step.op->AddStats(cv::Mat(1, 1, CvType(format.type), cv::Scalar(0)), size);
+  std::vector<uint64_t> joined;
+  for (std::vector<uint64_t>& group : groups) {
+    if (group.empty()) group.assign(size.size(), 0);
+    joined.insert(joined.end(), group.begin(), group.end());
+  }
+  return joined;
 }
 
 PixelGeometry Pipeline::Geometry(const SliceFormat& input) const {

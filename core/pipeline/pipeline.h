@@ -1,13 +1,25 @@
 // An ordered list of configured operations, run back to back on each slice.
+//
+// A step may be limited to channels or given parameters of its own for some (the stack's
+// Dimensions say which channel each plane is), in the one grammar:
+//
+//   gaussian:sigma=2,channels=0+2     channels 0 and 2 only; the others pass through unchanged
+//   gaussian:sigma=2,c1.sigma=4       sigma 4 on channel 1, 2 on every other
+//
+// Channels are numbered from 0, as in the (t, c, z, y, x) arrays. A whole-stack step takes its
+// statistics per channel (over every time point; per time point too when its op says so).
 #pragma once
 
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "core/pipeline/operation.h"
 #include "core/pipeline/operation_registry.h"
+#include "core/stack/dimensions.h"
 #include "core/stack/metadata.h"
 
 namespace stackproc::core {
@@ -15,8 +27,17 @@ namespace stackproc::core {
 class Pipeline {
  public:
   struct Step {
-    std::string spec;  // text form, for messages
-    std::unique_ptr<SliceOp> op;
+    std::string spec;             // text form, for messages
+    std::unique_ptr<SliceOp> op;  // as written, for every channel that has no op of its own
+    // What channels= and cN.key= said: the channels it runs on (none: all), and the spec of
+    // each channel with parameters of its own.
+    std::optional<std::vector<int64_t>> only;
+    std::map<int64_t, OpSpec> own;
+    std::optional<OpSpec> base;  // the spec without channel keys (nullopt: added configured)
+    // Set by Bind: the op each group of planes runs (nullptr: passed through), and the ops
+    // made for it. Empty: `op` for every plane.
+    std::vector<SliceOp*> by_group;
+    std::vector<std::unique_ptr<SliceOp>> owned;
   };
 
   // Validates and configures every operation; nothing runs. The first invalid one is reported
@@ -39,6 +60,28 @@ class Pipeline {
   // How the pipeline maps input pixels to output pixels (for metadata).
   PixelGeometry Geometry(const SliceFormat& input) const;
 
+  // Sets which channel (and time point) each of `planes` planes is, making the ops each group
+  // of planes runs: a step's own channels, and one op per channel (per channel and time point)
+  // of a whole-stack step, whose statistics are that group's. InvalidArgument when a step
+  // names a channel the stack does not have. Before Plan's formats are used to run.
+  absl::Status Bind(const Dimensions& dims, int64_t planes);
+  // The op step `i` runs on plane `plane`; nullptr when the plane passes through unchanged.
+  SliceOp* For(size_t i, int64_t plane) const;
+
+  // A whole-stack step's statistics (the engine's barrier, or statistics gathered apart):
+  // each group's op takes its group's. `stats` holds every group's one after another, each of
+  // the size the step's AddStats makes (GroupStats sizes and fills them).
+  absl::Status PrepareForStack(size_t i, const Stack& input);
+  absl::Status PrepareFromStats(size_t i, const std::vector<uint64_t>& stats);
+  // Adds plane `plane` (of format `format`, the step's input) to the statistics of its group.
+  // False when the step's statistics of such pixels do not add up.
+  bool AddStats(size_t i, int64_t plane, const cv::Mat& slice,
+                std::vector<std::vector<uint64_t>>& groups) const;
+  // The groups' statistics one after another, each of `format`'s size (groups with no plane
+  // are zeros).
+  std::vector<uint64_t> JoinStats(size_t i, const SliceFormat& format,
+                                  std::vector<std::vector<uint64_t>> groups) const;
+
   // Whether a step needs the whole stack (normalize:scope=stack): such a pipeline cannot run
   // on a window of slices.
   bool NeedsWholeStack() const;
@@ -52,7 +95,15 @@ class Pipeline {
   std::string ToString() const;
 
  private:
+  // The group of `plane` for step `i` (its channel, or its channel and time point), and how
+  // many there are.
+  size_t GroupOf(const Step& step, int64_t plane) const;
+  size_t Groups(const Step& step) const;
+
   std::vector<Step> steps_;
+  const OperationRegistry* registry_ = nullptr;
+  Dimensions dims_;
+  int64_t planes_ = 0;
 };
 
 }  // namespace stackproc::core

@@ -16,17 +16,18 @@ SliceRunner::SliceRunner(Pipeline& pipeline, const std::vector<SliceFormat>& for
 absl::Status SliceRunner::Run(int64_t z, const cv::Mat& in, cv::Mat& out) {
   std::vector<cv::Mat>& tmp = scratch_.local();
   tmp.resize(last_ - first_);  // the intermediates, each allocated on first use and kept
-  const bool in_place = in.data == out.data;
   cv::Mat src = in;
   for (size_t i = first_; i < last_; ++i) {
     const Pipeline::Step& step = pipeline_.step(i);
+    const SliceOp* op = pipeline_.For(i, z);
+    if (op == nullptr) continue;  // a channel the step is not for: its input goes on
     // The last step writes straight into the output slice unless that would alias its input.
-    const bool direct = i + 1 == last_ && !(in_place && i == first_);
+    const bool direct = i + 1 == last_ && src.data != out.data;
     cv::Mat& dst = direct ? out : tmp[i - first_];
     if (dst.empty()) dst = MakeMat(formats_[i + 1]);
     const uint8_t* before = dst.data;
     try {
-      step.op->Apply(src, dst);
+      op->Apply(src, dst);
     } catch (const std::bad_alloc&) {
       return absl::ResourceExhaustedError(
           absl::StrCat("slice ", z, ": ", step.spec, ": out of memory"));

@@ -96,11 +96,73 @@ std::optional<std::string> ImageJField(const ImageJFields& fields, absl::string_
   return std::nullopt;
 }
 
-std::string DefaultImageJDescription(const StackShape& shape) {
-  return FormatImageJDescription({{"ImageJ", "1.11a"},
-                                  {"images", absl::StrCat(shape.depth)},
-                                  {"slices", absl::StrCat(shape.depth)},
-                                  {"loop", "false"}});
+namespace {
+
+std::string XmlEscaped(absl::string_view text) {
+  std::string out;
+  for (char ch : text) {
+    switch (ch) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += ch;
+    }
+  }
+  return out;
+}
+
+std::string OmeXml(const StackShape& shape, PixelType type, const Dimensions& dims) {
+  std::string xml = absl::StrCat(
+      "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+      "<OME xmlns=\"http://www.openmicroscopy.org/Schemas/OME/2016-06\" "
+      "xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" "
+      "xsi:schemaLocation=\"http://www.openmicroscopy.org/Schemas/OME/2016-06 "
+      "http://www.openmicroscopy.org/Schemas/OME/2016-06/ome.xsd\" Creator=\"stackproc\">"
+      "<Image ID=\"Image:0\"><Pixels ID=\"Pixels:0\" DimensionOrder=\"XY",
+      dims.order, "\" Type=\"", OmeTypeName(type), "\" SizeX=\"", shape.width, "\" SizeY=\"",
+      shape.height, "\" SizeZ=\"", dims.Slices(shape.depth), "\" SizeC=\"", dims.channels,
+      "\" SizeT=\"", dims.times, "\">");
+  for (int64_t c = 0; c < dims.channels; ++c) {
+    absl::StrAppend(&xml, "<Channel ID=\"Channel:0:", c, "\" SamplesPerPixel=\"1\"");
+    if (c < std::ssize(dims.channel_info)) {
+      const ChannelInfo& info = dims.channel_info[static_cast<size_t>(c)];
+      if (!info.name.empty()) absl::StrAppend(&xml, " Name=\"", XmlEscaped(info.name), "\"");
+      if (info.rgba) absl::StrAppend(&xml, " Color=\"", static_cast<int32_t>(*info.rgba), "\"");
+      if (info.emission_wavelength) {
+        absl::StrAppend(&xml, " EmissionWavelength=\"", *info.emission_wavelength, "\"");
+      }
+    }
+    absl::StrAppend(&xml, "/>");
+  }
+  absl::StrAppend(&xml, "<TiffData IFD=\"0\" PlaneCount=\"", shape.depth,
+                  "\"/></Pixels></Image></OME>");
+  return xml;
+}
+
+}  // namespace
+
+std::string DefaultDescription(const StackShape& shape, PixelType type, const Dimensions& dims) {
+  if (!dims.single() && dims.order != "CZT") return OmeXml(shape, type, dims);
+  ImageJFields fields{{"ImageJ", "1.11a"}, {"images", absl::StrCat(shape.depth)}};
+  if (dims.channels > 1) fields.emplace_back("channels", absl::StrCat(dims.channels));
+  fields.emplace_back("slices", absl::StrCat(dims.Slices(shape.depth)));
+  if (dims.times > 1) fields.emplace_back("frames", absl::StrCat(dims.times));
+  if (!dims.single()) {
+    fields.emplace_back("hyperstack", "true");
+    fields.emplace_back("mode", dims.channels > 1 ? "composite" : "grayscale");
+  }
+  fields.emplace_back("loop", "false");
+  return FormatImageJDescription(fields);
 }
 
 StackMetadata UpdateMetadata(const StackMetadata& in, const StackShape& out_shape,
@@ -141,7 +203,12 @@ StackMetadata UpdateMetadata(const StackMetadata& in, const StackShape& out_shap
           OmePixelsAttributeDouble(xml, t ? "PhysicalSizeX" : "PhysicalSizeY");
       SetPixelsAttribute(xml, "SizeX", absl::StrCat(out_shape.width), true);
       SetPixelsAttribute(xml, "SizeY", absl::StrCat(out_shape.height), true);
-      SetPixelsAttribute(xml, "SizeZ", absl::StrCat(out_shape.depth), false);
+      // The planes keep their order: the counts say how they are time points, channels and z
+      // (what the input said, or what the run made of it).
+      SetPixelsAttribute(xml, "SizeZ", absl::StrCat(in.dims.Slices(out_shape.depth)), true);
+      SetPixelsAttribute(xml, "SizeC", absl::StrCat(in.dims.channels), true);
+      SetPixelsAttribute(xml, "SizeT", absl::StrCat(in.dims.times), true);
+      SetPixelsAttribute(xml, "DimensionOrder", absl::StrCat("XY", in.dims.order), true);
       SetPixelsAttribute(xml, "Type", OmeTypeName(out_type), false);
       if (px) SetPixelsAttribute(xml, "PhysicalSizeX", FormatDouble(*px * geometry.x_factor), true);
       if (py) SetPixelsAttribute(xml, "PhysicalSizeY", FormatDouble(*py * geometry.y_factor), true);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "core/stack/dimensions.h"
 #include "core/stack/pixel_type.h"
 
 namespace stackproc::core {
@@ -25,6 +26,9 @@ struct StackMetadata {
   std::optional<double> x_resolution;
   std::optional<double> y_resolution;
   ResolutionUnit resolution_unit = ResolutionUnit::kNone;
+  // Which time point, channel and z-slice each plane is (DimensionsOf the description, or the
+  // store's axes).
+  Dimensions dims;
 };
 
 // kTifffileJson: what tifffile writes by default, a JSON object stating the array's "shape".
@@ -64,13 +68,16 @@ struct PixelGeometry {
 
 // Metadata for a stack of `out_shape` / `out_type` made from one described by `in` through
 // `geometry`: resolution scaled (and swapped on transpose); ImageJ images/slices and OME-XML
-// SizeX/SizeY/SizeZ/Type/PhysicalSizeX/PhysicalSizeY updated; an ImageJ display range dropped
-// when the pixel type changed. A description of another kind is kept as it is.
+// SizeX/SizeY/Type/PhysicalSizeX/PhysicalSizeY updated, and OME-XML's SizeZ/SizeC/SizeT and
+// DimensionOrder stated from `in.dims`; an ImageJ display range dropped when the pixel type
+// changed. A description of another kind is kept as it is.
 StackMetadata UpdateMetadata(const StackMetadata& in, const StackShape& out_shape,
                              PixelType in_type, PixelType out_type, const PixelGeometry& geometry);
 
-// A minimal ImageJ description for a stack that came with none, so ImageJ/Fiji open the file
-// as a Z stack.
-std::string DefaultImageJDescription(const StackShape& shape);
+// A description for a stack that came with none: ImageJ's, so that ImageJ/Fiji open the file as
+// a z-stack, or as a hyperstack when `dims` has channels or time points in ImageJ's order (CZT);
+// OME-XML for any other order (tifffile and Bio-Formats read it; ImageJ's own opener shows the
+// planes as one stack).
+std::string DefaultDescription(const StackShape& shape, PixelType type, const Dimensions& dims);
 
 }  // namespace stackproc::core

@@ -107,7 +107,7 @@ void PageTags(Tags& tags, const StackShape& shape, PixelType type, const StackMe
   }
   if (z == 0) {
     tags.Ascii(TIFFTAG_IMAGEDESCRIPTION, metadata.description.empty()
-                                             ? DefaultImageJDescription(shape)
+                                             ? DefaultDescription(shape, type, metadata.dims)
                                              : metadata.description);
     if (!shard_record.empty()) tags.Ascii(kShardRecordTag, shard_record);
   }

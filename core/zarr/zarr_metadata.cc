@@ -30,7 +30,7 @@ std::optional<int64_t> IntAt(const Json& json, const char* key) {
   return it->get<int64_t>();
 }
 
-absl::StatusOr<std::vector<int64_t>> Dimensions(const Json& json, const char* key,
+absl::StatusOr<std::vector<int64_t>> IntArray(const Json& json, const char* key,
                                                 const std::string& name) {
   auto it = json.find(key);
   if (it == json.end() || !it->is_array() || it->empty()) {
@@ -141,8 +141,8 @@ absl::StatusOr<ZarrArrayMeta> ParseZarray(absl::string_view text, const std::str
     return Bad(name, "not a Zarr v2 array (\"zarr_format\": 2)");
   }
   ZarrArrayMeta meta;
-  STACKPROC_ASSIGN_OR_RETURN(meta.shape, Dimensions(json, "shape", name));
-  STACKPROC_ASSIGN_OR_RETURN(meta.chunks, Dimensions(json, "chunks", name));
+  STACKPROC_ASSIGN_OR_RETURN(meta.shape, IntArray(json, "shape", name));
+  STACKPROC_ASSIGN_OR_RETURN(meta.chunks, IntArray(json, "chunks", name));
   if (meta.chunks.size() != meta.shape.size()) {
     return Bad(name, absl::StrCat("chunks [", absl::StrJoin(meta.chunks, ","), "] do not match ",
                                   "shape [", absl::StrJoin(meta.shape, ","), "]"));

@@ -1,0 +1,69 @@
+// How a stack's planes are time points, channels and z-slices. Facility data is t, c, z, y, x:
+// the engine runs over planes (StackShape::depth of them, in the order the input stores them)
+// and this says which (t, c, z) each plane is, as the input's metadata states it:
+//
+//   OME-XML      SizeT, SizeC, SizeZ and DimensionOrder (XYZCT: z fastest), TiffData checked
+//   ImageJ       frames=, channels=, slices= (hyperstacks are XYCZT: channel fastest)
+//   OME-Zarr     the t and c axes of NGFF's t, c, z, y, x (z fastest)
+//
+// A stack that says nothing of channels or time points is one z-stack.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace stackproc::core {
+
+// What an input says of one channel.
+struct ChannelInfo {
+  std::string name;
+  std::optional<uint32_t> rgba;               // display colour, 0xRRGGBBAA
+  std::optional<double> emission_wavelength;  // nm
+  friend bool operator==(const ChannelInfo&, const ChannelInfo&) = default;
+};
+
+// Where one plane is.
+struct PlaneIndex {
+  int64_t t = 0;
+  int64_t c = 0;
+  int64_t z = 0;
+  friend bool operator==(const PlaneIndex&, const PlaneIndex&) = default;
+};
+
+struct Dimensions {
+  int64_t times = 1;
+  int64_t channels = 1;
+  // The order the planes are stored in, fastest-varying first: "ZCT" (OME's XYZCT and NGFF's
+  // t, c, z) or any other order of the three letters ("CZT": ImageJ's hyperstacks).
+  std::string order = "ZCT";
+  std::vector<ChannelInfo> channel_info;  // empty, or one per channel
+
+  friend bool operator==(const Dimensions&, const Dimensions&) = default;
+
+  // One z-stack: no channels or time points to speak of.
+  bool single() const { return times == 1 && channels == 1; }
+  // The z-slices of a stack of `planes` planes (planes / (times x channels)).
+  int64_t Slices(int64_t planes) const { return planes / (times * channels); }
+  // Where plane `plane` of `planes` is, and the inverse.
+  PlaneIndex Of(int64_t plane, int64_t planes) const;
+  int64_t PlaneOf(const PlaneIndex& index, int64_t planes) const;
+
+  // "1 z-stack", "2 channels x 10 z", "3 time points x 2 channels x 10 z (planes ZCT)".
+  std::string Describe(int64_t planes) const;
+};
+
+// InvalidArgument unless `order` is the three letters Z, C and T in some order.
+absl::Status CheckOrder(absl::string_view order);
+
+// What a TIFF's ImageDescription says of its `planes` planes: an OME-XML document or an ImageJ
+// description; one z-stack for any other. InvalidArgument naming the mismatch when the counts it
+// states do not make `planes`, when OME-XML maps planes to pages out of its DimensionOrder or
+// describes several images or files: such a file is refused, never read as something else.
+absl::StatusOr<Dimensions> DimensionsOf(absl::string_view description, int64_t planes);
+
+}  // namespace stackproc::core

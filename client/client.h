@@ -106,7 +106,8 @@ class Client {
     std::string input_path;
     std::string output_path;
     std::vector<v1::OpSpec> ops;
-    core::WriteOptions write;  // compression, overwrite
+    std::vector<int64_t> channels;  // only these are sent, in this order; empty: all
+    core::WriteOptions write;       // compression, overwrite
     std::function<void(const v1::Job&)> on_update;
   };
   absl::StatusOr<v1::Job> Process(const ProcessOptions& options);

@@ -140,6 +140,11 @@ absl::StatusOr<int> Submit(const CliArgs& args, Client& client) {
   }
   output->set_pyramid_levels(write.pyramid_levels);
   output->set_overwrite(write.overwrite);
+  if (args.Has("channels")) {
+    STACKPROC_ASSIGN_OR_RETURN(std::vector<int64_t> channels,
+                               core::ParseChannelList(args.Get("channels")));
+    for (int64_t c : channels) spec->add_channels(c);
+  }
   if (std::string shards = args.Get("shards"); !shards.empty()) {
     int n = -1;
     if (!absl::SimpleAtoi(shards, &n) || n < 0) {
@@ -166,6 +171,9 @@ absl::StatusOr<int> Process(const CliArgs& args, Client& client) {
   if (options.output_path.empty()) return absl::InvalidArgumentError("process needs -o OUTPUT.tif");
   for (const std::string& text : args.All("op")) {
     STACKPROC_ASSIGN_OR_RETURN(options.ops.emplace_back(), ParseOpText(text));
+  }
+  if (args.Has("channels")) {
+    STACKPROC_ASSIGN_OR_RETURN(options.channels, core::ParseChannelList(args.Get("channels")));
   }
   STACKPROC_RETURN_IF_ERROR(core::ParseWriteFlags(args, options.write));
   ProgressDisplay display(stdout, ::isatty(STDOUT_FILENO));
@@ -327,10 +335,10 @@ absl::Status CheckFlags(const std::string& command, const CliArgs& args) {
   const std::vector<std::string> connection = {"server",      "token",      "tls-ca",
                                                "client-cert", "client-key", "help"};
   static const std::map<std::string, std::vector<std::string>> kFlags = {
-      {"submit",
-       Joined({"input", "op", "output", "in-memory", "retention", "request-id", "shards", "wait"},
-              WriteFlags())},
-      {"process", Joined({"o", "output", "op"}, WriteFlags())},
+      {"submit", Joined({"input", "op", "channels", "output", "in-memory", "retention",
+                         "request-id", "shards", "wait"},
+                        WriteFlags())},
+      {"process", Joined({"o", "output", "op", "channels"}, WriteFlags())},
       {"download", Joined({"o", "output"}, WriteFlags())},
       {"resume", {"wait"}},
       {"preview", core::PreviewFlags()},

@@ -24,11 +24,13 @@ commands:
   ops                                   operations and their parameters
   submit --input PATH --op SPEC [--op SPEC ...] (--output PATH | --in-memory [--retention S])
          [--compression C] [--chunks DxHxW] [--pyramid N] [--overwrite] [--request-id ID]
-         [--shards N] [--wait]          queue a job (paths relative to the server's data root);
+         [--shards N] [--channels 0+2] [--wait]
+                                        queue a job (paths relative to the server's data root);
                                         --shards: z-ranges on a server's SLURM cluster (0: the
-                                        server decides, 1: run on the server)
+                                        server decides, 1: run on the server); --channels: only
+                                        these channels (from 0), in this order
   process INPUT -o OUTPUT --op SPEC [--op SPEC ...] [--compression C] [--chunks DxHxW]
-         [--pyramid N] [--overwrite]
+         [--pyramid N] [--channels 0+2] [--overwrite]
                                         stream a local stack through the server and write the
                                         result locally as it comes back
   watch JOB                             follow a job to its end

@@ -17,6 +17,7 @@
 #include "core/base/status_macros.h"
 #include "core/exec/engine.h"
 #include "core/io/formats.h"
+#include "core/process/process_file.h"
 #include "proto/convert.h"
 #include "proto/wire.h"
 
@@ -207,9 +208,13 @@ absl::StatusOr<v1::Job> Client::ProcessStream(
 }
 
 absl::StatusOr<v1::Job> Client::Process(const ProcessOptions& options) {
-  static const core::LocalFiles kLocal;  // any format core reads
-  STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<core::SliceSource> input,
-                             core::OpenInput(kLocal, options.input_path));
+  // Any format core reads; its chosen channels, in t, c, z order for an OME-Zarr output.
+  core::ProcessRequest read;
+  read.input_path = options.input_path;
+  read.output_path = options.output_path;
+  read.channels = options.channels;
+  STACKPROC_ASSIGN_OR_RETURN(std::shared_ptr<core::SliceSource> input,
+                             core::OpenRequestInput(read));
   // Refused before anything is sent: bad output options, an existing output (unless overwrite:
   // then a folder must hold what the format writes).
   STACKPROC_ASSIGN_OR_RETURN(core::OutputName name, core::ParseOutputName(options.output_path));

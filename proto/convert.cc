@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "core/base/status_macros.h"
 
 namespace stackproc::convert {
 
@@ -128,6 +129,45 @@ std::string ExecutorName(v1::Executor executor) {
   return absl::AsciiStrToLower(name);
 }
 
+void DimensionsToProto(const core::Dimensions& dims, v1::Dimensions* out) {
+  if (dims.single()) return;  // unset: one z-stack
+  out->set_times(dims.times);
+  out->set_channels(dims.channels);
+  out->set_order(dims.order);
+}
+
+core::Dimensions DimensionsFromProto(const v1::Dimensions& proto) {
+  core::Dimensions dims;
+  dims.times = std::max<int64_t>(proto.times(), 1);
+  dims.channels = std::max<int64_t>(proto.channels(), 1);
+  if (!proto.order().empty()) dims.order = proto.order();
+  return dims;
+}
+
+namespace {
+
+// The planes' dimensions: what the description states, else the header's own.
+absl::StatusOr<core::Dimensions> HeaderDimensions(const std::string& description,
+                                                  const v1::Dimensions& proto, int64_t planes) {
+  if (proto.times() < 0 || proto.channels() < 0) {
+    return absl::InvalidArgumentError("dimensions: times and channels are counts");
+  }
+  const core::Dimensions stated = DimensionsFromProto(proto);
+  STACKPROC_RETURN_IF_ERROR(stated.Check(planes));
+  STACKPROC_ASSIGN_OR_RETURN(core::Dimensions described, core::DimensionsOf(description, planes));
+  if (described.single()) return stated;
+  if (!stated.single() &&
+      (stated.times != described.times || stated.channels != described.channels ||
+       stated.order != described.order)) {
+    return absl::InvalidArgumentError(absl::StrCat("dimensions say ", stated.Describe(planes),
+                                                   ", the description ",
+                                                   described.Describe(planes)));
+  }
+  return described;
+}
+
+}  // namespace
+
 template <typename Header>
 absl::StatusOr<core::StackMetadata> MetadataFromProto(const Header& header) {
   core::StackMetadata metadata;
@@ -150,6 +190,9 @@ absl::StatusOr<core::StackMetadata> MetadataFromProto(const Header& header) {
           absl::StrCat("resolution_unit ", header.resolution_unit(),
                        " is not 1 (none), 2 (inch) or 3 (centimetre)"));
   }
+  STACKPROC_ASSIGN_OR_RETURN(
+      metadata.dims,
+      HeaderDimensions(header.description(), header.dimensions(), header.shape().depth()));
   return metadata;
 }
 

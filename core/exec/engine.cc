@@ -331,7 +331,7 @@ absl::Status Run(SliceSource& source, Pipeline& pipeline, SliceSink& sink,
   std::vector<size_t> barriers;
   if (options.stack_stats != nullptr) {
     STACKPROC_ASSIGN_OR_RETURN(size_t step, StatsStep(pipeline, formats));
-    STACKPROC_RETURN_IF_ERROR(pipeline.PrepareFromStats(step, *options.stack_stats));
+    STACKPROC_RETURN_IF_ERROR(pipeline.PrepareFromStats(step, formats[step], *options.stack_stats));
   } else {
     for (size_t i = 0; i < pipeline.size(); ++i) {
       if (pipeline.step(i).op->NeedsWholeStack()) barriers.push_back(i);

@@ -1,3 +1,5 @@
+#include "core/io/zarr_sink.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <tbb/enumerable_thread_specific.h>
@@ -14,7 +16,6 @@
 #include "core/base/first_error.h"
 #include "core/base/status_macros.h"
 #include "core/io/formats.h"
-#include "core/io/zarr_sink.h"
 #include "core/zarr/pyramid.h"
 
 namespace stackproc::core {
@@ -88,8 +89,9 @@ absl::Status ValidateZarrWrite(const WriteOptions& options) {
 
 struct ZarrSink::Level {
   std::string path;    // "0" for full resolution, "1" half of it, ...
-  ZarrArrayMeta meta;  // shape and chunks: z, y, x
-  StackShape shape;
+  ZarrArrayMeta meta;  // shape and chunks: (t, c,) z, y, x
+  StackShape shape;    // of one volume (a time point and channel)
+  size_t lead = 0;     // axes before z (t, c)
   size_t slice_bytes = 0;
   UniqueFd dir;               // its folder in the temporary store
   bool halves_z = false;      // pairs the slices of the level above
@@ -102,7 +104,7 @@ struct ZarrSink::Level {
   std::vector<uint8_t> halved;  // a slice of this level halved, for the next
   tbb::enumerable_thread_specific<std::vector<uint8_t>> scratch;  // a chunk, gathered
 
-  int64_t chunk_depth() const { return meta.chunks[0]; }
+  int64_t chunk_depth() const { return meta.chunks[lead]; }
 };
 
 ZarrSink::ZarrSink(OutputTarget store, WriteOptions options, std::optional<ZarrRegion> region)
@@ -141,7 +143,29 @@ absl::StatusOr<NgffImage> ZarrSink::PlanLevels(const StackInfo& output) {
   NgffImage image;
   image.unit = voxel.unit;
   image.name = std::string(absl::StripSuffix(absl::StripSuffix(store_.name(), ".zarr"), ".ome"));
+  // NGFF stores t, c, z: planes in another order (an ImageJ hyperstack's CZT) are put in it
+  // before they come here (ProcessFile reads them so), or refused.
+  const Dimensions& dims = output.metadata.dims;
+  if (!dims.single() && dims.order != "ZCT") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "an OME-Zarr store holds planes in t, c, z order; these come in ", dims.order,
+        " order (fastest first), which a stream cannot reorder: write a TIFF, or give a file"));
+  }
+  times_ = dims.times;
+  channels_ = dims.channels;
+  std::vector<int64_t> lead_shape;
+  if (times_ > 1) image.axes.push_back("t"), lead_shape.push_back(times_);
+  if (channels_ > 1) image.axes.push_back("c"), lead_shape.push_back(channels_);
+  if (channels_ > 1) {
+    for (int64_t c = 0; c < channels_; ++c) {
+      image.channels.push_back(c < std::ssize(dims.channel_info)
+                                   ? dims.channel_info[static_cast<size_t>(c)]
+                                   : ChannelInfo{});
+      if (image.channels.back().name.empty()) image.channels.back().name = absl::StrCat(c);
+    }
+  }
   StackShape shape = output.shape;
+  shape.depth /= times_ * channels_;  // one volume's
   for (int k = 0; k <= pyramid; ++k) {
     auto level = std::make_unique<Level>();
     if (k > 0) {
@@ -159,9 +183,13 @@ absl::StatusOr<NgffImage> ZarrSink::PlanLevels(const StackInfo& output) {
     level->path = absl::StrCat(k);
     level->shape = shape;
     level->slice_bytes = static_cast<size_t>(shape.height * shape.width) * pixel;
-    level->meta.shape = {shape.depth, shape.height, shape.width};
-    level->meta.chunks = {std::min(chunks[0], shape.depth), std::min(chunks[1], shape.height),
-                          std::min(chunks[2], shape.width)};
+    level->lead = lead_shape.size();
+    level->meta.shape = lead_shape;
+    level->meta.shape.insert(level->meta.shape.end(), {shape.depth, shape.height, shape.width});
+    level->meta.chunks.assign(level->lead, 1);
+    level->meta.chunks.insert(level->meta.chunks.end(),
+                              {std::min(chunks[0], shape.depth), std::min(chunks[1], shape.height),
+                               std::min(chunks[2], shape.width)});
     level->meta.type = output.type;
     level->meta.codec = codec_;
     level->meta.nested = true;  // NGFF 0.4: "/" separates a chunk's indices
@@ -229,30 +257,36 @@ absl::Status ZarrSink::OpenRegion(int64_t slices) {
         display,
         ": cannot open the store to fill (made by CreateZarrStore?): ", std::strerror(errno)));
   }
-  // Each level's share: its slices from the first of this range, which must start a z-chunk
-  // (and a pair of slices, where a level halves z), and end one unless it ends the level.
-  int64_t begin = region_->z_begin;
-  int64_t end = region_->z_begin + slices;
+  // Each level's share: from the first slice of this range, which must start a z-chunk of its
+  // volume (and a pair of slices, where a level halves z), to its last, which must end one
+  // unless it ends the volume.
+  const auto refuse = [&](const std::string& why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("slices ", region_->z_begin, "-", region_->z_begin + slices - 1, ": ", why));
+  };
+  const int64_t depth0 = levels_.front()->shape.depth;
+  const int64_t v_begin = region_->z_begin / depth0;
+  const int64_t last = region_->z_begin + slices - 1;
+  int64_t begin = region_->z_begin % depth0;  // in its volume, of the level above
+  int64_t end = last % depth0 + 1;
   for (size_t k = 0; k < levels_.size(); ++k) {
     Level& level = *levels_[k];
     if (level.halves_z) {
-      if (begin % 2 != 0 || (end % 2 != 0 && end != levels_[k - 1]->shape.depth)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("slices ", region_->z_begin, "-", region_->z_begin + slices - 1,
-                         ": level ", k, " pairs slices, and the range splits a pair"));
+      const int64_t above = levels_[k - 1]->shape.depth;
+      if (begin % 2 != 0 || (end % 2 != 0 && end != above)) {
+        return refuse(absl::StrCat("level ", k, " pairs slices, and the range splits a pair"));
       }
-      level.received = begin;
+      level.received = v_begin * above + begin;
       begin /= 2;
       end = Halved(end);
     }
     const int64_t depth = level.chunk_depth();
     if (begin % depth != 0 || (end % depth != 0 && end != level.shape.depth)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("slices ", region_->z_begin, "-", region_->z_begin + slices - 1,
-                       " do not fill whole z-chunks of level ", k, " (", depth, " slices each)"));
+      return refuse(
+          absl::StrCat("do not fill whole z-chunks of level ", k, " (", depth, " slices each)"));
     }
-    if (!level.halves_z && k > 0) level.received = begin;
-    level.appended = begin;
+    if (!level.halves_z && k > 0) level.received = v_begin * levels_[k - 1]->shape.depth + begin;
+    level.appended = v_begin * level.shape.depth + begin;
     // The store must be the one this sink would make: the same stack, chunks and codec.
     STACKPROC_ASSIGN_OR_RETURN(level.dir, MakeFolderAt(store_fd_.get(), level.path, display));
     STACKPROC_ASSIGN_OR_RETURN(UniqueFd zarray,
@@ -273,9 +307,10 @@ absl::Status ZarrSink::OpenRegion(int64_t slices) {
 absl::Status ZarrSink::Encode(int64_t z, const uint8_t* data) {
   const Level& finest = *levels_.front();
   if (finest.chunk_depth() == 1) {
-    const int64_t first = region_ ? region_->z_begin : 0;
-    STACKPROC_RETURN_IF_ERROR(
-        WriteChunkRow(*levels_.front(), first + z, data, /*slices=*/1, /*parallel=*/false));
+    const int64_t plane = (region_ ? region_->z_begin : 0) + z;
+    STACKPROC_RETURN_IF_ERROR(WriteChunkRow(*levels_.front(), plane / finest.shape.depth,
+                                            plane % finest.shape.depth, data, /*slices=*/1,
+                                            /*parallel=*/false));
   }
   if (levels_.size() > 1) {
     HalveSlice(finest.meta.type, data, finest.shape.height, finest.shape.width,
@@ -292,17 +327,19 @@ absl::Status ZarrSink::Write(int64_t z, const uint8_t* data) {
 
 absl::Status ZarrSink::Append(size_t k, const uint8_t* slice) {
   Level& level = *levels_[k];
-  const int64_t z = level.appended++;
+  // The level's slices follow each other volume by volume.
+  const int64_t v = level.appended / level.shape.depth;
+  const int64_t z = level.appended++ % level.shape.depth;
   const int64_t depth = level.chunk_depth();
   if (depth == 1) {
     // Level 0's single-slice chunks were written by Encode, in parallel.
-    if (k > 0) STACKPROC_RETURN_IF_ERROR(WriteChunkRow(level, z, slice, 1, /*parallel=*/false));
+    if (k > 0) STACKPROC_RETURN_IF_ERROR(WriteChunkRow(level, v, z, slice, 1, /*parallel=*/false));
   } else {
     std::memcpy(level.slab.data() + static_cast<size_t>(level.gathered) * level.slice_bytes, slice,
                 level.slice_bytes);
     if (++level.gathered == depth || z + 1 == level.shape.depth) {
       STACKPROC_RETURN_IF_ERROR(
-          WriteChunkRow(level, z / depth, level.slab.data(), level.gathered, /*parallel=*/true));
+          WriteChunkRow(level, v, z / depth, level.slab.data(), level.gathered, /*parallel=*/true));
       level.gathered = 0;
     }
   }
@@ -313,7 +350,8 @@ absl::Status ZarrSink::Append(size_t k, const uint8_t* slice) {
 
 absl::Status ZarrSink::Descend(size_t k, const uint8_t* halved) {
   Level& level = *levels_[k];
-  const bool last = ++level.received == levels_[k - 1]->shape.depth;
+  const int64_t above = levels_[k - 1]->shape.depth;
+  const bool last = ++level.received % above == 0;  // the last slice of its volume above
   if (!level.halves_z) return Append(k, halved);
   if (!level.has_pending) {
     if (last) return Append(k, halved);  // an odd last slice stands alone
@@ -327,16 +365,26 @@ absl::Status ZarrSink::Descend(size_t k, const uint8_t* halved) {
   return Append(k, level.pending.data());
 }
 
-absl::Status ZarrSink::WriteChunkRow(Level& level, int64_t zc, const uint8_t* slab, int64_t slices,
-                                     bool parallel) {
-  const int64_t chunk_height = level.meta.chunks[1];
-  const int64_t chunk_width = level.meta.chunks[2];
+absl::Status ZarrSink::WriteChunkRow(Level& level, int64_t v, int64_t zc, const uint8_t* slab,
+                                     int64_t slices, bool parallel) {
+  const int64_t chunk_height = level.meta.chunks[level.lead + 1];
+  const int64_t chunk_width = level.meta.chunks[level.lead + 2];
   const int64_t rows = ChunksAlong(level.shape.height, chunk_height);
   const int64_t columns = ChunksAlong(level.shape.width, chunk_width);
   const size_t pixel = BytesPerPixel(level.meta.type);
   const size_t chunk_bytes = static_cast<size_t>(level.meta.chunk_elements()) * pixel;
-  STACKPROC_ASSIGN_OR_RETURN(UniqueFd z_dir,
-                             MakeFolderAt(level.dir.get(), absl::StrCat(zc), store_.display()));
+  // The chunk's key: (t/c/)zc/yc/xc, one folder per index (NGFF's "/" separator).
+  std::vector<int64_t> key;
+  if (times_ > 1) key.push_back(v / channels_);
+  if (channels_ > 1) key.push_back(v % channels_);
+  key.push_back(zc);
+  std::string prefix;
+  UniqueFd z_dir;
+  for (int64_t index : key) {
+    STACKPROC_ASSIGN_OR_RETURN(z_dir, MakeFolderAt(z_dir ? z_dir.get() : level.dir.get(),
+                                                   absl::StrCat(index), store_.display()));
+    absl::StrAppend(&prefix, index, "/");
+  }
   std::vector<UniqueFd> y_dirs;
   for (int64_t yc = 0; yc < rows; ++yc) {
     STACKPROC_ASSIGN_OR_RETURN(y_dirs.emplace_back(),
@@ -367,7 +415,7 @@ absl::Status ZarrSink::WriteChunkRow(Level& level, int64_t zc, const uint8_t* sl
                                EncodeChunk(codec_, chunk.data(), chunk_bytes, pixel));
     return WriteFileAt(y_dirs[static_cast<size_t>(i / columns)].get(), absl::StrCat(i % columns),
                        encoded.data(), encoded.size(),
-                       absl::StrCat(store_.display(), "/", level.path, "/", zc, "/", i / columns,
+                       absl::StrCat(store_.display(), "/", level.path, "/", prefix, i / columns,
                                     "/", i % columns));
   };
   if (!parallel) {

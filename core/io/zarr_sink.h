@@ -1,8 +1,9 @@
 // OME-Zarr (NGFF 0.4 on Zarr v2) as a slice sink: an image of axes z, y, x with its physical
-// scale and unit, written as the slices come (memory: the window, and a z-chunk of slices when a
-// chunk holds several), each chunk to a temporary name renamed into place, the whole store in a
-// temporary folder renamed into place by Close. Pyramid levels are made from the same slices in
-// the same pass.
+// scale and unit (t and c before them for a stack of time points or channels, whose planes
+// must come in t, c, z order, with omero's channels), written as the slices come (memory: the
+// window, and a z-chunk of slices when a chunk holds several), each chunk to a temporary name
+// renamed into place, the whole store in a temporary folder renamed into place by Close. Pyramid
+// levels are made from the same slices in the same pass.
 #pragma once
 
 #include <array>
@@ -79,8 +80,9 @@ class ZarrSink final : public SliceSink {
   // carried to level k + 1 (halved in y and x, paired in z where that level halves z).
   absl::Status Append(size_t k, const uint8_t* slice);
   absl::Status Descend(size_t k, const uint8_t* halved);
-  absl::Status WriteChunkRow(Level& level, int64_t zc, const uint8_t* slab, int64_t slices,
-                             bool parallel);
+  // Writes z-chunk `zc` of volume `v` (a time point and channel) of `level`.
+  absl::Status WriteChunkRow(Level& level, int64_t v, int64_t zc, const uint8_t* slab,
+                             int64_t slices, bool parallel);
 
   const OutputTarget store_;
   const WriteOptions options_;
@@ -88,6 +90,8 @@ class ZarrSink final : public SliceSink {
   UniqueFd store_fd_;  // a region's store
   ZarrCodec codec_;
   std::vector<std::unique_ptr<Level>> levels_;
+  // The stack's volumes: its time points x channels, each a z-stack of its own in every level.
+  int64_t times_ = 1, channels_ = 1;
   std::vector<std::vector<uint8_t>> halves_;  // per slot: slice z halved for level 1
   std::optional<TempFolder> temp_;            // the store, while it is written
 };

@@ -1,3 +1,5 @@
+#include "core/io/zarr_source.h"
+
 #include <oneapi/tbb/collaborative_call_once.h>
 #include <tbb/enumerable_thread_specific.h>
 #include <tbb/parallel_for.h>
@@ -13,7 +15,6 @@
 #include "absl/strings/strip.h"
 #include "core/base/first_error.h"
 #include "core/base/status_macros.h"
-#include "core/io/zarr_source.h"
 
 namespace stackproc::core {
 namespace {
@@ -92,6 +93,7 @@ absl::StatusOr<std::unique_ptr<ZarrSource>> ZarrSource::Open(const Files& files,
   }
   std::string array_path = root;
   VoxelSize size;
+  std::optional<NgffImage> image;
   absl::StatusOr<std::string> zarray = ReadText(files, root + "/.zarray");
   if (absl::IsNotFound(zarray.status())) {
     absl::StatusOr<std::string> zattrs = ReadText(files, root + "/.zattrs");
@@ -99,7 +101,6 @@ absl::StatusOr<std::unique_ptr<ZarrSource>> ZarrSource::Open(const Files& files,
       return absl::InvalidArgumentError(absl::StrCat(
           root, ": holds neither a .zarray nor a .zattrs (not a Zarr array or an OME-Zarr image)"));
     }
-    std::optional<NgffImage> image;
     if (!absl::IsNotFound(zattrs.status())) {
       STACKPROC_RETURN_IF_ERROR(zattrs.status());
       STACKPROC_ASSIGN_OR_RETURN(image, ParseNgffAttributes(*zattrs, root + "/.zattrs"));
@@ -119,20 +120,19 @@ absl::StatusOr<std::unique_ptr<ZarrSource>> ZarrSource::Open(const Files& files,
   STACKPROC_RETURN_IF_ERROR(zarray.status());
   const std::string name = array_path + "/.zarray";
   STACKPROC_ASSIGN_OR_RETURN(ZarrArrayMeta array, ParseZarray(*zarray, name));
+  STACKPROC_ASSIGN_OR_RETURN(Axes axes, AxesOf(array, image, name));
 
-  // z, y, x are the last three axes; any before them (time, channel) must have one element.
-  const size_t n = array.shape.size();
-  if (n < 2) return absl::InvalidArgumentError(absl::StrCat(name, ": a 1-D array, not an image"));
-  for (size_t i = 0; i + 3 < n; ++i) {
-    if (array.shape[i] != 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          name, ": a ", n, "-D array of shape [", absl::StrJoin(array.shape, ", "),
-          "]; stackproc reads one z, y, x volume (the axes before z must have length 1)"));
-    }
-  }
   StackInfo info;
   info.type = array.type;
-  info.shape = {n >= 3 ? array.shape[n - 3] : 1, array.shape[n - 2], array.shape[n - 1]};
+  const auto length = [&](int axis) { return axis < 0 ? 1 : array.shape[size_t(axis)]; };
+  info.metadata.dims.times = length(axes.t);
+  info.metadata.dims.channels = length(axes.c);
+  if (image && std::ssize(image->channels) == info.metadata.dims.channels) {
+    info.metadata.dims.channel_info = image->channels;
+  }
+  const size_t n = array.shape.size();
+  info.shape = {length(axes.t) * length(axes.c) * length(axes.z), array.shape[n - 2],
+                array.shape[n - 1]};
   STACKPROC_RETURN_IF_ERROR(limits.Check(name, info.shape, info.type));
   // Checked one factor at a time: the product of lying lengths must not overflow.
   double chunk_bytes = static_cast<double>(BytesPerPixel(info.type));
@@ -142,57 +142,67 @@ absl::StatusOr<std::unique_ptr<ZarrSource>> ZarrSource::Open(const Files& files,
         absl::StrCat(name, ": chunks [", absl::StrJoin(array.chunks, ", "), "] of more than ",
                      kMaxChunkBytes, " bytes each"));
   }
-  if (n < 3) size.z.reset();
-  info.metadata = MetadataOfVoxelSize(size, info.shape);
+  if (axes.z < 0) size.z.reset();
+  info.metadata = MetadataOfVoxelSize(size, info.shape, info.type, info.metadata.dims);
   return std::unique_ptr<ZarrSource>(
-      new ZarrSource(files, std::move(array_path), std::move(array), std::move(info)));
+      new ZarrSource(files, std::move(array_path), std::move(array), axes, std::move(info)));
 }
 
 int64_t ZarrSource::chunk_depth() const {
-  const size_t n = array_.chunks.size();
-  return n >= 3 ? std::min(array_.chunks[n - 3], info_.shape.depth) : 1;
+  return axes_.z < 0 ? 1 : std::min(array_.chunks[size_t(axes_.z)], slices());
 }
 
-absl::Status ZarrSource::Read(int64_t z, uint8_t* buffer) {
-  if (z < 0 || z >= info_.shape.depth) return absl::OutOfRangeError(absl::StrCat("no slice ", z));
+int64_t ZarrSource::slices() const { return axes_.z < 0 ? 1 : array_.shape[size_t(axes_.z)]; }
+
+absl::Status ZarrSource::Read(int64_t plane, uint8_t* buffer) {
+  if (plane < 0 || plane >= info_.shape.depth) {
+    return absl::OutOfRangeError(absl::StrCat("no plane ", plane));
+  }
+  const PlaneIndex at = info_.metadata.dims.Of(plane, info_.shape.depth);
   const int64_t depth = chunk_depth();
-  if (depth == 1) return DecodeRow(z, buffer, /*parallel=*/false);
-  const int64_t zc = z / depth;
-  const int64_t slices = std::min(depth, info_.shape.depth - zc * depth);
+  const Row row{at.t, at.c, at.z / depth};
+  if (depth == 1) return DecodeRow(row, buffer, /*parallel=*/false);
+  const int64_t slices_in_row = std::min(depth, slices() - row.zc * depth);
   const size_t slice_bytes = SliceBytes(info_.shape, info_.type).value();
+  // The z-chunks of one (t, c) follow each other: a key per z-chunk of the whole stack.
+  const int64_t key =
+      (at.t * info_.metadata.dims.channels + at.c) * ChunksAlong(slices(), depth) + row.zc;
   std::shared_ptr<Slab> slab;
   {
     std::lock_guard lock(mutex_);
-    std::shared_ptr<Slab>& entry = slabs_[zc];
+    std::shared_ptr<Slab>& entry = slabs_[key];
     if (!entry) {
       entry = std::make_shared<Slab>();
-      entry->unread = slices;
+      entry->unread = slices_in_row;
     }
     slab = entry;
   }
   // The first reader decodes the z-chunk's chunks in parallel; readers of its other slices
   // that come meanwhile join that work instead of waiting idle.
   tbb::collaborative_call_once(slab->decoded, [&] {
-    slab->data.resize(static_cast<size_t>(slices) * slice_bytes);
-    slab->status = DecodeRow(zc, slab->data.data(), /*parallel=*/true);
+    slab->data.resize(static_cast<size_t>(slices_in_row) * slice_bytes);
+    slab->status = DecodeRow(row, slab->data.data(), /*parallel=*/true);
   });
   if (slab->status.ok()) {
-    std::memcpy(buffer, slab->data.data() + static_cast<size_t>(z - zc * depth) * slice_bytes,
+    std::memcpy(buffer,
+                slab->data.data() + static_cast<size_t>(at.z - row.zc * depth) * slice_bytes,
                 slice_bytes);
   }
   std::lock_guard lock(mutex_);
-  if (--slab->unread == 0) slabs_.erase(zc);
+  if (--slab->unread == 0) slabs_.erase(key);
   return slab->status;
 }
 
-absl::Status ZarrSource::DecodeRow(int64_t zc, uint8_t* slab, bool parallel) const {
+absl::Status ZarrSource::DecodeRow(const Row& row, uint8_t* slab, bool parallel) const {
   const size_t n = array_.chunks.size();
   const int64_t rows = ChunksAlong(info_.shape.height, array_.chunks[n - 2]);
   const int64_t columns = ChunksAlong(info_.shape.width, array_.chunks[n - 1]);
-  const int64_t slices = std::min(chunk_depth(), info_.shape.depth - zc * chunk_depth());
+  const int64_t slices_in_row = std::min(chunk_depth(), slices() - row.zc * chunk_depth());
   const auto index_of = [&](int64_t i) {
     std::vector<int64_t> index(n, 0);
-    if (n >= 3) index[n - 3] = zc;
+    if (axes_.t >= 0) index[size_t(axes_.t)] = row.t / array_.chunks[size_t(axes_.t)];
+    if (axes_.c >= 0) index[size_t(axes_.c)] = row.c / array_.chunks[size_t(axes_.c)];
+    if (axes_.z >= 0) index[size_t(axes_.z)] = row.zc;
     index[n - 2] = i / columns;
     index[n - 1] = i % columns;
     return index;
@@ -200,7 +210,7 @@ absl::Status ZarrSource::DecodeRow(int64_t zc, uint8_t* slab, bool parallel) con
   if (!parallel) {
     std::vector<uint8_t> scratch;
     for (int64_t i = 0; i < rows * columns; ++i) {
-      STACKPROC_RETURN_IF_ERROR(DecodeChunk(index_of(i), slab, slices, scratch));
+      STACKPROC_RETURN_IF_ERROR(DecodeChunk(row, index_of(i), slab, slices_in_row, scratch));
     }
     return absl::OkStatus();
   }
@@ -210,15 +220,16 @@ absl::Status ZarrSource::DecodeRow(int64_t zc, uint8_t* slab, bool parallel) con
   tbb::parallel_for(
       int64_t{0}, rows * columns,
       [&](int64_t i) {
-        absl::Status status = DecodeChunk(index_of(i), slab, slices, scratch.local());
+        absl::Status status = DecodeChunk(row, index_of(i), slab, slices_in_row, scratch.local());
         if (!status.ok()) first.Set(i, std::move(status));
       },
       context);
   return first.Take();
 }
 
-absl::Status ZarrSource::DecodeChunk(const std::vector<int64_t>& index, uint8_t* slab,
-                                     int64_t slices, std::vector<uint8_t>& scratch) const {
+absl::Status ZarrSource::DecodeChunk(const Row& row, const std::vector<int64_t>& index,
+                                     uint8_t* slab, int64_t slices_in_row,
+                                     std::vector<uint8_t>& scratch) const {
   const size_t n = array_.chunks.size();
   const int64_t chunk_height = array_.chunks[n - 2];
   const int64_t chunk_width = array_.chunks[n - 1];
@@ -233,7 +244,7 @@ absl::Status ZarrSource::DecodeChunk(const std::vector<int64_t>& index, uint8_t*
   const std::string path = absl::StrCat(array_path_, "/", ChunkKey(array_, index));
   absl::StatusOr<InputFile> file = files_.Input(path);
   if (absl::IsNotFound(file.status())) {  // never written: the fill value
-    for (int64_t s = 0; s < slices; ++s) {
+    for (int64_t s = 0; s < slices_in_row; ++s) {
       for (int64_t r = 0; r < rows; ++r) {
         FillPixels(info_.type, array_.fill_value, slab_row(s, r), static_cast<size_t>(columns));
       }
@@ -249,14 +260,54 @@ absl::Status ZarrSource::DecodeChunk(const std::vector<int64_t>& index, uint8_t*
   STACKPROC_RETURN_IF_ERROR(
       core::DecodeChunk(array_.codec, encoded, scratch.data(), chunk_bytes, path));
   if (array_.big_endian) SwapBytes(info_.type, scratch.data(), chunk_bytes);
-  const int64_t chunk_depth = n >= 3 ? array_.chunks[n - 3] : 1;
-  for (int64_t s = 0; s < std::min(slices, chunk_depth); ++s) {
+  // Where this (t, c)'s z-slices start in the chunk (C order: t, c, z, y, x).
+  std::vector<int64_t> stride(n, 1);
+  for (size_t i = n - 1; i > 0; --i) stride[i - 1] = stride[i] * array_.chunks[i];
+  int64_t start = 0;
+  if (axes_.t >= 0) start += row.t % array_.chunks[size_t(axes_.t)] * stride[size_t(axes_.t)];
+  if (axes_.c >= 0) start += row.c % array_.chunks[size_t(axes_.c)] * stride[size_t(axes_.c)];
+  const int64_t chunk_depth = axes_.z >= 0 ? array_.chunks[size_t(axes_.z)] : 1;
+  for (int64_t s = 0; s < std::min(slices_in_row, chunk_depth); ++s) {
     for (int64_t r = 0; r < rows; ++r) {
-      std::memcpy(slab_row(s, r), scratch.data() + ((s * chunk_height + r) * chunk_width) * pixel,
+      std::memcpy(slab_row(s, r),
+                  scratch.data() + (start + (s * chunk_height + r) * chunk_width) * pixel,
                   static_cast<size_t>(columns) * pixel);
     }
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<ZarrSource::Axes> ZarrSource::AxesOf(const ZarrArrayMeta& array,
+                                                    const std::optional<NgffImage>& image,
+                                                    const std::string& name) {
+  const int n = static_cast<int>(array.shape.size());
+  if (n < 2) return absl::InvalidArgumentError(absl::StrCat(name, ": a 1-D array, not an image"));
+  Axes axes;
+  if (image && !image->axes.empty()) {
+    if (std::ssize(image->axes) != n) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": a ", n,
+                                                     "-D array, where the image's .zattrs names ",
+                                                     image->axes.size(), " axes"));
+    }
+    for (int i = 0; i < n; ++i) {
+      if (image->axes[size_t(i)] == "t") axes.t = i;
+      if (image->axes[size_t(i)] == "c") axes.c = i;
+    }
+    axes.z = image->spatial() == 3 ? n - 3 : -1;
+    return axes;
+  }
+  // A plain array (or an image that names no axes): z, y, x last, and what comes before them
+  // of length 1, since nothing says whether it is time or channel.
+  for (int i = 0; i + 3 < n; ++i) {
+    if (array.shape[size_t(i)] != 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          name, ": a ", n, "-D array of shape [", absl::StrJoin(array.shape, ", "),
+          "] whose axes no OME-Zarr image names; stackproc reads its axes before z only with "
+          "length 1 (an OME-Zarr image's axes say which are time and channel)"));
+    }
+  }
+  axes.z = n >= 3 ? n - 3 : -1;
+  return axes;
 }
 
 }  // namespace stackproc::core

@@ -1,5 +1,6 @@
-// OME-Zarr (NGFF 0.4 on Zarr v2) as a slice source: level 0 of an image's first multiscale, or a
-// plain array; chunked any way, with the codecs of zarr_codec.h, either byte order, fill values
+// OME-Zarr (NGFF 0.4 on Zarr v2) as a slice source: level 0 of an image's first multiscale (its
+// t and c axes as time points and channels, planes in t, c, z order), or a plain array; chunked
+// any way, with the codecs of zarr_codec.h, either byte order, fill values
 // for chunks never written. A z-chunk of several slices is decoded once, its chunks in parallel,
 // and kept until its slices are read.
 #pragma once
@@ -38,7 +39,7 @@ class ZarrSource final : public SliceSource {
 
   const StackInfo& info() const override { return info_; }
   SourceTraits traits() const override { return {.chunk_slices = chunk_depth()}; }
-  // Slice z, from its z-chunk's chunks (decoded then, or already). DataLoss for a chunk that is
+  // Plane z, from its z-chunk's chunks (decoded then, or already). DataLoss for a chunk that is
   // corrupt or truncated, naming its file.
   absl::Status Read(int64_t z, uint8_t* buffer) override;
 
@@ -46,21 +47,36 @@ class ZarrSource final : public SliceSource {
 
  private:
   struct Slab;  // the slices of one z-chunk, decoded
-  ZarrSource(const Files& files, std::string array_path, ZarrArrayMeta array, StackInfo info)
+  // Which of the array's axes are t, c and z (-1: it has none); y and x are the last two.
+  struct Axes {
+    int t = -1, c = -1, z = -1;
+  };
+  // One z-chunk of one time point and channel.
+  struct Row {
+    int64_t t = 0, c = 0, zc = 0;
+  };
+  static absl::StatusOr<Axes> AxesOf(const ZarrArrayMeta& array,
+                                     const std::optional<NgffImage>& image,
+                                     const std::string& name);
+  ZarrSource(const Files& files, std::string array_path, ZarrArrayMeta array, Axes axes,
+             StackInfo info)
       : files_(files),
         array_path_(std::move(array_path)),
         array_(std::move(array)),
+        axes_(axes),
         info_(std::move(info)) {}
 
   int64_t chunk_depth() const;
-  // Decodes the chunks of z-chunk `zc` into `slab` (its slices, whole), in parallel when asked.
-  absl::Status DecodeRow(int64_t zc, uint8_t* slab, bool parallel) const;
-  absl::Status DecodeChunk(const std::vector<int64_t>& index, uint8_t* slab, int64_t slices,
-                           std::vector<uint8_t>& scratch) const;
+  int64_t slices() const;  // z-slices of one time point and channel
+  // Decodes the chunks of `row` into `slab` (its slices, whole), in parallel when asked.
+  absl::Status DecodeRow(const Row& row, uint8_t* slab, bool parallel) const;
+  absl::Status DecodeChunk(const Row& row, const std::vector<int64_t>& index, uint8_t* slab,
+                           int64_t slices_in_row, std::vector<uint8_t>& scratch) const;
 
   const Files& files_;
   const std::string array_path_;
   const ZarrArrayMeta array_;
+  const Axes axes_;
   const StackInfo info_;
   std::mutex mutex_;
   std::map<int64_t, std::shared_ptr<Slab>> slabs_;  // by z-chunk, while slices are unread

@@ -17,19 +17,10 @@ namespace {
 // The key channels= and the prefix of cN.key=.
 constexpr absl::string_view kChannelsKey = "channels";
 
-// channels=0+2: the channel numbers, ascending, each once.
+// channels=0+2: the channel numbers, ascending.
 absl::StatusOr<std::vector<int64_t>> ParseChannels(absl::string_view text) {
-  std::vector<int64_t> channels;
-  for (absl::string_view item : absl::StrSplit(text, '+')) {
-    int64_t c = 0;
-    if (!absl::SimpleAtoi(item, &c) || c < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "channels=", text, " is not valid (channel numbers from 0 joined by '+', e.g. 0+2)"));
-    }
-    channels.push_back(c);
-  }
+  STACKPROC_ASSIGN_OR_RETURN(std::vector<int64_t> channels, ParseChannelList(text));
   std::sort(channels.begin(), channels.end());
-  channels.erase(std::unique(channels.begin(), channels.end()), channels.end());
   return channels;
 }
 
@@ -157,6 +148,7 @@ size_t Pipeline::GroupOf(const Step& step, int64_t plane) const {
 }
 
 absl::Status Pipeline::Bind(const Dimensions& dims, int64_t planes) {
+  STACKPROC_RETURN_IF_ERROR(dims.Check(planes));
   dims_ = dims;
   planes_ = planes;
   for (size_t i = 0; i < steps_.size(); ++i) {
@@ -176,7 +168,7 @@ absl::Status Pipeline::Bind(const Dimensions& dims, int64_t planes) {
     }
     const size_t groups = Groups(step);
     const bool whole = step.op->NeedsWholeStack();
-    if (groups == 1 && !step.only && step.own.empty()) continue;
+    if ((groups == 1 || !whole) && !step.only && step.own.empty()) continue;  // one op for all
     for (size_t g = 0; g < groups; ++g) {
       const int64_t c = static_cast<int64_t>(g) % dims.channels;
       if (step.only && !std::binary_search(step.only->begin(), step.only->end(), c)) {
@@ -223,16 +215,18 @@ absl::Status Pipeline::PrepareForStack(size_t i, const Stack& input) {
   return absl::OkStatus();
 }
 
-absl::Status Pipeline::PrepareFromStats(size_t i, const std::vector<uint64_t>& stats) {
+absl::Status Pipeline::PrepareFromStats(size_t i, const SliceFormat& format,
+                                        const std::vector<uint64_t>& stats) {
   Step& step = steps_[i];
   if (step.by_group.empty()) return step.op->PrepareFromStats(stats);
   const size_t groups = step.by_group.size();
-  if (stats.size() % groups != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(step.spec, ": ", stats.size(),
-                                                   " statistics do not divide into ", groups,
-                                                   " groups of planes"));
+  const size_t each = JoinStats(i, format, {}).size() / groups;
+  if (stats.size() != groups * each) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(step.spec, ": ", stats.size(), " statistics, where this stack's ", groups,
+                     " groups of planes (channels, or channels and time points) have ",
+                     groups * each, ": gathered from another stack or pipeline"));
   }
-  const size_t each = stats.size() / groups;
   for (size_t g = 0; g < groups; ++g) {
     if (step.by_group[g] == nullptr) continue;
     const auto from = stats.begin() + static_cast<ptrdiff_t>(g * each);

@@ -70,9 +70,10 @@ class Pipeline {
 
   // A whole-stack step's statistics (the engine's barrier, or statistics gathered apart):
   // each group's op takes its group's. `stats` holds every group's one after another, each of
-  // the size the step's AddStats makes (GroupStats sizes and fills them).
+  // the size the step's AddStats makes for slices of `format`, the step's input (JoinStats).
   absl::Status PrepareForStack(size_t i, const Stack& input);
-  absl::Status PrepareFromStats(size_t i, const std::vector<uint64_t>& stats);
+  absl::Status PrepareFromStats(size_t i, const SliceFormat& format,
+                                const std::vector<uint64_t>& stats);
   // Adds plane `plane` (of format `format`, the step's input) to the statistics of its group.
   // False when the step's statistics of such pixels do not add up.
   bool AddStats(size_t i, int64_t plane, const cv::Mat& slice,

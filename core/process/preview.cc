@@ -247,6 +247,7 @@ absl::StatusOr<Preview> RunPreview(const Files& files, const PreviewRequest& req
                                                 : FormatOpSpecs(request.variants.front().ops);
   STACKPROC_ASSIGN_OR_RETURN(preview.before, Stack::Allocate(sample, info.type));
   preview.before.metadata() = info.metadata;
+  preview.before.metadata().dims = info.metadata.dims.Picked(z, depth);
   STACKPROC_ASSIGN_OR_RETURN(Stack whole,
                              Stack::Allocate({1, info.shape.height, info.shape.width}, info.type));
   for (size_t i = 0; i < z.size(); ++i) {
@@ -268,7 +269,7 @@ absl::StatusOr<Preview> RunPreview(const Files& files, const PreviewRequest& req
     }
     STACKPROC_ASSIGN_OR_RETURN(Stack copy, Stack::Allocate(sample, info.type));
     std::memcpy(copy.slice_data(0), preview.before.slice_data(0), preview.before.size_bytes());
-    copy.metadata() = info.metadata;
+    copy.metadata() = preview.before.metadata();
     STACKPROC_ASSIGN_OR_RETURN(Stack result, Execute(std::move(copy), pipeline));
     preview.after.push_back(std::move(result));
     preview.labels.push_back(variant.label);

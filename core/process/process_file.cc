@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
 #include "core/io/formats.h"
+#include "core/io/plane_map.h"
 #include "core/io/stack_io.h"
 #include "core/io/tiff_io.h"
 
@@ -39,13 +40,24 @@ absl::Status RunPlan(const ProcessRequest& request, ProcessPlan& plan, SliceSink
 }
 
 // The request's input (any format formats.h reads), through its Files.
+}  // namespace
+
 absl::StatusOr<std::shared_ptr<SliceSource>> OpenRequestInput(const ProcessRequest& request) {
   static const LocalFiles kLocal;
-  return OpenInput(request.files != nullptr ? *request.files : kLocal, request.input_path,
-                   request.limits);
+  STACKPROC_ASSIGN_OR_RETURN(std::shared_ptr<SliceSource> source,
+                             OpenInput(request.files != nullptr ? *request.files : kLocal,
+                                       request.input_path, request.limits));
+  if (!request.channels.empty()) {
+    STACKPROC_ASSIGN_OR_RETURN(source, PlaneMapSource::Channels(source, request.channels));
+  }
+  if (!request.output_path.empty()) {
+    absl::StatusOr<OutputName> output = ParseOutputName(request.output_path);
+    if (output.ok() && output->format == Format::kOmeZarr) {
+      STACKPROC_ASSIGN_OR_RETURN(source, PlaneMapSource::InZctOrder(source));
+    }
+  }
+  return source;
 }
-
-}  // namespace
 
 absl::string_view ProcessModeName(ProcessMode mode) {
   switch (mode) {
@@ -69,6 +81,8 @@ absl::StatusOr<ProcessPlan> PlanSource(std::shared_ptr<SliceSource> source,
   plan.source_depth = plan.input.shape.depth;
   STACKPROC_ASSIGN_OR_RETURN(
       plan.formats, plan.pipeline.Plan(SliceFormat::Of(plan.input.shape, plan.input.type)));
+  // A step naming a channel the stack lacks is refused now, before anything is read.
+  STACKPROC_RETURN_IF_ERROR(plan.pipeline.Bind(plan.input.metadata.dims, plan.input.shape.depth));
   plan.output_shape = {plan.input.shape.depth, plan.formats.back().height,
                        plan.formats.back().width};
   plan.output_type = plan.formats.back().type;

@@ -39,7 +39,10 @@ struct ProcessRequest {
   // Where the output goes, its directory already open (e.g. resolved beneath a data root);
   // output_path then only names it in messages. Unset: output_path's directory is opened.
   std::optional<OutputTarget> output_target;
-  // Only these slices of the input (a shard of a job cut in z-ranges: shards.h).
+  // Only these channels of the input, in this order (numbered from 0); empty: all of them.
+  std::vector<int64_t> channels;
+  // Only these slices of the input (a shard of a job cut in z-ranges: shards.h), after its
+  // channels were chosen.
   std::optional<ZRange> z_range;
   // A pipeline with a whole-stack step: its statistics, gathered over the whole stack apart
   // (GatherStats of each range, summed; a cut job's first phase). The run then streams, and may
@@ -56,6 +59,10 @@ struct ProcessRequest {
   // Called as the run starts: "processing" (in memory) or "streaming".
   std::function<void(absl::string_view stage)> on_stage;
 };
+
+// The input `request` reads: input_path opened, only its `channels` when given, its planes in
+// t, c, z order when the output is an OME-Zarr store (which holds them so). No z-range.
+absl::StatusOr<std::shared_ptr<SliceSource>> OpenRequestInput(const ProcessRequest& request);
 
 // What a request will do, worked out before anything is allocated.
 struct ProcessPlan {

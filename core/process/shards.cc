@@ -88,7 +88,9 @@ absl::StatusOr<std::unique_ptr<ZRangeSource>> ZRangeSource::Create(
   }
   StackInfo info = whole;
   info.shape.depth = range.size();
-  info.metadata = UpdateMetadata(whole.metadata, info.shape, whole.type, whole.type, {});
+  StackMetadata part = whole.metadata;  // the whole stack's planes, of which these are some
+  part.dims = whole.metadata.dims.Range(range.begin, range.size(), whole.shape.depth);
+  info.metadata = UpdateMetadata(part, info.shape, whole.type, whole.type, {});
   return std::unique_ptr<ZRangeSource>(new ZRangeSource(std::move(source), range, std::move(info)));
 }
 
@@ -235,8 +237,16 @@ absl::Status AssembleTiff(const Files& files, const std::vector<std::string>& sh
     TIFFGetFieldDefaulted(handle.get(), TIFFTAG_PREDICTOR, &predictor);
     options.predictor = predictor == PREDICTOR_NONE ? Predictor::kNone : Predictor::kDifferencing;
   }
+  // The shards carry the whole stack's description: its counts are the assembled stack's.
+  StackMetadata whole = first.metadata;
+  absl::StatusOr<Dimensions> dims = DimensionsOf(whole.description, shape.depth);
+  if (!dims.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(parts.front().path, ": ", dims.status().message()));
+  }
+  whole.dims = *std::move(dims);
   const StackMetadata metadata =
-      UpdateMetadata(first.metadata, shape, first.pixel_type, first.pixel_type, {});
+      UpdateMetadata(whole, shape, first.pixel_type, first.pixel_type, {});
   STACKPROC_ASSIGN_OR_RETURN(
       std::unique_ptr<TiffPageWriter> writer,
       TiffPageWriter::Create(target, shape, first.pixel_type, metadata, options));

@@ -6,6 +6,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
@@ -28,6 +29,9 @@ std::vector<std::string> WorkerArgs(const WorkerTask& task, const WorkFolder& w,
   for (const OpSpec& op : task.ops) {
     argv.push_back("--op");
     argv.push_back(FormatOpSpec(op));
+  }
+  if (!task.channels.empty()) {
+    argv.insert(argv.end(), {"--channels", absl::StrJoin(task.channels, "+")});
   }
   if (!w.stats()) {
     argv.insert(argv.end(), {"--compression", task.compression, "--overwrite"});

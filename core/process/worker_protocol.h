@@ -69,7 +69,8 @@ struct WorkerTask {
   std::string worker;  // stackproc-local, as the compute nodes see it
   std::string input;   // absolute
   std::vector<OpSpec> ops;
-  std::string compression;  // CompressionText: how the "shard" phase writes its pieces
+  std::vector<int64_t> channels;  // only these (--channels); empty: all
+  std::string compression;        // CompressionText: how the "shard" phase writes its pieces
   int shards = 0;
 };
 

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <regex>
+#include <set>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "core/base/status_macros.h"
 #include "core/stack/metadata.h"
 
@@ -67,10 +69,15 @@ std::vector<ChannelInfo> OmeChannels(const std::string& xml) {
 
 // Every TiffData element must put its planes where DimensionOrder does: IFD i is plane i.
 absl::Status CheckTiffData(const std::string& xml, const Dimensions& d, int64_t planes) {
-  if (!StartTags(xml, "UUID").empty() && xml.find("FileName") != std::string::npos) {
+  // Bio-Formats names the file itself in every TiffData's UUID: one name is one file.
+  std::set<std::string> files;
+  for (const std::string& tag : StartTags(xml, "UUID")) {
+    if (std::optional<std::string> name = Attribute(tag, "FileName")) files.insert(*name);
+  }
+  if (files.size() > 1) {
     return absl::InvalidArgumentError(
-        "the OME-XML spreads the image over several files (TiffData UUID FileName): stackproc "
-        "reads single-file OME-TIFFs");
+        absl::StrCat("the OME-XML spreads the image over ", files.size(),
+                     " files (TiffData UUID FileName): stackproc reads single-file OME-TIFFs"));
   }
   for (const std::string& tag : StartTags(xml, "TiffData")) {
     absl::StatusOr<int64_t> ifd = Count(tag, "IFD", 0), t = Count(tag, "FirstT", 0),
@@ -145,6 +152,9 @@ absl::StatusOr<Dimensions> ImageJDimensions(absl::string_view description, int64
     if (!v->ok()) return v->status();
   }
   Dimensions d;
+  if (!c->has_value() && !t->has_value())
+    return d;  // a z-stack (images= and slices= may be
+               // stale: UpdateMetadata restates them)
   d.order = "CZT";
   d.channels = c->value_or(1);
   d.times = t->value_or(1);
@@ -162,6 +172,7 @@ absl::StatusOr<Dimensions> ImageJDimensions(absl::string_view description, int64
 
 PlaneIndex Dimensions::Of(int64_t plane, int64_t planes) const {
   const int64_t slices = Slices(planes);
+  plane = picked.empty() ? first_plane + plane : picked[static_cast<size_t>(plane)];
   PlaneIndex index;
   for (char axis : order) {
     const int64_t size = SizeOf(*this, axis, slices);
@@ -189,6 +200,54 @@ std::string Dimensions::Describe(int64_t planes) const {
   if (channels > 1) absl::StrAppend(&text, channels, " channels x ");
   absl::StrAppend(&text, Slices(planes), " z (planes ", order, ", fastest first)");
   return text;
+}
+
+absl::Status Dimensions::Check(int64_t planes) const {
+  const int64_t whole = Whole(planes);
+  if (times < 1 || channels < 1 || whole % (times * channels) != 0 || whole < planes ||
+      (!picked.empty() && std::ssize(picked) != planes)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        planes, " planes are not ", times, " time points x ", channels, " channels x z-slices",
+        whole != planes ? absl::StrCat(" (of ", whole, ")") : ""));
+  }
+  return CheckOrder(order);
+}
+
+Dimensions Dimensions::Range(int64_t first, int64_t count, int64_t planes) const {
+  Dimensions range = *this;
+  range.whole_planes = Whole(planes);
+  range.first_plane = picked.empty() ? first_plane + first : 0;
+  if (!picked.empty()) {
+    range.picked.assign(picked.begin() + first, picked.begin() + first + count);
+  }
+  return range;
+}
+
+Dimensions Dimensions::Picked(std::vector<int64_t> planes_picked, int64_t planes) const {
+  Dimensions some = *this;
+  some.whole_planes = Whole(planes);
+  for (int64_t& p : planes_picked) {
+    p = picked.empty() ? first_plane + p : picked[static_cast<size_t>(p)];
+  }
+  some.first_plane = 0;
+  some.picked = std::move(planes_picked);
+  return some;
+}
+
+absl::StatusOr<std::vector<int64_t>> ParseChannelList(absl::string_view text) {
+  std::vector<int64_t> channels;
+  for (absl::string_view item : absl::StrSplit(text, '+')) {
+    int64_t c = 0;
+    if (!absl::SimpleAtoi(item, &c) || c < 0 ||
+        std::find(channels.begin(), channels.end(), c) != channels.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("channels '", text,
+                       "' is not valid (channel numbers from 0, each once, joined by '+': "
+                       "0+2)"));
+    }
+    channels.push_back(c);
+  }
+  return channels;
 }
 
 absl::Status CheckOrder(absl::string_view order) {

@@ -24,6 +24,9 @@ struct ChannelInfo {
   std::string name;
   std::optional<uint32_t> rgba;               // display colour, 0xRRGGBBAA
   std::optional<double> emission_wavelength;  // nm
+  // The display window (NGFF omero's window start/end), in pixel values.
+  std::optional<double> window_start;
+  std::optional<double> window_end;
   friend bool operator==(const ChannelInfo&, const ChannelInfo&) = default;
 };
 
@@ -42,20 +45,40 @@ struct Dimensions {
   // t, c, z) or any other order of the three letters ("CZT": ImageJ's hyperstacks).
   std::string order = "ZCT";
   std::vector<ChannelInfo> channel_info;  // empty, or one per channel
+  // A stack of some of another's planes (a z-range shard, a preview's slices) keeps that
+  // stack's dimensions and says which planes it has: the whole stack's plane count (0: these
+  // are all of it), and its planes' places there: from `first_plane` on, or `picked`.
+  int64_t whole_planes = 0;
+  int64_t first_plane = 0;
+  std::vector<int64_t> picked;
 
   friend bool operator==(const Dimensions&, const Dimensions&) = default;
 
   // One z-stack: no channels or time points to speak of.
   bool single() const { return times == 1 && channels == 1; }
-  // The z-slices of a stack of `planes` planes (planes / (times x channels)).
-  int64_t Slices(int64_t planes) const { return planes / (times * channels); }
-  // Where plane `plane` of `planes` is, and the inverse.
+  // The planes of the whole stack, of which a stack of `planes` planes holds some or all.
+  int64_t Whole(int64_t planes) const { return whole_planes > 0 ? whole_planes : planes; }
+  // The z-slices of the whole stack (its planes / (times x channels)).
+  int64_t Slices(int64_t planes) const { return Whole(planes) / (times * channels); }
+  // Where plane `plane` of a stack of `planes` planes is in the whole stack, and the inverse
+  // for a whole stack.
   PlaneIndex Of(int64_t plane, int64_t planes) const;
   int64_t PlaneOf(const PlaneIndex& index, int64_t planes) const;
+  // InvalidArgument unless the whole stack's planes are times x channels x z-slices and a
+  // stack of `planes` planes fits in it.
+  absl::Status Check(int64_t planes) const;
+  // These dimensions for planes [first, first + count) of a stack of `planes`, or for the
+  // planes `picked` of it.
+  Dimensions Range(int64_t first, int64_t count, int64_t planes) const;
+  Dimensions Picked(std::vector<int64_t> planes_picked, int64_t planes) const;
 
   // "1 z-stack", "2 channels x 10 z", "3 time points x 2 channels x 10 z (planes ZCT)".
   std::string Describe(int64_t planes) const;
 };
+
+// "0+2" (--channels, and an operation's channels=): channel numbers from 0 joined by '+', in
+// the order given, each once. InvalidArgument otherwise.
+absl::StatusOr<std::vector<int64_t>> ParseChannelList(absl::string_view text);
 
 // InvalidArgument unless `order` is the three letters Z, C and T in some order.
 absl::Status CheckOrder(absl::string_view order);

@@ -43,6 +43,10 @@ std::string OmeTypeName(PixelType type) {
 
 }  // namespace
 
+void SetOmePixelsAttribute(std::string& xml, const std::string& name, const std::string& value) {
+  SetPixelsAttribute(xml, name, value, /*add=*/true);
+}
+
 std::optional<std::string> OmePixelsAttribute(const std::string& xml, const std::string& name) {
   std::regex re("<([A-Za-z0-9_]+:)?Pixels\\s[^>]*\\s" + name + "\\s*=\\s*\"([^\"]*)\"");
   std::smatch m;
@@ -151,6 +155,60 @@ std::string OmeXml(const StackShape& shape, PixelType type, const Dimensions& di
 
 }  // namespace
 
+StackMetadata SelectChannels(const StackMetadata& in, const std::vector<int64_t>& kept,
+                             int64_t planes) {
+  StackMetadata out = in;
+  out.dims.channels = std::ssize(kept);
+  out.dims.channel_info.clear();
+  if (!in.dims.channel_info.empty()) {
+    for (int64_t c : kept) out.dims.channel_info.push_back(in.dims.channel_info[size_t(c)]);
+  }
+  if (ClassifyDescription(in.description) == DescriptionKind::kImageJ) {
+    ImageJFields fields;
+    for (auto& field : ParseImageJDescription(in.description)) {
+      if (field.first != "ranges") fields.push_back(std::move(field));  // a range per channel
+    }
+    out.description = FormatImageJDescription(fields);
+  }
+  if (ClassifyDescription(in.description) != DescriptionKind::kOmeXml) return out;
+  // The Channel elements, in order (each <Channel .../> or <Channel ...>...</Channel>).
+  static const std::regex kChannel(
+      R"(<([A-Za-z0-9_]+:)?Channel(\s[^>]*)?(/>|>[\s\S]*?</([A-Za-z0-9_]+:)?Channel>))");
+  std::vector<std::string> channels;
+  std::string xml;
+  std::string rest = in.description;
+  std::smatch m;
+  size_t insert_at = std::string::npos;
+  while (std::regex_search(rest, m, kChannel)) {
+    xml += m.prefix().str();
+    if (insert_at == std::string::npos) insert_at = xml.size();
+    channels.push_back(m.str());
+    rest = m.suffix().str();
+  }
+  xml += rest;
+  if (insert_at != std::string::npos) {
+    std::string chosen;
+    for (int64_t c : kept) {
+      if (c < std::ssize(channels)) chosen += channels[size_t(c)];
+    }
+    xml.insert(insert_at, chosen);
+  }
+  // Planes now follow DimensionOrder: TiffData and Plane elements described the old ones.
+  xml = std::regex_replace(
+      xml,
+      std::regex(
+          R"(<([A-Za-z0-9_]+:)?(TiffData|Plane)(\s[^>]*)?(/>|>[\s\S]*?</([A-Za-z0-9_]+:)?\2>))"),
+      "");
+  static const std::regex kPixelsEnd(R"(</([A-Za-z0-9_]+:)?Pixels>)");
+  std::smatch end;
+  if (std::regex_search(xml, end, kPixelsEnd)) {
+    xml.insert(static_cast<size_t>(end.position()),
+               absl::StrCat("<TiffData IFD=\"0\" PlaneCount=\"", planes, "\"/>"));
+  }
+  out.description = std::move(xml);
+  return out;
+}
+
 std::string DefaultDescription(const StackShape& shape, PixelType type, const Dimensions& dims) {
   if (!dims.single() && dims.order != "CZT") return OmeXml(shape, type, dims);
   ImageJFields fields{{"ImageJ", "1.11a"}, {"images", absl::StrCat(shape.depth)}};
@@ -188,6 +246,9 @@ StackMetadata UpdateMetadata(const StackMetadata& in, const StackShape& out_shap
       ImageJFields kept;
       for (auto& [key, value] : fields) {
         if (!hyper && (key == "images" || key == "slices")) value = absl::StrCat(out_shape.depth);
+        // A hyperstack's counts are the planes' (some channels may have been chosen).
+        if (hyper && key == "images") value = absl::StrCat(in.dims.Whole(out_shape.depth));
+        if (hyper && key == "channels") value = absl::StrCat(in.dims.channels);
         if (in_type != out_type && (key == "min" || key == "max")) continue;
         kept.emplace_back(key, value);
       }
@@ -210,6 +271,13 @@ StackMetadata UpdateMetadata(const StackMetadata& in, const StackShape& out_shap
       SetPixelsAttribute(xml, "SizeT", absl::StrCat(in.dims.times), true);
       SetPixelsAttribute(xml, "DimensionOrder", absl::StrCat("XY", in.dims.order), true);
       SetPixelsAttribute(xml, "Type", OmeTypeName(out_type), false);
+      // The planes are in this file now: TiffData's UUIDs named the input's file (Bio-Formats
+      // names the file itself in each), and the document's UUID was the input's.
+      xml = std::regex_replace(xml, std::regex(R"(<([A-Za-z0-9_]+:)?UUID[^>]*/>)"), "");
+      xml = std::regex_replace(
+          xml, std::regex(R"(<([A-Za-z0-9_]+:)?UUID[^>]*>[^<]*</([A-Za-z0-9_]+:)?UUID>)"), "");
+      xml = std::regex_replace(xml, std::regex(R"((<([A-Za-z0-9_]+:)?OME\s[^>]*?)\s+UUID="[^"]*")"),
+                               "$1", std::regex_constants::format_first_only);
       if (px) SetPixelsAttribute(xml, "PhysicalSizeX", FormatDouble(*px * geometry.x_factor), true);
       if (py) SetPixelsAttribute(xml, "PhysicalSizeY", FormatDouble(*py * geometry.y_factor), true);
       out.description = std::move(xml);

@@ -35,6 +35,10 @@ struct StackMetadata {
 enum class DescriptionKind { kNone, kImageJ, kOmeXml, kTifffileJson, kOther };
 DescriptionKind ClassifyDescription(absl::string_view description);
 
+// Sets attribute `name` of the first <Pixels> element of an OME-XML document to `value`, adding
+// it when absent.
+void SetOmePixelsAttribute(std::string& xml, const std::string& name, const std::string& value);
+
 // The value of attribute `name` of the <Pixels> element of an OME-XML document, if present.
 std::optional<std::string> OmePixelsAttribute(const std::string& xml, const std::string& name);
 std::optional<double> OmePixelsAttributeDouble(const std::string& xml, const std::string& name);
@@ -73,6 +77,13 @@ struct PixelGeometry {
 // changed. A description of another kind is kept as it is.
 StackMetadata UpdateMetadata(const StackMetadata& in, const StackShape& out_shape,
                              PixelType in_type, PixelType out_type, const PixelGeometry& geometry);
+
+// The metadata of channels `kept` (in that order) of a stack described by `in`, `planes` planes
+// of them: dims and channel_info of those only; an OME-XML description keeps those Channel
+// elements (and maps its planes by DimensionOrder alone); an ImageJ one its counts
+// (UpdateMetadata states them).
+StackMetadata SelectChannels(const StackMetadata& in, const std::vector<int64_t>& kept,
+                             int64_t planes);
 
 // A description for a stack that came with none: ImageJ's, so that ImageJ/Fiji open the file as
 // a z-stack, or as a hyperstack when `dims` has channels or time points in ImageJ's order (CZT);

@@ -13,16 +13,17 @@ namespace {
 struct Unit {
   const char* ngff;    // OME-NGFF's name
   const char* imagej;  // what ImageJ writes
+  const char* ome;     // OME-XML's symbol
   double micrometers;  // one unit in micrometres
 };
 constexpr std::array<Unit, 7> kUnits = {{
-    {"angstrom", "angstrom", 1e-4},
-    {"nanometer", "nm", 1e-3},
-    {"micrometer", "micron", 1.0},
-    {"millimeter", "mm", 1e3},
-    {"centimeter", "cm", 1e4},
-    {"meter", "m", 1e6},
-    {"inch", "inch", 25400.0},
+    {"angstrom", "angstrom", "\u00c5", 1e-4},
+    {"nanometer", "nm", "nm", 1e-3},
+    {"micrometer", "micron", "\u00b5m", 1.0},
+    {"millimeter", "mm", "mm", 1e3},
+    {"centimeter", "cm", "cm", 1e4},
+    {"meter", "m", "m", 1e6},
+    {"inch", "inch", "in", 25400.0},
 }};
 
 std::optional<double> Number(const std::optional<std::string>& text) {
@@ -83,7 +84,27 @@ VoxelSize VoxelSizeOf(const StackMetadata& metadata) {
   return size;
 }
 
-StackMetadata MetadataOfVoxelSize(const VoxelSize& size, const StackShape& shape) {
+StackMetadata MetadataOfVoxelSize(const VoxelSize& size, const StackShape& shape, PixelType type,
+                                  const Dimensions& dims) {
+  StackMetadata metadata;
+  metadata.dims = dims;
+  metadata.x_resolution = Inverse(size.x);
+  metadata.y_resolution = Inverse(size.y);
+  if (!dims.single()) {
+    std::string xml = DefaultDescription(shape, type, dims);
+    std::string unit;
+    for (const Unit& known : kUnits) {
+      if (size.unit == known.ngff) unit = known.ome;
+    }
+    for (const auto& [axis, value] : {std::pair{"X", size.x}, {"Y", size.y}, {"Z", size.z}}) {
+      if (!value) continue;
+      SetOmePixelsAttribute(xml, absl::StrCat("PhysicalSize", axis), absl::StrCat(*value));
+      if (!unit.empty())
+        SetOmePixelsAttribute(xml, absl::StrCat("PhysicalSize", axis, "Unit"), unit);
+    }
+    metadata.description = std::move(xml);
+    return metadata;
+  }
   ImageJFields fields = {{"ImageJ", "1.11a"},
                          {"images", absl::StrCat(shape.depth)},
                          {"slices", absl::StrCat(shape.depth)}};
@@ -96,10 +117,7 @@ StackMetadata MetadataOfVoxelSize(const VoxelSize& size, const StackShape& shape
   }
   if (size.z) fields.emplace_back("spacing", absl::StrCat(*size.z));
   fields.emplace_back("loop", "false");
-  StackMetadata metadata;
   metadata.description = FormatImageJDescription(fields);
-  metadata.x_resolution = Inverse(size.x);
-  metadata.y_resolution = Inverse(size.y);
   return metadata;
 }
 

@@ -30,8 +30,10 @@ std::string NgffUnitName(absl::string_view unit);
 // physical sizes, else resolution tags in centimetres or inches (as micrometres).
 VoxelSize VoxelSizeOf(const StackMetadata& metadata);
 
-// Metadata stating `size` for a stack of `shape`: an ImageJ description (the depth, the unit,
-// the spacing) and the resolution tags, as Fiji writes them.
-StackMetadata MetadataOfVoxelSize(const VoxelSize& size, const StackShape& shape);
+// Metadata stating `size` for a stack of `shape` and `type`: an ImageJ description (the depth,
+// the unit, the spacing) and the resolution tags, as Fiji writes them; for a stack of several
+// channels or time points (`dims`, planes t, c, z) OME-XML with its physical sizes.
+StackMetadata MetadataOfVoxelSize(const VoxelSize& size, const StackShape& shape, PixelType type,
+                                  const Dimensions& dims = {});
 
 }  // namespace stackproc::core

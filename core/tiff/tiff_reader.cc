@@ -255,9 +255,13 @@ absl::StatusOr<TiffInfo> Validate(const InputFile& file, const StackLimits& limi
   info.tiled = first.tiled;
   info.compression = first.compression;
   STACKPROC_RETURN_IF_ERROR(FindContiguousPlanes(tif, path, file_size, first, limits, info));
-  absl::StatusOr<Dimensions> dims = DimensionsOf(info.metadata.description, info.shape.depth);
-  if (!dims.ok()) return PageError(path, 0, dims.status().message());
-  info.metadata.dims = *std::move(dims);
+  // A shard of a job's slices keeps the whole stack's description (for its assembly): its
+  // counts are the whole stack's, not its pages'.
+  if (info.shard_record.empty()) {
+    absl::StatusOr<Dimensions> dims = DimensionsOf(info.metadata.description, info.shape.depth);
+    if (!dims.ok()) return PageError(path, 0, dims.status().message());
+    info.metadata.dims = *std::move(dims);
+  }
   STACKPROC_ASSIGN_OR_RETURN(size_t bytes, StackBytes(info.shape, info.pixel_type));
   if (bytes > limits.max_stack_bytes) {
     return limits.BytesRefused(path, bytes);

@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -56,8 +57,11 @@ constexpr char kUsage[] =
     "                      shard I of N (I: --shard, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX)\n"
     "                      [--progress-file PATH]   the progress, one line replaced as it goes\n"
     "                      [--stats FILE ...]   a whole-stack step's statistics, gathered apart\n"
-    "                      (stackproc-local stats over every range, summed): the run streams\n"
+    "                      (stackproc-local stats over every range, summed; --stats before\n"
+    "                      each file): the run streams\n"
+    "                      [--channels 0+2]   only these channels (from 0), in this order\n"
     "  stackproc-local stats --input IN --op SPEC ... --output FILE.stats [--threads N]\n"
+    "                      [--channels 0+2]\n"
     "                      [--z-range A:B | --shards N [--shard I]] [--progress-file PATH]\n"
     "                      statistics of the pipeline's whole-stack step over those slices\n"
     "  stackproc-local preview INPUT --op SPEC [--op SPEC ...] -o OUT.png [-z Z,Z,... |\n"
@@ -70,6 +74,10 @@ constexpr char kUsage[] =
     "                      TIFF shards, in any order, into one (each records its slices; their\n"
     "                      strips are copied as they are)\n"
     "With no --op a run is a conversion: to the output's format and codec (its type: convert).\n"
+    "A stack of channels or time points (OME-XML, an ImageJ hyperstack, OME-Zarr t and c axes)\n"
+    "is planes (t, c, z); every operation runs on every plane, and a step may be limited to\n"
+    "channels (gaussian:sigma=2,channels=0+2) or given a channel's own parameters\n"
+    "(gaussian:sigma=2,c1.sigma=4); whole-stack statistics are each channel's.\n"
     "An existing output is replaced only with --overwrite. SIGINT or SIGTERM stops a run or an\n"
     "assembly between slices and removes what it wrote (exit 128 + the signal).\n";
 
@@ -207,7 +215,7 @@ ProgressCallback ProgressOf(const Args& args) {
 
 // The slices a run takes: --z-range A:B, or shard I of --shards N, I from --shard or else the
 // index a job array gives its task (SLURM_ARRAY_TASK_ID; Kubernetes' JOB_COMPLETION_INDEX).
-absl::StatusOr<std::optional<ZRange>> RangeOf(const Args& args, const std::string& input) {
+absl::StatusOr<std::optional<ZRange>> RangeOf(const Args& args, const ProcessRequest& request) {
   if (args.Has("z-range")) {
     if (args.Has(worker::kShardsFlag))
       return absl::InvalidArgumentError("--z-range or --shards, not both");
@@ -223,8 +231,7 @@ absl::StatusOr<std::optional<ZRange>> RangeOf(const Args& args, const std::strin
     return absl::InvalidArgumentError(
         "--shards N needs a shard index: --shard I, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX");
   }
-  static const LocalFiles kLocal;
-  STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<SliceSource> source, OpenInput(kLocal, input));
+  STACKPROC_ASSIGN_OR_RETURN(std::shared_ptr<SliceSource> source, OpenRequestInput(request));
   return ShardRange(source->info().shape.depth, shards, index);
 }
 
@@ -236,7 +243,10 @@ absl::Status Run(const Args& args) {
   if (request.input_path.empty() || request.output_path.empty()) {
     return absl::InvalidArgumentError("run needs --input and --output");
   }
-  STACKPROC_ASSIGN_OR_RETURN(request.z_range, RangeOf(args, request.input_path));
+  if (args.Has("channels")) {
+    STACKPROC_ASSIGN_OR_RETURN(request.channels, ParseChannelList(args.Get("channels")));
+  }
+  STACKPROC_ASSIGN_OR_RETURN(request.z_range, RangeOf(args, request));
   STACKPROC_RETURN_IF_ERROR(ParseWriteFlags(args, request.write));
   if (args.Has(worker::kStatsFlag)) {
     STACKPROC_ASSIGN_OR_RETURN(request.stack_stats, SumStatsFiles(args.All(worker::kStatsFlag)));
@@ -288,9 +298,13 @@ absl::Status Stats(const Args& args) {
   }
   STACKPROC_ASSIGN_OR_RETURN(std::vector<OpSpec> ops, ParseOpSpecs(args.All("op")));
   STACKPROC_ASSIGN_OR_RETURN(Pipeline pipeline, Pipeline::Create(ops));
-  static const LocalFiles kLocal;
-  STACKPROC_ASSIGN_OR_RETURN(std::shared_ptr<SliceSource> source, OpenInput(kLocal, input));
-  STACKPROC_ASSIGN_OR_RETURN(std::optional<ZRange> range, RangeOf(args, input));
+  ProcessRequest request;  // what the run will read: the input, its channels
+  request.input_path = input;
+  if (args.Has("channels")) {
+    STACKPROC_ASSIGN_OR_RETURN(request.channels, ParseChannelList(args.Get("channels")));
+  }
+  STACKPROC_ASSIGN_OR_RETURN(std::shared_ptr<SliceSource> source, OpenRequestInput(request));
+  STACKPROC_ASSIGN_OR_RETURN(std::optional<ZRange> range, RangeOf(args, request));
   if (range) {
     STACKPROC_ASSIGN_OR_RETURN(source, ZRangeSource::Create(source, *range));
   }
@@ -361,10 +375,11 @@ int Main(int argc, char** argv) {
       {"formats", {}},
       {"assemble", {"output", "overwrite"}},
       {"generate", Joined({"shape", "type", "seed"}, WriteFlags())},
-      {"run",
-       Joined(Joined({"input", "op", "output", "mode", "window-mib", worker::kStatsFlag}, range),
-              WriteFlags())},
-      {"stats", Joined({"input", "op", "output"}, range)},
+      {"run", Joined(Joined({"input", "channels", "op", "output", "mode", "window-mib",
+                             worker::kStatsFlag},
+                            range),
+                     WriteFlags())},
+      {"stats", Joined({"input", "channels", "op", "output"}, range)},
       {"preview", PreviewFlags()},
   };
   if (auto known = kFlags.find(command);
@@ -373,6 +388,16 @@ int Main(int argc, char** argv) {
     if (command == "run" || command == "generate")
       std::fputs(std::string(FormatsHelp()).c_str(), stdout);
     return 0;
+  }
+  // Commands that take no word but their flags' values: a stray word is a mistake (a second
+  // file after --stats, which takes one a time), never ignored.
+  static const std::set<std::string> kNoWords = {"ops", "formats", "run", "stats"};
+  if (status.ok() && kNoWords.count(command) != 0 && !args->positional.empty()) {
+    std::fprintf(stderr,
+                 "stackproc-local: %s takes no '%s' (a flag takes one value: repeat the flag "
+                 "for another)\n",
+                 command.c_str(), args->positional.front().c_str());
+    return 2;
   }
   if (auto known = kFlags.find(command); status.ok() && known != kFlags.end()) {
     if (absl::Status flags = args->CheckKnown(known->second, "stackproc-local " + command);

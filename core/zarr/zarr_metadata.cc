@@ -4,7 +4,9 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "core/base/status_macros.h"
 
@@ -31,7 +33,7 @@ std::optional<int64_t> IntAt(const Json& json, const char* key) {
 }
 
 absl::StatusOr<std::vector<int64_t>> IntArray(const Json& json, const char* key,
-                                                const std::string& name) {
+                                              const std::string& name) {
   auto it = json.find(key);
   if (it == json.end() || !it->is_array() || it->empty()) {
     return Bad(name, absl::StrCat("\"", key, "\" must be a list of lengths"));
@@ -201,21 +203,51 @@ absl::StatusOr<std::optional<NgffImage>> ParseNgffAttributes(absl::string_view t
   NgffImage out;
   out.name = image.value("name", std::string());
   // Axes (NGFF 0.4: objects with a name, a type and a unit; 0.3: names; older: none, z,y,x).
-  std::vector<std::string> types;
   const Json axes = image.value("axes", Json::array());
   if (!axes.is_array()) return Bad(name, "\"axes\" must be a list");
   for (const Json& axis : axes) {
-    types.push_back(axis.is_object() ? axis.value("type", std::string("space")) : "space");
-    if (axis.is_object() && axis.contains("unit") && axis["unit"].is_string()) {
+    const std::string axis_name = axis.is_object()   ? axis.value("name", std::string())
+                                  : axis.is_string() ? axis.get<std::string>()
+                                                     : std::string();
+    const std::string type = axis.is_object() && axis.contains("type") && axis["type"].is_string()
+                                 ? axis["type"].get<std::string>()
+                                 : (axis_name == "t"   ? "time"
+                                    : axis_name == "c" ? "channel"
+                                                       : "space");
+    out.axes.push_back(type == "time" ? "t" : type == "channel" ? "c" : type);
+    if (axis.is_object() && axis.contains("unit") && axis["unit"].is_string() && type == "space") {
       out.unit = NgffUnitName(axis["unit"].get<std::string>());
     }
   }
-  int spatial = 0;
-  for (auto it = types.rbegin(); it != types.rend() && *it == "space"; ++it) ++spatial;
-  if (!axes.empty() && (spatial < 2 || spatial > 3)) {
+  // NGFF's order: time, then channel, then 2 or 3 spatial axes.
+  std::string roles;
+  for (const std::string& role : out.axes) roles += role == "space" ? "s" : role;
+  if (!out.axes.empty() && roles != "ss" && roles != "sss" && roles != "css" && roles != "csss" &&
+      roles != "tss" && roles != "tsss" && roles != "tcss" && roles != "tcsss") {
     return Bad(name, absl::StrCat("axes ", axes.dump(),
-                                  ": stackproc reads images whose last two or three axes are "
-                                  "spatial (z, y, x)"));
+                                  ": stackproc reads images of axes t, c, z, y, x (each of t, c "
+                                  "and z optional, in that order; y and x spatial)"));
+  }
+  if (auto omero = json.find("omero"); omero != json.end() && omero->is_object()) {
+    for (const Json& c : omero->value("channels", Json::array())) {
+      if (!c.is_object()) continue;
+      ChannelInfo channel;
+      channel.name = c.value("label", std::string());
+      uint32_t rgb = 0;
+      if (const std::string hex = c.value("color", std::string());
+          hex.size() == 6 && absl::SimpleHexAtoi(hex, &rgb)) {
+        channel.rgba = (rgb << 8) | 0xff;
+      }
+      if (const Json window = c.value("window", Json()); window.is_object()) {
+        if (window.contains("start") && window["start"].is_number()) {
+          channel.window_start = window["start"].get<double>();
+        }
+        if (window.contains("end") && window["end"].is_number()) {
+          channel.window_end = window["end"].get<double>();
+        }
+      }
+      out.channels.push_back(std::move(channel));
+    }
   }
   // The datasets, each scaled by its own transformations and then the multiscale's.
   const Json datasets = image.value("datasets", Json::array());
@@ -244,18 +276,30 @@ absl::StatusOr<std::optional<NgffImage>> ParseNgffAttributes(absl::string_view t
   return out;
 }
 
+int NgffImage::spatial() const {
+  int n = 0;
+  for (auto it = axes.rbegin(); it != axes.rend() && *it == "space"; ++it) ++n;
+  return axes.empty() ? 3 : n;
+}
+
 std::string FormatNgffAttributes(const NgffImage& image) {
   Json axes = Json::array();
+  for (const std::string& role : image.axes) {
+    if (role == "t") axes.push_back({{"name", "t"}, {"type", "time"}});
+    if (role == "c") axes.push_back({{"name", "c"}, {"type", "channel"}});
+  }
   for (const char* axis : {"z", "y", "x"}) {
     Json a = {{"name", axis}, {"type", "space"}};
     if (!image.unit.empty()) a["unit"] = image.unit;
     axes.push_back(std::move(a));
   }
+  const size_t lead = axes.size() - 3;  // t and c, unscaled
   Json datasets = Json::array();
   for (const NgffImage::Level& level : image.levels) {
-    datasets.push_back(
-        {{"path", level.path},
-         {"coordinateTransformations", {{{"type", "scale"}, {"scale", level.scale}}}}});
+    std::vector<double> scale(lead, 1.0);
+    scale.insert(scale.end(), level.scale.begin(), level.scale.end());
+    datasets.push_back({{"path", level.path},
+                        {"coordinateTransformations", {{{"type", "scale"}, {"scale", scale}}}}});
   }
   Json multiscale = {{"version", "0.4"}, {"axes", axes}, {"datasets", datasets}};
   if (!image.name.empty()) multiscale["name"] = image.name;
@@ -266,7 +310,20 @@ std::string FormatNgffAttributes(const NgffImage& image) {
                                "is halved too)"},
                               {"method", "stackproc"}};
   }
-  return Json{{"multiscales", {multiscale}}}.dump(2) + "\n";
+  Json attributes = {{"multiscales", {multiscale}}};
+  if (!image.channels.empty()) {
+    Json channels = Json::array();
+    for (const ChannelInfo& c : image.channels) {
+      Json channel = {{"label", c.name}, {"active", true}};
+      if (c.rgba) channel["color"] = absl::StrFormat("%06X", *c.rgba >> 8);
+      if (c.window_start && c.window_end) {
+        channel["window"] = {{"start", *c.window_start}, {"end", *c.window_end}};
+      }
+      channels.push_back(std::move(channel));
+    }
+    attributes["omero"] = {{"channels", channels}};
+  }
+  return attributes.dump(2) + "\n";
 }
 
 std::string FormatZgroup() { return Json{{"zarr_format", 2}}.dump(2) + "\n"; }

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "core/stack/dimensions.h"
 #include "core/stack/pixel_type.h"
 #include "core/stack/voxel_size.h"
 #include "core/zarr/zarr_codec.h"
@@ -50,8 +51,8 @@ std::string FormatZarray(const ZarrArrayMeta& meta);
 std::string ChunkKey(const ZarrArrayMeta& meta, const std::vector<int64_t>& index);
 
 // One OME-NGFF image: the datasets of its first multiscale, finest first, with the scale of the
-// last three (z, y, x) axes, and the axes before them (t, c), which stackproc takes only with
-// one element.
+// last three (z, y, x) axes; what its axes are (NGFF's order: t, then c, then space); and its
+// channels as omero states them.
 struct NgffImage {
   struct Level {
     std::string path;
@@ -60,14 +61,23 @@ struct NgffImage {
   std::vector<Level> levels;
   std::string unit;  // of the spatial axes, an NGFF unit name or ""
   std::string name;
+  // Each axis: "t" (type time), "c" (type channel) or "space"; empty when the image names none
+  // (NGFF before 0.3: z, y, x).
+  std::vector<std::string> axes;
+  std::vector<ChannelInfo> channels;  // omero.channels: label, color, window
+
+  // The number of spatial axes (2 or 3): those at the end.
+  int spatial() const;
 };
 
 // Parses a group's .zattrs: nullopt when it holds no multiscales (a plain group). Axes before
-// z, y, x are allowed (time, channel); spatial axes after a non-spatial one, or fewer than two
-// spatial axes, are refused with InvalidArgument, as are datasets without a path.
+// z, y, x may be one time and one channel axis, in that order; any other axis, spatial axes
+// after a non-spatial one, or fewer than two spatial axes, are refused with InvalidArgument, as
+// are datasets without a path.
 absl::StatusOr<std::optional<NgffImage>> ParseNgffAttributes(absl::string_view text,
                                                              const std::string& name);
-// .zattrs for `image` (NGFF 0.4, axes z, y, x in `image.unit`).
+// .zattrs for `image` (NGFF 0.4: its t and c axes, then z, y, x in `image.unit`; omero
+// channels when it has them).
 std::string FormatNgffAttributes(const NgffImage& image);
 
 // A .zgroup.

@@ -134,6 +134,7 @@ void ToProto(const JobSnapshot& s, v1::Job* out) {
     }
     spec->mutable_output()->set_pyramid_levels(s.spec.pyramid_levels);
     spec->set_shards(s.spec.shards);
+    for (int64_t c : s.spec.channels) spec->add_channels(c);
   }
   out->set_request_id(s.request_id);
   out->set_state(ToProto(s.state));
@@ -159,6 +160,7 @@ void ToProto(const JobSnapshot& s, v1::Job* out) {
     out->mutable_error()->set_message(std::string(s.error.message().substr(0, kMaxMessage)));
   }
   ToProto(s.input_shape, out->mutable_input_shape());
+  convert::DimensionsToProto(s.input_dims, out->mutable_input_dimensions());
   out->set_input_type(ToProto(s.input_type));
   ToProto(s.output_shape, out->mutable_output_shape());
   out->set_output_type(ToProto(s.output_type));
@@ -231,6 +233,7 @@ absl::StatusOr<JobSpec> FromProto(const v1::JobSpec& in) {
   spec.pyramid_levels = out.pyramid_levels();
   if (in.shards() < 0) return absl::InvalidArgumentError("shards is negative");
   spec.shards = in.shards();
+  spec.channels.assign(in.channels().begin(), in.channels().end());
   return spec;
 }
 
@@ -257,6 +260,7 @@ absl::StatusOr<JobSnapshot> FromProto(const v1::Job& in) {
     s.error = absl::Status(static_cast<absl::StatusCode>(in.error().code()), in.error().message());
   }
   s.input_shape = FromProto(in.input_shape());
+  s.input_dims = convert::DimensionsFromProto(in.input_dimensions());
   s.output_shape = FromProto(in.output_shape());
   STACKPROC_ASSIGN_OR_RETURN(s.input_type, FromProto(in.input_type()));
   STACKPROC_ASSIGN_OR_RETURN(s.output_type, FromProto(in.output_type()));

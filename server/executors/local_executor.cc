@@ -28,6 +28,7 @@ absl::StatusOr<core::ProcessRequest> PathRequest(const JobSpec& spec, const Path
     request.output_path = *spec.output_path;
   }
   request.ops = spec.ops;
+  request.channels = spec.channels;
   request.write.compression = spec.compression;
   request.write.compression_level = spec.compression_level;
   request.write.predictor = spec.predictor;

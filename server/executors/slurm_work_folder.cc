@@ -44,6 +44,7 @@ std::string TaskScript(const std::string& worker, const std::string& input, cons
   task.worker = worker;
   task.input = input;
   task.ops = s.spec.ops;
+  task.channels = s.spec.channels;
   task.compression =
       core::CompressionText(s.spec.compression, s.spec.compression_level, s.spec.predictor);
   task.shards = s.execution.shards;

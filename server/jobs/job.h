@@ -49,10 +49,11 @@ struct JobSpec {
   std::optional<std::array<int64_t, 3>> chunks;     // OME-Zarr outputs
   int pyramid_levels = 0;                           // OME-Zarr outputs
   absl::Duration retention = absl::ZeroDuration();  // in-memory results; 0: server default
-  bool streamed = false;      // ProcessStream: no paths, the caller feeds and drains the job
-  std::string uploaded_from;  // a streamed job's client, its address as the server saw it
-  std::string owner;          // the caller that submitted it (TokenAuth); "" without tokens
-  int shards = 0;             // z-ranges on a cluster (--executor slurm); 0: the server decides
+  bool streamed = false;          // ProcessStream: no paths, the caller feeds and drains the job
+  std::string uploaded_from;      // a streamed job's client, its address as the server saw it
+  std::string owner;              // the caller that submitted it (TokenAuth); "" without tokens
+  int shards = 0;                 // z-ranges on a cluster (--executor slurm); 0: the server decides
+  std::vector<int64_t> channels;  // only these, in this order; empty: all
 
   friend bool operator==(const JobSpec&, const JobSpec&) = default;
 };
@@ -85,6 +86,7 @@ struct JobSnapshot {
   core::Progress progress;
   absl::Status error;  // FAILED / CANCELLED / INTERRUPTED (Aborted)
   core::StackShape input_shape, output_shape;
+  core::Dimensions input_dims;  // its time points and channels (the output's too)
   core::PixelType input_type = core::PixelType::kUint8, output_type = core::PixelType::kUint8;
   absl::Time create_time, start_time = absl::InfinitePast(), end_time = absl::InfinitePast();
   uint64_t memory_bytes = 0;

@@ -83,6 +83,7 @@ absl::StatusOr<JobSnapshot> JobManager::Plan(const JobSpec& spec) const {
   job.spec = spec;
   job.create_time = absl::Now();
   job.input_shape = plan.input.shape;
+  job.input_dims = plan.input.metadata.dims;
   job.input_type = plan.input.type;
   job.output_shape = plan.output_shape;
   job.output_type = plan.output_type;
@@ -143,6 +144,7 @@ absl::StatusOr<JobSnapshot> JobManager::PlanStream(const JobSpec& spec, const Jo
   job.spec.streamed = true;
   job.create_time = absl::Now();
   job.input_shape = shape;
+  job.input_dims = input.metadata.dims;
   job.input_type = input.type;
   job.output_shape = plan.output_shape;
   job.output_type = plan.output_type;

@@ -151,6 +151,128 @@ check(np.array_equal(got[0], 65535 - src[0]) and
       "gaussian:channels=1 -> invert: channel 0 only inverted, channel 1 blurred then inverted")
 
 
+# A job cut in z-ranges (a cluster's shards): each range knows which channel its planes are,
+# statistics gathered apart add up per channel, and the assembled shards equal the whole run.
+src = tifffile.imread(f"{TMP}/two.ome.tif")  # (2, 6, H, W): planes 0-5 channel 0, 6-11 channel 1
+for ops in (["gaussian:sigma=2,channels=1"], ["normalize:low=1,high=99,scope=stack"]):
+    whole = f"{TMP}/whole.ome.tif"
+    run(f"{TMP}/two.ome.tif", whole, *ops)
+    cuts = [(0, 4), (4, 9), (9, 12)]  # ranges across the channels' boundary
+    extra = []
+    if "scope=stack" in ops[0]:
+        for i, (a, b) in enumerate(cuts):
+            subprocess.run([LOCAL, "stats", "--input", f"{TMP}/two.ome.tif", "--op", ops[0],
+                            "--output", f"{TMP}/s{i}.stats", "--z-range", f"{a}:{b}"],
+                           check=True, capture_output=True)
+        extra = sum((["--stats", f"{TMP}/s{i}.stats"] for i in range(len(cuts))), [])
+    shards = []
+    for i, (a, b) in enumerate(cuts):
+        shard = f"{TMP}/shard{i}.tif"
+        subprocess.run([LOCAL, "run", "--input", f"{TMP}/two.ome.tif", "--output", shard,
+                        "--overwrite", "--z-range", f"{a}:{b}", *extra] +
+                       sum((["--op", o] for o in ops), []), check=True, capture_output=True)
+        shards.append(shard)
+    subprocess.run([LOCAL, "assemble", "--output", f"{TMP}/assembled.ome.tif", "--overwrite",
+                    *shards], check=True, capture_output=True)
+    axes, got, _, warnings = read(f"{TMP}/assembled.ome.tif")
+    check(axes == "CZYX" and warnings == "" and np.array_equal(got, read(whole)[1]),
+          f"{ops[0]} in z-ranges {cuts}, assembled: {axes}, equal to the whole run")
+
+# A preview of a few planes of a 2-channel stack: each plane with its own channel's op.
+p = subprocess.run([LOCAL, "preview", f"{TMP}/two.ome.tif", "--op", "gaussian:sigma=2,channels=1",
+                    "-o", f"{TMP}/preview.raw", "--format", "raw", "-z", "1,7", "--overwrite"],
+                   capture_output=True)
+check(p.returncode == 0, f"a preview of planes 1 and 7 of a 2-channel stack runs ({p.stderr[-200:]!r})")
+
+# Bio-Formats names the file itself in every TiffData's UUID: still one file.
+pages = stack((8,), 10)
+bf = ('<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/'
+      'OME/2016-06"><Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYZCT" '
+      f'Type="uint16" SizeX="{W}" SizeY="{H}" SizeZ="4" SizeC="2" SizeT="1">' +
+      ''.join(f'<TiffData FirstC="{p // 4}" FirstZ="{p % 4}" IFD="{p}" PlaneCount="1">'
+              '<UUID FileName="bf.ome.tif">urn:uuid:1</UUID></TiffData>' for p in range(8)) +
+      '</Pixels></Image></OME>')
+tifffile.imwrite(f"{TMP}/bf.ome.tif", pages, description=bf, metadata=None)
+run(f"{TMP}/bf.ome.tif", f"{TMP}/bf_out.ome.tif", "invert:channels=1")
+_, got, _, _ = read(f"{TMP}/bf_out.ome.tif")
+check(np.array_equal(got.reshape(8, H, W)[:4], pages[:4]) and
+      np.array_equal(got.reshape(8, H, W)[4:], 65535 - pages[4:]),
+      "a Bio-Formats OME-TIFF (UUID FileName in each TiffData): channel 1 inverted, 0 kept")
+
+# OME-Zarr: a c, z, y, x image (zarr-python, chunks holding both channels and 3 z each) in,
+# stores out with t and c axes and omero channels, read back by zarr-python.
+import zarr  # noqa: E402
+
+data = stack((2, 7), 11)
+store = zarr.open_group(f"{TMP}/in.zarr", mode="w")
+store.create_dataset("0", data=data, chunks=(2, 3, 32, 40), compressor=None)
+store.attrs["multiscales"] = [{
+    "version": "0.4", "datasets": [{"path": "0", "coordinateTransformations": [
+        {"type": "scale", "scale": [1, 2.0, 0.5, 0.5]}]}],
+    "axes": [{"name": "c", "type": "channel"}, {"name": "z", "type": "space", "unit": "micrometer"},
+             {"name": "y", "type": "space", "unit": "micrometer"},
+             {"name": "x", "type": "space", "unit": "micrometer"}]}]
+store.attrs["omero"] = {"channels": [{"label": "DAPI", "color": "0000FF"},
+                                     {"label": "GFP", "color": "00FF00"}]}
+run(f"{TMP}/in.zarr", f"{TMP}/from_zarr.ome.tif", "gaussian:sigma=1,c1.sigma=2")
+axes, got, _, warnings = read(f"{TMP}/from_zarr.ome.tif")
+check(axes == "CZYX" and warnings == "" and
+      np.array_equal(got[0], per_plane(data[0], lambda p: gaussian(p, 1))) and
+      np.array_equal(got[1], per_plane(data[1], lambda p: gaussian(p, 2))),
+      f"OME-Zarr c,z,y,x (chunks across channels) -> OME-TIFF: {axes}, each channel its sigma")
+with tifffile.TiffFile(f"{TMP}/from_zarr.ome.tif") as tif:
+    names = [c.get("Name") for c in tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]
+             ["Channel"]]
+check(names == ["DAPI", "GFP"], f"omero channel labels become OME Channel names ({names})")
+
+
+def zarr_out(inp, name, ops, *flags):
+    out = f"{TMP}/{name}.ome.zarr"
+    args = [LOCAL, "run", "--input", inp, "--output", out, "--overwrite", *flags]
+    for op in ops:
+        args += ["--op", op]
+    p = subprocess.run(args, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit(f"stackproc-local failed: {p.stderr}")
+    group = zarr.open_group(out, mode="r")
+    ms = group.attrs["multiscales"][0]
+    return group, [a["name"] for a in ms["axes"]], ms
+
+
+group, names, ms = zarr_out(f"{TMP}/in.zarr", "roundtrip", ["invert"], "--chunks", "3x32x32")
+check(names == ["c", "z", "y", "x"] and np.array_equal(group["0"][:], 65535 - data) and
+      [c["label"] for c in group.attrs["omero"]["channels"]] == ["DAPI", "GFP"] and
+      ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [1, 2.0, 0.5, 0.5],
+      f"OME-Zarr -> OME-Zarr in z-chunks of 3: axes {names}, pixels, omero labels, scale")
+data = stack((3, 4, 2), 12)  # T, Z, C: an ImageJ hyperstack, planes channel fastest
+tifffile.imwrite(f"{TMP}/hyper2.tif", data, imagej=True, metadata={"axes": "TZCYX"})
+group, names, ms = zarr_out(f"{TMP}/hyper2.tif", "hyper", ["invert"], "--pyramid", "1")
+want = 65535 - data.transpose(0, 2, 1, 3, 4)  # t, c, z
+level1 = group["1"][:]
+# Level 1: 2x2x2 means (z is halved too: its voxels are as long as they are wide).
+mean = want.reshape(3, 2, 2, 2, H // 2, 2, W // 2, 2).mean(axis=(3, 5, 7))
+check(names == ["t", "c", "z", "y", "x"] and np.array_equal(group["0"][:], want) and
+      level1.shape[:2] == (3, 2) and np.abs(level1.astype(float) - mean).max() <= 1,
+      f"ImageJ hyperstack (CZT) -> OME-Zarr t,c,z with a pyramid level: {names}, level 1 "
+      f"{level1.shape}")
+
+# --channels: only some channels go through; the output says so.
+src = tifffile.imread(f"{TMP}/two.ome.tif")
+p = subprocess.run([LOCAL, "run", "--input", f"{TMP}/two.ome.tif", "--output",
+                    f"{TMP}/one.ome.tif", "--overwrite", "--channels", "1", "--op", "invert"],
+                   capture_output=True, text=True)
+axes, got, _, warnings = read(f"{TMP}/one.ome.tif")
+check(p.returncode == 0 and axes == "ZYX" and warnings == "" and
+      np.array_equal(got, 65535 - src[1]), f"--channels 1: channel 1 alone ({axes} {got.shape})")
+data = stack((2, 3), 13)  # Z, C: a 3-channel hyperstack
+tifffile.imwrite(f"{TMP}/three.tif", data, imagej=True, metadata={"axes": "ZCYX"})
+p = subprocess.run([LOCAL, "run", "--input", f"{TMP}/three.tif", "--output", f"{TMP}/two_of.tif",
+                    "--overwrite", "--channels", "2+0"], capture_output=True, text=True)
+axes, got, ij, warnings = read(f"{TMP}/two_of.tif")
+check(p.returncode == 0 and axes == "ZCYX" and ij.get("channels") == 2 and
+      np.array_equal(got, data[:, [2, 0]]),
+      f"--channels 2+0 of an ImageJ hyperstack: channels 2 then 0 ({axes} {got.shape}, {ij})")
+
 # Refusals: nothing written, the reason named.
 def refused(inp, op, words, what):
     out = f"{TMP}/refused.tif"
@@ -165,6 +287,10 @@ refused(f"{TMP}/two.ome.tif", "gaussian:c5.sigma=2", ["channel 5", "2 channels"]
         "a channel the stack lacks")
 refused(f"{TMP}/two.ome.tif", "resize:scale=0.5,channels=0", ["keep the slices"],
         "a resize limited to one channel")
+p = subprocess.run([LOCAL, "run", "--input", f"{TMP}/two.ome.tif", "--output", f"{TMP}/none.tif",
+                    "--channels", "2"], capture_output=True, text=True)
+check(p.returncode != 0 and "channel 2" in p.stderr and not os.path.exists(f"{TMP}/none.tif"),
+      f"--channels 2 of a 2-channel stack: refused ({p.stderr.strip()!r})")
 pixels = ('<Pixels ID="Pixels:0" DimensionOrder="XYZCT" Type="uint16" SizeX="64" SizeY="48" '
           'SizeZ="10" SizeC="2" SizeT="1">{}</Pixels>')
 ome = ('<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/'

@@ -49,7 +49,7 @@ import sys, numpy, tifffile
 d = sys.argv[1]
 rng = numpy.random.default_rng(9)
 a = (rng.integers(0, 20000, (21, 150, 170)) + numpy.arange(170) * 200).astype(numpy.uint16)
-meta = {"spacing": 2.0, "unit": "um"}
+meta = {"spacing": 2.0, "unit": "um", "axes": "ZYX"}  # without axes, tifffile says channels=
 tifffile.imwrite(f"{d}/aniso.tif", a, imagej=True, resolution=(4, 4), metadata=meta)
 tifffile.imwrite(f"{d}/aniso8.tif", (a >> 8).astype(numpy.uint8), imagej=True,
                  resolution=(4, 4), metadata=meta)

@@ -41,6 +41,34 @@ def test_process_any_byte_order_and_layout(server):
             assert np.array_equal(client.process(array, ops), want)
 
 
+def test_process_channels_and_time_points(server):
+    """(t, c, z, y, x) in, the same axes out; per-channel parameters and statistics; a 4-D array
+    says which axes it has, and is refused when it does not."""
+    a = stack((24, 40, 56), "uint16").reshape(2, 3, 4, 40, 56)  # t, c, z
+    a[:, 1] = a[:, 1] // 8 + 5000          # a dim channel beside bright ones
+    with stackproc.Client(server.target) as client:
+        got = client.process(a, "gaussian:sigma=1,c1.sigma=3")
+        assert got.shape == a.shape
+        for t in range(2):
+            for c in range(3):
+                sigma = 3 if c == 1 else 1
+                want = np.stack([cv2.GaussianBlur(p, (0, 0), sigma) for p in a[t, c]])
+                assert np.array_equal(got[t, c], want), (t, c)
+        norm = client.process(a, "normalize:low=0,high=100,scope=stack")
+        for c in range(3):  # each channel over every time point: its own min and max
+            lo, hi = a[:, c].min(), a[:, c].max()
+            want = np.clip(np.rint((a[:, c] - float(lo)) * 65535.0 / (hi - lo)), 0, 65535)
+            assert np.abs(norm[:, c].astype(float) - want).max() <= 1, c
+        czyx = client.process(a[0], "invert", axes="czyx")
+        assert czyx.shape == a[0].shape and np.array_equal(czyx, 65535 - a[0])
+        only = client.process(a[0], "invert:channels=2", axes="czyx")
+        assert np.array_equal(only[:2], a[0, :2]) and np.array_equal(only[2], 65535 - a[0, 2])
+        with pytest.raises(ValueError, match="axes"):
+            client.process(a[0], "invert")
+        with pytest.raises(stackproc.InvalidArgument, match="channel 3"):
+            client.process(a, "invert:channels=3")
+
+
 def test_resize_scale_sizes_as_cv2(server):
     a = stack((2, 301, 401), "uint8")
     with stackproc.Client(server.target) as client:
@@ -74,7 +102,7 @@ def test_progress_callback_and_bar(server, capsys):
 def test_process_file_equals_the_cli_job(server, tmp_path):
     a = stack((5, 64, 48), "uint16")
     src = write_tiff(tmp_path / "in.tif", a, imagej=True, resolution=(2.0, 2.0),
-                     metadata={"spacing": 3.0, "unit": "micron"})
+                     metadata={"spacing": 3.0, "unit": "micron", "axes": "ZYX"})
     out = tmp_path / "out.tif"
     with stackproc.Client(server.target) as client:
         client.process_file(src, out, ["gaussian:ksize=5", "resize:scale=0.5"],

@@ -45,7 +45,8 @@ def test_snakemake_workflow_on_two_stacks(server, tmp_path):
     (tmp_path / "stacks").mkdir()
     for i, name in enumerate(["run1", "run2"]):
         write_tiff(tmp_path / "stacks" / f"{name}.tif", stack((3 + i, 50, 60), "uint8", seed=i),
-                   imagej=True, resolution=(4.0, 4.0), metadata={"spacing": 2.0, "unit": "um"})
+                   imagej=True, resolution=(4.0, 4.0),
+                   metadata={"spacing": 2.0, "unit": "um", "axes": "ZYX"})
     run = subprocess.run(["snakemake", "--cores", "2", "--snakefile", EXAMPLES / "Snakefile",
                           "--directory", tmp_path], env=env_for(server), capture_output=True,
                          text=True, timeout=300)

@@ -195,25 +195,35 @@ class Client:
         return request
 
     # Streamed jobs: the pixels travel over the call.
-    def process(self, array, ops, *, metadata=None, progress=False, with_metadata=False):
-        """Runs the pipeline on a (z, y, x) array of uint8, uint16 or float32 (any byte order,
-        any strides: converted a slice at a time) on the server and returns the result array.
+    def process(self, array, ops, *, axes=None, metadata=None, progress=False,
+                with_metadata=False):
+        """Runs the pipeline on an array of uint8, uint16 or float32 (any byte order, any
+        strides: converted a plane at a time) on the server and returns the result array, of
+        the same axes: (z, y, x), (t, c, z, y, x), or a 4-D one whose `axes` say which it is
+        ("czyx" or "tzyx"; a 4-D array without them is refused, never guessed). Operations run
+        on every plane; a step may name channels (gaussian:sigma=2,channels=1, c1.sigma=4).
 
         `metadata` (a Metadata) travels with the pixels and comes back updated for the
         pipeline's geometry: with_metadata=True returns (array, Metadata). `progress`: True
         draws a tqdm bar, a callable is called with each JobStatus."""
         array = np.asarray(array)
-        if array.ndim != 3:
-            raise ValueError(f"a stack is a (z, y, x) array, not {array.ndim}-D {array.shape}")
+        lead = _lead_axes(array.ndim, axes)
+        sizes = dict(zip(lead, array.shape[:len(lead)]))
+        times, channels, depth = sizes.get("t", 1), sizes.get("c", 1), sizes["z"]
+        planes = times * channels * depth
         wire = DTYPES[pixel_type(array.dtype)]
 
-        def slice_bytes(z):  # no copy when the slice is contiguous and little-endian already
-            return memoryview(np.ascontiguousarray(array[z], dtype=wire)).cast("B")
+        def slice_bytes(p):  # no copy when the plane is contiguous and little-endian already
+            index = dict(zip("tcz", np.unravel_index(p, (times, channels, depth))))
+            plane = array[tuple(index[a] for a in lead)]
+            return memoryview(np.ascontiguousarray(plane, dtype=wire)).cast("B")
 
-        header = self._header(array.shape, array.dtype, ops, metadata)
+        header = self._header((planes,) + array.shape[-2:], array.dtype, ops, metadata)
+        header.dimensions.times, header.dimensions.channels = times, channels
         sink = _ArraySink()
         result_meta = self._process(header, slice_bytes, sink, progress)
-        return (sink.array, result_meta) if with_metadata else sink.array
+        result = sink.array.reshape(array.shape[:len(lead)] + sink.array.shape[1:])
+        return (result, result_meta) if with_metadata else result
 
     def _header(self, shape, dtype, ops, metadata):
         header = service_pb2.StreamHeader(pixel_type=pixel_type(dtype), ops=op_specs(ops))
@@ -278,6 +288,19 @@ class Client:
         from stackproc import tiff_files
         return tiff_files.process_file(self, input_path, output_path, ops, compression,
                                        overwrite, progress)
+
+
+def _lead_axes(ndim, axes):
+    """The axes before y, x of an array of `ndim` dimensions, in NGFF's order (t, c, z)."""
+    if axes is None:
+        axes = {3: "zyx", 5: "tczyx"}.get(ndim)
+        if axes is None:
+            raise ValueError(f"a {ndim}-D array: say which axes it has (axes='czyx' or "
+                             "'tzyx' for 4-D); stacks are (z, y, x) or (t, c, z, y, x)")
+    axes = axes.lower()
+    if len(axes) != ndim or not axes.endswith("zyx") or axes[:-3] not in ("", "c", "t", "tc"):
+        raise ValueError(f"axes {axes!r} for a {ndim}-D array: (t, c,) z, y, x in that order")
+    return axes[:-2]
 
 
 class _ArraySink:

@@ -56,6 +56,10 @@ void PrintJob(const v1::Job& job) {
                job.progress().stage());
   absl::PrintF("  input    %s  %s %s\n", InputOf(job), Shape(job.input_shape()),
                TypeName(job.input_type()));
+  if (job.has_input_dimensions()) {
+    const core::Dimensions dims = convert::DimensionsFromProto(job.input_dimensions());
+    absl::PrintF("  planes   %s\n", dims.Describe(job.input_shape().depth()));
+  }
   absl::PrintF("  ops      %s\n", convert::OpsText(job.spec().ops()));
   absl::PrintF("  output   %s  %s %s\n", OutputOf(job), Shape(job.output_shape()),
                TypeName(job.output_type()));

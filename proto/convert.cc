@@ -153,6 +153,7 @@ absl::StatusOr<core::Dimensions> HeaderDimensions(const std::string& description
     return absl::InvalidArgumentError("dimensions: times and channels are counts");
   }
   const core::Dimensions stated = DimensionsFromProto(proto);
+  if (planes <= 0) return stated;  // no planes: the shape's own check says so
   STACKPROC_RETURN_IF_ERROR(stated.Check(planes));
   STACKPROC_ASSIGN_OR_RETURN(core::Dimensions described, core::DimensionsOf(description, planes));
   if (described.single()) return stated;

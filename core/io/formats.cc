@@ -198,20 +198,25 @@ const std::vector<FormatInfo>& Formats() {
   static const std::vector<FormatInfo> kFormats = {
       {Format::kTiff, "a file (output: NAME.tif or NAME.tiff)",
        "classic and BigTIFF, strips or tiles, uint8/uint16/float32, one sample; none, lzw, "
-       "deflate, packbits, zstd; ImageJ big stacks (one IFD, contiguous planes)",
+       "deflate, packbits, zstd; ImageJ big stacks (one IFD, contiguous planes); channels and "
+       "time points of OME-XML (sizes, DimensionOrder, TiffData) and ImageJ hyperstacks",
        "BigTIFF past 3.75 GiB of pixels; ImageJ, OME-XML or tifffile description and resolution "
-       "kept; "
+       "kept, their counts restated; a stack of channels or time points without one: an ImageJ "
+       "hyperstack (CZT) or OME-XML; "
        "uncompressed planes one after another (as ImageJ and tifffile write them)",
        TiffCodecs(), "--compression CODEC:predictor=none|differencing"},
       {Format::kPlanes, "a folder (NAME/), a pattern (NAME/z%04d.tif) or a glob (NAME/*.tif)",
        "one 2-D TIFF per plane (a file of several pages gives them in order), natural order",
-       "one single-page TIFF per plane, named by the pattern (z%04d.tif), into a new folder",
+       "one single-page TIFF per plane, named by the pattern (z%04d.tif; t0_c1_z0003.tif with "
+       "time points or channels), into a new folder",
        TiffCodecs(), ""},
       {Format::kOmeZarr, "NAME.zarr or NAME.ome.zarr (input: also any folder with a .zattrs)",
-       "OME-NGFF 0.4 level 0 or a plain Zarr v2 array, z,y,x (leading axes of length 1), any "
-       "chunks; none, zlib, gzip, zstd, blosc (lz4, lz4hc, zstd, zlib, blosclz; shuffles); "
-       "either byte order; fill values; scale and unit",
-       "NGFF 0.4 image, axes z,y,x with unit and scale, chunks as they finish",
+       "OME-NGFF 0.4 level 0 (axes t, c, z, y, x, t and c as time points and channels; omero "
+       "channels) or a plain Zarr v2 array, z,y,x (leading axes of length 1), any chunks; none, "
+       "zlib, gzip, zstd, blosc (lz4, lz4hc, zstd, zlib, blosclz; shuffles); either byte order; "
+       "fill values; scale and unit",
+       "NGFF 0.4 image, axes (t, c,) z, y, x with unit and scale, omero channels, chunks as they "
+       "finish",
        absl::StrCat(CodecsOf(&CodecInfo::zarr, Compression::kLz4),
                     " (lz4 and zstd by blosc, deflate by zlib)"),
        "--chunks ZxYxX (default 1x1024x1024), --pyramid N (levels below full size)"},

@@ -1,9 +1,11 @@
 #include "core/io/plane_map.h"
 
+#include <numeric>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
+#include "core/stack/voxel_size.h"
 
 namespace stackproc::core {
 namespace {
@@ -17,9 +19,9 @@ absl::Status RefuseFed(const SliceSource& source, absl::string_view what) {
 }  // namespace
 
 SourceTraits PlaneMapSource::traits() const {
-  SourceTraits traits = source_->traits();
-  traits.chunk_slices = 1;  // its planes are read out of the source's order
-  return traits;
+  // A store's z-chunks stay runs of planes: channels are chosen whole, and a store's planes
+  // are in t, c, z order already (InZctOrder reorders only files, read plane by plane).
+  return source_->traits();
 }
 
 absl::StatusOr<std::shared_ptr<SliceSource>> PlaneMapSource::InZctOrder(
@@ -29,11 +31,21 @@ absl::StatusOr<std::shared_ptr<SliceSource>> PlaneMapSource::InZctOrder(
   if (dims.single() || dims.order == "ZCT") return source;
   STACKPROC_RETURN_IF_ERROR(RefuseFed(*source, "put in t, c, z order"));
   StackInfo info = in;
-  info.metadata.dims.order = "ZCT";
+  Dimensions zct = dims;
+  zct.order = "ZCT";
+  if (ClassifyDescription(in.metadata.description) == DescriptionKind::kImageJ) {
+    // ImageJ's hyperstacks are CZT: the planes in t, c, z order are OME-XML's XYZCT.
+    info.metadata = MetadataOfVoxelSize(VoxelSizeOf(in.metadata), in.shape, in.type, zct);
+  } else {
+    std::vector<int64_t> all(static_cast<size_t>(dims.channels));
+    std::iota(all.begin(), all.end(), 0);
+    info.metadata = SelectChannels(in.metadata, all, in.shape.depth);  // plane maps dropped
+    info.metadata.dims = zct;
+    info.metadata = UpdateMetadata(info.metadata, in.shape, in.type, in.type, {});
+  }
   std::vector<int64_t> planes(static_cast<size_t>(in.shape.depth));
   for (int64_t p = 0; p < in.shape.depth; ++p) {
-    planes[static_cast<size_t>(p)] =
-        dims.PlaneOf(info.metadata.dims.Of(p, in.shape.depth), in.shape.depth);
+    planes[static_cast<size_t>(p)] = dims.PlaneOf(zct.Of(p, in.shape.depth), in.shape.depth);
   }
   return std::shared_ptr<SliceSource>(
       new PlaneMapSource(std::move(source), std::move(planes), std::move(info)));
@@ -60,6 +72,8 @@ absl::StatusOr<std::shared_ptr<SliceSource>> PlaneMapSource::Channels(
   StackInfo info = in;
   info.shape.depth = in.shape.depth / dims.channels * std::ssize(channels);
   info.metadata = SelectChannels(in.metadata, channels, info.shape.depth);
+  // The description states the chosen channels' counts (a streamed job sends it on).
+  info.metadata = UpdateMetadata(info.metadata, info.shape, info.type, info.type, {});
   std::vector<int64_t> planes(static_cast<size_t>(info.shape.depth));
   for (int64_t p = 0; p < info.shape.depth; ++p) {
     PlaneIndex at = info.metadata.dims.Of(p, info.shape.depth);

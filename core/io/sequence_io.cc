@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "core/base/status_macros.h"
 #include "core/io/formats.h"
@@ -238,11 +239,30 @@ absl::Status SequenceSink::Open(const StackInfo& output, int64_t window_slices,
   (void)window_slices;
   (void)release;
   STACKPROC_ASSIGN_OR_RETURN(NumberPattern pattern, NumberPattern::Parse(pattern_));
-  name_of_ = [pattern](int64_t z) { return pattern.Format(z); };
+  // Planes of several time points or channels are named by them too: t003_c01_z0042.tif.
+  const Dimensions dims = output.metadata.dims;
+  const int64_t planes = output.shape.depth;
+  const auto digits = [](int64_t n) { return static_cast<int>(absl::StrCat(n - 1).size()); };
+  name_of_ = [pattern, dims, planes, digits](int64_t p) {
+    if (dims.single()) return pattern.Format(p);
+    const PlaneIndex at = dims.Of(p, planes);
+    std::string name;
+    if (dims.times > 1) name += absl::StrFormat("t%0*d_", digits(dims.times), at.t);
+    if (dims.channels > 1) name += absl::StrFormat("c%0*d_", digits(dims.channels), at.c);
+    return name + pattern.Format(at.z);
+  };
   plane_ = output;
   plane_.shape.depth = 1;
-  plane_.metadata =
-      UpdateMetadata(output.metadata, plane_.shape, output.type, output.type, PixelGeometry{});
+  StackMetadata one = output.metadata;
+  if (!dims.single()) {
+    // Each file is one plane: a description of the whole hyperstack would not be its own.
+    one.dims = {};
+    const DescriptionKind kind = ClassifyDescription(one.description);
+    if (kind == DescriptionKind::kOmeXml || kind == DescriptionKind::kImageJ) {
+      one.description.clear();
+    }
+  }
+  plane_.metadata = UpdateMetadata(one, plane_.shape, output.type, output.type, PixelGeometry{});
   const bool replace = options_.overwrite && folder_.Exists();
   if (replace) {
     STACKPROC_RETURN_IF_ERROR(CheckReplaceable(Format::kPlanes, folder_));

@@ -151,12 +151,20 @@ absl::StatusOr<NgffImage> ZarrSink::PlanLevels(const StackInfo& output) {
         "an OME-Zarr store holds planes in t, c, z order; these come in ", dims.order,
         " order (fastest first), which a stream cannot reorder: write a TIFF, or give a file"));
   }
+  // A store holds whole volumes: some planes of a stack of channels or time points (a z-range
+  // written alone) would be put where planes of other channels belong.
+  if (!dims.single() && (output.shape.depth % (dims.times * dims.channels) != 0 ||
+                         (!region_ && dims.Whole(output.shape.depth) != output.shape.depth))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        output.shape.depth, " planes of a stack of ", dims.Describe(dims.Whole(output.shape.depth)),
+        ": an OME-Zarr image holds whole time points and channels (write a z-range as TIFF)"));
+  }
   times_ = dims.times;
   channels_ = dims.channels;
   std::vector<int64_t> lead_shape;
   if (times_ > 1) image.axes.push_back("t"), lead_shape.push_back(times_);
   if (channels_ > 1) image.axes.push_back("c"), lead_shape.push_back(channels_);
-  if (channels_ > 1) {
+  if (channels_ > 1 || !dims.channel_info.empty()) {  // names and colours, one channel's too
     for (int64_t c = 0; c < channels_; ++c) {
       image.channels.push_back(c < std::ssize(dims.channel_info)
                                    ? dims.channel_info[static_cast<size_t>(c)]

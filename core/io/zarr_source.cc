@@ -131,6 +131,14 @@ absl::StatusOr<std::unique_ptr<ZarrSource>> ZarrSource::Open(const Files& files,
     info.metadata.dims.channel_info = image->channels;
   }
   const size_t n = array.shape.size();
+  // Counted in double first: lengths that lie must not overflow the product (a product within
+  // range is checked against the limits below).
+  if (static_cast<double>(length(axes.t)) * static_cast<double>(length(axes.c)) *
+          static_cast<double>(length(axes.z)) >
+      static_cast<double>(int64_t{1} << 62)) {
+    return limits.DepthRefused(absl::StrCat(name, ": ", length(axes.t), " x ", length(axes.c),
+                                            " x ", length(axes.z), " planes"));
+  }
   info.shape = {length(axes.t) * length(axes.c) * length(axes.z), array.shape[n - 2],
                 array.shape[n - 1]};
   STACKPROC_RETURN_IF_ERROR(limits.Check(name, info.shape, info.type));
@@ -290,8 +298,14 @@ absl::StatusOr<ZarrSource::Axes> ZarrSource::AxesOf(const ZarrArrayMeta& array,
                                                      image->axes.size(), " axes"));
     }
     for (int i = 0; i < n; ++i) {
-      if (image->axes[size_t(i)] == "t") axes.t = i;
-      if (image->axes[size_t(i)] == "c") axes.c = i;
+      const std::string& role = image->axes[size_t(i)];
+      if (role == "t") axes.t = i;
+      if (role == "c") axes.c = i;
+      if (role != "t" && role != "c" && role != "space" && array.shape[size_t(i)] != 1) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            name, ": axis ", i, " of type '", role, "' has ", array.shape[size_t(i)],
+            " elements; stackproc reads time, channel and space axes (others of length 1)"));
+      }
     }
     axes.z = image->spatial() == 3 ? n - 3 : -1;
     return axes;

@@ -148,6 +148,7 @@ absl::StatusOr<ProcessSummary> ProcessFile(const ProcessRequest& request) {
   summary.pipeline = plan.pipeline.ToString();
   summary.mode = plan.mode;
   summary.input_shape = plan.input.shape;
+  summary.input_dims = plan.input.metadata.dims;
   summary.input_type = plan.input.type;
   summary.output_shape = plan.output_shape;
   summary.output_type = plan.output_type;

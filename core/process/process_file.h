@@ -96,6 +96,7 @@ struct ProcessSummary {
   std::string pipeline;
   ProcessMode mode = ProcessMode::kInMemory;
   StackShape input_shape;
+  Dimensions input_dims;  // its time points and channels (the output's too)
   StackShape output_shape;
   PixelType input_type = PixelType::kUint8;
   PixelType output_type = PixelType::kUint8;

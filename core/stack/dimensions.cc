@@ -122,7 +122,8 @@ absl::StatusOr<Dimensions> OmeDimensions(const std::string& xml, int64_t planes)
   d.times = *t;
   d.channels = *c;
   d.order = order.substr(2);
-  if (*t == 0 || *c == 0 || *z == 0 || *t * *c * *z != planes) {
+  if (*t == 0 || *c == 0 || *z == 0 || *t > planes || *c > planes / *t || *z > planes / (*t * *c) ||
+      *t * *c * *z != planes) {
     return absl::InvalidArgumentError(absl::StrCat("the OME-XML says SizeT=", *t, " SizeC=", *c,
                                                    " SizeZ=", *z, " (", *t * *c * *z,
                                                    " planes), the file has ", planes));
@@ -158,8 +159,13 @@ absl::StatusOr<Dimensions> ImageJDimensions(absl::string_view description, int64
   d.order = "CZT";
   d.channels = c->value_or(1);
   d.times = t->value_or(1);
+  if (d.channels > planes || d.times > planes / d.channels) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the ImageJ description says channels=", d.channels, " frames=", d.times,
+                     ": more than the file's ", planes, " planes"));
+  }
   const int64_t slices = z->value_or(planes / (d.channels * d.times));
-  if (d.channels * d.times * slices != planes) {
+  if (slices > planes / (d.channels * d.times) || d.channels * d.times * slices != planes) {
     return absl::InvalidArgumentError(absl::StrCat(
         "the ImageJ description says channels=", d.channels, " slices=", slices, " frames=",
         d.times, " (", d.channels * d.times * slices, " planes), the file has ", planes));
@@ -204,7 +210,9 @@ std::string Dimensions::Describe(int64_t planes) const {
 
 absl::Status Dimensions::Check(int64_t planes) const {
   const int64_t whole = Whole(planes);
-  if (times < 1 || channels < 1 || whole % (times * channels) != 0 || whole < planes ||
+  // Each count at most the planes before they are multiplied: no product overflows.
+  if (times < 1 || channels < 1 || times > whole || channels > whole / times ||
+      whole % (times * channels) != 0 || whole < planes ||
       (!picked.empty() && std::ssize(picked) != planes)) {
     return absl::InvalidArgumentError(absl::StrCat(
         planes, " planes are not ", times, " time points x ", channels, " channels x z-slices",

@@ -171,9 +171,10 @@ StackMetadata SelectChannels(const StackMetadata& in, const std::vector<int64_t>
     out.description = FormatImageJDescription(fields);
   }
   if (ClassifyDescription(in.description) != DescriptionKind::kOmeXml) return out;
-  // The Channel elements, in order (each <Channel .../> or <Channel ...>...</Channel>).
+  // The Channel elements, in order (each <Channel .../> or <Channel ...>...</Channel>; the lazy
+  // attributes stop at a self-closing "/>" rather than run on to the next element's end).
   static const std::regex kChannel(
-      R"(<([A-Za-z0-9_]+:)?Channel(\s[^>]*)?(/>|>[\s\S]*?</([A-Za-z0-9_]+:)?Channel>))");
+      R"(<([A-Za-z0-9_]+:)?Channel(\s[^>]*?)?(/>|>[\s\S]*?</([A-Za-z0-9_]+:)?Channel>))");
   std::vector<std::string> channels;
   std::string xml;
   std::string rest = in.description;
@@ -197,7 +198,7 @@ StackMetadata SelectChannels(const StackMetadata& in, const std::vector<int64_t>
   xml = std::regex_replace(
       xml,
       std::regex(
-          R"(<([A-Za-z0-9_]+:)?(TiffData|Plane)(\s[^>]*)?(/>|>[\s\S]*?</([A-Za-z0-9_]+:)?\2>))"),
+          R"(<([A-Za-z0-9_]+:)?(TiffData|Plane)(\s[^>]*?)?(/>|>[\s\S]*?</([A-Za-z0-9_]+:)?\2>))"),
       "");
   static const std::regex kPixelsEnd(R"(</([A-Za-z0-9_]+:)?Pixels>)");
   std::smatch end;

@@ -254,7 +254,10 @@ absl::StatusOr<TiffInfo> Validate(const InputFile& file, const StackLimits& limi
   info.pixel_type = first.type;
   info.tiled = first.tiled;
   info.compression = first.compression;
-  STACKPROC_RETURN_IF_ERROR(FindContiguousPlanes(tif, path, file_size, first, limits, info));
+  // A shard keeps the whole stack's description, images= too: its pages are its planes.
+  if (info.shard_record.empty()) {
+    STACKPROC_RETURN_IF_ERROR(FindContiguousPlanes(tif, path, file_size, first, limits, info));
+  }
   // A shard of a job's slices keeps the whole stack's description (for its assembly): its
   // counts are the whole stack's, not its pages'.
   if (info.shard_record.empty()) {

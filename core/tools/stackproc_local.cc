@@ -283,6 +283,9 @@ absl::Status Run(const Args& args) {
       PixelTypeName(s.input_type), s.input_bytes / 1e6, request.output_path,
       ShapeString(s.output_shape), PixelTypeName(s.output_type), s.output_bytes / 1e6,
       EffectiveCompression(*ParseOutputName(request.output_path), request.write.compression));
+  if (!s.input_dims.single()) {
+    absl::PrintF("  planes %s\n", s.input_dims.Describe(s.input_shape.depth));
+  }
   absl::PrintF("  read + process + write %.2fs (%.0f MB/s, %d threads)\n",
                absl::ToDoubleSeconds(s.elapsed), rate(s.input_bytes, s.elapsed),
                arena.max_concurrency());

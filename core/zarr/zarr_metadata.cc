@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <regex>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -205,40 +206,49 @@ absl::StatusOr<std::optional<NgffImage>> ParseNgffAttributes(absl::string_view t
   // Axes (NGFF 0.4: objects with a name, a type and a unit; 0.3: names; older: none, z,y,x).
   const Json axes = image.value("axes", Json::array());
   if (!axes.is_array()) return Bad(name, "\"axes\" must be a list");
+  // A field that is not of its type is taken as absent (nlohmann's value() would throw).
+  const auto string_of = [](const Json& object, const char* key) {
+    return object.is_object() && object.contains(key) && object[key].is_string()
+               ? object[key].get<std::string>()
+               : std::string();
+  };
   for (const Json& axis : axes) {
-    const std::string axis_name = axis.is_object()   ? axis.value("name", std::string())
-                                  : axis.is_string() ? axis.get<std::string>()
-                                                     : std::string();
-    const std::string type = axis.is_object() && axis.contains("type") && axis["type"].is_string()
-                                 ? axis["type"].get<std::string>()
-                                 : (axis_name == "t"   ? "time"
-                                    : axis_name == "c" ? "channel"
-                                                       : "space");
+    const std::string axis_name =
+        axis.is_string() ? axis.get<std::string>() : string_of(axis, "name");
+    std::string type = string_of(axis, "type");
+    if (type.empty()) type = axis_name == "t" ? "time" : axis_name == "c" ? "channel" : "space";
     out.axes.push_back(type == "time" ? "t" : type == "channel" ? "c" : type);
-    if (axis.is_object() && axis.contains("unit") && axis["unit"].is_string() && type == "space") {
-      out.unit = NgffUnitName(axis["unit"].get<std::string>());
+    if (type == "space" && !string_of(axis, "unit").empty()) {
+      out.unit = NgffUnitName(string_of(axis, "unit"));
     }
   }
-  // NGFF's order: time, then channel, then 2 or 3 spatial axes.
+  // NGFF's order: time, then channel (then axes of other types, which the array must give one
+  // element: ZarrSource checks), then 2 or 3 spatial axes.
   std::string roles;
-  for (const std::string& role : out.axes) roles += role == "space" ? "s" : role;
-  if (!out.axes.empty() && roles != "ss" && roles != "sss" && roles != "css" && roles != "csss" &&
-      roles != "tss" && roles != "tsss" && roles != "tcss" && roles != "tcsss") {
+  for (const std::string& role : out.axes) {
+    roles += role == "space" ? 's' : role == "t" ? 't' : role == "c" ? 'c' : 'o';
+  }
+  static const std::regex kRoles("t?c?o*s{2,3}");
+  if (!out.axes.empty() && !std::regex_match(roles, kRoles)) {
     return Bad(name, absl::StrCat("axes ", axes.dump(),
                                   ": stackproc reads images of axes t, c, z, y, x (each of t, c "
                                   "and z optional, in that order; y and x spatial)"));
   }
-  if (auto omero = json.find("omero"); omero != json.end() && omero->is_object()) {
-    for (const Json& c : omero->value("channels", Json::array())) {
+  if (auto omero = json.find("omero"); omero != json.end() && omero->is_object() &&
+                                       omero->contains("channels") &&
+                                       (*omero)["channels"].is_array()) {
+    for (const Json& c : (*omero)["channels"]) {
       if (!c.is_object()) continue;
+      // Display settings of the wrong type are left out: they never make an image unreadable.
       ChannelInfo channel;
-      channel.name = c.value("label", std::string());
+      channel.name = string_of(c, "label");
       uint32_t rgb = 0;
-      if (const std::string hex = c.value("color", std::string());
+      if (const std::string hex = string_of(c, "color");
           hex.size() == 6 && absl::SimpleHexAtoi(hex, &rgb)) {
         channel.rgba = (rgb << 8) | 0xff;
       }
-      if (const Json window = c.value("window", Json()); window.is_object()) {
+      if (c.contains("window") && c["window"].is_object()) {
+        const Json& window = c["window"];
         if (window.contains("start") && window["start"].is_number()) {
           channel.window_start = window["start"].get<double>();
         }

@@ -101,6 +101,33 @@ check(axes == "TZCYX" and got.shape == data.shape and ij.get("channels") == 2 an
 check(np.array_equal(got, per_plane(data, lambda p: gaussian(p, 1.5))),
       "ImageJ hyperstack: every plane is cv2.GaussianBlur of its own")
 
+# Debian's ImageJ (the reader behind Fiji's File > Open), under Xvfb: the output is a
+# hyperstack of 2 channels, 4 slices and 3 frames, each plane where tifffile has it.
+MACRO = r'''
+setBatchMode(true);
+open(getArgument());
+getDimensions(w, h, channels, slices, frames);
+print("IJDIMS " + channels + " " + slices + " " + frames);
+for (t = 1; t <= frames; t++) for (z = 1; z <= slices; z++) for (c = 1; c <= channels; c++) {
+  Stack.setPosition(c, z, t);
+  getRawStatistics(n, mean);
+  print("IJMEAN " + (t - 1) + " " + (z - 1) + " " + (c - 1) + " " + d2s(mean, 6));
+}
+'''
+with open(f"{TMP}/dims.ijm", "w") as f:
+    f.write(MACRO)
+ij_out = subprocess.run(["timeout", "300", "xvfb-run", "-a", "java", "-Xmx512m", "-jar",
+                         "/usr/share/java/ij.jar", "-batch", f"{TMP}/dims.ijm",
+                         f"{TMP}/hyper_out.tif"], capture_output=True, text=True).stdout
+dims = [l.split()[1:] for l in ij_out.splitlines() if l.startswith("IJDIMS")]
+means = {tuple(map(int, l.split()[1:4])): float(l.split()[4])
+         for l in ij_out.splitlines() if l.startswith("IJMEAN")}
+check(dims == [["2", "4", "3"]] and len(means) == 24 and all(
+    abs(means[(t, z, c)] - got[t, z, c].mean()) < 1e-3
+    for t in range(3) for z in range(4) for c in range(2)),
+      f"ImageJ opens the hyperstack output as 2 channels x 4 slices x 3 frames, each plane's "
+      f"mean tifffile's ({dims})")
+
 # Per-channel statistics: normalize over the stack takes each channel's own percentiles.
 data = stack((2, 6), 5)
 data[1] = data[1] // 4 + 3000  # a dim channel next to a bright one
@@ -177,6 +204,18 @@ for ops in (["gaussian:sigma=2,channels=1"], ["normalize:low=1,high=99,scope=sta
     axes, got, _, warnings = read(f"{TMP}/assembled.ome.tif")
     check(axes == "CZYX" and warnings == "" and np.array_equal(got, read(whole)[1]),
           f"{ops[0]} in z-ranges {cuts}, assembled: {axes}, equal to the whole run")
+
+# An ImageJ hyperstack in 3 shards (--shards 3 --shard I), assembled: the whole run's file.
+run(f"{TMP}/hyper.tif", f"{TMP}/hyper_whole.tif", "gaussian:sigma=1,c1.sigma=2")
+for i in range(3):
+    subprocess.run([LOCAL, "run", "--input", f"{TMP}/hyper.tif", "--output", f"{TMP}/hs{i}.tif",
+                    "--overwrite", "--shards", "3", "--shard", str(i), "--op",
+                    "gaussian:sigma=1,c1.sigma=2"], check=True, capture_output=True)
+p = subprocess.run([LOCAL, "assemble", "--output", f"{TMP}/hyper_asm.tif", "--overwrite"] +
+                   [f"{TMP}/hs{i}.tif" for i in range(3)], capture_output=True, text=True)
+axes, got, ij, _ = read(f"{TMP}/hyper_asm.tif") if p.returncode == 0 else ("", None, {}, "")
+check(axes == "TZCYX" and np.array_equal(got, read(f"{TMP}/hyper_whole.tif")[1]),
+      f"an ImageJ hyperstack in 3 shards assembles into the whole run ({axes}; {p.stderr[-150:]!r})")
 
 # A preview of a few planes of a 2-channel stack: each plane with its own channel's op.
 p = subprocess.run([LOCAL, "preview", f"{TMP}/two.ome.tif", "--op", "gaussian:sigma=2,channels=1",
@@ -256,8 +295,52 @@ check(names == ["t", "c", "z", "y", "x"] and np.array_equal(group["0"][:], want)
       f"ImageJ hyperstack (CZT) -> OME-Zarr t,c,z with a pyramid level: {names}, level 1 "
       f"{level1.shape}")
 
+# A plane folder of a stack of time points and channels: one file per (t, c, z), named so.
+data = tifffile.imread(f"{TMP}/TCZYX.ome.tif")  # (2, 3, 4)
+run(f"{TMP}/TCZYX.ome.tif", f"{TMP}/tc_planes/", "invert")
+names = sorted(os.listdir(f"{TMP}/tc_planes"))
+want = [f"t{t}_c{c}_z{z:04d}.tif" for t in range(2) for c in range(3) for z in range(4)]
+check(names == want and all(
+    np.array_equal(tifffile.imread(f"{TMP}/tc_planes/t{t}_c{c}_z{z:04d}.tif"),
+                   65535 - data[t, c, z]) for t in range(2) for c in range(3) for z in range(4)),
+      f"a plane folder names each plane by t, c and z ({names[:2]}...)")
+
+# A z-range of a stack of channels is not a store of its own: refused, nothing written.
+p = subprocess.run([LOCAL, "run", "--input", f"{TMP}/two.ome.tif", "--output", f"{TMP}/zr.zarr",
+                    "--z-range", "0:7"], capture_output=True, text=True)
+check(p.returncode != 0 and "whole time points and channels" in p.stderr and
+      not os.path.exists(f"{TMP}/zr.zarr"), f"a z-range of 2 channels to OME-Zarr: refused "
+      f"({p.stderr.strip()[-120:]!r})")
+
+# Display settings of the wrong type, and an axis of another type with one element, are read.
+store = zarr.open_group(f"{TMP}/odd.zarr", mode="w")
+store.create_dataset("0", data=stack((2, 3), 14)[:, None], chunks=(1, 1, 3, 48, 64))
+store.attrs["multiscales"] = [{"version": "0.4", "datasets": [{"path": "0"}], "axes": [
+    {"name": "c", "type": "channel"}, {"name": "angle", "type": "angle"},
+    {"name": "z", "type": "space"}, {"name": "y", "type": "space"},
+    {"name": "x", "type": "space"}]}]
+store.attrs["omero"] = {"channels": [{"label": None, "color": 255}, {"label": 7}]}
+p = subprocess.run([LOCAL, "run", "--input", f"{TMP}/odd.zarr", "--output", f"{TMP}/odd.tif",
+                    "--overwrite"], capture_output=True, text=True)
+check(p.returncode == 0 and read(f"{TMP}/odd.tif")[0] == "CZYX",
+      f"omero fields of the wrong type and a length-1 'angle' axis are read ({p.stderr[-150:]!r})")
+
 # --channels: only some channels go through; the output says so.
 src = tifffile.imread(f"{TMP}/two.ome.tif")
+# OME-XML channels, self-closing and not, keep their names when some are chosen.
+names3 = {"Name": ["DAPI", "GFP", "RFP"]}
+tifffile.imwrite(f"{TMP}/named.ome.tif", stack((3, 2), 15), ome=True, photometric="minisblack",
+                 metadata={"axes": "CZYX", "Channel": names3})
+for chosen, want_names in (("1", ["GFP"]), ("2+0", ["RFP", "DAPI"])):
+    subprocess.run([LOCAL, "run", "--input", f"{TMP}/named.ome.tif", "--output",
+                    f"{TMP}/named_out.ome.tif", "--overwrite", "--channels", chosen], check=True,
+                   capture_output=True)
+    with tifffile.TiffFile(f"{TMP}/named_out.ome.tif") as tif:
+        pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]
+        channel = pixels["Channel"]
+        got_names = [c.get("Name") for c in (channel if isinstance(channel, list) else [channel])]
+    check(got_names == want_names and pixels["SizeC"] == len(want_names),
+          f"--channels {chosen}: OME Channel names {got_names}, SizeC {pixels['SizeC']}")
 p = subprocess.run([LOCAL, "run", "--input", f"{TMP}/two.ome.tif", "--output",
                     f"{TMP}/one.ome.tif", "--overwrite", "--channels", "1", "--op", "invert"],
                    capture_output=True, text=True)

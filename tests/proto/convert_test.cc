@@ -93,5 +93,39 @@ TEST(ConvertTest, MetadataBothWays) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("resolution_unit 7")));
 }
 
+TEST(ConvertTest, DimensionsBothWaysAndAgainstTheDescription) {
+  core::StackMetadata metadata;
+  metadata.dims.times = 3;
+  metadata.dims.channels = 2;
+  v1::StreamHeader header;
+  header.mutable_shape()->set_depth(30);  // 3 x 2 x 5 planes
+  MetadataToProto(metadata, &header);
+  ASSERT_OK_AND_ASSIGN(core::StackMetadata back, MetadataFromProto(header));
+  EXPECT_EQ(back.dims.times, 3);
+  EXPECT_EQ(back.dims.channels, 2);
+  EXPECT_EQ(back.dims.order, "ZCT");
+  EXPECT_EQ(back.dims.Slices(30), 5);
+
+  header.mutable_shape()->set_depth(31);  // not 3 x 2 x z
+  EXPECT_THAT(MetadataFromProto(header),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("are not")));
+  header.mutable_dimensions()->set_times(int64_t{1} << 32);  // no product overflows
+  header.mutable_dimensions()->set_channels(int64_t{1} << 32);
+  EXPECT_THAT(MetadataFromProto(header),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("are not")));
+
+  // What an ImageJ hyperstack's description states wins; a disagreement is refused.
+  header.mutable_shape()->set_depth(30);
+  header.set_description("ImageJ=1.54f\nimages=30\nchannels=2\nslices=5\nframes=3\n");
+  header.clear_dimensions();
+  ASSERT_OK_AND_ASSIGN(back, MetadataFromProto(header));
+  EXPECT_EQ(back.dims.order, "CZT");
+  EXPECT_EQ(back.dims.channels, 2);
+  header.mutable_dimensions()->set_channels(3);
+  header.mutable_dimensions()->set_times(2);
+  EXPECT_THAT(MetadataFromProto(header),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("the description")));
+}
+
 }  // namespace
 }  // namespace stackproc::convert

@@ -69,6 +69,30 @@ def test_process_channels_and_time_points(server):
             client.process(a, "invert:channels=3")
 
 
+def test_cli_channels_streamed_and_by_path(server, tmp_path):
+    """`stackproc process --channels` sends only those channels (the description restated);
+    an ImageJ hyperstack streamed into an OME-Zarr store comes in t, c, z order; `stackproc
+    submit --channels` does the same on the server."""
+    import zarr
+    cli = os.path.join(os.path.dirname(os.path.dirname(LOCAL)), "client", "stackproc")
+    env = dict(os.environ, STACKPROC_SERVER=server.target)
+    a = stack((24, 40, 56), "uint16").reshape(3, 4, 2, 40, 56)  # t, z, c: ImageJ's TZCYX
+    tifffile.imwrite(tmp_path / "hyper.tif", a, imagej=True, metadata={"axes": "TZCYX"})
+    subprocess.run([cli, "process", tmp_path / "hyper.tif", "-o", tmp_path / "one.tif",
+                    "--channels", "1", "--op", "invert"], env=env, check=True, capture_output=True)
+    with tifffile.TiffFile(tmp_path / "one.tif") as tif:
+        assert tif.series[0].axes == "TZYX"
+        assert np.array_equal(tif.series[0].asarray(), 65535 - a[:, :, 1])
+    subprocess.run([cli, "process", tmp_path / "hyper.tif", "-o", tmp_path / "h.ome.zarr"],
+                   env=env, check=True, capture_output=True)
+    assert np.array_equal(zarr.open_group(str(tmp_path / "h.ome.zarr"), mode="r")["0"][:],
+                          a.transpose(0, 2, 1, 3, 4))
+    tifffile.imwrite(server.root / "hyper.tif", a, imagej=True, metadata={"axes": "TZCYX"})
+    subprocess.run([cli, "submit", "--input", "hyper.tif", "--channels", "0", "--op", "invert",
+                    "--output", "zero.tif", "--wait"], env=env, check=True, capture_output=True)
+    assert np.array_equal(tifffile.imread(server.root / "zero.tif"), 65535 - a[:, :, 0])
+
+
 def test_resize_scale_sizes_as_cv2(server):
     a = stack((2, 301, 401), "uint8")
     with stackproc.Client(server.target) as client:

@@ -64,6 +64,7 @@ def test_page_shows_a_running_job_progressing(start_server, tmp_path):
         page = dom(url)
         first = row(page, job.id)
         assert ">Cancel</button>" in page
+        assert '<div class="axes">200 z \u00d7 768 y \u00d7 768 x</div>' in page  # its axes
         time.sleep(1)
         second = row(dom(url), job.id)
         assert first[0] == "running" and 0 < first[1] < second[1], (first, second)

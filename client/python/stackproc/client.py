@@ -218,17 +218,18 @@ class Client:
             plane = array[tuple(index[a] for a in lead)]
             return memoryview(np.ascontiguousarray(plane, dtype=wire)).cast("B")
 
-        header = self._header((planes,) + array.shape[-2:], array.dtype, ops, metadata)
+        header = self._header((planes,) + array.shape[-2:], array.dtype, ops, metadata,
+                              z_stack=planes == depth)
         header.dimensions.times, header.dimensions.channels = times, channels
         sink = _ArraySink()
         result_meta = self._process(header, slice_bytes, sink, progress)
         result = sink.array.reshape(array.shape[:len(lead)] + sink.array.shape[1:])
         return (result, result_meta) if with_metadata else result
 
-    def _header(self, shape, dtype, ops, metadata):
+    def _header(self, shape, dtype, ops, metadata, z_stack=True):
         header = service_pb2.StreamHeader(pixel_type=pixel_type(dtype), ops=op_specs(ops))
         header.shape.depth, header.shape.height, header.shape.width = shape
-        (metadata or Metadata()).to_proto(header, shape[0])
+        (metadata or Metadata()).to_proto(header, shape[0], z_stack)
         return header
 
     def _process(self, header, slice_bytes, sink, progress):

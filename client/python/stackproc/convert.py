@@ -110,11 +110,13 @@ class Metadata:
     description: str = ""
     resolution_unit: int = 1
 
-    def to_proto(self, header, depth):
-        """Fills the description and resolution fields of a StreamHeader."""
+    def to_proto(self, header, depth, z_stack=True):
+        """Fills the description and resolution fields of a StreamHeader (of `depth` planes:
+        one z-stack, or planes of time points and channels that header.dimensions states)."""
         description = self.description
         if not description and (self.spacing or self.unit):
-            description = f"ImageJ=1.11a\nimages={depth}\nslices={depth}\n"
+            counts = f"images={depth}\nslices={depth}\n" if z_stack else ""
+            description = "ImageJ=1.11a\n" + counts
             if self.spacing:
                 description += f"spacing={self.spacing}\n"
             if self.unit:

@@ -4,12 +4,14 @@ single-channel jobs, side by side in one sitting, and (with --old) the single-ch
 against another build's stackproc-local (the same job before and after a change).
 
 The stacks are uint16, microscopy-like (stackproc-local generate: smooth structures under
-Poisson-like noise), 64 planes a channel of 2048 x 2048. The 2-channel file is the two
-single-channel stacks as channels (tifffile writes the OME-TIFF, channel after channel). Each
+Poisson-like noise), 64 planes a channel of 2048 x 2048. tifffile writes every input: each
+channel as an OME-TIFF of its own, and both as the channels of one. Each
 case runs --reps times in turn, wall time start to exit; medians and ratios printed.
 
   two channels        stackproc-local run --input two.ome.tif --op OPS --output out.tif
   one, then the other stackproc-local run --input c0.tif ... ; ... --input c1.tif ...
+  one of both's size  stackproc-local run --input z.ome.tif ... (the planes as one z-stack:
+                      what a job of this size costs without channels)
 
 usage: channels.py [--build build/release] [--old OTHER_BUILD] [--dir /dev/shm] [--reps 5]
                    [--ops gaussian:sigma=2 normalize:scope=stack]
@@ -47,9 +49,16 @@ def main():
             subprocess.run([local, "generate", f"{d}/c{c}.tif", "--type", "uint16", "--seed",
                             str(c + 1), "--shape", f"{a.planes}x2048x2048"], check=True,
                            capture_output=True)
+        # Every input written by tifffile alike (one writer's layout): each channel alone, and
+        # both as the channels of one OME-TIFF.
         both = np.stack([tifffile.imread(f"{d}/c{c}.tif") for c in range(2)])
+        for c in range(2):
+            tifffile.imwrite(f"{d}/c{c}.tif", both[c], ome=True, photometric="minisblack",
+                             metadata={"axes": "ZYX"})
         tifffile.imwrite(f"{d}/two.ome.tif", both, ome=True, photometric="minisblack",
                          metadata={"axes": "CZYX"})
+        tifffile.imwrite(f"{d}/z.ome.tif", both.reshape((-1,) + both.shape[2:]), ome=True,
+                         photometric="minisblack", metadata={"axes": "ZYX"})
         del both
         cases = {
             "2 channels, one job": [[local, "run", "--input", f"{d}/two.ome.tif", *ops,
@@ -57,6 +66,8 @@ def main():
             "1 channel, two jobs": [[local, "run", "--input", f"{d}/c{c}.tif", *ops,
                                      "--output", f"{d}/out.tif", "--overwrite"]
                                     for c in range(2)],
+            "1 channel of both's planes": [[local, "run", "--input", f"{d}/z.ome.tif", *ops,
+                                            "--output", f"{d}/out.tif", "--overwrite"]],
         }
         if a.old:
             old = os.path.join(a.old, "core", "stackproc-local")

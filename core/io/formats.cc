@@ -206,7 +206,8 @@ const std::vector<FormatInfo>& Formats() {
        "uncompressed planes one after another (as ImageJ and tifffile write them)",
        TiffCodecs(), "--compression CODEC:predictor=none|differencing"},
       {Format::kPlanes, "a folder (NAME/), a pattern (NAME/z%04d.tif) or a glob (NAME/*.tif)",
-       "one 2-D TIFF per plane (a file of several pages gives them in order), natural order",
+       "one 2-D TIFF per plane (a file of several pages gives them in order), natural order; "
+       "named t0_c1_z0003.tif: time points and channels",
        "one single-page TIFF per plane, named by the pattern (z%04d.tif; t0_c1_z0003.tif with "
        "time points or channels), into a new folder",
        TiffCodecs(), ""},

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <regex>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -114,6 +115,52 @@ absl::StatusOr<std::vector<std::string>> Matching(
   return kept;
 }
 
+// Planes named by their time point and channel as well as z (t0_c1_z0003.tif: what
+// SequenceSink writes for such a stack): their dimensions, once each file is checked to be the
+// plane its place in natural order says (t, c, z order, z fastest); nullopt when the names do
+// not say (no t or c prefix). InvalidArgument for a name that breaks the grid, naming it.
+absl::StatusOr<std::optional<Dimensions>> NamedDimensions(const std::vector<std::string>& paths) {
+  static const std::regex kName(R"(^(t(\d+)_)?(c(\d+)_)?\D*(\d+)[^/]*$)");
+  std::vector<PlaneIndex> at;
+  bool by_time = false, by_channel = false;
+  for (const std::string& path : paths) {
+    const std::string name = path.substr(path.find_last_of('/') + 1);
+    std::smatch m;
+    if (!std::regex_match(name, m, kName)) return std::nullopt;
+    if (at.empty()) by_time = m[1].matched, by_channel = m[3].matched;
+    if (m[1].matched != by_time || m[3].matched != by_channel) return std::nullopt;
+    PlaneIndex index;
+    if (!(m[1].matched ? absl::SimpleAtoi(m[2].str(), &index.t) : true) ||
+        !(m[3].matched ? absl::SimpleAtoi(m[4].str(), &index.c) : true)) {
+      return std::nullopt;
+    }
+    at.push_back(index);
+  }
+  if (!by_time && !by_channel) return std::nullopt;
+  Dimensions dims;
+  for (const PlaneIndex& index : at) {
+    dims.times = std::max(dims.times, index.t + 1);
+    dims.channels = std::max(dims.channels, index.c + 1);
+  }
+  const int64_t planes = std::ssize(paths);
+  if (planes % (dims.times * dims.channels) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(paths.front(), ": ", planes, " planes named by ",
+                                                   dims.times, " time points and ", dims.channels,
+                                                   " channels: each needs as many z-planes (one is "
+                                                   "missing or extra)"));
+  }
+  for (int64_t p = 0; p < planes; ++p) {
+    const PlaneIndex want = dims.Of(p, planes);
+    const PlaneIndex& got = at[static_cast<size_t>(p)];
+    if (got.t != want.t || got.c != want.c) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          paths[static_cast<size_t>(p)], ": in natural order this is plane ", want.z,
+          " of time point ", want.t, ", channel ", want.c, "; a plane is missing or extra"));
+    }
+  }
+  return dims;
+}
+
 }  // namespace
 
 bool IsTiffName(absl::string_view name) {
@@ -172,6 +219,7 @@ absl::StatusOr<std::optional<std::vector<std::string>>> ListPlanes(const Files& 
 absl::StatusOr<std::unique_ptr<SequenceSource>> SequenceSource::Open(const Files& files,
                                                                      std::vector<std::string> paths,
                                                                      const StackLimits& limits) {
+  STACKPROC_ASSIGN_OR_RETURN(std::optional<Dimensions> named, NamedDimensions(paths));
   std::vector<File> planes;
   StackInfo info;
   int64_t depth = 0;
@@ -198,6 +246,14 @@ absl::StatusOr<std::unique_ptr<SequenceSource>> SequenceSource::Open(const Files
   }
   info.shape.depth = depth;
   STACKPROC_RETURN_IF_ERROR(limits.Check("the sequence", info.shape, info.type));
+  if (named) {
+    if (depth != std::ssize(planes)) {
+      return absl::InvalidArgumentError(
+          "a sequence whose names say time points and channels has one page a file");
+    }
+    info.metadata.dims = *named;
+    info.metadata.description.clear();  // the first plane's own: not the stack's
+  }
   return std::unique_ptr<SequenceSource>(
       new SequenceSource(files, std::move(planes), std::move(info)));
 }

@@ -4,7 +4,8 @@
 //   a printf pattern    the files the pattern makes, numbers consecutive ("planes/z%04d.tif")
 //   a glob              the files that match it ("planes/*.tif")
 // in natural order (z2 before z10); hidden files (".name") are left out. A file of several
-// pages gives them in order.
+// pages gives them in order. Files named by time point and channel as well (t0_c1_z0003.tif,
+// as SequenceSink writes a stack of them) are read as those.
 #pragma once
 
 #include <functional>

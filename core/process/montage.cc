@@ -123,7 +123,7 @@ absl::StatusOr<std::string> MontagePng(const Preview& preview, int max_tile_side
     for (size_t c = 0; c < tiles[r].size(); ++c) {
       const int x = kGap + static_cast<int>(c) * (cell_w + kGap);
       const std::string what = c > 0 ? preview.labels[c - 1] : columns > 1 ? "before" : "";
-      Label(canvas, absl::StrCat("z=", preview.z[r], " ", what), x, y, cell_w);
+      Label(canvas, absl::StrCat(preview.where[r], " ", what), x, y, cell_w);
       tiles[r][c].copyTo(canvas(cv::Rect(x, y + kLabelHeight, tiles[r][c].cols, tiles[r][c].rows)));
     }
   }

@@ -169,14 +169,22 @@ std::string RawPreviewLayout(const Preview& preview) {
 
 namespace {
 
-// The slices a preview shows: those asked for, or `count` evenly spaced, each in the middle of
-// its share of the stack. InvalidArgument for too many or one outside the stack.
-absl::StatusOr<std::vector<int64_t>> SlicesOf(const PreviewRequest& request, int64_t depth) {
+// The slices (planes) a preview shows: those asked for, or `count` z-slices evenly spaced, each
+// in the middle of its share of the stack; of a stack of channels, each such z-slice of every
+// channel at the first time point, channel by channel. InvalidArgument for too many or one
+// outside the stack.
+absl::StatusOr<std::vector<int64_t>> SlicesOf(const PreviewRequest& request, int64_t depth,
+                                              const Dimensions& dims) {
   std::vector<int64_t> z = request.slices;
   if (z.empty()) {  // evenly spaced, each in the middle of its share of the stack
-    const int64_t count =
-        std::clamp<int64_t>(request.count, 1, std::min<int64_t>(depth, kMaxPreviewSlices));
-    for (int64_t i = 0; i < count; ++i) z.push_back((2 * i + 1) * depth / (2 * count));
+    const int64_t slices = dims.Slices(depth);
+    const int64_t most = std::max<int64_t>(kMaxPreviewSlices / dims.channels, 1);
+    const int64_t count = std::clamp<int64_t>(request.count, 1, std::min(slices, most));
+    for (int64_t i = 0; i < count; ++i) {
+      for (int64_t c = 0; c < std::min<int64_t>(dims.channels, kMaxPreviewSlices); ++c) {
+        z.push_back(dims.PlaneOf({0, c, (2 * i + 1) * slices / (2 * count)}, depth));
+      }
+    }
   }
   if (z.size() > static_cast<size_t>(kMaxPreviewSlices)) {
     return absl::InvalidArgumentError(
@@ -220,7 +228,8 @@ absl::StatusOr<Preview> RunPreview(const Files& files, const PreviewRequest& req
                              OpenInput(files, request.input, limits));
   const StackInfo& info = source->info();
   const int64_t depth = info.shape.depth;
-  STACKPROC_ASSIGN_OR_RETURN(const std::vector<int64_t> z, SlicesOf(request, depth));
+  STACKPROC_ASSIGN_OR_RETURN(const std::vector<int64_t> z,
+                             SlicesOf(request, depth, info.metadata.dims));
   Region region = request.region.value_or(Region{0, 0, info.shape.width, info.shape.height});
   if (region.x + region.width > info.shape.width || region.y + region.height > info.shape.height) {
     return absl::InvalidArgumentError(
@@ -242,6 +251,14 @@ absl::StatusOr<Preview> RunPreview(const Files& files, const PreviewRequest& req
   Preview preview;
   preview.input = request.input;
   preview.z = z;
+  for (int64_t plane : z) {
+    const PlaneIndex at = info.metadata.dims.Of(plane, depth);
+    preview.where.push_back(
+        info.metadata.dims.single()
+            ? absl::StrCat("z=", plane)
+            : absl::StrCat(info.metadata.dims.times > 1 ? absl::StrCat("t=", at.t, " ") : "",
+                           "c=", at.c, " z=", at.z));
+  }
   preview.pipeline = !request.title.empty()     ? request.title
                      : request.variants.empty() ? "the slices"
                                                 : FormatOpSpecs(request.variants.front().ops);

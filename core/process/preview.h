@@ -49,7 +49,8 @@ inline constexpr uint64_t kMaxPreviewBytes = uint64_t{512} << 20;
 
 struct Preview {
   std::string input;
-  std::vector<int64_t> z;           // the slices, in the order asked
+  std::vector<int64_t> z;           // the slices (planes), in the order asked
+  std::vector<std::string> where;   // each one's label: "z=12", or "t=0 c=1 z=12"
   Stack before;                     // those slices (their region), as read
   std::vector<Stack> after;         // each variant's result on them
   std::vector<std::string> labels;  // each variant's

@@ -69,7 +69,9 @@ constexpr char kUsage[] =
     "                      [--overwrite]   the pipeline on a few slices (K evenly spaced,\n"
     "                      default 3) read alone: before | after, labelled; a parameter's\n"
     "                      values side by side with --op clahe:clip=1,2,4 (one column each);\n"
-    "                      16-bit and float shown stretched; tiles shrunk to --max-side (512)\n"
+    "                      16-bit and float shown stretched; tiles shrunk to --max-side (512);\n"
+    "                      of a stack of channels each z-slice of every channel, labelled\n"
+    "                      t= c= z= (-z takes plane numbers, t, c, z in the file's order)\n"
     "  stackproc-local assemble --output OUT.tif [--overwrite] SHARD.tif...\n"
     "                      TIFF shards, in any order, into one (each records its slices; their\n"
     "                      strips are copied as they are)\n"
@@ -352,7 +354,7 @@ absl::Status PreviewCommand(const Args& args) {
   absl::PrintF("%s: %s\n", output,
                format == "raw"
                    ? RawPreviewLayout(preview)
-                   : absl::StrCat(preview.z.size(), " slices (z=", absl::StrJoin(preview.z, ","),
+                   : absl::StrCat(preview.z.size(), " slices (", absl::StrJoin(preview.where, ", "),
                                   "), ", preview.after.size(),
                                   preview.after.size() == 1 ? " variant" : " variants"));
   for (const std::string& note : preview.notes) absl::PrintF("note: %s\n", note);

@@ -222,6 +222,11 @@ p = subprocess.run([LOCAL, "preview", f"{TMP}/two.ome.tif", "--op", "gaussian:si
                     "-o", f"{TMP}/preview.raw", "--format", "raw", "-z", "1,7", "--overwrite"],
                    capture_output=True)
 check(p.returncode == 0, f"a preview of planes 1 and 7 of a 2-channel stack runs ({p.stderr[-200:]!r})")
+p = subprocess.run([LOCAL, "preview", f"{TMP}/two.ome.tif", "--op", "invert", "-o",
+                    f"{TMP}/preview.png", "--slices", "2", "--overwrite"], capture_output=True,
+                   text=True)
+check(p.returncode == 0 and "(c=0 z=1, c=1 z=1, c=0 z=4, c=1 z=4)" in p.stdout,
+      f"a default preview of 2 channels shows each z-slice of both ({p.stdout.strip()!r})")
 
 # Bio-Formats names the file itself in every TiffData's UUID: still one file.
 pages = stack((8,), 10)
@@ -304,6 +309,15 @@ check(names == want and all(
     np.array_equal(tifffile.imread(f"{TMP}/tc_planes/t{t}_c{c}_z{z:04d}.tif"),
                    65535 - data[t, c, z]) for t in range(2) for c in range(3) for z in range(4)),
       f"a plane folder names each plane by t, c and z ({names[:2]}...)")
+run(f"{TMP}/tc_planes/", f"{TMP}/tc_back.ome.tif", "invert")
+axes, got, _, warnings = read(f"{TMP}/tc_back.ome.tif")
+check(axes == "TCZYX" and warnings == "" and np.array_equal(got, data),
+      f"that folder read back: its names say 2 time points and 3 channels ({axes} {got.shape})")
+os.remove(f"{TMP}/tc_planes/t1_c0_z0002.tif")
+p = subprocess.run([LOCAL, "run", "--input", f"{TMP}/tc_planes/", "--output", f"{TMP}/gap.tif"],
+                   capture_output=True, text=True)
+check(p.returncode != 0 and "missing" in p.stderr and not os.path.exists(f"{TMP}/gap.tif"),
+      f"a plane missing from a folder named by t and c: refused ({p.stderr.strip()[-140:]!r})")
 
 # A z-range of a stack of channels is not a store of its own: refused, nothing written.
 p = subprocess.run([LOCAL, "run", "--input", f"{TMP}/two.ome.tif", "--output", f"{TMP}/zr.zarr",

@@ -91,6 +91,12 @@ def test_cli_channels_streamed_and_by_path(server, tmp_path):
     subprocess.run([cli, "submit", "--input", "hyper.tif", "--channels", "0", "--op", "invert",
                     "--output", "zero.tif", "--wait"], env=env, check=True, capture_output=True)
     assert np.array_equal(tifffile.imread(server.root / "zero.tif"), 65535 - a[:, :, 0])
+    with stackproc.Client(server.target) as client:  # Python's submit, a result in memory
+        kept = client.submit("hyper.tif", "invert", in_memory=True, channels=[1, 0])
+        kept.wait()
+        got = kept.result()
+        assert got.shape == (3, 2, 4, 40, 56)  # t, c, z: ImageJ's t, z, c planes arranged
+        assert np.array_equal(got, 65535 - a.transpose(0, 2, 1, 3, 4)[:, [1, 0]])
 
 
 def test_resize_scale_sizes_as_cv2(server):

@@ -110,17 +110,20 @@ class Client:
 
     # Jobs on files under the server's data root.
     def submit(self, input, ops, *, output=None, in_memory=False, compression=None,
-               overwrite=False, request_id=None, shards=0):
+               overwrite=False, request_id=None, shards=0, channels=None):
         """Queues a job on `input` (a path under the server's data root) and returns its Job.
 
         The result goes to `output` (a path under the data root: NAME.tif, NAME.ome.zarr,
         folder/) or, with in_memory=True, stays on the server for Job.result(). `compression`
         as the CLI's: "deflate", "zstd:level=3", ...; an existing output is replaced only with
-        overwrite=True; the same request_id with the same job returns the first job."""
+        overwrite=True; the same request_id with the same job returns the first job.
+        channels: only these channels of the input, in this order (numbered from 0).
+        Job.result() of a stack with time points or channels is a (t, c, z, y, x) array."""
         if (output is None) == (not in_memory):
             raise ValueError("give output=PATH or in_memory=True (one of them)")
         codec, level, predictor = parse_compression(compression)  # the argument shadows the name
-        spec = service_pb2.JobSpec(input_path=os.fspath(input), ops=op_specs(ops), shards=shards)
+        spec = service_pb2.JobSpec(input_path=os.fspath(input), ops=op_specs(ops), shards=shards,
+                                   channels=list(channels or []))
         if in_memory:
             spec.output.in_memory.SetInParent()
         else:

@@ -81,9 +81,10 @@ class Job:
         self._client._call("DeleteJob", service_pb2.DeleteJobRequest(job_id=self.id))
 
     def result(self, retries=3):
-        """The in-memory result as a (z, y, x) numpy array. A download cut short is resumed
+        """The in-memory result as a (z, y, x) numpy array, or (t, c, z, y, x) for a stack of
+        time points or channels (an ImageJ hyperstack's planes too). A download cut short is resumed
         from the byte where it stopped, up to `retries` times."""
-        array, flat, slice_bytes = None, None, 0
+        array, flat, slice_bytes, dims = None, None, 0, None
         position = (0, 0)  # the next slice and byte within it
         for attempt in range(retries + 1):
             request = service_pb2.ReadResultRequest(
@@ -94,6 +95,7 @@ class Job:
                     if reply.HasField("header"):
                         if array is None:
                             h = reply.header
+                            dims = h.dimensions
                             shape = (h.shape.depth, h.shape.height, h.shape.width)
                             array = np.empty(shape, DTYPES[h.pixel_type])
                             flat = array.reshape(-1).view(np.uint8)
@@ -104,12 +106,25 @@ class Job:
                     flat[start:start + len(c.data)] = np.frombuffer(c.data, np.uint8)
                     end = start + len(c.data)
                     position = divmod(end, slice_bytes)
-                return array
+                return _with_axes(array, dims)
             except grpc.RpcError as e:
                 if e.code() not in _RESUMABLE or attempt == retries:
                     raise errors.from_rpc(e) from None
                 time.sleep(min(0.2 * 2 ** attempt, 2))
         return array
+
+
+def _with_axes(planes, dims):
+    """A result's planes as (z, y, x), or (t, c, z, y, x) when it has time points or channels
+    (the planes come in the order `dims` states, fastest first: "ZCT", ImageJ's "CZT")."""
+    times, channels = max(dims.times, 1), max(dims.channels, 1)
+    if times == 1 and channels == 1:
+        return planes
+    order = dims.order or "ZCT"
+    sizes = {"T": times, "C": channels, "Z": planes.shape[0] // (times * channels)}
+    slowest_first = order[::-1]
+    arranged = planes.reshape([sizes[a] for a in slowest_first] + list(planes.shape[1:]))
+    return arranged.transpose([slowest_first.index(a) for a in "TCZ"] + [3, 4])
 
 
 def _reporter(progress):

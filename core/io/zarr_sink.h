@@ -19,28 +19,12 @@
 #include "absl/status/statusor.h"
 #include "core/base/file.h"
 #include "core/exec/engine.h"
+#include "core/io/zarr_options.h"
 #include "core/tiff/tiff_reader.h"
 #include "core/tiff/tiff_writer.h"
 #include "core/zarr/zarr_metadata.h"
 
 namespace stackproc::core {
-// The chunk shape of an OME-Zarr output when none is asked for: one slice by up to 1024 x 1024
-// pixels. A viewer showing a plane reads only that plane's chunks; each slice's chunks are
-// encoded in parallel as it is done, holding no slices back; 1-4 MiB a chunk (by pixel type)
-// suits local disks and object stores alike.
-std::array<int64_t, 3> DefaultZarrChunks(const StackShape& shape);
-
-// The blosc/zlib configuration that `compression` at `level` (0: its default) stands for in an
-// OME-Zarr output; InvalidArgument for lzw (TIFF's only) and for zstd above 9 (blosc's clevel).
-absl::StatusOr<ZarrCodec> ZarrCodecFor(Compression compression, int level = 0);
-
-// The most levels a pyramid may have below full resolution.
-inline constexpr int kMaxPyramidLevels = 8;
-
-// Whether `options` can write a store: a compression OME-Zarr has, 0 to kMaxPyramidLevels
-// pyramid levels, chunks of at least one voxel a side. InvalidArgument naming the option.
-absl::Status ValidateZarrWrite(const WriteOptions& options);
-
 // A z-range of a stack, written by one of several processes into one store (the shards of a
 // job spread over a cluster): CreateZarrStore makes the store (metadata, no chunks), then each
 // process runs a ZarrSink with its range, and the store is whole when the last one ends, with

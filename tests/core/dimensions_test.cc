@@ -67,7 +67,7 @@ TEST(DimensionsTest, DescriptionsSayWhatThePlanesAre) {
       "<Channel ID=\"Channel:0:0\" Name=\"DAPI\" Color=\"65535\"/>"
       "<Channel ID=\"Channel:0:1\" Name=\"GFP\"><LightPath/></Channel>"
       "<Channel ID=\"Channel:0:2\" Name=\"RFP\" EmissionWavelength=\"610\"/>"
-      "<TiffData IFD=\"9\" FirstT=\"1\" FirstZ=\"1\" PlaneCount=\"1\"/>"
+      "<TiffData IFD=\"5\" FirstT=\"1\" FirstZ=\"1\" PlaneCount=\"1\"/>"
       "</Pixels></Image></OME>";
   ASSERT_OK_AND_ASSIGN(Dimensions d, DimensionsOf(ome, 24));
   EXPECT_EQ(d.order, "ZTC");
@@ -77,13 +77,12 @@ TEST(DimensionsTest, DescriptionsSayWhatThePlanesAre) {
   EXPECT_EQ(d.channel_info[1].name, "GFP");
   EXPECT_EQ(d.channel_info[0].rgba, 65535u);
   EXPECT_EQ(d.channel_info[2].emission_wavelength, 610);
-  // IFD 9 is (t=1, c=0, z=1) in ZTC order: 1 + 4 * 1 = 5, not 9.
+  // (t=1, c=0, z=1) in ZTC order is plane 1 + 4 * 1 = 5 (the TiffData above), not 9.
   std::string moved = ome;
-  moved.replace(moved.find("IFD=\"9\""), 7, "IFD=\"5\"");
-  EXPECT_TRUE(DimensionsOf(moved, 24).ok());
-  EXPECT_THAT(DimensionsOf(ome, 24),
+  moved.replace(moved.find("IFD=\"5\""), 7, "IFD=\"9\"");
+  EXPECT_THAT(DimensionsOf(moved, 24),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("DimensionOrder")));
-  EXPECT_THAT(DimensionsOf(moved, 23),
+  EXPECT_THAT(DimensionsOf(ome, 23),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("(24 planes)")));
 }
 

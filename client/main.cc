@@ -32,7 +32,8 @@ commands:
   process INPUT -o OUTPUT --op SPEC [--op SPEC ...] [--compression C] [--chunks DxHxW]
          [--pyramid N] [--channels 0+2] [--overwrite]
                                         stream a local stack through the server and write the
-                                        result locally as it comes back
+                                        result locally as it comes back; --channels: only
+                                        these channels are sent, in this order
   watch JOB                             follow a job to its end
   status JOB                            one job in detail
   list                                  all jobs

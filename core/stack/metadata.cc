@@ -159,9 +159,13 @@ StackMetadata SelectChannels(const StackMetadata& in, const std::vector<int64_t>
                              int64_t planes) {
   StackMetadata out = in;
   out.dims.channels = std::ssize(kept);
+  // Each kept channel says which it was: its own name, or its number in the input.
   out.dims.channel_info.clear();
-  if (!in.dims.channel_info.empty()) {
-    for (int64_t c : kept) out.dims.channel_info.push_back(in.dims.channel_info[size_t(c)]);
+  for (int64_t c : kept) {
+    ChannelInfo info;
+    if (c < std::ssize(in.dims.channel_info)) info = in.dims.channel_info[size_t(c)];
+    if (info.name.empty()) info.name = absl::StrCat(c);
+    out.dims.channel_info.push_back(std::move(info));
   }
   if (ClassifyDescription(in.description) == DescriptionKind::kImageJ) {
     ImageJFields fields;

@@ -79,7 +79,8 @@ StackMetadata UpdateMetadata(const StackMetadata& in, const StackShape& out_shap
                              PixelType in_type, PixelType out_type, const PixelGeometry& geometry);
 
 // The metadata of channels `kept` (in that order) of a stack described by `in`, `planes` planes
-// of them: dims and channel_info of those only; an OME-XML description keeps those Channel
+// of them: dims and channel_info of those only (a channel without a name is named by its number
+// in the input, so that the output says which it was); an OME-XML description keeps those Channel
 // elements (and maps its planes by DimensionOrder alone); an ImageJ one its counts
 // (UpdateMetadata states them).
 StackMetadata SelectChannels(const StackMetadata& in, const std::vector<int64_t>& kept,

@@ -369,6 +369,11 @@ axes, got, ij, warnings = read(f"{TMP}/two_of.tif")
 check(p.returncode == 0 and axes == "ZCYX" and ij.get("channels") == 2 and
       np.array_equal(got, data[:, [2, 0]]),
       f"--channels 2+0 of an ImageJ hyperstack: channels 2 then 0 ({axes} {got.shape}, {ij})")
+group, names, _ = zarr_out(f"{TMP}/three.tif", "two_of", [], "--channels", "2+0")
+labels = [c["label"] for c in group.attrs["omero"]["channels"]]
+check(names == ["c", "z", "y", "x"] and labels == ["2", "0"] and
+      np.array_equal(group["0"][:], data[:, [2, 0]].transpose(1, 0, 2, 3)),
+      f"--channels 2+0 of channels without names: labelled by their numbers in the input {labels}")
 
 # Refusals: nothing written, the reason named.
 def refused(inp, op, words, what):

@@ -117,13 +117,19 @@ class Client:
         folder/) or, with in_memory=True, stays on the server for Job.result(). `compression`
         as the CLI's: "deflate", "zstd:level=3", ...; an existing output is replaced only with
         overwrite=True; the same request_id with the same job returns the first job.
-        channels: only these channels of the input, in this order (numbered from 0).
+        channels: only these channels of the input, in this order (numbered from 0): a list of
+        ints, or the CLI's text "2+0"; the operations then number the chosen ones from 0.
         Job.result() of a stack with time points or channels is a (t, c, z, y, x) array."""
         if (output is None) == (not in_memory):
             raise ValueError("give output=PATH or in_memory=True (one of them)")
         codec, level, predictor = parse_compression(compression)  # the argument shadows the name
+        if isinstance(channels, str):
+            try:
+                channels = [int(c) for c in channels.split("+")]
+            except ValueError:
+                raise ValueError(f"channels {channels!r}: numbers from 0 joined by '+'") from None
         spec = service_pb2.JobSpec(input_path=os.fspath(input), ops=op_specs(ops), shards=shards,
-                                   channels=list(channels or []))
+                                   channels=[int(c) for c in channels or []])
         if in_memory:
             spec.output.in_memory.SetInParent()
         else:

@@ -231,11 +231,14 @@ absl::StatusOr<std::unique_ptr<SequenceSource>> SequenceSource::Open(const Files
       info.type = tiff.pixel_type;
       info.metadata = tiff.metadata;
     } else if (tiff.shape.height != info.shape.height || tiff.shape.width != info.shape.width ||
-               tiff.pixel_type != info.type) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, ": ", tiff.shape.width, "x", tiff.shape.height, " ", PixelTypeName(tiff.pixel_type),
-          " differs from ", planes.front().path, " (", info.shape.width, "x", info.shape.height,
-          " ", PixelTypeName(info.type), "): every plane must have the same size and type"));
+               tiff.pixel_type != info.type || tiff.samples != planes.front().info.samples) {
+      auto kind = [](const TiffInfo& t) {
+        return absl::StrCat(t.shape.width, "x", t.shape.height, " ", PixelTypeName(t.pixel_type),
+                            t.samples > 1 ? absl::StrCat(" x ", t.samples, " samples") : "");
+      };
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": ", kind(tiff), " differs from ", planes.front().path, " (",
+                       kind(planes.front().info), "): every plane must have the same size and type"));
     }
     const int64_t pages = tiff.shape.depth;
     planes.push_back({std::move(path), std::move(tiff), depth});

@@ -213,8 +213,8 @@ absl::Status AssembleTiff(const Files& files, const std::vector<std::string>& sh
             PixelTypeName(first.pixel_type), " compression ", first.compression, ")"));
       }
     }
-    if (info.contiguous_planes_at || info.tiled) {
-      return NotLaidOutAlike(path, "an ImageJ raw stack or a tiled file");
+    if (info.contiguous_planes_at || info.tiled || info.samples > 1) {
+      return NotLaidOutAlike(path, "an ImageJ raw stack, a tiled file or one of RGB pages");
     }
     if (info.shard_record.empty()) {
       return NotLaidOutAlike(path,

@@ -98,7 +98,11 @@ absl::Status CheckTiffData(const std::string& xml, const Dimensions& d, int64_t 
   return absl::OkStatus();
 }
 
-absl::StatusOr<Dimensions> OmeDimensions(const std::string& xml, int64_t planes) {
+// Over `planes` pages of `samples` samples each: OME's SizeC counts the samples (an RGB image's
+// SizeC is 3, over planes of one page each), its DimensionOrder and TiffData the pages. The
+// result counts the pages' channels (SizeC / samples); its channel_info is the Channel elements
+// when there is one per sample (WithSamples makes the channels whole).
+absl::StatusOr<Dimensions> OmeDimensions(const std::string& xml, int64_t planes, int64_t samples) {
   const std::vector<std::string> images = StartTags(xml, "Image");
   const std::vector<std::string> pixels = StartTags(xml, "Pixels");
   if (images.size() > 1 || pixels.size() > 1) {
@@ -119,16 +123,24 @@ absl::StatusOr<Dimensions> OmeDimensions(const std::string& xml, int64_t planes)
     return absl::InvalidArgumentError(
         absl::StrCat("the OME-XML's DimensionOrder=\"", order, "\" is not one OME defines"));
   }
+  if (*c % samples != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("the OME-XML says SizeC=", *c,
+                                                   ", the file's pages hold ", samples,
+                                                   " samples per pixel"));
+  }
+  *c /= samples;
   d.times = *t;
   d.channels = *c;
   d.order = order.substr(2);
   if (*t == 0 || *c == 0 || *z == 0 || *t > planes || *c > planes / *t || *z > planes / (*t * *c) ||
       *t * *c * *z != planes) {
-    return absl::InvalidArgumentError(absl::StrCat("the OME-XML says SizeT=", *t, " SizeC=", *c,
-                                                   " SizeZ=", *z, " (", *t * *c * *z,
-                                                   " planes), the file has ", planes));
+    return absl::InvalidArgumentError(absl::StrCat("the OME-XML says SizeT=", *t, " SizeC=",
+                                                   *c * samples, " SizeZ=", *z, " (",
+                                                   *t * *c * *z, " planes), the file has ",
+                                                   planes));
   }
-  if (std::vector<ChannelInfo> channels = OmeChannels(xml); std::ssize(channels) == d.channels) {
+  if (std::vector<ChannelInfo> channels = OmeChannels(xml);
+      std::ssize(channels) == d.channels * samples) {
     d.channel_info = std::move(channels);
   }
   STACKPROC_RETURN_IF_ERROR(CheckTiffData(xml, d, planes));
@@ -171,6 +183,24 @@ absl::StatusOr<Dimensions> ImageJDimensions(absl::string_view description, int64
         d.times, " (", d.channels * d.times * slices, " planes), the file has ", planes));
   }
   if (d.single()) d.order = "ZCT";  // one z-stack: the same in any order
+  return d;
+}
+
+// Dimensions of pages of `samples` samples each, as planes of one sample: sample s of page p is
+// plane p x samples + s, so the samples are channels stored fastest (a page's own channels, if
+// it has any, are channels too only when they are stored fastest as well).
+absl::StatusOr<Dimensions> WithSamples(Dimensions d, int64_t samples) {
+  if (samples == 1) return d;
+  if (d.channels > 1 && d.order.front() != 'C') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the file's pages hold ", samples, " samples per pixel and its ", d.channels,
+                     " channels are not stored fastest (planes ", d.order,
+                     "): its channels would not follow one another"));
+  }
+  d.channels *= samples;
+  d.order.erase(d.order.find('C'), 1);
+  d.order.insert(0, "C");
+  if (!d.channel_info.empty() && std::ssize(d.channel_info) != d.channels) d.channel_info.clear();
   return d;
 }
 
@@ -268,15 +298,21 @@ absl::Status CheckOrder(absl::string_view order) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<Dimensions> DimensionsOf(absl::string_view description, int64_t planes) {
+absl::StatusOr<Dimensions> DimensionsOf(absl::string_view description, int64_t pages,
+                                        int64_t samples) {
+  absl::StatusOr<Dimensions> d = Dimensions{};
   switch (ClassifyDescription(description)) {
     case DescriptionKind::kOmeXml:
-      return OmeDimensions(std::string(description), planes);
+      d = OmeDimensions(std::string(description), pages, samples);
+      break;
     case DescriptionKind::kImageJ:
-      return ImageJDimensions(description, planes);
+      d = ImageJDimensions(description, pages);
+      break;
     default:
-      return Dimensions{};
+      break;
   }
+  if (!d.ok()) return d.status();
+  return WithSamples(*std::move(d), samples);
 }
 
 }  // namespace stackproc::core

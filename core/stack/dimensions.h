@@ -83,10 +83,14 @@ absl::StatusOr<std::vector<int64_t>> ParseChannelList(absl::string_view text);
 // InvalidArgument unless `order` is the three letters Z, C and T in some order.
 absl::Status CheckOrder(absl::string_view order);
 
-// What a TIFF's ImageDescription says of its `planes` planes: an OME-XML document or an ImageJ
-// description; one z-stack for any other. InvalidArgument naming the mismatch when the counts it
-// states do not make `planes`, when OME-XML maps planes to pages out of its DimensionOrder or
-// describes several images or files: such a file is refused, never read as something else.
-absl::StatusOr<Dimensions> DimensionsOf(absl::string_view description, int64_t planes);
+// What a TIFF's ImageDescription says of its `pages` pages of `samples` samples per pixel each:
+// an OME-XML document or an ImageJ description; one z-stack for any other. Each sample is a plane
+// (sample s of page p is plane p x samples + s): pages of several samples (RGB, or n channels in
+// one page) are channels stored fastest. InvalidArgument naming the mismatch when the counts it
+// states do not make the pages, when OME-XML maps pages out of its DimensionOrder or describes
+// several images or files, or when the samples cannot be channels stored fastest: such a file is
+// refused, never read as something else.
+absl::StatusOr<Dimensions> DimensionsOf(absl::string_view description, int64_t pages,
+                                        int64_t samples = 1);
 
 }  // namespace stackproc::core

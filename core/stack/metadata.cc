@@ -125,17 +125,9 @@ std::string XmlEscaped(absl::string_view text) {
   return out;
 }
 
-std::string OmeXml(const StackShape& shape, PixelType type, const Dimensions& dims) {
-  std::string xml = absl::StrCat(
-      "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-      "<OME xmlns=\"http://www.openmicroscopy.org/Schemas/OME/2016-06\" "
-      "xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" "
-      "xsi:schemaLocation=\"http://www.openmicroscopy.org/Schemas/OME/2016-06 "
-      "http://www.openmicroscopy.org/Schemas/OME/2016-06/ome.xsd\" Creator=\"stackproc\">"
-      "<Image ID=\"Image:0\"><Pixels ID=\"Pixels:0\" DimensionOrder=\"XY",
-      dims.order, "\" Type=\"", OmeTypeName(type), "\" SizeX=\"", shape.width, "\" SizeY=\"",
-      shape.height, "\" SizeZ=\"", dims.Slices(shape.depth), "\" SizeC=\"", dims.channels,
-      "\" SizeT=\"", dims.times, "\">");
+// One OME Channel element per channel of `dims`, of one sample each, with what it says of them.
+std::string ChannelElements(const Dimensions& dims) {
+  std::string xml;
   for (int64_t c = 0; c < dims.channels; ++c) {
     absl::StrAppend(&xml, "<Channel ID=\"Channel:0:", c, "\" SamplesPerPixel=\"1\"");
     if (c < std::ssize(dims.channel_info)) {
@@ -148,6 +140,67 @@ std::string OmeXml(const StackShape& shape, PixelType type, const Dimensions& di
     }
     absl::StrAppend(&xml, "/>");
   }
+  return xml;
+}
+
+// An OME-XML document's Channel elements cut out of it (each <Channel .../> or
+// <Channel ...>...</Channel>; the lazy attributes stop at a self-closing "/>" rather than run on
+// to the next element's end): the rest, where the first was, and the elements in order.
+struct CutChannels {
+  explicit CutChannels(const std::string& document) {
+    static const std::regex kChannel(
+        R"(<([A-Za-z0-9_]+:)?Channel(\s[^>]*?)?(/>|>[\s\S]*?</([A-Za-z0-9_]+:)?Channel>))");
+    std::string rest = document;
+    std::smatch m;
+    while (std::regex_search(rest, m, kChannel)) {
+      xml += m.prefix().str();
+      if (at == std::string::npos) at = xml.size();
+      channels.push_back(m.str());
+      rest = m.suffix().str();
+    }
+    xml += rest;
+  }
+  // The document with `elements` where the Channel elements were.
+  std::string With(const std::string& elements) const {
+    std::string out = xml;
+    if (at != std::string::npos) out.insert(at, elements);
+    return out;
+  }
+
+  std::string xml;
+  size_t at = std::string::npos;
+  std::vector<std::string> channels;
+};
+
+// `xml`'s TiffData and Plane elements (which described the planes as they were) replaced by one
+// TiffData: its `planes` planes follow DimensionOrder from IFD 0 on.
+std::string OnePlaneRun(std::string xml, int64_t planes) {
+  xml = std::regex_replace(
+      xml,
+      std::regex(
+          R"(<([A-Za-z0-9_]+:)?(TiffData|Plane)(\s[^>]*?)?(/>|>[\s\S]*?</([A-Za-z0-9_]+:)?\2>))"),
+      "");
+  static const std::regex kPixelsEnd(R"(</([A-Za-z0-9_]+:)?Pixels>)");
+  std::smatch end;
+  if (std::regex_search(xml, end, kPixelsEnd)) {
+    xml.insert(static_cast<size_t>(end.position()),
+               absl::StrCat("<TiffData IFD=\"0\" PlaneCount=\"", planes, "\"/>"));
+  }
+  return xml;
+}
+
+std::string OmeXml(const StackShape& shape, PixelType type, const Dimensions& dims) {
+  std::string xml = absl::StrCat(
+      "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+      "<OME xmlns=\"http://www.openmicroscopy.org/Schemas/OME/2016-06\" "
+      "xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" "
+      "xsi:schemaLocation=\"http://www.openmicroscopy.org/Schemas/OME/2016-06 "
+      "http://www.openmicroscopy.org/Schemas/OME/2016-06/ome.xsd\" Creator=\"stackproc\">"
+      "<Image ID=\"Image:0\"><Pixels ID=\"Pixels:0\" DimensionOrder=\"XY",
+      dims.order, "\" Type=\"", OmeTypeName(type), "\" SizeX=\"", shape.width, "\" SizeY=\"",
+      shape.height, "\" SizeZ=\"", dims.Slices(shape.depth), "\" SizeC=\"", dims.channels,
+      "\" SizeT=\"", dims.times, "\">");
+  xml += ChannelElements(dims);
   absl::StrAppend(&xml, "<TiffData IFD=\"0\" PlaneCount=\"", shape.depth,
                   "\"/></Pixels></Image></OME>");
   return xml;
@@ -175,42 +228,12 @@ StackMetadata SelectChannels(const StackMetadata& in, const std::vector<int64_t>
     out.description = FormatImageJDescription(fields);
   }
   if (ClassifyDescription(in.description) != DescriptionKind::kOmeXml) return out;
-  // The Channel elements, in order (each <Channel .../> or <Channel ...>...</Channel>; the lazy
-  // attributes stop at a self-closing "/>" rather than run on to the next element's end).
-  static const std::regex kChannel(
-      R"(<([A-Za-z0-9_]+:)?Channel(\s[^>]*?)?(/>|>[\s\S]*?</([A-Za-z0-9_]+:)?Channel>))");
-  std::vector<std::string> channels;
-  std::string xml;
-  std::string rest = in.description;
-  std::smatch m;
-  size_t insert_at = std::string::npos;
-  while (std::regex_search(rest, m, kChannel)) {
-    xml += m.prefix().str();
-    if (insert_at == std::string::npos) insert_at = xml.size();
-    channels.push_back(m.str());
-    rest = m.suffix().str();
+  const CutChannels cut(in.description);
+  std::string chosen;
+  for (int64_t c : kept) {
+    if (c < std::ssize(cut.channels)) chosen += cut.channels[size_t(c)];
   }
-  xml += rest;
-  if (insert_at != std::string::npos) {
-    std::string chosen;
-    for (int64_t c : kept) {
-      if (c < std::ssize(channels)) chosen += channels[size_t(c)];
-    }
-    xml.insert(insert_at, chosen);
-  }
-  // Planes now follow DimensionOrder: TiffData and Plane elements described the old ones.
-  xml = std::regex_replace(
-      xml,
-      std::regex(
-          R"(<([A-Za-z0-9_]+:)?(TiffData|Plane)(\s[^>]*?)?(/>|>[\s\S]*?</([A-Za-z0-9_]+:)?\2>))"),
-      "");
-  static const std::regex kPixelsEnd(R"(</([A-Za-z0-9_]+:)?Pixels>)");
-  std::smatch end;
-  if (std::regex_search(xml, end, kPixelsEnd)) {
-    xml.insert(static_cast<size_t>(end.position()),
-               absl::StrCat("<TiffData IFD=\"0\" PlaneCount=\"", planes, "\"/>"));
-  }
-  out.description = std::move(xml);
+  out.description = OnePlaneRun(cut.With(chosen), planes);
   return out;
 }
 
@@ -226,6 +249,31 @@ std::string DefaultDescription(const StackShape& shape, PixelType type, const Di
   }
   fields.emplace_back("loop", "false");
   return FormatImageJDescription(fields);
+}
+
+StackMetadata SamplesAsChannels(const StackMetadata& in, const StackShape& shape, PixelType type) {
+  StackMetadata out = in;
+  switch (ClassifyDescription(in.description)) {
+    case DescriptionKind::kOmeXml: {
+      // SizeC counted the samples already.
+      std::string xml = CutChannels(in.description).With(ChannelElements(in.dims));
+      SetPixelsAttribute(xml, "Interleaved", "false", false);
+      SetPixelsAttribute(xml, "DimensionOrder", absl::StrCat("XY", in.dims.order), true);
+      out.description = OnePlaneRun(std::move(xml), shape.depth);
+      break;
+    }
+    case DescriptionKind::kImageJ: {
+      ImageJFields fields = ParseImageJDescription(DefaultDescription(shape, type, in.dims));
+      for (auto& [key, value] : ParseImageJDescription(in.description)) {
+        if (!ImageJField(fields, key) && key != "ranges") fields.emplace_back(key, value);
+      }
+      out.description = FormatImageJDescription(fields);
+      break;
+    }
+    default:
+      out.description = DefaultDescription(shape, type, in.dims);
+  }
+  return out;
 }
 
 StackMetadata UpdateMetadata(const StackMetadata& in, const StackShape& out_shape,

@@ -86,6 +86,13 @@ StackMetadata UpdateMetadata(const StackMetadata& in, const StackShape& out_shap
 StackMetadata SelectChannels(const StackMetadata& in, const std::vector<int64_t>& kept,
                              int64_t planes);
 
+// The metadata of a file whose pages hold several samples per pixel (RGB, or n channels in one
+// page), for its planes of one sample each (`shape`): `in.dims` counts the samples as channels
+// already and the description is restated to say so: OME-XML with a Channel element per sample,
+// not interleaved, its planes in one TiffData; an ImageJ description as a hyperstack's; any
+// other (tifffile's shape, free text), which cannot say so, replaced by DefaultDescription's.
+StackMetadata SamplesAsChannels(const StackMetadata& in, const StackShape& shape, PixelType type);
+
 // A description for a stack that came with none: ImageJ's, so that ImageJ/Fiji open the file as
 // a z-stack, or as a hyperstack when `dims` has channels or time points in ImageJ's order (CZT);
 // OME-XML for any other order (tifffile and Bio-Formats read it; ImageJ's own opener shows the

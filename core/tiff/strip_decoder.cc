@@ -7,11 +7,13 @@
 namespace stackproc::core {
 namespace {
 
+// Each sample was differenced from the same sample of the pixel before it.
 template <typename T>
-void UndoHorizontalDifferencing(uint8_t* dst, size_t rows, size_t width) {
+void UndoHorizontalDifferencing(uint8_t* dst, size_t rows, size_t width, size_t samples) {
+  const size_t values = width * samples;
   for (size_t r = 0; r < rows; ++r) {
-    T* row = reinterpret_cast<T*>(dst) + r * width;
-    for (size_t x = 1; x < width; ++x) row[x] = static_cast<T>(row[x] + row[x - 1]);
+    T* row = reinterpret_cast<T*>(dst) + r * values;
+    for (size_t x = samples; x < values; ++x) row[x] = static_cast<T>(row[x] + row[x - samples]);
   }
 }
 
@@ -30,7 +32,7 @@ Inflating CanInflateStrips(TIFF* tif, uint16_t compression, PixelType type) {
 }
 
 bool InflateStrip(TIFF* tif, Inflating how, uint32_t strip, PixelType type, uint32_t width,
-                  size_t rows, uint8_t* dst, size_t want, std::vector<uint8_t>& raw) {
+                  uint16_t samples, size_t rows, uint8_t* dst, size_t want, std::vector<uint8_t>& raw) {
   // Deflate never grows data by more than a few bytes per 16 KiB block: a larger strip is not
   // read into memory here (libtiff reads what it needs of it). ISA-L counts in 32 bits: a strip
   // near 4 GiB is libtiff's too.
@@ -49,8 +51,8 @@ bool InflateStrip(TIFF* tif, Inflating how, uint32_t strip, PixelType type, uint
   state.avail_out = static_cast<uint32_t>(want);
   if (isal_inflate_stateless(&state) != ISAL_DECOMP_OK || state.total_out != want) return false;
   if (how == Inflating::kDifferenced) {
-    if (type == PixelType::kUint8) UndoHorizontalDifferencing<uint8_t>(dst, rows, width);
-    if (type == PixelType::kUint16) UndoHorizontalDifferencing<uint16_t>(dst, rows, width);
+    if (type == PixelType::kUint8) UndoHorizontalDifferencing<uint8_t>(dst, rows, width, samples);
+    if (type == PixelType::kUint16) UndoHorizontalDifferencing<uint16_t>(dst, rows, width, samples);
   }
   return true;
 }

@@ -14,20 +14,16 @@ constexpr uint16_t kSupportedCompressions[] = {COMPRESSION_NONE,          COMPRE
                                                COMPRESSION_ADOBE_DEFLATE, COMPRESSION_DEFLATE,
                                                COMPRESSION_PACKBITS,      COMPRESSION_ZSTD};
 
+// Samples per pixel above this are not plausible (OpenCV's most channels in one matrix).
+constexpr uint16_t kMaxSamples = 512;
+
 // Sides of one tile above this are not plausible for any writer we know of.
 constexpr uint32_t kMaxTileSide = 1 << 14;
 
 absl::StatusOr<PixelType> PagePixelType(TIFF* tif, const std::string& path, int64_t page) {
-  uint16_t spp = 1, bps = 1, format = SAMPLEFORMAT_UINT;
-  TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLESPERPIXEL, &spp);
+  uint16_t bps = 1, format = SAMPLEFORMAT_UINT;
   TIFFGetFieldDefaulted(tif, TIFFTAG_BITSPERSAMPLE, &bps);
   TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLEFORMAT, &format);
-  if (spp != 1) {
-    return PageError(path, page,
-                     absl::StrCat(spp,
-                                  " samples per pixel (RGB or multi-channel); only "
-                                  "single-channel stacks are supported"));
-  }
   if (format == SAMPLEFORMAT_UINT && bps == 8) return PixelType::kUint8;
   if (format == SAMPLEFORMAT_UINT && bps == 16) return PixelType::kUint16;
   if (format == SAMPLEFORMAT_IEEEFP && bps == 32) return PixelType::kFloat32;
@@ -61,12 +57,23 @@ absl::StatusOr<PageLayout> ReadLayout(TIFF* tif, const std::string& path, int64_
     return limits.SideRefused(absl::StrCat(path, ": page ", page), layout.width, layout.height);
   }
   STACKPROC_ASSIGN_OR_RETURN(layout.type, PagePixelType(tif, path, page));
-  uint16_t photometric = PHOTOMETRIC_MINISBLACK;
-  if (TIFFGetField(tif, TIFFTAG_PHOTOMETRIC, &photometric) &&
-      photometric != PHOTOMETRIC_MINISBLACK && photometric != PHOTOMETRIC_MINISWHITE) {
+  TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLESPERPIXEL, &layout.samples);
+  uint16_t planar = PLANARCONFIG_CONTIG;
+  TIFFGetFieldDefaulted(tif, TIFFTAG_PLANARCONFIG, &planar);
+  layout.separate = planar == PLANARCONFIG_SEPARATE && layout.samples > 1;
+  if (layout.samples == 0 || layout.samples > kMaxSamples) {
     return PageError(path, page,
-                     absl::StrCat("photometric interpretation ", photometric,
-                                  " is not supported (only grayscale: MinIsBlack/MinIsWhite)"));
+                     absl::StrCat(layout.samples, " samples per pixel (at most ", kMaxSamples,
+                                  " are read)"));
+  }
+  TIFFGetField(tif, TIFFTAG_PHOTOMETRIC, &layout.photometric);
+  const bool grey = layout.photometric == PHOTOMETRIC_MINISBLACK ||
+                    layout.photometric == PHOTOMETRIC_MINISWHITE;
+  if (!grey && !(layout.photometric == PHOTOMETRIC_RGB && layout.samples >= 3)) {
+    return PageError(path, page,
+                     absl::StrCat("photometric interpretation ", layout.photometric,
+                                  " is not supported (grey of any samples per pixel, or RGB: "
+                                  "palette, YCbCr and CMYK pages are not)"));
   }
   TIFFGetFieldDefaulted(tif, TIFFTAG_COMPRESSION, &layout.compression);
   if (std::find(std::begin(kSupportedCompressions), std::end(kSupportedCompressions),
@@ -99,14 +106,17 @@ absl::StatusOr<PageLayout> ReadLayout(TIFF* tif, const std::string& path, int64_
 
 absl::Status CheckStriles(TIFF* tif, const std::string& path, int64_t page,
                           const PageLayout& layout, uint64_t file_size) {
-  const uint64_t bpp = BytesPerPixel(layout.type);
-  uint64_t expected_count;
+  // Bytes of one pixel in a strile: every sample, unless each has striles of its own.
+  const uint64_t bpp = BytesPerPixel(layout.type) * (layout.separate ? 1 : layout.samples);
+  // Striles covering the page once (once for each sample when each has striles of its own).
+  uint64_t per_plane;
   if (layout.tiled) {
-    expected_count = uint64_t{(layout.width + layout.tile_width - 1) / layout.tile_width} *
-                     ((layout.height + layout.tile_height - 1) / layout.tile_height);
+    per_plane = uint64_t{(layout.width + layout.tile_width - 1) / layout.tile_width} *
+                ((layout.height + layout.tile_height - 1) / layout.tile_height);
   } else {
-    expected_count = (layout.height + layout.rows_per_strip - 1) / layout.rows_per_strip;
+    per_plane = (layout.height + layout.rows_per_strip - 1) / layout.rows_per_strip;
   }
+  const uint64_t expected_count = per_plane * (layout.separate ? layout.samples : 1);
   uint64_t count = layout.tiled ? TIFFNumberOfTiles(tif) : TIFFNumberOfStrips(tif);
   if (count != expected_count) {
     return PageError(path, page,
@@ -132,8 +142,8 @@ absl::Status CheckStriles(TIFF* tif, const std::string& path, int64_t page,
       if (layout.tiled) {
         need = uint64_t{layout.tile_width} * layout.tile_height * bpp;
       } else {
-        uint64_t rows = std::min<uint64_t>(layout.rows_per_strip,
-                                           layout.height - uint64_t{i} * layout.rows_per_strip);
+        const uint64_t row0 = (i % per_plane) * uint64_t{layout.rows_per_strip};
+        const uint64_t rows = std::min<uint64_t>(layout.rows_per_strip, layout.height - row0);
         need = rows * layout.width * bpp;
       }
       if (bytes < need) {

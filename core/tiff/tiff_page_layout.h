@@ -23,7 +23,10 @@ absl::Status PageError(const std::string& path, int64_t page, absl::string_view 
 struct PageLayout {
   uint32_t width = 0;
   uint32_t height = 0;
-  PixelType type = PixelType::kUint8;
+  PixelType type = PixelType::kUint8;  // of each sample
+  uint16_t samples = 1;                 // per pixel: RGB's 3, a multi-channel page's n
+  bool separate = false;                // samples in planes of their own (PlanarConfiguration 2)
+  uint16_t photometric = PHOTOMETRIC_MINISBLACK;
   uint16_t compression = COMPRESSION_NONE;
   bool tiled = false;
   uint32_t rows_per_strip = 0;  // striped pages
@@ -31,8 +34,9 @@ struct PageLayout {
   uint32_t tile_height = 0;
 };
 
-// Page `page`'s layout, or why the reader does not take it (a codec, a type, a size over
-// `limits`).
+// Page `page`'s layout, or why the reader does not take it (a codec, a type, a colour model, a
+// size over `limits`). Grey pages of one or more samples and RGB(A) pages are taken, chunky or
+// planar; palette, YCbCr (JPEG's) and CMYK ones are not.
 absl::StatusOr<PageLayout> ReadLayout(TIFF* tif, const std::string& path, int64_t page,
                                       const StackLimits& limits);
 

@@ -10,6 +10,8 @@
 #include <mutex>
 #include <optional>
 
+#include <opencv2/core.hpp>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -38,9 +40,10 @@ StackMetadata ReadMetadata(TIFF* tif) {
   return metadata;
 }
 
-// Decodes the current page of `tif` into `dst` (one slice of `info`'s shape).
+// Decodes page `page` of `info` into `dst`: its sample `sample` when each sample has striles of
+// its own (planar), else every sample of each pixel, interleaved (one sample: the plane itself).
 absl::Status DecodePage(TiffHandle& handle, const std::string& path, const TiffInfo& info,
-                        int64_t page, uint8_t* dst, std::vector<uint8_t>& tile) {
+                        int64_t page, uint16_t sample, uint8_t* dst, std::vector<uint8_t>& tile) {
   TIFF* tif = handle.get();
   if (!TIFFSetSubDirectory(tif, info.page_offsets[page])) {
     return PageError(path, page, "cannot read its directory", handle.TakeError());
@@ -48,21 +51,23 @@ absl::Status DecodePage(TiffHandle& handle, const std::string& path, const TiffI
   // The file may have changed since it was probed: re-check what the buffer size depends on.
   STACKPROC_ASSIGN_OR_RETURN(PageLayout layout, ReadLayout(tif, path, page, StackLimits{}));
   if (layout.width != info.shape.width || layout.height != info.shape.height ||
-      layout.type != info.pixel_type) {
+      layout.type != info.pixel_type || layout.samples != info.samples ||
+      layout.separate != info.separate) {
     return PageError(path, page, "changed since it was validated");
   }
-  const size_t bpp = BytesPerPixel(layout.type);
+  const uint16_t interleaved = layout.separate ? 1 : layout.samples;
+  if (!layout.separate) sample = 0;
+  const size_t bpp = BytesPerPixel(layout.type) * interleaved;
   const size_t row_bytes = size_t{layout.width} * bpp;
   if (!layout.tiled) {
-    const uint32_t strips = TIFFNumberOfStrips(tif);
     const Inflating inflate = CanInflateStrips(tif, layout.compression, layout.type);
-    for (uint32_t s = 0; s < strips; ++s) {
-      size_t row0 = size_t{s} * layout.rows_per_strip;
-      size_t rows = std::min<size_t>(layout.rows_per_strip, layout.height - row0);
+    for (uint32_t row0 = 0; row0 < layout.height; row0 += layout.rows_per_strip) {
+      const uint32_t s = TIFFComputeStrip(tif, row0, sample);
+      const size_t rows = std::min<size_t>(layout.rows_per_strip, layout.height - row0);
       auto want = static_cast<tmsize_t>(rows * row_bytes);
       if (inflate != Inflating::kNo &&
-          InflateStrip(tif, inflate, s, layout.type, layout.width, rows, dst + row0 * row_bytes,
-                       static_cast<size_t>(want), tile)) {
+          InflateStrip(tif, inflate, s, layout.type, layout.width, interleaved, rows,
+                       dst + row0 * row_bytes, static_cast<size_t>(want), tile)) {
         continue;
       }
       tmsize_t got = TIFFReadEncodedStrip(tif, s, dst + row0 * row_bytes, want);
@@ -83,7 +88,7 @@ absl::Status DecodePage(TiffHandle& handle, const std::string& path, const TiffI
   tile.resize(static_cast<size_t>(tile_bytes));
   for (uint32_t y = 0; y < layout.height; y += layout.tile_height) {
     for (uint32_t x = 0; x < layout.width; x += layout.tile_width) {
-      uint32_t t = TIFFComputeTile(tif, x, y, 0, 0);
+      uint32_t t = TIFFComputeTile(tif, x, y, 0, sample);
       if (TIFFReadEncodedTile(tif, t, tile.data(), tile_bytes) != tile_bytes) {
         return PageError(path, page, absl::StrCat("tile ", t, " is corrupt"), handle.TakeError());
       }
@@ -121,18 +126,39 @@ absl::Status ReadPlane(const InputFile& file, const TiffInfo& info, int64_t page
   return absl::OkStatus();
 }
 
-// One thread's libtiff handle over a file (opened on first use) and its tile buffer.
+// One thread's libtiff handle over a file (opened on first use), its tile buffer, and the last
+// chunky page of several samples it decoded (for the page's other samples).
 struct PageDecoder {
   std::optional<TiffHandle> handle;
   std::vector<uint8_t> tile;
+  std::vector<uint8_t> pixels;
+  int64_t pixels_page = -1;
 
-  absl::Status Decode(const InputFile& file, const TiffInfo& info, int64_t page, uint8_t* dst) {
-    if (info.contiguous_planes_at) return ReadPlane(file, info, page, dst);
+  absl::Status Decode(const InputFile& file, const TiffInfo& info, int64_t plane, uint8_t* dst) {
+    if (info.contiguous_planes_at) return ReadPlane(file, info, plane, dst);
     if (!handle) {
       STACKPROC_ASSIGN_OR_RETURN(TiffHandle opened, TiffHandle::OpenRead(file));
       handle = std::move(opened);
     }
-    return DecodePage(*handle, file.name(), info, page, dst, tile);
+    const int64_t page = plane / info.samples;
+    const auto sample = static_cast<uint16_t>(plane % info.samples);
+    if (info.samples == 1 || info.separate) {
+      return DecodePage(*handle, file.name(), info, page, sample, dst, tile);
+    }
+    const auto height = static_cast<int>(info.shape.height);
+    const auto width = static_cast<int>(info.shape.width);
+    const int depth = CV_MAT_DEPTH(CvType(info.pixel_type));
+    if (pixels_page != page) {
+      pixels_page = -1;
+      pixels.resize(static_cast<size_t>(height) * width * info.samples *
+                    BytesPerPixel(info.pixel_type));
+      STACKPROC_RETURN_IF_ERROR(DecodePage(*handle, file.name(), info, page, 0, pixels.data(), tile));
+      pixels_page = page;
+    }
+    cv::Mat one(height, width, CV_MAKETYPE(depth, 1), dst);
+    cv::extractChannel(cv::Mat(height, width, CV_MAKETYPE(depth, info.samples), pixels.data()),
+                       one, sample);
+    return absl::OkStatus();
   }
 };
 
@@ -164,6 +190,22 @@ bool IsTiffValidationError(const absl::Status& status) {
 
 namespace {
 
+// An RGB(A) file's channels, when what it says of them has no more: each is its sample's colour
+// (and named after it when the pages are the only channels).
+void NameRgbChannels(uint16_t samples, Dimensions& dims) {
+  if (!dims.channel_info.empty()) return;
+  static constexpr const char* kNames[] = {"red", "green", "blue"};
+  static constexpr uint32_t kColours[] = {0xFF0000FF, 0x00FF00FF, 0x0000FFFF};
+  for (int64_t c = 0; c < dims.channels; ++c) {
+    ChannelInfo channel;
+    if (const int64_t s = c % samples; s < 3) {
+      channel.rgba = kColours[s];
+      if (dims.channels == samples) channel.name = kNames[s];
+    }
+    dims.channel_info.push_back(std::move(channel));
+  }
+}
+
 // An ImageJ raw stack: page 0's description says images=N, more than the file's `info` pages,
 // and page 0's pixels are uncompressed and in one run (the planes follow it). Sets the planes'
 // start and the depth; leaves any other file as it is.
@@ -181,8 +223,9 @@ absl::Status FindContiguousPlanes(TIFF* tif, const std::string& path, uint64_t f
   }
   const std::string claim = absl::StrCat("the ImageJ description says images=", planes,
                                          " but the file has ", info.shape.depth, " pages");
-  if (first.compression != COMPRESSION_NONE || first.tiled) {
-    return PageError(path, 0, absl::StrCat(claim, ", and they are compressed or tiled"));
+  if (first.compression != COMPRESSION_NONE || first.tiled || first.samples > 1) {
+    return PageError(path, 0,
+                     absl::StrCat(claim, ", and they are compressed, tiled or of several samples"));
   }
   if (planes > limits.max_pages) {
     return limits.DepthRefused(absl::StrCat(path, ": ", planes, " planes"));
@@ -224,7 +267,7 @@ absl::StatusOr<TiffInfo> Validate(const InputFile& file, const StackLimits& limi
   int64_t page = 0;
   PageLayout first;
   while (true) {
-    if (page >= limits.max_pages) {
+    if (page >= limits.max_pages / std::max<uint16_t>(first.samples, 1)) {
       return limits.DepthRefused(path);
     }
     info.page_offsets.push_back(TIFFCurrentDirOffset(tif));
@@ -237,11 +280,15 @@ absl::StatusOr<TiffInfo> Validate(const InputFile& file, const StackLimits& limi
         info.shard_record = record;
       }
     } else if (layout.width != first.width || layout.height != first.height ||
-               layout.type != first.type) {
+               layout.type != first.type || layout.samples != first.samples ||
+               layout.separate != first.separate) {
+      auto kind = [](const PageLayout& l) {
+        return absl::StrCat(l.width, "x", l.height, " ", PixelTypeName(l.type),
+                            l.samples > 1 ? absl::StrCat(" x ", l.samples, " samples") : "",
+                            l.separate ? " (planar)" : "");
+      };
       return PageError(path, page,
-                       absl::StrCat(layout.width, "x", layout.height, " ",
-                                    PixelTypeName(layout.type), " differs from page 0 (",
-                                    first.width, "x", first.height, " ", PixelTypeName(first.type),
+                       absl::StrCat(kind(layout), " differs from page 0 (", kind(first),
                                     "): every page of a stack must have the same size and type"));
     }
     ++page;
@@ -251,6 +298,8 @@ absl::StatusOr<TiffInfo> Validate(const InputFile& file, const StackLimits& limi
     return PageError(path, page, "unreadable directory after the last good page", error);
   }
   info.shape = {page, first.height, first.width};
+  info.samples = first.samples;
+  info.separate = first.separate;
   info.pixel_type = first.type;
   info.tiled = first.tiled;
   info.compression = first.compression;
@@ -261,9 +310,15 @@ absl::StatusOr<TiffInfo> Validate(const InputFile& file, const StackLimits& limi
   // A shard of a job's slices keeps the whole stack's description (for its assembly): its
   // counts are the whole stack's, not its pages'.
   if (info.shard_record.empty()) {
-    absl::StatusOr<Dimensions> dims = DimensionsOf(info.metadata.description, info.shape.depth);
+    absl::StatusOr<Dimensions> dims =
+        DimensionsOf(info.metadata.description, info.shape.depth, info.samples);
     if (!dims.ok()) return PageError(path, 0, dims.status().message());
     info.metadata.dims = *std::move(dims);
+  }
+  info.shape.depth *= info.samples;  // from here on, planes
+  if (info.samples > 1) {
+    if (first.photometric == PHOTOMETRIC_RGB) NameRgbChannels(info.samples, info.metadata.dims);
+    info.metadata = SamplesAsChannels(info.metadata, info.shape, info.pixel_type);
   }
   STACKPROC_ASSIGN_OR_RETURN(size_t bytes, StackBytes(info.shape, info.pixel_type));
   if (bytes > limits.max_stack_bytes) {
@@ -274,12 +329,13 @@ absl::StatusOr<TiffInfo> Validate(const InputFile& file, const StackLimits& limi
 
 }  // namespace
 
-absl::Status ReadTiffPage(const InputFile& file, const TiffInfo& info, int64_t page, uint8_t* dst) {
-  if (page < 0 || page >= info.shape.depth) {
-    return absl::OutOfRangeError(absl::StrCat(file.name(), ": no page ", page));
+absl::Status ReadTiffPage(const InputFile& file, const TiffInfo& info, int64_t plane,
+                          uint8_t* dst) {
+  if (plane < 0 || plane >= info.shape.depth) {
+    return absl::OutOfRangeError(absl::StrCat(file.name(), ": no plane ", plane));
   }
   PageDecoder decoder;
-  return decoder.Decode(file, info, page, dst);
+  return decoder.Decode(file, info, plane, dst);
 }
 
 struct TiffPageReader::Workers {
@@ -314,7 +370,7 @@ TiffPageReader::~TiffPageReader() = default;
 
 absl::Status TiffPageReader::ReadPage(int64_t z, uint8_t* dst) {
   if (z < 0 || z >= info_.shape.depth) {
-    return absl::OutOfRangeError(absl::StrCat(file_.name(), ": no page ", z));
+    return absl::OutOfRangeError(absl::StrCat(file_.name(), ": no plane ", z));
   }
   return workers_->local.local().Decode(file_, info_, z, dst);
 }

@@ -2,8 +2,9 @@
 // one into a Stack).
 //
 // Supported: striped and tiled; uncompressed, LZW, Deflate (both tag values), PackBits and ZSTD;
-// horizontal and floating-point predictors; little and big endian; one sample per pixel of
-// 8/16-bit unsigned or 32-bit IEEE float. Every page is validated before anything is allocated.
+// horizontal and floating-point predictors; little and big endian; 8/16-bit unsigned or 32-bit
+// IEEE float samples, one or more per pixel (grey, RGB, RGBA, n-sample; chunky or planar): each
+// sample is a plane, the samples of a page its channels (DimensionsOf). Every page is validated before anything is allocated.
 // Errors name the file, the page and the reason; libtiff's own messages never reach stderr.
 #pragma once
 
@@ -27,7 +28,9 @@ class TiffHandle;
 
 // What validation learned about a file: enough to allocate and to plan.
 struct TiffInfo {
-  StackShape shape;
+  StackShape shape;  // depth: its planes, pages x samples
+  uint16_t samples = 1;   // per pixel: sample s of page p is plane p x samples + s
+  bool separate = false;  // the samples in striles of their own (planar)
   PixelType pixel_type = PixelType::kUint8;
   bool bigtiff = false;
   bool big_endian = false;
@@ -54,9 +57,10 @@ absl::StatusOr<TiffInfo> ProbeTiff(const InputFile& file, const StackLimits& lim
 // opposed to, say, a pipeline that cannot take it.
 bool IsTiffValidationError(const absl::Status& status);
 
-// Decodes page `page` of a file ProbeTiff validated into `info`, with a libtiff handle of its own
-// (for files read a page or two each: the planes of a sequence).
-absl::Status ReadTiffPage(const InputFile& file, const TiffInfo& info, int64_t page, uint8_t* dst);
+// Decodes plane `plane` of a file ProbeTiff validated into `info`, with a libtiff handle of its
+// own (for files read a plane or two each: the planes of a sequence).
+absl::Status ReadTiffPage(const InputFile& file, const TiffInfo& info, int64_t plane,
+                          uint8_t* dst);
 
 struct ReadOptions {
   StackLimits limits;
@@ -79,8 +83,11 @@ class TiffPageReader {
 
   const TiffInfo& info() const { return info_; }
   size_t slice_bytes() const { return slice_bytes_; }
-  // Decodes page `z` into `dst` (slice_bytes() bytes). Thread-safe: each calling thread decodes
-  // with a libtiff handle of its own, so pages can be decoded in parallel.
+  // Decodes plane `z` into `dst` (slice_bytes() bytes). Thread-safe: each calling thread decodes
+  // with a libtiff handle of its own, so pages can be decoded in parallel. A chunky page of
+  // several samples is decoded whole once per thread for as long as that thread reads its
+  // samples (planes read in order, as the engine does, decode each page about once per thread
+  // that reads from it).
   absl::Status ReadPage(int64_t z, uint8_t* dst);
 
  private:

@@ -1,9 +1,9 @@
 #!/usr/bin/python3
 """Channels and time points through stackproc-local, against tools no one here wrote.
 
-Inputs are written by tifffile (OME-TIFF CZYX, TCZYX and ZCYX, ImageJ hyperstacks); every output
-is read back by tifffile, whose series must have the input's axes and shape and whose log must
-stay silent (it warns when OME-XML counts disagree with the pages). Pixels are compared with a
+Inputs are written by tifffile (OME-TIFF CZYX, TCZYX and ZCYX, ImageJ hyperstacks, RGB and
+n-sample pages, chunky and planar); every output is read back by tifffile, whose series must have
+the input's axes and shape and whose log must stay silent (it warns when OME-XML counts disagree with the pages). Pixels are compared with a
 direct OpenCV call per plane, per-channel statistics with numpy on that channel alone. Files that
 lie about their planes, and operations naming a channel the stack lacks, must be refused with
 nothing written.
@@ -375,6 +375,43 @@ check(names == ["c", "z", "y", "x"] and labels == ["2", "0"] and
       np.array_equal(group["0"][:], data[:, [2, 0]].transpose(1, 0, 2, 3)),
       f"--channels 2+0 of channels without names: labelled by their numbers in the input {labels}")
 
+# Multi-sample TIFFs: each sample is a channel (a page's samples are its channels, stored
+# fastest), chunky or planar, striped or tiled, plain or with Deflate's horizontal predictor.
+def samples_round_trip(name, data, samples_axis, axes_out, **write):
+    """data holds the samples on `samples_axis`; the output must be their planes, one channel
+    each, where tifffile says the input has them."""
+    inp, out = f"{TMP}/{name}.tif", f"{TMP}/{name}_out.tif"
+    tifffile.imwrite(inp, data, **write)
+    run(inp, out, "gaussian:sigma=1.5")
+    got_axes, got, _, warnings = read(out)
+    planes = np.moveaxis(data, samples_axis, -3)  # ..., channel, y, x
+    want = per_plane(planes, lambda p: gaussian(p, 1.5))
+    check(got_axes == axes_out and warnings == "" and np.array_equal(got.reshape(want.shape), want),
+          f"{name}: read as {got.shape} {got_axes} (no warning: {warnings.strip()!r}), each "
+          "sample's plane cv2.GaussianBlur of its own")
+
+
+rgb = stack((4, 3), 13).transpose(0, 2, 3, 1).astype(np.uint8)  # Z, Y, X, S
+samples_round_trip("rgb", rgb, -1, "ZCYX", photometric="rgb")
+samples_round_trip("rgb_deflate", rgb, -1, "ZCYX", photometric="rgb", compression="zlib",
+                   predictor=True)
+samples_round_trip("rgb_tiled", rgb, -1, "ZCYX", photometric="rgb", tile=(16, 16))
+samples_round_trip("rgb_planar", stack((4, 3), 14), 1, "ZCYX", photometric="rgb",
+                   planarconfig="separate")
+samples_round_trip("rgba", stack((2, 4), 15).transpose(0, 2, 3, 1), -1, "ZCYX",
+                   photometric="rgb", extrasamples=["unassalpha"])
+samples_round_trip("five_samples", stack((3, 5), 16), 1, "ZCYX", photometric="minisblack",
+                   planarconfig="separate")
+samples_round_trip("rgb_tz.ome", stack((2, 4, 3), 17).transpose(0, 1, 3, 4, 2), -1, "TZCYX",
+                   photometric="rgb", metadata={"axes": "TZYXS"})
+group, names, _ = zarr_out(f"{TMP}/rgb.tif", "rgb", [])
+omero = group.attrs["omero"]["channels"]
+check(names == ["c", "z", "y", "x"] and
+      np.array_equal(group["0"][:], rgb.transpose(3, 0, 1, 2)) and
+      [c["label"] for c in omero] == ["red", "green", "blue"] and
+      [c["color"] for c in omero] == ["FF0000", "00FF00", "0000FF"],
+      f"RGB -> OME-Zarr: c,z,y,x, channels labelled and coloured red, green, blue ({omero})")
+
 # Refusals: nothing written, the reason named.
 def refused(inp, op, words, what):
     out = f"{TMP}/refused.tif"
@@ -407,6 +444,15 @@ tifffile.imwrite(f"{TMP}/order.tif", stack((20,), 9), metadata=None, description
                   '<TiffData IFD="10" FirstC="0" PlaneCount="10"/>')))
 refused(f"{TMP}/order.tif", "invert", ["TiffData", "DimensionOrder"],
         "OME-XML TiffData out of DimensionOrder")
+
+tifffile.imwrite(f"{TMP}/rgb_lies.tif", rgb, photometric="rgb", metadata=None,
+                 description=ome.format(pixels.format("").replace('Type="uint16"', 'Type="uint8"')
+                                        .replace('SizeZ="10"', 'SizeZ="4"')))
+refused(f"{TMP}/rgb_lies.tif", "invert", ["SizeC=2", "3 samples"],
+        "OME-XML SizeC that is no multiple of an RGB file's samples")
+tifffile.imwrite(f"{TMP}/palette.tif", stack((2,), 18).astype(np.uint8), photometric="palette",
+                 colormap=np.zeros((3, 256), np.uint16))
+refused(f"{TMP}/palette.tif", "invert", ["photometric interpretation 3"], "a palette TIFF")
 
 if failures:
     print(f"{len(failures)} failed")

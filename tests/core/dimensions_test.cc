@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
 #include "tests/test_util/status_matchers.h"
 
 namespace stackproc::core {
@@ -84,6 +85,43 @@ TEST(DimensionsTest, DescriptionsSayWhatThePlanesAre) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("DimensionOrder")));
   EXPECT_THAT(DimensionsOf(ome, 23),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("(24 planes)")));
+}
+
+// Pages of several samples: sample s of page p is plane 3p + s, so the samples are channels
+// stored fastest, and a page's own channels are channels too when they come fastest.
+TEST(DimensionsTest, SamplesOfAPageAreChannelsStoredFastest) {
+  ASSERT_OK_AND_ASSIGN(Dimensions rgb, DimensionsOf("", 4, 3));
+  EXPECT_EQ(rgb.channels, 3);
+  EXPECT_EQ(rgb.order, "CZT");
+  EXPECT_EQ(rgb.Of(5, 12), (PlaneIndex{0, 2, 1}));  // page 1, blue
+  // An ImageJ hyperstack of 2 channels x 2 slices in RGB pages: plane 7 is page 2's green; page
+  // 2 is (c=0, z=1), so channel 0 x 3 + 1.
+  ASSERT_OK_AND_ASSIGN(Dimensions ij,
+                       DimensionsOf("ImageJ=1.11a\nimages=4\nchannels=2\nslices=2\n", 4, 3));
+  EXPECT_EQ(ij.channels, 6);
+  EXPECT_EQ(ij.order, "CZT");
+  EXPECT_EQ(ij.Of(7, 12), (PlaneIndex{0, 1, 1}));
+  EXPECT_EQ(ij.Of(11, 12), (PlaneIndex{0, 5, 1}));
+  // OME's SizeC counts samples: SizeC=6 over RGB pages is 2 page channels.
+  auto ome = [](const char* order, int size_c) {
+    return absl::StrCat(
+        "<?xml version=\"1.0\"?><OME xmlns=\"http://www.openmicroscopy.org/Schemas/OME/2016-06\">"
+        "<Image ID=\"Image:0\"><Pixels ID=\"Pixels:0\" DimensionOrder=\"",
+        order, "\" Type=\"uint8\" SizeX=\"4\" SizeY=\"4\" SizeZ=\"2\" SizeC=\"", size_c,
+        "\" SizeT=\"1\"><TiffData IFD=\"0\" PlaneCount=\"4\"/></Pixels></Image></OME>");
+  };
+  ASSERT_OK_AND_ASSIGN(Dimensions xyczt, DimensionsOf(ome("XYCZT", 6), 4, 3));
+  EXPECT_EQ(xyczt.channels, 6);
+  EXPECT_EQ(xyczt.Slices(12), 2);
+  EXPECT_EQ(xyczt.Of(9, 12), (PlaneIndex{0, 3, 1}));  // page 3 = (c=1, z=1), red
+  EXPECT_THAT(DimensionsOf(ome("XYZCT", 6), 4, 3),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not stored fastest")));
+  EXPECT_THAT(DimensionsOf(ome("XYCZT", 2), 4, 3),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("SizeC=2")));
+  // One page channel in Z-fastest order is still fine: the samples go first.
+  ASSERT_OK_AND_ASSIGN(Dimensions zct, DimensionsOf(ome("XYZCT", 3), 2, 3));
+  EXPECT_EQ(zct.order, "CZT");
+  EXPECT_EQ(zct.Of(4, 6), (PlaneIndex{0, 1, 1}));
 }
 
 TEST(DimensionsTest, ChannelListsAreNumbersFromZeroEachOnce) {

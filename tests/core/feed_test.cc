@@ -291,7 +291,7 @@ TEST(TiffPagesTest, PageReaderAndWriterMatchTheWholeStackFunctions) {
     ASSERT_OK(writer->WritePage(page.data()));
   }
   EXPECT_THAT(reader->ReadPage(7, page.data()),
-              StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("no page 7")));
+              StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("no plane 7")));
   ASSERT_OK(writer->Commit());
   ASSERT_OK_AND_ASSIGN(Stack back, ReadTiff(dir.File("pages.tif")));
   EXPECT_TRUE(StacksEqual(back, stack));

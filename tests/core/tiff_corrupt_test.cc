@@ -215,8 +215,24 @@ TEST_F(CorruptTiffTest, UnsupportedSampleFormats) {
       .Write(dir_.File("i16.tif"), 128);
   EXPECT_THAT(ReadTiff(dir_.File("i16.tif")),
               StatusIs(kInvalid, HasSubstr("16-bit signed samples are not supported")));
-  Gray(8, 8, 8, 192).Tag(TIFFTAG_SAMPLESPERPIXEL, 3, 3).Write(dir_.File("rgb.tif"), 192);
-  EXPECT_THAT(ReadTiff(dir_.File("rgb.tif")), StatusIs(kInvalid, HasSubstr("3 samples per pixel")));
+  // Three samples a pixel are three planes' bytes: a file holding one plane's is short (libtiff
+  // takes the strip for the 3 x 64 bytes its page needs, from byte 8 + 2 + 9 x 12 + 4 = 122).
+  Gray(8, 8, 8, 64).Tag(TIFFTAG_SAMPLESPERPIXEL, 3, 3).Write(dir_.File("three.tif"), 64);
+  EXPECT_THAT(ReadTiff(dir_.File("three.tif")),
+              StatusIs(kInvalid, HasSubstr("strip 0 ends at byte 314 past the end of the file")));
+  // YCbCr (JPEG's colour model, subsampled) is not read as channels.
+  HandTiff()
+      .Tag(TIFFTAG_IMAGEWIDTH, 8)
+      .Tag(TIFFTAG_IMAGELENGTH, 8)
+      .Tag(TIFFTAG_BITSPERSAMPLE, 8, 3)
+      .Tag(TIFFTAG_SAMPLESPERPIXEL, 3, 3)
+      .Tag(TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_YCBCR, 3)
+      .Tag(TIFFTAG_STRIPOFFSETS, 0)
+      .Tag(TIFFTAG_ROWSPERSTRIP, 8)
+      .Tag(TIFFTAG_STRIPBYTECOUNTS, 192)
+      .Write(dir_.File("ycbcr.tif"), 192);
+  EXPECT_THAT(ReadTiff(dir_.File("ycbcr.tif")),
+              StatusIs(kInvalid, HasSubstr("photometric interpretation 6 is not supported")));
   Gray(8, 8, 1, 8).Write(dir_.File("bilevel.tif"), 8);
   EXPECT_THAT(ReadTiff(dir_.File("bilevel.tif")),
               StatusIs(kInvalid, HasSubstr("1-bit unsigned samples are not supported")));

@@ -84,6 +84,7 @@ class Client {
     core::StackShape shape;
     core::PixelType type = core::PixelType::kUint8;
     core::StackMetadata metadata;
+    std::string name;  // the input's, for the result's record (StreamHeader.name)
     std::function<absl::Status(int64_t z, uint8_t* dst)> read_slice;
   };
   class StreamSink {

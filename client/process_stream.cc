@@ -177,6 +177,7 @@ absl::StatusOr<v1::Job> Client::ProcessStream(
   header->set_pixel_type(convert::ToProto(source.type));
   for (const v1::OpSpec& op : ops) *header->add_ops() = op;
   convert::MetadataToProto(source.metadata, header);
+  header->set_name(source.name);
 
   grpc::ClientContext context;
   Prepare(context);
@@ -231,6 +232,7 @@ absl::StatusOr<v1::Job> Client::Process(const ProcessOptions& options) {
   source.shape = input->info().shape;
   source.type = input->info().type;
   source.metadata = input->info().metadata;
+  source.name = options.input_path;
   source.read_slice = [&](int64_t z, uint8_t* dst) { return input->Read(z, dst); };
   STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<core::SliceSink> output,
                              core::OpenOutput(options.output_path, options.write));

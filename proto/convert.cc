@@ -173,6 +173,7 @@ template <typename Header>
 absl::StatusOr<core::StackMetadata> MetadataFromProto(const Header& header) {
   core::StackMetadata metadata;
   metadata.description = header.description();
+  metadata.provenance = core::TakeProvenance(metadata.description);
   if (header.x_resolution() > 0) metadata.x_resolution = header.x_resolution();
   if (header.y_resolution() > 0) metadata.y_resolution = header.y_resolution();
   switch (header.resolution_unit()) {
@@ -193,7 +194,7 @@ absl::StatusOr<core::StackMetadata> MetadataFromProto(const Header& header) {
   }
   STACKPROC_ASSIGN_OR_RETURN(
       metadata.dims,
-      HeaderDimensions(header.description(), header.dimensions(), header.shape().depth()));
+      HeaderDimensions(metadata.description, header.dimensions(), header.shape().depth()));
   return metadata;
 }
 

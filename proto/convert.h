@@ -45,18 +45,21 @@ std::string ExecutorName(v1::Executor executor);
 void DimensionsToProto(const core::Dimensions& dims, v1::Dimensions* out);
 core::Dimensions DimensionsFromProto(const v1::Dimensions& proto);
 
-// The stack's description, resolution and dimensions as a StreamHeader or a ResultHeader
-// carries them.
+// The stack's description (its provenance record in it), resolution and dimensions as a
+// StreamHeader or a ResultHeader carries them.
 template <typename Header>
 void MetadataToProto(const core::StackMetadata& metadata, Header* out) {
-  out->set_description(metadata.description);
+  out->set_description(metadata.provenance ? core::DescriptionWithProvenance(metadata.description,
+                                                                             *metadata.provenance)
+                                           : metadata.description);
   out->set_x_resolution(metadata.x_resolution.value_or(0));
   out->set_y_resolution(metadata.y_resolution.value_or(0));
   out->set_resolution_unit(static_cast<int32_t>(metadata.resolution_unit));
   DimensionsToProto(metadata.dims, out->mutable_dimensions());
 }
-// InvalidArgument for a resolution unit other than 0 (unset), 1, 2 and 3, and for dimensions
-// that do not make the header's depth or disagree with what its description states.
+// InvalidArgument for a resolution unit other than 0 (unset), 1, 2 and 3, for dimensions that
+// do not make the header's depth or disagree with what its description states. A record in the
+// description is taken out of it (StackMetadata::provenance), as a TIFF's reader does.
 template <typename Header>
 absl::StatusOr<core::StackMetadata> MetadataFromProto(const Header& header);
 

@@ -324,7 +324,7 @@ absl::Status Run(SliceSource& source, Pipeline& pipeline, SliceSink& sink,
   output.type = formats.back().type;
   output.metadata =
       UpdateMetadata(in.metadata, output.shape, in.type, output.type, pipeline.Geometry(input));
-
+  output.metadata.provenance = options.provenance;  // what made it: this run, not its input
   // Whole-stack steps: each one's input is kept in a stack (a pass of its own, unless it is
   // already one in memory), its statistics are taken, and the run goes on from that stack;
   // unless the statistics were gathered already.

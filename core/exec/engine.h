@@ -204,10 +204,14 @@ struct RunOptions {
   // stack's ranges, added up): that step takes them, and the run streams in one pass instead
   // of holding its input.
   const std::vector<uint64_t>* stack_stats = nullptr;
+  // What made the output, for its writer to record (provenance.h); nullopt: it records nothing
+  // (an input's own record is never passed on as the output's).
+  std::optional<Provenance> provenance;
 };
 
 // Runs `pipeline` over every slice of `source` into `sink`, then closes the sink. The output's
-// metadata is the source's updated for the pipeline's geometry and type. Blocks until done.
+// metadata is the source's updated for the pipeline's geometry and type, with options.provenance.
+// Blocks until done.
 //
 // Errors: InvalidArgument when the pipeline cannot take the source's slices (before anything
 // is read); Cancelled; the first error of a slice, as "slice Z: ..." (Internal for an exception

@@ -64,7 +64,7 @@ absl::Status CheckReplaceable(Format format, const OutputTarget& target) {
   } else {
     for (const std::string& n : names) {
       struct stat st;
-      ours = ours && IsTiffName(n) &&
+      ours = ours && (IsTiffName(n) || n == kProvenanceSidecar) &&
              ::fstatat(folder.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
              S_ISREG(st.st_mode);
     }
@@ -73,7 +73,7 @@ absl::Status CheckReplaceable(Format format, const OutputTarget& target) {
     return absl::FailedPreconditionError(
         absl::StrCat(target.display(), ": exists and does not hold a ", kind,
                      format == Format::kOmeZarr ? " (no .zgroup, .zattrs or .zarray)"
-                                                : " (files other than .tif)",
+                                                : " (files other than .tif and stackproc.json)",
                      "; not replaced (remove it yourself)"));
   }
   return absl::OkStatus();

@@ -21,6 +21,9 @@
 namespace stackproc::core {
 namespace {
 
+// The most of a folder's provenance record read.
+constexpr size_t kMaxSidecarBytes = 1 << 20;
+
 // "planes/z%04d.tif" -> "planes" and "z%04d.tif"; "z.tif" -> "" and "z.tif".
 std::pair<std::string, std::string> Split(const std::string& path) {
   const size_t slash = path.rfind('/');
@@ -236,9 +239,9 @@ absl::StatusOr<std::unique_ptr<SequenceSource>> SequenceSource::Open(const Files
         return absl::StrCat(t.shape.width, "x", t.shape.height, " ", PixelTypeName(t.pixel_type),
                             t.samples > 1 ? absl::StrCat(" x ", t.samples, " samples") : "");
       };
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ": ", kind(tiff), " differs from ", planes.front().path, " (",
-                       kind(planes.front().info), "): every plane must have the same size and type"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": ", kind(tiff), " differs from ", planes.front().path, " (",
+          kind(planes.front().info), "): every plane must have the same size and type"));
     }
     const int64_t pages = tiff.shape.depth;
     planes.push_back({std::move(path), std::move(tiff), depth});
@@ -256,6 +259,16 @@ absl::StatusOr<std::unique_ptr<SequenceSource>> SequenceSource::Open(const Files
     }
     info.metadata.dims = *named;
     info.metadata.description.clear();  // the first plane's own: not the stack's
+  }
+  // What made the folder, in its sidecar (a plane's own record, if any, is not the folder's).
+  info.metadata.provenance.reset();
+  const std::string sidecar = Join(Split(planes.front().path).first, kProvenanceSidecar);
+  if (absl::StatusOr<InputFile> file = files.Input(sidecar); file.ok()) {
+    absl::StatusOr<std::vector<uint8_t>> bytes = ReadWholeFile(*file, kMaxSidecarBytes);
+    absl::StatusOr<Provenance> record =
+        bytes.ok() ? ParseProvenanceJson(std::string(bytes->begin(), bytes->end()))
+                   : absl::StatusOr<Provenance>(bytes.status());
+    if (record.ok()) info.metadata.provenance = *std::move(record);
   }
   return std::unique_ptr<SequenceSource>(
       new SequenceSource(files, std::move(planes), std::move(info)));
@@ -321,6 +334,7 @@ absl::Status SequenceSink::Open(const StackInfo& output, int64_t window_slices,
       one.description.clear();
     }
   }
+  one.provenance.reset();  // the folder's, in its sidecar
   plane_.metadata = UpdateMetadata(one, plane_.shape, output.type, output.type, PixelGeometry{});
   const bool replace = options_.overwrite && folder_.Exists();
   if (replace) {
@@ -328,6 +342,12 @@ absl::Status SequenceSink::Open(const StackInfo& output, int64_t window_slices,
   }
   STACKPROC_ASSIGN_OR_RETURN(
       temp_, TempFolder::Make(folder_, options_.temp_tag, "plane sequence", replace));
+  if (output.metadata.provenance) {
+    const std::string record = ProvenanceJson(*output.metadata.provenance, true) + "\n";
+    STACKPROC_RETURN_IF_ERROR(
+        WriteFileAt(temp_->fd(), kProvenanceSidecar, record.data(), record.size(),
+                    absl::StrCat(folder_.display(), "/", kProvenanceSidecar)));
+  }
   return absl::OkStatus();
 }
 

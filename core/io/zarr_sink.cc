@@ -122,6 +122,7 @@ absl::StatusOr<NgffImage> ZarrSink::PlanLevels(const StackInfo& output) {
       if (image.channels.back().name.empty()) image.channels.back().name = absl::StrCat(c);
     }
   }
+  if (output.metadata.provenance) image.provenance = ProvenanceJson(*output.metadata.provenance);
   StackShape shape = output.shape;
   shape.depth /= times_ * channels_;  // one volume's
   for (int k = 0; k <= pyramid; ++k) {

@@ -130,6 +130,11 @@ absl::StatusOr<std::unique_ptr<ZarrSource>> ZarrSource::Open(const Files& files,
   if (image && std::ssize(image->channels) == info.metadata.dims.channels) {
     info.metadata.dims.channel_info = image->channels;
   }
+  if (image && !image->provenance.empty()) {
+    if (absl::StatusOr<Provenance> record = ParseProvenanceJson(image->provenance); record.ok()) {
+      info.metadata.provenance = *std::move(record);
+    }
+  }
   const size_t n = array.shape.size();
   // Counted in double first: lengths that lie must not overflow the product (a product within
   // range is checked against the limits below).
@@ -151,7 +156,9 @@ absl::StatusOr<std::unique_ptr<ZarrSource>> ZarrSource::Open(const Files& files,
                      kMaxChunkBytes, " bytes each"));
   }
   if (axes.z < 0) size.z.reset();
+  std::optional<Provenance> provenance = std::move(info.metadata.provenance);
   info.metadata = MetadataOfVoxelSize(size, info.shape, info.type, info.metadata.dims);
+  info.metadata.provenance = std::move(provenance);
   return std::unique_ptr<ZarrSource>(
       new ZarrSource(files, std::move(array_path), std::move(array), axes, std::move(info)));
 }

@@ -18,9 +18,10 @@ const OperationInfo& Info() {
                    "in uint16 becomes 0-15 in uint8); range: the stack's low and high "
                    "percentiles to 0 and full scale (a first pass over the stack); clip: keep "
                    "values, saturate to the output range"),
-       DoubleParam("low", 0, 0, 100, "mode=range: the percentile made 0 (0: the minimum)"),
-       DoubleParam("high", 100, 0, 100,
-                   "mode=range: the percentile made full scale (100: the maximum)")},
+       OnlyWhenGiven(
+           DoubleParam("low", 0, 0, 100, "mode=range: the percentile made 0 (0: the minimum)")),
+       OnlyWhenGiven(DoubleParam("high", 100, 0, 100,
+                                 "mode=range: the percentile made full scale (100: the maximum)"))},
       {PixelType::kUint8, PixelType::kUint16, PixelType::kFloat32}};
   return info;
 }

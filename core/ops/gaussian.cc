@@ -11,8 +11,9 @@ const OperationInfo& Info() {
   static const OperationInfo info{
       "gaussian",
       "Gaussian blur (cv::GaussianBlur, reflect-101 border)",
-      {IntParam("ksize", 5, 0, 255, "kernel side, odd; 0 derives it from sigma"),
-       DoubleParam("sigma", 0, 0, 100, "standard deviation; 0 derives it from ksize")},
+      {OnlyWhenGiven(IntParam("ksize", 5, 0, 255, "kernel side, odd; 0 derives it from sigma")),
+       OnlyWhenGiven(
+           DoubleParam("sigma", 0, 0, 100, "standard deviation; 0 derives it from ksize"))},
       {PixelType::kUint8, PixelType::kUint16, PixelType::kFloat32}};
   return info;
 }

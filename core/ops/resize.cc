@@ -13,11 +13,14 @@ const OperationInfo& Info() {
   static const OperationInfo info{
       "resize",
       "resample each slice by a scale factor or to a width/height (cv::resize)",
-      {DoubleParam("scale", 1.0, 0.001, 64,
-                   "factor for both sides, sizes as cv2.resize(fx=, fy=): nearest, half to even "
-                   "(301x401 by 0.5: 150x200); give it or width/height, not both"),
-       IntParam("width", 0, 0, kMaxSliceSide, "output width; 0 follows height's aspect or scale"),
-       IntParam("height", 0, 0, kMaxSliceSide, "output height; 0 follows width's aspect or scale"),
+      {OnlyWhenGiven(DoubleParam(
+           "scale", 1.0, 0.001, 64,
+           "factor for both sides, sizes as cv2.resize(fx=, fy=): nearest, half to even "
+           "(301x401 by 0.5: 150x200); give it or width/height, not both")),
+       OnlyWhenGiven(IntParam("width", 0, 0, kMaxSliceSide,
+                              "output width; 0 follows height's aspect or scale")),
+       OnlyWhenGiven(IntParam("height", 0, 0, kMaxSliceSide,
+                              "output height; 0 follows width's aspect or scale")),
        ChoiceParam("interp", {"area", "linear", "cubic", "nearest", "lanczos"},
                    "interpolation (area is best for shrinking)")},
       {PixelType::kUint8, PixelType::kUint16, PixelType::kFloat32}};

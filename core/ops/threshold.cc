@@ -11,7 +11,7 @@ const OperationInfo& Info() {
       "threshold",
       "binary mask: full scale where value > threshold, else 0 (fixed value or Otsu per slice)",
       {ChoiceParam("method", {"value", "otsu"}, "fixed threshold, or Otsu's per slice"),
-       DoubleParam("value", 0, -1e9, 1e9, "the threshold for method=value")},
+       OnlyWhenGiven(DoubleParam("value", 0, -1e9, 1e9, "the threshold for method=value"))},
       {PixelType::kUint8, PixelType::kUint16, PixelType::kFloat32},
       /*whole_slice=*/true};  // method=otsu: the threshold is the slice's
   return info;

@@ -32,6 +32,11 @@ ParamSpec DoubleParam(std::string name, double default_value, double min, double
           std::move(doc)};
 }
 
+ParamSpec OnlyWhenGiven(ParamSpec spec) {
+  spec.only_when_given = true;
+  return spec;
+}
+
 ParamSpec ChoiceParam(std::string name, std::vector<std::string> choices, std::string doc) {
   std::string first = choices.empty() ? "" : choices.front();
   return {std::move(name),    ParamType::kChoice, std::move(first), 0, 0,

@@ -29,6 +29,9 @@ struct ParamSpec {
   double max = 0;
   std::vector<std::string> choices;  // kChoice
   std::string doc;                   // one line
+  // Its absence means something of its own (the op asks ParamValues::IsSet: gaussian's ksize
+  // when sigma is given): a spec completed with every parameter leaves it out unless given.
+  bool only_when_given = false;
 
   // "int in [1, 255]", "float in [0, 100]", "one of rect|ellipse|cross".
   std::string AllowedText() const;
@@ -38,6 +41,8 @@ ParamSpec IntParam(std::string name, int default_value, int min, int max, std::s
 ParamSpec DoubleParam(std::string name, double default_value, double min, double max,
                       std::string doc);
 ParamSpec ChoiceParam(std::string name, std::vector<std::string> choices, std::string doc);
+// `spec`, marked only_when_given.
+ParamSpec OnlyWhenGiven(ParamSpec spec);
 
 struct OperationInfo {
   std::string name;

@@ -142,6 +142,22 @@ absl::StatusOr<std::unique_ptr<SliceOp>> OperationRegistry::Create(const OpSpec&
   return def->make(values);
 }
 
+absl::StatusOr<OpSpec> OperationRegistry::Complete(const OpSpec& spec) const {
+  STACKPROC_RETURN_IF_ERROR(Create(spec).status());
+  const OperationDef* def = Find(spec.name);
+  OpSpec complete{spec.name, {}};
+  for (const ParamSpec& p : def->info.params) {
+    auto given = std::find_if(spec.params.begin(), spec.params.end(),
+                              [&](const auto& param) { return param.first == p.name; });
+    if (given != spec.params.end()) {
+      complete.params.emplace_back(p.name, given->second);
+    } else if (!p.only_when_given) {
+      complete.params.emplace_back(p.name, p.default_value);
+    }
+  }
+  return complete;
+}
+
 const OperationRegistry& OperationRegistry::Builtin() {
   static const OperationRegistry* const registry = [] {
     auto* r = new OperationRegistry;

@@ -48,6 +48,10 @@ class OperationRegistry {
   // allowed) and configures the operation.
   absl::StatusOr<std::unique_ptr<SliceOp>> Create(const OpSpec& spec) const;
 
+  // `spec` with every parameter its operation declares, in the order declared: the value given,
+  // or the default (unless only_when_given). Errors as Create's.
+  absl::StatusOr<OpSpec> Complete(const OpSpec& spec) const;
+
   // The registry holding every built-in operation.
   static const OperationRegistry& Builtin();
 

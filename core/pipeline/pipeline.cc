@@ -93,6 +93,26 @@ absl::StatusOr<Pipeline> Pipeline::Parse(const std::vector<std::string>& texts,
   return Create(specs, registry);
 }
 
+std::vector<std::string> Pipeline::Resolved() const {
+  std::vector<std::string> specs;
+  for (const Step& step : steps_) {
+    absl::StatusOr<OpSpec> given = ParseOpSpec(step.spec);
+    absl::StatusOr<OpSpec> complete =
+        step.base ? registry_->Complete(*step.base) : absl::StatusOr<OpSpec>(given.status());
+    if (!given.ok() || !complete.ok()) {  // an op added configured: as it was named
+      specs.push_back(step.spec);
+      continue;
+    }
+    for (const auto& [key, value] : given->params) {
+      if (key == kChannelsKey || key.find('.') != std::string::npos) {
+        complete->params.emplace_back(key, value);
+      }
+    }
+    specs.push_back(FormatOpSpec(*complete));
+  }
+  return specs;
+}
+
 void Pipeline::Add(std::string spec, std::unique_ptr<SliceOp> op) {
   Step step;
   step.spec = std::move(spec);

@@ -88,6 +88,9 @@ class Pipeline {
   bool NeedsWholeStack() const;
 
   size_t size() const { return steps_.size(); }
+  // Each step's text form with every parameter its operation declares (given, or the default),
+  // then its channel keys as given: what the pipeline does, whatever the defaults become.
+  std::vector<std::string> Resolved() const;
   bool empty() const { return steps_.empty(); }
   Step& step(size_t i) { return steps_[i]; }
   const Step& step(size_t i) const { return steps_[i]; }

@@ -49,7 +49,13 @@ struct ProcessRequest {
   // take a z-range. Unset: the run takes them itself, holding the stack in memory.
   std::optional<std::vector<uint64_t>> stack_stats;
   std::vector<OpSpec> ops;  // ParseOpSpecs reads the text form ("gaussian:ksize=5")
-  WriteOptions write;       // compression, overwrite, sync; OME-Zarr chunks and pyramid
+  // What the output records of its run (RunProvenance): the input's name there (empty:
+  // input_path), what runs the job ("local", "stackprocd job 12", "slurm array 3456"), and
+  // when the job began (unset: when the run does).
+  std::string input_name;
+  std::string executor = "local";
+  std::optional<absl::Time> started;
+  WriteOptions write;  // compression, overwrite, sync; OME-Zarr chunks and pyramid
   StackLimits limits;
   ProcessMode mode = ProcessMode::kAuto;
   uint64_t window_bytes = kDefaultWindowBytes;  // streaming: memory for the slices in flight
@@ -87,6 +93,11 @@ struct ProcessPlan {
 absl::StatusOr<ProcessPlan> PlanSource(std::shared_ptr<SliceSource> source,
                                        const ProcessRequest& request,
                                        std::optional<SinkTraits> sink, int concurrency);
+
+// What the output of `request` run as `plan` records of it (provenance.h): the pipeline with
+// every parameter, the request's channels, z-range and write options, the input as the run reads
+// it (its chosen channels, every z-slice), when and where it ran.
+Provenance RunProvenance(const ProcessRequest& request, const ProcessPlan& plan);
 
 // PlanSource of the request's input (any format formats.h reads, `z_range` of it), into its
 // output (checked: a name a format writes, options it takes) or kept in memory.

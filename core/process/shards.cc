@@ -245,6 +245,8 @@ absl::Status AssembleTiff(const Files& files, const std::vector<std::string>& sh
         absl::StrCat(parts.front().path, ": ", dims.status().message()));
   }
   whole.dims = *std::move(dims);
+  // What made the shards made the whole: the first's record, of no z-range now.
+  if (whole.provenance) whole.provenance->z_range.clear();
   const StackMetadata metadata =
       UpdateMetadata(whole, shape, first.pixel_type, first.pixel_type, {});
   STACKPROC_ASSIGN_OR_RETURN(

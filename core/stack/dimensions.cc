@@ -124,9 +124,8 @@ absl::StatusOr<Dimensions> OmeDimensions(const std::string& xml, int64_t planes,
         absl::StrCat("the OME-XML's DimensionOrder=\"", order, "\" is not one OME defines"));
   }
   if (*c % samples != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("the OME-XML says SizeC=", *c,
-                                                   ", the file's pages hold ", samples,
-                                                   " samples per pixel"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the OME-XML says SizeC=", *c, ", the file's pages hold ", samples, " samples per pixel"));
   }
   *c /= samples;
   d.times = *t;
@@ -134,10 +133,9 @@ absl::StatusOr<Dimensions> OmeDimensions(const std::string& xml, int64_t planes,
   d.order = order.substr(2);
   if (*t == 0 || *c == 0 || *z == 0 || *t > planes || *c > planes / *t || *z > planes / (*t * *c) ||
       *t * *c * *z != planes) {
-    return absl::InvalidArgumentError(absl::StrCat("the OME-XML says SizeT=", *t, " SizeC=",
-                                                   *c * samples, " SizeZ=", *z, " (",
-                                                   *t * *c * *z, " planes), the file has ",
-                                                   planes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the OME-XML says SizeT=", *t, " SizeC=", *c * samples, " SizeZ=", *z, " (",
+                     *t * *c * *z, " planes), the file has ", planes));
   }
   if (std::vector<ChannelInfo> channels = OmeChannels(xml);
       std::ssize(channels) == d.channels * samples) {

@@ -100,8 +100,6 @@ std::optional<std::string> ImageJField(const ImageJFields& fields, absl::string_
   return std::nullopt;
 }
 
-namespace {
-
 std::string XmlEscaped(absl::string_view text) {
   std::string out;
   for (char ch : text) {
@@ -124,6 +122,8 @@ std::string XmlEscaped(absl::string_view text) {
   }
   return out;
 }
+
+namespace {
 
 // One OME Channel element per channel of `dims`, of one sample each, with what it says of them.
 std::string ChannelElements(const Dimensions& dims) {

@@ -11,6 +11,7 @@
 #include "absl/strings/string_view.h"
 #include "core/stack/dimensions.h"
 #include "core/stack/pixel_type.h"
+#include "core/stack/provenance.h"
 
 namespace stackproc::core {
 
@@ -29,6 +30,9 @@ struct StackMetadata {
   // Which time point, channel and z-slice each plane is (DimensionsOf the description, or the
   // store's axes).
   Dimensions dims;
+  // What made the stack: read from its file (taken out of the description), or set by the run
+  // that makes it, for its writer to record (provenance.h).
+  std::optional<Provenance> provenance;
 };
 
 // kTifffileJson: what tifffile writes by default, a JSON object stating the array's "shape".
@@ -42,6 +46,9 @@ void SetOmePixelsAttribute(std::string& xml, const std::string& name, const std:
 // The value of attribute `name` of the <Pixels> element of an OME-XML document, if present.
 std::optional<std::string> OmePixelsAttribute(const std::string& xml, const std::string& name);
 std::optional<double> OmePixelsAttributeDouble(const std::string& xml, const std::string& name);
+
+// `text` with XML's special characters (& < > ") escaped, for an attribute or an element.
+std::string XmlEscaped(absl::string_view text);
 
 // "key=value" lines of an ImageJ description, in file order.
 using ImageJFields = std::vector<std::pair<std::string, std::string>>;

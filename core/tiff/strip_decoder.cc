@@ -32,7 +32,8 @@ Inflating CanInflateStrips(TIFF* tif, uint16_t compression, PixelType type) {
 }
 
 bool InflateStrip(TIFF* tif, Inflating how, uint32_t strip, PixelType type, uint32_t width,
-                  uint16_t samples, size_t rows, uint8_t* dst, size_t want, std::vector<uint8_t>& raw) {
+                  uint16_t samples, size_t rows, uint8_t* dst, size_t want,
+                  std::vector<uint8_t>& raw) {
   // Deflate never grows data by more than a few bytes per 16 KiB block: a larger strip is not
   // read into memory here (libtiff reads what it needs of it). ISA-L counts in 32 bits: a strip
   // near 4 GiB is libtiff's too.

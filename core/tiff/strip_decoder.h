@@ -22,10 +22,12 @@ enum class Inflating { kNo, kPlain, kDifferenced };
 Inflating CanInflateStrips(TIFF* tif, uint16_t compression, PixelType type);
 
 // Strip `strip` (`rows` rows of `width` pixels of `samples` interleaved samples, `want` bytes)
-// inflated into `dst`, its predictor undone (sample by sample) when `how` says so; `raw` holds the compressed bytes. False leaves the strip to
-// libtiff: one igzip cannot take whole (padded past its rows, as some writers make the last
-// strip) or corrupt data, which libtiff then reports in its words.
+// inflated into `dst`, its predictor undone (sample by sample) when `how` says so; `raw` holds the
+// compressed bytes. False leaves the strip to libtiff: one igzip cannot take whole (padded past its
+// rows, as some writers make the last strip) or corrupt data, which libtiff then reports in its
+// words.
 bool InflateStrip(TIFF* tif, Inflating how, uint32_t strip, PixelType type, uint32_t width,
-                  uint16_t samples, size_t rows, uint8_t* dst, size_t want, std::vector<uint8_t>& raw);
+                  uint16_t samples, size_t rows, uint8_t* dst, size_t want,
+                  std::vector<uint8_t>& raw);
 
 }  // namespace stackproc::core

@@ -62,13 +62,13 @@ absl::StatusOr<PageLayout> ReadLayout(TIFF* tif, const std::string& path, int64_
   TIFFGetFieldDefaulted(tif, TIFFTAG_PLANARCONFIG, &planar);
   layout.separate = planar == PLANARCONFIG_SEPARATE && layout.samples > 1;
   if (layout.samples == 0 || layout.samples > kMaxSamples) {
-    return PageError(path, page,
-                     absl::StrCat(layout.samples, " samples per pixel (at most ", kMaxSamples,
-                                  " are read)"));
+    return PageError(
+        path, page,
+        absl::StrCat(layout.samples, " samples per pixel (at most ", kMaxSamples, " are read)"));
   }
   TIFFGetField(tif, TIFFTAG_PHOTOMETRIC, &layout.photometric);
-  const bool grey = layout.photometric == PHOTOMETRIC_MINISBLACK ||
-                    layout.photometric == PHOTOMETRIC_MINISWHITE;
+  const bool grey =
+      layout.photometric == PHOTOMETRIC_MINISBLACK || layout.photometric == PHOTOMETRIC_MINISWHITE;
   if (!grey && !(layout.photometric == PHOTOMETRIC_RGB && layout.samples >= 3)) {
     return PageError(path, page,
                      absl::StrCat("photometric interpretation ", layout.photometric,

@@ -24,8 +24,8 @@ struct PageLayout {
   uint32_t width = 0;
   uint32_t height = 0;
   PixelType type = PixelType::kUint8;  // of each sample
-  uint16_t samples = 1;                 // per pixel: RGB's 3, a multi-channel page's n
-  bool separate = false;                // samples in planes of their own (PlanarConfiguration 2)
+  uint16_t samples = 1;                // per pixel: RGB's 3, a multi-channel page's n
+  bool separate = false;               // samples in planes of their own (PlanarConfiguration 2)
   uint16_t photometric = PHOTOMETRIC_MINISBLACK;
   uint16_t compression = COMPRESSION_NONE;
   bool tiled = false;

@@ -8,9 +8,8 @@
 #include <cstring>
 #include <limits>
 #include <mutex>
-#include <optional>
-
 #include <opencv2/core.hpp>
+#include <optional>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -28,6 +27,7 @@ StackMetadata ReadMetadata(TIFF* tif) {
   char* description = nullptr;
   if (TIFFGetField(tif, TIFFTAG_IMAGEDESCRIPTION, &description) && description != nullptr) {
     metadata.description = description;
+    metadata.provenance = TakeProvenance(metadata.description);
   }
   float x = 0, y = 0;
   uint16_t unit = RESUNIT_NONE;
@@ -152,12 +152,13 @@ struct PageDecoder {
       pixels_page = -1;
       pixels.resize(static_cast<size_t>(height) * width * info.samples *
                     BytesPerPixel(info.pixel_type));
-      STACKPROC_RETURN_IF_ERROR(DecodePage(*handle, file.name(), info, page, 0, pixels.data(), tile));
+      STACKPROC_RETURN_IF_ERROR(
+          DecodePage(*handle, file.name(), info, page, 0, pixels.data(), tile));
       pixels_page = page;
     }
     cv::Mat one(height, width, CV_MAKETYPE(depth, 1), dst);
-    cv::extractChannel(cv::Mat(height, width, CV_MAKETYPE(depth, info.samples), pixels.data()),
-                       one, sample);
+    cv::extractChannel(cv::Mat(height, width, CV_MAKETYPE(depth, info.samples), pixels.data()), one,
+                       sample);
     return absl::OkStatus();
   }
 };

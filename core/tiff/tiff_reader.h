@@ -4,8 +4,9 @@
 // Supported: striped and tiled; uncompressed, LZW, Deflate (both tag values), PackBits and ZSTD;
 // horizontal and floating-point predictors; little and big endian; 8/16-bit unsigned or 32-bit
 // IEEE float samples, one or more per pixel (grey, RGB, RGBA, n-sample; chunky or planar): each
-// sample is a plane, the samples of a page its channels (DimensionsOf). Every page is validated before anything is allocated.
-// Errors name the file, the page and the reason; libtiff's own messages never reach stderr.
+// sample is a plane, the samples of a page its channels (DimensionsOf). Every page is validated
+// before anything is allocated. Errors name the file, the page and the reason; libtiff's own
+// messages never reach stderr.
 #pragma once
 
 #include <tbb/task_arena.h>
@@ -28,7 +29,7 @@ class TiffHandle;
 
 // What validation learned about a file: enough to allocate and to plan.
 struct TiffInfo {
-  StackShape shape;  // depth: its planes, pages x samples
+  StackShape shape;       // depth: its planes, pages x samples
   uint16_t samples = 1;   // per pixel: sample s of page p is plane p x samples + s
   bool separate = false;  // the samples in striles of their own (planar)
   PixelType pixel_type = PixelType::kUint8;
@@ -59,8 +60,7 @@ bool IsTiffValidationError(const absl::Status& status);
 
 // Decodes plane `plane` of a file ProbeTiff validated into `info`, with a libtiff handle of its
 // own (for files read a plane or two each: the planes of a sequence).
-absl::Status ReadTiffPage(const InputFile& file, const TiffInfo& info, int64_t plane,
-                          uint8_t* dst);
+absl::Status ReadTiffPage(const InputFile& file, const TiffInfo& info, int64_t plane, uint8_t* dst);
 
 struct ReadOptions {
   StackLimits limits;

@@ -106,9 +106,7 @@ void PageTags(Tags& tags, const StackShape& shape, PixelType type, const StackMe
     tags.Short(TIFFTAG_RESOLUTIONUNIT, static_cast<uint16_t>(metadata.resolution_unit));
   }
   if (z == 0) {
-    tags.Ascii(TIFFTAG_IMAGEDESCRIPTION, metadata.description.empty()
-                                             ? DefaultDescription(shape, type, metadata.dims)
-                                             : metadata.description);
+    tags.Ascii(TIFFTAG_IMAGEDESCRIPTION, metadata.description);
     if (!shard_record.empty()) tags.Ascii(kShardRecordTag, shard_record);
   }
 }
@@ -153,6 +151,14 @@ absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Create(
     const WriteOptions& requested) {
   WriteOptions options = requested;
   STACKPROC_ASSIGN_OR_RETURN(options.compression, ResolveTiffCompression(requested.compression));
+  // Page 0's description as written: the stack's (or a default), with what made it.
+  if (metadata.description.empty()) {
+    metadata.description = DefaultDescription(shape, type, metadata.dims);
+  }
+  if (metadata.provenance) {
+    metadata.description = DescriptionWithProvenance(metadata.description, *metadata.provenance);
+    metadata.provenance.reset();
+  }
   STACKPROC_ASSIGN_OR_RETURN(size_t stack_bytes, StackBytes(shape, type));
   STACKPROC_ASSIGN_OR_RETURN(size_t slice_bytes, SliceBytes(shape, type));
   const std::string& path = target.display();

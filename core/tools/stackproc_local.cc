@@ -10,6 +10,8 @@
 //                       [--stats FILE ...]
 //   stackproc-local stats --input IN --op SPEC ... --output FILE.stats [--z-range | --shards]
 //   stackproc-local preview INPUT --op SPEC ... -o OUT.png [-z Z,Z | --slices K] [--roi X,Y,W,H]
+//   stackproc-local info OUTPUT [--json]
+//   stackproc-local rerun OUTPUT --output NEW [--input IN]
 //   stackproc-local assemble --output OUT.tif SHARD.tif...
 #include <tbb/task_arena.h>
 #include <unistd.h>
@@ -39,49 +41,12 @@
 #include "core/process/shards.h"
 #include "core/process/worker_protocol.h"
 #include "core/tools/cli_args.h"
+#include "core/tools/provenance_commands.h"
+#include "core/tools/stackproc_local_usage.h"
 #include "core/tools/synthetic.h"
 
 namespace stackproc::core {
 namespace {
-
-constexpr char kUsage[] =
-    "usage:\n"
-    "  stackproc-local ops        the operations and their parameters\n"
-    "  stackproc-local formats    the formats read and written, with their codecs\n"
-    "  stackproc-local generate OUT [--shape DxHxW] [--type uint8|uint16|float32] [--seed N]\n"
-    "                      [--compression C] [--chunks DxHxW] [--pyramid N] [--overwrite]\n"
-    "  stackproc-local run --input IN --op SPEC [--op SPEC ...] --output OUT [--overwrite]\n"
-    "                      [--compression C] [--chunks DxHxW] [--pyramid N] [--threads N]\n"
-    "                      [--mode auto|in-memory|streaming] [--window-mib N]\n"
-    "                      [--z-range A:B | --shards N [--shard I]]   only slices A..B-1, or\n"
-    "                      shard I of N (I: --shard, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX)\n"
-    "                      [--progress-file PATH]   the progress, one line replaced as it goes\n"
-    "                      [--stats FILE ...]   a whole-stack step's statistics, gathered apart\n"
-    "                      (stackproc-local stats over every range, summed; --stats before\n"
-    "                      each file): the run streams\n"
-    "                      [--channels 0+2]   only these channels (from 0), in this order\n"
-    "  stackproc-local stats --input IN --op SPEC ... --output FILE.stats [--threads N]\n"
-    "                      [--channels 0+2]\n"
-    "                      [--z-range A:B | --shards N [--shard I]] [--progress-file PATH]\n"
-    "                      statistics of the pipeline's whole-stack step over those slices\n"
-    "  stackproc-local preview INPUT --op SPEC [--op SPEC ...] -o OUT.png [-z Z,Z,... |\n"
-    "                      --slices K] [--roi X,Y,W,H] [--format png|raw] [--max-side N]\n"
-    "                      [--overwrite]   the pipeline on a few slices (K evenly spaced,\n"
-    "                      default 3) read alone: before | after, labelled; a parameter's\n"
-    "                      values side by side with --op clahe:clip=1,2,4 (one column each);\n"
-    "                      16-bit and float shown stretched; tiles shrunk to --max-side (512);\n"
-    "                      of a stack of channels each z-slice of every channel, labelled\n"
-    "                      t= c= z= (-z takes plane numbers, t, c, z in the file's order)\n"
-    "  stackproc-local assemble --output OUT.tif [--overwrite] SHARD.tif...\n"
-    "                      TIFF shards, in any order, into one (each records its slices; their\n"
-    "                      strips are copied as they are)\n"
-    "With no --op a run is a conversion: to the output's format and codec (its type: convert).\n"
-    "A stack of channels or time points (OME-XML, an ImageJ hyperstack, OME-Zarr t and c axes)\n"
-    "is planes (t, c, z); every operation runs on every plane, and a step may be limited to\n"
-    "channels (gaussian:sigma=2,channels=0+2) or given a channel's own parameters\n"
-    "(gaussian:sigma=2,c1.sigma=4); whole-stack statistics are each channel's.\n"
-    "An existing output is replaced only with --overwrite. SIGINT or SIGTERM stops a run or an\n"
-    "assembly between slices and removes what it wrote (exit 128 + the signal).\n";
 
 using Args = CliArgs;
 
@@ -237,6 +202,8 @@ absl::StatusOr<std::optional<ZRange>> RangeOf(const Args& args, const ProcessReq
   return ShardRange(source->info().shape.depth, shards, index);
 }
 
+absl::Status Execute(ProcessRequest& request, const Args& args);
+
 absl::Status Run(const Args& args) {
   ProcessRequest request;
   request.input_path = args.Get("input");
@@ -253,7 +220,7 @@ absl::Status Run(const Args& args) {
   if (args.Has(worker::kStatsFlag)) {
     STACKPROC_ASSIGN_OR_RETURN(request.stack_stats, SumStatsFiles(args.All(worker::kStatsFlag)));
   }
-  STACKPROC_ASSIGN_OR_RETURN(int threads, ThreadsOf(args));
+  request.executor = ExecutorOfEnvironment();
   const std::string mode = args.Get("mode", "auto");
   if (mode == "in-memory") {
     request.mode = ProcessMode::kInMemory;
@@ -269,6 +236,13 @@ absl::Status Run(const Args& args) {
     }
     request.window_bytes = mib << 20;
   }
+  return Execute(request, args);
+}
+
+// Runs `request` with the flags every run takes (--threads, --progress-file), Ctrl-C cancelling
+// it, and says what it did.
+absl::Status Execute(ProcessRequest& request, const Args& args) {
+  STACKPROC_ASSIGN_OR_RETURN(int threads, ThreadsOf(args));
   tbb::task_arena arena(threads);
   request.arena = &arena;
   request.on_progress = ProgressOf(args);
@@ -370,7 +344,7 @@ int Main(int argc, char** argv) {
   if (argc < 2) return usage(stderr);
   const std::string command = argv[1];
   if (command == "--help" || command == "-h" || command == "help") return usage(stdout);
-  absl::StatusOr<Args> args = CliArgs::Parse(argc, argv, 2, {"overwrite"});
+  absl::StatusOr<Args> args = CliArgs::Parse(argc, argv, 2, {"overwrite", "json"});
   absl::Status status = args.status();
   // Each command's flags: any other is refused, naming these.
   const std::vector<std::string> range = {"z-range", worker::kShardsFlag, "shard",
@@ -386,6 +360,8 @@ int Main(int argc, char** argv) {
                      WriteFlags())},
       {"stats", Joined({"input", "channels", "op", "output"}, range)},
       {"preview", PreviewFlags()},
+      {"info", {"json"}},
+      {"rerun", {"input", "output", "overwrite", "threads", worker::kProgressFlag}},
   };
   if (auto known = kFlags.find(command);
       status.ok() && known != kFlags.end() && args->Has("help")) {
@@ -426,6 +402,11 @@ int Main(int argc, char** argv) {
       status = Run(*args);
     } else if (command == "preview") {
       status = PreviewCommand(*args);
+    } else if (command == "info") {
+      status = Info(*args);
+    } else if (command == "rerun") {
+      absl::StatusOr<ProcessRequest> request = RerunRequest(*args);
+      status = request.ok() ? Execute(*request, *args) : request.status();
     } else {
       return usage(stderr);
     }

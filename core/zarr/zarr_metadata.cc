@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "core/base/status_macros.h"
+#include "core/stack/provenance.h"
 
 namespace stackproc::core {
 namespace {
@@ -234,6 +235,9 @@ absl::StatusOr<std::optional<NgffImage>> ParseNgffAttributes(absl::string_view t
                                   ": stackproc reads images of axes t, c, z, y, x (each of t, c "
                                   "and z optional, in that order; y and x spatial)"));
   }
+  if (auto record = json.find(kProvenanceKey); record != json.end()) {
+    out.provenance = record->dump();
+  }
   if (auto omero = json.find("omero"); omero != json.end() && omero->is_object() &&
                                        omero->contains("channels") &&
                                        (*omero)["channels"].is_array()) {
@@ -332,6 +336,9 @@ std::string FormatNgffAttributes(const NgffImage& image) {
       channels.push_back(std::move(channel));
     }
     attributes["omero"] = {{"channels", channels}};
+  }
+  if (!image.provenance.empty()) {
+    attributes[kProvenanceKey] = Json::parse(image.provenance, nullptr, /*allow_exceptions=*/false);
   }
   return attributes.dump(2) + "\n";
 }

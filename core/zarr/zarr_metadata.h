@@ -65,6 +65,7 @@ struct NgffImage {
   // (NGFF before 0.3: z, y, x).
   std::vector<std::string> axes;
   std::vector<ChannelInfo> channels;  // omero.channels: label, color, window
+  std::string provenance;             // the "stackproc" attribute as JSON (provenance.h); or ""
 
   // The number of spatial axes (2 or 3): those at the end.
   int spatial() const;

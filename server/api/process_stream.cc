@@ -95,6 +95,7 @@ absl::Status ProcessStreamReactor::StartJob(const v1::StreamHeader& header) {
   spec.owner = owner_;
   spec.streamed = true;
   spec.uploaded_from = PeerHost(context_->peer());
+  spec.input_name = header.name();
   auto feed = std::make_shared<core::FeedSource>(input);
   auto drain = std::make_shared<core::DrainSink>();
   STACKPROC_ASSIGN_OR_RETURN(job_, jobs_.SubmitStream(spec, {feed, drain}));

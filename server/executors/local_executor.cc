@@ -89,16 +89,28 @@ absl::Status LocalExecutor::RunFile(Job& job, const JobSnapshot& s, const core::
   // A crash leaves the temporary output tagged with the job, for the next start to find.
   request.write.temp_tag = job.id();
   request.on_stage = [&job](absl::string_view stage) { job.SetStage(std::string(stage)); };
+  request.executor = absl::StrCat("stackprocd job ", job.id());
+  request.started = s.create_time;
   STACKPROC_ASSIGN_OR_RETURN(core::ProcessSummary summary, core::ProcessFile(request));
   if (summary.result) kept = std::make_shared<const core::Stack>(*std::move(summary.result));
   return absl::OkStatus();
 }
 
-absl::Status LocalExecutor::RunStream(Job& job, const JobSnapshot& s, const core::RunOptions& run) {
-  STACKPROC_ASSIGN_OR_RETURN(core::Pipeline pipeline, core::Pipeline::Create(s.spec.ops));
+absl::Status LocalExecutor::RunStream(Job& job, const JobSnapshot& s, core::RunOptions run) {
   const JobIo io = job.io();  // held for the run; the job drops its own when it ends
   if (!io.source || !io.sink) return absl::CancelledError("the job's call has ended");
-  return core::Run(*io.source, pipeline, *io.sink, run);
+  core::ProcessRequest request;  // what the result records of the job
+  request.ops = s.spec.ops;
+  request.input_name = s.spec.input_name.empty()
+                           ? absl::StrCat("(streamed from ", s.spec.uploaded_from, ")")
+                           : s.spec.input_name;
+  request.executor = absl::StrCat("stackprocd job ", job.id());
+  request.started = s.create_time;
+  core::ProcessPlan plan;
+  STACKPROC_ASSIGN_OR_RETURN(plan.pipeline, core::Pipeline::Create(s.spec.ops));
+  plan.input = io.source->info();
+  run.provenance = core::RunProvenance(request, plan);
+  return core::Run(*io.source, plan.pipeline, *io.sink, run);
 }
 
 }  // namespace stackproc::server

@@ -51,6 +51,7 @@ struct JobSpec {
   absl::Duration retention = absl::ZeroDuration();  // in-memory results; 0: server default
   bool streamed = false;          // ProcessStream: no paths, the caller feeds and drains the job
   std::string uploaded_from;      // a streamed job's client, its address as the server saw it
+  std::string input_name;         // a streamed job's input as its client names it (the record's)
   std::string owner;              // the caller that submitted it (TokenAuth); "" without tokens
   int shards = 0;                 // z-ranges on a cluster (--executor slurm); 0: the server decides
   std::vector<int64_t> channels;  // only these, in this order; empty: all

@@ -304,7 +304,8 @@ check(names == ["t", "c", "z", "y", "x"] and np.array_equal(group["0"][:], want)
 data = tifffile.imread(f"{TMP}/TCZYX.ome.tif")  # (2, 3, 4)
 run(f"{TMP}/TCZYX.ome.tif", f"{TMP}/tc_planes/", "invert")
 names = sorted(os.listdir(f"{TMP}/tc_planes"))
-want = [f"t{t}_c{c}_z{z:04d}.tif" for t in range(2) for c in range(3) for z in range(4)]
+want = sorted([f"t{t}_c{c}_z{z:04d}.tif" for t in range(2) for c in range(3) for z in range(4)] +
+              ["stackproc.json"])  # and what made them
 check(names == want and all(
     np.array_equal(tifffile.imread(f"{TMP}/tc_planes/t{t}_c{c}_z{z:04d}.tif"),
                    65535 - data[t, c, z]) for t in range(2) for c in range(3) for z in range(4)),

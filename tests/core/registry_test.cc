@@ -2,6 +2,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <opencv2/core.hpp>
 #include <set>
 
 #include "core/pipeline/operation_registry.h"
@@ -47,6 +48,43 @@ TEST(RegistryTest, ListsEveryBuiltinWithValidDefaults) {
                                    "gaussian", "invert", "median", "morphology", "normalize",
                                    "resize", "rotate90", "threshold", "unsharp"}));
   for (const std::string& name : names) EXPECT_OK(CreateStatus(name));
+}
+
+// What an output records of its pipeline: every parameter stated, except those whose absence
+// means something of its own. The completed spec must do what the spec did, to the bit.
+TEST(RegistryTest, ACompletedSpecDoesWhatTheSpecDid) {
+  const OperationRegistry& registry = OperationRegistry::Builtin();
+  std::vector<std::string> texts = {"gaussian:sigma=2",        "gaussian:ksize=7",
+                                    "resize:scale=0.5",        "resize:width=40",
+                                    "convert:to=uint8",        "convert:to=uint8,mode=clip",
+                                    "threshold:method=otsu",   "threshold:value=300",
+                                    "crop:width=20,height=10", "clahe:clip=3"};
+  for (const OperationInfo* info : registry.List()) texts.push_back(info->name);
+  cv::Mat src(48, 64, CV_16UC1);
+  cv::randu(src, 0, 4000);
+  for (const std::string& text : texts) {
+    ASSERT_OK_AND_ASSIGN(OpSpec spec, ParseOpSpec(text));
+    ASSERT_OK_AND_ASSIGN(OpSpec complete, registry.Complete(spec));
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<SliceOp> given, registry.Create(spec));
+    if (given->NeedsWholeStack()) continue;  // its result needs the stack's statistics
+    SCOPED_TRACE(text + " completed as " + FormatOpSpec(complete));
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<SliceOp> stated, registry.Create(complete));
+    const SliceFormat in{48, 64, PixelType::kUint16};
+    ASSERT_OK_AND_ASSIGN(SliceFormat out, given->OutputFormat(in));
+    ASSERT_OK_AND_ASSIGN(SliceFormat out2, stated->OutputFormat(in));
+    ASSERT_TRUE(out == out2) << text;
+    cv::Mat a(out.height, out.width, CvType(out.type)), b(out.height, out.width, CvType(out.type));
+    given->Apply(src, a);
+    stated->Apply(src, b);
+    EXPECT_EQ(cv::norm(a, b, cv::NORM_INF), 0) << text << " vs " << FormatOpSpec(complete);
+  }
+  // By hand: gaussian's ksize follows a given sigma, so it is not stated; the rest is.
+  ASSERT_OK_AND_ASSIGN(OpSpec sigma, ParseOpSpec("gaussian:sigma=2"));
+  EXPECT_EQ(FormatOpSpec(registry.Complete(sigma).value()), "gaussian:sigma=2");
+  ASSERT_OK_AND_ASSIGN(OpSpec width, ParseOpSpec("resize:width=40"));
+  EXPECT_EQ(FormatOpSpec(registry.Complete(width).value()), "resize:width=40,interp=area");
+  ASSERT_OK_AND_ASSIGN(OpSpec clahe, ParseOpSpec("clahe"));
+  EXPECT_EQ(FormatOpSpec(registry.Complete(clahe).value()), "clahe:clip=2,tiles=8,bins=256");
 }
 
 TEST(RegistryTest, RejectsWithMessagesThatSayWhatIsAllowed) {

@@ -52,6 +52,8 @@ TEST_P(AssembleTest, ShardsAssembleIntoTheFileOneRunWrites) {
   TempDir dir;
   ASSERT_OK(WriteTiff(dir.File("in.tif"), MakeStack({37, 120, 90}, type, 5)));
   ProcessRequest request;
+  // One job: the whole run and its shards record one start (the time is the run's).
+  request.started = absl::FromUnixSeconds(1765000000);
   request.input_path = dir.File("in.tif");
   request.ops = Ops({"gaussian:ksize=5", "resize:scale=0.5"});
   request.write.compression = compression;
@@ -198,6 +200,7 @@ TEST_P(StatsTest, RangesGatheredApartMakeTheWholeRunsBytes) {
   const Stack input = MakeStack({23, 70, 50}, type, 9);
   ASSERT_OK(WriteTiff(dir.File("in.tif"), input));
   ProcessRequest request;
+  request.started = absl::FromUnixSeconds(1765000000);  // one job's runs: one start
   request.input_path = dir.File("in.tif");
   request.ops =
       Ops({"gaussian:ksize=3", "normalize:scope=stack,low=3,high=97", "resize:scale=0.5"});

@@ -234,8 +234,13 @@ TEST_F(ZarrOutputTest, ZRangesWrittenApartMakeTheStoreOneRunMakes) {
   ASSERT_OK_AND_ASSIGN(Stack input, ReadTiff(dir_->File("plain.tif")));
   ASSERT_OK_AND_ASSIGN(Pipeline invert, Pipeline::Parse({"invert"}));
   ASSERT_OK_AND_ASSIGN(OutputTarget store, OutputTarget::ForPath(dir_->File("shards/out.zarr")));
-  StackSource whole(input);
-  ASSERT_OK(CreateZarrStore(store, whole.info(), options));
+  // The store records what made it as one run of the job does (a cluster job's creator does).
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<SliceSource> one,
+                       OpenInput(LocalFiles(), dir_->File("one/out.zarr")));
+  ASSERT_TRUE(one->info().metadata.provenance.has_value());
+  StackInfo info = StackSource(input).info();
+  info.metadata.provenance = one->info().metadata.provenance;
+  ASSERT_OK(CreateZarrStore(store, info, options));
   const auto shard = [&](int64_t begin, int64_t end) {
     StackSource part(Slices(input, begin, end), /*writable=*/false);
     ZarrSink sink(store, options, ZarrRegion{input.depth(), begin});
@@ -258,7 +263,7 @@ TEST_F(ZarrOutputTest, ZRangesWrittenApartMakeTheStoreOneRunMakes) {
   // Single-slice chunks: a range must still not split a pair that level 1 averages.
   ASSERT_OK_AND_ASSIGN(OutputTarget flat, OutputTarget::ForPath(dir_->File("shards/flat.zarr")));
   const WriteOptions pyramid = Write(Compression::kDefault, {}, 1);
-  ASSERT_OK(CreateZarrStore(flat, whole.info(), pyramid));
+  ASSERT_OK(CreateZarrStore(flat, info, pyramid));
   StackSource odd(Slices(input, 1, 8), /*writable=*/false);
   ZarrSink split(flat, pyramid, ZarrRegion{input.depth(), 1});
   EXPECT_THAT(core::Run(odd, invert, split),

@@ -1,5 +1,6 @@
 """stackproc.Client against a real server: every call, results against direct OpenCV calls."""
 
+import json
 import os
 import signal
 import subprocess
@@ -150,6 +151,16 @@ def test_process_file_equals_the_cli_job(server, tmp_path):
         assert got.pages[0].compression == tifffile.COMPRESSION.ADOBE_DEFLATE
         assert got.imagej_metadata["spacing"] == 3.0 and got.imagej_metadata["unit"] == "micron"
         assert got.pages[0].tags["XResolution"].value == ref.pages[0].tags["XResolution"].value
+        # What made it, as the server recorded the job and the Python client wrote it: the same
+        # record as the CLI's run but for the executor and the time.
+        made = json.loads(got.imagej_metadata["stackproc"])
+        ref_made = json.loads(ref.imagej_metadata["stackproc"])
+    ref.close()
+    assert made["executor"].startswith("stackprocd job ") and ref_made["executor"] == "local"
+    assert made["input"]["name"] == str(src)
+    assert made["pipeline"] == ["gaussian:ksize=5", "resize:scale=0.5,interp=area"]
+    for key in ("version", "pipeline", "input"):
+        assert made[key] == ref_made[key], key
     assert not [name for name in os.listdir(tmp_path) if ".tmp-" in name]  # none left behind
 
 

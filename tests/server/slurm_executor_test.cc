@@ -29,6 +29,7 @@ using server::Job;
 using server::JobSnapshot;
 using server::JobSpec;
 using ::stackproc::testing::FakeSlurm;
+using ::stackproc::testing::SameOutput;
 using ::stackproc::testing::StatusIs;
 using ::testing::AllOf;
 using ::testing::Contains;
@@ -60,13 +61,6 @@ class Recorder final : public server::JobRecorder {
   JobSnapshot saved;
   std::vector<std::string> events;
 };
-
-std::string Bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream bytes;
-  bytes << in.rdbuf();
-  return bytes.str();
-}
 
 class SlurmExecutorTest : public ::testing::Test {
  protected:
@@ -107,7 +101,8 @@ class SlurmExecutorTest : public ::testing::Test {
     job->Start(absl::Now());
     return job;
   }
-  // What the server's own threads make of `spec`: the reference every cluster run must equal.
+  // What the server's own threads make of `spec` (the file's path): the reference every cluster
+  // run must equal.
   std::string Local(JobSpec spec) {
     spec.shards = 0;
     spec.output_path = "local.tif";
@@ -115,7 +110,7 @@ class SlurmExecutorTest : public ::testing::Test {
     std::shared_ptr<Job> job = Planned(spec, local);
     Recorder recorder;
     EXPECT_OK(local.Run(*job, job->Snapshot(), recorder).status);
-    return Bytes(root_.File("local.tif"));
+    return root_.File("local.tif");
   }
   server::RunOutcome RunOnCluster(Job& job, Recorder& recorder) {
     server::SlurmExecutor executor(options_, fake_, *resolver_);
@@ -152,7 +147,7 @@ TEST_F(SlurmExecutorTest, AShardWhoseNodeDiesIsSubmittedAgainAloneAndTheOutputIs
   const server::RunOutcome outcome = RunOnCluster(*job, recorder);
   ASSERT_OK(outcome.status);
   EXPECT_FALSE(outcome.detached);
-  EXPECT_EQ(Bytes(root_.File("out.tif")), Local(Spec()));
+  EXPECT_EQ(SameOutput(root_.File("out.tif"), Local(Spec())), 0);
   EXPECT_EQ(fake_->Submitted("stackproc-job1-shard"), 2);  // the array, then shard 1 alone
   EXPECT_EQ(job->Snapshot().execution.shards_failed, 1);
   EXPECT_EQ(job->Snapshot().execution.slurm_job_ids.size(), 2u);
@@ -192,7 +187,7 @@ TEST_F(SlurmExecutorTest, ASubmitLimitIsWaitedOutAndShownInTheStage) {
   });
   Recorder recorder;
   ASSERT_OK(RunOnCluster(*job, recorder).status);
-  EXPECT_EQ(Bytes(root_.File("out.tif")), Local(Spec()));
+  EXPECT_EQ(SameOutput(root_.File("out.tif"), Local(Spec())), 0);
   EXPECT_EQ(fake_->submit_calls(), 3);
   EXPECT_THAT(stages,
               Contains(AllOf(HasSubstr("waiting to submit its shards"),
@@ -220,7 +215,7 @@ TEST_F(SlurmExecutorTest, AnArrayTheControllerForgetsIsSubmittedAgain) {
   std::shared_ptr<Job> job = Planned(Spec(), planner);
   Recorder recorder;
   ASSERT_OK(RunOnCluster(*job, recorder).status);
-  EXPECT_EQ(Bytes(root_.File("out.tif")), Local(Spec()));
+  EXPECT_EQ(SameOutput(root_.File("out.tif"), Local(Spec())), 0);
   EXPECT_EQ(fake_->Submitted("stackproc-job1-shard"), 3);  // each lost shard again, alone
 }
 
@@ -249,7 +244,7 @@ TEST_F(SlurmExecutorTest, AServerThatStopsInEachPhaseReattachesAndSubmitsNothing
     fake_->on_poll = [](int) {};
     auto again = std::make_shared<Job>(recorder.Saved());
     ASSERT_OK(RunOnCluster(*again, recorder).status);
-    EXPECT_EQ(Bytes(root_.File("out.tif")), local);
+    EXPECT_EQ(SameOutput(root_.File("out.tif"), local), 0);
     EXPECT_EQ(fake_->Submitted(absl::StrCat("stackproc-", id, "-stats")), 1);
     EXPECT_EQ(fake_->Submitted(absl::StrCat("stackproc-", id, "-shard")), 1);
     EXPECT_THAT(recorder.Events(), HasSubstr("shards_reattached"));
@@ -274,7 +269,7 @@ TEST_F(SlurmExecutorTest, AServerThatDiesBetweenSbatchAndItsRecordFindsTheArrayB
   recorder.frozen = false;
   auto again = std::make_shared<Job>(recorder.Saved());
   ASSERT_OK(RunOnCluster(*again, recorder).status);
-  EXPECT_EQ(Bytes(root_.File("out.tif")), Local(Spec()));
+  EXPECT_EQ(SameOutput(root_.File("out.tif"), Local(Spec())), 0);
   EXPECT_EQ(fake_->Submitted("stackproc-job1-shard"), 1);
   EXPECT_EQ(again->Snapshot().execution.slurm_job_ids, std::vector<std::string>{"1000"});
 }
@@ -287,7 +282,7 @@ TEST_F(SlurmExecutorTest, AnSbatchThatTimesOutAfterSubmittingIsNotSubmittedTwice
   std::shared_ptr<Job> job = Planned(Spec(), planner);
   Recorder recorder;
   ASSERT_OK(RunOnCluster(*job, recorder).status);
-  EXPECT_EQ(Bytes(root_.File("out.tif")), Local(Spec()));
+  EXPECT_EQ(SameOutput(root_.File("out.tif"), Local(Spec())), 0);
   EXPECT_EQ(fake_->Submitted("stackproc-job1-shard"), 1);
   EXPECT_EQ(job->Snapshot().execution.slurm_job_ids, std::vector<std::string>{"1000"});
 }
@@ -307,7 +302,7 @@ TEST_F(SlurmExecutorTest, AnArrayOfThePreviousVersionIsFollowedNotSubmittedAgain
   fake_->on_submit = [](const std::string&) {};
   auto again = std::make_shared<Job>(recorder.Saved());
   ASSERT_OK(RunOnCluster(*again, recorder).status);
-  EXPECT_EQ(Bytes(root_.File("out.tif")), Local(Spec()));
+  EXPECT_EQ(SameOutput(root_.File("out.tif"), Local(Spec())), 0);
   EXPECT_EQ(fake_->Submitted("stackproc-job1"), 1);
   EXPECT_EQ(fake_->Submitted("stackproc-job1-shard"), 0);
 }

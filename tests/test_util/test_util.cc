@@ -88,6 +88,11 @@ int RunCommand(const std::string& command) {
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
 }
 
+int SameOutput(const std::string& a, const std::string& b) {
+  return RunCommand("/usr/bin/python3 '" + SourceDir() + "/tests/tools/same_output.py' '" + a +
+                    "' '" + b + "'");
+}
+
 FileSizeLimit::FileSizeLimit(uint64_t bytes) {
   rlimit limit{};
   if (::getrlimit(RLIMIT_FSIZE, &limit) != 0) std::abort();

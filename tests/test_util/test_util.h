@@ -65,4 +65,9 @@ std::string SourceDir();
 // Runs a shell command, returning its exit status; output goes to the test log.
 int RunCommand(const std::string& command);
 
+// 0 when `a` and `b`, two outputs of one job, are the same bytes apart from what each run records
+// of itself (its time, executor and input name: tests/tools/same_output.py, which says on stderr
+// what differs); 1 otherwise.
+int SameOutput(const std::string& a, const std::string& b);
+
 }  // namespace stackproc::testing

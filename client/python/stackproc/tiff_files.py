@@ -97,6 +97,7 @@ def process_file(client, input_path, output_path, ops, compression_text, overwri
     try:
         header = client._header(shape, dtype, ops, Metadata())
         header.description = raw["description"]
+        header.name = os.fspath(input_path)  # the input as the output's record names it
         for key in ("x_resolution", "y_resolution", "resolution_unit"):
             if key in raw:
                 setattr(header, key, raw[key])

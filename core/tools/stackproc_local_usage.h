@@ -1,0 +1,50 @@
+// stackproc-local's help: every command and its flags (CommandUsage cuts one command's out).
+#pragma once
+
+namespace stackproc::core {
+
+inline constexpr char kUsage[] =
+    "usage:\n"
+    "  stackproc-local ops        the operations and their parameters\n"
+    "  stackproc-local formats    the formats read and written, with their codecs\n"
+    "  stackproc-local generate OUT [--shape DxHxW] [--type uint8|uint16|float32] [--seed N]\n"
+    "                      [--compression C] [--chunks DxHxW] [--pyramid N] [--overwrite]\n"
+    "  stackproc-local run --input IN --op SPEC [--op SPEC ...] --output OUT [--overwrite]\n"
+    "                      [--compression C] [--chunks DxHxW] [--pyramid N] [--threads N]\n"
+    "                      [--mode auto|in-memory|streaming] [--window-mib N]\n"
+    "                      [--z-range A:B | --shards N [--shard I]]   only slices A..B-1, or\n"
+    "                      shard I of N (I: --shard, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX)\n"
+    "                      [--progress-file PATH]   the progress, one line replaced as it goes\n"
+    "                      [--stats FILE ...]   a whole-stack step's statistics, gathered apart\n"
+    "                      (stackproc-local stats over every range, summed; --stats before\n"
+    "                      each file): the run streams\n"
+    "                      [--channels 0+2]   only these channels (from 0), in this order\n"
+    "  stackproc-local stats --input IN --op SPEC ... --output FILE.stats [--threads N]\n"
+    "                      [--channels 0+2]\n"
+    "                      [--z-range A:B | --shards N [--shard I]] [--progress-file PATH]\n"
+    "                      statistics of the pipeline's whole-stack step over those slices\n"
+    "  stackproc-local preview INPUT --op SPEC [--op SPEC ...] -o OUT.png [-z Z,Z,... |\n"
+    "                      --slices K] [--roi X,Y,W,H] [--format png|raw] [--max-side N]\n"
+    "                      [--overwrite]   the pipeline on a few slices (K evenly spaced,\n"
+    "                      default 3) read alone: before | after, labelled; a parameter's\n"
+    "                      values side by side with --op clahe:clip=1,2,4 (one column each);\n"
+    "                      16-bit and float shown stretched; tiles shrunk to --max-side (512);\n"
+    "                      of a stack of channels each z-slice of every channel, labelled\n"
+    "                      t= c= z= (-z takes plane numbers, t, c, z in the file's order)\n"
+    "  stackproc-local info OUTPUT [--json]   what an output holds and what made it: the\n"
+    "                      stackproc version, the pipeline with every parameter, the input, when\n"
+    "                      and where it ran (every output records it)\n"
+    "  stackproc-local rerun OUTPUT --output NEW [--input IN] [--overwrite] [--threads N]\n"
+    "                      the recorded run again (its input, or IN if it moved): the same bytes\n"
+    "  stackproc-local assemble --output OUT.tif [--overwrite] SHARD.tif...\n"
+    "                      TIFF shards, in any order, into one (each records its slices; their\n"
+    "                      strips are copied as they are)\n"
+    "With no --op a run is a conversion: to the output's format and codec (its type: convert).\n"
+    "A stack of channels or time points (OME-XML, an ImageJ hyperstack, OME-Zarr t and c axes)\n"
+    "is planes (t, c, z); every operation runs on every plane, and a step may be limited to\n"
+    "channels (gaussian:sigma=2,channels=0+2) or given a channel's own parameters\n"
+    "(gaussian:sigma=2,c1.sigma=4); whole-stack statistics are each channel's.\n"
+    "An existing output is replaced only with --overwrite. SIGINT or SIGTERM stops a run or an\n"
+    "assembly between slices and removes what it wrote (exit 128 + the signal).\n";
+
+}  // namespace stackproc::core

@@ -45,6 +45,7 @@ bool InflateStrip(TIFF* tif, Inflating how, uint32_t strip, PixelType type, uint
   // The whole zlib stream, its Adler-32 checked, filling exactly the strip's rows.
   inflate_state state;
   isal_inflate_init(&state);
+  state.hist_bits = 0;  // the full window, whatever the stack held (as for the encoder)
   state.crc_flag = ISAL_ZLIB;
   state.next_in = raw.data();
   state.avail_in = static_cast<uint32_t>(raw.size());

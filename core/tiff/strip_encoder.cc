@@ -38,6 +38,9 @@ absl::Status IgzipStrip(int level, const uint8_t* data, size_t bytes, std::vecto
   out.resize(bytes + (bytes / 65535 + 1) * 5 + 64);
   isal_zstream stream;
   isal_deflate_stateless_init(&stream);
+  // Not set by the init: whatever the stack held would size the window (1-15: a smaller one,
+  // and other bytes for the same strip). 0 is the full 32 KiB.
+  stream.hist_bits = 0;
   stream.level = static_cast<uint32_t>(level);
   stream.level_buf = level_buffer.data();
   stream.level_buf_size = static_cast<uint32_t>(level_buffer.size());

@@ -8,6 +8,7 @@
 
 #include "core/io/formats.h"
 #include "core/io/tiff_io.h"
+#include "core/tiff/strip_encoder.h"
 #include "core/tiff/tiff_writer.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"
@@ -112,6 +113,36 @@ sys.exit(0 if ok else 1))",
   }
   ASSERT_EQ(deflate_sizes.size(), 2u);
   EXPECT_NE(deflate_sizes[0], deflate_sizes[1]);  // the level reached the encoder
+}
+
+// Leaves `value` in every 16-bit word of the stack below the caller's frame, where the next
+// call's locals will be: what a stack of earlier work leaves there.
+[[gnu::noinline]] void LeaveOnTheStack(uint16_t value) {
+  volatile uint16_t words[1 << 16];
+  for (auto& w : words) w = value;
+}
+
+// The same strip makes the same bytes whatever was on the stack before: igzip's stream has a
+// field (hist_bits, the window's size) that its stateless init leaves as it finds it, and any
+// of 1-15 there would shrink the window (a strip compressed differently, now and then, from
+// one run to the next).
+TEST(CompressionLevelTest, AStripCompressesToTheSameBytesWhateverWasOnTheStack) {
+  std::vector<uint8_t> strip(64 * 1024);
+  for (size_t i = 0; i < strip.size(); ++i) {
+    strip[i] = static_cast<uint8_t>((i * 7919 % 251) ^ (i / 512));
+  }
+  for (int level : {1, 2, 3}) {
+    std::vector<uint8_t> scratch, clean, dirty;
+    LeaveOnTheStack(0);
+    ASSERT_OK(EncodeStrip(Compression::kDeflate, level, PixelType::kUint8, false, strip.data(), 64,
+                          1024, scratch, clean));
+    for (uint16_t bits : {5, 9, 12}) {
+      LeaveOnTheStack(bits);
+      ASSERT_OK(EncodeStrip(Compression::kDeflate, level, PixelType::kUint8, false, strip.data(),
+                            64, 1024, scratch, dirty));
+      EXPECT_EQ(dirty, clean) << "level " << level << ", " << bits << " on the stack";
+    }
+  }
 }
 
 }  // namespace

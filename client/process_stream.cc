@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "client/client.h"
 #include "client/raw_bidi_call.h"
 #include "client/result_header.h"
@@ -29,12 +30,16 @@ namespace {
 // planes. Commit makes it whole (a temporary renamed into place); without it nothing is left.
 class CoreSink final : public Client::StreamSink {
  public:
-  explicit CoreSink(std::unique_ptr<core::SliceSink> sink) : sink_(std::move(sink)) {}
+  // `record` completes the job's record with what this side chose (provenance.h).
+  CoreSink(std::unique_ptr<core::SliceSink> sink, std::function<void(core::Provenance&)> record)
+      : sink_(std::move(sink)), record_(std::move(record)) {}
 
   absl::Status Begin(const core::StackShape& shape, core::PixelType type,
                      const core::StackMetadata& metadata) override {
     depth_ = shape.depth;
-    return sink_->Open({shape, type, metadata}, /*window_slices=*/1, nullptr);
+    core::StackMetadata written = metadata;
+    if (written.provenance && record_) record_(*written.provenance);
+    return sink_->Open({shape, type, std::move(written)}, /*window_slices=*/1, nullptr);
   }
   absl::Status Slice(int64_t z, const uint8_t* data) override {
     STACKPROC_RETURN_IF_ERROR(sink_->Encode(z, data));
@@ -52,6 +57,7 @@ class CoreSink final : public Client::StreamSink {
 
  private:
   std::unique_ptr<core::SliceSink> sink_;
+  std::function<void(core::Provenance&)> record_;
   int64_t depth_ = 0;
   int64_t written_ = 0;
 };
@@ -236,7 +242,15 @@ absl::StatusOr<v1::Job> Client::Process(const ProcessOptions& options) {
   source.read_slice = [&](int64_t z, uint8_t* dst) { return input->Read(z, dst); };
   STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<core::SliceSink> output,
                              core::OpenOutput(options.output_path, options.write));
-  CoreSink sink(std::move(output));
+  // The server ran the pipeline; the channels, the codec and the store's layout were chosen
+  // here, so the record says so (and `rerun` makes this file).
+  CoreSink sink(std::move(output), [&options](core::Provenance& p) {
+    p.channels = absl::StrJoin(options.channels, "+");
+    const core::WriteOptions& w = options.write;
+    p.compression = core::CompressionText(w.compression, w.compression_level, w.predictor);
+    p.chunks = w.chunks ? absl::StrJoin(*w.chunks, "x") : "";
+    p.pyramid = w.pyramid_levels;
+  });
   absl::StatusOr<v1::Job> job = ProcessStream(source, options.ops, sink, options.on_update);
   if (!job.ok()) return job.status();
   if (absl::Status s = sink.Commit(); !s.ok()) return s;

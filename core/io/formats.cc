@@ -197,19 +197,21 @@ std::string CompressionHelp() {
 const std::vector<FormatInfo>& Formats() {
   static const std::vector<FormatInfo> kFormats = {
       {Format::kTiff, "a file (output: NAME.tif or NAME.tiff)",
-       "classic and BigTIFF, strips or tiles, uint8/uint16/float32, one sample; none, lzw, "
+       "classic and BigTIFF, strips or tiles, uint8/uint16/float32, samples as channels; none, "
+       "lzw, "
        "deflate, packbits, zstd; ImageJ big stacks (one IFD, contiguous planes); channels and "
        "time points of OME-XML (sizes, DimensionOrder, TiffData) and ImageJ hyperstacks",
        "BigTIFF past 3.75 GiB of pixels; ImageJ, OME-XML or tifffile description and resolution "
        "kept, their counts restated; a stack of channels or time points without one: an ImageJ "
        "hyperstack (CZT) or OME-XML; "
-       "uncompressed planes one after another (as ImageJ and tifffile write them)",
+       "uncompressed planes one after another (as ImageJ and tifffile write them); what made "
+       "it in the description",
        TiffCodecs(), "--compression CODEC:predictor=none|differencing"},
       {Format::kPlanes, "a folder (NAME/), a pattern (NAME/z%04d.tif) or a glob (NAME/*.tif)",
        "one 2-D TIFF per plane (a file of several pages gives them in order), natural order; "
        "named t0_c1_z0003.tif: time points and channels",
        "one single-page TIFF per plane, named by the pattern (z%04d.tif; t0_c1_z0003.tif with "
-       "time points or channels), into a new folder",
+       "time points or channels), into a new folder; what made them in stackproc.json",
        TiffCodecs(), ""},
       {Format::kOmeZarr, "NAME.zarr or NAME.ome.zarr (input: also any folder with a .zattrs)",
        "OME-NGFF 0.4 level 0 (axes t, c, z, y, x, t and c as time points and channels; omero "
@@ -217,7 +219,7 @@ const std::vector<FormatInfo>& Formats() {
        "zlib, gzip, zstd, blosc (lz4, lz4hc, zstd, zlib, blosclz; shuffles); either byte order; "
        "fill values; scale and unit",
        "NGFF 0.4 image, axes (t, c,) z, y, x with unit and scale, omero channels, chunks as they "
-       "finish",
+       "finish; what made it in the stackproc attribute",
        absl::StrCat(CodecsOf(&CodecInfo::zarr, Compression::kLz4),
                     " (lz4 and zstd by blosc, deflate by zlib)"),
        "--chunks ZxYxX (default 1x1024x1024), --pyramid N (levels below full size)"},

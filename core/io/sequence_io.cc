@@ -260,6 +260,9 @@ absl::StatusOr<std::unique_ptr<SequenceSource>> SequenceSource::Open(const Files
     info.metadata.dims = *named;
     info.metadata.description.clear();  // the first plane's own: not the stack's
   }
+  // Files of several samples each: a file's description counts its own planes, not the folder's
+  // (the writer states the stack's from its dimensions).
+  if (planes.front().info.samples > 1) info.metadata.description.clear();
   // What made the folder, in its sidecar (a plane's own record, if any, is not the folder's).
   info.metadata.provenance.reset();
   const std::string sidecar = Join(Split(planes.front().path).first, kProvenanceSidecar);

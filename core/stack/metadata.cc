@@ -302,6 +302,8 @@ StackMetadata UpdateMetadata(const StackMetadata& in, const StackShape& out_shap
         // A hyperstack's counts are the planes' (some channels may have been chosen).
         if (hyper && key == "images") value = absl::StrCat(in.dims.Whole(out_shape.depth));
         if (hyper && key == "channels") value = absl::StrCat(in.dims.channels);
+        if (hyper && key == "slices") value = absl::StrCat(in.dims.Slices(out_shape.depth));
+        if (hyper && key == "frames") value = absl::StrCat(in.dims.times);
         if (in_type != out_type && (key == "min" || key == "max")) continue;
         kept.emplace_back(key, value);
       }

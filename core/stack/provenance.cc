@@ -1,7 +1,6 @@
 #include "core/stack/provenance.h"
 
 #include <nlohmann/json.hpp>
-#include <regex>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -21,13 +20,6 @@ using Json = nlohmann::ordered_json;
 // JSON description.
 constexpr char kLinePrefix[] = "stackproc=";
 constexpr char kJsonKey[] = "\"stackproc\": ";
-
-// The OME-XML annotation that holds the record (one M element per field).
-const std::regex& OmeAnnotationPattern() {
-  static const std::regex pattern(
-      R"(<MapAnnotation\s[^>]*Namespace="stackproc"[^>]*>[\s\S]*?</MapAnnotation>)");
-  return pattern;
-}
 
 // The fields an OME MapAnnotation states as JSON (the others are text as they are).
 bool StatedAsJson(const std::string& key) {
@@ -89,47 +81,101 @@ std::string XmlUnescaped(std::string text) {
       text, {{"&lt;", "<"}, {"&gt;", ">"}, {"&quot;", "\""}, {"&apos;", "'"}, {"&amp;", "&"}});
 }
 
-std::string OmeAnnotation(const Json& j) {
-  std::string xml = absl::StrCat("<MapAnnotation ID=\"Annotation:", kProvenanceKey,
-                                 "\" Namespace=\"", kProvenanceKey, "\"><Value>");
-  for (const auto& [key, value] : j.items()) {
-    absl::StrAppend(&xml, "<M K=\"", key, "\">",
-                    XmlEscaped(value.is_string() ? value.get<std::string>() : value.dump()),
-                    "</M>");
-  }
-  return xml + "</Value></MapAnnotation>";
+// The record as JSON text; a name that is not UTF-8 (a file name may be anything) has its bad
+// bytes replaced rather than failing the write.
+std::string Dump(const Json& j, int indent = -1) {
+  return j.dump(indent, ' ', false, Json::error_handler_t::replace);
 }
 
-std::optional<Provenance> TakeFromOme(std::string& xml) {
-  std::smatch annotation;
-  if (!std::regex_search(xml, annotation, OmeAnnotationPattern())) return std::nullopt;
-  Json j = Json::object();
-  static const std::regex kField(R"re(<M\s+K="([^"]*)"\s*>([^<]*)</M>)re");
-  const std::string text = annotation.str();
-  for (std::sregex_iterator it(text.begin(), text.end(), kField), end; it != end; ++it) {
-    const std::string key = (*it)[1].str(), value = XmlUnescaped((*it)[2].str());
-    j[key] =
-        StatedAsJson(key) ? Json::parse(value, nullptr, /*allow_exceptions=*/false) : Json(value);
+// An OME-XML document's root element's namespace prefix ("" or "ome:"), from its end tag.
+std::string OmePrefix(const std::string& xml) {
+  const size_t end = xml.rfind("</");
+  const size_t colon = end == std::string::npos ? std::string::npos : xml.find(':', end);
+  const size_t close = end == std::string::npos ? std::string::npos : xml.find('>', end);
+  return colon != std::string::npos && colon < close ? xml.substr(end + 2, colon - end - 1) : "";
+}
+
+// Where element `name` (with `prefix`) starts at or after `from`: "<ROI" but not "<ROIRef".
+size_t FindElement(const std::string& xml, const std::string& prefix, const std::string& name,
+                   size_t from = 0) {
+  const std::string open = absl::StrCat("<", prefix, name);
+  for (size_t at = xml.find(open, from); at != std::string::npos; at = xml.find(open, at + 1)) {
+    const char next = at + open.size() < xml.size() ? xml[at + open.size()] : '\0';
+    if (next == '>' || next == '/' || next == ' ' || next == '\t' || next == '\n' || next == '\r') {
+      return at;
+    }
   }
-  absl::StatusOr<Provenance> p = FromJson(j);
-  if (!p.ok()) return std::nullopt;
-  xml.erase(static_cast<size_t>(annotation.position()), static_cast<size_t>(annotation.length()));
-  xml = std::regex_replace(
-      xml, std::regex(R"(<StructuredAnnotations\s*>\s*</StructuredAnnotations>)"), "");
-  return *std::move(p);
+  return std::string::npos;
+}
+
+std::string OmeAnnotation(const Json& j, const std::string& prefix) {
+  std::string xml = absl::StrCat("<", prefix, "MapAnnotation ID=\"Annotation:", kProvenanceKey,
+                                 "\" Namespace=\"", kProvenanceKey, "\"><", prefix, "Value>");
+  for (const auto& [key, value] : j.items()) {
+    absl::StrAppend(&xml, "<", prefix, "M K=\"", key, "\">",
+                    XmlEscaped(value.is_string() ? value.get<std::string>() : Dump(value)), "</",
+                    prefix, "M>");
+  }
+  return absl::StrCat(xml, "</", prefix, "Value></", prefix, "MapAnnotation>");
+}
+
+// Every stackproc annotation taken out of an OME-XML document (found by plain search: a
+// regex over a crafted document could recurse deep); the last that parses is the record.
+std::optional<Provenance> TakeFromOme(std::string& xml) {
+  const std::string prefix = OmePrefix(xml);
+  const std::string end_tag = absl::StrCat("</", prefix, "MapAnnotation>");
+  std::optional<Provenance> record;
+  for (size_t at = FindElement(xml, prefix, "MapAnnotation"); at != std::string::npos;
+       at = FindElement(xml, prefix, "MapAnnotation", at)) {
+    const size_t start_end = xml.find('>', at);
+    if (start_end == std::string::npos) break;
+    if (xml[start_end - 1] == '/' ||
+        xml.substr(at, start_end - at).find("Namespace=\"stackproc\"") == std::string::npos) {
+      at = start_end;  // another's (or empty): the next one
+      continue;
+    }
+    const size_t end = xml.find(end_tag, start_end);
+    if (end == std::string::npos) break;
+    Json j = Json::object();
+    const std::string field_open = absl::StrCat("<", prefix, "M K=\"");
+    const std::string field_close = absl::StrCat("</", prefix, "M>");
+    for (size_t f = xml.find(field_open, start_end); f != std::string::npos && f < end;
+         f = xml.find(field_open, f + 1)) {
+      const size_t key_end = xml.find('"', f + field_open.size());
+      const size_t value_start = key_end == std::string::npos ? key_end : xml.find('>', key_end);
+      const size_t value_end = xml.find(field_close, f);
+      if (value_start == std::string::npos || value_end == std::string::npos || value_end > end) {
+        break;
+      }
+      const std::string key = xml.substr(f + field_open.size(), key_end - f - field_open.size());
+      const std::string value =
+          XmlUnescaped(xml.substr(value_start + 1, value_end - value_start - 1));
+      j[key] =
+          StatedAsJson(key) ? Json::parse(value, nullptr, /*allow_exceptions=*/false) : Json(value);
+    }
+    if (absl::StatusOr<Provenance> p = FromJson(j); p.ok()) record = *std::move(p);
+    xml.erase(at, end + end_tag.size() - at);
+  }
+  // An annotations element left empty goes too.
+  const std::string empty =
+      absl::StrCat("<", prefix, "StructuredAnnotations></", prefix, "StructuredAnnotations>");
+  if (const size_t at = xml.find(empty); at != std::string::npos) xml.erase(at, empty.size());
+  return record;
 }
 
 std::string WithOme(std::string xml, const Json& j) {
-  const std::string annotation = OmeAnnotation(j);
+  const std::string prefix = OmePrefix(xml);
+  const std::string annotation = OmeAnnotation(j, prefix);
   // OME's children come in order: StructuredAnnotations after the images, before any ROI.
-  if (size_t at = xml.find("</StructuredAnnotations>"); at != std::string::npos) {
+  if (size_t at = xml.find(absl::StrCat("</", prefix, "StructuredAnnotations>"));
+      at != std::string::npos) {
     return xml.insert(at, annotation);
   }
-  size_t at = xml.find("<ROI");
-  if (at == std::string::npos) at = xml.rfind("</OME>");
+  size_t at = FindElement(xml, prefix, "ROI");
+  if (at == std::string::npos) at = xml.rfind(absl::StrCat("</", prefix, "OME>"));
   if (at == std::string::npos) return xml;  // not a document this can add to
-  return xml.insert(
-      at, absl::StrCat("<StructuredAnnotations>", annotation, "</StructuredAnnotations>"));
+  return xml.insert(at, absl::StrCat("<", prefix, "StructuredAnnotations>", annotation, "</",
+                                     prefix, "StructuredAnnotations>"));
 }
 
 }  // namespace
@@ -141,7 +187,7 @@ std::string ProvenanceTime(absl::Time time) {
 }
 
 std::string ProvenanceJson(const Provenance& provenance, bool indented) {
-  return ToJson(provenance).dump(indented ? 2 : -1);
+  return Dump(ToJson(provenance), indented ? 2 : -1);
 }
 
 absl::StatusOr<Provenance> ParseProvenanceJson(absl::string_view json) {
@@ -163,7 +209,7 @@ std::string DescriptionWithProvenance(const std::string& description,
       const size_t last = description.rfind('}');
       if (!j.is_object() || last == std::string::npos) break;  // a line, as for any text
       return absl::StrCat(description.substr(0, last), j.empty() ? "" : ", ", kJsonKey,
-                          record.dump(), description.substr(last));
+                          Dump(record), description.substr(last));
     }
     default:
       break;
@@ -172,7 +218,7 @@ std::string DescriptionWithProvenance(const std::string& description,
   if (!out.empty() && out.back() != '\n') out += '\n';
   // '=' only in JSON strings, escaped as JSON allows: the line is then one key=value, as
   // tifffile's ImageJ reader splits lines (at every '=').
-  return absl::StrCat(out, kLinePrefix, absl::StrReplaceAll(record.dump(), {{"=", "\\u003d"}}),
+  return absl::StrCat(out, kLinePrefix, absl::StrReplaceAll(Dump(record), {{"=", "\\u003d"}}),
                       "\n");
 }
 
@@ -182,12 +228,14 @@ std::optional<Provenance> TakeProvenance(std::string& description) {
       return TakeFromOme(description);
     case DescriptionKind::kTifffileJson: {
       // As DescriptionWithProvenance put it: the last key.
+      // As DescriptionWithProvenance put it: the last key (else a line, as any text has it: a
+      // description that only looked like tifffile's).
       const size_t key = description.rfind(kJsonKey), last = description.rfind('}');
-      if (key == std::string::npos || last == std::string::npos || last < key) return std::nullopt;
+      if (key == std::string::npos || last == std::string::npos || last < key) break;
       const size_t value = key + sizeof(kJsonKey) - 1;
       absl::StatusOr<Provenance> p =
           ParseProvenanceJson(absl::string_view(description).substr(value, last - value));
-      if (!p.ok()) return std::nullopt;
+      if (!p.ok()) break;
       const size_t from = key >= 2 && description.compare(key - 2, 2, ", ") == 0 ? key - 2 : key;
       description.erase(from, last - from);
       return *std::move(p);

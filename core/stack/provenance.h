@@ -1,7 +1,7 @@
 // What made an output: stackproc's version, the pipeline with every parameter resolved (defaults
-// included), the choices that shaped the result (channels, a shard's z-range, the codec, OME-Zarr
-// chunks and pyramid), the input (its name, shape, type and size), when the run began and what
-// ran it. Every output records it where its readers keep it:
+// included; OperationRegistry::Complete), the choices that shaped the result (channels, a shard's
+// z-range, the codec, OME-Zarr chunks and pyramid), the input (its name, shape, type and size),
+// when the run began and what ran it. Every output records it where its readers keep it:
 //
 //   TIFF, ImageJ description (or any text)   a line "stackproc={...}" (ImageJ keeps unknown keys
 //                                            and tifffile lists them in imagej_metadata)
@@ -41,7 +41,7 @@ struct Provenance {
     uint64_t bytes = 0;
     friend bool operator==(const Input&, const Input&) = default;
   } input;
-  std::string time;      // when the run began: UTC, ISO 8601, to the second
+  std::string time;      // when the job began (a server's: submitted): UTC, ISO 8601, seconds
   std::string executor;  // "local", "stackprocd job 12", "slurm array 3456"
 
   friend bool operator==(const Provenance&, const Provenance&) = default;

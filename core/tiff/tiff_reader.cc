@@ -268,9 +268,7 @@ absl::StatusOr<TiffInfo> Validate(const InputFile& file, const StackLimits& limi
   int64_t page = 0;
   PageLayout first;
   while (true) {
-    if (page >= limits.max_pages / std::max<uint16_t>(first.samples, 1)) {
-      return limits.DepthRefused(path);
-    }
+    if (page >= limits.max_pages) return limits.DepthRefused(path);
     info.page_offsets.push_back(TIFFCurrentDirOffset(tif));
     STACKPROC_ASSIGN_OR_RETURN(PageLayout layout, ReadLayout(tif, path, page, limits));
     STACKPROC_RETURN_IF_ERROR(CheckStriles(tif, path, page, layout, file_size));
@@ -297,6 +295,10 @@ absl::StatusOr<TiffInfo> Validate(const InputFile& file, const StackLimits& limi
   }
   if (std::string error = handle.TakeError(); !error.empty()) {
     return PageError(path, page, "unreadable directory after the last good page", error);
+  }
+  if (page > limits.max_pages / first.samples) {  // planes: pages x samples
+    return limits.DepthRefused(
+        absl::StrCat(path, ": ", page, " pages of ", first.samples, " samples"));
   }
   info.shape = {page, first.height, first.width};
   info.samples = first.samples;

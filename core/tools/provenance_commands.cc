@@ -104,6 +104,7 @@ absl::StatusOr<ProcessRequest> RerunRequest(const CliArgs& args) {
   }
   request.write.pyramid_levels = p.pyramid;
   request.write.overwrite = args.Has("overwrite");
+  request.executor = ExecutorOfEnvironment();
   // The input must be the one recorded, as the run will read it (its chosen channels).
   STACKPROC_ASSIGN_OR_RETURN(std::shared_ptr<SliceSource> input, OpenRequestInput(request));
   const StackInfo& in = input->info();

@@ -35,6 +35,7 @@ inline constexpr char kUsage[] =
     "                      stackproc version, the pipeline with every parameter, the input, when\n"
     "                      and where it ran (every output records it)\n"
     "  stackproc-local rerun OUTPUT --output NEW [--input IN] [--overwrite] [--threads N]\n"
+    "                      [--progress-file PATH]\n"
     "                      the recorded run again (its input, or IN if it moved): the same bytes\n"
     "  stackproc-local assemble --output OUT.tif [--overwrite] SHARD.tif...\n"
     "                      TIFF shards, in any order, into one (each records its slices; their\n"

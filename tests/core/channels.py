@@ -405,6 +405,17 @@ samples_round_trip("five_samples", stack((3, 5), 16), 1, "ZCYX", photometric="mi
                    planarconfig="separate")
 samples_round_trip("rgb_tz.ome", stack((2, 4, 3), 17).transpose(0, 1, 3, 4, 2), -1, "TZCYX",
                    photometric="rgb", metadata={"axes": "TZYXS"})
+# A folder of RGB planes: each file's description counts its own planes; the output's counts
+# are the folder's (3 channels x 4 z), and it reads back.
+os.makedirs(f"{TMP}/rgb_planes", exist_ok=True)
+for z in range(4):
+    tifffile.imwrite(f"{TMP}/rgb_planes/z{z}.tif", rgb[z], photometric="rgb")
+run(f"{TMP}/rgb_planes", f"{TMP}/rgb_planes.tif", "invert")
+got_axes, got, _, warnings = read(f"{TMP}/rgb_planes.tif")
+again = run(f"{TMP}/rgb_planes.tif", f"{TMP}/rgb_planes_again.tif", "invert", expect_ok=False)
+check(got_axes == "ZCYX" and warnings == "" and
+      np.array_equal(got, 255 - rgb.transpose(0, 3, 1, 2)) and again.returncode == 0,
+      f"a folder of RGB planes -> TIFF: {got_axes} {got.shape}, reads back ({again.stderr[-120:]!r})")
 group, names, _ = zarr_out(f"{TMP}/rgb.tif", "rgb", [])
 omero = group.attrs["omero"]["channels"]
 check(names == ["c", "z", "y", "x"] and

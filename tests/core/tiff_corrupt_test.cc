@@ -207,6 +207,12 @@ TEST_F(CorruptTiffTest, StackByteLimit) {
   EXPECT_THAT(ReadTiff(dir_.File("s.tif"), options),
               StatusIs(absl::StatusCode::kResourceExhausted,
                        HasSubstr("more than 3 slices, the limit per stack (--max-slices)")));
+  // One page of 4 samples is 4 planes: over a limit of 3 too.
+  Gray(8, 8, 8, 256).Tag(TIFFTAG_SAMPLESPERPIXEL, 4, 3).Write(dir_.File("four.tif"), 256);
+  EXPECT_THAT(ReadTiff(dir_.File("four.tif"), options),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("1 pages of 4 samples")));
+  options.limits.max_pages = 4;
+  EXPECT_OK(ReadTiff(dir_.File("four.tif"), options).status());
 }
 
 TEST_F(CorruptTiffTest, UnsupportedSampleFormats) {

@@ -98,6 +98,17 @@ out=$("$cli" process "$work/data/in.tif" -o "$work/streamed.tif" --op gaussian:k
   --op resize:scale=0.5)
 has "succeeded: 20x64x80 uint16 -> $work/streamed.tif" "$out" || fail "process: $out"
 same_output "$work/streamed.tif" "$work/ref.tif" || fail "streamed output differs from the core's"
+# What made it: the server's job, on the input as the client named it.
+made=$("$local_tool" info "$work/streamed.tif")
+has "$work/data/in.tif (t=1 c=1 z=20 y=128 x=160 uint16" "$made" && has ", stackprocd job " "$made" ||
+  fail "the streamed output's record: $made"
+# A codec and channels chosen by the client are its record's too: rerun makes the same bytes.
+"$cli" process "$work/data/in.tif" -o "$work/streamed-zstd.tif" --op invert --compression zstd \
+  --channels 0 >/dev/null 2>&1 || fail "process --compression zstd --channels 0"
+"$local_tool" rerun "$work/streamed-zstd.tif" --output "$work/rerun-zstd.tif" >/dev/null 2>&1 ||
+  fail "rerun of a streamed output"
+same_output "$work/streamed-zstd.tif" "$work/rerun-zstd.tif" ||
+  fail "rerun of a streamed output (zstd, channel 0) differs"
 has 'upload from 127.0.0.1 -> streamed back' "$("$cli" list)" || fail "streamed job not listed: $("$cli" list)"
 if err=$("$cli" process "$work/data/in.tif" -o "$work/streamed.tif" --op invert 2>&1); then
   fail "process overwrote an existing file"

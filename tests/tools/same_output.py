@@ -104,7 +104,9 @@ def compare_tiffs(a, b, allowed):
                 if not same:
                     problems.append(f"page {i}: tag {code}: {va!r} != {vb!r}")
             if strile_bytes(ta.filehandle, pa) != strile_bytes(tb.filehandle, pb):
-                problems.append(f"page {i}: pixel bytes differ")
+                decoded = (pa.asarray() == pb.asarray()).all()
+                problems.append(f"page {i}: encoded bytes differ (decoded pixels "
+                                f"{'equal: the encoder' if decoded else 'differ too'})")
             if len(problems) > 10:
                 break
         problems += compare_records(*records, allowed, "page 0")

@@ -159,6 +159,7 @@ def test_process_file_equals_the_cli_job(server, tmp_path):
     assert made["executor"].startswith("stackprocd job ") and ref_made["executor"] == "local"
     assert made["input"]["name"] == str(src)
     assert made["pipeline"] == ["gaussian:ksize=5", "resize:scale=0.5,interp=area"]
+    assert made["compression"] == "deflate"  # the codec the client wrote with
     for key in ("version", "pipeline", "input"):
         assert made[key] == ref_made[key], key
     assert not [name for name in os.listdir(tmp_path) if ".tmp-" in name]  # none left behind

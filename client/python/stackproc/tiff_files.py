@@ -1,7 +1,10 @@
 """Client.process_file: a local TIFF stack through the server into a local TIFF, a slice in
 memory at a time on either side."""
 
+import html
+import json
 import os
+import re
 import secrets
 
 import numpy as np
@@ -35,11 +38,40 @@ def _input(path):
     return tif, pages, (len(pages),) + first.shape, first.dtype, meta
 
 
+def _recording_codec(description, compression_text):
+    """`description` with its provenance record (which the server wrote for the job) saying the
+    codec this client writes with: the server ran the pipeline, the file's codec is chosen here.
+    The record is where stackproc puts it (core/stack/provenance.h): an OME-XML MapAnnotation's
+    M element, tifffile's JSON key, or a "stackproc=" line."""
+    text = compression_text or "default"
+    m = re.search(r'(<(?:\w+:)?M K="compression">)[^<]*(</(?:\w+:)?M>)', description)
+    if m and 'Namespace="stackproc"' in description:
+        return description[:m.start()] + m.group(1) + html.escape(text) + m.group(2) + \
+            description[m.end():]
+    if description.lstrip().startswith("{"):
+        try:
+            obj = json.loads(description)
+        except ValueError:
+            obj = None
+        if isinstance(obj, dict) and isinstance(obj.get("stackproc"), dict):
+            obj["stackproc"]["compression"] = text
+            return json.dumps(obj)
+    lines = description.split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith("stackproc="):
+            record = json.loads(line[len("stackproc="):])
+            record["compression"] = text
+            lines[i] = "stackproc=" + json.dumps(record, separators=(",", ":")).replace(
+                "=", "\\u003d")
+    return "\n".join(lines)
+
+
 class _TiffSink:
     """Result slices appended to a TIFF as they complete (BigTIFF past 4 GB)."""
 
-    def __init__(self, path, codec):
+    def __init__(self, path, codec, compression_text=None):
         self.path, self.codec, self.writer = path, codec, None
+        self.compression_text = compression_text
 
     def begin(self, shape, dtype, metadata):
         big = np.prod(shape, dtype=np.int64) * dtype.itemsize > (4 << 30) - (32 << 20)
@@ -53,7 +85,8 @@ class _TiffSink:
     def done(self, z):
         extra = {}
         if z == 0:  # the stack's description and resolution go on its first page
-            extra["description"] = self.meta.description or None
+            extra["description"] = _recording_codec(self.meta.description or "",
+                                                    self.compression_text) or None
             if self.meta.pixel_size:
                 extra["resolution"] = (1 / self.meta.pixel_size[1], 1 / self.meta.pixel_size[0])
                 extra["resolutionunit"] = self.meta.resolution_unit
@@ -93,7 +126,7 @@ def process_file(client, input_path, output_path, ops, compression_text, overwri
     wire = DTYPES[pixel_type(dtype)]
     folder, name = os.path.split(os.path.abspath(output_path))
     temp = os.path.join(folder, f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    sink = _TiffSink(temp, codec)
+    sink = _TiffSink(temp, codec, compression_text)
     try:
         header = client._header(shape, dtype, ops, Metadata())
         header.description = raw["description"]

@@ -4,7 +4,7 @@
 //   stackproc-local ops
 //   stackproc-local formats
 //   stackproc-local generate OUT [--shape 64x512x512] [--type uint16] [--seed 1] [write flags]
-//   stackproc-local run --input IN --op SPEC [--op SPEC ...] --output OUT [write flags]
+//   stackproc-local run --input IN [--op SPEC ...] --output OUT [write flags]
 //                       [--threads N] [--mode auto|in-memory|streaming] [--window-mib N]
 //                       [--z-range A:B | --shards N [--shard I]]
 //                       [--stats FILE ...]
@@ -408,6 +408,7 @@ int Main(int argc, char** argv) {
       absl::StatusOr<ProcessRequest> request = RerunRequest(*args);
       status = request.ok() ? Execute(*request, *args) : request.status();
     } else {
+      std::fprintf(stderr, "stackproc-local: unknown command '%s'\n", command.c_str());
       return usage(stderr);
     }
   }

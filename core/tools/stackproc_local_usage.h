@@ -9,7 +9,7 @@ inline constexpr char kUsage[] =
     "  stackproc-local formats    the formats read and written, with their codecs\n"
     "  stackproc-local generate OUT [--shape DxHxW] [--type uint8|uint16|float32] [--seed N]\n"
     "                      [--compression C] [--chunks DxHxW] [--pyramid N] [--overwrite]\n"
-    "  stackproc-local run --input IN --op SPEC [--op SPEC ...] --output OUT [--overwrite]\n"
+    "  stackproc-local run --input IN [--op SPEC ...] --output OUT [--overwrite]\n"
     "                      [--compression C] [--chunks DxHxW] [--pyramid N] [--threads N]\n"
     "                      [--mode auto|in-memory|streaming] [--window-mib N]\n"
     "                      [--z-range A:B | --shards N [--shard I]]   only slices A..B-1, or\n"

@@ -223,6 +223,9 @@ for asked in --help -h help; do
 done
 if err=$("$cli" frobnicate 2>&1); then fail "an unknown command succeeded"; else rc=$?; fi
 [[ $rc -eq 2 ]] && has "unknown command 'frobnicate'" "$err" || fail "unknown command: $rc $err"
+if err=$("$local_tool" frobnicate 2>&1); then fail "stackproc-local: an unknown command succeeded"; else rc=$?; fi
+[[ $rc -eq 2 ]] && has "unknown command 'frobnicate'" "$err" ||
+  fail "stackproc-local unknown command: $rc $err"
 
 # In memory, then download; status and list; errors exit non-zero with one line.
 job=$("$cli" submit --input in.tif --op invert --in-memory)

@@ -270,7 +270,7 @@ absl::StatusOr<int> Preview(const CliArgs& args, Client& client) {
   STACKPROC_ASSIGN_OR_RETURN(
       core::PreviewRequest parsed,
       core::PreviewRequestOf(args.positional[0], args.All("op"), args.Get("z"), args.Get("slices"),
-                             args.Get("roi")));
+                             args.Get("roi"), args.Get("channels")));
   const std::string format = args.Get("format", "png");
   int side = 512;
   if ((format != "png" && format != "raw") ||
@@ -282,6 +282,7 @@ absl::StatusOr<int> Preview(const CliArgs& args, Client& client) {
   request.set_input_path(parsed.input);
   for (const std::string& op : args.All("op")) request.add_sweep(op);
   for (int64_t z : parsed.slices) request.add_slices(z);
+  for (int64_t c : parsed.channels) request.add_channels(c);
   request.set_count(parsed.count);
   if (parsed.region) {
     request.mutable_region()->set_x(parsed.region->x);

@@ -46,7 +46,7 @@ commands:
   health                                SERVING or NOT_SERVING
   info                                  the server's version, limits, message sizes, formats
   preview INPUT --op SPEC [--op SPEC ...] -o OUT.png [-z Z,Z,... | --slices K] [--roi X,Y,W,H]
-         [--format png|raw] [--max-side N] [--overwrite]
+         [--format png|raw] [--max-side N] [--overwrite] [--channels 0+2]
                                         the pipeline on a few slices of a stack under the data
                                         root (K evenly spaced, default 3), read alone: before |
                                         after, labelled; --op clahe:clip=1,2,4 shows one column

@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "core/base/status_macros.h"
 #include "core/io/formats.h"
+#include "core/io/plane_map.h"
 #include "core/io/stack_io.h"
 #include "core/pipeline/operation_registry.h"
 #include "core/pipeline/pipeline.h"
@@ -105,9 +106,13 @@ absl::StatusOr<Region> ParseRegion(const std::string& text) {
 absl::StatusOr<PreviewRequest> PreviewRequestOf(const std::string& input,
                                                 const std::vector<std::string>& ops,
                                                 const std::string& z, const std::string& count,
-                                                const std::string& roi) {
+                                                const std::string& roi,
+                                                const std::string& channels) {
   PreviewRequest request;
   request.input = input;
+  if (!channels.empty()) {
+    STACKPROC_ASSIGN_OR_RETURN(request.channels, ParseChannelList(channels));
+  }
   if (input.empty()) return absl::InvalidArgumentError("preview needs an INPUT stack");
   STACKPROC_ASSIGN_OR_RETURN(request.variants, ExpandSweep(ops));
   request.title = ops.empty() ? kAsRead : absl::StrJoin(ops, " -> ");
@@ -134,8 +139,8 @@ absl::StatusOr<PreviewRequest> PreviewRequestOf(const std::string& input,
 }
 
 const std::vector<std::string>& PreviewFlags() {
-  static const std::vector<std::string> kFlags = {"op",  "o",      "z",        "slices",
-                                                  "roi", "format", "max-side", "overwrite"};
+  static const std::vector<std::string> kFlags = {
+      "op", "o", "z", "slices", "roi", "format", "max-side", "overwrite", "channels"};
   return kFlags;
 }
 
@@ -224,8 +229,11 @@ absl::StatusOr<Preview> RunPreview(const Files& files, const PreviewRequest& req
     return absl::InvalidArgumentError(
         absl::StrCat("a preview has at most ", kMaxPreviewVariants, " variants"));
   }
-  STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<SliceSource> source,
+  STACKPROC_ASSIGN_OR_RETURN(std::shared_ptr<SliceSource> source,
                              OpenInput(files, request.input, limits));
+  if (!request.channels.empty()) {
+    STACKPROC_ASSIGN_OR_RETURN(source, PlaneMapSource::Channels(source, request.channels));
+  }
   const StackInfo& info = source->info();
   const int64_t depth = info.shape.depth;
   STACKPROC_ASSIGN_OR_RETURN(const std::vector<int64_t> z,
@@ -254,10 +262,12 @@ absl::StatusOr<Preview> RunPreview(const Files& files, const PreviewRequest& req
   for (int64_t plane : z) {
     const PlaneIndex at = info.metadata.dims.Of(plane, depth);
     preview.where.push_back(
-        info.metadata.dims.single()
+        info.metadata.dims.single() && request.channels.empty()
             ? absl::StrCat("z=", plane)
             : absl::StrCat(info.metadata.dims.times > 1 ? absl::StrCat("t=", at.t, " ") : "",
-                           "c=", at.c, " z=", at.z));
+                           // a chosen channel by its number in the input
+                           "c=", request.channels.empty() ? at.c : request.channels[size_t(at.c)],
+                           " z=", at.z));
   }
   preview.pipeline = !request.title.empty()     ? request.title
                      : request.variants.empty() ? "the slices"

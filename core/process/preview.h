@@ -38,6 +38,9 @@ struct PreviewRequest {
   std::string input;                     // as OpenInput takes it
   std::vector<PreviewVariant> variants;  // one column each; none: the slices alone
   std::vector<int64_t> slices;           // the z to preview; empty: `count` evenly spaced
+  // Only these channels of the input (from 0, in this order), as --channels chooses them for a
+  // run: slices number the chosen stack's planes. Empty: every channel.
+  std::vector<int64_t> channels;
   int count = 3;
   std::optional<Region> region;  // of each slice; unset: the whole slice
   std::string title;             // the pipeline as the caller wrote it (default: the first's)
@@ -71,7 +74,8 @@ absl::StatusOr<Preview> RunPreview(const Files& files, const PreviewRequest& req
 absl::StatusOr<PreviewRequest> PreviewRequestOf(const std::string& input,
                                                 const std::vector<std::string>& ops,
                                                 const std::string& z, const std::string& count,
-                                                const std::string& roi);
+                                                const std::string& roi,
+                                                const std::string& channels = "");
 
 // The flags of the programs' preview commands (PreviewRequestOf's, and -o, --format,
 // --max-side, --overwrite).

@@ -305,9 +305,10 @@ absl::Status PreviewCommand(const Args& args) {
   if (args.positional.size() != 1) return absl::InvalidArgumentError("preview needs one INPUT");
   const std::string output = args.Get("o");
   if (output.empty()) return absl::InvalidArgumentError("preview needs -o OUT.png");
-  STACKPROC_ASSIGN_OR_RETURN(PreviewRequest request,
-                             PreviewRequestOf(args.positional[0], args.All("op"), args.Get("z"),
-                                              args.Get("slices"), args.Get("roi")));
+  STACKPROC_ASSIGN_OR_RETURN(
+      PreviewRequest request,
+      PreviewRequestOf(args.positional[0], args.All("op"), args.Get("z"), args.Get("slices"),
+                       args.Get("roi"), args.Get("channels")));
   const std::string format = args.Get("format", "png");
   if (format != "png" && format != "raw") {
     return absl::InvalidArgumentError("--format is png or raw");

@@ -47,6 +47,7 @@ absl::StatusOr<std::vector<v1::PreviewResponse>> MakePreview(const v1::PreviewRe
     core_request.variants.push_back({*std::move(ops), std::move(label)});
   }
   core_request.slices.assign(request.slices().begin(), request.slices().end());
+  core_request.channels.assign(request.channels().begin(), request.channels().end());
   if (request.count() > 0) core_request.count = request.count();
   if (request.has_region()) {
     const v1::Region& r = request.region();

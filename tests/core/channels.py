@@ -227,6 +227,23 @@ p = subprocess.run([LOCAL, "preview", f"{TMP}/two.ome.tif", "--op", "invert", "-
                    text=True)
 check(p.returncode == 0 and "(c=0 z=1, c=1 z=1, c=0 z=4, c=1 z=4)" in p.stdout,
       f"a default preview of 2 channels shows each z-slice of both ({p.stdout.strip()!r})")
+# --channels: only the chosen channel's planes, labelled by its number in the input.
+p = subprocess.run([LOCAL, "preview", f"{TMP}/two.ome.tif", "--op", "invert", "--channels", "1",
+                    "-o", f"{TMP}/preview1.raw", "--format", "raw", "--slices", "2",
+                    "--overwrite"], capture_output=True, text=True)
+raw = np.fromfile(f"{TMP}/preview1.raw", "<u2") if p.returncode == 0 else np.zeros(0)
+two = tifffile.imread(f"{TMP}/two.ome.tif")  # C, Z, Y, X
+check(p.returncode == 0 and np.array_equal(raw, (65535 - two[1, [1, 4]]).ravel()),
+      f"a preview of --channels 1: channel 1's z=1 and z=4 inverted ({p.stdout.strip()[:120]!r})")
+p = subprocess.run([LOCAL, "preview", f"{TMP}/two.ome.tif", "--op", "invert", "--channels", "1",
+                    "-o", f"{TMP}/preview1.png", "--slices", "2", "--overwrite"],
+                   capture_output=True, text=True)
+check(p.returncode == 0 and "(c=1 z=1, c=1 z=4)" in p.stdout,
+      f"its montage labels the planes by the input's channel ({p.stdout.strip()!r})")
+p = subprocess.run([LOCAL, "preview", f"{TMP}/two.ome.tif", "--channels", "2", "-o",
+                    f"{TMP}/refused.png"], capture_output=True, text=True)
+check(p.returncode != 0 and "channel 2" in p.stderr and not os.path.exists(f"{TMP}/refused.png"),
+      f"a preview of a channel the stack lacks: refused ({p.stderr.strip()!r})")
 
 # Bio-Formats names the file itself in every TiffData's UUID: still one file.
 pages = stack((8,), 10)

@@ -86,3 +86,25 @@ def test_cli_preview_is_stackproc_locals(server, tmp_path):
     # The same montage but for the title, which names the input as each was given it.
     decode = lambda b: cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_UNCHANGED)
     assert np.array_equal(decode(remote)[LABEL:], decode(local)[LABEL:])
+
+
+def test_a_preview_of_chosen_channels(server, tmp_path):
+    a = stack((12, 40, 56), "uint16").reshape(2, 6, 40, 56)  # C, Z
+    tifffile.imwrite(server.root / "two.ome.tif", a, ome=True, photometric="minisblack",
+                     metadata={"axes": "CZYX"})
+    with stackproc.Client(server.target) as client:
+        p = client.preview("two.ome.tif", "invert", count=2, channels="1")
+        assert p.z == [1, 4] and np.array_equal(p.before, a[1, [1, 4]])
+        assert np.array_equal(p.after[0], 65535 - a[1, [1, 4]])
+        with pytest.raises(stackproc.InvalidArgument, match="channel 2"):
+            client.preview("two.ome.tif", "invert", channels=[2])
+    # The CLI's --channels reaches the server: the same montage as stackproc-local's.
+    args = ["--op", "invert", "--channels", "1", "--slices", "2"]
+    subprocess.run([f"{BUILD}/client/stackproc", "--server", server.target, "preview",
+                    "two.ome.tif", "-o", tmp_path / "remote.png", *args], check=True,
+                   capture_output=True)
+    subprocess.run([LOCAL, "preview", server.root / "two.ome.tif", "-o", tmp_path / "local.png",
+                    *args], check=True, capture_output=True)
+    decode = lambda b: cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_UNCHANGED)
+    remote, local = (tmp_path / "remote.png").read_bytes(), (tmp_path / "local.png").read_bytes()
+    assert np.array_equal(decode(remote)[LABEL:], decode(local)[LABEL:])

@@ -22,6 +22,16 @@ def _read(path):
         return f.read()
 
 
+def _channel_list(channels):
+    """[2, 0] from [2, 0] or the CLI's "2+0"; [] for None (every channel)."""
+    if isinstance(channels, str):
+        try:
+            return [int(c) for c in channels.split("+")]
+        except ValueError:
+            raise ValueError(f"channels {channels!r}: numbers from 0 joined by '+'") from None
+    return [int(c) for c in channels or []]
+
+
 class Client:
     """A connection to a stackprocd server.
 
@@ -123,13 +133,8 @@ class Client:
         if (output is None) == (not in_memory):
             raise ValueError("give output=PATH or in_memory=True (one of them)")
         codec, level, predictor = parse_compression(compression)  # the argument shadows the name
-        if isinstance(channels, str):
-            try:
-                channels = [int(c) for c in channels.split("+")]
-            except ValueError:
-                raise ValueError(f"channels {channels!r}: numbers from 0 joined by '+'") from None
         spec = service_pb2.JobSpec(input_path=os.fspath(input), ops=op_specs(ops), shards=shards,
-                                   channels=[int(c) for c in channels or []])
+                                   channels=_channel_list(channels))
         if in_memory:
             spec.output.in_memory.SetInParent()
         else:
@@ -158,14 +163,15 @@ class Client:
         return Job(self, JobStatus.from_proto(reply.job))
 
     # Previews: a pipeline on a few slices, to judge its parameters by eye.
-    def preview(self, input, ops, *, slices=None, count=None, roi=None):
+    def preview(self, input, ops, *, slices=None, count=None, roi=None, channels=None):
         """The pipeline on a few slices of `input` (under the data root; only those are read):
         a Preview with .z, .before (the slices, or their `roi` (x, y, width, height)),
         .after ((variants, n, y, x): one array, or a list of arrays when a sweep gives the
         variants other sizes or types), .labels and .notes. `slices`: the z to show, else
         `count` (3) evenly spaced. A text op may sweep a parameter: "clahe:clip=1,2,4" makes
-        three variants."""
-        request = self._preview_request(input, ops, slices, count, roi)
+        three variants. `channels` ([2, 0] or "2+0"): only those, as for submit; slices then
+        number the chosen channels' planes."""
+        request = self._preview_request(input, ops, slices, count, roi, channels)
         request.format = service_pb2.PREVIEW_FORMAT_RAW
         info, stacks, current, flat = None, {}, None, None
         for reply in self._stream("Preview", request):
@@ -187,16 +193,17 @@ class Client:
             after = np.stack(after)  # one array, (variants, n, y, x)
         return Preview(list(info.slices), before, after, list(info.labels), list(info.notes))
 
-    def preview_png(self, input, ops, *, slices=None, count=None, roi=None, max_tile_side=512):
+    def preview_png(self, input, ops, *, slices=None, count=None, roi=None, max_tile_side=512,
+                    channels=None):
         """preview()'s slices as the montage PNG `stackproc preview` writes (bytes)."""
-        request = self._preview_request(input, ops, slices, count, roi)
+        request = self._preview_request(input, ops, slices, count, roi, channels)
         request.format = service_pb2.PREVIEW_FORMAT_PNG
         request.max_tile_side = max_tile_side
         return b"".join(r.png for r in self._stream("Preview", request) if r.HasField("png"))
 
-    def _preview_request(self, input, ops, slices, count, roi):
+    def _preview_request(self, input, ops, slices, count, roi, channels=None):
         request = service_pb2.PreviewRequest(input_path=os.fspath(input), slices=slices or [],
-                                             count=count or 0)
+                                             count=count or 0, channels=_channel_list(channels))
         for op in [ops] if isinstance(ops, (str, dict)) else (ops or []):
             request.sweep.append(op if isinstance(op, str) else _op_text(op_spec(op)))
         if roi is not None:

@@ -32,7 +32,7 @@ std::vector<std::string> StartTags(const std::string& xml, const std::string& el
 std::optional<std::string> Attribute(const std::string& tag, const std::string& name) {
   const std::regex re("\\s" + name + "\\s*=\\s*\"([^\"]*)\"");
   std::smatch m;
-  if (std::regex_search(tag, m, re)) return m[1].str();
+  if (std::regex_search(tag, m, re)) return XmlUnescaped(m[1].str());
   return std::nullopt;
 }
 

@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "core/stack/stack.h"
 
@@ -121,6 +122,11 @@ std::string XmlEscaped(absl::string_view text) {
     }
   }
   return out;
+}
+
+std::string XmlUnescaped(absl::string_view text) {
+  return absl::StrReplaceAll(
+      text, {{"&lt;", "<"}, {"&gt;", ">"}, {"&quot;", "\""}, {"&apos;", "'"}, {"&amp;", "&"}});
 }
 
 namespace {

@@ -49,6 +49,8 @@ std::optional<double> OmePixelsAttributeDouble(const std::string& xml, const std
 
 // `text` with XML's special characters (& < > ") escaped, for an attribute or an element.
 std::string XmlEscaped(absl::string_view text);
+// The other way: XML's five entities back to their characters (in one pass: "&amp;lt;" is "&lt;").
+std::string XmlUnescaped(absl::string_view text);
 
 // "key=value" lines of an ImageJ description, in file order.
 using ImageJFields = std::vector<std::pair<std::string, std::string>>;

@@ -76,11 +76,6 @@ absl::StatusOr<Provenance> FromJson(const Json& j) {
   }
 }
 
-std::string XmlUnescaped(std::string text) {
-  return absl::StrReplaceAll(
-      text, {{"&lt;", "<"}, {"&gt;", ">"}, {"&quot;", "\""}, {"&apos;", "'"}, {"&amp;", "&"}});
-}
-
 // The record as JSON text; a name that is not UTF-8 (a file name may be anything) has its bad
 // bytes replaced rather than failing the write.
 std::string Dump(const Json& j, int indent = -1) {

@@ -65,7 +65,7 @@ TEST(DimensionsTest, DescriptionsSayWhatThePlanesAre) {
       "<?xml version=\"1.0\"?><OME xmlns=\"http://www.openmicroscopy.org/Schemas/OME/2016-06\">"
       "<Image ID=\"Image:0\"><Pixels ID=\"Pixels:0\" DimensionOrder=\"XYZTC\" Type=\"uint8\" "
       "SizeX=\"4\" SizeY=\"4\" SizeZ=\"4\" SizeC=\"3\" SizeT=\"2\">"
-      "<Channel ID=\"Channel:0:0\" Name=\"DAPI\" Color=\"65535\"/>"
+      "<Channel ID=\"Channel:0:0\" Name=\"DAPI &amp; &quot;Hoechst&quot;\" Color=\"65535\"/>"
       "<Channel ID=\"Channel:0:1\" Name=\"GFP\"><LightPath/></Channel>"
       "<Channel ID=\"Channel:0:2\" Name=\"RFP\" EmissionWavelength=\"610\"/>"
       "<TiffData IFD=\"5\" FirstT=\"1\" FirstZ=\"1\" PlaneCount=\"1\"/>"
@@ -76,6 +76,7 @@ TEST(DimensionsTest, DescriptionsSayWhatThePlanesAre) {
   EXPECT_EQ(d.channels, 3);
   ASSERT_EQ(d.channel_info.size(), 3u);
   EXPECT_EQ(d.channel_info[1].name, "GFP");
+  EXPECT_EQ(d.channel_info[0].name, "DAPI & \"Hoechst\"");  // XML's entities read back
   EXPECT_EQ(d.channel_info[0].rgba, 65535u);
   EXPECT_EQ(d.channel_info[2].emission_wavelength, 610);
   // (t=1, c=0, z=1) in ZTC order is plane 1 + 4 * 1 = 5 (the TiffData above), not 9.

@@ -26,7 +26,7 @@ absl::Status RunPlan(const ProcessRequest& request, ProcessPlan& plan, SliceSink
   run.on_progress = request.on_progress;
   run.window_bytes = request.window_bytes;
   if (request.stack_stats) run.stack_stats = &*request.stack_stats;
-  run.provenance = RunProvenance(request, plan);
+  run.provenance = RunProvenance(request, plan.pipeline, plan.input);
   SliceSource& source = *plan.source;
   if (plan.mode == ProcessMode::kStreaming || plan.pipeline.NeedsWholeStack() ||
       request.output_path.empty()) {
@@ -121,27 +121,27 @@ absl::StatusOr<ProcessPlan> PlanSource(std::shared_ptr<SliceSource> source,
   return plan;
 }
 
-Provenance RunProvenance(const ProcessRequest& request, const ProcessPlan& plan) {
+Provenance RunProvenance(const ProcessRequest& request, const Pipeline& pipeline,
+                         const StackInfo& input) {
   Provenance p;
   p.version = std::string(StackprocVersion());
-  p.pipeline = plan.pipeline.Resolved();
+  p.pipeline = pipeline.Resolved();
   p.channels = absl::StrJoin(request.channels, "+");
   if (request.z_range) p.z_range = absl::StrCat(request.z_range->begin, ":", request.z_range->end);
   const WriteOptions& w = request.write;
   p.compression = CompressionText(w.compression, w.compression_level, w.predictor);
   if (w.chunks) p.chunks = absl::StrJoin(*w.chunks, "x");
   p.pyramid = w.pyramid_levels;
-  const Dimensions& dims = plan.input.metadata.dims;
-  const int64_t planes = dims.Whole(plan.input.shape.depth);
+  const Dimensions& dims = input.metadata.dims;
+  const int64_t planes = dims.Whole(input.shape.depth);
   p.input.name = request.input_name.empty() ? request.input_path : request.input_name;
   p.input.t = dims.times;
   p.input.c = dims.channels;
-  p.input.z = dims.Slices(plan.input.shape.depth);
-  p.input.y = plan.input.shape.height;
-  p.input.x = plan.input.shape.width;
-  p.input.type = std::string(PixelTypeName(plan.input.type));
-  p.input.bytes =
-      static_cast<uint64_t>(planes * p.input.y * p.input.x) * BytesPerPixel(plan.input.type);
+  p.input.z = dims.Slices(input.shape.depth);
+  p.input.y = input.shape.height;
+  p.input.x = input.shape.width;
+  p.input.type = std::string(PixelTypeName(input.type));
+  p.input.bytes = static_cast<uint64_t>(planes * p.input.y * p.input.x) * BytesPerPixel(input.type);
   p.time = ProvenanceTime(request.started.value_or(absl::Now()));
   p.executor = request.executor;
   return p;

@@ -94,10 +94,11 @@ absl::StatusOr<ProcessPlan> PlanSource(std::shared_ptr<SliceSource> source,
                                        const ProcessRequest& request,
                                        std::optional<SinkTraits> sink, int concurrency);
 
-// What the output of `request` run as `plan` records of it (provenance.h): the pipeline with
-// every parameter, the request's channels, z-range and write options, the input as the run reads
-// it (its chosen channels, every z-slice), when and where it ran.
-Provenance RunProvenance(const ProcessRequest& request, const ProcessPlan& plan);
+// What the output of `request` records of it (provenance.h): `pipeline` with every parameter,
+// the request's channels, z-range and write options, `input` as the run reads it (its chosen
+// channels, every z-slice), when and where it ran.
+Provenance RunProvenance(const ProcessRequest& request, const Pipeline& pipeline,
+                         const StackInfo& input);
 
 // PlanSource of the request's input (any format formats.h reads, `z_range` of it), into its
 // output (checked: a name a format writes, options it takes) or kept in memory.

@@ -106,11 +106,9 @@ absl::Status LocalExecutor::RunStream(Job& job, const JobSnapshot& s, core::RunO
                            : s.spec.input_name;
   request.executor = absl::StrCat("stackprocd job ", job.id());
   request.started = s.create_time;
-  core::ProcessPlan plan;
-  STACKPROC_ASSIGN_OR_RETURN(plan.pipeline, core::Pipeline::Create(s.spec.ops));
-  plan.input = io.source->info();
-  run.provenance = core::RunProvenance(request, plan);
-  return core::Run(*io.source, plan.pipeline, *io.sink, run);
+  STACKPROC_ASSIGN_OR_RETURN(core::Pipeline pipeline, core::Pipeline::Create(s.spec.ops));
+  run.provenance = core::RunProvenance(request, pipeline, io.source->info());
+  return core::Run(*io.source, pipeline, *io.sink, run);
 }
 
 }  // namespace stackproc::server

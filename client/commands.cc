@@ -137,12 +137,10 @@ absl::StatusOr<int> Submit(const CliArgs& args, Client& client) {
   output->set_compression(convert::ToProto(write.compression));
   output->set_compression_level(write.compression_level);
   output->set_predictor(convert::ToProto(write.predictor));
-  if (write.chunks) {
-    output->mutable_chunks()->set_depth((*write.chunks)[0]);
-    output->mutable_chunks()->set_height((*write.chunks)[1]);
-    output->mutable_chunks()->set_width((*write.chunks)[2]);
-  }
+  if (write.chunks) convert::ToProto(*write.chunks, output->mutable_chunks());
+  if (write.zarr_shards) convert::ToProto(*write.zarr_shards, output->mutable_zarr_shards());
   output->set_pyramid_levels(write.pyramid_levels);
+  output->set_zarr_format(write.zarr_format);
   output->set_overwrite(write.overwrite);
   if (args.Has("channels")) {
     STACKPROC_ASSIGN_OR_RETURN(std::vector<int64_t> channels,

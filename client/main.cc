@@ -43,6 +43,9 @@ commands:
   delete JOB                            forget a finished job and free its result
   download JOB -o LOCAL [--compression C] [--chunks DxHxW] [--pyramid N] [--overwrite]
                                         save an in-memory result locally
+  (OME-Zarr outputs are NGFF 0.5 on Zarr v3, their chunks packed in shards: --zarr-shards
+   DxHxW, default 16 slices by the plane up to 2048x2048; --zarr-format 2 writes NGFF 0.4.
+   Every command with --chunks takes both.)
   health                                SERVING or NOT_SERVING
   info                                  the server's version, limits, message sizes, formats
   preview INPUT --op SPEC [--op SPEC ...] -o OUT.png [-z Z,Z,... | --slices K] [--roi X,Y,W,H]

@@ -246,10 +246,7 @@ absl::StatusOr<v1::Job> Client::Process(const ProcessOptions& options) {
   // here, so the record says so (and `rerun` makes this file).
   CoreSink sink(std::move(output), [&options](core::Provenance& p) {
     p.channels = absl::StrJoin(options.channels, "+");
-    const core::WriteOptions& w = options.write;
-    p.compression = core::CompressionText(w.compression, w.compression_level, w.predictor);
-    p.chunks = w.chunks ? absl::StrJoin(*w.chunks, "x") : "";
-    p.pyramid = w.pyramid_levels;
+    core::RecordWrite(options.output_path, options.write, p);
   });
   absl::StatusOr<v1::Job> job = ProcessStream(source, options.ops, sink, options.on_update);
   if (!job.ok()) return job.status();

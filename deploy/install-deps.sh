@@ -27,7 +27,12 @@ runtime_pkgs=(
 )
 
 case "${1:-}" in
-  "") pkgs=("${compile_pkgs[@]}" "${test_pkgs[@]}") ;;
+  "")
+    pkgs=("${compile_pkgs[@]}" "${test_pkgs[@]}")
+    # node and npm run zarrita (the tests' Zarr v3 reader, from the npm registry): Debian's
+    # packages unless a node with its npm is already installed (NodeSource's bundles npm).
+    command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
+    ;;
   --build) pkgs=("${compile_pkgs[@]}") ;;
   --runtime) pkgs=("${runtime_pkgs[@]}") ;;
   *) echo "usage: install-deps.sh [--build | --runtime]" >&2; exit 2 ;;

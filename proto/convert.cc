@@ -98,6 +98,16 @@ core::StackShape FromProto(const v1::StackShape& shape) {
   return {shape.depth(), shape.height(), shape.width()};
 }
 
+void ToProto(const std::array<int64_t, 3>& shape, v1::ChunkShape* out) {
+  out->set_depth(shape[0]);
+  out->set_height(shape[1]);
+  out->set_width(shape[2]);
+}
+
+std::array<int64_t, 3> FromProto(const v1::ChunkShape& shape) {
+  return {shape.depth(), shape.height(), shape.width()};
+}
+
 v1::OpSpec ToProto(const core::OpSpec& op) {
   v1::OpSpec out;
   out.set_name(op.name);

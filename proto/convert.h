@@ -26,6 +26,9 @@ v1::Predictor ToProto(core::Predictor predictor);
 absl::StatusOr<core::Predictor> FromProto(v1::Predictor predictor);
 
 void ToProto(const core::StackShape& shape, v1::StackShape* out);
+// A chunk or shard shape (depth x height x width) and back.
+void ToProto(const std::array<int64_t, 3>& shape, v1::ChunkShape* out);
+std::array<int64_t, 3> FromProto(const v1::ChunkShape& shape);
 core::StackShape FromProto(const v1::StackShape& shape);
 
 // An operation, not yet validated. FromProto puts the parameters in name order (the message's

@@ -12,6 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./deploy/install-deps.sh
+# zarrita, the tests' independent Zarr v3 reader, from the npm registry (once; tests share it).
+/usr/bin/python3 tests/tools/zarr_read.py install
 
 jobs=$(nproc)
 configs=("${1:-release}")

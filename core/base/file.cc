@@ -17,6 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "core/base/status_macros.h"
 
 namespace stackproc::core {
 
@@ -257,10 +258,14 @@ absl::StatusOr<std::vector<uint8_t>> ReadWholeFile(const InputFile& file, uint64
         absl::StrCat(file.name(), ": ", file.size(), " bytes, more than it can hold (", most, ")"));
   }
   std::vector<uint8_t> bytes(file.size());
+  STACKPROC_RETURN_IF_ERROR(ReadFileRange(file, 0, bytes.size(), bytes.data()));
+  return bytes;
+}
+
+absl::Status ReadFileRange(const InputFile& file, uint64_t at, size_t size, uint8_t* out) {
   size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n =
-        ::pread(file.fd(), bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
+  while (done < size) {
+    const ssize_t n = ::pread(file.fd(), out + done, size - done, static_cast<off_t>(at + done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       return absl::DataLossError(absl::StrCat(
@@ -268,7 +273,7 @@ absl::StatusOr<std::vector<uint8_t>> ReadWholeFile(const InputFile& file, uint64
     }
     done += static_cast<size_t>(n);
   }
-  return bytes;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<UniqueFd> MakeFolderAt(int dir, const std::string& name,

@@ -57,6 +57,9 @@ class InputFile {
 // The whole of `file`, read with pread; DataLoss when it holds more than `most` bytes or cannot
 // be read to its end.
 absl::StatusOr<std::vector<uint8_t>> ReadWholeFile(const InputFile& file, uint64_t most);
+// `size` bytes of `file` from offset `at` into `out`, with pread; DataLoss when they are not all
+// there.
+absl::Status ReadFileRange(const InputFile& file, uint64_t at, size_t size, uint8_t* out);
 
 // Folder `name` in directory `dir`, made unless it is there, opened (never through a link).
 // `display` names the place in messages.

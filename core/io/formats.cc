@@ -59,7 +59,7 @@ absl::Status CheckReplaceable(Format format, const OutputTarget& target) {
   bool ours = true;
   if (format == Format::kOmeZarr) {
     ours = std::any_of(names.begin(), names.end(), [](const std::string& n) {
-      return n == ".zgroup" || n == ".zattrs" || n == ".zarray";
+      return n == "zarr.json" || n == ".zgroup" || n == ".zattrs" || n == ".zarray";
     });
   } else {
     for (const std::string& n : names) {
@@ -72,7 +72,7 @@ absl::Status CheckReplaceable(Format format, const OutputTarget& target) {
   if (!ours) {
     return absl::FailedPreconditionError(
         absl::StrCat(target.display(), ": exists and does not hold a ", kind,
-                     format == Format::kOmeZarr ? " (no .zgroup, .zattrs or .zarray)"
+                     format == Format::kOmeZarr ? " (no zarr.json, .zgroup, .zattrs or .zarray)"
                                                 : " (files other than .tif and stackproc.json)",
                      "; not replaced (remove it yourself)"));
   }
@@ -82,17 +82,19 @@ absl::Status CheckReplaceable(Format format, const OutputTarget& target) {
 absl::Status ValidateOutput(const OutputName& name, const WriteOptions& options) {
   if (name.format == Format::kOmeZarr) return ValidateZarrWrite(options);
   STACKPROC_RETURN_IF_ERROR(ResolveTiffCompression(options.compression).status());
-  if (options.chunks || options.pyramid_levels != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("chunks and pyramid levels are for OME-Zarr outputs (NAME.zarr), not for a ",
-                     FormatName(name.format), " output"));
+  if (options.chunks || options.zarr_shards || options.pyramid_levels != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "chunks, shards and pyramid levels are for OME-Zarr outputs (NAME.zarr), not for a ",
+        FormatName(name.format), " output"));
   }
   return absl::OkStatus();
 }
 
-std::string EffectiveCompression(const OutputName& name, Compression compression) {
+std::string EffectiveCompression(const OutputName& name, const WriteOptions& write) {
+  const Compression compression = write.compression;
   if (name.format == Format::kOmeZarr) {
-    absl::StatusOr<ZarrCodec> codec = ZarrCodecFor(compression);
+    absl::StatusOr<ZarrCodec> codec =
+        ZarrCodecFor(compression, write.compression_level, write.zarr_format);
     return codec.ok() ? ZarrCodecName(*codec) : std::string(CompressionName(compression));
   }
   return std::string(CompressionName(ResolveTiffCompression(compression).value_or(compression)));
@@ -213,16 +215,21 @@ const std::vector<FormatInfo>& Formats() {
        "one single-page TIFF per plane, named by the pattern (z%04d.tif; t0_c1_z0003.tif with "
        "time points or channels), into a new folder; what made them in stackproc.json",
        TiffCodecs(), ""},
-      {Format::kOmeZarr, "NAME.zarr or NAME.ome.zarr (input: also any folder with a .zattrs)",
-       "OME-NGFF 0.4 level 0 (axes t, c, z, y, x, t and c as time points and channels; omero "
-       "channels) or a plain Zarr v2 array, z,y,x (leading axes of length 1), any chunks; none, "
-       "zlib, gzip, zstd, blosc (lz4, lz4hc, zstd, zlib, blosclz; shuffles); either byte order; "
-       "fill values; scale and unit",
-       "NGFF 0.4 image, axes (t, c,) z, y, x with unit and scale, omero channels, chunks as they "
-       "finish; what made it in the stackproc attribute",
+      {Format::kOmeZarr,
+       "NAME.zarr or NAME.ome.zarr (input: also any folder with a zarr.json, .zarray or .zattrs)",
+       "OME-NGFF 0.5 (Zarr v3) or 0.4 (v2) level 0 (axes t, c, z, y, x, t and c as time points "
+       "and channels; omero channels) or a plain v3 or v2 array, z,y,x (leading axes of length "
+       "1), any chunks, v3 shards (index at start or end, crc32c); none, zlib, gzip, zstd, blosc "
+       "(lz4, lz4hc, zstd, zlib, blosclz; shuffles), v3's transpose and crc32c; either byte "
+       "order; both v3 key encodings; fill values; scale and unit",
+       "NGFF 0.5 image (--zarr-format 2: NGFF 0.4), axes (t, c,) z, y, x with unit and scale, "
+       "omero channels; chunks (--chunks) packed in shards (--zarr-shards), each written whole; "
+       "what made it in the stackproc attribute",
        absl::StrCat(CodecsOf(&CodecInfo::zarr, Compression::kLz4),
-                    " (lz4 and zstd by blosc, deflate by zlib)"),
-       "--chunks ZxYxX (default 1x1024x1024), --pyramid N (levels below full size)"},
+                    " (lz4 by blosc; zstd v3's, blosc's in 0.4; deflate gzip, zlib in 0.4)"),
+       "--chunks ZxYxX (default 1x256x256; 0.4: 1x1024x1024), --zarr-shards ZxYxX (default 16 "
+       "slices by the plane up to 2048x2048), --zarr-format 2|3, --pyramid N (levels below full "
+       "size)"},
   };
   return kFormats;
 }

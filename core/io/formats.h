@@ -53,7 +53,7 @@ absl::Status ValidateOutput(const OutputName& name, const WriteOptions& options)
 
 // What `compression` is for the output `name` names ("none", "deflate", "blosc:zstd,level=3,
 // shuffle=byte"): the format's default resolved, the codec an OME-Zarr store names.
-std::string EffectiveCompression(const OutputName& name, Compression compression);
+std::string EffectiveCompression(const OutputName& name, const WriteOptions& write);
 
 // What the output's sink holds in memory (for the plan, before it exists).
 SinkTraits OutputTraits(const OutputName& name, const WriteOptions& options);

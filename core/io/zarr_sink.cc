@@ -2,8 +2,6 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <tbb/enumerable_thread_specific.h>
-#include <tbb/parallel_for.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -13,9 +11,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
-#include "core/base/first_error.h"
 #include "core/base/status_macros.h"
 #include "core/io/formats.h"
+#include "core/io/zarr_sink_level.h"
 #include "core/zarr/pyramid.h"
 
 namespace stackproc::core {
@@ -37,34 +35,21 @@ absl::Status WriteText(int dir, const std::string& name, const std::string& text
 
 }  // namespace
 
-struct ZarrSink::Level {
-  std::string path;    // "0" for full resolution, "1" half of it, ...
-  ZarrArrayMeta meta;  // shape and chunks: (t, c,) z, y, x
-  StackShape shape;    // of one volume (a time point and channel)
-  size_t lead = 0;     // axes before z (t, c)
-  size_t slice_bytes = 0;
-  UniqueFd dir;               // its folder in the temporary store
-  bool halves_z = false;      // pairs the slices of the level above
-  std::vector<uint8_t> slab;  // a z-chunk's slices while they are gathered (chunks of several)
-  int64_t gathered = 0;
-  int64_t appended = 0;          // slices of this level so far
-  int64_t received = 0;          // slices of the level above so far
-  std::vector<uint8_t> pending;  // the first slice of a pair (halves_z)
-  bool has_pending = false;
-  std::vector<uint8_t> halved;  // a slice of this level halved, for the next
-  tbb::enumerable_thread_specific<std::vector<uint8_t>> scratch;  // a chunk, gathered
-
-  int64_t chunk_depth() const { return meta.chunks[lead]; }
-};
-
 ZarrSink::ZarrSink(OutputTarget store, WriteOptions options, std::optional<ZarrRegion> region)
     : store_(std::move(store)), options_(std::move(options)), region_(region) {}
 
 ZarrSink::~ZarrSink() = default;
 
 SinkTraits ZarrSink::TraitsFor(const WriteOptions& options) {
-  const int64_t depth = options.chunks ? std::max<int64_t>((*options.chunks)[0], 1) : 1;
-  int64_t held = depth > 1 ? depth : 0;  // level 0's z-chunk, gathered
+  const int64_t chunk = options.chunks ? std::max<int64_t>((*options.chunks)[0], 1) : 1;
+  // What a file holds in z: a v2 chunk, a v3 shard (at most).
+  const int64_t depth =
+      options.zarr_format == 2
+          ? chunk
+          : std::max(options.zarr_shards ? (*options.zarr_shards)[0] : kDefaultShardSlices, chunk);
+  int64_t held = depth > 1 ? depth : 0;  // level 0's z-chunk or shard, gathered
+  // A shard's layer of inner chunks, encoded (at most their slices' size) before it is written.
+  if (depth > chunk) held += chunk;
   if (options.pyramid_levels > 0) {
     // Every level's z-chunk and pair (a third of level 0's, summed over the levels), and each
     // slot's slice halved for level 1 (a quarter slice).
@@ -78,7 +63,11 @@ SinkTraits ZarrSink::TraitsFor(const WriteOptions& options) {
 absl::StatusOr<NgffImage> ZarrSink::PlanLevels(const StackInfo& output) {
   STACKPROC_RETURN_IF_ERROR(ValidateZarrWrite(options_));
   const int pyramid = options_.pyramid_levels;
-  const std::array<int64_t, 3> chunks = options_.chunks.value_or(DefaultZarrChunks(output.shape));
+  const int format = options_.zarr_format;
+  const std::array<int64_t, 3> chunks =
+      options_.chunks.value_or(DefaultZarrChunks(output.shape, format));
+  const std::array<int64_t, 3> shards =
+      options_.zarr_shards.value_or(DefaultZarrShards(output.shape, chunks));
   const size_t pixel = BytesPerPixel(output.type);
   if (static_cast<double>(chunks[0]) * static_cast<double>(chunks[1]) *
           static_cast<double>(chunks[2]) * static_cast<double>(pixel) >
@@ -145,13 +134,23 @@ absl::StatusOr<NgffImage> ZarrSink::PlanLevels(const StackInfo& output) {
     level->lead = lead_shape.size();
     level->meta.shape = lead_shape;
     level->meta.shape.insert(level->meta.shape.end(), {shape.depth, shape.height, shape.width});
+    const std::array<int64_t, 3> extent = {shape.depth, shape.height, shape.width};
+    level->meta.zarr_format = format;
     level->meta.chunks.assign(level->lead, 1);
-    level->meta.chunks.insert(level->meta.chunks.end(),
-                              {std::min(chunks[0], shape.depth), std::min(chunks[1], shape.height),
-                               std::min(chunks[2], shape.width)});
+    for (size_t i = 0; i < 3; ++i) level->meta.chunks.push_back(std::min(chunks[i], extent[i]));
+    if (format == 3) {
+      // Shards of whole chunks, no larger than the level needs; a shard of one chunk is a chunk.
+      level->meta.shards.assign(level->lead, 1);
+      for (size_t i = 0; i < 3; ++i) {
+        const int64_t chunk = level->meta.chunks[level->lead + i];
+        level->meta.shards.push_back(ChunksAlong(std::min(shards[i], extent[i]), chunk) * chunk);
+      }
+      if (level->meta.shards == level->meta.chunks) level->meta.shards.clear();
+      level->meta.key_prefix = true;  // v3's default keys: "c/0/1/2"
+    }
     level->meta.type = output.type;
     level->meta.codec = codec_;
-    level->meta.nested = true;  // NGFF 0.4: "/" separates a chunk's indices
+    level->meta.nested = true;  // NGFF: "/" separates a chunk's indices
     if (level->chunk_depth() > 1) {
       level->slab.resize(static_cast<size_t>(level->chunk_depth()) * level->slice_bytes);
     }
@@ -168,8 +167,8 @@ absl::StatusOr<NgffImage> ZarrSink::PlanLevels(const StackInfo& output) {
 absl::Status ZarrSink::Open(const StackInfo& output, int64_t window_slices,
                             std::function<void(int64_t)> release) {
   (void)release;
-  STACKPROC_ASSIGN_OR_RETURN(codec_,
-                             ZarrCodecFor(options_.compression, options_.compression_level));
+  STACKPROC_ASSIGN_OR_RETURN(
+      codec_, ZarrCodecFor(options_.compression, options_.compression_level, options_.zarr_format));
   StackInfo whole = output;
   if (region_) {
     if (region_->z_begin < 0 || region_->z_begin + output.shape.depth > region_->depth) {
@@ -195,16 +194,29 @@ absl::Status ZarrSink::Open(const StackInfo& output, int64_t window_slices,
   STACKPROC_ASSIGN_OR_RETURN(temp_,
                              TempFolder::Make(store_, options_.temp_tag, "OME-Zarr", replace));
   const std::string& display = store_.display();
-  STACKPROC_RETURN_IF_ERROR(WriteText(temp_->fd(), ".zgroup", FormatZgroup(), display));
-  STACKPROC_RETURN_IF_ERROR(
-      WriteText(temp_->fd(), ".zattrs", FormatNgffAttributes(image), display));
-  for (size_t k = 0; k < levels_.size(); ++k) {
-    STACKPROC_ASSIGN_OR_RETURN(levels_[k]->dir,
-                               MakeFolderAt(temp_->fd(), image.levels[k].path, display));
+  if (options_.zarr_format == 2) {
+    STACKPROC_RETURN_IF_ERROR(WriteText(temp_->fd(), ".zgroup", FormatZgroup(), display));
     STACKPROC_RETURN_IF_ERROR(
-        WriteText(levels_[k]->dir.get(), ".zarray", FormatZarray(levels_[k]->meta), display));
+        WriteText(temp_->fd(), ".zattrs", FormatNgffAttributes(image), display));
+  } else {
+    STACKPROC_RETURN_IF_ERROR(WriteText(temp_->fd(), "zarr.json", FormatNgffGroup(image), display));
+  }
+  for (size_t k = 0; k < levels_.size(); ++k) {
+    Level& level = *levels_[k];
+    STACKPROC_ASSIGN_OR_RETURN(level.dir, MakeFolderAt(temp_->fd(), image.levels[k].path, display));
+    STACKPROC_RETURN_IF_ERROR(
+        WriteText(level.dir.get(), level.meta.metadata_file(), ArrayMetadata(level), display));
   }
   return absl::OkStatus();
+}
+
+std::string ZarrSink::ArrayMetadata(const Level& level) const {
+  if (level.meta.zarr_format == 2) return FormatZarray(level.meta);
+  std::vector<std::string> axes;
+  if (times_ > 1) axes.push_back("t");
+  if (channels_ > 1) axes.push_back("c");
+  axes.insert(axes.end(), {"z", "y", "x"});
+  return FormatZarrJson(level.meta, axes);
 }
 
 absl::Status ZarrSink::OpenRegion(int64_t slices) {
@@ -248,16 +260,16 @@ absl::Status ZarrSink::OpenRegion(int64_t slices) {
     level.appended = v_begin * level.shape.depth + begin;
     // The store must be the one this sink would make: the same stack, chunks and codec.
     STACKPROC_ASSIGN_OR_RETURN(level.dir, MakeFolderAt(store_fd_.get(), level.path, display));
-    STACKPROC_ASSIGN_OR_RETURN(UniqueFd zarray,
-                               OpenAt(level.dir.get(), ".zarray", display + "/" + level.path));
-    STACKPROC_ASSIGN_OR_RETURN(InputFile file, InputFile::Adopt(std::move(zarray), display));
+    const char* name = level.meta.metadata_file();
+    STACKPROC_ASSIGN_OR_RETURN(UniqueFd metadata,
+                               OpenAt(level.dir.get(), name, display + "/" + level.path));
+    STACKPROC_ASSIGN_OR_RETURN(InputFile file, InputFile::Adopt(std::move(metadata), display));
     STACKPROC_ASSIGN_OR_RETURN(std::vector<uint8_t> text,
                                ReadWholeFile(file, kMaxZarrMetadataBytes));
-    if (std::string(text.begin(), text.end()) != FormatZarray(level.meta)) {
+    if (std::string(text.begin(), text.end()) != ArrayMetadata(level)) {
       return absl::FailedPreconditionError(
-          absl::StrCat(display, "/", level.path,
-                       "/.zarray: made for another stack, chunks or codec than "
-                       "this range's"));
+          absl::StrCat(display, "/", level.path, "/", name,
+                       ": made for another stack, chunks, shards or codec than this range's"));
     }
   }
   return absl::OkStatus();
@@ -322,75 +334,6 @@ absl::Status ZarrSink::Descend(size_t k, const uint8_t* halved) {
                level.shape.height * level.shape.width, level.pending.data());
   level.has_pending = false;
   return Append(k, level.pending.data());
-}
-
-absl::Status ZarrSink::WriteChunkRow(Level& level, int64_t v, int64_t zc, const uint8_t* slab,
-                                     int64_t slices, bool parallel) {
-  const int64_t chunk_height = level.meta.chunks[level.lead + 1];
-  const int64_t chunk_width = level.meta.chunks[level.lead + 2];
-  const int64_t rows = ChunksAlong(level.shape.height, chunk_height);
-  const int64_t columns = ChunksAlong(level.shape.width, chunk_width);
-  const size_t pixel = BytesPerPixel(level.meta.type);
-  const size_t chunk_bytes = static_cast<size_t>(level.meta.chunk_elements()) * pixel;
-  // The chunk's key: (t/c/)zc/yc/xc, one folder per index (NGFF's "/" separator).
-  std::vector<int64_t> key;
-  if (times_ > 1) key.push_back(v / channels_);
-  if (channels_ > 1) key.push_back(v % channels_);
-  key.push_back(zc);
-  std::string prefix;
-  UniqueFd z_dir;
-  for (int64_t index : key) {
-    STACKPROC_ASSIGN_OR_RETURN(z_dir, MakeFolderAt(z_dir ? z_dir.get() : level.dir.get(),
-                                                   absl::StrCat(index), store_.display()));
-    absl::StrAppend(&prefix, index, "/");
-  }
-  std::vector<UniqueFd> y_dirs;
-  for (int64_t yc = 0; yc < rows; ++yc) {
-    STACKPROC_ASSIGN_OR_RETURN(y_dirs.emplace_back(),
-                               MakeFolderAt(z_dir.get(), absl::StrCat(yc), store_.display()));
-  }
-  const auto write_chunk = [&](int64_t i) -> absl::Status {
-    const int64_t y0 = (i / columns) * chunk_height;
-    const int64_t x0 = (i % columns) * chunk_width;
-    const int64_t height = std::min(chunk_height, level.shape.height - y0);
-    const int64_t width = std::min(chunk_width, level.shape.width - x0);
-    std::vector<uint8_t>& chunk = level.scratch.local();
-    chunk.resize(chunk_bytes);
-    // An edge chunk is stored whole: what lies beyond the image is zeros (an inner chunk is
-    // all image, copied over whatever the buffer held).
-    if (height < chunk_height || width < chunk_width || slices < level.chunk_depth()) {
-      std::fill(chunk.begin(), chunk.end(), uint8_t{0});
-    }
-    for (int64_t s = 0; s < slices; ++s) {
-      for (int64_t r = 0; r < height; ++r) {
-        std::memcpy(
-            chunk.data() + static_cast<size_t>((s * chunk_height + r) * chunk_width) * pixel,
-            slab + static_cast<size_t>((s * level.shape.height + y0 + r) * level.shape.width + x0) *
-                       pixel,
-            static_cast<size_t>(width) * pixel);
-      }
-    }
-    STACKPROC_ASSIGN_OR_RETURN(std::vector<uint8_t> encoded,
-                               EncodeChunk(codec_, chunk.data(), chunk_bytes, pixel));
-    return WriteFileAt(y_dirs[static_cast<size_t>(i / columns)].get(), absl::StrCat(i % columns),
-                       encoded.data(), encoded.size(),
-                       absl::StrCat(store_.display(), "/", level.path, "/", prefix, i / columns,
-                                    "/", i % columns));
-  };
-  if (!parallel) {
-    for (int64_t i = 0; i < rows * columns; ++i) STACKPROC_RETURN_IF_ERROR(write_chunk(i));
-    return absl::OkStatus();
-  }
-  tbb::task_group_context context;
-  FirstError first(&context);
-  tbb::parallel_for(
-      int64_t{0}, rows * columns,
-      [&](int64_t i) {
-        absl::Status status = write_chunk(i);
-        if (!status.ok()) first.Set(i, std::move(status));
-      },
-      context);
-  return first.Take();
 }
 
 absl::Status ZarrSink::Close() {

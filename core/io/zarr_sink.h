@@ -1,9 +1,11 @@
-// OME-Zarr (NGFF 0.4 on Zarr v2) as a slice sink: an image of axes z, y, x with its physical
-// scale and unit (t and c before them for a stack of time points or channels, whose planes
-// must come in t, c, z order, with omero's channels), written as the slices come (memory: the
-// window, and a z-chunk of slices when a chunk holds several), each chunk to a temporary name
-// renamed into place, the whole store in a temporary folder renamed into place by Close. Pyramid
-// levels are made from the same slices in the same pass.
+// OME-Zarr as a slice sink: NGFF 0.5 on Zarr v3, its chunks packed in shards (the default), or
+// NGFF 0.4 on Zarr v2, a file per chunk. An image of axes z, y, x with its physical scale and
+// unit (t and c before them for a stack of time points or channels, whose planes must come in
+// t, c, z order, with omero's channels), written as the slices come (memory: the window, and a
+// z-chunk or z-shard of slices when a file holds several). Each chunk or shard is written whole,
+// once, by one writer, under a temporary name renamed into place; the whole store in a
+// temporary folder renamed into place by Close. Pyramid levels are made from the same slices in
+// the same pass.
 #pragma once
 
 #include <array>
@@ -64,9 +66,20 @@ class ZarrSink final : public SliceSink {
   // carried to level k + 1 (halved in y and x, paired in z where that level halves z).
   absl::Status Append(size_t k, const uint8_t* slice);
   absl::Status Descend(size_t k, const uint8_t* halved);
-  // Writes z-chunk `zc` of volume `v` (a time point and channel) of `level`.
+  // Writes z-chunk (or z-shard) `zc` of volume `v` (a time point and channel) of `level`.
   absl::Status WriteChunkRow(Level& level, int64_t v, int64_t zc, const uint8_t* slab,
                              int64_t slices, bool parallel);
+  // Writes the shard whose first pixel is (y0, x0) of `slab` (`slices` slices) as `name` in
+  // folder `dir`, whole, under a temporary name then renamed.
+  absl::Status WriteShard(Level& level, const uint8_t* slab, int64_t slices, int64_t y0, int64_t x0,
+                          int dir, const std::string& name, const std::string& display,
+                          bool parallel);
+  // Copies the chunk at (y0, x0) of slices [s0, s1) of `slab` into `chunk` (padded with zeros);
+  // whether it is all zeros.
+  bool GatherChunk(const Level& level, const uint8_t* slab, int64_t s0, int64_t s1, int64_t y0,
+                   int64_t x0, std::vector<uint8_t>& chunk) const;
+  // The level's .zarray or zarr.json.
+  std::string ArrayMetadata(const Level& level) const;
 
   const OutputTarget store_;
   const WriteOptions options_;

@@ -15,6 +15,8 @@
 #include "absl/strings/strip.h"
 #include "core/base/first_error.h"
 #include "core/base/status_macros.h"
+#include "core/zarr/zarr_chunks.h"
+#include "core/zarr/zarr_json.h"
 
 namespace stackproc::core {
 namespace {
@@ -24,12 +26,6 @@ absl::StatusOr<std::string> ReadText(const Files& files, const std::string& path
   STACKPROC_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes,
                              ReadWholeFile(file, kMaxZarrMetadataBytes));
   return std::string(bytes.begin(), bytes.end());
-}
-
-void SwapBytes(PixelType type, uint8_t* data, size_t bytes) {
-  const size_t n = BytesPerPixel(type);
-  if (n == 1) return;
-  for (size_t i = 0; i + n <= bytes; i += n) std::reverse(data + i, data + i + n);
 }
 
 // `count` pixels of `value` (rounded and clamped to an integer type's range).
@@ -74,7 +70,8 @@ bool IsZarrPath(const Files& files, const std::string& path) {
   if (absl::EndsWithIgnoreCase(name, ".zarr")) return true;
   const std::string root(name);
   return files.IsDirectory(root) &&
-         (files.Input(root + "/.zarray").ok() || files.Input(root + "/.zattrs").ok());
+         (files.Input(root + "/zarr.json").ok() || files.Input(root + "/.zarray").ok() ||
+          files.Input(root + "/.zattrs").ok());
 }
 
 struct ZarrSource::Slab {
@@ -94,6 +91,30 @@ absl::StatusOr<std::unique_ptr<ZarrSource>> ZarrSource::Open(const Files& files,
   std::string array_path = root;
   VoxelSize size;
   std::optional<NgffImage> image;
+  // Zarr v3: a zarr.json, of the array or of a group (an NGFF 0.5 image's).
+  absl::StatusOr<std::string> zarr_json = ReadText(files, root + "/zarr.json");
+  if (!absl::IsNotFound(zarr_json.status())) {
+    STACKPROC_RETURN_IF_ERROR(zarr_json.status());
+    const std::string name = root + "/zarr.json";
+    STACKPROC_ASSIGN_OR_RETURN(zarr_json::Json node, zarr_json::ParseJson(*zarr_json, name));
+    if (node.value("node_type", "") == "group") {
+      STACKPROC_ASSIGN_OR_RETURN(image, ParseNgffAttributes(*zarr_json, name));
+      if (!image) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(root,
+                         ": a Zarr group with no OME \"multiscales\" (not an OME-Zarr "
+                         "image); name one of its arrays instead"));
+      }
+      const NgffImage::Level& finest = image->levels.front();
+      array_path = absl::StrCat(root, "/", finest.path);
+      size = {finest.scale[0], finest.scale[1], finest.scale[2], image->unit};
+      STACKPROC_ASSIGN_OR_RETURN(zarr_json, ReadText(files, array_path + "/zarr.json"));
+    }
+    STACKPROC_ASSIGN_OR_RETURN(ZarrArrayMeta array,
+                               ParseZarrJson(*zarr_json, array_path + "/zarr.json"));
+    return Make(files, std::move(array_path), std::move(array), image, size, limits,
+                array_path + "/zarr.json");
+  }
   absl::StatusOr<std::string> zarray = ReadText(files, root + "/.zarray");
   if (absl::IsNotFound(zarray.status())) {
     absl::StatusOr<std::string> zattrs = ReadText(files, root + "/.zattrs");
@@ -120,6 +141,13 @@ absl::StatusOr<std::unique_ptr<ZarrSource>> ZarrSource::Open(const Files& files,
   STACKPROC_RETURN_IF_ERROR(zarray.status());
   const std::string name = array_path + "/.zarray";
   STACKPROC_ASSIGN_OR_RETURN(ZarrArrayMeta array, ParseZarray(*zarray, name));
+  return Make(files, std::move(array_path), std::move(array), image, size, limits, name);
+}
+
+absl::StatusOr<std::unique_ptr<ZarrSource>> ZarrSource::Make(
+    const Files& files, std::string array_path, ZarrArrayMeta array,
+    const std::optional<NgffImage>& image, VoxelSize size, const StackLimits& limits,
+    const std::string& name) {
   STACKPROC_ASSIGN_OR_RETURN(Axes axes, AxesOf(array, image, name));
 
   StackInfo info;
@@ -154,6 +182,15 @@ absl::StatusOr<std::unique_ptr<ZarrSource>> ZarrSource::Open(const Files& files,
     return absl::ResourceExhaustedError(
         absl::StrCat(name, ": chunks [", absl::StrJoin(array.chunks, ", "), "] of more than ",
                      kMaxChunkBytes, " bytes each"));
+  }
+  double per_shard = 1;  // a shard's index is read whole
+  for (size_t i = 0; i < array.shards.size(); ++i) {
+    per_shard *= static_cast<double>(array.shards[i] / array.chunks[i]);
+  }
+  if (per_shard > static_cast<double>(kMaxChunksPerShard)) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(name, ": shards [", absl::StrJoin(array.shards, ", "), "] of more than ",
+                     kMaxChunksPerShard, " chunks each"));
   }
   if (axes.z < 0) size.z.reset();
   std::optional<Provenance> provenance = std::move(info.metadata.provenance);
@@ -208,6 +245,12 @@ absl::Status ZarrSource::Read(int64_t plane, uint8_t* buffer) {
   return slab->status;
 }
 
+struct ZarrSource::Shard {
+  std::string path;
+  std::optional<InputFile> file;  // unset: never written (its chunks are the fill value)
+  ShardIndex index;
+};
+
 absl::Status ZarrSource::DecodeRow(const Row& row, uint8_t* slab, bool parallel) const {
   const size_t n = array_.chunks.size();
   const int64_t rows = ChunksAlong(info_.shape.height, array_.chunks[n - 2]);
@@ -222,11 +265,27 @@ absl::Status ZarrSource::DecodeRow(const Row& row, uint8_t* slab, bool parallel)
     index[n - 1] = i % columns;
     return index;
   };
+  // A sharded array: the indexes of the shards this row's chunks are in, read first.
+  std::map<std::string, Shard> shards;
+  for (int64_t i = 0; !array_.shards.empty() && i < rows * columns; ++i) {
+    const std::string key = ChunkKey(array_, ShardOf(index_of(i)));
+    if (shards.contains(key)) continue;
+    Shard& shard = shards[key];
+    shard.path = absl::StrCat(array_path_, "/", key);
+    absl::StatusOr<InputFile> file = files_.Input(shard.path);
+    if (absl::IsNotFound(file.status())) continue;
+    STACKPROC_RETURN_IF_ERROR(file.status());
+    STACKPROC_ASSIGN_OR_RETURN(shard.index, ReadShardIndex(*file, array_));
+    shard.file = *std::move(file);
+  }
+  const auto decode = [&](int64_t i, std::vector<uint8_t>& scratch) {
+    const std::vector<int64_t> index = index_of(i);
+    const Shard* shard = shards.empty() ? nullptr : &shards.at(ChunkKey(array_, ShardOf(index)));
+    return DecodeChunk(row, index, shard, slab, slices_in_row, scratch);
+  };
   if (!parallel) {
     std::vector<uint8_t> scratch;
-    for (int64_t i = 0; i < rows * columns; ++i) {
-      STACKPROC_RETURN_IF_ERROR(DecodeChunk(row, index_of(i), slab, slices_in_row, scratch));
-    }
+    for (int64_t i = 0; i < rows * columns; ++i) STACKPROC_RETURN_IF_ERROR(decode(i, scratch));
     return absl::OkStatus();
   }
   tbb::task_group_context context;
@@ -235,15 +294,52 @@ absl::Status ZarrSource::DecodeRow(const Row& row, uint8_t* slab, bool parallel)
   tbb::parallel_for(
       int64_t{0}, rows * columns,
       [&](int64_t i) {
-        absl::Status status = DecodeChunk(row, index_of(i), slab, slices_in_row, scratch.local());
+        absl::Status status = decode(i, scratch.local());
         if (!status.ok()) first.Set(i, std::move(status));
       },
       context);
   return first.Take();
 }
 
+std::vector<int64_t> ZarrSource::ShardOf(std::vector<int64_t> chunk) const {
+  for (size_t i = 0; i < chunk.size(); ++i) chunk[i] /= array_.shards[i] / array_.chunks[i];
+  return chunk;
+}
+
+absl::StatusOr<bool> ZarrSource::ReadChunk(const std::vector<int64_t>& index, const Shard* shard,
+                                           std::vector<uint8_t>& encoded, std::string& name) const {
+  // No codec stores a chunk in more than about twice its size.
+  const uint64_t most =
+      2 * static_cast<uint64_t>(array_.chunk_elements()) * BytesPerPixel(info_.type) +
+      (uint64_t{1} << 20);
+  if (shard == nullptr) {
+    name = absl::StrCat(array_path_, "/", ChunkKey(array_, index));
+    absl::StatusOr<InputFile> file = files_.Input(name);
+    if (absl::IsNotFound(file.status())) return false;  // never written: the fill value
+    STACKPROC_RETURN_IF_ERROR(file.status());
+    STACKPROC_ASSIGN_OR_RETURN(encoded, ReadWholeFile(*file, most));
+    return true;
+  }
+  // The chunk's place in its shard, C order.
+  int64_t at = 0;
+  for (size_t i = 0; i < index.size(); ++i) {
+    const int64_t per = array_.shards[i] / array_.chunks[i];
+    at = at * per + index[i] % per;
+  }
+  name = absl::StrCat(shard->path, " (chunk ", at, ")");
+  if (!shard->file || shard->index.missing(at)) return false;
+  if (shard->index.nbytes(at) > most) {
+    return absl::DataLossError(
+        absl::StrCat(name, ": ", shard->index.nbytes(at), " bytes, more than a chunk can hold"));
+  }
+  encoded.resize(static_cast<size_t>(shard->index.nbytes(at)));
+  STACKPROC_RETURN_IF_ERROR(
+      ReadFileRange(*shard->file, shard->index.offset(at), encoded.size(), encoded.data()));
+  return true;
+}
+
 absl::Status ZarrSource::DecodeChunk(const Row& row, const std::vector<int64_t>& index,
-                                     uint8_t* slab, int64_t slices_in_row,
+                                     const Shard* shard, uint8_t* slab, int64_t slices_in_row,
                                      std::vector<uint8_t>& scratch) const {
   const size_t n = array_.chunks.size();
   const int64_t chunk_height = array_.chunks[n - 2];
@@ -256,9 +352,10 @@ absl::Status ZarrSource::DecodeChunk(const Row& row, const std::vector<int64_t>&
   const auto slab_row = [&](int64_t s, int64_t r) {
     return slab + ((s * info_.shape.height + y0 + r) * info_.shape.width + x0) * pixel;
   };
-  const std::string path = absl::StrCat(array_path_, "/", ChunkKey(array_, index));
-  absl::StatusOr<InputFile> file = files_.Input(path);
-  if (absl::IsNotFound(file.status())) {  // never written: the fill value
+  std::vector<uint8_t> encoded;
+  std::string name;
+  STACKPROC_ASSIGN_OR_RETURN(const bool stored, ReadChunk(index, shard, encoded, name));
+  if (!stored) {
     for (int64_t s = 0; s < slices_in_row; ++s) {
       for (int64_t r = 0; r < rows; ++r) {
         FillPixels(info_.type, array_.fill_value, slab_row(s, r), static_cast<size_t>(columns));
@@ -266,15 +363,9 @@ absl::Status ZarrSource::DecodeChunk(const Row& row, const std::vector<int64_t>&
     }
     return absl::OkStatus();
   }
-  STACKPROC_RETURN_IF_ERROR(file.status());
-  const size_t chunk_bytes = static_cast<size_t>(array_.chunk_elements()) * pixel;
-  // No codec stores a chunk in more than about twice its size.
-  STACKPROC_ASSIGN_OR_RETURN(std::vector<uint8_t> encoded,
-                             ReadWholeFile(*file, 2 * chunk_bytes + (uint64_t{1} << 20)));
-  scratch.resize(chunk_bytes);
-  STACKPROC_RETURN_IF_ERROR(
-      core::DecodeChunk(array_.codec, encoded, scratch.data(), chunk_bytes, path));
-  if (array_.big_endian) SwapBytes(info_.type, scratch.data(), chunk_bytes);
+  scratch.resize(static_cast<size_t>(array_.chunk_elements()) * pixel);
+  std::vector<uint8_t> transposed;  // only for the transpose codec
+  STACKPROC_RETURN_IF_ERROR(DecodeArrayChunk(array_, encoded, scratch.data(), transposed, name));
   // Where this (t, c)'s z-slices start in the chunk (C order: t, c, z, y, x).
   std::vector<int64_t> stride(n, 1);
   for (size_t i = n - 1; i > 0; --i) stride[i - 1] = stride[i] * array_.chunks[i];

@@ -1,6 +1,7 @@
-// OME-Zarr (NGFF 0.4 on Zarr v2) as a slice source: level 0 of an image's first multiscale (its
-// t and c axes as time points and channels, planes in t, c, z order), or a plain array; chunked
-// any way, with the codecs of zarr_codec.h, either byte order, fill values
+// OME-Zarr as a slice source: level 0 of an image's first multiscale (NGFF 0.4 on Zarr v2, or
+// 0.5 on v3: its t and c axes as time points and channels, planes in t, c, z order), or a plain
+// array of either; chunked any way, v3's shards any way, with the codecs of zarr_codec.h (and
+// v3's transpose and crc32c), either byte order, both of v3's chunk key encodings, fill values
 // for chunks never written. A z-chunk of several slices is decoded once, its chunks in parallel,
 // and kept until its slices are read.
 #pragma once
@@ -25,7 +26,7 @@
 namespace stackproc::core {
 
 // Whether `path` names an OME-Zarr image or a Zarr array: a name ending in ".zarr" (or
-// ".zarr/"), or a folder holding a .zarray or a .zattrs.
+// ".zarr/"), or a folder holding a zarr.json, a .zarray or a .zattrs.
 bool IsZarrPath(const Files& files, const std::string& path);
 
 class ZarrSource final : public SliceSource {
@@ -68,10 +69,24 @@ class ZarrSource final : public SliceSource {
 
   int64_t chunk_depth() const;
   int64_t slices() const;  // z-slices of one time point and channel
+  struct Shard;            // a v3 shard's file and index
+  static absl::StatusOr<std::unique_ptr<ZarrSource>> Make(const Files& files,
+                                                          std::string array_path,
+                                                          ZarrArrayMeta array,
+                                                          const std::optional<NgffImage>& image,
+                                                          VoxelSize size, const StackLimits& limits,
+                                                          const std::string& name);
   // Decodes the chunks of `row` into `slab` (its slices, whole), in parallel when asked.
   absl::Status DecodeRow(const Row& row, uint8_t* slab, bool parallel) const;
-  absl::Status DecodeChunk(const Row& row, const std::vector<int64_t>& index, uint8_t* slab,
-                           int64_t slices_in_row, std::vector<uint8_t>& scratch) const;
+  absl::Status DecodeChunk(const Row& row, const std::vector<int64_t>& index, const Shard* shard,
+                           uint8_t* slab, int64_t slices_in_row,
+                           std::vector<uint8_t>& scratch) const;
+  // The stored bytes of the chunk at `index` (in `shard`, when sharded) and what to call it;
+  // false when it was never written.
+  absl::StatusOr<bool> ReadChunk(const std::vector<int64_t>& index, const Shard* shard,
+                                 std::vector<uint8_t>& encoded, std::string& name) const;
+  // The index of the shard that holds the chunk at `chunk`.
+  std::vector<int64_t> ShardOf(std::vector<int64_t> chunk) const;
 
   const Files& files_;
   const std::string array_path_;

@@ -128,10 +128,7 @@ Provenance RunProvenance(const ProcessRequest& request, const Pipeline& pipeline
   p.pipeline = pipeline.Resolved();
   p.channels = absl::StrJoin(request.channels, "+");
   if (request.z_range) p.z_range = absl::StrCat(request.z_range->begin, ":", request.z_range->end);
-  const WriteOptions& w = request.write;
-  p.compression = CompressionText(w.compression, w.compression_level, w.predictor);
-  if (w.chunks) p.chunks = absl::StrJoin(*w.chunks, "x");
-  p.pyramid = w.pyramid_levels;
+  RecordWrite(request.output_path, request.write, p);
   const Dimensions& dims = input.metadata.dims;
   const int64_t planes = dims.Whole(input.shape.depth);
   p.input.name = request.input_name.empty() ? request.input_path : request.input_name;
@@ -145,6 +142,29 @@ Provenance RunProvenance(const ProcessRequest& request, const Pipeline& pipeline
   p.time = ProvenanceTime(request.started.value_or(absl::Now()));
   p.executor = request.executor;
   return p;
+}
+
+void RecordWrite(const std::string& output_path, const WriteOptions& w, Provenance& p) {
+  p.compression = CompressionText(w.compression, w.compression_level, w.predictor);
+  p.chunks = w.chunks ? absl::StrJoin(*w.chunks, "x") : "";
+  p.pyramid = w.pyramid_levels;
+  absl::StatusOr<OutputName> output = ParseOutputName(output_path);
+  const bool zarr = output.ok() && output->format == Format::kOmeZarr;
+  p.zarr_format = zarr ? w.zarr_format : 0;
+  p.shards = zarr && w.zarr_shards ? absl::StrJoin(*w.zarr_shards, "x") : "";
+}
+
+absl::Status RecordedWrite(const Provenance& p, WriteOptions& write) {
+  STACKPROC_RETURN_IF_ERROR(ParseCompressionText(p.compression, write));
+  for (auto [text, shape] :
+       {std::pair{&p.chunks, &write.chunks}, {&p.shards, &write.zarr_shards}}) {
+    if (text->empty()) continue;
+    STACKPROC_ASSIGN_OR_RETURN(StackShape s, ParseShape(*text));
+    *shape = {s.depth, s.height, s.width};
+  }
+  write.pyramid_levels = p.pyramid;
+  if (p.zarr_format != 0) write.zarr_format = p.zarr_format;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<ProcessPlan> PlanProcess(const ProcessRequest& request, int concurrency) {

@@ -99,6 +99,10 @@ absl::StatusOr<ProcessPlan> PlanSource(std::shared_ptr<SliceSource> source,
 // channels, every z-slice), when and where it ran.
 Provenance RunProvenance(const ProcessRequest& request, const Pipeline& pipeline,
                          const StackInfo& input);
+// The write options of `output_path` as its record states them (the codec, and an OME-Zarr
+// store's format, chunks, shards and pyramid); and back, for a rerun.
+void RecordWrite(const std::string& output_path, const WriteOptions& write, Provenance& p);
+absl::Status RecordedWrite(const Provenance& p, WriteOptions& write);
 
 // PlanSource of the request's input (any format formats.h reads, `z_range` of it), into its
 // output (checked: a name a format writes, options it takes) or kept in memory.

@@ -23,7 +23,7 @@ constexpr char kJsonKey[] = "\"stackproc\": ";
 
 // The fields an OME MapAnnotation states as JSON (the others are text as they are).
 bool StatedAsJson(const std::string& key) {
-  return key == "pipeline" || key == "input" || key == "pyramid";
+  return key == "pipeline" || key == "input" || key == "pyramid" || key == "zarr_format";
 }
 
 Json ToJson(const Provenance& p) {
@@ -35,6 +35,8 @@ Json ToJson(const Provenance& p) {
   j["compression"] = p.compression;
   if (!p.chunks.empty()) j["chunks"] = p.chunks;
   if (p.pyramid != 0) j["pyramid"] = p.pyramid;
+  if (p.zarr_format != 0) j["zarr_format"] = p.zarr_format;
+  if (!p.shards.empty()) j["shards"] = p.shards;
   const Provenance::Input& in = p.input;
   j["input"] = {{"name", in.name},
                 {"shape", {{"t", in.t}, {"c", in.c}, {"z", in.z}, {"y", in.y}, {"x", in.x}}},
@@ -55,6 +57,8 @@ absl::StatusOr<Provenance> FromJson(const Json& j) {
     p.compression = j.at("compression").get<std::string>();
     p.chunks = j.value("chunks", "");
     p.pyramid = j.value("pyramid", 0);
+    p.zarr_format = j.value("zarr_format", 0);
+    p.shards = j.value("shards", "");
     const Json& in = j.at("input");
     p.input.name = in.at("name").get<std::string>();
     const Json& shape = in.at("shape");

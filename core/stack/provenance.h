@@ -34,6 +34,8 @@ struct Provenance {
   std::string compression;            // CompressionText of the write
   std::string chunks;                 // OME-Zarr "DxHxW"; empty: the default
   int pyramid = 0;                    // OME-Zarr levels below full resolution
+  int zarr_format = 0;                // OME-Zarr: 2 or 3; 0 for other outputs
+  std::string shards;                 // Zarr v3 "DxHxW"; empty: the default
   struct Input {
     std::string name;  // as the run was given it: a path, or a streamed upload's name
     int64_t t = 1, c = 1, z = 0, y = 0, x = 0;

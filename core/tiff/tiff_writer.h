@@ -65,6 +65,10 @@ struct WriteOptions {
   // full resolution.
   std::optional<std::array<int64_t, 3>> chunks;
   int pyramid_levels = 0;
+  // OME-Zarr outputs: 3 (NGFF 0.5 on Zarr v3, chunks packed into shards) or 2 (NGFF 0.4 on Zarr
+  // v2, a file per chunk); and v3's shard shape, z x y x x (unset: zarr_options.h's default).
+  int zarr_format = 3;
+  std::optional<std::array<int64_t, 3>> zarr_shards;
   // A TIFF shard of a job cut in z-ranges: its ShardRecord's text (shards.h), on page 0 as
   // kShardRecordTag. Empty: the file is whole.
   std::string shard_record;

@@ -95,7 +95,8 @@ struct CliArgs {
 
 // The flags ParseWriteFlags reads.
 inline const std::vector<std::string>& WriteFlags() {
-  static const std::vector<std::string> flags = {"compression", "chunks", "pyramid", "overwrite"};
+  static const std::vector<std::string> flags = {"compression", "chunks",  "zarr-shards",
+                                                 "zarr-format", "pyramid", "overwrite"};
   return flags;
 }
 
@@ -135,8 +136,8 @@ inline std::string CommandUsage(const std::string& usage, const std::string& pro
 }
 
 // The flags of a command that writes an output: --compression (default: the format's),
-// --chunks DxHxW and --pyramid N (OME-Zarr), and --overwrite: the one rule of every command, an
-// existing output is replaced only when asked.
+// --chunks DxHxW, --zarr-shards DxHxW, --zarr-format 2|3 and --pyramid N (OME-Zarr), and
+// --overwrite: the one rule of every command, an existing output is replaced only when asked.
 inline absl::Status ParseWriteFlags(const CliArgs& args, WriteOptions& write) {
   write.overwrite = args.Has("overwrite");
   if (absl::Status s = ParseCompressionText(args.Get("compression", "default"), write); !s.ok()) {
@@ -147,6 +148,16 @@ inline absl::Status ParseWriteFlags(const CliArgs& args, WriteOptions& write) {
     if (!chunks.ok())
       return absl::InvalidArgumentError(absl::StrCat("--chunks ", chunks.status().message()));
     write.chunks = {chunks->depth, chunks->height, chunks->width};
+  }
+  if (args.Has("zarr-shards")) {
+    auto shards = ParseShape(args.Get("zarr-shards"));
+    if (!shards.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--zarr-shards ", shards.status().message()));
+    }
+    write.zarr_shards = {shards->depth, shards->height, shards->width};
+  }
+  if (args.Has("zarr-format") && !absl::SimpleAtoi(args.Get("zarr-format"), &write.zarr_format)) {
+    return absl::InvalidArgumentError("--zarr-format takes 2 (NGFF 0.4) or 3 (NGFF 0.5)");
   }
   if (args.Has("pyramid") && !absl::SimpleAtoi(args.Get("pyramid"), &write.pyramid_levels)) {
     return absl::InvalidArgumentError("--pyramid takes a number of levels (0-8)");

@@ -73,8 +73,10 @@ absl::Status Info(const CliArgs& args) {
   if (p->pipeline.empty()) absl::PrintF("  pipeline  %s\n", kNoOperations);
   if (!p->channels.empty()) absl::PrintF("  channels  %s\n", p->channels);
   if (!p->z_range.empty()) absl::PrintF("  z-range   %s\n", p->z_range);
-  absl::PrintF("  written   compression %s%s%s\n", p->compression,
+  absl::PrintF("  written   compression %s%s%s%s%s\n", p->compression,
+               p->zarr_format == 0 ? "" : absl::StrCat(", zarr format ", p->zarr_format),
                p->chunks.empty() ? "" : absl::StrCat(", chunks ", p->chunks),
+               p->shards.empty() ? "" : absl::StrCat(", shards ", p->shards),
                p->pyramid == 0 ? "" : absl::StrCat(", pyramid ", p->pyramid));
   absl::PrintF("  again     stackproc-local rerun %s --output NEW\n", path);
   return absl::OkStatus();
@@ -97,12 +99,7 @@ absl::StatusOr<ProcessRequest> RerunRequest(const CliArgs& args) {
   if (!p.z_range.empty()) {
     STACKPROC_ASSIGN_OR_RETURN(request.z_range, ParseZRange(p.z_range));
   }
-  STACKPROC_RETURN_IF_ERROR(ParseCompressionText(p.compression, request.write));
-  if (!p.chunks.empty()) {
-    STACKPROC_ASSIGN_OR_RETURN(StackShape chunks, ParseShape(p.chunks));
-    request.write.chunks = {chunks.depth, chunks.height, chunks.width};
-  }
-  request.write.pyramid_levels = p.pyramid;
+  STACKPROC_RETURN_IF_ERROR(RecordedWrite(p, request.write));
   request.write.overwrite = args.Has("overwrite");
   request.executor = ExecutorOfEnvironment();
   // The input must be the one recorded, as the run will read it (its chosen channels).

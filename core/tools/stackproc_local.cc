@@ -253,12 +253,11 @@ absl::Status Execute(ProcessRequest& request, const Args& args) {
   auto rate = [](uint64_t bytes, absl::Duration d) {
     return bytes / 1e6 / std::max(absl::ToDoubleSeconds(d), 1e-9);
   };
-  absl::PrintF(
-      "done: %s (%s)\n  input  %s %s %s (%.1f MB)\n  output %s %s %s (%.1f MB, %s)\n", s.pipeline,
-      ProcessModeName(s.mode), request.input_path, ShapeString(s.input_shape),
-      PixelTypeName(s.input_type), s.input_bytes / 1e6, request.output_path,
-      ShapeString(s.output_shape), PixelTypeName(s.output_type), s.output_bytes / 1e6,
-      EffectiveCompression(*ParseOutputName(request.output_path), request.write.compression));
+  absl::PrintF("done: %s (%s)\n  input  %s %s %s (%.1f MB)\n  output %s %s %s (%.1f MB, %s)\n",
+               s.pipeline, ProcessModeName(s.mode), request.input_path, ShapeString(s.input_shape),
+               PixelTypeName(s.input_type), s.input_bytes / 1e6, request.output_path,
+               ShapeString(s.output_shape), PixelTypeName(s.output_type), s.output_bytes / 1e6,
+               EffectiveCompression(*ParseOutputName(request.output_path), request.write));
   if (!s.input_dims.single()) {
     absl::PrintF("  planes %s\n", s.input_dims.Describe(s.input_shape.depth));
   }

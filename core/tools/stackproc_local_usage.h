@@ -47,6 +47,10 @@ inline constexpr char kUsage[] =
     "is planes (t, c, z); every operation runs on every plane, and a step may be limited to\n"
     "channels (gaussian:sigma=2,channels=0+2) or given a channel's own parameters\n"
     "(gaussian:sigma=2,c1.sigma=4); whole-stack statistics are each channel's.\n"
+    "OME-Zarr outputs (NAME.zarr, NAME.ome.zarr) are NGFF 0.5 on Zarr v3: chunks (--chunks,\n"
+    "default 1x256x256) packed in shards (--zarr-shards DxHxW, default 16 slices by the plane\n"
+    "up to 2048x2048); --zarr-format 2 writes NGFF 0.4 (Zarr v2, a file per chunk, default\n"
+    "1x1024x1024) for readers that want it. Every command with --chunks takes both.\n"
     "An existing output is replaced only with --overwrite. SIGINT or SIGTERM stops a run or an\n"
     "assembly between slices and removes what it wrote (exit 128 + the signal).\n";
 

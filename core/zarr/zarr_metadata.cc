@@ -4,6 +4,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <string_view>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -11,44 +12,17 @@
 #include "absl/strings/str_join.h"
 #include "core/base/status_macros.h"
 #include "core/stack/provenance.h"
+#include "core/zarr/zarr_json.h"
 
 namespace stackproc::core {
 namespace {
 
-using Json = nlohmann::json;
-
-absl::Status Bad(const std::string& name, absl::string_view why) {
-  return absl::InvalidArgumentError(absl::StrCat(name, ": ", why));
-}
-
-absl::StatusOr<Json> ParseJson(absl::string_view text, const std::string& name) {
-  Json json = Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  if (json.is_discarded() || !json.is_object()) return Bad(name, "not a JSON object");
-  return json;
-}
-
-// The integer at `json[key]`, if it is one (a JSON number without a fraction).
-std::optional<int64_t> IntAt(const Json& json, const char* key) {
-  auto it = json.find(key);
-  if (it == json.end() || !it->is_number_integer()) return std::nullopt;
-  return it->get<int64_t>();
-}
-
-absl::StatusOr<std::vector<int64_t>> IntArray(const Json& json, const char* key,
-                                              const std::string& name) {
-  auto it = json.find(key);
-  if (it == json.end() || !it->is_array() || it->empty()) {
-    return Bad(name, absl::StrCat("\"", key, "\" must be a list of lengths"));
-  }
-  std::vector<int64_t> out;
-  for (const Json& v : *it) {
-    if (!v.is_number_integer() || v.get<int64_t>() < 0) {
-      return Bad(name, absl::StrCat("\"", key, "\" holds ", v.dump(), ": not a length"));
-    }
-    out.push_back(v.get<int64_t>());
-  }
-  return out;
-}
+using zarr_json::Bad;
+using zarr_json::IntArray;
+using zarr_json::IntAt;
+using zarr_json::Json;
+using zarr_json::ParseFill;
+using zarr_json::ParseJson;
 
 absl::StatusOr<ZarrCodec> ParseCompressor(const Json& json, const std::string& name) {
   ZarrCodec codec;
@@ -119,18 +93,6 @@ absl::Status ParseDtype(const Json& json, ZarrArrayMeta& meta, const std::string
   return absl::OkStatus();
 }
 
-absl::StatusOr<double> ParseFill(const Json& json, PixelType type, const std::string& name) {
-  if (json.is_null()) return 0.0;
-  if (json.is_number()) return json.get<double>();
-  if (json.is_string() && type == PixelType::kFloat32) {
-    const std::string s = json.get<std::string>();
-    if (s == "NaN") return std::numeric_limits<double>::quiet_NaN();
-    if (s == "Infinity") return std::numeric_limits<double>::infinity();
-    if (s == "-Infinity") return -std::numeric_limits<double>::infinity();
-  }
-  return Bad(name, absl::StrCat("fill_value ", json.dump(), " is not a number"));
-}
-
 }  // namespace
 
 int64_t ZarrArrayMeta::chunk_elements() const {
@@ -190,12 +152,21 @@ std::string FormatZarray(const ZarrArrayMeta& meta) {
 }
 
 std::string ChunkKey(const ZarrArrayMeta& meta, const std::vector<int64_t>& index) {
-  return absl::StrJoin(index, meta.nested ? "/" : ".");
+  const char* separator = meta.nested ? "/" : ".";
+  const std::string indices = absl::StrJoin(index, separator);
+  if (!meta.key_prefix) return index.empty() ? "0" : indices;
+  return index.empty() ? "c" : absl::StrCat("c", separator, indices);
 }
 
 absl::StatusOr<std::optional<NgffImage>> ParseNgffAttributes(absl::string_view text,
                                                              const std::string& name) {
-  STACKPROC_ASSIGN_OR_RETURN(Json json, ParseJson(text, name));
+  STACKPROC_ASSIGN_OR_RETURN(Json file, ParseJson(text, name));
+  // NGFF 0.5: a v3 group's attributes, the image under "ome"; 0.4: .zattrs, the image itself.
+  Json attributes =
+      IntAt(file, "zarr_format") == 3 ? file.value("attributes", Json::object()) : std::move(file);
+  if (!attributes.is_object()) return Bad(name, "\"attributes\" must be an object");
+  const Json json =
+      attributes.contains("ome") && attributes["ome"].is_object() ? attributes["ome"] : attributes;
   auto multiscales = json.find("multiscales");
   if (multiscales == json.end()) return std::nullopt;
   if (!multiscales->is_array() || multiscales->empty() || !(*multiscales)[0].is_object()) {
@@ -235,7 +206,7 @@ absl::StatusOr<std::optional<NgffImage>> ParseNgffAttributes(absl::string_view t
                                   ": stackproc reads images of axes t, c, z, y, x (each of t, c "
                                   "and z optional, in that order; y and x spatial)"));
   }
-  if (auto record = json.find(kProvenanceKey); record != json.end()) {
+  if (auto record = attributes.find(kProvenanceKey); record != attributes.end()) {
     out.provenance = record->dump();
   }
   if (auto omero = json.find("omero"); omero != json.end() && omero->is_object() &&
@@ -296,7 +267,11 @@ int NgffImage::spatial() const {
   return axes.empty() ? 3 : n;
 }
 
-std::string FormatNgffAttributes(const NgffImage& image) {
+namespace {
+
+// An image's attributes: NGFF 0.4's (.zattrs), or what 0.5 puts under "ome" (the version beside
+// the multiscales, not in them) with stackproc's record beside it.
+Json NgffJson(const NgffImage& image, const char* version) {
   Json axes = Json::array();
   for (const std::string& role : image.axes) {
     if (role == "t") axes.push_back({{"name", "t"}, {"type", "time"}});
@@ -315,7 +290,8 @@ std::string FormatNgffAttributes(const NgffImage& image) {
     datasets.push_back({{"path", level.path},
                         {"coordinateTransformations", {{{"type", "scale"}, {"scale", scale}}}}});
   }
-  Json multiscale = {{"version", "0.4"}, {"axes", axes}, {"datasets", datasets}};
+  Json multiscale = {{"axes", axes}, {"datasets", datasets}};
+  if (std::string_view(version) == "0.4") multiscale["version"] = version;
   if (!image.name.empty()) multiscale["name"] = image.name;
   if (image.levels.size() > 1) {
     multiscale["type"] = "mean";
@@ -337,10 +313,26 @@ std::string FormatNgffAttributes(const NgffImage& image) {
     }
     attributes["omero"] = {{"channels", channels}};
   }
+  if (std::string_view(version) != "0.4") {
+    attributes = {{"ome", attributes}};
+    attributes["ome"]["version"] = version;
+  }
   if (!image.provenance.empty()) {
     attributes[kProvenanceKey] = Json::parse(image.provenance, nullptr, /*allow_exceptions=*/false);
   }
-  return attributes.dump(2) + "\n";
+  return attributes;
+}
+
+}  // namespace
+
+std::string FormatNgffAttributes(const NgffImage& image) {
+  return NgffJson(image, "0.4").dump(2) + "\n";
+}
+
+std::string FormatNgffGroup(const NgffImage& image) {
+  const Json group = {
+      {"zarr_format", 3}, {"node_type", "group"}, {"attributes", NgffJson(image, "0.5")}};
+  return group.dump(2) + "\n";
 }
 
 std::string FormatZgroup() { return Json{{"zarr_format", 2}}.dump(2) + "\n"; }

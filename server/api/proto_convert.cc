@@ -126,13 +126,12 @@ void ToProto(const JobSnapshot& s, v1::Job* out) {
     spec->mutable_output()->set_compression_level(s.spec.compression_level);
     spec->mutable_output()->set_predictor(ToProto(s.spec.predictor));
     spec->mutable_output()->set_overwrite(s.spec.overwrite);
-    if (s.spec.chunks) {
-      v1::ChunkShape* chunks = spec->mutable_output()->mutable_chunks();
-      chunks->set_depth((*s.spec.chunks)[0]);
-      chunks->set_height((*s.spec.chunks)[1]);
-      chunks->set_width((*s.spec.chunks)[2]);
-    }
+    if (s.spec.chunks) ToProto(*s.spec.chunks, spec->mutable_output()->mutable_chunks());
     spec->mutable_output()->set_pyramid_levels(s.spec.pyramid_levels);
+    spec->mutable_output()->set_zarr_format(s.spec.zarr_format);
+    if (s.spec.zarr_shards) {
+      ToProto(*s.spec.zarr_shards, spec->mutable_output()->mutable_zarr_shards());
+    }
     spec->set_shards(s.spec.shards);
     for (int64_t c : s.spec.channels) spec->add_channels(c);
   }
@@ -227,10 +226,10 @@ absl::StatusOr<JobSpec> FromProto(const v1::JobSpec& in) {
   if (absl::Status s = core::CheckPredictor(spec.compression, *predictor); !s.ok()) return s;
   spec.predictor = *predictor;
   spec.overwrite = out.overwrite();
-  if (out.has_chunks()) {
-    spec.chunks = {out.chunks().depth(), out.chunks().height(), out.chunks().width()};
-  }
+  if (out.has_chunks()) spec.chunks = FromProto(out.chunks());
   spec.pyramid_levels = out.pyramid_levels();
+  spec.zarr_format = out.zarr_format() == 0 ? 3 : out.zarr_format();
+  if (out.has_zarr_shards()) spec.zarr_shards = FromProto(out.zarr_shards());
   if (in.shards() < 0) return absl::InvalidArgumentError("shards is negative");
   spec.shards = in.shards();
   spec.channels.assign(in.channels().begin(), in.channels().end());

@@ -35,6 +35,8 @@ absl::StatusOr<core::ProcessRequest> PathRequest(const JobSpec& spec, const Path
   request.write.overwrite = spec.overwrite;
   request.write.chunks = spec.chunks;
   request.write.pyramid_levels = spec.pyramid_levels;
+  request.write.zarr_format = spec.zarr_format;
+  request.write.zarr_shards = spec.zarr_shards;
   request.limits = limits;
   request.window_bytes = window_bytes;
   return request;

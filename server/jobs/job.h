@@ -46,9 +46,11 @@ struct JobSpec {
   int compression_level = 0;                              // 0: the codec's default
   core::Predictor predictor = core::Predictor::kDefault;  // TIFF outputs
   bool overwrite = false;
-  std::optional<std::array<int64_t, 3>> chunks;     // OME-Zarr outputs
-  int pyramid_levels = 0;                           // OME-Zarr outputs
-  absl::Duration retention = absl::ZeroDuration();  // in-memory results; 0: server default
+  std::optional<std::array<int64_t, 3>> chunks;       // OME-Zarr outputs
+  int pyramid_levels = 0;                             // OME-Zarr outputs
+  int zarr_format = 3;                                // OME-Zarr outputs: 2 or 3
+  std::optional<std::array<int64_t, 3>> zarr_shards;  // Zarr v3 outputs
+  absl::Duration retention = absl::ZeroDuration();    // in-memory results; 0: server default
   bool streamed = false;          // ProcessStream: no paths, the caller feeds and drains the job
   std::string uploaded_from;      // a streamed job's client, its address as the server saw it
   std::string input_name;         // a streamed job's input as its client names it (the record's)

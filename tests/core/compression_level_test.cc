@@ -80,6 +80,7 @@ TEST(CompressionLevelTest, FilesAtEachLevelReadBackEqualInOtherTools) {
     ASSERT_OK(ParseCompressionText(text, options));
     const bool zarr = std::string(text) == "zstd:level=9" || std::string(text) == "lz4:level=1";
     const std::string out = dir.File(zarr ? "out.zarr" : "out.tif");
+    options.zarr_format = 2;  // NGFF 0.4, what zarr-python 2 reads
     std::filesystem::remove_all(out);
     ASSERT_OK(WriteStack(out, stack, options));
     if (zarr) {

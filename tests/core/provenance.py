@@ -23,7 +23,9 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import tifffile
-import zarr
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "tools"))
+import zarr_read  # noqa: E402
 
 BUILD = os.path.abspath(sys.argv[1])
 LOCAL = os.path.join(BUILD, "core", "stackproc-local")
@@ -93,7 +95,8 @@ def json_record(path):
 
 
 def zarr_record(path):
-    return dict(zarr.open_group(path, mode="r").attrs["stackproc"])
+    """The group attribute, read by zarr-python (NGFF 0.4) or zarrita (0.5)."""
+    return dict(zarr_read.read(path, "0")[1]["group"]["stackproc"])
 
 
 def folder_record(path):
@@ -141,9 +144,14 @@ with tifffile.TiffFile("shaped_out.tif") as tif:
 check(shape == (6, 20, 28) and log.getvalue() == "",
       f"tifffile's JSON description keeps its shape beside the record: {shape}")
 recorded("out.zarr", ["--input", "two.ome.tif", "--output", "out.zarr", "--channels", "1",
-                      "--pyramid", "1", "--chunks", "2x40x56", "--op", "invert"],
+                      "--pyramid", "1", "--chunks", "2x40x56", "--zarr-shards", "4x40x56",
+                      "--op", "invert"],
          zarr_record, ["invert"], dict(TWO, shape=dict(TWO["shape"], c=1), bytes=6 * 40 * 56 * 2),
-         {"channels": "1", "pyramid": 1, "chunks": "2x40x56"})
+         {"channels": "1", "pyramid": 1, "chunks": "2x40x56", "shards": "4x40x56",
+          "zarr_format": 3})
+recorded("out2.zarr", ["--input", "plain.tif", "--output", "out2.zarr", "--zarr-format", "2",
+                       "--op", "invert"],
+         zarr_record, ["invert"], dict(plain, name="plain.tif"), {"zarr_format": 2})
 recorded("planes", ["--input", "plain.tif", "--output", "planes/", "--op", "invert"],
          folder_record, ["invert"], plain, {"executor": "slurm array 4242"},
          env={"SLURM_ARRAY_JOB_ID": "4242"})
@@ -163,7 +171,8 @@ check(p.returncode == 0 and "no record" in p.stdout, "info of a file stackproc d
 os.mkdir("again")
 for out, name, differ in (("out.ome.tif", "out.ome.tif", "time"), ("out.tif", "out.tif", "time"),
                           ("shaped_out.tif", "shaped_out.tif", "time"),
-                          ("out.zarr", "out.zarr", "time"), ("planes", "planes/", "time,executor")):
+                          ("out.zarr", "out.zarr", "time"), ("out2.zarr", "out2.zarr", "time"),
+                          ("planes", "planes/", "time,executor")):
     run("rerun", out, "--output", f"again/{name}")
     same = subprocess.run(["/usr/bin/python3", SAME, out, f"again/{name.rstrip('/')}",
                            "--differ", differ], capture_output=True, text=True)

@@ -1,7 +1,9 @@
-// OME-Zarr outputs of path jobs, read back by zarr-python (tests/core/check_zarr.py): NGFF 0.4
-// metadata field by field (axes, units, scales per level, dataset paths), each level's .zarray,
-// level 0 against a direct OpenCV call on the source and each pyramid level against numpy's
-// mean of the level before. The store is there whole or not at all.
+// OME-Zarr outputs of path jobs. NGFF 0.4 (--zarr-format 2) read back by Debian's zarr-python
+// (tests/core/check_zarr.py): metadata field by field (axes, units, scales per level, dataset
+// paths), each level's .zarray, level 0 against a direct OpenCV call on the source and each
+// pyramid level against numpy's mean of the level before. The store is there whole or not at
+// all, and z-ranges written apart make the store one run makes, in both formats. (NGFF 0.5's
+// stores are read by zarrita: tests/core/zarr_v3.py.)
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -29,12 +31,14 @@ using ::stackproc::testing::TempDir;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 
+// NGFF 0.4 (what zarr-python 2 reads) unless `zarr_format` says 3.
 WriteOptions Write(Compression compression, std::optional<std::array<int64_t, 3>> chunks = {},
-                   int pyramid_levels = 0) {
+                   int pyramid_levels = 0, int zarr_format = 2) {
   WriteOptions write;
   write.compression = compression;
   write.chunks = chunks;
   write.pyramid_levels = pyramid_levels;
+  write.zarr_format = zarr_format;
   return write;
 }
 
@@ -60,7 +64,8 @@ tifffile.imwrite(f"{d}/plain.tif", a, photometric="minisblack"))",
   static void TearDownTestSuite() { delete dir_; }
 
   static absl::Status Process(const std::string& input, const std::string& output,
-                              const std::vector<std::string>& ops, WriteOptions write = {}) {
+                              const std::vector<std::string>& ops,
+                              WriteOptions write = Write(Compression::kDefault)) {
     ProcessRequest request;
     request.input_path = dir_->File(input);
     request.output_path = dir_->File(output);
@@ -194,7 +199,7 @@ TEST_F(ZarrOutputTest, AStoreIsWrittenWholeOrNotAtAll) {
       "chunks": [[1, 150, 170]], "compressor": {"id": "blosc"}})"),
             0);
   EXPECT_THAT(Process("plain.tif", "taken.zarr", {"invert"}),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("no .zgroup")));
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("no zarr.json, .zgroup")));
   // An input cut short once the store is being written: the run fails, and neither the store
   // nor its temporary folder stays.
   std::filesystem::copy(dir_->File("plain.tif"), dir_->File("cut.tif"));
@@ -274,6 +279,44 @@ TEST_F(ZarrOutputTest, ZRangesWrittenApartMakeTheStoreOneRunMakes) {
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("0/.zarray")));
 }
 
+TEST_F(ZarrOutputTest, ZRangesOfWholeShardsMakeTheV3StoreOneRunMakes) {
+  // Zarr v3: each range writes whole shards (4 slices of chunks of 2, 2 levels that halve z:
+  // level 2's shards span 16 slices of level 0), so no two writers touch one shard.
+  WriteOptions options = Write(Compression::kZstd, {{2, 64, 64}}, 2, 3);
+  options.zarr_shards = {{4, 128, 128}};
+  std::filesystem::create_directories(dir_->File("one"));
+  std::filesystem::create_directories(dir_->File("shards"));
+  ASSERT_OK(Process("plain.tif", "one/v3.zarr", {"invert"}, options));
+  ASSERT_OK_AND_ASSIGN(Stack input, ReadTiff(dir_->File("plain.tif")));
+  ASSERT_OK_AND_ASSIGN(Pipeline invert, Pipeline::Parse({"invert"}));
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<SliceSource> one,
+                       OpenInput(LocalFiles(), dir_->File("one/v3.zarr")));
+  StackInfo info = StackSource(input).info();
+  info.metadata.provenance = one->info().metadata.provenance;
+  ASSERT_OK_AND_ASSIGN(OutputTarget store, OutputTarget::ForPath(dir_->File("shards/v3.zarr")));
+  ASSERT_OK(CreateZarrStore(store, info, options));
+  const auto shard = [&](int64_t begin, int64_t end) {
+    StackSource part(Slices(input, begin, end), /*writable=*/false);
+    ZarrSink sink(store, options, ZarrRegion{input.depth(), begin});
+    return core::Run(part, invert, sink);
+  };
+  // Level 0's shards are 4 slices: 8-16 splits none of them but splits level 2's first.
+  EXPECT_THAT(shard(8, 16), StatusIs(absl::StatusCode::kInvalidArgument,
+                                     HasSubstr("z-chunks of level 2 (4 slices each)")));
+  ASSERT_OK(shard(16, 21));
+  ASSERT_OK(shard(0, 16));
+  EXPECT_EQ(RunCommand(absl::StrCat("diff -r ", dir_->File("one/v3.zarr"), " ",
+                                    dir_->File("shards/v3.zarr"))),
+            0);
+  // A store made for other shards is refused, naming its zarr.json.
+  WriteOptions other = options;
+  other.zarr_shards = {{8, 128, 128}};
+  StackSource part(Slices(input, 0, 16), /*writable=*/false);
+  ZarrSink sink(store, other, ZarrRegion{21, 0});
+  EXPECT_THAT(core::Run(part, invert, sink),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("0/zarr.json")));
+}
+
 TEST(ZarrPlanTest, TheZChunksHeldOnBothSidesAreCountedInThePlan) {
   TempDir dir;
   ASSERT_OK(WriteTiff(dir.File("in.tif"),
@@ -282,6 +325,7 @@ TEST(ZarrPlanTest, TheZChunksHeldOnBothSidesAreCountedInThePlan) {
   write.input_path = dir.File("in.tif");
   write.output_path = dir.File("in.zarr");
   write.write.chunks = {{16, 64, 64}};
+  write.write.zarr_format = 2;
   ASSERT_OK(ProcessFile(write));
 
   ProcessRequest request;
@@ -289,6 +333,7 @@ TEST(ZarrPlanTest, TheZChunksHeldOnBothSidesAreCountedInThePlan) {
   request.output_path = dir.File("out.zarr");
   request.ops = Ops({"invert"});
   request.write.chunks = {{8, 64, 64}};
+  request.write.zarr_format = 2;
   constexpr uint64_t kSlice = 64 * 64 * 2;
   request.window_bytes = 6 * kSlice + 100;
   ASSERT_OK_AND_ASSIGN(ProcessPlan plan, PlanProcess(request, 4));
@@ -297,6 +342,17 @@ TEST(ZarrPlanTest, TheZChunksHeldOnBothSidesAreCountedInThePlan) {
   // the source's z-chunks of 16 that 3 slices in flight can fall in (2); the sink's z-chunk of
   // 8, gathered.
   EXPECT_EQ(plan.memory_bytes, 3 * 2 * kSlice + 2 * 16 * kSlice + 8 * kSlice);
+
+  // Zarr v3: the sink gathers a shard (16 slices by default) and holds a layer of its encoded
+  // chunks (8 slices); the source's chunks are 8 slices, read by the shard's index.
+  request.write.zarr_format = 3;
+  request.input_path = dir.File("v3.zarr");
+  write.output_path = dir.File("v3.zarr");
+  write.write.chunks = {{8, 64, 64}};
+  write.write.zarr_format = 3;
+  ASSERT_OK(ProcessFile(write));
+  ASSERT_OK_AND_ASSIGN(plan, PlanProcess(request, 4));
+  EXPECT_EQ(plan.memory_bytes, 3 * 2 * kSlice + 2 * 8 * kSlice + (16 + 8) * kSlice);
 }
 
 TEST(ZarrSweepTest, WhatAKilledWriteLeftIsRemovedFoldersAndAll) {

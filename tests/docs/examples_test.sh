@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's examples run as written: each docs/examples/*.sh must appear verbatim in the
 # README (inside a ```sh block), and runs here with the build's programs on PATH, in a
-# directory of its own, then what it made is checked (tifffile, zarr, and the same job run by
+# directory of its own, then what it made is checked (tifffile, zarrita, and the same job run by
 # stackproc-local). The server examples show the default port (50051; the TLS recipe listens on
 # every address, as a facility's server does): here they run on a free port of 127.0.0.1, the
 # address and port the only words changed. Each runs in a process group of its own, and only
@@ -59,10 +59,12 @@ cmp preview.png "$src/docs/images/preview.png" ||
   fail "preview: the README's picture is not what its command draws now (copy preview.png there)"
 
 cd "$work/local-quickstart"
-py 'import tifffile, zarr
+py 'import sys, tifffile
+sys.path.insert(0, sys.argv[1])
+import zarr_read  # zarrita reads NGFF 0.5
 assert tifffile.imread("blurred.tif").shape == (64, 1024, 1024)
-assert zarr.open_group("small.ome.zarr", "r")["0"].shape == (64, 512, 512)
-assert zarr.open_group("small.ome.zarr", "r")["2"].shape[1:] == (128, 128)' ||
+assert zarr_read.read("small.ome.zarr", "0")[0].shape == (64, 512, 512)
+assert zarr_read.read("small.ome.zarr", "2")[0].shape[1:] == (128, 128)' "$src/tests/tools" ||
   fail "local-quickstart: its outputs"
 
 cd "$work/server-quickstart"

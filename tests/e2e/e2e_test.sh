@@ -143,15 +143,13 @@ planes = numpy.stack([tifffile.imread(f) for f in sorted(glob.glob(sys.argv[1] +
 sys.exit(not numpy.array_equal(planes, tifffile.imread(sys.argv[2])))' \
   "$work/planes-out" "$work/ref.tif" || fail "planes written by process differ from the core's"
 
-# OME-Zarr: a path job writes a store with a pyramid; zarr-python reads level 0 as the core's
-# bytes; a streamed job reads that store from a local folder and writes a local store of its
-# own (chunks across slices); an in-memory result downloads as a store.
+# OME-Zarr: a path job writes a store (NGFF 0.5, sharded) with a pyramid; zarrita reads level 0
+# as the core's bytes; a streamed job reads that store from a local folder and writes a local
+# NGFF 0.4 store of its own (chunks across slices), which zarr-python reads; an in-memory result
+# downloads as a store.
 "$cli" submit --input in.tif --op gaussian:ksize=5 --op resize:scale=0.5 --output out.ome.zarr \
   --pyramid 1 --wait >/dev/null || fail "path job to OME-Zarr"
-same_zarr() {
-  /usr/bin/python3 -c 'import sys, numpy, tifffile, zarr
-sys.exit(not numpy.array_equal(zarr.open_group(sys.argv[1], "r")["0"][...], tifffile.imread(sys.argv[2])))' "$1" "$2"
-}
+same_zarr() { /usr/bin/python3 "$(dirname "$same_output_py")/zarr_read.py" same "$1" "$2"; }
 same_zarr "$work/data/out.ome.zarr" "$work/ref.tif" || fail "OME-Zarr path job differs from the core's"
 # A codec's level travels from the CLI through the server: the bytes stackproc-local writes.
 "$cli" submit --input in.tif --op invert --compression deflate:level=1 --output level1.tif \
@@ -164,9 +162,10 @@ out=$("$cli" submit --input in.tif --output converted.ome.zarr --wait)
 has "slices=20/20" "$out" || fail "a conversion's progress: $out"
 has "(none: a conversion)" "$("$cli" status "$(head -n 1 <<<"$out")")" || fail "a conversion's ops"
 same_zarr "$work/data/converted.ome.zarr" "$work/data/in.tif" || fail "the conversion changed pixels"
-[[ -f "$work/data/out.ome.zarr/1/.zarray" ]] || fail "no pyramid level"
-"$cli" process "$work/data/out.ome.zarr" -o "$work/copy.zarr" --chunks 4x32x32 \
+[[ -f "$work/data/out.ome.zarr/1/zarr.json" ]] || fail "no pyramid level"
+"$cli" process "$work/data/out.ome.zarr" -o "$work/copy.zarr" --chunks 4x32x32 --zarr-format 2 \
   --compression lz4 >/dev/null || fail "streamed job from and to OME-Zarr"
+[[ -f "$work/copy.zarr/0/.zarray" ]] || fail "--zarr-format 2 wrote no .zarray"
 same_zarr "$work/copy.zarr" "$work/ref.tif" || fail "streamed OME-Zarr differs"
 if err=$("$cli" process "$work/data/in.tif" -o "$work/bad.tif" --op invert --chunks 1x8x8 2>&1); then
   fail "chunks accepted for a TIFF output"
@@ -237,9 +236,7 @@ if err=$("$cli" download "$job" -o "$work/local.tif" 2>&1); then fail "download 
 has "use --overwrite" "$err" || fail "download overwrite error: $err"
 has wrote "$("$cli" download "$job" -o "$work/local.tif" --overwrite)" || fail "download --overwrite"
 has wrote "$("$cli" download "$job" -o "$work/local.zarr")" || fail "download to OME-Zarr"
-/usr/bin/python3 -c 'import sys, numpy, tifffile, zarr
-sys.exit(not numpy.array_equal(zarr.open_group(sys.argv[1], "r")["0"][...], tifffile.imread(sys.argv[2])))' \
-  "$work/local.zarr" "$work/local.tif" || fail "downloaded OME-Zarr differs from the TIFF"
+same_zarr "$work/local.zarr" "$work/local.tif" || fail "downloaded OME-Zarr differs from the TIFF"
 "$cli" delete "$job" >/dev/null || fail "delete"
 if err=$("$cli" submit --input ../x.tif --op invert --output y.tif 2>&1); then fail "escape accepted"; fi
 [[ $(echo "$err" | wc -l) -eq 1 && "$err" == *"outside the data root"* ]] || fail "error line: $err"

@@ -7,12 +7,16 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 
 import numpy as np
 import pytest
 import tifffile
+
+# tests/tools' helpers (zarr_read: the independent Zarr readers).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "tools"))
 
 BUILD = os.environ.get("STACKPROC_BUILD", "build/release")
 STACKPROCD = os.path.join(BUILD, "server", "stackprocd")

@@ -13,6 +13,7 @@ import tifffile
 
 import stackproc
 from conftest import LOCAL, stack, write_tiff
+import zarr_read  # noqa: E402 (tests/tools, put on the path by conftest)
 
 
 def blur(a, k=5):
@@ -74,7 +75,6 @@ def test_cli_channels_streamed_and_by_path(server, tmp_path):
     """`stackproc process --channels` sends only those channels (the description restated);
     an ImageJ hyperstack streamed into an OME-Zarr store comes in t, c, z order; `stackproc
     submit --channels` does the same on the server."""
-    import zarr
     cli = os.path.join(os.path.dirname(os.path.dirname(LOCAL)), "client", "stackproc")
     env = dict(os.environ, STACKPROC_SERVER=server.target)
     a = stack((24, 40, 56), "uint16").reshape(3, 4, 2, 40, 56)  # t, z, c: ImageJ's TZCYX
@@ -86,7 +86,7 @@ def test_cli_channels_streamed_and_by_path(server, tmp_path):
         assert np.array_equal(tif.series[0].asarray(), 65535 - a[:, :, 1])
     subprocess.run([cli, "process", tmp_path / "hyper.tif", "-o", tmp_path / "h.ome.zarr"],
                    env=env, check=True, capture_output=True)
-    assert np.array_equal(zarr.open_group(str(tmp_path / "h.ome.zarr"), mode="r")["0"][:],
+    assert np.array_equal(zarr_read.read(str(tmp_path / "h.ome.zarr"))[0],  # zarrita: NGFF 0.5
                           a.transpose(0, 2, 1, 3, 4))
     tifffile.imwrite(server.root / "hyper.tif", a, imagej=True, metadata={"axes": "TZCYX"})
     subprocess.run([cli, "submit", "--input", "hyper.tif", "--channels", "0", "--op", "invert",
@@ -191,6 +191,26 @@ def test_submit_to_a_file_and_in_memory(server):
         kept.delete()
         with pytest.raises(stackproc.NotFound):
             kept.status()
+
+
+def test_submit_to_ome_zarr_of_either_version(server):
+    """NGFF 0.5 with the shards asked for (zarrita reads it), and 0.4 (zarr-python), with a
+    pyramid level."""
+    a = stack((6, 80, 60), "uint16")
+    write_tiff(server.root / "in.tif", a)
+    with stackproc.Client(server.target) as client:
+        client.submit("in.tif", "gaussian:ksize=5", output="v3.ome.zarr", chunks=(1, 32, 32),
+                      zarr_shards=(2, 64, 64), pyramid=1).wait()
+        client.submit("in.tif", "gaussian:ksize=5", output="v2.ome.zarr", zarr_format=2,
+                      pyramid=1).wait()
+    v3, info = zarr_read.read(str(server.root / "v3.ome.zarr"))
+    assert np.array_equal(v3, blur(a)) and info["chunks"] == [1, 32, 32]
+    with open(server.root / "v3.ome.zarr" / "0" / "zarr.json") as f:
+        assert json.load(f)["chunk_grid"]["configuration"]["chunk_shape"] == [2, 64, 64]
+    v2, _ = zarr_read.read(str(server.root / "v2.ome.zarr"))
+    assert np.array_equal(v2, blur(a)) and (server.root / "v2.ome.zarr" / "0" / ".zarray").exists()
+    assert np.array_equal(zarr_read.read(str(server.root / "v3.ome.zarr"), "1")[0],
+                          zarr_read.read(str(server.root / "v2.ome.zarr"), "1")[0])
 
 
 def test_result_download_resumes_after_a_cut(server):

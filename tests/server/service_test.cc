@@ -191,15 +191,32 @@ TEST_F(ServiceTest, APathJobWritesAndReadsOmeZarrBeneathTheRoot) {
   output->mutable_chunks()->set_height(32);
   output->mutable_chunks()->set_width(32);
   output->set_compression(v1::COMPRESSION_LZ4);
+  output->mutable_zarr_shards()->set_depth(8);
+  output->mutable_zarr_shards()->set_height(32);
+  output->mutable_zarr_shards()->set_width(32);
   ASSERT_OK_AND_ASSIGN(v1::Job job, client_->Submit(request));
   ASSERT_OK_AND_ASSIGN(v1::Job last, client_->Watch(job.id(), nullptr));
   ASSERT_EQ(last.state(), v1::JOB_STATE_SUCCEEDED) << last.error().message();
   // The job states what it was asked for.
   EXPECT_EQ(last.spec().output().pyramid_levels(), 2);
   EXPECT_EQ(last.spec().output().chunks().depth(), 4);
+  EXPECT_EQ(last.spec().output().zarr_shards().depth(), 8);
+  EXPECT_EQ(last.spec().output().zarr_format(), 3);
   EXPECT_EQ(last.spec().output().compression(), v1::COMPRESSION_LZ4);
-  for (const char* file : {"out.ome.zarr/.zattrs", "out.ome.zarr/0/.zarray",
-                           "out.ome.zarr/2/.zarray", "out.ome.zarr/0/2/1/1"}) {
+  // NGFF 0.5: zarr.json, and shards of 8 slices by 32 x 32 (the second z-shard holds slice 8).
+  for (const char* file : {"out.ome.zarr/zarr.json", "out.ome.zarr/0/zarr.json",
+                           "out.ome.zarr/2/zarr.json", "out.ome.zarr/0/c/1/1/1"}) {
+    EXPECT_TRUE(fs::exists(root_.File(file))) << file;
+  }
+  // NGFF 0.4 when asked: a file per chunk.
+  output->set_path("v2.ome.zarr");
+  output->clear_zarr_shards();
+  output->set_zarr_format(2);
+  ASSERT_OK_AND_ASSIGN(job, client_->Submit(request));
+  ASSERT_OK_AND_ASSIGN(last, client_->Watch(job.id(), nullptr));
+  ASSERT_EQ(last.state(), v1::JOB_STATE_SUCCEEDED) << last.error().message();
+  for (const char* file : {"v2.ome.zarr/.zattrs", "v2.ome.zarr/0/.zarray", "v2.ome.zarr/2/.zarray",
+                           "v2.ome.zarr/0/2/1/1"}) {
     EXPECT_TRUE(fs::exists(root_.File(file))) << file;
   }
   // Read back by a path job: the store is an input like any other, beneath the root.

@@ -7,8 +7,9 @@ streamed one) are never byte-equal files. This compares everything else byte for
 - TIFF: the header, every page's every tag (strile offsets aside: where the bytes are), every
   strile's raw bytes, and the description with the record taken out; then the two records, which
   may differ only in the fields allowed (--differ).
-- A folder (OME-Zarr store, plane folder): the same file names, every file's bytes, .zattrs and
-  stackproc.json as JSON with the record taken out; then the records as above.
+- A folder (OME-Zarr store, plane folder): the same file names, every file's bytes, the group's
+  attributes (.zattrs, or zarr.json's) and stackproc.json as JSON with the record taken out;
+  then the records as above.
 
 Both outputs must hold a record. usage: same_output.py A B [--differ time,executor,input.name]
 Exit 0 when the same, 1 (saying where they differ) otherwise."""
@@ -123,13 +124,17 @@ def compare_folders(a, b, allowed):
         with open(os.path.join(a, name), "rb") as fa, open(os.path.join(b, name), "rb") as fb:
             ba, bb = fa.read(), fb.read()
         base = os.path.basename(name)
-        if base in (".zattrs", "stackproc.json"):
+        # The group's attributes hold the record: .zattrs (Zarr v2) or zarr.json's (v3).
+        group = name in (".zattrs", "zarr.json")
+        if base == "stackproc.json" or group:
             ja, jb = json.loads(ba), json.loads(bb)
-            ra, rb = (ja, jb) if base == "stackproc.json" else (ja.pop("stackproc", None),
-                                                                 jb.pop("stackproc", None))
-            if base == ".zattrs" and ja != jb:
+            aa, ab = (ja.get("attributes", {}), jb.get("attributes", {})) \
+                if name == "zarr.json" else (ja, jb)
+            ra, rb = (ja, jb) if base == "stackproc.json" else (aa.pop("stackproc", None),
+                                                                 ab.pop("stackproc", None))
+            if group and ja != jb:
                 problems.append(f"{name}: attributes differ")
-            if base == "stackproc.json" or name == ".zattrs":
+            if base == "stackproc.json" or group:
                 problems += compare_records(ra, rb, allowed, name)
         elif ba != bb:
             problems.append(f"{name}: bytes differ")

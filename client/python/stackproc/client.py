@@ -120,7 +120,8 @@ class Client:
 
     # Jobs on files under the server's data root.
     def submit(self, input, ops, *, output=None, in_memory=False, compression=None,
-               overwrite=False, request_id=None, shards=0, channels=None):
+               overwrite=False, request_id=None, shards=0, channels=None, chunks=None,
+               zarr_shards=None, zarr_format=None, pyramid=0):
         """Queues a job on `input` (a path under the server's data root) and returns its Job.
 
         The result goes to `output` (a path under the data root: NAME.tif, NAME.ome.zarr,
@@ -129,6 +130,9 @@ class Client:
         overwrite=True; the same request_id with the same job returns the first job.
         channels: only these channels of the input, in this order (numbered from 0): a list of
         ints, or the CLI's text "2+0"; the operations then number the chosen ones from 0.
+        OME-Zarr outputs: chunks and zarr_shards as (depth, height, width), zarr_format 3 (NGFF
+        0.5, sharded: the default) or 2 (NGFF 0.4), pyramid levels below full size; as the CLI's
+        --chunks, --zarr-shards, --zarr-format and --pyramid.
         Job.result() of a stack with time points or channels is a (t, c, z, y, x) array."""
         if (output is None) == (not in_memory):
             raise ValueError("give output=PATH or in_memory=True (one of them)")
@@ -142,6 +146,11 @@ class Client:
         spec.output.compression, spec.output.compression_level = codec, level
         spec.output.predictor = predictor
         spec.output.overwrite = overwrite
+        for shape, field in ((chunks, spec.output.chunks), (zarr_shards, spec.output.zarr_shards)):
+            if shape is not None:
+                field.depth, field.height, field.width = shape
+        spec.output.zarr_format = zarr_format or 0
+        spec.output.pyramid_levels = pyramid
         reply = self._call("SubmitJob", service_pb2.SubmitJobRequest(
             spec=spec, request_id=request_id or ""))
         return Job(self, JobStatus.from_proto(reply.job))

@@ -215,29 +215,34 @@ absl::Status TempFolder::Commit(bool sync) {
     return absl::InternalError(
         absl::StrCat(target_.display(), ": cannot sync what it holds: ", std::strerror(errno)));
   }
-  const int dir = target_.dir();
-  if (replace_ &&
-      ::renameat2(dir, temp_.c_str(), dir, target_.name().c_str(), RENAME_EXCHANGE) == 0) {
-    // The old output now has the temporary name: it goes (a folder, or a file in its place).
-    fd_ = UniqueFd();
-    RemoveEntry(dir, temp_);
+  STACKPROC_RETURN_IF_ERROR(MoveIntoPlace(target_.dir(), temp_, target_, replace_, sync));
+  fd_ = UniqueFd();
+  return absl::OkStatus();
+}
+
+absl::Status MoveIntoPlace(int from_dir, const std::string& from, const OutputTarget& target,
+                           bool replace, bool sync) {
+  const int dir = target.dir();
+  const char* name = target.name().c_str();
+  if (replace && ::renameat2(from_dir, from.c_str(), dir, name, RENAME_EXCHANGE) == 0) {
+    // The old output now has the name `from`: it goes (a folder, or a file in its place).
+    RemoveEntry(from_dir, from);
     if (sync) ::fsync(dir);
     return absl::OkStatus();
   }
-  if (replace_ && errno != ENOENT) {
+  if (replace && errno != ENOENT) {
     return absl::InternalError(absl::StrCat(
-        target_.display(), ": cannot swap its folder into place: ", std::strerror(errno)));
+        target.display(), ": cannot swap its folder into place: ", std::strerror(errno)));
   }
-  if (::renameat2(dir, temp_.c_str(), dir, target_.name().c_str(), RENAME_NOREPLACE) != 0) {
+  if (::renameat2(from_dir, from.c_str(), dir, name, RENAME_NOREPLACE) != 0) {
     if (errno == EEXIST || errno == ENOTEMPTY) {
       return absl::AlreadyExistsError(
-          absl::StrCat(target_.display(), ": appeared while it was being written"));
+          absl::StrCat(target.display(), ": appeared while it was being written"));
     }
     return absl::InternalError(absl::StrCat(
-        target_.display(), ": cannot rename its folder into place: ", std::strerror(errno)));
+        target.display(), ": cannot rename its folder into place: ", std::strerror(errno)));
   }
-  fd_ = UniqueFd();
-  if (sync) ::fsync(target_.dir());
+  if (sync) ::fsync(dir);
   return absl::OkStatus();
 }
 

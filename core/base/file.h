@@ -84,8 +84,9 @@ absl::Status WriteFileAt(int dir, const std::string& name, const void* bytes, si
 absl::StatusOr<std::vector<std::string>> ListDirectory(int dir);
 // Removes `name` from directory `dir`: a file or a link (never followed), or a folder (what the
 // writers make: a folder of planes, an OME-Zarr store) with what it holds, folders to
-// kMaxFolderDepth levels. Whether it is gone.
-inline constexpr int kMaxFolderDepth = 8;
+// kMaxFolderDepth levels (a cluster job's work folder, its store, a level, Zarr v3's "c", t, c,
+// z and y: 9). Whether it is gone.
+inline constexpr int kMaxFolderDepth = 12;
 bool RemoveEntry(int dir, const std::string& name);
 
 // How a program reaches the files it reads: by path as given (LocalFiles), or beneath a data
@@ -184,5 +185,12 @@ class TempFolder {
   UniqueFd fd_;  // closed once committed (or moved from)
   bool replace_ = false;
 };
+
+// Renames `from` in directory `from_dir` to `target`, never over something that appeared
+// meanwhile; with `replace`, swaps the two in one step (RENAME_EXCHANGE) and removes the old one
+// (TempFolder::Commit; a cluster job's OME-Zarr store, made in its work folder). Syncs the
+// target's directory when `sync`.
+absl::Status MoveIntoPlace(int from_dir, const std::string& from, const OutputTarget& target,
+                           bool replace, bool sync);
 
 }  // namespace stackproc::core

@@ -316,14 +316,9 @@ absl::Status Run(SliceSource& source, Pipeline& pipeline, SliceSink& sink,
     return absl::InvalidArgumentError("cannot run a pipeline on an empty stack");
   }
   UseOnlyTheEnginesThreads();
-  const SliceFormat input = SliceFormat::Of(in.shape, in.type);
-  STACKPROC_ASSIGN_OR_RETURN(std::vector<SliceFormat> formats, pipeline.Plan(input));
-  STACKPROC_RETURN_IF_ERROR(pipeline.Bind(in.metadata.dims, in.shape.depth));
-  StackInfo output;
-  output.shape = {in.shape.depth, formats.back().height, formats.back().width};
-  output.type = formats.back().type;
-  output.metadata =
-      UpdateMetadata(in.metadata, output.shape, in.type, output.type, pipeline.Geometry(input));
+  STACKPROC_ASSIGN_OR_RETURN(std::vector<SliceFormat> formats,
+                             pipeline.Plan(SliceFormat::Of(in.shape, in.type)));
+  STACKPROC_ASSIGN_OR_RETURN(StackInfo output, OutputInfoOf(in, pipeline));
   output.metadata.provenance = options.provenance;  // what made it: this run, not its input
   // Whole-stack steps: each one's input is kept in a stack (a pass of its own, unless it is
   // already one in memory), its statistics are taken, and the run goes on from that stack;

@@ -209,6 +209,10 @@ struct RunOptions {
   std::optional<Provenance> provenance;
 };
 
+// What `pipeline` makes of a stack `in` (its slices' size and type, its metadata updated for
+// the pipeline's geometry and type), the pipeline bound to its channels: what Run gives a sink.
+absl::StatusOr<StackInfo> OutputInfoOf(const StackInfo& in, Pipeline& pipeline);
+
 // Runs `pipeline` over every slice of `source` into `sink`, then closes the sink. The output's
 // metadata is the source's updated for the pipeline's geometry and type, with options.provenance.
 // Blocks until done.

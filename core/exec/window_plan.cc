@@ -1,5 +1,6 @@
-// The engine's planning, apart from running: how many slices a run keeps in flight and the
-// memory a run holds (PlanWindow, StackPeakBytes, PlanRunMemory in engine.h).
+// The engine's planning, apart from running: what a run's output is (OutputInfoOf), how many
+// slices a run keeps in flight and the memory a run holds (PlanWindow, StackPeakBytes,
+// PlanRunMemory in engine.h).
 #include <algorithm>
 
 #include "core/base/status_macros.h"
@@ -47,6 +48,18 @@ WindowPlan PlanWindow(const std::vector<SliceFormat>& formats, int64_t depth, ui
                       scratch * static_cast<uint64_t>(concurrency) + chunks +
                       static_cast<uint64_t>(std::max<int64_t>(sink.held_slices, 0)) * out;
   return plan;
+}
+
+absl::StatusOr<StackInfo> OutputInfoOf(const StackInfo& in, Pipeline& pipeline) {
+  const SliceFormat input = SliceFormat::Of(in.shape, in.type);
+  STACKPROC_ASSIGN_OR_RETURN(std::vector<SliceFormat> formats, pipeline.Plan(input));
+  STACKPROC_RETURN_IF_ERROR(pipeline.Bind(in.metadata.dims, in.shape.depth));
+  StackInfo output;
+  output.shape = {in.shape.depth, formats.back().height, formats.back().width};
+  output.type = formats.back().type;
+  output.metadata =
+      UpdateMetadata(in.metadata, output.shape, in.type, output.type, pipeline.Geometry(input));
+  return output;
 }
 
 absl::StatusOr<uint64_t> StackPeakBytes(const StackShape& shape,

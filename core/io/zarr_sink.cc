@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <numeric>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -58,6 +59,20 @@ SinkTraits ZarrSink::TraitsFor(const WriteOptions& options) {
     held += depth + 2 + ChunksAlong(slots, 4);
   }
   return {.held_slices = held};
+}
+
+absl::StatusOr<int64_t> ZarrSink::RangeAlignment(const WriteOptions& options,
+                                                 const StackInfo& output) {
+  ZarrSink plan(OutputTarget::In(UniqueFd(), "plan.zarr", "plan.zarr"), options);
+  STACKPROC_RETURN_IF_ERROR(plan.PlanLevels(output).status());
+  int64_t align = 1;
+  int64_t factor = 1;  // level 0's slices in one of this level's
+  for (const std::unique_ptr<Level>& level : plan.levels_) {
+    if (level->halves_z) factor *= 2;
+    align = std::lcm(align, level->chunk_depth() * factor);
+  }
+  const int64_t volume = plan.levels_.front()->shape.depth;
+  return volume % align != 0 && volume != output.shape.depth ? volume : align;
 }
 
 absl::StatusOr<NgffImage> ZarrSink::PlanLevels(const StackInfo& output) {

@@ -47,6 +47,13 @@ class ZarrSink final : public SliceSink {
 
   // What a sink written with `options` holds (for the plan, before there is a sink).
   static SinkTraits TraitsFor(const WriteOptions& options);
+  // The slices a ZarrRegion of a store of `output` written with `options` starts on and, unless
+  // it ends the stack, ends on (shards.h's ShardRange `align`): whole files (z-chunks, or
+  // shards) of every level, in level 0's slices (twice as many for each level that halves z
+  // down to it); whole volumes of a stack of channels or time points where a volume is not a
+  // multiple of that.
+  static absl::StatusOr<int64_t> RangeAlignment(const WriteOptions& options,
+                                                const StackInfo& output);
   SinkTraits traits() const override { return TraitsFor(options_); }
   absl::Status Open(const StackInfo& output, int64_t window_slices,
                     std::function<void(int64_t)> release) override;

@@ -7,6 +7,7 @@
 #include "core/io/plane_map.h"
 #include "core/io/stack_io.h"
 #include "core/io/tiff_io.h"
+#include "core/io/zarr_sink.h"
 
 namespace stackproc::core {
 namespace {
@@ -144,6 +145,29 @@ Provenance RunProvenance(const ProcessRequest& request, const Pipeline& pipeline
   return p;
 }
 
+absl::Status CreateOutputStore(const ProcessRequest& request) {
+  ProcessRequest whole = request;
+  whole.z_range.reset();
+  STACKPROC_ASSIGN_OR_RETURN(ProcessPlan plan, PlanProcess(whole, 1));
+  STACKPROC_ASSIGN_OR_RETURN(StackInfo out, OutputInfoOf(plan.input, plan.pipeline));
+  out.metadata.provenance = RunProvenance(whole, plan.pipeline, plan.input);
+  STACKPROC_ASSIGN_OR_RETURN(OutputTarget target,
+                             request.output_target
+                                 ? absl::StatusOr<OutputTarget>(*request.output_target)
+                                 : OutputTarget::ForPath(request.output_path));
+  return CreateZarrStore(target, out, request.write);
+}
+
+absl::StatusOr<int64_t> ShardAlignment(const ProcessRequest& request) {
+  absl::StatusOr<OutputName> output = ParseOutputName(request.output_path);
+  if (!output.ok() || output->format != Format::kOmeZarr) return 1;
+  ProcessRequest whole = request;
+  whole.z_range.reset();
+  STACKPROC_ASSIGN_OR_RETURN(ProcessPlan plan, PlanProcess(whole, 1));
+  STACKPROC_ASSIGN_OR_RETURN(StackInfo out, OutputInfoOf(plan.input, plan.pipeline));
+  return ZarrSink::RangeAlignment(request.write, out);
+}
+
 void RecordWrite(const std::string& output_path, const WriteOptions& w, Provenance& p) {
   p.compression = CompressionText(w.compression, w.compression_level, w.predictor);
   p.chunks = w.chunks ? absl::StrJoin(*w.chunks, "x") : "";
@@ -221,8 +245,22 @@ absl::StatusOr<ProcessSummary> ProcessFile(const ProcessRequest& request) {
            JobKey(request.input_path, summary.pipeline, plan.source_depth,
                   CompressionText(write.compression, write.compression_level, write.predictor))});
     }
-    STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<SliceSink> sink,
-                               OpenOutput(request.output_path, write, request.output_target));
+    std::unique_ptr<SliceSink> sink;
+    if (request.fill_store) {
+      if (!request.z_range || ParseOutputName(request.output_path)->format != Format::kOmeZarr) {
+        return absl::InvalidArgumentError(
+            "filling a store takes an OME-Zarr output and a z-range (or a shard of --shards)");
+      }
+      STACKPROC_ASSIGN_OR_RETURN(OutputTarget target,
+                                 request.output_target
+                                     ? absl::StatusOr<OutputTarget>(*request.output_target)
+                                     : OutputTarget::ForPath(request.output_path));
+      sink = std::make_unique<ZarrSink>(std::move(target), write,
+                                        ZarrRegion{plan.source_depth, request.z_range->begin});
+    } else {
+      STACKPROC_ASSIGN_OR_RETURN(sink,
+                                 OpenOutput(request.output_path, write, request.output_target));
+    }
     STACKPROC_RETURN_IF_ERROR(RunPlan(request, plan, *sink));
   }
   summary.elapsed = absl::Now() - start;

@@ -44,6 +44,10 @@ struct ProcessRequest {
   // Only these slices of the input (a shard of a job cut in z-ranges: shards.h), after its
   // channels were chosen.
   std::optional<ZRange> z_range;
+  // The output is an OME-Zarr store made for the whole stack (CreateZarrStore, as a cluster
+  // job's server does), and this run's z_range fills its files of those slices (ZarrRegion):
+  // ranges of ShardAlignment's slices fill one store with no assembly.
+  bool fill_store = false;
   // A pipeline with a whole-stack step: its statistics, gathered over the whole stack apart
   // (GatherStats of each range, summed; a cut job's first phase). The run then streams, and may
   // take a z-range. Unset: the run takes them itself, holding the stack in memory.
@@ -99,6 +103,15 @@ absl::StatusOr<ProcessPlan> PlanSource(std::shared_ptr<SliceSource> source,
 // channels, every z-slice), when and where it ran.
 Provenance RunProvenance(const ProcessRequest& request, const Pipeline& pipeline,
                          const StackInfo& input);
+// Makes the OME-Zarr store of `request`'s whole output (at request.output_target, else its
+// path): its metadata and what made it, no chunks; shards of the job then fill it (fill_store).
+absl::Status CreateOutputStore(const ProcessRequest& request);
+
+// The slices a shard of `request` (its whole input) starts on, for ShardRange: an OME-Zarr
+// store filled range by range needs whole files of every level (ZarrSink::RangeAlignment);
+// any other output, 1.
+absl::StatusOr<int64_t> ShardAlignment(const ProcessRequest& request);
+
 // The write options of `output_path` as its record states them (the codec, and an OME-Zarr
 // store's format, chunks, shards and pyramid); and back, for a rerun.
 void RecordWrite(const std::string& output_path, const WriteOptions& write, Provenance& p);

@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "core/tiff/compression.h"
 
 namespace stackproc::core::worker {
 
@@ -33,12 +34,29 @@ std::vector<std::string> WorkerArgs(const WorkerTask& task, const WorkFolder& w,
   if (!task.channels.empty()) {
     argv.insert(argv.end(), {"--channels", absl::StrJoin(task.channels, "+")});
   }
+  std::string output = w.Piece(index);
   if (!w.stats()) {
-    argv.insert(argv.end(), {"--compression", task.compression, "--overwrite"});
+    const WriteOptions& write = task.write;
+    argv.insert(argv.end(),
+                {"--compression",
+                 CompressionText(write.compression, write.compression_level, write.predictor)});
+    if (w.fills_store()) {  // the store's layout, which it was made with (ZarrRegion checks)
+      argv.insert(argv.end(), {"--zarr-format", absl::StrCat(write.zarr_format), "--pyramid",
+                               absl::StrCat(write.pyramid_levels)});
+      if (write.chunks) argv.insert(argv.end(), {"--chunks", absl::StrJoin(*write.chunks, "x")});
+      if (write.zarr_shards) {
+        argv.insert(argv.end(), {"--zarr-shards", absl::StrJoin(*write.zarr_shards, "x")});
+      }
+      argv.insert(argv.end(),
+                  {absl::StrCat("--", kFillStoreFlag), absl::StrCat("--", kDoneFlag), output});
+      output = w.Store();
+    } else {
+      argv.push_back("--overwrite");
+    }
     if (w.gathered) argv.insert(argv.end(), {absl::StrCat("--", kStatsFlag), w.StackStats()});
   }
   argv.insert(argv.end(), {absl::StrCat("--", kShardsFlag), absl::StrCat(task.shards), "--output",
-                           w.Piece(index), absl::StrCat("--", kProgressFlag), w.Progress(index)});
+                           output, absl::StrCat("--", kProgressFlag), w.Progress(index)});
   return argv;
 }
 
@@ -63,6 +81,16 @@ void WriteProgressFile(const std::string& path, const Progress& p) {
   {
     std::ofstream out(temp, std::ios::trunc);
     out << FormatProgressLine(p);
+    if (!out.flush()) return;
+  }
+  std::rename(temp.c_str(), path.c_str());
+}
+
+void MarkDone(const std::string& path) {
+  const std::string temp = absl::StrCat(path, ".part");
+  {
+    std::ofstream out(temp, std::ios::trunc);
+    out << "done\n";
     if (!out.flush()) return;
   }
   std::rename(temp.c_str(), path.c_str());

@@ -7,6 +7,10 @@
 // cannot re-attach leaves is swept like any writer's), holds, per phase ("stats", then "shard"):
 //   PHASE.sh                 what every task of the phase runs
 //   PHASE-I.tif / .stats     task I's piece, renamed into place when complete: task I is done
+//   NAME.zarr                a job to an OME-Zarr output: its store, made by the server before
+//                            the "shard" tasks fill it (no pieces, no assembly: it is renamed
+//                            into place), and
+//   shard-I.done             made by task I once its slices are in the store
 //   PHASE-I.progress         its progress line, replaced as it goes (WriteProgressFile)
 //   PHASE-I.ARRAY.log        its output, one log per attempt (ARRAY: the cluster's job id)
 //   stack.stats              the "stats" phase's pieces summed: what the "shard" tasks take
@@ -20,6 +24,7 @@
 #include "absl/strings/string_view.h"
 #include "core/exec/engine.h"
 #include "core/pipeline/operation_registry.h"
+#include "core/tiff/tiff_writer.h"
 
 namespace stackproc::core::worker {
 
@@ -32,6 +37,8 @@ inline constexpr absl::string_view kShardPhase = "shard";
 inline constexpr char kShardsFlag[] = "shards";           // N: cut in N ranges
 inline constexpr char kProgressFlag[] = "progress-file";  // where the line goes
 inline constexpr char kStatsFlag[] = "stats";             // the summed statistics
+inline constexpr char kFillStoreFlag[] = "fill-store";    // the output: the job's store
+inline constexpr char kDoneFlag[] = "done-file";          // made once the run succeeded
 
 // One phase's files in a job's work folder. An index is a number, or a shell expression that
 // gives one (a task script's "${SLURM_ARRAY_TASK_ID}").
@@ -40,12 +47,19 @@ struct WorkFolder {
   std::string path;  // absolute, as the compute nodes see it too
   std::string phase = std::string(kShardPhase);
   bool gathered = false;  // the job has a "stats" phase, whose sum the "shard" tasks take
+  std::string store;      // an OME-Zarr output's name: its store in the folder; else empty
 
   bool stats() const { return phase == kStatsPhase; }
+  bool fills_store() const { return !store.empty() && !stats(); }
   std::string Script() const { return absl::StrCat(path, "/", phase, ".sh"); }
+  // What task `index` makes when it is done: its piece, or its mark beside the store.
   std::string Piece(absl::string_view index) const {
-    return absl::StrCat(path, "/", phase, "-", index, stats() ? ".stats" : ".tif");
+    return absl::StrCat(path, "/", phase, "-", index,
+                        stats()         ? ".stats"
+                        : fills_store() ? ".done"
+                                        : ".tif");
   }
+  std::string Store() const { return absl::StrCat(path, "/", store); }
   std::string Piece(int index) const { return Piece(absl::StrCat(index)); }
   std::string Progress(absl::string_view index) const {
     return absl::StrCat(path, "/", phase, "-", index, ".progress");
@@ -70,7 +84,7 @@ struct WorkerTask {
   std::string input;   // absolute
   std::vector<OpSpec> ops;
   std::vector<int64_t> channels;  // only these (--channels); empty: all
-  std::string compression;        // CompressionText: how the "shard" phase writes its pieces
+  WriteOptions write;             // how the "shard" phase writes its pieces, or fills the store
   int shards = 0;
 };
 
@@ -87,5 +101,8 @@ int64_t SlicesDoneOf(absl::string_view line);
 void WriteProgressFile(const std::string& path, const Progress& p);
 // SlicesDoneOf the file at `path` (0 before a task writes one).
 int64_t ReadSlicesDone(const std::string& path);
+// Makes the mark at `path` that a task is done (written beside it, then renamed). Best effort:
+// a task whose mark is missing is run again.
+void MarkDone(const std::string& path);
 
 }  // namespace stackproc::core::worker

@@ -199,7 +199,12 @@ absl::StatusOr<std::optional<ZRange>> RangeOf(const Args& args, const ProcessReq
         "--shards N needs a shard index: --shard I, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX");
   }
   STACKPROC_ASSIGN_OR_RETURN(std::shared_ptr<SliceSource> source, OpenRequestInput(request));
-  return ShardRange(source->info().shape.depth, shards, index);
+  // Shards filling one store start on whole files of it.
+  int64_t align = 1;
+  if (request.fill_store) {
+    STACKPROC_ASSIGN_OR_RETURN(align, ShardAlignment(request));
+  }
+  return ShardRange(source->info().shape.depth, shards, index, align);
 }
 
 absl::Status Execute(ProcessRequest& request, const Args& args);
@@ -215,8 +220,15 @@ absl::Status Run(const Args& args) {
   if (args.Has("channels")) {
     STACKPROC_ASSIGN_OR_RETURN(request.channels, ParseChannelList(args.Get("channels")));
   }
-  STACKPROC_ASSIGN_OR_RETURN(request.z_range, RangeOf(args, request));
   STACKPROC_RETURN_IF_ERROR(ParseWriteFlags(args, request.write));
+  request.fill_store = args.Has(worker::kFillStoreFlag);
+  STACKPROC_ASSIGN_OR_RETURN(request.z_range, RangeOf(args, request));
+  if (request.fill_store && !request.z_range) {  // the store that ranges then fill
+    STACKPROC_RETURN_IF_ERROR(CreateOutputStore(request));
+    absl::PrintF("made %s: its metadata, for ranges to fill (--fill-store --shards N)\n",
+                 request.output_path);
+    return absl::OkStatus();
+  }
   if (args.Has(worker::kStatsFlag)) {
     STACKPROC_ASSIGN_OR_RETURN(request.stack_stats, SumStatsFiles(args.All(worker::kStatsFlag)));
   }
@@ -250,6 +262,7 @@ absl::Status Execute(ProcessRequest& request, const Args& args) {
   CancelOnSignals();
 
   STACKPROC_ASSIGN_OR_RETURN(ProcessSummary s, ProcessFile(request));
+  if (args.Has(worker::kDoneFlag)) worker::MarkDone(args.Get(worker::kDoneFlag));
   auto rate = [](uint64_t bytes, absl::Duration d) {
     return bytes / 1e6 / std::max(absl::ToDoubleSeconds(d), 1e-9);
   };
@@ -344,7 +357,8 @@ int Main(int argc, char** argv) {
   if (argc < 2) return usage(stderr);
   const std::string command = argv[1];
   if (command == "--help" || command == "-h" || command == "help") return usage(stdout);
-  absl::StatusOr<Args> args = CliArgs::Parse(argc, argv, 2, {"overwrite", "json"});
+  absl::StatusOr<Args> args =
+      CliArgs::Parse(argc, argv, 2, {"overwrite", "json", worker::kFillStoreFlag});
   absl::Status status = args.status();
   // Each command's flags: any other is refused, naming these.
   const std::vector<std::string> range = {"z-range", worker::kShardsFlag, "shard",
@@ -355,7 +369,7 @@ int Main(int argc, char** argv) {
       {"assemble", {"output", "overwrite"}},
       {"generate", Joined({"shape", "type", "seed"}, WriteFlags())},
       {"run", Joined(Joined({"input", "channels", "op", "output", "mode", "window-mib",
-                             worker::kStatsFlag},
+                             worker::kStatsFlag, worker::kFillStoreFlag, worker::kDoneFlag},
                             range),
                      WriteFlags())},
       {"stats", Joined({"input", "channels", "op", "output"}, range)},

@@ -178,6 +178,7 @@ void ToProto(const JobSnapshot& s, v1::Job* out) {
   e->set_shards_running(s.execution.shards_running);
   e->set_shards_pending(s.execution.shards_pending);
   e->set_shards_failed(s.execution.shards_failed);
+  e->set_align(s.execution.align);
 }
 
 absl::StatusOr<std::vector<core::OpSpec>> FromProto(
@@ -277,6 +278,7 @@ absl::StatusOr<JobSnapshot> FromProto(const v1::Job& in) {
   s.execution.shards_running = e.shards_running();
   s.execution.shards_pending = e.shards_pending();
   s.execution.shards_failed = e.shards_failed();
+  s.execution.align = std::max<int64_t>(e.align(), 1);
   return s;
 }
 

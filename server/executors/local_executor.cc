@@ -8,6 +8,19 @@
 
 namespace stackproc::server {
 
+core::WriteOptions WriteOptionsOf(const JobSpec& spec) {
+  core::WriteOptions write;
+  write.compression = spec.compression;
+  write.compression_level = spec.compression_level;
+  write.predictor = spec.predictor;
+  write.overwrite = spec.overwrite;
+  write.chunks = spec.chunks;
+  write.pyramid_levels = spec.pyramid_levels;
+  write.zarr_format = spec.zarr_format;
+  write.zarr_shards = spec.zarr_shards;
+  return write;
+}
+
 absl::StatusOr<core::ProcessRequest> PathRequest(const JobSpec& spec, const PathResolver& resolver,
                                                  const core::StackLimits& limits,
                                                  uint64_t window_bytes) {
@@ -29,14 +42,7 @@ absl::StatusOr<core::ProcessRequest> PathRequest(const JobSpec& spec, const Path
   }
   request.ops = spec.ops;
   request.channels = spec.channels;
-  request.write.compression = spec.compression;
-  request.write.compression_level = spec.compression_level;
-  request.write.predictor = spec.predictor;
-  request.write.overwrite = spec.overwrite;
-  request.write.chunks = spec.chunks;
-  request.write.pyramid_levels = spec.pyramid_levels;
-  request.write.zarr_format = spec.zarr_format;
-  request.write.zarr_shards = spec.zarr_shards;
+  request.write = WriteOptionsOf(spec);
   request.limits = limits;
   request.window_bytes = window_bytes;
   return request;

@@ -13,6 +13,9 @@
 
 namespace stackproc::server {
 
+// How the job's output is written (its codec and OME-Zarr layout), as it asked.
+core::WriteOptions WriteOptionsOf(const JobSpec& spec);
+
 // A path job as core runs it: its paths resolved beneath the data root, the server's limits,
 // its window of slices in flight.
 absl::StatusOr<core::ProcessRequest> PathRequest(const JobSpec& spec, const PathResolver& resolver,

@@ -17,8 +17,10 @@
 #include "core/base/status_macros.h"
 #include "core/io/formats.h"
 #include "core/io/stack_io.h"
+#include "core/io/zarr_sink.h"
 #include "core/pipeline/pipeline.h"
 #include "core/process/shards.h"
+#include "server/executors/local_executor.h"
 #include "server/executors/slurm_shard_run.h"
 #include "server/executors/slurm_work_folder.h"
 #include "server/jobs/job_manager_util.h"
@@ -46,8 +48,9 @@ double SliceSeconds(core::ProcessPlan& plan) {
 // be cut.
 std::string WhyNotCut(const JobSnapshot& job, const core::ProcessPlan& plan) {
   if (!job.spec.output_path) return "its result is kept in memory";
-  if (core::ParseOutputName(*job.spec.output_path)->format != core::Format::kTiff) {
-    return "only TIFF outputs are put together from shards";
+  if (core::ParseOutputName(*job.spec.output_path)->format == core::Format::kPlanes) {
+    return "only TIFF outputs (put together from shards) and OME-Zarr stores (filled by them) "
+           "are cut";
   }
   if (!plan.pipeline.NeedsWholeStack()) return "";
   // Its statistics gathered range by range first, when they add up (integer pixels, one step).
@@ -89,6 +92,21 @@ absl::Status SlurmExecutor::Plan(JobSnapshot& job, core::ProcessPlan& plan) cons
     return absl::InvalidArgumentError(
         absl::StrCat("shards: ", why, "; submit it with shards 0 or 1 to run it on the server"));
   }
+  // A store's shards fill whole files of it: ranges of `align` slices.
+  int64_t align = 1;
+  if (core::ParseOutputName(*spec.output_path)->format == core::Format::kOmeZarr) {
+    STACKPROC_ASSIGN_OR_RETURN(core::StackInfo out, core::OutputInfoOf(plan.input, plan.pipeline));
+    STACKPROC_ASSIGN_OR_RETURN(align, core::ZarrSink::RangeAlignment(WriteOptionsOf(spec), out));
+    const int64_t pieces = (depth + align - 1) / align;
+    if (spec.shards == 0) shards = std::min(shards, pieces);
+    if (shards <= 1) return absl::OkStatus();
+    if (shards > pieces) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("shards: ", shards, " shards of a store whose files hold ", align,
+                       " slices each (of every pyramid level): at most ", pieces,
+                       " (--zarr-shards with fewer slices allows more)"));
+    }
+  }
   if (shards > depth || shards > kMaxShards) {
     return absl::InvalidArgumentError(absl::StrCat("shards: ", shards, " shards for a stack of ",
                                                    depth, " slices; at most one per slice and ",
@@ -97,6 +115,7 @@ absl::Status SlurmExecutor::Plan(JobSnapshot& job, core::ProcessPlan& plan) cons
   job.execution.executor = Executor::kSlurm;
   job.execution.shards = static_cast<int>(shards);
   job.execution.shards_pending = job.execution.shards;
+  job.execution.align = align;
   job.memory_bytes = 0;  // the cluster's; the assembly copies strips through a small buffer
   job.mode = core::ProcessMode::kStreaming;
   return absl::OkStatus();
@@ -108,18 +127,19 @@ namespace {
 // returns nullopt when the server stops meanwhile (the job detaches, as the job table says).
 class ShardedJob {
  public:
-  ShardedJob(const SlurmOptions& options, SlurmCommands& slurm, const std::string& root,
+  ShardedJob(const SlurmOptions& options, SlurmCommands& slurm, const PathResolver& resolver,
              const core::OutputTarget& output, Job& job, const JobSnapshot& s,
              JobRecorder& recorder)
       : options_(options),
         slurm_(slurm),
-        root_(root),
+        resolver_(resolver),
+        root_(resolver.root()),
         output_(output),
         job_(job),
         s_(s),
         recorder_(recorder),
         gathered_(core::Pipeline::Create(s.spec.ops)->NeedsWholeStack()),
-        pieces_(WorkFolderOf(root, s, std::string(core::worker::kShardPhase), gathered_)),
+        pieces_(WorkFolderOf(root_, s, std::string(core::worker::kShardPhase), gathered_)),
         execution_(s.execution) {
     if (gathered_) phases_.emplace_back(core::worker::kStatsPhase);
     phases_.emplace_back(core::worker::kShardPhase);
@@ -154,7 +174,9 @@ class ShardedJob {
       const std::string input = absl::StrCat(root_, "/", s_.spec.input_path);
       STACKPROC_RETURN_IF_ERROR(
           run.Prepare(output_, TaskScript(options_.worker, input, work, Current())));
-    } else {
+    }
+    if (work.fills_store()) STACKPROC_RETURN_IF_ERROR(MakeStore(work));
+    if (!fresh) {
       // The arrays the job table recorded, and those the controller lists under the phase's
       // name: its answer is needed, or what runs would be submitted twice.
       run.Follow(s_.execution.slurm_job_ids);
@@ -252,7 +274,39 @@ class ShardedJob {
     return core::WriteStatsFile(pieces_.StackStats(), sum);
   }
 
+  // The store the shard tasks fill, in the work folder: its metadata (what made it, as a local
+  // run of the job records it), no chunks. Made once: a server that re-attaches finds it.
+  absl::Status MakeStore(const WorkFolder& work) const {
+    core::UniqueFd dir(::open(work.path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir) return absl::InternalError(absl::StrCat(work.path, ": ", std::strerror(errno)));
+    core::OutputTarget store = core::OutputTarget::In(std::move(dir), work.store, work.Store());
+    if (store.Exists()) return absl::OkStatus();
+    STACKPROC_ASSIGN_OR_RETURN(core::ProcessRequest request,
+                               PathRequest(s_.spec, resolver_, {}, 0));
+    request.output_target = std::move(store);
+    request.executor = absl::StrCat("stackprocd job ", s_.id, " on SLURM");
+    request.started = s_.create_time;
+    request.write.temp_tag = s_.id;
+    return core::CreateOutputStore(request);
+  }
+
+  // The filled store, renamed into place (over an existing store only with overwrite).
+  absl::Status CommitStore() {
+    job_.SetStage("committing");
+    core::UniqueFd dir(::open(pieces_.path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir) return absl::InternalError(absl::StrCat(pieces_.path, ": ", std::strerror(errno)));
+    const bool replace = s_.spec.overwrite && output_.Exists();
+    if (replace) {
+      STACKPROC_RETURN_IF_ERROR(core::CheckReplaceable(core::Format::kOmeZarr, output_));
+    }
+    STACKPROC_RETURN_IF_ERROR(
+        core::MoveIntoPlace(dir.get(), pieces_.store, output_, replace, /*sync=*/true));
+    core::RemoveEntry(output_.dir(), pieces_.name);
+    return absl::OkStatus();
+  }
+
   std::optional<absl::Status> Assemble() {
+    if (pieces_.fills_store()) return CommitStore();
     job_.SetStage("assembling");
     std::vector<std::string> shards;
     for (int i = 0; i < s_.execution.shards; ++i) shards.push_back(pieces_.Piece(i));
@@ -292,6 +346,7 @@ class ShardedJob {
 
   const SlurmOptions& options_;
   SlurmCommands& slurm_;
+  const PathResolver& resolver_;
   const std::string root_;
   const core::OutputTarget& output_;
   Job& job_;
@@ -312,7 +367,7 @@ RunOutcome SlurmExecutor::Run(Job& job, const JobSnapshot& s, JobRecorder& recor
     outcome.status = output.status();
     return outcome;
   }
-  ShardedJob sharded(options_, *commands_, resolver_.root(), *output, job, s, recorder);
+  ShardedJob sharded(options_, *commands_, resolver_, *output, job, s, recorder);
   std::optional<absl::Status> ended = sharded.Run();
   outcome.detached = !ended.has_value();
   if (ended) outcome.status = *ended;

@@ -29,7 +29,9 @@ ShardRun::ShardRun(SlurmCommands& slurm, WorkFolder work, const JobSnapshot& s, 
       legacy_name_(absl::StrCat("stackproc-", s.id)),
       execution_(std::move(execution)) {
   const int n = execution_.shards;
-  for (int i = 0; i < n; ++i) ranges_.push_back(*core::ShardRange(s.input_shape.depth, n, i));
+  for (int i = 0; i < n; ++i) {
+    ranges_.push_back(*core::ShardRange(s.input_shape.depth, n, i, execution_.align));
+  }
   attempts_ = AttemptsFromLogs(work_, n);
 }
 

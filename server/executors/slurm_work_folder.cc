@@ -11,7 +11,9 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "core/base/file.h"
+#include "core/io/formats.h"
 #include "core/tiff/compression.h"
+#include "server/executors/local_executor.h"
 
 namespace stackproc::server {
 namespace {
@@ -35,7 +37,9 @@ WorkFolder WorkFolderOf(const std::string& root, const JobSnapshot& s, const std
   const size_t slash = output.rfind('/');
   const std::string dir = slash == std::string::npos ? "" : output.substr(0, slash + 1);
   const std::string name = core::TempPrefix(output.substr(dir.size()), s.id) + "slurm";
-  return {name, absl::StrCat(root, "/", dir, name), phase, gathered};
+  const bool zarr = core::ParseOutputName(output)->format == core::Format::kOmeZarr;
+  return {name, absl::StrCat(root, "/", dir, name), phase, gathered,
+          zarr ? output.substr(dir.size()) : ""};
 }
 
 std::string TaskScript(const std::string& worker, const std::string& input, const WorkFolder& w,
@@ -45,8 +49,7 @@ std::string TaskScript(const std::string& worker, const std::string& input, cons
   task.input = input;
   task.ops = s.spec.ops;
   task.channels = s.spec.channels;
-  task.compression =
-      core::CompressionText(s.spec.compression, s.spec.compression_level, s.spec.predictor);
+  task.write = WriteOptionsOf(s.spec);
   task.shards = s.execution.shards;
   // Each argument quoted, the task's index left to the shell: '...shard-'"${SLURM_...}"'.tif'.
   constexpr absl::string_view kIndex = "@INDEX@";

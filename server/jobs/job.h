@@ -75,6 +75,9 @@ struct Execution {
   std::vector<std::string> slurm_job_ids;  // the array, then each shard submitted again alone
   int shards_done = 0, shards_running = 0, shards_pending = 0;
   int shards_failed = 0;  // attempts that failed (then retried, or the job failed)
+  // The slices each shard's range is a multiple of (ShardRange): an OME-Zarr store's whole
+  // files; 1 for TIFF pieces.
+  int64_t align = 1;
 
   friend bool operator==(const Execution&, const Execution&) = default;
 };

@@ -111,6 +111,24 @@ grep -q "slices=80/80" "$work/whole-stack.out" || fail "two passes of 40: $(cat 
 only in.tif out.tif whole-stack.tif
 echo "ok: normalize:scope=stack in 3 shards (statistics, then pieces) = the whole run"
 
+# 1c. An OME-Zarr output: the server makes the store, 3 tasks fill whole shards of it (8 slices
+# of level 0, 8 of level 1 = 16 of level 0), it is renamed into place: no assembly, the whole
+# run's bytes (but the record's time and executor). A 4th range would split a level-1 shard.
+zops=(--op gaussian:ksize=3 --compression zstd --zarr-shards 8x256x256 --pyramid 1)
+if err=$(cli submit --input in.tif "${zops[@]}" --output refused.ome.zarr --shards 4 2>&1); then
+  fail "4 shards of a store of 16-slice files accepted"
+fi
+[[ "$err" == *"at most 3"* ]] || fail "the refusal of 4 shards: $err"
+cli submit --input in.tif "${zops[@]}" --output out.ome.zarr --shards 3 --wait \
+  >"$work/zarr.out" || fail "the sharded OME-Zarr job failed: $(cat "$work/zarr.out")"
+whole in.tif out.ome.zarr "${zops[@]}"  # a store's name is its image's
+same_output "$work/out.ome.zarr" "$data/out.ome.zarr" ||
+  fail "a store filled by 3 shards differs from the whole run's"
+[[ "$(field "$(head -n 1 "$work/zarr.out")" executor)" =~ 3\ shards,\ 3\ done ]] ||
+  fail "3 shards: $(field "$(head -n 1 "$work/zarr.out")" executor)"
+only in.tif out.tif whole-stack.tif out.ome.zarr
+echo "ok: an OME-Zarr store filled by 3 shards = the whole run"
+
 # 2. shards 0 on a small stack: the server runs it.
 job=$(cli submit --input in.tif --op gaussian:ksize=3 --output small.tif --shards 0)
 wait_until 30 is "$job" succeeded || fail "the small job: $(cli status "$job")"
@@ -142,7 +160,7 @@ grep -q "event=shard_retried job=$job" "$work/server.log" || fail "the killed sh
   fail "status after the retry: $(field "$job" executor)"
 whole slow.tif slow-whole.tif "${slow[@]}"
 same_output "$work/slow-whole.tif" "$data/slow-out.tif" || fail "the re-attached job's output differs"
-only in.tif out.tif whole-stack.tif small.tif slow.tif slow-out.tif
+only in.tif out.tif whole-stack.tif out.ome.zarr small.tif slow.tif slow-out.tif
 echo "ok: the server stopped and restarted: re-attached, shard 1 retried, the whole run's bytes"
 
 # 4. Cancel.
@@ -153,7 +171,7 @@ cli cancel "$job" >/dev/null
 wait_until 60 is "$job" cancelled || fail "not cancelled: $(cli status "$job")"
 [[ -z "$(squeue --noheader --jobs="$array" --states=PENDING,RUNNING,COMPLETING 2>/dev/null)" ]] ||
   fail "the array still runs after the job was cancelled: $(squeue)"
-only in.tif out.tif whole-stack.tif small.tif slow.tif slow-out.tif
+only in.tif out.tif whole-stack.tif out.ome.zarr small.tif slow.tif slow-out.tif
 echo "ok: cancelled: the array cancelled, nothing left"
 
 # 5. A corrupt page in shard 3's slices fails that shard on both attempts, then the job.
@@ -172,6 +190,6 @@ wait_until 60 is "$job" failed || fail "the job with a corrupt page: $(cli statu
 error=$(field "$job" error)
 [[ "$error" == *"shard 3 of 4 (slices 6-7) failed on $(hostname -s)"* && "$error" == *"page 7"* &&
    "$error" == *"2 attempts"* ]] || fail "the failure says: $error"
-only in.tif out.tif whole-stack.tif small.tif slow.tif slow-out.tif bad.tif
+only in.tif out.tif whole-stack.tif out.ome.zarr small.tif slow.tif slow-out.tif bad.tif
 echo "ok: a shard failing twice fails the job: $error"
 echo "slurm executor: sharded, re-attached, retried, cancelled and failed as the job contract says"

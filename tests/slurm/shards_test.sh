@@ -2,8 +2,9 @@
 # Shards of a job run as a real SLURM job array (tests/slurm/cluster.sh): uint8 and uint16,
 # uncompressed and deflate, each cut in 4 z-ranges by `stackproc-local run --shards 4` with the
 # index SLURM gives each task (SLURM_ARRAY_TASK_ID), assembled, and compared byte for byte with
-# the same job run whole. A task that fails makes sbatch --wait fail, naming its log. Then an
-# array cancelled mid-run (scancel) leaves no output and no temporary file.
+# the same job run whole. A task that fails makes sbatch --wait fail, naming its log. An OME-Zarr
+# store made once and filled by an array's tasks is the whole run's. Then an array cancelled
+# mid-run (scancel) leaves no output and no temporary file.
 # usage: shards_test.sh BUILD_DIR
 set -euo pipefail
 build=$(realpath "$1")
@@ -53,6 +54,31 @@ for v in "${variants[@]}"; do
     fail "$v: the shards SLURM ran assemble into another file than the whole run"
 done
 
+# An OME-Zarr store by hand: made first (--fill-store, no range), then 2 tasks fill their
+# shards of it (ranges on its files: 8 slices of level 0, 8 of level 1 = 16), no assembly: the
+# whole run's store (but the record's time and executor).
+zarr=(--op gaussian:ksize=5 --compression zstd --zarr-shards 8x128x128 --pyramid 1)
+mkdir "$work/filled" "$work/one"
+"$tool" run --input "$work/in-uint16.tif" "${zarr[@]}" --output "$work/filled/out.ome.zarr" \
+  --fill-store >/dev/null || fail "making the store to fill"
+cat >"$work/fill.sh" <<SCRIPT
+#!/usr/bin/env bash
+exec "$tool" run --input "$work/in-uint16.tif" ${zarr[*]} --threads 1 --shards 2 --fill-store \
+  --output "$work/filled/out.ome.zarr"
+SCRIPT
+chmod +x "$work/fill.sh"
+sbatch --wait --quiet --array=0-1 --cpus-per-task=1 --output="$work/fill-%a.log" "$work/fill.sh" ||
+  fail "the filling array failed: $(tail -n 3 "$work"/fill-*.log)"
+"$tool" run --input "$work/in-uint16.tif" "${zarr[@]}" --output "$work/one/out.ome.zarr" \
+  >/dev/null 2>&1
+same_output "$work/one/out.ome.zarr" "$work/filled/out.ome.zarr" --differ time,executor ||
+  fail "a store 2 SLURM tasks filled differs from the whole run's"
+if err=$("$tool" run --input "$work/in-uint16.tif" "${zarr[@]}" --z-range 4:12 --fill-store \
+  --output "$work/filled/out.ome.zarr" 2>&1); then
+  fail "a range that splits a shard filled it"
+fi
+[[ "$err" == *"z-chunks of level 0 (8 slices each)"* ]] || fail "the refusal: $err"
+
 # scancel mid-run: each running shard gets SIGTERM, stops between slices, removes its temporary
 # file and exits; nothing is left but the progress files the shards kept while they ran.
 mkdir "$work/cancel"
@@ -77,4 +103,5 @@ left=$(ls -A "$work/cancel" | grep -v '^progress-[01]$' || true)
 [[ -z "$left" ]] || fail "a cancelled shard left: $left"
 grep -q "cancelled at slice" "$work"/slow-0.log || fail "shard 0 was not cancelled: $(cat "$work"/slow-0.log)"
 
-echo "slurm shards: 16 tasks, 4 variants byte-equal to the whole run; scancel leaves nothing"
+echo "slurm shards: 16 tasks, 4 variants byte-equal to the whole run; a store filled by 2 tasks"\
+  "= the whole run's; scancel leaves nothing"

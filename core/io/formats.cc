@@ -226,7 +226,7 @@ const std::vector<FormatInfo>& Formats() {
        "omero channels; chunks (--chunks) packed in shards (--zarr-shards), each written whole; "
        "what made it in the stackproc attribute",
        absl::StrCat(CodecsOf(&CodecInfo::zarr, Compression::kLz4),
-                    " (lz4 by blosc; zstd v3's, blosc's in 0.4; deflate gzip, zlib in 0.4)"),
+                    " (lz4 and zstd by blosc; deflate gzip, zlib in 0.4)"),
        "--chunks ZxYxX (default 1x256x256; 0.4: 1x1024x1024), --zarr-shards ZxYxX (default 16 "
        "slices by the plane up to 2048x2048), --zarr-format 2|3, --pyramid N (levels below full "
        "size)"},

@@ -36,8 +36,6 @@ absl::StatusOr<ZarrCodec> ZarrCodecFor(Compression compression, int level, int z
                        .blosc_name = "",
                        .shuffle = 0};
     case Compression::kZstd:
-      if (!v2)
-        return ZarrCodec{.id = ZarrCodecId::kZstd, .level = l, .blosc_name = "", .shuffle = 0};
       if (l > 9) {
         return absl::InvalidArgumentError(
             absl::StrCat("zstd:level=", l, ": OME-Zarr's zstd is blosc's, whose levels are 1-9"));

@@ -16,6 +16,7 @@
 #include "core/io/formats.h"
 #include "core/io/zarr_sink_level.h"
 #include "core/zarr/pyramid.h"
+#include "core/zarr/zarr_chunks.h"
 
 namespace stackproc::core {
 namespace {
@@ -47,15 +48,22 @@ SinkTraits ZarrSink::TraitsFor(const WriteOptions& options) {
   const int64_t depth =
       options.zarr_format == 2
           ? chunk
-          : std::max(options.zarr_shards ? (*options.zarr_shards)[0] : kDefaultShardSlices, chunk);
-  int64_t held = depth > 1 ? depth : 0;  // level 0's z-chunk or shard, gathered
-  // A shard's layer of inner chunks, encoded (at most their slices' size) before it is written.
-  if (depth > chunk) held += chunk;
+          : std::max(options.zarr_shards ? (*options.zarr_shards)[0]
+                                         : ChunksAlong(kDefaultShardSlices, chunk) * chunk,
+                     chunk);
+  const int64_t slots =
+      int64_t{kSlicesPerThread} * std::max<int64_t>(std::thread::hardware_concurrency(), 1);
+  int64_t held = 0;
+  if (depth > 1 && chunk == 1 && options.zarr_format != 2) {
+    held = slots;  // each slice in flight's chunks, encoded (at most its size): no gathering
+  } else {
+    held = depth > 1 ? depth : 0;  // level 0's z-chunk or shard, gathered
+    // A shard's layer of inner chunks, encoded (at most their slices' size) before it is written.
+    if (depth > chunk) held += chunk;
+  }
   if (options.pyramid_levels > 0) {
     // Every level's z-chunk and pair (a third of level 0's, summed over the levels), and each
     // slot's slice halved for level 1 (a quarter slice).
-    const int64_t slots =
-        int64_t{kSlicesPerThread} * std::max<int64_t>(std::thread::hardware_concurrency(), 1);
     held += depth + 2 + ChunksAlong(slots, 4);
   }
   return {.held_slices = held};
@@ -161,6 +169,12 @@ absl::StatusOr<NgffImage> ZarrSink::PlanLevels(const StackInfo& output) {
         level->meta.shards.push_back(ChunksAlong(std::min(shards[i], extent[i]), chunk) * chunk);
       }
       if (level->meta.shards == level->meta.chunks) level->meta.shards.clear();
+      if (ChunksPerShard(level->meta) > kMaxChunksPerShard) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "shards ", absl::StrJoin(level->meta.shards, "x"), " of chunks ",
+            absl::StrJoin(level->meta.chunks, "x"), ": ", ChunksPerShard(level->meta),
+            " chunks each, at most ", kMaxChunksPerShard, " (readers hold a shard's index whole)"));
+      }
       level->meta.key_prefix = true;  // v3's default keys: "c/0/1/2"
     }
     level->meta.type = output.type;
@@ -194,6 +208,10 @@ absl::Status ZarrSink::Open(const StackInfo& output, int64_t window_slices,
     whole.shape.depth = region_->depth;
   }
   STACKPROC_ASSIGN_OR_RETURN(NgffImage image, PlanLevels(whole));
+  const Level& finest = *levels_.front();
+  stream_shards_ = !finest.meta.shards.empty() && finest.meta.chunks[finest.lead] == 1 &&
+                   finest.chunk_depth() > 1;
+  if (stream_shards_) layers_.assign(static_cast<size_t>(std::max<int64_t>(window_slices, 1)), {});
   if (levels_.size() > 1) {
     const size_t pixel = BytesPerPixel(output.type);
     halves_.assign(
@@ -292,7 +310,9 @@ absl::Status ZarrSink::OpenRegion(int64_t slices) {
 
 absl::Status ZarrSink::Encode(int64_t z, const uint8_t* data) {
   const Level& finest = *levels_.front();
-  if (finest.chunk_depth() == 1) {
+  if (stream_shards_) {
+    STACKPROC_RETURN_IF_ERROR(EncodeLayer(data, layers_[static_cast<size_t>(z) % layers_.size()]));
+  } else if (finest.chunk_depth() == 1) {
     const int64_t plane = (region_ ? region_->z_begin : 0) + z;
     STACKPROC_RETURN_IF_ERROR(WriteChunkRow(*levels_.front(), plane / finest.shape.depth,
                                             plane % finest.shape.depth, data, /*slices=*/1,
@@ -306,7 +326,14 @@ absl::Status ZarrSink::Encode(int64_t z, const uint8_t* data) {
 }
 
 absl::Status ZarrSink::Write(int64_t z, const uint8_t* data) {
-  STACKPROC_RETURN_IF_ERROR(Append(0, data));
+  if (stream_shards_) {
+    Level& level = *levels_.front();
+    const int64_t v = level.appended / level.shape.depth;
+    const int64_t at = level.appended++ % level.shape.depth;
+    STACKPROC_RETURN_IF_ERROR(AppendLayer(v, at, layers_[static_cast<size_t>(z) % layers_.size()]));
+  } else {
+    STACKPROC_RETURN_IF_ERROR(Append(0, data));
+  }
   if (levels_.size() == 1) return absl::OkStatus();
   return Descend(1, halves_[static_cast<size_t>(z) % halves_.size()].data());
 }

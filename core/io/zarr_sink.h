@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "core/base/file.h"
 #include "core/exec/engine.h"
 #include "core/io/zarr_options.h"
@@ -73,6 +74,21 @@ class ZarrSink final : public SliceSink {
   // carried to level k + 1 (halved in y and x, paired in z where that level halves z).
   absl::Status Append(size_t k, const uint8_t* slice);
   absl::Status Descend(size_t k, const uint8_t* halved);
+  // The folders of z-row `zc` of volume `v` of `level`: (c/)(t/c/)zc, and one per y index.
+  struct RowFolders {
+    std::vector<UniqueFd> y;
+    std::string display;  // the store's, down to the row's folder
+    int64_t file_height = 0, file_width = 0, rows = 0, columns = 0;
+    std::string Display(int64_t i) const {
+      return absl::StrCat(display, i / columns, "/", i % columns);
+    }
+  };
+  absl::StatusOr<RowFolders> MakeRowFolders(const Level& level, int64_t v, int64_t zc) const;
+  // Level 0's shards when their chunks are one slice deep (the default): Encode encodes each
+  // slice's chunks, in parallel with other slices, into its slot; Write appends them to the row
+  // of shards it opened at the row's first slice, and commits them at its last.
+  absl::Status EncodeLayer(const uint8_t* data, std::vector<std::vector<uint8_t>>& out);
+  absl::Status AppendLayer(int64_t v, int64_t z, const std::vector<std::vector<uint8_t>>& encoded);
   // Writes z-chunk (or z-shard) `zc` of volume `v` (a time point and channel) of `level`.
   absl::Status WriteChunkRow(Level& level, int64_t v, int64_t zc, const uint8_t* slab,
                              int64_t slices, bool parallel);
@@ -97,7 +113,11 @@ class ZarrSink final : public SliceSink {
   // The stack's volumes: its time points x channels, each a z-stack of its own in every level.
   int64_t times_ = 1, channels_ = 1;
   std::vector<std::vector<uint8_t>> halves_;  // per slot: slice z halved for level 1
-  std::optional<TempFolder> temp_;            // the store, while it is written
+  bool stream_shards_ = false;                // level 0's shards written slice by slice
+  std::vector<std::vector<std::vector<uint8_t>>> layers_;  // per slot: its chunks, encoded
+  struct OpenRow;
+  std::unique_ptr<OpenRow> open_row_;  // level 0's shards being written
+  std::optional<TempFolder> temp_;     // the store, while it is written
 };
 
 // Makes the store of `output` (the whole stack) at `store`, with its metadata and no chunks,

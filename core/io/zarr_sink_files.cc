@@ -57,17 +57,19 @@ bool ZarrSink::GatherChunk(const Level& level, const uint8_t* slab, int64_t s0, 
           static_cast<size_t>(width) * pixel);
     }
   }
-  return std::all_of(chunk.begin(), chunk.end(), [](uint8_t b) { return b == 0; });
+  // All zeros: the first byte is, and each byte equals the next (memcmp is vectorised).
+  return chunk.empty() ||
+         (chunk[0] == 0 && std::memcmp(chunk.data(), chunk.data() + 1, chunk.size() - 1) == 0);
 }
 
-absl::Status ZarrSink::WriteChunkRow(Level& level, int64_t v, int64_t zc, const uint8_t* slab,
-                                     int64_t slices, bool parallel) {
+absl::StatusOr<ZarrSink::RowFolders> ZarrSink::MakeRowFolders(const Level& level, int64_t v,
+                                                              int64_t zc) const {
   const std::vector<int64_t>& grid = level.meta.grid();
-  const int64_t file_height = grid[level.lead + 1];
-  const int64_t file_width = grid[level.lead + 2];
-  const int64_t rows = ChunksAlong(level.shape.height, file_height);
-  const int64_t columns = ChunksAlong(level.shape.width, file_width);
-  const size_t pixel = BytesPerPixel(level.meta.type);
+  RowFolders row;
+  row.file_height = grid[level.lead + 1];
+  row.file_width = grid[level.lead + 2];
+  row.rows = ChunksAlong(level.shape.height, row.file_height);
+  row.columns = ChunksAlong(level.shape.width, row.file_width);
   // The file's key: (c/)(t/c/)zc/yc/xc, one folder per index (NGFF's "/" separator).
   std::vector<std::string> key;
   if (level.meta.key_prefix) key.push_back("c");
@@ -81,15 +83,22 @@ absl::Status ZarrSink::WriteChunkRow(Level& level, int64_t v, int64_t zc, const 
         z_dir, MakeFolderAt(z_dir ? z_dir.get() : level.dir.get(), part, store_.display()));
     absl::StrAppend(&prefix, part, "/");
   }
-  std::vector<UniqueFd> y_dirs;
-  for (int64_t yc = 0; yc < rows; ++yc) {
-    STACKPROC_ASSIGN_OR_RETURN(y_dirs.emplace_back(),
+  for (int64_t yc = 0; yc < row.rows; ++yc) {
+    STACKPROC_ASSIGN_OR_RETURN(row.y.emplace_back(),
                                MakeFolderAt(z_dir.get(), absl::StrCat(yc), store_.display()));
   }
-  const auto display = [&](int64_t i) {
-    return absl::StrCat(store_.display(), "/", level.path, "/", prefix, i / columns, "/",
-                        i % columns);
-  };
+  row.display = absl::StrCat(store_.display(), "/", level.path, "/", prefix);
+  return row;
+}
+
+absl::Status ZarrSink::WriteChunkRow(Level& level, int64_t v, int64_t zc, const uint8_t* slab,
+                                     int64_t slices, bool parallel) {
+  STACKPROC_ASSIGN_OR_RETURN(RowFolders row, MakeRowFolders(level, v, zc));
+  const int64_t file_height = row.file_height, file_width = row.file_width;
+  const int64_t rows = row.rows, columns = row.columns;
+  const std::vector<UniqueFd>& y_dirs = row.y;
+  const size_t pixel = BytesPerPixel(level.meta.type);
+  const auto display = [&](int64_t i) { return row.Display(i); };
   if (!level.meta.shards.empty()) {
     for (int64_t i = 0; i < rows * columns; ++i) {
       STACKPROC_RETURN_IF_ERROR(WriteShard(level, slab, slices, (i / columns) * file_height,
@@ -104,12 +113,70 @@ absl::Status ZarrSink::WriteChunkRow(Level& level, int64_t v, int64_t zc, const 
     const bool empty = GatherChunk(level, slab, 0, slices, (i / columns) * file_height,
                                    (i % columns) * file_width, chunk);
     if (empty && level.meta.zarr_format == 3) return absl::OkStatus();  // v3: the fill value
-    STACKPROC_ASSIGN_OR_RETURN(std::vector<uint8_t> encoded,
-                               EncodeChunk(codec_, chunk.data(), chunk.size(), pixel));
+    std::vector<uint8_t>& encoded = level.encoded.local();
+    STACKPROC_RETURN_IF_ERROR(EncodeChunk(codec_, chunk.data(), chunk.size(), pixel, encoded));
     return WriteFileAt(y_dirs[static_cast<size_t>(i / columns)].get(), absl::StrCat(i % columns),
                        encoded.data(), encoded.size(), display(i));
   };
   return ForEach(rows * columns, parallel, write_chunk);
+}
+
+absl::Status ZarrSink::EncodeLayer(const uint8_t* data, std::vector<std::vector<uint8_t>>& out) {
+  Level& level = *levels_.front();
+  const std::vector<int64_t>& chunks = level.meta.chunks;
+  const std::vector<int64_t>& shards = level.meta.shards;
+  const size_t lead = level.lead;
+  const int64_t across = shards[lead + 2] / chunks[lead + 2];
+  const int64_t layer = (shards[lead + 1] / chunks[lead + 1]) * across;
+  const int64_t columns = ChunksAlong(level.shape.width, shards[lead + 2]);
+  const int64_t files = ChunksAlong(level.shape.height, shards[lead + 1]) * columns;
+  const size_t pixel = BytesPerPixel(level.meta.type);
+  out.resize(static_cast<size_t>(files * layer));
+  for (int64_t i = 0; i < files * layer; ++i) {
+    std::vector<uint8_t>& encoded = out[static_cast<size_t>(i)];
+    encoded.clear();
+    const int64_t file = i / layer, j = i % layer;
+    const int64_t y = (file / columns) * shards[lead + 1] + (j / across) * chunks[lead + 1];
+    const int64_t x = (file % columns) * shards[lead + 2] + (j % across) * chunks[lead + 2];
+    if (y >= level.shape.height || x >= level.shape.width) continue;
+    std::vector<uint8_t>& chunk = level.scratch.local();
+    if (GatherChunk(level, data, 0, 1, y, x, chunk)) continue;  // the fill value: left out
+    STACKPROC_RETURN_IF_ERROR(EncodeChunk(codec_, chunk.data(), chunk.size(), pixel, encoded));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ZarrSink::AppendLayer(int64_t v, int64_t z,
+                                   const std::vector<std::vector<uint8_t>>& encoded) {
+  Level& level = *levels_.front();
+  const int64_t depth = level.chunk_depth();
+  const int64_t layer = static_cast<int64_t>(encoded.size()) /
+                        (ChunksAlong(level.shape.height, level.meta.shards[level.lead + 1]) *
+                         ChunksAlong(level.shape.width, level.meta.shards[level.lead + 2]));
+  if (z % depth == 0) {  // a new row of shards: its folders, each shard opened
+    open_row_ = std::make_unique<OpenRow>();
+    STACKPROC_ASSIGN_OR_RETURN(open_row_->folders, MakeRowFolders(level, v, z / depth));
+    const RowFolders& row = open_row_->folders;
+    for (int64_t i = 0; i < row.rows * row.columns; ++i) {
+      open_row_->writers.push_back(std::make_unique<ShardWriter>(
+          row.y[static_cast<size_t>(i / row.columns)].get(), absl::StrCat(i % row.columns),
+          row.Display(i), ChunksPerShard(level.meta)));
+      STACKPROC_RETURN_IF_ERROR(open_row_->writers.back()->Open());
+    }
+  }
+  const int64_t l = z % depth;  // the layer of the shard: its chunks are one slice deep
+  for (size_t i = 0; i < open_row_->writers.size(); ++i) {
+    for (int64_t j = 0; j < layer; ++j) {
+      const std::vector<uint8_t>& bytes = encoded[i * static_cast<size_t>(layer) + size_t(j)];
+      if (!bytes.empty())
+        STACKPROC_RETURN_IF_ERROR(open_row_->writers[i]->Append(l * layer + j, bytes));
+    }
+  }
+  if (l + 1 == depth || z + 1 == level.shape.depth) {
+    for (const auto& writer : open_row_->writers) STACKPROC_RETURN_IF_ERROR(writer->Commit());
+    open_row_.reset();
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ZarrSink::WriteShard(Level& level, const uint8_t* slab, int64_t slices, int64_t y0,
@@ -122,9 +189,9 @@ absl::Status ZarrSink::WriteShard(Level& level, const uint8_t* slab, int64_t sli
   const int64_t layer = (shards[lead + 1] / chunks[lead + 1]) * across;  // chunks of one z
   ShardWriter writer(dir, name, display, ChunksPerShard(level.meta));
   STACKPROC_RETURN_IF_ERROR(writer.Open());
-  // Layer by layer of inner chunks: each encoded in parallel, then appended in the index's
-  // order (so every run writes the same bytes). Chunks beyond the image, or all zeros (the
-  // fill value), are left out.
+  // Layer by layer of inner chunks: each encoded in parallel (into buffers kept from layer to
+  // layer), then appended in the index's order (so every run writes the same bytes). Chunks
+  // beyond the image, or all zeros (the fill value), are left out.
   std::vector<std::vector<uint8_t>> encoded(static_cast<size_t>(layer));
   const size_t pixel = BytesPerPixel(level.meta.type);
   for (int64_t l = 0; l * chunks[lead] < slices; ++l) {
@@ -139,8 +206,7 @@ absl::Status ZarrSink::WriteShard(Level& level, const uint8_t* slab, int64_t sli
       if (GatherChunk(level, slab, s0, std::min(slices, s0 + chunks[lead]), y, x, chunk)) {
         return absl::OkStatus();
       }
-      STACKPROC_ASSIGN_OR_RETURN(out, EncodeChunk(codec_, chunk.data(), chunk.size(), pixel));
-      return absl::OkStatus();
+      return EncodeChunk(codec_, chunk.data(), chunk.size(), pixel, out);
     }));
     for (int64_t j = 0; j < layer; ++j) {
       if (encoded[static_cast<size_t>(j)].empty()) continue;

@@ -6,11 +6,13 @@
 #include <tbb/enumerable_thread_specific.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/base/file.h"
 #include "core/io/zarr_sink.h"
+#include "core/zarr/zarr_chunks.h"
 
 namespace stackproc::core {
 
@@ -30,9 +32,15 @@ struct ZarrSink::Level {
   bool has_pending = false;
   std::vector<uint8_t> halved;  // a slice of this level halved, for the next
   tbb::enumerable_thread_specific<std::vector<uint8_t>> scratch;  // a chunk, gathered
+  tbb::enumerable_thread_specific<std::vector<uint8_t>> encoded;  // and encoded (a file each)
 
   // Slices of one file: a chunk's, or a shard's; gathered before they are written.
   int64_t chunk_depth() const { return meta.grid()[lead]; }
+};
+
+struct ZarrSink::OpenRow {
+  RowFolders folders;
+  std::vector<std::unique_ptr<ShardWriter>> writers;  // one per shard of the row
 };
 
 }  // namespace stackproc::core

@@ -97,7 +97,7 @@ absl::StatusOr<std::unique_ptr<ZarrSource>> ZarrSource::Open(const Files& files,
     STACKPROC_RETURN_IF_ERROR(zarr_json.status());
     const std::string name = root + "/zarr.json";
     STACKPROC_ASSIGN_OR_RETURN(zarr_json::Json node, zarr_json::ParseJson(*zarr_json, name));
-    if (node.value("node_type", "") == "group") {
+    if (zarr_json::StringAt(node, "node_type") == "group") {
       STACKPROC_ASSIGN_OR_RETURN(image, ParseNgffAttributes(*zarr_json, name));
       if (!image) {
         return absl::InvalidArgumentError(
@@ -191,6 +191,15 @@ absl::StatusOr<std::unique_ptr<ZarrSource>> ZarrSource::Make(
     return absl::ResourceExhaustedError(
         absl::StrCat(name, ": shards [", absl::StrJoin(array.shards, ", "), "] of more than ",
                      kMaxChunksPerShard, " chunks each"));
+  }
+  if (!array.shards.empty()) {
+    const double across = static_cast<double>(ChunksAlong(array.shape[n - 2], array.shards[n - 2])) *
+                          static_cast<double>(ChunksAlong(array.shape[n - 1], array.shards[n - 1]));
+    if (across * per_shard * 16 > static_cast<double>(kMaxIndexBytesPerRow)) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          name, ": a row of chunks spans shards whose indexes hold more than ",
+          kMaxIndexBytesPerRow >> 20, " MiB (", across, " shards of ", per_shard, " chunks)"));
+    }
   }
   if (axes.z < 0) size.z.reset();
   std::optional<Provenance> provenance = std::move(info.metadata.provenance);

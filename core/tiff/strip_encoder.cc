@@ -29,13 +29,14 @@ struct DeflateFree {
 
 // Levels 1-3 through ISA-L's igzip (its levels 1-3): on 12-bit camera-like data 5x libdeflate's
 // level 1 per thread for the same size (docs/benchmarks.md#compression-levels).
-absl::Status IgzipStrip(int level, const uint8_t* data, size_t bytes, std::vector<uint8_t>& out) {
+absl::Status Igzip(int level, bool gzip, const uint8_t* data, size_t bytes,
+                   std::vector<uint8_t>& out) {
   static constexpr size_t kLevelBuffer[] = {0, ISAL_DEF_LVL1_DEFAULT, ISAL_DEF_LVL2_DEFAULT,
                                             ISAL_DEF_LVL3_DEFAULT};
   thread_local std::vector<uint8_t> level_buffer;
   level_buffer.resize(kLevelBuffer[level]);
   // Stored blocks at worst: 5 bytes per 64 KiB block, the zlib header and trailer.
-  out.resize(bytes + (bytes / 65535 + 1) * 5 + 64);
+  out.resize(bytes + (bytes / 65535 + 1) * 5 + 64);  // gzip's header and trailer: 18 bytes
   isal_zstream stream;
   isal_deflate_stateless_init(&stream);
   // Not set by the init: whatever the stack held would size the window (1-15: a smaller one,
@@ -44,20 +45,38 @@ absl::Status IgzipStrip(int level, const uint8_t* data, size_t bytes, std::vecto
   stream.level = static_cast<uint32_t>(level);
   stream.level_buf = level_buffer.data();
   stream.level_buf_size = static_cast<uint32_t>(level_buffer.size());
-  stream.gzip_flag = IGZIP_ZLIB;
+  stream.gzip_flag = gzip ? IGZIP_GZIP : IGZIP_ZLIB;
   stream.end_of_stream = 1;
   stream.next_in = const_cast<uint8_t*>(data);
   stream.avail_in = static_cast<uint32_t>(bytes);
   stream.next_out = out.data();
   stream.avail_out = static_cast<uint32_t>(out.size());
   if (const int rc = isal_deflate_stateless(&stream); rc != COMP_OK) {
-    return absl::InternalError(absl::StrCat("deflate of a strip failed (igzip ", rc, ")"));
+    return absl::InternalError(absl::StrCat("deflate failed (igzip ", rc, ")"));
   }
   out.resize(stream.total_out);
   return absl::OkStatus();
 }
 
 }  // namespace
+
+absl::Status EncodeDeflate(int level, bool gzip, const uint8_t* data, size_t bytes,
+                           std::vector<uint8_t>& out) {
+  if (level <= 3) return Igzip(level, gzip, data, bytes, out);
+  // One compressor per thread and level: creating one allocates several hundred KiB.
+  thread_local std::array<std::unique_ptr<libdeflate_compressor, DeflateFree>, 13> compressors;
+  auto& compressor = compressors.at(static_cast<size_t>(level));
+  if (compressor == nullptr) compressor.reset(libdeflate_alloc_compressor(level));
+  if (compressor == nullptr) return absl::ResourceExhaustedError("no deflate compressor");
+  out.resize(gzip ? libdeflate_gzip_compress_bound(compressor.get(), bytes)
+                  : libdeflate_zlib_compress_bound(compressor.get(), bytes));
+  const size_t n =
+      gzip ? libdeflate_gzip_compress(compressor.get(), data, bytes, out.data(), out.size())
+           : libdeflate_zlib_compress(compressor.get(), data, bytes, out.data(), out.size());
+  if (n == 0) return absl::InternalError("deflate failed: the output did not fit its bound");
+  out.resize(n);
+  return absl::OkStatus();
+}
 
 bool CanEncodeStrips(Compression compression, PixelType type) {
   return (compression == Compression::kDeflate || compression == Compression::kZstd) &&
@@ -79,19 +98,8 @@ absl::Status EncodeStrip(Compression compression, int level, PixelType type, boo
     data = scratch.data();
   }
   if (compression == Compression::kDeflate) {
-    const int deflate_level = CompressionLevel(Compression::kDeflate, level);
-    if (deflate_level <= 3) return IgzipStrip(deflate_level, data, bytes, out);
-    // One compressor per thread and level: creating one allocates several hundred KiB.
-    thread_local std::array<std::unique_ptr<libdeflate_compressor, DeflateFree>, 13> compressors;
-    auto& compressor = compressors.at(static_cast<size_t>(deflate_level));
-    if (compressor == nullptr) compressor.reset(libdeflate_alloc_compressor(deflate_level));
-    if (compressor == nullptr) return absl::ResourceExhaustedError("no deflate compressor");
-    out.resize(libdeflate_zlib_compress_bound(compressor.get(), bytes));
-    const size_t n =
-        libdeflate_zlib_compress(compressor.get(), data, bytes, out.data(), out.size());
-    if (n == 0) return absl::InternalError("deflate of a strip failed");
-    out.resize(n);
-    return absl::OkStatus();
+    return EncodeDeflate(CompressionLevel(Compression::kDeflate, level), /*gzip=*/false, data,
+                         bytes, out);
   }
   out.resize(ZSTD_compressBound(bytes));
   const size_t n = ZSTD_compress(out.data(), out.size(), data, bytes,

@@ -15,6 +15,12 @@
 
 namespace stackproc::core {
 
+// Deflates `bytes` bytes at `data` into `out` as a zlib stream (or, with `gzip`, a gzip one):
+// levels 1-3 through ISA-L's igzip (its levels 1-3: on 12-bit camera-like data 5x libdeflate's
+// level 1 per thread for the same size), 4-12 through libdeflate. TIFF strips and Zarr chunks.
+absl::Status EncodeDeflate(int level, bool gzip, const uint8_t* data, size_t bytes,
+                           std::vector<uint8_t>& out);
+
 // Whether EncodeStrip handles this combination (deflate or zstd; 8- or 16-bit integers). The
 // others (LZW, float32's floating-point predictor, none) stay with libtiff.
 bool CanEncodeStrips(Compression compression, PixelType type);

@@ -19,9 +19,10 @@ absl::Status Corrupt(const std::string& name, absl::string_view why) {
   return absl::DataLossError(absl::StrCat(name, ": ", why));
 }
 
-uint64_t LoadLittle64(const uint8_t* p) {
+// The little-endian unsigned integer of `bytes` bytes at `p`.
+uint64_t LoadLittle(const uint8_t* p, int bytes) {
   uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | p[i];
   return v;
 }
 
@@ -33,7 +34,7 @@ void StoreLittle(uint64_t v, int bytes, std::vector<uint8_t>& out) {
 absl::Status TakeCrc32c(std::vector<uint8_t>& bytes, const std::string& name) {
   if (bytes.size() < 4) return Corrupt(name, "too short to end with its crc32c");
   const size_t n = bytes.size() - 4;
-  const uint32_t stored = static_cast<uint32_t>(LoadLittle64(bytes.data() + n) & 0xffffffffu);
+  const uint64_t stored = LoadLittle(bytes.data() + n, 4);
   if (Crc32c(bytes.data(), n) != stored) return Corrupt(name, "its crc32c does not match");
   bytes.resize(n);
   return absl::OkStatus();
@@ -114,7 +115,7 @@ absl::StatusOr<ShardIndex> ReadShardIndex(const InputFile& file, const ZarrArray
   ShardIndex index;
   index.entries.resize(static_cast<size_t>(2 * chunks));
   for (size_t i = 0; i < index.entries.size(); ++i) {
-    index.entries[i] = LoadLittle64(bytes.data() + 8 * i);
+    index.entries[i] = LoadLittle(bytes.data() + 8 * i, 8);
   }
   // Every chunk's bytes in the file, and not over the index.
   const uint64_t data_begin = meta.index_at_start ? size : 0;

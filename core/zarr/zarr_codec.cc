@@ -7,28 +7,14 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "core/base/status_macros.h"
+#include "core/tiff/strip_encoder.h"
 
 namespace stackproc::core {
 namespace {
 
 absl::Status Corrupt(const std::string& name, absl::string_view why) {
   return absl::DataLossError(absl::StrCat(name, ": ", why));
-}
-
-absl::StatusOr<std::vector<uint8_t>> Deflate(const ZarrCodec& codec, const uint8_t* data,
-                                             size_t size) {
-  const std::unique_ptr<libdeflate_compressor, decltype(&libdeflate_free_compressor)> compressor(
-      libdeflate_alloc_compressor(codec.level), &libdeflate_free_compressor);
-  if (compressor == nullptr) return absl::ResourceExhaustedError("no memory for a deflate encoder");
-  const bool gzip = codec.id == ZarrCodecId::kGzip;
-  std::vector<uint8_t> out(gzip ? libdeflate_gzip_compress_bound(compressor.get(), size)
-                                : libdeflate_zlib_compress_bound(compressor.get(), size));
-  const size_t n =
-      gzip ? libdeflate_gzip_compress(compressor.get(), data, size, out.data(), out.size())
-           : libdeflate_zlib_compress(compressor.get(), data, size, out.data(), out.size());
-  if (n == 0) return absl::InternalError("deflate: the output did not fit its bound");
-  out.resize(n);
-  return out;
 }
 
 absl::Status Inflate(const ZarrCodec& codec, const std::vector<uint8_t>& in, uint8_t* out,
@@ -102,30 +88,31 @@ absl::Status ValidateZarrCodec(const ZarrCodec& codec) {
   return absl::InvalidArgumentError("unknown codec");
 }
 
-absl::StatusOr<std::vector<uint8_t>> EncodeChunk(const ZarrCodec& codec, const uint8_t* data,
-                                                 size_t size, size_t item_size) {
+absl::Status EncodeChunk(const ZarrCodec& codec, const uint8_t* data, size_t size,
+                         size_t item_size, std::vector<uint8_t>& out) {
   switch (codec.id) {
     case ZarrCodecId::kNone:
-      return std::vector<uint8_t>(data, data + size);
+      out.assign(data, data + size);
+      return absl::OkStatus();
     case ZarrCodecId::kZlib:
     case ZarrCodecId::kGzip:
-      return Deflate(codec, data, size);
+      return EncodeDeflate(codec.level, codec.id == ZarrCodecId::kGzip, data, size, out);
     case ZarrCodecId::kZstd: {
-      std::vector<uint8_t> out(ZSTD_compressBound(size));
+      out.resize(ZSTD_compressBound(size));
       const size_t n = ZSTD_compress(out.data(), out.size(), data, size, codec.level);
       if (ZSTD_isError(n)) return absl::InternalError(absl::StrCat("zstd: ", ZSTD_getErrorName(n)));
       out.resize(n);
-      return out;
+      return absl::OkStatus();
     }
     case ZarrCodecId::kBlosc: {
-      std::vector<uint8_t> out(size + BLOSC_MAX_OVERHEAD);
+      out.resize(size + BLOSC_MAX_OVERHEAD);
       // One thread: chunks are already encoded in parallel, each by a thread of the run.
       const int n = blosc_compress_ctx(codec.level, codec.shuffle, item_size, size, data,
                                        out.data(), out.size(), codec.blosc_name.c_str(),
                                        /*blocksize=*/0, /*numinternalthreads=*/1);
       if (n <= 0) return absl::InternalError(absl::StrCat("blosc: compression failed (", n, ")"));
       out.resize(static_cast<size_t>(n));
-      return out;
+      return absl::OkStatus();
     }
   }
   return absl::InternalError("unknown codec");

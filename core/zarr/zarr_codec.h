@@ -28,9 +28,10 @@ std::string ZarrCodecName(const ZarrCodec& codec);
 // InvalidArgument for a blosc inner codec this build of blosc lacks, or a level out of range.
 absl::Status ValidateZarrCodec(const ZarrCodec& codec);
 
-// Compresses a chunk of `size` bytes of `item_size`-byte elements (blosc shuffles by it).
-absl::StatusOr<std::vector<uint8_t>> EncodeChunk(const ZarrCodec& codec, const uint8_t* data,
-                                                 size_t size, size_t item_size);
+// Compresses a chunk of `size` bytes of `item_size`-byte elements (blosc shuffles by it) into
+// `out` (its capacity reused: writers keep one per thread or per chunk).
+absl::Status EncodeChunk(const ZarrCodec& codec, const uint8_t* data, size_t size,
+                         size_t item_size, std::vector<uint8_t>& out);
 
 // Decompresses `encoded` into exactly `size` bytes at `out`. DataLoss when the stream is
 // corrupt, truncated or holds another number of bytes; `name` (the chunk's file) heads the

@@ -28,6 +28,14 @@ inline absl::StatusOr<Json> ParseJson(absl::string_view text, const std::string&
   return json;
 }
 
+// The string at `json[key]`, or `otherwise` when there is none or it is not a string (never
+// nlohmann's exception: metadata of the wrong type must not end the process).
+inline std::string StringAt(const Json& json, const char* key, std::string otherwise = "") {
+  if (!json.is_object()) return otherwise;
+  auto it = json.find(key);
+  return it != json.end() && it->is_string() ? it->get<std::string>() : otherwise;
+}
+
 // The integer at `json[key]`, if it is one (a JSON number without a fraction).
 inline std::optional<int64_t> IntAt(const Json& json, const char* key) {
   auto it = json.find(key);

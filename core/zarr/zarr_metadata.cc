@@ -23,6 +23,7 @@ using zarr_json::IntAt;
 using zarr_json::Json;
 using zarr_json::ParseFill;
 using zarr_json::ParseJson;
+using zarr_json::StringAt;
 
 absl::StatusOr<ZarrCodec> ParseCompressor(const Json& json, const std::string& name) {
   ZarrCodec codec;
@@ -38,7 +39,7 @@ absl::StatusOr<ZarrCodec> ParseCompressor(const Json& json, const std::string& n
     codec.level = static_cast<int>(IntAt(json, "level").value_or(1));
   } else if (id == "blosc") {
     codec.id = ZarrCodecId::kBlosc;
-    codec.blosc_name = json.value("cname", std::string("lz4"));
+    codec.blosc_name = StringAt(json, "cname", "lz4");
     codec.level = static_cast<int>(IntAt(json, "clevel").value_or(5));
     // -1 (numcodecs' AUTOSHUFFLE) matters only when encoding; the stream says what it used.
     codec.shuffle = std::clamp(static_cast<int>(IntAt(json, "shuffle").value_or(1)), 0, 2);
@@ -117,7 +118,7 @@ absl::StatusOr<ZarrArrayMeta> ParseZarray(absl::string_view text, const std::str
     if (c == 0) return Bad(name, "a chunk length of 0");
   }
   STACKPROC_RETURN_IF_ERROR(ParseDtype(json.value("dtype", Json()), meta, name));
-  if (json.value("order", std::string("C")) != "C") {
+  if (StringAt(json, "order", "C") != "C") {
     return Bad(name, "order \"F\": stackproc reads arrays in C order");
   }
   const Json filters = json.value("filters", Json());
@@ -127,7 +128,7 @@ absl::StatusOr<ZarrArrayMeta> ParseZarray(absl::string_view text, const std::str
   STACKPROC_ASSIGN_OR_RETURN(meta.codec, ParseCompressor(json.value("compressor", Json()), name));
   STACKPROC_ASSIGN_OR_RETURN(meta.fill_value,
                              ParseFill(json.value("fill_value", Json()), meta.type, name));
-  const std::string separator = json.value("dimension_separator", std::string("."));
+  const std::string separator = StringAt(json, "dimension_separator", ".");
   if (separator != "." && separator != "/") {
     return Bad(name, absl::StrCat("dimension_separator \"", separator, "\""));
   }
@@ -174,24 +175,19 @@ absl::StatusOr<std::optional<NgffImage>> ParseNgffAttributes(absl::string_view t
   }
   const Json& image = (*multiscales)[0];
   NgffImage out;
-  out.name = image.value("name", std::string());
+  out.name = StringAt(image, "name");
   // Axes (NGFF 0.4: objects with a name, a type and a unit; 0.3: names; older: none, z,y,x).
   const Json axes = image.value("axes", Json::array());
   if (!axes.is_array()) return Bad(name, "\"axes\" must be a list");
-  // A field that is not of its type is taken as absent (nlohmann's value() would throw).
-  const auto string_of = [](const Json& object, const char* key) {
-    return object.is_object() && object.contains(key) && object[key].is_string()
-               ? object[key].get<std::string>()
-               : std::string();
-  };
+  // A field that is not of its type is taken as absent (StringAt).
   for (const Json& axis : axes) {
     const std::string axis_name =
-        axis.is_string() ? axis.get<std::string>() : string_of(axis, "name");
-    std::string type = string_of(axis, "type");
+        axis.is_string() ? axis.get<std::string>() : StringAt(axis, "name");
+    std::string type = StringAt(axis, "type");
     if (type.empty()) type = axis_name == "t" ? "time" : axis_name == "c" ? "channel" : "space";
     out.axes.push_back(type == "time" ? "t" : type == "channel" ? "c" : type);
-    if (type == "space" && !string_of(axis, "unit").empty()) {
-      out.unit = NgffUnitName(string_of(axis, "unit"));
+    if (type == "space" && !StringAt(axis, "unit").empty()) {
+      out.unit = NgffUnitName(StringAt(axis, "unit"));
     }
   }
   // NGFF's order: time, then channel (then axes of other types, which the array must give one
@@ -216,9 +212,9 @@ absl::StatusOr<std::optional<NgffImage>> ParseNgffAttributes(absl::string_view t
       if (!c.is_object()) continue;
       // Display settings of the wrong type are left out: they never make an image unreadable.
       ChannelInfo channel;
-      channel.name = string_of(c, "label");
+      channel.name = StringAt(c, "label");
       uint32_t rgb = 0;
-      if (const std::string hex = string_of(c, "color");
+      if (const std::string hex = StringAt(c, "color");
           hex.size() == 6 && absl::SimpleHexAtoi(hex, &rgb)) {
         channel.rgba = (rgb << 8) | 0xff;
       }
@@ -240,7 +236,7 @@ absl::StatusOr<std::optional<NgffImage>> ParseNgffAttributes(absl::string_view t
   const auto apply_scale = [&](const Json& transforms, std::array<double, 3>& scale) {
     if (!transforms.is_array()) return;
     for (const Json& t : transforms) {
-      if (!t.is_object() || t.value("type", "") != "scale" || !t.contains("scale")) continue;
+      if (!t.is_object() || StringAt(t, "type") != "scale" || !t.contains("scale")) continue;
       const Json& s = t["scale"];
       if (!s.is_array() || s.size() < 2) continue;
       const size_t n = s.size();

@@ -21,8 +21,11 @@ namespace stackproc::core {
 // The most bytes one chunk may hold, decoded: a larger one is refused before it is read (and
 // not written).
 inline constexpr int64_t kMaxChunkBytes = int64_t{1} << 30;
-// The most inner chunks a v3 shard may hold: its index (16 bytes a chunk) is read whole.
+// The most inner chunks a v3 shard may hold: its index (16 bytes a chunk) is read whole; and the
+// most index bytes of the shards one row of chunks spans (a reader holds them while it reads
+// the row).
 inline constexpr int64_t kMaxChunksPerShard = int64_t{1} << 20;
+inline constexpr int64_t kMaxIndexBytesPerRow = int64_t{256} << 20;
 
 // .zarray and .zattrs are small: a larger one is not what it claims to be.
 inline constexpr uint64_t kMaxZarrMetadataBytes = uint64_t{16} << 20;

@@ -14,14 +14,11 @@ using zarr_json::Bad;
 using zarr_json::IntArray;
 using zarr_json::IntAt;
 using zarr_json::Json;
+using zarr_json::StringAt;
 
 constexpr const char* kCodecsRead = "transpose, bytes, blosc, zstd, gzip, crc32c, sharding_indexed";
 
-std::string NameOf(const Json& codec) {
-  return codec.is_object() && codec.contains("name") && codec["name"].is_string()
-             ? codec["name"].get<std::string>()
-             : std::string();
-}
+std::string NameOf(const Json& codec) { return StringAt(codec, "name"); }
 
 const Json& ConfigOf(const Json& codec) {
   static const Json kEmpty = Json::object();
@@ -45,10 +42,10 @@ absl::StatusOr<ZarrCodec> ParseCompressor(const std::string& name, const Json& c
                   : LevelOf(config, "level", 0) == 0 ? 3
                                                      : LevelOf(config, "level", 0);
   } else if (name == "blosc") {
-    const std::string shuffle = config.value("shuffle", std::string("noshuffle"));
+    const std::string shuffle = StringAt(config, "shuffle", "noshuffle");
     codec = {.id = ZarrCodecId::kBlosc,
              .level = LevelOf(config, "clevel", 5),
-             .blosc_name = config.value("cname", std::string("lz4")),
+             .blosc_name = StringAt(config, "cname", "lz4"),
              .shuffle = shuffle == "bitshuffle" ? 2
                         : shuffle == "shuffle"  ? 1
                                                 : 0};
@@ -92,7 +89,7 @@ absl::Status ParseChain(const Json& codecs, bool outer, ZarrArrayMeta& meta,
     } else if (name == "bytes") {
       if (stage != kArray) return misplaced();
       meta.big_endian =
-          config.value("endian", std::string("little")) == "big" && meta.type != PixelType::kUint8;
+          StringAt(config, "endian", "little") == "big" && meta.type != PixelType::kUint8;
       stage = kBytes;
     } else if (name == "sharding_indexed") {
       if (stage != kArray || !outer || !meta.transpose.empty()) {
@@ -113,7 +110,7 @@ absl::Status ParseChain(const Json& codecs, bool outer, ZarrArrayMeta& meta,
         }
       }
       STACKPROC_RETURN_IF_ERROR(ParseChain(config.value("codecs", Json()), false, meta, file));
-      const std::string where = config.value("index_location", std::string("end"));
+      const std::string where = StringAt(config, "index_location", "end");
       if (where != "start" && where != "end") {
         return Bad(file, absl::StrCat("index_location \"", where, "\""));
       }
@@ -184,7 +181,7 @@ Json CompressorJson(const ZarrCodec& codec, size_t item_size) {
 
 absl::StatusOr<ZarrArrayMeta> ParseZarrJson(absl::string_view text, const std::string& name) {
   STACKPROC_ASSIGN_OR_RETURN(Json json, zarr_json::ParseJson(text, name));
-  if (IntAt(json, "zarr_format") != 3 || json.value("node_type", std::string()) != "array") {
+  if (IntAt(json, "zarr_format") != 3 || StringAt(json, "node_type") != "array") {
     return Bad(name, "not a Zarr v3 array (\"zarr_format\": 3, \"node_type\": \"array\")");
   }
   ZarrArrayMeta meta;
@@ -219,7 +216,7 @@ absl::StatusOr<ZarrArrayMeta> ParseZarrJson(absl::string_view text, const std::s
   }
   meta.key_prefix = encoding == "default";
   const std::string separator =
-      ConfigOf(keys).value("separator", std::string(meta.key_prefix ? "/" : "."));
+      StringAt(ConfigOf(keys), "separator", meta.key_prefix ? "/" : ".");
   if (separator != "/" && separator != ".") {
     return Bad(name, absl::StrCat("chunk key separator \"", separator, "\""));
   }

@@ -146,6 +146,10 @@ class ShardedJob {
   }
 
   std::optional<absl::Status> Run() {
+    // Stopped while it put the filled store in place: that, and nothing else, is left to do.
+    if (pieces_.fills_store() && ::access(pieces_.Committed().c_str(), F_OK) == 0) {
+      return CommitStore();
+    }
     job_.SetStage("cluster");
     for (size_t phase = 0; phase < phases_.size(); ++phase) {
       const WorkFolder work = WorkFolderOf(root_, s_, phases_[phase], gathered_);
@@ -290,19 +294,32 @@ class ShardedJob {
     return core::CreateOutputStore(request);
   }
 
-  // The filled store, renamed into place (over an existing store only with overwrite).
+  // The filled store, renamed into place (over an existing store only with overwrite); the
+  // work folder goes either way, as a TIFF job's pieces do. The mark made first says so to a
+  // server that stops meanwhile: it finishes the rename (the store is there) or only sweeps
+  // (it is in place), and never makes the store again.
   absl::Status CommitStore() {
     job_.SetStage("committing");
+    absl::Status status = MoveStore();
+    core::RemoveEntry(output_.dir(), pieces_.name);
+    return status;
+  }
+  absl::Status MoveStore() {
     core::UniqueFd dir(::open(pieces_.path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!dir) return absl::InternalError(absl::StrCat(pieces_.path, ": ", std::strerror(errno)));
+    const bool resumed = ::access(pieces_.Committed().c_str(), F_OK) == 0;
+    if (resumed && ::faccessat(dir.get(), pieces_.store.c_str(), F_OK, AT_SYMLINK_NOFOLLOW) != 0) {
+      return absl::OkStatus();  // renamed before the server stopped
+    }
     const bool replace = s_.spec.overwrite && output_.Exists();
     if (replace) {
       STACKPROC_RETURN_IF_ERROR(core::CheckReplaceable(core::Format::kOmeZarr, output_));
     }
-    STACKPROC_RETURN_IF_ERROR(
-        core::MoveIntoPlace(dir.get(), pieces_.store, output_, replace, /*sync=*/true));
-    core::RemoveEntry(output_.dir(), pieces_.name);
-    return absl::OkStatus();
+    if (!resumed) {
+      core::worker::MarkDone(pieces_.Committed());
+      ::fsync(dir.get());
+    }
+    return core::MoveIntoPlace(dir.get(), pieces_.store, output_, replace, /*sync=*/true);
   }
 
   std::optional<absl::Status> Assemble() {

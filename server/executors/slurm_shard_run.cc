@@ -29,9 +29,9 @@ ShardRun::ShardRun(SlurmCommands& slurm, WorkFolder work, const JobSnapshot& s, 
       legacy_name_(absl::StrCat("stackproc-", s.id)),
       execution_(std::move(execution)) {
   const int n = execution_.shards;
-  for (int i = 0; i < n; ++i) {
-    ranges_.push_back(*core::ShardRange(s.input_shape.depth, n, i, execution_.align));
-  }
+  // A store's shards start on its files; statistics' ranges on any slice (as stats cuts them).
+  const int64_t align = work_.stats() ? 1 : execution_.align;
+  for (int i = 0; i < n; ++i) ranges_.push_back(*core::ShardRange(s.input_shape.depth, n, i, align));
   attempts_ = AttemptsFromLogs(work_, n);
 }
 

@@ -6,6 +6,8 @@ Generates the stack (stackproc-local generate) in --dir, which must have room fo
 dropped before each run when this process may (root; else said so):
   cp+sync     cp IN OUT; sync: the physical floor of reading and writing it
   path-job    stackproc submit --wait through stackprocd (gaussian:ksize=5), server RSS
+  path-job zarr / zarr 0.4   the same job to an OME-Zarr store: NGFF 0.5 (Zarr v3, sharded,
+              the default) and NGFF 0.4 (--zarr-format 2, a file per chunk); files written
   seed_loop   ../shared/reference/seed_loop.py, when the stack fits in available memory
   seed_mp     ../shared/reference/seed_mp.py, when it fits twice (it holds it twice)
 and once, a preview: `stackproc preview` of gaussian -> clahe -> resize on 3 slices (the
@@ -69,13 +71,18 @@ def main():
                         "--type", "uint8"], check=True, stdout=subprocess.DEVNULL)
         print(f"generated {stack} ({size / 1e9:.1f} GB) in {time.perf_counter() - t0:.0f} s")
     out = os.path.join(data, "out.tif")
+    store = os.path.join(data, "out.ome.zarr")
     server = Server(build, data, log="seed-stackprocd.log")
     cli = [f"{build}/client/stackproc", "--server", server.address]
+    job = cli + ["submit", "--input", "seed.tif", "--op", "gaussian:ksize=5", "--overwrite",
+                 "--wait", "--output"]
     methods = {
         "cp+sync": (["sh", "-c", f"cp {stack} {out} && sync"], None),
-        "path-job": (cli + ["submit", "--input", "seed.tif", "--op", "gaussian:ksize=5",
-                            "--output", "out.tif", "--overwrite", "--wait"], server.proc.pid),
+        "path-job": (job + ["out.tif"], server.proc.pid),
+        "path-job zarr": (job + ["out.ome.zarr"], server.proc.pid),
+        "path-job zarr 0.4": (job + ["out.ome.zarr", "--zarr-format", "2"], server.proc.pid),
     }
+    files = {}
     skipped = []
     if available_bytes() > 1.1 * size:
         methods["seed_loop"] = ([PYTHON, os.path.join(REFERENCE, "seed_loop.py"), stack, out], None)
@@ -94,10 +101,14 @@ def main():
             for name, (cmd, pid) in methods.items():
                 if os.path.exists(out):
                     os.unlink(out)
+                shutil.rmtree(store, ignore_errors=True)
                 cold = drop_caches() and cold
                 rows[name].append(run(cmd, pid))
+                if os.path.exists(store):
+                    files[name] = sum(len(f) for _, _, f in os.walk(store))
         if os.path.exists(out):
             os.unlink(out)
+        shutil.rmtree(store, ignore_errors=True)
         preview = cli + ["preview", "seed.tif", "--op", "gaussian:ksize=5", "--op", "clahe",
                          "--op", "resize:scale=0.5", "--slices", "3", "-o",
                          os.path.join(a.dir, "preview.png"), "--overwrite"]
@@ -115,6 +126,8 @@ def main():
           rows, size / 1e6, ["cp+sync"])
     for s in skipped:
         print(f"  not run: {s}")
+    for name, n in files.items():
+        print(f"  {name}: {n} files written")
     print(f"\n  stackproc preview of gaussian -> clahe -> resize on 3 slices, through the server: "
           f"{preview_cold:.2f} s from a cold cache (the file's page directories read first), "
           f"{preview_warm:.2f} s with them cached (median of 2, 4 and 5 other slices)")

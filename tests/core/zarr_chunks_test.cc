@@ -107,6 +107,18 @@ TEST(ZarrJsonTest, RefusesWhatItDoesNotRead) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("nested sharding")));
   EXPECT_THAT(ParseZarrJson(array(R"([{"name": "zstd"}, )" + bytes + "]"), "d"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("cannot come")));
+  // Fields of the wrong type are refused or taken as absent, never an exception that would end
+  // the server: a number where a string belongs.
+  EXPECT_THAT(ParseZarrJson(R"({"zarr_format": 3, "node_type": 1})", "e"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a Zarr v3 array")));
+  ASSERT_OK_AND_ASSIGN(
+      ZarrArrayMeta little,
+      ParseZarrJson(array(R"([{"name": "bytes", "configuration": {"endian": 0}}])"), "f"));
+  EXPECT_FALSE(little.big_endian);
+  EXPECT_TRUE(ParseNgffAttributes(R"({"multiscales": [{"name": 7, "datasets": [{"path": "0",
+      "coordinateTransformations": [{"type": 1, "scale": [1, 1, 1]}]}]}]})",
+                                  "g")
+                  .ok());
 }
 
 }  // namespace

@@ -79,7 +79,9 @@ want_sharding = {
     "name": "sharding_indexed",
     "configuration": {"chunk_shape": [1, 64, 64],
                       "codecs": [{"name": "bytes", "configuration": {"endian": "little"}},
-                                 {"name": "zstd", "configuration": {"level": 1, "checksum": False}}],
+                                 {"name": "blosc", "configuration": {
+                                     "cname": "zstd", "clevel": 1, "shuffle": "shuffle",
+                                     "typesize": 2, "blocksize": 0}}],
                       "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}},
                                        {"name": "crc32c"}],
                       "index_location": "end"}}
@@ -89,7 +91,7 @@ check(meta["zarr_format"] == 3 and meta["node_type"] == "array" and meta["shape"
       meta["chunk_key_encoding"] == {"name": "default", "configuration": {"separator": "/"}} and
       meta["dimension_names"] == ["z", "y", "x"] and sharding == want_sharding,
       "zarr.json: v3 array, uint16, shards of 16 slices by the plane in whole chunks, keys c/z/y/x, "
-      f"sharding_indexed with zstd inside and a crc32c'd index at the end ({meta['chunk_grid']})")
+      f"sharding_indexed with blosc-zstd inside and a crc32c'd index at the end ({meta['chunk_grid']})")
 group = load(f"{TMP}/zstd.ome.zarr/zarr.json")
 ome = group["attributes"]["ome"]
 ms = ome["multiscales"][0]

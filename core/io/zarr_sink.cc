@@ -40,7 +40,9 @@ absl::Status WriteText(int dir, const std::string& name, const std::string& text
 ZarrSink::ZarrSink(OutputTarget store, WriteOptions options, std::optional<ZarrRegion> region)
     : store_(std::move(store)), options_(std::move(options)), region_(region) {}
 
-ZarrSink::~ZarrSink() = default;
+// The shards being written (their temporary files closed and removed) before the store's
+// temporary folder goes.
+ZarrSink::~ZarrSink() { open_row_.reset(); }
 
 SinkTraits ZarrSink::TraitsFor(const WriteOptions& options) {
   const int64_t chunk = options.chunks ? std::max<int64_t>((*options.chunks)[0], 1) : 1;
@@ -53,12 +55,13 @@ SinkTraits ZarrSink::TraitsFor(const WriteOptions& options) {
                      chunk);
   const int64_t slots =
       int64_t{kSlicesPerThread} * std::max<int64_t>(std::thread::hardware_concurrency(), 1);
+  // Shards of one-slice chunks are written slice by slice: each slice in flight holds its
+  // chunks, encoded (at most its size), as a TIFF's compressed strips do. Else a file's slices
+  // are gathered, and a shard's layer of chunks encoded (at most their slices' size).
+  const bool streams = depth > 1 && chunk == 1 && options.zarr_format != 2;
   int64_t held = 0;
-  if (depth > 1 && chunk == 1 && options.zarr_format != 2) {
-    held = slots;  // each slice in flight's chunks, encoded (at most its size): no gathering
-  } else {
-    held = depth > 1 ? depth : 0;  // level 0's z-chunk or shard, gathered
-    // A shard's layer of inner chunks, encoded (at most their slices' size) before it is written.
+  if (!streams) {
+    held = depth > 1 ? depth : 0;
     if (depth > chunk) held += chunk;
   }
   if (options.pyramid_levels > 0) {
@@ -66,7 +69,7 @@ SinkTraits ZarrSink::TraitsFor(const WriteOptions& options) {
     // slot's slice halved for level 1 (a quarter slice).
     held += depth + 2 + ChunksAlong(slots, 4);
   }
-  return {.held_slices = held};
+  return {.compressed = streams, .held_slices = held};
 }
 
 absl::StatusOr<int64_t> ZarrSink::RangeAlignment(const WriteOptions& options,
@@ -181,7 +184,7 @@ absl::StatusOr<NgffImage> ZarrSink::PlanLevels(const StackInfo& output) {
     level->meta.codec = codec_;
     level->meta.nested = true;  // NGFF: "/" separates a chunk's indices
     if (level->chunk_depth() > 1) {
-      level->slab.resize(static_cast<size_t>(level->chunk_depth()) * level->slice_bytes);
+      level->slab_bytes = static_cast<size_t>(level->chunk_depth()) * level->slice_bytes;
     }
     if (level->halves_z) level->pending.resize(level->slice_bytes);
     if (k > 0 && k < pyramid) {
@@ -348,6 +351,7 @@ absl::Status ZarrSink::Append(size_t k, const uint8_t* slice) {
     // Level 0's single-slice chunks were written by Encode, in parallel.
     if (k > 0) STACKPROC_RETURN_IF_ERROR(WriteChunkRow(level, v, z, slice, 1, /*parallel=*/false));
   } else {
+    if (level.slab.empty()) level.slab.resize(level.slab_bytes);  // when first needed
     std::memcpy(level.slab.data() + static_cast<size_t>(level.gathered) * level.slice_bytes, slice,
                 level.slice_bytes);
     if (++level.gathered == depth || z + 1 == level.shape.depth) {

@@ -25,6 +25,7 @@ struct ZarrSink::Level {
   UniqueFd dir;               // its folder in the temporary store
   bool halves_z = false;      // pairs the slices of the level above
   std::vector<uint8_t> slab;  // a z-chunk's slices while they are gathered (chunks of several)
+  size_t slab_bytes = 0;      // its size, allocated when a slice is first gathered
   int64_t gathered = 0;
   int64_t appended = 0;          // slices of this level so far
   int64_t received = 0;          // slices of the level above so far

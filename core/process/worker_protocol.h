@@ -11,8 +11,9 @@
 //                            the "shard" tasks fill it (no pieces, no assembly: it is renamed
 //                            into place), and
 //   shard-I.done             made by task I once its slices are in the store
-//   committed                made by the server just before it renames the store into place
-//                            (a server that stops then finishes the rename, never remakes it)
+//   committed                made by the server before it renames the store into place, naming
+//                            the store (its device and inode): a server that stops then finishes
+//                            the rename, or only sweeps, and never remakes the store; swept last
 //   PHASE-I.progress         its progress line, replaced as it goes (WriteProgressFile)
 //   PHASE-I.ARRAY.log        its output, one log per attempt (ARRAY: the cluster's job id)
 //   stack.stats              the "stats" phase's pieces summed: what the "shard" tasks take
@@ -62,7 +63,8 @@ struct WorkFolder {
                                         : ".tif");
   }
   std::string Store() const { return absl::StrCat(path, "/", store); }
-  std::string Committed() const { return path + "/committed"; }
+  static constexpr char kCommitted[] = "committed";
+  std::string Committed() const { return absl::StrCat(path, "/", kCommitted); }
   std::string Piece(int index) const { return Piece(absl::StrCat(index)); }
   std::string Progress(absl::string_view index) const {
     return absl::StrCat(path, "/", phase, "-", index, ".progress");

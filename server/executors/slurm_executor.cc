@@ -295,31 +295,61 @@ class ShardedJob {
   }
 
   // The filled store, renamed into place (over an existing store only with overwrite); the
-  // work folder goes either way, as a TIFF job's pieces do. The mark made first says so to a
-  // server that stops meanwhile: it finishes the rename (the store is there) or only sweeps
-  // (it is in place), and never makes the store again.
+  // work folder goes either way, as a TIFF job's pieces do. The mark made first names the
+  // store: a server that stops meanwhile finishes the rename (the store is still in the work
+  // folder), or only sweeps (it is in place), and never makes the store again.
   absl::Status CommitStore() {
     job_.SetStage("committing");
     absl::Status status = MoveStore();
-    core::RemoveEntry(output_.dir(), pieces_.name);
+    SweepWork();
     return status;
   }
+
   absl::Status MoveStore() {
     core::UniqueFd dir(::open(pieces_.path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!dir) return absl::InternalError(absl::StrCat(pieces_.path, ": ", std::strerror(errno)));
-    const bool resumed = ::access(pieces_.Committed().c_str(), F_OK) == 0;
-    if (resumed && ::faccessat(dir.get(), pieces_.store.c_str(), F_OK, AT_SYMLINK_NOFOLLOW) != 0) {
-      return absl::OkStatus();  // renamed before the server stopped
+    const auto identity = [](int at, const std::string& name) -> std::string {
+      struct stat st;
+      if (::fstatat(at, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return "";
+      return absl::StrCat(st.st_dev, ":", st.st_ino);
+    };
+    const char* mark = WorkFolder::kCommitted;
+    if (::faccessat(dir.get(), mark, F_OK, AT_SYMLINK_NOFOLLOW) != 0) {
+      const std::string store = identity(dir.get(), pieces_.store);
+      if (store.empty()) return absl::InternalError(absl::StrCat(pieces_.Store(), ": gone"));
+      STACKPROC_RETURN_IF_ERROR(
+          core::WriteFileAt(dir.get(), mark, store.data(), store.size(), pieces_.Committed()));
+      ::fsync(dir.get());
+    }
+    std::ifstream in(pieces_.Committed());
+    std::string marked;
+    std::getline(in, marked);
+    if (!marked.empty() && identity(output_.dir(), output_.name()) == marked) {
+      return absl::OkStatus();  // in place before the server stopped
+    }
+    if (marked.empty() || identity(dir.get(), pieces_.store) != marked) {
+      return absl::DataLossError(absl::StrCat(
+          output_.display(), ": its filled store is neither in place nor in ", pieces_.path));
     }
     const bool replace = s_.spec.overwrite && output_.Exists();
     if (replace) {
       STACKPROC_RETURN_IF_ERROR(core::CheckReplaceable(core::Format::kOmeZarr, output_));
     }
-    if (!resumed) {
-      core::worker::MarkDone(pieces_.Committed());
-      ::fsync(dir.get());
-    }
     return core::MoveIntoPlace(dir.get(), pieces_.store, output_, replace, /*sync=*/true);
+  }
+
+  // Removes the work folder, its commit mark last: a server stopped meanwhile finds the mark
+  // and sweeps again, rather than running the job anew into an empty store.
+  void SweepWork() {
+    core::UniqueFd dir(::open(pieces_.path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dir) {
+      for (const std::string& name :
+           core::ListDirectory(dir.get()).value_or(std::vector<std::string>{})) {
+        if (name != WorkFolder::kCommitted) core::RemoveEntry(dir.get(), name);
+      }
+      ::unlinkat(dir.get(), WorkFolder::kCommitted, 0);
+    }
+    core::RemoveEntry(output_.dir(), pieces_.name);
   }
 
   std::optional<absl::Status> Assemble() {

@@ -74,6 +74,11 @@ struct SourceTraits {
   // Decodes slices by z-chunks of this many (a chunked store): holds every z-chunk that a slice
   // in flight falls in, until its slices are read.
   int64_t chunk_slices = 1;
+  // Planes it can also read before its first and after its last (a z-range's neighbours in the
+  // whole stack): a z-neighbourhood's planes past the range are read there, never mirrored.
+  // Ready, Read, Lend and Done then take z in [-context_before, depth + context_after).
+  int64_t context_before = 0;
+  int64_t context_after = 0;
 };
 struct SinkTraits {
   bool in_memory = false;   // gives out its buffers: no output buffers
@@ -172,12 +177,19 @@ bool MakesOutputInPlace(const std::vector<SliceFormat>& formats);
 // The one window planner: how many slices a run of slices of `formats` (Pipeline::Plan) keeps
 // in flight within `window_bytes` (at least one, at most kSlicesPerThread per thread), and the
 // memory it holds: the window's buffers plus every thread's intermediate slices.
+//
+// A step with a z-neighbourhood of h planes on each side (`halos`: each step's, Pipeline::
+// HaloOf; empty: none) keeps its input planes in a ring of window + 2h planes, and a pass with
+// one makes no result in place. `halo_bytes` is what the rings hold with a window of one: more
+// than `window_bytes`, and the run is refused.
 struct WindowPlan {
   int64_t window_slices = 1;
   uint64_t memory_bytes = 0;
+  uint64_t halo_bytes = 0;
 };
 WindowPlan PlanWindow(const std::vector<SliceFormat>& formats, int64_t depth, uint64_t window_bytes,
-                      int concurrency, SourceTraits source, SinkTraits sink);
+                      int concurrency, SourceTraits source, SinkTraits sink,
+                      const std::vector<int64_t>& halos = {});
 
 // The most memory the stacks a run keeps hold at once for a stack of `shape` going through
 // `formats`: the input, plus one output stack while a step changes the format. What an

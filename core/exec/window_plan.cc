@@ -13,9 +13,18 @@ bool MakesOutputInPlace(const std::vector<SliceFormat>& formats) {
 }
 
 WindowPlan PlanWindow(const std::vector<SliceFormat>& formats, int64_t depth, uint64_t window_bytes,
-                      int concurrency, SourceTraits source, SinkTraits sink) {
+                      int concurrency, SourceTraits source, SinkTraits sink,
+                      const std::vector<int64_t>& halos) {
   concurrency = std::max(concurrency, 1);
-  const bool in_place = MakesOutputInPlace(formats);
+  // A z-neighbourhood's ring: window + 2h planes of its step's input.
+  uint64_t ring_per_slice = 0;
+  uint64_t halo_bytes = 0;
+  for (size_t i = 0; i < halos.size(); ++i) {
+    if (halos[i] == 0) continue;
+    ring_per_slice += formats[i].bytes();
+    halo_bytes += static_cast<uint64_t>(2 * halos[i] + 1) * formats[i].bytes();
+  }
+  const bool in_place = MakesOutputInPlace(formats) && ring_per_slice == 0;
   const uint64_t in = formats.front().bytes();
   const uint64_t out = formats.back().bytes();
   // A slice in flight holds its input (unless lent, or read straight into the sink's buffer;
@@ -23,13 +32,17 @@ WindowPlan PlanWindow(const std::vector<SliceFormat>& formats, int64_t depth, ui
   // or the sink's) and its compressed strips (the output's size at worst).
   const bool own_in = source.fed || (!source.in_memory && !(in_place && sink.in_memory));
   const bool own_out = !sink.in_memory && !in_place;
-  const uint64_t slot = (own_in ? in : 0) + (own_out ? out : 0) + (sink.compressed ? out : 0);
+  const uint64_t slot =
+      (own_in ? in : 0) + (own_out ? out : 0) + (sink.compressed ? out : 0) + ring_per_slice;
+  const uint64_t fixed = halo_bytes - std::min(halo_bytes, ring_per_slice);  // the rings' 2h
   const int64_t most = std::min<int64_t>(
       std::max<int64_t>(depth, 1), int64_t{kSlicesPerThread} * concurrency + (sink.lends ? 1 : 0));
   const uint64_t fed = source.fed ? in : 0;
   WindowPlan plan;
+  const uint64_t room = window_bytes - std::min(window_bytes, fixed);
   plan.window_slices =
-      slot == 0 ? most : std::clamp<int64_t>(static_cast<int64_t>(window_bytes / slot), 1, most);
+      slot == 0 ? most : std::clamp<int64_t>(static_cast<int64_t>(room / slot), 1, most);
+  plan.halo_bytes = halo_bytes;
   // Per thread: an intermediate slice for each step but the last; and a single step over a
   // stack made in place (an in-memory source whose stack the sink adopts) writes one that is
   // copied back.
@@ -44,7 +57,7 @@ WindowPlan PlanWindow(const std::vector<SliceFormat>& formats, int64_t depth, ui
   const int64_t held_chunks = std::min((plan.window_slices - 1) / chunk + 2,
                                        (std::max<int64_t>(depth, 1) + chunk - 1) / chunk);
   const uint64_t chunks = chunk > 1 ? static_cast<uint64_t>(held_chunks * chunk) * in : 0;
-  plan.memory_bytes = static_cast<uint64_t>(plan.window_slices) * slot + fed +
+  plan.memory_bytes = static_cast<uint64_t>(plan.window_slices) * slot + fixed + fed +
                       scratch * static_cast<uint64_t>(concurrency) + chunks +
                       static_cast<uint64_t>(std::max<int64_t>(sink.held_slices, 0)) * out;
   return plan;

@@ -21,6 +21,9 @@ OperationDef FlipOperation();
 OperationDef Rotate90Operation();
 OperationDef ConvertOperation();
 OperationDef MorphologyOperation();
+OperationDef Gaussian3dOperation();
+OperationDef Mean3dOperation();
+OperationDef Median3dOperation();
 
 // normalize's whole-stack stretch into another pixel type: the stack's `low` and `high`
 // percentiles to 0 and `to`'s full scale (convert:mode=range).

@@ -107,6 +107,16 @@ class SliceOp {
   // `src`; Apply must write into it and must not reallocate it. May throw cv::Exception.
   virtual void Apply(const cv::Mat& src, cv::Mat& dst) const = 0;
 
+  // Operations that need planes around the one they make (3-D filters) return how many on
+  // each side, h: the engine then calls ApplyPlanes. 0: Apply on the plane alone.
+  virtual int HaloPlanes() const { return 0; }
+  // Computes `dst` from `planes`: the 2h + 1 planes of one (t, c) volume centred on the one
+  // made (planes[h]), those past the volume's first or last plane mirrored about it (z -1 is
+  // z 1: OpenCV's BORDER_REFLECT_101, scipy.ndimage's "mirror"). Same contract as Apply.
+  virtual void ApplyPlanes(const std::vector<cv::Mat>& planes, cv::Mat& dst) const {
+    Apply(planes[planes.size() / 2], dst);
+  }
+
   // Operations that need statistics of their whole input stack (normalize over the stack)
   // return true; the engine then materialises their input and calls PrepareForStack once,
   // before any Apply, with the planes whose statistics this op takes: one channel's (the

@@ -291,6 +291,52 @@ PixelGeometry Pipeline::Geometry(const SliceFormat& input) const {
   return geometry;
 }
 
+int64_t Pipeline::HaloOf(size_t i) const {
+  const Step& step = steps_[i];
+  int halo = step.op->HaloPlanes();
+  for (const SliceOp* op : step.by_group) {
+    if (op != nullptr) halo = std::max(halo, op->HaloPlanes());
+  }
+  return halo * dims_.ZStride();
+}
+
+int64_t Pipeline::HaloOf(size_t first, size_t last) const {
+  int64_t halo = 0;
+  for (size_t i = first; i < last; ++i) halo += HaloOf(i);
+  return halo;
+}
+
+int64_t Pipeline::Neighbour(int64_t plane, int64_t dz) const {
+  const int64_t z = dims_.Of(plane, planes_).z;
+  const int64_t last = dims_.Slices(planes_) - 1;
+  int64_t to = z + dz;
+  if (to < 0) to = -to;
+  if (to > last) to = 2 * last - to;
+  return plane + (to - z) * dims_.ZStride();
+}
+
+absl::Status Pipeline::CheckHalo() const {
+  const int64_t slices = dims_.Slices(planes_);
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    const int64_t h = HaloOf(i) / dims_.ZStride();
+    if (h == 0) continue;
+    if (!dims_.picked.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "operation ", i + 1, " (", steps_[i].spec,
+          ") needs the z-slices around each plane: it cannot run on planes picked apart"));
+    }
+    if (h >= slices) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("operation ", i + 1, " (", steps_[i].spec, ") needs ", h,
+                       " z-slices on each side of a plane, and ", h + 1,
+                       " to mirror them at the ends; the "
+                       "stack has ",
+                       slices, slices == 1 ? " z-slice" : " z-slices", " per volume"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 bool Pipeline::NeedsWholeStack() const {
   for (const Step& step : steps_) {
     if (step.op->NeedsWholeStack()) return true;

@@ -83,6 +83,19 @@ class Pipeline {
   std::vector<uint64_t> JoinStats(size_t i, const SliceFormat& format,
                                   std::vector<std::vector<uint64_t>> groups) const;
 
+  // The z-neighbourhood of step `i` (SliceOp::HaloPlanes, the most of any of its ops: a
+  // channel's own sigma) as planes of the bound stack on each side of a plane: z-slices times
+  // how far apart they are stored (Dimensions::ZStride). Steps [first, last) need their sum.
+  int64_t HaloOf(size_t i) const;
+  int64_t HaloOf(size_t first, size_t last) const;
+  // The plane `dz` z-slices from `plane` in its (t, c) volume, mirrored at the volume's first
+  // and last slice (BORDER_REFLECT_101): a plane number of the bound stack, like `plane`.
+  int64_t Neighbour(int64_t plane, int64_t dz) const;
+  // InvalidArgument, naming the step, when a step's z-neighbourhood does not fit in the bound
+  // stack's volumes (h z-slices need h + 1 of them to mirror), or the stack's planes are some
+  // picked from another (a preview's: they have no neighbours).
+  absl::Status CheckHalo() const;
+
   // Whether a step needs the whole stack (normalize:scope=stack): such a pipeline cannot run
   // on a window of slices.
   bool NeedsWholeStack() const;

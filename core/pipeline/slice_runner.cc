@@ -14,10 +14,26 @@ SliceRunner::SliceRunner(Pipeline& pipeline, const std::vector<SliceFormat>& for
     : pipeline_(pipeline), formats_(formats), first_(first), last_(last) {}
 
 absl::Status SliceRunner::Run(int64_t z, const cv::Mat& in, cv::Mat& out) {
+  return Steps(z, first_, in, out);
+}
+
+absl::Status SliceRunner::RunAround(int64_t z, const Around& around, cv::Mat& out) {
+  const SliceOp* op = pipeline_.For(first_, z);
+  if (op == nullptr) return Steps(z, first_ + 1, around(0), out);  // passed through
+  std::vector<cv::Mat>& planes = around_.local();
+  const int64_t h = op->HaloPlanes();
+  planes.resize(static_cast<size_t>(2 * h + 1));
+  for (int64_t dz = -h; dz <= h; ++dz) planes[static_cast<size_t>(dz + h)] = around(dz);
+  return Steps(z, first_, planes[static_cast<size_t>(h)], out,
+               [&](const SliceOp& step, cv::Mat& dst) { step.ApplyPlanes(planes, dst); });
+}
+
+absl::Status SliceRunner::Steps(int64_t z, size_t from, const cv::Mat& in, cv::Mat& out,
+                                const std::function<void(const SliceOp&, cv::Mat&)>& first) {
   std::vector<cv::Mat>& tmp = scratch_.local();
   tmp.resize(last_ - first_);  // the intermediates, each allocated on first use and kept
   cv::Mat src = in;
-  for (size_t i = first_; i < last_; ++i) {
+  for (size_t i = from; i < last_; ++i) {
     const Pipeline::Step& step = pipeline_.step(i);
     const SliceOp* op = pipeline_.For(i, z);
     if (op == nullptr) continue;  // a channel the step is not for: its input goes on
@@ -27,7 +43,11 @@ absl::Status SliceRunner::Run(int64_t z, const cv::Mat& in, cv::Mat& out) {
     if (dst.empty()) dst = MakeMat(formats_[i + 1]);
     const uint8_t* before = dst.data;
     try {
-      op->Apply(src, dst);
+      if (i == from && first) {
+        first(*op, dst);
+      } else {
+        op->Apply(src, dst);
+      }
     } catch (const std::bad_alloc&) {
       return absl::ResourceExhaustedError(
           absl::StrCat("slice ", z, ": ", step.spec, ": out of memory"));

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <opencv2/core/mat.hpp>
 #include <vector>
 
@@ -31,11 +32,24 @@ class SliceRunner {
   // each as "slice Z: SPEC: reason".
   absl::Status Run(int64_t z, const cv::Mat& in, cv::Mat& out);
 
+  // The input plane `dz` z-slices from the one made (0: that one), mirrored at its volume's
+  // ends; valid for |dz| up to the first step's SliceOp::HaloPlanes().
+  using Around = std::function<const cv::Mat&(int64_t dz)>;
+  // Runs the steps on slice `z` when the first needs a z-neighbourhood: it takes the planes
+  // `around` gives (SliceOp::ApplyPlanes), the others `z`'s result as Run does. `out` is not
+  // one of those planes. Errors as Run's.
+  absl::Status RunAround(int64_t z, const Around& around, cv::Mat& out);
+
  private:
+  // Steps [from, last_) on `in`; `call(op, dst)` applies step `from`'s op when given.
+  absl::Status Steps(int64_t z, size_t from, const cv::Mat& in, cv::Mat& out,
+                     const std::function<void(const SliceOp&, cv::Mat&)>& first = nullptr);
+
   Pipeline& pipeline_;
   const std::vector<SliceFormat>& formats_;
   const size_t first_, last_;
   tbb::enumerable_thread_specific<std::vector<cv::Mat>> scratch_;
+  tbb::enumerable_thread_specific<std::vector<cv::Mat>> around_;  // RunAround's planes
 };
 
 // An uninitialised cv::Mat of format `f`.

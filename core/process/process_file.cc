@@ -29,8 +29,10 @@ absl::Status RunPlan(const ProcessRequest& request, ProcessPlan& plan, SliceSink
   if (request.stack_stats) run.stack_stats = &*request.stack_stats;
   run.provenance = RunProvenance(request, plan.pipeline, plan.input);
   SliceSource& source = *plan.source;
+  // (A range whose z-neighbourhoods read planes around it streams: held, it would have none.)
+  const SourceTraits traits = source.traits();
   if (plan.mode == ProcessMode::kStreaming || plan.pipeline.NeedsWholeStack() ||
-      request.output_path.empty()) {
+      request.output_path.empty() || traits.context_before + traits.context_after > 0) {
     return Run(source, plan.pipeline, sink, run);
   }
   StackSink held;
@@ -206,7 +208,7 @@ absl::StatusOr<ProcessPlan> PlanProcess(const ProcessRequest& request, int concu
       return absl::InvalidArgumentError(
           absl::StrCat(pipeline.ToString(), " needs the whole stack: it cannot run on a z-range"));
     }
-    STACKPROC_ASSIGN_OR_RETURN(source, ZRangeSource::Create(source, *request.z_range));
+    STACKPROC_ASSIGN_OR_RETURN(source, ZRangeSource::Create(source, *request.z_range, &pipeline));
   }
   STACKPROC_ASSIGN_OR_RETURN(ProcessPlan plan,
                              PlanSource(std::move(source), request, sink, concurrency));

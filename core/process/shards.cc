@@ -80,18 +80,25 @@ std::string JobKey(absl::string_view input, absl::string_view pipeline, int64_t 
 }
 
 absl::StatusOr<std::unique_ptr<ZRangeSource>> ZRangeSource::Create(
-    std::shared_ptr<SliceSource> source, ZRange range) {
+    std::shared_ptr<SliceSource> source, ZRange range, Pipeline* pipeline) {
   const StackInfo& whole = source->info();
   if (range.begin < 0 || range.end <= range.begin || range.end > whole.shape.depth) {
     return absl::InvalidArgumentError(absl::StrCat("slices ", range.begin, " to ", range.end - 1,
                                                    " are not in a stack of ", whole.shape.depth));
+  }
+  ZRange context;
+  if (pipeline != nullptr) {
+    STACKPROC_RETURN_IF_ERROR(pipeline->Bind(whole.metadata.dims, whole.shape.depth));
+    const int64_t halo = pipeline->HaloOf(0, pipeline->size());
+    context = {std::min(halo, range.begin), std::min(halo, whole.shape.depth - range.end)};
   }
   StackInfo info = whole;
   info.shape.depth = range.size();
   StackMetadata part = whole.metadata;  // the whole stack's planes, of which these are some
   part.dims = whole.metadata.dims.Range(range.begin, range.size(), whole.shape.depth);
   info.metadata = UpdateMetadata(part, info.shape, whole.type, whole.type, {});
-  return std::unique_ptr<ZRangeSource>(new ZRangeSource(std::move(source), range, std::move(info)));
+  return std::unique_ptr<ZRangeSource>(
+      new ZRangeSource(std::move(source), range, context, std::move(info)));
 }
 
 namespace {

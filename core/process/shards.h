@@ -54,15 +54,25 @@ std::string JobKey(absl::string_view input, absl::string_view pipeline, int64_t 
                    absl::string_view compression);
 
 // Slices `range` of `source`, as slices 0.. of a stack of their own (its metadata's depth made
-// the range's).
+// the range's). A run of a pipeline with z-neighbourhoods reads the planes they need past the
+// range from the source around it (SourceTraits::context_before/after), so that the range's
+// output is the whole run's.
 class ZRangeSource final : public SliceSource {
  public:
-  // InvalidArgument unless `range` is a non-empty range of the source's slices.
+  // InvalidArgument unless `range` is a non-empty range of the source's slices. With
+  // `pipeline` (bound here to the source's planes), the planes its z-neighbourhoods need on
+  // each side of the range (Pipeline::HaloOf), as far as the source has them, are read too.
   static absl::StatusOr<std::unique_ptr<ZRangeSource>> Create(std::shared_ptr<SliceSource> source,
-                                                              ZRange range);
+                                                              ZRange range,
+                                                              Pipeline* pipeline = nullptr);
 
   const StackInfo& info() const override { return info_; }
-  SourceTraits traits() const override { return source_->traits(); }
+  SourceTraits traits() const override {
+    SourceTraits traits = source_->traits();
+    traits.context_before = context_.begin;
+    traits.context_after = context_.end;
+    return traits;
+  }
   uint8_t* Lend(int64_t z) override { return source_->Lend(range_.begin + z); }
   bool lends_writable() const override { return source_->lends_writable(); }
   absl::Status Start(std::shared_ptr<Waker> waker, int64_t window_slices) override {
@@ -75,11 +85,12 @@ class ZRangeSource final : public SliceSource {
   void Done(int64_t z) override { source_->Done(range_.begin + z); }
 
  private:
-  ZRangeSource(std::shared_ptr<SliceSource> source, ZRange range, StackInfo info)
-      : source_(std::move(source)), range_(range), info_(std::move(info)) {}
+  ZRangeSource(std::shared_ptr<SliceSource> source, ZRange range, ZRange context, StackInfo info)
+      : source_(std::move(source)), range_(range), context_(context), info_(std::move(info)) {}
 
   const std::shared_ptr<SliceSource> source_;
   const ZRange range_;
+  const ZRange context_;  // planes read before the range (begin) and after it (end)
   const StackInfo info_;
 };
 

@@ -217,6 +217,15 @@ PlaneIndex Dimensions::Of(int64_t plane, int64_t planes) const {
   return index;
 }
 
+int64_t Dimensions::ZStride() const {
+  int64_t stride = 1;
+  for (char axis : order) {
+    if (axis == 'Z') break;
+    stride *= SizeOf(*this, axis, 1);
+  }
+  return stride;
+}
+
 int64_t Dimensions::PlaneOf(const PlaneIndex& index, int64_t planes) const {
   const int64_t slices = Slices(planes);
   int64_t plane = 0;

@@ -64,6 +64,9 @@ struct Dimensions {
   // for a whole stack.
   PlaneIndex Of(int64_t plane, int64_t planes) const;
   int64_t PlaneOf(const PlaneIndex& index, int64_t planes) const;
+  // How many planes apart two consecutive z-slices of one (t, c) volume are stored: 1 when z
+  // is fastest (ZCT), the channels for ImageJ's CZT.
+  int64_t ZStride() const;
   // InvalidArgument unless the whole stack's planes are times x channels x z-slices and a
   // stack of `planes` planes fits in it.
   absl::Status Check(int64_t planes) const;

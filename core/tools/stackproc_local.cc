@@ -297,7 +297,7 @@ absl::Status Stats(const Args& args) {
   STACKPROC_ASSIGN_OR_RETURN(std::shared_ptr<SliceSource> source, OpenRequestInput(request));
   STACKPROC_ASSIGN_OR_RETURN(std::optional<ZRange> range, RangeOf(args, request));
   if (range) {
-    STACKPROC_ASSIGN_OR_RETURN(source, ZRangeSource::Create(source, *range));
+    STACKPROC_ASSIGN_OR_RETURN(source, ZRangeSource::Create(source, *range, &pipeline));
   }
   STACKPROC_ASSIGN_OR_RETURN(int threads, ThreadsOf(args));
   tbb::task_arena arena(threads);

@@ -33,7 +33,7 @@ namespace {
 double SliceSeconds(core::ProcessPlan& plan) {
   const int64_t middle = plan.input.shape.depth / 2;
   absl::StatusOr<std::unique_ptr<core::ZRangeSource>> one =
-      core::ZRangeSource::Create(plan.source, {middle, middle + 1});
+      core::ZRangeSource::Create(plan.source, {middle, middle + 1}, &plan.pipeline);
   if (!one.ok()) return 0;
   core::StackSink sink;
   tbb::task_arena arena(1);

@@ -170,6 +170,7 @@ class Driver {
 struct Case {
   PixelType type;
   std::vector<std::string> ops;
+  int64_t halo = 0;  // planes the results lag behind the feed (z-neighbourhoods)
 };
 
 class FeedEqualsExecute : public ::testing::TestWithParam<Case> {};
@@ -181,14 +182,17 @@ TEST_P(FeedEqualsExecute, BitForBitWithinTheWindow) {
   input.metadata().y_resolution = 4.0;
   const Stack expected = RunExecute(input, GetParam().ops);
   // A window of a few slices: the source and the run must recycle their buffers many times.
-  const uint64_t window = 4 * input.slice_bytes() * 2;
+  // (and the rings of z-neighbourhoods: 2h + 1 planes, of their step's input).
+  const uint64_t window = (8 + 3 * GetParam().halo) * input.slice_bytes();
   Driver driver(input, GetParam().ops, window);
   ASSERT_OK_AND_ASSIGN(Stack streamed, driver.Run());
   EXPECT_TRUE(StacksEqual(streamed, expected));
   EXPECT_EQ(streamed.metadata().description, expected.metadata().description);
   EXPECT_EQ(streamed.metadata().x_resolution, expected.metadata().x_resolution);
-  // The feed is at most the window's slices and one more ahead of the results.
-  EXPECT_LE(driver.max_held(), static_cast<int64_t>(window / input.slice_bytes()) + 1);
+  // The feed is at most the window's slices and one more ahead of the results (and the planes
+  // z-neighbourhoods keep).
+  EXPECT_LE(driver.max_held(),
+            static_cast<int64_t>(window / input.slice_bytes()) + 1 + GetParam().halo);
   EXPECT_LT(driver.max_held(), input.depth());
 }
 
@@ -198,7 +202,12 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{PixelType::kUint16, {"gaussian:ksize=5"}},
                       Case{PixelType::kUint16, {"median:ksize=3", "resize:scale=0.5"}},
                       Case{PixelType::kUint8, {"convert:to=float32", "gamma:gamma=0.5"}},
-                      Case{PixelType::kFloat32, {"crop:x=3,y=5,width=40,height=33", "invert"}}));
+                      Case{PixelType::kFloat32, {"crop:x=3,y=5,width=40,height=33", "invert"}},
+                      Case{PixelType::kUint16, {"median3d"}, 1},
+                      Case{PixelType::kUint8,
+                           {"gaussian:ksize=3", "gaussian3d:sigma=1", "resize:scale=0.5",
+                            "median3d:size=5"},
+                           6}));
 
 TEST(FeedTest, WholeStackPipelineKeepsTheStackAtItsBarrier) {
   Stack input = MakeStack({9, 40, 50}, PixelType::kUint16, 2);

@@ -106,6 +106,31 @@ std::vector<Case> FilterCases() {
          cv::medianBlur(s, r, 9);
          return r;
        })},
+      // The 3-D filters on one plane alone (its copies above and below, as Apply takes it): the
+      // 2-D filters of that plane (their volumes against scipy.ndimage: neighbourhoods.py).
+      {"median3d", kAll, same([](const cv::Mat& s) {
+         // 27 values, each of the 3x3 three times; the border mirrored (medianBlur replicates).
+         cv::Mat padded, r;
+         cv::copyMakeBorder(s, padded, 1, 1, 1, 1, cv::BORDER_REFLECT_101);
+         cv::medianBlur(padded, r, 3);
+         return cv::Mat(r, cv::Rect(1, 1, s.cols, s.rows)).clone();
+       })},
+      {"gaussian3d:sigma=1.5",
+       {F32},
+       same([](const cv::Mat& s) {
+         cv::Mat r;
+         cv::GaussianBlur(s, r, {13, 13}, 1.5, 1.5, cv::BORDER_REFLECT_101);  // radius 4 sigma
+         return r;
+       }),
+       1e-4},
+      {"mean3d:size=5",
+       {F32},
+       same([](const cv::Mat& s) {
+         cv::Mat r;
+         cv::blur(s, r, {5, 5});
+         return r;
+       }),
+       1e-4},
       {"box:ksize=7", kAll, same([](const cv::Mat& s) {
          cv::Mat r;
          cv::blur(s, r, {7, 7});

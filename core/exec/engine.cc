@@ -62,6 +62,14 @@ absl::Status Run(SliceSource& source, Pipeline& pipeline, SliceSink& sink,
       if (pipeline.step(i).op->NeedsWholeStack()) barriers.push_back(i);
     }
   }
+  // A pass after a barrier reads the stack kept there: of a z-range, it has no planes around.
+  if (!barriers.empty() && in.metadata.dims.Whole(in.shape.depth) != in.shape.depth &&
+      pipeline.HaloOf(barriers[0], pipeline.size()) > 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(pipeline.ToString(),
+                     ": a z-range of it runs its 3-D steps after its whole-stack step "
+                     "only with that step's statistics gathered first (--stats)"));
+  }
   const bool source_is_stack = source.stack() != nullptr;
   const int64_t passes =
       1 + std::ssize(barriers) - (!barriers.empty() && barriers[0] == 0 && source_is_stack ? 1 : 0);
@@ -114,7 +122,7 @@ absl::StatusOr<size_t> StatsStep(const Pipeline& pipeline,
                                              "only one can take statistics gathered apart"));
   }
   const SliceFormat& in = formats.at(steps[0]);
-  const cv::Mat probe(1, 1, CvType(in.type), cv::Scalar(0));
+  const cv::Mat probe(1, 1, CvType(in.type), cv::Scalar(0));  // whether they add up at all
   std::vector<uint64_t> stats;
   if (!pipeline.step(steps[0]).op->AddStats(probe, stats)) {
     return absl::InvalidArgumentError(

@@ -191,6 +191,11 @@ WindowPlan PlanWindow(const std::vector<SliceFormat>& formats, int64_t depth, ui
                       int concurrency, SourceTraits source, SinkTraits sink,
                       const std::vector<int64_t>& halos = {});
 
+// ResourceExhausted, naming the pipeline and both sizes, when the rings of
+// `pipeline`'s z-neighbourhoods (`plan`, PlanWindow's with its Halos) do not fit in
+// `window_bytes`: the run is refused before anything is read.
+absl::Status CheckHaloFits(const Pipeline& pipeline, const WindowPlan& plan, uint64_t window_bytes);
+
 // The most memory the stacks a run keeps hold at once for a stack of `shape` going through
 // `formats`: the input, plus one output stack while a step changes the format. What an
 // in-memory run (a result kept, a whole-stack step) needs besides its window.

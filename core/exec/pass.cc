@@ -5,10 +5,10 @@
 #include <algorithm>
 #include <exception>
 #include <mutex>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "core/base/first_error.h"
 #include "core/base/status_macros.h"
 #include "core/pipeline/slice_runner.h"
@@ -64,8 +64,10 @@ class Pass {
         no_steps_(first == last),
         lending_(sink.traits().lends),
         depth_(source.info().shape.depth),
-        before_(source.traits().context_before),
-        planes_(before_ + depth_ + source.traits().context_after),
+        // A pass without a z-neighbourhood reads no planes around (a range's other passes'
+        // context, or statistics gathered before the steps that need it).
+        before_(halo_ > 0 ? source.traits().context_before : 0),
+        planes_(before_ + depth_ + (halo_ > 0 ? source.traits().context_after : 0)),
         slots_(static_cast<size_t>(window)) {
     // The segments: one from the pass's first step, and one from each step with a
     // z-neighbourhood (the first has no steps when the pass's first step has one).
@@ -335,11 +337,19 @@ class Pass {
       } else {
         STACKPROC_ASSIGN_OR_RETURN(dst, RingPlane(*segments_[k + 1], p));
       }
+      // A neighbour the pass has not read (past a z-range, in a pass after a barrier, which
+      // has no planes around: Run refuses that) fails the slice, never reads out of the ring.
+      std::optional<int64_t> outside;
       const auto around = [&](int64_t dz) -> const cv::Mat& {
-        const int64_t q = pipeline_.Neighbour(z, dz) + before_;
+        int64_t q = pipeline_.Neighbour(z, dz) + before_;
+        if (q < 0 || q >= planes_) outside = q - before_, q = p;
         return segment.ring[static_cast<size_t>(q % std::ssize(segment.ring))];
       };
       STACKPROC_RETURN_IF_ERROR(segment.runner.RunAround(z, around, *dst));
+      if (outside) {
+        return absl::InternalError(absl::StrCat("slice ", o, ": its z-neighbour ", *outside,
+                                                " is not among the planes the run reads"));
+      }
       return last ? sink_.Encode(o, out.data) : absl::OkStatus();
     }();
     if (!status.ok()) error_.Set(o, std::move(status));
@@ -396,18 +406,10 @@ absl::Status RunPass(SliceSource& source, Pipeline& pipeline,
                      SliceSource* ending) {
   const std::vector<SliceFormat> pass_formats(formats.begin() + static_cast<ptrdiff_t>(first),
                                               formats.begin() + static_cast<ptrdiff_t>(last) + 1);
-  std::vector<int64_t> halos;
-  for (size_t i = first; i < last; ++i) halos.push_back(pipeline.HaloOf(i));
-  const WindowPlan plan = PlanWindow(pass_formats, output.shape.depth, options.window_bytes,
-                                     Concurrency(options), source.traits(), sink.traits(), halos);
-  if (plan.halo_bytes > options.window_bytes) {
-    const auto mib = [](uint64_t bytes) { return absl::StrFormat("%.3g MiB", bytes / 1048576.0); };
-    return absl::ResourceExhaustedError(absl::StrCat(
-        pipeline.ToString(), ": its z-neighbourhoods hold ", mib(plan.halo_bytes),
-        " of planes at least, more than the run's window of ", mib(options.window_bytes),
-        ": give it a larger window (stackproc-local --window-mib, stackprocd --stream-window) or "
-        "fewer planes around each"));
-  }
+  const WindowPlan plan =
+      PlanWindow(pass_formats, output.shape.depth, options.window_bytes, Concurrency(options),
+                 source.traits(), sink.traits(), pipeline.Halos(first, last));
+  STACKPROC_RETURN_IF_ERROR(CheckHaloFits(pipeline, plan, options.window_bytes));
   Pass pass(source, pipeline, formats, first, last, sink, options, progress, *waker,
             plan.window_slices);
   auto hub = std::make_shared<ReleaseHub>();

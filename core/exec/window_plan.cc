@@ -3,6 +3,8 @@
 // PlanRunMemory in engine.h).
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "core/base/status_macros.h"
 #include "core/exec/engine.h"
 
@@ -63,6 +65,17 @@ WindowPlan PlanWindow(const std::vector<SliceFormat>& formats, int64_t depth, ui
   return plan;
 }
 
+absl::Status CheckHaloFits(const Pipeline& pipeline, const WindowPlan& plan,
+                           uint64_t window_bytes) {
+  if (plan.halo_bytes <= window_bytes) return absl::OkStatus();
+  const auto mib = [](uint64_t bytes) { return absl::StrFormat("%.3g MiB", bytes / 1048576.0); };
+  return absl::ResourceExhaustedError(absl::StrCat(
+      pipeline.ToString(), ": its z-neighbourhoods hold ", mib(plan.halo_bytes),
+      " of planes at least, more than the run's window of ", mib(window_bytes),
+      ": give it a larger window (stackproc-local --window-mib, stackprocd --stream-window) or "
+      "fewer planes around each"));
+}
+
 absl::StatusOr<StackInfo> OutputInfoOf(const StackInfo& in, Pipeline& pipeline) {
   const SliceFormat input = SliceFormat::Of(in.shape, in.type);
   STACKPROC_ASSIGN_OR_RETURN(std::vector<SliceFormat> formats, pipeline.Plan(input));
@@ -96,13 +109,16 @@ absl::StatusOr<uint64_t> PlanRunMemory(const Pipeline& pipeline,
   size_t barrier = 0;
   while (barrier < pipeline.size() && !pipeline.step(barrier).op->NeedsWholeStack()) ++barrier;
   if (barrier == pipeline.size()) {
-    return PlanWindow(formats, depth, window_bytes, concurrency, source, sink).memory_bytes;
+    return PlanWindow(formats, depth, window_bytes, concurrency, source, sink,
+                      pipeline.Halos(0, pipeline.size()))
+        .memory_bytes;
   }
   const std::vector<SliceFormat> first(formats.begin(),
                                        formats.begin() + static_cast<ptrdiff_t>(barrier) + 1);
   const StackShape shape{depth, formats.front().height, formats.front().width};
   STACKPROC_ASSIGN_OR_RETURN(uint64_t stacks, StackPeakBytes(shape, formats));
-  return stacks + PlanWindow(first, depth, window_bytes, concurrency, source, {.in_memory = true})
+  return stacks + PlanWindow(first, depth, window_bytes, concurrency, source, {.in_memory = true},
+                             pipeline.Halos(0, barrier))
                       .memory_bytes;
 }
 

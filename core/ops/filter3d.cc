@@ -31,7 +31,7 @@ class Separable3d final : public SliceOp {
     ApplyPlanes(std::vector<cv::Mat>(static_cast<size_t>(kz_.rows), src), dst);
   }
   void ApplyPlanes(const std::vector<cv::Mat>& planes, cv::Mat& dst) const override {
-    thread_local cv::Mat sum, filtered;
+    auto& [sum, filtered] = scratch_.local();
     sum.create(dst.rows, dst.cols, CV_32F);
     switch (planes[0].depth()) {
       case CV_8U:
@@ -68,6 +68,10 @@ class Separable3d final : public SliceOp {
 
   const OperationInfo& info_;
   const cv::Mat kz_, kxy_;  // column vectors of CV_32F, odd lengths
+  struct Planes {
+    cv::Mat sum, filtered;  // float
+  };
+  Scratch<Planes> scratch_;
 };
 
 // scipy.ndimage's Gaussian kernel: radius int(truncate x sigma + 0.5), normalised.

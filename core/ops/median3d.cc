@@ -1,8 +1,5 @@
 // median3d: the median of the size x size x size voxels around each (scipy.ndimage.
-// median_filter with mode="mirror"), exact, by forgetful selection: of n values, a working set
-// of n / 2 + 2 can drop its least and its greatest while the others come in one by one, and
-// the last one left is the median. Compare-exchanges of whole runs of pixels at once, which the
-// compiler vectorises; no sorting, no histogram.
+// median_filter with mode="mirror"), exact, by forgetful selection (select.h).
 #include <algorithm>
 #include <opencv2/core.hpp>
 
@@ -10,6 +7,7 @@
 #include "core/base/status_macros.h"
 #include "core/ops/op_util.h"
 #include "core/ops/ops.h"
+#include "core/ops/select.h"
 
 namespace stackproc::core::ops {
 namespace {
@@ -22,44 +20,6 @@ const OperationInfo& Info() {
       {IntParam("size", 3, 3, 5, "box side in pixels and z-slices: 3 or 5")},
       {PixelType::kUint8, PixelType::kUint16, PixelType::kFloat32}};
   return info;
-}
-
-constexpr int kRun = 64;  // pixels selected together
-
-// The median of `values[j][x]` over j, for x in [0, len), into out[x].
-template <typename T>
-void SelectMedians(const std::vector<const T*>& values, int len, T* out, std::vector<T>& working) {
-  const size_t n = values.size();
-  const size_t keep = n / 2 + 2;
-  working.resize(keep * kRun);
-  auto row = [&](size_t i) { return working.data() + i * kRun; };
-  for (size_t i = 0; i < keep; ++i) std::copy(values[i], values[i] + len, row(i));
-  size_t size = keep;
-  for (size_t next = keep;; ++next) {
-    // The least to row 0, the greatest to row size - 1.
-    T* least = row(0);
-    T* greatest = row(size - 1);
-    for (size_t i = 1; i < size; ++i) {
-      T* other = row(i);
-      for (int x = 0; x < kRun; ++x) {
-        const T a = least[x], b = other[x];
-        least[x] = std::min(a, b);
-        other[x] = std::max(a, b);
-      }
-    }
-    for (size_t i = 1; i + 1 < size; ++i) {
-      T* other = row(i);
-      for (int x = 0; x < kRun; ++x) {
-        const T a = other[x], b = greatest[x];
-        other[x] = std::min(a, b);
-        greatest[x] = std::max(a, b);
-      }
-    }
-    if (next == n) break;  // three left: the median is between the two dropped
-    std::copy(values[next], values[next] + len, least);  // both dropped, the next one in
-    --size;
-  }
-  std::copy(row(1), row(1) + len, out);
 }
 
 class Median3d final : public SliceOp {

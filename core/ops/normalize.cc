@@ -153,7 +153,7 @@ class Normalize final : public SliceOp {
             for (size_t i = 0; i < b.size(); ++i) a[i] += b[i];
             return a;
           });
-      return PrepareFromStats(stats);
+      return PrepareFromStats({}, stats);
     }
     Histogram total = tbb::parallel_reduce(
         all, empty,
@@ -180,7 +180,7 @@ class Normalize final : public SliceOp {
     return true;
   }
 
-  absl::Status PrepareFromStats(const std::vector<uint64_t>& stats) override {
+  absl::Status PrepareFromStats(const SliceFormat&, const std::vector<uint64_t>& stats) override {
     if (stats.size() != 256 && stats.size() != 65536) {
       return absl::InvalidArgumentError(absl::StrCat("normalize: statistics of ", stats.size(),
                                                      " bins; a histogram has 256 or 65536"));

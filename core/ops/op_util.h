@@ -1,6 +1,8 @@
 // Shared pieces of the built-in operations (internal to core/ops).
 #pragma once
 
+#include <tbb/enumerable_thread_specific.h>
+
 #include <functional>
 #include <memory>
 #include <string>
@@ -34,6 +36,17 @@ inline absl::StatusOr<std::unique_ptr<SliceOp>> MakeFormatPreserving(
     const OperationInfo& info, FormatPreservingOp::ApplyFn apply, std::string type_hint = "") {
   return std::make_unique<FormatPreservingOp>(info, std::move(apply), std::move(type_hint));
 }
+
+// Per-thread scratch of an operation (Apply is const and runs on many threads at once), freed
+// with the operation rather than kept by the threads.
+template <typename T>
+class Scratch {
+ public:
+  T& local() const { return slots_.local(); }
+
+ private:
+  mutable tbb::enumerable_thread_specific<T> slots_;
+};
 
 // InvalidArgument "<op>: <message>".
 absl::Status ParamError(const OperationInfo& info, absl::string_view message);

@@ -24,6 +24,9 @@ OperationDef MorphologyOperation();
 OperationDef Gaussian3dOperation();
 OperationDef Mean3dOperation();
 OperationDef Median3dOperation();
+OperationDef BackgroundOperation();
+OperationDef DestripeOperation();
+OperationDef FlatfieldOperation();
 
 // normalize's whole-stack stretch into another pixel type: the stack's `low` and `high`
 // percentiles to 0 and `to`'s full scale (convert:mode=range).

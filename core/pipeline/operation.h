@@ -133,7 +133,8 @@ class SliceOp {
   // Whole-stack steps whose statistics add up slice by slice (a histogram of integer pixels)
   // can also take them from z-ranges gathered apart (the shards of a cluster's job): AddStats
   // adds one input slice's to `stats` (sizing it on the first call), the ranges' vectors are
-  // summed element by element, and PrepareFromStats takes the sum. Any grouping of the slices
+  // summed element by element, and PrepareFromStats takes the sum (with the format of the
+  // slices they were taken from: their size may depend on it). Any grouping of the slices
   // gives the whole stack's sum, and PrepareForStack comes to the same, so a run cut in ranges
   // makes the bytes of the whole run. False: statistics of this input cannot be added up.
   virtual bool AddStats(const cv::Mat& slice, std::vector<uint64_t>& stats) const {
@@ -141,7 +142,9 @@ class SliceOp {
     (void)stats;
     return false;
   }
-  virtual absl::Status PrepareFromStats(const std::vector<uint64_t>& stats) {
+  virtual absl::Status PrepareFromStats(const SliceFormat& format,
+                                        const std::vector<uint64_t>& stats) {
+    (void)format;
     (void)stats;
     return absl::UnimplementedError("this step takes no statistics gathered apart");
   }

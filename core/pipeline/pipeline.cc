@@ -238,7 +238,7 @@ absl::Status Pipeline::PrepareForStack(size_t i, const Stack& input) {
 absl::Status Pipeline::PrepareFromStats(size_t i, const SliceFormat& format,
                                         const std::vector<uint64_t>& stats) {
   Step& step = steps_[i];
-  if (step.by_group.empty()) return step.op->PrepareFromStats(stats);
+  if (step.by_group.empty()) return step.op->PrepareFromStats(format, stats);
   const size_t groups = step.by_group.size();
   const size_t each = JoinStats(i, format, {}).size() / groups;
   if (stats.size() != groups * each) {
@@ -251,7 +251,7 @@ absl::Status Pipeline::PrepareFromStats(size_t i, const SliceFormat& format,
     if (step.by_group[g] == nullptr) continue;
     const auto from = stats.begin() + static_cast<ptrdiff_t>(g * each);
     STACKPROC_RETURN_IF_ERROR(step.by_group[g]->PrepareFromStats(
-        std::vector<uint64_t>(from, from + static_cast<ptrdiff_t>(each))));
+        format, std::vector<uint64_t>(from, from + static_cast<ptrdiff_t>(each))));
   }
   return absl::OkStatus();
 }
@@ -270,7 +270,7 @@ std::vector<uint64_t> Pipeline::JoinStats(size_t i, const SliceFormat& format,
   const Step& step = steps_[i];
   groups.resize(step.by_group.empty() ? 1 : step.by_group.size());
   std::vector<uint64_t> size;  // what one group's statistics are: a probe's, zeroed
-  step.op->AddStats(cv::Mat(1, 1, CvType(format.type), cv::Scalar(0)), size);
+  step.op->AddStats(cv::Mat(format.height, format.width, CvType(format.type), cv::Scalar(0)), size);
   std::vector<uint64_t> joined;
   for (std::vector<uint64_t>& group : groups) {
     if (group.empty()) group.assign(size.size(), 0);
@@ -304,6 +304,12 @@ int64_t Pipeline::HaloOf(size_t first, size_t last) const {
   int64_t halo = 0;
   for (size_t i = first; i < last; ++i) halo += HaloOf(i);
   return halo;
+}
+
+std::vector<int64_t> Pipeline::Halos(size_t first, size_t last) const {
+  std::vector<int64_t> halos;
+  for (size_t i = first; i < last; ++i) halos.push_back(HaloOf(i));
+  return halos;
 }
 
 int64_t Pipeline::Neighbour(int64_t plane, int64_t dz) const {

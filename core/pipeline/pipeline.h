@@ -88,6 +88,8 @@ class Pipeline {
   // how far apart they are stored (Dimensions::ZStride). Steps [first, last) need their sum.
   int64_t HaloOf(size_t i) const;
   int64_t HaloOf(size_t first, size_t last) const;
+  // HaloOf of each of steps [first, last): what the window planner takes (PlanWindow).
+  std::vector<int64_t> Halos(size_t first, size_t last) const;
   // The plane `dz` z-slices from `plane` in its (t, c) volume, mirrored at the volume's first
   // and last slice (BORDER_REFLECT_101): a plane number of the bound stack, like `plane`.
   int64_t Neighbour(int64_t plane, int64_t dz) const;

@@ -18,6 +18,7 @@
 #include "core/io/stack_io.h"
 #include "core/pipeline/operation_registry.h"
 #include "core/pipeline/pipeline.h"
+#include "core/process/shards.h"
 
 namespace stackproc::core {
 namespace {
@@ -223,6 +224,64 @@ std::string RegionNote(const PreviewRequest& request, const Region& region) {
 
 }  // namespace
 
+// A pipeline with z-neighbourhoods on the slices `z` of `source`: each made from the region
+// of the planes around it that its steps reach (read here; their own planes mirrored only at
+// the stack's volumes' ends, as in a run), as a z-range of the stack makes it.
+absl::StatusOr<Stack> PreviewAround(SliceSource& source, Pipeline& pipeline,
+                                    const std::vector<int64_t>& z, const Region& region) {
+  const StackInfo& info = source.info();
+  const int64_t depth = info.shape.depth;
+  if (pipeline.NeedsWholeStack()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(pipeline.ToString(),
+                     ": a preview runs 3-D steps or a whole-stack step, "
+                     "not both: preview them apart"));
+  }
+  const int64_t reach = pipeline.HaloOf(0, pipeline.size());
+  const StackShape region_shape{1, region.height, region.width};
+  STACKPROC_ASSIGN_OR_RETURN(size_t plane_bytes, StackBytes(region_shape, info.type));
+  if (static_cast<uint64_t>(2 * reach + 1) * plane_bytes > kMaxPreviewBytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(pipeline.ToString(), " reaches ", reach, " planes on each side: a preview of ",
+                     region.width, "x", region.height, " would hold more than ",
+                     kMaxPreviewBytes >> 20, " MiB of them: ask for a region"));
+  }
+  STACKPROC_ASSIGN_OR_RETURN(Stack whole,
+                             Stack::Allocate({1, info.shape.height, info.shape.width}, info.type));
+  const cv::Rect rect(static_cast<int>(region.x), static_cast<int>(region.y),
+                      static_cast<int>(region.width), static_cast<int>(region.height));
+  Stack made;
+  for (size_t i = 0; i < z.size(); ++i) {
+    const ZRange around{std::max<int64_t>(0, z[i] - reach), std::min(depth, z[i] + reach + 1)};
+    STACKPROC_ASSIGN_OR_RETURN(
+        Stack planes, Stack::Allocate({around.size(), region.height, region.width}, info.type));
+    for (int64_t p = around.begin; p < around.end; ++p) {
+      STACKPROC_RETURN_IF_ERROR(source.Read(p, whole.slice_data(0)));
+      whole.Slice(0)(rect).copyTo(planes.Slice(p - around.begin));
+    }
+    planes.metadata() = info.metadata;
+    planes.metadata().dims = info.metadata.dims.Range(around.begin, around.size(), depth);
+    auto stack = std::make_shared<StackSource>(std::move(planes), /*writable=*/false);
+    STACKPROC_ASSIGN_OR_RETURN(
+        std::unique_ptr<ZRangeSource> one,
+        ZRangeSource::Create(stack, {z[i] - around.begin, z[i] - around.begin + 1}, &pipeline));
+    StackSink sink;
+    STACKPROC_RETURN_IF_ERROR(Run(*one, pipeline, sink));
+    Stack result = sink.Take();
+    if (made.empty()) {
+      STACKPROC_ASSIGN_OR_RETURN(
+          made, Stack::Allocate(
+                    {static_cast<int64_t>(z.size()), result.shape().height, result.shape().width},
+                    result.pixel_type()));
+      made.metadata() = result.metadata();
+      made.metadata().dims = info.metadata.dims.Picked(z, depth);
+    }
+    std::memcpy(made.slice_data(static_cast<int64_t>(i)), result.slice_data(0),
+                result.slice_bytes());
+  }
+  return made;
+}
+
 absl::StatusOr<Preview> RunPreview(const Files& files, const PreviewRequest& request,
                                    const StackLimits& limits) {
   if (request.variants.size() > kMaxPreviewVariants) {
@@ -293,6 +352,13 @@ absl::StatusOr<Preview> RunPreview(const Files& files, const PreviewRequest& req
                      [](const std::string& n) { return n.starts_with("whole-stack"); })) {
       preview.notes.push_back(absl::StrCat("whole-stack statistics from the ", z.size(),
                                            " previewed slices, not the whole stack"));
+    }
+    STACKPROC_RETURN_IF_ERROR(pipeline.Bind(info.metadata.dims, depth));
+    if (pipeline.HaloOf(0, pipeline.size()) > 0) {
+      STACKPROC_ASSIGN_OR_RETURN(Stack result, PreviewAround(*source, pipeline, z, region));
+      preview.after.push_back(std::move(result));
+      preview.labels.push_back(variant.label);
+      continue;
     }
     STACKPROC_ASSIGN_OR_RETURN(Stack copy, Stack::Allocate(sample, info.type));
     std::memcpy(copy.slice_data(0), preview.before.slice_data(0), preview.before.size_bytes());

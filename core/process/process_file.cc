@@ -110,16 +110,20 @@ absl::StatusOr<ProcessPlan> PlanSource(std::shared_ptr<SliceSource> source,
                                                                     : ProcessMode::kStreaming;
   const SourceTraits traits = plan.source->traits();
   const int64_t depth = plan.input.shape.depth;
+  // z-neighbourhoods' rings: counted, and refused now when they do not fit the window.
+  const std::vector<int64_t> halos = plan.pipeline.Halos(0, plan.pipeline.size());
+  const WindowPlan window = PlanWindow(plan.formats, depth, request.window_bytes, concurrency,
+                                       traits, sink.value_or(SinkTraits{}), halos);
+  STACKPROC_RETURN_IF_ERROR(CheckHaloFits(plan.pipeline, window, request.window_bytes));
   if (plan.mode == ProcessMode::kStreaming) {
-    plan.memory_bytes =
-        PlanWindow(plan.formats, depth, request.window_bytes, concurrency, traits, *sink)
-            .memory_bytes;
+    plan.memory_bytes = window.memory_bytes;
   } else if (traits.fed) {
     STACKPROC_ASSIGN_OR_RETURN(
         plan.memory_bytes, PlanRunMemory(plan.pipeline, plan.formats, depth, request.window_bytes,
                                          concurrency, traits, sink.value_or(SinkTraits{})));
   } else {
     STACKPROC_ASSIGN_OR_RETURN(plan.memory_bytes, StackPeakBytes(plan.input.shape, plan.formats));
+    if (plan.pipeline.HaloOf(0, plan.pipeline.size()) > 0) plan.memory_bytes += window.memory_bytes;
   }
   return plan;
 }

@@ -28,12 +28,19 @@
 namespace stackproc::server {
 namespace {
 
-// Seconds one core takes to read and process one slice of the job: its middle slice, timed
-// (0 when that fails: the job's own run will say why).
+// Seconds one core takes to read and process one slice of the job: the slices in its middle
+// timed (as many as its z-neighbourhoods reach, which it reads around them), per slice; 0 when
+// that fails (the job's own run will say why), or cannot be timed (3-D steps beside a
+// whole-stack step: a z-range of it runs only with the step's statistics).
 double SliceSeconds(core::ProcessPlan& plan) {
-  const int64_t middle = plan.input.shape.depth / 2;
+  const int64_t depth = plan.input.shape.depth;
+  if (!plan.pipeline.Bind(plan.input.metadata.dims, depth).ok()) return 0;
+  const int64_t halo = plan.pipeline.HaloOf(0, plan.pipeline.size());
+  if (halo > 0 && plan.pipeline.NeedsWholeStack()) return 0;
+  const int64_t count = std::min(depth, 2 * halo + 1);
+  const int64_t middle = (depth - count) / 2;
   absl::StatusOr<std::unique_ptr<core::ZRangeSource>> one =
-      core::ZRangeSource::Create(plan.source, {middle, middle + 1}, &plan.pipeline);
+      core::ZRangeSource::Create(plan.source, {middle, middle + count}, &plan.pipeline);
   if (!one.ok()) return 0;
   core::StackSink sink;
   tbb::task_arena arena(1);
@@ -41,7 +48,7 @@ double SliceSeconds(core::ProcessPlan& plan) {
   run.arena = &arena;
   const absl::Time start = absl::Now();
   if (!core::Run(**one, plan.pipeline, sink, run).ok()) return 0;
-  return absl::ToDoubleSeconds(absl::Now() - start);
+  return absl::ToDoubleSeconds(absl::Now() - start) / static_cast<double>(count);
 }
 
 // Why `job` (planned as `plan`) must run on the server whatever it asked for; empty when it can

@@ -59,6 +59,12 @@ TEST(EngineTest, ParallelEqualsSerialForEveryOperation) {
       {"rotate90"},
       {"convert:to=float32"},
       {"morphology:op=open"},
+      {"gaussian3d:sigma=1"},
+      {"mean3d"},
+      {"median3d"},
+      {"background:radius=5"},
+      {"destripe"},
+      {"flatfield:sigma=5"},
       {"gaussian:ksize=5", "clahe", "resize:scale=0.5"},
       {"gaussian:sigma=1", "normalize:scope=stack", "convert:to=uint8"}};
   for (PixelType type : {PixelType::kUint8, PixelType::kUint16}) {

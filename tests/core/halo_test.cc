@@ -183,6 +183,34 @@ TEST(HaloTest, RangesReadTheirNeighboursAndMakeTheWholeRun) {
   }
 }
 
+// A z-range of a pipeline with 3-D steps after a whole-stack step: the stack kept at the
+// barrier has no planes around the range, so it runs only with the statistics gathered first,
+// and then makes the whole run's planes.
+TEST(HaloTest, ARangeRunsNeighbourhoodsAfterABarrierOnlyWithItsStatistics) {
+  const Stack input = Volumes(1, 12, "ZCT", PixelType::kUint16, 7);
+  const std::vector<std::string> specs = {"median3d", "normalize:scope=stack",
+                                          "gaussian3d:sigma=0.6"};
+  ASSERT_OK_AND_ASSIGN(Stack whole, RunOn(input, specs, 2, kDefaultWindowBytes));
+  const ZRange range{7, 17};
+  ASSERT_OK_AND_ASSIGN(Pipeline pipeline, Pipeline::Parse(specs));
+  auto source = std::make_shared<StackSource>(input);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<ZRangeSource> part,
+                       ZRangeSource::Create(source, range, &pipeline));
+  StackSink refused;
+  EXPECT_THAT(core::Run(*part, pipeline, refused),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("only with that step's statistics gathered first")));
+  ASSERT_OK_AND_ASSIGN(std::vector<uint64_t> stats, GatherStats(*source, pipeline));
+  RunOptions options;
+  options.stack_stats = &stats;
+  StackSink sink;
+  ASSERT_OK(core::Run(*part, pipeline, sink, options));
+  const Stack made = sink.Take();
+  for (int64_t z = 0; z < range.size(); ++z) {
+    EXPECT_TRUE(MatsEqual(made.Slice(z), whole.Slice(range.begin + z))) << range.begin + z;
+  }
+}
+
 TEST(HaloTest, ANeighbourhoodDeeperThanTheVolumesIsRefused) {
   const Stack input = Volumes(2, 2, "ZCT", PixelType::kUint8, 6);
   EXPECT_THAT(RunOn(input, {"invert", "median3d:size=5"}, 2, kDefaultWindowBytes),

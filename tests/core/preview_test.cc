@@ -8,6 +8,7 @@
 
 #include <opencv2/imgproc.hpp>
 
+#include "core/io/stack_io.h"
 #include "core/io/tiff_io.h"
 #include "tests/test_util/status_matchers.h"
 #include "tests/test_util/test_util.h"
@@ -15,6 +16,7 @@
 namespace stackproc::core {
 namespace {
 
+using ::stackproc::testing::CopyStack;
 using ::stackproc::testing::MakeStack;
 using ::stackproc::testing::MatsEqual;
 using ::stackproc::testing::StatusIs;
@@ -106,6 +108,34 @@ TEST_F(PreviewTest, EvenlySpacedSlicesAndSampleStatistics) {
   EXPECT_THAT(preview.notes, ElementsAre(HasSubstr("statistics from the 3 previewed slices")));
   ASSERT_OK_AND_ASSIGN(std::string png, MontagePng(preview));
   EXPECT_EQ(png.substr(1, 3), "PNG");
+}
+
+// A 3-D step previews from the planes around each chosen slice (its first and last mirrored
+// as in a run): whole slices are the whole run's; a region is that region of the planes around.
+TEST_F(PreviewTest, ThreeDStepsPreviewFromThePlanesAround) {
+  PreviewRequest request;
+  request.input = dir_.File("in.tif");
+  ASSERT_OK_AND_ASSIGN(request.variants, ExpandSweep({"median3d", "gaussian3d:sigma=1"}));
+  request.slices = {0, 17, 39};
+  ASSERT_OK_AND_ASSIGN(Preview preview, RunPreview(files_, request));
+  ASSERT_OK_AND_ASSIGN(Pipeline pipeline, Pipeline::Parse({"median3d", "gaussian3d:sigma=1"}));
+  ASSERT_OK_AND_ASSIGN(Stack whole, Execute(CopyStack(input_), pipeline));
+  ASSERT_EQ(preview.after.size(), 1u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(MatsEqual(preview.after[0].Slice(i), whole.Slice(preview.z[i]))) << preview.z[i];
+  }
+  request.region = Region{5, 10, 40, 30};
+  ASSERT_OK_AND_ASSIGN(Preview region, RunPreview(files_, request));
+  Stack cropped = MakeStack({40, 30, 40}, PixelType::kUint16, 1);
+  for (int64_t z = 0; z < 40; ++z)
+    input_.Slice(z)(cv::Rect(5, 10, 40, 30)).copyTo(cropped.Slice(z));
+  ASSERT_OK_AND_ASSIGN(Stack of_region, Execute(std::move(cropped), pipeline));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(MatsEqual(region.after[0].Slice(i), of_region.Slice(region.z[i])));
+  }
+  ASSERT_OK_AND_ASSIGN(request.variants, ExpandSweep({"median3d", "normalize:scope=stack"}));
+  EXPECT_THAT(RunPreview(files_, request),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("preview them apart")));
 }
 
 TEST_F(PreviewTest, Refusals) {

@@ -43,10 +43,12 @@ TEST(RegistryTest, ListsEveryBuiltinWithValidDefaults) {
     EXPECT_FALSE(info->doc.empty()) << info->name;
     for (const ParamSpec& p : info->params) EXPECT_FALSE(p.doc.empty()) << info->name;
   }
-  EXPECT_EQ(names, (std::set<std::string>{"bilateral", "box", "clahe", "convert", "crop", "flip",
-                                          "gamma", "gaussian", "gaussian3d", "invert", "mean3d",
-                                          "median", "median3d", "morphology", "normalize", "resize",
-                                          "rotate90", "threshold", "unsharp"}));
+  EXPECT_EQ(names,
+            (std::set<std::string>{"background", "bilateral",  "box",       "clahe",  "convert",
+                                   "crop",       "destripe",   "flatfield", "flip",   "gamma",
+                                   "gaussian",   "gaussian3d", "invert",    "mean3d", "median",
+                                   "median3d",   "morphology", "normalize", "resize", "rotate90",
+                                   "threshold",  "unsharp"}));
   for (const std::string& name : names) EXPECT_OK(CreateStatus(name));
 }
 

@@ -67,6 +67,12 @@ assert zarr_read.read("small.ome.zarr", "0")[0].shape == (64, 512, 512)
 assert zarr_read.read("small.ome.zarr", "2")[0].shape[1:] == (128, 128)' "$src/tests/tools" ||
   fail "local-quickstart: its outputs"
 
+cd "$work/light-sheet"
+stackproc-local run --input sheet.tif --output ref.tif --op flatfield:dark=50,sigma=40 \
+  --op destripe --op gaussian3d:sigma=2,sigma_z=0.8 >/dev/null 2>&1
+/usr/bin/python3 "$src/tests/tools/zarr_read.py" same sheet.ome.zarr ref.tif ||
+  fail "light-sheet: the store holds other pixels than the same pipeline into a TIFF"
+
 cd "$work/server-quickstart"
 stackproc-local run --input stacks/run42/stack.tif --op gaussian:ksize=5 --op clahe \
   --output ref-clahe.tif >/dev/null 2>&1

@@ -1,0 +1,51 @@
+// Medians of many values at once by forgetful selection (internal to core/ops): of n values
+// (n odd), a working set of n / 2 + 2 can drop its least and its greatest while the others
+// come in one by one, and the last one left is the median. Compare-exchanges of whole runs of
+// pixels, which the compiler vectorises; no sorting, no histogram.
+#pragma once
+
+#include <algorithm>
+#include <vector>
+
+namespace stackproc::core::ops {
+
+constexpr int kRun = 64;  // pixels selected together
+
+// The median of `values[j][x]` over j, for x in [0, len), into out[x].
+template <typename T>
+inline void SelectMedians(const std::vector<const T*>& values, int len, T* out,
+                          std::vector<T>& working) {
+  const size_t n = values.size();
+  const size_t keep = n / 2 + 2;
+  working.resize(keep * kRun);
+  auto row = [&](size_t i) { return working.data() + i * kRun; };
+  for (size_t i = 0; i < keep; ++i) std::copy(values[i], values[i] + len, row(i));
+  size_t size = keep;
+  for (size_t next = keep;; ++next) {
+    // The least to row 0, the greatest to row size - 1.
+    T* least = row(0);
+    T* greatest = row(size - 1);
+    for (size_t i = 1; i < size; ++i) {
+      T* other = row(i);
+      for (int x = 0; x < kRun; ++x) {
+        const T a = least[x], b = other[x];
+        least[x] = std::min(a, b);
+        other[x] = std::max(a, b);
+      }
+    }
+    for (size_t i = 1; i + 1 < size; ++i) {
+      T* other = row(i);
+      for (int x = 0; x < kRun; ++x) {
+        const T a = other[x], b = greatest[x];
+        other[x] = std::min(a, b);
+        greatest[x] = std::max(a, b);
+      }
+    }
+    if (next == n) break;  // three left: the median is between the two dropped
+    std::copy(values[next], values[next] + len, least);  // both dropped, the next one in
+    --size;
+  }
+  std::copy(row(1), row(1) + len, out);
+}
+
+}  // namespace stackproc::core::ops

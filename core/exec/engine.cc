@@ -129,6 +129,12 @@ absl::StatusOr<size_t> StatsStep(const Pipeline& pipeline,
         absl::StrCat(pipeline.step(steps[0]).spec, " takes ", PixelTypeName(in.type),
                      " pixels, whose statistics do not add up over ranges gathered apart"));
   }
+  if (const size_t values = pipeline.JoinStats(steps[0], in, {}).size(); values > kMaxStatsValues) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(pipeline.step(steps[0]).spec, " takes statistics of ", values,
+                     " values from these slices, more than ranges gathered apart may (",
+                     kMaxStatsValues, "): it runs whole"));
+  }
   return steps[0];
 }
 

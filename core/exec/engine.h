@@ -196,6 +196,11 @@ WindowPlan PlanWindow(const std::vector<SliceFormat>& formats, int64_t depth, ui
 // `window_bytes`: the run is refused before anything is read.
 absl::Status CheckHaloFits(const Pipeline& pipeline, const WindowPlan& plan, uint64_t window_bytes);
 
+// The passes a run of `pipeline` makes, as ranges of steps [first, last): one, or one more
+// from each whole-stack step (unless its statistics are given: RunOptions::stack_stats); the
+// first is empty when the first step is one (the input read into a stack).
+std::vector<std::pair<size_t, size_t>> PassesOf(const Pipeline& pipeline, bool stats_given);
+
 // The most memory the stacks a run keeps hold at once for a stack of `shape` going through
 // `formats`: the input, plus one output stack while a step changes the format. What an
 // in-memory run (a result kept, a whole-stack step) needs besides its window.
@@ -241,10 +246,15 @@ absl::StatusOr<StackInfo> OutputInfoOf(const StackInfo& in, Pipeline& pipeline);
 absl::Status Run(SliceSource& source, Pipeline& pipeline, SliceSink& sink,
                  const RunOptions& options = {});
 
+// The most values statistics gathered apart may have (a statistics file's counts: 16-bit
+// histograms, one per channel, fit many times; flatfield's sums, one per pixel and channel, up
+// to 2048 x 2048 x 4).
+inline constexpr size_t kMaxStatsValues = size_t{1} << 24;
+
 // The step whose statistics a run can take from z-ranges gathered apart: the pipeline's one
 // whole-stack step, when its input's statistics add up (SliceOp::AddStats; `formats` from
-// Pipeline::Plan). InvalidArgument saying why not: no whole-stack step, several, or one whose
-// statistics do not add up (float pixels).
+// Pipeline::Plan). InvalidArgument saying why not: no whole-stack step, several, one whose
+// statistics do not add up (float pixels), or more of them than kMaxStatsValues.
 absl::StatusOr<size_t> StatsStep(const Pipeline& pipeline, const std::vector<SliceFormat>& formats);
 
 // The StatsStep's statistics over every slice of `source` (the steps before it run on each

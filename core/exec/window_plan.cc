@@ -76,6 +76,16 @@ absl::Status CheckHaloFits(const Pipeline& pipeline, const WindowPlan& plan,
       "fewer planes around each"));
 }
 
+std::vector<std::pair<size_t, size_t>> PassesOf(const Pipeline& pipeline, bool stats_given) {
+  std::vector<std::pair<size_t, size_t>> passes = {{0, pipeline.size()}};
+  for (size_t i = 0; i < pipeline.size() && !stats_given; ++i) {
+    if (!pipeline.step(i).op->NeedsWholeStack()) continue;
+    passes.back().second = i;
+    passes.push_back({i, pipeline.size()});
+  }
+  return passes;
+}
+
 absl::StatusOr<StackInfo> OutputInfoOf(const StackInfo& in, Pipeline& pipeline) {
   const SliceFormat input = SliceFormat::Of(in.shape, in.type);
   STACKPROC_ASSIGN_OR_RETURN(std::vector<SliceFormat> formats, pipeline.Plan(input));
@@ -106,20 +116,27 @@ absl::StatusOr<uint64_t> PlanRunMemory(const Pipeline& pipeline,
                                        const std::vector<SliceFormat>& formats, int64_t depth,
                                        uint64_t window_bytes, int concurrency, SourceTraits source,
                                        SinkTraits sink) {
-  size_t barrier = 0;
-  while (barrier < pipeline.size() && !pipeline.step(barrier).op->NeedsWholeStack()) ++barrier;
-  if (barrier == pipeline.size()) {
-    return PlanWindow(formats, depth, window_bytes, concurrency, source, sink,
-                      pipeline.Halos(0, pipeline.size()))
+  const auto passes = PassesOf(pipeline, /*stats_given=*/false);
+  const auto window = [&](std::pair<size_t, size_t> pass, SourceTraits from, SinkTraits to,
+                          bool rings) {
+    const std::vector<SliceFormat> some(formats.begin() + static_cast<ptrdiff_t>(pass.first),
+                                        formats.begin() + static_cast<ptrdiff_t>(pass.second) + 1);
+    return PlanWindow(some, depth, window_bytes, concurrency, from, to,
+                      rings ? pipeline.Halos(pass.first, pass.second) : std::vector<int64_t>{})
         .memory_bytes;
-  }
-  const std::vector<SliceFormat> first(formats.begin(),
-                                       formats.begin() + static_cast<ptrdiff_t>(barrier) + 1);
+  };
+  if (!pipeline.NeedsWholeStack()) return window(passes[0], source, sink, true);
+  // The stacks kept, the window of the pass that fills the first of them, and the rings of the
+  // z-neighbourhoods of the passes after it (their other buffers come and go with the stacks').
   const StackShape shape{depth, formats.front().height, formats.front().width};
   STACKPROC_ASSIGN_OR_RETURN(uint64_t stacks, StackPeakBytes(shape, formats));
-  return stacks + PlanWindow(first, depth, window_bytes, concurrency, source, {.in_memory = true},
-                             pipeline.Halos(0, barrier))
-                      .memory_bytes;
+  uint64_t rings = 0;
+  for (size_t k = 1; k < passes.size(); ++k) {
+    const SinkTraits to = k + 1 == passes.size() ? sink : SinkTraits{.in_memory = true};
+    rings = std::max(rings, window(passes[k], {.in_memory = true}, to, true) -
+                                window(passes[k], {.in_memory = true}, to, false));
+  }
+  return stacks + window(passes[0], source, {.in_memory = true}, true) + rings;
 }
 
 }  // namespace stackproc::core

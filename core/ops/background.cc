@@ -68,6 +68,14 @@ class Background final : public SliceOp {
         for (int x = 0; x < width; ++x) out[x] = std::min(out[x], in[x] + lift);
       }
     }
+    // scikit-image's background of integer pixels is truncated to their type before it is
+    // subtracted: so here (it is >= 0).
+    if (src.depth() != CV_32F) {
+      for (int y = 0; y < under.rows; ++y) {
+        float* row = under.ptr<float>(y);
+        for (int x = 0; x < width; ++x) row[x] = std::floor(row[x]);
+      }
+    }
     cv::subtract(image, under, image);  // >= 0: the centre's own pixel is on the disc
     // Back to the input's type, rounded (and inverted back for a light background).
     image.convertTo(dst, dst.type(), light_ ? -1.0 : 1.0, light_ ? full : 0.0);

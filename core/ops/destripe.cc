@@ -24,10 +24,11 @@ const OperationInfo& Info() {
       "less their running median across",
       {ChoiceParam("axis", {"vertical", "horizontal"},
                    "which way the stripes run: vertical stripes are columns"),
-       IntParam("width", 15, 3, 255,
+       IntParam("width", 15, 3, 63,
                 "pixels across the stripes compared with each, odd: stripes up to about half as "
                 "wide go")},
-      {PixelType::kUint8, PixelType::kUint16, PixelType::kFloat32}};
+      {PixelType::kUint8, PixelType::kUint16, PixelType::kFloat32},
+      /*whole_slice=*/true};  // a column's median: a region alone differs throughout
   return info;
 }
 
@@ -56,6 +57,10 @@ class Destripe final : public SliceOp {
       cv::transpose(f, image);
     }
     const int width = image.cols, h = std::min(width_ / 2, width - 1);
+    if (h == 0) {  // one pixel across the stripes: nothing to compare it with
+      src.copyTo(dst);
+      return;
+    }
     // Each row less its running median across `width_` pixels (mirrored at the ends).
     detail.create(image.size(), CV_32F);
     padded.resize(static_cast<size_t>(width + 2 * h));

@@ -3,9 +3,10 @@
 // BaSiC estimates): each channel's mean plane over all its planes, less the dark level,
 // smoothed by a Gaussian of `sigma` pixels (scipy.ndimage.gaussian_filter's kernel: radius
 // int(4 sigma + 0.5), mirrored at the edges) so that only the illumination's slow fall-off is
-// left, divided by its own mean. The result keeps the input's mean brightness and type
+// left, divided by its own mean. The result keeps the input's mean brightness (less dark) and type
 // (rounded, clipped to its range). A whole-stack step: its statistics are the planes' sums,
 // which add up over z-ranges (integer pixels), so a cut job gathers them first.
+#include <algorithm>
 #include <cmath>
 #include <opencv2/imgproc.hpp>
 
@@ -24,7 +25,8 @@ const OperationInfo& Info() {
       {DoubleParam("dark", 0, 0, 1e6, "the camera's dark level, taken off first"),
        DoubleParam("sigma", 50, 1, 1000,
                    "the Gaussian that smooths the mean plane into the flat, in pixels")},
-      {PixelType::kUint8, PixelType::kUint16, PixelType::kFloat32}};
+      {PixelType::kUint8, PixelType::kUint16, PixelType::kFloat32},
+      /*whole_slice=*/true};  // divided by the mean of the flat: a region alone differs throughout
   return info;
 }
 
@@ -70,9 +72,8 @@ class Flatfield final : public SliceOp {
                                                      " pixels have one a pixel, and a count"));
     }
     cv::Mat sum(format.height, format.width, CV_64F);
-    for (size_t i = 0; i < pixels; ++i) {
-      sum.at<double>(static_cast<int>(i)) = static_cast<double>(stats[i]);
-    }
+    std::transform(stats.begin(), stats.end() - 1, sum.ptr<double>(),
+                   [](uint64_t v) { return static_cast<double>(v); });
     return Estimate(sum, static_cast<double>(stats.back()));
   }
 
@@ -96,12 +97,12 @@ class Flatfield final : public SliceOp {
     double least = 0;
     cv::minMaxLoc(smooth, &least);
     const double level = cv::mean(smooth)[0];
-    if (!(least > 0)) {
+    if (!(least > 0) || !std::isfinite(level)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "flatfield: the flat estimated from the stack (its mean plane less dark=", dark_,
-          ", smoothed) reaches ", least,
-          ": it must be above 0 everywhere (is dark above the "
-          "background?)"));
+          ", smoothed) reaches ", least, " and averages ", level,
+          ": it must be above 0 everywhere, and finite (is dark above the background? a float "
+          "stack with NaN?)"));
     }
     smooth.convertTo(flat_, CV_32F, 1.0 / level);
     return absl::OkStatus();

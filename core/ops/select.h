@@ -24,7 +24,8 @@ inline void CompareExchange(T* __restrict lo, T* __restrict hi) {
   }
 }
 
-// The median of `values[j][x]` over j, for x in [0, len), into out[x].
+// The median of `values[j][x]` over j (an odd number of them, 3 or more), for x in [0, len),
+// into out[x].
 template <typename T>
 inline void SelectMedians(const std::vector<const T*>& values, int len, T* out,
                           std::vector<T>& working) {

@@ -228,7 +228,8 @@ absl::Status Pipeline::PrepareForStack(size_t i, const Stack& input) {
   std::vector<std::vector<int64_t>> planes(step.by_group.size());
   for (int64_t z = 0; z < input.depth(); ++z) planes[GroupOf(step, z)].push_back(z);
   for (size_t g = 0; g < planes.size(); ++g) {
-    if (step.by_group[g] != nullptr) {
+    // A group with no planes here (a preview of some channels' slices) runs on none.
+    if (step.by_group[g] != nullptr && !planes[g].empty()) {
       STACKPROC_RETURN_IF_ERROR(step.by_group[g]->PrepareForStack(input, planes[g]));
     }
   }

@@ -110,11 +110,19 @@ absl::StatusOr<ProcessPlan> PlanSource(std::shared_ptr<SliceSource> source,
                                                                     : ProcessMode::kStreaming;
   const SourceTraits traits = plan.source->traits();
   const int64_t depth = plan.input.shape.depth;
-  // z-neighbourhoods' rings: counted, and refused now when they do not fit the window.
-  const std::vector<int64_t> halos = plan.pipeline.Halos(0, plan.pipeline.size());
-  const WindowPlan window = PlanWindow(plan.formats, depth, request.window_bytes, concurrency,
-                                       traits, sink.value_or(SinkTraits{}), halos);
-  STACKPROC_RETURN_IF_ERROR(CheckHaloFits(plan.pipeline, window, request.window_bytes));
+  // z-neighbourhoods' rings: counted, and refused now when a pass's do not fit the window.
+  for (const auto& [first, last] : PassesOf(plan.pipeline, request.stack_stats.has_value())) {
+    const std::vector<SliceFormat> formats(plan.formats.begin() + static_cast<ptrdiff_t>(first),
+                                           plan.formats.begin() + static_cast<ptrdiff_t>(last) + 1);
+    STACKPROC_RETURN_IF_ERROR(
+        CheckHaloFits(plan.pipeline,
+                      PlanWindow(formats, depth, request.window_bytes, concurrency, traits,
+                                 sink.value_or(SinkTraits{}), plan.pipeline.Halos(first, last)),
+                      request.window_bytes));
+  }
+  const WindowPlan window =
+      PlanWindow(plan.formats, depth, request.window_bytes, concurrency, traits,
+                 sink.value_or(SinkTraits{}), plan.pipeline.Halos(0, plan.pipeline.size()));
   if (plan.mode == ProcessMode::kStreaming) {
     plan.memory_bytes = window.memory_bytes;
   } else if (traits.fed) {

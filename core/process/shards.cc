@@ -276,7 +276,6 @@ absl::Status AssembleTiff(const Files& files, const std::vector<std::string>& sh
 namespace {
 
 constexpr absl::string_view kStatsMagic = "stackproc-stats 1 ";
-constexpr size_t kMostStats = size_t{1} << 24;  // counts in a file (a 16-bit histogram: 65536)
 
 }  // namespace
 
@@ -294,13 +293,13 @@ absl::StatusOr<std::vector<uint64_t>> SumStatsFiles(const std::vector<std::strin
   for (const std::string& path : paths) {
     STACKPROC_ASSIGN_OR_RETURN(InputFile file, InputFile::Open(path));
     STACKPROC_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes,
-                               ReadWholeFile(file, kStatsMagic.size() + 20 + 8 * kMostStats));
+                               ReadWholeFile(file, kStatsMagic.size() + 20 + 8 * kMaxStatsValues));
     const absl::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
     const size_t newline = text.find('\n');
     size_t count = 0;
     if (!absl::StartsWith(text, kStatsMagic) || newline == absl::string_view::npos ||
         !absl::SimpleAtoi(text.substr(kStatsMagic.size(), newline - kStatsMagic.size()), &count) ||
-        count > kMostStats || bytes.size() != newline + 1 + 8 * count) {
+        count > kMaxStatsValues || bytes.size() != newline + 1 + 8 * count) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": not a stackproc statistics file"));
     }
     if (sum.empty()) sum.resize(count);

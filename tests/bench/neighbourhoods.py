@@ -14,7 +14,7 @@ case runs --reps times in turn, medians printed:
                                                   path job of the same op
 
 usage: neighbourhoods.py [--build build/release] [--dir /dev/shm] [--reps 3] [--planes 32]
-                         [--side 1024] [--type uint16]
+                         [--side 1024] [--type uint16] [--no-scipy] [--stream-only]
 """
 import argparse
 import os
@@ -51,6 +51,7 @@ def main():
     parser.add_argument("--side", type=int, default=1024)
     parser.add_argument("--type", default="uint16")
     parser.add_argument("--no-scipy", action="store_true")
+    parser.add_argument("--stream-only", action="store_true", help="only the streamed table")
     a = parser.parse_args()
     local = os.path.join(a.build, "core", "stackproc-local")
     with tempfile.TemporaryDirectory(dir=a.dir) as d:
@@ -63,7 +64,7 @@ def main():
         print(f"{'operation':32s} {'1 thread':>14s} {'2 threads':>14s} {'scipy 1 core':>14s}"
               f" {'1 thread / scipy':>17s}")
         out = os.path.join(d, "out.tif")
-        for op, call in CASES:
+        for op, call in [] if a.stream_only else CASES:
             times = {1: [], 2: [], "scipy": []}
             for _ in range(a.reps):
                 for threads in (1, 2):

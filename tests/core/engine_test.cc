@@ -263,5 +263,21 @@ TEST(EngineTest, WrongTypeIsRejectedBeforeAnySliceRuns) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("float32")));
 }
 
+// Statistics gathered apart go through files of at most kMaxStatsValues values: a step whose
+// statistics would be more (flatfield's, one sum a pixel) is refused for a cut job, saying so.
+TEST(EngineTest, StatisticsGatheredApartHaveABound) {
+  ASSERT_OK_AND_ASSIGN(Pipeline pipeline, Pipeline::Parse({"flatfield"}));
+  ASSERT_OK(pipeline.Bind({}, 8));
+  ASSERT_OK_AND_ASSIGN(std::vector<SliceFormat> fits,
+                       pipeline.Plan({2048, 2048, PixelType::kUint16}));
+  EXPECT_OK(StatsStep(pipeline, fits).status());
+  ASSERT_OK_AND_ASSIGN(std::vector<SliceFormat> big,
+                       pipeline.Plan({4096, 4096, PixelType::kUint16}));
+  EXPECT_THAT(StatsStep(pipeline, big),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("takes statistics of 16777217 values from these slices, more "
+                                 "than ranges gathered apart may (16777216): it runs whole")));
+}
+
 }  // namespace
 }  // namespace stackproc::core

@@ -239,8 +239,8 @@ absl::string_view FormatsHelp() {
       R"(An input is a TIFF file; a sequence of 2-D TIFF files, one per plane: a folder (planes/),
 a printf pattern (planes/z%04d.tif) or a glob (planes/*.tif), in natural order; or an OME-Zarr
 image or Zarr array (NAME.zarr). The output's name picks its format: NAME.tif a TIFF file;
-NAME.zarr or NAME.ome.zarr an OME-Zarr image (NGFF 0.4); out/ or out/slice_%03d.tif a sequence
-of planes. Folders (planes, stores) are written under a temporary name and renamed into place;
+NAME.zarr or NAME.ome.zarr an OME-Zarr image (NGFF 0.5; --zarr-format 2: 0.4); out/ or
+out/slice_%03d.tif a sequence of planes. Folders (planes, stores) are written under a temporary name and renamed into place;
 --overwrite replaces an existing output (a folder only if it holds what the format writes).
 )",
       CompressionHelp(),

@@ -3,7 +3,8 @@
 # uncompressed and deflate, each cut in 4 z-ranges by `stackproc-local run --shards 4` with the
 # index SLURM gives each task (SLURM_ARRAY_TASK_ID), assembled, and compared byte for byte with
 # the same job run whole. A task that fails makes sbatch --wait fail, naming its log. An OME-Zarr
-# store made once and filled by an array's tasks is the whole run's. Then an array cancelled
+# store made once and filled by an array's tasks is the whole run's; 4 tasks of 3-D steps (each
+# reading its neighbours' planes) too. Then an array cancelled
 # mid-run (scancel) leaves no output and no temporary file.
 # usage: shards_test.sh BUILD_DIR
 set -euo pipefail
@@ -79,6 +80,25 @@ if err=$("$tool" run --input "$work/in-uint16.tif" "${zarr[@]}" --z-range 4:12 -
 fi
 [[ "$err" == *"z-chunks of level 0 (8 slices each)"* ]] || fail "the refusal: $err"
 
+# 3-D steps: each of 4 tasks reads the planes around its range that the steps reach (the
+# neighbours' slices), so the shards assemble into the whole run's bytes, first and last
+# planes included.
+three_d=(--op median3d --op gaussian3d:sigma=1,sigma_z=2 --op mean3d:size=3,size_z=5)
+cat >"$work/halo.sh" <<SCRIPT
+#!/usr/bin/env bash
+exec "$tool" run --input "$work/in-uint16.tif" ${three_d[*]} --threads 1 --shards 4 \
+  --output "$work/halo-\$SLURM_ARRAY_TASK_ID.tif"
+SCRIPT
+chmod +x "$work/halo.sh"
+sbatch --wait --quiet --array=0-3 --cpus-per-task=1 --output="$work/halo-%a.log" "$work/halo.sh" ||
+  fail "the 3-D array failed: $(tail -n 3 "$work"/halo-*.log)"
+"$tool" run --input "$work/in-uint16.tif" "${three_d[@]}" --output "$work/halo-whole.tif" \
+  >/dev/null 2>&1
+"$tool" assemble --output "$work/halo-assembled.tif" "$work"/halo-{0,1,2,3}.tif >/dev/null ||
+  fail "assemble the 3-D shards"
+same_output "$work/halo-whole.tif" "$work/halo-assembled.tif" ||
+  fail "4 SLURM tasks of 3-D steps assemble into another file than the whole run"
+
 # scancel mid-run: each running shard gets SIGTERM, stops between slices, removes its temporary
 # file and exits; nothing is left but the progress files the shards kept while they ran.
 mkdir "$work/cancel"
@@ -104,4 +124,4 @@ left=$(ls -A "$work/cancel" | grep -v '^progress-[01]$' || true)
 grep -q "cancelled at slice" "$work"/slow-0.log || fail "shard 0 was not cancelled: $(cat "$work"/slow-0.log)"
 
 echo "slurm shards: 16 tasks, 4 variants byte-equal to the whole run; a store filled by 2 tasks"\
-  "= the whole run's; scancel leaves nothing"
+  "= the whole run's; 4 tasks of 3-D steps = the whole run; scancel leaves nothing"

@@ -50,7 +50,7 @@ class Background final : public SliceOp {
     return in;
   }
   void Apply(const cv::Mat& src, cv::Mat& dst) const override {
-    const double full = src.depth() == CV_32F ? 1.0 : (src.depth() == CV_8U ? 255.0 : 65535.0);
+    const double full = FullScale(*FromCvType(src.type()));  // a type OutputFormat took
     auto& [image, padded, under] = scratch_.local();
     // The image in float, inverted for a light background.
     src.convertTo(image, CV_32F, light_ ? -1.0 : 1.0, light_ ? full : 0.0);

@@ -74,12 +74,6 @@ class Separable3d final : public SliceOp {
   Scratch<Planes> scratch_;
 };
 
-// scipy.ndimage's Gaussian kernel: radius int(truncate x sigma + 0.5), normalised.
-cv::Mat GaussianKernel(double sigma, double truncate) {
-  const int radius = static_cast<int>(truncate * sigma + 0.5);
-  return cv::getGaussianKernel(2 * radius + 1, sigma, CV_32F);
-}
-
 const OperationInfo& GaussianInfo() {
   static const OperationInfo info{
       "gaussian3d",
@@ -99,8 +93,9 @@ absl::StatusOr<std::unique_ptr<SliceOp>> MakeGaussian(const ParamValues& p) {
   const double sigma = p.Double("sigma");
   const double sigma_z = p.IsSet("sigma_z") ? p.Double("sigma_z") : sigma;
   const double truncate = p.Double("truncate");
-  return std::make_unique<Separable3d>(GaussianInfo(), GaussianKernel(sigma_z, truncate),
-                                       GaussianKernel(sigma, truncate));
+  return std::make_unique<Separable3d>(GaussianInfo(),
+                                       ScipyGaussianKernel(sigma_z, truncate, CV_32F),
+                                       ScipyGaussianKernel(sigma, truncate, CV_32F));
 }
 
 const OperationInfo& MeanInfo() {

@@ -89,8 +89,7 @@ class Flatfield final : public SliceOp {
     if (planes <= 0) return absl::InvalidArgumentError("flatfield: no planes to estimate from");
     cv::Mat mean;
     sum.convertTo(mean, CV_64F, 1.0 / planes, -dark_);
-    const int radius = static_cast<int>(4 * sigma_ + 0.5);
-    const cv::Mat kernel = cv::getGaussianKernel(2 * radius + 1, sigma_, CV_64F);
+    const cv::Mat kernel = ScipyGaussianKernel(sigma_, 4.0, CV_64F);
     cv::Mat smooth;
     cv::sepFilter2D(mean, smooth, CV_64F, kernel, kernel, cv::Point(-1, -1), 0,
                     cv::BORDER_REFLECT_101);

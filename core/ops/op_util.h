@@ -48,6 +48,10 @@ class Scratch {
   mutable tbb::enumerable_thread_specific<T> slots_;
 };
 
+// scipy.ndimage's Gaussian kernel (radius int(truncate x sigma + 0.5), normalised) as a column
+// of `depth` (CV_32F or CV_64F): gaussian3d's and flatfield's, so that both match scipy.
+cv::Mat ScipyGaussianKernel(double sigma, double truncate, int depth);
+
 // InvalidArgument "<op>: <message>".
 absl::Status ParamError(const OperationInfo& info, absl::string_view message);
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <opencv2/core.hpp>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -315,10 +316,8 @@ std::vector<int64_t> Pipeline::Halos(size_t first, size_t last) const {
 
 int64_t Pipeline::Neighbour(int64_t plane, int64_t dz) const {
   const int64_t z = dims_.Of(plane, planes_).z;
-  const int64_t last = dims_.Slices(planes_) - 1;
-  int64_t to = z + dz;
-  if (to < 0) to = -to;
-  if (to > last) to = 2 * last - to;
+  const int64_t to = cv::borderInterpolate(
+      static_cast<int>(z + dz), static_cast<int>(dims_.Slices(planes_)), cv::BORDER_REFLECT_101);
   return plane + (to - z) * dims_.ZStride();
 }
 

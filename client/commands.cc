@@ -198,10 +198,12 @@ absl::StatusOr<int> Ops(Client& client) {
     for (const v1::ParamDescriptor& p : op.params()) {
       std::string allowed = p.type() == v1::PARAM_TYPE_CHOICE
                                 ? absl::StrCat("one of ", absl::StrJoin(p.choices(), "|"))
+                            : p.type() == v1::PARAM_TYPE_FILE
+                                ? "an image file"
                                 : absl::StrCat(p.type() == v1::PARAM_TYPE_INT ? "int" : "float",
                                                " in [", p.min(), ", ", p.max(), "]");
-      absl::PrintF("    %-12s %-30s default %-8s %s\n", p.name(), allowed, p.default_value(),
-                   p.doc());
+      absl::PrintF("    %-12s %-30s default %-8s %s\n", p.name(), allowed,
+                   p.default_value().empty() ? "none" : p.default_value(), p.doc());
     }
   }
   return 0;

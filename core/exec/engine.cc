@@ -175,7 +175,7 @@ absl::StatusOr<std::vector<uint64_t>> GatherStats(SliceSource& source, Pipeline&
   const SliceFormat input = SliceFormat::Of(in.shape, in.type);
   STACKPROC_ASSIGN_OR_RETURN(std::vector<SliceFormat> formats, pipeline.Plan(input));
   STACKPROC_ASSIGN_OR_RETURN(size_t step, StatsStep(pipeline, formats));
-  STACKPROC_RETURN_IF_ERROR(pipeline.Bind(in.metadata.dims, in.shape.depth));
+  STACKPROC_RETURN_IF_ERROR(pipeline.Bind(in));
   STACKPROC_RETURN_IF_ERROR(pipeline.CheckHalo());
   const SliceFormat& f = formats[step];
   const StackInfo gathered{{in.shape.depth, f.height, f.width}, f.type, {}};

@@ -45,13 +45,6 @@ struct Progress {
 // once more at the end of a successful run with slices_done == slices_total.
 using ProgressCallback = std::function<void(const Progress&)>;
 
-// What a stack is: its shape, pixel type and metadata (the source's, or the output's).
-struct StackInfo {
-  StackShape shape;
-  PixelType type = PixelType::kUint8;
-  StackMetadata metadata;
-};
-
 // Wakes a run that waits on a source or a sink (Ready() said "not yet", or a lent slice is
 // still out). Thread-safe; Wake may be called from any thread, at any time.
 class Waker {

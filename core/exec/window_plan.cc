@@ -89,7 +89,7 @@ std::vector<std::pair<size_t, size_t>> PassesOf(const Pipeline& pipeline, bool s
 absl::StatusOr<StackInfo> OutputInfoOf(const StackInfo& in, Pipeline& pipeline) {
   const SliceFormat input = SliceFormat::Of(in.shape, in.type);
   STACKPROC_ASSIGN_OR_RETURN(std::vector<SliceFormat> formats, pipeline.Plan(input));
-  STACKPROC_RETURN_IF_ERROR(pipeline.Bind(in.metadata.dims, in.shape.depth));
+  STACKPROC_RETURN_IF_ERROR(pipeline.Bind(in));
   StackInfo output;
   output.shape = {in.shape.depth, formats.back().height, formats.back().width};
   output.type = formats.back().type;

@@ -116,6 +116,24 @@ absl::StatusOr<std::unique_ptr<SliceSource>> OpenInput(const Files& files, const
   return TiffSource::Open(file, std::move(info));
 }
 
+ImageReader ImagesIn(const Files& files, const StackLimits& limits) {
+  return [&files, limits](const std::string& path) -> absl::StatusOr<cv::Mat> {
+    STACKPROC_RETURN_IF_ERROR(CheckPathText(path));
+    STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<SliceSource> source, OpenInput(files, path, limits));
+    const StackInfo& info = source->info();
+    if (info.shape.depth != 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, " holds ", info.shape.depth,
+                       " planes; it must be one (a stack of channels takes one for each: "
+                       "c1.flat=FILE)"));
+    }
+    cv::Mat image(static_cast<int>(info.shape.height), static_cast<int>(info.shape.width),
+                  CvType(info.type));
+    STACKPROC_RETURN_IF_ERROR(source->Read(0, image.data));
+    return image;
+  };
+}
+
 absl::StatusOr<std::unique_ptr<SliceSink>> OpenOutput(const std::string& output,
                                                       const WriteOptions& options,
                                                       const std::optional<OutputTarget>& target) {

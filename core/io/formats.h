@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "core/base/file.h"
 #include "core/exec/engine.h"
+#include "core/pipeline/operation.h"
 #include "core/tiff/tiff_reader.h"
 #include "core/tiff/tiff_writer.h"
 
@@ -62,6 +63,10 @@ SinkTraits OutputTraits(const OutputName& name, const WriteOptions& options);
 // array, a plane sequence, or a TIFF file.
 absl::StatusOr<std::unique_ptr<SliceSource>> OpenInput(const Files& files, const std::string& input,
                                                        const StackLimits& limits = {});
+
+// Reads the images operations' file parameters name (flatfield:flat=) as inputs are read:
+// through `files` (which must outlive it), any format OpenInput takes, one plane only.
+ImageReader ImagesIn(const Files& files, const StackLimits& limits = {});
 
 // A sink for what `output` names (ValidateOutput first), in `target` when given (the file's, or
 // the folder's, directory already open) else found by path.

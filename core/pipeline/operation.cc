@@ -16,6 +16,8 @@ std::string ParamSpec::AllowedText() const {
       return absl::StrCat("float in [", min, ", ", max, "]");
     case ParamType::kChoice:
       return absl::StrCat("one of ", absl::StrJoin(choices, "|"));
+    case ParamType::kFile:
+      return "an image file";
   }
   return "";
 }
@@ -43,11 +45,24 @@ ParamSpec ChoiceParam(std::string name, std::vector<std::string> choices, std::s
           std::move(choices), std::move(doc)};
 }
 
+ParamSpec FileParam(std::string name, std::string doc) {
+  return OnlyWhenGiven({std::move(name), ParamType::kFile, "", 0, 0, {}, std::move(doc)});
+}
+
 int ParamValues::Int(const std::string& name) const { return static_cast<int>(numbers_.at(name)); }
 
 double ParamValues::Double(const std::string& name) const { return numbers_.at(name); }
 
 const std::string& ParamValues::Choice(const std::string& name) const { return text_.at(name); }
+
+absl::StatusOr<cv::Mat> ParamValues::Image(const std::string& name) const {
+  const std::string& path = text_.at(name);
+  absl::StatusOr<cv::Mat> image =
+      images_ ? images_(path)
+              : absl::FailedPreconditionError("this pipeline was made to read no files");
+  if (image.ok()) return image;
+  return absl::Status(image.status().code(), absl::StrCat(name, ": ", image.status().message()));
+}
 
 absl::Status UnsupportedType(const OperationInfo& info, PixelType type, absl::string_view hint) {
   std::vector<absl::string_view> names;

@@ -13,12 +13,13 @@
 #include "core/stack/metadata.h"
 #include "core/stack/pixel_type.h"
 #include "core/stack/stack.h"
+#include "core/stack/voxel_size.h"
 
 namespace stackproc::core {
 
 class Stack;
 
-enum class ParamType { kInt, kDouble, kChoice };
+enum class ParamType { kInt, kDouble, kChoice, kFile };
 
 // One parameter of an operation. Validation, listing and defaults all read this.
 struct ParamSpec {
@@ -41,6 +42,9 @@ ParamSpec IntParam(std::string name, int default_value, int min, int max, std::s
 ParamSpec DoubleParam(std::string name, double default_value, double min, double max,
                       std::string doc);
 ParamSpec ChoiceParam(std::string name, std::vector<std::string> choices, std::string doc);
+// An image file the op reads (a flat field): a path, as the job's inputs are given (beneath the
+// server's data root); only_when_given.
+ParamSpec FileParam(std::string name, std::string doc);
 // `spec`, marked only_when_given.
 ParamSpec OnlyWhenGiven(ParamSpec spec);
 
@@ -54,6 +58,10 @@ struct OperationInfo {
   bool whole_slice = false;
 };
 
+// Reads the image a file parameter names: one plane, in its own pixel type, found as the job
+// finds its input (through its Files: beneath the server's data root). Errors name the file.
+using ImageReader = std::function<absl::StatusOr<cv::Mat>(const std::string& path)>;
+
 // Parameter values of one configured operation: every declared parameter, given or defaulted,
 // already validated against its spec.
 class ParamValues {
@@ -61,14 +69,20 @@ class ParamValues {
   int Int(const std::string& name) const;
   double Double(const std::string& name) const;
   const std::string& Choice(const std::string& name) const;
+  // A file parameter's path as given.
+  const std::string& Text(const std::string& name) const { return text_.at(name); }
   // Whether the user gave this parameter (rather than its default).
   bool IsSet(const std::string& name) const { return given_.count(name) > 0; }
+  // The image file parameter `name` names, read; FailedPrecondition when whoever made the
+  // pipeline reads no files (its ImageReader is unset). Messages say "name: ...".
+  absl::StatusOr<cv::Mat> Image(const std::string& name) const;
 
  private:
   friend class OperationRegistry;
   std::map<std::string, std::string> text_;
   std::map<std::string, double> numbers_;
   std::map<std::string, bool> given_;
+  ImageReader images_;
 };
 
 // The format of one slice.
@@ -96,6 +110,15 @@ class SliceOp {
   // The output format for `in`; InvalidArgument (naming the op and what it accepts) when the
   // op cannot take `in`. The default keeps the format.
   virtual absl::StatusOr<SliceFormat> OutputFormat(const SliceFormat& in) const { return in; }
+
+  // Told the physical size of its input's voxels (what the stack states, followed through the
+  // steps before) when the pipeline is bound to a stack, before any Apply: an op whose extent
+  // is a distance (gaussian3d:units=physical) works out its kernels here, or says what is
+  // missing (InvalidArgument).
+  virtual absl::Status Calibrate(const VoxelSize& voxel) {
+    (void)voxel;
+    return absl::OkStatus();
+  }
 
   // How output pixels relate to input pixels (for metadata); default: unchanged.
   virtual void UpdateGeometry(const SliceFormat& in, PixelGeometry& geometry) const {

@@ -125,12 +125,16 @@ absl::StatusOr<ParamValues> OperationRegistry::Resolve(const OperationInfo& info
       case ParamType::kChoice:
         if (std::find(p.choices.begin(), p.choices.end(), text) == p.choices.end()) return bad();
         break;
+      case ParamType::kFile:  // read by the op; absent unless given
+        if (values.IsSet(p.name) && text.empty()) return bad();
+        break;
     }
   }
   return values;
 }
 
-absl::StatusOr<std::unique_ptr<SliceOp>> OperationRegistry::Create(const OpSpec& spec) const {
+absl::StatusOr<std::unique_ptr<SliceOp>> OperationRegistry::Create(const OpSpec& spec,
+                                                                   ImageReader images) const {
   const OperationDef* def = Find(spec.name);
   if (def == nullptr) {
     std::vector<absl::string_view> names;
@@ -139,12 +143,14 @@ absl::StatusOr<std::unique_ptr<SliceOp>> OperationRegistry::Create(const OpSpec&
         "unknown operation '", spec.name, "' (operations: ", absl::StrJoin(names, ", "), ")"));
   }
   STACKPROC_ASSIGN_OR_RETURN(ParamValues values, Resolve(def->info, spec));
+  values.images_ = std::move(images);
   return def->make(values);
 }
 
 absl::StatusOr<OpSpec> OperationRegistry::Complete(const OpSpec& spec) const {
-  STACKPROC_RETURN_IF_ERROR(Create(spec).status());
   const OperationDef* def = Find(spec.name);
+  if (def == nullptr) return Create(spec).status();  // its message
+  STACKPROC_RETURN_IF_ERROR(Resolve(def->info, spec).status());
   OpSpec complete{spec.name, {}};
   for (const ParamSpec& p : def->info.params) {
     auto given = std::find_if(spec.params.begin(), spec.params.end(),

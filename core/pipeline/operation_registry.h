@@ -45,11 +45,14 @@ class OperationRegistry {
 
   // Validates `spec` against the operation's parameter specs (unknown operation, unknown or
   // repeated parameter, unparsable or out-of-range value: InvalidArgument saying what is
-  // allowed) and configures the operation.
-  absl::StatusOr<std::unique_ptr<SliceOp>> Create(const OpSpec& spec) const;
+  // allowed) and configures the operation, which reads the files its parameters name with
+  // `images` (unset: it can read none).
+  absl::StatusOr<std::unique_ptr<SliceOp>> Create(const OpSpec& spec,
+                                                  ImageReader images = {}) const;
 
   // `spec` with every parameter its operation declares, in the order declared: the value given,
-  // or the default (unless only_when_given). Errors as Create's.
+  // or the default (unless only_when_given). The spec's own errors, as Create's (unknown
+  // operation or parameter, a bad value); the op is not made (no file is read).
   absl::StatusOr<OpSpec> Complete(const OpSpec& spec) const;
 
   // The registry holding every built-in operation.

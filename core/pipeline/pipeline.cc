@@ -64,9 +64,10 @@ absl::Status SplitChannelKeys(const OpSpec& spec, Pipeline::Step& step) {
 }  // namespace
 
 absl::StatusOr<Pipeline> Pipeline::Create(const std::vector<OpSpec>& specs,
-                                          const OperationRegistry& registry) {
+                                          const OperationRegistry& registry, ImageReader images) {
   Pipeline pipeline;
   pipeline.registry_ = &registry;
+  pipeline.images_ = std::move(images);
   for (size_t i = 0; i < specs.size(); ++i) {
     Step step;
     step.spec = FormatOpSpec(specs[i]);
@@ -75,11 +76,11 @@ absl::StatusOr<Pipeline> Pipeline::Create(const std::vector<OpSpec>& specs,
                                                       "): ", status.message()));
     };
     if (absl::Status s = SplitChannelKeys(specs[i], step); !s.ok()) return fail(s);
-    absl::StatusOr<std::unique_ptr<SliceOp>> op = registry.Create(*step.base);
+    absl::StatusOr<std::unique_ptr<SliceOp>> op = registry.Create(*step.base, pipeline.images_);
     if (!op.ok()) return fail(op.status());
     step.op = *std::move(op);
     for (const auto& [c, spec] : step.own) {  // each channel's parameters are checked now
-      if (absl::Status s = registry.Create(spec).status(); !s.ok()) {
+      if (absl::Status s = registry.Create(spec, pipeline.images_).status(); !s.ok()) {
         return fail(absl::Status(s.code(), absl::StrCat("channel ", c, ": ", s.message())));
       }
     }
@@ -141,7 +142,7 @@ absl::StatusOr<std::vector<SliceFormat>> Pipeline::Plan(const SliceFormat& input
           "pass through unchanged)"));
     }
     for (const auto& [c, spec] : step.own) {
-      absl::StatusOr<std::unique_ptr<SliceOp>> mine = registry_->Create(spec);
+      absl::StatusOr<std::unique_ptr<SliceOp>> mine = registry_->Create(spec, images_);
       absl::StatusOr<SliceFormat> theirs =
           mine.ok() ? (*mine)->OutputFormat(in) : absl::StatusOr<SliceFormat>(mine.status());
       if (!theirs.ok()) return fail(theirs.status());
@@ -168,10 +169,38 @@ size_t Pipeline::GroupOf(const Step& step, int64_t plane) const {
   return static_cast<size_t>(per_time ? at.t * dims_.channels + at.c : at.c);
 }
 
-absl::Status Pipeline::Bind(const Dimensions& dims, int64_t planes) {
-  STACKPROC_RETURN_IF_ERROR(dims.Check(planes));
+absl::Status Pipeline::Bind(const StackInfo& input) {
+  const Dimensions& dims = input.metadata.dims;
+  STACKPROC_RETURN_IF_ERROR(dims.Check(input.shape.depth));
   dims_ = dims;
-  planes_ = planes;
+  planes_ = input.shape.depth;
+  STACKPROC_RETURN_IF_ERROR(MakeGroups());
+  // Each step's ops get the voxel size of their input: the stack's, as the steps before
+  // resampled or turned it.
+  VoxelSize voxel = VoxelSizeOf(input.metadata);
+  SliceFormat format = SliceFormat::Of(input.shape, input.type);
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    Step& step = steps_[i];
+    std::vector<SliceOp*> ops = {step.op.get()};
+    for (const std::unique_ptr<SliceOp>& op : step.owned) ops.push_back(op.get());
+    for (SliceOp* op : ops) {
+      if (absl::Status s = op->Calibrate(voxel); !s.ok()) {
+        return absl::Status(s.code(),
+                            absl::StrCat("operation ", i + 1, " (", step.spec, "): ", s.message()));
+      }
+    }
+    PixelGeometry geometry;
+    step.op->UpdateGeometry(format, geometry);
+    voxel = Resampled(voxel, geometry);
+    absl::StatusOr<SliceFormat> out = step.op->OutputFormat(format);
+    if (!out.ok()) break;  // Plan says why
+    format = *out;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Pipeline::MakeGroups() {
+  const Dimensions& dims = dims_;
   for (size_t i = 0; i < steps_.size(); ++i) {
     Step& step = steps_[i];
     step.by_group.clear();
@@ -202,7 +231,7 @@ absl::Status Pipeline::Bind(const Dimensions& dims, int64_t planes) {
         auto own = step.own.find(c);
         STACKPROC_ASSIGN_OR_RETURN(
             std::unique_ptr<SliceOp> op,
-            registry_->Create(own != step.own.end() ? own->second : *step.base));
+            registry_->Create(own != step.own.end() ? own->second : *step.base, images_));
         step.by_group.push_back(op.get());
         step.owned.push_back(std::move(op));
       } else {

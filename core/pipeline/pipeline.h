@@ -21,6 +21,7 @@
 #include "core/pipeline/operation_registry.h"
 #include "core/stack/dimensions.h"
 #include "core/stack/metadata.h"
+#include "core/stack/stack.h"
 
 namespace stackproc::core {
 
@@ -41,10 +42,12 @@ class Pipeline {
   };
 
   // Validates and configures every operation; nothing runs. The first invalid one is reported
-  // with its position: "operation 2 (clahe:clip=x): ...".
+  // with its position: "operation 2 (clahe:clip=x): ...". Ops read the files their parameters
+  // name (a flat field) with `images`, as the job reads its input (formats.h: ImagesIn);
+  // unset, a pipeline naming one is refused.
   static absl::StatusOr<Pipeline> Create(
       const std::vector<OpSpec>& specs,
-      const OperationRegistry& registry = OperationRegistry::Builtin());
+      const OperationRegistry& registry = OperationRegistry::Builtin(), ImageReader images = {});
   // Create from the text forms (ParseOpSpecs).
   static absl::StatusOr<Pipeline> Parse(
       const std::vector<std::string>& texts,
@@ -60,11 +63,14 @@ class Pipeline {
   // How the pipeline maps input pixels to output pixels (for metadata).
   PixelGeometry Geometry(const SliceFormat& input) const;
 
-  // Sets which channel (and time point) each of `planes` planes is, making the ops each group
-  // of planes runs: a step's own channels, and one op per channel (per channel and time point)
-  // of a whole-stack step, whose statistics are that group's. InvalidArgument when a step
-  // names a channel the stack does not have. Before Plan's formats are used to run.
-  absl::Status Bind(const Dimensions& dims, int64_t planes);
+  // Binds the pipeline to the stack it runs on (`input`; its planes its shape's depth): sets
+  // which channel (and time point) each plane is, making the ops each group of planes runs (a
+  // step's own channels, and one op per channel, per channel and time point, of a whole-stack
+  // step, whose statistics are that group's), and gives each op the voxel size of its input
+  // (SliceOp::Calibrate: the input's, followed through the steps before). InvalidArgument when
+  // a step names a channel the stack does not have, or needs a voxel size it does not state.
+  // Before Plan's formats are used to run.
+  absl::Status Bind(const StackInfo& input);
   // The op step `i` runs on plane `plane`; nullptr when the plane passes through unchanged.
   SliceOp* For(size_t i, int64_t plane) const;
 
@@ -118,9 +124,12 @@ class Pipeline {
   // many there are.
   size_t GroupOf(const Step& step, int64_t plane) const;
   size_t Groups(const Step& step) const;
+  // Bind's first part: each step's ops for its groups of planes.
+  absl::Status MakeGroups();
 
   std::vector<Step> steps_;
   const OperationRegistry* registry_ = nullptr;
+  ImageReader images_;
   Dimensions dims_;
   int64_t planes_ = 0;
 };

@@ -346,14 +346,16 @@ absl::StatusOr<Preview> RunPreview(const Files& files, const PreviewRequest& req
 
   if (request.region) preview.notes.push_back(RegionNote(request, region));
   for (const PreviewVariant& variant : request.variants) {
-    STACKPROC_ASSIGN_OR_RETURN(Pipeline pipeline, Pipeline::Create(variant.ops));
+    STACKPROC_ASSIGN_OR_RETURN(
+        Pipeline pipeline,
+        Pipeline::Create(variant.ops, OperationRegistry::Builtin(), ImagesIn(files, limits)));
     if (pipeline.NeedsWholeStack() &&
         std::none_of(preview.notes.begin(), preview.notes.end(),
                      [](const std::string& n) { return n.starts_with("whole-stack"); })) {
       preview.notes.push_back(absl::StrCat("whole-stack statistics from the ", z.size(),
                                            " previewed slices, not the whole stack"));
     }
-    STACKPROC_RETURN_IF_ERROR(pipeline.Bind(info.metadata.dims, depth));
+    STACKPROC_RETURN_IF_ERROR(pipeline.Bind(info));
     if (pipeline.HaloOf(0, pipeline.size()) > 0) {
       STACKPROC_ASSIGN_OR_RETURN(Stack result, PreviewAround(*source, pipeline, z, region));
       preview.after.push_back(std::move(result));

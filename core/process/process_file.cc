@@ -44,14 +44,22 @@ absl::Status RunPlan(const ProcessRequest& request, ProcessPlan& plan, SliceSink
   return Run(stack, plan.pipeline, sink, run);
 }
 
-// The request's input (any format formats.h reads), through its Files.
+// How the request reaches its files.
+const Files& FilesOf(const ProcessRequest& request) {
+  static const LocalFiles kLocal;
+  return request.files != nullptr ? *request.files : kLocal;
+}
+
 }  // namespace
 
+absl::StatusOr<Pipeline> RequestPipeline(const ProcessRequest& request) {
+  return Pipeline::Create(request.ops, OperationRegistry::Builtin(),
+                          ImagesIn(FilesOf(request), request.limits));
+}
+
 absl::StatusOr<std::shared_ptr<SliceSource>> OpenRequestInput(const ProcessRequest& request) {
-  static const LocalFiles kLocal;
   STACKPROC_ASSIGN_OR_RETURN(std::shared_ptr<SliceSource> source,
-                             OpenInput(request.files != nullptr ? *request.files : kLocal,
-                                       request.input_path, request.limits));
+                             OpenInput(FilesOf(request), request.input_path, request.limits));
   if (!request.channels.empty()) {
     STACKPROC_ASSIGN_OR_RETURN(source, PlaneMapSource::Channels(source, request.channels));
   }
@@ -80,14 +88,14 @@ absl::StatusOr<ProcessPlan> PlanSource(std::shared_ptr<SliceSource> source,
                                        const ProcessRequest& request,
                                        std::optional<SinkTraits> sink, int concurrency) {
   ProcessPlan plan;
-  STACKPROC_ASSIGN_OR_RETURN(plan.pipeline, Pipeline::Create(request.ops));
+  STACKPROC_ASSIGN_OR_RETURN(plan.pipeline, RequestPipeline(request));
   plan.source = std::move(source);
   plan.input = plan.source->info();
   plan.source_depth = plan.input.shape.depth;
   STACKPROC_ASSIGN_OR_RETURN(
       plan.formats, plan.pipeline.Plan(SliceFormat::Of(plan.input.shape, plan.input.type)));
   // A step naming a channel the stack lacks is refused now, before anything is read.
-  STACKPROC_RETURN_IF_ERROR(plan.pipeline.Bind(plan.input.metadata.dims, plan.input.shape.depth));
+  STACKPROC_RETURN_IF_ERROR(plan.pipeline.Bind(plan.input));
   plan.output_shape = {plan.input.shape.depth, plan.formats.back().height,
                        plan.formats.back().width};
   plan.output_type = plan.formats.back().type;
@@ -206,7 +214,7 @@ absl::Status RecordedWrite(const Provenance& p, WriteOptions& write) {
 }
 
 absl::StatusOr<ProcessPlan> PlanProcess(const ProcessRequest& request, int concurrency) {
-  STACKPROC_ASSIGN_OR_RETURN(Pipeline pipeline, Pipeline::Create(request.ops));
+  STACKPROC_ASSIGN_OR_RETURN(Pipeline pipeline, RequestPipeline(request));
   std::optional<SinkTraits> sink;
   if (!request.output_path.empty()) {
     STACKPROC_ASSIGN_OR_RETURN(OutputName output, ParseOutputName(request.output_path));

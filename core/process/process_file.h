@@ -70,6 +70,10 @@ struct ProcessRequest {
   std::function<void(absl::string_view stage)> on_stage;
 };
 
+// The request's pipeline, its operations reading the files they name (flatfield:flat=) as
+// the request reads its input: through its Files.
+absl::StatusOr<Pipeline> RequestPipeline(const ProcessRequest& request);
+
 // The input `request` reads: input_path opened, only its `channels` when given, its planes in
 // t, c, z order when the output is an OME-Zarr store (which holds them so). No z-range.
 absl::StatusOr<std::shared_ptr<SliceSource>> OpenRequestInput(const ProcessRequest& request);

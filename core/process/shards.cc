@@ -88,7 +88,7 @@ absl::StatusOr<std::unique_ptr<ZRangeSource>> ZRangeSource::Create(
   }
   ZRange context;
   if (pipeline != nullptr) {
-    STACKPROC_RETURN_IF_ERROR(pipeline->Bind(whole.metadata.dims, whole.shape.depth));
+    STACKPROC_RETURN_IF_ERROR(pipeline->Bind(whole));
     const int64_t halo = pipeline->HaloOf(0, pipeline->size());
     context = {std::min(halo, range.begin), std::min(halo, whole.shape.depth - range.end)};
   }

@@ -21,6 +21,13 @@ struct StackShape {
   friend bool operator==(const StackShape&, const StackShape&) = default;
 };
 
+// What a stack is: its shape, pixel type and metadata (the source's, or the output's).
+struct StackInfo {
+  StackShape shape;
+  PixelType type = PixelType::kUint8;
+  StackMetadata metadata;
+};
+
 // The most pixels a slice has along X or Y, anywhere: files read, operations' output sizes. The
 // server's --max-side may lower it for its jobs.
 inline constexpr int kMaxSliceSide = 131'072;

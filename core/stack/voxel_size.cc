@@ -54,6 +54,15 @@ std::string NgffUnitName(absl::string_view unit) {
   return "";
 }
 
+VoxelSize Resampled(const VoxelSize& size, const PixelGeometry& geometry) {
+  VoxelSize out = size;
+  const std::optional<double>& x = geometry.transposed ? size.y : size.x;
+  const std::optional<double>& y = geometry.transposed ? size.x : size.y;
+  out.x = x ? std::optional<double>(*x * geometry.x_factor) : std::nullopt;
+  out.y = y ? std::optional<double>(*y * geometry.y_factor) : std::nullopt;
+  return out;
+}
+
 VoxelSize VoxelSizeOf(const StackMetadata& metadata) {
   VoxelSize size;
   const DescriptionKind kind = ClassifyDescription(metadata.description);

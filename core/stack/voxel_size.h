@@ -26,6 +26,9 @@ struct VoxelSize {
 // "µm", "\u00B5m" -> "micrometer"; "nm" -> "nanometer"); empty for none or one it does not know.
 std::string NgffUnitName(absl::string_view unit);
 
+// The voxel size after slices of voxels of `size` were resampled or turned as `geometry` says.
+VoxelSize Resampled(const VoxelSize& size, const PixelGeometry& geometry);
+
 // What `metadata` states: ImageJ's unit and spacing with the resolution tags, else OME-XML's
 // physical sizes, else resolution tags in centimetres or inches (as micrometres).
 VoxelSize VoxelSizeOf(const StackMetadata& metadata);

@@ -56,8 +56,8 @@ absl::Status ListOps() {
     for (PixelType t : info->pixel_types) types.push_back(PixelTypeName(t));
     absl::PrintF("%s  (%s)\n    %s\n", info->name, absl::StrJoin(types, ", "), info->doc);
     for (const ParamSpec& p : info->params) {
-      absl::PrintF("    %-12s %-30s default %-8s %s\n", p.name, p.AllowedText(), p.default_value,
-                   p.doc);
+      absl::PrintF("    %-12s %-30s default %-8s %s\n", p.name, p.AllowedText(),
+                   p.default_value.empty() ? "none" : p.default_value, p.doc);
     }
   }
   return absl::OkStatus();
@@ -287,10 +287,10 @@ absl::Status Stats(const Args& args) {
   if (input.empty() || output.empty()) {
     return absl::InvalidArgumentError("stats needs --input and --output");
   }
-  STACKPROC_ASSIGN_OR_RETURN(std::vector<OpSpec> ops, ParseOpSpecs(args.All("op")));
-  STACKPROC_ASSIGN_OR_RETURN(Pipeline pipeline, Pipeline::Create(ops));
-  ProcessRequest request;  // what the run will read: the input, its channels
+  ProcessRequest request;  // what the run will read: the input, its channels, and its steps
   request.input_path = input;
+  STACKPROC_ASSIGN_OR_RETURN(request.ops, ParseOpSpecs(args.All("op")));
+  STACKPROC_ASSIGN_OR_RETURN(Pipeline pipeline, RequestPipeline(request));
   if (args.Has("channels")) {
     STACKPROC_ASSIGN_OR_RETURN(request.channels, ParseChannelList(args.Get("channels")));
   }

@@ -95,9 +95,20 @@ void ToProto(const core::OperationInfo& info, v1::OperationDescriptor* out) {
   for (const core::ParamSpec& p : info.params) {
     v1::ParamDescriptor* param = out->add_params();
     param->set_name(p.name);
-    param->set_type(p.type == core::ParamType::kInt      ? v1::PARAM_TYPE_INT
-                    : p.type == core::ParamType::kDouble ? v1::PARAM_TYPE_FLOAT
-                                                         : v1::PARAM_TYPE_CHOICE);
+    switch (p.type) {
+      case core::ParamType::kInt:
+        param->set_type(v1::PARAM_TYPE_INT);
+        break;
+      case core::ParamType::kDouble:
+        param->set_type(v1::PARAM_TYPE_FLOAT);
+        break;
+      case core::ParamType::kChoice:
+        param->set_type(v1::PARAM_TYPE_CHOICE);
+        break;
+      case core::ParamType::kFile:
+        param->set_type(v1::PARAM_TYPE_FILE);
+        break;
+    }
     param->set_default_value(p.default_value);
     param->set_min(p.min);
     param->set_max(p.max);

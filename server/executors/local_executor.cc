@@ -104,7 +104,7 @@ absl::Status LocalExecutor::RunFile(Job& job, const JobSnapshot& s, const core::
   return absl::OkStatus();
 }
 
-absl::Status LocalExecutor::RunStream(Job& job, const JobSnapshot& s, core::RunOptions run) {
+absl::Status LocalExecutor::RunStream(Job& job, const JobSnapshot& s, core::RunOptions run) const {
   const JobIo io = job.io();  // held for the run; the job drops its own when it ends
   if (!io.source || !io.sink) return absl::CancelledError("the job's call has ended");
   core::ProcessRequest request;  // what the result records of the job
@@ -114,7 +114,8 @@ absl::Status LocalExecutor::RunStream(Job& job, const JobSnapshot& s, core::RunO
                            : s.spec.input_name;
   request.executor = absl::StrCat("stackprocd job ", job.id());
   request.started = s.create_time;
-  STACKPROC_ASSIGN_OR_RETURN(core::Pipeline pipeline, core::Pipeline::Create(s.spec.ops));
+  request.files = &resolver_;  // where its steps' files are (flatfield:flat=)
+  STACKPROC_ASSIGN_OR_RETURN(core::Pipeline pipeline, core::RequestPipeline(request));
   run.provenance = core::RunProvenance(request, pipeline, io.source->info());
   return core::Run(*io.source, pipeline, *io.sink, run);
 }

@@ -44,7 +44,7 @@ class LocalExecutor final : public JobExecutor {
  private:
   absl::Status RunFile(Job& job, const JobSnapshot& s, const core::RunOptions& run,
                        std::shared_ptr<const core::Stack>& kept) const;
-  static absl::Status RunStream(Job& job, const JobSnapshot& s, core::RunOptions run);
+  absl::Status RunStream(Job& job, const JobSnapshot& s, core::RunOptions run) const;
 
   const PathResolver& resolver_;
   const core::StackLimits limits_;

@@ -32,9 +32,18 @@ namespace {
 // timed (as many as its z-neighbourhoods reach, which it reads around them), per slice; 0 when
 // that fails (the job's own run will say why), or cannot be timed (3-D steps beside a
 // whole-stack step: a z-range of it runs only with the step's statistics).
+// Whether the job's pipeline has a whole-stack step, whose statistics its first phase gathers.
+// (A pipeline that cannot be made now, a flat file gone since the job was planned, is the
+// tasks' to report.)
+bool GathersStats(const std::vector<core::OpSpec>& ops, const PathResolver& resolver) {
+  absl::StatusOr<core::Pipeline> pipeline =
+      core::Pipeline::Create(ops, core::OperationRegistry::Builtin(), core::ImagesIn(resolver));
+  return pipeline.ok() && pipeline->NeedsWholeStack();
+}
+
 double SliceSeconds(core::ProcessPlan& plan) {
   const int64_t depth = plan.input.shape.depth;
-  if (!plan.pipeline.Bind(plan.input.metadata.dims, depth).ok()) return 0;
+  if (!plan.pipeline.Bind(plan.input).ok()) return 0;
   const int64_t halo = plan.pipeline.HaloOf(0, plan.pipeline.size());
   if (halo > 0 && plan.pipeline.NeedsWholeStack()) return 0;
   const int64_t count = std::min(depth, 2 * halo + 1);
@@ -145,7 +154,7 @@ class ShardedJob {
         job_(job),
         s_(s),
         recorder_(recorder),
-        gathered_(core::Pipeline::Create(s.spec.ops)->NeedsWholeStack()),
+        gathered_(GathersStats(s.spec.ops, resolver)),
         pieces_(WorkFolderOf(root_, s, std::string(core::worker::kShardPhase), gathered_)),
         execution_(s.execution) {
     if (gathered_) phases_.emplace_back(core::worker::kStatsPhase);
@@ -184,7 +193,7 @@ class ShardedJob {
     if (fresh) {
       const std::string input = absl::StrCat(root_, "/", s_.spec.input_path);
       STACKPROC_RETURN_IF_ERROR(
-          run.Prepare(output_, TaskScript(options_.worker, input, work, Current())));
+          run.Prepare(output_, TaskScript(options_.worker, root_, input, work, Current())));
     }
     if (work.fills_store()) STACKPROC_RETURN_IF_ERROR(MakeStore(work));
     if (!fresh) {

@@ -42,8 +42,8 @@ WorkFolder WorkFolderOf(const std::string& root, const JobSnapshot& s, const std
           zarr ? output.substr(dir.size()) : ""};
 }
 
-std::string TaskScript(const std::string& worker, const std::string& input, const WorkFolder& w,
-                       const JobSnapshot& s) {
+std::string TaskScript(const std::string& worker, const std::string& root, const std::string& input,
+                       const WorkFolder& w, const JobSnapshot& s) {
   core::worker::WorkerTask task;
   task.worker = worker;
   task.input = input;
@@ -57,12 +57,12 @@ std::string TaskScript(const std::string& worker, const std::string& input, cons
   for (std::string& arg : argv) {
     arg = absl::StrReplaceAll(ShellQuote(arg), {{kIndex, "'\"${SLURM_ARRAY_TASK_ID}\"'"}});
   }
-  return absl::StrCat("#!/bin/sh\n# stackprocd job ", s.id, ", phase ", w.phase,
-                      ": range $SLURM_ARRAY_TASK_ID of ", s.execution.shards,
-                      ", slices cut as stackproc-local --shards cuts them\n",
-                      "echo \"stackproc job ", s.id, " ", w.phase, " ${SLURM_ARRAY_TASK_ID} of ",
-                      s.execution.shards, " on $(hostname)\"\n", "exec ", absl::StrJoin(argv, " "),
-                      " ${SLURM_CPUS_PER_TASK:+--threads \"$SLURM_CPUS_PER_TASK\"}\n");
+  return absl::StrCat(
+      "#!/bin/sh\n# stackprocd job ", s.id, ", phase ", w.phase, ": range $SLURM_ARRAY_TASK_ID of ",
+      s.execution.shards, ", slices cut as stackproc-local --shards cuts them\n",
+      "echo \"stackproc job ", s.id, " ", w.phase, " ${SLURM_ARRAY_TASK_ID} of ",
+      s.execution.shards, " on $(hostname)\"\n", "cd ", ShellQuote(root), " || exit 1\n", "exec ",
+      absl::StrJoin(argv, " "), " ${SLURM_CPUS_PER_TASK:+--threads \"$SLURM_CPUS_PER_TASK\"}\n");
 }
 
 std::string LogTail(const std::string& log, size_t count) {

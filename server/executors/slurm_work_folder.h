@@ -23,9 +23,10 @@ using core::worker::WorkFolder;
 WorkFolder WorkFolderOf(const std::string& root, const JobSnapshot& s, const std::string& phase,
                         bool gathered);
 
-// What every task of a phase runs: its range (SLURM_ARRAY_TASK_ID) of the job, with its CPUs.
-std::string TaskScript(const std::string& worker, const std::string& input, const WorkFolder& w,
-                       const JobSnapshot& s);
+// What every task of a phase runs: its range (SLURM_ARRAY_TASK_ID) of the job, with its CPUs,
+// in `root` (the data root, where the files its steps name are: flatfield:flat=).
+std::string TaskScript(const std::string& worker, const std::string& root, const std::string& input,
+                       const WorkFolder& w, const JobSnapshot& s);
 
 // The last `count` lines of a log, " | " between them.
 std::string LogTail(const std::string& log, size_t count = 5);

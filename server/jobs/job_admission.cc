@@ -121,6 +121,7 @@ absl::StatusOr<JobSnapshot> JobManager::PlanStream(const JobSpec& spec, const Jo
   STACKPROC_ASSIGN_OR_RETURN(size_t stack_bytes, core::StackBytes(shape, input.type));
   core::ProcessRequest request;
   request.ops = spec.ops;
+  request.files = &resolver_;  // where its steps' files are (flatfield:flat=)
   request.window_bytes = options_.stream_window_bytes;
   STACKPROC_ASSIGN_OR_RETURN(
       core::ProcessPlan plan,

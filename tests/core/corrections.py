@@ -11,8 +11,13 @@
   channel's mean plane less dark, smoothed (gaussian_filter, mode mirror, truncate 4), divided
   by its mean; the result (image - dark) / flat. Cut in 3 ranges with their statistics gathered
   first, the shards assemble into the whole run's bytes.
-- Bad input: a dark level above the background (the flat not above 0 everywhere): refused,
-  nothing written.
+- flatfield with a flat and a dark frame measured apart (image files; a flat per channel):
+  (image - dark) / (flat / mean(flat)) in numpy; with a flat file the step is per plane (it
+  streams, and cuts into ranges with no statistics); through stackprocd the files are found
+  beneath its data root (a path job, a streamed job), one outside it refused.
+- Bad input: a dark level above the background (the flat not above 0 everywhere), a flat of
+  another size, a zero in the flat, a flat of several planes, sigma beside a flat file, a dark
+  level beside a dark frame: refused, nothing written.
 - The README's light-sheet example (docs/examples/light-sheet.sh) is run by the docs test.
 
 usage: corrections.py BUILD_DIR"""
@@ -164,6 +169,104 @@ refused = os.path.join(TMP, "refused.tif")
 p = run(src, refused, ["flatfield:dark=60000"], ok=False)
 check(p.returncode != 0 and "must be above 0 everywhere" in p.stderr and not os.path.exists(refused),
       f"a dark level above the background is refused, nothing written: {p.stderr.strip()}")
+
+# --- flatfield with a flat and a dark frame measured apart --------------------------------------
+flats = [np.round(1000 + 3000 * falloff * (1 + 0.2 * c)).astype(np.uint16) for c in range(2)]
+dark_frame = np.round(dark + 5 * np.sin(x / 7.0)).astype(np.uint16)
+for c, f in enumerate(flats):
+    tifffile.imwrite(os.path.join(TMP, f"flat{c}.tif"), f)
+tifffile.imwrite(os.path.join(TMP, "dark.tif"), dark_frame)
+flat0, flat1 = (os.path.join(TMP, f"flat{c}.tif") for c in range(2))
+darkf = os.path.join(TMP, "dark.tif")
+
+
+def corrected(stack, flat, dark):
+    return np.clip(np.round((stack.astype(np.float64) - dark) / (flat / flat.mean())), 0, 65535)
+
+
+files_op = f"flatfield:flat={flat0},c1.flat={flat1},dark_frame={darkf}"
+out = os.path.join(TMP, "flat-files.tif")
+run(src, out, [files_op])
+got = tifffile.imread(out).astype(np.float64)
+want = np.stack([corrected(cz[c], flats[c].astype(np.float64), dark_frame) for c in range(2)])
+err = np.abs(got - want).max()
+check(err <= 1, f"flatfield with flat files (one per channel) and a dark frame: (image - dark) / "
+      f"(flat / mean(flat)) as numpy computes it (worst {err:.0f})")
+p = run(src, os.path.join(TMP, "flat-stream.tif"), [files_op], "--mode", "streaming")
+check(p.returncode == 0 and np.array_equal(tifffile.imread(os.path.join(TMP, "flat-stream.tif")),
+                                           tifffile.imread(out)),
+      "with flat files the step is per plane: it streams, the same pixels")
+parts = []
+for shard in range(3):  # no statistics to gather
+    parts.append(os.path.join(TMP, f"flat-files-{shard}.tif"))
+    run(src, parts[-1], [files_op], "--shards", "3", "--shard", str(shard))
+subprocess.run([LOCAL, "assemble", "--overwrite", "--output", assembled] + parts, check=True,
+               capture_output=True)
+same = subprocess.run(["/usr/bin/python3", SAME, out, assembled, "--differ",
+                       "time,executor,input.name"], capture_output=True, text=True)
+check(same.returncode == 0, f"cut in 3 ranges with no statistics: the whole run's bytes "
+      f"{same.stdout.strip()}")
+small_flat, zero_flat, two_flat = (os.path.join(TMP, n) for n in ("small.tif", "zero.tif", "two.tif"))
+tifffile.imwrite(small_flat, flats[0][:40, :48])
+zeros = flats[0].copy()
+zeros[7, 9] = 0
+tifffile.imwrite(zero_flat, zeros)
+tifffile.imwrite(two_flat, np.stack([flats[0], flats[0]]), metadata={"axes": "ZYX"})
+for op, says in ((f"flatfield:flat={small_flat}", "is 48x40 pixels; the slices are 96x80"),
+                 (f"flatfield:flat={zero_flat}", "is 0 at x=9, y=7"),
+                 (f"flatfield:flat={two_flat}", "holds 2 planes; it must be one"),
+                 (f"flatfield:flat={flat0},sigma=5", "give one or the other"),
+                 (f"flatfield:dark_frame={darkf},dark=3", "give one"),
+                 (f"flatfield:flat={TMP}/missing.tif", "missing.tif")):
+    p = run(src, refused, [op], ok=False)
+    check(p.returncode != 0 and says in p.stderr and not os.path.exists(refused),
+          f"refused, nothing written: {p.stderr.strip()}")
+
+# Through stackprocd: the files beneath its data root, by the path a client gives.
+data = os.path.join(TMP, "data")
+os.makedirs(data)
+for name in ("cz.ome.tif", "flat0.tif", "flat1.tif", "dark.tif"):
+    os.link(os.path.join(TMP, name), os.path.join(data, name))
+server_op = "flatfield:flat=flat0.tif,c1.flat=flat1.tif,dark_frame=dark.tif"
+server = subprocess.Popen([os.path.join(BUILD, "server", "stackprocd"), "--listen", "127.0.0.1:0"],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                          env=dict(os.environ, STACKPROC_DATA_ROOT=data))
+try:
+    line = server.stdout.readline()
+    if "listening" not in line:
+        raise SystemExit(f"stackprocd did not start: {line}")
+    cli_env = dict(os.environ, STACKPROC_SERVER="127.0.0.1:" + line.rsplit(":", 1)[1].split()[0])
+
+    def cli(*args):
+        return subprocess.run([os.path.join(BUILD, "client", "stackproc")] + list(args),
+                              capture_output=True, text=True, env=cli_env)
+
+    p = cli("submit", "--input", "cz.ome.tif", "--output", "job.tif", "--wait", "--op", server_op)
+    check(p.returncode == 0 and np.array_equal(tifffile.imread(os.path.join(data, "job.tif")),
+                                               tifffile.imread(out)),
+          f"a server's path job reads the flat files beneath its data root {p.stderr.strip()}")
+    streamed = os.path.join(TMP, "flat-streamed.tif")
+    p = cli("process", src, "-o", streamed, "--op", server_op)
+    check(p.returncode == 0 and np.array_equal(tifffile.imread(streamed), tifffile.imread(out)),
+          f"so does a streamed job {p.stderr.strip()}")
+    p = cli("process", src, "-o", refused, "--op", f"flatfield:flat={flat0}")
+    check(p.returncode != 0 and "absolute paths are not allowed" in p.stderr
+          and not os.path.exists(refused),
+          f"a flat outside the data root is refused: {p.stderr.strip()}")
+    sys.path.insert(0, os.path.join(BUILD, "python"))
+    import stackproc  # noqa: E402
+    from stackproc import errors  # noqa: E402
+    client = stackproc.Client(cli_env["STACKPROC_SERVER"])
+    try:
+        client.process(cz, ["flatfield:flat=../cz.ome.tif"], axes="CZYX")
+        check(False, "a flat above the data root is refused")
+    except errors.PermissionDenied as e:
+        check("outside" in str(e) or "not allowed" in str(e),
+              f"a flat above the data root: PermissionDenied from Python ({e})")
+    check(cli("health").stdout.strip() == "SERVING", "and the server keeps serving")
+finally:
+    server.terminate()
+    server.wait(timeout=30)
 
 if failures:
     print(f"{len(failures)} failed")

@@ -267,7 +267,7 @@ TEST(EngineTest, WrongTypeIsRejectedBeforeAnySliceRuns) {
 // statistics would be more (flatfield's, one sum a pixel) is refused for a cut job, saying so.
 TEST(EngineTest, StatisticsGatheredApartHaveABound) {
   ASSERT_OK_AND_ASSIGN(Pipeline pipeline, Pipeline::Parse({"flatfield"}));
-  ASSERT_OK(pipeline.Bind({}, 8));
+  ASSERT_OK(pipeline.Bind({{8, 2048, 2048}, PixelType::kUint16, {}}));
   ASSERT_OK_AND_ASSIGN(std::vector<SliceFormat> fits,
                        pipeline.Plan({2048, 2048, PixelType::kUint16}));
   EXPECT_OK(StatsStep(pipeline, fits).status());

@@ -60,7 +60,7 @@ Stack Reference(const Stack& input, const std::vector<std::string>& specs, const
   for (const std::string& spec : specs) {
     absl::StatusOr<Pipeline> one = Pipeline::Parse({spec});
     EXPECT_TRUE(one.ok()) << one.status();
-    EXPECT_TRUE(one->Bind(input.metadata().dims, input.depth()).ok());
+    EXPECT_TRUE(one->Bind({input.shape(), input.pixel_type(), input.metadata()}).ok());
     absl::StatusOr<std::vector<SliceFormat>> formats =
         one->Plan(SliceFormat::Of(current.shape(), current.pixel_type()));
     EXPECT_TRUE(formats.ok());

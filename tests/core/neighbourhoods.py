@@ -10,6 +10,8 @@ and a pipeline with them making the same bytes in every job kind.
   memory, run with a window of a few planes, cut in 4 shards (each reading its neighbours'
   planes) and assembled, streamed through stackprocd from the client, and into an OME-Zarr store:
   the same bytes (outputs compared by tests/tools/same_output.py; the store's pixels by zarrita).
+- gaussian3d:units=physical on a stack of anisotropic voxels (Fiji's calibration) equals scipy
+  with each axis's sigma in voxels, after a resize too; refused on a stack with no voxel size.
 - Bad input: a neighbourhood deeper than the stack, one larger than the window: a clear error,
   nothing written, and the server keeps serving.
 
@@ -100,6 +102,40 @@ for dtype in ("uint8", "uint16", "float32"):
         else:
             err = np.abs(got.astype(np.float64) - np.round(ref))
             check(err.max() <= 1, f"{what} within 1 grey level (worst {err.max():.0f})")
+
+# --- gaussian3d in the stack's physical units -----------------------------------------------------
+# Voxels of 0.4 (x) x 0.5 (y) x 2.5 (z) micrometres, as Fiji states them: one sigma of 1 um is
+# 2.5 pixels along x, 2 along y and 0.4 z-slices.
+v = volume((13, 45, 61), "float32", 3)
+inp = os.path.join(TMP, "calibrated.tif")
+tifffile.imwrite(inp, v, imagej=True, resolution=(1 / 0.4, 1 / 0.5),
+                 metadata={"spacing": 2.5, "unit": "um", "axes": "ZYX"})
+out = os.path.join(TMP, "physical.tif")
+run(inp, out, ["gaussian3d:sigma=1,units=physical"])
+ref = nd.gaussian_filter(v.astype(np.float64), (1 / 2.5, 1 / 0.5, 1 / 0.4), mode="mirror")
+err = np.abs(tifffile.imread(out) - ref) / np.maximum(np.abs(ref), 1.0)
+check(err.max() <= 1e-3, f"gaussian3d:sigma=1,units=physical on 0.4 x 0.5 x 2.5 um voxels equals "
+      f"scipy's sigmas (0.4, 2, 2.5) in voxels (worst {err.max():.2e} relative)")
+# After a resize the pixels are twice as large: the same distance is half as many pixels.
+even = os.path.join(TMP, "calibrated-even.tif")
+tifffile.imwrite(even, v[:, :44, :60], imagej=True, resolution=(1 / 0.4, 1 / 0.5),
+                 metadata={"spacing": 2.5, "unit": "um", "axes": "ZYX"})
+run(even, out, ["resize:scale=0.5", "gaussian3d:sigma=1,sigma_z=5,units=physical"])
+halved = os.path.join(TMP, "halved.tif")
+run(even, halved, ["resize:scale=0.5"])
+ref = nd.gaussian_filter(tifffile.imread(halved).astype(np.float64), (2, 1, 1.25), mode="mirror")
+err = np.abs(tifffile.imread(out) - ref) / np.maximum(np.abs(ref), 1.0)
+check(err.max() <= 1e-3, f"after resize:scale=0.5 the voxel is 0.8 x 1 um: sigmas (2, 1, 1.25) in "
+      f"voxels (worst {err.max():.2e} relative)")
+plain = os.path.join(TMP, "in-float32.tif")  # no voxel size stated
+refused = os.path.join(TMP, "refused.tif")
+p = run(plain, refused, ["gaussian3d:sigma=1,units=physical"], ok=False)
+check(p.returncode != 0 and "needs the voxel's size along x, y and z" in p.stderr
+      and not os.path.exists(refused),
+      f"units=physical on a stack with no voxel size is refused: {p.stderr.strip()}")
+p = run(inp, refused, ["gaussian3d:sigma=30,units=physical"], ok=False)
+check(p.returncode != 0 and "75 voxels along x" in p.stderr,
+      f"a distance of more than 50 voxels is refused: {p.stderr.strip()}")
 
 # --- every job kind, the same bytes -----------------------------------------------------------
 data = os.path.join(TMP, "data")

@@ -297,6 +297,14 @@ StackMetadata UpdateMetadata(const StackMetadata& in, const StackShape& out_shap
     out.y_resolution = 1 / geometry.y_factor;
     out.resolution_unit = ResolutionUnit::kNone;
   }
+  // A display window is in the input's pixel values: another type's are others (ImageJ's min
+  // and max go too, below).
+  if (in_type != out_type) {
+    for (ChannelInfo& channel : out.dims.channel_info) {
+      channel.window_start.reset();
+      channel.window_end.reset();
+    }
+  }
 
   switch (ClassifyDescription(in.description)) {
     case DescriptionKind::kImageJ: {

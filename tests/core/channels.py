@@ -276,8 +276,8 @@ store.attrs["multiscales"] = [{
     "axes": [{"name": "c", "type": "channel"}, {"name": "z", "type": "space", "unit": "micrometer"},
              {"name": "y", "type": "space", "unit": "micrometer"},
              {"name": "x", "type": "space", "unit": "micrometer"}]}]
-store.attrs["omero"] = {"channels": [{"label": "DAPI", "color": "0000FF"},
-                                     {"label": "GFP", "color": "00FF00"}]}
+store.attrs["omero"] = {"channels": [{"label": "DAPI", "color": "0000FF", "window": {
+    "start": 100, "end": 4000, "min": 0, "max": 65535}}, {"label": "GFP", "color": "00FF00"}]}
 run(f"{TMP}/in.zarr", f"{TMP}/from_zarr.ome.tif", "gaussian:sigma=1,c1.sigma=2")
 axes, got, _, warnings = read(f"{TMP}/from_zarr.ome.tif")
 check(axes == "CZYX" and warnings == "" and
@@ -322,6 +322,13 @@ check(names == ["c", "z", "y", "x"] and np.array_equal(group["0"][:], 65535 - da
       [c["label"] for c in group.attrs["omero"]["channels"]] == ["DAPI", "GFP"] and
       ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [1, 2.0, 0.5, 0.5],
       f"OME-Zarr -> OME-Zarr in z-chunks of 3: axes {names}, pixels, omero labels, scale")
+window = group.attrs["omero"]["channels"][0].get("window", {})
+check((window.get("start"), window.get("end")) == (100, 4000),
+      f"a step that keeps the pixel type keeps the display window ({window})")
+group, names, ms = zarr_out(f"{TMP}/in.zarr", "converted", ["convert:to=uint8"])
+check(all("window" not in c for c in group.attrs["omero"]["channels"]),
+      f"a convert to uint8 drops the uint16 display window, which is in another type's values "
+      f"({group.attrs['omero']['channels']})")
 data = stack((3, 4, 2), 12)  # T, Z, C: an ImageJ hyperstack, planes channel fastest
 tifffile.imwrite(f"{TMP}/hyper2.tif", data, imagej=True, metadata={"axes": "TZCYX"})
 group, names, ms = zarr_out(f"{TMP}/hyper2.tif", "hyper", ["invert"], "--pyramid", "1")

@@ -43,6 +43,58 @@ def test_process_any_byte_order_and_layout(server):
             assert np.array_equal(client.process(array, ops), want)
 
 
+class PlanesOnly:
+    """The least an array-like has: shape, dtype and indexing by (t, c, z); it counts reads."""
+
+    def __init__(self, array):
+        self.array, self.shape, self.dtype, self.reads = array, array.shape, array.dtype, []
+
+    def __getitem__(self, index):
+        self.reads.append(index)
+        return self.array[index]
+
+
+def test_process_any_array_like_into_out(server, tmp_path):
+    """Array-likes in (a zarr array, a memmap, an object with only shape, dtype and indexing),
+    read a plane at a time, each once; results written into `out` (a zarr array, a memmap)."""
+    import zarr
+    a = stack((6, 48, 64), "uint16")
+    want = blur(a)
+    z_in = zarr.open(str(tmp_path / "in.zarr"), mode="w", shape=a.shape, chunks=(1, 48, 64),
+                     dtype=a.dtype)
+    z_in[:] = a
+    m_in = np.lib.format.open_memmap(tmp_path / "in.npy", mode="w+", dtype=a.dtype, shape=a.shape)
+    m_in[:] = a
+    planes = PlanesOnly(a)
+    with stackproc.Client(server.target) as client:
+        for source in (z_in, m_in, planes):
+            z_out = zarr.open(str(tmp_path / "out.zarr"), mode="w", shape=a.shape,
+                              chunks=(1, 48, 64), dtype=a.dtype)
+            assert client.process(source, "gaussian:ksize=5", out=z_out) is z_out
+            assert np.array_equal(z_out[:], want), type(source)
+        assert sorted(planes.reads) == [(z,) for z in range(6)]  # each plane read once
+        m_out = np.lib.format.open_memmap(tmp_path / "out.npy", mode="w+", dtype=a.dtype,
+                                          shape=a.shape)
+        client.process(z_in, "gaussian:ksize=5", out=m_out)
+        assert np.array_equal(np.load(tmp_path / "out.npy"), want)
+        # (t, c, z) arrays index `out` the same way.
+        tc = a.reshape(1, 2, 3, 48, 64)
+        out5 = np.zeros_like(tc)
+        client.process(PlanesOnly(tc), "gaussian:ksize=5", out=out5)
+        assert np.array_equal(out5, want.reshape(tc.shape))
+
+
+def test_process_refuses_an_out_of_another_shape(server):
+    a = stack((3, 40, 40), "uint8")
+    with stackproc.Client(server.target) as client:
+        with pytest.raises(ValueError, match=r"out is \(3, 40, 40\) uint8; the result is "
+                                             r"\(3, 20, 20\) uint8"):
+            client.process(a, "resize:scale=0.5", out=np.zeros_like(a))
+        with pytest.raises(TypeError, match="int32 is not supported"):
+            client.process(PlanesOnly(a.astype(np.int32)), "invert")
+        assert np.array_equal(client.process(a, "invert"), 255 - a)  # and it keeps serving
+
+
 def test_process_channels_and_time_points(server):
     """(t, c, z, y, x) in, the same axes out; per-channel parameters and statistics; a 4-D array
     says which axes it has, and is refused when it does not."""

@@ -1,5 +1,6 @@
 """stackproc.Client: a connection to stackprocd, its jobs and streamed processing."""
 
+import contextlib
 import os
 
 import grpc
@@ -220,35 +221,47 @@ class Client:
         return request
 
     # Streamed jobs: the pixels travel over the call.
-    def process(self, array, ops, *, axes=None, metadata=None, progress=False,
+    def process(self, array, ops, *, out=None, axes=None, metadata=None, progress=False,
                 with_metadata=False):
         """Runs the pipeline on an array of uint8, uint16 or float32 (any byte order, any
-        strides: converted a plane at a time) on the server and returns the result array, of
-        the same axes: (z, y, x), (t, c, z, y, x), or a 4-D one whose `axes` say which it is
-        ("czyx" or "tzyx"; a 4-D array without them is refused, never guessed). Operations run
-        on every plane; a step may name channels (gaussian:sigma=2,channels=1, c1.sigma=4).
+        strides) on the server and returns the result array, of the same axes: (z, y, x),
+        (t, c, z, y, x), or a 4-D one whose `axes` say which it is ("czyx" or "tzyx"; a 4-D
+        array without them is refused, never guessed). Operations run on every plane; a step may
+        name channels (gaussian:sigma=2,channels=1, c1.sigma=4).
+
+        `array` is anything with `shape`, `dtype` and numpy-style indexing (a numpy array or
+        memmap, a zarr array, a dask array): it is read one plane at a time as the upload goes,
+        so it need not fit in memory. `out`, when given, is anything that takes
+        `out[t, c, z] = plane` (indexed as `array` is) and has the result's shape and type (a
+        zarr array, a numpy memmap): each plane is written there as it arrives, and `out` is
+        returned; the client then holds a few planes, never the stack. Without it the result is
+        a new numpy array.
 
         `metadata` (a Metadata) travels with the pixels and comes back updated for the
         pipeline's geometry: with_metadata=True returns (array, Metadata). `progress`: True
-        draws a tqdm bar, a callable is called with each JobStatus."""
-        array = np.asarray(array)
-        lead = _lead_axes(array.ndim, axes)
+        draws a tqdm bar (tqdm.auto: a widget in a notebook), a callable is called with each
+        JobStatus."""
+        lead = _lead_axes(len(array.shape), axes)
         sizes = dict(zip(lead, array.shape[:len(lead)]))
         times, channels, depth = sizes.get("t", 1), sizes.get("c", 1), sizes["z"]
         planes = times * channels * depth
         wire = DTYPES[pixel_type(array.dtype)]
 
+        def index(p):  # plane p's index in (t, c, z) arrays of `lead`'s axes
+            at = dict(zip("tcz", np.unravel_index(p, (times, channels, depth))))
+            return tuple(int(at[a]) for a in lead)
+
         def slice_bytes(p):  # no copy when the plane is contiguous and little-endian already
-            index = dict(zip("tcz", np.unravel_index(p, (times, channels, depth))))
-            plane = array[tuple(index[a] for a in lead)]
+            plane = np.asarray(array[index(p)])
             return memoryview(np.ascontiguousarray(plane, dtype=wire)).cast("B")
 
-        header = self._header((planes,) + array.shape[-2:], array.dtype, ops, metadata,
+        header = self._header((planes,) + tuple(array.shape[-2:]), array.dtype, ops, metadata,
                               z_stack=planes == depth)
         header.dimensions.times, header.dimensions.channels = times, channels
-        sink = _ArraySink()
+        sink = _ArraySink() if out is None else _OutSink(out, index, tuple(array.shape[:len(lead)]))
         result_meta = self._process(header, slice_bytes, sink, progress)
-        result = sink.array.reshape(array.shape[:len(lead)] + sink.array.shape[1:])
+        result = out if out is not None else sink.array.reshape(
+            tuple(array.shape[:len(lead)]) + sink.array.shape[1:])
         return (result, result_meta) if with_metadata else result
 
     def _header(self, shape, dtype, ops, metadata, z_stack=True):
@@ -273,25 +286,28 @@ class Client:
 
         report, close = _reporter(progress)
         meta = job = None
-        try:
-            for reply in self._stream_call(requests()):
-                kind = reply.WhichOneof("payload")
-                if kind == "job":
-                    job = JobStatus.from_proto(reply.job)
-                    report(job)
-                elif kind == "result_header":
-                    h = reply.result_header
-                    meta = Metadata.from_proto(h)
-                    sink.begin((h.shape.depth, h.shape.height, h.shape.width),
-                               DTYPES[h.pixel_type], meta)
-                else:
-                    c = reply.chunk
-                    view = sink.slice(c.slice)
-                    view[c.offset:c.offset + len(c.data)] = np.frombuffer(c.data, np.uint8)
-                    if c.offset + len(c.data) == len(view):
-                        sink.done(c.slice)
-        finally:
-            close()
+        # closing(): an error of the sink's (an `out` of another shape) ends the call at once,
+        # and the server cancels the job.
+        with contextlib.closing(self._stream_call(requests())) as replies:
+            try:
+                for reply in replies:
+                    kind = reply.WhichOneof("payload")
+                    if kind == "job":
+                        job = JobStatus.from_proto(reply.job)
+                        report(job)
+                    elif kind == "result_header":
+                        h = reply.result_header
+                        meta = Metadata.from_proto(h)
+                        sink.begin((h.shape.depth, h.shape.height, h.shape.width),
+                                   DTYPES[h.pixel_type], meta)
+                    else:
+                        c = reply.chunk
+                        view = sink.slice(c.slice)
+                        view[c.offset:c.offset + len(c.data)] = np.frombuffer(c.data, np.uint8)
+                        if c.offset + len(c.data) == len(view):
+                            sink.done(c.slice)
+            finally:
+                close()
         if job is None or job.state != "succeeded":
             state = job.state if job else "not started"
             raise errors.error_for(job.error_code if job else 2,
@@ -299,10 +315,13 @@ class Client:
         return meta
 
     def _stream_call(self, requests):
+        call = self._stub.ProcessStream(requests, metadata=self._metadata)
         try:
-            yield from self._stub.ProcessStream(requests, metadata=self._metadata)
+            yield from call
         except grpc.RpcError as e:
             raise errors.from_rpc(e) from None
+        finally:
+            call.cancel()  # nothing once the call has ended; else it ends it
 
     def process_file(self, input_path, output_path, ops, *, compression=None, overwrite=False,
                      progress=False):
@@ -342,6 +361,31 @@ class _ArraySink:
 
     def done(self, z):
         pass
+
+
+class _OutSink:
+    """A streamed result into the caller's array-like, a plane at a time: each plane gathered
+    from its chunks into a buffer, then stored with `out[index] = plane`."""
+
+    def __init__(self, out, index, lead_shape):
+        self.out, self.index, self.lead_shape = out, index, lead_shape
+        self.planes = {}
+
+    def begin(self, shape, dtype, metadata):
+        want = self.lead_shape + tuple(shape[1:])
+        if tuple(self.out.shape) != want or np.dtype(self.out.dtype) != np.dtype(dtype):
+            raise ValueError(f"out is {tuple(self.out.shape)} {np.dtype(self.out.dtype)}; the "
+                             f"result is {want} {np.dtype(dtype)}")
+        self.plane_shape, self.dtype = tuple(shape[1:]), dtype
+
+    def slice(self, z):
+        plane = self.planes.get(z)
+        if plane is None:
+            plane = self.planes[z] = np.empty(self.plane_shape, self.dtype)
+        return plane.reshape(-1).view(np.uint8)
+
+    def done(self, z):
+        self.out[self.index(z)] = self.planes.pop(z)
 
 
 def _op_text(spec):

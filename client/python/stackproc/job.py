@@ -133,7 +133,7 @@ def _reporter(progress):
         return progress, lambda: None
     if not progress:
         return (lambda status: None), lambda: None
-    from tqdm import tqdm  # only when asked for
+    from tqdm.auto import tqdm  # only when asked for; a widget in a notebook
 
     bar = tqdm(unit="slice", dynamic_ncols=True)
 

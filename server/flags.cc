@@ -360,6 +360,11 @@ absl::Status CheckTogether(ServerOptions& o) {
         "network"));
   }
   SlurmOptions& slurm = o.jobs.slurm;
+  if (slurm.worker.find('/') != std::string::npos && slurm.worker.front() != '/') {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--slurm-worker ", slurm.worker,
+        ": give an absolute path, or a name on the nodes' PATH (tasks run in the data root)"));
+  }
   if (slurm.worker.empty() && o.jobs.executor == Executor::kSlurm) {
     std::error_code error;
     const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);

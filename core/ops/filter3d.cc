@@ -97,17 +97,21 @@ class Separable3d final : public SliceOp {
   Scratch<Planes> scratch_;
 };
 
+// gaussian3d's sigmas: distances in any unit (units=physical) as small as kLeast; at most
+// kMostVoxels voxels, and at least kLeastVoxels when given in voxels.
+constexpr double kLeast = 1e-6, kLeastVoxels = 0.1, kMostVoxels = 50;
+
 const OperationInfo& GaussianInfo() {
   static const OperationInfo info{
       "gaussian3d",
       "3-D Gaussian blur over the z-slices around each plane (scipy.ndimage.gaussian_filter, "
       "mode mirror)",
-      {DoubleParam("sigma", 1, 0.1, 50,
-                   "standard deviation along y and x, in pixels (units=physical: in the stack's "
-                   "unit)"),
-       OnlyWhenGiven(DoubleParam("sigma_z", 1, 0.1, 50,
-                                 "standard deviation along z, in z-slices (units=physical: in the "
-                                 "stack's unit); default: sigma")),
+      {DoubleParam("sigma", 1, kLeast, 1e6,
+                   "standard deviation along y and x, in pixels, 0.1 to 50 (units=physical: in "
+                   "the stack's unit, 50 voxels at most)"),
+       OnlyWhenGiven(DoubleParam("sigma_z", 1, kLeast, 1e6,
+                                 "standard deviation along z, in z-slices, 0.1 to 50 "
+                                 "(units=physical: in the stack's unit); default: sigma")),
        DoubleParam("truncate", 4, 1, 10,
                    "kernel radius in standard deviations: int(truncate x sigma + 0.5) pixels or "
                    "z-slices on each side"),
@@ -142,10 +146,10 @@ absl::StatusOr<Kernels> PhysicalGaussian(double sigma, double sigma_z, double tr
                                               {"y", sigma, *voxel.y, &k.y},
                                               {"z", sigma_z, *voxel.z, &k.z}}) {
     const double voxels = distance / size;
-    if (voxels > 50) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("gaussian3d: a sigma of ", distance, " ", voxel.unit, " is ", voxels,
-                       " voxels along ", axis, " (voxels of ", Describe(voxel), "): at most 50"));
+    if (voxels > kMostVoxels) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "gaussian3d: a sigma of ", distance, " ", voxel.unit, " is ", voxels, " voxels along ",
+          axis, " (voxels of ", Describe(voxel), "): at most ", kMostVoxels));
     }
     *kernel = ScipyGaussianKernel(voxels, truncate, CV_32F);
   }
@@ -160,6 +164,13 @@ absl::StatusOr<std::unique_ptr<SliceOp>> MakeGaussian(const ParamValues& p) {
     return std::make_unique<Separable3d>(GaussianInfo(), [=](const VoxelSize& voxel) {
       return PhysicalGaussian(sigma, sigma_z, truncate, voxel);
     });
+  }
+  for (auto [name, value] : {std::pair{"sigma", sigma}, {"sigma_z", sigma_z}}) {
+    if (value < kLeastVoxels || value > kMostVoxels) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "gaussian3d: ", name, "=", value, " is not valid in voxels (", kLeastVoxels, " to ",
+          kMostVoxels, "; a distance in the stack's unit with units=physical)"));
+    }
   }
   const cv::Mat xy = ScipyGaussianKernel(sigma, truncate, CV_32F);
   return std::make_unique<Separable3d>(

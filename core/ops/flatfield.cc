@@ -27,9 +27,11 @@ const OperationInfo& Info() {
       "flatfield",
       "(image - dark) / flat, the flat an image or each channel's mean plane smoothed, divided "
       "by its mean",
-      {DoubleParam("dark", 0, 0, 1e6, "the camera's dark level, taken off first"),
-       DoubleParam("sigma", 50, 1, 1000,
-                   "the Gaussian that smooths the mean plane into the flat, in pixels"),
+      {UnusedWith(DoubleParam("dark", 0, 0, 1e6, "the camera's dark level, taken off first"),
+                  "dark_frame"),
+       UnusedWith(DoubleParam("sigma", 50, 1, 1000,
+                              "the Gaussian that smooths the mean plane into the flat, in pixels"),
+                  "flat"),
        FileParam("flat",
                  "the flat as an image (one plane of the slices' size, every pixel above "
                  "0; a path with no ',' or ':'), instead of the estimate; per channel: "
@@ -74,6 +76,7 @@ class Flatfield final : public SliceOp {
   bool NeedsWholeStack() const override { return files_.flat.empty(); }
 
   absl::Status PrepareForStack(const Stack& input, const std::vector<int64_t>& planes) override {
+    if (!files_.flat.empty()) return absl::OkStatus();  // a channel's own flat, beside estimates
     cv::Mat sum = cv::Mat::zeros(static_cast<int>(input.shape().height),
                                  static_cast<int>(input.shape().width), CV_64F);
     for (int64_t p : planes) cv::add(sum, input.Slice(p), sum, cv::noArray(), CV_64F);
@@ -99,6 +102,7 @@ class Flatfield final : public SliceOp {
   }
   absl::Status PrepareFromStats(const SliceFormat& format,
                                 const std::vector<uint64_t>& stats) override {
+    if (!files_.flat.empty()) return absl::OkStatus();
     const size_t pixels = static_cast<size_t>(format.height) * static_cast<size_t>(format.width);
     if (stats.size() != pixels + 1) {
       return absl::InvalidArgumentError(absl::StrCat("flatfield: statistics of ", stats.size(),
@@ -171,15 +175,6 @@ absl::StatusOr<cv::Mat> ReadFrame(const ParamValues& p, const char* name, std::s
 }
 
 absl::StatusOr<std::unique_ptr<SliceOp>> Make(const ParamValues& p) {
-  if (p.IsSet("flat") && p.IsSet("sigma")) {
-    return absl::InvalidArgumentError(
-        "flatfield: sigma smooths the flat estimated from the stack; a flat= image is taken as "
-        "it is: give one or the other");
-  }
-  if (p.IsSet("dark") && p.IsSet("dark_frame")) {
-    return absl::InvalidArgumentError(
-        "flatfield: the dark is a level (dark=) or an image (dark_frame=): give one");
-  }
   Flatfield::Files files;
   STACKPROC_ASSIGN_OR_RETURN(files.flat, ReadFrame(p, "flat", files.flat_path));
   STACKPROC_ASSIGN_OR_RETURN(files.dark, ReadFrame(p, "dark_frame", files.dark_path));

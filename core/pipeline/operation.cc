@@ -17,7 +17,7 @@ std::string ParamSpec::AllowedText() const {
     case ParamType::kChoice:
       return absl::StrCat("one of ", absl::StrJoin(choices, "|"));
     case ParamType::kFile:
-      return "an image file";
+      return "an image file (no ',')";
   }
   return "";
 }
@@ -36,6 +36,11 @@ ParamSpec DoubleParam(std::string name, double default_value, double min, double
 
 ParamSpec OnlyWhenGiven(ParamSpec spec) {
   spec.only_when_given = true;
+  return spec;
+}
+
+ParamSpec UnusedWith(ParamSpec spec, std::string other) {
+  spec.unused_with = std::move(other);
   return spec;
 }
 

@@ -33,6 +33,10 @@ struct ParamSpec {
   // Its absence means something of its own (the op asks ParamValues::IsSet: gaussian's ksize
   // when sigma is given): a spec completed with every parameter leaves it out unless given.
   bool only_when_given = false;
+  // A parameter it means nothing beside (sigma smooths an estimated flat; a flat= image has
+  // none): given together they are refused, and a spec completed with every parameter leaves
+  // this one's default out when that one is given.
+  std::string unused_with = {};
 
   // "int in [1, 255]", "float in [0, 100]", "one of rect|ellipse|cross".
   std::string AllowedText() const;
@@ -47,6 +51,8 @@ ParamSpec ChoiceParam(std::string name, std::vector<std::string> choices, std::s
 ParamSpec FileParam(std::string name, std::string doc);
 // `spec`, marked only_when_given.
 ParamSpec OnlyWhenGiven(ParamSpec spec);
+// `spec`, meaning nothing beside parameter `other` (ParamSpec::unused_with).
+ParamSpec UnusedWith(ParamSpec spec, std::string other);
 
 struct OperationInfo {
   std::string name;

@@ -125,9 +125,17 @@ absl::StatusOr<ParamValues> OperationRegistry::Resolve(const OperationInfo& info
       case ParamType::kChoice:
         if (std::find(p.choices.begin(), p.choices.end(), text) == p.choices.end()) return bad();
         break;
-      case ParamType::kFile:  // read by the op; absent unless given
-        if (values.IsSet(p.name) && text.empty()) return bad();
+      case ParamType::kFile:  // read by the op; absent unless given. A ',' would end it in
+                              // the text form, which records and cluster tasks carry.
+        if (values.IsSet(p.name) && (text.empty() || text.find(',') != std::string::npos)) {
+          return bad();
+        }
         break;
+    }
+    if (!p.unused_with.empty() && values.IsSet(p.name) && values.IsSet(p.unused_with)) {
+      return absl::InvalidArgumentError(absl::StrCat(info.name, ": ", p.name,
+                                                     " means nothing beside ", p.unused_with,
+                                                     ": give one or the other"));
     }
   }
   return values;
@@ -157,7 +165,10 @@ absl::StatusOr<OpSpec> OperationRegistry::Complete(const OpSpec& spec) const {
                               [&](const auto& param) { return param.first == p.name; });
     if (given != spec.params.end()) {
       complete.params.emplace_back(p.name, given->second);
-    } else if (!p.only_when_given) {
+    } else if (!p.only_when_given &&
+               !(!p.unused_with.empty() &&
+                 std::any_of(spec.params.begin(), spec.params.end(),
+                             [&](const auto& param) { return param.first == p.unused_with; }))) {
       complete.params.emplace_back(p.name, p.default_value);
     }
   }

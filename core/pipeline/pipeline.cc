@@ -25,8 +25,10 @@ absl::StatusOr<std::vector<int64_t>> ParseChannels(absl::string_view text) {
   return channels;
 }
 
-// Splits `spec` into the step's form without channel keys and its per-channel forms.
-absl::Status SplitChannelKeys(const OpSpec& spec, Pipeline::Step& step) {
+// Splits `spec` into the step's form without channel keys and its per-channel forms: the step's
+// parameters with the channel's own in their place, less those that mean nothing beside the
+// channel's own (ParamSpec::unused_with: sigma beside c1.flat). `info`: the op's, when known.
+absl::Status SplitChannelKeys(const OpSpec& spec, const OperationInfo* info, Pipeline::Step& step) {
   OpSpec base{spec.name, {}};
   std::map<int64_t, std::vector<std::pair<std::string, std::string>>> own;
   for (const auto& [key, value] : spec.params) {
@@ -46,7 +48,14 @@ absl::Status SplitChannelKeys(const OpSpec& spec, Pipeline::Step& step) {
   }
   for (auto& [c, overrides] : own) {
     OpSpec mine = base;
+    auto unused_beside = [&](const std::string& name, const std::string& given) {
+      return info != nullptr &&
+             std::any_of(info->params.begin(), info->params.end(), [&](const ParamSpec& p) {
+               return p.name == name && p.unused_with == given;
+             });
+    };
     for (auto& [key, value] : overrides) {
+      std::erase_if(mine.params, [&](const auto& p) { return unused_beside(p.first, key); });
       auto it = std::find_if(mine.params.begin(), mine.params.end(),
                              [&key = key](const auto& p) { return p.first == key; });
       if (it != mine.params.end()) {
@@ -75,7 +84,11 @@ absl::StatusOr<Pipeline> Pipeline::Create(const std::vector<OpSpec>& specs,
       return absl::Status(status.code(), absl::StrCat("operation ", i + 1, " (", step.spec,
                                                       "): ", status.message()));
     };
-    if (absl::Status s = SplitChannelKeys(specs[i], step); !s.ok()) return fail(s);
+    const OperationDef* def = registry.Find(specs[i].name);
+    if (absl::Status s = SplitChannelKeys(specs[i], def != nullptr ? &def->info : nullptr, step);
+        !s.ok()) {
+      return fail(s);
+    }
     absl::StatusOr<std::unique_ptr<SliceOp>> op = registry.Create(*step.base, pipeline.images_);
     if (!op.ok()) return fail(op.status());
     step.op = *std::move(op);

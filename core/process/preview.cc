@@ -56,6 +56,28 @@ absl::StatusOr<SweptOp> ParseSwept(const std::string& text) {
   return op;
 }
 
+// InvalidArgument when a step reads an image of whole slices (flatfield:flat=): a region has
+// no part of it to take.
+absl::Status CheckRegionTakes(const PreviewRequest& request) {
+  for (const PreviewVariant& variant : request.variants) {
+    for (const OpSpec& op : variant.ops) {
+      const OperationDef* def = OperationRegistry::Builtin().Find(op.name);
+      for (const auto& [key, value] : op.params) {
+        const std::string name = key.substr(key.find('.') + 1);  // c1.flat: flat
+        for (const ParamSpec& p : def != nullptr ? def->info.params : std::vector<ParamSpec>{}) {
+          if (p.name == name && p.type == ParamType::kFile) {
+            return absl::InvalidArgumentError(
+                absl::StrCat(FormatOpSpec(op), ": ", key,
+                             "= is an image of whole slices; preview whole "
+                             "slices (no region) with it"));
+          }
+        }
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<PreviewVariant>> ExpandSweep(const std::vector<std::string>& texts) {
@@ -344,7 +366,10 @@ absl::StatusOr<Preview> RunPreview(const Files& files, const PreviewRequest& req
         .copyTo(preview.before.Slice(static_cast<int64_t>(i)));
   }
 
-  if (request.region) preview.notes.push_back(RegionNote(request, region));
+  if (request.region) {
+    STACKPROC_RETURN_IF_ERROR(CheckRegionTakes(request));
+    preview.notes.push_back(RegionNote(request, region));
+  }
   for (const PreviewVariant& variant : request.variants) {
     STACKPROC_ASSIGN_OR_RETURN(
         Pipeline pipeline,

@@ -136,7 +136,7 @@ for c in range(2):
     flat = nd.gaussian_filter(mean, sigma, mode="mirror", truncate=4.0)
     flat /= flat.mean()
     want.append(np.clip(np.round((cz[c] - dark) / flat), 0, 65535))
-want = np.stack(want)
+want = want_estimated = np.stack(want)
 err = np.abs(got.astype(np.float64) - want).max()
 check(got.shape == cz.shape and err <= 1,
       f"flatfield: (image - dark) / flat, each channel's flat its mean plane smoothed, as numpy "
@@ -192,6 +192,20 @@ want = np.stack([corrected(cz[c], flats[c].astype(np.float64), dark_frame) for c
 err = np.abs(got - want).max()
 check(err <= 1, f"flatfield with flat files (one per channel) and a dark frame: (image - dark) / "
       f"(flat / mean(flat)) as numpy computes it (worst {err:.0f})")
+rerun = os.path.join(TMP, "flat-rerun.tif")
+p = subprocess.run([LOCAL, "rerun", out, "--output", rerun], capture_output=True, text=True)
+same = subprocess.run(["/usr/bin/python3", SAME, out, rerun, "--differ", "time,executor"],
+                      capture_output=True, text=True)
+check(p.returncode == 0 and same.returncode == 0,
+      f"rerun of the output (its record names the files) makes the same bytes {p.stderr.strip()}")
+# A channel's own flat beside the others' estimates: channel 1 by its file, channel 0 estimated.
+out_mixed = os.path.join(TMP, "flat-mixed.tif")
+run(src, out_mixed, [f"flatfield:dark={dark:g},sigma={sigma:g},c1.flat={flat1}"])
+mixed = tifffile.imread(out_mixed).astype(np.float64)
+err = max(np.abs(mixed[0] - want_estimated[0]).max(),
+          np.abs(mixed[1] - corrected(cz[1], flats[1].astype(np.float64), dark)).max())
+check(err <= 1, f"c1.flat beside an estimate: channel 1 by its flat file, channel 0 by the "
+      f"estimate (worst {err:.0f})")
 p = run(src, os.path.join(TMP, "flat-stream.tif"), [files_op], "--mode", "streaming")
 check(p.returncode == 0 and np.array_equal(tifffile.imread(os.path.join(TMP, "flat-stream.tif")),
                                            tifffile.imread(out)),
@@ -215,12 +229,17 @@ tifffile.imwrite(two_flat, np.stack([flats[0], flats[0]]), metadata={"axes": "ZY
 for op, says in ((f"flatfield:flat={small_flat}", "is 48x40 pixels; the slices are 96x80"),
                  (f"flatfield:flat={zero_flat}", "is 0 at x=9, y=7"),
                  (f"flatfield:flat={two_flat}", "holds 2 planes; it must be one"),
-                 (f"flatfield:flat={flat0},sigma=5", "give one or the other"),
-                 (f"flatfield:dark_frame={darkf},dark=3", "give one"),
+                 (f"flatfield:flat={flat0},sigma=5", "sigma means nothing beside flat"),
+                 (f"flatfield:dark_frame={darkf},dark=3", "dark means nothing beside dark_frame"),
                  (f"flatfield:flat={TMP}/missing.tif", "missing.tif")):
     p = run(src, refused, [op], ok=False)
     check(p.returncode != 0 and says in p.stderr and not os.path.exists(refused),
           f"refused, nothing written: {p.stderr.strip()}")
+
+p = subprocess.run([LOCAL, "preview", src, "--op", files_op, "--roi", "0,0,16,16", "-o",
+                    os.path.join(TMP, "p.png")], capture_output=True, text=True)
+check(p.returncode != 0 and "is an image of whole slices" in p.stderr,
+      f"a preview of a region with a flat image is refused: {p.stderr.strip()}")
 
 # Through stackprocd: the files beneath its data root, by the path a client gives.
 data = os.path.join(TMP, "data")
@@ -263,6 +282,11 @@ try:
     except errors.PermissionDenied as e:
         check("outside" in str(e) or "not allowed" in str(e),
               f"a flat above the data root: PermissionDenied from Python ({e})")
+    try:  # a ',' would end the path in the recorded text form (reached only by a dict's value)
+        client.process(cz, [{"name": "flatfield", "flat": "a,b.tif"}], axes="CZYX")
+        check(False, "a flat path with a ',' is refused")
+    except errors.InvalidArgument as e:
+        check("an image file (no ',')" in str(e), f"a flat path with a ',': InvalidArgument ({e})")
     check(cli("health").stdout.strip() == "SERVING", "and the server keeps serving")
 finally:
     server.terminate()

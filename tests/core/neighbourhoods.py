@@ -136,6 +136,9 @@ check(p.returncode != 0 and "needs the voxel's size along x, y and z" in p.stder
 p = run(inp, refused, ["gaussian3d:sigma=30,units=physical"], ok=False)
 check(p.returncode != 0 and "75 voxels along x" in p.stderr,
       f"a distance of more than 50 voxels is refused: {p.stderr.strip()}")
+p = run(inp, refused, ["gaussian3d:sigma=80"], ok=False)
+check(p.returncode != 0 and "sigma=80 is not valid in voxels (0.1 to 50" in p.stderr,
+      f"in voxels, sigma stays 0.1 to 50: {p.stderr.strip()}")
 
 # --- every job kind, the same bytes -----------------------------------------------------------
 data = os.path.join(TMP, "data")

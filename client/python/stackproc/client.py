@@ -229,9 +229,9 @@ class Client:
         array without them is refused, never guessed). Operations run on every plane; a step may
         name channels (gaussian:sigma=2,channels=1, c1.sigma=4).
 
-        `array` is anything with `shape`, `dtype` and numpy-style indexing (a numpy array or
-        memmap, a zarr array, a dask array): it is read one plane at a time as the upload goes,
-        so it need not fit in memory. `out`, when given, is anything that takes
+        `array` is anything with `shape`, `dtype` and numpy-style indexing whose planes
+        np.asarray takes (a numpy array or memmap, a zarr array): it is read one plane at a time
+        as the upload goes, so it need not fit in memory. `out`, when given, is anything that takes
         `out[t, c, z] = plane` (indexed as `array` is) and has the result's shape and type (a
         zarr array, a numpy memmap): each plane is written there as it arrives, and `out` is
         returned; the client then holds a few planes, never the stack. Without it the result is

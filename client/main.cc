@@ -1,9 +1,11 @@
 // stackproc: the command-line client of stackprocd.
+#include <grpc/grpc.h>
 #include <pthread.h>
 
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -93,9 +95,19 @@ std::string AfterInterrupt(const std::string& command, const stackproc::core::Cl
                       " follows it again, stackproc cancel ", job, " stops it");
 }
 
-}  // namespace
+// gRPC shuts down when its last user goes (the client's channel), and its shutdown waits up to
+// 10 s for its sockets to be torn down, which over a real link it sometimes waits whole (a
+// 134 MB job over a 1 Gbit/s namespace link: 1 run in 3 took 11.1 s instead of 1.2, the 9.9 s
+// after the job was done). So the program holds gRPC open itself and leaves without its
+// shutdown, once everything the command makes is made (outputs synced and renamed, results
+// printed). Sanitizer builds shut down as usual: LeakSanitizer checks at exit.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kLeaveWithoutShutdown = false;
+#else
+constexpr bool kLeaveWithoutShutdown = true;
+#endif
 
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
   stackproc::core::KeepMessageBuffersInTheHeap();
   using stackproc::core::CliArgs;
   absl::StatusOr<CliArgs> args = CliArgs::Parse(argc, argv, 1, stackproc::client::Switches());
@@ -133,6 +145,7 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  if (kLeaveWithoutShutdown) grpc_init();  // never shut down: main leaves without it
   stackproc::client::ClientOptions options;
   options.token = args->Get("token", "", "STACKPROC_TOKEN");
   options.tls_ca = args->Get("tls-ca", "", "STACKPROC_TLS_CA");
@@ -167,4 +180,13 @@ int main(int argc, char** argv) {
     return 1;
   }
   return *code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int code = Main(argc, argv);
+  if (!kLeaveWithoutShutdown) return code;
+  std::fflush(nullptr);
+  std::_Exit(code);
 }

@@ -1,0 +1,135 @@
+#!/usr/bin/python3
+"""Streamed jobs over a real, shaped link (issue 32): stackprocd in a network namespace behind a
+veth pair whose directions tc's tbf shapes (tests/net/link.sh), round trip added by
+tests/net/delay_proxy.py. For each link, side by side in one sitting (medians of --reps):
+
+  streamed job   stackproc process IN -o OUT --op gaussian:sigma=1 (the stack up, the result down)
+  TCP copy       the same bytes one way through a plain socket (what the link carries; the
+                 floor's practical form, as scp would be without its cipher)
+  path job       stackproc submit --wait on the server's own copy (no link in the data path)
+
+against the floor: max(bytes up, bytes down) / rate (full duplex: both directions at once).
+Stacks: stackproc-local generate (smooth structures under Poisson-like noise), 134 MB each,
+uint16 (64 x 1024 x 1024) and uint8 (128 x 1024 x 1024). Needs root.
+
+usage: link.py [--build build/release] [--reps 3] [--links 1gbit:0,100mbit:20,1gbit:20]"""
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.realpath(__file__))
+LINK = os.path.join(HERE, "..", "net", "link.sh")
+PROXY = os.path.join(HERE, "..", "net", "delay_proxy.py")
+
+RECEIVER = """
+import socket, sys
+s = socket.create_server((sys.argv[1], 5001))
+print("ready", flush=True)
+while True:
+    c, _ = s.accept()
+    n = 0
+    while data := c.recv(1 << 20):
+        n += len(data)
+    c.sendall(str(n).encode())
+    c.close()
+"""
+
+
+def timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def started(args, **kw):
+    """A process whose first line of output says it is ready; (Popen, that line)."""
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+    return p, p.stdout.readline()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build/release")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--links", default="1gbit:0,100mbit:20,1gbit:20")
+    args = ap.parse_args()
+    build = os.path.realpath(args.build)
+    local = os.path.join(build, "core", "stackproc-local")
+    cli = os.path.join(build, "client", "stackproc")
+    work = tempfile.mkdtemp(prefix="stackproc-link-")
+    data = os.path.join(work, "data")
+    os.makedirs(data)
+    stacks = {"uint16": "64x1024x1024", "uint8": "128x1024x1024"}
+    for dtype, shape in stacks.items():
+        subprocess.run([local, "generate", os.path.join(data, f"{dtype}.tif"), "--shape", shape,
+                        "--type", dtype], check=True, capture_output=True)
+    print(f"{'link':>18} {'stack':>7} {'floor':>7} {'streamed':>14} {'TCP copy':>14} "
+          f"{'path job':>9}   (medians of {args.reps}; the slowest streamed run)")
+    for link in args.links.split(","):
+        rate, rtt = link.split(":")
+        mbit = float(rate[:-4]) * (1000 if rate.endswith("gbit") else 1)
+        d = os.path.join(work, "link")
+        subprocess.run([LINK, "down", d], capture_output=True)
+        subprocess.run([LINK, "up", d, rate], check=True)
+        addr = subprocess.run([LINK, "addr", d], capture_output=True, text=True).stdout.strip()
+        procs = []
+        try:
+            server, line = started([LINK, "exec", d, os.path.join(build, "server", "stackprocd"),
+                                    "--listen", f"{addr}:50051", "--data-root", data,
+                                    "--allow-unauthenticated"])
+            procs.append(server)
+            receiver, _ = started([LINK, "exec", d, "/usr/bin/python3", "-c", RECEIVER, addr])
+            procs.append(receiver)
+            target, copy_to = f"{addr}:50051", (addr, 5001)
+            if float(rtt) > 0:  # the client's connections through the delaying proxy
+                proxy, line = started(["/usr/bin/python3", PROXY, "127.0.0.1:0", target, rtt])
+                procs.append(proxy)
+                target = "127.0.0.1:" + line.rsplit(":", 1)[1].strip()
+                copy_proxy, line = started(["/usr/bin/python3", PROXY, "127.0.0.1:0",
+                                            f"{addr}:5001", rtt])
+                procs.append(copy_proxy)
+                copy_to = ("127.0.0.1", int(line.rsplit(":", 1)[1]))
+            env = dict(os.environ, STACKPROC_SERVER=target)
+            for dtype in stacks:
+                src = os.path.join(data, f"{dtype}.tif")
+                size = os.path.getsize(src)
+                floor = size * 8 / (mbit * 1e6)
+
+                def stream():
+                    subprocess.run([cli, "process", src, "-o", os.path.join(work, "out.tif"),
+                                    "--op", "gaussian:sigma=1", "--overwrite"], check=True,
+                                   capture_output=True, env=env)
+
+                def copy():
+                    with socket.create_connection(copy_to) as s, open(src, "rb") as f:
+                        s.sendfile(f)
+                        s.shutdown(socket.SHUT_WR)
+                        assert int(s.recv(64)) == size
+
+                def path_job():
+                    subprocess.run([cli, "submit", "--input", f"{dtype}.tif", "--output",
+                                    "path-out.tif", "--op", "gaussian:sigma=1", "--overwrite",
+                                    "--wait"], check=True, capture_output=True, env=env)
+
+                runs = {name: [timed(fn) for _ in range(args.reps)]
+                        for name, fn in (("stream", stream), ("copy", copy), ("path", path_job))}
+                t = {name: statistics.median(times) for name, times in runs.items()}
+                print(f"{rate + ' ' + rtt + ' ms':>18} {dtype:>7} {floor:6.2f}s "
+                      f"{t['stream']:6.2f}s x{t['stream'] / floor:4.2f} "
+                      f"{t['copy']:6.2f}s x{t['copy'] / floor:4.2f} {t['path']:8.2f}s   "
+                      f"streamed max {max(runs['stream']):.2f}s", flush=True)
+        finally:
+            for p in procs:
+                p.kill()
+                p.wait()
+            subprocess.run([LINK, "down", d], capture_output=True)
+    subprocess.run(["rm", "-rf", work])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

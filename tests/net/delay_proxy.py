@@ -1,0 +1,62 @@
+#!/usr/bin/python3
+"""A TCP proxy that delays what it forwards: the round trip a real link has and this kernel's
+tc cannot add (no netem). Each connection to LISTEN is forwarded to TARGET; every chunk read is
+written on after DELAY_MS / 2 (so a round trip through the proxy takes DELAY_MS more), in order.
+Prints "listening on HOST:PORT" once it listens (port 0: a free one).
+
+  delay_proxy.py LISTEN_HOST:PORT TARGET_HOST:PORT DELAY_MS
+
+Stopped by SIGTERM (the test that started it, by its PID)."""
+import asyncio
+import sys
+import time
+
+
+async def pipe(reader, writer, delay):
+    """Forwards reader to writer, each chunk held until `delay` seconds after it was read."""
+    queue = asyncio.Queue(maxsize=64)  # 4 MiB in flight at most: the link pushes back
+
+    async def read():
+        while data := await reader.read(1 << 16):
+            await queue.put((time.monotonic() + delay, data))
+        await queue.put((0, b""))
+
+    async def write():
+        while True:
+            due, data = await queue.get()
+            if not data:
+                break
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()  # half-closed, as the sender left it: the answer may still come
+
+    await asyncio.gather(read(), write(), return_exceptions=True)
+
+
+async def main():
+    listen, target, delay_ms = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    host, port = listen.rsplit(":", 1)
+    thost, tport = target.rsplit(":", 1)
+    delay = delay_ms / 2000
+
+    async def connection(client_reader, client_writer):
+        try:
+            server_reader, server_writer = await asyncio.open_connection(thost, int(tport))
+        except OSError:
+            client_writer.close()
+            return
+        await asyncio.gather(pipe(client_reader, server_writer, delay),
+                             pipe(server_reader, client_writer, delay), return_exceptions=True)
+        server_writer.close()
+        client_writer.close()
+
+    server = await asyncio.start_server(connection, host, int(port))
+    print(f"listening on {host}:{server.sockets[0].getsockname()[1]}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -50,10 +50,10 @@ stream() { # TARGET NAME: the job through TARGET, the output compared; prints th
   end=$(date +%s.%N)
   same_output "$work/local.tif" "$work/$2.tif" >/dev/null ||
     fail "$2: the output is not the local run's bytes"
-  echo "$end - $start" | bc
+  awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }' 
 }
 floor() { # MBIT: seconds to move the stack one way at MBIT
-  echo "scale=3; $bytes * 8 / ($1 * 1000000)" | bc
+  awk -v n="$bytes" -v m="$1" 'BEGIN { printf "%.2f", n * 8 / (m * 1000000) }' 
 }
 
 start_server 1gbit

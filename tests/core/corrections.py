@@ -31,28 +31,18 @@ import scipy.ndimage as nd
 import tifffile
 from skimage.restoration import rolling_ball
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "tools"))
+import suite  # noqa: E402
+from suite import check  # noqa: E402
+
 BUILD = sys.argv[1]
 LOCAL = os.path.join(BUILD, "core", "stackproc-local")
-SAME = os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "tools", "same_output.py")
 TMP = tempfile.mkdtemp(prefix="stackproc-corrections-")
 FULL = {"uint8": 255, "uint16": 65535, "float32": 1.0}
-failures = []
-
-
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + what)
-    if not ok:
-        failures.append(what)
 
 
 def run(inp, out, ops, *extra, ok=True):
-    args = [LOCAL, "run", "--input", inp, "--output", out, "--overwrite"]
-    for op in ops:
-        args += ["--op", op]
-    p = subprocess.run(args + list(extra), capture_output=True, text=True)
-    if ok and p.returncode != 0:
-        raise SystemExit(f"stackproc-local {' '.join(args[2:])} failed: {p.stderr}")
-    return p
+    return suite.run(BUILD, inp, out, ops, *extra, ok=ok)
 
 
 def through(array, ops, name="in.tif"):
@@ -161,10 +151,8 @@ for shard in range(3):
     parts.append(part)
 assembled = os.path.join(TMP, "flat-assembled.tif")
 subprocess.run([LOCAL, "assemble", "--output", assembled] + parts, check=True, capture_output=True)
-same = subprocess.run(["/usr/bin/python3", SAME, out, assembled, "--differ",
-                       "time,executor,input.name"], capture_output=True, text=True)
-check(same.returncode == 0, f"flatfield cut in 3 ranges with their statistics: the whole run's "
-      f"bytes {same.stdout.strip()}")
+check(suite.same(out, assembled),
+      "flatfield cut in 3 ranges with their statistics: the whole run's bytes")
 refused = os.path.join(TMP, "refused.tif")
 p = run(src, refused, ["flatfield:dark=60000"], ok=False)
 check(p.returncode != 0 and "must be above 0 everywhere" in p.stderr and not os.path.exists(refused),
@@ -194,9 +182,7 @@ check(err <= 1, f"flatfield with flat files (one per channel) and a dark frame: 
       f"(flat / mean(flat)) as numpy computes it (worst {err:.0f})")
 rerun = os.path.join(TMP, "flat-rerun.tif")
 p = subprocess.run([LOCAL, "rerun", out, "--output", rerun], capture_output=True, text=True)
-same = subprocess.run(["/usr/bin/python3", SAME, out, rerun, "--differ", "time,executor"],
-                      capture_output=True, text=True)
-check(p.returncode == 0 and same.returncode == 0,
+check(p.returncode == 0 and suite.same(out, rerun, "time,executor"),
       f"rerun of the output (its record names the files) makes the same bytes {p.stderr.strip()}")
 # A channel's own flat beside the others' estimates: channel 1 by its file, channel 0 estimated.
 out_mixed = os.path.join(TMP, "flat-mixed.tif")
@@ -216,10 +202,7 @@ for shard in range(3):  # no statistics to gather
     run(src, parts[-1], [files_op], "--shards", "3", "--shard", str(shard))
 subprocess.run([LOCAL, "assemble", "--overwrite", "--output", assembled] + parts, check=True,
                capture_output=True)
-same = subprocess.run(["/usr/bin/python3", SAME, out, assembled, "--differ",
-                       "time,executor,input.name"], capture_output=True, text=True)
-check(same.returncode == 0, f"cut in 3 ranges with no statistics: the whole run's bytes "
-      f"{same.stdout.strip()}")
+check(suite.same(out, assembled), "cut in 3 ranges with no statistics: the whole run's bytes")
 small_flat, zero_flat, two_flat = (os.path.join(TMP, n) for n in ("small.tif", "zero.tif", "two.tif"))
 tifffile.imwrite(small_flat, flats[0][:40, :48])
 zeros = flats[0].copy()
@@ -247,19 +230,7 @@ os.makedirs(data)
 for name in ("cz.ome.tif", "flat0.tif", "flat1.tif", "dark.tif"):
     os.link(os.path.join(TMP, name), os.path.join(data, name))
 server_op = "flatfield:flat=flat0.tif,c1.flat=flat1.tif,dark_frame=dark.tif"
-server = subprocess.Popen([os.path.join(BUILD, "server", "stackprocd"), "--listen", "127.0.0.1:0"],
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                          env=dict(os.environ, STACKPROC_DATA_ROOT=data))
-try:
-    line = server.stdout.readline()
-    if "listening" not in line:
-        raise SystemExit(f"stackprocd did not start: {line}")
-    cli_env = dict(os.environ, STACKPROC_SERVER="127.0.0.1:" + line.rsplit(":", 1)[1].split()[0])
-
-    def cli(*args):
-        return subprocess.run([os.path.join(BUILD, "client", "stackproc")] + list(args),
-                              capture_output=True, text=True, env=cli_env)
-
+with suite.server(BUILD, data) as (target, cli):
     p = cli("submit", "--input", "cz.ome.tif", "--output", "job.tif", "--wait", "--op", server_op)
     check(p.returncode == 0 and np.array_equal(tifffile.imread(os.path.join(data, "job.tif")),
                                                tifffile.imread(out)),
@@ -275,7 +246,7 @@ try:
     sys.path.insert(0, os.path.join(BUILD, "python"))
     import stackproc  # noqa: E402
     from stackproc import errors  # noqa: E402
-    client = stackproc.Client(cli_env["STACKPROC_SERVER"])
+    client = stackproc.Client(target)
     try:
         client.process(cz, ["flatfield:flat=../cz.ome.tif"], axes="CZYX")
         check(False, "a flat above the data root is refused")
@@ -288,11 +259,5 @@ try:
     except errors.InvalidArgument as e:
         check("an image file (no ',')" in str(e), f"a flat path with a ',': InvalidArgument ({e})")
     check(cli("health").stdout.strip() == "SERVING", "and the server keeps serving")
-finally:
-    server.terminate()
-    server.wait(timeout=30)
 
-if failures:
-    print(f"{len(failures)} failed")
-    sys.exit(1)
-print("all passed")
+suite.finish()

@@ -26,21 +26,13 @@ import scipy.ndimage as nd
 import tifffile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "tools"))
+import suite  # noqa: E402
 import zarr_read  # noqa: E402
+from suite import check, same  # noqa: E402
 
 BUILD = sys.argv[1]
 LOCAL = os.path.join(BUILD, "core", "stackproc-local")
-SERVER = os.path.join(BUILD, "server", "stackprocd")
-CLI = os.path.join(BUILD, "client", "stackproc")
-SAME = os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "tools", "same_output.py")
 TMP = tempfile.mkdtemp(prefix="stackproc-halo-")
-failures = []
-
-
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + what)
-    if not ok:
-        failures.append(what)
 
 
 def volume(shape, dtype, seed):
@@ -54,18 +46,7 @@ def volume(shape, dtype, seed):
 
 
 def run(inp, out, ops, *extra, ok=True):
-    args = [LOCAL, "run", "--input", inp, "--output", out, "--overwrite"]
-    for op in ops:
-        args += ["--op", op]
-    p = subprocess.run(args + list(extra), capture_output=True, text=True)
-    if ok and p.returncode != 0:
-        raise SystemExit(f"stackproc-local {' '.join(args[2:])} failed: {p.stderr}")
-    return p
-
-
-def same(a, b):
-    return subprocess.run(["/usr/bin/python3", SAME, a, b, "--differ", "time,executor,input.name"],
-                          capture_output=True, text=True).returncode == 0
+    return suite.run(BUILD, inp, out, ops, *extra, ok=ok)
 
 
 # --- against scipy.ndimage --------------------------------------------------------------------
@@ -206,19 +187,7 @@ check(p.returncode != 0 and "more than the run's window of 1 MiB" in p.stderr
       f"a neighbourhood larger than the window is refused, nothing written: {p.stderr.strip()}")
 
 # --- streamed through stackprocd ---------------------------------------------------------------
-env = dict(os.environ, STACKPROC_DATA_ROOT=data)
-server = subprocess.Popen([SERVER, "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, text=True, env=env)
-try:
-    line = server.stdout.readline()
-    port = line.rsplit(":", 1)[1].split()[0] if "listening" in line else None
-    if port is None:
-        raise SystemExit(f"stackprocd did not start: {line}")
-    cli_env = dict(os.environ, STACKPROC_SERVER=f"127.0.0.1:{port}")
-
-    def cli(*args):
-        return subprocess.run([CLI] + list(args), capture_output=True, text=True, env=cli_env)
-
+with suite.server(BUILD, data) as (target, cli):
     streamed = os.path.join(TMP, "streamed.tif")
     p = cli("process", src, "-o", streamed, *sum((["--op", op] for op in ops), []))
     check(p.returncode == 0 and same(path_out, streamed),
@@ -235,7 +204,7 @@ try:
     sys.path.insert(0, os.path.join(BUILD, "python"))
     import stackproc  # noqa: E402
     from stackproc import errors  # noqa: E402
-    client = stackproc.Client(f"127.0.0.1:{port}")
+    client = stackproc.Client(target)
     result = client.process(cz, ops, axes="CZYX")
     check(np.array_equal(np.asarray(result).reshape(made.shape), made),
           "the Python client's array: the path job's pixels")
@@ -245,11 +214,5 @@ try:
     except errors.InvalidArgument as e:
         check("needs 16 z-slices" in str(e), f"refused from Python as InvalidArgument: {e}")
     check(cli("health").stdout.strip() == "SERVING", "and keeps serving")
-finally:
-    server.terminate()
-    server.wait(timeout=30)
 
-if failures:
-    print(f"{len(failures)} failed")
-    sys.exit(1)
-print("all passed")
+suite.finish()

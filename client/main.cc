@@ -160,14 +160,20 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "stackproc: %s\n", std::string(client.status().message()).c_str());
     return 2;
   }
+  // The signal thread may reach the client until the program ends: where the program leaves
+  // without gRPC's shutdown (main) it is never destroyed; sanitizer builds destroy it as Main
+  // returns, shutting gRPC down for LeakSanitizer.
+  std::unique_ptr<stackproc::client::Client> owned = *std::move(client);
+  stackproc::client::Client* const kept = owned.get();
+  if (kLeaveWithoutShutdown) (void)owned.release();
   static std::atomic<int> interrupted{0};
-  std::thread([signals, c = client->get()] {
+  std::thread([signals, c = kept] {
     int signal = 0;
     if (sigwait(&signals, &signal) != 0) return;
     interrupted = signal;
     c->CancelCalls();
   }).detach();
-  absl::StatusOr<int> code = stackproc::client::RunCommand(command, *args, **client);
+  absl::StatusOr<int> code = stackproc::client::RunCommand(command, *args, *kept);
   if (interrupted != 0) {
     std::fprintf(stderr, "stackproc %s: interrupted%s\n", command.c_str(),
                  AfterInterrupt(command, *args).c_str());

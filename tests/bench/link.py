@@ -46,10 +46,19 @@ def timed(fn):
     return time.perf_counter() - start
 
 
-def started(args, **kw):
-    """A process whose first line of output says it is ready; (Popen, that line)."""
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
-    return p, p.stdout.readline()
+def started(args, log=None):
+    """A process whose first line of output says it is ready; (Popen, that line). With `log`,
+    what it prints goes there (a server's log is not read, and must not fill a pipe)."""
+    if log is None:
+        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return p, p.stdout.readline()
+    p = subprocess.Popen(args, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    for _ in range(100):
+        with open(log) as f:
+            if line := f.readline():
+                return p, line
+        time.sleep(0.1)
+    return p, ""
 
 
 def main():
@@ -59,29 +68,36 @@ def main():
     ap.add_argument("--links", default="1gbit:0,100mbit:20,1gbit:20")
     args = ap.parse_args()
     build = os.path.realpath(args.build)
-    local = os.path.join(build, "core", "stackproc-local")
     cli = os.path.join(build, "client", "stackproc")
     work = tempfile.mkdtemp(prefix="stackproc-link-")
     data = os.path.join(work, "data")
     os.makedirs(data)
     stacks = {"uint16": "64x1024x1024", "uint8": "128x1024x1024"}
-    for dtype, shape in stacks.items():
-        subprocess.run([local, "generate", os.path.join(data, f"{dtype}.tif"), "--shape", shape,
-                        "--type", dtype], check=True, capture_output=True)
     print(f"{'link':>18} {'stack':>7} {'floor':>7} {'streamed':>14} {'TCP copy':>14} "
           f"{'path job':>9}   (medians of {args.reps}; the slowest streamed run)")
+    try:
+        measure(args, build, cli, work, data, stacks)
+    finally:
+        subprocess.run(["rm", "-rf", work])
+
+
+def measure(args, build, cli, work, data, stacks):
+    for dtype, shape in stacks.items():
+        subprocess.run([os.path.join(build, "core", "stackproc-local"), "generate",
+                        os.path.join(data, f"{dtype}.tif"), "--shape", shape, "--type", dtype],
+                       check=True, capture_output=True)
     for link in args.links.split(","):
         rate, rtt = link.split(":")
         mbit = float(rate[:-4]) * (1000 if rate.endswith("gbit") else 1)
         d = os.path.join(work, "link")
-        subprocess.run([LINK, "down", d], capture_output=True)
-        subprocess.run([LINK, "up", d, rate], check=True)
-        addr = subprocess.run([LINK, "addr", d], capture_output=True, text=True).stdout.strip()
         procs = []
         try:
+            subprocess.run([LINK, "up", d, rate], check=True)
+            addr = subprocess.run([LINK, "addr", d], capture_output=True,
+                                  text=True).stdout.strip()
             server, line = started([LINK, "exec", d, os.path.join(build, "server", "stackprocd"),
                                     "--listen", f"{addr}:50051", "--data-root", data,
-                                    "--allow-unauthenticated"])
+                                    "--allow-unauthenticated"], log=os.path.join(work, "srv.log"))
             procs.append(server)
             receiver, _ = started([LINK, "exec", d, "/usr/bin/python3", "-c", RECEIVER, addr])
             procs.append(receiver)
@@ -128,7 +144,6 @@ def main():
                 p.kill()
                 p.wait()
             subprocess.run([LINK, "down", d], capture_output=True)
-    subprocess.run(["rm", "-rf", work])
 
 
 if __name__ == "__main__":

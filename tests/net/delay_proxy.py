@@ -17,9 +17,11 @@ async def pipe(reader, writer, delay):
     queue = asyncio.Queue(maxsize=64)  # 4 MiB in flight at most: the link pushes back
 
     async def read():
-        while data := await reader.read(1 << 16):
-            await queue.put((time.monotonic() + delay, data))
-        await queue.put((0, b""))
+        try:
+            while data := await reader.read(1 << 16):
+                await queue.put((time.monotonic() + delay, data))
+        finally:  # an end or a reset: the writer learns it either way
+            await queue.put((0, b""))
 
     async def write():
         while True:
@@ -32,7 +34,9 @@ async def pipe(reader, writer, delay):
         if writer.can_write_eof():
             writer.write_eof()  # half-closed, as the sender left it: the answer may still come
 
-    await asyncio.gather(read(), write(), return_exceptions=True)
+    results = await asyncio.gather(read(), write(), return_exceptions=True)
+    if any(isinstance(r, Exception) for r in results):
+        raise ConnectionError("a side of the connection broke")
 
 
 async def main():
@@ -47,10 +51,18 @@ async def main():
         except OSError:
             client_writer.close()
             return
-        await asyncio.gather(pipe(client_reader, server_writer, delay),
-                             pipe(server_reader, client_writer, delay), return_exceptions=True)
-        server_writer.close()
-        client_writer.close()
+        ends = [asyncio.ensure_future(pipe(client_reader, server_writer, delay)),
+                asyncio.ensure_future(pipe(server_reader, client_writer, delay))]
+        # A direction that breaks (a reset) ends both: the other side is told by the close.
+        await asyncio.wait(ends, return_when=asyncio.FIRST_EXCEPTION)
+        broke = any(e.done() and e.exception() is not None for e in ends)
+        for end in ends:
+            end.cancel()
+        for writer in (server_writer, client_writer):
+            if broke:
+                writer.transport.abort()
+            else:
+                writer.close()
 
     server = await asyncio.start_server(connection, host, int(port))
     print(f"listening on {host}:{server.sockets[0].getsockname()[1]}", flush=True)

@@ -92,6 +92,15 @@ def test_process_refuses_an_out_of_another_shape(server):
             client.process(a, "resize:scale=0.5", out=np.zeros_like(a))
         with pytest.raises(TypeError, match="int32 is not supported"):
             client.process(PlanesOnly(a.astype(np.int32)), "invert")
+
+        class Unreadable(PlanesOnly):  # a chunk of a store gone missing
+            def __getitem__(self, index):
+                if index == (2,):
+                    raise OSError("chunk 2 is missing")
+                return super().__getitem__(index)
+
+        with pytest.raises(OSError, match="chunk 2 is missing"):  # its own error, not UNKNOWN
+            client.process(Unreadable(a), "invert")
         assert np.array_equal(client.process(a, "invert"), 255 - a)  # and it keeps serving
 
 

@@ -46,7 +46,7 @@ def test_a_zarr_array_larger_than_the_client_holds(server, tmp_path):
               dtype=np.uint16)
     p = subprocess.run([sys.executable, "-c", CLIENT, str(tmp_path / "in.zarr"),
                         str(tmp_path / "out.zarr"), server.target],
-                       capture_output=True, text=True, env=dict(os.environ), timeout=900)
+                       capture_output=True, text=True, env=dict(os.environ), timeout=500)
     assert p.returncode == 0, p.stderr
     figures = json.loads(p.stdout)
     mib = figures["peak_kib"] / 1024

@@ -275,17 +275,23 @@ class Client:
         slice(z): a writable uint8 view of slice z's bytes, done(z)); returns the result's
         Metadata. Raises the job's error unless it succeeded."""
         chunk = self.server_info()["max_chunk_bytes"]
+        unread = []  # a plane that could not be read (grpcio would say only "UNKNOWN")
 
         def requests():
             yield service_pb2.ProcessStreamRequest(header=header)
             for z in range(header.shape.depth):
-                data = slice_bytes(z)
+                try:
+                    data = slice_bytes(z)
+                except Exception as e:
+                    unread.append(e)
+                    raise
                 for offset in range(0, len(data), chunk):
                     yield service_pb2.ProcessStreamRequest(chunk=service_pb2.SliceChunk(
                         slice=z, offset=offset, data=bytes(data[offset:offset + chunk])))
 
         report, close = _reporter(progress)
         meta = job = None
+        done = 0
         # closing(): an error of the sink's (an `out` of another shape) ends the call at once,
         # and the server cancels the job.
         with contextlib.closing(self._stream_call(requests())) as replies:
@@ -297,6 +303,10 @@ class Client:
                         report(job)
                     elif kind == "result_header":
                         h = reply.result_header
+                        if h.shape.depth != header.shape.depth:
+                            raise errors.error_for(grpc.StatusCode.DATA_LOSS, (
+                                f"the result has {h.shape.depth} planes; "
+                                f"{header.shape.depth} were sent"))
                         meta = Metadata.from_proto(h)
                         sink.begin((h.shape.depth, h.shape.height, h.shape.width),
                                    DTYPES[h.pixel_type], meta)
@@ -306,8 +316,16 @@ class Client:
                         view[c.offset:c.offset + len(c.data)] = np.frombuffer(c.data, np.uint8)
                         if c.offset + len(c.data) == len(view):
                             sink.done(c.slice)
+                            done += 1
+            except errors.StackprocError:
+                if unread:  # the array's own error, not the call's end it caused
+                    raise unread[0] from None
+                raise
             finally:
                 close()
+        if job is not None and job.state == "succeeded" and done != header.shape.depth:
+            raise errors.error_for(grpc.StatusCode.DATA_LOSS, (
+                f"the job succeeded but {done} of {header.shape.depth} result planes came"), job)
         if job is None or job.state != "succeeded":
             state = job.state if job else "not started"
             raise errors.error_for(job.error_code if job else 2,

@@ -55,7 +55,8 @@ absl::Status SplitChannelKeys(const OpSpec& spec, const OperationInfo* info, Pip
              });
     };
     for (auto& [key, value] : overrides) {
-      std::erase_if(mine.params, [&](const auto& p) { return unused_beside(p.first, key); });
+      std::erase_if(mine.params,
+                    [&, &key = key](const auto& p) { return unused_beside(p.first, key); });
       auto it = std::find_if(mine.params.begin(), mine.params.end(),
                              [&key = key](const auto& p) { return p.first == key; });
       if (it != mine.params.end()) {

@@ -4,6 +4,9 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <map>
+#include <memory>
+#include <mutex>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -117,7 +120,16 @@ absl::StatusOr<std::unique_ptr<SliceSource>> OpenInput(const Files& files, const
 }
 
 ImageReader ImagesIn(const Files& files, const StackLimits& limits) {
-  return [&files, limits](const std::string& path) -> absl::StatusOr<cv::Mat> {
+  // Each file read once: a pipeline makes its ops again per channel and per binding, and all
+  // of them must see the same image. Copies of the reader share what it read.
+  struct Read {
+    std::mutex mutex;
+    std::map<std::string, cv::Mat> images;
+  };
+  auto read = std::make_shared<Read>();
+  return [&files, limits, read](const std::string& path) -> absl::StatusOr<cv::Mat> {
+    std::lock_guard lock(read->mutex);
+    if (auto it = read->images.find(path); it != read->images.end()) return it->second;
     STACKPROC_RETURN_IF_ERROR(CheckPathText(path));
     STACKPROC_ASSIGN_OR_RETURN(std::unique_ptr<SliceSource> source, OpenInput(files, path, limits));
     const StackInfo& info = source->info();
@@ -130,6 +142,7 @@ ImageReader ImagesIn(const Files& files, const StackLimits& limits) {
     cv::Mat image(static_cast<int>(info.shape.height), static_cast<int>(info.shape.width),
                   CvType(info.type));
     STACKPROC_RETURN_IF_ERROR(source->Read(0, image.data));
+    read->images.emplace(path, image);
     return image;
   };
 }

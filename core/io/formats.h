@@ -65,7 +65,8 @@ absl::StatusOr<std::unique_ptr<SliceSource>> OpenInput(const Files& files, const
                                                        const StackLimits& limits = {});
 
 // Reads the images operations' file parameters name (flatfield:flat=) as inputs are read:
-// through `files` (which must outlive it), any format OpenInput takes, one plane only.
+// through `files` (which must outlive it), any format OpenInput takes, one plane only; each
+// path once, however often a pipeline asks (its ops share the image's pixels, read-only).
 ImageReader ImagesIn(const Files& files, const StackLimits& limits = {});
 
 // A sink for what `output` names (ValidateOutput first), in `target` when given (the file's, or

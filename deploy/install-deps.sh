@@ -15,7 +15,7 @@ compile_pkgs=(
 )
 test_pkgs=(
   ccache libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-numpy python3-tifffile python3-opencv python3-grpcio python3-yaml
+  python3 python3-venv python3-numpy python3-tifffile python3-opencv python3-grpcio python3-yaml
   python3-zarr python3-numcodecs python3-protobuf python3-pytest python3-tqdm snakemake
   python3-scipy python3-skimage python3-pywt
   slurmctld slurmd slurm-client munge iproute2

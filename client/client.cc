@@ -2,17 +2,20 @@
 
 #include <grpcpp/generic/generic_stub.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "client/result_header.h"
 #include "core/base/status_macros.h"
 #include "core/tools/cli_args.h"
 #include "proto/convert.h"
+#include "proto/wire.h"
 
 namespace stackproc::client {
 
@@ -44,11 +47,27 @@ absl::StatusOr<v1::SubmitJobRequest> PathJobRequest(const std::string& input,
   return request;
 }
 
-Client::Client(const std::string& target, std::string token)
-    : Client(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()), std::move(token)) {}
+namespace {
 
-Client::Client(std::shared_ptr<grpc::Channel> channel, std::string token)
-    : token_(std::move(token)),
+// The channel's arguments: keepalive as proto/wire.h says.
+grpc::ChannelArguments ChannelArgs() {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, wire::kKeepaliveMs);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, wire::kKeepaliveTimeoutMs);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);  // a long computation sends no data
+  return args;
+}
+
+}  // namespace
+
+Client::Client(const std::string& target, std::string token)
+    : Client(target,
+             grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), ChannelArgs()),
+             std::move(token)) {}
+
+Client::Client(std::string target, std::shared_ptr<grpc::Channel> channel, std::string token)
+    : target_(std::move(target)),
+      token_(std::move(token)),
       channel_(std::move(channel)),
       stub_(v1::StackProcessor::NewStub(channel_)) {}
 
@@ -75,14 +94,43 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const std::string& target
     ssl.pem_cert_chain = *std::move(cert);
     ssl.pem_private_key = *std::move(key);
   }
-  return std::unique_ptr<Client>(
-      new Client(grpc::CreateChannel(target, grpc::SslCredentials(ssl)), options.token));
+  return std::unique_ptr<Client>(new Client(
+      target, grpc::CreateCustomChannel(target, grpc::SslCredentials(ssl), ChannelArgs()),
+      options.token));
 }
 
 void Client::CancelCalls() {
+  std::vector<std::string> streamed;
+  {
+    // A streamed job whose id has not come yet (a Ctrl-C in its first moments) is waited for a
+    // moment: left to its call's end, the server would keep it for a resume.
+    std::unique_lock lock(calls_.mutex);
+    calls_.changed.wait_for(lock, std::chrono::seconds(2),
+                            [&] { return calls_.job_unknown.empty(); });
+    for (const auto& [context, job] : calls_.streamed) streamed.push_back(job);
+  }
+  for (const std::string& job : streamed) CancelStreamedJob(job);
   std::lock_guard lock(calls_.mutex);
   calls_.cancelled = true;
   for (grpc::ClientContext* context : calls_.active) context->TryCancel();
+  calls_.changed.notify_all();  // a resume's wait
+}
+
+void Client::CancelStreamedJob(const std::string& job_id) {
+  if (job_id.empty()) return;
+  grpc::ClientContext context;  // a moment at most: the call ends anyway
+  Prepare(context);
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  v1::CancelJobRequest request;
+  request.set_job_id(job_id);
+  v1::CancelJobResponse response;
+  (void)stub_->CancelJob(&context, request, &response);
+}
+
+bool Client::WaitUnlessCancelled(absl::Duration wait) {
+  std::unique_lock lock(calls_.mutex);
+  calls_.changed.wait_for(lock, absl::ToChronoNanoseconds(wait), [&] { return calls_.cancelled; });
+  return calls_.cancelled;
 }
 
 void Client::Prepare(grpc::ClientContext& context) const {
@@ -125,9 +173,9 @@ absl::StatusOr<v1::Job> Client::Get(const std::string& job_id) {
 }
 
 absl::StatusOr<std::vector<v1::Job>> Client::List() {
-  STACKPROC_ASSIGN_OR_RETURN(auto response,
-                             Unary<v1::ListJobsResponse>(&v1::StackProcessor::Stub::ListJobs,
-                                                         v1::ListJobsRequest()));
+  STACKPROC_ASSIGN_OR_RETURN(
+      auto response,
+      Unary<v1::ListJobsResponse>(&v1::StackProcessor::Stub::ListJobs, v1::ListJobsRequest()));
   return std::vector<v1::Job>(response.jobs().begin(), response.jobs().end());
 }
 
@@ -153,10 +201,42 @@ absl::StatusOr<v1::Job> Client::Resume(const std::string& job_id) {
 
 absl::StatusOr<std::vector<v1::OperationDescriptor>> Client::ListOperations() {
   STACKPROC_ASSIGN_OR_RETURN(
-      auto response, Unary<v1::ListOperationsResponse>(
-                         &v1::StackProcessor::Stub::ListOperations, v1::ListOperationsRequest()));
+      auto response, Unary<v1::ListOperationsResponse>(&v1::StackProcessor::Stub::ListOperations,
+                                                       v1::ListOperationsRequest()));
   return std::vector<v1::OperationDescriptor>(response.operations().begin(),
                                               response.operations().end());
+}
+
+bool IsLocalTarget(std::string host) {
+  for (const char* scheme : {"dns:///", "dns:", "ipv4:", "ipv6:"}) {
+    if (absl::StartsWith(host, scheme)) host.erase(0, std::strlen(scheme));
+  }
+  if (absl::StartsWith(host, "unix:") || absl::StartsWith(host, "unix-abstract:")) return true;
+  if (absl::StartsWith(host, "[")) {
+    host.erase(host.find(']') + 1);  // "[::1]:50051" -> "[::1]"
+  } else if (std::count(host.begin(), host.end(), ':') == 1) {
+    host.erase(host.find(':'));  // "127.0.0.1:50051" -> "127.0.0.1"
+  }
+  const bool loopback_v4 =
+      absl::StartsWith(host, "127.") && host.find_first_not_of("0123456789.") == std::string::npos;
+  return loopback_v4 || host == "localhost" || host == "[::1]" || host == "::1";
+}
+
+absl::StatusOr<v1::WireCompression> Client::WireCompressionFor(
+    std::optional<v1::WireCompression> asked) {
+  if (asked == v1::WIRE_COMPRESSION_NONE || asked == v1::WIRE_COMPRESSION_UNSPECIFIED) {
+    return v1::WIRE_COMPRESSION_NONE;
+  }
+  if (!asked && IsLocalTarget(target_)) return v1::WIRE_COMPRESSION_NONE;
+  STACKPROC_ASSIGN_OR_RETURN(v1::GetServerInfoResponse info, ServerInfo());
+  const v1::WireCompression wanted = asked.value_or(v1::WIRE_COMPRESSION_LZ4);
+  for (int taken : info.wire_compressions()) {
+    if (taken == wanted) return wanted;
+  }
+  if (!asked) return v1::WIRE_COMPRESSION_NONE;  // an older server: as before
+  return absl::InvalidArgumentError(absl::StrCat("the server (stackprocd ", info.version(),
+                                                 ") takes no ", wire::WireCompressionName(wanted),
+                                                 " wire compression"));
 }
 
 absl::StatusOr<v1::GetServerInfoResponse> Client::ServerInfo() {

@@ -4,14 +4,19 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "core/stack/stack.h"
 #include "core/tiff/tiff_writer.h"
 #include "stackproc/v1/service.grpc.pb.h"
@@ -32,6 +37,10 @@ absl::StatusOr<v1::SubmitJobRequest> PathJobRequest(const std::string& input,
                                                     const std::vector<std::string>& ops,
                                                     const std::string& output,
                                                     bool overwrite = false);
+
+// Whether a gRPC target (HOST:PORT, or a URI: dns:, ipv4:, ipv6:, unix:) is this machine:
+// localhost, a loopback address or a unix socket.
+bool IsLocalTarget(std::string target);
 
 struct ClientOptions {
   // When not empty, goes with every call ("authorization: Bearer TOKEN"; stackprocd
@@ -57,9 +66,16 @@ class Client {
   absl::StatusOr<std::vector<v1::Job>> List();
   absl::StatusOr<v1::Job> Cancel(const std::string& job_id);
   // Ends the long calls in flight (ProcessStream, Watch, ReadResult) and every later one with
-  // Cancelled: a streamed job's call ends, which cancels the job, and its local output is
-  // never completed. Thread-safe (the CLI calls it from its signal thread).
+  // Cancelled: a streamed job is cancelled (CancelJob: else the server would keep it for a
+  // resume), its call ends, and its local output is never completed. Thread-safe (the CLI
+  // calls it from its signal thread).
   void CancelCalls();
+  // Called when a streamed job's call broke and is about to be resumed after `wait`.
+  void SetOnResume(
+      std::function<void(const std::string& job_id, const absl::Status& why, absl::Duration wait)>
+          on_resume) {
+    on_resume_ = std::move(on_resume);
+  }
   absl::Status Delete(const std::string& job_id);
   absl::StatusOr<v1::Job> Resume(const std::string& job_id);
   absl::StatusOr<std::vector<v1::OperationDescriptor>> ListOperations();
@@ -86,6 +102,8 @@ class Client {
     core::StackMetadata metadata;
     std::string name;  // the input's, for the result's record (StreamHeader.name)
     std::function<absl::Status(int64_t z, uint8_t* dst)> read_slice;
+    // How the chunks travel both ways (WireCompressionFor chooses).
+    v1::WireCompression wire_compression = v1::WIRE_COMPRESSION_NONE;
   };
   class StreamSink {
    public:
@@ -95,9 +113,20 @@ class Client {
     // Slice z of the result, z = 0, 1, ... in order.
     virtual absl::Status Slice(int64_t z, const uint8_t* data) = 0;
   };
+  // The wire compression for a streamed job: `asked`, when the server takes it (else
+  // InvalidArgument); with nothing asked ("auto"), lz4 when the server takes it and is not on
+  // this machine (a loopback or unix-socket target), where the link, not the CPU, is the bound.
+  absl::StatusOr<v1::WireCompression> WireCompressionFor(std::optional<v1::WireCompression> asked);
+  // What a streamed job has moved so far each way: pixel bytes, and the bytes they took on the
+  // wire (fewer with wire compression). Counted as chunks go and come; read from any thread.
+  struct WireCounts {
+    v1::WireCompression compression = v1::WIRE_COMPRESSION_NONE;  // set before the call
+    std::atomic<int64_t> sent{0}, sent_wire{0}, received{0}, received_wire{0};
+  };
   absl::StatusOr<v1::Job> ProcessStream(const StreamSource& source,
                                         const std::vector<v1::OpSpec>& ops, StreamSink& sink,
-                                        const std::function<void(const v1::Job&)>& on_update);
+                                        const std::function<void(const v1::Job&)>& on_update,
+                                        WireCounts* counts = nullptr);
 
   // ProcessStream from a local TIFF file to a local TIFF file: reads `input_path` page by page
   // and writes the result to `output_path` as it arrives (a temporary file renamed when the
@@ -109,7 +138,9 @@ class Client {
     std::vector<v1::OpSpec> ops;
     std::vector<int64_t> channels;  // only these are sent, in this order; empty: all
     core::WriteOptions write;       // compression, overwrite
+    std::optional<v1::WireCompression> wire_compression;  // unset: auto (WireCompressionFor)
     std::function<void(const v1::Job&)> on_update;
+    WireCounts* counts = nullptr;  // when set: what went each way, and the compression chosen
   };
   absl::StatusOr<v1::Job> Process(const ProcessOptions& options);
 
@@ -130,9 +161,13 @@ class Client {
   struct Calls {
     std::mutex mutex;
     std::set<grpc::ClientContext*> active;
+    std::map<grpc::ClientContext*, std::string> streamed;  // their streamed jobs
+    std::set<grpc::ClientContext*> job_unknown;            // streamed, the job's id not known yet
+    std::condition_variable changed;                       // of streamed or job_unknown
     bool cancelled = false;
   };
-  // While alive, CancelCalls cancels the call of `context` (at once, if it came first).
+  // While alive, CancelCalls cancels the call of `context` (at once, if it came first), and
+  // the streamed job it carries, once it is known.
   class CallGuard {
    public:
     CallGuard(Calls& calls, grpc::ClientContext& context) : calls_(calls), context_(context) {
@@ -143,6 +178,24 @@ class Client {
     ~CallGuard() {
       std::lock_guard lock(calls_.mutex);
       calls_.active.erase(&context_);
+      calls_.streamed.erase(&context_);
+      calls_.job_unknown.erase(&context_);
+      calls_.changed.notify_all();
+    }
+    // The call carries a streamed job: its id is not known yet / is `job_id`.
+    void AwaitsJob() {
+      std::lock_guard lock(calls_.mutex);
+      calls_.job_unknown.insert(&context_);
+    }
+    void Streamed(const std::string& job_id) {
+      std::lock_guard lock(calls_.mutex);
+      calls_.streamed[&context_] = job_id;
+      calls_.job_unknown.erase(&context_);
+      calls_.changed.notify_all();
+    }
+    bool cancelled() {
+      std::lock_guard lock(calls_.mutex);
+      return calls_.cancelled;
     }
 
    private:
@@ -150,7 +203,11 @@ class Client {
     grpc::ClientContext& context_;
   };
 
-  Client(std::shared_ptr<grpc::Channel> channel, std::string token);
+  Client(std::string target, std::shared_ptr<grpc::Channel> channel, std::string token);
+  // CancelJob for a streamed job this client gives up on (a moment at most; errors ignored).
+  void CancelStreamedJob(const std::string& job_id);
+  // Waits `wait`, or less when CancelCalls comes: whether it came.
+  bool WaitUnlessCancelled(absl::Duration wait);
   // Every call's context: the token.
   void Prepare(grpc::ClientContext& context) const;
   // A unary call of the stub's `method` with this client's metadata: its response, or its status.
@@ -158,6 +215,8 @@ class Client {
   absl::StatusOr<Response> Unary(Method method, const Request& request);
 
   Calls calls_;
+  std::function<void(const std::string&, const absl::Status&, absl::Duration)> on_resume_;
+  std::string target_;
   std::string token_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::StackProcessor::Stub> stub_;

@@ -18,6 +18,7 @@
 #include "core/process/preview.h"
 #include "core/tiff/tiff_writer.h"
 #include "proto/convert.h"
+#include "proto/wire.h"
 
 namespace stackproc::client {
 namespace {
@@ -178,14 +179,29 @@ absl::StatusOr<int> Process(const CliArgs& args, Client& client) {
     STACKPROC_ASSIGN_OR_RETURN(options.channels, core::ParseChannelList(args.Get("channels")));
   }
   STACKPROC_RETURN_IF_ERROR(core::ParseWriteFlags(args, options.write));
+  if (const std::string codec = args.Get("wire-compression", "auto"); codec != "auto") {
+    STACKPROC_ASSIGN_OR_RETURN(options.wire_compression, wire::ParseWireCompression(codec));
+  }
   ProgressDisplay display(stdout, ::isatty(STDOUT_FILENO));
+  client.SetOnResume([&](const std::string& job, const absl::Status& why, absl::Duration wait) {
+    display.Done();
+    absl::FPrintF(stderr, "stackproc process: the call broke (%s); resuming job %s in %s\n",
+                  why.message(), job, absl::FormatDuration(wait));
+  });
+  Client::WireCounts moved;
+  display.ShowLink(&moved);
+  options.counts = &moved;
   options.on_update = [&](const v1::Job& job) { display.Update(job); };
   absl::StatusOr<v1::Job> job = client.Process(options);
   display.Done();
   if (!job.ok()) return job.status();
+  const auto mb = [](int64_t bytes) { return absl::StrFormat("%.1f MB", bytes / 1e6); };
   absl::PrintF("job %s succeeded: %s %s -> %s in %.2fs\n", job->id(), Shape(job->output_shape()),
                TypeName(job->output_type()), options.output_path,
                job->progress().elapsed_seconds());
+  absl::PrintF("wire: sent %s as %s, received %s as %s (compression %s)\n", mb(moved.sent),
+               mb(moved.sent_wire), mb(moved.received), mb(moved.received_wire),
+               wire::WireCompressionName(moved.compression));
   return 0;
 }
 
@@ -219,6 +235,12 @@ absl::StatusOr<int> Info(Client& client) {
                mib(info.memory_budget_bytes()));
   absl::PrintF("messages: chunks of up to %s, messages of up to %s\n", mib(info.max_chunk_bytes()),
                mib(info.max_message_bytes()));
+  std::vector<std::string> codecs;
+  for (int c : info.wire_compressions()) {
+    codecs.emplace_back(wire::WireCompressionName(static_cast<v1::WireCompression>(c)));
+  }
+  absl::PrintF("wire compressions (streamed jobs): %s\n",
+               codecs.empty() ? "none" : absl::StrJoin(codecs, ", "));
   for (const v1::FormatInfo& format : info.formats()) {
     absl::PrintF("format %s: %s; compressions %s\n", format.name(), format.named(),
                  format.compressions());
@@ -343,7 +365,7 @@ absl::Status CheckFlags(const std::string& command, const CliArgs& args) {
       {"submit", Joined({"input", "op", "channels", "output", "in-memory", "retention",
                          "request-id", "shards", "wait"},
                         WriteFlags())},
-      {"process", Joined({"o", "output", "op", "channels"}, WriteFlags())},
+      {"process", Joined({"o", "output", "op", "channels", "wire-compression"}, WriteFlags())},
       {"download", Joined({"o", "output"}, WriteFlags())},
       {"resume", {"wait"}},
       {"preview", core::PreviewFlags()},

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/commands.h"
 #include "core/io/formats.h"
+#include "proto/wire.h"
 
 namespace {
 
@@ -32,10 +33,13 @@ commands:
                                         server decides, 1: run on the server); --channels: only
                                         these channels (from 0), in this order
   process INPUT -o OUTPUT --op SPEC [--op SPEC ...] [--compression C] [--chunks DxHxW]
-         [--pyramid N] [--channels 0+2] [--overwrite]
+         [--pyramid N] [--channels 0+2] [--wire-compression auto|none|lz4|zstd] [--overwrite]
                                         stream a local stack through the server and write the
                                         result locally as it comes back; --channels: only
-                                        these channels are sent, in this order
+                                        these channels are sent, in this order;
+                                        --wire-compression: the pixels compressed both ways
+                                        (auto: lz4 unless the server is on this machine; zstd
+                                        for links of 100 Mbit/s and less)
   watch JOB                             follow a job to its end
   status JOB                            one job in detail
   list                                  all jobs
@@ -65,6 +69,16 @@ SPEC is name:key=value,... e.g. gaussian:ksize=5 or resize:scale=0.5,interp=area
 std::string ConnectionHint(const absl::Status& status, const std::string& target, bool tls) {
   if (status.code() != absl::StatusCode::kUnavailable) return "";
   const absl::string_view message = status.message();
+  if (absl::StrContains(message, "resumes of job")) {
+    return absl::StrCat("\n  the connection to ", target,
+                        " broke and could not be made again while the server kept the job "
+                        "(its --stream-grace): the job is cancelled there; send it again");
+  }
+  if (absl::StrContains(message, "timed out") || absl::StrContains(message, "keepalive")) {
+    return absl::StrCat(
+        "\n  the connection to ", target, " went silent (no answer to keepalive pings for ",
+        stackproc::wire::kKeepaliveTimeoutMs / 1000, " s): the link or the server went away");
+  }
   if (absl::StrContains(message, "Connection refused")) {
     return absl::StrCat("\n  no stackprocd answers at ", target,
                         ": start one (stackprocd --data-root DIR), or point --server or "

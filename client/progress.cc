@@ -5,6 +5,23 @@
 
 namespace stackproc::client {
 
+std::string ProgressDisplay::LinkRates() {
+  if (link_ == nullptr) return "";
+  const absl::Time now = absl::Now();
+  const int64_t sent = link_->sent_wire, received = link_->received_wire;
+  if (const double seconds = absl::ToDoubleSeconds(now - link_at_); seconds >= 0.5) {
+    if (link_at_ != absl::InfinitePast()) {
+      up_ = static_cast<double>(sent - link_sent_) / seconds / 1e6;
+      down_ = static_cast<double>(received - link_received_) / seconds / 1e6;
+    }
+    link_at_ = now;
+    link_sent_ = sent;
+    link_received_ = received;
+  }
+  return terminal_ ? absl::StrFormat("  up %.0f down %.0f MB/s", up_, down_)
+                   : absl::StrFormat(" up_mb_per_s=%.0f down_mb_per_s=%.0f", up_, down_);
+}
+
 void ProgressDisplay::Update(const v1::Job& job) {
   const v1::Progress& p = job.progress();
   const double mbps = p.bytes_per_second() / 1e6;
@@ -14,9 +31,9 @@ void ProgressDisplay::Update(const v1::Job& job) {
     const int filled =
         p.slices_total() > 0 ? static_cast<int>(kWidth * p.slices_done() / p.slices_total()) : 0;
     std::string line =
-        absl::StrFormat("\r%s %-10s [%s%s] %lld/%lld slices  %.0f MB/s  ETA %s ", job.id(),
+        absl::StrFormat("\r%s %-10s [%s%s] %lld/%lld slices  %.0f MB/s  ETA %s%s ", job.id(),
                         p.stage(), std::string(filled, '#'), std::string(kWidth - filled, '.'),
-                        p.slices_done(), p.slices_total(), mbps, eta);
+                        p.slices_done(), p.slices_total(), mbps, eta, LinkRates());
     std::fputs(line.c_str(), out_);
     std::fflush(out_);
     drawn_ = true;
@@ -29,9 +46,9 @@ void ProgressDisplay::Update(const v1::Job& job) {
                             e.shards(), e.shards_running(), e.shards_pending(), e.shards_failed())
           : "";
   std::string line =
-      absl::StrFormat("job=%s state=%s stage=%s slices=%lld/%lld mb_per_s=%.0f eta_s=%s%s\n",
+      absl::StrFormat("job=%s state=%s stage=%s slices=%lld/%lld mb_per_s=%.0f eta_s=%s%s%s\n",
                       job.id(), convert::JobStateName(job.state()), p.stage(), p.slices_done(),
-                      p.slices_total(), mbps, eta, shards);
+                      p.slices_total(), mbps, eta, shards, LinkRates());
   if (line == last_line_) return;
   last_line_ = line;
   std::fputs(line.c_str(), out_);

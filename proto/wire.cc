@@ -1,13 +1,18 @@
 #include "proto/wire.h"
 
+#include <blosc.h>
 #include <google/protobuf/io/coded_stream.h>
 #include <grpcpp/support/proto_buffer_reader.h>
 
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <random>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "core/zarr/zarr_codec.h"
 
 namespace stackproc::wire {
 namespace {
@@ -25,16 +30,19 @@ size_t TagSize(uint32_t field) { return CodedOutputStream::VarintSize32(field <<
 
 }  // namespace
 
-grpc::ByteBuffer ChunkMessage(int field, int64_t slice, int64_t offset, grpc::Slice data) {
-  // SliceChunk: slice = 1, offset = 2, data = 3. Like protobuf, fields at their default (0,
-  // empty) are left out.
+grpc::ByteBuffer ChunkMessage(int field, int64_t slice, int64_t offset, grpc::Slice data,
+                              int64_t raw_size) {
+  // SliceChunk: slice = 1, offset = 2, data = 3, raw_size = 4. Like protobuf, fields at their
+  // default (0, empty) are left out, and the rest go in their numbers' order.
   const auto slice_u = static_cast<uint64_t>(slice);
   const auto offset_u = static_cast<uint64_t>(offset);
+  const auto raw_u = static_cast<uint64_t>(raw_size);
   const size_t n = data.size();
   size_t inner = 0;
   if (slice_u != 0) inner += TagSize(1) + CodedOutputStream::VarintSize64(slice_u);
   if (offset_u != 0) inner += TagSize(2) + CodedOutputStream::VarintSize64(offset_u);
   if (n != 0) inner += TagSize(3) + CodedOutputStream::VarintSize64(n) + n;
+  if (raw_u != 0) inner += TagSize(4) + CodedOutputStream::VarintSize64(raw_u);
 
   std::array<uint8_t, 64> head;  // tags and varints: at most 5 x 11 bytes
   uint8_t* p = head.data();
@@ -48,15 +56,97 @@ grpc::ByteBuffer ChunkMessage(int field, int64_t slice, int64_t offset, grpc::Sl
     p = WriteTag(p, 2, kVarint);
     p = CodedOutputStream::WriteVarint64ToArray(offset_u, p);
   }
-  if (n == 0) {
-    grpc::Slice only(head.data(), static_cast<size_t>(p - head.data()));
-    return grpc::ByteBuffer(&only, 1);
+  std::vector<grpc::Slice> slices;
+  if (n != 0) {
+    p = WriteTag(p, 3, kLengthDelimited);
+    p = CodedOutputStream::WriteVarint64ToArray(n, p);
+    slices.emplace_back(head.data(), static_cast<size_t>(p - head.data()));
+    slices.push_back(std::move(data));
+    p = head.data();
   }
-  p = WriteTag(p, 3, kLengthDelimited);
-  p = CodedOutputStream::WriteVarint64ToArray(n, p);
-  grpc::Slice slices[] = {grpc::Slice(head.data(), static_cast<size_t>(p - head.data())),
-                          std::move(data)};
-  return grpc::ByteBuffer(slices, 2);
+  if (raw_u != 0) {
+    p = WriteTag(p, 4, kVarint);
+    p = CodedOutputStream::WriteVarint64ToArray(raw_u, p);
+  }
+  if (p != head.data()) slices.emplace_back(head.data(), static_cast<size_t>(p - head.data()));
+  return grpc::ByteBuffer(slices.data(), slices.size());
+}
+
+namespace {
+
+constexpr int kBloscShuffle = 1;  // byte shuffle, by the pixel's size
+
+core::ZarrCodec BloscFor(v1::WireCompression compression) {
+  return compression == v1::WIRE_COMPRESSION_ZSTD
+             ? core::ZarrCodec{core::ZarrCodecId::kBlosc, 1, "zstd", kBloscShuffle}
+             : core::ZarrCodec{core::ZarrCodecId::kBlosc, 5, "lz4", kBloscShuffle};
+}
+
+}  // namespace
+
+const std::vector<v1::WireCompression>& WireCompressions() {
+  static const std::vector<v1::WireCompression> kTaken = [] {
+    std::vector<v1::WireCompression> taken = {v1::WIRE_COMPRESSION_NONE};
+    for (v1::WireCompression c : {v1::WIRE_COMPRESSION_LZ4, v1::WIRE_COMPRESSION_ZSTD}) {
+      if (blosc_compname_to_compcode(BloscFor(c).blosc_name.c_str()) >= 0) taken.push_back(c);
+    }
+    return taken;
+  }();
+  return kTaken;
+}
+
+const char* WireCompressionName(v1::WireCompression compression) {
+  switch (compression) {
+    case v1::WIRE_COMPRESSION_UNSPECIFIED:
+    case v1::WIRE_COMPRESSION_NONE:
+      return "none";
+    case v1::WIRE_COMPRESSION_LZ4:
+      return "lz4";
+    case v1::WIRE_COMPRESSION_ZSTD:
+      return "zstd";
+    default:
+      return "unknown";
+  }
+}
+
+absl::StatusOr<v1::WireCompression> ParseWireCompression(const std::string& name) {
+  std::vector<std::string> names;
+  for (v1::WireCompression c : WireCompressions()) {
+    if (name == WireCompressionName(c)) return c;
+    names.emplace_back(WireCompressionName(c));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("wire compression \"", name, "\": one of ", absl::StrJoin(names, ", ")));
+}
+
+bool Compress(v1::WireCompression compression, const uint8_t* data, size_t n, size_t pixel_bytes,
+              std::vector<uint8_t>& out) {
+  if (compression == v1::WIRE_COMPRESSION_UNSPECIFIED || compression == v1::WIRE_COMPRESSION_NONE ||
+      n == 0) {
+    return false;
+  }
+  return core::EncodeChunk(BloscFor(compression), data, n, pixel_bytes, out).ok() && out.size() < n;
+}
+
+bool ChunkPacker::Pack(const uint8_t* data, size_t n, std::vector<uint8_t>& out) {
+  if (skip_ > 0) {
+    --skip_;
+    return false;
+  }
+  if (Compress(compression_, data, n, pixel_bytes_, out) && out.size() * 10 <= n * 9) return true;
+  if (compression_ != v1::WIRE_COMPRESSION_NONE &&
+      compression_ != v1::WIRE_COMPRESSION_UNSPECIFIED) {
+    skip_ = kSkip;
+  }
+  return false;
+}
+
+size_t CompressedBound(size_t raw_size) { return raw_size + BLOSC_MAX_OVERHEAD; }
+
+absl::Status Decompress(const uint8_t* data, size_t size, uint8_t* out, size_t raw_size) {
+  // Any blosc frame: how it was made (lz4 or zstd, shuffled or not) is in its header.
+  return core::DecodeChunk(BloscFor(v1::WIRE_COMPRESSION_LZ4), {data, size}, out, raw_size,
+                           "a compressed chunk");
 }
 
 namespace {
@@ -146,6 +236,8 @@ std::optional<ChunkView> ChunkView::Read(const grpc::ByteBuffer& buffer, int fie
       view.first_at_ = in.at();
       view.size_ = static_cast<size_t>(value);
       in.Skip(value);
+    } else if (number == 4 && (tag & 7) == kVarint && in.ReadVarint(value)) {
+      view.raw_size_ = static_cast<int64_t>(value);
     } else {
       return std::nullopt;
     }
@@ -161,6 +253,29 @@ void ChunkView::CopyTo(uint8_t* out) const {
     out += n;
     left -= n;
   }
+}
+
+absl::Status ChunkView::UnpackTo(uint8_t* out, std::vector<uint8_t>& scratch) const {
+  if (raw_size_ == 0) {
+    CopyTo(out);
+    return absl::OkStatus();
+  }
+  const uint8_t* data = nullptr;
+  if (size_ > 0 && slices_[first_].size() - first_at_ >= size_) {
+    data = slices_[first_].begin() + first_at_;  // in one received slice, as it mostly is
+  } else {
+    scratch.resize(size_);
+    CopyTo(scratch.data());
+    data = scratch.data();
+  }
+  return Decompress(data, size_, out, static_cast<size_t>(raw_size_));
+}
+
+std::string NewResumeToken() {
+  std::random_device random;
+  std::string token;
+  for (int i = 0; i < 4; ++i) absl::StrAppendFormat(&token, "%08x", random());
+  return token;
 }
 
 grpc::ByteBuffer Serialize(const google::protobuf::MessageLite& message) {

@@ -192,6 +192,12 @@ std::vector<Flag> JobFlags() {
            "slice, fewer when 2 slices per thread keep the threads busy); each thread's slices "
            "between the pipeline's steps come on top",
            FIELD(jobs.stream_window_bytes)),
+      Seconds("stream-grace",
+              absl::StrCat("how long a streamed job whose call broke (a cut link) waits for its "
+                           "client to resume it (stackproc process resumes by itself); 0: it is "
+                           "cancelled at once. Meanwhile it keeps the last ",
+                           kStreamTailBytes >> 20, " MiB of results sent"),
+              FIELD(jobs.stream_grace)),
       Count("max-jobs-per-caller", "jobs one caller may have queued or running",
             FIELD(jobs.max_jobs_per_caller)),
       Count("max-streams", "streamed jobs open at once", FIELD(jobs.max_streams)),

@@ -17,7 +17,7 @@ absl::Status Corrupt(const std::string& name, absl::string_view why) {
   return absl::DataLossError(absl::StrCat(name, ": ", why));
 }
 
-absl::Status Inflate(const ZarrCodec& codec, const std::vector<uint8_t>& in, uint8_t* out,
+absl::Status Inflate(const ZarrCodec& codec, absl::Span<const uint8_t> in, uint8_t* out,
                      size_t size, const std::string& name) {
   const std::unique_ptr<libdeflate_decompressor, decltype(&libdeflate_free_decompressor)>
       decompressor(libdeflate_alloc_decompressor(), &libdeflate_free_decompressor);
@@ -88,8 +88,8 @@ absl::Status ValidateZarrCodec(const ZarrCodec& codec) {
   return absl::InvalidArgumentError("unknown codec");
 }
 
-absl::Status EncodeChunk(const ZarrCodec& codec, const uint8_t* data, size_t size,
-                         size_t item_size, std::vector<uint8_t>& out) {
+absl::Status EncodeChunk(const ZarrCodec& codec, const uint8_t* data, size_t size, size_t item_size,
+                         std::vector<uint8_t>& out) {
   switch (codec.id) {
     case ZarrCodecId::kNone:
       out.assign(data, data + size);
@@ -118,7 +118,7 @@ absl::Status EncodeChunk(const ZarrCodec& codec, const uint8_t* data, size_t siz
   return absl::InternalError("unknown codec");
 }
 
-absl::Status DecodeChunk(const ZarrCodec& codec, const std::vector<uint8_t>& encoded, uint8_t* out,
+absl::Status DecodeChunk(const ZarrCodec& codec, absl::Span<const uint8_t> encoded, uint8_t* out,
                          size_t size, const std::string& name) {
   switch (codec.id) {
     case ZarrCodecId::kNone:

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 
 namespace stackproc::core {
 
@@ -30,13 +31,13 @@ absl::Status ValidateZarrCodec(const ZarrCodec& codec);
 
 // Compresses a chunk of `size` bytes of `item_size`-byte elements (blosc shuffles by it) into
 // `out` (its capacity reused: writers keep one per thread or per chunk).
-absl::Status EncodeChunk(const ZarrCodec& codec, const uint8_t* data, size_t size,
-                         size_t item_size, std::vector<uint8_t>& out);
+absl::Status EncodeChunk(const ZarrCodec& codec, const uint8_t* data, size_t size, size_t item_size,
+                         std::vector<uint8_t>& out);
 
 // Decompresses `encoded` into exactly `size` bytes at `out`. DataLoss when the stream is
 // corrupt, truncated or holds another number of bytes; `name` (the chunk's file) heads the
 // message.
-absl::Status DecodeChunk(const ZarrCodec& codec, const std::vector<uint8_t>& encoded, uint8_t* out,
+absl::Status DecodeChunk(const ZarrCodec& codec, absl::Span<const uint8_t> encoded, uint8_t* out,
                          size_t size, const std::string& name);
 
 }  // namespace stackproc::core

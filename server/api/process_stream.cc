@@ -8,7 +8,7 @@
 
 #include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
+#include "absl/strings/str_format.h"
 #include "core/base/status_macros.h"
 #include "core/pipeline/pipeline.h"
 #include "proto/wire.h"
@@ -19,216 +19,159 @@ namespace {
 
 constexpr absl::Duration kProgressInterval = absl::Milliseconds(250);
 
+absl::Status ClientWentAway() { return absl::CancelledError("the client went away"); }
+bool WentAway(const absl::Status& status) {
+  return absl::IsCancelled(status) && status.message() == ClientWentAway().message();
+}
+
 }  // namespace
 
-ProcessStreamReactor::ProcessStreamReactor(grpc::CallbackServerContext* context, JobManager& jobs,
-                                           std::string owner)
-    : context_(context), jobs_(jobs), owner_(std::move(owner)) {
+ProcessStreamReactor::ProcessStreamReactor(grpc::CallbackServerContext* context,
+                                           StreamSessions& sessions, std::string owner)
+    : context_(context),
+      session_(std::make_shared<StreamSession>(sessions.jobs(), std::move(owner), sessions)) {
+  std::lock_guard lock(session_->mutex_);
+  session_->attached_ = this;
   reading_ = true;
   StartRead(&request_buffer_);
 }
 
-ProcessStreamReactor::~ProcessStreamReactor() {
-  feed_.reset();  // the upload's ring and, with the job's own references gone, its window
-  drain_.reset();
-  job_.reset();
-  core::ReturnFreeMemory();
+ProcessStreamReactor::ProcessStreamReactor(grpc::CallbackServerContext* context,
+                                           std::shared_ptr<StreamSession> session,
+                                           const v1::StreamResume& resume)
+    : context_(context), session_(std::move(session)) {
+  std::lock_guard lock(session_->mutex_);
+  StreamSession& s = *session_;
+  const int64_t z = resume.result_slice();
+  const int64_t offset = resume.result_offset();
+  absl::Status refused = [&]() -> absl::Status {
+    if (s.job_ == nullptr) {  // its header was refused: there is no job
+      return absl::NotFoundError("no streamed job has that resume token: its header was refused");
+    }
+    if (s.closed_ || !s.Resumable()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job ", s.job_->id(), " has ended: ", JobStateName(s.job_->Snapshot().state)));
+    }
+    if (z < 0 || offset < 0 || z > s.out_slice_ ||
+        (z == s.out_slice_ && static_cast<size_t>(offset) > s.out_offset_) ||
+        (z < s.out_slice_ && static_cast<size_t>(offset) >= s.out_slice_bytes_)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the resume's result position (slice ", z, " offset ", offset,
+          ") is past what was sent: up to slice ", s.out_slice_, " offset ", s.out_offset_));
+    }
+    if (z < s.out_slice_ && (s.tail_.empty() || s.tail_.front().z > z)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "result slice ", z, " is no longer held: the server keeps the last ", s.tail_.size(),
+          " slices it sent, from slice ", s.out_slice_ - std::ssize(s.tail_)));
+    }
+    return absl::OkStatus();
+  }();
+  if (!refused.ok()) {
+    ended_ = true;
+    end_status_ = refused;
+    Pump();  // not attached: finishes at once
+    return;
+  }
+  if (ProcessStreamReactor* old = s.attached_; old != nullptr) {
+    // The call this one replaces has not seen its link break yet: it ends now.
+    s.attached_ = nullptr;
+    old->ended_ = true;
+    old->end_status_ = absl::CancelledError("a resumed call took the job up");
+    old->context_->TryCancel();
+    old->Pump();
+  }
+  if (s.grace_alarm_) s.grace_alarm_->Cancel();
+  ++s.grace_generation_;
+  s.attached_ = this;
+  s.jobs_.LogJobEvent(*s.job_, "stream_resumed",
+                      absl::StrCat(" upload_slice=", s.in_slice_, " result_slice=", z,
+                                   " from_tail=", s.out_slice_ - z));
+  if (z < s.out_slice_) {
+    replay_slice_ = z;
+    replay_offset_ = static_cast<size_t>(offset);
+    s.out_offset_ = 0;  // a slice in part sent is held: after the tail it goes again whole
+  } else {
+    s.out_offset_ = static_cast<size_t>(offset);  // the slice is still held while in part sent
+  }
+  Pump();
 }
 
 void ProcessStreamReactor::Unref() {
   if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
 }
 
-ProcessStreamReactor::ChunkLease::ChunkLease(ProcessStreamReactor* reactor, int64_t z)
-    : reactor_(reactor), z_(z) {
-  reactor_->refs_.fetch_add(1, std::memory_order_relaxed);
-  reactor_->Lend(z_);
-}
-
-ProcessStreamReactor::ChunkLease::ChunkLease(ChunkLease&& other) noexcept
-    : reactor_(std::exchange(other.reactor_, nullptr)), z_(other.z_) {}
-
-ProcessStreamReactor::ChunkLease::~ChunkLease() {
-  if (reactor_ == nullptr) return;
-  reactor_->Return(z_);
-  reactor_->Unref();
-}
-
-void ProcessStreamReactor::Lend(int64_t z) {
-  std::lock_guard lock(lease_mutex_);
-  ++lent_[z];
-}
-
-void ProcessStreamReactor::Return(int64_t z) {
-  {
-    std::lock_guard lock(lease_mutex_);
-    auto it = lent_.find(z);
-    if (--it->second > 0) return;
-    lent_.erase(it);
-  }
-  // gRPC may drop a chunk inside one of our calls that holds mutex_.
-  Later([drain = drain_, z] { drain->Release(z); });
-}
-
-// "ipv4:127.0.0.1:53422" -> "127.0.0.1", "ipv6:%5B::1%5D:53422" (gRPC 1.51 escapes the
-// brackets) -> "[::1]", "unix:..." -> "unix".
-std::string PeerHost(const std::string& peer) {
-  const size_t scheme = peer.find(':');
-  if (scheme == std::string::npos) return peer;
-  if (peer.compare(0, scheme, "unix") == 0) return "unix";
-  std::string address = absl::StrReplaceAll(peer.substr(scheme + 1), {{"%5B", "["}, {"%5D", "]"}});
-  return address.substr(0, address.rfind(':'));
-}
-
-void ProcessStreamReactor::Later(std::function<void()> work) { arena_->enqueue(std::move(work)); }
-
-absl::Status ProcessStreamReactor::StartJob(const v1::StreamHeader& header) {
-  core::StackInfo input;
-  input.shape = FromProto(header.shape());
-  STACKPROC_ASSIGN_OR_RETURN(input.type, FromProto(header.pixel_type()));
-  absl::StatusOr<core::StackMetadata> metadata = convert::MetadataFromProto(header);
-  if (!metadata.ok())
-    return absl::InvalidArgumentError(absl::StrCat("header: ", metadata.status().message()));
-  input.metadata = *std::move(metadata);
-  JobSpec spec;
-  STACKPROC_ASSIGN_OR_RETURN(spec.ops, FromProto(header.ops()));
-  spec.owner = owner_;
-  spec.streamed = true;
-  spec.uploaded_from = PeerHost(context_->peer());
-  spec.input_name = header.name();
-  auto feed = std::make_shared<core::FeedSource>(input);
-  auto drain = std::make_shared<core::DrainSink>();
-  STACKPROC_ASSIGN_OR_RETURN(job_, jobs_.SubmitStream(spec, {feed, drain}));
-  feed_ = std::move(feed);
-  drain_ = std::move(drain);
-  const JobSnapshot s = job_->Snapshot();
-  depth_ = s.input_shape.depth;
-  in_slice_bytes_ = core::SliceBytes(s.input_shape, s.input_type).value_or(0);
-  out_slice_bytes_ = core::SliceBytes(s.output_shape, s.output_type).value_or(0);
-  arena_ = &jobs_.ArenaFor(s.progress.bytes_total);
-  feed_->SetOnRoom([this] { OnRunChange(); });
-  drain_->SetOnChange([this] { OnRunChange(); });
-  return absl::OkStatus();
-}
-
-absl::Status ProcessStreamReactor::TakeMessage() {
-  // Chunks, nearly every message, go from the received bytes straight into their slice.
-  if (job_) {
-    if (std::optional<wire::ChunkView> chunk =
-            wire::ChunkView::Read(request_buffer_, v1::ProcessStreamRequest::kChunkFieldNumber)) {
-      return TakeChunk(chunk->slice(), chunk->offset(), chunk->size(),
-                       [&](uint8_t* out) { chunk->CopyTo(out); });
-    }
-  }
-  STACKPROC_RETURN_IF_ERROR(wire::Parse(request_buffer_, request_, "ProcessStreamRequest"));
-  if (!job_) {
-    return request_.has_header()
-               ? StartJob(request_.header())
-               : absl::InvalidArgumentError("the first message must be a StreamHeader");
-  }
-  if (request_.has_chunk()) {
-    const v1::SliceChunk& chunk = request_.chunk();
-    return TakeChunk(chunk.slice(), chunk.offset(), chunk.data().size(), [&](uint8_t* out) {
-      std::memcpy(out, chunk.data().data(), chunk.data().size());
-    });
-  }
-  return absl::InvalidArgumentError("a StreamHeader after the first message");
-}
-
-absl::Status ProcessStreamReactor::TakeChunk(int64_t slice, int64_t offset, size_t n,
-                                             absl::FunctionRef<void(uint8_t*)> copy_to) {
-  auto where = [&] { return absl::StrCat("chunk at slice ", slice, " offset ", offset); };
-  if (in_slice_ >= depth_) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where(), ": the header announced ", depth_, " slices and all have arrived"));
-  }
-  if (slice != in_slice_ || offset != static_cast<int64_t>(in_offset_)) {
-    return absl::InvalidArgumentError(absl::StrCat(where(), " is out of order: expected slice ",
-                                                   in_slice_, " offset ", in_offset_));
-  }
-  if (n == 0 || n > wire::kChunkBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where(), " has ", n, " bytes; chunks carry 1 to ", wire::kChunkBytes, " bytes"));
-  }
-  if (in_offset_ + n > in_slice_bytes_) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where(), " of ", n, " bytes overruns the slice's ", in_slice_bytes_, " bytes"));
-  }
-  if (in_buffer_ == nullptr) return absl::InternalError("read a chunk with no room for it");
-  copy_to(in_buffer_ + in_offset_);
-  in_offset_ += n;
-  if (in_offset_ == in_slice_bytes_) {
-    feed_->Complete(in_slice_);
-    ++in_slice_;
-    in_offset_ = 0;
-    in_buffer_ = nullptr;
-  }
-  return absl::OkStatus();
-}
-
 void ProcessStreamReactor::OnReadDone(bool ok) {
-  bool subscribe = false;
+  StreamSession& s = *session_;
+  std::shared_ptr<Job> subscribe;
   {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(s.mutex_);
     reading_ = false;
-    if (ended_) return Pump();
+    if (ended_ || !attached()) return Pump();
     if (!ok) {
-      if (context_->IsCancelled()) return End(absl::CancelledError("the client went away"));
-      if (!job_) return End(absl::InvalidArgumentError("the call ended before its StreamHeader"));
-      if (in_slice_ < depth_ && job_->cancel_token().IsCancelled()) {
+      if (context_->IsCancelled()) return End(ClientWentAway());
+      if (!s.job_) return End(absl::InvalidArgumentError("the call ended before its StreamHeader"));
+      if (s.in_slice_ < s.depth_ && s.job_->cancel_token().IsCancelled()) {
         // Cancelled (CancelJob, shutdown): the client stopped sending; the job ends so.
-        upload_closed_ = true;
+        s.upload_closed_ = true;
         return Pump();
       }
-      if (in_slice_ < depth_) {
+      if (s.in_slice_ < s.depth_) {
         return End(absl::InvalidArgumentError(
-            absl::StrCat("the upload ended at slice ", in_slice_, " offset ", in_offset_,
-                         "; the header announced ", depth_,
+            absl::StrCat("the upload ended at slice ", s.in_slice_, " offset ", s.in_offset_,
+                         "; the header announced ", s.depth_,
                          " slices (the client half-closed early, or the call broke: a message "
                          "over gRPC's 4 MiB limit breaks it too)")));
       }
-      upload_closed_ = true;
-      feed_->End();
+      // A client half-closes once it has every result (stackproc's do): then the tail is of no
+      // more use after the job. (An older one half-closes after its upload, mostly before.)
+      half_closed_ = true;
+      s.acked_ = s.out_slice_ >= s.depth_ && replay_slice_ < 0;
+      if (!s.upload_closed_) {  // (the half-close alarm may have closed it)
+        s.upload_closed_ = true;
+        s.feed_->End();
+      }
       return Pump();
     }
-    const bool had_job = job_ != nullptr;
+    const bool had_job = s.job_ != nullptr;
     if (absl::Status status = TakeMessage(); !status.ok()) return End(status);
-    subscribe = !had_job && job_ != nullptr;
-    if (!subscribe) return Pump();
+    if (had_job || s.job_ == nullptr) return Pump();
+    subscribe = s.job_;
   }
-  // A new job: its changes reach Pump. Outside mutex_, which its observers take.
-  const int handle = job_->Subscribe([this] { OnRunChange(); });
-  std::lock_guard lock(mutex_);
-  observer_ = handle;
+  // A new job: its changes reach the session. Outside its mutex, which its observers take.
+  std::weak_ptr<StreamSession> weak = session_;
+  const int handle = subscribe->Subscribe([weak] {
+    if (auto session = weak.lock()) session->OnRunChange();
+  });
+  std::lock_guard lock(s.mutex_);
+  s.observer_ = handle;
+  if (s.unhooked_) {  // unhooked before the handle was known: it goes now
+    s.Later([job = subscribe, handle] { job->Unsubscribe(handle); });
+  }
   Pump();
 }
 
 void ProcessStreamReactor::OnWriteDone(bool ok) {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(session_->mutex_);
   writing_ = false;
   response_buffer_.Clear();  // our reference to the chunk sent: gRPC holds it as long as needed
   // Pump even when the call has already ended: a Finish may be waiting for this write.
-  if (!ok) End(absl::CancelledError("the client went away"));
+  if (!ok) End(ClientWentAway());
   Pump();
 }
 
 void ProcessStreamReactor::OnCancel() {
-  std::lock_guard lock(mutex_);
-  End(absl::CancelledError("the client went away"));
-}
-
-void ProcessStreamReactor::OnRunChange() {
-  std::lock_guard lock(mutex_);
-  Pump();
+  std::lock_guard lock(session_->mutex_);
+  End(ClientWentAway());
 }
 
 void ProcessStreamReactor::OnAlarm(bool fired) {
   {
-    std::lock_guard lock(mutex_);
-    if (fired && !done_ && !ended_ && !upload_closed_) {
+    StreamSession& s = *session_;
+    std::lock_guard lock(s.mutex_);
+    if (fired && !done_ && !ended_ && attached() && !s.upload_closed_) {
       // Every result is out and the client has not half-closed: take the upload as complete.
-      upload_closed_ = true;
-      feed_->End();
+      s.upload_closed_ = true;
+      s.feed_->End();
       Pump();
     }
   }
@@ -237,90 +180,94 @@ void ProcessStreamReactor::OnAlarm(bool fired) {
 
 void ProcessStreamReactor::OnDone() {
   {
-    std::lock_guard lock(mutex_);
+    StreamSession& s = *session_;
+    std::lock_guard lock(s.mutex_);
     done_ = true;
     response_buffer_.Clear();
+    if (attached()) {  // (Finish lets go of the session first: this is only a safeguard)
+      s.attached_ = nullptr;
+      s.Close(ClientWentAway());
+      s.Unhook();
+    }
   }
   alarm_.Cancel();
-  if (job_) {
-    // The run must not wait for a call that is gone.
-    feed_->Fail(absl::CancelledError("the client went away"));
-    Later([drain = drain_] { drain->Stop(); });
-    if (observer_ >= 0) job_->Unsubscribe(observer_);
-    feed_->SetOnRoom(nullptr);
-    drain_->SetOnChange(nullptr);
-  }
-  Unref();  // the last chunk gRPC returns may outlive the call
+  Unref();
 }
 
 void ProcessStreamReactor::End(const absl::Status& status) {
   if (ended_) return;
   ended_ = true;
   end_status_ = status;
-  if (job_) {
-    if (!status.ok()) {
-      feed_->Fail(status);  // a running job fails with it ...
-      Later([&jobs = jobs_, job = job_, status] {
-        jobs.Dequeue(*job, status);
-      });  // ... a queued one too
+  StreamSession& s = *session_;
+  if (attached()) {
+    if (s.job_ == nullptr) {
+      s.attached_ = nullptr;
+    } else if (WentAway(status) && s.Resumable()) {
+      s.Detach(/*broke=*/true);  // the job waits for a resumed call; this one finishes at once
+    } else if (!status.ok()) {
+      s.Close(status);  // the call finishes once the job has ended
     }
-    if (out_offset_ > 0) {  // the sender's hold on a slice it will not finish sending
-      out_offset_ = 0;
-      Return(out_slice_);
-    }
-    Later([drain = drain_] { drain->Stop(); });
   }
   Pump();
 }
 
 void ProcessStreamReactor::Pump() {
   if (done_) return;
-  if (ended_) {
-    // The call ends after its job, so that whoever sees the call's status finds the job ended;
-    // unless chunks are still out with gRPC, which may hold them until the call ends.
-    bool lent;
-    {
-      std::lock_guard lock(lease_mutex_);
-      lent = !lent_.empty();
+  StreamSession& s = *session_;
+  if (ended_ || !attached()) {
+    if (writing_ || finish_called_) return;
+    if (attached()) {
+      // The call ends after its job, so that whoever sees the call's status finds the job
+      // ended; unless chunks are still out with gRPC, which may hold them until the call ends.
+      const bool job_ended = IsTerminal(s.job_->Snapshot().state);
+      if (!job_ended && !s.AnyLent()) return;
+      if (end_status_.ok() && !s.acked_ && s.Resumable()) {
+        // Done, but the last results may still be on their way and lost with the link: its
+        // tail stays for a resume until the grace runs out.
+        s.Detach(/*broke=*/false);
+      } else {
+        s.attached_ = nullptr;
+        s.Close(end_status_);  // done with it: nothing waits for it any more
+        s.Unhook();
+      }
     }
-    const bool job_ended = !job_ || IsTerminal(job_->Snapshot().state);
-    if (!writing_ && !finish_called_ && (job_ended || lent)) {
-      finish_called_ = true;
-      Finish(ToGrpcStatus(end_status_));
-    }
+    finish_called_ = true;
+    Finish(ToGrpcStatus(end_status_));
     return;
   }
-  if (!job_) return;  // the header has not been read yet
+  if (!s.job_) return;  // the header has not been read yet
 
   // Writes first: sending a result slice frees room for the upload.
   if (!writing_) {
     if (sent_final_job_) return End(absl::OkStatus());
-    const JobSnapshot s = job_->Snapshot();
-    if (s.state == JobState::kSucceeded) {
+    const JobSnapshot snapshot = s.job_->Snapshot();
+    if (snapshot.state == JobState::kSucceeded && sent_attached_ && replay_slice_ < 0) {
       NextJobUpdate(true);  // the final message: the job as it ended
       sent_final_job_ = true;
       writing_ = true;
       StartWrite(&response_buffer_);
-    } else if (IsTerminal(s.state)) {
-      return End(s.error);
-    } else if (NextJobUpdate(false) || NextResult()) {
+    } else if (IsTerminal(snapshot.state) && snapshot.state != JobState::kSucceeded) {
+      return End(snapshot.error);
+    } else if (NextJobUpdate(false) || NextAttached() || NextResult()) {
       writing_ = true;
       StartWrite(&response_buffer_);
     }
   }
-  if (!reading_ && !upload_closed_) {
-    if (in_slice_ < depth_ && in_buffer_ == nullptr) {
-      absl::StatusOr<uint8_t*> buffer = feed_->Fill(in_slice_);
+  // Once the upload is whole, one more read sees the client's half-close (or a stray chunk),
+  // even after the upload was taken as closed: it says the client has every result.
+  if (!reading_ && !half_closed_ && (!s.upload_closed_ || s.in_slice_ >= s.depth_)) {
+    if (!s.upload_closed_ && s.in_slice_ < s.depth_ && s.in_buffer_ == nullptr) {
+      absl::StatusOr<uint8_t*> buffer = s.feed_->Fill(s.in_slice_);
       if (!buffer.ok()) return End(buffer.status());
-      in_buffer_ = *buffer;
+      s.in_buffer_ = *buffer;
     }
-    // After the last slice one more read sees the client's half-close (or a stray chunk).
-    if (in_slice_ >= depth_ || in_buffer_ != nullptr) {
+    if (s.in_slice_ >= s.depth_ || s.in_buffer_ != nullptr) {
       reading_ = true;
       StartRead(&request_buffer_);
     }
   }
-  if (!alarm_set_ && !upload_closed_ && sent_result_header_ && out_slice_ == depth_) {
+  if (!alarm_set_ && !s.upload_closed_ && sent_result_header_ && replay_slice_ < 0 &&
+      s.out_slice_ == s.depth_) {
     alarm_set_ = true;
     refs_.fetch_add(1, std::memory_order_relaxed);
     alarm_.Set(absl::ToChronoTime(absl::Now() + kHalfCloseGrace),
@@ -330,7 +277,7 @@ void ProcessStreamReactor::Pump() {
 
 bool ProcessStreamReactor::NextJobUpdate(bool force) {
   const absl::Time now = absl::Now();
-  const JobSnapshot snapshot = job_->Snapshot();
+  const JobSnapshot snapshot = session_->job_->Snapshot();
   const bool first = last_job_sent_ == absl::InfinitePast();
   const bool state_changed = snapshot.state != sent_state_;
   const bool due =
@@ -345,31 +292,83 @@ bool ProcessStreamReactor::NextJobUpdate(bool force) {
   return true;
 }
 
+bool ProcessStreamReactor::NextAttached() {
+  if (sent_attached_) return false;
+  const StreamSession& s = *session_;
+  response_.Clear();
+  v1::StreamAttached* attached = response_.mutable_attached();
+  attached->set_resume_token(s.token_);
+  attached->set_upload_slice(s.in_slice_);
+  attached->set_upload_offset(static_cast<int64_t>(s.in_offset_));
+  attached->set_grace_seconds(absl::ToDoubleSeconds(s.registry_.grace()));
+  response_buffer_ = wire::Serialize(response_);
+  sent_attached_ = true;
+  return true;
+}
+
+grpc::ByteBuffer ProcessStreamReactor::ResultChunk(int64_t z, size_t offset, const uint8_t* data,
+                                                   size_t n,
+                                                   const std::function<grpc::Slice()>& lend) {
+  constexpr int kField = v1::ProcessStreamResponse::kChunkFieldNumber;
+  const auto at = static_cast<int64_t>(offset);
+  if (std::vector<uint8_t> packed; session_->packer_.Pack(data, n, packed)) {
+    const uint8_t* bytes = packed.data();
+    const size_t size = packed.size();
+    return wire::ChunkMessage(kField, z, at, wire::BorrowSlice(bytes, size, std::move(packed)),
+                              static_cast<int64_t>(n));
+  }
+  return wire::ChunkMessage(kField, z, at, lend());  // as it is: lent, not copied
+}
+
 bool ProcessStreamReactor::NextResult() {
+  StreamSession& s = *session_;
   if (!sent_result_header_) {
-    const core::StackInfo* output = drain_->output();
-    if (output == nullptr) return false;  // the run has not started
+    if (!s.output_) {
+      const core::StackInfo* output = s.drain_->output();
+      if (output == nullptr) return false;  // the run has not started
+      s.output_ = *output;                  // a resumed call's too, after the run
+    }
     response_.Clear();
-    ToProto(output->shape, output->type, output->metadata, response_.mutable_result_header());
+    ToProto(s.output_->shape, s.output_->type, s.output_->metadata,
+            response_.mutable_result_header());
     response_buffer_ = wire::Serialize(response_);
     sent_result_header_ = true;
     return true;
   }
-  if (out_slice_ >= depth_) return false;
-  if (out_offset_ == 0) {
-    out_data_ = drain_->Result(out_slice_);
-    if (out_data_ == nullptr) return false;
-    Lend(out_slice_);  // held while its chunks are being made
+  if (replay_slice_ >= 0) {  // a resumed call: first what the client lacks of the tail
+    const StreamSession::TailSlice& kept =
+        s.tail_[static_cast<size_t>(replay_slice_ - s.tail_.front().z)];
+    const size_t n = std::min(wire::kChunkBytes, s.out_slice_bytes_ - replay_offset_);
+    const uint8_t* data = kept.bytes->data() + replay_offset_;
+    response_buffer_ = ResultChunk(replay_slice_, replay_offset_, data, n,
+                                   [&] { return wire::BorrowSlice(data, n, kept.bytes); });
+    replay_offset_ += n;
+    if (replay_offset_ == s.out_slice_bytes_) {
+      replay_offset_ = 0;
+      if (++replay_slice_ == s.out_slice_) replay_slice_ = -1;
+    }
+    return true;
   }
-  const size_t n = std::min(wire::kChunkBytes, out_slice_bytes_ - out_offset_);
-  response_buffer_ = wire::ChunkMessage(
-      v1::ProcessStreamResponse::kChunkFieldNumber, out_slice_, static_cast<int64_t>(out_offset_),
-      wire::BorrowSlice(out_data_ + out_offset_, n, ChunkLease(this, out_slice_)));
-  out_offset_ += n;
-  if (out_offset_ == out_slice_bytes_) {
-    Return(out_slice_);
-    ++out_slice_;
-    out_offset_ = 0;
+  if (s.out_slice_ >= s.depth_) return false;
+  const int64_t z = s.out_slice_;
+  if (!s.holding_) {
+    s.out_data_ = s.drain_->Result(z);
+    if (s.out_data_ == nullptr) return false;
+    s.Lend(z);  // held while its chunks are being made
+    s.holding_ = true;
+  }
+  const size_t n = std::min(wire::kChunkBytes, s.out_slice_bytes_ - s.out_offset_);
+  const uint8_t* data = s.out_data_ + s.out_offset_;
+  response_buffer_ = ResultChunk(z, s.out_offset_, data, n, [&] {
+    return wire::BorrowSlice(data, n, StreamSession::ChunkLease(session_, z));
+  });
+  s.out_offset_ += n;
+  if (s.out_offset_ == s.out_slice_bytes_) {
+    s.KeepInTail(z, s.out_data_);
+    s.holding_ = false;
+    s.Return(z);
+    ++s.out_slice_;
+    s.out_offset_ = 0;
   }
   return true;
 }

@@ -120,6 +120,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   // kernel would share the port's callers between the two.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(wire::kMaxMessageBytes);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, wire::kKeepaliveMs);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, wire::kKeepaliveTimeoutMs);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             wire::kMinPingIntervalMs);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   builder.RegisterService(server->service_.get());
   if (server->metrics_) {
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> counters;
@@ -151,8 +156,11 @@ void Server::Shutdown(absl::Duration grace) {
   // A server that failed to start has some of its parts only.
   std::call_once(shutdown_once_, [&] {
     if (grpc_) grpc_->GetHealthCheckService()->SetServingStatus(false);
+    // Streamed jobs waiting for a resume wait no more: none can come once the server has gone.
+    if (service_) service_->EndWaitingStreams();
     if (jobs_) jobs_->Shutdown(grace);  // refuses new jobs at once; returns when none runs
     if (grpc_) grpc_->Shutdown(std::chrono::system_clock::now());  // cancels open streams
+    if (service_) service_->EndWaitingStreams();                   // what their ends left waiting
     web_.reset();
   });
 }

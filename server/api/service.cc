@@ -192,6 +192,7 @@ grpc::ServerUnaryReactor* StackProcessorService::GetServerInfo(
     info->set_compressions(format.compressions);
   }
   response->set_tokens_required(access_.tokens != nullptr);
+  for (v1::WireCompression c : wire::WireCompressions()) response->add_wire_compressions(c);
   return Done(context, absl::OkStatus());
 }
 
@@ -213,7 +214,18 @@ grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* StackProcessorServi
     grpc::CallbackServerContext* context) {
   absl::StatusOr<Caller> caller = Authenticate(context);
   if (!caller.ok()) return new FailedBidi(caller.status());
-  return new ProcessStreamReactor(context, jobs_, caller->name);
+  const auto& metadata = context->client_metadata();
+  auto resume_it = metadata.find(wire::kResumeMetadataKey);
+  if (resume_it == metadata.end()) return new ProcessStreamReactor(context, streams_, caller->name);
+  v1::StreamResume resume;
+  if (!resume.ParseFromArray(resume_it->second.data(),
+                             static_cast<int>(resume_it->second.size()))) {
+    return new FailedBidi(absl::InvalidArgumentError(
+        absl::StrCat(wire::kResumeMetadataKey, " is not a StreamResume")));
+  }
+  absl::StatusOr<std::shared_ptr<StreamSession>> session = streams_.Find(resume, caller->name);
+  if (!session.ok()) return new FailedBidi(session.status());
+  return new ProcessStreamReactor(context, *std::move(session), resume);
 }
 
 }  // namespace stackproc::server

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "server/api/auth.h"
+#include "server/api/process_stream.h"
 #include "server/api/work_pool.h"
 #include "server/jobs/job_manager.h"
 #include "stackproc/v1/service.grpc.pb.h"
@@ -31,7 +32,7 @@ using StackProcessorBase = v1::StackProcessor::WithCallbackMethod_SubmitJob<
 class StackProcessorService final : public StackProcessorBase {
  public:
   StackProcessorService(JobManager& jobs, Access access)
-      : jobs_(jobs), access_(std::move(access)) {}
+      : jobs_(jobs), access_(std::move(access)), streams_(jobs) {}
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* context,
                                       const v1::SubmitJobRequest* request,
@@ -68,6 +69,13 @@ class StackProcessorService final : public StackProcessorBase {
   grpc::ServerWriteReactor<v1::PreviewResponse>* Preview(
       grpc::CallbackServerContext* context, const v1::PreviewRequest* request) override;
 
+  // Cancels the streamed jobs whose call broke and that wait for a resume (the server stops).
+  void EndWaitingStreams() {
+    streams_.CloseDetached(
+        absl::CancelledError("the server stopped while the job waited for its "
+                             "client to resume it"));
+  }
+
  private:
   // The caller of `context` (Access::Identify).
   absl::StatusOr<Caller> Authenticate(const grpc::CallbackServerContext* context) const {
@@ -79,6 +87,7 @@ class StackProcessorService final : public StackProcessorBase {
 
   JobManager& jobs_;
   const Access access_;
+  StreamSessions streams_;  // streamed jobs, for their calls and resumes
   // Probes go one disk's way; more threads would only queue on the same device.
   WorkPool disk_work_{4};
 };

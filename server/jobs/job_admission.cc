@@ -126,7 +126,13 @@ absl::StatusOr<JobSnapshot> JobManager::PlanStream(const JobSpec& spec, const Jo
   STACKPROC_ASSIGN_OR_RETURN(
       core::ProcessPlan plan,
       core::PlanSource(io.source, request, io.sink->traits(), local_->concurrency()));
-  const uint64_t memory = plan.memory_bytes;
+  // A resumable job keeps its tail of results sent (StreamSession) beside its window.
+  const size_t out_slice = core::SliceBytes(plan.output_shape, plan.output_type).value_or(0);
+  const uint64_t tail =
+      options_.stream_grace > absl::ZeroDuration()
+          ? std::min<uint64_t>(StreamTailSlices(out_slice), shape.depth) * out_slice
+          : 0;
+  const uint64_t memory = plan.memory_bytes + tail;
   const bool whole = plan.pipeline.NeedsWholeStack();
   if (memory > options_.memory_budget) {
     return absl::ResourceExhaustedError(

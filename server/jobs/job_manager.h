@@ -8,6 +8,7 @@
 
 #include <tbb/task_arena.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -38,6 +39,15 @@
 
 namespace stackproc::server {
 
+// A resumable streamed job's tail: the results it sent last, kept for a resumed call, since
+// gRPC lets go of a chunk once the kernel has it, not once the client has: about this many
+// bytes (a 1 Gbit/s link's send and receive buffers and window), in whole slices, at least one.
+inline constexpr uint64_t kStreamTailBytes = uint64_t{16} << 20;
+inline size_t StreamTailSlices(size_t slice_bytes) {
+  return slice_bytes == 0 ? 0
+                          : std::max<size_t>(1, (kStreamTailBytes + slice_bytes - 1) / slice_bytes);
+}
+
 struct JobManagerOptions {
   std::string data_root;  // required
   int threads = 0;        // arena concurrency; 0: all cores
@@ -49,6 +59,10 @@ struct JobManagerOptions {
   int job_history = 10000;
   // Slices in flight per streaming job (streamed jobs, and path jobs run page by page).
   uint64_t stream_window_bytes = core::kDefaultWindowBytes;
+  // How long a streamed job whose call broke waits for a call to resume it (0: none, it is
+  // cancelled at once). While it may, the job keeps the last kStreamTailBytes of results sent
+  // (whole slices), counted in its memory.
+  absl::Duration stream_grace = absl::Seconds(60);
   core::StackLimits limits;
   // Jobs one caller may have queued or running at once, and streamed jobs open at once (over
   // either: ResourceExhausted naming the flag).
@@ -107,6 +121,11 @@ class JobManager final : private JobRecorder {
   const JobManagerOptions& options() const { return options_; }
   // Paths under the data root, as jobs resolve them (for previews).
   const PathResolver& resolver() const { return resolver_; }
+  // Logs an event of `job`'s that the job manager does not see (a streamed job's call broke,
+  // was resumed), as its own are: "ts=... event=EVENT job=ID state=STATE EXTRA".
+  void LogJobEvent(const Job& job, const std::string& event, const std::string& extra) {
+    LogEvent(job.Snapshot(), event, extra);
+  }
   // Where a job that reads `input_bytes` runs on this server (LocalExecutor::ArenaFor).
   tbb::task_arena& ArenaFor(uint64_t input_bytes) { return local_->ArenaFor(input_bytes); }
 

@@ -3,7 +3,10 @@
 veth pair whose directions tc's tbf shapes (tests/net/link.sh), round trip added by
 tests/net/delay_proxy.py. For each link, side by side in one sitting (medians of --reps):
 
-  streamed job   stackproc process IN -o OUT --op gaussian:sigma=1 (the stack up, the result down)
+  streamed job   stackproc process IN -o OUT --op gaussian:sigma=1 (the stack up, the result down),
+                 once per wire compression of --wire (none, lz4, zstd: the pixels compressed
+                 both ways; the gain is the uncompressed run's time over this one's, i.e. how
+                 many more pixels per second move)
   TCP copy       the same bytes one way through a plain socket (what the link carries; the
                  floor's practical form, as scp would be without its cipher)
   path job       stackproc submit --wait on the server's own copy (no link in the data path)
@@ -12,7 +15,8 @@ against the floor: max(bytes up, bytes down) / rate (full duplex: both direction
 Stacks: stackproc-local generate (smooth structures under Poisson-like noise), 134 MB each,
 uint16 (64 x 1024 x 1024) and uint8 (128 x 1024 x 1024). Needs root.
 
-usage: link.py [--build build/release] [--reps 3] [--links 1gbit:0,100mbit:20,1gbit:20]"""
+usage: link.py [--build build/release] [--reps 3] [--links 1gbit:0,100mbit:20,1gbit:20]
+               [--wire none,lz4,zstd]"""
 import argparse
 import os
 import socket
@@ -66,15 +70,20 @@ def main():
     ap.add_argument("--build", default="build/release")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--links", default="1gbit:0,100mbit:20,1gbit:20")
+    ap.add_argument("--wire", default="none,lz4,zstd")
     args = ap.parse_args()
+    args.wire = args.wire.split(",")
+    assert args.wire[0] == "none", "--wire starts with none: the others' gains are against it"
     build = os.path.realpath(args.build)
     cli = os.path.join(build, "client", "stackproc")
     work = tempfile.mkdtemp(prefix="stackproc-link-")
     data = os.path.join(work, "data")
     os.makedirs(data)
     stacks = {"uint16": "64x1024x1024", "uint8": "128x1024x1024"}
-    print(f"{'link':>18} {'stack':>7} {'floor':>7} {'streamed':>14} {'TCP copy':>14} "
-          f"{'path job':>9}   (medians of {args.reps}; the slowest streamed run)")
+    print(f"{'link':>18} {'stack':>7} {'floor':>7} "
+          + "".join(f"{'streamed ' + w:>16}" for w in args.wire)
+          + f" {'TCP copy':>14} {'path job':>9}   (medians of {args.reps}; x: of the floor, "
+          "gain: pixels/s against none)")
     try:
         measure(args, build, cli, work, data, stacks)
     finally:
@@ -116,10 +125,11 @@ def measure(args, build, cli, work, data, stacks):
                 size = os.path.getsize(src)
                 floor = size * 8 / (mbit * 1e6)
 
-                def stream():
-                    subprocess.run([cli, "process", src, "-o", os.path.join(work, "out.tif"),
-                                    "--op", "gaussian:sigma=1", "--overwrite"], check=True,
-                                   capture_output=True, env=env)
+                def streamer(wire):
+                    return lambda: subprocess.run(
+                        [cli, "process", src, "-o", os.path.join(work, "out.tif"), "--op",
+                         "gaussian:sigma=1", "--overwrite", "--wire-compression", wire],
+                        check=True, capture_output=True, env=env)
 
                 def copy():
                     with socket.create_connection(copy_to) as s, open(src, "rb") as f:
@@ -132,13 +142,19 @@ def measure(args, build, cli, work, data, stacks):
                                     "path-out.tif", "--op", "gaussian:sigma=1", "--overwrite",
                                     "--wait"], check=True, capture_output=True, env=env)
 
-                runs = {name: [timed(fn) for _ in range(args.reps)]
-                        for name, fn in (("stream", stream), ("copy", copy), ("path", path_job))}
+                fns = [(w, streamer(w)) for w in args.wire] + [("copy", copy), ("path", path_job)]
+                runs = {name: [] for name, _ in fns}
+                for _ in range(args.reps):  # interleaved: each kind sees the same machine
+                    for name, fn in fns:
+                        runs[name].append(timed(fn))
                 t = {name: statistics.median(times) for name, times in runs.items()}
+                none = t["none"]
+                cells = [f"{none:6.2f}s x{none / floor:4.2f}  "] + [
+                    f"{t[w]:6.2f}s gain {none / t[w]:4.2f}" for w in args.wire[1:]]
                 print(f"{rate + ' ' + rtt + ' ms':>18} {dtype:>7} {floor:6.2f}s "
-                      f"{t['stream']:6.2f}s x{t['stream'] / floor:4.2f} "
-                      f"{t['copy']:6.2f}s x{t['copy'] / floor:4.2f} {t['path']:8.2f}s   "
-                      f"streamed max {max(runs['stream']):.2f}s", flush=True)
+                      + "".join(f"{c:>16}" for c in cells)
+                      + f" {t['copy']:6.2f}s x{t['copy'] / floor:4.2f} {t['path']:8.2f}s",
+                      flush=True)
         finally:
             for p in procs:
                 p.kill()

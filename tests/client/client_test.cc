@@ -30,6 +30,13 @@ void Announce(v1::ResultHeader* header) {
 }
 
 class FutureServer final : public v1::StackProcessor::Service {
+  // An older server's: it names no wire compression.
+  grpc::Status GetServerInfo(grpc::ServerContext*, const v1::GetServerInfoRequest*,
+                             v1::GetServerInfoResponse* response) override {
+    response->set_version("0.0.1");
+    return grpc::Status::OK;
+  }
+
   grpc::Status ReadResult(grpc::ServerContext*, const v1::ReadResultRequest*,
                           grpc::ServerWriter<v1::ReadResultResponse>* writer) override {
     v1::ReadResultResponse message;
@@ -40,10 +47,9 @@ class FutureServer final : public v1::StackProcessor::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status ProcessStream(
-      grpc::ServerContext*,
-      grpc::ServerReaderWriter<v1::ProcessStreamResponse, v1::ProcessStreamRequest>* stream)
-      override {
+  grpc::Status ProcessStream(grpc::ServerContext*,
+                             grpc::ServerReaderWriter<v1::ProcessStreamResponse,
+                                                      v1::ProcessStreamRequest>* stream) override {
     v1::ProcessStreamRequest request;
     if (!stream->Read(&request)) return grpc::Status::OK;
     v1::ProcessStreamResponse message;
@@ -104,6 +110,32 @@ TEST_F(ClientTest, ProcessStreamRefusesAnUnknownPixelType) {
   EXPECT_THAT(client_->ProcessStream(source, {}, sink, nullptr),
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("pixel type 9")));
   EXPECT_FALSE(sink.began);
+}
+
+TEST(IsLocalTargetTest, LoopbackLocalhostAndSocketsAreThisMachine) {
+  for (const char* local : {"127.0.0.1:50051", "localhost:50051", "[::1]:50051", "127.0.1.1:1",
+                            "dns:///127.0.0.1:50051", "ipv4:127.0.0.1:5", "ipv6:[::1]:5",
+                            "unix:/run/stackproc.sock", "unix-abstract:stackproc"}) {
+    EXPECT_TRUE(IsLocalTarget(local)) << local;
+  }
+  for (const char* remote :
+       {"10.1.2.3:50051", "server.lab.org:50051", "[fd00::2]:50051", "dns:///gpu7:50051",
+        "ipv4:192.168.1.20:50051", "128.0.0.1:1", "localhost.example.org:5"}) {
+    EXPECT_FALSE(IsLocalTarget(remote)) << remote;
+  }
+}
+
+// A server that takes no wire compression (an older one): asked for one, the client says so
+// before sending anything. (Auto on loopback is none, whatever the server takes.)
+TEST_F(ClientTest, WireCompressionOnlyWhatTheServerTakes) {
+  EXPECT_THAT(client_->WireCompressionFor(v1::WIRE_COMPRESSION_LZ4),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("stackprocd 0.0.1"), HasSubstr("no lz4"))));
+  ASSERT_OK_AND_ASSIGN(v1::WireCompression none,
+                       client_->WireCompressionFor(v1::WIRE_COMPRESSION_NONE));
+  EXPECT_EQ(none, v1::WIRE_COMPRESSION_NONE);
+  ASSERT_OK_AND_ASSIGN(v1::WireCompression automatic, client_->WireCompressionFor(std::nullopt));
+  EXPECT_EQ(automatic, v1::WIRE_COMPRESSION_NONE);  // on loopback, whatever the server takes
 }
 
 }  // namespace

@@ -25,7 +25,7 @@ slow=bilateral:d=25,sigma_color=50,sigma_space=9
 "$local_tool" generate "$work/data/small.tif" --shape 8x256x256 --type uint16 >/dev/null
 
 # ---- 1. the server killed mid-job ----
-start_server --state-dir "$work/state" --max-running-jobs 1
+start_server --state-dir "$work/state" --max-running-jobs 1 --stream-grace 2
 export STACKPROC_SERVER=127.0.0.1:$port
 done_job=$("$cli" submit --input small.tif --op invert --output done.tif)
 "$cli" watch "$done_job" >/dev/null || fail "first job"
@@ -74,7 +74,7 @@ for _ in $(seq 300); do
 done
 kill -TERM "$server_pid"
 wait "$server_pid" || fail "stackprocd exited with $? on SIGTERM"
-start_server --state-dir "$work/state" --max-running-jobs 1
+start_server --state-dir "$work/state" --max-running-jobs 1 --stream-grace 2
 export STACKPROC_SERVER=127.0.0.1:$port
 [[ $(state_of "$again") == interrupted ]] || fail "after SIGTERM: $(state_of "$again")"
 has 'server shut down while the job was running' "$("$cli" status "$again")" || fail "reason"
@@ -127,7 +127,8 @@ PY
 import sys, numpy as np, tifffile
 assert np.array_equal(tifffile.imread(sys.argv[1]), tifffile.imread(sys.argv[2])), "download differs"
 ' "$work/downloaded.tif" "$work/mem_ref.tif" || fail "download after a killed download"
-# The upload's job ends (the server sees the connection drop) and holds no memory.
+# The upload's job ends (the server sees the connection drop, and no call resumes it within its
+# --stream-grace of 2 s) and holds no memory.
 stream_job=""
 for _ in $(seq 100); do
   stream_job=$("$cli" list | sed -n 's/^\([0-9a-f]*\) *\(cancelled\|failed\) .*upload from .*/\1/p' | tail -1)

@@ -9,13 +9,14 @@
 #   link.sh up DIR RATE     RATE as tc says it: 1gbit, 100mbit
 #   link.sh addr DIR        the server side's address
 #   link.sh exec DIR CMD..  CMD in the server's namespace
+#   link.sh cut DIR         the link dies: every packet either way is lost from now on
 #   link.sh down DIR        remove the namespace and the pair
 #
 # Needs root and iproute2. Names come from DIR, so two links never share one.
 set -euo pipefail
 action=${1:-}
 dir=${2:-}
-[[ -n "$action" && -n "$dir" ]] || { sed -n '9,12p' "$0" | sed 's/^# //'; exit 2; }
+[[ -n "$action" && -n "$dir" ]] || { sed -n '9,13p' "$0" | sed 's/^# //'; exit 2; }
 tag=$(printf '%s' "$(realpath -m "$dir")" | md5sum | cut -c1-6)
 ns=spl$tag
 here=vl$tag
@@ -51,10 +52,13 @@ case "$action" in
     ;;
   addr) cat "$dir/addr" ;;
   exec) shift 2; exec ip netns exec "$ns" "$@" ;;
+  cut)  # both ends lose the carrier and every packet is dropped; no socket sees an error
+    ip link set "$here" down
+    ;;
   down)
     ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
     ip link del "$here" 2>/dev/null || true
     ip netns del "$ns" 2>/dev/null || true
     ;;
-  *) echo "link.sh: unknown action '$action' (up, addr, exec, down)" >&2; exit 2 ;;
+  *) echo "link.sh: unknown action '$action' (up, addr, exec, cut, down)" >&2; exit 2 ;;
 esac

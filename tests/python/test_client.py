@@ -29,6 +29,67 @@ def test_process_equals_opencv(server, dtype):
     assert np.array_equal(got, blur(a))
 
 
+def microscopy(shape, seed=0):
+    """uint16 planes as microscopes make them: broad bright structures on a background, with
+    Poisson noise (numpy's)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.indices(shape[1:])
+    mean = np.stack([100 + 700 * np.exp(-((x - 30 - 5 * z) ** 2 + (y - 40) ** 2) / 800.0)
+                     for z in range(shape[0])])
+    return rng.poisson(mean).astype(np.uint16)
+
+
+@pytest.mark.parametrize("codec", ["lz4", "zstd"])
+def test_wire_compression_both_ways(server, codec, monkeypatch):
+    """Chunks compressed by numcodecs go up, the server's (c-blosc in C++) come down and are
+    unpacked here: the result still equals OpenCV's, and compressed chunks did come."""
+    a = microscopy((6, 300, 260))
+    unpacked = []
+    real_unpack = stackproc.streaming._unpack
+    monkeypatch.setattr(stackproc.streaming, "_unpack",
+                        lambda *args: unpacked.append(1) or real_unpack(*args))
+    with stackproc.Client(server.target) as client:
+        assert client.server_info()["wire_compressions"] == ["none", "lz4", "zstd"]
+        got = client.process(a, "gaussian:ksize=5", wire_compression=codec)
+    assert np.array_equal(got, blur(a))
+    assert len(unpacked) == len(a)  # one 152 KiB chunk a plane, each compressed
+
+
+def test_wire_compression_auto_and_bad_names(server, monkeypatch):
+    a = microscopy((2, 40, 50))
+    with stackproc.Client(server.target) as client:
+        assert client._wire_codec("auto")[1] is None  # the server is on this machine
+        with pytest.raises(ValueError, match="auto, none, lz4 or zstd"):
+            client.process(a, "invert", wire_compression="gzip")
+        # Not on this machine, auto is lz4 (here a loopback target taken for a remote one).
+        monkeypatch.setattr(stackproc.streaming, "_is_local", lambda target: False)
+        assert client._wire_codec("auto")[0] == stackproc.client.service_pb2.WIRE_COMPRESSION_LZ4
+        assert np.array_equal(client.process(a, "invert", wire_compression="auto"), 65535 - a)
+
+
+PROXY = os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "net", "delay_proxy.py")
+
+
+@pytest.mark.parametrize("cut,wire", [("up:3000000", "none"), ("down:3000000", "none"),
+                                      ("up:2000000", "lz4")])
+def test_a_cut_connection_resumes(start_server, cut, wire):
+    """The connection is reset once mid-upload or mid-download (tests/net/delay_proxy.py): the
+    client resumes the job by itself and the result still equals OpenCV's."""
+    server = start_server("--stream-grace", 10)
+    proxy = subprocess.Popen(["/usr/bin/python3", PROXY, "127.0.0.1:0", server.target, "0",
+                              "--cut", cut], stdout=subprocess.PIPE, text=True)
+    try:
+        port = proxy.stdout.readline().rsplit(":", 1)[1].strip()
+        a = microscopy((16, 512, 256))  # 4 MiB each way
+        with stackproc.Client(f"127.0.0.1:{port}") as client:
+            got = client.process(a, "gaussian:ksize=5", wire_compression=wire)
+        assert proxy.stdout.readline().startswith("cut ")  # it did cut
+        assert np.array_equal(got, blur(a))
+    finally:
+        proxy.kill()
+        proxy.wait()
+
+
 def test_process_any_byte_order_and_layout(server):
     a = stack((4, 60, 50), "uint16")
     big_endian = a.astype(">u2")

@@ -36,6 +36,9 @@ class ServiceTest : public ::testing::Test {
     options.jobs.threads = 2;
     options.jobs.memory_budget = memory_budget;
     options.jobs.stream_window_bytes = stream_window;
+    // A streamed job whose call breaks is cancelled at once, as without resumes: the tests of
+    // resumes ask for a grace (configure_).
+    options.jobs.stream_grace = absl::ZeroDuration();
     options.auth_token_file = auth_token_file_;
     if (configure_) configure_(options);
     absl::StatusOr<std::unique_ptr<server::Server>> started = server::Server::Start(options);

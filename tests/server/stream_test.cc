@@ -5,10 +5,12 @@
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "core/io/tiff_io.h"
 #include "core/tiff/tiff_reader.h"
+#include "proto/wire.h"
 #include "tests/server/service_fixture.h"
 
 namespace stackproc {
@@ -63,6 +65,7 @@ std::vector<v1::OpSpec> Specs(const std::vector<std::string>& ops) {
 struct Case {
   core::PixelType type;
   std::vector<std::string> ops;
+  v1::WireCompression wire = v1::WIRE_COMPRESSION_NONE;  // both ways
 };
 
 class StreamEqualsPathJob : public ServiceTest, public ::testing::WithParamInterface<Case> {};
@@ -79,8 +82,10 @@ TEST_P(StreamEqualsPathJob, BitForBit) {
 
   StackSink sink;
   std::vector<v1::Job> updates;
+  client::Client::StreamSource source = SourceOf(input);
+  source.wire_compression = GetParam().wire;
   ASSERT_OK_AND_ASSIGN(v1::Job job,
-                       client_->ProcessStream(SourceOf(input), Specs(ops), sink,
+                       client_->ProcessStream(source, Specs(ops), sink,
                                               [&](const v1::Job& j) { updates.push_back(j); }));
   EXPECT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED);
   EXPECT_TRUE(job.spec().streamed());
@@ -103,15 +108,22 @@ TEST_P(StreamEqualsPathJob, BitForBit) {
 
 INSTANTIATE_TEST_SUITE_P(
     Pipelines, StreamEqualsPathJob,
-    ::testing::Values(Case{core::PixelType::kUint8, {"gaussian:ksize=5"}},
-                      Case{core::PixelType::kUint16, {"gaussian:ksize=5"}},
-                      Case{core::PixelType::kUint8, {"gaussian:ksize=3", "resize:scale=0.5"}},
-                      Case{core::PixelType::kUint16, {"clahe", "resize:scale=0.5"}}),
+    ::testing::Values(
+        Case{core::PixelType::kUint8, {"gaussian:ksize=5"}},
+        Case{core::PixelType::kUint16, {"gaussian:ksize=5"}},
+        Case{core::PixelType::kUint8, {"gaussian:ksize=3", "resize:scale=0.5"}},
+        Case{core::PixelType::kUint16, {"clahe", "resize:scale=0.5"}},
+        Case{core::PixelType::kUint8, {"gaussian:ksize=5"}, v1::WIRE_COMPRESSION_LZ4},
+        Case{core::PixelType::kUint16, {"gaussian:ksize=5"}, v1::WIRE_COMPRESSION_LZ4},
+        Case{core::PixelType::kUint16, {"clahe", "resize:scale=0.5"}, v1::WIRE_COMPRESSION_ZSTD}),
     [](const ::testing::TestParamInfo<Case>& param_info) {
-      // e.g. uint16_clahe_resize: the type and the operations' names.
+      // e.g. uint16_clahe_resize_zstd: the type, the operations' names, the wire compression.
       std::string name(core::PixelTypeName(param_info.param.type));
       for (const std::string& op : param_info.param.ops) {
         absl::StrAppend(&name, "_", op.substr(0, op.find(':')));
+      }
+      if (param_info.param.wire != v1::WIRE_COMPRESSION_NONE) {
+        absl::StrAppend(&name, "_", wire::WireCompressionName(param_info.param.wire));
       }
       return name;
     });
@@ -169,15 +181,26 @@ TEST_F(ServiceTest, ProcessFileToFileMatchesThePathJob) {
 // A raw ProcessStream call, for streams the client library never sends.
 class RawStream {
  public:
-  explicit RawStream(int port)
-      : stub_(v1::StackProcessor::NewStub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
-                                                              grpc::InsecureChannelCredentials()))),
-        stream_(stub_->ProcessStream(&context_)) {}
+  // `resume`: the call resumes a job (its metadata); `token`: the caller's (authorization).
+  explicit RawStream(int port, const v1::StreamResume* resume = nullptr,
+                     const std::string& token = "")
+      : stub_(v1::StackProcessor::NewStub(grpc::CreateChannel(
+            absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()))) {
+    if (resume != nullptr) {
+      context_.AddMetadata(wire::kResumeMetadataKey, resume->SerializeAsString());
+    }
+    if (!token.empty()) context_.AddMetadata("authorization", absl::StrCat("Bearer ", token));
+    stream_ = stub_->ProcessStream(&context_);
+  }
 
   bool Header(const core::StackShape& shape, const std::vector<std::string>& ops,
-              v1::PixelType type = v1::PIXEL_TYPE_UINT8) {
+              v1::PixelType type = v1::PIXEL_TYPE_UINT8,
+              v1::WireCompression wire = v1::WIRE_COMPRESSION_UNSPECIFIED,
+              const std::string& resume_token = "") {
     v1::ProcessStreamRequest request;
     v1::StreamHeader* header = request.mutable_header();
+    header->set_wire_compression(wire);
+    header->set_resume_token(resume_token);
     header->mutable_shape()->set_depth(shape.depth);
     header->mutable_shape()->set_height(shape.height);
     header->mutable_shape()->set_width(shape.width);
@@ -192,6 +215,18 @@ class RawStream {
     request.mutable_chunk()->set_data(std::string(bytes, '\x07'));
     return stream_->Write(request);
   }
+  // A chunk said to hold `raw_size` bytes compressed.
+  bool Packed(int64_t slice, int64_t offset, int64_t raw_size, std::string data) {
+    v1::ProcessStreamRequest request;
+    request.mutable_chunk()->set_slice(slice);
+    request.mutable_chunk()->set_offset(offset);
+    request.mutable_chunk()->set_raw_size(raw_size);
+    request.mutable_chunk()->set_data(std::move(data));
+    return stream_->Write(request);
+  }
+  bool WritesDone() { return stream_->WritesDone(); }
+  grpc::Status Finish() { return stream_->Finish(); }
+  bool Read(v1::ProcessStreamResponse& response) { return stream_->Read(&response); }
   // Reads until the job id is known.
   std::string JobId() {
     v1::ProcessStreamResponse response;
@@ -277,6 +312,35 @@ TEST_F(ServiceTest, MalformedStreamsEndWithInvalidArgument) {
          for (int z = 0; z < 4; ++z) s.Chunk(z, 0, 512);
        },
        "all have arrived"},
+      {"unknown wire compression",
+       [&](RawStream& s) {
+         s.Header(shape, {"invert"}, v1::PIXEL_TYPE_UINT8, static_cast<v1::WireCompression>(9));
+       },
+       "wire compression 9 is not one this server takes"},
+      {"compressed chunk in a stream without compression",
+       [&](RawStream& s) {
+         s.Header(shape, {"invert"});
+         s.Packed(0, 0, 512, std::string(40, 'x'));
+       },
+       "asked for no wire compression"},
+      {"compressed chunk larger than its pixels",
+       [&](RawStream& s) {
+         s.Header(shape, {"invert"}, v1::PIXEL_TYPE_UINT8, v1::WIRE_COMPRESSION_LZ4);
+         s.Packed(0, 0, 100, std::string(200, 'x'));
+       },
+       "200 bytes compressed, more than its 100 bytes can"},
+      {"compressed chunk that is not blosc",
+       [&](RawStream& s) {
+         s.Header(shape, {"invert"}, v1::PIXEL_TYPE_UINT8, v1::WIRE_COMPRESSION_ZSTD);
+         s.Packed(0, 0, 512, std::string(100, 'x'));
+       },
+       "chunk at slice 0 offset 0: a compressed chunk: not a valid blosc stream"},
+      {"compressed chunk past its slice",
+       [&](RawStream& s) {
+         s.Header(shape, {"invert"}, v1::PIXEL_TYPE_UINT8, v1::WIRE_COMPRESSION_LZ4);
+         s.Packed(0, 0, 513, std::string(100, 'x'));
+       },
+       "overruns the slice's 512 bytes"},
   };
   for (const Bad& bad : cases) {
     SCOPED_TRACE(bad.name);
@@ -291,11 +355,54 @@ TEST_F(ServiceTest, MalformedStreamsEndWithInvalidArgument) {
   EXPECT_TRUE(serving);
   EXPECT_EQ(server_->jobs().memory_in_use(), 0u);
   ASSERT_OK_AND_ASSIGN(std::vector<v1::Job> jobs, client_->List());
-  EXPECT_EQ(jobs.size(), 5u);  // the five streams whose header was valid
+  EXPECT_EQ(jobs.size(), 9u);  // the streams whose header was valid
   for (const v1::Job& job : jobs) {
     EXPECT_EQ(job.state(), v1::JOB_STATE_FAILED);
     EXPECT_EQ(job.error().code(), static_cast<int>(absl::StatusCode::kInvalidArgument));
   }
+}
+
+// Wire compression both ways, as another client would send it: every uploaded chunk compressed
+// (a smooth 16-bit ramp, which compresses), the result equal to the core's, and the results'
+// chunks compressed too (raw_size set, smaller than their pixels), each one blosc frame.
+TEST_F(ServiceTest, CompressedChunksBothWays) {
+  const core::StackShape shape{4, 256, 300};
+  ASSERT_OK_AND_ASSIGN(core::Stack input, core::Stack::Allocate(shape, core::PixelType::kUint16));
+  for (int64_t z = 0; z < shape.depth; ++z) {
+    auto* p = reinterpret_cast<uint16_t*>(input.slice_data(z));
+    for (int64_t i = 0; i < shape.height * shape.width; ++i) {
+      p[i] = static_cast<uint16_t>(1000 + 3 * z + i / shape.width + (i % shape.width) / 4);
+    }
+  }
+  const std::vector<std::string> ops = {"gaussian:ksize=5"};
+  RawStream stream(server_->port());
+  ASSERT_TRUE(stream.Header(shape, ops, v1::PIXEL_TYPE_UINT16, v1::WIRE_COMPRESSION_LZ4));
+  const size_t slice_bytes = input.slice_bytes();
+  for (int64_t z = 0; z < shape.depth; ++z) {
+    std::vector<uint8_t> packed;
+    ASSERT_TRUE(
+        wire::Compress(v1::WIRE_COMPRESSION_LZ4, input.slice_data(z), slice_bytes, 2, packed));
+    ASSERT_TRUE(stream.Packed(z, 0, static_cast<int64_t>(slice_bytes),
+                              std::string(packed.begin(), packed.end())));
+  }
+  ASSERT_TRUE(stream.WritesDone());
+  ASSERT_OK_AND_ASSIGN(core::Stack result, core::Stack::Allocate(shape, core::PixelType::kUint16));
+  v1::ProcessStreamResponse response;
+  int compressed = 0;
+  while (stream.Read(response)) {
+    if (!response.has_chunk()) continue;
+    const v1::SliceChunk& c = response.chunk();
+    ASSERT_GT(c.raw_size(), 0);
+    ASSERT_LT(c.data().size(), static_cast<size_t>(c.raw_size()));
+    ASSERT_LE(static_cast<size_t>(c.offset() + c.raw_size()), slice_bytes);
+    ASSERT_OK(wire::Decompress(reinterpret_cast<const uint8_t*>(c.data().data()), c.data().size(),
+                               result.slice_data(c.slice()) + c.offset(),
+                               static_cast<size_t>(c.raw_size())));
+    ++compressed;
+  }
+  EXPECT_EQ(compressed, shape.depth);  // one chunk per 150 KiB slice
+  EXPECT_TRUE(stream.Finish().ok());
+  EXPECT_TRUE(StacksEqual(result, CoreResult(input, ops)));
 }
 
 // A client that sends every slice but never half-closes: once every result is out the call
@@ -378,6 +485,183 @@ TEST_F(ServiceTest, StreamsBeyondTheLimitAreRefused) {
   RawStream third(server_->port());
   ASSERT_TRUE(third.Header({10, 64, 64}, {"invert"}));
   EXPECT_FALSE(third.JobId().empty());
+}
+
+// Reads a resumed or first call's responses into `result` until `until` result slices are
+// whole (or the call ends); returns the last StreamAttached and the job's id.
+struct Received {
+  v1::StreamAttached attached;
+  std::string job_id;
+  int64_t slices = 0;
+};
+void ReadResults(RawStream& stream, core::Stack& result, int64_t until, Received& got) {
+  v1::ProcessStreamResponse response;
+  while (got.slices < until && stream.Read(response)) {
+    if (response.has_attached()) got.attached = response.attached();
+    if (response.has_job()) got.job_id = response.job().id();
+    if (!response.has_chunk()) continue;
+    const v1::SliceChunk& c = response.chunk();
+    ASSERT_EQ(c.slice(), got.slices);
+    std::memcpy(result.slice_data(c.slice()) + c.offset(), c.data().data(), c.data().size());
+    if (c.offset() + static_cast<int64_t>(c.data().size()) ==
+        static_cast<int64_t>(result.slice_bytes())) {
+      ++got.slices;
+    }
+  }
+}
+
+std::string SliceOf(const core::Stack& stack, int64_t z) {
+  return std::string(reinterpret_cast<const char*>(stack.slice_data(z)), stack.slice_bytes());
+}
+
+// A call that breaks (here cancelled, as a dead link's would be) leaves its job waiting; a call
+// with the job's resume token takes it up: it goes on uploading from where the server says and
+// gets the results from where it says, and the result is the whole run's.
+TEST_F(ServiceTest, ABrokenCallIsResumedWhereItStopped) {
+  server_.reset();
+  configure_ = [](server::ServerOptions& o) { o.jobs.stream_grace = absl::Seconds(30); };
+  StartServer(uint64_t{1} << 30);
+  const core::StackShape shape{6, 64, 100};
+  const core::Stack input = ::stackproc::testing::MakeStack(shape, core::PixelType::kUint8, 3);
+  const std::vector<std::string> ops = {"gaussian:ksize=5"};
+  const std::string token = "0123456789abcdef0123";
+  ASSERT_OK_AND_ASSIGN(core::Stack result, core::Stack::Allocate(shape, core::PixelType::kUint8));
+  Received got;
+  {
+    RawStream first(server_->port());
+    ASSERT_TRUE(
+        first.Header(shape, ops, v1::PIXEL_TYPE_UINT8, v1::WIRE_COMPRESSION_UNSPECIFIED, token));
+    for (int64_t z = 0; z < 3; ++z) ASSERT_TRUE(first.Packed(z, 0, 0, SliceOf(input, z)));
+    ReadResults(first, result, 2, got);
+    ASSERT_EQ(got.slices, 2);
+    EXPECT_EQ(got.attached.resume_token(), token);
+    EXPECT_EQ(got.attached.grace_seconds(), 30);
+
+    // A token is one job's: a second header with it is refused; a short one too.
+    RawStream twin(server_->port());
+    twin.Header(shape, ops, v1::PIXEL_TYPE_UINT8, v1::WIRE_COMPRESSION_UNSPECIFIED, token);
+    EXPECT_EQ(twin.End().error_code(), grpc::StatusCode::ALREADY_EXISTS);
+    RawStream short_token(server_->port());
+    short_token.Header(shape, ops, v1::PIXEL_TYPE_UINT8, v1::WIRE_COMPRESSION_UNSPECIFIED, "abc");
+    grpc::Status refused = short_token.End();
+    EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(refused.error_message(), HasSubstr("16 to 128"));
+
+    first.context().TryCancel();  // the link breaks
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ASSERT_OK_AND_ASSIGN(v1::Job waiting, client_->Get(got.job_id));
+  EXPECT_EQ(waiting.state(), v1::JOB_STATE_RUNNING);  // waiting for its client
+
+  v1::StreamResume resume;
+  resume.set_resume_token("ffffffffffffffffffff");
+  RawStream unknown(server_->port(), &resume);
+  EXPECT_EQ(unknown.Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+  resume.set_resume_token(token);
+  resume.set_result_slice(5);
+  RawStream ahead(server_->port(), &resume);
+  grpc::Status past = ahead.Finish();
+  EXPECT_EQ(past.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(past.error_message(), HasSubstr("past what was sent"));
+
+  resume.set_result_slice(got.slices);
+  RawStream second(server_->port(), &resume);
+  Received more;
+  more.slices = got.slices;
+  ReadResults(second, result, got.slices, more);  // up to its StreamAttached: no new results
+  v1::ProcessStreamResponse response;
+  while (more.attached.resume_token().empty() && second.Read(response)) {
+    if (response.has_attached()) more.attached = response.attached();
+    if (response.has_job()) more.job_id = response.job().id();
+  }
+  EXPECT_EQ(more.job_id, got.job_id);
+  ASSERT_EQ(more.attached.upload_offset(), 0);
+  ASSERT_LE(more.attached.upload_slice(), 3);
+  for (int64_t z = more.attached.upload_slice(); z < shape.depth; ++z) {
+    ASSERT_TRUE(second.Packed(z, 0, 0, SliceOf(input, z)));
+  }
+  ASSERT_TRUE(second.WritesDone());
+  ReadResults(second, result, shape.depth, more);
+  EXPECT_EQ(more.slices, shape.depth);
+  while (second.Read(response)) {
+  }
+  EXPECT_TRUE(second.Finish().ok());
+  EXPECT_TRUE(StacksEqual(result, CoreResult(input, ops)));
+  ASSERT_OK_AND_ASSIGN(v1::Job done, client_->Get(got.job_id));
+  EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED);
+
+  // Done, it is kept for the grace all the same (the last results may have been lost with
+  // the link): a client that has them all gets the job's end again, and no result.
+  resume.set_result_slice(shape.depth);
+  RawStream again(server_->port(), &resume);
+  ASSERT_TRUE(again.WritesDone());
+  int chunks = 0;
+  v1::Job last;
+  while (again.Read(response)) {
+    chunks += response.has_chunk();
+    if (response.has_job()) last = response.job();
+  }
+  EXPECT_TRUE(again.Finish().ok());
+  EXPECT_EQ(chunks, 0);
+  EXPECT_EQ(last.state(), v1::JOB_STATE_SUCCEEDED);
+}
+
+// No call comes back: after the grace the job is cancelled, saying why, and its memory freed.
+// Meanwhile another caller cannot take it up, token or not.
+TEST_F(ServiceTest, AJobNoCallResumesIsCancelledAfterTheGrace) {
+  server_.reset();
+  const std::string alice = "alice-token-0123456789", bob = "bob-token-0123456789ab";
+  auth_token_file_ = root_.File("tokens");
+  std::ofstream(auth_token_file_) << "alice " << alice << "\nbob " << bob << "\n";
+  configure_ = [](server::ServerOptions& o) { o.jobs.stream_grace = absl::Seconds(1); };
+  StartServer(uint64_t{1} << 30);
+  const core::StackShape shape{4, 64, 100};
+  const core::Stack input = ::stackproc::testing::MakeStack(shape, core::PixelType::kUint8, 3);
+  const std::string token = "abcdefabcdefabcdef01";
+  Received got;
+  {
+    RawStream first(server_->port(), nullptr, alice);
+    ASSERT_TRUE(first.Header(shape, {"invert"}, v1::PIXEL_TYPE_UINT8,
+                             v1::WIRE_COMPRESSION_UNSPECIFIED, token));
+    ASSERT_TRUE(first.Packed(0, 0, 0, SliceOf(input, 0)));
+    ASSERT_OK_AND_ASSIGN(core::Stack result, core::Stack::Allocate(shape, core::PixelType::kUint8));
+    ReadResults(first, result, 1, got);
+    first.context().TryCancel();
+  }
+  v1::StreamResume resume;
+  resume.set_resume_token(token);
+  RawStream other(server_->port(), &resume, bob);
+  EXPECT_EQ(other.Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+
+  auto job = server_->jobs().Get(got.job_id);
+  ASSERT_OK(job);
+  ASSERT_TRUE(Eventually([&] { return (*job)->Snapshot().state == server::JobState::kCancelled; }));
+  EXPECT_THAT((*job)->Snapshot().error.message(), HasSubstr("--stream-grace"));
+  EXPECT_TRUE(Eventually([&] { return server_->jobs().memory_in_use() == 0; }));
+  RawStream late(server_->port(), &resume, alice);
+  EXPECT_EQ(late.Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+
+  // A job that succeeded is kept for the grace too (its last results may be lost with the
+  // link), then forgotten.
+  const std::string done_token = "0000000000000000done";
+  {
+    RawStream whole(server_->port(), nullptr, alice);
+    ASSERT_TRUE(whole.Header(shape, {"invert"}, v1::PIXEL_TYPE_UINT8,
+                             v1::WIRE_COMPRESSION_UNSPECIFIED, done_token));
+    for (int64_t z = 0; z < shape.depth; ++z) ASSERT_TRUE(whole.Packed(z, 0, 0, SliceOf(input, z)));
+    EXPECT_TRUE(whole.End().ok());
+  }
+  resume.set_resume_token(done_token);
+  resume.set_result_slice(shape.depth);
+  RawStream soon(server_->port(), &resume, alice);
+  soon.WritesDone();
+  v1::ProcessStreamResponse response;
+  while (soon.Read(response)) {
+  }
+  EXPECT_TRUE(soon.Finish().ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  RawStream after(server_->port(), &resume, alice);
+  EXPECT_EQ(after.Finish().error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
 TEST_F(ServiceTest, CancelJobEndsAStreamedJob) {

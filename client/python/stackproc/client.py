@@ -1,19 +1,21 @@
 """stackproc.Client: a connection to stackprocd, its jobs and streamed processing."""
 
-import contextlib
 import os
 
 import grpc
 import numpy as np
 
-from stackproc import errors
+from stackproc import errors, streaming
 from stackproc.convert import DTYPES, JobStatus, Metadata, Preview
 from stackproc.convert import compression as parse_compression
 from stackproc.convert import op_spec, op_specs, pixel_type
-from stackproc.job import Job, _reporter
+from stackproc.job import Job
 from stackproc.v1 import operation_pb2, service_pb2, service_pb2_grpc
 
 DEFAULT_SERVER = "127.0.0.1:50051"
+# Keepalive as the C++ client's (proto/wire.h): a dead link ends a call in about 30 s.
+_CHANNEL_OPTIONS = [("grpc.keepalive_time_ms", 20_000), ("grpc.keepalive_timeout_ms", 10_000),
+                    ("grpc.http2.max_pings_without_data", 0)]
 
 
 def _read(path):
@@ -53,9 +55,10 @@ class Client:
         if tls_ca or tls_cert:
             credentials = grpc.ssl_channel_credentials(
                 _read(tls_ca), _read(tls_key), _read(tls_cert))
-            self._channel = grpc.secure_channel(self.target, credentials)
+            self._channel = grpc.secure_channel(self.target, credentials,
+                                                options=_CHANNEL_OPTIONS)
         else:
-            self._channel = grpc.insecure_channel(self.target)
+            self._channel = grpc.insecure_channel(self.target, options=_CHANNEL_OPTIONS)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._stub = service_pb2_grpc.StackProcessorStub(self._channel)
         self._info = None
@@ -94,6 +97,7 @@ class Client:
                 "max_stack_bytes": reply.max_stack_bytes, "max_slices": reply.max_slices,
                 "max_side": reply.max_side, "memory_budget_bytes": reply.memory_budget_bytes,
                 "tokens_required": reply.tokens_required,
+                "wire_compressions": [streaming.wire_name(c) for c in reply.wire_compressions],
                 "formats": [{"name": f.name, "named": f.named, "reads": f.reads,
                              "writes": f.writes, "compressions": f.compressions}
                             for f in reply.formats]}
@@ -222,7 +226,7 @@ class Client:
 
     # Streamed jobs: the pixels travel over the call.
     def process(self, array, ops, *, out=None, axes=None, metadata=None, progress=False,
-                with_metadata=False):
+                with_metadata=False, wire_compression="auto"):
         """Runs the pipeline on an array of uint8, uint16 or float32 (any byte order, any
         strides) on the server and returns the result array, of the same axes: (z, y, x),
         (t, c, z, y, x), or a 4-D one whose `axes` say which it is ("czyx" or "tzyx"; a 4-D
@@ -240,7 +244,9 @@ class Client:
         `metadata` (a Metadata) travels with the pixels and comes back updated for the
         pipeline's geometry: with_metadata=True returns (array, Metadata). `progress`: True
         draws a tqdm bar (tqdm.auto: a widget in a notebook), a callable is called with each
-        JobStatus."""
+        JobStatus. `wire_compression`: "none", "lz4" or "zstd" (blosc, by numcodecs: the
+        pixels compressed both ways; zstd for links of 100 Mbit/s and less), or "auto": lz4 when
+        the server is not on this machine, takes it, and numcodecs is there."""
         lead = _lead_axes(len(array.shape), axes)
         sizes = dict(zip(lead, array.shape[:len(lead)]))
         times, channels, depth = sizes.get("t", 1), sizes.get("c", 1), sizes["z"]
@@ -258,8 +264,8 @@ class Client:
         header = self._header((planes,) + tuple(array.shape[-2:]), array.dtype, ops, metadata,
                               z_stack=planes == depth)
         header.dimensions.times, header.dimensions.channels = times, channels
-        sink = _ArraySink() if out is None else _OutSink(out, index, tuple(array.shape[:len(lead)]))
-        result_meta = self._process(header, slice_bytes, sink, progress)
+        sink = streaming.ArraySink() if out is None else streaming.OutSink(out, index, tuple(array.shape[:len(lead)]))
+        result_meta = self._process(header, slice_bytes, sink, progress, wire_compression)
         result = out if out is not None else sink.array.reshape(
             tuple(array.shape[:len(lead)]) + sink.array.shape[1:])
         return (result, result_meta) if with_metadata else result
@@ -270,87 +276,22 @@ class Client:
         (metadata or Metadata()).to_proto(header, shape[0], z_stack)
         return header
 
-    def _process(self, header, slice_bytes, sink, progress):
-        """Streams the stack slice_bytes(z) gives into `sink` (begin(shape, dtype, metadata),
-        slice(z): a writable uint8 view of slice z's bytes, done(z)); returns the result's
-        Metadata. Raises the job's error unless it succeeded."""
-        chunk = self.server_info()["max_chunk_bytes"]
-        unread = []  # a plane that could not be read (grpcio would say only "UNKNOWN")
+    def _process(self, header, slice_bytes, sink, progress, wire_compression="auto"):
+        return streaming.process(self, header, slice_bytes, sink, progress, wire_compression)
 
-        def requests():
-            yield service_pb2.ProcessStreamRequest(header=header)
-            for z in range(header.shape.depth):
-                try:
-                    data = slice_bytes(z)
-                except Exception as e:
-                    unread.append(e)
-                    raise
-                for offset in range(0, len(data), chunk):
-                    yield service_pb2.ProcessStreamRequest(chunk=service_pb2.SliceChunk(
-                        slice=z, offset=offset, data=bytes(data[offset:offset + chunk])))
-
-        report, close = _reporter(progress)
-        meta = job = None
-        done = 0
-        # closing(): an error of the sink's (an `out` of another shape) ends the call at once,
-        # and the server cancels the job.
-        with contextlib.closing(self._stream_call(requests())) as replies:
-            try:
-                for reply in replies:
-                    kind = reply.WhichOneof("payload")
-                    if kind == "job":
-                        job = JobStatus.from_proto(reply.job)
-                        report(job)
-                    elif kind == "result_header":
-                        h = reply.result_header
-                        if h.shape.depth != header.shape.depth:
-                            raise errors.error_for(grpc.StatusCode.DATA_LOSS, (
-                                f"the result has {h.shape.depth} planes; "
-                                f"{header.shape.depth} were sent"))
-                        meta = Metadata.from_proto(h)
-                        sink.begin((h.shape.depth, h.shape.height, h.shape.width),
-                                   DTYPES[h.pixel_type], meta)
-                    else:
-                        c = reply.chunk
-                        view = sink.slice(c.slice)
-                        view[c.offset:c.offset + len(c.data)] = np.frombuffer(c.data, np.uint8)
-                        if c.offset + len(c.data) == len(view):
-                            sink.done(c.slice)
-                            done += 1
-            except errors.StackprocError:
-                if unread:  # the array's own error, not the call's end it caused
-                    raise unread[0] from None
-                raise
-            finally:
-                close()
-        if job is not None and job.state == "succeeded" and done != header.shape.depth:
-            raise errors.error_for(grpc.StatusCode.DATA_LOSS, (
-                f"the job succeeded but {done} of {header.shape.depth} result planes came"), job)
-        if job is None or job.state != "succeeded":
-            state = job.state if job else "not started"
-            raise errors.error_for(job.error_code if job else 2,
-                                   job.error if job and job.error else f"stream {state}", job)
-        return meta
-
-    def _stream_call(self, requests):
-        call = self._stub.ProcessStream(requests, metadata=self._metadata)
-        try:
-            yield from call
-        except grpc.RpcError as e:
-            raise errors.from_rpc(e) from None
-        finally:
-            call.cancel()  # nothing once the call has ended; else it ends it
+    def _wire_codec(self, name):
+        return streaming.wire_codec(self, name)
 
     def process_file(self, input_path, output_path, ops, *, compression=None, overwrite=False,
-                     progress=False):
+                     progress=False, wire_compression="auto"):
         """Streams a local TIFF stack through the server into a local TIFF, as `stackproc
         process` does (its metadata carried over): returns the output's path. The output is
         written under a temporary name and renamed when complete; an existing one is replaced
         only with overwrite=True. compression: None/"none" or "deflate[:level=N]" (tifffile
-        writes it; the CLI writes every codec)."""
+        writes it; the CLI writes every codec). wire_compression: as process's."""
         from stackproc import tiff_files
         return tiff_files.process_file(self, input_path, output_path, ops, compression,
-                                       overwrite, progress)
+                                       overwrite, progress, wire_compression)
 
 
 def _lead_axes(ndim, axes):
@@ -364,46 +305,6 @@ def _lead_axes(ndim, axes):
     if len(axes) != ndim or not axes.endswith("zyx") or axes[:-3] not in ("", "c", "t", "tc"):
         raise ValueError(f"axes {axes!r} for a {ndim}-D array: (t, c,) z, y, x in that order")
     return axes[:-2]
-
-
-class _ArraySink:
-    """A streamed result into one array, each chunk copied once into its place."""
-
-    array = None
-
-    def begin(self, shape, dtype, metadata):
-        self.array = np.empty(shape, dtype)
-
-    def slice(self, z):
-        return self.array[z].reshape(-1).view(np.uint8)
-
-    def done(self, z):
-        pass
-
-
-class _OutSink:
-    """A streamed result into the caller's array-like, a plane at a time: each plane gathered
-    from its chunks into a buffer, then stored with `out[index] = plane`."""
-
-    def __init__(self, out, index, lead_shape):
-        self.out, self.index, self.lead_shape = out, index, lead_shape
-        self.planes = {}
-
-    def begin(self, shape, dtype, metadata):
-        want = self.lead_shape + tuple(shape[1:])
-        if tuple(self.out.shape) != want or np.dtype(self.out.dtype) != np.dtype(dtype):
-            raise ValueError(f"out is {tuple(self.out.shape)} {np.dtype(self.out.dtype)}; the "
-                             f"result is {want} {np.dtype(dtype)}")
-        self.plane_shape, self.dtype = tuple(shape[1:]), dtype
-
-    def slice(self, z):
-        plane = self.planes.get(z)
-        if plane is None:
-            plane = self.planes[z] = np.empty(self.plane_shape, self.dtype)
-        return plane.reshape(-1).view(np.uint8)
-
-    def done(self, z):
-        self.out[self.index(z)] = self.planes.pop(z)
 
 
 def _op_text(spec):

@@ -114,7 +114,8 @@ def _codec(text):
                                  "(tifffile); `stackproc process` writes every codec")
 
 
-def process_file(client, input_path, output_path, ops, compression_text, overwrite, progress):
+def process_file(client, input_path, output_path, ops, compression_text, overwrite, progress,
+                 wire_compression):
     output_path = os.fspath(output_path)
     if not output_path.lower().endswith((".tif", ".tiff")):
         raise errors.InvalidArgument(f"{output_path}: process_file writes TIFF (NAME.tif); "
@@ -138,7 +139,7 @@ def process_file(client, input_path, output_path, ops, compression_text, overwri
         def slice_bytes(z):
             return memoryview(np.ascontiguousarray(pages[z].asarray(), dtype=wire)).cast("B")
 
-        client._process(header, slice_bytes, sink, progress)
+        client._process(header, slice_bytes, sink, progress, wire_compression)
         sink.close()
         os.replace(temp, output_path)
     except BaseException:  # an error, or Ctrl-C: nothing is left under either name

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# A streamed job whose connection is cut resumes (issue 32): stackprocd on 127.0.0.1 with a
+# short --stream-grace, the CLI through tests/net/delay_proxy.py, which resets the connection
+# once after N bytes up (mid-upload) or down (mid-download). The CLI reconnects by itself and
+# the output is the bytes of the same job run locally (with and without wire compression). A
+# client killed mid-job leaves the job waiting out the grace, then cancelled; one stopped by
+# Ctrl-C cancels its job at once.
+# usage: resume_test.sh BUILD_DIR
+set -euo pipefail
+build=$(realpath "$1")
+here=$(dirname "$(realpath "$0")")
+work=$(mktemp -d)
+server_pid= proxy_pid= client_pid= slow_pid=
+cleanup() {
+  for pid in $client_pid $slow_pid $proxy_pid $server_pid; do kill -9 "$pid" && wait "$pid"; done 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*" >&2
+  tail -n 20 "$work/server.log" >&2 2>/dev/null || true
+  exit 1
+}
+same_output() { /usr/bin/python3 "$here/../tools/same_output.py" "$@" --differ time,executor,input.name; }
+cli() { "$build/client/stackproc" "$@"; }
+
+mkdir -p "$work/data"
+"$build/core/stackproc-local" generate "$work/in.tif" --shape 32x512x1024 --type uint16 >/dev/null
+ops=(--op gaussian:sigma=1.5)
+"$build/core/stackproc-local" run --input "$work/in.tif" "${ops[@]}" --output "$work/local.tif" \
+  >/dev/null 2>&1 || fail "the local run"
+
+grace=3
+"$build/server/stackprocd" --listen 127.0.0.1:0 --data-root "$work/data" --stream-grace "$grace" \
+  >"$work/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 100); do grep -q "listening on" "$work/server.log" && break; sleep 0.1; done
+port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/server.log" | head -n 1)
+[[ -n "$port" ]] || fail "stackprocd did not start"
+export STACKPROC_SERVER=127.0.0.1:$port
+
+proxy() { # CUT...: a proxy in front of the server, cutting as told; sets proxy_port
+  [[ -z "$proxy_pid" ]] || { kill "$proxy_pid"; wait "$proxy_pid" 2>/dev/null || true; }
+  /usr/bin/python3 "$here/delay_proxy.py" 127.0.0.1:0 "127.0.0.1:$port" 0 "$@" >"$work/proxy.log" 2>&1 &
+  proxy_pid=$!
+  for _ in $(seq 50); do grep -q "listening on" "$work/proxy.log" && break; sleep 0.1; done
+  proxy_port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/proxy.log")
+  [[ -n "$proxy_port" ]] || fail "the proxy did not start: $(cat "$work/proxy.log")"
+}
+cut_run() { # NAME CUT [FLAG...]: the job through a proxy that cuts once; the output compared
+  local name=$1 cut=$2
+  shift 2
+  proxy --cut "$cut"
+  STACKPROC_SERVER=127.0.0.1:$proxy_port cli process "$work/in.tif" -o "$work/$name.tif" \
+    "${ops[@]}" "$@" >"$work/$name.out" 2>"$work/$name.err" ||
+    fail "$name: $(tail -n 3 "$work/$name.err")"
+  grep -q "^cut " "$work/proxy.log" || fail "$name: the proxy never cut"
+  grep -q "resuming job" "$work/$name.err" || fail "$name: no resume: $(cat "$work/$name.err")"
+  same_output "$work/local.tif" "$work/$name.tif" >/dev/null ||
+    fail "$name: the output is not the local run's bytes"
+  echo "ok: $name: $(grep '^cut' "$work/proxy.log"), resumed ($(grep -c 'resuming job' "$work/$name.err") time(s)), the local run's bytes"
+}
+
+cut_run upload up:12000000 --wire-compression none
+cut_run download down:12000000 --wire-compression none
+# What the client lacked of the results sent came from the server's tail.
+grep "event=stream_resumed" "$work/server.log" | tail -n 1 | grep -q "from_tail=[1-9]" ||
+  fail "the download's resume took nothing from the tail: $(grep event=stream "$work/server.log")"
+cut_run compressed up:6000000 --wire-compression lz4
+cut_run first-slice up:600000 --wire-compression none  # before the first slice is whole
+
+# A client killed mid-job: the job waits out the grace for it, then is cancelled and freed. (A
+# larger stack through a proxy with 200 ms of round trip: a job that lasts a while.)
+"$build/core/stackproc-local" generate "$work/big.tif" --shape 96x1024x1024 --type uint16 >/dev/null
+/usr/bin/python3 "$here/delay_proxy.py" 127.0.0.1:0 "127.0.0.1:$port" 200 >"$work/slow.log" 2>&1 &
+slow_pid=$!
+for _ in $(seq 50); do grep -q "listening on" "$work/slow.log" && break; sleep 0.1; done
+slow_port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/slow.log")
+STACKPROC_SERVER=127.0.0.1:$slow_port "$build/client/stackproc" process "$work/big.tif" \
+  -o "$work/killed.tif" "${ops[@]}" --wire-compression none >/dev/null 2>&1 &
+client_pid=$!
+for _ in $(seq 100); do cli list | grep -q running && break; sleep 0.05; done
+job=$(cli list | awk '$2 == "running" { print $1 }' | head -n 1)
+[[ -n "$job" ]] || fail "the killed client's job never ran"
+kill -9 "$client_pid"
+wait "$client_pid" 2>/dev/null || true
+client_pid=
+killed_at=$SECONDS
+sleep 1
+cli status "$job" | grep -q "running" || fail "the job did not wait for its client: $(cli status "$job")"
+while ! cli status "$job" | grep -q "cancelled" && ((SECONDS - killed_at < grace + 10)); do sleep 0.2; done
+cli status "$job" | grep -q "stream-grace" ||
+  fail "the job was not cancelled after the grace: $(cli status "$job")"
+echo "ok: a killed client's job waited, then was cancelled after the ${grace} s grace"
+
+# Ctrl-C: the CLI cancels its job before it leaves, rather than leaving it to wait for it.
+STACKPROC_SERVER=127.0.0.1:$slow_port "$build/client/stackproc" process "$work/big.tif" \
+  -o "$work/interrupted.tif" "${ops[@]}" >/dev/null 2>&1 &
+client_pid=$!
+for _ in $(seq 100); do cli list | grep -q running && break; sleep 0.05; done
+job=$(cli list | awk '$2 == "running" { print $1 }' | head -n 1)
+[[ -n "$job" ]] || fail "the interrupted client's job never ran"
+kill -INT "$client_pid"
+code=0
+wait "$client_pid" || code=$?
+client_pid=
+((code == 130)) || fail "Ctrl-C: exit code $code"
+interrupted_at=$SECONDS  # cancelled within a moment, not after the grace (3 s) for a resume
+while ! cli status "$job" | grep -q "cancelled" && ((SECONDS - interrupted_at < 2)); do sleep 0.1; done
+cli status "$job" | grep -q "cancelled" || fail "Ctrl-C left the job: $(cli status "$job")"
+cli status "$job" | grep -q "stream-grace" && fail "Ctrl-C left the job to the grace"
+[[ ! -e "$work/interrupted.tif" ]] || fail "Ctrl-C left an output"
+echo "ok: Ctrl-C cancels the job at once"
+echo "all passed"

@@ -164,14 +164,8 @@ class ResultAssembler {
     }
     if (!message.has_chunk()) return absl::OkStatus();
     const v1::SliceChunk& c = message.chunk();
-    const auto* data = reinterpret_cast<const uint8_t*>(c.data().data());
-    return TakeChunk(c.slice(), c.offset(), c.raw_size(), c.data().size(), [&](uint8_t* out) {
-      if (c.raw_size() != 0) {
-        return wire::Decompress(data, c.data().size(), out, static_cast<size_t>(c.raw_size()));
-      }
-      std::memcpy(out, data, c.data().size());
-      return absl::OkStatus();
-    });
+    return TakeChunk(c.slice(), c.offset(), c.raw_size(), c.data().size(),
+                     [&](uint8_t* out) { return wire::UnpackTo(c, out); });
   }
 
   // The server's StreamAttached, once one came (the last one), and how many came.

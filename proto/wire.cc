@@ -278,6 +278,15 @@ std::string NewResumeToken() {
   return token;
 }
 
+absl::Status UnpackTo(const v1::SliceChunk& chunk, uint8_t* out) {
+  const auto* data = reinterpret_cast<const uint8_t*>(chunk.data().data());
+  if (chunk.raw_size() != 0) {
+    return Decompress(data, chunk.data().size(), out, static_cast<size_t>(chunk.raw_size()));
+  }
+  std::memcpy(out, data, chunk.data().size());
+  return absl::OkStatus();
+}
+
 grpc::ByteBuffer Serialize(const google::protobuf::MessageLite& message) {
   grpc::Slice slice(message.ByteSizeLong());
   message.SerializeWithCachedSizesToArray(const_cast<uint8_t*>(slice.begin()));

@@ -95,6 +95,9 @@ size_t CompressedBound(size_t raw_size);
 // A compressed chunk's `size` bytes into exactly `raw_size` bytes at `out`. DataLoss when they
 // are not one blosc frame of raw_size bytes.
 absl::Status Decompress(const uint8_t* data, size_t size, uint8_t* out, size_t raw_size);
+// A parsed chunk's pixels at `out` (ChunkView::UnpackTo's, for a chunk protobuf parsed): its
+// data copied, or decompressed when raw_size is set.
+absl::Status UnpackTo(const v1::SliceChunk& chunk, uint8_t* out);
 
 // The SliceChunk in field `field` of a received message (ProcessStreamRequest: 2), read without
 // copying its data: the pixels stay in the received buffer until CopyTo or UnpackTo puts them

@@ -279,6 +279,27 @@ TEST(WireTest, DecompressRefusesWhatIsNotOneFrameOfTheSizeSaid) {
               StatusIs(absl::StatusCode::kDataLoss, ::testing::_));
 }
 
+// A chunk protobuf parsed (fields out of the usual order): the same pixels, compressed or not.
+TEST(WireTest, UnpackToTakesAParsedChunkEitherWay) {
+  const std::vector<uint8_t> plane = MicroscopyPlane(96);
+  std::vector<uint8_t> packed;
+  ASSERT_TRUE(Compress(v1::WIRE_COMPRESSION_ZSTD, plane.data(), plane.size(), 2, packed));
+  v1::SliceChunk chunk;
+  chunk.set_data(packed.data(), packed.size());
+  chunk.set_raw_size(static_cast<int64_t>(plane.size()));
+  std::vector<uint8_t> out(plane.size());
+  ASSERT_OK(UnpackTo(chunk, out.data()));
+  EXPECT_EQ(out, plane);
+  chunk.set_data(plane.data(), plane.size());
+  chunk.set_raw_size(0);
+  std::fill(out.begin(), out.end(), 0);
+  ASSERT_OK(UnpackTo(chunk, out.data()));
+  EXPECT_EQ(out, plane);
+  chunk.set_data(packed.data(), packed.size() / 2);  // truncated
+  chunk.set_raw_size(static_cast<int64_t>(plane.size()));
+  EXPECT_THAT(UnpackTo(chunk, out.data()), StatusIs(absl::StatusCode::kDataLoss, ::testing::_));
+}
+
 TEST(WireTest, WireCompressionNames) {
   for (v1::WireCompression c : WireCompressions()) {
     ASSERT_OK_AND_ASSIGN(v1::WireCompression parsed, ParseWireCompression(WireCompressionName(c)));

@@ -246,7 +246,9 @@ class Client:
         draws a tqdm bar (tqdm.auto: a widget in a notebook), a callable is called with each
         JobStatus. `wire_compression`: "none", "lz4" or "zstd" (blosc, by numcodecs: the
         pixels compressed both ways; zstd for links of 100 Mbit/s and less), or "auto": lz4 when
-        the server is not on this machine, takes it, and numcodecs is there."""
+        the server is not on this machine, takes it, and numcodecs is there. A connection that
+        breaks is resumed by itself while the server keeps the job (its --stream-grace); Ctrl-C
+        cancels the job."""
         lead = _lead_axes(len(array.shape), axes)
         sizes = dict(zip(lead, array.shape[:len(lead)]))
         times, channels, depth = sizes.get("t", 1), sizes.get("c", 1), sizes["z"]

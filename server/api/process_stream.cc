@@ -20,9 +20,6 @@ namespace {
 constexpr absl::Duration kProgressInterval = absl::Milliseconds(250);
 
 absl::Status ClientWentAway() { return absl::CancelledError("the client went away"); }
-bool WentAway(const absl::Status& status) {
-  return absl::IsCancelled(status) && status.message() == ClientWentAway().message();
-}
 
 }  // namespace
 
@@ -108,7 +105,7 @@ void ProcessStreamReactor::OnReadDone(bool ok) {
     reading_ = false;
     if (ended_ || !attached()) return Pump();
     if (!ok) {
-      if (context_->IsCancelled()) return End(ClientWentAway());
+      if (context_->IsCancelled()) return ClientGone();
       if (!s.job_) return End(absl::InvalidArgumentError("the call ended before its StreamHeader"));
       if (s.in_slice_ < s.depth_ && s.job_->cancel_token().IsCancelled()) {
         // Cancelled (CancelJob, shutdown): the client stopped sending; the job ends so.
@@ -155,13 +152,13 @@ void ProcessStreamReactor::OnWriteDone(bool ok) {
   writing_ = false;
   response_buffer_.Clear();  // our reference to the chunk sent: gRPC holds it as long as needed
   // Pump even when the call has already ended: a Finish may be waiting for this write.
-  if (!ok) End(ClientWentAway());
+  if (!ok) ClientGone();
   Pump();
 }
 
 void ProcessStreamReactor::OnCancel() {
   std::lock_guard lock(session_->mutex_);
-  End(ClientWentAway());
+  ClientGone();
 }
 
 void ProcessStreamReactor::OnAlarm(bool fired) {
@@ -194,7 +191,9 @@ void ProcessStreamReactor::OnDone() {
   Unref();
 }
 
-void ProcessStreamReactor::End(const absl::Status& status) {
+void ProcessStreamReactor::ClientGone() { End(ClientWentAway(), /*client_gone=*/true); }
+
+void ProcessStreamReactor::End(const absl::Status& status, bool client_gone) {
   if (ended_) return;
   ended_ = true;
   end_status_ = status;
@@ -202,7 +201,7 @@ void ProcessStreamReactor::End(const absl::Status& status) {
   if (attached()) {
     if (s.job_ == nullptr) {
       s.attached_ = nullptr;
-    } else if (WentAway(status) && s.Resumable()) {
+    } else if (client_gone && s.Resumable()) {
       s.Detach(/*broke=*/true);  // the job waits for a resumed call; this one finishes at once
     } else if (!status.ok()) {
       s.Close(status);  // the call finishes once the job has ended

@@ -21,26 +21,19 @@
 
 #include <grpcpp/alarm.h>
 #include <grpcpp/grpcpp.h>
-#include <tbb/task_arena.h>
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <functional>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "core/io/feed.h"
 #include "proto/wire.h"
 #include "server/api/stream_session.h"
-#include "server/jobs/job_manager.h"
 #include "stackproc/v1/service.grpc.pb.h"
 
 namespace stackproc::server {
@@ -94,8 +87,11 @@ class ProcessStreamReactor final
   grpc::ByteBuffer ResultChunk(int64_t z, size_t offset, const uint8_t* data, size_t n,
                                const std::function<grpc::Slice()>& lend);
   // Ends the call with `status` once the write in flight is done and (attached) the job has
-  // ended. A client that went away from a job that may resume leaves it waiting instead.
-  void End(const absl::Status& status);
+  // ended. A client that went away (`client_gone`) from a job that may resume leaves it
+  // waiting instead.
+  void End(const absl::Status& status, bool client_gone = false);
+  // The call broke (the client went away): End so.
+  void ClientGone();
   bool attached() const { return session_->attached_ == this; }
 
   grpc::CallbackServerContext* const context_;

@@ -580,7 +580,8 @@ TEST_F(ServiceTest, ABrokenCallIsResumedWhereItStopped) {
   for (int64_t z = more.attached.upload_slice(); z < shape.depth; ++z) {
     ASSERT_TRUE(second.Packed(z, 0, 0, SliceOf(input, z)));
   }
-  ASSERT_TRUE(second.WritesDone());
+  // No half-close (an older client's way): the server takes the upload as whole a moment after
+  // the last result, and, not told the client has them all, keeps the job for the grace.
   ReadResults(second, result, shape.depth, more);
   EXPECT_EQ(more.slices, shape.depth);
   while (second.Read(response)) {

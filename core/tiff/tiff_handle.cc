@@ -1,5 +1,6 @@
 #include "core/tiff/tiff_handle.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -156,7 +157,10 @@ absl::StatusOr<TiffHandle> TiffHandle::OpenWrite(int fd, const std::string& name
   RegisterTags();
   TiffHandle handle;
   handle.messages_ = std::make_unique<Messages>();
-  handle.source_ = std::make_unique<Source>(Source{fd, 0, 0, std::nullopt, 0});
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return absl::InternalError(absl::StrCat(name, ": fstat failed"));
+  handle.source_ =
+      std::make_unique<Source>(Source{fd, 0, static_cast<uint64_t>(st.st_size), std::nullopt, 0});
   TIFFOpenOptions* options = Options(handle.messages_.get());
   handle.tif_ = TIFFClientOpenExt(name.c_str(), mode, handle.source_.get(), &Source::Read,
                                   &Source::Write, &Source::Seek, &Source::Close, &Source::Size,
@@ -168,6 +172,10 @@ absl::StatusOr<TiffHandle> TiffHandle::OpenWrite(int fd, const std::string& name
         absl::StrCat(name, ": cannot start the file (", why.empty() ? "open failed" : why, ")"));
   }
   return handle;
+}
+
+void TiffHandle::Abandon() {
+  if (source_) source_->fd = -1;  // libtiff's writes fail from now on (EBADF)
 }
 
 TiffHandle::TiffHandle() = default;

@@ -24,8 +24,9 @@ class TiffHandle {
   // buffer avoids a page fault per 4 KiB of file. InvalidArgument when it is not a TIFF libtiff
   // can open.
   static absl::StatusOr<TiffHandle> OpenRead(const InputFile& file);
-  // Writes a new TIFF with libtiff `mode` ("w", "w8") through `fd` (open for reading and
-  // writing, empty; it stays the caller's); `name` is what messages call it.
+  // Writes a TIFF with libtiff `mode` through `fd` (open for reading and writing; it stays the
+  // caller's): "w" or "w8" a new one (`fd` empty), "a" pages after those of the TIFF `fd` holds.
+  // `name` is what messages call it.
   static absl::StatusOr<TiffHandle> OpenWrite(int fd, const std::string& name, const char* mode);
 
   TiffHandle(TiffHandle&& other) noexcept;
@@ -40,6 +41,9 @@ class TiffHandle {
   int TakeWriteErrno();
   // Closes the file (flushing a file being written); returns the errors it reported.
   std::string Close();
+  // A handle being written writes nothing more: closing it leaves the file as it is now (a
+  // page begun is not flushed as a directory).
+  void Abandon();
 
  private:
   struct Messages {

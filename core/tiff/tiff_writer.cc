@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -146,11 +147,23 @@ absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Create(
   return Create(target, shape, type, std::move(metadata), options);
 }
 
-absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Create(
-    const OutputTarget& target, const StackShape& shape, PixelType type, StackMetadata metadata,
-    const WriteOptions& requested) {
-  WriteOptions options = requested;
-  STACKPROC_ASSIGN_OR_RETURN(options.compression, ResolveTiffCompression(requested.compression));
+namespace {
+
+// How a stack's pages are written: the options resolved, page 0's description, and whether it
+// takes a BigTIFF.
+struct Layout {
+  StackMetadata metadata;
+  WriteOptions options;
+  size_t slice_bytes = 0;
+  bool bigtiff = false;
+};
+
+absl::StatusOr<Layout> LayoutFor(const StackShape& shape, PixelType type, StackMetadata metadata,
+                                 const WriteOptions& requested) {
+  Layout layout;
+  layout.options = requested;
+  STACKPROC_ASSIGN_OR_RETURN(layout.options.compression,
+                             ResolveTiffCompression(requested.compression));
   // Page 0's description as written: the stack's (or a default), with what made it.
   if (metadata.description.empty()) {
     metadata.description = DefaultDescription(shape, type, metadata.dims);
@@ -160,7 +173,63 @@ absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Create(
     metadata.provenance.reset();
   }
   STACKPROC_ASSIGN_OR_RETURN(size_t stack_bytes, StackBytes(shape, type));
-  STACKPROC_ASSIGN_OR_RETURN(size_t slice_bytes, SliceBytes(shape, type));
+  STACKPROC_ASSIGN_OR_RETURN(layout.slice_bytes, SliceBytes(shape, type));
+  // The directories count too: at most 512 bytes a page and 16 a strip (a BigTIFF's sizes), and
+  // page 0's description; many small slices make them gigabytes.
+  const uint64_t rows = RowsPerStrip(layout.slice_bytes, shape.height);
+  const uint64_t strips = (static_cast<uint64_t>(shape.height) + rows - 1) / rows;
+  const uint64_t directories = static_cast<uint64_t>(shape.depth) * (512 + 16 * strips) +
+                               metadata.description.size() + requested.shard_record.size();
+  layout.bigtiff = stack_bytes + directories > requested.bigtiff_threshold;
+  layout.metadata = std::move(metadata);
+  return layout;
+}
+
+// Ends the directory chain of the compressed TIFF in `fd` (cut back to `end` bytes) at its page
+// `pages - 1`: that directory's link to the next, which a writer that ended while adding a page
+// may have made, is set to none. DataLoss unless the chain has that many directories, all
+// within the file.
+absl::Status EndChainAt(int fd, bool bigtiff, int64_t pages, uint64_t end) {
+  const size_t offset_bytes = bigtiff ? 8 : 4;
+  const size_t count_bytes = bigtiff ? 8 : 2;
+  const size_t entry_bytes = bigtiff ? 20 : 12;
+  auto read = [&](uint64_t at, size_t bytes) -> std::optional<uint64_t> {
+    uint64_t value = 0;  // native byte order, as libtiff writes a new file
+    if (at + bytes > end ||
+        ::pread(fd, &value, bytes, static_cast<off_t>(at)) != static_cast<ssize_t>(bytes)) {
+      return std::nullopt;
+    }
+    return value;
+  };
+  std::optional<uint64_t> directory = read(bigtiff ? 8 : 4, offset_bytes);
+  for (int64_t page = 0; page < pages; ++page) {
+    const std::optional<uint64_t> count = directory && *directory >= (bigtiff ? 16 : 8)
+                                              ? read(*directory, count_bytes)
+                                              : std::nullopt;
+    if (!count) {
+      return absl::DataLossError(absl::StrCat("page ", page, "'s directory is not in the file"));
+    }
+    const uint64_t link = *directory + count_bytes + *count * entry_bytes;
+    if (page + 1 < pages) {
+      directory = read(link, offset_bytes);
+      continue;
+    }
+    const uint64_t none = 0;
+    if (link + offset_bytes > end || ::pwrite(fd, &none, offset_bytes, static_cast<off_t>(link)) !=
+                                         static_cast<ssize_t>(offset_bytes)) {
+      return absl::DataLossError(absl::StrCat("page ", page, "'s directory is cut short"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Create(
+    const OutputTarget& target, const StackShape& shape, PixelType type, StackMetadata metadata,
+    const WriteOptions& requested) {
+  STACKPROC_ASSIGN_OR_RETURN(Layout layout, LayoutFor(shape, type, std::move(metadata), requested));
+  const WriteOptions& options = layout.options;
   const std::string& path = target.display();
   if (!options.overwrite && target.Exists()) {
     return absl::AlreadyExistsError(absl::StrCat(path, ": exists (overwrite not requested)"));
@@ -176,17 +245,10 @@ absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Create(
     }
     return IoError(path, "cannot create its temporary file", "", error);
   }
-  // The directories count too: at most 512 bytes a page and 16 a strip (a BigTIFF's sizes), and
-  // page 0's description; many small slices make them gigabytes.
-  const uint64_t strips =
-      (static_cast<uint64_t>(shape.height) + RowsPerStrip(slice_bytes, shape.height) - 1) /
-      RowsPerStrip(slice_bytes, shape.height);
-  const uint64_t directories = static_cast<uint64_t>(shape.depth) * (512 + 16 * strips) +
-                               metadata.description.size() + options.shard_record.size();
-  const bool bigtiff = stack_bytes + directories > options.bigtiff_threshold;
   std::unique_ptr<TiffHandle> handle;
   if (options.compression != Compression::kNone) {
-    absl::StatusOr<TiffHandle> opened = TiffHandle::OpenWrite(fd.get(), path, bigtiff ? "w8" : "w");
+    absl::StatusOr<TiffHandle> opened =
+        TiffHandle::OpenWrite(fd.get(), path, layout.bigtiff ? "w8" : "w");
     if (!opened.ok()) {
       ::unlinkat(target.dir(), temp.c_str(), 0);
       return opened.status();
@@ -195,7 +257,85 @@ absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Create(
   }
   return std::unique_ptr<TiffPageWriter>(
       new TiffPageWriter(target, std::move(temp), std::move(fd), std::move(handle), shape, type,
-                         std::move(metadata), options, slice_bytes, bigtiff));
+                         std::move(layout.metadata), options, layout.slice_bytes, layout.bigtiff));
+}
+
+absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Resume(
+    const OutputTarget& target, const Progress& at, const StackShape& shape, PixelType type,
+    StackMetadata metadata, const WriteOptions& requested) {
+  STACKPROC_ASSIGN_OR_RETURN(Layout layout, LayoutFor(shape, type, std::move(metadata), requested));
+  const std::string& path = target.display();
+  const auto lost = [&](absl::string_view why) {
+    return absl::DataLossError(
+        absl::StrCat(path, ": its unfinished file ", at.temp, " cannot be taken up: ", why));
+  };
+  if (at.temp.empty() || absl::StrContains(at.temp, '/') || at.pages < 0 ||
+      at.pages > shape.depth) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": no unfinished file to take up at page ",
+                                                   at.pages, " of ", shape.depth));
+  }
+  UniqueFd fd(::openat(target.dir(), at.temp.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) {
+    const int error = errno;
+    if (error == ENOENT) {
+      return absl::NotFoundError(absl::StrCat(path, ": its unfinished file ", at.temp, " is gone"));
+    }
+    return IoError(path, absl::StrCat("cannot open its unfinished file ", at.temp), "", error);
+  }
+  const bool compressed = layout.options.compression != Compression::kNone;
+  const uint64_t header = TiffHeader(layout.bigtiff, 0).size();
+  if (!compressed && at.end != header + static_cast<uint64_t>(at.pages) * layout.slice_bytes) {
+    return lost(absl::StrCat(at.pages, " uncompressed pages do not end at byte ", at.end));
+  }
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return IoError(path, "fstat failed", "", errno);
+  // An uncompressed file has nothing before its first plane until Commit writes the header.
+  if (at.pages > 0 && static_cast<uint64_t>(st.st_size) < at.end) {
+    return lost(absl::StrCat("it has ", st.st_size, " bytes of the ", at.end, " its ", at.pages,
+                             " pages took"));
+  }
+  const uint64_t keep = compressed && at.pages == 0 ? 0 : at.end;
+  if (::ftruncate(fd.get(), static_cast<off_t>(keep)) != 0) {
+    return IoError(path, absl::StrCat("cutting back ", at.temp, " failed"), "", errno);
+  }
+  std::unique_ptr<TiffHandle> handle;
+  if (compressed) {
+    if (at.pages > 0) {  // libtiff's own count of the pages kept, before any is added
+      if (absl::Status s = EndChainAt(fd.get(), layout.bigtiff, at.pages, keep); !s.ok()) {
+        return lost(s.message());
+      }
+      UniqueFd copy(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
+      STACKPROC_ASSIGN_OR_RETURN(InputFile file, InputFile::Adopt(std::move(copy), at.temp));
+      absl::StatusOr<TiffHandle> read = TiffHandle::OpenRead(file);
+      if (!read.ok()) return lost(read.status().message());
+      const bool bigtiff = TIFFIsBigTIFF(read->get()) != 0;
+      const tdir_t pages = TIFFNumberOfDirectories(read->get());
+      if (bigtiff != layout.bigtiff || static_cast<int64_t>(pages) != at.pages) {
+        return lost(absl::StrCat("it holds ", pages, bigtiff ? " BigTIFF" : " classic TIFF",
+                                 " pages, not ", at.pages,
+                                 layout.bigtiff ? " BigTIFF" : " classic TIFF", " ones"));
+      }
+    }
+    const char* mode = at.pages > 0 ? "a" : layout.bigtiff ? "w8" : "w";
+    STACKPROC_ASSIGN_OR_RETURN(TiffHandle opened, TiffHandle::OpenWrite(fd.get(), path, mode));
+    handle = std::make_unique<TiffHandle>(std::move(opened));
+  }
+  std::unique_ptr<TiffPageWriter> writer(new TiffPageWriter(
+      target, at.temp, std::move(fd), std::move(handle), shape, type, std::move(layout.metadata),
+      layout.options, layout.slice_bytes, layout.bigtiff));
+  writer->next_page_ = at.pages;
+  writer->written_back_ = static_cast<off_t>(keep);
+  return writer;
+}
+
+TiffPageWriter::Progress TiffPageWriter::progress() const {
+  Progress at{temp_, next_page_, 0};
+  if (!handle_) {
+    at.end = TiffHeader(bigtiff_, 0).size() + static_cast<uint64_t>(next_page_) * slice_bytes_;
+  } else if (struct stat st; ::fstat(temp_fd_.get(), &st) == 0) {
+    at.end = static_cast<uint64_t>(st.st_size);  // each page ends with its directory
+  }
+  return at;
 }
 
 TiffPageWriter::TiffPageWriter(OutputTarget target, std::string temp, UniqueFd temp_fd,
@@ -223,6 +363,10 @@ TiffPageWriter::TiffPageWriter(OutputTarget target, std::string temp, UniqueFd t
 
 TiffPageWriter::~TiffPageWriter() {
   if (committed_) return;
+  if (keep_) {
+    if (handle_) handle_->Abandon();
+    return;
+  }
   handle_.reset();
   ::unlinkat(target_.dir(), temp_.c_str(), 0);
 }

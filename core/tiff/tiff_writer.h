@@ -91,6 +91,22 @@ class TiffPageWriter {
                                                                 PixelType type,
                                                                 StackMetadata metadata,
                                                                 const WriteOptions& options = {});
+  // Where a writer stands, for another to take its temporary file up from there (Resume): the
+  // file's name in the target's directory, the pages written and the byte they end at.
+  struct Progress {
+    std::string temp;
+    int64_t pages = 0;
+    uint64_t end = 0;
+  };
+  // Takes up the temporary file that a writer of the same stack (the same target, shape, type,
+  // metadata and options) left at `at`, its progress() when its process ended before Commit:
+  // the file is cut back to those pages and the next page written is page `at.pages`; Commit
+  // then makes what one writer would have, byte for byte. NotFound when the file is gone;
+  // DataLoss when it is shorter than `at` says or its pages are not `at.pages` pages laid out
+  // as these options lay them out.
+  static absl::StatusOr<std::unique_ptr<TiffPageWriter>> Resume(
+      const OutputTarget& target, const Progress& at, const StackShape& shape, PixelType type,
+      StackMetadata metadata, const WriteOptions& options = {});
   ~TiffPageWriter();
   TiffPageWriter(const TiffPageWriter&) = delete;
   TiffPageWriter& operator=(const TiffPageWriter&) = delete;
@@ -112,6 +128,10 @@ class TiffPageWriter {
   size_t slice_bytes() const { return slice_bytes_; }
   bool compressed() const { return options_.compression != Compression::kNone; }
   int64_t pages_written() const { return next_page_; }
+  Progress progress() const;
+  // The temporary file stays when the writer goes without Commit (for a Resume), instead of
+  // being removed.
+  void Keep() { keep_ = true; }
   // The rows of each strip, and the Predictor tag of compressed pages: how this writer lays a
   // page out (AssembleTiff copies strips only between files laid out alike).
   uint32_t rows_per_strip() const { return rows_per_strip_; }
@@ -156,6 +176,7 @@ class TiffPageWriter {
   off_t written_back_ = 0;  // the file's bytes StartWriteback has handed to the disk
   bool closed_ = false;     // Commit began: no more pages
   bool committed_ = false;
+  bool keep_ = false;
 };
 
 }  // namespace stackproc::core

@@ -110,8 +110,21 @@ class Client {
     virtual ~StreamSink() = default;
     virtual absl::Status Begin(const core::StackShape& shape, core::PixelType type,
                                const core::StackMetadata& metadata) = 0;
-    // Slice z of the result, z = 0, 1, ... in order.
+    // Slice z of the result, z = 0, 1, ... (from the ResumePoint's slice on) in order.
     virtual absl::Status Slice(int64_t z, const uint8_t* data) = 0;
+    // The server has the job and would keep it for a resume by `resume_token` if the call broke
+    // (before Begin; not on a server without resumes).
+    virtual void Attached(const std::string& job_id, const std::string& resume_token) {
+      (void)job_id;
+      (void)resume_token;
+    }
+  };
+  // A streamed job that another process started (it ended, its output kept to this slice): taken
+  // up by its resume token, the results from `result_slice` on.
+  struct ResumePoint {
+    std::string job_id;
+    std::string resume_token;
+    int64_t result_slice = 0;
   };
   // The wire compression for a streamed job: `asked`, when the server takes it (else
   // InvalidArgument); with nothing asked ("auto"), lz4 when the server takes it and is not on
@@ -126,12 +139,15 @@ class Client {
   absl::StatusOr<v1::Job> ProcessStream(const StreamSource& source,
                                         const std::vector<v1::OpSpec>& ops, StreamSink& sink,
                                         const std::function<void(const v1::Job&)>& on_update,
-                                        WireCounts* counts = nullptr);
+                                        WireCounts* counts = nullptr,
+                                        const ResumePoint* resume = nullptr);
 
-  // ProcessStream from a local TIFF file to a local TIFF file: reads `input_path` page by page
-  // and writes the result to `output_path` as it arrives (a temporary file renamed when the
-  // job has succeeded; metadata as the server updated it). Memory: about one input and one
-  // output slice. Any failure leaves no file at `output_path`.
+  // ProcessStream from a local stack to a local output: reads `input_path` slice by slice and
+  // writes the result to `output_path` as it arrives (a temporary file renamed when the job has
+  // succeeded; metadata as the server updated it). Memory: about one input and one output
+  // slice. Any failure leaves no file at `output_path`. A TIFF output can be taken up by a later
+  // process (resume_job) when this one ends before the job: its temporary file stays, and its
+  // record (resume_record.h) says how far it got.
   struct ProcessOptions {
     std::string input_path;
     std::string output_path;
@@ -141,6 +157,13 @@ class Client {
     std::optional<v1::WireCompression> wire_compression;  // unset: auto (WireCompressionFor)
     std::function<void(const v1::Job&)> on_update;
     WireCounts* counts = nullptr;  // when set: what went each way, and the compression chosen
+    // Where the job's resume record is kept while it runs (ResumeFolder; empty: nowhere).
+    std::string resume_folder;
+    // When set: takes up this job, which an earlier process started and recorded in
+    // resume_folder, instead of starting one (the input, output, channels and write options are
+    // the record's; ops are not sent again). NotFound when there is no such record;
+    // FailedPrecondition when the input changed, the machine restarted, or the job is gone.
+    std::string resume_job;
   };
   absl::StatusOr<v1::Job> Process(const ProcessOptions& options);
 

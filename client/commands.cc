@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iterator>
@@ -13,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "client/progress.h"
+#include "client/resume_record.h"
 #include "core/base/status_macros.h"
 #include "core/io/formats.h"
 #include "core/process/preview.h"
@@ -163,12 +165,39 @@ absl::StatusOr<int> Submit(const CliArgs& args, Client& client) {
   return Follow(client, job.id());
 }
 
+// process's flags, but for --resume (which takes none of them).
+std::vector<std::string> ProcessFlags() {
+  return core::Joined({"o", "output", "op", "channels", "wire-compression"}, core::WriteFlags());
+}
+
+absl::StatusOr<int> ProcessAndReport(Client& client, Client::ProcessOptions& options);
+
 absl::StatusOr<int> Process(const CliArgs& args, Client& client) {
+  Client::ProcessOptions options;
+  // Kept while the job runs, so that `--resume JOB` takes up a TIFF output after this process
+  // ended; without a place for it (no HOME, a read-only one) the job runs all the same.
+  absl::StatusOr<std::string> folder = ResumeFolder();
+  if (folder.ok()) options.resume_folder = *folder;
+  if (args.Has("resume")) {
+    const auto given = [&](const std::string& flag) { return args.Has(flag); };
+    if (!args.positional.empty() || std::ranges::any_of(ProcessFlags(), given)) {
+      return absl::InvalidArgumentError(
+          "process --resume JOB takes the job's input, output and options from its record: "
+          "give none of them");
+    }
+    if (!folder.ok()) return folder.status();
+    options.resume_job = args.Get("resume");
+    STACKPROC_ASSIGN_OR_RETURN(ResumeRecord record,
+                               ReadResumeRecord(options.resume_folder, options.resume_job));
+    absl::FPrintF(stderr, "stackproc process: taking up job %s (%s -> %s) at slice %d\n",
+                  record.job_id, record.input, record.output, record.output_at.pages);
+    options.output_path = record.output;
+    return ProcessAndReport(client, options);
+  }
   if (args.positional.size() != 1) {
     return absl::InvalidArgumentError(
         "process needs one INPUT (a local TIFF file or sequence of planes)");
   }
-  Client::ProcessOptions options;
   options.input_path = args.positional[0];
   options.output_path = args.Get("o", args.Get("output"));
   if (options.output_path.empty()) return absl::InvalidArgumentError("process needs -o OUTPUT.tif");
@@ -182,6 +211,11 @@ absl::StatusOr<int> Process(const CliArgs& args, Client& client) {
   if (const std::string codec = args.Get("wire-compression", "auto"); codec != "auto") {
     STACKPROC_ASSIGN_OR_RETURN(options.wire_compression, wire::ParseWireCompression(codec));
   }
+  return ProcessAndReport(client, options);
+}
+
+// Runs a streamed job from a file to a file, showing its progress and the link's rates.
+absl::StatusOr<int> ProcessAndReport(Client& client, Client::ProcessOptions& options) {
   ProgressDisplay display(stdout, ::isatty(STDOUT_FILENO));
   client.SetOnResume([&](const std::string& job, const absl::Status& why, absl::Duration wait) {
     display.Done();
@@ -365,7 +399,7 @@ absl::Status CheckFlags(const std::string& command, const CliArgs& args) {
       {"submit", Joined({"input", "op", "channels", "output", "in-memory", "retention",
                          "request-id", "shards", "wait"},
                         WriteFlags())},
-      {"process", Joined({"o", "output", "op", "channels", "wire-compression"}, WriteFlags())},
+      {"process", Joined(ProcessFlags(), {"resume"})},
       {"download", Joined({"o", "output"}, WriteFlags())},
       {"resume", {"wait"}},
       {"preview", core::PreviewFlags()},

@@ -40,6 +40,9 @@ commands:
                                         --wire-compression: the pixels compressed both ways
                                         (auto: lz4 unless the server is on this machine; zstd
                                         for links of 100 Mbit/s and less)
+  process --resume JOB                  take up a streamed job to a TIFF output whose process
+                                        ended (killed, its terminal closed) while the server
+                                        keeps the job (stackprocd --stream-grace)
   watch JOB                             follow a job to its end
   status JOB                            one job in detail
   list                                  all jobs

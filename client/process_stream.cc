@@ -123,9 +123,10 @@ absl::Status Upload(RawBidiCall& call, grpc::ClientContext& context,
 // into whole slices for the sink, in order.
 class ResultAssembler {
  public:
+  // The results from slice `first` on (0, or a ResumePoint's).
   ResultAssembler(Client::StreamSink& sink, const std::function<void(const v1::Job&)>& on_update,
-                  Client::WireCounts& counts)
-      : sink_(sink), on_update_(on_update), counts_(counts) {}
+                  Client::WireCounts& counts, int64_t first)
+      : sink_(sink), on_update_(on_update), counts_(counts), z_(first) {}
 
   absl::Status Take(const grpc::ByteBuffer& buffer) {
     // Chunks, nearly every message, are copied from the received bytes straight into place.
@@ -240,7 +241,7 @@ constexpr int kMostResumes = 30;
 absl::StatusOr<v1::Job> Client::ProcessStream(const StreamSource& source,
                                               const std::vector<v1::OpSpec>& ops, StreamSink& sink,
                                               const std::function<void(const v1::Job&)>& on_update,
-                                              WireCounts* counts) {
+                                              WireCounts* counts, const ResumePoint* resume) {
   STACKPROC_ASSIGN_OR_RETURN(size_t in_bytes, core::SliceBytes(source.shape, source.type));
   WireCounts own_counts;
   WireCounts& moved = counts != nullptr ? *counts : own_counts;
@@ -257,14 +258,15 @@ absl::StatusOr<v1::Job> Client::ProcessStream(const StreamSource& source,
 
   // The job's secret for resumes, ours from the start: a call that breaks before the server's
   // first answer resumes as well.
-  header->set_resume_token(wire::NewResumeToken());
+  header->set_resume_token(resume != nullptr ? resume->resume_token : wire::NewResumeToken());
+  std::string job_id = resume != nullptr ? resume->job_id : "";
 
-  ResultAssembler results(sink, on_update, moved);
+  ResultAssembler results(sink, on_update, moved, resume != nullptr ? resume->result_slice : 0);
   // A call that breaks (the link, not the job) is resumed: again and again while the server
   // keeps the job (StreamAttached.grace_seconds from the break), waiting longer each time. One
   // that broke before any answer is resumed once, and started again if the server never had
-  // its header.
-  bool resuming = false;
+  // its header (unless another process started the job: it is taken up, or lost).
+  bool resuming = resume != nullptr;
   bool started_again = false;
   absl::Time broke_at = absl::InfinitePast();
   absl::Duration backoff = kFirstRetry;
@@ -272,16 +274,16 @@ absl::StatusOr<v1::Job> Client::ProcessStream(const StreamSource& source,
     grpc::ClientContext context;
     Prepare(context);
     if (resuming) {
-      v1::StreamResume resume;
-      resume.set_resume_token(header->resume_token());
+      v1::StreamResume from;
+      from.set_resume_token(header->resume_token());
       const auto [z, offset] = results.position();
-      resume.set_result_slice(z);
-      resume.set_result_offset(offset);
-      context.AddMetadata(wire::kResumeMetadataKey, resume.SerializeAsString());
+      from.set_result_slice(z);
+      from.set_result_offset(offset);
+      context.AddMetadata(wire::kResumeMetadataKey, from.SerializeAsString());
     }
     CallGuard guard(calls_, context);
     if (resuming) {
-      guard.Streamed(results.job().id());  // CancelCalls cancels the job, not just the call
+      guard.Streamed(job_id);  // CancelCalls cancels the job, not just the call
     } else {
       guard.AwaitsJob();
     }
@@ -308,7 +310,11 @@ absl::StatusOr<v1::Job> Client::ProcessStream(const StreamSource& source,
       if (results.complete()) start.AllReceived();
       if (results.attachments() != seen) {
         seen = results.attachments();
-        if (!resuming) guard.Streamed(results.job().id());
+        if (job_id.empty()) {
+          job_id = results.job().id();
+          sink.Attached(job_id, header->resume_token());
+        }
+        if (!resuming) guard.Streamed(job_id);
         if (resuming) {
           start.Set(results.attached().upload_slice(),
                     static_cast<size_t>(results.attached().upload_offset()));
@@ -318,14 +324,14 @@ absl::StatusOr<v1::Job> Client::ProcessStream(const StreamSource& source,
     // This side's own error (the source's, the sink's): the job is cancelled first, else the
     // server would keep it for a resume.
     if (!local_status.ok()) {
-      CancelStreamedJob(results.job().id());
+      CancelStreamedJob(job_id);
       context.TryCancel();
     }
     start.Abandon();
     uploader.join();
     grpc::Status status = call.Finish();
     if (!upload_status.ok()) {
-      CancelStreamedJob(results.job().id());
+      CancelStreamedJob(job_id);
       return upload_status;
     }
     if (!local_status.ok()) return local_status;
@@ -333,7 +339,7 @@ absl::StatusOr<v1::Job> Client::ProcessStream(const StreamSource& source,
     if (results.complete() && status.error_code() != grpc::StatusCode::CANCELLED) {
       // Every result came, and then the call broke (or its resume was refused: the job had
       // ended): how the job ended is the server's to say.
-      absl::StatusOr<v1::Job> job = Get(results.job().id());
+      absl::StatusOr<v1::Job> job = Get(job_id);
       if (job.ok() && job->state() == v1::JOB_STATE_SUCCEEDED) return *job;
     }
     // Only a broken link is resumed: not the server's refusal, nor the caller's cancel.
@@ -344,7 +350,7 @@ absl::StatusOr<v1::Job> Client::ProcessStream(const StreamSource& source,
       backoff = kFirstRetry;
     }
     if (resuming && !answered && status.error_code() == grpc::StatusCode::NOT_FOUND &&
-        !started_again) {
+        !started_again && resume == nullptr) {
       started_again = true;  // the header never reached the server: send it again
       resuming = false;
       continue;
@@ -356,13 +362,12 @@ absl::StatusOr<v1::Job> Client::ProcessStream(const StreamSource& source,
       absl::Status error = ToAbslStatus(status);
       if (resumes == 0 || !answered) return error;
       return absl::Status(error.code(), absl::StrCat(error.message(), " (after ", resumes,
-                                                     " resumes of job ", results.job().id(), ")"));
+                                                     " resumes of job ", job_id, ")"));
     }
-    if (on_resume_) on_resume_(results.job().id(), ToAbslStatus(status), backoff);
+    if (on_resume_) on_resume_(job_id, ToAbslStatus(status), backoff);
     if (WaitUnlessCancelled(backoff)) {  // Ctrl-C meanwhile: the job goes with it
-      CancelStreamedJob(results.job().id());
-      return absl::CancelledError(
-          absl::StrCat("cancelled while resuming job ", results.job().id()));
+      CancelStreamedJob(job_id);
+      return absl::CancelledError(absl::StrCat("cancelled while resuming job ", job_id));
     }
     backoff = std::min(backoff * 2, kLastRetry);
     resuming = true;

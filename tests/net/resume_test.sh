@@ -3,8 +3,9 @@
 # short --stream-grace, the CLI through tests/net/delay_proxy.py, which resets the connection
 # once after N bytes up (mid-upload) or down (mid-download). The CLI reconnects by itself and
 # the output is the bytes of the same job run locally (with and without wire compression). A
-# client killed mid-job leaves the job waiting out the grace, then cancelled; one stopped by
-# Ctrl-C cancels its job at once.
+# client killed mid-download is taken up by a new process (`process --resume JOB`), and its
+# output is still the local run's bytes. A client killed mid-job leaves the job waiting out the
+# grace, then cancelled (a --resume then says so); one stopped by Ctrl-C cancels its job at once.
 # usage: resume_test.sh BUILD_DIR
 set -euo pipefail
 build=$(realpath "$1")
@@ -23,6 +24,7 @@ fail() {
 }
 same_output() { /usr/bin/python3 "$here/../tools/same_output.py" "$@" --differ time,executor,input.name; }
 cli() { "$build/client/stackproc" "$@"; }
+export XDG_STATE_HOME=$work/state  # the CLI's resume records
 
 mkdir -p "$work/data"
 "$build/core/stackproc-local" generate "$work/in.tif" --shape 32x512x1024 --type uint16 >/dev/null
@@ -69,19 +71,61 @@ grep "event=stream_resumed" "$work/server.log" | tail -n 1 | grep -q "from_tail=
 cut_run compressed up:6000000 --wire-compression lz4
 cut_run first-slice up:600000 --wire-compression none  # before the first slice is whole
 
-# A client killed mid-job: the job waits out the grace for it, then is cancelled and freed. (A
-# larger stack through a proxy with 200 ms of round trip: a job that lasts a while.)
+# Larger jobs through a proxy with 200 ms of round trip: jobs that last a while.
 "$build/core/stackproc-local" generate "$work/big.tif" --shape 96x1024x1024 --type uint16 >/dev/null
 /usr/bin/python3 "$here/delay_proxy.py" 127.0.0.1:0 "127.0.0.1:$port" 200 >"$work/slow.log" 2>&1 &
 slow_pid=$!
 for _ in $(seq 50); do grep -q "listening on" "$work/slow.log" && break; sleep 0.1; done
 slow_port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/slow.log")
+
+# A client killed mid-download, taken up by a new process: its record says how many pages its
+# output's temporary file holds; `process --resume JOB` cuts the file back to them and fetches
+# the rest. Deflate: the pages are appended through libtiff after those kept.
+"$build/core/stackproc-local" run --input "$work/big.tif" "${ops[@]}" --compression deflate \
+  --output "$work/big-local.tif" >/dev/null 2>&1 || fail "the local run of big.tif"
+STACKPROC_SERVER=127.0.0.1:$slow_port "$build/client/stackproc" process "$work/big.tif" \
+  -o "$work/taken.tif" "${ops[@]}" --compression deflate --wire-compression none >/dev/null 2>&1 &
+client_pid=$!
+pages_at_least() { # RECORD N: whether the record says N pages or more are written
+  /usr/bin/python3 -c 'import json, sys; sys.exit(json.load(open(sys.argv[1]))["output_pages"] < int(sys.argv[2]))' "$@" 2>/dev/null
+}
+record=
+for _ in $(seq 400); do
+  record=$(compgen -G "$XDG_STATE_HOME/stackproc/streams/*.json" | head -n 1 || true)
+  [[ -n "$record" ]] && pages_at_least "$record" 3 && break
+  sleep 0.05
+done
+[[ -n "$record" ]] && pages_at_least "$record" 3 || fail "the client kept no record of its pages"
+kill -9 "$client_pid"
+wait "$client_pid" 2>/dev/null || true
+client_pid=
+job=$(basename "$record" .json)
+STACKPROC_SERVER=127.0.0.1:$slow_port cli process --resume "$job" >"$work/taken.out" 2>"$work/taken.err" ||
+  fail "process --resume: $(tail -n 3 "$work/taken.err")"
+grep -q "taking up job $job" "$work/taken.err" || fail "no word of the take-up: $(cat "$work/taken.err")"
+same_output "$work/big-local.tif" "$work/taken.tif" >/dev/null ||
+  fail "the taken-up output is not the local run's bytes"
+[[ ! -e "$record" ]] || fail "the record stayed after the job"
+compgen -G "$work/.taken.tif.tmp-*" >/dev/null && fail "a temporary file stayed"
+echo "ok: a killed client's job taken up by process --resume ($(sed -n 's/.*at slice \([0-9]*\).*/slice \1/p' "$work/taken.err")), the local run's bytes"
+code=0
+cli process --resume 0123abcd >/dev/null 2>"$work/none.err" || code=$?
+((code != 0)) && grep -q "no record of a streamed job 0123abcd" "$work/none.err" ||
+  fail "--resume of no job: $(cat "$work/none.err")"
+code=0
+cli process --resume "$job" -o "$work/other.tif" >/dev/null 2>"$work/both.err" || code=$?
+((code != 0)) && grep -q "give none of them" "$work/both.err" ||
+  fail "--resume with an output: $(cat "$work/both.err")"
+
+# A client killed mid-job: the job waits out the grace for it, then is cancelled and freed; a
+# later --resume says so, and removes what the client left.
 STACKPROC_SERVER=127.0.0.1:$slow_port "$build/client/stackproc" process "$work/big.tif" \
   -o "$work/killed.tif" "${ops[@]}" --wire-compression none >/dev/null 2>&1 &
 client_pid=$!
 for _ in $(seq 100); do cli list | grep -q running && break; sleep 0.05; done
 job=$(cli list | awk '$2 == "running" { print $1 }' | head -n 1)
 [[ -n "$job" ]] || fail "the killed client's job never ran"
+for _ in $(seq 100); do [[ -e "$XDG_STATE_HOME/stackproc/streams/$job.json" ]] && break; sleep 0.05; done
 kill -9 "$client_pid"
 wait "$client_pid" 2>/dev/null || true
 client_pid=
@@ -92,6 +136,13 @@ while ! cli status "$job" | grep -q "cancelled" && ((SECONDS - killed_at < grace
 cli status "$job" | grep -q "stream-grace" ||
   fail "the job was not cancelled after the grace: $(cli status "$job")"
 echo "ok: a killed client's job waited, then was cancelled after the ${grace} s grace"
+code=0
+STACKPROC_SERVER=127.0.0.1:$slow_port cli process --resume "$job" >/dev/null 2>"$work/late.err" || code=$?
+((code != 0)) && grep -q "not found\|NOT_FOUND\|no longer" "$work/late.err" ||
+  fail "a --resume after the grace: $(cat "$work/late.err")"
+[[ ! -e "$XDG_STATE_HOME/stackproc/streams/$job.json" ]] || fail "a lost job's record stayed"
+compgen -G "$work/.killed.tif.tmp-*" >/dev/null && fail "a lost job's temporary file stayed"
+echo "ok: a --resume after the grace: $(tail -n 1 "$work/late.err" | cut -c1-140)"
 
 # Ctrl-C: the CLI cancels its job before it leaves, rather than leaving it to wait for it.
 STACKPROC_SERVER=127.0.0.1:$slow_port "$build/client/stackproc" process "$work/big.tif" \

@@ -112,11 +112,13 @@ class Client {
                                const core::StackMetadata& metadata) = 0;
     // Slice z of the result, z = 0, 1, ... (from the ResumePoint's slice on) in order.
     virtual absl::Status Slice(int64_t z, const uint8_t* data) = 0;
-    // The server has the job and would keep it for a resume by `resume_token` if the call broke
-    // (before Begin; not on a server without resumes).
-    virtual void Attached(const std::string& job_id, const std::string& resume_token) {
+    // The server has the job and would keep it for `grace_seconds` for a resume by
+    // `resume_token` if the call broke (before Begin; not on a server without resumes).
+    virtual void Attached(const std::string& job_id, const std::string& resume_token,
+                          int64_t grace_seconds) {
       (void)job_id;
       (void)resume_token;
+      (void)grace_seconds;
     }
   };
   // A streamed job that another process started (it ended, its output kept to this slice): taken

@@ -41,8 +41,8 @@ commands:
                                         (auto: lz4 unless the server is on this machine; zstd
                                         for links of 100 Mbit/s and less)
   process --resume JOB                  take up a streamed job to a TIFF output whose process
-                                        ended (killed, its terminal closed) while the server
-                                        keeps the job (stackprocd --stream-grace)
+                                        ended (SIGKILL, a crash, its terminal closed) while the
+                                        server keeps the job (stackprocd --stream-grace)
   watch JOB                             follow a job to its end
   status JOB                            one job in detail
   list                                  all jobs

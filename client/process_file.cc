@@ -2,8 +2,12 @@
 // results arrive; a TIFF output kept with a resume record, for a later process to take up.
 #include "core/process/process_file.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <filesystem>
 #include <optional>
 #include <utility>
@@ -83,16 +87,20 @@ class RecordKeeper {
       : folder_(std::move(folder)), record_(std::move(record)) {}
   ~RecordKeeper() { Remove(); }
 
-  void Started(const std::string& job_id, const std::string& resume_token) {
+  // The server keeps the job `grace_seconds` for a resume (0: none, and no record is kept).
+  void Started(const std::string& job_id, const std::string& resume_token, int64_t grace_seconds) {
     record_.job_id = job_id;
     record_.resume_token = resume_token;
+    if (grace_seconds <= 0) folder_.clear();
   }
-  void Wrote(const core::TiffPageWriter::Progress& at, bool now) {
+  // The output is at `at`, `results` bytes of results more than at the last call. Recorded after
+  // every MiB of results (whatever the file's codec made of them): the server keeps the last
+  // 16 MiB it sent, and a record must stay inside them.
+  void Wrote(const core::TiffPageWriter::Progress& at, uint64_t results, bool now) {
     constexpr uint64_t kEvery = uint64_t{1} << 20;
-    if (folder_.empty() || record_.job_id.empty() ||
-        (!now && at.end < record_.output_at.end + kEvery)) {
-      return;
-    }
+    pending_ += results;
+    if (folder_.empty() || record_.job_id.empty() || (!now && pending_ < kEvery)) return;
+    pending_ = 0;
     record_.output_at = at;
     if (!WriteResumeRecord(folder_, record_).ok()) Remove();
   }
@@ -106,6 +114,7 @@ class RecordKeeper {
  private:
   std::string folder_;
   ResumeRecord record_;
+  uint64_t pending_ = 0;
 };
 
 // A TIFF output through TiffPageWriter, resumable: its progress goes to the keeper after each
@@ -121,8 +130,9 @@ class TiffResultSink final : public OutputSink {
         keeper_(keeper),
         from_(std::move(from)) {}
 
-  void Attached(const std::string& job_id, const std::string& resume_token) override {
-    keeper_.Started(job_id, resume_token);
+  void Attached(const std::string& job_id, const std::string& resume_token,
+                int64_t grace_seconds) override {
+    keeper_.Started(job_id, resume_token, grace_seconds);
   }
   absl::Status Begin(const core::StackShape& shape, core::PixelType type,
                      const core::StackMetadata& metadata) override {
@@ -135,14 +145,14 @@ class TiffResultSink final : public OutputSink {
           writer_, core::TiffPageWriter::Create(target_, shape, type, std::move(written), write_));
     }
     written_ = writer_->pages_written();
-    keeper_.Wrote(writer_->progress(), /*now=*/true);
+    keeper_.Wrote(writer_->progress(), 0, /*now=*/true);
     return absl::OkStatus();
   }
   absl::Status Slice(int64_t z, const uint8_t* data) override {
     (void)z;  // in order, as the writer's pages
     STACKPROC_RETURN_IF_ERROR(writer_->WritePage(data));
     ++written_;
-    keeper_.Wrote(writer_->progress(), /*now=*/false);
+    keeper_.Wrote(writer_->progress(), writer_->slice_bytes(), /*now=*/false);
     return absl::OkStatus();
   }
   bool begun() const { return writer_ != nullptr; }
@@ -157,37 +167,66 @@ class TiffResultSink final : public OutputSink {
   std::unique_ptr<core::TiffPageWriter> writer_;
 };
 
-// The input's size and modification time, to know it unchanged when a job is taken up.
+// The input's size and modification time, to know it unchanged when a job is taken up. Only a
+// file's: a folder's say nothing of a plane rewritten in it.
 absl::StatusOr<std::pair<uint64_t, int64_t>> InputStamp(const std::string& path) {
   struct stat st;
-  if (::stat(path.c_str(), &st) != 0) {
-    return absl::NotFoundError(absl::StrCat(path, ": cannot be read"));
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return absl::FailedPreconditionError(absl::StrCat(path, ": not a file"));
   }
   return std::pair<uint64_t, int64_t>(
       static_cast<uint64_t>(st.st_size),
       int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec);
 }
 
+// Removes the output's temporary file a record names (ReadResumeRecord checked the name).
+void RemoveTemp(const ResumeRecord& record) {
+  absl::StatusOr<core::OutputTarget> target = core::OutputTarget::ForPath(record.output);
+  if (target.ok()) ::unlinkat(target->dir(), record.output_at.temp.c_str(), 0);
+}
+
+// Whether another process (the one that started the job, still running) writes the output's
+// temporary file: it holds a lock on it while it does (TiffPageWriter).
+bool BeingWritten(const ResumeRecord& record) {
+  absl::StatusOr<core::OutputTarget> target = core::OutputTarget::ForPath(record.output);
+  if (!target.ok()) return false;
+  core::UniqueFd fd(::openat(target->dir(), record.output_at.temp.c_str(),
+                             O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  return fd && ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+}
+
 // The record of the job `options` takes up, its options made the record's. FailedPrecondition
-// for a record this process cannot take up.
+// for a record this process cannot take up: a record that never can be (another boot, a changed
+// input, not a record) is removed, with the file it names.
 absl::StatusOr<ResumeRecord> TakeUp(Client::ProcessOptions& options, const std::string& target) {
-  STACKPROC_ASSIGN_OR_RETURN(ResumeRecord record,
-                             ReadResumeRecord(options.resume_folder, options.resume_job));
+  absl::StatusOr<ResumeRecord> read = ReadResumeRecord(options.resume_folder, options.resume_job);
+  if (read.status().code() == absl::StatusCode::kDataLoss) {
+    RemoveResumeRecord(options.resume_folder, options.resume_job);
+  }
+  STACKPROC_ASSIGN_OR_RETURN(ResumeRecord record, std::move(read));
   const auto refuse = [&](absl::string_view why) {
     return absl::FailedPreconditionError(
         absl::StrCat("job ", record.job_id, " cannot be taken up here: ", why));
   };
+  const auto lost = [&](absl::string_view why) {
+    RemoveTemp(record);
+    RemoveResumeRecord(options.resume_folder, record.job_id);
+    return refuse(absl::StrCat(why, ": start it again"));
+  };
+  if (BeingWritten(record)) {
+    return refuse(absl::StrCat(record.output, " is still being written by another process"));
+  }
   if (record.server != target) {
     return refuse(absl::StrCat("it was sent to ", record.server, ", not to ", target,
                                " (use --server ", record.server, ")"));
   }
   if (record.boot != BootId()) {
-    return refuse(absl::StrCat("this machine restarted since, and what was written of ",
-                               record.output, " may not have reached the disk: start it again"));
+    return lost(absl::StrCat("this machine restarted since, and what was written of ",
+                             record.output, " may not have reached the disk"));
   }
-  STACKPROC_ASSIGN_OR_RETURN(auto stamp, InputStamp(record.input));
-  if (stamp != std::make_pair(record.input_bytes, record.input_mtime_ns)) {
-    return refuse(absl::StrCat(record.input, " changed since the job started"));
+  absl::StatusOr<std::pair<uint64_t, int64_t>> stamp = InputStamp(record.input);
+  if (!stamp.ok() || *stamp != std::make_pair(record.input_bytes, record.input_mtime_ns)) {
+    return lost(absl::StrCat(record.input, " changed since the job started"));
   }
   options.input_path = record.input;
   options.output_path = record.output;
@@ -279,9 +318,10 @@ absl::StatusOr<v1::Job> Client::Process(const ProcessOptions& given) {
                                               options.counts, taken ? &point : nullptr);
   if (!job.ok()) {
     if (taken && job.status().code() == absl::StatusCode::kUnavailable && !sink.begun()) {
-      keeper.Keep();  // the server did not answer: it may still keep the job for another try
-    } else if (taken) {
-      core::RemoveEntry(target.dir(), taken->output_at.temp);
+      keeper.Keep();     // the server did not answer: it may still keep the job for another try
+    } else if (taken) {  // the job cannot go on (results no longer held, ...): let it go
+      CancelStreamedJob(taken->job_id);
+      ::unlinkat(target.dir(), taken->output_at.temp.c_str(), 0);
     }
     return job.status();
   }

@@ -306,13 +306,13 @@ absl::StatusOr<v1::Job> Client::ProcessStream(const StreamSource& source,
     int seen = attachments;
     while (call.Read(buffer)) {
       local_status = results.Take(buffer);
+      if (job_id.empty()) job_id = results.job().id();  // CancelStreamedJob's, once it comes
       if (!local_status.ok()) break;
       if (results.complete()) start.AllReceived();
       if (results.attachments() != seen) {
         seen = results.attachments();
-        if (job_id.empty()) {
-          job_id = results.job().id();
-          sink.Attached(job_id, header->resume_token());
+        if (attachments == 0 && seen == 1) {
+          sink.Attached(job_id, header->resume_token(), results.attached().grace_seconds());
         }
         if (!resuming) guard.Streamed(job_id);
         if (resuming) {

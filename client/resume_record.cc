@@ -39,6 +39,14 @@ absl::Status MakeFolder(const std::string& path) {
       absl::StrCat(path, ": cannot make the folder (", std::strerror(errno), ")"));
 }
 
+// Whether `temp` names a temporary file of the TIFF `output` (TiffPageWriter's names).
+bool IsTempOf(absl::string_view temp, absl::string_view output) {
+  const size_t slash = output.rfind('/');
+  const absl::string_view name =
+      slash == absl::string_view::npos ? output : output.substr(slash + 1);
+  return absl::StartsWith(temp, absl::StrCat(".", name, ".tmp-")) && !absl::StrContains(temp, '/');
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> ResumeFolder() {
@@ -55,8 +63,16 @@ absl::StatusOr<std::string> ResumeFolder() {
   STACKPROC_RETURN_IF_ERROR(MakeFolder(state));
   const std::string folder = state + "/stackproc";
   STACKPROC_RETURN_IF_ERROR(MakeFolder(folder));
-  STACKPROC_RETURN_IF_ERROR(MakeFolder(folder + "/streams"));
-  return folder + "/streams";
+  const std::string streams = folder + "/streams";
+  STACKPROC_RETURN_IF_ERROR(MakeFolder(streams));
+  // The user's alone: its records hold resume tokens.
+  struct stat st;
+  if (::lstat(streams.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid() ||
+      ((st.st_mode & 077) != 0 && ::chmod(streams.c_str(), 0700) != 0)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(streams, ": not a folder of this user's own"));
+  }
+  return streams;
 }
 
 std::string BootId() {
@@ -94,14 +110,15 @@ absl::Status WriteResumeRecord(const std::string& folder, const ResumeRecord& re
         absl::StrCat(folder, ": cannot open (", std::strerror(errno), ")"));
   }
   const std::string name = absl::StrCat(record.job_id, kSuffix);
-  return core::WriteFileAt(dir.get(), name, text.data(), text.size(), folder + "/" + name);
+  return core::WriteFileAt(dir.get(), name, text.data(), text.size(), folder + "/" + name, 0600);
 }
 
 absl::StatusOr<ResumeRecord> ReadResumeRecord(const std::string& folder,
                                               const std::string& job_id) {
   const std::string path = absl::StrCat(folder, "/", job_id, kSuffix);
-  std::ifstream in(path);
-  if (!IsJobId(job_id) || !in) {
+  std::ifstream in;
+  if (IsJobId(job_id)) in.open(path);
+  if (!in) {
     std::vector<std::string> jobs;
     core::UniqueFd dir(::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (dir) {
@@ -134,8 +151,9 @@ absl::StatusOr<ResumeRecord> ReadResumeRecord(const std::string& folder,
     r.output_at.temp = json.at("output_temp").get<std::string>();
     r.output_at.pages = json.at("output_pages").get<int64_t>();
     r.output_at.end = json.at("output_end").get<uint64_t>();
-    if (r.job_id != job_id) {
-      return absl::DataLossError(absl::StrCat(path, ": the record of job ", r.job_id));
+    if (r.job_id != job_id || !IsTempOf(r.output_at.temp, r.output)) {
+      return absl::DataLossError(absl::StrCat(path, ": not the record of job ", job_id,
+                                              " and its output's temporary file"));
     }
     return r;
   } catch (const Json::exception& e) {

@@ -304,10 +304,10 @@ int PwriteFull(int fd, const void* data, size_t size, uint64_t at, size_t chunk)
 }
 
 absl::Status WriteFileAt(int dir, const std::string& name, const void* bytes, size_t size,
-                         const std::string& display) {
+                         const std::string& display, mode_t mode) {
   const std::string temp = absl::StrCat(".", name, ".part");
   UniqueFd fd(
-      ::openat(dir, temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0666));
+      ::openat(dir, temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode));
   if (!fd) return FileError(absl::StrCat(display, ": cannot create it"), errno);
   if (const int error = PwriteFull(fd.get(), bytes, size, 0); error != 0) {
     return FileError(absl::StrCat(display, ": cannot write it"), error);

@@ -77,7 +77,7 @@ inline constexpr size_t kWriteChunk = size_t{512} << 10;
 int PwriteFull(int fd, const void* data, size_t size, uint64_t at, size_t chunk = kWriteChunk);
 
 absl::Status WriteFileAt(int dir, const std::string& name, const void* bytes, size_t size,
-                         const std::string& display);
+                         const std::string& display, mode_t mode = 0666);
 
 // The names in the directory open as `dir` ("." and ".." left out), in no order; `dir` stays
 // the caller's.

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <tbb/parallel_for.h>
 #include <unistd.h>
@@ -185,21 +186,30 @@ absl::StatusOr<Layout> LayoutFor(const StackShape& shape, PixelType type, StackM
   return layout;
 }
 
-// Ends the directory chain of the compressed TIFF in `fd` (cut back to `end` bytes) at its page
-// `pages - 1`: that directory's link to the next, which a writer that ended while adding a page
-// may have made, is set to none. DataLoss unless the chain has that many directories, all
-// within the file.
-absl::Status EndChainAt(int fd, bool bigtiff, int64_t pages, uint64_t end) {
+// An unsigned integer of sizeof(T) bytes in this machine's byte order.
+template <typename T>
+uint64_t ReadNative(const uint8_t* raw) {
+  T value;
+  std::memcpy(&value, raw, sizeof value);
+  return value;
+}
+
+// Where the directory chain of the compressed TIFF in `fd` is linked past its page `pages - 1`:
+// the link a writer that ended while adding a page may have made. DataLoss unless the chain has
+// that many directories, all within the file's first `end` bytes.
+absl::StatusOr<uint64_t> LinkAfter(int fd, bool bigtiff, int64_t pages, uint64_t end) {
   const size_t offset_bytes = bigtiff ? 8 : 4;
   const size_t count_bytes = bigtiff ? 8 : 2;
   const size_t entry_bytes = bigtiff ? 20 : 12;
   auto read = [&](uint64_t at, size_t bytes) -> std::optional<uint64_t> {
-    uint64_t value = 0;  // native byte order, as libtiff writes a new file
+    uint8_t raw[8];  // native byte order, as libtiff writes a new file
     if (at + bytes > end ||
-        ::pread(fd, &value, bytes, static_cast<off_t>(at)) != static_cast<ssize_t>(bytes)) {
+        ::pread(fd, raw, bytes, static_cast<off_t>(at)) != static_cast<ssize_t>(bytes)) {
       return std::nullopt;
     }
-    return value;
+    if (bytes == 2) return ReadNative<uint16_t>(raw);
+    if (bytes == 4) return ReadNative<uint32_t>(raw);
+    return ReadNative<uint64_t>(raw);
   };
   std::optional<uint64_t> directory = read(bigtiff ? 8 : 4, offset_bytes);
   for (int64_t page = 0; page < pages; ++page) {
@@ -210,17 +220,13 @@ absl::Status EndChainAt(int fd, bool bigtiff, int64_t pages, uint64_t end) {
       return absl::DataLossError(absl::StrCat("page ", page, "'s directory is not in the file"));
     }
     const uint64_t link = *directory + count_bytes + *count * entry_bytes;
-    if (page + 1 < pages) {
-      directory = read(link, offset_bytes);
-      continue;
-    }
-    const uint64_t none = 0;
-    if (link + offset_bytes > end || ::pwrite(fd, &none, offset_bytes, static_cast<off_t>(link)) !=
-                                         static_cast<ssize_t>(offset_bytes)) {
+    if (link + offset_bytes > end) {
       return absl::DataLossError(absl::StrCat("page ", page, "'s directory is cut short"));
     }
+    if (page + 1 == pages) return link;
+    directory = read(link, offset_bytes);
   }
-  return absl::OkStatus();
+  return absl::DataLossError("no pages");
 }
 
 }  // namespace
@@ -245,6 +251,7 @@ absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Create(
     }
     return IoError(path, "cannot create its temporary file", "", error);
   }
+  ::flock(fd.get(), LOCK_EX | LOCK_NB);  // while it is being written: Resume will not take it up
   std::unique_ptr<TiffHandle> handle;
   if (options.compression != Compression::kNone) {
     absl::StatusOr<TiffHandle> opened =
@@ -269,12 +276,15 @@ absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Resume(
     return absl::DataLossError(
         absl::StrCat(path, ": its unfinished file ", at.temp, " cannot be taken up: ", why));
   };
-  if (at.temp.empty() || absl::StrContains(at.temp, '/') || at.pages < 0 ||
-      at.pages > shape.depth) {
+  // Only a temporary file of this target's, as Create names them, is taken up.
+  if (!absl::StartsWith(at.temp, absl::StrCat(".", target.name(), ".tmp-")) ||
+      absl::StrContains(at.temp, '/') || at.pages < 0 || at.pages > shape.depth) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": no unfinished file to take up at page ",
-                                                   at.pages, " of ", shape.depth));
+                                                   at.pages, " of ", shape.depth, " (", at.temp,
+                                                   ")"));
   }
-  UniqueFd fd(::openat(target.dir(), at.temp.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC));
+  UniqueFd fd(
+      ::openat(target.dir(), at.temp.c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
   if (!fd) {
     const int error = errno;
     if (error == ENOENT) {
@@ -282,38 +292,67 @@ absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Resume(
     }
     return IoError(path, absl::StrCat("cannot open its unfinished file ", at.temp), "", error);
   }
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return IoError(path, "fstat failed", "", errno);
+  if (!S_ISREG(st.st_mode) || st.st_uid != ::geteuid() || st.st_nlink != 1) {
+    return lost("it is not a file of this user's own");
+  }
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(path, ": its unfinished file ", at.temp,
+                                                      " is being written by another process"));
+  }
   const bool compressed = layout.options.compression != Compression::kNone;
   const uint64_t header = TiffHeader(layout.bigtiff, 0).size();
   if (!compressed && at.end != header + static_cast<uint64_t>(at.pages) * layout.slice_bytes) {
     return lost(absl::StrCat(at.pages, " uncompressed pages do not end at byte ", at.end));
   }
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return IoError(path, "fstat failed", "", errno);
   // An uncompressed file has nothing before its first plane until Commit writes the header.
   if (at.pages > 0 && static_cast<uint64_t>(st.st_size) < at.end) {
     return lost(absl::StrCat("it has ", st.st_size, " bytes of the ", at.end, " its ", at.pages,
                              " pages took"));
   }
+  // Checked before anything changes: the chain holds the pages kept.
+  std::optional<uint64_t> link;
+  if (compressed && at.pages > 0) {
+    absl::StatusOr<uint64_t> found = LinkAfter(fd.get(), layout.bigtiff, at.pages, at.end);
+    if (!found.ok()) return lost(found.status().message());
+    link = *found;
+  }
   const uint64_t keep = compressed && at.pages == 0 ? 0 : at.end;
   if (::ftruncate(fd.get(), static_cast<off_t>(keep)) != 0) {
     return IoError(path, absl::StrCat("cutting back ", at.temp, " failed"), "", errno);
   }
+  if (link) {  // the chain ends at the last page kept
+    const uint64_t none = 0;
+    const size_t bytes = layout.bigtiff ? 8 : 4;
+    if (PwriteFull(fd.get(), &none, bytes, *link) != 0) {
+      return IoError(path, absl::StrCat("ending the pages of ", at.temp, " failed"), "", errno);
+    }
+  }
   std::unique_ptr<TiffHandle> handle;
   if (compressed) {
-    if (at.pages > 0) {  // libtiff's own count of the pages kept, before any is added
-      if (absl::Status s = EndChainAt(fd.get(), layout.bigtiff, at.pages, keep); !s.ok()) {
-        return lost(s.message());
-      }
+    if (at.pages > 0) {  // libtiff's own reading of the pages kept, before any is added
       UniqueFd copy(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
       STACKPROC_ASSIGN_OR_RETURN(InputFile file, InputFile::Adopt(std::move(copy), at.temp));
       absl::StatusOr<TiffHandle> read = TiffHandle::OpenRead(file);
       if (!read.ok()) return lost(read.status().message());
-      const bool bigtiff = TIFFIsBigTIFF(read->get()) != 0;
-      const tdir_t pages = TIFFNumberOfDirectories(read->get());
-      if (bigtiff != layout.bigtiff || static_cast<int64_t>(pages) != at.pages) {
+      TIFF* tif = read->get();
+      uint16_t compression = 0;
+      uint16_t predictor = 0;
+      TIFFGetFieldDefaulted(tif, TIFFTAG_COMPRESSION, &compression);
+      TIFFGetFieldDefaulted(tif, TIFFTAG_PREDICTOR, &predictor);
+      const bool bigtiff = TIFFIsBigTIFF(tif) != 0;
+      const tdir_t pages = TIFFNumberOfDirectories(tif);
+      const uint16_t want_predictor =
+          PredictorFor(layout.options.compression, type, layout.options.predictor);
+      if (bigtiff != layout.bigtiff || static_cast<int64_t>(pages) != at.pages ||
+          compression != TiffCompression(layout.options.compression) ||
+          predictor != want_predictor) {
         return lost(absl::StrCat("it holds ", pages, bigtiff ? " BigTIFF" : " classic TIFF",
-                                 " pages, not ", at.pages,
-                                 layout.bigtiff ? " BigTIFF" : " classic TIFF", " ones"));
+                                 " pages (compression ", compression, ", predictor ", predictor,
+                                 "), not ", at.pages, layout.bigtiff ? " BigTIFF" : " classic TIFF",
+                                 " ones (compression ", TiffCompression(layout.options.compression),
+                                 ", predictor ", want_predictor, ")"));
       }
     }
     const char* mode = at.pages > 0 ? "a" : layout.bigtiff ? "w8" : "w";

@@ -240,7 +240,9 @@ void ProcessStreamReactor::Pump() {
   if (!writing_) {
     if (sent_final_job_) return End(absl::OkStatus());
     const JobSnapshot snapshot = s.job_->Snapshot();
-    if (snapshot.state == JobState::kSucceeded && sent_attached_ && replay_slice_ < 0) {
+    // (A resumed call that lacked no result still gets the result header before the end.)
+    if (snapshot.state == JobState::kSucceeded && sent_attached_ && sent_result_header_ &&
+        replay_slice_ < 0) {
       NextJobUpdate(true);  // the final message: the job as it ended
       sent_final_job_ = true;
       writing_ = true;

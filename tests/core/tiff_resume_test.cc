@@ -120,11 +120,36 @@ TEST(TiffResumeTest, AFileThatIsNotWhatTheProgressSaysIsRefused) {
         TiffPageWriter::Resume(target, at, stack.shape(), stack.pixel_type(), Described(), other)
             .status(),
         StatusIs(absl::StatusCode::kDataLoss, HasSubstr("cannot be taken up")));
+    if (c == Compression::kDeflate) {  // the same pages, read as another codec's
+      other.compression = Compression::kZstd;
+      EXPECT_THAT(
+          TiffPageWriter::Resume(target, at, stack.shape(), stack.pixel_type(), Described(), other)
+              .status(),
+          StatusIs(absl::StatusCode::kDataLoss, HasSubstr("compression")));
+    }
     fs::resize_file(dir.File(at.temp), at.end - 1);  // cut short
     EXPECT_THAT(resume(at), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("bytes of the")));
     fs::remove(dir.File(at.temp));
     EXPECT_THAT(resume(at), StatusIs(absl::StatusCode::kNotFound, HasSubstr("is gone")));
   }
+}
+
+TEST(TiffResumeTest, AFileStillBeingWrittenIsNotTakenUp) {
+  const Stack stack = MakeStack({4, 32, 32}, PixelType::kUint8);
+  TempDir dir;
+  const std::string path = dir.File("out.tif");
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TiffPageWriter> writer,
+                       TiffPageWriter::Create(path, stack.shape(), stack.pixel_type(), {}));
+  ASSERT_OK(writer->WritePage(stack.slice_data(0)));
+  ASSERT_OK_AND_ASSIGN(OutputTarget target, OutputTarget::ForPath(path));
+  EXPECT_THAT(
+      TiffPageWriter::Resume(target, writer->progress(), stack.shape(), stack.pixel_type(), {})
+          .status(),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("another process")));
+  for (int64_t z = 1; z < 4; ++z) ASSERT_OK(writer->WritePage(stack.slice_data(z)));
+  EXPECT_OK(writer->Commit());  // untouched by the refused Resume
+  ASSERT_OK_AND_ASSIGN(Stack back, ReadTiff(path));
+  EXPECT_TRUE(::stackproc::testing::StacksEqual(back, stack));
 }
 
 }  // namespace

@@ -32,7 +32,7 @@ ops=(--op gaussian:sigma=1.5)
 "$build/core/stackproc-local" run --input "$work/in.tif" "${ops[@]}" --output "$work/local.tif" \
   >/dev/null 2>&1 || fail "the local run"
 
-grace=3
+grace=8  # long enough for a new CLI to start and take a job up on a loaded machine
 "$build/server/stackprocd" --listen 127.0.0.1:0 --data-root "$work/data" --stream-grace "$grace" \
   >"$work/server.log" 2>&1 &
 server_pid=$!
@@ -96,10 +96,16 @@ for _ in $(seq 400); do
   sleep 0.05
 done
 [[ -n "$record" ]] && pages_at_least "$record" 3 || fail "the client kept no record of its pages"
+job=$(basename "$record" .json)
+code=0  # not while the process that started it still writes it
+STACKPROC_SERVER=127.0.0.1:$slow_port cli process --resume "$job" >/dev/null 2>"$work/early.err" ||
+  code=$?
+((code != 0)) && grep -q "still being written by another process" "$work/early.err" ||
+  fail "--resume beside the running client: $(cat "$work/early.err")"
+kill -0 "$client_pid" || fail "the running client did not survive a --resume beside it"
 kill -9 "$client_pid"
 wait "$client_pid" 2>/dev/null || true
 client_pid=
-job=$(basename "$record" .json)
 STACKPROC_SERVER=127.0.0.1:$slow_port cli process --resume "$job" >"$work/taken.out" 2>"$work/taken.err" ||
   fail "process --resume: $(tail -n 3 "$work/taken.err")"
 grep -q "taking up job $job" "$work/taken.err" || fail "no word of the take-up: $(cat "$work/taken.err")"
@@ -126,6 +132,7 @@ for _ in $(seq 100); do cli list | grep -q running && break; sleep 0.05; done
 job=$(cli list | awk '$2 == "running" { print $1 }' | head -n 1)
 [[ -n "$job" ]] || fail "the killed client's job never ran"
 for _ in $(seq 100); do [[ -e "$XDG_STATE_HOME/stackproc/streams/$job.json" ]] && break; sleep 0.05; done
+[[ -e "$XDG_STATE_HOME/stackproc/streams/$job.json" ]] || fail "the killed client kept no record"
 kill -9 "$client_pid"
 wait "$client_pid" 2>/dev/null || true
 client_pid=

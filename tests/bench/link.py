@@ -10,6 +10,9 @@ tests/net/delay_proxy.py. For each link, side by side in one sitting (medians of
   TCP copy       the same bytes one way through a plain socket (what the link carries; the
                  floor's practical form, as scp would be without its cipher)
   path job       stackproc submit --wait on the server's own copy (no link in the data path)
+  scp            what a lab does without stackproc: scp the stack up, the path job, scp the
+                 result down (OpenSSH's sshd in the namespace, key login, its default cipher);
+                 "scp up" is the upload alone. Needs openssh-server (else not measured)
 
 against the floor: max(bytes up, bytes down) / rate (full duplex: both directions at once).
 Stacks: stackproc-local generate (smooth structures under Poisson-like noise), 134 MB each,
@@ -19,6 +22,7 @@ usage: link.py [--build build/release] [--reps 3] [--links 1gbit:0,100mbit:20,1g
                [--wire none,lz4,zstd]"""
 import argparse
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -29,6 +33,10 @@ import time
 HERE = os.path.dirname(os.path.realpath(__file__))
 LINK = os.path.join(HERE, "..", "net", "link.sh")
 PROXY = os.path.join(HERE, "..", "net", "delay_proxy.py")
+
+SSHD = "/usr/sbin/sshd"
+SSH_OPTIONS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+               "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
 
 RECEIVER = """
 import socket, sys
@@ -82,8 +90,8 @@ def main():
     stacks = {"uint16": "64x1024x1024", "uint8": "128x1024x1024"}
     print(f"{'link':>18} {'stack':>7} {'floor':>7} "
           + "".join(f"{'streamed ' + w:>16}" for w in args.wire)
-          + f" {'TCP copy':>14} {'path job':>9}   (medians of {args.reps}; x: of the floor, "
-          "gain: pixels/s against none)")
+          + f" {'TCP copy':>14} {'path job':>9} {'scp up':>8} {'scp+job+scp':>17}"
+          f"   (medians of {args.reps}; x: of the floor, gain: pixels/s against none)")
     try:
         measure(args, build, cli, work, data, stacks)
     finally:
@@ -111,6 +119,9 @@ def measure(args, build, cli, work, data, stacks):
             receiver, _ = started([LINK, "exec", d, "/usr/bin/python3", "-c", RECEIVER, addr])
             procs.append(receiver)
             target, copy_to = f"{addr}:50051", (addr, 5001)
+            ssh_to = (addr, 2222) if os.path.exists(SSHD) else None
+            if ssh_to:
+                procs.append(sshd(d, work, addr))
             if float(rtt) > 0:  # the client's connections through the delaying proxy
                 proxy, line = started(["/usr/bin/python3", PROXY, "127.0.0.1:0", target, rtt])
                 procs.append(proxy)
@@ -119,6 +130,11 @@ def measure(args, build, cli, work, data, stacks):
                                             f"{addr}:5001", rtt])
                 procs.append(copy_proxy)
                 copy_to = ("127.0.0.1", int(line.rsplit(":", 1)[1]))
+                if ssh_to:
+                    ssh_proxy, line = started(["/usr/bin/python3", PROXY, "127.0.0.1:0",
+                                               f"{addr}:2222", rtt])
+                    procs.append(ssh_proxy)
+                    ssh_to = ("127.0.0.1", int(line.rsplit(":", 1)[1]))
             env = dict(os.environ, STACKPROC_SERVER=target)
             for dtype in stacks:
                 src = os.path.join(data, f"{dtype}.tif")
@@ -142,7 +158,18 @@ def measure(args, build, cli, work, data, stacks):
                                     "path-out.tif", "--op", "gaussian:sigma=1", "--overwrite",
                                     "--wait"], check=True, capture_output=True, env=env)
 
+                def scp(up):
+                    key = os.path.join(work, "ssh", "key")
+                    name = "scp-up.tif" if up else "path-out.tif"
+                    there = f"root@{ssh_to[0]}:" + os.path.join(data, name)
+                    here = os.path.join(work, "scp-down.tif")
+                    subprocess.run(["scp", "-q", "-i", key, "-P", str(ssh_to[1])] + SSH_OPTIONS
+                                   + ([src, there] if up else [there, here]),
+                                   check=True, capture_output=True)
+
                 fns = [(w, streamer(w)) for w in args.wire] + [("copy", copy), ("path", path_job)]
+                if ssh_to:
+                    fns += [("scp up", lambda: scp(True)), ("scp down", lambda: scp(False))]
                 runs = {name: [] for name, _ in fns}
                 for _ in range(args.reps):  # interleaved: each kind sees the same machine
                     for name, fn in fns:
@@ -151,15 +178,41 @@ def measure(args, build, cli, work, data, stacks):
                 none = t["none"]
                 cells = [f"{none:6.2f}s x{none / floor:4.2f}  "] + [
                     f"{t[w]:6.2f}s gain {none / t[w]:4.2f}" for w in args.wire[1:]]
+                scp_cells = "       -                 -"
+                if ssh_to:
+                    workflow = t["scp up"] + t["path"] + t["scp down"]
+                    scp_cells = (f" {t['scp up']:6.2f}s {workflow:6.2f}s x{workflow / floor:4.2f}"
+                                 f" ({workflow / none:3.1f}x)")
                 print(f"{rate + ' ' + rtt + ' ms':>18} {dtype:>7} {floor:6.2f}s "
                       + "".join(f"{c:>16}" for c in cells)
-                      + f" {t['copy']:6.2f}s x{t['copy'] / floor:4.2f} {t['path']:8.2f}s",
-                      flush=True)
+                      + f" {t['copy']:6.2f}s x{t['copy'] / floor:4.2f} {t['path']:8.2f}s"
+                      + scp_cells, flush=True)
         finally:
             for p in procs:
                 p.kill()
                 p.wait()
             subprocess.run([LINK, "down", d], capture_output=True)
+
+
+def sshd(d, work, addr):
+    """OpenSSH's server in the link's namespace on ADDR:2222, letting in a key made here."""
+    ssh = os.path.join(work, "ssh")
+    if not os.path.exists(ssh):
+        os.makedirs(ssh)
+        for name in ("host", "key"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                            os.path.join(ssh, name)], check=True)
+        shutil.copy(os.path.join(ssh, "key.pub"), os.path.join(ssh, "authorized_keys"))
+        with open(os.path.join(ssh, "sshd_config"), "w") as f:
+            f.write(f"HostKey {ssh}/host\nAuthorizedKeysFile {ssh}/authorized_keys\n"
+                    "PermitRootLogin prohibit-password\nPasswordAuthentication no\nUsePAM no\n"
+                    "StrictModes no\nPidFile none\n"
+                    "Subsystem sftp /usr/lib/openssh/sftp-server\n")  # scp's protocol
+    os.makedirs("/run/sshd", exist_ok=True)  # its privilege separation folder
+    server, line = started([LINK, "exec", d, SSHD, "-D", "-e", "-p", "2222", "-o",
+                            f"ListenAddress={addr}", "-f", os.path.join(ssh, "sshd_config")])
+    assert "listening" in line, f"sshd did not start: {line}"
+    return server
 
 
 if __name__ == "__main__":

@@ -111,8 +111,7 @@ SinkTraits OutputTraits(const OutputName& name, const WriteOptions& options) {
 absl::StatusOr<std::unique_ptr<SliceSource>> OpenInput(const Files& files, const std::string& input,
                                                        const StackLimits& limits) {
   if (IsZarrPath(files, input)) return ZarrSource::Open(files, input, limits);
-  STACKPROC_ASSIGN_OR_RETURN(std::optional<std::vector<std::string>> planes,
-                             ListPlanes(files, input));
+  STACKPROC_ASSIGN_OR_RETURN(std::optional<PlaneFiles> planes, ListPlanes(files, input));
   if (planes) return SequenceSource::Open(files, *std::move(planes), limits);
   STACKPROC_ASSIGN_OR_RETURN(InputFile file, files.Input(input));
   STACKPROC_ASSIGN_OR_RETURN(TiffInfo info, ProbeTiff(file, limits));

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <regex>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -118,52 +117,6 @@ absl::StatusOr<std::vector<std::string>> Matching(
   return kept;
 }
 
-// Planes named by their time point and channel as well as z (t0_c1_z0003.tif: what
-// SequenceSink writes for such a stack): their dimensions, once each file is checked to be the
-// plane its place in natural order says (t, c, z order, z fastest); nullopt when the names do
-// not say (no t or c prefix). InvalidArgument for a name that breaks the grid, naming it.
-absl::StatusOr<std::optional<Dimensions>> NamedDimensions(const std::vector<std::string>& paths) {
-  static const std::regex kName(R"(^(t(\d+)_)?(c(\d+)_)?\D*(\d+)[^/]*$)");
-  std::vector<PlaneIndex> at;
-  bool by_time = false, by_channel = false;
-  for (const std::string& path : paths) {
-    const std::string name = path.substr(path.find_last_of('/') + 1);
-    std::smatch m;
-    if (!std::regex_match(name, m, kName)) return std::nullopt;
-    if (at.empty()) by_time = m[1].matched, by_channel = m[3].matched;
-    if (m[1].matched != by_time || m[3].matched != by_channel) return std::nullopt;
-    PlaneIndex index;
-    if (!(m[1].matched ? absl::SimpleAtoi(m[2].str(), &index.t) : true) ||
-        !(m[3].matched ? absl::SimpleAtoi(m[4].str(), &index.c) : true)) {
-      return std::nullopt;
-    }
-    at.push_back(index);
-  }
-  if (!by_time && !by_channel) return std::nullopt;
-  Dimensions dims;
-  for (const PlaneIndex& index : at) {
-    dims.times = std::max(dims.times, index.t + 1);
-    dims.channels = std::max(dims.channels, index.c + 1);
-  }
-  const int64_t planes = std::ssize(paths);
-  if (planes % (dims.times * dims.channels) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(paths.front(), ": ", planes, " planes named by ",
-                                                   dims.times, " time points and ", dims.channels,
-                                                   " channels: each needs as many z-planes (one is "
-                                                   "missing or extra)"));
-  }
-  for (int64_t p = 0; p < planes; ++p) {
-    const PlaneIndex want = dims.Of(p, planes);
-    const PlaneIndex& got = at[static_cast<size_t>(p)];
-    if (got.t != want.t || got.c != want.c) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          paths[static_cast<size_t>(p)], ": in natural order this is plane ", want.z,
-          " of time point ", want.t, ", channel ", want.c, "; a plane is missing or extra"));
-    }
-  }
-  return dims;
-}
-
 }  // namespace
 
 bool IsTiffName(absl::string_view name) {
@@ -195,34 +148,44 @@ bool NaturalLess(const std::string& a, const std::string& b) {
   return a.size() - i < b.size() - j;
 }
 
-absl::StatusOr<std::optional<std::vector<std::string>>> ListPlanes(const Files& files,
-                                                                   const std::string& input) {
+absl::StatusOr<std::optional<PlaneFiles>> ListPlanes(const Files& files, const std::string& input) {
   auto [dir, name] = Split(input);
-  // A file may have "%" or "*" in its name: then it is that file.
-  if (name.find_first_of("%*?[") != std::string::npos && files.Input(input).ok()) {
+  // A file may have "%", "{" or "*" in its name: then it is that file.
+  if (name.find_first_of("%{*?[") != std::string::npos && files.Input(input).ok()) {
     return std::nullopt;
   }
-  if (name.find('%') != std::string::npos) return Numbered(files, dir, name, input);
-  if (name.find_first_of("*?[") != std::string::npos) {
-    if (dir.find_first_of("*?[%") != std::string::npos) {
+  if (name.find('{') != std::string::npos) return Fielded(files, dir, name, input);
+  absl::StatusOr<std::vector<std::string>> paths;
+  if (name.find('%') != std::string::npos) {
+    paths = Numbered(files, dir, name, input);
+  } else if (name.find_first_of("*?[") != std::string::npos) {
+    if (dir.find_first_of("*?[%{") != std::string::npos) {
       return absl::InvalidArgumentError(
           absl::StrCat(input, ": wildcards and patterns go in the file name, not the folders"));
     }
-    return Matching(files, dir, input, [&, &name = name](const std::string& candidate) {
+    paths = Matching(files, dir, input, [&, &name = name](const std::string& candidate) {
       return ::fnmatch(name.c_str(), candidate.c_str(), FNM_PERIOD) == 0;
     });
-  }
-  if (name.empty() || files.IsDirectory(input)) {
+  } else if (name.empty() || files.IsDirectory(input)) {
     const std::string folder = name.empty() ? dir : input;
-    return Matching(files, folder, input, IsTiffName);
+    paths = Matching(files, folder, input, IsTiffName);
+  } else {
+    return std::nullopt;
   }
-  return std::nullopt;
+  if (!paths.ok()) return paths.status();
+  PlaneFiles planes{*std::move(paths), std::nullopt};
+  STACKPROC_ASSIGN_OR_RETURN(planes.dims, NamedDimensions(planes.paths));
+  if (!planes.dims && name.find('%') == std::string::npos) {
+    STACKPROC_RETURN_IF_ERROR(CheckNoUnnamedAxes(input, planes.paths));
+  }
+  return planes;
 }
 
 absl::StatusOr<std::unique_ptr<SequenceSource>> SequenceSource::Open(const Files& files,
-                                                                     std::vector<std::string> paths,
+                                                                     PlaneFiles listed,
                                                                      const StackLimits& limits) {
-  STACKPROC_ASSIGN_OR_RETURN(std::optional<Dimensions> named, NamedDimensions(paths));
+  const std::optional<Dimensions>& named = listed.dims;
+  std::vector<std::string>& paths = listed.paths;
   std::vector<File> planes;
   StackInfo info;
   int64_t depth = 0;

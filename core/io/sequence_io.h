@@ -2,10 +2,16 @@
 // light-sheet acquisitions, Fiji's "Image Sequence"), as a slice source. An input names one as
 //   a directory         every *.tif / *.tiff in it ("planes/")
 //   a printf pattern    the files the pattern makes, numbers consecutive ("planes/z%04d.tif")
+//   a field pattern     the files whose names carry the z-slice, and the channel and time point
+//                       where the pattern says ("planes/img_c{c}_z{z}.tif", "T{t}_C{c}_Z{z}.tif":
+//                       each field a run of digits; each axis's numbers consecutive, from any
+//                       start; every combination there once)
 //   a glob              the files that match it ("planes/*.tif")
 // in natural order (z2 before z10); hidden files (".name") are left out. A file of several
 // pages gives them in order. Files named by time point and channel as well (t0_c1_z0003.tif,
-// as SequenceSink writes a stack of them) are read as those.
+// as SequenceSink writes a stack of them) are read as those; a folder or glob whose names carry
+// a channel or time point in another form (img_c1_z0003.tif) is refused, asking for a field
+// pattern, rather than read as more z-slices.
 #pragma once
 
 #include <functional>
@@ -17,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "core/base/file.h"
 #include "core/exec/engine.h"
+#include "core/io/plane_names.h"
 #include "core/tiff/tiff_reader.h"
 #include "core/tiff/tiff_writer.h"
 
@@ -25,19 +32,18 @@ namespace stackproc::core {
 // Natural order: runs of digits compare by their value ("z2" < "z10"), the rest by character.
 bool NaturalLess(const std::string& a, const std::string& b);
 
-// The files of the sequence `input` names, in order; nullopt when `input` names no sequence
-// (a single file). NotFound when nothing matches; InvalidArgument for a pattern with a gap in
-// its numbers (naming the missing file) or a malformed pattern.
-absl::StatusOr<std::optional<std::vector<std::string>>> ListPlanes(const Files& files,
-                                                                   const std::string& input);
+// The files of the sequence `input` names; nullopt when `input` names no sequence (a single
+// file). NotFound when nothing matches; InvalidArgument for a pattern with a gap in its numbers
+// (naming the missing file), a malformed pattern, or names that carry channels or time points
+// no pattern names.
+absl::StatusOr<std::optional<PlaneFiles>> ListPlanes(const Files& files, const std::string& input);
 
 class SequenceSource final : public SliceSource {
  public:
   // Validates every file now (ProbeTiff: each page as a TIFF page is; every plane the size and
   // type of the first, errors naming the file), then keeps only their names: a plane's file is
   // opened as the plane is read, so a sequence of any length holds no descriptors.
-  static absl::StatusOr<std::unique_ptr<SequenceSource>> Open(const Files& files,
-                                                              std::vector<std::string> paths,
+  static absl::StatusOr<std::unique_ptr<SequenceSource>> Open(const Files& files, PlaneFiles planes,
                                                               const StackLimits& limits = {});
 
   const StackInfo& info() const override { return info_; }

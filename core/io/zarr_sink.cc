@@ -126,6 +126,9 @@ absl::StatusOr<NgffImage> ZarrSink::PlanLevels(const StackInfo& output) {
   }
   times_ = dims.times;
   channels_ = dims.channels;
+  if (output.type != PixelType::kFloat32) {
+    image.pixel_range = {0, output.type == PixelType::kUint8 ? 255.0 : 65535.0};
+  }
   std::vector<int64_t> lead_shape;
   if (times_ > 1) image.axes.push_back("t"), lead_shape.push_back(times_);
   if (channels_ > 1) image.axes.push_back("c"), lead_shape.push_back(channels_);

@@ -97,6 +97,9 @@ struct NgffImage {
   // (NGFF before 0.3: z, y, x).
   std::vector<std::string> axes;
   std::vector<ChannelInfo> channels;  // omero.channels: label, color, window
+  // The values the pixels can take (an integer type's range), the windows' min and max; unset:
+  // each window's own start and end.
+  std::optional<std::array<double, 2>> pixel_range;
   std::string provenance;             // the "stackproc" attribute as JSON (provenance.h); or ""
 
   // The number of spatial axes (2 or 3): those at the end.

@@ -323,8 +323,10 @@ check(names == ["c", "z", "y", "x"] and np.array_equal(group["0"][:], 65535 - da
       ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [1, 2.0, 0.5, 0.5],
       f"OME-Zarr -> OME-Zarr in z-chunks of 3: axes {names}, pixels, omero labels, scale")
 window = group.attrs["omero"]["channels"][0].get("window", {})
-check((window.get("start"), window.get("end")) == (100, 4000),
-      f"a step that keeps the pixel type keeps the display window ({window})")
+check((window.get("start"), window.get("end")) == (100, 4000) and
+      (window.get("min"), window.get("max")) == (0, 65535),
+      f"a step that keeps the pixel type keeps the display window, min and max the type's "
+      f"({window})")
 group, names, ms = zarr_out(f"{TMP}/in.zarr", "converted", ["convert:to=uint8"])
 check(all("window" not in c for c in group.attrs["omero"]["channels"]),
       f"a convert to uint8 drops the uint16 display window, which is in another type's values "

@@ -72,6 +72,16 @@ void TiffDirectory::Short(uint16_t tag, uint16_t value) { Add(tag, TIFF_SHORT, 1
 
 void TiffDirectory::Long(uint16_t tag, uint32_t value) { Add(tag, TIFF_LONG, 1, Bytes(value)); }
 
+void TiffDirectory::ByteArray(uint16_t tag, const std::vector<uint8_t>& values) {
+  Add(tag, TIFF_BYTE, values.size(), std::string(values.begin(), values.end()));
+}
+
+void TiffDirectory::LongArray(uint16_t tag, const std::vector<uint32_t>& values) {
+  std::string bytes;
+  for (uint32_t v : values) Put<uint32_t>(bytes, v);
+  Add(tag, TIFF_LONG, values.size(), std::move(bytes));
+}
+
 void TiffDirectory::Offsets(uint16_t tag, const std::vector<uint64_t>& values) {
   std::string bytes;
   for (uint64_t v : values) {

@@ -27,7 +27,9 @@ class TiffDirectory {
   // BigTIFF.
   void Offsets(uint16_t tag, const std::vector<uint64_t>& values);
   void Ascii(uint16_t tag, absl::string_view text);  // NUL-terminated in the file
-  void Rational(uint16_t tag, double value);         // the nearest fraction of 32-bit terms
+  void ByteArray(uint16_t tag, const std::vector<uint8_t>& values);
+  void LongArray(uint16_t tag, const std::vector<uint32_t>& values);
+  void Rational(uint16_t tag, double value);  // the nearest fraction of 32-bit terms
 
   // Bytes the directory takes in the file: its entries, then the values that do not fit in one.
   uint64_t size() const;

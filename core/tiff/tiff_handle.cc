@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/tiff/imagej_metadata.h"
 
 namespace stackproc::core {
 namespace {
@@ -39,10 +40,14 @@ std::optional<uint64_t> FirstDirectoryOffset(const InputFile& file) {
 // libtiff learns stackproc's tags once per process: each handle then reads and writes them.
 TIFFExtendProc g_next_extender = nullptr;
 void ExtendTags(TIFF* tif) {
-  static const TIFFFieldInfo kFields[] = {{kShardRecordTag, TIFF_VARIABLE, TIFF_VARIABLE,
-                                           TIFF_ASCII, FIELD_CUSTOM, 1, 0,
-                                           const_cast<char*>("StackprocShardRecord")}};
-  TIFFMergeFieldInfo(tif, kFields, 1);
+  static const TIFFFieldInfo kFields[] = {
+      {kShardRecordTag, TIFF_VARIABLE, TIFF_VARIABLE, TIFF_ASCII, FIELD_CUSTOM, 1, 0,
+       const_cast<char*>("StackprocShardRecord")},
+      {kImageJMetadataByteCountsTag, TIFF_VARIABLE2, TIFF_VARIABLE2, TIFF_LONG, FIELD_CUSTOM, 1, 1,
+       const_cast<char*>("IJMetadataByteCounts")},
+      {kImageJMetadataTag, TIFF_VARIABLE2, TIFF_VARIABLE2, TIFF_BYTE, FIELD_CUSTOM, 1, 1,
+       const_cast<char*>("IJMetadata")}};
+  TIFFMergeFieldInfo(tif, kFields, 3);
   if (g_next_extender != nullptr) g_next_extender(tif);
 }
 void RegisterTags() {

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/base/status_macros.h"
+#include "core/tiff/imagej_metadata.h"
 #include "core/tiff/strip_decoder.h"
 #include "core/tiff/tiff_handle.h"
 #include "core/tiff/tiff_page_layout.h"
@@ -278,6 +279,13 @@ absl::StatusOr<TiffInfo> Validate(const InputFile& file, const StackLimits& limi
       if (const char* record = nullptr; TIFFGetField(tif, kShardRecordTag, &record) && record) {
         info.shard_record = record;
       }
+      uint32_t n = 0, bytes = 0;
+      const uint32_t* counts = nullptr;
+      const uint8_t* data = nullptr;
+      if (TIFFGetField(tif, kImageJMetadataByteCountsTag, &n, &counts) && counts != nullptr &&
+          TIFFGetField(tif, kImageJMetadataTag, &bytes, &data) && data != nullptr) {
+        info.imagej = {{data, data + bytes}, {counts, counts + n}};
+      }
     } else if (layout.width != first.width || layout.height != first.height ||
                layout.type != first.type || layout.samples != first.samples ||
                layout.separate != first.separate) {
@@ -317,6 +325,9 @@ absl::StatusOr<TiffInfo> Validate(const InputFile& file, const StackLimits& limi
         DimensionsOf(info.metadata.description, info.shape.depth, info.samples);
     if (!dims.ok()) return PageError(path, 0, dims.status().message());
     info.metadata.dims = *std::move(dims);
+    if (ClassifyDescription(info.metadata.description) == DescriptionKind::kImageJ) {
+      ReadImageJChannels(info.imagej, info.big_endian, info.metadata.dims);
+    }
   }
   info.shape.depth *= info.samples;  // from here on, planes
   if (info.samples > 1) {

@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "core/base/status_macros.h"
+#include "core/tiff/imagej_metadata.h"
 #include "core/tiff/strip_encoder.h"
 #include "core/tiff/tiff_directory.h"
 #include "core/tiff/tiff_handle.h"
@@ -88,7 +89,8 @@ uint16_t PredictorFor(Compression compression, PixelType type, Predictor predict
 }
 
 // The tags every page states, compression aside, in either writer: `tags` takes Short, Long,
-// Ascii and Rational (libtiff's fields, or a TiffDirectory of a page laid out by hand).
+// Ascii, Rational, ByteArray and LongArray (libtiff's fields, or a TiffDirectory of a page laid
+// out by hand).
 template <typename Tags>
 void PageTags(Tags& tags, const StackShape& shape, PixelType type, const StackMetadata& metadata,
               const std::string& shard_record, int64_t z, uint32_t rows_per_strip) {
@@ -110,6 +112,13 @@ void PageTags(Tags& tags, const StackShape& shape, PixelType type, const StackMe
   if (z == 0) {
     tags.Ascii(TIFFTAG_IMAGEDESCRIPTION, metadata.description);
     if (!shard_record.empty()) tags.Ascii(kShardRecordTag, shard_record);
+    // An ImageJ hyperstack's channel colours and windows, where ImageJ keeps them.
+    if (ClassifyDescription(metadata.description) == DescriptionKind::kImageJ) {
+      if (std::optional<ImageJMetadata> ij = FormatImageJChannels(metadata.dims, type)) {
+        tags.LongArray(kImageJMetadataByteCountsTag, ij->counts);
+        tags.ByteArray(kImageJMetadataTag, ij->data);
+      }
+    }
   }
 }
 
@@ -120,6 +129,12 @@ struct LibtiffTags {
   void Long(uint16_t tag, uint32_t v) { TIFFSetField(tif, tag, v); }
   void Ascii(uint16_t tag, const std::string& text) { TIFFSetField(tif, tag, text.c_str()); }
   void Rational(uint16_t tag, double v) { TIFFSetField(tif, tag, v); }
+  void ByteArray(uint16_t tag, const std::vector<uint8_t>& v) {
+    TIFFSetField(tif, tag, static_cast<uint32_t>(v.size()), v.data());
+  }
+  void LongArray(uint16_t tag, const std::vector<uint32_t>& v) {
+    TIFFSetField(tif, tag, static_cast<uint32_t>(v.size()), v.data());
+  }
 };
 
 }  // namespace

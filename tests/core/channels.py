@@ -25,6 +25,8 @@ import zarr_read  # noqa: E402
 
 BUILD = sys.argv[1]
 LOCAL = os.path.join(BUILD, "core", "stackproc-local")
+SAME_OUTPUT = os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "tools",
+                           "same_output.py")
 TMP = tempfile.mkdtemp(prefix="stackproc-channels-")
 H, W = 48, 64
 
@@ -342,6 +344,66 @@ check(names == ["t", "c", "z", "y", "x"] and np.array_equal(group["0"][:], want)
       level1.shape[:2] == (3, 2) and np.abs(level1.astype(float) - mean).max() <= 1,
       f"ImageJ hyperstack (CZT) -> OME-Zarr t,c,z with a pyramid level: {names}, level 1 "
       f"{level1.shape}")
+
+# An ImageJ hyperstack's channel colours and display ranges (the LUTs and Ranges of its
+# IJMetadata, as tifffile writes them for Fiji) go through: into an ImageJ output's (laid out by
+# hand, and through libtiff), and into an OME-Zarr store's omero channels.
+def ramp(rgb):
+    return np.array([np.arange(256) * v // 255 for v in rgb], np.uint8)
+
+
+luts = [ramp((0, 255, 0)), ramp((255, 0, 255))]
+data = stack((3, 2), 19)  # Z, C: ImageJ's order
+tifffile.imwrite(f"{TMP}/luts.tif", data, imagej=True,
+                 metadata={"axes": "ZCYX", "LUTs": luts, "Ranges": (10.0, 900.0, 20.0, 1800.0)})
+for codec in ("none", "deflate"):
+    out = f"{TMP}/luts_{codec}.tif"
+    p = subprocess.run([LOCAL, "run", "--input", f"{TMP}/luts.tif", "--output", out,
+                        "--overwrite", "--op", "invert", "--compression", codec],
+                       capture_output=True, text=True)
+    axes, got, ij, warnings = read(out) if p.returncode == 0 else ("", None, {}, p.stderr)
+    check(axes == "ZCYX" and warnings == "" and np.array_equal(got, 65535 - data) and
+          np.array_equal(np.asarray(ij.get("LUTs")), np.asarray(luts)) and
+          tuple(ij.get("Ranges", ())) == (10.0, 900.0, 20.0, 1800.0),
+          f"ImageJ LUTs and Ranges -> an ImageJ hyperstack ({codec}) keeps them "
+          f"({ij.get('Ranges')}, {warnings})")
+# ImageJ itself: each channel's LUT ends at its colour, and its display range is the input's.
+with open(f"{TMP}/luts.ijm", "w") as f:
+    f.write(r'''
+setBatchMode(true);
+open(getArgument());
+getDimensions(w, h, channels, slices, frames);
+for (c = 1; c <= channels; c++) {
+  Stack.setChannel(c);
+  getLut(r, g, b);
+  getMinAndMax(low, high);
+  print("IJLUT " + r[255] + " " + g[255] + " " + b[255] + " " + low + " " + high);
+}
+''')
+for codec in ("none", "deflate"):
+    ij_out = subprocess.run(["timeout", "300", "xvfb-run", "-a", "java", "-Xmx512m", "-jar",
+                             "/usr/share/java/ij.jar", "-batch", f"{TMP}/luts.ijm",
+                             f"{TMP}/luts_{codec}.tif"], capture_output=True, text=True).stdout
+    seen = [l.split()[1:] for l in ij_out.splitlines() if l.startswith("IJLUT")]
+    check(seen == [["0", "255", "0", "10", "900"], ["255", "0", "255", "20", "1800"]],
+          f"ImageJ opens the output ({codec}) with the channels' colours and ranges ({seen})")
+# In shards, assembled: the whole run's bytes, the LUTs and Ranges too (the shards keep the whole
+# stack's metadata).
+for i in range(2):
+    subprocess.run([LOCAL, "run", "--input", f"{TMP}/luts.tif", "--output", f"{TMP}/ls{i}.tif",
+                    "--overwrite", "--shards", "2", "--shard", str(i), "--op", "invert",
+                    "--compression", "deflate"], check=True, capture_output=True)
+subprocess.run([LOCAL, "assemble", "--output", f"{TMP}/luts_asm.tif", "--overwrite",
+                f"{TMP}/ls0.tif", f"{TMP}/ls1.tif"], check=True, capture_output=True)
+p = subprocess.run([sys.executable, SAME_OUTPUT, f"{TMP}/luts_deflate.tif", f"{TMP}/luts_asm.tif",
+                    "--differ", "time,executor,input.name"], capture_output=True, text=True)
+check(p.returncode == 0, f"an ImageJ hyperstack with LUTs in 2 shards assembles into the whole "
+      f"run's bytes ({(p.stdout + p.stderr)[-200:]!r})")
+group, names, ms = zarr_out(f"{TMP}/luts.tif", "luts", ["invert"])
+chans = group.attrs["omero"]["channels"]
+check([c.get("color") for c in chans] == ["00FF00", "FF00FF"] and
+      [(c["window"]["start"], c["window"]["end"]) for c in chans] == [(10, 900), (20, 1800)],
+      f"ImageJ LUTs and Ranges -> omero colours and windows ({chans})")
 
 # A plane folder of a stack of time points and channels: one file per (t, c, z), named so.
 data = tifffile.imread(f"{TMP}/TCZYX.ome.tif")  # (2, 3, 4)

@@ -23,8 +23,18 @@ import tifffile
 
 OFFSETS = {273, 324}  # StripOffsets, TileOffsets
 DESCRIPTION = 270
+IJ_METADATA = 50839
 OME_RECORD = re.compile(r'<MapAnnotation\s[^>]*Namespace="stackproc"[^>]*>[\s\S]*?</MapAnnotation>')
 OME_FIELD = re.compile(r'<M\s+K="([^"]*)"\s*>([^<]*)</M>')
+
+
+def tag_value(fh, tag):
+    """A tag's value as tifffile reads it, but a value it decodes into a structure (ImageJ's
+    IJMetadata: a dict of arrays) as the bytes it holds."""
+    if tag.code != IJ_METADATA:
+        return tag.value
+    fh.seek(tag.valueoffset)
+    return fh.read(tag.valuebytecount)
 
 
 def unescape(text):
@@ -90,8 +100,10 @@ def compare_tiffs(a, b, allowed):
                     f"{len(ta.pages)} != {tb.byteorder} {tb.is_bigtiff} {len(tb.pages)}"]
         records = (None, None)
         for i, (pa, pb) in enumerate(zip(ta.pages, tb.pages)):
-            tags_a = {t.code: t.value for t in pa.tags.values() if t.code not in OFFSETS}
-            tags_b = {t.code: t.value for t in pb.tags.values() if t.code not in OFFSETS}
+            tags_a = {t.code: tag_value(ta.filehandle, t) for t in pa.tags.values()
+                      if t.code not in OFFSETS}
+            tags_b = {t.code: tag_value(tb.filehandle, t) for t in pb.tags.values()
+                      if t.code not in OFFSETS}
             if DESCRIPTION in tags_a or DESCRIPTION in tags_b:
                 da, ra = split_description(tags_a.pop(DESCRIPTION, ""))
                 db, rb = split_description(tags_b.pop(DESCRIPTION, ""))

@@ -177,7 +177,10 @@ absl::StatusOr<int> Process(const CliArgs& args, Client& client) {
   // Kept while the job runs, so that `--resume JOB` takes up a TIFF output after this process
   // ended; without a place for it (no HOME, a read-only one) the job runs all the same.
   absl::StatusOr<std::string> folder = ResumeFolder();
-  if (folder.ok()) options.resume_folder = *folder;
+  if (folder.ok()) {
+    options.resume_folder = *folder;
+    SweepResumeRecords(*folder);  // what jobs before a restart left: never to be taken up
+  }
   if (args.Has("resume")) {
     const auto given = [&](const std::string& flag) { return args.Has(flag); };
     if (!args.positional.empty() || std::ranges::any_of(ProcessFlags(), given)) {

@@ -179,12 +179,6 @@ absl::StatusOr<std::pair<uint64_t, int64_t>> InputStamp(const std::string& path)
       int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec);
 }
 
-// Removes the output's temporary file a record names (ReadResumeRecord checked the name).
-void RemoveTemp(const ResumeRecord& record) {
-  absl::StatusOr<core::OutputTarget> target = core::OutputTarget::ForPath(record.output);
-  if (target.ok()) ::unlinkat(target->dir(), record.output_at.temp.c_str(), 0);
-}
-
 // Whether another process (the one that started the job, still running) writes the output's
 // temporary file: it holds a lock on it while it does (TiffPageWriter).
 bool BeingWritten(const ResumeRecord& record) {
@@ -209,8 +203,7 @@ absl::StatusOr<ResumeRecord> TakeUp(Client::ProcessOptions& options, const std::
         absl::StrCat("job ", record.job_id, " cannot be taken up here: ", why));
   };
   const auto lost = [&](absl::string_view why) {
-    RemoveTemp(record);
-    RemoveResumeRecord(options.resume_folder, record.job_id);
+    RemoveResumeLeftovers(options.resume_folder, record);
     return refuse(absl::StrCat(why, ": start it again"));
   };
   if (BeingWritten(record)) {

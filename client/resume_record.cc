@@ -166,4 +166,30 @@ void RemoveResumeRecord(const std::string& folder, const std::string& job_id) {
   ::unlink(absl::StrCat(folder, "/", job_id, kSuffix).c_str());
 }
 
+void RemoveResumeLeftovers(const std::string& folder, const ResumeRecord& record) {
+  if (absl::StatusOr<core::OutputTarget> target = core::OutputTarget::ForPath(record.output);
+      target.ok()) {
+    ::unlinkat(target->dir(), record.output_at.temp.c_str(), 0);
+  }
+  RemoveResumeRecord(folder, record.job_id);
+}
+
+int SweepResumeRecords(const std::string& folder) {
+  core::UniqueFd dir(::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) return 0;
+  const std::string boot = BootId();
+  int removed = 0;
+  for (const std::string& name :
+       core::ListDirectory(dir.get()).value_or(std::vector<std::string>{})) {
+    absl::string_view id = name;
+    if (!absl::ConsumeSuffix(&id, kSuffix) || !IsJobId(id)) continue;
+    absl::StatusOr<ResumeRecord> record = ReadResumeRecord(folder, std::string(id));
+    if (record.ok() && record->boot != boot) {
+      RemoveResumeLeftovers(folder, *record);
+      ++removed;
+    }
+  }
+  return removed;
+}
+
 }  // namespace stackproc::client

@@ -44,5 +44,10 @@ absl::Status WriteResumeRecord(const std::string& folder, const ResumeRecord& re
 // DataLoss for a record that is not one.
 absl::StatusOr<ResumeRecord> ReadResumeRecord(const std::string& folder, const std::string& job_id);
 void RemoveResumeRecord(const std::string& folder, const std::string& job_id);
+// Removes a record and the output's temporary file it names (ReadResumeRecord checked the name).
+void RemoveResumeLeftovers(const std::string& folder, const ResumeRecord& record);
+// Removes what jobs of an earlier boot left (their records and files): none can be taken up.
+// Returns how many.
+int SweepResumeRecords(const std::string& folder);
 
 }  // namespace stackproc::client

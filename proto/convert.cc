@@ -139,7 +139,33 @@ std::string ExecutorName(v1::Executor executor) {
   return absl::AsciiStrToLower(name);
 }
 
+namespace {
+
+// The header's channel names and display settings.
+std::vector<core::ChannelInfo> ChannelsFromProto(const v1::Dimensions& proto) {
+  std::vector<core::ChannelInfo> channels;
+  for (const v1::ChannelInfo& c : proto.channel_info()) {
+    core::ChannelInfo& channel = channels.emplace_back();
+    channel.name = c.name();
+    if (c.has_rgba()) channel.rgba = c.rgba();
+    if (c.has_emission_wavelength()) channel.emission_wavelength = c.emission_wavelength();
+    if (c.has_window_start()) channel.window_start = c.window_start();
+    if (c.has_window_end()) channel.window_end = c.window_end();
+  }
+  return channels;
+}
+
+}  // namespace
+
 void DimensionsToProto(const core::Dimensions& dims, v1::Dimensions* out) {
+  for (const core::ChannelInfo& c : dims.channel_info) {
+    v1::ChannelInfo* channel = out->add_channel_info();
+    channel->set_name(c.name);
+    if (c.rgba) channel->set_rgba(*c.rgba);
+    if (c.emission_wavelength) channel->set_emission_wavelength(*c.emission_wavelength);
+    if (c.window_start) channel->set_window_start(*c.window_start);
+    if (c.window_end) channel->set_window_end(*c.window_end);
+  }
   if (dims.single()) return;  // unset: one z-stack
   out->set_times(dims.times);
   out->set_channels(dims.channels);
@@ -151,6 +177,7 @@ core::Dimensions DimensionsFromProto(const v1::Dimensions& proto) {
   dims.times = std::max<int64_t>(proto.times(), 1);
   dims.channels = std::max<int64_t>(proto.channels(), 1);
   if (!proto.order().empty()) dims.order = proto.order();
+  dims.channel_info = ChannelsFromProto(proto);
   return dims;
 }
 
@@ -166,6 +193,15 @@ absl::StatusOr<core::Dimensions> HeaderDimensions(const std::string& description
   if (planes <= 0) return stated;  // no planes: the shape's own check says so
   STACKPROC_RETURN_IF_ERROR(stated.Check(planes));
   STACKPROC_ASSIGN_OR_RETURN(core::Dimensions described, core::DimensionsOf(description, planes));
+  // The channels' names and display settings as the sender read them (beyond what a
+  // description says: ImageJ's LUTs, an RGB file's colours), one per channel or none.
+  if (!stated.channel_info.empty() &&
+      std::ssize(stated.channel_info) != (described.single() ? stated : described).channels) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dimensions: ", stated.channel_info.size(), " channels' settings for ",
+                     (described.single() ? stated : described).channels, " channels"));
+  }
+  if (!stated.channel_info.empty()) described.channel_info = stated.channel_info;
   if (described.single()) return stated;
   if (!stated.single() &&
       (stated.times != described.times || stated.channels != described.channels ||

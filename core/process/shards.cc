@@ -253,7 +253,7 @@ absl::Status AssembleTiff(const Files& files, const std::vector<std::string>& sh
   }
   whole.dims = *std::move(dims);
   if (ClassifyDescription(whole.description) == DescriptionKind::kImageJ) {
-    ReadImageJChannels(first.imagej, first.big_endian, whole.dims);  // colours and windows
+    ApplyImageJChannels(first.imagej, whole.dims);  // colours and windows
   }
   // What made the shards made the whole: the first's record, of no z-range now.
   if (whole.provenance) whole.provenance->z_range.clear();

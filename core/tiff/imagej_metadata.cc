@@ -2,6 +2,7 @@
 
 #include <array>
 #include <bit>
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -35,62 +36,83 @@ void Put(std::vector<uint8_t>& out, T value) {
   out.insert(out.end(), bytes, bytes + sizeof value);
 }
 
+// A lookup table's colour: its brightest entry, when it ramps up from black to it.
+std::optional<uint32_t> RampColour(const uint8_t* lut) {
+  for (int colour = 0; colour < 3; ++colour) {
+    const uint8_t* ramp = lut + 256 * colour;
+    if (ramp[0] != 0) return std::nullopt;
+    for (int i = 1; i < 256; ++i) {
+      if (ramp[i] < ramp[i - 1]) return std::nullopt;
+    }
+  }
+  const uint32_t rgb =
+      uint32_t{lut[255]} << 24 | uint32_t{lut[511]} << 16 | uint32_t{lut[767]} << 8;
+  if (rgb == 0) return std::nullopt;  // black throughout
+  return rgb | 0xFF;
+}
+
 }  // namespace
 
-void ReadImageJChannels(const ImageJMetadata& metadata, bool big_endian, Dimensions& dims) {
+ImageJChannels ParseImageJChannels(const ImageJMetadata& metadata, bool big_endian) {
   const std::vector<uint32_t>& counts = metadata.counts;
   const std::vector<uint8_t>& data = metadata.data;
   if (counts.empty() || counts[0] < 12 || counts[0] > data.size() || (counts[0] - 4) % 8 != 0 ||
       Get<uint32_t>(data.data(), big_endian) != kMagic) {
-    return;
+    return {};
   }
   const size_t types = (counts[0] - 4) / 8;
-  std::vector<std::array<double, 2>> ranges;
-  std::vector<uint32_t> colours;  // 0xRRGGBBAA
-  size_t entry = 1;               // counts[entry]: the next entry's bytes
-  size_t at = counts[0];          // where they are
+  ImageJChannels found;
+  size_t entry = 1;       // counts[entry]: the next entry's bytes
+  size_t at = counts[0];  // where they are
   for (size_t i = 0; i < types; ++i) {
     const uint32_t type = Get<uint32_t>(data.data() + 4 + 8 * i, big_endian);
     const uint32_t n = Get<uint32_t>(data.data() + 8 + 8 * i, big_endian);
     for (uint32_t j = 0; j < n; ++j, ++entry) {
-      if (entry >= counts.size() || counts[entry] > data.size() - at) return;  // cut short
+      if (entry >= counts.size() || counts[entry] > data.size() - at) return {};  // cut short
       const uint8_t* bytes = data.data() + at;
       const size_t size = counts[entry];
       at += size;
       if (type == kRanges && size % 16 == 0) {
         for (size_t k = 0; k < size; k += 16) {
-          ranges.push_back(
+          found.ranges.push_back(
               {Get<double>(bytes + k, big_endian), Get<double>(bytes + k + 8, big_endian)});
         }
       } else if (type == kLuts && size == kLutBytes) {
-        colours.push_back(uint32_t{bytes[255]} << 24 | uint32_t{bytes[511]} << 16 |
-                          uint32_t{bytes[767]} << 8 | 0xFF);
+        found.colours.push_back(RampColour(bytes));
       }
     }
   }
+  return found;
+}
+
+void ApplyImageJChannels(const ImageJChannels& found, Dimensions& dims) {
   const auto channels = static_cast<size_t>(dims.channels);
-  const bool by_range = ranges.size() == channels;
-  const bool by_colour = colours.size() == channels;
+  const bool by_range = found.ranges.size() == channels;
+  const bool by_colour = found.colours.size() == channels;
   if (!by_range && !by_colour) return;
   dims.channel_info.resize(channels);
   for (size_t c = 0; c < channels; ++c) {
     ChannelInfo& channel = dims.channel_info[c];
-    if (by_colour && !channel.rgba) channel.rgba = colours[c];
-    if (by_range && !channel.window_start && ranges[c][0] < ranges[c][1]) {
-      channel.window_start = ranges[c][0];
-      channel.window_end = ranges[c][1];
+    if (by_colour && !channel.rgba) channel.rgba = found.colours[c];
+    const auto [start, end] = by_range ? found.ranges[c] : std::array<double, 2>{1, 0};
+    if (!channel.window_start && std::isfinite(start) && std::isfinite(end) && start <= end) {
+      channel.window_start = start;
+      channel.window_end = end;
     }
   }
 }
 
-std::optional<ImageJMetadata> FormatImageJChannels(const Dimensions& dims, PixelType type) {
-  bool coloured = false, windowed = false;
+void ReadImageJChannels(const ImageJMetadata& metadata, bool big_endian, Dimensions& dims) {
+  ApplyImageJChannels(ParseImageJChannels(metadata, big_endian), dims);
+}
+
+std::optional<ImageJMetadata> FormatImageJChannels(const Dimensions& dims) {
+  bool coloured = false, windowed = !dims.channel_info.empty();
   for (const ChannelInfo& c : dims.channel_info) {
     coloured = coloured || c.rgba.has_value();
-    windowed = windowed || (c.window_start && c.window_end);
+    windowed = windowed && c.window_start && c.window_end;
   }
   if (dims.channel_info.empty() || (!coloured && !windowed)) return std::nullopt;
-  const double most = type == PixelType::kUint8 ? 255 : type == PixelType::kUint16 ? 65535 : 1;
   ImageJMetadata out;
   const uint32_t types = (windowed ? 1 : 0) + (coloured ? 1 : 0);
   Put<uint32_t>(out.data, kMagic);
@@ -102,9 +124,8 @@ std::optional<ImageJMetadata> FormatImageJChannels(const Dimensions& dims, Pixel
   out.counts.push_back(4 + 8 * types);
   if (windowed) {
     for (const ChannelInfo& c : dims.channel_info) {
-      const bool has = c.window_start && c.window_end;
-      Put<double>(out.data, has ? *c.window_start : 0);
-      Put<double>(out.data, has ? *c.window_end : most);
+      Put<double>(out.data, *c.window_start);
+      Put<double>(out.data, *c.window_end);
     }
     out.counts.push_back(static_cast<uint32_t>(16 * dims.channel_info.size()));
   }

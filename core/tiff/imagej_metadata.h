@@ -4,6 +4,7 @@
 // written from the channels' colours and windows. Internal to core/tiff.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <vector>
@@ -24,14 +25,23 @@ struct ImageJMetadata {
   std::vector<uint32_t> counts;
 };
 
-// Sets the colours and windows of `dims`' channels from `metadata` (in a file of this byte
-// order) where it has a lookup table or a range for every channel; leaves `dims` as it is for
-// anything else (other entries, other counts, a malformed header: ImageJ too reads past them).
+// What the metadata says of channels, in order: each lookup table's colour (nullopt for a table
+// that is no ramp from black to a colour: Fire, an inverted one), each display range. Empty for
+// metadata without them, malformed or cut short (ImageJ too reads past it).
+struct ImageJChannels {
+  std::vector<std::optional<uint32_t>> colours;  // 0xRRGGBBAA
+  std::vector<std::array<double, 2>> ranges;
+};
+ImageJChannels ParseImageJChannels(const ImageJMetadata& metadata, bool big_endian);
+// Sets the colours and windows of `dims`' channels where `channels` has a table or a range for
+// every one of them; leaves `dims` as it is else.
+void ApplyImageJChannels(const ImageJChannels& channels, Dimensions& dims);
+// Both: `metadata` of a file of this byte order.
 void ReadImageJChannels(const ImageJMetadata& metadata, bool big_endian, Dimensions& dims);
 
 // The metadata ImageJ reads the channels' colours (a lookup table from black to the colour;
-// grey for a channel without one) and windows (the type's range for a channel without one)
-// from, in this machine's byte order; nullopt when no channel has a colour or a window.
-std::optional<ImageJMetadata> FormatImageJChannels(const Dimensions& dims, PixelType type);
+// grey for a channel without one) and windows (when every channel has one) from, in this
+// machine's byte order; nullopt when there is neither.
+std::optional<ImageJMetadata> FormatImageJChannels(const Dimensions& dims);
 
 }  // namespace stackproc::core

@@ -284,7 +284,8 @@ absl::StatusOr<TiffInfo> Validate(const InputFile& file, const StackLimits& limi
       const uint8_t* data = nullptr;
       if (TIFFGetField(tif, kImageJMetadataByteCountsTag, &n, &counts) && counts != nullptr &&
           TIFFGetField(tif, kImageJMetadataTag, &bytes, &data) && data != nullptr) {
-        info.imagej = {{data, data + bytes}, {counts, counts + n}};
+        info.imagej = ParseImageJChannels({{data, data + bytes}, {counts, counts + n}},
+                                          TIFFIsBigEndian(tif) != 0);
       }
     } else if (layout.width != first.width || layout.height != first.height ||
                layout.type != first.type || layout.samples != first.samples ||
@@ -326,7 +327,7 @@ absl::StatusOr<TiffInfo> Validate(const InputFile& file, const StackLimits& limi
     if (!dims.ok()) return PageError(path, 0, dims.status().message());
     info.metadata.dims = *std::move(dims);
     if (ClassifyDescription(info.metadata.description) == DescriptionKind::kImageJ) {
-      ReadImageJChannels(info.imagej, info.big_endian, info.metadata.dims);
+      ApplyImageJChannels(info.imagej, info.metadata.dims);
     }
   }
   info.shape.depth *= info.samples;  // from here on, planes

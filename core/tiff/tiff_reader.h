@@ -44,7 +44,7 @@ struct TiffInfo {
   std::optional<uint64_t> contiguous_planes_at;
   StackMetadata metadata;
   std::string shard_record;  // page 0's kShardRecordTag: a shard's place in its job (shards.h)
-  ImageJMetadata imagej;     // page 0's IJMetadata, as it is (imagej_metadata.h)
+  ImageJChannels imagej;     // what page 0's IJMetadata says of channels (imagej_metadata.h)
 };
 
 // Walks every page and checks it: same size and type as page 0, supported layout and codec,

@@ -114,7 +114,7 @@ void PageTags(Tags& tags, const StackShape& shape, PixelType type, const StackMe
     if (!shard_record.empty()) tags.Ascii(kShardRecordTag, shard_record);
     // An ImageJ hyperstack's channel colours and windows, where ImageJ keeps them.
     if (ClassifyDescription(metadata.description) == DescriptionKind::kImageJ) {
-      if (std::optional<ImageJMetadata> ij = FormatImageJChannels(metadata.dims, type)) {
+      if (std::optional<ImageJMetadata> ij = FormatImageJChannels(metadata.dims)) {
         tags.LongArray(kImageJMetadataByteCountsTag, ij->counts);
         tags.ByteArray(kImageJMetadataTag, ij->data);
       }

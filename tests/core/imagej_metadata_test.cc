@@ -17,13 +17,14 @@ Dimensions TwoChannels() {
   dims.channel_info[0].rgba = 0x00FF00FF;
   dims.channel_info[0].window_start = 10;
   dims.channel_info[0].window_end = 900;
-  dims.channel_info[1].rgba = 0xFF00FFFF;  // no window: the type's range
+  dims.channel_info[1].rgba = 0xFF00FFFF;
+  dims.channel_info[1].window_start = 20;
+  dims.channel_info[1].window_end = 1800;
   return dims;
 }
 
 TEST(ImageJMetadataTest, ColoursAndWindowsGoThroughImageJsEntries) {
-  const std::optional<ImageJMetadata> written =
-      FormatImageJChannels(TwoChannels(), PixelType::kUint16);
+  const std::optional<ImageJMetadata> written = FormatImageJChannels(TwoChannels());
   ASSERT_TRUE(written.has_value());
   // Header: magic, then (ranges, 1) and (luts, 2): 4 + 2 x 8 bytes; one range entry of 2 x 2
   // doubles; two LUTs of 768 bytes.
@@ -37,13 +38,43 @@ TEST(ImageJMetadataTest, ColoursAndWindowsGoThroughImageJsEntries) {
   EXPECT_EQ(read.channel_info[1].rgba, 0xFF00FFFFu);
   EXPECT_EQ(read.channel_info[0].window_start, 10);
   EXPECT_EQ(read.channel_info[0].window_end, 900);
-  EXPECT_EQ(read.channel_info[1].window_start, 0);
-  EXPECT_EQ(read.channel_info[1].window_end, 65535);
+  EXPECT_EQ(read.channel_info[1].window_start, 20);
+  EXPECT_EQ(read.channel_info[1].window_end, 1800);
   // A LUT from black to the colour, as ImageJ makes one: entry i is i x colour / 255.
   const uint8_t* green = written->data.data() + 20 + 32 + 256;
   EXPECT_EQ(green[0], 0);
   EXPECT_EQ(green[128], 128);
   EXPECT_EQ(green[255], 255);
+
+  // A channel without a window: no ranges at all (ImageJ would take the filled-in ones over the
+  // description's min and max); the colours still go.
+  Dimensions partly = TwoChannels();
+  partly.channel_info[1].window_start.reset();
+  partly.channel_info[1].window_end.reset();
+  const std::optional<ImageJMetadata> luts_only = FormatImageJChannels(partly);
+  ASSERT_TRUE(luts_only.has_value());
+  EXPECT_EQ(luts_only->counts, (std::vector<uint32_t>{12, 768, 768}));
+  Dimensions back;
+  back.channels = 2;
+  ReadImageJChannels(*luts_only, /*big_endian=*/false, back);
+  ASSERT_EQ(back.channel_info.size(), 2u);
+  EXPECT_EQ(back.channel_info[1].rgba, 0xFF00FFFFu);
+  EXPECT_FALSE(back.channel_info[0].window_start.has_value());
+}
+
+TEST(ImageJMetadataTest, ALookupTableThatIsNoRampFromBlackGivesNoColour) {
+  ImageJMetadata inverted = *FormatImageJChannels(TwoChannels());
+  uint8_t* lut = inverted.data.data() + 20 + 32;  // channel 0's: made to run white to black
+  for (int colour = 0; colour < 3; ++colour) {
+    for (int i = 0; i < 256; ++i) lut[256 * colour + i] = static_cast<uint8_t>(255 - i);
+  }
+  Dimensions read;
+  read.channels = 2;
+  ReadImageJChannels(inverted, /*big_endian=*/false, read);
+  ASSERT_EQ(read.channel_info.size(), 2u);
+  EXPECT_FALSE(read.channel_info[0].rgba.has_value());  // not black
+  EXPECT_EQ(read.channel_info[1].rgba, 0xFF00FFFFu);
+  EXPECT_EQ(read.channel_info[0].window_start, 10);  // the ranges still hold
 }
 
 TEST(ImageJMetadataTest, ABigEndianFilesEntriesAreRead) {
@@ -66,7 +97,7 @@ TEST(ImageJMetadataTest, ABigEndianFilesEntriesAreRead) {
 }
 
 TEST(ImageJMetadataTest, MalformedMetadataLeavesTheChannelsAsTheyAre) {
-  const ImageJMetadata good = *FormatImageJChannels(TwoChannels(), PixelType::kUint16);
+  const ImageJMetadata good = *FormatImageJChannels(TwoChannels());
   std::vector<ImageJMetadata> bad;
   bad.push_back(good);
   bad.back().data.resize(100);  // cut short
@@ -83,8 +114,7 @@ TEST(ImageJMetadataTest, MalformedMetadataLeavesTheChannelsAsTheyAre) {
     Dimensions dims;
     dims.channels = 2;
     ReadImageJChannels(bad[i], /*big_endian=*/false, dims);
-    // Either nothing, or only what whole entries before the damage said (the ranges).
-    for (const ChannelInfo& c : dims.channel_info) EXPECT_FALSE(c.rgba.has_value()) << i;
+    EXPECT_TRUE(dims.channel_info.empty()) << i;
   }
   // Three channels' worth of metadata on a stack of two: not these channels'.
   Dimensions three = TwoChannels();
@@ -93,13 +123,13 @@ TEST(ImageJMetadataTest, MalformedMetadataLeavesTheChannelsAsTheyAre) {
   three.channel_info[2].rgba = 0xFFFFFFFF;
   Dimensions dims;
   dims.channels = 2;
-  ReadImageJChannels(*FormatImageJChannels(three, PixelType::kUint8), false, dims);
+  ReadImageJChannels(*FormatImageJChannels(three), false, dims);
   EXPECT_TRUE(dims.channel_info.empty());
   // Nothing to say: no metadata.
   Dimensions plain;
   plain.channels = 2;
   plain.channel_info.resize(2);
-  EXPECT_FALSE(FormatImageJChannels(plain, PixelType::kUint8).has_value());
+  EXPECT_FALSE(FormatImageJChannels(plain).has_value());
 }
 
 }  // namespace

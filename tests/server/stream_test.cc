@@ -178,6 +178,39 @@ TEST_F(ServiceTest, ProcessFileToFileMatchesThePathJob) {
               StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("streamed.tif")));
 }
 
+// The channels' colours and windows (an ImageJ hyperstack's LUTs and Ranges) go up with the
+// stream and come back with the result: the written file is the path job's, byte for byte.
+TEST_F(ServiceTest, ChannelColoursAndWindowsGoThroughAStreamedJob) {
+  core::Stack input = ::stackproc::testing::MakeStack({6, 32, 40}, core::PixelType::kUint16, 4);
+  input.metadata().description =
+      "ImageJ=1.11a\nimages=6\nchannels=2\nslices=3\nhyperstack=true\nmode=composite\n";
+  core::Dimensions& dims = input.metadata().dims;
+  dims.channels = 2;
+  dims.order = "CZT";
+  dims.channel_info.resize(2);
+  dims.channel_info[0].rgba = 0x00FF00FF;
+  dims.channel_info[0].window_start = 10;
+  dims.channel_info[0].window_end = 900;
+  dims.channel_info[1].rgba = 0xFF00FFFF;
+  dims.channel_info[1].window_start = 20;
+  dims.channel_info[1].window_end = 1800;
+  ASSERT_OK(core::WriteTiff(root_.File("lut.tif"), input));
+  const std::vector<std::string> ops = {"invert"};
+  ASSERT_OK_AND_ASSIGN(v1::Job path_job, client_->Submit(Request("lut.tif", ops, "path.tif")));
+  ASSERT_OK(client_->Watch(path_job.id(), nullptr));
+
+  ::stackproc::testing::TempDir local;
+  client::Client::ProcessOptions options;
+  options.input_path = root_.File("lut.tif");
+  options.output_path = local.File("streamed.tif");
+  options.ops = Specs(ops);
+  ASSERT_OK(client_->Process(options));
+  ASSERT_OK_AND_ASSIGN(core::Stack streamed, core::ReadTiff(local.File("streamed.tif")));
+  EXPECT_EQ(streamed.metadata().dims.channel_info, dims.channel_info);
+  EXPECT_EQ(::stackproc::testing::SameOutput(local.File("streamed.tif"), root_.File("path.tif")),
+            0);
+}
+
 // A raw ProcessStream call, for streams the client library never sends.
 class RawStream {
  public:

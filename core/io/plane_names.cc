@@ -38,14 +38,15 @@ struct FieldPattern {
     }
     literal(rest);
     const auto count = [&](char axis) { return std::ranges::count(p.fields, axis); };
-    if (count('z') != 1 || count('c') > 1 || count('t') > 1 ||
+    if (p.fields.empty() || count('z') > 1 || count('c') > 1 || count('t') > 1 ||
+        absl::StrContains(name, "}{") ||
         absl::StrContains(std::regex_replace(name, kField, ""), '{') ||
         absl::StrContains(std::regex_replace(name, kField, ""), '}') ||
         absl::StrContains(name, '%')) {
       return absl::InvalidArgumentError(absl::StrCat(
           name,
-          ": a field pattern has {z} once, {c} and {t} at most once each, and no other "
-          "braces or % (e.g. img_c{c}_z{z}.tif)"));
+          ": a field pattern has {z}, {c} and {t} at most once each (one at least), text "
+          "between them, and no other braces or % (e.g. img_c{c}_z{z}.tif)"));
     }
     p.regex = std::regex(regex);
     return p;
@@ -160,20 +161,33 @@ absl::StatusOr<PlaneFiles> Fielded(const Files& files, const std::string& dir,
 }
 
 absl::Status CheckNoUnnamedAxes(const std::string& input, const std::vector<std::string>& paths) {
-  static const std::regex kAxis(R"((?:^|[^A-Za-z0-9])(c|ch|t)(\d+)(?=[^0-9]))", std::regex::icase);
-  std::map<std::string, std::set<std::string>> seen;  // "c" -> "0", "1"
+  // c1, ch01, channel000, t3, tm0002, time000000001: after a separator (or at the start), and
+  // before one (or the end).
+  static const std::regex kAxis(
+      R"((?:^|[^A-Za-z0-9])(channel|ch|c|time|tm|t)(\d{1,15})(?=[_\-. ]|$))", std::regex::icase);
+  std::map<char, std::set<int64_t>> seen;  // 'c' -> 0, 1
+  std::set<std::string> rest;              // the names without those numbers
   for (const std::string& path : paths) {
     const std::string name = path.substr(path.find_last_of('/') + 1);
     for (std::sregex_iterator m(name.begin(), name.end(), kAxis), end; m != end; ++m) {
-      std::string axis = absl::AsciiStrToLower((*m)[1].str());
-      seen[axis == "ch" ? "c" : axis].insert((*m)[2].str());
+      int64_t value = 0;
+      if (absl::SimpleAtoi((*m)[2].str(), &value)) {
+        seen[absl::ascii_tolower(static_cast<unsigned char>((*m)[1].str()[0]))].insert(value);
+      }
     }
+    rest.insert(std::regex_replace(name, kAxis, "$1"));
   }
+  // Refused where the numbers run 0, 1, ... (or 1, 2, ...) without a gap, as indices do (not a
+  // time of day), and the names vary otherwise too (z beside them): one axis would be read as
+  // z. A folder of single channels or time points (img_c1.tif, img_c2.tif) reads as before.
   for (const auto& [axis, numbers] : seen) {
-    if (numbers.size() < 2) continue;
+    if (numbers.size() < 2 || rest.size() < 2 ||
+        *numbers.rbegin() - *numbers.begin() + 1 != std::ssize(numbers)) {
+      continue;
+    }
     const std::string first = paths.front().substr(paths.front().find_last_of('/') + 1);
     return absl::InvalidArgumentError(absl::StrCat(
-        input, ": the planes' names carry ", axis == "c" ? "a channel" : "a time point", " (",
+        input, ": the planes' names carry ", axis == 'c' ? "a channel" : "a time point", " (",
         first, ", ...): name them with a field pattern, e.g. FOLDER/img_c{c}_z{z}.tif ({c} the ",
         "channel, {t} the time point, {z} the slice), rather than read every plane as a z-slice"));
   }

@@ -26,17 +26,18 @@ struct PlaneFiles {
 // InvalidArgument for a name that breaks the grid, naming it.
 absl::StatusOr<std::optional<Dimensions>> NamedDimensions(const std::vector<std::string>& paths);
 
-// The files in folder `dir` (through `files`) that the field pattern `name` matches ({z}, and
-// {c} and {t} where the names have them, each a run of digits), in t, c, z order, with their
+// The files in folder `dir` (through `files`) that the field pattern `name` matches ({z}, {c}
+// and {t}, each at most once and one at least, each a run of digits), in t, c, z order, with their
 // time points and channels. Each axis's numbers must run without a gap (from 0, 1 or any
 // start), and every (t, c, z) be there once; InvalidArgument naming what is not, or a malformed
 // pattern; NotFound when nothing matches. `input` is what messages call the sequence.
 absl::StatusOr<PlaneFiles> Fielded(const Files& files, const std::string& dir,
                                    const std::string& name, const std::string& input);
 
-// InvalidArgument when the names of a folder's or glob's planes carry a channel or a time point
-// (img_c1_z0003.tif, scan_T2_0001.tif) in a form no pattern named: read in natural order, the
-// planes of all channels would become one z-stack.
+// InvalidArgument when the names of a folder's or glob's planes carry an index of channel or
+// time point (img_c1_z0003.tif, img_channel000_..._z000.tif: numbers from 0 or 1 without a gap)
+// beside another number that varies: read in natural order, the planes of all channels would
+// become one z-stack. Names with only such an index (img_c1.tif) read as before.
 absl::Status CheckNoUnnamedAxes(const std::string& input, const std::vector<std::string>& paths);
 
 }  // namespace stackproc::core

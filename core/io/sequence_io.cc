@@ -151,10 +151,15 @@ bool NaturalLess(const std::string& a, const std::string& b) {
 absl::StatusOr<std::optional<PlaneFiles>> ListPlanes(const Files& files, const std::string& input) {
   auto [dir, name] = Split(input);
   // A file may have "%", "{" or "*" in its name: then it is that file.
-  if (name.find_first_of("%{*?[") != std::string::npos && files.Input(input).ok()) {
+  if (name.find_first_of("%{*?[") != std::string::npos && !files.IsDirectory(input) &&
+      files.Input(input).ok()) {
     return std::nullopt;
   }
-  if (name.find('{') != std::string::npos) return Fielded(files, dir, name, input);
+  if ((absl::StrContains(name, "{t}") || absl::StrContains(name, "{c}") ||
+       absl::StrContains(name, "{z}")) &&
+      !files.IsDirectory(input)) {
+    return Fielded(files, dir, name, input);
+  }
   absl::StatusOr<std::vector<std::string>> paths;
   if (name.find('%') != std::string::npos) {
     paths = Numbered(files, dir, name, input);

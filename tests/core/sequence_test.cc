@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 
+#include "absl/strings/str_format.h"
 #include "core/base/status_macros.h"
 #include "core/io/sequence_io.h"
 #include "core/io/tiff_io.h"
@@ -110,7 +112,8 @@ TEST_F(SequenceTest, BadSequencesAreRefusedNamingTheFile) {
 Stack InvertedRaw(const std::string& raw, int64_t planes) {
   absl::StatusOr<Stack> stack = Stack::Allocate({planes, 40, 56}, PixelType::kUint16);
   std::ifstream in(raw, std::ios::binary);
-  in.read(reinterpret_cast<char*>(stack->data()), static_cast<std::streamsize>(stack->size_bytes()));
+  in.read(reinterpret_cast<char*>(stack->data()),
+          static_cast<std::streamsize>(stack->size_bytes()));
   EXPECT_TRUE(in.good());
   auto* pixels = reinterpret_cast<uint16_t*>(stack->data());
   for (size_t i = 0; i < stack->size_bytes() / 2; ++i) pixels[i] = 65535 - pixels[i];
@@ -128,13 +131,20 @@ TEST_F(SequenceTest, AFieldPatternReadsChannelsAndTimePoints) {
   EXPECT_TRUE(::stackproc::testing::StacksEqual(out, InvertedRaw(dir_->File("tcz.raw"), 8)));
   EXPECT_EQ(out.metadata().dims.times, 2);
   EXPECT_EQ(out.metadata().dims.channels, 2);
+  // Channels without z (one plane each): {z} may be left out.
+  ASSERT_OK_AND_ASSIGN(std::optional<PlaneFiles> single,
+                       ListPlanes(LocalFiles(), dir_->File("chan/img_c{c}_z0002.tif")));
+  ASSERT_TRUE(single.has_value() && single->dims.has_value());
+  EXPECT_EQ(single->dims->channels, 2);
+  EXPECT_THAT(single->paths, ElementsAre(dir_->File("chan/img_c0_z0002.tif"),
+                                         dir_->File("chan/img_c1_z0002.tif")));
   // Only the slices of one channel: a z-stack.
   ASSERT_OK_AND_ASSIGN(std::optional<PlaneFiles> planes,
                        ListPlanes(LocalFiles(), dir_->File("chan/img_c1_z{z}.tif")));
   ASSERT_TRUE(planes.has_value());
-  EXPECT_THAT(planes->paths, ElementsAre(dir_->File("chan/img_c1_z0001.tif"),
-                                         dir_->File("chan/img_c1_z0002.tif"),
-                                         dir_->File("chan/img_c1_z0003.tif")));
+  EXPECT_THAT(planes->paths,
+              ElementsAre(dir_->File("chan/img_c1_z0001.tif"), dir_->File("chan/img_c1_z0002.tif"),
+                          dir_->File("chan/img_c1_z0003.tif")));
   EXPECT_FALSE(planes->dims.has_value());
 }
 
@@ -147,13 +157,45 @@ TEST_F(SequenceTest, NamesThatCarryChannelsNeedAPatternThatSaysSo) {
                          AllOf(HasSubstr("carry a channel"), HasSubstr("img_c{c}_z{z}.tif"))))
         << input;
   }
+  // Micro-Manager's names: channel and time tokens beside z.
+  namespace fs = std::filesystem;
+  fs::create_directories(dir_->File("mm"));
+  for (int c = 0; c < 2; ++c) {
+    for (int z = 0; z < 3; ++z) {
+      fs::copy_file(dir_->File(absl::StrFormat("chan/img_c%d_z%04d.tif", c, z + 1)),
+                    dir_->File(absl::StrFormat(
+                        "mm/img_channel%03d_position000_time000000000_z%03d.tif", c, z)));
+    }
+  }
+  EXPECT_THAT(Invert(dir_->File("mm")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("carry a channel")));
+  ASSERT_OK_AND_ASSIGN(Stack mm,
+                       Invert(dir_->File("mm/img_channel{c}_position000_time000000000_z{z}.tif")));
+  EXPECT_EQ(mm.metadata().dims.channels, 2);
+  // Not refused: single channels with no other axis (as before, a stack of them), and numbers
+  // that are no indices (times of day).
+  fs::create_directories(dir_->File("single"));
+  fs::create_directories(dir_->File("clock"));
+  for (int c = 0; c < 2; ++c) {
+    const std::string from = dir_->File(absl::StrFormat("chan/img_c%d_z0001.tif", c));
+    fs::copy_file(from, dir_->File(absl::StrFormat("single/img_c%d.tif", c)));
+    fs::copy_file(from, dir_->File(absl::StrFormat("clock/run_T1030%02d_%03d.tif", c * 7, c)));
+  }
+  for (const char* folder : {"single", "clock"}) {
+    ASSERT_OK_AND_ASSIGN(Stack read, Invert(dir_->File(folder)));
+    EXPECT_EQ(read.shape().depth, 2) << folder;
+    EXPECT_EQ(read.metadata().dims.channels, 1) << folder;
+  }
+  std::filesystem::remove(dir_->File("out.tif"));
   EXPECT_THAT(Invert(dir_->File("holes/img_c{c}_z{z}.tif")),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("no file of time point 0, channel 1, z-slice 2")));
-  EXPECT_THAT(Invert(dir_->File("chan/img_c{c}_z{q}.tif")),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("{z} once")));
-  EXPECT_THAT(Invert(dir_->File("chan/img_c{c}_z{z}_{z}.tif")),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("{z} once")));
+  for (const char* pattern :
+       {"chan/img_c{c}_z{q}.tif", "chan/img_c{c}_z{z}_{z}.tif", "chan/img_c{c}{z}.tif"}) {
+    EXPECT_THAT(Invert(dir_->File(pattern)),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at most once each")))
+        << pattern;
+  }
   EXPECT_THAT(Invert(dir_->File("chan/img_t{t}_z{z}.tif")),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("no file matches")));
   EXPECT_FALSE(std::filesystem::exists(dir_->File("out.tif")));

@@ -179,16 +179,6 @@ absl::StatusOr<std::pair<uint64_t, int64_t>> InputStamp(const std::string& path)
       int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec);
 }
 
-// Whether another process (the one that started the job, still running) writes the output's
-// temporary file: it holds a lock on it while it does (TiffPageWriter).
-bool BeingWritten(const ResumeRecord& record) {
-  absl::StatusOr<core::OutputTarget> target = core::OutputTarget::ForPath(record.output);
-  if (!target.ok()) return false;
-  core::UniqueFd fd(::openat(target->dir(), record.output_at.temp.c_str(),
-                             O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-  return fd && ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
-}
-
 // The record of the job `options` takes up, its options made the record's. FailedPrecondition
 // for a record this process cannot take up: a record that never can be (another boot, a changed
 // input, not a record) is removed, with the file it names.
@@ -208,6 +198,9 @@ absl::StatusOr<ResumeRecord> TakeUp(Client::ProcessOptions& options, const std::
   };
   if (BeingWritten(record)) {
     return refuse(absl::StrCat(record.output, " is still being written by another process"));
+  }
+  if (record.host != HostName()) {
+    return refuse(absl::StrCat("it was started on ", record.host, ": take it up there"));
   }
   if (record.server != target) {
     return refuse(absl::StrCat("it was sent to ", record.server, ", not to ", target,
@@ -301,6 +294,7 @@ absl::StatusOr<v1::Job> Client::Process(const ProcessOptions& given) {
     base.overwrite = options.write.overwrite;
     base.wire_compression = wire::WireCompressionName(source.wire_compression);
     base.boot = BootId();
+    base.host = HostName();
   }
   RecordKeeper keeper(folder, base);
   TiffResultSink sink(target, options.write, record, keeper,

@@ -1,7 +1,9 @@
 #include "client/resume_record.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -82,6 +84,20 @@ std::string BootId() {
   return std::string(absl::StripAsciiWhitespace(id));
 }
 
+std::string HostName() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0) return "";
+  return name;
+}
+
+bool BeingWritten(const ResumeRecord& record) {
+  absl::StatusOr<core::OutputTarget> target = core::OutputTarget::ForPath(record.output);
+  if (!target.ok()) return false;
+  core::UniqueFd fd(::openat(target->dir(), record.output_at.temp.c_str(),
+                             O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  return fd && ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+}
+
 absl::Status WriteResumeRecord(const std::string& folder, const ResumeRecord& record) {
   if (!IsJobId(record.job_id)) {
     return absl::InvalidArgumentError(absl::StrCat("'", record.job_id, "' is not a job's id"));
@@ -99,6 +115,7 @@ absl::Status WriteResumeRecord(const std::string& folder, const ResumeRecord& re
       {"overwrite", record.overwrite},
       {"wire_compression", record.wire_compression},
       {"boot", record.boot},
+      {"host", record.host},
       {"output_temp", record.output_at.temp},
       {"output_pages", record.output_at.pages},
       {"output_end", record.output_at.end},
@@ -148,6 +165,7 @@ absl::StatusOr<ResumeRecord> ReadResumeRecord(const std::string& folder,
     r.overwrite = json.at("overwrite").get<bool>();
     r.wire_compression = json.at("wire_compression").get<std::string>();
     r.boot = json.at("boot").get<std::string>();
+    r.host = json.value("host", "");
     r.output_at.temp = json.at("output_temp").get<std::string>();
     r.output_at.pages = json.at("output_pages").get<int64_t>();
     r.output_at.end = json.at("output_end").get<uint64_t>();
@@ -178,13 +196,15 @@ int SweepResumeRecords(const std::string& folder) {
   core::UniqueFd dir(::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dir) return 0;
   const std::string boot = BootId();
+  const std::string host = HostName();
+  if (boot.empty() || host.empty()) return 0;  // cannot tell an earlier boot from this one
   int removed = 0;
   for (const std::string& name :
        core::ListDirectory(dir.get()).value_or(std::vector<std::string>{})) {
     absl::string_view id = name;
     if (!absl::ConsumeSuffix(&id, kSuffix) || !IsJobId(id)) continue;
     absl::StatusOr<ResumeRecord> record = ReadResumeRecord(folder, std::string(id));
-    if (record.ok() && record->boot != boot) {
+    if (record.ok() && record->host == host && record->boot != boot && !BeingWritten(*record)) {
       RemoveResumeLeftovers(folder, *record);
       ++removed;
     }

@@ -30,14 +30,21 @@ struct ResumeRecord {
   // This machine's boot (/proc/sys/kernel/random/boot_id): pages the page cache had not written
   // before a restart may be gone, so a record from an earlier boot is not taken up.
   std::string boot;
+  // This machine's name: a state folder shared between machines (an NFS home) holds records of
+  // other machines' jobs, which only they can take up.
+  std::string host;
   core::TiffPageWriter::Progress output_at;  // the output's temporary file, and its pages
 };
 
 // $XDG_STATE_HOME/stackproc/streams (default ~/.local/state/stackproc/streams), made (0700)
 // unless it is there. FailedPrecondition when it cannot be.
 absl::StatusOr<std::string> ResumeFolder();
-// This boot's id ("" where the kernel does not say).
+// This boot's id ("" where the kernel does not say); this machine's name.
 std::string BootId();
+std::string HostName();
+// Whether a process (the one that started the job, still running) writes the output's temporary
+// file the record names: a writer holds a lock on it while it does (TiffPageWriter).
+bool BeingWritten(const ResumeRecord& record);
 
 absl::Status WriteResumeRecord(const std::string& folder, const ResumeRecord& record);
 // NotFound, listing the jobs the folder has records of, when `job_id` is not among them;
@@ -46,8 +53,8 @@ absl::StatusOr<ResumeRecord> ReadResumeRecord(const std::string& folder, const s
 void RemoveResumeRecord(const std::string& folder, const std::string& job_id);
 // Removes a record and the output's temporary file it names (ReadResumeRecord checked the name).
 void RemoveResumeLeftovers(const std::string& folder, const ResumeRecord& record);
-// Removes what jobs of an earlier boot left (their records and files): none can be taken up.
-// Returns how many.
+// Removes what jobs of this machine's earlier boots left (their records and files, unless a
+// process still writes them): none can be taken up. Returns how many.
 int SweepResumeRecords(const std::string& folder);
 
 }  // namespace stackproc::client

@@ -171,18 +171,23 @@ cli status "$job" | grep -q "stream-grace" && fail "Ctrl-C left the job to the g
 echo "ok: Ctrl-C cancels the job at once"
 
 # What a job left before the machine restarted (a record of another boot, and its file) can
-# never be taken up: the next `process` sweeps both away.
-stale=$XDG_STATE_HOME/stackproc/streams/5a1e000001.json
-touch "$work/.stale.tif.tmp-1-2"
-cat >"$stale" <<JSON
-{"job": "5a1e000001", "server": "127.0.0.1:$port", "resume_token": "t", "input": "$work/in.tif",
- "channels": [], "input_bytes": 1, "input_mtime_ns": 1, "output": "$work/stale.tif",
+# never be taken up: the next `process` sweeps both away; another machine's (a shared home) stay.
+stale_record() { # JOB NAME HOST: a record of another boot, and its temporary file
+  touch "$work/.$2.tif.tmp-1-2"
+  cat >"$XDG_STATE_HOME/stackproc/streams/$1.json" <<JSON
+{"job": "$1", "server": "127.0.0.1:$port", "resume_token": "t", "input": "$work/in.tif",
+ "channels": [], "input_bytes": 1, "input_mtime_ns": 1, "output": "$work/$2.tif",
  "compression": "none", "overwrite": false, "wire_compression": "none", "boot": "another-boot",
- "output_temp": ".stale.tif.tmp-1-2", "output_pages": 0, "output_end": 0}
+ "host": "$3", "output_temp": ".$2.tif.tmp-1-2", "output_pages": 0, "output_end": 0}
 JSON
+}
+stale_record 5a1e000001 stale "$(hostname)"
+stale_record 5a1e000002 elsewhere another-machine
 cli process "$work/in.tif" -o "$work/after-restart.tif" "${ops[@]}" >/dev/null 2>&1 ||
   fail "a process after a restart"
-[[ ! -e "$stale" && ! -e "$work/.stale.tif.tmp-1-2" ]] ||
+[[ ! -e "$XDG_STATE_HOME/stackproc/streams/5a1e000001.json" && ! -e "$work/.stale.tif.tmp-1-2" ]] ||
   fail "what a job left before a restart stayed"
-echo "ok: what a job left before a restart is swept by the next process"
+[[ -e "$XDG_STATE_HOME/stackproc/streams/5a1e000002.json" && -e "$work/.elsewhere.tif.tmp-1-2" ]] ||
+  fail "another machine's record was swept"
+echo "ok: what a job left before a restart is swept by the next process, another machine's not"
 echo "all passed"

@@ -303,8 +303,9 @@ Json NgffJson(const NgffImage& image, const char* version) {
       Json channel = {{"label", c.name}, {"active", true}};
       if (c.rgba) channel["color"] = absl::StrFormat("%06X", *c.rgba >> 8);
       if (c.window_start && c.window_end) {  // NGFF 0.4's omero names all four
-        const std::array<double, 2> range =
+        std::array<double, 2> range =
             image.pixel_range.value_or(std::array{*c.window_start, *c.window_end});
+        range = {std::min(range[0], *c.window_start), std::max(range[1], *c.window_end)};
         channel["window"] = {{"min", range[0]},
                              {"max", range[1]},
                              {"start", *c.window_start},

@@ -165,58 +165,6 @@ absl::StatusOr<int> Submit(const CliArgs& args, Client& client) {
   return Follow(client, job.id());
 }
 
-// process's flags, but for --resume (which takes none of them).
-std::vector<std::string> ProcessFlags() {
-  return core::Joined({"o", "output", "op", "channels", "wire-compression"}, core::WriteFlags());
-}
-
-absl::StatusOr<int> ProcessAndReport(Client& client, Client::ProcessOptions& options);
-
-absl::StatusOr<int> Process(const CliArgs& args, Client& client) {
-  Client::ProcessOptions options;
-  // Kept while the job runs, so that `--resume JOB` takes up a TIFF output after this process
-  // ended; without a place for it (no HOME, a read-only one) the job runs all the same.
-  absl::StatusOr<std::string> folder = ResumeFolder();
-  if (folder.ok()) {
-    options.resume_folder = *folder;
-    SweepResumeRecords(*folder);  // what jobs before a restart left: never to be taken up
-  }
-  if (args.Has("resume")) {
-    const auto given = [&](const std::string& flag) { return args.Has(flag); };
-    if (!args.positional.empty() || std::ranges::any_of(ProcessFlags(), given)) {
-      return absl::InvalidArgumentError(
-          "process --resume JOB takes the job's input, output and options from its record: "
-          "give none of them");
-    }
-    if (!folder.ok()) return folder.status();
-    options.resume_job = args.Get("resume");
-    STACKPROC_ASSIGN_OR_RETURN(ResumeRecord record,
-                               ReadResumeRecord(options.resume_folder, options.resume_job));
-    absl::FPrintF(stderr, "stackproc process: taking up job %s (%s -> %s) at slice %d\n",
-                  record.job_id, record.input, record.output, record.output_at.pages);
-    options.output_path = record.output;
-    return ProcessAndReport(client, options);
-  }
-  if (args.positional.size() != 1) {
-    return absl::InvalidArgumentError(
-        "process needs one INPUT (a local TIFF file or sequence of planes)");
-  }
-  options.input_path = args.positional[0];
-  options.output_path = args.Get("o", args.Get("output"));
-  if (options.output_path.empty()) return absl::InvalidArgumentError("process needs -o OUTPUT.tif");
-  for (const std::string& text : args.All("op")) {
-    STACKPROC_ASSIGN_OR_RETURN(options.ops.emplace_back(), ParseOpText(text));
-  }
-  if (args.Has("channels")) {
-    STACKPROC_ASSIGN_OR_RETURN(options.channels, core::ParseChannelList(args.Get("channels")));
-  }
-  STACKPROC_RETURN_IF_ERROR(core::ParseWriteFlags(args, options.write));
-  if (const std::string codec = args.Get("wire-compression", "auto"); codec != "auto") {
-    STACKPROC_ASSIGN_OR_RETURN(options.wire_compression, wire::ParseWireCompression(codec));
-  }
-  return ProcessAndReport(client, options);
-}
-
 // Runs a streamed job from a file to a file, showing its progress and the link's rates.
 absl::StatusOr<int> ProcessAndReport(Client& client, Client::ProcessOptions& options) {
   ProgressDisplay display(stdout, ::isatty(STDOUT_FILENO));
@@ -240,6 +188,54 @@ absl::StatusOr<int> ProcessAndReport(Client& client, Client::ProcessOptions& opt
                mb(moved.sent_wire), mb(moved.received), mb(moved.received_wire),
                wire::WireCompressionName(moved.compression));
   return 0;
+}
+
+// process's flags, but for --resume (which takes none of them).
+std::vector<std::string> ProcessFlags() {
+  return core::Joined({"o", "output", "op", "channels", "wire-compression"}, core::WriteFlags());
+}
+
+absl::StatusOr<int> Process(const CliArgs& args, Client& client) {
+  Client::ProcessOptions options;
+  // Records for `--resume JOB` (without a place for them, the job runs all the same).
+  absl::StatusOr<std::string> folder = ResumeFolder();
+  if (folder.ok()) {
+    options.resume_folder = *folder;
+    SweepResumeRecords(*folder);  // what jobs before a restart left: never to be taken up
+  }
+  if (args.Has("resume")) {
+    if (!args.positional.empty() ||
+        std::ranges::any_of(ProcessFlags(), [&](const auto& flag) { return args.Has(flag); })) {
+      return absl::InvalidArgumentError(
+          "process --resume JOB takes the job's input, output and options from its record: "
+          "give none of them");
+    }
+    if (!folder.ok()) return folder.status();
+    options.resume_job = args.Get("resume");
+    STACKPROC_ASSIGN_OR_RETURN(auto record, ReadResumeRecord(*folder, options.resume_job));
+    absl::FPrintF(stderr, "stackproc process: taking up job %s (%s -> %s) at slice %d\n",
+                  record.job_id, record.input, record.output, record.output_at.pages);
+    options.output_path = record.output;
+    return ProcessAndReport(client, options);
+  }
+  if (args.positional.size() != 1) {
+    return absl::InvalidArgumentError(
+        "process needs one INPUT (a local TIFF file or sequence of planes)");
+  }
+  options.input_path = args.positional[0];
+  options.output_path = args.Get("o", args.Get("output"));
+  if (options.output_path.empty()) return absl::InvalidArgumentError("process needs -o OUTPUT.tif");
+  for (const std::string& text : args.All("op")) {
+    STACKPROC_ASSIGN_OR_RETURN(options.ops.emplace_back(), ParseOpText(text));
+  }
+  if (args.Has("channels")) {
+    STACKPROC_ASSIGN_OR_RETURN(options.channels, core::ParseChannelList(args.Get("channels")));
+  }
+  STACKPROC_RETURN_IF_ERROR(core::ParseWriteFlags(args, options.write));
+  if (const std::string codec = args.Get("wire-compression", "auto"); codec != "auto") {
+    STACKPROC_ASSIGN_OR_RETURN(options.wire_compression, wire::ParseWireCompression(codec));
+  }
+  return ProcessAndReport(client, options);
 }
 
 absl::StatusOr<int> Ops(Client& client) {

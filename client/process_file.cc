@@ -278,23 +278,25 @@ absl::StatusOr<v1::Job> Client::Process(const ProcessOptions& given) {
   STACKPROC_ASSIGN_OR_RETURN(core::OutputTarget target, core::OutputTarget::ForPath(name.target));
   ResumeRecord base;
   std::string folder = options.resume_folder;
-  absl::StatusOr<std::pair<uint64_t, int64_t>> stamp = InputStamp(options.input_path);
   if (taken) {
     base = *taken;
-  } else if (!stamp.ok()) {
-    folder.clear();  // an input that is no one file or folder (a pattern): not taken up later
   } else if (!folder.empty()) {
-    base.server = target_;
-    base.input = std::filesystem::absolute(options.input_path).lexically_normal();
-    base.channels = options.channels;
-    std::tie(base.input_bytes, base.input_mtime_ns) = *stamp;
-    base.output = std::filesystem::absolute(name.target).lexically_normal();
-    base.compression = core::CompressionText(
-        options.write.compression, options.write.compression_level, options.write.predictor);
-    base.overwrite = options.write.overwrite;
-    base.wire_compression = wire::WireCompressionName(source.wire_compression);
-    base.boot = BootId();
-    base.host = HostName();
+    absl::StatusOr<std::pair<uint64_t, int64_t>> stamp = InputStamp(options.input_path);
+    if (!stamp.ok()) {
+      folder.clear();  // an input that is no one file (a folder, a pattern): not taken up later
+    } else {
+      base.server = target_;
+      base.input = std::filesystem::absolute(options.input_path).lexically_normal();
+      base.channels = options.channels;
+      std::tie(base.input_bytes, base.input_mtime_ns) = *stamp;
+      base.output = std::filesystem::absolute(name.target).lexically_normal();
+      base.compression = core::CompressionText(
+          options.write.compression, options.write.compression_level, options.write.predictor);
+      base.overwrite = options.write.overwrite;
+      base.wire_compression = wire::WireCompressionName(source.wire_compression);
+      base.boot = BootId();
+      base.host = HostName();
+    }
   }
   RecordKeeper keeper(folder, base);
   TiffResultSink sink(target, options.write, record, keeper,

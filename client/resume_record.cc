@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
@@ -41,12 +42,17 @@ absl::Status MakeFolder(const std::string& path) {
       absl::StrCat(path, ": cannot make the folder (", std::strerror(errno), ")"));
 }
 
-// Whether `temp` names a temporary file of the TIFF `output` (TiffPageWriter's names).
-bool IsTempOf(absl::string_view temp, absl::string_view output) {
-  const size_t slash = output.rfind('/');
-  const absl::string_view name =
-      slash == absl::string_view::npos ? output : output.substr(slash + 1);
-  return absl::StartsWith(temp, absl::StrCat(".", name, ".tmp-")) && !absl::StrContains(temp, '/');
+// The jobs `folder` holds records of.
+std::vector<std::string> RecordedJobs(const std::string& folder) {
+  std::vector<std::string> jobs;
+  core::UniqueFd dir(::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) return jobs;
+  for (const std::string& name :
+       core::ListDirectory(dir.get()).value_or(std::vector<std::string>{})) {
+    absl::string_view id = name;
+    if (absl::ConsumeSuffix(&id, kSuffix) && IsJobId(id)) jobs.emplace_back(id);
+  }
+  return jobs;
 }
 
 }  // namespace
@@ -136,15 +142,7 @@ absl::StatusOr<ResumeRecord> ReadResumeRecord(const std::string& folder,
   std::ifstream in;
   if (IsJobId(job_id)) in.open(path);
   if (!in) {
-    std::vector<std::string> jobs;
-    core::UniqueFd dir(::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (dir) {
-      for (const std::string& name :
-           core::ListDirectory(dir.get()).value_or(std::vector<std::string>{})) {
-        absl::string_view id = name;
-        if (absl::ConsumeSuffix(&id, kSuffix) && IsJobId(id)) jobs.emplace_back(id);
-      }
-    }
+    const std::vector<std::string> jobs = RecordedJobs(folder);
     return absl::NotFoundError(absl::StrCat(
         "no record of a streamed job ", job_id, " in ", folder, " (",
         jobs.empty() ? "it has none" : absl::StrCat("it has ", absl::StrJoin(jobs, ", ")), ")"));
@@ -169,7 +167,9 @@ absl::StatusOr<ResumeRecord> ReadResumeRecord(const std::string& folder,
     r.output_at.temp = json.at("output_temp").get<std::string>();
     r.output_at.pages = json.at("output_pages").get<int64_t>();
     r.output_at.end = json.at("output_end").get<uint64_t>();
-    if (r.job_id != job_id || !IsTempOf(r.output_at.temp, r.output)) {
+    if (r.job_id != job_id ||
+        !core::IsTempNameOf(r.output_at.temp,
+                            std::filesystem::path(r.output).filename().string())) {
       return absl::DataLossError(absl::StrCat(path, ": not the record of job ", job_id,
                                               " and its output's temporary file"));
     }
@@ -193,17 +193,12 @@ void RemoveResumeLeftovers(const std::string& folder, const ResumeRecord& record
 }
 
 int SweepResumeRecords(const std::string& folder) {
-  core::UniqueFd dir(::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dir) return 0;
   const std::string boot = BootId();
   const std::string host = HostName();
   if (boot.empty() || host.empty()) return 0;  // cannot tell an earlier boot from this one
   int removed = 0;
-  for (const std::string& name :
-       core::ListDirectory(dir.get()).value_or(std::vector<std::string>{})) {
-    absl::string_view id = name;
-    if (!absl::ConsumeSuffix(&id, kSuffix) || !IsJobId(id)) continue;
-    absl::StatusOr<ResumeRecord> record = ReadResumeRecord(folder, std::string(id));
+  for (const std::string& id : RecordedJobs(folder)) {
+    absl::StatusOr<ResumeRecord> record = ReadResumeRecord(folder, id);
     if (record.ok() && record->host == host && record->boot != boot && !BeingWritten(*record)) {
       RemoveResumeLeftovers(folder, *record);
       ++removed;

@@ -193,24 +193,25 @@ absl::StatusOr<core::Dimensions> HeaderDimensions(const std::string& description
   if (planes <= 0) return stated;  // no planes: the shape's own check says so
   STACKPROC_RETURN_IF_ERROR(stated.Check(planes));
   STACKPROC_ASSIGN_OR_RETURN(core::Dimensions described, core::DimensionsOf(description, planes));
-  // The channels' names and display settings as the sender read them (beyond what a
-  // description says: ImageJ's LUTs, an RGB file's colours), one per channel or none.
-  if (!stated.channel_info.empty() &&
-      std::ssize(stated.channel_info) != (described.single() ? stated : described).channels) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("dimensions: ", stated.channel_info.size(), " channels' settings for ",
-                     (described.single() ? stated : described).channels, " channels"));
-  }
-  if (!stated.channel_info.empty()) described.channel_info = stated.channel_info;
-  if (described.single()) return stated;
-  if (!stated.single() &&
+  if (!described.single() && !stated.single() &&
       (stated.times != described.times || stated.channels != described.channels ||
        stated.order != described.order)) {
     return absl::InvalidArgumentError(absl::StrCat("dimensions say ", stated.Describe(planes),
                                                    ", the description ",
                                                    described.Describe(planes)));
   }
-  return described;
+  core::Dimensions dims = described.single() ? stated : std::move(described);
+  // The channels' names and display settings as the sender read them (beyond what a
+  // description says: ImageJ's LUTs, an RGB file's colours), one per channel or none.
+  if (!stated.channel_info.empty()) {
+    if (std::ssize(stated.channel_info) != dims.channels) {
+      return absl::InvalidArgumentError(absl::StrCat("dimensions: ", stated.channel_info.size(),
+                                                     " channels' settings for ", dims.channels,
+                                                     " channels"));
+    }
+    dims.channel_info = stated.channel_info;
+  }
+  return dims;
 }
 
 }  // namespace

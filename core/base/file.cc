@@ -167,6 +167,10 @@ std::string TempPrefix(const std::string& name, const std::string& tag) {
   return absl::StrCat(".", name, ".tmp-", tag.empty() ? std::to_string(::getpid()) : tag, "-");
 }
 
+bool IsTempNameOf(absl::string_view temp, absl::string_view name) {
+  return absl::StartsWith(temp, absl::StrCat(".", name, ".tmp-")) && !absl::StrContains(temp, '/');
+}
+
 std::string TempNameFor(const std::string& name, const std::string& tag) {
   std::random_device random;
   return absl::StrCat(TempPrefix(name, tag), random());

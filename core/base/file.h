@@ -149,6 +149,9 @@ absl::Status CheckPathText(const std::string& path, bool output = false);
 // removes what begins so).
 std::string TempPrefix(const std::string& name, const std::string& tag);
 
+// Whether `temp` is a temporary name of NAME's, of any tag: a name in NAME's own folder.
+bool IsTempNameOf(absl::string_view temp, absl::string_view name);
+
 // ".NAME.tmp-TAG-RANDOM": where a writer tagged TAG (the process id when empty) puts NAME
 // while it writes it.
 std::string TempNameFor(const std::string& name, const std::string& tag);

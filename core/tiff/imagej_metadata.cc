@@ -102,10 +102,6 @@ void ApplyImageJChannels(const ImageJChannels& found, Dimensions& dims) {
   }
 }
 
-void ReadImageJChannels(const ImageJMetadata& metadata, bool big_endian, Dimensions& dims) {
-  ApplyImageJChannels(ParseImageJChannels(metadata, big_endian), dims);
-}
-
 std::optional<ImageJMetadata> FormatImageJChannels(const Dimensions& dims) {
   bool coloured = false, windowed = !dims.channel_info.empty();
   for (const ChannelInfo& c : dims.channel_info) {

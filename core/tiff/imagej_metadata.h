@@ -36,8 +36,6 @@ ImageJChannels ParseImageJChannels(const ImageJMetadata& metadata, bool big_endi
 // Sets the colours and windows of `dims`' channels where `channels` has a table or a range for
 // every one of them; leaves `dims` as it is else.
 void ApplyImageJChannels(const ImageJChannels& channels, Dimensions& dims);
-// Both: `metadata` of a file of this byte order.
-void ReadImageJChannels(const ImageJMetadata& metadata, bool big_endian, Dimensions& dims);
 
 // The metadata ImageJ reads the channels' colours (a lookup table from black to the colour;
 // grey for a channel without one) and windows (when every channel has one) from, in this

@@ -74,8 +74,7 @@ absl::StatusOr<std::unique_ptr<TiffPageWriter>> TiffPageWriter::Resume(
         absl::StrCat(path, ": its unfinished file ", at.temp, " cannot be taken up: ", why));
   };
   // Only a temporary file of this target's, as Create names them, is taken up.
-  if (!absl::StartsWith(at.temp, absl::StrCat(".", target.name(), ".tmp-")) ||
-      absl::StrContains(at.temp, '/') || at.pages < 0 || at.pages > shape.depth) {
+  if (!IsTempNameOf(at.temp, target.name()) || at.pages < 0 || at.pages > shape.depth) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": no unfinished file to take up at page ",
                                                    at.pages, " of ", shape.depth, " (", at.temp,
                                                    ")"));

@@ -10,6 +10,11 @@
 namespace stackproc::core {
 namespace {
 
+// What a reader of a file of this byte order makes of `metadata`'s channels.
+void ReadImageJChannels(const ImageJMetadata& metadata, bool big_endian, Dimensions& dims) {
+  ApplyImageJChannels(ParseImageJChannels(metadata, big_endian), dims);
+}
+
 Dimensions TwoChannels() {
   Dimensions dims;
   dims.channels = 2;

@@ -37,6 +37,18 @@ TEST(NaturalOrderTest, NumbersCompareByValue) {
       names, ElementsAre("a.tif", "z1.tif", "z1b.tif", "z01.tif", "z2.tif", "z002.tif", "z10.tif"));
 }
 
+// tifffile's planes of `raw` (`planes` of them), inverted by hand.
+Stack InvertedRaw(const std::string& raw, int64_t planes) {
+  absl::StatusOr<Stack> stack = Stack::Allocate({planes, 40, 56}, PixelType::kUint16);
+  std::ifstream in(raw, std::ios::binary);
+  in.read(reinterpret_cast<char*>(stack->data()),
+          static_cast<std::streamsize>(stack->size_bytes()));
+  EXPECT_TRUE(in.good());
+  auto* pixels = reinterpret_cast<uint16_t*>(stack->data());
+  for (size_t i = 0; i < stack->size_bytes() / 2; ++i) pixels[i] = 65535 - pixels[i];
+  return std::move(stack).value();
+}
+
 class SequenceTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -48,16 +60,7 @@ class SequenceTest : public ::testing::Test {
   static void TearDownTestSuite() { delete dir_; }
 
   // tifffile's planes, inverted by hand: the reference for an "invert" job.
-  static Stack Expected() {
-    absl::StatusOr<Stack> stack = Stack::Allocate({13, 40, 56}, PixelType::kUint16);
-    std::ifstream in(dir_->File("seq.raw"), std::ios::binary);
-    in.read(reinterpret_cast<char*>(stack->data()),
-            static_cast<std::streamsize>(stack->size_bytes()));
-    EXPECT_TRUE(in.good());
-    auto* pixels = reinterpret_cast<uint16_t*>(stack->data());
-    for (size_t i = 0; i < stack->size_bytes() / 2; ++i) pixels[i] = 65535 - pixels[i];
-    return std::move(stack).value();
-  }
+  static Stack Expected() { return InvertedRaw(dir_->File("seq.raw"), 13); }
 
   static absl::StatusOr<Stack> Invert(const std::string& input) {
     ProcessRequest request;
@@ -106,18 +109,6 @@ TEST_F(SequenceTest, BadSequencesAreRefusedNamingTheFile) {
   EXPECT_THAT(Invert(dir_->File("seq/z%4x.tif")),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("%0Nd")));
   EXPECT_FALSE(std::filesystem::exists(dir_->File("out.tif")));
-}
-
-// tifffile's planes of `raw` (`planes` of them), inverted by hand.
-Stack InvertedRaw(const std::string& raw, int64_t planes) {
-  absl::StatusOr<Stack> stack = Stack::Allocate({planes, 40, 56}, PixelType::kUint16);
-  std::ifstream in(raw, std::ios::binary);
-  in.read(reinterpret_cast<char*>(stack->data()),
-          static_cast<std::streamsize>(stack->size_bytes()));
-  EXPECT_TRUE(in.good());
-  auto* pixels = reinterpret_cast<uint16_t*>(stack->data());
-  for (size_t i = 0; i < stack->size_bytes() / 2; ++i) pixels[i] = 65535 - pixels[i];
-  return std::move(stack).value();
 }
 
 TEST_F(SequenceTest, AFieldPatternReadsChannelsAndTimePoints) {

@@ -18,6 +18,12 @@ absl::Status RefuseFed(const SliceSource& source, absl::string_view what) {
 
 }  // namespace
 
+const StackInfo& PlaneMapSource::UnmappedInfo(const SliceSource& source) {
+  const SliceSource* inner = &source;
+  while (const auto* map = dynamic_cast<const PlaneMapSource*>(inner)) inner = map->source_.get();
+  return inner->info();
+}
+
 SourceTraits PlaneMapSource::traits() const {
   // A store's z-chunks stay runs of planes: channels are chosen whole, and a store's planes
   // are in t, c, z order already (InZctOrder reorders only files, read plane by plane).

@@ -24,6 +24,10 @@ class PlaneMapSource final : public SliceSource {
   static absl::StatusOr<std::shared_ptr<SliceSource>> Channels(
       std::shared_ptr<SliceSource> source, const std::vector<int64_t>& channels);
 
+  // What the planes come from, before any PlaneMapSource chose or reordered them: the input as
+  // it is (a run's record states it, beside the channels it chose).
+  static const StackInfo& UnmappedInfo(const SliceSource& source);
+
   const StackInfo& info() const override { return info_; }
   SourceTraits traits() const override;
   uint8_t* Lend(int64_t z) override { return source_->Lend(Inner(z)); }

@@ -27,7 +27,8 @@ absl::Status RunPlan(const ProcessRequest& request, ProcessPlan& plan, SliceSink
   run.on_progress = request.on_progress;
   run.window_bytes = request.window_bytes;
   if (request.stack_stats) run.stack_stats = &*request.stack_stats;
-  run.provenance = RunProvenance(request, plan.pipeline, plan.input);
+  run.provenance =
+      RunProvenance(request, plan.pipeline, PlaneMapSource::UnmappedInfo(*plan.source));
   SliceSource& source = *plan.source;
   // (A range whose z-neighbourhoods read planes around it streams: held, it would have none.)
   const SourceTraits traits = source.traits();
@@ -172,7 +173,8 @@ absl::Status CreateOutputStore(const ProcessRequest& request) {
   whole.z_range.reset();
   STACKPROC_ASSIGN_OR_RETURN(ProcessPlan plan, PlanProcess(whole, 1));
   STACKPROC_ASSIGN_OR_RETURN(StackInfo out, OutputInfoOf(plan.input, plan.pipeline));
-  out.metadata.provenance = RunProvenance(whole, plan.pipeline, plan.input);
+  out.metadata.provenance =
+      RunProvenance(whole, plan.pipeline, PlaneMapSource::UnmappedInfo(*plan.source));
   STACKPROC_ASSIGN_OR_RETURN(OutputTarget target,
                              request.output_target
                                  ? absl::StatusOr<OutputTarget>(*request.output_target)

@@ -103,8 +103,8 @@ absl::StatusOr<ProcessPlan> PlanSource(std::shared_ptr<SliceSource> source,
                                        std::optional<SinkTraits> sink, int concurrency);
 
 // What the output of `request` records of it (provenance.h): `pipeline` with every parameter,
-// the request's channels, z-range and write options, `input` as the run reads it (its chosen
-// channels, every z-slice), when and where it ran.
+// the request's channels, z-range and write options, `input` as it is (every channel and
+// z-slice, whichever the run reads: PlaneMapSource::UnmappedInfo), when and where it ran.
 Provenance RunProvenance(const ProcessRequest& request, const Pipeline& pipeline,
                          const StackInfo& input);
 // Makes the OME-Zarr store of `request`'s whole output (at request.output_target, else its

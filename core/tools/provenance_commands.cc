@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "core/base/status_macros.h"
 #include "core/io/formats.h"
+#include "core/io/plane_map.h"
 #include "core/tiff/compression.h"
 
 namespace stackproc::core {
@@ -102,9 +103,9 @@ absl::StatusOr<ProcessRequest> RerunRequest(const CliArgs& args) {
   STACKPROC_RETURN_IF_ERROR(RecordedWrite(p, request.write));
   request.write.overwrite = args.Has("overwrite");
   request.executor = ExecutorOfEnvironment();
-  // The input must be the one recorded, as the run will read it (its chosen channels).
+  // The input must be the one recorded (all of it: the record has the chosen channels apart).
   STACKPROC_ASSIGN_OR_RETURN(std::shared_ptr<SliceSource> input, OpenRequestInput(request));
-  const StackInfo& in = input->info();
+  const StackInfo& in = PlaneMapSource::UnmappedInfo(*input);
   const Dimensions& dims = in.metadata.dims;
   const Provenance::Input found{request.input_path,
                                 dims.times,

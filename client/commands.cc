@@ -355,7 +355,8 @@ absl::StatusOr<int> Preview(const CliArgs& args, Client& client) {
     bytes = core::RawPreviewBytes(preview);
   }
   STACKPROC_RETURN_IF_ERROR(core::WritePreviewFile(output, bytes, args.Has("overwrite")));
-  absl::PrintF("%s: slices z=%s; %s\n", output, absl::StrJoin(result.info.slices(), ","),
+  auto label = [](std::string* out, const v1::PlanePlace& p) { out->append(p.label()); };
+  absl::PrintF("%s: slices %s; %s\n", output, absl::StrJoin(result.info.places(), ", ", label),
                absl::StrJoin(result.info.labels(), " | "));
   for (const std::string& note : result.info.notes()) absl::PrintF("note: %s\n", note);
   return 0;

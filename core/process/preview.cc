@@ -191,7 +191,7 @@ std::string RawPreviewLayout(const Preview& preview) {
     parts.push_back(absl::StrCat(preview.labels[i], ": ", a.depth(), "x", a.shape().height, "x",
                                  a.shape().width, " ", PixelTypeName(a.pixel_type())));
   }
-  return absl::StrCat("slices z=", absl::StrJoin(preview.z, ","),
+  return absl::StrCat("slices ", absl::StrJoin(preview.where, ", "),
                       ", each variant's in turn, little-endian: ", absl::StrJoin(parts, "; "));
 }
 
@@ -341,14 +341,14 @@ absl::StatusOr<Preview> RunPreview(const Files& files, const PreviewRequest& req
   preview.input = request.input;
   preview.z = z;
   for (int64_t plane : z) {
-    const PlaneIndex at = info.metadata.dims.Of(plane, depth);
+    PlaneIndex at = info.metadata.dims.Of(plane, depth);
+    if (!request.channels.empty()) at.c = request.channels[static_cast<size_t>(at.c)];
+    preview.at.push_back(at);
     preview.where.push_back(
         info.metadata.dims.single() && request.channels.empty()
             ? absl::StrCat("z=", plane)
             : absl::StrCat(info.metadata.dims.times > 1 ? absl::StrCat("t=", at.t, " ") : "",
-                           // a chosen channel by its number in the input
-                           "c=", request.channels.empty() ? at.c : request.channels[size_t(at.c)],
-                           " z=", at.z));
+                           "c=", at.c, " z=", at.z));
   }
   preview.pipeline = !request.title.empty()     ? request.title
                      : request.variants.empty() ? "the slices"

@@ -53,6 +53,7 @@ inline constexpr uint64_t kMaxPreviewBytes = uint64_t{512} << 20;
 struct Preview {
   std::string input;
   std::vector<int64_t> z;           // the slices (planes), in the order asked
+  std::vector<PlaneIndex> at;       // each one's place in the input (c: its number there)
   std::vector<std::string> where;   // each one's label: "z=12", or "t=0 c=1 z=12"
   Stack before;                     // those slices (their region), as read
   std::vector<Stack> after;         // each variant's result on them

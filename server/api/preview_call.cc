@@ -62,6 +62,13 @@ absl::StatusOr<std::vector<v1::PreviewResponse>> MakePreview(const v1::PreviewRe
   for (int64_t z : preview->z) info->add_slices(z);
   for (const std::string& label : preview->labels) info->add_labels(label);
   for (const std::string& note : preview->notes) info->add_notes(note);
+  for (size_t i = 0; i < preview->at.size(); ++i) {
+    v1::PlanePlace* place = info->add_places();
+    place->set_t(preview->at[i].t);
+    place->set_c(preview->at[i].c);
+    place->set_z(preview->at[i].z);
+    place->set_label(preview->where[i]);
+  }
   if (request.format() == v1::PREVIEW_FORMAT_RAW) {
     AppendStack(preview->before, -1, out);
     for (size_t i = 0; i < preview->after.size(); ++i) {

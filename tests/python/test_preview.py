@@ -96,13 +96,20 @@ def test_a_preview_of_chosen_channels(server, tmp_path):
         p = client.preview("two.ome.tif", "invert", count=2, channels="1")
         assert p.z == [1, 4] and np.array_equal(p.before, a[1, [1, 4]])
         assert np.array_equal(p.after[0], 65535 - a[1, [1, 4]])
+        # each slice's place in the input: the chosen channel by its own number
+        assert p.places == [(0, 1, 1), (0, 1, 4)]
+        # every channel: each z-slice of both, channel by channel
+        p = client.preview("two.ome.tif", "invert", count=2)
+        assert p.places == [(0, 0, 1), (0, 1, 1), (0, 0, 4), (0, 1, 4)]
+        assert np.array_equal(p.before, a[[0, 1, 0, 1], [1, 1, 4, 4]])
         with pytest.raises(stackproc.InvalidArgument, match="channel 2"):
             client.preview("two.ome.tif", "invert", channels=[2])
     # The CLI's --channels reaches the server: the same montage as stackproc-local's.
     args = ["--op", "invert", "--channels", "1", "--slices", "2"]
-    subprocess.run([f"{BUILD}/client/stackproc", "--server", server.target, "preview",
-                    "two.ome.tif", "-o", tmp_path / "remote.png", *args], check=True,
-                   capture_output=True)
+    said = subprocess.run([f"{BUILD}/client/stackproc", "--server", server.target, "preview",
+                           "two.ome.tif", "-o", tmp_path / "remote.png", *args], check=True,
+                          capture_output=True, text=True).stdout
+    assert "slices c=1 z=1, c=1 z=4;" in said, said
     subprocess.run([LOCAL, "preview", server.root / "two.ome.tif", "-o", tmp_path / "local.png",
                     *args], check=True, capture_output=True)
     decode = lambda b: cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_UNCHANGED)

@@ -205,7 +205,8 @@ class Client:
         after = [stacks[i] for i in sorted(stacks)]
         if len({(a.shape, a.dtype) for a in after}) == 1:
             after = np.stack(after)  # one array, (variants, n, y, x)
-        return Preview(list(info.slices), before, after, list(info.labels), list(info.notes))
+        return Preview(list(info.slices), before, after, list(info.labels), list(info.notes),
+                       [(p.t, p.c, p.z) for p in info.places])
 
     def preview_png(self, input, ops, *, slices=None, count=None, roi=None, max_tile_side=512,
                     channels=None):

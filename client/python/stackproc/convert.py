@@ -172,9 +172,11 @@ class Preview:
     """A pipeline on a few slices: the slices (z), as read (before: a (n, y, x) array) and as
     each variant made them (after: a (variants, n, y, x) array, after[i] labelled labels[i]; a
     list of (n, y, x) arrays when a sweep gives the variants other sizes or types), with what
-    to know (notes)."""
+    to know (notes), and where each slice lies in the input (places: (t, c, z) tuples, c the
+    channel's number there)."""
     z: list
     before: np.ndarray
     after: np.ndarray
     labels: list
     notes: list
+    places: list

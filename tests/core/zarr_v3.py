@@ -10,7 +10,8 @@ computed here), and a chunk of zeros is absent from its index.
 Written by a second implementation (tests/tools/zarr_v3_writer.py, numcodecs), read by
 stackproc: sharded or not, index at the start or the end, with and without its crc32c, each
 compressor, big endian, transpose, both key encodings, missing chunks (the fill value). Corrupt
-stores are refused naming the file, nothing written.
+stores are refused naming the file, nothing written. Written by zarrita: an NGFF 0.5 image of
+t, c, z, y, x with omero channels, read as time points and channels.
 
 usage: zarr_v3.py BUILD_DIR"""
 import json
@@ -212,6 +213,30 @@ read_back(f"{TMP}/w6.ome.zarr", small, "an NGFF 0.5 image: level 0")
 p = subprocess.run([LOCAL, "info", f"{TMP}/w6.ome.zarr"], capture_output=True, text=True)
 check(p.returncode == 0 and "9 z, 70x50 uint16" in p.stdout,
       f"info of an NGFF 0.5 image: {p.stdout.splitlines()[:1]}")
+
+# An NGFF 0.5 image of t, c, z, y, x with omero's channels, written by zarrita: read as 2 time
+# points of 2 channels, their names and colours carried into the OME-TIFF (tifffile reads it).
+tcz = rng.integers(0, 4000, (2, 2, 3, 30, 40)).astype(np.uint16)
+zarr_read.write(f"{TMP}/tcz.ome.zarr", tcz, "tczyx", {"ome": {
+    "version": "0.5",
+    "multiscales": [{"axes": [{"name": "t", "type": "time"}, {"name": "c", "type": "channel"}] +
+                     [{"name": n, "type": "space", "unit": "micrometer"} for n in "zyx"],
+                     "datasets": [{"path": "0", "coordinateTransformations": [
+                         {"type": "scale", "scale": [1.0, 1.0, 2.0, 0.5, 0.5]}]}]}],
+    "omero": {"channels": [
+        {"label": "DAPI", "color": "0000FF", "window": {"start": 10, "end": 900}},
+        {"label": "GFP", "color": "00FF00", "window": {"start": 20, "end": 1800}}]}}})
+run(f"{TMP}/tcz.ome.zarr", f"{TMP}/tcz.ome.tif", "--op", "invert")
+with tifffile.TiffFile(f"{TMP}/tcz.ome.tif") as tif:
+    series, ome_xml = tif.series[0], tif.ome_metadata
+    got = series.asarray()
+check(series.axes == "TCZYX" and np.array_equal(got, 65535 - tcz) and 'Name="DAPI"' in ome_xml and
+      'Name="GFP"' in ome_xml and 'PhysicalSizeZ="2' in ome_xml,
+      f"zarrita's t,c,z,y,x image with omero channels: read as {series.axes} {got.shape}, "
+      "channel names and z step kept")
+p = subprocess.run([LOCAL, "info", f"{TMP}/tcz.ome.zarr"], capture_output=True, text=True)
+check(p.returncode == 0 and "2 time points" in p.stdout and "2 channels" in p.stdout,
+      f"info of zarrita's image: {p.stdout.splitlines()[:2]}")
 
 
 # Bad stores: refused naming the file, nothing written.

@@ -5,7 +5,8 @@ Debian's zarr-python, Zarr v3 (NGFF 0.5, sharded or not) with zarrita under node
 $STACKPROC_ZARRITA_DIR or ~/.cache/stackproc/zarrita-VERSION).
 
 As a module: read(store, path="0") -> (numpy array, info), where info has "shape", "chunks" and
-"group" (the group's attributes). As a command:
+"group" (the group's attributes); write(store, data, dimension_names, attributes) makes an
+NGFF 0.5 image of a uint16 array with zarrita (its array "0", a chunk per plane). As a command:
   zarr_read.py same STORE TIFF [PATH]   exit 0 when the array at PATH (default "0") holds the
                                         TIFF's pixels (tifffile), 1 (saying how not) otherwise
   zarr_read.py install                  installs zarrita (tests/run.sh does, before the tests)
@@ -41,7 +42,8 @@ def install():
             shutil.copy(PACKAGE, os.path.join(where, "package.json"))
             subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=where,
                            check=True, timeout=600)
-        shutil.copy(os.path.join(HERE, "zarrita", "read.mjs"), os.path.join(where, "read.mjs"))
+        for script in ("read.mjs", "write.mjs"):
+            shutil.copy(os.path.join(HERE, "zarrita", script), os.path.join(where, script))
     return where
 
 
@@ -61,6 +63,19 @@ def read(store, path="0"):
         info = json.loads(p.stdout.strip().splitlines()[-1])
         dtype = {"uint8": "<u1", "uint16": "<u2", "float32": "<f4"}[info["dtype"]]
         return numpy.fromfile(raw.name, dtype=dtype).reshape(info["shape"]), info
+
+
+def write(store, data, dimension_names, attributes):
+    where = install()
+    with tempfile.NamedTemporaryFile(suffix=".raw") as raw:
+        numpy.ascontiguousarray(data, dtype="<u2").tofile(raw.name)
+        spec = {"shape": list(data.shape), "dimension_names": list(dimension_names),
+                "attributes": attributes}
+        p = subprocess.run(["node", os.path.join(where, "write.mjs"), os.path.abspath(store),
+                            raw.name, json.dumps(spec)], capture_output=True, text=True,
+                           timeout=300)
+        if p.returncode != 0:
+            raise RuntimeError(f"zarrita could not write {store}: {p.stderr.strip()}")
 
 
 def main():

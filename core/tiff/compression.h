@@ -62,7 +62,7 @@ absl::string_view PredictorName(Predictor predictor);
 
 struct WriteOptions;  // tiff_writer.h
 // The --compression grammar: NAME, or NAME:KEY=VALUE[,KEY=VALUE] with the keys level (kCodecs:
-// deflate on zlib's scale, a TIFF's 8/16-bit strips at 1-3 by ISA-L's igzip, at 4-9 by
+// deflate on zlib's scale, a TIFF's 8/16-bit strips at 1-3 by ISA-L's igzip (one level), at 4-9 by
 // libdeflate; lz4's is blosc's clevel) and, for the codecs a predictor applies to, predictor
 // (none or differencing). Level 0 is the codec's default (CompressionLevel).
 // Sets `write`'s compression, compression_level and predictor; InvalidArgument naming what is

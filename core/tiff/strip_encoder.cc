@@ -27,14 +27,14 @@ struct DeflateFree {
   void operator()(libdeflate_compressor* c) const { libdeflate_free_compressor(c); }
 };
 
-// Levels 1-3 through ISA-L's igzip (its levels 1-3): on 12-bit camera-like data 5x libdeflate's
-// level 1 per thread for the same size (docs/benchmarks.md#compression-levels).
-absl::Status Igzip(int level, bool gzip, const uint8_t* data, size_t bytes,
-                   std::vector<uint8_t>& out) {
-  static constexpr size_t kLevelBuffer[] = {0, ISAL_DEF_LVL1_DEFAULT, ISAL_DEF_LVL2_DEFAULT,
-                                            ISAL_DEF_LVL3_DEFAULT};
-  thread_local std::vector<uint8_t> level_buffer;
-  level_buffer.resize(kLevelBuffer[level]);
+// Levels 1-3 through ISA-L's igzip at its level 3, whatever the level asked: its levels 1 and 2
+// (a body in assembly) write other bytes for the same strip now and then from one process to
+// the next (about one process in 17 over 384 strips of 270 KB, never with ASLR off; the same
+// again within a process), where level 3 (a body in C) always writes the same, as fast and a
+// little smaller (tests/bench/deflate_processes.cc). Byte-equal outputs rest on it: a cluster's
+// shards against a whole run, a taken-up stream against an unbroken one.
+absl::Status Igzip(bool gzip, const uint8_t* data, size_t bytes, std::vector<uint8_t>& out) {
+  thread_local std::vector<uint8_t> level_buffer(ISAL_DEF_LVL3_DEFAULT);
   // Stored blocks at worst: 5 bytes per 64 KiB block, the zlib header and trailer.
   out.resize(bytes + (bytes / 65535 + 1) * 5 + 64);  // gzip's header and trailer: 18 bytes
   isal_zstream stream;
@@ -42,7 +42,7 @@ absl::Status Igzip(int level, bool gzip, const uint8_t* data, size_t bytes,
   // Not set by the init: whatever the stack held would size the window (1-15: a smaller one,
   // and other bytes for the same strip). 0 is the full 32 KiB.
   stream.hist_bits = 0;
-  stream.level = static_cast<uint32_t>(level);
+  stream.level = 3;
   stream.level_buf = level_buffer.data();
   stream.level_buf_size = static_cast<uint32_t>(level_buffer.size());
   stream.gzip_flag = gzip ? IGZIP_GZIP : IGZIP_ZLIB;
@@ -62,7 +62,7 @@ absl::Status Igzip(int level, bool gzip, const uint8_t* data, size_t bytes,
 
 absl::Status EncodeDeflate(int level, bool gzip, const uint8_t* data, size_t bytes,
                            std::vector<uint8_t>& out) {
-  if (level <= 3) return Igzip(level, gzip, data, bytes, out);
+  if (level <= 3) return Igzip(gzip, data, bytes, out);
   // One compressor per thread and level: creating one allocates several hundred KiB.
   thread_local std::array<std::unique_ptr<libdeflate_compressor, DeflateFree>, 13> compressors;
   auto& compressor = compressors.at(static_cast<size_t>(level));

@@ -16,8 +16,9 @@
 namespace stackproc::core {
 
 // Deflates `bytes` bytes at `data` into `out` as a zlib stream (or, with `gzip`, a gzip one):
-// levels 1-3 through ISA-L's igzip (its levels 1-3: on 12-bit camera-like data 5x libdeflate's
-// level 1 per thread for the same size), 4-12 through libdeflate. TIFF strips and Zarr chunks.
+// levels 1-3 through ISA-L's igzip at its level 3 (on 12-bit camera-like data 3.5x libdeflate's
+// level 1 per thread for the same size; the same bytes in every process, which igzip's levels 1
+// and 2 do not always write), 4-12 through libdeflate. TIFF strips and Zarr chunks.
 absl::Status EncodeDeflate(int level, bool gzip, const uint8_t* data, size_t bytes,
                            std::vector<uint8_t>& out);
 
@@ -29,7 +30,7 @@ bool CanEncodeStrips(Compression compression, PixelType type);
 // written) into `out`, each row differenced first when `differencing` (Predictor 2). `scratch`
 // is reused between calls (the predictor works on a copy).
 // `level`: WriteOptions::compression_level (0: the codec's default). Deflate at levels 1-3 goes
-// through ISA-L's igzip (its levels 1-3), at 4-9 through libdeflate: a zlib stream either way.
+// through ISA-L's igzip (its level 3), at 4-9 through libdeflate: a zlib stream either way.
 absl::Status EncodeStrip(Compression compression, int level, PixelType type, bool differencing,
                          const uint8_t* src, size_t rows, size_t row_bytes,
                          std::vector<uint8_t>& scratch, std::vector<uint8_t>& out);

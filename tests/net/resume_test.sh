@@ -80,14 +80,12 @@ slow_port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/slow.lo
 
 # A client killed mid-download, taken up by a new process: its record says how many pages its
 # output's temporary file holds; `process --resume JOB` cuts the file back to them and fetches
-# the rest. Compressed (zstd): the pages are appended through libtiff after those kept. (Not
-# deflate: its default level, ISA-L's, once made a page 1 byte longer in another process for the
-# same pixels, which the whole-run comparison cannot tell from a take-up's fault; an open issue
-# of its own, see the stop 40 note. tiff_resume_test covers deflate's take-up in one process.)
-"$build/core/stackproc-local" run --input "$work/big.tif" "${ops[@]}" --compression zstd \
+# the rest. Deflate (the same bytes in every process since stop 41: docs/benchmarks.md): the
+# pages are appended through libtiff after those kept.
+"$build/core/stackproc-local" run --input "$work/big.tif" "${ops[@]}" --compression deflate \
   --output "$work/big-local.tif" >/dev/null 2>&1 || fail "the local run of big.tif"
 STACKPROC_SERVER=127.0.0.1:$slow_port "$build/client/stackproc" process "$work/big.tif" \
-  -o "$work/taken.tif" "${ops[@]}" --compression zstd --wire-compression none >/dev/null 2>&1 &
+  -o "$work/taken.tif" "${ops[@]}" --compression deflate --wire-compression none >/dev/null 2>&1 &
 client_pid=$!
 pages_at_least() { # RECORD N: whether the record says N pages or more are written
   /usr/bin/python3 -c 'import json, sys; sys.exit(json.load(open(sys.argv[1]))["output_pages"] < int(sys.argv[2]))' "$@" 2>/dev/null

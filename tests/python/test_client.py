@@ -287,6 +287,62 @@ def test_process_file_equals_the_cli_job(server, tmp_path):
     assert not [name for name in os.listdir(tmp_path) if ".tmp-" in name]  # none left behind
 
 
+def local_run(tmp_path, src, name, *args):
+    """stackproc-local's output of `src` (tifffile reads it), to compare process_file with."""
+    subprocess.run([LOCAL, "run", "--input", src, "--output", tmp_path / name, *args],
+                   check=True, capture_output=True)
+    with tifffile.TiffFile(tmp_path / name) as tif:
+        return tif.series[0].axes, tif.series[0].asarray()
+
+
+def test_process_file_takes_rgb_and_chosen_channels(server, tmp_path):
+    rng = np.random.default_rng(4)
+    rgb = rng.integers(0, 256, (4, 30, 40, 3)).astype(np.uint8)  # z, y, x, samples
+    tifffile.imwrite(tmp_path / "chunky.tif", rgb, photometric="rgb")
+    tifffile.imwrite(tmp_path / "planar.tif", rgb.transpose(0, 3, 1, 2), photometric="rgb",
+                     planarconfig="separate")
+    two = rng.integers(0, 4000, (2, 5, 30, 40)).astype(np.uint16)  # c, z, y, x
+    tifffile.imwrite(tmp_path / "two.ome.tif", two, ome=True, metadata={
+        "axes": "CZYX", "PhysicalSizeZ": 2.5, "Channel": {"Name": ["DAPI", "GFP"]}})
+    with stackproc.Client(server.target) as client:
+        for name in ("chunky.tif", "planar.tif"):
+            out = client.process_file(tmp_path / name, tmp_path / f"out-{name}", "invert")
+            with tifffile.TiffFile(out) as tif:
+                axes, got = tif.series[0].axes, tif.series[0].asarray()
+                luts = tif.imagej_metadata["LUTs"]
+            # the samples as channels, each inverted; as stackproc-local reads the file
+            assert axes == "ZCYX" and np.array_equal(got, 255 - rgb.transpose(0, 3, 1, 2)), name
+            ref_axes, ref = local_run(tmp_path, tmp_path / name, f"ref-{name}", "--op", "invert")
+            assert axes == ref_axes and np.array_equal(got, ref), name
+            assert [tuple(lut[:, -1]) for lut in luts] == [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+        # chosen channels, in the order asked: RGB's samples, an OME-TIFF's channels
+        out = client.process_file(tmp_path / "chunky.tif", tmp_path / "bg.tif", "invert",
+                                  channels="2+1")
+        assert np.array_equal(tifffile.imread(out), 255 - rgb[..., [2, 1]].transpose(0, 3, 1, 2))
+        out = client.process_file(tmp_path / "two.ome.tif", tmp_path / "gfp.tif", "invert",
+                                  channels=[1])
+        with tifffile.TiffFile(out) as tif:
+            got, spacing = tif.asarray(), tif.imagej_metadata["spacing"]
+        assert np.array_equal(got, 65535 - two[1]) and spacing == 2.5
+        assert np.array_equal(got, local_run(tmp_path, tmp_path / "two.ome.tif", "ref-gfp.tif",
+                                             "--op", "invert", "--channels", "1")[1])
+        # an ImageJ hyperstack (its planes c fastest, then z, then t): one channel of it
+        hyper = rng.integers(0, 4000, (2, 3, 2, 30, 40)).astype(np.uint16)  # t, z, c, y, x
+        tifffile.imwrite(tmp_path / "hyper.tif", hyper, imagej=True, metadata={"axes": "TZCYX"})
+        out = client.process_file(tmp_path / "hyper.tif", tmp_path / "c0.tif", "invert",
+                                  channels="0")
+        with tifffile.TiffFile(out) as tif:
+            axes, got = tif.series[0].axes, tif.series[0].asarray()
+        assert axes == "TZYX" and np.array_equal(got, 65535 - hyper[:, :, 0])
+        ref_axes, ref = local_run(tmp_path, tmp_path / "hyper.tif", "ref-c0.tif", "--op", "invert",
+                                  "--channels", "0")
+        assert axes == ref_axes and np.array_equal(got, ref)
+        with pytest.raises(stackproc.InvalidArgument, match="no channel 2"):
+            client.process_file(tmp_path / "two.ome.tif", tmp_path / "no.tif", "invert",
+                                channels=[2])
+    assert not os.path.exists(tmp_path / "no.tif")
+
+
 def test_submit_to_a_file_and_in_memory(server):
     a = stack((4, 80, 60), "uint8")
     write_tiff(server.root / "in.tif", a)

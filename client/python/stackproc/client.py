@@ -286,15 +286,20 @@ class Client:
         return streaming.wire_codec(self, name)
 
     def process_file(self, input_path, output_path, ops, *, compression=None, overwrite=False,
-                     progress=False, wire_compression="auto"):
+                     progress=False, wire_compression="auto", channels=None):
         """Streams a local TIFF stack through the server into a local TIFF, as `stackproc
         process` does (its metadata carried over): returns the output's path. The output is
         written under a temporary name and renamed when complete; an existing one is replaced
         only with overwrite=True. compression: None/"none" or "deflate[:level=N]" (tifffile
-        writes it; the CLI writes every codec). wire_compression: as process's."""
+        writes it; the CLI writes every codec). wire_compression: as process's. An RGB(A) file's
+        samples are channels (red, green, blue), as for the CLI. channels ([2, 0] or "2+0"):
+        only those channels, in that order (of the channels tifffile finds, or the samples).
+        Either way the output is an ImageJ hyperstack with the channels' names and colours and
+        the input's z step, the rest of the input's description left behind."""
         from stackproc import tiff_files
         return tiff_files.process_file(self, input_path, output_path, ops, compression,
-                                       overwrite, progress, wire_compression)
+                                       overwrite, progress, wire_compression,
+                                       _channel_list(channels))
 
 
 def _lead_axes(ndim, axes):

@@ -102,13 +102,16 @@ class Metadata:
     pixel_size: (y, x) in `unit` per pixel; spacing: z step in `unit`; description: the
     ImageJ or OME-XML text as the TIFF holds it (made from the fields above when empty);
     resolution_unit: the TIFF's (1 none, as ImageJ writes with a unit in the description;
-    2 inch; 3 centimetre).
+    2 inch; 3 centimetre); channels: each channel's name and display settings where the stack
+    has them, a dict of "name", "rgba" (0xRRGGBBAA) and "window" ((start, end) in pixel
+    values) each, or None.
     """
     pixel_size: tuple = None
     spacing: float = None
     unit: str = None
     description: str = ""
     resolution_unit: int = 1
+    channels: list = None
 
     def to_proto(self, header, depth, z_stack=True):
         """Fills the description and resolution fields of a StreamHeader (of `depth` planes:
@@ -125,6 +128,12 @@ class Metadata:
         if self.pixel_size:
             header.y_resolution, header.x_resolution = (1.0 / s for s in self.pixel_size)
             header.resolution_unit = self.resolution_unit
+        for channel in self.channels or []:
+            info = header.dimensions.channel_info.add(name=channel.get("name", ""))
+            if channel.get("rgba") is not None:
+                info.rgba = channel["rgba"]
+            if channel.get("window") is not None:
+                info.window_start, info.window_end = channel["window"]
 
     @classmethod
     def from_proto(cls, header):
@@ -134,8 +143,16 @@ class Metadata:
         if header.x_resolution > 0 and header.y_resolution > 0:
             pixel_size = (1.0 / header.y_resolution, 1.0 / header.x_resolution)
         spacing = float(fields["spacing"]) if "spacing" in fields else None
+        channels = []
+        for info in header.dimensions.channel_info:
+            channel = {"name": info.name}
+            if info.HasField("rgba"):
+                channel["rgba"] = info.rgba
+            if info.HasField("window_start") and info.HasField("window_end"):
+                channel["window"] = (info.window_start, info.window_end)
+            channels.append(channel)
         return cls(pixel_size, spacing, fields.get("unit"), header.description,
-                   header.resolution_unit or 1)
+                   header.resolution_unit or 1, channels or None)
 
 
 @dataclasses.dataclass

@@ -19,23 +19,120 @@ def _tifffile():
     return tifffile
 
 
-def _input(path):
-    """(TiffFile, its pages, shape, dtype, raw StreamHeader metadata) of a local stack."""
-    tif = _tifffile().TiffFile(path)
-    pages = tif.pages
-    first = pages[0]
-    if len(first.shape) != 2:
-        tif.close()
-        raise errors.InvalidArgument(f"{path}: pages of shape {first.shape}; one sample per "
-                                     "pixel (2-D pages) is what stackproc reads")
-    meta = {"description": first.description or ""}
-    tags = first.tags
-    if "XResolution" in tags and "YResolution" in tags:
-        (xn, xd), (yn, yd) = tags["XResolution"].value, tags["YResolution"].value
-        meta.update(x_resolution=xn / xd if xd else 0, y_resolution=yn / yd if yd else 0,
-                    resolution_unit=int(tags["ResolutionUnit"].value)
-                    if "ResolutionUnit" in tags else 2)
-    return tif, pages, (len(pages),) + first.shape, first.dtype, meta
+# tifffile's series axes for a stack's pages (before y, x and samples), as the API names them.
+_PAGE_AXES = {"T": "t", "C": "c", "Z": "z", "Q": "z", "I": "z"}
+_RGB = (("red", 0xFF0000FF), ("green", 0x00FF00FF), ("blue", 0x0000FFFF))
+
+
+class _Input:
+    """A local TIFF stack as process_file sends it. Its pages one plane each, their description
+    saying what they are (dims None: the server reads it), when they are one sample a pixel and
+    no channels are chosen. Otherwise planes in ImageJ's order (channel fastest, then z, then
+    t) and `dims` for the StreamHeader: the samples of an RGB(A) file are its channels (named
+    and coloured as stackproc-local names them), and `channels` chooses among those or among
+    the channels tifffile's series finds."""
+
+    def __init__(self, path, channels):
+        self.tif = _tifffile().TiffFile(path)
+        try:
+            self._read(path, channels)
+        except BaseException:
+            self.tif.close()
+            raise
+
+    def _read(self, path, channels):
+        pages = self.tif.pages
+        first = pages[0]
+        self.dtype, self.dims = first.dtype, None
+        self.meta = {"description": first.description or ""}
+        tags = first.tags
+        if "XResolution" in tags and "YResolution" in tags:
+            (xn, xd), (yn, yd) = tags["XResolution"].value, tags["YResolution"].value
+            self.meta.update(x_resolution=xn / xd if xd else 0, y_resolution=yn / yd if yd else 0,
+                             resolution_unit=int(tags["ResolutionUnit"].value)
+                             if "ResolutionUnit" in tags else 2)
+        samples = first.samplesperpixel
+        height, width = first.imagelength, first.imagewidth
+        if samples == 1 and not channels:
+            self.shape = (len(pages), height, width)
+            self.plane = lambda p: pages[p].asarray()
+            return
+        series = self.tif.series[0]
+        lead = [a for a in series.axes if a not in "YXS"]
+        size = dict(zip(series.axes, series.shape))
+        names = [_PAGE_AXES.get(a) for a in lead]
+        lead_shape = tuple(size[a] for a in lead)
+        if None in names or len(set(names)) != len(names) or \
+                int(np.prod(lead_shape)) != len(pages):
+            raise errors.InvalidArgument(
+                f"{path}: tifffile reads its {len(pages)} pages as {series.axes} "
+                f"{series.shape}: not planes of time points, channels and z-slices")
+        sizes = dict(zip(names, lead_shape))
+        if samples > 1 and sizes.get("c", 1) > 1:
+            raise errors.InvalidArgument(f"{path}: pages of {samples} samples in "
+                                         f"{sizes['c']} channels; `stackproc process` reads it")
+        count = samples if samples > 1 else sizes.get("c", 1)
+        chosen = list(channels) if channels else list(range(count))
+        for c in chosen:
+            if not 0 <= c < count:
+                raise errors.InvalidArgument(f"{path}: no channel {c}: it has {count} "
+                                             "(numbered from 0)")
+        if len(set(chosen)) != len(chosen):
+            raise errors.InvalidArgument(f"channels {chosen}: each once")
+        times, slices, n = sizes.get("t", 1), sizes.get("z", 1), len(chosen)
+        planar = samples > 1 and first.planarconfig == 2
+
+        def plane(p):
+            t, z, c = p // (slices * n), p // n % slices, chosen[p % n]
+            at = {"t": t, "c": 0 if samples > 1 else c, "z": z}
+            page = pages[int(np.ravel_multi_index([at[a] for a in names], lead_shape))
+                         if names else 0].asarray()
+            if samples == 1:
+                return page
+            return page[c] if planar else page[..., c]
+
+        self.shape, self.plane = (times * n * slices, height, width), plane
+        self.dims = {"times": times, "channels": n, "order": "CZT",
+                     "info": [self._channel(c, samples, first) for c in chosen]}
+
+    def _channel(self, c, samples, first):
+        """Channel c's name and colour: an RGB sample's, or the OME-XML's name."""
+        if samples > 1:
+            if first.photometric == 2 and c < 3:
+                return {"name": _RGB[c][0], "rgba": _RGB[c][1]}
+            return {}
+        names = re.findall(r'<(?:\w+:)?Channel\b[^>]*?\bName="([^"]*)"',
+                           self.tif.ome_metadata or "")
+        return {"name": html.unescape(names[c])} if c < len(names) else {}
+
+    def hyperstack_description(self):
+        """The ImageJ hyperstack description of the planes as sent (stackproc-local's for
+        them: core/stack/metadata.cc DefaultDescription), with the input's z step."""
+        planes, times, channels = self.shape[0], self.dims["times"], self.dims["channels"]
+        lines = ["ImageJ=1.11a", f"images={planes}"]
+        lines += [f"channels={channels}"] if channels > 1 else []
+        lines += [f"slices={planes // (times * channels)}"]
+        lines += [f"frames={times}"] if times > 1 else []
+        if times * channels > 1:
+            lines += ["hyperstack=true", f"mode={'composite' if channels > 1 else 'grayscale'}"]
+        lines += ["loop=false"]
+        spacing, unit = self._z_step()
+        lines += [f"spacing={spacing}"] if spacing else []
+        lines += [f"unit={unit}"] if spacing and unit else []
+        return "\n".join(lines) + "\n"
+
+    def _z_step(self):
+        """(spacing, unit) of the z-slices, from ImageJ's description or OME-XML."""
+        ij = self.tif.imagej_metadata or {}
+        if "spacing" in ij:
+            return ij["spacing"], ij.get("unit")
+        pixels = re.search(r"<(?:\w+:)?Pixels\b[^>]*>", self.tif.ome_metadata or "")
+        size = pixels and re.search(r'\bPhysicalSizeZ="([^"]+)"', pixels.group(0))
+        if not size:
+            return None, None
+        unit = re.search(r'\bPhysicalSizeZUnit="([^"]+)"', pixels.group(0))
+        unit = html.unescape(unit.group(1)) if unit else "\u00b5m"
+        return float(size.group(1)), "micron" if unit == "\u00b5m" else unit
 
 
 def _recording_codec(description, compression_text):
@@ -87,6 +184,8 @@ class _TiffSink:
         if z == 0:  # the stack's description and resolution go on its first page
             extra["description"] = _recording_codec(self.meta.description or "",
                                                     self.compression_text) or None
+            if self.meta.description.startswith("ImageJ="):
+                extra["extratags"] = _imagej_channels(self.meta.channels)
             if self.meta.pixel_size:
                 extra["resolution"] = (1 / self.meta.pixel_size[1], 1 / self.meta.pixel_size[0])
                 extra["resolutionunit"] = self.meta.resolution_unit
@@ -97,6 +196,23 @@ class _TiffSink:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+def _imagej_channels(channels):
+    """The IJMetadata tags of an ImageJ hyperstack's channel colours (a table from black to the
+    colour, grey for a channel without one) and windows (when every channel has one), as
+    stackproc-local writes them (core/tiff/imagej_metadata.cc); none when there is neither."""
+    channels = channels or []
+    coloured = any(c.get("rgba") is not None for c in channels)
+    windowed = bool(channels) and all(c.get("window") is not None for c in channels)
+    metadata = {}
+    if windowed:
+        metadata["Ranges"] = tuple(v for c in channels for v in c["window"])
+    if coloured:
+        ramp = np.arange(256, dtype=np.uint32)
+        metadata["LUTs"] = [np.stack([ramp * ((c.get("rgba", 0xFFFFFFFF) >> s) & 0xFF) // 255
+                                      for s in (24, 16, 8)]).astype(np.uint8) for c in channels]
+    return list(_tifffile().imagej_metadata_tag(metadata, "<")) if metadata else []
 
 
 def _codec(text):
@@ -115,7 +231,7 @@ def _codec(text):
 
 
 def process_file(client, input_path, output_path, ops, compression_text, overwrite, progress,
-                 wire_compression):
+                 wire_compression, channels=None):
     output_path = os.fspath(output_path)
     if not output_path.lower().endswith((".tif", ".tiff")):
         raise errors.InvalidArgument(f"{output_path}: process_file writes TIFF (NAME.tif); "
@@ -123,21 +239,28 @@ def process_file(client, input_path, output_path, ops, compression_text, overwri
     if os.path.lexists(output_path) and not overwrite:
         raise errors.AlreadyExists(f"{output_path} exists (pass overwrite=True to replace it)")
     codec = _codec(compression_text)
-    tif, pages, shape, dtype, raw = _input(input_path)
+    stack = _Input(input_path, channels)
+    shape, dtype, raw = stack.shape, stack.dtype, stack.meta
     wire = DTYPES[pixel_type(dtype)]
     folder, name = os.path.split(os.path.abspath(output_path))
     temp = os.path.join(folder, f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     sink = _TiffSink(temp, codec, compression_text)
     try:
-        header = client._header(shape, dtype, ops, Metadata())
-        header.description = raw["description"]
+        channels = None if stack.dims is None else stack.dims["info"]
+        header = client._header(shape, dtype, ops, Metadata(channels=channels))
+        if stack.dims is None:
+            header.description = raw["description"]
+        else:  # the planes as dims say; of the description only the z step is kept
+            header.description = stack.hyperstack_description()
+            d = header.dimensions
+            d.times, d.channels, d.order = stack.dims["times"], stack.dims["channels"], "CZT"
         header.name = os.fspath(input_path)  # the input as the output's record names it
         for key in ("x_resolution", "y_resolution", "resolution_unit"):
             if key in raw:
                 setattr(header, key, raw[key])
 
         def slice_bytes(z):
-            return memoryview(np.ascontiguousarray(pages[z].asarray(), dtype=wire)).cast("B")
+            return memoryview(np.ascontiguousarray(stack.plane(z), dtype=wire)).cast("B")
 
         client._process(header, slice_bytes, sink, progress, wire_compression)
         sink.close()
@@ -148,6 +271,6 @@ def process_file(client, input_path, output_path, ops, compression_text, overwri
             os.unlink(temp)
         raise
     finally:
-        tif.close()
+        stack.tif.close()
     return output_path
 

@@ -1,5 +1,6 @@
 // Client::Process: a local stack file through a streamed job into a local output, written as the
 // results arrive; a TIFF output kept with a resume record, for a later process to take up.
+#include "core/io/plane_map.h"
 #include "core/process/process_file.h"
 
 #include <fcntl.h>
@@ -260,8 +261,10 @@ absl::StatusOr<v1::Job> Client::Process(const ProcessOptions& given) {
   STACKPROC_ASSIGN_OR_RETURN(source.wire_compression, WireCompressionFor(options.wire_compression));
   // The server ran the pipeline; the channels, the codec and the store's layout were chosen
   // here, so the record says so (and `rerun` makes this file).
-  auto record = [&options](core::Provenance& p) {
+  auto record = [&options, &input](core::Provenance& p) {
     p.channels = absl::StrJoin(options.channels, "+");
+    // the input as it is (the server saw the chosen channels only), as a path job records it
+    p.input = core::RecordedInput(p.input.name, core::PlaneMapSource::UnmappedInfo(*input));
     core::RecordWrite(options.output_path, options.write, p);
   };
   if (name.format != core::Format::kTiff) {

@@ -27,8 +27,7 @@ absl::Status RunPlan(const ProcessRequest& request, ProcessPlan& plan, SliceSink
   run.on_progress = request.on_progress;
   run.window_bytes = request.window_bytes;
   if (request.stack_stats) run.stack_stats = &*request.stack_stats;
-  run.provenance =
-      RunProvenance(request, plan.pipeline, PlaneMapSource::UnmappedInfo(*plan.source));
+  run.provenance = RunProvenance(request, plan.pipeline, plan.file);
   SliceSource& source = *plan.source;
   // (A range whose z-neighbourhoods read planes around it streams: held, it would have none.)
   const SourceTraits traits = source.traits();
@@ -92,6 +91,7 @@ absl::StatusOr<ProcessPlan> PlanSource(std::shared_ptr<SliceSource> source,
   STACKPROC_ASSIGN_OR_RETURN(plan.pipeline, RequestPipeline(request));
   plan.source = std::move(source);
   plan.input = plan.source->info();
+  plan.file = PlaneMapSource::UnmappedInfo(*plan.source);
   plan.source_depth = plan.input.shape.depth;
   STACKPROC_ASSIGN_OR_RETURN(
       plan.formats, plan.pipeline.Plan(SliceFormat::Of(plan.input.shape, plan.input.type)));
@@ -145,24 +145,31 @@ absl::StatusOr<ProcessPlan> PlanSource(std::shared_ptr<SliceSource> source,
   return plan;
 }
 
+Provenance::Input RecordedInput(std::string name, const StackInfo& file) {
+  const Dimensions& dims = file.metadata.dims;
+  Provenance::Input in;
+  in.name = std::move(name);
+  in.t = dims.times;
+  in.c = dims.channels;
+  in.z = dims.Slices(file.shape.depth);
+  in.y = file.shape.height;
+  in.x = file.shape.width;
+  in.type = std::string(PixelTypeName(file.type));
+  in.bytes = static_cast<uint64_t>(dims.Whole(file.shape.depth) * in.y * in.x) *
+             BytesPerPixel(file.type);
+  return in;
+}
+
 Provenance RunProvenance(const ProcessRequest& request, const Pipeline& pipeline,
-                         const StackInfo& input) {
+                         const StackInfo& file) {
   Provenance p;
   p.version = std::string(StackprocVersion());
   p.pipeline = pipeline.Resolved();
   p.channels = absl::StrJoin(request.channels, "+");
   if (request.z_range) p.z_range = absl::StrCat(request.z_range->begin, ":", request.z_range->end);
   RecordWrite(request.output_path, request.write, p);
-  const Dimensions& dims = input.metadata.dims;
-  const int64_t planes = dims.Whole(input.shape.depth);
-  p.input.name = request.input_name.empty() ? request.input_path : request.input_name;
-  p.input.t = dims.times;
-  p.input.c = dims.channels;
-  p.input.z = dims.Slices(input.shape.depth);
-  p.input.y = input.shape.height;
-  p.input.x = input.shape.width;
-  p.input.type = std::string(PixelTypeName(input.type));
-  p.input.bytes = static_cast<uint64_t>(planes * p.input.y * p.input.x) * BytesPerPixel(input.type);
+  p.input = RecordedInput(request.input_name.empty() ? request.input_path : request.input_name,
+                          file);
   p.time = ProvenanceTime(request.started.value_or(absl::Now()));
   p.executor = request.executor;
   return p;
@@ -173,8 +180,7 @@ absl::Status CreateOutputStore(const ProcessRequest& request) {
   whole.z_range.reset();
   STACKPROC_ASSIGN_OR_RETURN(ProcessPlan plan, PlanProcess(whole, 1));
   STACKPROC_ASSIGN_OR_RETURN(StackInfo out, OutputInfoOf(plan.input, plan.pipeline));
-  out.metadata.provenance =
-      RunProvenance(whole, plan.pipeline, PlaneMapSource::UnmappedInfo(*plan.source));
+  out.metadata.provenance = RunProvenance(whole, plan.pipeline, plan.file);
   STACKPROC_ASSIGN_OR_RETURN(OutputTarget target,
                              request.output_target
                                  ? absl::StatusOr<OutputTarget>(*request.output_target)
@@ -225,6 +231,7 @@ absl::StatusOr<ProcessPlan> PlanProcess(const ProcessRequest& request, int concu
   }
   STACKPROC_ASSIGN_OR_RETURN(std::shared_ptr<SliceSource> source, OpenRequestInput(request));
   const int64_t source_depth = source->info().shape.depth;
+  StackInfo file = PlaneMapSource::UnmappedInfo(*source);  // before a z-range takes part of it
   if (request.z_range) {
     if (pipeline.NeedsWholeStack() && !request.stack_stats) {
       return absl::InvalidArgumentError(
@@ -235,6 +242,7 @@ absl::StatusOr<ProcessPlan> PlanProcess(const ProcessRequest& request, int concu
   STACKPROC_ASSIGN_OR_RETURN(ProcessPlan plan,
                              PlanSource(std::move(source), request, sink, concurrency));
   plan.source_depth = source_depth;
+  plan.file = std::move(file);
   return plan;
 }
 

@@ -82,6 +82,7 @@ absl::StatusOr<std::shared_ptr<SliceSource>> OpenRequestInput(const ProcessReque
 struct ProcessPlan {
   std::shared_ptr<SliceSource> source;  // open: what was validated is what is read
   StackInfo input;                      // the source's
+  StackInfo file;  // the input as it is: every channel, every z-slice (what a record states)
   int64_t source_depth = 0;             // the input's, before a z-range
   Pipeline pipeline;
   std::vector<SliceFormat> formats;           // Pipeline::Plan of the input's slices
@@ -103,10 +104,12 @@ absl::StatusOr<ProcessPlan> PlanSource(std::shared_ptr<SliceSource> source,
                                        std::optional<SinkTraits> sink, int concurrency);
 
 // What the output of `request` records of it (provenance.h): `pipeline` with every parameter,
-// the request's channels, z-range and write options, `input` as it is (every channel and
-// z-slice, whichever the run reads: PlaneMapSource::UnmappedInfo), when and where it ran.
+// the request's channels, z-range and write options, `file` (the input as it is: every channel
+// and z-slice, whichever the run reads; ProcessPlan::file), when and where it ran.
 Provenance RunProvenance(const ProcessRequest& request, const Pipeline& pipeline,
-                         const StackInfo& input);
+                         const StackInfo& file);
+// A record's input: `name`, and the shape, type and size of `file`, the input as it is.
+Provenance::Input RecordedInput(std::string name, const StackInfo& file);
 // Makes the OME-Zarr store of `request`'s whole output (at request.output_target, else its
 // path): its metadata and what made it, no chunks; shards of the job then fill it (fill_store).
 absl::Status CreateOutputStore(const ProcessRequest& request);

@@ -105,17 +105,11 @@ absl::StatusOr<ProcessRequest> RerunRequest(const CliArgs& args) {
   request.executor = ExecutorOfEnvironment();
   // The input must be the one recorded (all of it: the record has the chosen channels apart).
   STACKPROC_ASSIGN_OR_RETURN(std::shared_ptr<SliceSource> input, OpenRequestInput(request));
-  const StackInfo& in = PlaneMapSource::UnmappedInfo(*input);
-  const Dimensions& dims = in.metadata.dims;
-  const Provenance::Input found{request.input_path,
-                                dims.times,
-                                dims.channels,
-                                dims.Slices(in.shape.depth),
-                                in.shape.height,
-                                in.shape.width,
-                                std::string(PixelTypeName(in.type)),
-                                p.input.bytes};
-  if (InputAxes(found) != InputAxes(p.input)) {
+  const Provenance::Input found =
+      RecordedInput(request.input_path, PlaneMapSource::UnmappedInfo(*input));
+  // (Records written before the input was recorded whole state the chosen channels only.)
+  if (InputAxes(found) != InputAxes(p.input) &&
+      InputAxes(RecordedInput(request.input_path, input->info())) != InputAxes(p.input)) {
     return absl::FailedPreconditionError(absl::StrCat(
         request.input_path, " is not the input ", recorded, " records: it has ", InputAxes(found),
         ", the record ", InputAxes(p.input), " (of ", p.input.name, "; --input names another)"));

@@ -116,7 +116,7 @@ absl::Status LocalExecutor::RunStream(Job& job, const JobSnapshot& s, core::RunO
   request.started = s.create_time;
   request.files = &resolver_;  // where its steps' files are (flatfield:flat=)
   STACKPROC_ASSIGN_OR_RETURN(core::Pipeline pipeline, core::RequestPipeline(request));
-  run.provenance = core::RunProvenance(request, pipeline, io.source->info());
+  run.provenance = core::RunProvenance(request, pipeline, io.source->info());  // as uploaded
   return core::Run(*io.source, pipeline, *io.sink, run);
 }
 

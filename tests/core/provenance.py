@@ -149,6 +149,10 @@ recorded("out.zarr", ["--input", "two.ome.tif", "--output", "out.zarr", "--chann
          zarr_record, ["invert"], TWO,  # the input as it is: both channels
          {"channels": "1", "pyramid": 1, "chunks": "2x40x56", "shards": "4x40x56",
           "zarr_format": 3})
+# A shard of a run on chosen channels records the input whole too (its assembly, the whole run's).
+recorded("shard.ome.tif", ["--input", "two.ome.tif", "--output", "shard.ome.tif", "--channels",
+                           "1", "--z-range", "0:2", "--op", "invert"],
+         ome_record, ["invert"], TWO, {"channels": "1", "z_range": "0:2"})
 recorded("out2.zarr", ["--input", "plain.tif", "--output", "out2.zarr", "--zarr-format", "2",
                        "--op", "invert"],
          zarr_record, ["invert"], dict(plain, name="plain.tif"), {"zarr_format": 2})
@@ -171,6 +175,7 @@ check(p.returncode == 0 and "no record" in p.stdout, "info of a file stackproc d
 os.mkdir("again")
 for out, name, differ in (("out.ome.tif", "out.ome.tif", "time"), ("out.tif", "out.tif", "time"),
                           ("shaped_out.tif", "shaped_out.tif", "time"),
+                          ("shard.ome.tif", "shard.ome.tif", "time"),
                           ("out.zarr", "out.zarr", "time"), ("out2.zarr", "out2.zarr", "time"),
                           ("planes", "planes/", "time,executor")):
     run("rerun", out, "--output", f"again/{name}")

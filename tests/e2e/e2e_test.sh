@@ -109,6 +109,19 @@ has "$work/data/in.tif (t=1 c=1 z=20 y=128 x=160 uint16" "$made" && has ", stack
   fail "rerun of a streamed output"
 same_output "$work/streamed-zstd.tif" "$work/rerun-zstd.tif" ||
   fail "rerun of a streamed output (zstd, channel 0) differs"
+# Of a stack of channels the record states the input as it is (both channels), as a path job's
+# does, beside the channel chosen; rerun reads that channel of it again.
+/usr/bin/python3 -c 'import numpy, sys, tifffile
+tifffile.imwrite(sys.argv[1], numpy.arange(2 * 3 * 32 * 40, dtype=numpy.uint16).reshape(2, 3, 32, 40),
+                 ome=True, metadata={"axes": "CZYX"})' "$work/data/two.ome.tif"
+"$cli" process "$work/data/two.ome.tif" -o "$work/streamed-c1.tif" --op invert --channels 1 \
+  >/dev/null 2>&1 || fail "process --channels 1 of two channels"
+made=$("$local_tool" info "$work/streamed-c1.tif")
+has "(t=1 c=2 z=3 y=32 x=40 uint16" "$made" || fail "a streamed record of two channels: $made"
+"$local_tool" rerun "$work/streamed-c1.tif" --output "$work/rerun-c1.tif" >/dev/null 2>&1 ||
+  fail "rerun of a streamed output of channel 1"
+same_output "$work/streamed-c1.tif" "$work/rerun-c1.tif" ||
+  fail "rerun of a streamed output (channel 1 of 2) differs"
 has 'upload from 127.0.0.1 -> streamed back' "$("$cli" list)" || fail "streamed job not listed: $("$cli" list)"
 if err=$("$cli" process "$work/data/in.tif" -o "$work/streamed.tif" --op invert 2>&1); then
   fail "process overwrote an existing file"

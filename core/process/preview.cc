@@ -191,7 +191,7 @@ std::string RawPreviewLayout(const Preview& preview) {
     parts.push_back(absl::StrCat(preview.labels[i], ": ", a.depth(), "x", a.shape().height, "x",
                                  a.shape().width, " ", PixelTypeName(a.pixel_type())));
   }
-  return absl::StrCat("slices ", absl::StrJoin(preview.where, ", "),
+  return absl::StrCat("slices (", absl::StrJoin(preview.where, ", "), ")",
                       ", each variant's in turn, little-endian: ", absl::StrJoin(parts, "; "));
 }
 

@@ -215,7 +215,7 @@ check(p.returncode == 0 and "9 z, 70x50 uint16" in p.stdout,
       f"info of an NGFF 0.5 image: {p.stdout.splitlines()[:1]}")
 
 # An NGFF 0.5 image of t, c, z, y, x with omero's channels, written by zarrita: read as 2 time
-# points of 2 channels, their names and colours carried into the OME-TIFF (tifffile reads it).
+# points of 2 channels, their names and the z step carried into the OME-TIFF (tifffile reads it).
 tcz = rng.integers(0, 4000, (2, 2, 3, 30, 40)).astype(np.uint16)
 zarr_read.write(f"{TMP}/tcz.ome.zarr", tcz, "tczyx", {"ome": {
     "version": "0.5",

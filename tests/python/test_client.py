@@ -334,6 +334,20 @@ def test_process_file_takes_rgb_and_chosen_channels(server, tmp_path):
         with tifffile.TiffFile(out) as tif:
             axes, got = tif.series[0].axes, tif.series[0].asarray()
         assert axes == "TZYX" and np.array_equal(got, 65535 - hyper[:, :, 0])
+        # an ImageJ hyperstack's colours and windows (its LUTs and Ranges) go through, all
+        # channels or one
+        ramp = np.arange(256, dtype=np.uint8)
+        luts = [np.stack([ramp * 0, ramp, ramp * 0]), np.stack([ramp, ramp * 0, ramp])]
+        tifffile.imwrite(tmp_path / "luts.tif", hyper, imagej=True, metadata={
+            "axes": "TZCYX", "LUTs": luts, "Ranges": (10.0, 900.0, 20.0, 1800.0)})
+        for channels, want in ((None, [0, 1]), ("1", [1])):
+            out = client.process_file(tmp_path / "luts.tif", tmp_path / f"luts-{channels}.tif",
+                                      "invert", channels=channels, overwrite=True)
+            with tifffile.TiffFile(out) as tif:
+                ij = tif.imagej_metadata
+            got_luts = np.reshape(ij["LUTs"], (-1, 3, 256))  # one channel's: one table
+            assert got_luts.tolist() == [luts[c].tolist() for c in want]
+            assert list(ij["Ranges"]) == [v for c in want for v in ((10.0, 900.0), (20.0, 1800.0))[c]]
         ref_axes, ref = local_run(tmp_path, tmp_path / "hyper.tif", "ref-c0.tif", "--op", "invert",
                                   "--channels", "0")
         assert axes == ref_axes and np.array_equal(got, ref)

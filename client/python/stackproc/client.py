@@ -181,7 +181,8 @@ class Client:
         """The pipeline on a few slices of `input` (under the data root; only those are read):
         a Preview with .z, .before (the slices, or their `roi` (x, y, width, height)),
         .after ((variants, n, y, x): one array, or a list of arrays when a sweep gives the
-        variants other sizes or types), .labels and .notes. `slices`: the z to show, else
+        variants other sizes or types), .labels, .notes and .places (each slice's (t, c, z)
+        in the input). `slices`: the z to show, else
         `count` (3) evenly spaced. A text op may sweep a parameter: "clahe:clip=1,2,4" makes
         three variants. `channels` ([2, 0] or "2+0"): only those, as for submit; slices then
         number the chosen channels' planes."""

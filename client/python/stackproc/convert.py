@@ -196,4 +196,4 @@ class Preview:
     after: np.ndarray
     labels: list
     notes: list
-    places: list
+    places: list = dataclasses.field(default_factory=list)

@@ -53,6 +53,7 @@ class _Input:
                              if "ResolutionUnit" in tags else 2)
         samples = first.samplesperpixel
         height, width = first.imagelength, first.imagewidth
+        self.imagej = _imagej_channels_of(self.tif.imagej_metadata or {})
         if samples == 1 and not channels:
             self.shape = (len(pages), height, width)
             self.plane = lambda p: pages[p].asarray()
@@ -96,14 +97,18 @@ class _Input:
                      "info": [self._channel(c, samples, first) for c in chosen]}
 
     def _channel(self, c, samples, first):
-        """Channel c's name and colour: an RGB sample's, or the OME-XML's name."""
+        """Channel c's name and colour: an RGB sample's, or the OME-XML's name, or ImageJ's
+        colour and window."""
         if samples > 1:
             if first.photometric == 2 and c < 3:
                 return {"name": _RGB[c][0], "rgba": _RGB[c][1]}
             return {}
         names = re.findall(r'<(?:\w+:)?Channel\b[^>]*?\bName="([^"]*)"',
                            self.tif.ome_metadata or "")
-        return {"name": html.unescape(names[c])} if c < len(names) else {}
+        channel = dict(self.imagej[c]) if c < len(self.imagej) else {}
+        if c < len(names):
+            channel["name"] = html.unescape(names[c])
+        return channel
 
     def hyperstack_description(self):
         """The ImageJ hyperstack description of the planes as sent (stackproc-local's for
@@ -198,6 +203,26 @@ class _TiffSink:
             self.writer = None
 
 
+def _imagej_channels_of(ij):
+    """Each channel's colour (a lookup table's brightest entry when it ramps up from black) and
+    window from an ImageJ file's LUTs and Ranges, as stackproc-local reads them
+    (core/tiff/imagej_metadata.cc); [] when it has neither for every channel."""
+    count = int(ij.get("channels", 1))
+    luts, ranges = ij.get("LUTs") or [], list(ij.get("Ranges") or [])
+    by_colour, by_range = len(luts) == count, len(ranges) == 2 * count
+    channels = [{} for _ in range(count)] if by_colour or by_range else []
+    for c, channel in enumerate(channels):
+        lut = np.asarray(luts[c]) if by_colour else None
+        if lut is not None and lut.shape == (3, 256) and not lut[:, 0].any() and \
+                (np.diff(lut.astype(int), axis=1) >= 0).all() and lut[:, 255].any():
+            r, g, b = (int(v) for v in lut[:, 255])
+            channel["rgba"] = r << 24 | g << 16 | b << 8 | 0xFF
+        if by_range and np.isfinite(ranges[2 * c:2 * c + 2]).all() and \
+                ranges[2 * c] <= ranges[2 * c + 1]:
+            channel["window"] = (float(ranges[2 * c]), float(ranges[2 * c + 1]))
+    return channels
+
+
 def _imagej_channels(channels):
     """The IJMetadata tags of an ImageJ hyperstack's channel colours (a table from black to the
     colour, grey for a channel without one) and windows (when every channel has one), as
@@ -246,7 +271,8 @@ def process_file(client, input_path, output_path, ops, compression_text, overwri
     temp = os.path.join(folder, f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     sink = _TiffSink(temp, codec, compression_text)
     try:
-        channels = None if stack.dims is None else stack.dims["info"]
+        # the channels' names, colours and windows beyond what the description says
+        channels = stack.dims["info"] if stack.dims else stack.imagej
         header = client._header(shape, dtype, ops, Metadata(channels=channels))
         if stack.dims is None:
             header.description = raw["description"]

@@ -12,7 +12,7 @@ const root = zarr.root(new FileSystemStore(store));
 await zarr.create(root, { attributes });
 const chunkShape = shape.map((n, i) => (i < shape.length - 2 ? 1 : n));
 const array = await zarr.create(root.resolve("0"), {
-  shape, chunkShape, dtype: "uint16", dimensionNames: dimension_names,
+  shape, chunkShape, dtype: "uint16", dimensionNames: dimension_names, fillValue: 0,
   codecs: [{ name: "bytes", configuration: { endian: "little" } }],
 });
 const bytes = readFileSync(raw);

@@ -27,12 +27,16 @@ struct DeflateFree {
   void operator()(libdeflate_compressor* c) const { libdeflate_free_compressor(c); }
 };
 
-// Levels 1-3 through ISA-L's igzip at its level 3, whatever the level asked: its levels 1 and 2
-// (a body in assembly) write other bytes for the same strip now and then from one process to
-// the next (about one process in 17 over 384 strips of 270 KB, never with ASLR off; the same
-// again within a process), where level 3 (a body in C) always writes the same, as fast and a
-// little smaller (tests/bench/deflate_processes.cc). Byte-equal outputs rest on it: a cluster's
-// shards against a whole run, a taken-up stream against an unbroken one.
+// Levels 1-3 through ISA-L's igzip at its level 3, whatever the level asked. Its levels 1 and 2
+// share a body in assembly (igzip_icf_body_h1_gr_bt.asm) that, for a stream's first bytes
+// (.write_first_byte), hashes the register holding the isal_zstream's address where it means
+// the input's third byte: that position goes into a hash bucket picked by where the stream
+// lies, so now and then a strip comes out a byte or two otherwise in another process or thread
+// (7 of 100 processes over 384 strips; tests/bench/deflate_processes.cc). Level 3's body has
+// no such path (0 of 300), is as fast and a little smaller. Byte-equal outputs rest on it (a
+// cluster's shards against a whole run, a taken-up stream against an unbroken one) between
+// machines of the same CPU features: igzip picks its code by them, and level 3's AVX-512 code
+// writes other bytes than its AVX2 code.
 absl::Status Igzip(bool gzip, const uint8_t* data, size_t bytes, std::vector<uint8_t>& out) {
   thread_local std::vector<uint8_t> level_buffer(ISAL_DEF_LVL3_DEFAULT);
   // Stored blocks at worst: 5 bytes per 64 KiB block, the zlib header and trailer.

@@ -17,8 +17,9 @@ namespace stackproc::core {
 
 // Deflates `bytes` bytes at `data` into `out` as a zlib stream (or, with `gzip`, a gzip one):
 // levels 1-3 through ISA-L's igzip at its level 3 (on 12-bit camera-like data 3.5x libdeflate's
-// level 1 per thread for the same size; the same bytes in every process, which igzip's levels 1
-// and 2 do not always write), 4-12 through libdeflate. TIFF strips and Zarr chunks.
+// level 1 per thread for the same size; the same bytes in every process on machines of the same
+// CPU features, which igzip's levels 1 and 2 do not always write), 4-12 through libdeflate. TIFF
+// strips and Zarr chunks.
 absl::Status EncodeDeflate(int level, bool gzip, const uint8_t* data, size_t bytes,
                            std::vector<uint8_t>& out);
 

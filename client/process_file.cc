@@ -1,6 +1,5 @@
 // Client::Process: a local stack file through a streamed job into a local output, written as the
 // results arrive; a TIFF output kept with a resume record, for a later process to take up.
-#include "core/io/plane_map.h"
 #include "core/process/process_file.h"
 
 #include <fcntl.h>
@@ -19,6 +18,7 @@
 #include "client/resume_record.h"
 #include "core/base/status_macros.h"
 #include "core/io/formats.h"
+#include "core/io/plane_map.h"
 #include "proto/wire.h"
 
 namespace stackproc::client {

@@ -82,7 +82,9 @@ absl::StatusOr<std::shared_ptr<SliceSource>> OpenRequestInput(const ProcessReque
 struct ProcessPlan {
   std::shared_ptr<SliceSource> source;  // open: what was validated is what is read
   StackInfo input;                      // the source's
-  StackInfo file;  // the input as it is: every channel, every z-slice (what a record states)
+  // The input as it is, every channel (what a record states): PlanProcess's before its z-range;
+  // PlanSource's is what `source` reads from.
+  StackInfo file;
   int64_t source_depth = 0;             // the input's, before a z-range
   Pipeline pipeline;
   std::vector<SliceFormat> formats;           // Pipeline::Plan of the input's slices

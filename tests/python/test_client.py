@@ -303,7 +303,8 @@ def test_process_file_takes_rgb_and_chosen_channels(server, tmp_path):
                      planarconfig="separate")
     two = rng.integers(0, 4000, (2, 5, 30, 40)).astype(np.uint16)  # c, z, y, x
     tifffile.imwrite(tmp_path / "two.ome.tif", two, ome=True, metadata={
-        "axes": "CZYX", "PhysicalSizeZ": 2.5, "Channel": {"Name": ["DAPI", "GFP"]}})
+        "axes": "CZYX", "PhysicalSizeZ": 2.5, "PhysicalSizeX": 0.2, "PhysicalSizeY": 0.2,
+        "Channel": {"Name": ["DAPI", "GFP"], "Color": [65535, 16711935]}})  # blue, green
     with stackproc.Client(server.target) as client:
         for name in ("chunky.tif", "planar.tif"):
             out = client.process_file(tmp_path / name, tmp_path / f"out-{name}", "invert")
@@ -322,8 +323,20 @@ def test_process_file_takes_rgb_and_chosen_channels(server, tmp_path):
         out = client.process_file(tmp_path / "two.ome.tif", tmp_path / "gfp.tif", "invert",
                                   channels=[1])
         with tifffile.TiffFile(out) as tif:
-            got, spacing = tif.asarray(), tif.imagej_metadata["spacing"]
-        assert np.array_equal(got, 65535 - two[1]) and spacing == 2.5
+            got, ij = tif.asarray(), tif.imagej_metadata
+            x_resolution = tif.pages[0].tags["XResolution"].value
+        # the z step, the pixel size (5 a micron) and GFP's colour, kept
+        assert np.array_equal(got, 65535 - two[1]) and ij["spacing"] == 2.5
+        assert ij["unit"] == "micron" and x_resolution[0] / x_resolution[1] == pytest.approx(5)
+        assert np.reshape(ij["LUTs"], (3, 256))[:, -1].tolist() == [0, 255, 0]
+        # what made it: the file's two channels and the one chosen, as stackproc-local's record;
+        # rerun makes the same pixels from the file
+        made = json.loads(ij["stackproc"])
+        assert made["channels"] == "1" and made["input"]["shape"]["c"] == 2
+        assert made["input"]["bytes"] == two.nbytes
+        subprocess.run([LOCAL, "rerun", out, "--output", tmp_path / "again-gfp.tif"], check=True,
+                       capture_output=True)
+        assert np.array_equal(tifffile.imread(tmp_path / "again-gfp.tif"), got)
         assert np.array_equal(got, local_run(tmp_path, tmp_path / "two.ome.tif", "ref-gfp.tif",
                                              "--op", "invert", "--channels", "1")[1])
         # an ImageJ hyperstack (its planes c fastest, then z, then t): one channel of it
@@ -347,6 +360,10 @@ def test_process_file_takes_rgb_and_chosen_channels(server, tmp_path):
                 ij = tif.imagej_metadata
             got_luts = np.reshape(ij["LUTs"], (-1, 3, 256))  # one channel's: one table
             assert got_luts.tolist() == [luts[c].tolist() for c in want]
+        # a file of one channel with a colour (as that output) goes through again, colour kept
+        out = client.process_file(tmp_path / "luts-1.tif", tmp_path / "again.tif", "invert")
+        with tifffile.TiffFile(out) as tif:
+            assert np.reshape(tif.imagej_metadata["LUTs"], (3, 256)).tolist() == luts[1].tolist()
             assert list(ij["Ranges"]) == [v for c in want for v in ((10.0, 900.0), (20.0, 1800.0))[c]]
         ref_axes, ref = local_run(tmp_path, tmp_path / "hyper.tif", "ref-c0.tif", "--op", "invert",
                                   "--channels", "0")

@@ -255,6 +255,9 @@ class Client:
         sizes = dict(zip(lead, array.shape[:len(lead)]))
         times, channels, depth = sizes.get("t", 1), sizes.get("c", 1), sizes["z"]
         planes = times * channels * depth
+        if metadata is not None and metadata.channels and len(metadata.channels) != channels:
+            raise ValueError(f"metadata.channels has {len(metadata.channels)} entries for an "
+                             f"array of {channels} channels")
         wire = DTYPES[pixel_type(array.dtype)]
 
         def index(p):  # plane p's index in (t, c, z) arrays of `lead`'s axes
@@ -295,8 +298,9 @@ class Client:
         writes it; the CLI writes every codec). wire_compression: as process's. An RGB(A) file's
         samples are channels (red, green, blue), as for the CLI. channels ([2, 0] or "2+0"):
         only those channels, in that order (of the channels tifffile finds, or the samples).
-        Either way the output is an ImageJ hyperstack with the channels' names and colours and
-        the input's z step, the rest of the input's description left behind."""
+        Either way the output is an ImageJ hyperstack with the input's calibration and its
+        channels' colours and display windows; their names and the rest of the input's
+        description stay behind (`stackproc process` keeps them)."""
         from stackproc import tiff_files
         return tiff_files.process_file(self, input_path, output_path, ops, compression,
                                        overwrite, progress, wire_compression,

@@ -79,22 +79,34 @@ class _Input:
                 raise errors.InvalidArgument(f"{path}: no channel {c}: it has {count} "
                                              "(numbered from 0)")
         if len(set(chosen)) != len(chosen):
-            raise errors.InvalidArgument(f"channels {chosen}: each once")
+            raise errors.InvalidArgument(f"{path}: channels {chosen}: each once")
         times, slices, n = sizes.get("t", 1), sizes.get("z", 1), len(chosen)
         planar = samples > 1 and first.planarconfig == 2
+        in_order = series.pages  # in the order of the series' axes (an OME TiffData's too)
+        last = [None, None]  # the page decoded last: an RGB page gives a plane per sample
 
         def plane(p):
             t, z, c = p // (slices * n), p // n % slices, chosen[p % n]
             at = {"t": t, "c": 0 if samples > 1 else c, "z": z}
-            page = pages[int(np.ravel_multi_index([at[a] for a in names], lead_shape))
-                         if names else 0].asarray()
+            i = int(np.ravel_multi_index([at[a] for a in names], lead_shape)) if names else 0
+            if last[0] != i:
+                if in_order[i] is None:
+                    raise errors.InvalidArgument(f"{path}: tifffile finds no page {i} of its "
+                                                 "series")
+                last[:] = i, in_order[i].asarray()
+            page = last[1]
             if samples == 1:
                 return page
             return page[c] if planar else page[..., c]
 
         self.shape, self.plane = (times * n * slices, height, width), plane
-        self.dims = {"times": times, "channels": n, "order": "CZT",
-                     "info": [self._channel(c, samples, first) for c in chosen]}
+        self.dims = {"times": times, "channels": n, "order": "CZT", "count": count,
+                     "chosen": chosen, "info": [self._channel(c, samples, first) for c in chosen]}
+        pixels = _ome_pixels(self.tif.ome_metadata)
+        sizes_xy = [pixels.get(k) for k in ("PhysicalSizeY", "PhysicalSizeX")]
+        if all(sizes_xy):  # the description will not say it: the tags do (unit in it)
+            self.meta.update(y_resolution=1 / float(sizes_xy[0]),
+                             x_resolution=1 / float(sizes_xy[1]), resolution_unit=1)
 
     def _channel(self, c, samples, first):
         """Channel c's name and colour: an RGB sample's, or the OME-XML's name, or ImageJ's
@@ -103,11 +115,15 @@ class _Input:
             if first.photometric == 2 and c < 3:
                 return {"name": _RGB[c][0], "rgba": _RGB[c][1]}
             return {}
-        names = re.findall(r'<(?:\w+:)?Channel\b[^>]*?\bName="([^"]*)"',
-                           self.tif.ome_metadata or "")
         channel = dict(self.imagej[c]) if c < len(self.imagej) else {}
-        if c < len(names):
-            channel["name"] = html.unescape(names[c])
+        elements = re.findall(r"<(?:\w+:)?Channel\b[^>]*>", self.tif.ome_metadata or "")
+        if c < len(elements):
+            name = re.search(r'\bName="([^"]*)"', elements[c])
+            colour = re.search(r'\bColor="(-?\d+)"', elements[c])
+            if name:
+                channel["name"] = html.unescape(name.group(1))
+            if colour:
+                channel["rgba"] = int(colour.group(1)) & 0xFFFFFFFF
         return channel
 
     def hyperstack_description(self):
@@ -121,30 +137,52 @@ class _Input:
         if times * channels > 1:
             lines += ["hyperstack=true", f"mode={'composite' if channels > 1 else 'grayscale'}"]
         lines += ["loop=false"]
-        spacing, unit = self._z_step()
+        spacing, unit = self._calibration()
         lines += [f"spacing={spacing}"] if spacing else []
-        lines += [f"unit={unit}"] if spacing and unit else []
+        lines += [f"unit={unit}"] if unit else []
         return "\n".join(lines) + "\n"
 
-    def _z_step(self):
-        """(spacing, unit) of the z-slices, from ImageJ's description or OME-XML."""
+    def _calibration(self):
+        """(z step, unit) from ImageJ's description or OME-XML (either may be None)."""
         ij = self.tif.imagej_metadata or {}
-        if "spacing" in ij:
-            return ij["spacing"], ij.get("unit")
-        pixels = re.search(r"<(?:\w+:)?Pixels\b[^>]*>", self.tif.ome_metadata or "")
-        size = pixels and re.search(r'\bPhysicalSizeZ="([^"]+)"', pixels.group(0))
-        if not size:
-            return None, None
-        unit = re.search(r'\bPhysicalSizeZUnit="([^"]+)"', pixels.group(0))
-        unit = html.unescape(unit.group(1)) if unit else "\u00b5m"
-        return float(size.group(1)), "micron" if unit == "\u00b5m" else unit
+        if "spacing" in ij or "unit" in ij:
+            return ij.get("spacing"), ij.get("unit")
+        pixels = _ome_pixels(self.tif.ome_metadata)
+        unit = pixels.get("PhysicalSizeZUnit", pixels.get("PhysicalSizeXUnit", "\u00b5m"))
+        unit = "micron" if unit == "\u00b5m" else unit
+        if "PhysicalSizeZ" in pixels:
+            return float(pixels["PhysicalSizeZ"]), unit
+        return None, unit if "PhysicalSizeX" in pixels else None
+
+    def recorded_input(self, record):
+        """The server's record of the job (it saw the planes sent) made the file's: every
+        channel and the channels chosen, as stackproc-local's record of the same run."""
+        if self.dims is None or not self.dims["chosen"] or "input" not in record:
+            return record
+        count, chosen = self.dims["count"], self.dims["chosen"]
+        if chosen != list(range(count)):
+            record["channels"] = "+".join(str(c) for c in chosen)
+        shape = record["input"].get("shape", {})
+        if "c" in shape:
+            shape["c"] = count
+            record["input"]["bytes"] = int(np.prod([shape[a] for a in "tczyx"])) * \
+                self.dtype.itemsize
+        return record
 
 
-def _recording_codec(description, compression_text):
+def _ome_pixels(ome_xml):
+    """The attributes of an OME-XML's (first) Pixels element, HTML entities decoded."""
+    element = re.search(r"<(?:\w+:)?Pixels\b[^>]*>", ome_xml or "")
+    return {k: html.unescape(v) for k, v in
+            re.findall(r'\b(\w+)="([^"]*)"', element.group(0))} if element else {}
+
+
+def _recording_codec(description, compression_text, restate=lambda record: record):
     """`description` with its provenance record (which the server wrote for the job) saying the
     codec this client writes with: the server ran the pipeline, the file's codec is chosen here.
     The record is where stackproc puts it (core/stack/provenance.h): an OME-XML MapAnnotation's
-    M element, tifffile's JSON key, or a "stackproc=" line."""
+    M element, tifffile's JSON key, or a "stackproc=" line; `restate` amends the JSON forms (the
+    input and channels chosen here, which only come with an ImageJ description)."""
     text = compression_text or "default"
     m = re.search(r'(<(?:\w+:)?M K="compression">)[^<]*(</(?:\w+:)?M>)', description)
     if m and 'Namespace="stackproc"' in description:
@@ -157,12 +195,14 @@ def _recording_codec(description, compression_text):
             obj = None
         if isinstance(obj, dict) and isinstance(obj.get("stackproc"), dict):
             obj["stackproc"]["compression"] = text
+            obj["stackproc"] = restate(obj["stackproc"])
             return json.dumps(obj)
     lines = description.split("\n")
     for i, line in enumerate(lines):
         if line.startswith("stackproc="):
             record = json.loads(line[len("stackproc="):])
             record["compression"] = text
+            record = restate(record)
             lines[i] = "stackproc=" + json.dumps(record, separators=(",", ":")).replace(
                 "=", "\\u003d")
     return "\n".join(lines)
@@ -171,9 +211,9 @@ def _recording_codec(description, compression_text):
 class _TiffSink:
     """Result slices appended to a TIFF as they complete (BigTIFF past 4 GB)."""
 
-    def __init__(self, path, codec, compression_text=None):
+    def __init__(self, path, codec, compression_text=None, restate=lambda record: record):
         self.path, self.codec, self.writer = path, codec, None
-        self.compression_text = compression_text
+        self.compression_text, self.restate = compression_text, restate
 
     def begin(self, shape, dtype, metadata):
         big = np.prod(shape, dtype=np.int64) * dtype.itemsize > (4 << 30) - (32 << 20)
@@ -188,7 +228,7 @@ class _TiffSink:
         extra = {}
         if z == 0:  # the stack's description and resolution go on its first page
             extra["description"] = _recording_codec(self.meta.description or "",
-                                                    self.compression_text) or None
+                                                    self.compression_text, self.restate) or None
             if self.meta.description.startswith("ImageJ="):
                 extra["extratags"] = _imagej_channels(self.meta.channels)
             if self.meta.pixel_size:
@@ -208,7 +248,9 @@ def _imagej_channels_of(ij):
     window from an ImageJ file's LUTs and Ranges, as stackproc-local reads them
     (core/tiff/imagej_metadata.cc); [] when it has neither for every channel."""
     count = int(ij.get("channels", 1))
-    luts, ranges = ij.get("LUTs") or [], list(ij.get("Ranges") or [])
+    luts = ij.get("LUTs")  # tifffile gives one channel's table as a bare (3, 256) array
+    luts = [] if luts is None else [luts] if np.ndim(luts) == 2 else list(luts)
+    ranges = list(ij.get("Ranges") or [])
     by_colour, by_range = len(luts) == count, len(ranges) == 2 * count
     channels = [{} for _ in range(count)] if by_colour or by_range else []
     for c, channel in enumerate(channels):
@@ -266,11 +308,11 @@ def process_file(client, input_path, output_path, ops, compression_text, overwri
     codec = _codec(compression_text)
     stack = _Input(input_path, channels)
     shape, dtype, raw = stack.shape, stack.dtype, stack.meta
-    wire = DTYPES[pixel_type(dtype)]
     folder, name = os.path.split(os.path.abspath(output_path))
     temp = os.path.join(folder, f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    sink = _TiffSink(temp, codec, compression_text)
+    sink = _TiffSink(temp, codec, compression_text, stack.recorded_input)
     try:
+        wire = DTYPES[pixel_type(dtype)]
         # the channels' names, colours and windows beyond what the description says
         channels = stack.dims["info"] if stack.dims else stack.imagej
         header = client._header(shape, dtype, ops, Metadata(channels=channels))

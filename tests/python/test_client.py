@@ -374,6 +374,29 @@ def test_process_file_takes_rgb_and_chosen_channels(server, tmp_path):
     assert not os.path.exists(tmp_path / "no.tif")
 
 
+def test_process_file_takes_channels_in_the_order_tiffdata_gives(server, tmp_path):
+    # An OME-TIFF whose IFDs hold (z, c) = (i // 2, i % 2) while its DimensionOrder says z
+    # varies fastest: its TiffData elements map each IFD. Channel 1 is IFDs 1 and 3.
+    rng = np.random.default_rng(6)
+    ifds = rng.integers(0, 4000, (4, 20, 30)).astype(np.uint16)
+    tiffdata = "".join(f'<TiffData IFD="{i}" FirstZ="{i // 2}" FirstC="{i % 2}" FirstT="0" '
+                       'PlaneCount="1"/>' for i in range(4))
+    xml = ('<?xml version="1.0" encoding="UTF-8"?>'
+           '<OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06"><Image ID="Image:0">'
+           '<Pixels ID="Pixels:0" DimensionOrder="XYZCT" Type="uint16" SizeX="30" SizeY="20" '
+           'SizeZ="2" SizeC="2" SizeT="1"><Channel ID="Channel:0:0" SamplesPerPixel="1"/>'
+           '<Channel ID="Channel:0:1" SamplesPerPixel="1"/>' + tiffdata +
+           '</Pixels></Image></OME>')
+    with tifffile.TiffWriter(tmp_path / "reorder.ome.tif") as tif:
+        for i in range(4):
+            tif.write(ifds[i], description=xml if i == 0 else None, metadata=None,
+                      contiguous=False)
+    with stackproc.Client(server.target) as client:
+        out = client.process_file(tmp_path / "reorder.ome.tif", tmp_path / "c1.tif", "invert",
+                                  channels=[1])
+    assert np.array_equal(tifffile.imread(out), 65535 - ifds[[1, 3]])
+
+
 def test_submit_to_a_file_and_in_memory(server):
     a = stack((4, 80, 60), "uint8")
     write_tiff(server.root / "in.tif", a)

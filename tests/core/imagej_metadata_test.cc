@@ -7,6 +7,8 @@
 
 #include <algorithm>
 
+#include "tests/test_util/test_util.h"
+
 namespace stackproc::core {
 namespace {
 
@@ -15,18 +17,7 @@ void ReadImageJChannels(const ImageJMetadata& metadata, bool big_endian, Dimensi
   ApplyImageJChannels(ParseImageJChannels(metadata, big_endian), dims);
 }
 
-Dimensions TwoChannels() {
-  Dimensions dims;
-  dims.channels = 2;
-  dims.channel_info.resize(2);
-  dims.channel_info[0].rgba = 0x00FF00FF;
-  dims.channel_info[0].window_start = 10;
-  dims.channel_info[0].window_end = 900;
-  dims.channel_info[1].rgba = 0xFF00FFFF;
-  dims.channel_info[1].window_start = 20;
-  dims.channel_info[1].window_end = 1800;
-  return dims;
-}
+Dimensions TwoChannels() { return ::stackproc::testing::TwoColouredChannels(); }
 
 TEST(ImageJMetadataTest, ColoursAndWindowsGoThroughImageJsEntries) {
   const std::optional<ImageJMetadata> written = FormatImageJChannels(TwoChannels());

@@ -185,15 +185,8 @@ TEST_F(ServiceTest, ChannelColoursAndWindowsGoThroughAStreamedJob) {
   input.metadata().description =
       "ImageJ=1.11a\nimages=6\nchannels=2\nslices=3\nhyperstack=true\nmode=composite\n";
   core::Dimensions& dims = input.metadata().dims;
-  dims.channels = 2;
+  dims = ::stackproc::testing::TwoColouredChannels();
   dims.order = "CZT";
-  dims.channel_info.resize(2);
-  dims.channel_info[0].rgba = 0x00FF00FF;
-  dims.channel_info[0].window_start = 10;
-  dims.channel_info[0].window_end = 900;
-  dims.channel_info[1].rgba = 0xFF00FFFF;
-  dims.channel_info[1].window_start = 20;
-  dims.channel_info[1].window_end = 1800;
   ASSERT_OK(core::WriteTiff(root_.File("lut.tif"), input));
   const std::vector<std::string> ops = {"invert"};
   ASSERT_OK_AND_ASSIGN(v1::Job path_job, client_->Submit(Request("lut.tif", ops, "path.tif")));

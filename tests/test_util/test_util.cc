@@ -29,6 +29,19 @@ TempDir::~TempDir() {
   fs::remove_all(path_, ec);
 }
 
+core::Dimensions TwoColouredChannels() {
+  core::Dimensions dims;
+  dims.channels = 2;
+  dims.channel_info.resize(2);
+  dims.channel_info[0].rgba = 0x00FF00FF;
+  dims.channel_info[0].window_start = 10;
+  dims.channel_info[0].window_end = 900;
+  dims.channel_info[1].rgba = 0xFF00FFFF;
+  dims.channel_info[1].window_start = 20;
+  dims.channel_info[1].window_end = 1800;
+  return dims;
+}
+
 core::Stack MakeStack(const core::StackShape& shape, core::PixelType type, uint32_t seed) {
   absl::StatusOr<core::Stack> stack = core::MakeSyntheticStack(shape, type, seed);
   if (!stack.ok()) {

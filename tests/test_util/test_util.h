@@ -47,6 +47,10 @@ class FileSizeLimit {
 // A deterministic synthetic stack; aborts the test binary on failure (test setup only).
 core::Stack MakeStack(const core::StackShape& shape, core::PixelType type, uint32_t seed = 1);
 
+// Two channels with colours and display windows (green 10-900, magenta 20-1800), as an
+// ImageJ hyperstack's LUTs and Ranges give them; one z-stack's order otherwise.
+core::Dimensions TwoColouredChannels();
+
 // Operations from their text forms ("gaussian:ksize=5"); aborts on a malformed one.
 std::vector<core::OpSpec> Ops(const std::vector<std::string>& texts);
 
